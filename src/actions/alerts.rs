@@ -1,0 +1,126 @@
+//! The alert outbox. Actions queue alerts and move on; one background task publishes them to
+//! SNS, retrying with backoff. An SNS outage never delays or undoes a claim, and an alert is
+//! dropped only when the daemon stops before it could be delivered (which is logged).
+
+use crate::providers::aws::sns::Sns;
+use crate::telemetry;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub topic_arn: String,
+    pub subject: String,
+    pub message: String,
+}
+
+/// Cheap to clone; every clone feeds the same outbox.
+#[derive(Clone)]
+pub struct Alerter {
+    tx: mpsc::UnboundedSender<Alert>,
+    pending: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+}
+
+/// Backoff between publish attempts: 1 s doubling to at most this.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+impl Alerter {
+    /// Start the outbox. `sns` None means dry run: alerts are logged, not sent.
+    pub fn spawn(
+        sns: Option<Sns>,
+        shutdown: watch::Receiver<bool>,
+    ) -> (Alerter, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let alerter = Alerter {
+            tx,
+            pending: Arc::new(AtomicUsize::new(0)),
+            drained: Arc::new(Notify::new()),
+        };
+        let task = tokio::spawn(deliver(
+            rx,
+            sns,
+            alerter.pending.clone(),
+            alerter.drained.clone(),
+            shutdown,
+        ));
+        (alerter, task)
+    }
+
+    pub fn send(&self, alert: Alert) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        tracing::info!(event = "alert_queued", topic = %alert.topic_arn, subject = %alert.subject);
+        if self.tx.send(alert).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            tracing::error!(event = "alert_dropped", "alert outbox is closed");
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Wait until every queued alert is delivered, or `within` has passed. Returns how many
+    /// are still undelivered.
+    pub async fn flush(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let notified = self.drained.notified();
+            if self.pending() == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.pending();
+            }
+        }
+    }
+}
+
+async fn deliver(
+    mut rx: mpsc::UnboundedReceiver<Alert>,
+    sns: Option<Sns>,
+    pending: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while let Some(alert) = rx.recv().await {
+        let mut backoff = Duration::from_secs(1);
+        let mut attempt = 1u32;
+        loop {
+            let Some(sns) = &sns else {
+                tracing::info!(event = "dry_run", call = "sns:Publish", topic = %alert.topic_arn, subject = %alert.subject, message = %alert.message);
+                break;
+            };
+            match sns
+                .publish(&alert.topic_arn, &alert.subject, &alert.message)
+                .await
+            {
+                Ok(id) => {
+                    telemetry::incr("alerts_sent_total", &[]);
+                    tracing::info!(event = "alert_sent", topic = %alert.topic_arn, message_id = %id, attempt);
+                    break;
+                }
+                Err(e) => {
+                    telemetry::incr("alert_failures_total", &[]);
+                    tracing::warn!(event = "alert_failed", topic = %alert.topic_arn, attempt, error = %e,
+                        retry_in = %humantime::format_duration(backoff));
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.wait_for(|s| *s) => {
+                    tracing::error!(event = "alert_undelivered", topic = %alert.topic_arn, subject = %alert.subject, "stopping with an undelivered alert");
+                    break;
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            attempt += 1;
+        }
+        if pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+            drained.notify_waiters();
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! `type = "claim_eip"`: move an Elastic IP onto this node, safely.
+//!
+//! In order, stopping at the first gate that does not pass:
+//! 1. hold-down: the EIP moved (by us, or by a node that beat us) less than `hold_down` ago;
+//! 2. the local HAProxy must be ready (a node that cannot serve must not take the traffic);
+//! 3. read the current association; if the EIP is already on our ENI and private IP: done;
+//! 4. verify egress through checkip: a well-formed address that is not the EIP itself;
+//! 5. claim: release the association we read *by its AssociationId*, then associate with
+//!    `AllowReassociation=false`. Of two nodes racing, the second release fails with
+//!    `InvalidAssociationID.NotFound` or the second associate with `Resource.AlreadyAssociated`:
+//!    exactly one wins, and the loser starts a hold-down instead of fighting back;
+//! 6. verify (DescribeAddresses shows our AssociationId) and queue one SNS alert.
+
+use super::alerts::{Alert, Alerter};
+use super::notify::sns_subject;
+use super::{ActionContext, ActionOutcome};
+use crate::checks::{checkip, haproxy};
+use crate::config::{ClaimEipSpec, EgressSettings, HaproxyProbeSpec};
+use crate::providers::aws::ec2::{AddressState, Ec2};
+use crate::providers::aws::imds::IdentitySource;
+use crate::telemetry;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// What a claim needs from the rest of the daemon; shared by every claim action.
+pub struct ClaimEnv {
+    /// None in dry-run mode: every AWS call is logged instead of made.
+    pub ec2: Option<Ec2>,
+    pub http: reqwest::Client,
+    pub egress: EgressSettings,
+    pub haproxy: HaproxyProbeSpec,
+    pub identity: Arc<IdentitySource>,
+    pub alerter: Alerter,
+    pub subject_prefix: String,
+    /// How long to wait for DescribeAddresses to show a new association (EC2 reads are
+    /// eventually consistent).
+    pub verify_for: Duration,
+}
+
+pub struct ClaimEip {
+    spec: ClaimEipSpec,
+    env: Arc<ClaimEnv>,
+    /// Serializes claims of this EIP on this node; holds the time it last moved.
+    last_move: Mutex<Option<Instant>>,
+}
+
+/// Where the EIP should end up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub instance_id: String,
+    pub eni: String,
+    pub private_ip: Ipv4Addr,
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        format!("{} ({}, {})", self.instance_id, self.eni, self.private_ip)
+    }
+}
+
+/// Is the address already where we want it?
+pub fn is_on(addr: &AddressState, target: &Target) -> bool {
+    addr.network_interface_id.as_deref() == Some(target.eni.as_str())
+        && addr.private_ip == Some(target.private_ip)
+}
+
+fn refused(reason: &'static str, detail: String) -> ActionOutcome {
+    telemetry::incr("claims_refused_total", &[("reason", reason)]);
+    ActionOutcome::Refused { reason, detail }
+}
+
+impl ClaimEip {
+    pub fn new(spec: ClaimEipSpec, env: Arc<ClaimEnv>) -> Self {
+        ClaimEip {
+            spec,
+            env,
+            last_move: Mutex::new(None),
+        }
+    }
+
+    pub async fn run(&self, ctx: &ActionContext) -> ActionOutcome {
+        let mut last_move = self.last_move.lock().await;
+        let eip = &self.spec.eip;
+        let env = &self.env;
+
+        if let Some(at) = *last_move {
+            let since = at.elapsed();
+            if since < self.spec.hold_down {
+                return refused(
+                    "hold_down",
+                    format!(
+                        "{eip} moved {} ago; hold-down allows the next claim in {}",
+                        fmt_secs(since),
+                        fmt_secs(self.spec.hold_down - since)
+                    ),
+                );
+            }
+        }
+
+        let local = haproxy::probe(&env.haproxy, &env.http).await;
+        if !local.ok {
+            return refused(
+                "local_haproxy_unhealthy",
+                format!("local HAProxy is not ready: {}", local.detail),
+            );
+        }
+
+        let me = match env.identity.get().await {
+            Ok(me) => me,
+            Err(e) => return ActionOutcome::Error(format!("cannot tell which node this is: {e}")),
+        };
+        let target = Target {
+            instance_id: me.instance_id.clone(),
+            eni: self
+                .spec
+                .network_interface_id
+                .clone()
+                .unwrap_or_else(|| me.network_interface_id.clone()),
+            private_ip: self.spec.private_ip.unwrap_or(me.private_ip),
+        };
+        if target.eni == me.network_interface_id
+            && !me.private_ips.is_empty()
+            && !me.private_ips.contains(&target.private_ip)
+        {
+            return ActionOutcome::Error(format!(
+                "private_ip {} is not assigned to {} (it has {:?}): assign it as a secondary private IP first",
+                target.private_ip, target.eni, me.private_ips
+            ));
+        }
+
+        let Some(ec2) = &env.ec2 else {
+            return self.dry_run(&target).await;
+        };
+
+        let before = match ec2.describe(eip).await {
+            Ok(a) => a,
+            Err(e) => return ActionOutcome::Error(e.to_string()),
+        };
+        if is_on(&before, &target) {
+            return ActionOutcome::NoOp(format!(
+                "{eip} is already on this node, {}",
+                target.describe()
+            ));
+        }
+
+        let egress = match checkip::egress_ip(
+            &env.http,
+            &env.egress.checkip_url,
+            env.egress.timeout,
+        )
+        .await
+        {
+            Ok(ip) => ip,
+            Err(e) => {
+                telemetry::incr("egress_check_failures_total", &[("reason", e.reason())]);
+                return refused(
+                    e.reason(),
+                    format!("egress not verified, not claiming {eip}: {e}"),
+                );
+            }
+        };
+        tracing::info!(event = "egress_verified", rule = %ctx.rule, action = %self.spec.name, egress_ip = %egress);
+        if before.public_ip == Some(egress) {
+            return ActionOutcome::NoOp(format!(
+                "checkip says this node's traffic already leaves from {egress}: the EIP is ours (EC2 says it is on {})",
+                before.holder()
+            ));
+        }
+
+        if let Some(assoc) = &before.association_id {
+            if let Err(e) = ec2.disassociate(assoc).await {
+                if e.is_code("InvalidAssociationID.NotFound") {
+                    *last_move = Some(Instant::now());
+                    return refused(
+                        "lost_race",
+                        format!("{eip} was moved by someone else while we claimed it ({e})"),
+                    );
+                }
+                return ActionOutcome::Error(e.to_string());
+            }
+        }
+        let association = match ec2
+            .associate(&before.allocation_id, &target.eni, target.private_ip)
+            .await
+        {
+            Ok(a) => a,
+            Err(e) if e.is_code("Resource.AlreadyAssociated") => {
+                *last_move = Some(Instant::now());
+                return refused(
+                    "lost_race",
+                    format!("another node associated {eip} first ({e})"),
+                );
+            }
+            Err(e) => return ActionOutcome::Error(e.to_string()),
+        };
+        *last_move = Some(Instant::now());
+
+        let verified = match self.verify(ec2, &association, &before).await {
+            Verified::Yes => "verified",
+            Verified::Lost(holder) => {
+                return refused(
+                    "lost_race",
+                    format!("{eip} was associated with {holder} right after our claim"),
+                );
+            }
+            Verified::Unknown(why) => {
+                tracing::warn!(event = "claim_unverified", rule = %ctx.rule, eip = %eip, detail = %why);
+                "not verified"
+            }
+        };
+        telemetry::incr("claims_total", &[]);
+        tracing::info!(event = "eip_claimed", rule = %ctx.rule, action = %self.spec.name, eip = %eip,
+            from = %before.holder(), to = %target.describe(), association = %association, verified);
+
+        if let Some(topic) = &self.spec.sns_topic_arn {
+            env.alerter.send(Alert {
+                topic_arn: topic.clone(),
+                subject: sns_subject(&format!(
+                    "{}: {} took over {eip}",
+                    env.subject_prefix, target.instance_id
+                )),
+                message: alert_text(eip, &before, &target, &association, egress, ctx, verified),
+            });
+        }
+        ActionOutcome::Done(format!(
+            "claimed {eip} from {} onto {} ({verified})",
+            before.holder(),
+            target.describe()
+        ))
+    }
+
+    async fn verify(&self, ec2: &Ec2, association: &str, before: &AddressState) -> Verified {
+        let deadline = Instant::now() + self.env.verify_for;
+        let mut last_error = String::new();
+        loop {
+            match ec2.describe(&self.spec.eip).await {
+                Ok(now) if now.association_id.as_deref() == Some(association) => {
+                    return Verified::Yes
+                }
+                // Still the old view (reads are eventually consistent): look again.
+                Ok(now)
+                    if now.association_id.is_none()
+                        || now.association_id == before.association_id => {}
+                Ok(now) => return Verified::Lost(now.holder()),
+                Err(e) => last_error = e.to_string(),
+            }
+            if Instant::now() >= deadline {
+                return Verified::Unknown(if last_error.is_empty() {
+                    "DescribeAddresses did not show the new association in time".into()
+                } else {
+                    last_error
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Everything up to the first AWS call runs for real; the AWS calls are logged.
+    async fn dry_run(&self, target: &Target) -> ActionOutcome {
+        let eip = &self.spec.eip;
+        tracing::info!(event = "dry_run", call = "ec2:DescribeAddresses", eip = %eip);
+        let egress = checkip::egress_ip(
+            &self.env.http,
+            &self.env.egress.checkip_url,
+            self.env.egress.timeout,
+        )
+        .await;
+        match &egress {
+            Ok(ip) => tracing::info!(event = "egress_verified", egress_ip = %ip, dry_run = true),
+            Err(e) => tracing::warn!(event = "egress_unverified", error = %e, dry_run = true),
+        }
+        tracing::info!(event = "dry_run", call = "ec2:DisassociateAddress", eip = %eip, note = "by the AssociationId read, if the EIP is associated elsewhere");
+        tracing::info!(event = "dry_run", call = "ec2:AssociateAddress", eip = %eip, eni = %target.eni,
+            private_ip = %target.private_ip, allow_reassociation = false);
+        if let Some(topic) = &self.spec.sns_topic_arn {
+            tracing::info!(event = "dry_run", call = "sns:Publish", topic = %topic);
+        }
+        ActionOutcome::NoOp(format!(
+            "dry run: would claim {eip} onto {}",
+            target.describe()
+        ))
+    }
+}
+
+enum Verified {
+    Yes,
+    Lost(String),
+    Unknown(String),
+}
+
+fn fmt_secs(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs().max(1))).to_string()
+}
+
+fn alert_text(
+    eip: &crate::config::EipRef,
+    before: &AddressState,
+    target: &Target,
+    association: &str,
+    egress: Ipv4Addr,
+    ctx: &ActionContext,
+    verified: &str,
+) -> String {
+    format!(
+        "Instance {} took over Elastic IP {eip} ({}) from {}.\n\
+         Now on: {} (association {association}, {verified}).\n\
+         Why: rule {} failed {} consecutive checks; last: {}.\n\
+         Egress verified: this node's traffic leaves from {egress}.\n\
+         Time: {}\n",
+        target.instance_id,
+        before.allocation_id,
+        before.holder(),
+        target.describe(),
+        ctx.rule,
+        ctx.consecutive,
+        ctx.detail,
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(eni: Option<&str>, ip: Option<[u8; 4]>) -> AddressState {
+        AddressState {
+            allocation_id: "eipalloc-1".into(),
+            public_ip: Some(Ipv4Addr::new(203, 0, 113, 10)),
+            association_id: eni.map(|_| "eipassoc-1".into()),
+            instance_id: eni.map(|_| "i-1".into()),
+            network_interface_id: eni.map(str::to_owned),
+            private_ip: ip.map(Ipv4Addr::from),
+        }
+    }
+
+    #[test]
+    fn ours_only_on_the_same_eni_and_private_ip() {
+        let t = Target {
+            instance_id: "i-1".into(),
+            eni: "eni-a".into(),
+            private_ip: Ipv4Addr::new(10, 0, 0, 5),
+        };
+        assert!(is_on(&addr(Some("eni-a"), Some([10, 0, 0, 5])), &t));
+        assert!(
+            !is_on(&addr(Some("eni-a"), Some([10, 0, 0, 6])), &t),
+            "secondary IP differs"
+        );
+        assert!(!is_on(&addr(Some("eni-b"), Some([10, 0, 0, 5])), &t));
+        assert!(!is_on(&addr(None, None), &t));
+        assert_eq!(addr(None, None).holder(), "nobody (unassociated)");
+    }
+}

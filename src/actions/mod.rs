@@ -1,0 +1,101 @@
+//! Actions carry out what the engine decided: claim an Elastic IP, publish an alert.
+//! Each kind lives in its own file; [`Action`] dispatches with a `match`.
+
+pub mod alerts;
+pub mod claim_eip;
+pub mod notify;
+
+use crate::engine::threshold::Transition;
+use std::fmt;
+
+/// Why an action is being run.
+#[derive(Debug, Clone)]
+pub struct ActionContext {
+    pub rule: String,
+    pub transition: Transition,
+    /// The check outcome that completed (or followed) the transition.
+    pub detail: String,
+    /// Consecutive failures (for `failed`) or successes (for `recovered`).
+    pub consecutive: u32,
+    /// True when this is a retry of an action that could not complete on an earlier cycle.
+    pub retry: bool,
+}
+
+/// What an action did. `Refused` and `Error` are retried on the next cycle while the rule
+/// stays in the state that triggered the action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionOutcome {
+    /// It changed something (claimed the EIP, queued an alert).
+    Done(String),
+    /// Nothing needed doing (the EIP is already ours).
+    NoOp(String),
+    /// A precondition does not hold (local HAProxy down, egress unverified, hold-down, lost
+    /// race); `reason` is a short fixed label for counters.
+    Refused {
+        reason: &'static str,
+        detail: String,
+    },
+    /// The outside world failed (AWS error, metadata unavailable).
+    Error(String),
+}
+
+impl ActionOutcome {
+    pub fn wants_retry(&self) -> bool {
+        matches!(
+            self,
+            ActionOutcome::Refused { .. } | ActionOutcome::Error(_)
+        )
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            ActionOutcome::Done(_) => "done",
+            ActionOutcome::NoOp(_) => "no-op",
+            ActionOutcome::Refused { .. } => "refused",
+            ActionOutcome::Error(_) => "error",
+        }
+    }
+
+    pub fn log(&self, rule: &str, action: &str) {
+        match self {
+            ActionOutcome::Done(d) => {
+                tracing::info!(event = "action_done", rule, action, detail = %d)
+            }
+            ActionOutcome::NoOp(d) => {
+                tracing::info!(event = "action_noop", rule, action, detail = %d)
+            }
+            ActionOutcome::Refused { reason, detail } => {
+                tracing::warn!(event = "action_refused", rule, action, reason, detail = %detail)
+            }
+            ActionOutcome::Error(d) => {
+                tracing::error!(event = "action_error", rule, action, detail = %d)
+            }
+        }
+    }
+}
+
+impl fmt::Display for ActionOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActionOutcome::Done(d) | ActionOutcome::NoOp(d) | ActionOutcome::Error(d) => {
+                write!(f, "{}: {d}", self.label())
+            }
+            ActionOutcome::Refused { reason, detail } => write!(f, "refused ({reason}): {detail}"),
+        }
+    }
+}
+
+/// A configured action, ready to run.
+pub enum Action {
+    ClaimEip(claim_eip::ClaimEip),
+    Sns(notify::SnsNotify),
+}
+
+impl Action {
+    pub async fn run(&self, ctx: &ActionContext) -> ActionOutcome {
+        match self {
+            Action::ClaimEip(a) => a.run(ctx).await,
+            Action::Sns(a) => a.run(ctx),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Probes: they look, they never change anything. Each returns an [`Outcome`]; deciding what
+//! a run of outcomes means is the engine's job.
+
+pub mod checkip;
+pub mod haproxy;
+pub mod http;
+
+use crate::config::CheckSpec;
+use std::time::Duration;
+
+/// The result of one probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub ok: bool,
+    /// What was seen, for logs and the summary: `HTTP 200`, `connection refused`, ...
+    pub detail: String,
+}
+
+impl Outcome {
+    pub fn ok(detail: impl Into<String>) -> Self {
+        Outcome {
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+    pub fn fail(detail: impl Into<String>) -> Self {
+        Outcome {
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The HTTP client every probe shares: no redirects (a 301 is judged by its status), no proxy
+/// (a check of the Elastic IP or of our own egress must not go through someone else's path).
+pub fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
+        .user_agent(concat!("haproxy-watchdog/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Run one check. The engine bounds it with the rule's timeout.
+pub async fn run(spec: &CheckSpec, client: &reqwest::Client) -> Outcome {
+    match spec {
+        CheckSpec::Http(h) => http::probe(client, h).await,
+        CheckSpec::Haproxy(h) => haproxy::probe(h, client).await,
+    }
+}
+
+/// Describe a reqwest error by its cause, without the URL's query string or credentials.
+pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut cause = String::new();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        cause = s.to_string();
+        src = s.source();
+    }
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "bad response body"
+    } else if e.is_request() {
+        "request failed"
+    } else {
+        "error"
+    };
+    if cause.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {cause}")
+    }
+}
+
+/// Read at most `limit` bytes of a response body.
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = limit.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// Printable, bounded excerpt of something a remote end sent.
+pub(crate) fn excerpt(bytes: &[u8], max: usize) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    let mut out: String = s.chars().take(max).flat_map(char::escape_debug).collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}

@@ -1,0 +1,264 @@
+//! Command-line interface: parse arguments, call into the library, map results to exit codes.
+//!
+//! Exit codes: 0 all good; 1 a check or action failed (`--once`) or the daemon hit a fatal
+//! runtime error; 2 the configuration or the command line is invalid.
+
+use crate::config::{self, defaults};
+use crate::engine::{self, threshold::Health, CycleReport};
+use crate::telemetry::{self, LogFormat};
+use crate::{actions::ActionOutcome, app};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "watchdog",
+    version,
+    about = "HAProxy high-availability watchdog for AWS: N-cycle checks, egress-verified Elastic IP failover, SNS alerts.",
+    after_help = "Exit codes: 0 ok; 1 a check or action failed (--once) or a fatal runtime error; 2 invalid configuration or usage."
+)]
+pub struct Cli {
+    /// Main config file (its conf.d/*.toml are loaded too), or a directory of *.toml files.
+    #[arg(short, long, global = true, env = "WATCHDOG_CONFIG", default_value = defaults::CONFIG_PATH)]
+    pub config: PathBuf,
+
+    /// Run every rule exactly one cycle, print a summary and exit (0 all passed, 1 any failed).
+    #[arg(long, global = true)]
+    pub once: bool,
+
+    /// Log every AWS call that would be made and make none (probes still run).
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "plain")]
+    pub log_format: LogFormat,
+
+    /// Log filter, RUST_LOG style (RUST_LOG wins when set).
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon until SIGTERM or SIGINT.
+    Run,
+    /// Check the configuration without touching the network (exit 0 valid, 2 invalid).
+    Validate,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_CONFIG } else { EXIT_OK });
+        }
+    };
+    ExitCode::from(dispatch(cli))
+}
+
+fn dispatch(cli: Cli) -> u8 {
+    match (&cli.command, cli.once) {
+        (Some(Command::Validate), false) => validate(&cli),
+        (Some(Command::Validate), true) => usage("--once does not go with validate"),
+        (Some(Command::Run), true) | (None, true) => with_runtime(&cli, once),
+        (Some(Command::Run), false) => with_runtime(&cli, daemon),
+        (None, false) => usage(
+            "say what to do: `watchdog run`, `watchdog --once` or `watchdog validate` (see --help)",
+        ),
+    }
+}
+
+fn usage(msg: &str) -> u8 {
+    eprintln!("watchdog: {msg}");
+    EXIT_CONFIG
+}
+
+fn load(cli: &Cli) -> Result<config::Config, u8> {
+    config::load(&cli.config).map_err(|e| {
+        eprint!("watchdog: {e}");
+        EXIT_CONFIG
+    })
+}
+
+fn validate(cli: &Cli) -> u8 {
+    match load(cli) {
+        Ok(c) => {
+            println!(
+                "configuration OK: {} rule{}, {} action{} from {} file{}",
+                c.rules.len(),
+                plural(c.rules.len()),
+                c.actions.len(),
+                plural(c.actions.len()),
+                c.sources.len(),
+                plural(c.sources.len())
+            );
+            EXIT_OK
+        }
+        Err(code) => code,
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn with_runtime<F, Fut>(cli: &Cli, f: F) -> u8
+where
+    F: FnOnce(config::Config, bool) -> Fut,
+    Fut: std::future::Future<Output = u8>,
+{
+    let config = match load(cli) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    telemetry::init_logging(cli.log_format, &cli.log_level);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("watchdog: cannot start the async runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    rt.block_on(f(config, cli.dry_run))
+}
+
+/// How long `--once` waits for queued SNS alerts before it reports them undelivered.
+const ONCE_ALERT_FLUSH: Duration = Duration::from_secs(30);
+/// How long `run` gives in-flight cycles and alerts at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+async fn once(config: config::Config, dry_run: bool) -> u8 {
+    let d = match app::build(&config, dry_run).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("watchdog: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let reports = engine::once(config.rules.clone(), d.live.clone()).await;
+    let undelivered = d.alerter.flush(ONCE_ALERT_FLUSH).await;
+    let _ = d.shutdown.send(true);
+    let _ = d.alert_task.await;
+    print!("{}", summary(&reports));
+    if undelivered > 0 {
+        println!("{undelivered} alert(s) could not be delivered to SNS");
+    }
+    let failed = reports
+        .iter()
+        .any(|r| !r.outcome.ok || r.actions.iter().any(|(_, a)| a.wants_retry()));
+    if failed || undelivered > 0 {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+async fn daemon(config: config::Config, dry_run: bool) -> u8 {
+    let d = match app::build(&config, dry_run).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(event = "startup_failed", error = %e);
+            return EXIT_FAILED;
+        }
+    };
+    tracing::info!(event = "started", rules = config.rules.len(), actions = config.actions.len(), dry_run,
+        config = %config.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
+    let shutdown_rx = d.shutdown.subscribe();
+    let stopper = d.shutdown.clone();
+    tokio::spawn(async move {
+        let why = wait_for_signal().await;
+        tracing::info!(event = "stopping", signal = why);
+        let _ = stopper.send(true);
+    });
+    engine::run(
+        config.rules.clone(),
+        d.live.clone(),
+        shutdown_rx,
+        SHUTDOWN_GRACE,
+    )
+    .await;
+    let left = d.alerter.flush(Duration::from_secs(5)).await;
+    let _ = d.alert_task.await;
+    tracing::info!(event = "stopped", undelivered_alerts = left);
+    EXIT_OK
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!(
+            event = "signals_unavailable",
+            "cannot install SIGTERM/SIGINT handlers; stop with SIGKILL"
+        );
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// The `--once` summary: one line per rule, then one per action it ran.
+pub fn summary(reports: &[CycleReport]) -> String {
+    let mut out = String::new();
+    let w = reports
+        .iter()
+        .map(|r| r.rule.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    out.push_str(&format!(
+        "{:<w$}  {:<7}  {:<6}  {:<5}  {:<6}  DETAIL\n",
+        "RULE", "CHECK", "RESULT", "STATE", "STREAK"
+    ));
+    for r in reports {
+        let streak = if r.outcome.ok {
+            format!("+{}", r.consecutive_successes)
+        } else {
+            format!("-{}", r.consecutive_failures)
+        };
+        let state = match r.health {
+            Health::Up => "up",
+            Health::Down => "DOWN",
+        };
+        out.push_str(&format!(
+            "{:<w$}  {:<7}  {:<6}  {:<5}  {:<6}  {}\n",
+            r.rule,
+            r.check,
+            if r.outcome.ok { "pass" } else { "FAIL" },
+            state,
+            streak,
+            r.outcome.detail
+        ));
+        for (name, a) in &r.actions {
+            let mark = match a {
+                ActionOutcome::Done(_) | ActionOutcome::NoOp(_) => "",
+                _ => "!",
+            };
+            out.push_str(&format!("{:<w$}  -> action {name}: {a}{mark}\n", ""));
+        }
+    }
+    out
+}

@@ -1,0 +1,299 @@
+//! The only module that knows TOML. Loads the main file and `conf.d/*.toml` in sorted order,
+//! deserializes them into [`raw`] shapes and validates those into the [`model`], reporting
+//! every problem at once, each with its file and the rule or section it is in.
+
+pub mod model;
+pub mod raw;
+mod validate;
+
+pub use model::*;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One problem in the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// `rule "eip-web"`, `action "claim"`, `[aws]`; None for the file as a whole.
+    pub item: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.item {
+            Some(item) => write!(f, "{}: {}: {}", self.file.display(), item, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Everything that is wrong with a configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "{n} configuration error{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The files a `--config PATH` stands for, in load order.
+///
+/// - a file: that file, then every `*.toml` in `conf.d/` beside it;
+/// - a directory: every `*.toml` in it, then every `*.toml` in its `conf.d/`.
+///
+/// Each group is sorted by file name. A missing main file is an error; a missing `conf.d/` is not.
+pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
+    let one = |message: String| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            item: None,
+            message,
+        }])
+    };
+    let meta = std::fs::metadata(path).map_err(|e| one(format!("cannot read: {e}")))?;
+    let (mut files, dir) = if meta.is_dir() {
+        (toml_files_in(path).map_err(one)?, path.join("conf.d"))
+    } else {
+        let parent = path.parent().unwrap_or(Path::new("."));
+        (vec![path.to_path_buf()], parent.join("conf.d"))
+    };
+    if dir.is_dir() {
+        files.extend(toml_files_in(&dir).map_err(|m| {
+            ConfigErrors(vec![ConfigError {
+                file: dir.clone(),
+                item: None,
+                message: m,
+            }])
+        })?);
+    }
+    if files.is_empty() {
+        return Err(one("no *.toml files found".into()));
+    }
+    Ok(files)
+}
+
+fn toml_files_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("cannot list directory: {e}"))?;
+    let mut files = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| format!("cannot list directory: {e}"))?;
+        let p = entry.path();
+        if p.extension().is_some_and(|x| x == "toml") && p.is_file() {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Load and validate the configuration `path` stands for (see [`config_files`]).
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let files = config_files(path)?;
+    let mut texts = Vec::with_capacity(files.len());
+    let mut errors = Vec::new();
+    for f in &files {
+        match std::fs::read_to_string(f) {
+            Ok(t) => texts.push((f.clone(), t)),
+            Err(e) => errors.push(ConfigError {
+                file: f.clone(),
+                item: None,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    from_sources(&texts)
+}
+
+/// Validate configuration text already in memory: `(path, contents)` in load order.
+pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<Config, ConfigErrors> {
+    let mut errs = Errors::default();
+    let mut merged = Merged::default();
+    for (path, text) in sources {
+        merged.add_file(path, text, &mut errs);
+    }
+    let config = validate::validate(merged, &mut errs);
+    match (config, errs.0.is_empty()) {
+        (Some(c), true) => Ok(c),
+        _ => Err(ConfigErrors(errs.0)),
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Errors(pub Vec<ConfigError>);
+
+impl Errors {
+    pub fn push(&mut self, file: &Path, item: Option<&str>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            file: file.to_path_buf(),
+            item: item.map(str::to_owned),
+            message: message.into(),
+        });
+    }
+}
+
+/// A value read from one file, remembered with that file.
+pub(crate) struct Located<T> {
+    pub file: PathBuf,
+    pub value: T,
+}
+
+/// All files' raw contents, merged: each global section at most once, each name once.
+#[derive(Default)]
+pub(crate) struct Merged {
+    pub sources: Vec<PathBuf>,
+    pub aws: Option<Located<raw::RawAws>>,
+    pub node: Option<Located<raw::RawNode>>,
+    pub egress: Option<Located<raw::RawEgress>>,
+    pub haproxy: Option<Located<raw::RawHaproxy>>,
+    pub alerts: Option<Located<raw::RawAlerts>>,
+    pub rules: BTreeMap<String, Located<raw::RawRule>>,
+    pub actions: BTreeMap<String, Located<raw::RawAction>>,
+    /// Names that were defined but did not parse: references to them are not reported again.
+    pub broken_actions: Vec<String>,
+}
+
+const SECTIONS: &str = "aws, node, egress, haproxy, alerts, rules, actions";
+
+impl Merged {
+    fn add_file(&mut self, path: &Path, text: &str, errs: &mut Errors) {
+        self.sources.push(path.to_path_buf());
+        let table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                errs.push(path, None, format!("not valid TOML: {}", one_line(&e)));
+                return;
+            }
+        };
+        for (key, value) in table {
+            match key.as_str() {
+                "aws" => section(&mut self.aws, "[aws]", path, value, errs),
+                "node" => section(&mut self.node, "[node]", path, value, errs),
+                "egress" => section(&mut self.egress, "[egress]", path, value, errs),
+                "haproxy" => section(&mut self.haproxy, "[haproxy]", path, value, errs),
+                "alerts" => section(&mut self.alerts, "[alerts]", path, value, errs),
+                "rules" => named(&mut self.rules, "rule", path, value, errs, &mut Vec::new()),
+                "actions" => named(
+                    &mut self.actions,
+                    "action",
+                    path,
+                    value,
+                    errs,
+                    &mut self.broken_actions,
+                ),
+                other => errs.push(
+                    path,
+                    None,
+                    format!("unknown top-level key `{other}`, expected one of: {SECTIONS}"),
+                ),
+            }
+        }
+    }
+}
+
+fn section<T: serde::de::DeserializeOwned>(
+    slot: &mut Option<Located<T>>,
+    label: &str,
+    path: &Path,
+    value: toml::Value,
+    errs: &mut Errors,
+) {
+    if let Some(prev) = slot {
+        errs.push(
+            path,
+            Some(label),
+            format!(
+                "already set in {}; set each section in one file only",
+                prev.file.display()
+            ),
+        );
+        return;
+    }
+    match T::deserialize(value) {
+        Ok(v) => {
+            *slot = Some(Located {
+                file: path.to_path_buf(),
+                value: v,
+            })
+        }
+        Err(e) => errs.push(path, Some(label), one_line(&e)),
+    }
+}
+
+fn named<T: serde::de::DeserializeOwned>(
+    map: &mut BTreeMap<String, Located<T>>,
+    what: &str,
+    path: &Path,
+    value: toml::Value,
+    errs: &mut Errors,
+    broken: &mut Vec<String>,
+) {
+    let toml::Value::Table(table) = value else {
+        errs.push(
+            path,
+            None,
+            format!("`{what}s` must be a table of {what}s by name, like [{what}s.NAME]"),
+        );
+        return;
+    };
+    for (name, body) in table {
+        let label = format!("{what} \"{name}\"");
+        if let Err(m) = validate::check_name(&name) {
+            errs.push(path, Some(&label), m);
+        }
+        if let Some(prev) = map.get(&name) {
+            errs.push(
+                path,
+                Some(&label),
+                format!(
+                    "duplicate {what} name: already defined in {}",
+                    prev.file.display()
+                ),
+            );
+            continue;
+        }
+        match T::deserialize(body) {
+            Ok(v) => {
+                map.insert(
+                    name,
+                    Located {
+                        file: path.to_path_buf(),
+                        value: v,
+                    },
+                );
+            }
+            Err(e) => {
+                broken.push(name);
+                errs.push(path, Some(&label), one_line(&e));
+            }
+        }
+    }
+}
+
+/// toml's messages span several lines (with a source excerpt); keep the gist on one line.
+fn one_line(e: &dyn fmt::Display) -> String {
+    let s = e.to_string();
+    let lines: Vec<&str> = s
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.starts_with('^'))
+        .collect();
+    lines.join("; ")
+}

@@ -1,0 +1,211 @@
+//! The validated configuration: what the rest of the daemon runs on. Every value here has
+//! been checked and every default filled in; nothing downstream re-validates.
+
+use reqwest::Url;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Defaults live here, once. The docs (README, conf.d examples) quote these values.
+pub mod defaults {
+    use std::time::Duration;
+    pub const CONFIG_PATH: &str = "/etc/haproxy-watchdog/watchdog.toml";
+    pub const INTERVAL: Duration = Duration::from_secs(10);
+    pub const TIMEOUT: Duration = Duration::from_secs(5);
+    pub const FAIL_AFTER: u32 = 3;
+    pub const RECOVER_AFTER: u32 = 2;
+    pub const CHECKIP_URL: &str = "https://checkip.amazonaws.com";
+    pub const EGRESS_TIMEOUT: Duration = Duration::from_secs(3);
+    pub const HAPROXY_SOCKET: &str = "/run/haproxy/admin.sock";
+    pub const HAPROXY_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const HOLD_DOWN: Duration = Duration::from_secs(300);
+    pub const AWS_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+    pub const AWS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const AWS_OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
+    pub const AWS_MAX_ATTEMPTS: u32 = 4;
+    pub const IMDS_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const SUBJECT_PREFIX: &str = "HAProxy failover";
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The files this configuration was read from, in load order.
+    pub sources: Vec<PathBuf>,
+    pub aws: AwsSettings,
+    pub node: NodeSettings,
+    pub egress: EgressSettings,
+    pub haproxy: HaproxyProbeSpec,
+    pub alerts: AlertSettings,
+    /// Sorted by name.
+    pub rules: Vec<Rule>,
+    pub actions: BTreeMap<String, ActionSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub connect_timeout: Duration,
+    pub attempt_timeout: Duration,
+    pub operation_timeout: Duration,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NodeSettings {
+    pub instance_id: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub private_ip: Option<Ipv4Addr>,
+    pub imds_endpoint: Option<String>,
+    pub imds_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct EgressSettings {
+    pub checkip_url: Url,
+    pub timeout: Duration,
+}
+
+/// How to tell that a HAProxy is ready: every configured probe must pass.
+#[derive(Debug, Clone)]
+pub struct HaproxyProbeSpec {
+    pub stats_socket: Option<PathBuf>,
+    pub health_url: Option<Url>,
+    /// Through the stats socket: this frontend must be OPEN.
+    pub frontend: Option<String>,
+    /// Through the stats socket: this backend must be UP (at least one server up).
+    pub backend: Option<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    pub sns_topic_arn: Option<String>,
+    pub subject_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub file: PathBuf,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub fail_after: u32,
+    pub recover_after: u32,
+    pub check: CheckSpec,
+    pub on_fail: Vec<String>,
+    pub on_recover: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum CheckSpec {
+    Http(HttpCheckSpec),
+    Haproxy(HaproxyProbeSpec),
+}
+
+impl CheckSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CheckSpec::Http(_) => "http",
+            CheckSpec::Haproxy(_) => "haproxy",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpCheckSpec {
+    pub url: Url,
+    pub method: reqwest::Method,
+    pub expect_status: StatusSet,
+    pub body_contains: Option<String>,
+    pub host: Option<String>,
+}
+
+/// The HTTP statuses a check accepts. Default: 200-399, like monit's `protocol HTTP`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusSet(pub Vec<std::ops::RangeInclusive<u16>>);
+
+impl StatusSet {
+    pub fn default_ok() -> Self {
+        StatusSet(vec![200..=399])
+    }
+    pub fn contains(&self, status: u16) -> bool {
+        self.0.iter().any(|r| r.contains(&status))
+    }
+}
+
+impl std::fmt::Display for StatusSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|r| {
+                if r.start() == r.end() {
+                    r.start().to_string()
+                } else {
+                    format!("{}-{}", r.start(), r.end())
+                }
+            })
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ActionSpec {
+    ClaimEip(ClaimEipSpec),
+    Sns(SnsSpec),
+}
+
+impl ActionSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ActionSpec::ClaimEip(_) => "claim_eip",
+            ActionSpec::Sns(_) => "sns",
+        }
+    }
+}
+
+/// Which Elastic IP: by public address or by allocation id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EipRef {
+    PublicIp(Ipv4Addr),
+    AllocationId(String),
+}
+
+impl std::fmt::Display for EipRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EipRef::PublicIp(ip) => write!(f, "{ip}"),
+            EipRef::AllocationId(id) => f.write_str(id),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimProvider {
+    Ec2,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimEipSpec {
+    pub name: String,
+    pub eip: EipRef,
+    pub provider: ClaimProvider,
+    /// Default: this node's primary ENI.
+    pub network_interface_id: Option<String>,
+    /// Default: this node's primary private IP. Set a secondary private IP for active/active.
+    pub private_ip: Option<Ipv4Addr>,
+    pub hold_down: Duration,
+    /// Default: `[alerts] sns_topic_arn`. None anywhere: no alert.
+    pub sns_topic_arn: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnsSpec {
+    pub name: String,
+    pub topic_arn: String,
+    pub subject: Option<String>,
+    pub message: Option<String>,
+}

@@ -1,0 +1,148 @@
+//! Raw serde shapes of the TOML files: exactly what an operator can write, nothing derived.
+//!
+//! Every struct denies unknown fields so a typo is an error, never a silently ignored key.
+//! Kinds are internally tagged enums (`type = "..."`); no `#[serde(flatten)]`, which would
+//! quietly disable `deny_unknown_fields` (serde issue 1358).
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `[aws]`: how the daemon reaches the AWS APIs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAws {
+    /// Region of the EC2 and SNS APIs. Default: the SDK chain (AWS_REGION, profile, IMDS).
+    pub region: Option<String>,
+    /// Endpoint override for every AWS service (a VPC endpoint, or an emulator in tests).
+    /// Default: the SDK chain (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_EC2`, ...).
+    pub endpoint_url: Option<String>,
+    /// TCP connect timeout of one AWS API attempt.
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+    /// Time limit of one attempt of one AWS API call.
+    #[serde(default, with = "humantime_serde")]
+    pub attempt_timeout: Option<Duration>,
+    /// Time limit of one AWS API call including all its retries.
+    #[serde(default, with = "humantime_serde")]
+    pub operation_timeout: Option<Duration>,
+    /// Attempts per call in the SDK's standard retry mode (1 = no retry).
+    pub max_attempts: Option<u32>,
+}
+
+/// `[node]`: this node's identity. Anything not set comes from instance metadata (IMDSv2).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub instance_id: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub private_ip: Option<String>,
+    /// Instance metadata endpoint. Default: the SDK's (`AWS_EC2_METADATA_SERVICE_ENDPOINT`,
+    /// else http://169.254.169.254).
+    pub imds_endpoint: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub imds_timeout: Option<Duration>,
+}
+
+/// `[egress]`: how a node proves its own internet path before it claims.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEgress {
+    pub checkip_url: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+/// How to tell that a HAProxy is ready to serve: used by `[haproxy]` and by `type = "haproxy"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHaproxy {
+    pub stats_socket: Option<PathBuf>,
+    pub health_url: Option<String>,
+    pub frontend: Option<String>,
+    pub backend: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+/// `[alerts]`: where failover alerts go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub sns_topic_arn: Option<String>,
+    pub subject_prefix: Option<String>,
+}
+
+/// `[rules.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub check: RawCheck,
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub fail_after: Option<i64>,
+    pub recover_after: Option<i64>,
+    #[serde(default)]
+    pub on_fail: Vec<String>,
+    #[serde(default)]
+    pub on_recover: Vec<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawCheck {
+    Http(RawHttpCheck),
+    Haproxy(RawHaproxy),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpCheck {
+    pub url: String,
+    pub method: Option<String>,
+    pub expect_status: Option<Vec<StatusPattern>>,
+    pub body_contains: Option<String>,
+    pub host: Option<String>,
+}
+
+/// `200` or `"2xx"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StatusPattern {
+    Code(i64),
+    Class(String),
+}
+
+/// `[actions.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawAction {
+    ClaimEip(RawClaimEip),
+    Sns(RawSns),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimEip {
+    /// The Elastic IP's public address...
+    pub eip: Option<String>,
+    /// ...or its allocation id.
+    pub allocation_id: Option<String>,
+    pub provider: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub private_ip: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub hold_down: Option<Duration>,
+    pub sns_topic_arn: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSns {
+    pub topic_arn: Option<String>,
+    pub subject: Option<String>,
+    pub message: Option<String>,
+}

@@ -1,0 +1,684 @@
+//! Raw shapes -> validated model. Every check pushes its error and carries on, so one run
+//! of `watchdog validate` lists everything that is wrong.
+
+use super::model::{defaults, *};
+use super::raw::*;
+use super::{Errors, Located, Merged};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+pub(super) fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err("names use 1 to 64 of the characters A-Z a-z 0-9 - _ .".into())
+    }
+}
+
+pub(super) fn validate(m: Merged, errs: &mut Errors) -> Option<Config> {
+    let aws = aws(m.aws.as_ref(), errs);
+    let node = node(m.node.as_ref(), errs);
+    let egress = egress(m.egress.as_ref(), errs);
+    let haproxy = match &m.haproxy {
+        Some(h) => haproxy_probe(&h.value, None, &h.file, "[haproxy]", errs),
+        None => Some(default_haproxy()),
+    };
+    let alerts = alerts(m.alerts.as_ref(), errs);
+
+    let mut actions = BTreeMap::new();
+    for (name, a) in &m.actions {
+        if let Some(spec) = action(name, a, alerts.as_ref(), errs) {
+            actions.insert(name.clone(), spec);
+        }
+    }
+
+    let mut rules = Vec::new();
+    for (name, r) in &m.rules {
+        if let Some(rule) = rule(name, r, haproxy.as_ref(), &m, errs) {
+            rules.push(rule);
+        }
+    }
+
+    if m.rules.is_empty() && errs.0.is_empty() {
+        let file = m
+            .sources
+            .first()
+            .map(|p| p.as_path())
+            .unwrap_or(Path::new("?"));
+        errs.push(
+            file,
+            None,
+            "no rules defined: add [rules.NAME] tables (see conf.d/ examples)",
+        );
+    }
+
+    Some(Config {
+        sources: m.sources,
+        aws: aws?,
+        node: node?,
+        egress: egress?,
+        haproxy: haproxy?,
+        alerts: alerts?,
+        rules,
+        actions,
+    })
+}
+
+fn default_haproxy() -> HaproxyProbeSpec {
+    HaproxyProbeSpec {
+        stats_socket: Some(defaults::HAPROXY_SOCKET.into()),
+        health_url: None,
+        frontend: None,
+        backend: None,
+        timeout: defaults::HAPROXY_TIMEOUT,
+    }
+}
+
+fn positive(
+    d: Option<Duration>,
+    default: Duration,
+    what: &str,
+    file: &Path,
+    item: &str,
+    errs: &mut Errors,
+) -> Option<Duration> {
+    let d = d.unwrap_or(default);
+    if d.is_zero() {
+        errs.push(
+            file,
+            Some(item),
+            format!("`{what}` must be greater than zero"),
+        );
+        return None;
+    }
+    Some(d)
+}
+
+fn url(s: &str, what: &str, file: &Path, item: &str, errs: &mut Errors) -> Option<reqwest::Url> {
+    match reqwest::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        Ok(_) => {
+            errs.push(
+                file,
+                Some(item),
+                format!("`{what}` = {s:?}: must be an http:// or https:// URL with a host"),
+            );
+            None
+        }
+        Err(e) => {
+            errs.push(
+                file,
+                Some(item),
+                format!("`{what}` = {s:?}: not a URL ({e})"),
+            );
+            None
+        }
+    }
+}
+
+fn ipv4(s: &str, what: &str, file: &Path, item: &str, errs: &mut Errors) -> Option<Ipv4Addr> {
+    match s.parse::<Ipv4Addr>() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            errs.push(
+                file,
+                Some(item),
+                format!("`{what}` = {s:?}: not an IPv4 address"),
+            );
+            None
+        }
+    }
+}
+
+fn arn(s: &str, what: &str, file: &Path, item: &str, errs: &mut Errors) -> Option<String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() >= 6 && parts[0] == "arn" && parts[2] == "sns" {
+        Some(s.to_owned())
+    } else {
+        errs.push(
+            file,
+            Some(item),
+            format!("`{what}` = {s:?}: not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"),
+        );
+        None
+    }
+}
+
+fn prefixed_id(
+    s: &str,
+    prefix: &str,
+    what: &str,
+    file: &Path,
+    item: &str,
+    errs: &mut Errors,
+) -> Option<String> {
+    let rest = s.strip_prefix(prefix).unwrap_or("");
+    if !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric()) {
+        Some(s.to_owned())
+    } else {
+        errs.push(
+            file,
+            Some(item),
+            format!("`{what}` = {s:?}: expected an id like {prefix}0123456789abcdef0"),
+        );
+        None
+    }
+}
+
+fn aws(raw: Option<&Located<RawAws>>, errs: &mut Errors) -> Option<AwsSettings> {
+    let Some(Located { file, value: r }) = raw else {
+        return Some(AwsSettings {
+            region: None,
+            endpoint_url: None,
+            connect_timeout: defaults::AWS_CONNECT_TIMEOUT,
+            attempt_timeout: defaults::AWS_ATTEMPT_TIMEOUT,
+            operation_timeout: defaults::AWS_OPERATION_TIMEOUT,
+            max_attempts: defaults::AWS_MAX_ATTEMPTS,
+        });
+    };
+    let item = "[aws]";
+    let endpoint_url = match &r.endpoint_url {
+        Some(s) => Some(url(s, "endpoint_url", file, item, errs)?.to_string()),
+        None => None,
+    };
+    let max_attempts = r.max_attempts.unwrap_or(defaults::AWS_MAX_ATTEMPTS);
+    if !(1..=10).contains(&max_attempts) {
+        errs.push(file, Some(item), "`max_attempts` must be between 1 and 10");
+    }
+    let s = AwsSettings {
+        region: r.region.clone(),
+        endpoint_url,
+        connect_timeout: positive(
+            r.connect_timeout,
+            defaults::AWS_CONNECT_TIMEOUT,
+            "connect_timeout",
+            file,
+            item,
+            errs,
+        )?,
+        attempt_timeout: positive(
+            r.attempt_timeout,
+            defaults::AWS_ATTEMPT_TIMEOUT,
+            "attempt_timeout",
+            file,
+            item,
+            errs,
+        )?,
+        operation_timeout: positive(
+            r.operation_timeout,
+            defaults::AWS_OPERATION_TIMEOUT,
+            "operation_timeout",
+            file,
+            item,
+            errs,
+        )?,
+        max_attempts,
+    };
+    if s.attempt_timeout > s.operation_timeout {
+        errs.push(
+            file,
+            Some(item),
+            "`attempt_timeout` must not exceed `operation_timeout`",
+        );
+    }
+    Some(s)
+}
+
+fn node(raw: Option<&Located<RawNode>>, errs: &mut Errors) -> Option<NodeSettings> {
+    let Some(Located { file, value: r }) = raw else {
+        return Some(NodeSettings {
+            imds_timeout: defaults::IMDS_TIMEOUT,
+            ..Default::default()
+        });
+    };
+    let item = "[node]";
+    let mut ok = true;
+    let instance_id = r
+        .instance_id
+        .as_deref()
+        .map(|s| prefixed_id(s, "i-", "instance_id", file, item, errs));
+    let eni = r
+        .network_interface_id
+        .as_deref()
+        .map(|s| prefixed_id(s, "eni-", "network_interface_id", file, item, errs));
+    let ip = r
+        .private_ip
+        .as_deref()
+        .map(|s| ipv4(s, "private_ip", file, item, errs));
+    let endpoint = r
+        .imds_endpoint
+        .as_deref()
+        .map(|s| url(s, "imds_endpoint", file, item, errs).map(|u| u.to_string()));
+    for bad in [&instance_id, &eni, &endpoint] {
+        ok &= !matches!(bad, Some(None));
+    }
+    ok &= !matches!(ip, Some(None));
+    let imds_timeout = positive(
+        r.imds_timeout,
+        defaults::IMDS_TIMEOUT,
+        "imds_timeout",
+        file,
+        item,
+        errs,
+    );
+    if !ok {
+        return None;
+    }
+    Some(NodeSettings {
+        instance_id: instance_id.flatten(),
+        network_interface_id: eni.flatten(),
+        private_ip: ip.flatten(),
+        imds_endpoint: endpoint.flatten(),
+        imds_timeout: imds_timeout?,
+    })
+}
+
+fn egress(raw: Option<&Located<RawEgress>>, errs: &mut Errors) -> Option<EgressSettings> {
+    let default_url = || reqwest::Url::parse(defaults::CHECKIP_URL).ok();
+    let Some(Located { file, value: r }) = raw else {
+        return Some(EgressSettings {
+            checkip_url: default_url()?,
+            timeout: defaults::EGRESS_TIMEOUT,
+        });
+    };
+    let item = "[egress]";
+    let checkip_url = match &r.checkip_url {
+        Some(s) => url(s, "checkip_url", file, item, errs),
+        None => default_url(),
+    };
+    let timeout = positive(
+        r.timeout,
+        defaults::EGRESS_TIMEOUT,
+        "timeout",
+        file,
+        item,
+        errs,
+    );
+    Some(EgressSettings {
+        checkip_url: checkip_url?,
+        timeout: timeout?,
+    })
+}
+
+/// `fallback` fills in where the check names no probe of its own (the `[haproxy]` section).
+fn haproxy_probe(
+    r: &RawHaproxy,
+    fallback: Option<&HaproxyProbeSpec>,
+    file: &Path,
+    item: &str,
+    errs: &mut Errors,
+) -> Option<HaproxyProbeSpec> {
+    let health_url = match &r.health_url {
+        Some(s) => Some(url(s, "health_url", file, item, errs)?),
+        None => None,
+    };
+    let mut spec = HaproxyProbeSpec {
+        stats_socket: r.stats_socket.clone(),
+        health_url,
+        frontend: r.frontend.clone(),
+        backend: r.backend.clone(),
+        timeout: positive(
+            r.timeout,
+            defaults::HAPROXY_TIMEOUT,
+            "timeout",
+            file,
+            item,
+            errs,
+        )?,
+    };
+    if spec.stats_socket.is_none() && spec.health_url.is_none() {
+        match fallback {
+            Some(f) => {
+                spec.stats_socket = f.stats_socket.clone();
+                spec.health_url = f.health_url.clone();
+                spec.frontend = spec.frontend.or_else(|| f.frontend.clone());
+                spec.backend = spec.backend.or_else(|| f.backend.clone());
+            }
+            None => spec.stats_socket = Some(defaults::HAPROXY_SOCKET.into()),
+        }
+    }
+    if (spec.frontend.is_some() || spec.backend.is_some()) && spec.stats_socket.is_none() {
+        errs.push(
+            file,
+            Some(item),
+            "`frontend` and `backend` are checked through the stats socket: set `stats_socket` too",
+        );
+        return None;
+    }
+    Some(spec)
+}
+
+fn alerts(raw: Option<&Located<RawAlerts>>, errs: &mut Errors) -> Option<AlertSettings> {
+    let Some(Located { file, value: r }) = raw else {
+        return Some(AlertSettings {
+            sns_topic_arn: None,
+            subject_prefix: defaults::SUBJECT_PREFIX.into(),
+        });
+    };
+    let topic = match &r.sns_topic_arn {
+        Some(s) => Some(arn(s, "sns_topic_arn", file, "[alerts]", errs)?),
+        None => None,
+    };
+    Some(AlertSettings {
+        sns_topic_arn: topic,
+        subject_prefix: r
+            .subject_prefix
+            .clone()
+            .unwrap_or_else(|| defaults::SUBJECT_PREFIX.into()),
+    })
+}
+
+fn action(
+    name: &str,
+    a: &Located<RawAction>,
+    alerts: Option<&AlertSettings>,
+    errs: &mut Errors,
+) -> Option<ActionSpec> {
+    let file = &a.file;
+    let item = format!("action \"{name}\"");
+    let item = item.as_str();
+    match &a.value {
+        RawAction::ClaimEip(c) => {
+            let eip = match (&c.eip, &c.allocation_id) {
+                (Some(ip), None) => EipRef::PublicIp(ipv4(ip, "eip", file, item, errs)?),
+                (None, Some(id)) => EipRef::AllocationId(prefixed_id(
+                    id,
+                    "eipalloc-",
+                    "allocation_id",
+                    file,
+                    item,
+                    errs,
+                )?),
+                (Some(_), Some(_)) => {
+                    errs.push(
+                        file,
+                        Some(item),
+                        "set either `eip` or `allocation_id`, not both",
+                    );
+                    return None;
+                }
+                (None, None) => {
+                    errs.push(
+                        file,
+                        Some(item),
+                        "missing the Elastic IP: set `eip` (its public address) or `allocation_id`",
+                    );
+                    return None;
+                }
+            };
+            let provider = match c.provider.as_deref() {
+                None | Some("ec2") => ClaimProvider::Ec2,
+                Some(other) => {
+                    errs.push(
+                        file,
+                        Some(item),
+                        format!("`provider` = {other:?}: the supported provider is \"ec2\""),
+                    );
+                    return None;
+                }
+            };
+            let eni = match &c.network_interface_id {
+                Some(s) => Some(prefixed_id(
+                    s,
+                    "eni-",
+                    "network_interface_id",
+                    file,
+                    item,
+                    errs,
+                )?),
+                None => None,
+            };
+            let private_ip = match &c.private_ip {
+                Some(s) => Some(ipv4(s, "private_ip", file, item, errs)?),
+                None => None,
+            };
+            let topic = match &c.sns_topic_arn {
+                Some(s) => Some(arn(s, "sns_topic_arn", file, item, errs)?),
+                None => alerts.and_then(|a| a.sns_topic_arn.clone()),
+            };
+            Some(ActionSpec::ClaimEip(ClaimEipSpec {
+                name: name.to_owned(),
+                eip,
+                provider,
+                network_interface_id: eni,
+                private_ip,
+                hold_down: c.hold_down.unwrap_or(defaults::HOLD_DOWN),
+                sns_topic_arn: topic,
+            }))
+        }
+        RawAction::Sns(s) => {
+            let topic = match &s.topic_arn {
+                Some(t) => arn(t, "topic_arn", file, item, errs)?,
+                None => {
+                    match alerts.and_then(|a| a.sns_topic_arn.clone()) {
+                        Some(t) => t,
+                        None => {
+                            errs.push(file, Some(item), "missing `topic_arn` (and no [alerts] sns_topic_arn to fall back on)");
+                            return None;
+                        }
+                    }
+                }
+            };
+            if let Some(subj) = &s.subject {
+                if subj.len() > 100 || !subj.is_ascii() || subj.chars().any(|c| c.is_control()) {
+                    errs.push(
+                        file,
+                        Some(item),
+                        "`subject`: SNS takes at most 100 printable ASCII characters",
+                    );
+                    return None;
+                }
+            }
+            Some(ActionSpec::Sns(SnsSpec {
+                name: name.to_owned(),
+                topic_arn: topic,
+                subject: s.subject.clone(),
+                message: s.message.clone(),
+            }))
+        }
+    }
+}
+
+fn rule(
+    name: &str,
+    r: &Located<RawRule>,
+    haproxy: Option<&HaproxyProbeSpec>,
+    m: &Merged,
+    errs: &mut Errors,
+) -> Option<Rule> {
+    let file = &r.file;
+    let item = format!("rule \"{name}\"");
+    let item = item.as_str();
+    let v = &r.value;
+    let before = errs.0.len();
+
+    let interval = positive(v.interval, defaults::INTERVAL, "interval", file, item, errs);
+    let timeout = positive(v.timeout, defaults::TIMEOUT, "timeout", file, item, errs);
+    if let (Some(i), Some(t)) = (interval, timeout) {
+        if t > i {
+            errs.push(file, Some(item), format!(
+                "`timeout` ({}) must not exceed `interval` ({}): a check cannot take longer than its cycle",
+                humantime::format_duration(t), humantime::format_duration(i)));
+        }
+    }
+    let count = |n: Option<i64>, default: u32, what: &str, errs: &mut Errors| -> u32 {
+        match n {
+            None => default,
+            Some(n) if (1..=1000).contains(&n) => n as u32,
+            Some(n) => {
+                errs.push(
+                    file,
+                    Some(item),
+                    format!("`{what}` = {n}: must be between 1 and 1000 cycles"),
+                );
+                default
+            }
+        }
+    };
+    let fail_after = count(v.fail_after, defaults::FAIL_AFTER, "fail_after", errs);
+    let recover_after = count(
+        v.recover_after,
+        defaults::RECOVER_AFTER,
+        "recover_after",
+        errs,
+    );
+
+    for (list, what) in [(&v.on_fail, "on_fail"), (&v.on_recover, "on_recover")] {
+        let mut seen = Vec::new();
+        for a in list {
+            if seen.contains(&a) {
+                errs.push(
+                    file,
+                    Some(item),
+                    format!("`{what}` lists action \"{a}\" twice"),
+                );
+            }
+            seen.push(a);
+            if !m.actions.contains_key(a) && !m.broken_actions.contains(a) {
+                let known: Vec<&str> = m.actions.keys().map(String::as_str).collect();
+                let hint = if known.is_empty() {
+                    "no actions are defined".to_owned()
+                } else {
+                    format!("defined actions: {}", known.join(", "))
+                };
+                errs.push(
+                    file,
+                    Some(item),
+                    format!("`{what}` names unknown action \"{a}\" ({hint})"),
+                );
+            }
+        }
+    }
+
+    let check = match &v.check {
+        RawCheck::Http(h) => http_check(h, file, item, errs).map(CheckSpec::Http),
+        RawCheck::Haproxy(h) => haproxy_probe(h, haproxy, file, item, errs).map(CheckSpec::Haproxy),
+    };
+
+    if v.enabled == Some(false) || errs.0.len() > before {
+        return None;
+    }
+    Some(Rule {
+        name: name.to_owned(),
+        file: file.clone(),
+        interval: interval?,
+        timeout: timeout?,
+        fail_after,
+        recover_after,
+        check: check?,
+        on_fail: v.on_fail.clone(),
+        on_recover: v.on_recover.clone(),
+    })
+}
+
+fn http_check(
+    h: &RawHttpCheck,
+    file: &Path,
+    item: &str,
+    errs: &mut Errors,
+) -> Option<HttpCheckSpec> {
+    let url = url(&h.url, "url", file, item, errs);
+    let method = match h.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        None | Some("GET") => Some(reqwest::Method::GET),
+        Some("HEAD") => Some(reqwest::Method::HEAD),
+        Some("POST") => Some(reqwest::Method::POST),
+        Some("OPTIONS") => Some(reqwest::Method::OPTIONS),
+        Some(other) => {
+            errs.push(
+                file,
+                Some(item),
+                format!("`method` = {other:?}: use GET, HEAD, POST or OPTIONS"),
+            );
+            None
+        }
+    };
+    let expect_status = match &h.expect_status {
+        None => Some(StatusSet::default_ok()),
+        Some(list) if list.is_empty() => {
+            errs.push(
+                file,
+                Some(item),
+                "`expect_status` is empty: list codes like 200 or classes like \"2xx\"",
+            );
+            None
+        }
+        Some(list) => {
+            let mut ranges = Vec::new();
+            let mut ok = true;
+            for p in list {
+                match status_pattern(p) {
+                    Ok(r) => ranges.push(r),
+                    Err(m) => {
+                        errs.push(file, Some(item), m);
+                        ok = false;
+                    }
+                }
+            }
+            ok.then_some(StatusSet(ranges))
+        }
+    };
+    if let Some(host) = &h.host {
+        if host.is_empty()
+            || host
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
+            errs.push(
+                file,
+                Some(item),
+                format!("`host` = {host:?}: not a host name"),
+            );
+            return None;
+        }
+    }
+    if h.body_contains.as_deref() == Some("") {
+        errs.push(
+            file,
+            Some(item),
+            "`body_contains` is empty: remove it or give the text to look for",
+        );
+        return None;
+    }
+    if h.body_contains.is_some() && method == Some(reqwest::Method::HEAD) {
+        errs.push(
+            file,
+            Some(item),
+            "`body_contains` cannot be checked with method HEAD (no body)",
+        );
+        return None;
+    }
+    Some(HttpCheckSpec {
+        url: url?,
+        method: method?,
+        expect_status: expect_status?,
+        body_contains: h.body_contains.clone(),
+        host: h.host.clone(),
+    })
+}
+
+fn status_pattern(p: &StatusPattern) -> Result<std::ops::RangeInclusive<u16>, String> {
+    match p {
+        StatusPattern::Code(c) if (100..=599).contains(c) => Ok(*c as u16..=*c as u16),
+        StatusPattern::Code(c) => Err(format!(
+            "`expect_status`: {c} is not an HTTP status (100-599)"
+        )),
+        StatusPattern::Class(s) => {
+            let b = s.as_bytes();
+            if b.len() == 3 && (b'1'..=b'5').contains(&b[0]) && s[1..].eq_ignore_ascii_case("xx") {
+                let base = u16::from(b[0] - b'0') * 100;
+                Ok(base..=base + 99)
+            } else {
+                Err(format!(
+                    "`expect_status`: {s:?} is neither a status code nor a class like \"2xx\""
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The engine decides. Each rule runs on its own task: probe, count the result, and when the
+//! rule's health flips, run its actions once. `--once` is one cycle of the same code;
+//! `run` is a loop of cycles until shutdown.
+//!
+//! An action that could not complete (a claim refused because egress is down, an AWS error,
+//! a hold-down) asks to be retried; it is retried on each later cycle while the rule stays in
+//! the state that triggered it, and dropped when the rule flips back.
+
+pub mod threshold;
+
+use crate::actions::{ActionContext, ActionOutcome};
+use crate::checks::Outcome;
+use crate::config::Rule;
+use crate::telemetry;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use threshold::{Health, Threshold, Transition};
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// What the engine needs from the outside world: probe a rule's check, run a named action.
+pub trait Effects: Send + Sync + 'static {
+    fn check(&self, rule: &Rule) -> impl Future<Output = Outcome> + Send;
+    fn act(&self, action: &str, ctx: &ActionContext) -> impl Future<Output = ActionOutcome> + Send;
+}
+
+/// One rule's state between cycles.
+pub struct RuleRunner {
+    pub rule: Rule,
+    threshold: Threshold,
+    /// Actions of the last transition that asked to be retried.
+    pending: Vec<String>,
+    pending_transition: Option<Transition>,
+    cycles: u64,
+}
+
+/// What one cycle of one rule saw and did.
+#[derive(Debug, Clone)]
+pub struct CycleReport {
+    pub rule: String,
+    pub check: &'static str,
+    pub outcome: Outcome,
+    pub health: Health,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    pub transition: Option<Transition>,
+    pub actions: Vec<(String, ActionOutcome)>,
+}
+
+impl RuleRunner {
+    pub fn new(rule: Rule) -> Self {
+        let threshold = Threshold::new(rule.fail_after, rule.recover_after);
+        RuleRunner {
+            rule,
+            threshold,
+            pending: Vec::new(),
+            pending_transition: None,
+            cycles: 0,
+        }
+    }
+
+    /// One cycle: probe (bounded by the rule's timeout), count, act on a transition or retry
+    /// what is pending.
+    pub async fn cycle<E: Effects>(&mut self, fx: &E) -> CycleReport {
+        self.cycles += 1;
+        let rule = &self.rule;
+        let outcome = match tokio::time::timeout(rule.timeout, fx.check(rule)).await {
+            Ok(o) => o,
+            Err(_) => Outcome::fail(format!(
+                "timed out after {}",
+                humantime::format_duration(rule.timeout)
+            )),
+        };
+        telemetry::incr("checks_run_total", &[("rule", &rule.name)]);
+        if !outcome.ok {
+            telemetry::incr("checks_failed_total", &[("rule", &rule.name)]);
+        }
+        let transition = self.threshold.observe(outcome.ok);
+        let (fails, oks) = (
+            self.threshold.consecutive_failures(),
+            self.threshold.consecutive_successes(),
+        );
+        if outcome.ok {
+            tracing::debug!(event = "check_passed", rule = %rule.name, check = rule.check.kind(), detail = %outcome.detail, consecutive_successes = oks);
+        } else {
+            tracing::warn!(event = "check_failed", rule = %rule.name, check = rule.check.kind(), detail = %outcome.detail,
+                consecutive_failures = fails, fail_after = rule.fail_after);
+        }
+
+        if let Some(t) = transition {
+            match t {
+                Transition::Failed => {
+                    tracing::error!(event = "rule_failed", rule = %rule.name, consecutive_failures = fails, detail = %outcome.detail)
+                }
+                Transition::Recovered => {
+                    tracing::info!(event = "rule_recovered", rule = %rule.name, consecutive_successes = oks)
+                }
+            }
+            telemetry::incr(
+                "rule_transitions_total",
+                &[("rule", &rule.name), ("to", t.as_str())],
+            );
+            let list = match t {
+                Transition::Failed => &rule.on_fail,
+                Transition::Recovered => &rule.on_recover,
+            };
+            if !self.pending.is_empty() {
+                tracing::info!(event = "actions_dropped", rule = %rule.name, actions = ?self.pending, "rule flipped before these actions could complete");
+            }
+            self.pending = list.clone();
+            self.pending_transition = Some(t);
+        }
+
+        let mut actions = Vec::new();
+        if let Some(t) = self.pending_transition.filter(|_| !self.pending.is_empty()) {
+            let ctx = ActionContext {
+                rule: rule.name.clone(),
+                transition: t,
+                detail: outcome.detail.clone(),
+                consecutive: if t == Transition::Failed { fails } else { oks },
+                retry: transition.is_none(),
+            };
+            let mut still_pending = Vec::new();
+            for name in std::mem::take(&mut self.pending) {
+                let result = fx.act(&name, &ctx).await;
+                result.log(&rule.name, &name);
+                if result.wants_retry() {
+                    still_pending.push(name.clone());
+                }
+                actions.push((name, result));
+            }
+            self.pending = still_pending;
+        }
+
+        CycleReport {
+            rule: rule.name.clone(),
+            check: rule.check.kind(),
+            outcome,
+            health: self.threshold.health(),
+            consecutive_failures: self.threshold.consecutive_failures(),
+            consecutive_successes: self.threshold.consecutive_successes(),
+            transition,
+            actions,
+        }
+    }
+}
+
+/// `--once`: every rule exactly one cycle, concurrently. Reports come back sorted by rule.
+pub async fn once<E: Effects>(rules: Vec<Rule>, fx: Arc<E>) -> Vec<CycleReport> {
+    let mut set = tokio::task::JoinSet::new();
+    for rule in rules {
+        let fx = fx.clone();
+        set.spawn(async move { RuleRunner::new(rule).cycle(fx.as_ref()).await });
+    }
+    let mut reports = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(report) => reports.push(report),
+            Err(e) => tracing::error!(event = "rule_task_crashed", error = %e),
+        }
+    }
+    reports.sort_by(|a, b| a.rule.cmp(&b.rule));
+    reports
+}
+
+/// The daemon: one task per rule, each on its own interval, until `shutdown` turns true.
+/// A cycle in progress when shutdown comes is allowed `grace` to finish.
+pub async fn run<E: Effects>(
+    rules: Vec<Rule>,
+    fx: Arc<E>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let mut set = tokio::task::JoinSet::new();
+    for rule in rules {
+        let fx = fx.clone();
+        let shutdown = shutdown.clone();
+        set.spawn(rule_loop(RuleRunner::new(rule), fx, shutdown));
+    }
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    let deadline = Instant::now() + grace;
+    loop {
+        match tokio::time::timeout_at(deadline, set.join_next()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(_) => {
+                tracing::warn!(
+                    event = "shutdown_forced",
+                    "rule tasks did not finish within the grace period"
+                );
+                set.shutdown().await;
+                break;
+            }
+        }
+    }
+}
+
+async fn rule_loop<E: Effects>(
+    mut runner: RuleRunner,
+    fx: Arc<E>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(runner.rule.interval);
+    // A slow cycle delays the next one rather than causing a burst of catch-up cycles.
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        runner.cycle(fx.as_ref()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

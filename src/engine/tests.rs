@@ -1,0 +1,250 @@
+//! The scheduler and thresholds under paused tokio time: no sleeping, no network.
+
+use super::*;
+use crate::config::{CheckSpec, HttpCheckSpec, StatusSet};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+/// Scripted effects: each rule gets a queue of results (true = pass); an empty queue repeats
+/// the last one. `hang` rules never answer. Every call is recorded with the paused clock.
+#[derive(Default)]
+struct Script {
+    results: Mutex<BTreeMap<String, VecDeque<bool>>>,
+    last: Mutex<BTreeMap<String, bool>>,
+    hang: Vec<String>,
+    checks: Mutex<Vec<(String, Duration)>>,
+    acts: Mutex<Vec<(String, Transition, bool, Duration)>>,
+    /// Actions that refuse this many times before they succeed.
+    refuse_first: Mutex<BTreeMap<String, u32>>,
+    start: Option<Instant>,
+}
+
+use std::collections::BTreeMap;
+
+impl Script {
+    fn new(start: Instant) -> Self {
+        Script {
+            start: Some(start),
+            ..Default::default()
+        }
+    }
+    fn results(self, rule: &str, seq: &str) -> Self {
+        self.results
+            .lock()
+            .unwrap()
+            .insert(rule.into(), seq.chars().map(|c| c == '+').collect());
+        self
+    }
+    fn t(&self) -> Duration {
+        self.start.map(|s| s.elapsed()).unwrap_or_default()
+    }
+}
+
+impl Effects for Script {
+    async fn check(&self, rule: &Rule) -> Outcome {
+        self.checks
+            .lock()
+            .unwrap()
+            .push((rule.name.clone(), self.t()));
+        if self.hang.contains(&rule.name) {
+            std::future::pending::<()>().await;
+        }
+        let next = self
+            .results
+            .lock()
+            .unwrap()
+            .get_mut(&rule.name)
+            .and_then(|q| q.pop_front());
+        let mut last = self.last.lock().unwrap();
+        let ok = next.unwrap_or(*last.get(&rule.name).unwrap_or(&true));
+        last.insert(rule.name.clone(), ok);
+        if ok {
+            Outcome::ok("fine")
+        } else {
+            Outcome::fail("broken")
+        }
+    }
+
+    async fn act(&self, action: &str, ctx: &ActionContext) -> ActionOutcome {
+        self.acts
+            .lock()
+            .unwrap()
+            .push((action.into(), ctx.transition, ctx.retry, self.t()));
+        let mut refuse = self.refuse_first.lock().unwrap();
+        match refuse.get_mut(action) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                ActionOutcome::Refused {
+                    reason: "test",
+                    detail: "not yet".into(),
+                }
+            }
+            _ => ActionOutcome::Done("ok".into()),
+        }
+    }
+}
+
+fn rule(name: &str, interval: u64, timeout: u64, fail_after: u32, recover_after: u32) -> Rule {
+    Rule {
+        name: name.into(),
+        file: "test.toml".into(),
+        interval: Duration::from_secs(interval),
+        timeout: Duration::from_secs(timeout),
+        fail_after,
+        recover_after,
+        check: CheckSpec::Http(HttpCheckSpec {
+            url: reqwest::Url::parse("http://127.0.0.1:9/").unwrap(),
+            method: reqwest::Method::GET,
+            expect_status: StatusSet::default_ok(),
+            body_contains: None,
+            host: None,
+        }),
+        on_fail: vec!["claim".into()],
+        on_recover: vec!["notify".into()],
+    }
+}
+
+async fn run_for(rules: Vec<Rule>, fx: Arc<Script>, secs: u64) {
+    let (tx, rx) = watch::channel(false);
+    let engine = tokio::spawn(run(rules, fx, rx, Duration::from_secs(1)));
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    tx.send(true).unwrap();
+    engine.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn fails_on_the_nth_cycle_and_acts_once() {
+    let start = Instant::now();
+    let fx = Arc::new(Script::new(start).results("eip", "++-------"));
+    run_for(vec![rule("eip", 10, 5, 3, 2)], fx.clone(), 85).await;
+    let acts = fx.acts.lock().unwrap().clone();
+    // Cycles at 0,10,20,...: failures start at t=20, the third is at t=40.
+    assert_eq!(
+        acts,
+        vec![(
+            "claim".to_string(),
+            Transition::Failed,
+            false,
+            Duration::from_secs(40)
+        )]
+    );
+    assert_eq!(fx.checks.lock().unwrap().len(), 9, "one check per interval");
+}
+
+#[tokio::test(start_paused = true)]
+async fn n_minus_one_failures_never_act() {
+    let fx = Arc::new(Script::new(Instant::now()).results("eip", "--+--+--+-+"));
+    run_for(vec![rule("eip", 10, 5, 3, 2)], fx.clone(), 200).await;
+    assert!(fx.acts.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_runs_on_recover_actions_after_m_successes() {
+    let fx = Arc::new(Script::new(Instant::now()).results("eip", "--+-++++"));
+    run_for(vec![rule("eip", 10, 5, 2, 3)], fx.clone(), 75).await;
+    let acts: Vec<_> = fx
+        .acts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| (a.0.clone(), a.1, a.3.as_secs()))
+        .collect();
+    // Fails at t=10 (2nd failure); +,- at 20,30 resets; +++ at 40,50,60 recovers at 60.
+    assert_eq!(
+        acts,
+        vec![
+            ("claim".into(), Transition::Failed, 10),
+            ("notify".into(), Transition::Recovered, 60)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_actions_retry_each_cycle_while_still_failed_only() {
+    let fx = Arc::new(Script::new(Instant::now()).results("eip", "-----+++"));
+    fx.refuse_first.lock().unwrap().insert("claim".into(), 2);
+    run_for(vec![rule("eip", 10, 5, 1, 1)], fx.clone(), 75).await;
+    let claims: Vec<_> = fx
+        .acts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a.0 == "claim")
+        .map(|a| (a.2, a.3.as_secs()))
+        .collect();
+    // Refused at 0 and 10, done at 20 (a retry), and never again.
+    assert_eq!(claims, vec![(false, 0), (true, 10), (true, 20)]);
+
+    // A rule that recovers drops its pending retries.
+    let fx = Arc::new(Script::new(Instant::now()).results("eip", "-+++"));
+    fx.refuse_first.lock().unwrap().insert("claim".into(), 100);
+    run_for(vec![rule("eip", 10, 5, 1, 1)], fx.clone(), 45).await;
+    let claims = fx
+        .acts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a.0 == "claim")
+        .count();
+    assert_eq!(claims, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_check_times_out_and_never_delays_another_rule() {
+    let start = Instant::now();
+    let mut script = Script::new(start).results("fast", "+");
+    script.hang = vec!["stuck".into()];
+    let fx = Arc::new(script);
+    run_for(
+        vec![rule("stuck", 10, 4, 2, 1), rule("fast", 2, 1, 3, 1)],
+        fx.clone(),
+        31,
+    )
+    .await;
+    let checks = fx.checks.lock().unwrap().clone();
+    let fast: Vec<u64> = checks
+        .iter()
+        .filter(|c| c.0 == "fast")
+        .map(|c| c.1.as_secs())
+        .collect();
+    assert_eq!(
+        fast,
+        (0..=30).step_by(2).collect::<Vec<_>>(),
+        "the fast rule kept its 2 s schedule"
+    );
+    let acts = fx.acts.lock().unwrap().clone();
+    // The stuck rule's checks time out at 4 s; its second timeout (cycle at t=10) fails it.
+    assert_eq!(
+        acts,
+        vec![(
+            "claim".to_string(),
+            Transition::Failed,
+            false,
+            Duration::from_secs(14)
+        )]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn once_runs_every_rule_exactly_one_cycle() {
+    let fx = Arc::new(
+        Script::new(Instant::now())
+            .results("a", "-")
+            .results("b", "+"),
+    );
+    let reports = once(
+        vec![rule("b", 10, 5, 1, 1), rule("a", 10, 5, 1, 1)],
+        fx.clone(),
+    )
+    .await;
+    assert_eq!(
+        reports
+            .iter()
+            .map(|r| (r.rule.as_str(), r.outcome.ok))
+            .collect::<Vec<_>>(),
+        vec![("a", false), ("b", true)]
+    );
+    assert_eq!(reports[0].transition, Some(Transition::Failed));
+    assert_eq!(reports[0].actions.len(), 1);
+    assert_eq!(fx.checks.lock().unwrap().len(), 2);
+}

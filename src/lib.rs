@@ -1,0 +1,13 @@
+//! haproxy-watchdog: keeps a pair or fleet of HAProxy load balancers on AWS highly available.
+//!
+//! `config` reads and validates; `checks` probe; `engine` decides when a rule flips;
+//! `actions` carry out what was decided; `providers::aws` is the only door to AWS.
+
+pub mod actions;
+pub mod app;
+pub mod checks;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod providers;
+pub mod telemetry;

@@ -1,0 +1,119 @@
+//! Elastic IP reads and moves through EC2.
+
+use super::{called, AwsError};
+use crate::config::EipRef;
+use std::net::Ipv4Addr;
+
+#[derive(Clone)]
+pub struct Ec2 {
+    client: aws_sdk_ec2::Client,
+}
+
+/// What EC2 says about one Elastic IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressState {
+    pub allocation_id: String,
+    pub public_ip: Option<Ipv4Addr>,
+    pub association_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub private_ip: Option<Ipv4Addr>,
+}
+
+impl AddressState {
+    /// Who holds it, for logs and alerts: `i-0abc (eni-0def, 10.0.0.5)` or `nobody`.
+    pub fn holder(&self) -> String {
+        if self.association_id.is_none() && self.network_interface_id.is_none() {
+            return "nobody (unassociated)".into();
+        }
+        let inst = self.instance_id.as_deref().unwrap_or("an unknown instance");
+        let eni = self.network_interface_id.as_deref().unwrap_or("no ENI");
+        match self.private_ip {
+            Some(ip) => format!("{inst} ({eni}, {ip})"),
+            None => format!("{inst} ({eni})"),
+        }
+    }
+}
+
+impl Ec2 {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Ec2 {
+            client: aws_sdk_ec2::Client::new(config),
+        }
+    }
+
+    pub async fn describe(&self, eip: &EipRef) -> Result<AddressState, AwsError> {
+        const OP: &str = "ec2:DescribeAddresses";
+        called("ec2", "DescribeAddresses");
+        let mut req = self.client.describe_addresses();
+        req = match eip {
+            EipRef::PublicIp(ip) => req.public_ips(ip.to_string()),
+            EipRef::AllocationId(id) => req.allocation_ids(id),
+        };
+        let out = req.send().await.map_err(|e| AwsError::from_sdk(OP, e))?;
+        let addrs = out.addresses();
+        let [a] = addrs else {
+            return Err(AwsError {
+                operation: OP,
+                code: None,
+                message: format!(
+                    "expected exactly one address for {eip}, got {}",
+                    addrs.len()
+                ),
+            });
+        };
+        let Some(allocation_id) = a.allocation_id() else {
+            return Err(AwsError {
+                operation: OP,
+                code: None,
+                message: format!("{eip} has no allocation id (not a VPC Elastic IP)"),
+            });
+        };
+        Ok(AddressState {
+            allocation_id: allocation_id.to_owned(),
+            public_ip: a.public_ip().and_then(|s| s.parse().ok()),
+            association_id: a.association_id().map(str::to_owned),
+            instance_id: a.instance_id().filter(|s| !s.is_empty()).map(str::to_owned),
+            network_interface_id: a.network_interface_id().map(str::to_owned),
+            private_ip: a.private_ip_address().and_then(|s| s.parse().ok()),
+        })
+    }
+
+    pub async fn disassociate(&self, association_id: &str) -> Result<(), AwsError> {
+        called("ec2", "DisassociateAddress");
+        self.client
+            .disassociate_address()
+            .association_id(association_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ec2:DisassociateAddress", e))?;
+        Ok(())
+    }
+
+    /// Associate onto an ENI and private IP, refusing to take it from anyone: the caller has
+    /// already released it from the holder it read, so a conflict means another node won.
+    pub async fn associate(
+        &self,
+        allocation_id: &str,
+        eni: &str,
+        private_ip: Ipv4Addr,
+    ) -> Result<String, AwsError> {
+        const OP: &str = "ec2:AssociateAddress";
+        called("ec2", "AssociateAddress");
+        let out = self
+            .client
+            .associate_address()
+            .allocation_id(allocation_id)
+            .network_interface_id(eni)
+            .private_ip_address(private_ip.to_string())
+            .allow_reassociation(false)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(OP, e))?;
+        out.association_id().map(str::to_owned).ok_or(AwsError {
+            operation: OP,
+            code: None,
+            message: "the answer carried no AssociationId".into(),
+        })
+    }
+}

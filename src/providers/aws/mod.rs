@@ -1,0 +1,96 @@
+//! The only place that imports the AWS SDK. Region, credentials and endpoint follow the SDK's
+//! standard chains (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles, instance roles), overridable
+//! from `[aws]`; retries use the standard mode with bounded timeouts on every call.
+
+pub mod ec2;
+pub mod imds;
+pub mod sns;
+
+use crate::config::AwsSettings;
+use crate::telemetry;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use std::fmt;
+
+/// Load the SDK configuration once; every client is built from it.
+pub async fn sdk_config(s: &AwsSettings) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(s.connect_timeout)
+                .operation_attempt_timeout(s.attempt_timeout)
+                .operation_timeout(s.operation_timeout)
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(s.max_attempts));
+    if let Some(r) = &s.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(u) = &s.endpoint_url {
+        loader = loader.endpoint_url(u);
+    }
+    loader.load().await
+}
+
+/// An AWS API call that failed, after the SDK's retries.
+#[derive(Debug, Clone)]
+pub struct AwsError {
+    pub operation: &'static str,
+    /// The service's error code (`Resource.AlreadyAssociated`, `Throttling`, ...), when it
+    /// answered with one. Decisions are made on this, never on the message text.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn is_code(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+
+    fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: fmt::Debug,
+    {
+        let code = err.code().map(str::to_owned);
+        let message = match (&err, err.message()) {
+            (SdkError::ServiceError(_), Some(m)) => m.to_owned(),
+            (SdkError::TimeoutError(_), _) => "timed out".to_owned(),
+            _ => DisplayErrorContext(&err).to_string(),
+        };
+        telemetry::incr(
+            "aws_api_errors_total",
+            &[
+                ("operation", operation),
+                ("code", code.as_deref().unwrap_or("none")),
+            ],
+        );
+        AwsError {
+            operation,
+            code,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for AwsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(c) => write!(f, "{} failed: {c}: {}", self.operation, self.message),
+            None => write!(f, "{} failed: {}", self.operation, self.message),
+        }
+    }
+}
+
+impl std::error::Error for AwsError {}
+
+/// Count and log one API call before it is made.
+fn called(service: &'static str, operation: &'static str) {
+    telemetry::incr(
+        "aws_api_calls_total",
+        &[("service", service), ("operation", operation)],
+    );
+    tracing::debug!(event = "aws_call", service, operation);
+}
