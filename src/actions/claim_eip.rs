@@ -5,16 +5,17 @@
 //! 2. the local HAProxy must be ready (a node that cannot serve must not take the traffic);
 //! 3. read the current association; if the EIP is already on our ENI and private IP: done;
 //! 4. verify egress through checkip: a well-formed address that is not the EIP itself;
-//! 5. claim: release the association we read *by its AssociationId*, then associate with
+//! 5. look at the rule's check once more: if it passes now, someone else fixed it;
+//! 6. claim: release the association we read *by its AssociationId*, then associate with
 //!    `AllowReassociation=false`. Of two nodes racing, the second release fails with
 //!    `InvalidAssociationID.NotFound` or the second associate with `Resource.AlreadyAssociated`:
 //!    exactly one wins, and the loser starts a hold-down instead of fighting back;
-//! 6. verify (DescribeAddresses shows our AssociationId) and queue one SNS alert.
+//! 7. verify (DescribeAddresses shows our AssociationId) and queue one SNS alert.
 
 use super::alerts::{Alert, Alerter};
 use super::notify::sns_subject;
 use super::{ActionContext, ActionOutcome};
-use crate::checks::{checkip, haproxy};
+use crate::checks::{self, checkip, haproxy};
 use crate::config::{ClaimEipSpec, EgressSettings, HaproxyProbeSpec};
 use crate::providers::aws::ec2::{AddressState, Ec2};
 use crate::providers::aws::imds::IdentitySource;
@@ -168,6 +169,23 @@ impl ClaimEip {
                 "checkip says this node's traffic already leaves from {egress}: the EIP is ours (EC2 says it is on {})",
                 before.holder()
             ));
+        }
+
+        // Last look before the mutation: if another node fixed things since our check failed,
+        // taking the EIP from it would turn its repair into a new outage.
+        if let Some((check, timeout)) = &ctx.recheck {
+            if let Ok(o) = tokio::time::timeout(*timeout, checks::run(check, &env.http)).await {
+                if o.ok {
+                    return refused(
+                        "check_passes_again",
+                        format!(
+                            "the rule's check passes again ({}); {eip} stays on {}",
+                            o.detail,
+                            before.holder()
+                        ),
+                    );
+                }
+            }
         }
 
         if let Some(assoc) = &before.association_id {

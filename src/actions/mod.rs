@@ -19,6 +19,8 @@ pub struct ActionContext {
     pub consecutive: u32,
     /// True when this is a retry of an action that could not complete on an earlier cycle.
     pub retry: bool,
+    /// The rule's check and timeout, so an action about to make a change can look once more.
+    pub recheck: Option<(crate::config::CheckSpec, std::time::Duration)>,
 }
 
 /// What an action did. `Refused` and `Error` are retried on the next cycle while the rule

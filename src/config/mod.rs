@@ -130,6 +130,8 @@ pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<Config, ConfigError
         merged.add_file(path, text, &mut errs);
     }
     let config = validate::validate(merged, &mut errs);
+    // Group by file, keeping each file's errors in the order they were found.
+    errs.0.sort_by(|a, b| a.file.cmp(&b.file));
     match (config, errs.0.is_empty()) {
         (Some(c), true) => Ok(c),
         _ => Err(ConfigErrors(errs.0)),
@@ -297,3 +299,6 @@ fn one_line(e: &dyn fmt::Display) -> String {
         .collect();
     lines.join("; ")
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,10 @@
 
 use serde::Deserialize;
 use std::path::PathBuf;
-use std::time::Duration;
+
+/// A duration as written: `"2s"`, `"1m30s"`. Parsed during validation so that a bad one is
+/// reported with the rule's other errors rather than stopping at the first.
+pub type HumanDuration = String;
 
 /// `[aws]`: how the daemon reaches the AWS APIs.
 #[derive(Debug, Default, Deserialize)]
@@ -18,14 +21,11 @@ pub struct RawAws {
     /// Default: the SDK chain (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_EC2`, ...).
     pub endpoint_url: Option<String>,
     /// TCP connect timeout of one AWS API attempt.
-    #[serde(default, with = "humantime_serde")]
-    pub connect_timeout: Option<Duration>,
+    pub connect_timeout: Option<HumanDuration>,
     /// Time limit of one attempt of one AWS API call.
-    #[serde(default, with = "humantime_serde")]
-    pub attempt_timeout: Option<Duration>,
+    pub attempt_timeout: Option<HumanDuration>,
     /// Time limit of one AWS API call including all its retries.
-    #[serde(default, with = "humantime_serde")]
-    pub operation_timeout: Option<Duration>,
+    pub operation_timeout: Option<HumanDuration>,
     /// Attempts per call in the SDK's standard retry mode (1 = no retry).
     pub max_attempts: Option<u32>,
 }
@@ -40,8 +40,7 @@ pub struct RawNode {
     /// Instance metadata endpoint. Default: the SDK's (`AWS_EC2_METADATA_SERVICE_ENDPOINT`,
     /// else http://169.254.169.254).
     pub imds_endpoint: Option<String>,
-    #[serde(default, with = "humantime_serde")]
-    pub imds_timeout: Option<Duration>,
+    pub imds_timeout: Option<HumanDuration>,
 }
 
 /// `[egress]`: how a node proves its own internet path before it claims.
@@ -49,8 +48,7 @@ pub struct RawNode {
 #[serde(deny_unknown_fields)]
 pub struct RawEgress {
     pub checkip_url: Option<String>,
-    #[serde(default, with = "humantime_serde")]
-    pub timeout: Option<Duration>,
+    pub timeout: Option<HumanDuration>,
 }
 
 /// How to tell that a HAProxy is ready to serve: used by `[haproxy]` and by `type = "haproxy"`.
@@ -61,8 +59,7 @@ pub struct RawHaproxy {
     pub health_url: Option<String>,
     pub frontend: Option<String>,
     pub backend: Option<String>,
-    #[serde(default, with = "humantime_serde")]
-    pub timeout: Option<Duration>,
+    pub timeout: Option<HumanDuration>,
 }
 
 /// `[alerts]`: where failover alerts go.
@@ -78,10 +75,8 @@ pub struct RawAlerts {
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     pub check: RawCheck,
-    #[serde(default, with = "humantime_serde")]
-    pub interval: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub timeout: Option<Duration>,
+    pub interval: Option<HumanDuration>,
+    pub timeout: Option<HumanDuration>,
     pub fail_after: Option<i64>,
     pub recover_after: Option<i64>,
     #[serde(default)]
@@ -134,8 +129,7 @@ pub struct RawClaimEip {
     pub provider: Option<String>,
     pub network_interface_id: Option<String>,
     pub private_ip: Option<String>,
-    #[serde(default, with = "humantime_serde")]
-    pub hold_down: Option<Duration>,
+    pub hold_down: Option<HumanDuration>,
     pub sns_topic_arn: Option<String>,
 }
 

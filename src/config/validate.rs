@@ -81,24 +81,31 @@ fn default_haproxy() -> HaproxyProbeSpec {
     }
 }
 
-fn positive(
-    d: Option<Duration>,
+/// A human duration (`"10s"`, `"2m"`), greater than zero; `default` when unset.
+fn duration(
+    d: &Option<HumanDuration>,
     default: Duration,
     what: &str,
     file: &Path,
     item: &str,
     errs: &mut Errors,
 ) -> Option<Duration> {
-    let d = d.unwrap_or(default);
-    if d.is_zero() {
-        errs.push(
-            file,
-            Some(item),
-            format!("`{what}` must be greater than zero"),
-        );
-        return None;
+    let Some(text) = d else { return Some(default) };
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => {
+            errs.push(
+                file,
+                Some(item),
+                format!("`{what}` must be greater than zero"),
+            );
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            errs.push(file, Some(item), format!("`{what}` = {text:?}: not a duration ({e}); write it like \"10s\", \"2m\" or \"1h30m\""));
+            None
+        }
     }
-    Some(d)
 }
 
 fn url(s: &str, what: &str, file: &Path, item: &str, errs: &mut Errors) -> Option<reqwest::Url> {
@@ -195,24 +202,24 @@ fn aws(raw: Option<&Located<RawAws>>, errs: &mut Errors) -> Option<AwsSettings> 
     let s = AwsSettings {
         region: r.region.clone(),
         endpoint_url,
-        connect_timeout: positive(
-            r.connect_timeout,
+        connect_timeout: duration(
+            &r.connect_timeout,
             defaults::AWS_CONNECT_TIMEOUT,
             "connect_timeout",
             file,
             item,
             errs,
         )?,
-        attempt_timeout: positive(
-            r.attempt_timeout,
+        attempt_timeout: duration(
+            &r.attempt_timeout,
             defaults::AWS_ATTEMPT_TIMEOUT,
             "attempt_timeout",
             file,
             item,
             errs,
         )?,
-        operation_timeout: positive(
-            r.operation_timeout,
+        operation_timeout: duration(
+            &r.operation_timeout,
             defaults::AWS_OPERATION_TIMEOUT,
             "operation_timeout",
             file,
@@ -260,8 +267,8 @@ fn node(raw: Option<&Located<RawNode>>, errs: &mut Errors) -> Option<NodeSetting
         ok &= !matches!(bad, Some(None));
     }
     ok &= !matches!(ip, Some(None));
-    let imds_timeout = positive(
-        r.imds_timeout,
+    let imds_timeout = duration(
+        &r.imds_timeout,
         defaults::IMDS_TIMEOUT,
         "imds_timeout",
         file,
@@ -293,8 +300,8 @@ fn egress(raw: Option<&Located<RawEgress>>, errs: &mut Errors) -> Option<EgressS
         Some(s) => url(s, "checkip_url", file, item, errs),
         None => default_url(),
     };
-    let timeout = positive(
-        r.timeout,
+    let timeout = duration(
+        &r.timeout,
         defaults::EGRESS_TIMEOUT,
         "timeout",
         file,
@@ -324,8 +331,8 @@ fn haproxy_probe(
         health_url,
         frontend: r.frontend.clone(),
         backend: r.backend.clone(),
-        timeout: positive(
-            r.timeout,
+        timeout: duration(
+            &r.timeout,
             defaults::HAPROXY_TIMEOUT,
             "timeout",
             file,
@@ -449,7 +456,14 @@ fn action(
                 provider,
                 network_interface_id: eni,
                 private_ip,
-                hold_down: c.hold_down.unwrap_or(defaults::HOLD_DOWN),
+                hold_down: duration(
+                    &c.hold_down,
+                    defaults::HOLD_DOWN,
+                    "hold_down",
+                    file,
+                    item,
+                    errs,
+                )?,
                 sns_topic_arn: topic,
             }))
         }
@@ -499,8 +513,15 @@ fn rule(
     let v = &r.value;
     let before = errs.0.len();
 
-    let interval = positive(v.interval, defaults::INTERVAL, "interval", file, item, errs);
-    let timeout = positive(v.timeout, defaults::TIMEOUT, "timeout", file, item, errs);
+    let interval = duration(
+        &v.interval,
+        defaults::INTERVAL,
+        "interval",
+        file,
+        item,
+        errs,
+    );
+    let timeout = duration(&v.timeout, defaults::TIMEOUT, "timeout", file, item, errs);
     if let (Some(i), Some(t)) = (interval, timeout) {
         if t > i {
             errs.push(file, Some(item), format!(

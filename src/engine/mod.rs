@@ -120,6 +120,7 @@ impl RuleRunner {
                 detail: outcome.detail.clone(),
                 consecutive: if t == Transition::Failed { fails } else { oks },
                 retry: transition.is_none(),
+                recheck: Some((rule.check.clone(), rule.timeout)),
             };
             let mut still_pending = Vec::new();
             for name in std::mem::take(&mut self.pending) {

@@ -1,0 +1,350 @@
+//! Every kind of bad input is an error that names its file and rule, all reported at once.
+
+use super::*;
+use std::path::PathBuf;
+
+fn src(files: &[(&str, &str)]) -> Vec<(PathBuf, String)> {
+    files
+        .iter()
+        .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+        .collect()
+}
+
+fn errors(files: &[(&str, &str)]) -> Vec<String> {
+    match from_sources(&src(files)) {
+        Ok(_) => panic!("expected configuration errors"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+const GOOD: &str = r#"
+[rules.eip]
+check = { type = "http", url = "http://203.0.113.10/" }
+on_fail = ["claim"]
+[actions.claim]
+type = "claim_eip"
+eip = "203.0.113.10"
+"#;
+
+#[test]
+fn a_minimal_rule_gets_the_documented_defaults() {
+    let c = from_sources(&src(&[("a.toml", GOOD)])).unwrap();
+    let r = &c.rules[0];
+    assert_eq!(
+        (r.interval, r.timeout, r.fail_after, r.recover_after),
+        (defaults::INTERVAL, defaults::TIMEOUT, 3, 2)
+    );
+    let CheckSpec::Http(h) = &r.check else {
+        panic!()
+    };
+    assert_eq!(h.method, reqwest::Method::GET);
+    assert!(
+        h.expect_status.contains(200)
+            && h.expect_status.contains(302)
+            && !h.expect_status.contains(404)
+    );
+    let ActionSpec::ClaimEip(a) = &c.actions["claim"] else {
+        panic!()
+    };
+    assert_eq!(a.hold_down, defaults::HOLD_DOWN);
+    assert_eq!(
+        c.egress.checkip_url.as_str(),
+        "https://checkip.amazonaws.com/"
+    );
+    assert_eq!(
+        c.haproxy.stats_socket.as_deref(),
+        Some(std::path::Path::new(defaults::HAPROXY_SOCKET))
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors_everywhere() {
+    let e = errors(&[("a.toml", &format!("{GOOD}\n[aws]\nregoin = \"x\"\n[rules.b]\ncheck = {{ type = \"http\", url = \"http://x/\", metod = \"GET\" }}\n"))]);
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("a.toml: [aws]: unknown field `regoin`")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("a.toml: rule \"b\": unknown field `metod`")),
+        "{e:?}"
+    );
+    let e = errors(&[("a.toml", &format!("{GOOD}\n[rulez.x]\n"))]);
+    assert!(e[0].contains("unknown top-level key `rulez`"), "{e:?}");
+}
+
+#[test]
+fn wrong_types_and_bad_values() {
+    let e = errors(&[(
+        "a.toml",
+        r#"
+[rules.a]
+check = { type = "http", url = "http://x/", expect_status = [200, "9xx", 700] }
+fail_after = "three"
+[rules.b]
+check = { type = "http", url = "not a url" }
+fail_after = 0
+recover_after = 5000
+[rules.c]
+check = { type = "htpp", url = "http://x/" }
+"#,
+    )]);
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("a.toml: rule \"a\": invalid type: string \"three\"")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("rule \"b\": `url` = \"not a url\": not a URL")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|e| e.contains("rule \"b\": `fail_after` = 0")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("rule \"b\": `recover_after` = 5000")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("rule \"c\": unknown variant `htpp`")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn bad_durations_name_the_field() {
+    let e = errors(&[(
+        "a.toml",
+        r#"
+[rules.a]
+check = { type = "http", url = "http://x/" }
+interval = "5"
+timeout = "0s"
+[rules.b]
+check = { type = "http", url = "http://x/" }
+interval = "10s"
+timeout = "1 fortnight"
+[rules.c]
+check = { type = "http", url = "http://x/" }
+interval = "2s"
+timeout = "3s"
+"#,
+    )]);
+    assert!(
+        e.iter()
+            .any(|e| e.contains("rule \"a\": `interval` = \"5\": not a duration")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("rule \"a\": `timeout` must be greater than zero")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("rule \"b\": `timeout` = \"1 fortnight\": not a duration")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("rule \"c\": `timeout` (3s) must not exceed `interval` (2s)")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn duplicate_names_across_files_and_within_a_file() {
+    let e = errors(&[("10-a.toml", GOOD), ("20-b.toml", GOOD)]);
+    assert!(
+        e.contains(
+            &"20-b.toml: rule \"eip\": duplicate rule name: already defined in 10-a.toml"
+                .to_string()
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.contains(
+            &"20-b.toml: action \"claim\": duplicate action name: already defined in 10-a.toml"
+                .to_string()
+        ),
+        "{e:?}"
+    );
+    // Within one file TOML itself forbids it.
+    let e = errors(&[(
+        "a.toml",
+        &format!("{GOOD}\n[rules.eip]\ncheck = {{ type = \"http\", url = \"http://x/\" }}\n"),
+    )]);
+    assert!(
+        e[0].starts_with("a.toml: not valid TOML") && e[0].contains("duplicate"),
+        "{e:?}"
+    );
+    // And a global section set in two files.
+    let e = errors(&[
+        ("a.toml", "[egress]\ntimeout = \"1s\"\n"),
+        ("b.toml", &format!("{GOOD}[egress]\n")),
+    ]);
+    assert!(
+        e.contains(
+            &"b.toml: [egress]: already set in a.toml; set each section in one file only"
+                .to_string()
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn unknown_action_references_list_the_defined_ones() {
+    let e = errors(&[(
+        "a.toml",
+        &GOOD.replace(
+            "on_fail = [\"claim\"]",
+            "on_fail = [\"claim\", \"clam\"]\non_recover = [\"nothing\"]",
+        ),
+    )]);
+    assert_eq!(
+        e,
+        vec![
+            "a.toml: rule \"eip\": `on_fail` names unknown action \"clam\" (defined actions: claim)",
+            "a.toml: rule \"eip\": `on_recover` names unknown action \"nothing\" (defined actions: claim)",
+        ]
+    );
+}
+
+#[test]
+fn every_error_of_every_file_at_once() {
+    let e = errors(&[
+        ("a.toml", "[rules.x]\ncheck = { type = \"http\", url = \"http://x/\" }\ninterval = \"soon\"\non_fail = [\"ghost\"]\n"),
+        ("b.toml", "this is = not toml ["),
+        ("c.toml", "[actions.y]\ntype = \"claim_eip\"\neip = \"300.1.1.1\"\n[actions.z]\ntype = \"sns\"\n"),
+    ]);
+    assert_eq!(e.len(), 5, "{e:#?}");
+    assert!(e[0].starts_with("a.toml: rule \"x\": `interval`"), "{e:?}");
+    assert!(e[2].starts_with("b.toml: not valid TOML"), "{e:?}");
+}
+
+#[test]
+fn claim_and_alert_settings_are_checked() {
+    let e = errors(&[(
+        "a.toml",
+        r#"
+[alerts]
+sns_topic_arn = "arn:aws:sqs:us-east-1:1:q"
+[rules.r]
+check = { type = "haproxy", backend = "app", health_url = "http://127.0.0.1/h" }
+[actions.both]
+type = "claim_eip"
+eip = "203.0.113.1"
+allocation_id = "eipalloc-1"
+[actions.badip]
+type = "claim_eip"
+eip = "203.0.113.1"
+private_ip = "10.0.0"
+provider = "opsworks"
+"#,
+    )]);
+    assert!(
+        e.iter().any(|e| e.contains("[alerts]: `sns_topic_arn`")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|e| e
+            .contains("rule \"r\": `frontend` and `backend` are checked through the stats socket")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("action \"both\": set either `eip` or `allocation_id`, not both")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("action \"badip\": `provider` = \"opsworks\"")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn alerts_topic_is_the_default_for_claims() {
+    let c = from_sources(&src(&[(
+        "a.toml",
+        &format!("[alerts]\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n{GOOD}"),
+    )]))
+    .unwrap();
+    let ActionSpec::ClaimEip(a) = &c.actions["claim"] else {
+        panic!()
+    };
+    assert_eq!(
+        a.sns_topic_arn.as_deref(),
+        Some("arn:aws:sns:us-east-1:123456789012:t")
+    );
+}
+
+#[test]
+fn conf_d_is_loaded_in_sorted_order_after_the_main_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    std::fs::write(
+        dir.path().join("watchdog.toml"),
+        "[egress]\ntimeout = \"1s\"\n",
+    )
+    .unwrap();
+    for name in ["20-b.toml", "10-a.toml", "notes.txt"] {
+        std::fs::write(dir.path().join("conf.d").join(name), "").unwrap();
+    }
+    let files = config_files(&dir.path().join("watchdog.toml")).unwrap();
+    let names: Vec<_> = files
+        .iter()
+        .map(|p| {
+            p.strip_prefix(dir.path())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["watchdog.toml", "conf.d/10-a.toml", "conf.d/20-b.toml"]
+    );
+    // A directory: its own *.toml, then its conf.d.
+    let files = config_files(dir.path()).unwrap();
+    assert_eq!(files.len(), 3);
+    // No rules anywhere is an error, not a daemon that watches nothing.
+    let e = load(dir.path()).unwrap_err();
+    assert!(e.to_string().contains("no rules defined"), "{e}");
+    // A missing path is an error naming it.
+    let e = load(&dir.path().join("missing.toml")).unwrap_err();
+    assert!(e.0[0].message.starts_with("cannot read"), "{e}");
+}
+
+#[test]
+fn the_shipped_examples_load_and_validate() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let c = load(&root.join("conf.d")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c
+        .rules
+        .iter()
+        .any(|r| r.name == "eip-public" && r.fail_after == 3));
+    // The packaged layout: /etc/haproxy-watchdog/watchdog.toml with conf.d/ beside it.
+    let etc = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root.join("packaging/watchdog.toml"),
+        etc.path().join("watchdog.toml"),
+    )
+    .unwrap();
+    std::fs::create_dir(etc.path().join("conf.d")).unwrap();
+    for f in std::fs::read_dir(root.join("conf.d")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, etc.path().join("conf.d").join(f.file_name().unwrap())).unwrap();
+    }
+    let c = load(&etc.path().join("watchdog.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.sources.len(),
+        1 + std::fs::read_dir(root.join("conf.d")).unwrap().count()
+    );
+    assert_eq!(c.aws.max_attempts, 4);
+}
