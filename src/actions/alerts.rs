@@ -86,7 +86,16 @@ async fn deliver(
     drained: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    while let Some(alert) = rx.recv().await {
+    loop {
+        // Queued alerts go first; an idle outbox stops when the daemon does.
+        let alert = tokio::select! {
+            biased;
+            a = rx.recv() => match a {
+                Some(a) => a,
+                None => break,
+            },
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
         let mut backoff = Duration::from_secs(1);
         let mut attempt = 1u32;
         loop {
@@ -112,7 +121,7 @@ async fn deliver(
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = shutdown.wait_for(|s| *s) => {
-                    tracing::error!(event = "alert_undelivered", topic = %alert.topic_arn, subject = %alert.subject, "stopping with an undelivered alert");
+                    undelivered(&alert);
                     break;
                 }
             }
@@ -123,4 +132,12 @@ async fn deliver(
             drained.notify_waiters();
         }
     }
+    while let Ok(alert) = rx.try_recv() {
+        undelivered(&alert);
+    }
+}
+
+fn undelivered(alert: &Alert) {
+    telemetry::incr("alerts_undelivered_total", &[]);
+    tracing::error!(event = "alert_undelivered", topic = %alert.topic_arn, subject = %alert.subject, "stopping with an undelivered alert");
 }

@@ -26,11 +26,15 @@ impl AddressState {
         if self.association_id.is_none() && self.network_interface_id.is_none() {
             return "nobody (unassociated)".into();
         }
-        let inst = self.instance_id.as_deref().unwrap_or("an unknown instance");
         let eni = self.network_interface_id.as_deref().unwrap_or("no ENI");
-        match self.private_ip {
-            Some(ip) => format!("{inst} ({eni}, {ip})"),
-            None => format!("{inst} ({eni})"),
+        let place = match self.private_ip {
+            Some(ip) => format!("{eni}, {ip}"),
+            None => eni.to_owned(),
+        };
+        match &self.instance_id {
+            Some(inst) => format!("{inst} ({place})"),
+            // An ENI not attached to an instance, or an API that did not say.
+            None => format!("network interface {place}"),
         }
     }
 }

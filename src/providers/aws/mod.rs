@@ -10,7 +10,7 @@ use crate::config::AwsSettings;
 use crate::telemetry;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
+use aws_config::{AppName, BehaviorVersion, Region};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use std::fmt;
 
@@ -25,6 +25,10 @@ pub async fn sdk_config(s: &AwsSettings) -> aws_config::SdkConfig {
                 .build(),
         )
         .retry_config(RetryConfig::standard().with_max_attempts(s.max_attempts));
+    // Shows in the User-Agent, so CloudTrail (and the tests) can tell our calls apart.
+    if let Ok(name) = AppName::new("haproxy-watchdog") {
+        loader = loader.app_name(name);
+    }
     if let Some(r) = &s.region {
         loader = loader.region(Region::new(r.clone()));
     }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian machine, and nothing else:
+#   - HAProxy 2.6 and wrk from Debian's packages,
+#   - moto_server (the AWS API emulator) in a virtualenv at .venv/.
+# Safe to run again: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "test-deps: installing ${need_apt[*]} from apt"
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+MOTO_VERSION="5.2.5"
+moto_version() { .venv/bin/python -c 'import moto; print(moto.__version__)' 2>/dev/null || true; }
+if [ "$(moto_version)" != "$MOTO_VERSION" ] || [ ! -x .venv/bin/moto_server ]; then
+  echo "test-deps: installing moto[server]==$MOTO_VERSION into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+echo "test-deps: haproxy $(haproxy -v 2>/dev/null | head -1 | awk '{print $3}'), moto $(moto_version), wrk: $(command -v wrk)"

@@ -1,0 +1,176 @@
+//! The command line as an operator and cron use it: validate, --once, --dry-run, exit codes.
+
+use crate::bed::Bed;
+use crate::support::http::{Reply, Stub};
+use crate::support::repo;
+use crate::support::watchdog::{run_to_end, write_config, Watchdog, BIN};
+use std::process::Command;
+use std::time::Duration;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test]
+async fn validate_checks_without_touching_the_network() {
+    let target = Stub::start(Reply::ok("ok")).await;
+    let checkip = Stub::start(Reply::ok("198.51.100.1")).await;
+    let (_d, path) = write_config(&format!(
+        "[egress]\ncheckip_url = \"{}\"\n[rules.r]\ncheck = {{ type = \"http\", url = \"{}\" }}\n",
+        checkip.url(),
+        target.url()
+    ));
+    let out = run_to_end(None, &path, &["validate"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("configuration OK: 1 rule, 0 actions from 1 file"));
+    assert_eq!(target.hits() + checkip.hits(), 0, "validate made a request");
+
+    // The shipped examples validate as installed (main file + conf.d).
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(repo().join("conf.d"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn invalid_configs_exit_2_listing_every_error() {
+    let (_d, path) = write_config(
+        "[rules.a]\ncheck = { type = \"http\", url = \"http://127.0.0.1:9/\" }\nintervall = \"1s\"\n\
+         [rules.b]\ncheck = { type = \"http\", url = \"http://127.0.0.1:9/\" }\non_fail = [\"missing\"]\n",
+    );
+    for args in [&["validate"][..], &["--once"], &["run"]] {
+        let out = run_to_end(None, &path, args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("2 configuration errors"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "{}: rule \"a\": unknown field `intervall`",
+                path.display()
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains("rule \"b\": `on_fail` names unknown action \"missing\""),
+            "{err}"
+        );
+    }
+    // No command at all, or a missing file: usage/config error, exit 2.
+    assert_eq!(Command::new(BIN).output().unwrap().status.code(), Some(2));
+    assert_eq!(
+        Command::new(BIN)
+            .args(["validate", "--config", "/nonexistent/w.toml"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[tokio::test]
+async fn once_runs_each_rule_one_cycle_and_exits_by_result() {
+    let good = Stub::start(Reply::ok("ok")).await;
+    let bad = Stub::start(Reply::Status(500, "no".into())).await;
+    let conf = |b: &str| {
+        format!(
+        "[rules.good]\ncheck = {{ type = \"http\", url = \"{}\", body_contains = \"ok\" }}\nfail_after = 1\n\
+         [rules.maybe]\ncheck = {{ type = \"http\", url = \"{b}\", expect_status = [200, 204] }}\nfail_after = 1\n",
+        good.url()
+    )
+    };
+    let (_d, path) = write_config(&conf(&good.url()));
+    let out = run_to_end(None, &path, &["--once"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let (_d2, path) = write_config(&conf(&bad.url()));
+    let out = run_to_end(None, &path, &["--once"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let summary = text(&out.stdout);
+    assert!(
+        summary.lines().any(|l| l.starts_with("maybe")
+            && l.contains("FAIL")
+            && l.contains("HTTP 500, expected 200,204")),
+        "{summary}"
+    );
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.starts_with("good") && l.contains("pass")),
+        "{summary}"
+    );
+    assert_eq!(
+        (good.hits(), bad.hits()),
+        (3, 1),
+        "exactly one cycle per rule per run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_logs_every_aws_call_and_makes_none() {
+    let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
+    bed.target.set(Reply::Status(503, "down".into()));
+    let mut conf = bed.conf("b");
+    conf.fail_after = 1;
+    let (_d, path) = write_config(&conf.toml());
+    let out = run_to_end(Some(&bed.env("b")), &path, &["--once", "--dry-run"]).await;
+    assert_eq!(out.status.code(), Some(1), "the check failed");
+    let log = text(&out.stderr);
+    for call in [
+        "ec2:DescribeAddresses",
+        "ec2:DisassociateAddress",
+        "ec2:AssociateAddress",
+        "sns:Publish",
+    ] {
+        assert!(
+            log.contains(&format!("\"call\":\"{call}\"")),
+            "{call} not logged:\n{log}"
+        );
+    }
+    assert!(
+        text(&out.stdout).contains("dry run: would claim"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        bed.world.moto.watchdog_requests().is_empty(),
+        "dry run called AWS"
+    );
+
+    // The same cycle for real claims, and --once waits for the alert to go out.
+    let out = run_to_end(Some(&bed.env("b")), &path, &["--once"]).await;
+    assert!(
+        text(&out.stdout).contains("action claim: done: claimed"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
+    assert_eq!(bed.world.alerts(Duration::from_secs(2)).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_stops_cleanly_on_sigterm_and_sigint() {
+    let target = Stub::start(Reply::ok("ok")).await;
+    let toml = format!("[rules.r]\ncheck = {{ type = \"http\", url = \"{}\" }}\ninterval = \"100ms\"\ntimeout = \"50ms\"\n", target.url());
+    let env = crate::support::watchdog::Env {
+        aws_endpoint: "http://127.0.0.1:9".into(),
+        imds_endpoint: "http://127.0.0.1:9".into(),
+    };
+    let wd = Watchdog::start("solo", &env, &toml, &[]);
+    wd.wait_event(Duration::from_secs(10), "started").await;
+    crate::support::eventually(Duration::from_secs(10), "checks", || async {
+        (target.hits() >= 3).then_some(())
+    })
+    .await;
+    let (code, log) = wd.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("\"event\":\"stopped\""), "{log}");
+}

@@ -1,0 +1,388 @@
+//! EIP failover end to end: the watchdog binary against moto, real HAProxy, IMDSv2 stand-in.
+
+use crate::bed::{egress_ip, Bed};
+use crate::support::edge::Edge;
+use crate::support::eventually;
+use crate::support::http::Reply;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const SECRET: &str = "testing-secret-never-logged";
+const T: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_claims_after_n_failed_cycles_with_one_alert() {
+    let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
+    let (a, b) = (bed.world.node("a").clone(), bed.world.node("b").clone());
+    bed.target.set(Reply::Status(503, "down".into()));
+    let wd = bed.start("b", &bed.conf("b"));
+
+    let claimed = wd.wait_event(T, "eip_claimed").await;
+    let failed = wd.events("rule_failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        failed[0]["consecutive_failures"], 3,
+        "the rule fails on the 3rd consecutive failure"
+    );
+    assert_eq!(claimed["verified"], "verified");
+    assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
+
+    // Exactly one release of the association it read, one associate onto b's ENI and primary IP.
+    let m = &bed.world.moto;
+    let dis = m.watchdog_calls("DisassociateAddress");
+    assert_eq!(dis.len(), 1);
+    assert_eq!(
+        dis[0].params["AssociationId"],
+        *bed.initial_association.as_ref().unwrap()
+    );
+    let assoc = m.watchdog_calls("AssociateAddress");
+    assert_eq!(assoc.len(), 1, "{assoc:?}");
+    assert_eq!(assoc[0].params["AllocationId"], bed.world.allocation_id);
+    assert_eq!(assoc[0].params["NetworkInterfaceId"], b.eni);
+    assert_eq!(
+        assoc[0].params["PrivateIpAddress"],
+        b.private_ip.to_string()
+    );
+    assert_eq!(assoc[0].params["AllowReassociation"], "false");
+
+    // One alert, saying who took over what from whom.
+    let alerts = bed.world.alerts(Duration::from_secs(3)).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0].subject.contains(&b.instance_id)
+            && alerts[0].subject.contains(&bed.world.eip.to_string()),
+        "{:?}",
+        alerts[0]
+    );
+    let msg = &alerts[0].message;
+    assert!(
+        msg.contains(&format!(
+            "Instance {} took over Elastic IP {}",
+            b.instance_id, bed.world.eip
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("from {} ({}", a.instance_id, a.eni)),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("rule eip failed 3 consecutive checks"),
+        "{msg}"
+    );
+    assert!(msg.contains(&egress_ip(1)), "{msg}");
+
+    // The claim happened once, not once per failing cycle, and no further AWS calls follow.
+    let before = m.watchdog_requests().len();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        m.watchdog_requests().len(),
+        before,
+        "no AWS calls while the rule stays failed after a claim"
+    );
+    assert_eq!(wd.count("eip_claimed"), 1);
+
+    // Identity came from IMDSv2 (every read carried a token) and no credential was logged.
+    assert!(
+        bed.imds["b"]
+            .reads
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 3
+    );
+    assert_eq!(
+        bed.imds["b"]
+            .refused
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    let (code, log) = wd.stop().await;
+    assert_eq!(code, Some(0), "clean exit on SIGTERM");
+    assert!(!log.contains(SECRET), "a credential reached the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n_minus_one_failures_never_claim() {
+    let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
+    let down = || Reply::Status(503, "down".into());
+    // Two failures, a success, two failures, then healthy: never three in a row.
+    bed.target
+        .script([down(), down(), Reply::ok("ok"), down(), down()]);
+    let wd = bed.start("b", &bed.conf("b"));
+    eventually(T, "ten checks", || async {
+        (bed.target.hits() >= 10).then_some(())
+    })
+    .await;
+    assert_eq!(wd.count("check_failed"), 4);
+    assert_eq!(wd.count("rule_failed"), 0);
+    assert!(
+        bed.world.moto.watchdog_requests().is_empty(),
+        "no AWS call at all in steady state"
+    );
+    assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
+}
+
+/// Wait for the claim action to be refused for `reason` at least twice (it is retried every
+/// cycle), and check that nothing was mutated.
+async fn refused_twice(bed: &Bed, wd: &crate::support::watchdog::Watchdog, reason: &str) {
+    eventually(T, reason, || async {
+        (wd.events("action_refused")
+            .iter()
+            .filter(|e| e["reason"] == reason)
+            .count()
+            >= 2)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        bed.world.moto.watchdog_mutations().is_empty(),
+        "{reason}: the EIP was touched"
+    );
+    assert_eq!(wd.count("eip_claimed"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_claim_without_verified_egress_and_claim_once_it_is_back() {
+    let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
+    bed.target.set(Reply::Status(503, "down".into()));
+    let checkip = &bed.checkip["b"];
+    let cases: [(&str, Option<Reply>); 4] = [
+        (
+            "egress_garbage",
+            Some(Reply::ok("<html>Welcome to the captive portal</html>")),
+        ),
+        ("egress_bad_status", Some(Reply::Status(500, "oops".into()))),
+        ("egress_timeout", Some(Reply::Hang)),
+        ("egress_unreachable", None),
+    ];
+    for (reason, reply) in cases {
+        let mut conf = bed.conf("b");
+        match reply {
+            Some(r) => checkip.set(r),
+            None => conf.checkip = format!("http://127.0.0.1:{}/", crate::support::free_port()),
+        }
+        let wd = bed.start("b", &conf);
+        refused_twice(&bed, &wd, reason).await;
+        wd.stop().await;
+    }
+
+    // checkip says our traffic already leaves from the EIP: it is ours, never "fail over to itself".
+    checkip.set(Reply::ok(&bed.world.eip.to_string()));
+    let wd = bed.start("b", &bed.conf("b"));
+    let noop = wd.wait_event(T, "action_noop").await;
+    assert!(
+        noop["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already leaves from"),
+        "{noop}"
+    );
+    assert!(bed.world.moto.watchdog_mutations().is_empty());
+    wd.stop().await;
+
+    // Egress works again while the rule is still failing: the pending claim goes through.
+    checkip.set(Reply::Hang);
+    let wd = bed.start("b", &bed.conf("b"));
+    refused_twice(&bed, &wd, "egress_timeout").await;
+    checkip.set(Reply::ok(&egress_ip(1)));
+    wd.wait_event(T, "eip_claimed").await;
+    assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
+    assert_eq!(bed.world.alerts(Duration::from_secs(2)).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_claim_while_the_local_haproxy_is_down() {
+    let mut bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
+    bed.target.set(Reply::Status(503, "down".into()));
+    bed.haproxy.get_mut("b").unwrap().stop();
+    let wd = bed.start("b", &bed.conf("b"));
+    refused_twice(&bed, &wd, "local_haproxy_unhealthy").await;
+    assert!(
+        bed.world.moto.watchdog_requests().is_empty(),
+        "refused before any AWS call"
+    );
+    // Its HAProxy comes back while the EIP is still down: now it claims.
+    bed.haproxy.get_mut("b").unwrap().restart().await;
+    wd.wait_event(T, "eip_claimed").await;
+    assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eip_already_ours_makes_no_mutation() {
+    let bed = Bed::new(&["a", "b"], Some("b"), &[]).await;
+    bed.target.set(Reply::Status(503, "down".into()));
+    let wd = bed.start("b", &bed.conf("b"));
+    let noop = wd.wait_event(T, "action_noop").await;
+    assert!(
+        noop["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already on this node"),
+        "{noop}"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let calls: Vec<String> = bed
+        .world
+        .moto
+        .watchdog_requests()
+        .iter()
+        .map(|r| r.action.clone())
+        .collect();
+    assert_eq!(
+        calls,
+        ["DescribeAddresses"],
+        "one read, no mutation, no alert"
+    );
+    assert!(bed.world.alerts(Duration::from_secs(1)).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_check_moves_the_eip_at_most_once_per_hold_down() {
+    let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
+    let b = bed.world.node("b").clone();
+    let down = || Reply::Status(503, "down".into());
+    // Down twice, up once, forever: with fail_after 2 / recover_after 1 the rule flaps.
+    let flaps: Vec<Reply> = (0..200)
+        .flat_map(|_| [down(), down(), Reply::ok("ok")])
+        .collect();
+    bed.target.script(flaps);
+    let mut conf = bed.conf("b");
+    conf.fail_after = 2;
+    let wd = bed.start("b", &conf);
+    wd.wait_event(T, "eip_claimed").await;
+    // Someone moves it back to a; the rule keeps flapping.
+    bed.world.associate("a").await;
+    eventually(T, "a refusal for hold-down", || async {
+        (wd.events("action_refused")
+            .iter()
+            .any(|e| e["reason"] == "hold_down"))
+        .then_some(())
+    })
+    .await;
+    assert!(wd.count("rule_failed") >= 2, "the rule flapped");
+    let onto_b: Vec<_> = bed
+        .world
+        .moto
+        .watchdog_calls("AssociateAddress")
+        .into_iter()
+        .filter(|r| r.params["NetworkInterfaceId"] == b.eni)
+        .collect();
+    assert_eq!(onto_b.len(), 1, "one move per hold-down window");
+    assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_private_ip_is_claimed_as_configured() {
+    let bed = Bed::new(&["a", "b"], Some("a"), &["b"]).await;
+    let b = bed.world.node("b").clone();
+    let secondary = b.secondary_ips[0];
+    bed.target.set(Reply::Status(503, "down".into()));
+    let mut conf = bed.conf("b");
+    conf.private_ip = Some(secondary.to_string());
+    let wd = bed.start("b", &conf);
+    wd.wait_event(T, "eip_claimed").await;
+    let assoc = bed.world.moto.watchdog_calls("AssociateAddress");
+    assert_eq!(assoc.len(), 1);
+    // moto does not report PrivateIpAddress back; assert what was sent.
+    assert_eq!(assoc[0].params["PrivateIpAddress"], secondary.to_string());
+    assert_eq!(assoc[0].params["NetworkInterfaceId"], b.eni);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sns_outage_never_delays_or_undoes_the_claim() {
+    let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
+    bed.target.set(Reply::Status(503, "down".into()));
+    let mut conf = bed.conf("b");
+    conf.topic_arn = Some("arn:aws:sns:us-east-1:123456789012:no-such-topic".into());
+    let wd = bed.start("b", &conf);
+    wd.wait_event(T, "eip_claimed").await;
+    assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
+    // The publish fails and is retried in the background (1 s, 2 s, ...).
+    eventually(T, "a retried alert", || async {
+        (wd.count("alert_failed") >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(wd.count("alert_sent"), 0);
+    assert_eq!(
+        bed.world.holder().await.as_deref(),
+        Some("b"),
+        "the claim stands"
+    );
+    let failed = &wd.events("alert_failed")[0];
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("sns:Publish failed: NotFound"),
+        "{failed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_racing_for_a_dead_eip_produce_exactly_one_winner() {
+    // c held the EIP and is dead (no HAProxy behind the edge). a and b both see the EIP fail
+    // at the same moment; their egress checks are slow, so both read the same association
+    // before either acts: a genuine race, settled by EC2.
+    let bed = Bed::new(&["a", "b", "c"], Some("c"), &[]).await;
+    let ports: HashMap<String, u16> = ["a", "b"]
+        .iter()
+        .map(|n| (bed.world.node(n).eni.clone(), bed.haproxy[*n].port))
+        .collect();
+    let edge = Edge::start(&bed.world, ports).await;
+    let mut confs = Vec::new();
+    for n in ["a", "b"] {
+        bed.checkip[n].set(Reply::Slow(
+            Duration::from_millis(800),
+            200,
+            egress_ip(if n == "a" { 0 } else { 1 }),
+        ));
+        let mut c = bed.conf(n);
+        c.target = edge.url();
+        c.fail_after = 2;
+        c.egress_timeout = "3s";
+        confs.push((n, c));
+    }
+    let wds: Vec<_> = confs.iter().map(|(n, c)| bed.start(n, c)).collect();
+    let holder = eventually(T, "a new holder", || async {
+        let h = bed.world.holder().await;
+        h.filter(|h| h != "c")
+    })
+    .await;
+    // Let both finish their attempt, and a few more cycles: it stays put.
+    // Both read the same association, so the loser lost in EC2 itself, not to the re-check.
+    let lost = eventually(T, "the loser's refusal", || async {
+        wds.iter()
+            .flat_map(|w| w.events("action_refused"))
+            .find(|e| e["reason"] == "lost_race")
+    })
+    .await;
+    assert!(
+        lost["detail"]
+            .as_str()
+            .unwrap()
+            .contains("InvalidAssociationID.NotFound"),
+        "{lost}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        bed.world.holder().await.as_deref(),
+        Some(holder.as_str()),
+        "the EIP stays with the winner"
+    );
+    let claims: usize = wds.iter().map(|w| w.count("eip_claimed")).sum();
+    assert_eq!(claims, 1, "exactly one winner");
+    let winner = wds.iter().find(|w| w.count("eip_claimed") == 1).unwrap();
+    assert_eq!(winner.name, holder);
+    assert_eq!(
+        bed.world.alerts(Duration::from_secs(2)).await.len(),
+        1,
+        "one alert"
+    );
+    // Traffic through the EIP reaches the winner's HAProxy.
+    let body = reqwest::get(edge.url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body.trim(), holder);
+}

@@ -1,0 +1,9 @@
+//! Integration tests on real components: `moto_server` for EC2 and SNS (read back through an
+//! SQS subscription), Debian's HAProxy, and the `watchdog` binary. See tests/support/.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bed;
+mod cli;
+mod failover;

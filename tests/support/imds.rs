@@ -1,0 +1,88 @@
+//! A stand-in for the EC2 instance metadata service, IMDSv2 only: a session token from
+//! `PUT /latest/api/token` is required on every read (moto's own metadata service is static
+//! and has no `network/interfaces/macs/...` paths). It answers from a node created in moto.
+
+use super::http::{serve, Reply, Server};
+use super::world::Node;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub struct Imds {
+    pub server: Server,
+    pub reads: Arc<AtomicU64>,
+    pub refused: Arc<AtomicU64>,
+}
+
+const TOKEN: &str = "imds-test-token-AQAEAFh";
+
+impl Imds {
+    pub async fn start(node: &Node) -> Imds {
+        let mac = node.mac.clone();
+        let mut paths = BTreeMap::new();
+        let ips: Vec<String> = std::iter::once(node.private_ip)
+            .chain(node.secondary_ips.iter().copied())
+            .map(|i| i.to_string())
+            .collect();
+        paths.insert("instance-id".to_string(), node.instance_id.clone());
+        paths.insert("mac".into(), mac.clone());
+        paths.insert("local-ipv4".into(), node.private_ip.to_string());
+        paths.insert("network/interfaces/macs/".into(), format!("{mac}/"));
+        paths.insert(
+            format!("network/interfaces/macs/{mac}/interface-id"),
+            node.eni.clone(),
+        );
+        paths.insert(
+            format!("network/interfaces/macs/{mac}/local-ipv4s"),
+            ips.join("\n"),
+        );
+        let reads = Arc::new(AtomicU64::new(0));
+        let refused = Arc::new(AtomicU64::new(0));
+        let (r, f) = (reads.clone(), refused.clone());
+        let server = serve(Arc::new(move |req| {
+            let path = req.uri().path();
+            if path == "/latest/api/token" {
+                return if let (&hyper::Method::PUT, Some(ttl)) = (
+                    req.method(),
+                    req.headers().get("x-aws-ec2-metadata-token-ttl-seconds"),
+                ) {
+                    let ttl = ttl.to_str().unwrap_or("21600").to_owned();
+                    Reply::Full(
+                        200,
+                        vec![("x-aws-ec2-metadata-token-ttl-seconds", ttl)],
+                        TOKEN.into(),
+                    )
+                } else {
+                    Reply::Status(400, "token requests are PUT with a TTL header".into())
+                };
+            }
+            if req
+                .headers()
+                .get("x-aws-ec2-metadata-token")
+                .and_then(|v| v.to_str().ok())
+                != Some(TOKEN)
+            {
+                f.fetch_add(1, Ordering::SeqCst);
+                return Reply::Status(401, String::new());
+            }
+            r.fetch_add(1, Ordering::SeqCst);
+            match path
+                .strip_prefix("/latest/meta-data/")
+                .and_then(|p| paths.get(p))
+            {
+                Some(v) => Reply::ok(v),
+                None => Reply::Status(404, "not found".into()),
+            }
+        }))
+        .await;
+        Imds {
+            server,
+            reads,
+            refused,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+}

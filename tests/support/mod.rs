@@ -1,0 +1,47 @@
+//! Real components on loopback for the integration tests and the demo: the AWS API emulator
+//! (`moto_server`), HAProxy, an IMDSv2 stand-in, programmable HTTP endpoints, an "edge" that
+//! makes the Elastic IP real, and the `watchdog` binary itself as a child process.
+//!
+//! Everything binds to 127.0.0.1 and is torn down on drop, even when a test fails.
+#![allow(dead_code)]
+
+pub mod edge;
+pub mod haproxy;
+pub mod http;
+pub mod imds;
+pub mod moto;
+pub mod watchdog;
+pub mod world;
+
+use std::time::Duration;
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// Poll `f` every 50 ms until it returns Some, or panic with `what` after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The repository root.
+pub fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

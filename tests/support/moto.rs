@@ -1,0 +1,171 @@
+//! `moto_server` (PyPI `moto[server]`, installed into `.venv/` by scripts/test-deps.sh) on a
+//! loopback port, one per test, with its request recorder on so tests can see exactly which
+//! AWS calls were made and with which parameters.
+
+use base64::Engine;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Moto {
+    child: Child,
+    pub url: String,
+    recording: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+/// One AWS API request as moto saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub action: String,
+    pub params: BTreeMap<String, String>,
+    pub user_agent: String,
+}
+
+fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("MOTO_SERVER") {
+        return p.into();
+    }
+    let p = super::repo().join(".venv/bin/moto_server");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test-deps.sh first",
+        p.display()
+    );
+    p
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let mut dir = tempfile::tempdir().expect("tempdir");
+        for _ in 0..3 {
+            let recording = dir.path().join("recording.jsonl");
+            let port = super::free_port();
+            let log = std::fs::File::create(dir.path().join("moto.log")).expect("log");
+            let child = Command::new(binary())
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("MOTO_ENABLE_RECORDING", "True")
+                .env("MOTO_RECORDER_FILEPATH", &recording)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn moto_server");
+            let mut moto = Moto {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                recording: recording.clone(),
+                dir,
+            };
+            if moto.wait_ready().await {
+                return moto;
+            }
+            let _ = moto.child.kill();
+            dir = tempfile::tempdir().expect("tempdir");
+        }
+        panic!("moto_server did not start");
+    }
+
+    async fn wait_ready(&mut self) -> bool {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok(r) = client
+                .get(format!("{}/moto-api/data.json", self.url))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// Every AWS request made so far (the test's own set-up calls included).
+    pub fn requests(&self) -> Vec<Recorded> {
+        let text = std::fs::read_to_string(&self.recording).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| parse_recorded(l))
+            .collect()
+    }
+
+    /// Requests with this `Action=` made by the watchdog (not by the test's own SDK clients).
+    pub fn watchdog_calls(&self, action: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.action == action && r.user_agent.contains("haproxy-watchdog"))
+            .collect()
+    }
+
+    /// Mutating EC2 calls the watchdog made.
+    pub fn watchdog_mutations(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| {
+                r.user_agent.contains("haproxy-watchdog")
+                    && matches!(
+                        r.action.as_str(),
+                        "AssociateAddress" | "DisassociateAddress"
+                    )
+            })
+            .collect()
+    }
+
+    /// Every request the watchdog made, whatever the service.
+    pub fn watchdog_requests(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.user_agent.contains("haproxy-watchdog"))
+            .collect()
+    }
+}
+
+fn parse_recorded(line: &str) -> Option<Recorded> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let body = v["body"].as_str().unwrap_or("");
+    let raw = if v["body_encoded"].as_bool() == Some(true) {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .ok()?
+    } else {
+        body.as_bytes().to_vec()
+    };
+    let mut params: BTreeMap<String, String> =
+        url::form_urlencoded::parse(&raw).into_owned().collect();
+    // JSON-protocol services put the operation in X-Amz-Target instead of Action=.
+    let headers = &v["headers"];
+    let header = |name: &str| {
+        headers
+            .as_object()
+            .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .and_then(|(_, v)| v.as_str())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let action = match params.remove("Action") {
+        Some(a) => a,
+        None => header("x-amz-target")
+            .rsplit('.')
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+    };
+    Some(Recorded {
+        action,
+        params,
+        user_agent: format!("{} {}", header("user-agent"), header("x-amz-user-agent")),
+    })
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,261 @@
+//! The `watchdog` binary under test, as a child process with JSON logs. Its events are
+//! collected as they arrive so tests can wait for one and count them.
+
+use serde_json::Value;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_watchdog");
+
+/// Where the watchdog's outside world is: AWS and instance metadata endpoints.
+#[derive(Clone)]
+pub struct Env {
+    pub aws_endpoint: String,
+    pub imds_endpoint: String,
+}
+
+impl Env {
+    pub fn apply(&self, cmd: &mut Command) {
+        // Only what the SDK's standard chains read; nothing from the developer's environment.
+        for var in [
+            "AWS_PROFILE",
+            "AWS_CONFIG_FILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_SESSION_TOKEN",
+            "RUST_LOG",
+            "WATCHDOG_CONFIG",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("AWS_ENDPOINT_URL", &self.aws_endpoint)
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &self.imds_endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing-secret-never-logged")
+            .env("AWS_REGION", super::world::REGION);
+    }
+}
+
+/// Write a config file into a fresh temp dir.
+pub fn write_config(toml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("watchdog.toml");
+    std::fs::write(&path, toml).unwrap();
+    (dir, path)
+}
+
+/// `watchdog ARGS --config PATH` to completion (async: the test's own servers keep serving).
+pub async fn run_to_end(env: Option<&Env>, config: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .arg("--config")
+        .arg(config)
+        .arg("--log-format")
+        .arg("json");
+    if let Some(e) = env {
+        e.apply(&mut cmd);
+    }
+    tokio::process::Command::from(cmd)
+        .output()
+        .await
+        .expect("run watchdog")
+}
+
+pub struct Watchdog {
+    child: Child,
+    events: Arc<Mutex<Vec<Value>>>,
+    raw: Arc<Mutex<Vec<String>>>,
+    pub name: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Watchdog {
+    /// `watchdog run` with `toml` as its whole configuration.
+    pub fn start(name: &str, env: &Env, toml: &str, extra: &[&str]) -> Watchdog {
+        let (dir, path) = write_config(toml);
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&path)
+            .args(["--log-format", "json", "--log-level", "debug"])
+            .args(extra);
+        env.apply(&mut cmd);
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn watchdog");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let (ev, rw, tag) = (events.clone(), raw.clone(), name.to_owned());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if std::env::var_os("WATCHDOG_TEST_LOG").is_some() {
+                    eprintln!("[{tag}] {line}");
+                }
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    ev.lock().unwrap().push(v);
+                }
+                rw.lock().unwrap().push(line);
+            }
+        });
+        Watchdog {
+            child,
+            events,
+            raw,
+            name: name.to_owned(),
+            _dir: dir,
+        }
+    }
+
+    /// Events whose `event` field is `name`.
+    pub fn events(&self, name: &str) -> Vec<Value> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == name)
+            .cloned()
+            .collect()
+    }
+
+    pub fn count(&self, name: &str) -> usize {
+        self.events(name).len()
+    }
+
+    /// Everything it logged, as text.
+    pub fn log(&self) -> String {
+        self.raw.lock().unwrap().join("\n")
+    }
+
+    /// Wait for an event matching `pred`; panics with the log when it does not come.
+    pub async fn wait_for(
+        &self,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(v) = self
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|e| pred(e))
+                .cloned()
+            {
+                return v;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "[{}] no {what} within {within:?}; log:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn wait_event(&self, within: Duration, name: &str) -> Value {
+        self.wait_for(within, name, |e| e["event"] == name).await
+    }
+
+    /// SIGTERM, and the exit code (None: it had to be killed).
+    pub async fn stop(mut self) -> (Option<i32>, String) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return (status.code(), self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (None, self.log())
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A node's configuration for the failover tests, with the knobs tests turn.
+#[derive(Clone)]
+pub struct NodeConf {
+    pub target: String,
+    pub checkip: String,
+    pub socket: PathBuf,
+    pub eip: String,
+    pub topic_arn: Option<String>,
+    pub interval: &'static str,
+    pub timeout: &'static str,
+    pub fail_after: u32,
+    pub recover_after: u32,
+    pub hold_down: &'static str,
+    pub private_ip: Option<String>,
+    pub egress_timeout: &'static str,
+}
+
+impl NodeConf {
+    pub fn toml(&self) -> String {
+        let mut s = format!(
+            r#"
+[aws]
+attempt_timeout = "2s"
+operation_timeout = "10s"
+max_attempts = 3
+
+[egress]
+checkip_url = "{checkip}"
+timeout = "{egress_timeout}"
+
+[haproxy]
+stats_socket = "{socket}"
+timeout = "1s"
+
+[rules.eip]
+check = {{ type = "http", url = "{target}" }}
+interval = "{interval}"
+timeout = "{timeout}"
+fail_after = {fail_after}
+recover_after = {recover_after}
+on_fail = ["claim"]
+
+[actions.claim]
+type = "claim_eip"
+eip = "{eip}"
+hold_down = "{hold_down}"
+"#,
+            checkip = self.checkip,
+            socket = self.socket.display(),
+            target = self.target,
+            interval = self.interval,
+            timeout = self.timeout,
+            fail_after = self.fail_after,
+            recover_after = self.recover_after,
+            eip = self.eip,
+            hold_down = self.hold_down,
+            egress_timeout = self.egress_timeout,
+        );
+        if let Some(t) = &self.topic_arn {
+            s.push_str(&format!("sns_topic_arn = \"{t}\"\n"));
+        }
+        if let Some(ip) = &self.private_ip {
+            s.push_str(&format!("private_ip = \"{ip}\"\n"));
+        }
+        s
+    }
+}
