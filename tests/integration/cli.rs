@@ -3,7 +3,7 @@
 use crate::bed::Bed;
 use crate::support::http::{Reply, Stub};
 use crate::support::repo;
-use crate::support::watchdog::{run_to_end, write_config, Watchdog, BIN};
+use crate::support::watchdog::{bin, run_to_end, write_config, Watchdog};
 use std::process::Command;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ async fn validate_checks_without_touching_the_network() {
     assert_eq!(target.hits() + checkip.hits(), 0, "validate made a request");
 
     // The shipped examples validate as installed (main file + conf.d).
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["validate", "--config"])
         .arg(repo().join("conf.d"))
         .output()
@@ -58,9 +58,9 @@ async fn invalid_configs_exit_2_listing_every_error() {
         );
     }
     // No command at all, or a missing file: usage/config error, exit 2.
-    assert_eq!(Command::new(BIN).output().unwrap().status.code(), Some(2));
+    assert_eq!(Command::new(bin()).output().unwrap().status.code(), Some(2));
     assert_eq!(
-        Command::new(BIN)
+        Command::new(bin())
             .args(["validate", "--config", "/nonexistent/w.toml"])
             .output()
             .unwrap()

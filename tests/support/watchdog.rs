@@ -8,7 +8,15 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_watchdog");
+/// The binary under test: cargo tells integration tests where it is; the demo (an example)
+/// finds it beside its own directory, in target/<profile>/.
+pub fn bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_watchdog") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(|p| p.parent()).expect("target dir").join("watchdog")
+}
 
 /// Where the watchdog's outside world is: AWS and instance metadata endpoints.
 #[derive(Clone)]
@@ -48,7 +56,7 @@ pub fn write_config(toml: &str) -> (tempfile::TempDir, PathBuf) {
 
 /// `watchdog ARGS --config PATH` to completion (async: the test's own servers keep serving).
 pub async fn run_to_end(env: Option<&Env>, config: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.args(args)
         .arg("--config")
         .arg(config)
@@ -75,7 +83,7 @@ impl Watchdog {
     /// `watchdog run` with `toml` as its whole configuration.
     pub fn start(name: &str, env: &Env, toml: &str, extra: &[&str]) -> Watchdog {
         let (dir, path) = write_config(toml);
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.arg("run")
             .arg("--config")
             .arg(&path)

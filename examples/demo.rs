@@ -1,0 +1,175 @@
+//! The failover demo: the seed's active/standby pair (neptune holds the Elastic IP, saturn
+//! stands by), each with a real HAProxy and its own watchdog, against moto for EC2 and SNS.
+//! Neptune's HAProxy is killed; saturn detects it, verifies its egress, claims the EIP and
+//! alerts. A client hitting the EIP all along shows when traffic comes back.
+//!
+//! Run it with `scripts/demo.sh` (installs HAProxy and moto on a fresh machine first).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::edge::Edge;
+use support::haproxy::Haproxy;
+use support::http::{Reply, Stub};
+use support::imds::Imds;
+use support::watchdog::{Env, NodeConf, Watchdog};
+use support::world::World;
+use tokio::time::Instant;
+
+const NODES: [&str; 2] = ["neptune", "saturn"];
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    println!("Setting up: moto (EC2, SNS, SQS), two HAProxy nodes, the EIP edge ...");
+    let world = World::new(&NODES).await;
+    let mut haproxy = HashMap::new();
+    let mut imds = HashMap::new();
+    let mut checkip = HashMap::new();
+    for (i, node) in world.nodes.iter().enumerate() {
+        haproxy.insert(node.name.clone(), Haproxy::start(&node.name).await);
+        imds.insert(node.name.clone(), Imds::start(node).await);
+        checkip.insert(node.name.clone(), Stub::start(Reply::ok(&format!("198.51.100.{}\n", 10 + i))).await);
+    }
+    world.associate("neptune").await;
+    let ports = world.nodes.iter().map(|n| (n.eni.clone(), haproxy[&n.name].port)).collect();
+    let edge = Edge::start(&world, ports).await;
+
+    let conf = |name: &str| NodeConf {
+        target: edge.url(),
+        checkip: checkip[name].url(),
+        socket: haproxy[name].socket.clone(),
+        eip: world.eip.to_string(),
+        topic_arn: Some(world.topic_arn.clone()),
+        interval: "1s",
+        timeout: "500ms",
+        fail_after: 3,
+        recover_after: 2,
+        hold_down: "5m",
+        private_ip: None,
+        egress_timeout: "2s",
+    };
+    let wds: Vec<Watchdog> = NODES
+        .iter()
+        .map(|n| {
+            let env = Env { aws_endpoint: world.moto.url.clone(), imds_endpoint: imds[*n].endpoint() };
+            Watchdog::start(n, &env, &conf(n).toml(), &[])
+        })
+        .collect();
+    for w in &wds {
+        w.wait_event(Duration::from_secs(20), "started").await;
+    }
+
+    let n = |name: &str| world.node(name).clone();
+    println!();
+    println!("Elastic IP {} ({})", world.eip, world.allocation_id);
+    for name in NODES {
+        let node = n(name);
+        println!("  {name:<8} {} {} {}  HAProxy on 127.0.0.1:{}", node.instance_id, node.eni, node.private_ip, haproxy[name].port);
+    }
+    println!("  rule: HTTP GET of the EIP every 1s, timeout 500ms, fails after 3 consecutive failures");
+    println!();
+
+    // A client hitting the EIP every 100 ms; it records who answered.
+    let answers: Arc<Mutex<Vec<(Instant, Option<String>)>>> = Arc::default();
+    let (a, url) = (answers.clone(), edge.url());
+    let client_task = tokio::spawn(async move {
+        let client = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().unwrap();
+        loop {
+            let who = match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => r.text().await.ok().map(|t| t.trim().to_owned()),
+                _ => None,
+            };
+            a.lock().unwrap().push((Instant::now(), who));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let serving = answers.lock().unwrap().last().and_then(|x| x.1.clone());
+    println!("Before: the EIP is served by {}", serving.as_deref().unwrap_or("nobody"));
+
+    // Failure.
+    let t0 = Instant::now();
+    let wall0 = std::time::SystemTime::now();
+    haproxy.get_mut("neptune").unwrap().stop();
+    println!("Killing neptune's HAProxy ...");
+    let saturn = &wds[1];
+    saturn.wait_event(Duration::from_secs(60), "eip_claimed").await;
+    support::eventually(Duration::from_secs(30), "traffic back", || async {
+        answers.lock().unwrap().iter().find(|(t, who)| *t > t0 && who.as_deref() == Some("saturn")).map(|_| ())
+    })
+    .await;
+    saturn.wait_event(Duration::from_secs(30), "alert_sent").await;
+    let alerts = world.alerts(Duration::from_secs(2)).await;
+
+    // Timeline, from the watchdogs' own structured events.
+    let since = |e: &Value| -> f64 {
+        let ts = e["timestamp"].as_str().and_then(|t| humantime::parse_rfc3339(t).ok()).unwrap_or(wall0);
+        ts.duration_since(wall0).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    };
+    let mut lines: Vec<(f64, String)> = vec![(0.0, "neptune's HAProxy killed".into())];
+    let first = |w: &Watchdog, name: &str| w.events(name).into_iter().find(|e| since(e) > 0.0);
+    if let Some(t) = answers.lock().unwrap().iter().find(|(t, who)| *t > t0 && who.is_none()) {
+        lines.push(((t.0 - t0).as_secs_f64(), "first failed client request through the EIP".into()));
+    }
+    for w in &wds {
+        if let Some(e) = first(w, "check_failed") {
+            lines.push((since(&e), format!("{}: EIP check failed ({})", w.name, e["detail"].as_str().unwrap_or(""))));
+        }
+        if let Some(e) = first(w, "rule_failed") {
+            lines.push((since(&e), format!("{}: rule failed after {} consecutive failures", w.name, e["consecutive_failures"])));
+        }
+        if let Some(e) = first(w, "action_refused") {
+            lines.push((since(&e), format!("{}: claim refused ({}): {}", w.name, e["reason"].as_str().unwrap_or(""), e["detail"].as_str().unwrap_or(""))));
+        }
+        if let Some(e) = first(w, "egress_verified") {
+            lines.push((since(&e), format!("{}: egress verified via checkip: {}", w.name, e["egress_ip"].as_str().unwrap_or(""))));
+        }
+        if let Some(e) = first(w, "eip_claimed") {
+            lines.push((since(&e), format!("{}: claimed the EIP from {} ({})", w.name, e["from"].as_str().unwrap_or(""), e["verified"].as_str().unwrap_or(""))));
+        }
+        if let Some(e) = first(w, "alert_sent") {
+            lines.push((since(&e), format!("{}: SNS alert published", w.name)));
+        }
+    }
+    if let Some((t, _)) = answers.lock().unwrap().iter().find(|(t, who)| *t > t0 && who.as_deref() == Some("saturn")) {
+        lines.push(((*t - t0).as_secs_f64(), "first good request through the EIP (answered by saturn)".into()));
+    }
+    lines.sort_by(|a, b| a.0.total_cmp(&b.0));
+    println!();
+    println!("Timeline (seconds after the failure):");
+    for (t, what) in &lines {
+        println!("  {t:>6.2}s  {what}");
+    }
+    let down: Vec<_> = answers.lock().unwrap().iter().filter(|(t, who)| *t > t0 && who.is_none()).map(|x| x.0).collect();
+    if let (Some(first), Some(last)) = (down.first(), down.last()) {
+        println!("  client saw failures for {:.2}s", (*last - *first).as_secs_f64());
+    }
+    println!();
+    println!("SNS alerts received through the SQS subscription: {}", alerts.len());
+    for a in &alerts {
+        println!("  Subject: {}", a.subject);
+        for l in a.message.lines() {
+            println!("  | {l}");
+        }
+    }
+
+    // The old active comes back: it must not steal the EIP back.
+    println!();
+    println!("Restarting neptune's HAProxy ...");
+    haproxy.get_mut("neptune").unwrap().restart().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let holder = world.holder().await;
+    println!("After 4s the EIP is on {} (neptune does not take it back).", holder.as_deref().unwrap_or("nobody"));
+    client_task.abort();
+    for w in wds {
+        w.stop().await;
+    }
+    let ok = holder.as_deref() == Some("saturn") && alerts.len() == 1;
+    println!();
+    println!("{}", if ok { "Demo OK." } else { "Demo FAILED." });
+    std::process::exit(if ok { 0 } else { 1 });
+}
