@@ -32,10 +32,17 @@ async fn main() {
     for (i, node) in world.nodes.iter().enumerate() {
         haproxy.insert(node.name.clone(), Haproxy::start(&node.name).await);
         imds.insert(node.name.clone(), Imds::start(node).await);
-        checkip.insert(node.name.clone(), Stub::start(Reply::ok(&format!("198.51.100.{}\n", 10 + i))).await);
+        checkip.insert(
+            node.name.clone(),
+            Stub::start(Reply::ok(&format!("198.51.100.{}\n", 10 + i))).await,
+        );
     }
     world.associate("neptune").await;
-    let ports = world.nodes.iter().map(|n| (n.eni.clone(), haproxy[&n.name].port)).collect();
+    let ports = world
+        .nodes
+        .iter()
+        .map(|n| (n.eni.clone(), haproxy[&n.name].port))
+        .collect();
     let edge = Edge::start(&world, ports).await;
 
     let conf = |name: &str| NodeConf {
@@ -51,11 +58,16 @@ async fn main() {
         hold_down: "5m",
         private_ip: None,
         egress_timeout: "2s",
+        aws_endpoint: None,
+        identity: None,
     };
     let wds: Vec<Watchdog> = NODES
         .iter()
         .map(|n| {
-            let env = Env { aws_endpoint: world.moto.url.clone(), imds_endpoint: imds[*n].endpoint() };
+            let env = Env {
+                aws_endpoint: world.moto.url.clone(),
+                imds_endpoint: imds[*n].endpoint(),
+            };
             Watchdog::start(n, &env, &conf(n).toml(), &[])
         })
         .collect();
@@ -68,19 +80,29 @@ async fn main() {
     println!("Elastic IP {} ({})", world.eip, world.allocation_id);
     for name in NODES {
         let node = n(name);
-        println!("  {name:<8} {} {} {}  HAProxy on 127.0.0.1:{}", node.instance_id, node.eni, node.private_ip, haproxy[name].port);
+        println!(
+            "  {name:<8} {} {} {}  HAProxy on 127.0.0.1:{}",
+            node.instance_id, node.eni, node.private_ip, haproxy[name].port
+        );
     }
-    println!("  rule: HTTP GET of the EIP every 1s, timeout 500ms, fails after 3 consecutive failures");
+    println!(
+        "  rule: HTTP GET of the EIP every 1s, timeout 500ms, fails after 3 consecutive failures"
+    );
     println!();
 
     // A client hitting the EIP every 100 ms; it records who answered.
     let answers: Arc<Mutex<Vec<(Instant, Option<String>)>>> = Arc::default();
     let (a, url) = (answers.clone(), edge.url());
     let client_task = tokio::spawn(async move {
-        let client = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().unwrap();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
         loop {
             let who = match client.get(&url).send().await {
-                Ok(r) if r.status().is_success() => r.text().await.ok().map(|t| t.trim().to_owned()),
+                Ok(r) if r.status().is_success() => {
+                    r.text().await.ok().map(|t| t.trim().to_owned())
+                }
                 _ => None,
             };
             a.lock().unwrap().push((Instant::now(), who));
@@ -89,7 +111,10 @@ async fn main() {
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
     let serving = answers.lock().unwrap().last().and_then(|x| x.1.clone());
-    println!("Before: the EIP is served by {}", serving.as_deref().unwrap_or("nobody"));
+    println!(
+        "Before: the EIP is served by {}",
+        serving.as_deref().unwrap_or("nobody")
+    );
 
     // Failure.
     let t0 = Instant::now();
@@ -97,46 +122,112 @@ async fn main() {
     haproxy.get_mut("neptune").unwrap().stop();
     println!("Killing neptune's HAProxy ...");
     let saturn = &wds[1];
-    saturn.wait_event(Duration::from_secs(60), "eip_claimed").await;
+    saturn
+        .wait_event(Duration::from_secs(60), "eip_claimed")
+        .await;
     support::eventually(Duration::from_secs(30), "traffic back", || async {
-        answers.lock().unwrap().iter().find(|(t, who)| *t > t0 && who.as_deref() == Some("saturn")).map(|_| ())
+        answers
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(t, who)| *t > t0 && who.as_deref() == Some("saturn"))
+            .map(|_| ())
     })
     .await;
-    saturn.wait_event(Duration::from_secs(30), "alert_sent").await;
+    saturn
+        .wait_event(Duration::from_secs(30), "alert_sent")
+        .await;
     let alerts = world.alerts(Duration::from_secs(2)).await;
 
     // Timeline, from the watchdogs' own structured events.
     let since = |e: &Value| -> f64 {
-        let ts = e["timestamp"].as_str().and_then(|t| humantime::parse_rfc3339(t).ok()).unwrap_or(wall0);
-        ts.duration_since(wall0).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+        let ts = e["timestamp"]
+            .as_str()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .unwrap_or(wall0);
+        ts.duration_since(wall0)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
     };
     let mut lines: Vec<(f64, String)> = vec![(0.0, "neptune's HAProxy killed".into())];
     let first = |w: &Watchdog, name: &str| w.events(name).into_iter().find(|e| since(e) > 0.0);
-    if let Some(t) = answers.lock().unwrap().iter().find(|(t, who)| *t > t0 && who.is_none()) {
-        lines.push(((t.0 - t0).as_secs_f64(), "first failed client request through the EIP".into()));
+    if let Some(t) = answers
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(t, who)| *t > t0 && who.is_none())
+    {
+        lines.push((
+            (t.0 - t0).as_secs_f64(),
+            "first failed client request through the EIP".into(),
+        ));
     }
     for w in &wds {
         if let Some(e) = first(w, "check_failed") {
-            lines.push((since(&e), format!("{}: EIP check failed ({})", w.name, e["detail"].as_str().unwrap_or(""))));
+            lines.push((
+                since(&e),
+                format!(
+                    "{}: EIP check failed ({})",
+                    w.name,
+                    e["detail"].as_str().unwrap_or("")
+                ),
+            ));
         }
         if let Some(e) = first(w, "rule_failed") {
-            lines.push((since(&e), format!("{}: rule failed after {} consecutive failures", w.name, e["consecutive_failures"])));
+            lines.push((
+                since(&e),
+                format!(
+                    "{}: rule failed after {} consecutive failures",
+                    w.name, e["consecutive_failures"]
+                ),
+            ));
         }
         if let Some(e) = first(w, "action_refused") {
-            lines.push((since(&e), format!("{}: claim refused ({}): {}", w.name, e["reason"].as_str().unwrap_or(""), e["detail"].as_str().unwrap_or(""))));
+            lines.push((
+                since(&e),
+                format!(
+                    "{}: claim refused ({}): {}",
+                    w.name,
+                    e["reason"].as_str().unwrap_or(""),
+                    e["detail"].as_str().unwrap_or("")
+                ),
+            ));
         }
         if let Some(e) = first(w, "egress_verified") {
-            lines.push((since(&e), format!("{}: egress verified via checkip: {}", w.name, e["egress_ip"].as_str().unwrap_or(""))));
+            lines.push((
+                since(&e),
+                format!(
+                    "{}: egress verified via checkip: {}",
+                    w.name,
+                    e["egress_ip"].as_str().unwrap_or("")
+                ),
+            ));
         }
         if let Some(e) = first(w, "eip_claimed") {
-            lines.push((since(&e), format!("{}: claimed the EIP from {} ({})", w.name, e["from"].as_str().unwrap_or(""), e["verified"].as_str().unwrap_or(""))));
+            lines.push((
+                since(&e),
+                format!(
+                    "{}: claimed the EIP from {} ({})",
+                    w.name,
+                    e["from"].as_str().unwrap_or(""),
+                    e["verified"].as_str().unwrap_or("")
+                ),
+            ));
         }
         if let Some(e) = first(w, "alert_sent") {
             lines.push((since(&e), format!("{}: SNS alert published", w.name)));
         }
     }
-    if let Some((t, _)) = answers.lock().unwrap().iter().find(|(t, who)| *t > t0 && who.as_deref() == Some("saturn")) {
-        lines.push(((*t - t0).as_secs_f64(), "first good request through the EIP (answered by saturn)".into()));
+    if let Some((t, _)) = answers
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(t, who)| *t > t0 && who.as_deref() == Some("saturn"))
+    {
+        lines.push((
+            (*t - t0).as_secs_f64(),
+            "first good request through the EIP (answered by saturn)".into(),
+        ));
     }
     lines.sort_by(|a, b| a.0.total_cmp(&b.0));
     println!();
@@ -144,12 +235,24 @@ async fn main() {
     for (t, what) in &lines {
         println!("  {t:>6.2}s  {what}");
     }
-    let down: Vec<_> = answers.lock().unwrap().iter().filter(|(t, who)| *t > t0 && who.is_none()).map(|x| x.0).collect();
+    let down: Vec<_> = answers
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, who)| *t > t0 && who.is_none())
+        .map(|x| x.0)
+        .collect();
     if let (Some(first), Some(last)) = (down.first(), down.last()) {
-        println!("  client saw failures for {:.2}s", (*last - *first).as_secs_f64());
+        println!(
+            "  client saw failures for {:.2}s",
+            (*last - *first).as_secs_f64()
+        );
     }
     println!();
-    println!("SNS alerts received through the SQS subscription: {}", alerts.len());
+    println!(
+        "SNS alerts received through the SQS subscription: {}",
+        alerts.len()
+    );
     for a in &alerts {
         println!("  Subject: {}", a.subject);
         for l in a.message.lines() {
@@ -163,7 +266,10 @@ async fn main() {
     haproxy.get_mut("neptune").unwrap().restart().await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let holder = world.holder().await;
-    println!("After 4s the EIP is on {} (neptune does not take it back).", holder.as_deref().unwrap_or("nobody"));
+    println!(
+        "After 4s the EIP is on {} (neptune does not take it back).",
+        holder.as_deref().unwrap_or("nobody")
+    );
     client_task.abort();
     for w in wds {
         w.stop().await;

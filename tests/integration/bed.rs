@@ -80,6 +80,8 @@ impl Bed {
             hold_down: "60s",
             private_ip: None,
             egress_timeout: "1s",
+            aws_endpoint: None,
+            identity: None,
         }
     }
 

@@ -210,7 +210,12 @@ async fn no_claim_while_the_local_haproxy_is_down() {
 async fn eip_already_ours_makes_no_mutation() {
     let bed = Bed::new(&["a", "b"], Some("b"), &[]).await;
     bed.target.set(Reply::Status(503, "down".into()));
-    let wd = bed.start("b", &bed.conf("b"));
+    // The endpoint comes from [aws] endpoint_url this time; the environment's is a dead port.
+    let mut conf = bed.conf("b");
+    conf.aws_endpoint = Some(bed.world.moto.url.clone());
+    let mut env = bed.env("b");
+    env.aws_endpoint = format!("http://127.0.0.1:{}", crate::support::free_port());
+    let wd = crate::support::watchdog::Watchdog::start("b", &env, &conf.toml(), &[]);
     let noop = wd.wait_event(T, "action_noop").await;
     assert!(
         noop["detail"]
@@ -291,11 +296,24 @@ async fn a_secondary_private_ip_is_claimed_as_configured() {
 async fn an_sns_outage_never_delays_or_undoes_the_claim() {
     let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
     bed.target.set(Reply::Status(503, "down".into()));
+    let b = bed.world.node("b").clone();
     let mut conf = bed.conf("b");
     conf.topic_arn = Some("arn:aws:sns:us-east-1:123456789012:no-such-topic".into());
+    // Identity from [node] this time: instance metadata is never asked.
+    conf.identity = Some((
+        b.instance_id.clone(),
+        b.eni.clone(),
+        b.private_ip.to_string(),
+    ));
     let wd = bed.start("b", &conf);
     wd.wait_event(T, "eip_claimed").await;
     assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
+    assert_eq!(
+        bed.imds["b"]
+            .reads
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
     // The publish fails and is retried in the background (1 s, 2 s, ...).
     eventually(T, "a retried alert", || async {
         (wd.count("alert_failed") >= 2).then_some(())

@@ -15,7 +15,10 @@ pub fn bin() -> PathBuf {
         return p.into();
     }
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(|p| p.parent()).expect("target dir").join("watchdog")
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .join("watchdog")
 }
 
 /// Where the watchdog's outside world is: AWS and instance metadata endpoints.
@@ -215,6 +218,10 @@ pub struct NodeConf {
     pub hold_down: &'static str,
     pub private_ip: Option<String>,
     pub egress_timeout: &'static str,
+    /// `[aws] endpoint_url`: set it to prove the config wins over `AWS_ENDPOINT_URL`.
+    pub aws_endpoint: Option<String>,
+    /// `[node]` instance id, ENI and private IP: no instance metadata needed.
+    pub identity: Option<(String, String, String)>,
 }
 
 impl NodeConf {
@@ -261,8 +268,15 @@ hold_down = "{hold_down}"
         if let Some(t) = &self.topic_arn {
             s.push_str(&format!("sns_topic_arn = \"{t}\"\n"));
         }
+
         if let Some(ip) = &self.private_ip {
             s.push_str(&format!("private_ip = \"{ip}\"\n"));
+        }
+        if let Some((i, e, p)) = &self.identity {
+            s.push_str(&format!("\n[node]\ninstance_id = \"{i}\"\nnetwork_interface_id = \"{e}\"\nprivate_ip = \"{p}\"\n"));
+        }
+        if let Some(ep) = &self.aws_endpoint {
+            s = s.replace("[aws]\n", &format!("[aws]\nendpoint_url = \"{ep}\"\n"));
         }
         s
     }
