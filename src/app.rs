@@ -2,7 +2,7 @@
 //! the actions, and gives the engine its [`Effects`]. `--once` and `run` share all of this.
 
 use crate::actions::alerts::Alerter;
-use crate::actions::claim_eip::{ClaimEip, ClaimEnv};
+use crate::actions::claim_eip::{ClaimEip, ClaimEnv, InFlight};
 use crate::actions::notify::SnsNotify;
 use crate::actions::{Action, ActionContext, ActionOutcome};
 use crate::checks::{self, Outcome};
@@ -34,12 +34,29 @@ impl Effects for Live {
     }
 }
 
-/// A built daemon: its effects, its alert outbox, and the switch that stops it.
+/// A built daemon: its effects, its alert outbox, and the switches that stop them.
 pub struct Daemon {
     pub live: Arc<Live>,
     pub alerter: Alerter,
-    pub alert_task: tokio::task::JoinHandle<()>,
+    alert_task: tokio::task::JoinHandle<()>,
+    alert_stop: watch::Sender<bool>,
+    /// Stops the rules (and keeps new claims from starting).
     pub shutdown: watch::Sender<bool>,
+    in_flight: InFlight,
+}
+
+impl Daemon {
+    /// After the engine has stopped: let claims already changing EC2 finish (each AWS call is
+    /// bounded by its own timeouts), give queued alerts `flush_for`, then stop the outbox.
+    /// Returns how many alerts were left undelivered.
+    pub async fn finish(self, flush_for: Duration) -> usize {
+        let _ = self.shutdown.send(true);
+        self.in_flight.idle().await;
+        let left = self.alerter.flush(flush_for).await;
+        let _ = self.alert_stop.send(true);
+        let _ = self.alert_task.await;
+        left
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +65,13 @@ pub enum BuildError {
     Http(#[from] reqwest::Error),
     #[error("no AWS region: set [aws] region or AWS_REGION (or run on EC2, where instance metadata gives it)")]
     NoRegion,
+}
+
+impl BuildError {
+    /// A missing region is a configuration problem; the rest are runtime failures.
+    pub fn is_config(&self) -> bool {
+        matches!(self, BuildError::NoRegion)
+    }
 }
 
 pub async fn build(config: &Config, dry_run: bool) -> Result<Daemon, BuildError> {
@@ -66,7 +90,16 @@ pub async fn build(config: &Config, dry_run: bool) -> Result<Daemon, BuildError>
         }
         (Some(Ec2::new(&sdk)), Some(Sns::new(&sdk)))
     };
-    let (alerter, alert_task) = Alerter::spawn(sns, shutdown_rx);
+    let (alert_stop, alert_stop_rx) = watch::channel(false);
+    let (alerter, alert_task) = Alerter::spawn(sns, alert_stop_rx);
+    let in_flight = InFlight::default();
+    if config.haproxy.health_url.is_none()
+        && config.haproxy.frontend.is_none()
+        && config.haproxy.backend.is_none()
+    {
+        tracing::warn!(event = "weak_readiness_check", "[haproxy] only checks that the process answers on its stats socket; \
+            set `backend` (or `frontend`, or `health_url`) so a node whose backends are all down never claims");
+    }
     let claim_env = Arc::new(ClaimEnv {
         ec2,
         http: http.clone(),
@@ -76,6 +109,8 @@ pub async fn build(config: &Config, dry_run: bool) -> Result<Daemon, BuildError>
         alerter: alerter.clone(),
         subject_prefix: config.alerts.subject_prefix.clone(),
         verify_for: Duration::from_secs(10),
+        stopping: shutdown_rx,
+        in_flight: in_flight.clone(),
     });
     let actions = config
         .actions
@@ -98,6 +133,8 @@ pub async fn build(config: &Config, dry_run: bool) -> Result<Daemon, BuildError>
         live: Arc::new(Live { http, actions }),
         alerter,
         alert_task,
+        alert_stop,
         shutdown,
+        in_flight,
     })
 }

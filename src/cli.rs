@@ -143,21 +143,25 @@ where
 
 /// How long `--once` waits for queued SNS alerts before it reports them undelivered.
 const ONCE_ALERT_FLUSH: Duration = Duration::from_secs(30);
-/// How long `run` gives in-flight cycles and alerts at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long `run` gives cycles in progress at shutdown. A claim that has started changing EC2
+/// is not cut by this: it runs to completion on its own (bounded by the AWS timeouts).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 async fn once(config: config::Config, dry_run: bool) -> u8 {
     let d = match app::build(&config, dry_run).await {
         Ok(d) => d,
         Err(e) => {
             eprintln!("watchdog: {e}");
-            return EXIT_FAILED;
+            return if e.is_config() {
+                EXIT_CONFIG
+            } else {
+                EXIT_FAILED
+            };
         }
     };
     let reports = engine::once(config.rules.clone(), d.live.clone()).await;
-    let undelivered = d.alerter.flush(ONCE_ALERT_FLUSH).await;
-    let _ = d.shutdown.send(true);
-    let _ = d.alert_task.await;
+    let undelivered = d.finish(ONCE_ALERT_FLUSH).await;
+    log_counters();
     print!("{}", summary(&reports));
     if undelivered > 0 {
         println!("{undelivered} alert(s) could not be delivered to SNS");
@@ -177,7 +181,11 @@ async fn daemon(config: config::Config, dry_run: bool) -> u8 {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(event = "startup_failed", error = %e);
-            return EXIT_FAILED;
+            return if e.is_config() {
+                EXIT_CONFIG
+            } else {
+                EXIT_FAILED
+            };
         }
     };
     tracing::info!(event = "started", rules = config.rules.len(), actions = config.actions.len(), dry_run,
@@ -189,17 +197,34 @@ async fn daemon(config: config::Config, dry_run: bool) -> u8 {
         tracing::info!(event = "stopping", signal = why);
         let _ = stopper.send(true);
     });
-    engine::run(
+    let result = engine::run(
         config.rules.clone(),
         d.live.clone(),
         shutdown_rx,
         SHUTDOWN_GRACE,
     )
     .await;
-    let left = d.alerter.flush(Duration::from_secs(5)).await;
-    let _ = d.alert_task.await;
-    tracing::info!(event = "stopped", undelivered_alerts = left);
-    EXIT_OK
+    let left = d.finish(Duration::from_secs(5)).await;
+    log_counters();
+    match result {
+        Ok(()) => {
+            tracing::info!(event = "stopped", undelivered_alerts = left);
+            EXIT_OK
+        }
+        Err(e) => {
+            tracing::error!(event = "stopped", undelivered_alerts = left, error = %e);
+            EXIT_FAILED
+        }
+    }
+}
+
+/// The process's counters as one event (a metrics endpoint comes with the packaging work).
+fn log_counters() {
+    let c: Vec<String> = telemetry::snapshot()
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    tracing::info!(event = "counters", counters = %c.join(" "));
 }
 
 async fn wait_for_signal() -> &'static str {

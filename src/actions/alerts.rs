@@ -134,7 +134,9 @@ async fn deliver(
     }
     while let Ok(alert) = rx.try_recv() {
         undelivered(&alert);
+        pending.fetch_sub(1, Ordering::SeqCst);
     }
+    drained.notify_waiters();
 }
 
 fn undelivered(alert: &Alert) {

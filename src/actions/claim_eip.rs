@@ -1,11 +1,12 @@
 //! `type = "claim_eip"`: move an Elastic IP onto this node, safely.
 //!
 //! In order, stopping at the first gate that does not pass:
-//! 1. hold-down: the EIP moved (by us, or by a node that beat us) less than `hold_down` ago;
+//! 1. hold-down: this node moved the EIP, or lost a race for it, less than `hold_down` ago;
 //! 2. the local HAProxy must be ready (a node that cannot serve must not take the traffic);
 //! 3. read the current association; if the EIP is already on our ENI and private IP: done;
 //! 4. verify egress through checkip: a well-formed address that is not the EIP itself;
-//! 5. look at the rule's check once more: if it passes now, someone else fixed it;
+//! 5. probe the local HAProxy again and run the rule's check once more: if it passes now,
+//!    someone else fixed it;
 //! 6. claim: release the association we read *by its AssociationId*, then associate with
 //!    `AllowReassociation=false`. Of two nodes racing, the second release fails with
 //!    `InvalidAssociationID.NotFound` or the second associate with `Resource.AlreadyAssociated`:
@@ -16,7 +17,7 @@ use super::alerts::{Alert, Alerter};
 use super::notify::sns_subject;
 use super::{ActionContext, ActionOutcome};
 use crate::checks::{self, checkip, haproxy};
-use crate::config::{ClaimEipSpec, EgressSettings, HaproxyProbeSpec};
+use crate::config::{ClaimEipSpec, EgressSettings, EipRef, HaproxyProbeSpec};
 use crate::providers::aws::ec2::{AddressState, Ec2};
 use crate::providers::aws::imds::IdentitySource;
 use crate::telemetry;
@@ -39,6 +40,48 @@ pub struct ClaimEnv {
     /// How long to wait for DescribeAddresses to show a new association (EC2 reads are
     /// eventually consistent).
     pub verify_for: Duration,
+    /// True once the daemon is stopping: no new claim starts then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Claims that have started changing EC2; the daemon waits for them before it exits.
+    pub in_flight: InFlight,
+}
+
+/// Counts tasks that must run to completion; shutdown waits until none is left.
+#[derive(Clone, Default)]
+pub struct InFlight(Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>);
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard {
+        self.0 .0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    /// Wait until no guarded task is running.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.0 .1.notified();
+            if self.0 .0.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct InFlightGuard(InFlight);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+             .0
+             .0
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0 .0 .1.notify_waiters();
+        }
+    }
 }
 
 pub struct ClaimEip {
@@ -115,17 +158,10 @@ impl ClaimEip {
         };
         let target = Target {
             instance_id: me.instance_id.clone(),
-            eni: self
-                .spec
-                .network_interface_id
-                .clone()
-                .unwrap_or_else(|| me.network_interface_id.clone()),
+            eni: me.network_interface_id.clone(),
             private_ip: self.spec.private_ip.unwrap_or(me.private_ip),
         };
-        if target.eni == me.network_interface_id
-            && !me.private_ips.is_empty()
-            && !me.private_ips.contains(&target.private_ip)
-        {
+        if !me.private_ips.is_empty() && !me.private_ips.contains(&target.private_ip) {
             return ActionOutcome::Error(format!(
                 "private_ip {} is not assigned to {} (it has {:?}): assign it as a secondary private IP first",
                 target.private_ip, target.eni, me.private_ips
@@ -171,8 +207,22 @@ impl ClaimEip {
             ));
         }
 
-        // Last look before the mutation: if another node fixed things since our check failed,
-        // taking the EIP from it would turn its repair into a new outage.
+        // Last look before the mutation: our own HAProxy may have died while we asked around,
+        // and if another node fixed things since our check failed, taking the EIP from it
+        // would turn its repair into a new outage.
+        if *env.stopping.borrow() {
+            return refused(
+                "shutting_down",
+                format!("the daemon is stopping; not claiming {eip}"),
+            );
+        }
+        let local = haproxy::probe(&env.haproxy, &env.http).await;
+        if !local.ok {
+            return refused(
+                "local_haproxy_unhealthy",
+                format!("local HAProxy is not ready: {}", local.detail),
+            );
+        }
         if let Some((check, timeout)) = &ctx.recheck {
             if let Ok(o) = tokio::time::timeout(*timeout, checks::run(check, &env.http)).await {
                 if o.ok {
@@ -188,35 +238,40 @@ impl ClaimEip {
             }
         }
 
-        if let Some(assoc) = &before.association_id {
-            if let Err(e) = ec2.disassociate(assoc).await {
-                if e.is_code("InvalidAssociationID.NotFound") {
-                    *last_move = Some(Instant::now());
-                    return refused(
-                        "lost_race",
-                        format!("{eip} was moved by someone else while we claimed it ({e})"),
-                    );
+        // From the first mutating call to the verified association the claim runs in its own
+        // task: a shutdown must not cut it between releasing the EIP and taking it.
+        let guard = env.in_flight.enter();
+        let task = tokio::spawn({
+            let (ec2, eip, before, target, verify_for) = (
+                ec2.clone(),
+                eip.clone(),
+                before.clone(),
+                target.clone(),
+                env.verify_for,
+            );
+            async move {
+                let _guard = guard;
+                let result = move_eip(&ec2, &eip, &before, &target).await;
+                match result {
+                    Ok(association) => {
+                        let verified = verify(&ec2, &eip, &association, &before, verify_for).await;
+                        MoveResult::Moved(association, verified)
+                    }
+                    Err(e) => e,
                 }
-                return ActionOutcome::Error(e.to_string());
             }
-        }
-        let association = match ec2
-            .associate(&before.allocation_id, &target.eni, target.private_ip)
-            .await
-        {
-            Ok(a) => a,
-            Err(e) if e.is_code("Resource.AlreadyAssociated") => {
+        });
+        let (association, verified) = match task.await {
+            Ok(MoveResult::Moved(a, v)) => (a, v),
+            Ok(MoveResult::Lost(detail)) => {
                 *last_move = Some(Instant::now());
-                return refused(
-                    "lost_race",
-                    format!("another node associated {eip} first ({e})"),
-                );
+                return refused("lost_race", detail);
             }
-            Err(e) => return ActionOutcome::Error(e.to_string()),
+            Ok(MoveResult::Failed(e)) => return ActionOutcome::Error(e),
+            Err(e) => return ActionOutcome::Error(format!("claim task failed: {e}")),
         };
         *last_move = Some(Instant::now());
-
-        let verified = match self.verify(ec2, &association, &before).await {
+        let verified = match verified {
             Verified::Yes => "verified",
             Verified::Lost(holder) => {
                 return refused(
@@ -250,32 +305,6 @@ impl ClaimEip {
         ))
     }
 
-    async fn verify(&self, ec2: &Ec2, association: &str, before: &AddressState) -> Verified {
-        let deadline = Instant::now() + self.env.verify_for;
-        let mut last_error = String::new();
-        loop {
-            match ec2.describe(&self.spec.eip).await {
-                Ok(now) if now.association_id.as_deref() == Some(association) => {
-                    return Verified::Yes
-                }
-                // Still the old view (reads are eventually consistent): look again.
-                Ok(now)
-                    if now.association_id.is_none()
-                        || now.association_id == before.association_id => {}
-                Ok(now) => return Verified::Lost(now.holder()),
-                Err(e) => last_error = e.to_string(),
-            }
-            if Instant::now() >= deadline {
-                return Verified::Unknown(if last_error.is_empty() {
-                    "DescribeAddresses did not show the new association in time".into()
-                } else {
-                    last_error
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
     /// Everything up to the first AWS call runs for real; the AWS calls are logged.
     async fn dry_run(&self, target: &Target) -> ActionOutcome {
         let eip = &self.spec.eip;
@@ -288,7 +317,12 @@ impl ClaimEip {
         .await;
         match &egress {
             Ok(ip) => tracing::info!(event = "egress_verified", egress_ip = %ip, dry_run = true),
-            Err(e) => tracing::warn!(event = "egress_unverified", error = %e, dry_run = true),
+            Err(e) => {
+                return refused(
+                    e.reason(),
+                    format!("dry run: egress not verified, would not claim {eip}: {e}"),
+                )
+            }
         }
         tracing::info!(event = "dry_run", call = "ec2:DisassociateAddress", eip = %eip, note = "by the AssociationId read, if the EIP is associated elsewhere");
         tracing::info!(event = "dry_run", call = "ec2:AssociateAddress", eip = %eip, eni = %target.eni,
@@ -309,12 +343,96 @@ enum Verified {
     Unknown(String),
 }
 
+enum MoveResult {
+    Moved(String, Verified),
+    /// Another node holds it now.
+    Lost(String),
+    Failed(String),
+}
+
+/// Release the association we read, then associate onto `target` without reassociation.
+///
+/// `InvalidAssociationID.NotFound` and `Resource.AlreadyAssociated` are ambiguous: another node
+/// may have won, or our own call succeeded and the SDK retried it after a timeout. EC2 is asked
+/// who holds the EIP now, and that decides.
+async fn move_eip(
+    ec2: &Ec2,
+    eip: &EipRef,
+    before: &AddressState,
+    target: &Target,
+) -> Result<String, MoveResult> {
+    if let Some(assoc) = &before.association_id {
+        match ec2.disassociate(assoc).await {
+            Ok(()) => {}
+            Err(e) if e.is_code("InvalidAssociationID.NotFound") => match ec2.describe(eip).await {
+                // Released (by us or by a rival): associating without reassociation settles it.
+                Ok(now) if now.association_id.is_none() => {}
+                Ok(now) => {
+                    return Err(MoveResult::Lost(format!(
+                        "{eip} was moved to {} while we claimed it ({e})",
+                        now.holder()
+                    )))
+                }
+                Err(e2) => return Err(MoveResult::Failed(format!("{e}; then {e2}"))),
+            },
+            Err(e) => return Err(MoveResult::Failed(e.to_string())),
+        }
+    }
+    match ec2
+        .associate(&before.allocation_id, &target.eni, target.private_ip)
+        .await
+    {
+        Ok(a) => Ok(a),
+        Err(e) if e.is_code("Resource.AlreadyAssociated") => match ec2.describe(eip).await {
+            Ok(now) if now.network_interface_id.as_deref() == Some(target.eni.as_str()) => now
+                .association_id
+                .ok_or_else(|| MoveResult::Failed(format!("{e}; and EC2 shows no association id"))),
+            Ok(now) => Err(MoveResult::Lost(format!(
+                "another node associated {eip} first: it is on {} ({e})",
+                now.holder()
+            ))),
+            Err(e2) => Err(MoveResult::Failed(format!("{e}; then {e2}"))),
+        },
+        Err(e) => Err(MoveResult::Failed(e.to_string())),
+    }
+}
+
+/// Wait until DescribeAddresses shows our association (reads are eventually consistent).
+async fn verify(
+    ec2: &Ec2,
+    eip: &EipRef,
+    association: &str,
+    before: &AddressState,
+    within: Duration,
+) -> Verified {
+    let deadline = Instant::now() + within;
+    let mut last_error = String::new();
+    loop {
+        match ec2.describe(eip).await {
+            Ok(now) if now.association_id.as_deref() == Some(association) => return Verified::Yes,
+            // Still the old view: look again.
+            Ok(now)
+                if now.association_id.is_none() || now.association_id == before.association_id => {}
+            Ok(now) => return Verified::Lost(now.holder()),
+            Err(e) => last_error = e.to_string(),
+        }
+        if Instant::now() >= deadline {
+            return Verified::Unknown(if last_error.is_empty() {
+                "DescribeAddresses did not show the new association in time".into()
+            } else {
+                last_error
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 fn fmt_secs(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs().max(1))).to_string()
 }
 
 fn alert_text(
-    eip: &crate::config::EipRef,
+    eip: &EipRef,
     before: &AddressState,
     target: &Target,
     association: &str,

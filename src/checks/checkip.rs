@@ -69,10 +69,26 @@ pub fn parse(body: &[u8]) -> Result<Ipv4Addr, EgressError> {
     }
     let text = std::str::from_utf8(body).map_err(|_| garbage())?.trim();
     let ip: Ipv4Addr = text.parse().map_err(|_| garbage())?;
-    if ip.is_unspecified() || ip.is_broadcast() || ip.is_loopback() || ip.is_multicast() {
+    if !is_public(ip) {
         return Err(garbage());
     }
     Ok(ip)
+}
+
+/// Could this be a public egress address? A private, shared (carrier-grade NAT), link-local,
+/// loopback or reserved answer means something between us and the internet answered, not
+/// AWS's view of us. (Documentation ranges stay allowed: the test beds use them.)
+fn is_public(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    let shared = a == 100 && (64..128).contains(&b);
+    let reserved = a >= 240 || a == 0;
+    !(ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || shared
+        || reserved)
 }
 
 #[cfg(test)]
@@ -99,6 +115,12 @@ mod tests {
             b"0.0.0.0",
             b"::1",
             b"127.0.0.1",
+            b"10.0.1.5",
+            b"192.168.1.1",
+            b"172.16.0.9",
+            b"100.64.0.1",
+            b"169.254.169.254",
+            b"240.0.0.1",
             b"\xff\xfe",
             &[b'1'; 500],
         ] {

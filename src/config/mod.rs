@@ -292,10 +292,16 @@ fn named<T: serde::de::DeserializeOwned>(
 /// toml's messages span several lines (with a source excerpt); keep the gist on one line.
 fn one_line(e: &dyn fmt::Display) -> String {
     let s = e.to_string();
+    // Drop toml's source excerpt: `  |`, `3 | text`, `  ^`.
+    let excerpt = |l: &str| {
+        l.starts_with('^')
+            || l.split_once('|')
+                .is_some_and(|(n, _)| n.trim().chars().all(|c| c.is_ascii_digit()))
+    };
     let lines: Vec<&str> = s
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.starts_with('^'))
+        .filter(|l| !l.is_empty() && !excerpt(l))
         .collect();
     lines.join("; ")
 }

@@ -193,12 +193,11 @@ pub struct ClaimEipSpec {
     pub name: String,
     pub eip: EipRef,
     pub provider: ClaimProvider,
-    /// Default: this node's primary ENI.
-    pub network_interface_id: Option<String>,
-    /// Default: this node's primary private IP. Set a secondary private IP for active/active.
+    /// On this node's ENI (`[node]` or instance metadata). Default: the ENI's primary private
+    /// IP; set a secondary private IP for active/active pairs.
     pub private_ip: Option<Ipv4Addr>,
     pub hold_down: Duration,
-    /// Default: `[alerts] sns_topic_arn`. None anywhere: no alert.
+    /// Default: `[alerts] sns_topic_arn`; one of the two is required.
     pub sns_topic_arn: Option<String>,
 }
 

@@ -127,7 +127,6 @@ pub struct RawClaimEip {
     /// ...or its allocation id.
     pub allocation_id: Option<String>,
     pub provider: Option<String>,
-    pub network_interface_id: Option<String>,
     pub private_ip: Option<String>,
     pub hold_down: Option<HumanDuration>,
     pub sns_topic_arn: Option<String>,

@@ -24,6 +24,7 @@ on_fail = ["claim"]
 [actions.claim]
 type = "claim_eip"
 eip = "203.0.113.10"
+sns_topic_arn = "arn:aws:sns:us-east-1:123456789012:failover"
 "#;
 
 #[test]
@@ -222,7 +223,8 @@ fn every_error_of_every_file_at_once() {
         ("b.toml", "this is = not toml ["),
         ("c.toml", "[actions.y]\ntype = \"claim_eip\"\neip = \"300.1.1.1\"\n[actions.z]\ntype = \"sns\"\n"),
     ]);
-    assert_eq!(e.len(), 5, "{e:#?}");
+    assert_eq!(e.len(), 6, "{e:#?}");
+    assert_eq!(e[2], "b.toml: not valid TOML: TOML parse error at line 1, column 6; key with no value, expected `=`");
     assert!(e[0].starts_with("a.toml: rule \"x\": `interval`"), "{e:?}");
     assert!(e[2].starts_with("b.toml: not valid TOML"), "{e:?}");
 }
@@ -266,13 +268,19 @@ provider = "opsworks"
             .any(|e| e.contains("action \"badip\": `provider` = \"opsworks\"")),
         "{e:?}"
     );
+    // Every problem of one action, not just the first.
+    assert!(e.iter().any(|e| e.contains("action \"badip\": `private_ip` = \"10.0.0\": not an IPv4 address")), "{e:?}");
 }
 
 #[test]
 fn alerts_topic_is_the_default_for_claims() {
+    let good = GOOD.replace(
+        "sns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:failover\"\n",
+        "",
+    );
     let c = from_sources(&src(&[(
         "a.toml",
-        &format!("[alerts]\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n{GOOD}"),
+        &format!("[alerts]\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n{good}"),
     )]))
     .unwrap();
     let ActionSpec::ClaimEip(a) = &c.actions["claim"] else {
@@ -347,4 +355,71 @@ fn the_shipped_examples_load_and_validate() {
         1 + std::fs::read_dir(root.join("conf.d")).unwrap().count()
     );
     assert_eq!(c.aws.max_attempts, 4);
+}
+
+#[test]
+fn a_claim_needs_a_topic_and_belongs_in_on_fail_only() {
+    let no_topic = GOOD.replace(
+        "sns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:failover\"\n",
+        "",
+    );
+    let e = errors(&[("a.toml", &no_topic)]);
+    assert_eq!(e, ["a.toml: action \"claim\": no SNS topic for the failover alert: set `sns_topic_arn` here or in [alerts]"]);
+    let e = errors(&[(
+        "a.toml",
+        &GOOD.replace("on_fail = [\"claim\"]", "on_recover = [\"claim\"]"),
+    )]);
+    assert_eq!(e, ["a.toml: rule \"eip\": `on_recover` lists claim action \"claim\": a claim belongs in `on_fail`"]);
+}
+
+#[test]
+fn one_claim_action_per_elastic_ip() {
+    let twice = format!("{GOOD}\n[actions.again]\ntype = \"claim_eip\"\neip = \"203.0.113.10\"\nsns_topic_arn = \"arn:aws:sns:us-east-1:1:t\"\n");
+    let e = errors(&[("a.toml", &twice)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("action \"claim\": claims 203.0.113.10 like action \"again\""),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn durations_are_bounded_and_rules_cannot_all_be_disabled() {
+    let bounded = GOOD
+        .replace("on_fail", "interval = \"1ms\"\ntimeout = \"1ms\"\non_fail")
+        .replace(
+            "eip = \"203.0.113.10\"",
+            "eip = \"203.0.113.10\"\nhold_down = \"100y\"",
+        );
+    let e = errors(&[("a.toml", &bounded)]);
+    assert!(
+        e.iter()
+            .any(|e| e.contains("`interval` = \"1ms\": must be between 100ms and 1h")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("`hold_down` = \"100y\": must be between 1s and 1day")),
+        "{e:?}"
+    );
+    let e = errors(&[(
+        "a.toml",
+        &GOOD.replace("on_fail", "enabled = false\non_fail"),
+    )]);
+    assert_eq!(
+        e,
+        ["a.toml: every rule is disabled (`enabled = false`): nothing to watch"]
+    );
+}
+
+#[test]
+fn credentials_in_urls_are_not_echoed() {
+    let e = errors(&[(
+        "a.toml",
+        "[rules.r]\ncheck = { type = \"http\", url = \"ftp://admin:hunter2@example.com/\" }\n",
+    )]);
+    assert!(
+        e[0].contains("ftp://***@example.com/") && !e[0].contains("hunter2"),
+        "{e:?}"
+    );
 }

@@ -46,6 +46,7 @@ pub(super) fn validate(m: Merged, errs: &mut Errors) -> Option<Config> {
         }
     }
 
+    cross_checks(&m, &actions, &rules, errs);
     if m.rules.is_empty() && errs.0.is_empty() {
         let file = m
             .sources
@@ -81,22 +82,52 @@ fn default_haproxy() -> HaproxyProbeSpec {
     }
 }
 
-/// A human duration (`"10s"`, `"2m"`), greater than zero; `default` when unset.
+/// Allowed range of a duration setting.
+#[derive(Clone, Copy)]
+pub(super) struct Range(Duration, Duration);
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+const INTERVAL: Range = Range(ms(100), secs(3600));
+const CHECK_TIMEOUT: Range = Range(ms(10), secs(300));
+const SHORT_TIMEOUT: Range = Range(ms(10), secs(60));
+const AWS_TIMEOUT: Range = Range(ms(100), secs(600));
+const HOLD_DOWN: Range = Range(secs(1), secs(86400));
+
+/// A human duration (`"10s"`, `"2m"`) within `range`; `default` when unset.
 fn duration(
     d: &Option<HumanDuration>,
     default: Duration,
+    range: Range,
     what: &str,
     file: &Path,
     item: &str,
     errs: &mut Errors,
 ) -> Option<Duration> {
     let Some(text) = d else { return Some(default) };
+    let fmt = |d: Duration| humantime::format_duration(d).to_string();
     match humantime::parse_duration(text) {
         Ok(d) if d.is_zero() => {
             errs.push(
                 file,
                 Some(item),
                 format!("`{what}` must be greater than zero"),
+            );
+            None
+        }
+        Ok(d) if d < range.0 || d > range.1 => {
+            errs.push(
+                file,
+                Some(item),
+                format!(
+                    "`{what}` = {text:?}: must be between {} and {}",
+                    fmt(range.0),
+                    fmt(range.1)
+                ),
             );
             None
         }
@@ -108,6 +139,16 @@ fn duration(
     }
 }
 
+/// A URL as it may appear in an error message: without a password in it.
+fn redact(s: &str) -> String {
+    match (s.find("://"), s.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &s[..scheme], &s[at + 1..])
+        }
+        _ => s.to_owned(),
+    }
+}
+
 fn url(s: &str, what: &str, file: &Path, item: &str, errs: &mut Errors) -> Option<reqwest::Url> {
     match reqwest::Url::parse(s) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
@@ -115,7 +156,10 @@ fn url(s: &str, what: &str, file: &Path, item: &str, errs: &mut Errors) -> Optio
             errs.push(
                 file,
                 Some(item),
-                format!("`{what}` = {s:?}: must be an http:// or https:// URL with a host"),
+                format!(
+                    "`{what}` = {:?}: must be an http:// or https:// URL with a host",
+                    redact(s)
+                ),
             );
             None
         }
@@ -123,7 +167,7 @@ fn url(s: &str, what: &str, file: &Path, item: &str, errs: &mut Errors) -> Optio
             errs.push(
                 file,
                 Some(item),
-                format!("`{what}` = {s:?}: not a URL ({e})"),
+                format!("`{what}` = {:?}: not a URL ({e})", redact(s)),
             );
             None
         }
@@ -205,6 +249,7 @@ fn aws(raw: Option<&Located<RawAws>>, errs: &mut Errors) -> Option<AwsSettings> 
         connect_timeout: duration(
             &r.connect_timeout,
             defaults::AWS_CONNECT_TIMEOUT,
+            AWS_TIMEOUT,
             "connect_timeout",
             file,
             item,
@@ -213,6 +258,7 @@ fn aws(raw: Option<&Located<RawAws>>, errs: &mut Errors) -> Option<AwsSettings> 
         attempt_timeout: duration(
             &r.attempt_timeout,
             defaults::AWS_ATTEMPT_TIMEOUT,
+            AWS_TIMEOUT,
             "attempt_timeout",
             file,
             item,
@@ -221,6 +267,7 @@ fn aws(raw: Option<&Located<RawAws>>, errs: &mut Errors) -> Option<AwsSettings> 
         operation_timeout: duration(
             &r.operation_timeout,
             defaults::AWS_OPERATION_TIMEOUT,
+            AWS_TIMEOUT,
             "operation_timeout",
             file,
             item,
@@ -270,6 +317,7 @@ fn node(raw: Option<&Located<RawNode>>, errs: &mut Errors) -> Option<NodeSetting
     let imds_timeout = duration(
         &r.imds_timeout,
         defaults::IMDS_TIMEOUT,
+        SHORT_TIMEOUT,
         "imds_timeout",
         file,
         item,
@@ -303,6 +351,7 @@ fn egress(raw: Option<&Located<RawEgress>>, errs: &mut Errors) -> Option<EgressS
     let timeout = duration(
         &r.timeout,
         defaults::EGRESS_TIMEOUT,
+        SHORT_TIMEOUT,
         "timeout",
         file,
         item,
@@ -334,6 +383,7 @@ fn haproxy_probe(
         timeout: duration(
             &r.timeout,
             defaults::HAPROXY_TIMEOUT,
+            SHORT_TIMEOUT,
             "timeout",
             file,
             item,
@@ -382,6 +432,7 @@ fn alerts(raw: Option<&Located<RawAlerts>>, errs: &mut Errors) -> Option<AlertSe
     })
 }
 
+/// `alerts` is None when `[alerts]` itself is broken (already reported).
 fn action(
     name: &str,
     a: &Located<RawAction>,
@@ -391,25 +442,30 @@ fn action(
     let file = &a.file;
     let item = format!("action \"{name}\"");
     let item = item.as_str();
+    let before = errs.0.len();
+    let topic_or_default =
+        |own: &Option<String>, what: &str, errs: &mut Errors| -> Option<Option<String>> {
+            match own {
+                Some(t) => arn(t, what, file, item, errs).map(Some),
+                None => match alerts {
+                    Some(a) => Some(a.sns_topic_arn.clone()),
+                    None => None,
+                },
+            }
+        };
     match &a.value {
         RawAction::ClaimEip(c) => {
             let eip = match (&c.eip, &c.allocation_id) {
-                (Some(ip), None) => EipRef::PublicIp(ipv4(ip, "eip", file, item, errs)?),
-                (None, Some(id)) => EipRef::AllocationId(prefixed_id(
-                    id,
-                    "eipalloc-",
-                    "allocation_id",
-                    file,
-                    item,
-                    errs,
-                )?),
+                (Some(ip), None) => ipv4(ip, "eip", file, item, errs).map(EipRef::PublicIp),
+                (None, Some(id)) => prefixed_id(id, "eipalloc-", "allocation_id", file, item, errs)
+                    .map(EipRef::AllocationId),
                 (Some(_), Some(_)) => {
                     errs.push(
                         file,
                         Some(item),
                         "set either `eip` or `allocation_id`, not both",
                     );
-                    return None;
+                    None
                 }
                 (None, None) => {
                     errs.push(
@@ -417,86 +473,129 @@ fn action(
                         Some(item),
                         "missing the Elastic IP: set `eip` (its public address) or `allocation_id`",
                     );
-                    return None;
+                    None
                 }
             };
             let provider = match c.provider.as_deref() {
-                None | Some("ec2") => ClaimProvider::Ec2,
+                None | Some("ec2") => Some(ClaimProvider::Ec2),
                 Some(other) => {
                     errs.push(
                         file,
                         Some(item),
                         format!("`provider` = {other:?}: the supported provider is \"ec2\""),
                     );
-                    return None;
+                    None
                 }
             };
-            let eni = match &c.network_interface_id {
-                Some(s) => Some(prefixed_id(
-                    s,
-                    "eni-",
-                    "network_interface_id",
+            let private_ip = c
+                .private_ip
+                .as_deref()
+                .map(|s| ipv4(s, "private_ip", file, item, errs));
+            let topic = topic_or_default(&c.sns_topic_arn, "sns_topic_arn", errs);
+            if matches!(topic, Some(None)) {
+                errs.push(
                     file,
-                    item,
-                    errs,
-                )?),
-                None => None,
-            };
-            let private_ip = match &c.private_ip {
-                Some(s) => Some(ipv4(s, "private_ip", file, item, errs)?),
-                None => None,
-            };
-            let topic = match &c.sns_topic_arn {
-                Some(s) => Some(arn(s, "sns_topic_arn", file, item, errs)?),
-                None => alerts.and_then(|a| a.sns_topic_arn.clone()),
-            };
+                    Some(item),
+                    "no SNS topic for the failover alert: set `sns_topic_arn` here or in [alerts]",
+                );
+            }
+            let hold_down = duration(
+                &c.hold_down,
+                defaults::HOLD_DOWN,
+                HOLD_DOWN,
+                "hold_down",
+                file,
+                item,
+                errs,
+            );
+            if errs.0.len() > before {
+                return None;
+            }
             Some(ActionSpec::ClaimEip(ClaimEipSpec {
                 name: name.to_owned(),
-                eip,
-                provider,
-                network_interface_id: eni,
-                private_ip,
-                hold_down: duration(
-                    &c.hold_down,
-                    defaults::HOLD_DOWN,
-                    "hold_down",
-                    file,
-                    item,
-                    errs,
-                )?,
-                sns_topic_arn: topic,
+                eip: eip?,
+                provider: provider?,
+                private_ip: private_ip.flatten(),
+                hold_down: hold_down?,
+                sns_topic_arn: topic.flatten(),
             }))
         }
-        RawAction::Sns(s) => {
-            let topic = match &s.topic_arn {
-                Some(t) => arn(t, "topic_arn", file, item, errs)?,
-                None => {
-                    match alerts.and_then(|a| a.sns_topic_arn.clone()) {
-                        Some(t) => t,
-                        None => {
-                            errs.push(file, Some(item), "missing `topic_arn` (and no [alerts] sns_topic_arn to fall back on)");
-                            return None;
-                        }
-                    }
-                }
-            };
-            if let Some(subj) = &s.subject {
+        RawAction::Sns(sn) => {
+            let topic = topic_or_default(&sn.topic_arn, "topic_arn", errs);
+            if matches!(topic, Some(None)) {
+                errs.push(
+                    file,
+                    Some(item),
+                    "missing `topic_arn` (and no [alerts] sns_topic_arn to fall back on)",
+                );
+            }
+            if let Some(subj) = &sn.subject {
                 if subj.len() > 100 || !subj.is_ascii() || subj.chars().any(|c| c.is_control()) {
                     errs.push(
                         file,
                         Some(item),
                         "`subject`: SNS takes at most 100 printable ASCII characters",
                     );
-                    return None;
                 }
+            }
+            if errs.0.len() > before {
+                return None;
             }
             Some(ActionSpec::Sns(SnsSpec {
                 name: name.to_owned(),
-                topic_arn: topic,
-                subject: s.subject.clone(),
-                message: s.message.clone(),
+                topic_arn: topic.flatten()?,
+                subject: sn.subject.clone(),
+                message: sn.message.clone(),
             }))
         }
+    }
+}
+
+/// Rules that need the whole picture: claims only on failure, one claim action per EIP, and
+/// at least one enabled rule.
+fn cross_checks(
+    m: &Merged,
+    actions: &BTreeMap<String, ActionSpec>,
+    rules: &[Rule],
+    errs: &mut Errors,
+) {
+    for r in rules {
+        for a in &r.on_recover {
+            if let Some(ActionSpec::ClaimEip(_)) = actions.get(a) {
+                errs.push(
+                    &r.file,
+                    Some(&format!("rule \"{}\"", r.name)),
+                    format!(
+                        "`on_recover` lists claim action \"{a}\": a claim belongs in `on_fail`"
+                    ),
+                );
+            }
+        }
+    }
+    let mut by_eip: BTreeMap<&EipRef, &str> = BTreeMap::new();
+    for (name, a) in actions {
+        if let ActionSpec::ClaimEip(c) = a {
+            if let Some(first) = by_eip.insert(&c.eip, name) {
+                let file = &m.actions[name].file;
+                errs.push(file, Some(&format!("action \"{name}\"")), format!(
+                    "claims {} like action \"{first}\": one claim action per Elastic IP (list it in several rules instead), so its hold-down covers every rule",
+                    c.eip
+                ));
+            }
+        }
+    }
+    if rules.is_empty() && !m.rules.is_empty() && errs.0.is_empty() {
+        let file = m
+            .rules
+            .values()
+            .next()
+            .map(|r| r.file.as_path())
+            .unwrap_or(Path::new("?"));
+        errs.push(
+            file,
+            None,
+            "every rule is disabled (`enabled = false`): nothing to watch",
+        );
     }
 }
 
@@ -516,12 +615,21 @@ fn rule(
     let interval = duration(
         &v.interval,
         defaults::INTERVAL,
+        INTERVAL,
         "interval",
         file,
         item,
         errs,
     );
-    let timeout = duration(&v.timeout, defaults::TIMEOUT, "timeout", file, item, errs);
+    let timeout = duration(
+        &v.timeout,
+        defaults::TIMEOUT,
+        CHECK_TIMEOUT,
+        "timeout",
+        file,
+        item,
+        errs,
+    );
     if let (Some(i), Some(t)) = (interval, timeout) {
         if t > i {
             errs.push(file, Some(item), format!(

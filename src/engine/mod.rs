@@ -166,20 +166,38 @@ pub async fn once<E: Effects>(rules: Vec<Rule>, fx: Arc<E>) -> Vec<CycleReport> 
 }
 
 /// The daemon: one task per rule, each on its own interval, until `shutdown` turns true.
-/// A cycle in progress when shutdown comes is allowed `grace` to finish.
+/// A cycle in progress when shutdown comes is allowed `grace` to finish. A rule task that
+/// dies (a bug) stops the daemon with an error rather than leaving that rule unwatched.
 pub async fn run<E: Effects>(
     rules: Vec<Rule>,
     fx: Arc<E>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
-) {
+) -> Result<(), String> {
     let mut set = tokio::task::JoinSet::new();
     for rule in rules {
         let fx = fx.clone();
         let shutdown = shutdown.clone();
-        set.spawn(rule_loop(RuleRunner::new(rule), fx, shutdown));
+        let name = rule.name.clone();
+        set.spawn(async move {
+            rule_loop(RuleRunner::new(rule), fx, shutdown).await;
+            name
+        });
     }
-    let _ = shutdown.wait_for(|stop| *stop).await;
+    let mut result = Ok(());
+    let ended = tokio::select! {
+        biased;
+        _ = shutdown.wait_for(|stop| *stop) => None,
+        Some(done) = set.join_next() => Some(done),
+    };
+    if let Some(done) = ended.filter(|_| !*shutdown.borrow()) {
+        let e = match done {
+            Ok(name) => format!("rule {name} stopped unexpectedly"),
+            Err(e) => format!("a rule task crashed: {e}"),
+        };
+        tracing::error!(event = "rule_task_crashed", error = %e);
+        result = Err(e);
+    }
     let deadline = Instant::now() + grace;
     loop {
         match tokio::time::timeout_at(deadline, set.join_next()).await {
@@ -195,6 +213,7 @@ pub async fn run<E: Effects>(
             }
         }
     }
+    result
 }
 
 async fn rule_loop<E: Effects>(

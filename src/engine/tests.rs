@@ -109,7 +109,7 @@ async fn run_for(rules: Vec<Rule>, fx: Arc<Script>, secs: u64) {
     let engine = tokio::spawn(run(rules, fx, rx, Duration::from_secs(1)));
     tokio::time::sleep(Duration::from_secs(secs)).await;
     tx.send(true).unwrap();
-    engine.await.unwrap();
+    engine.await.unwrap().unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -247,4 +247,33 @@ async fn once_runs_every_rule_exactly_one_cycle() {
     assert_eq!(reports[0].transition, Some(Transition::Failed));
     assert_eq!(reports[0].actions.len(), 1);
     assert_eq!(fx.checks.lock().unwrap().len(), 2);
+}
+
+/// Effects whose check panics: a bug in a probe must stop the daemon, not silence a rule.
+struct Panicky;
+
+impl Effects for Panicky {
+    async fn check(&self, rule: &Rule) -> Outcome {
+        if rule.name == "buggy" {
+            panic!("probe bug");
+        }
+        Outcome::ok("fine")
+    }
+    async fn act(&self, _: &str, _: &ActionContext) -> ActionOutcome {
+        ActionOutcome::NoOp("nothing".into())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crashed_rule_task_stops_the_daemon_with_an_error() {
+    let (_tx, rx) = watch::channel(false);
+    let result = run(
+        vec![rule("fine", 10, 5, 3, 1), rule("buggy", 10, 5, 3, 1)],
+        Arc::new(Panicky),
+        rx,
+        Duration::from_secs(1),
+    )
+    .await;
+    let err = result.unwrap_err();
+    assert!(err.contains("a rule task crashed"), "{err}");
 }

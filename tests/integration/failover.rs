@@ -97,7 +97,14 @@ async fn standby_claims_after_n_failed_cycles_with_one_alert() {
     );
     let (code, log) = wd.stop().await;
     assert_eq!(code, Some(0), "clean exit on SIGTERM");
-    assert!(!log.contains(SECRET), "a credential reached the log");
+    // Even at debug level: no secret key, session token or metadata token in the log.
+    for secret in [
+        SECRET,
+        crate::support::watchdog::SESSION_TOKEN,
+        crate::support::imds::TOKEN,
+    ] {
+        assert!(!log.contains(secret), "{secret} reached the log");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,28 +342,24 @@ async fn an_sns_outage_never_delays_or_undoes_the_claim() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_racing_for_a_dead_eip_produce_exactly_one_winner() {
-    // c held the EIP and is dead (no HAProxy behind the edge). a and b both see the EIP fail
-    // at the same moment; their egress checks are slow, so both read the same association
-    // before either acts: a genuine race, settled by EC2.
-    let bed = Bed::new(&["a", "b", "c"], Some("c"), &[]).await;
+async fn race(initial_holder: Option<&str>, expected_code: &str) {
+    // a and b both see the EIP fail at the same moment. Their checkip answers are held until
+    // both have asked, so both read the same association before either acts: a genuine race,
+    // settled by EC2.
+    let bed = Bed::new(&["a", "b", "c"], initial_holder, &[]).await;
     let ports: HashMap<String, u16> = ["a", "b"]
         .iter()
         .map(|n| (bed.world.node(n).eni.clone(), bed.haproxy[*n].port))
         .collect();
     let edge = Edge::start(&bed.world, ports).await;
+    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(2));
     let mut confs = Vec::new();
-    for n in ["a", "b"] {
-        bed.checkip[n].set(Reply::Slow(
-            Duration::from_millis(800),
-            200,
-            egress_ip(if n == "a" { 0 } else { 1 }),
-        ));
+    for (i, n) in ["a", "b"].into_iter().enumerate() {
+        bed.checkip[n].set(Reply::Gate(gate.clone(), egress_ip(i)));
         let mut c = bed.conf(n);
         c.target = edge.url();
         c.fail_after = 2;
-        c.egress_timeout = "3s";
+        c.egress_timeout = "10s";
         confs.push((n, c));
     }
     let wds: Vec<_> = confs.iter().map(|(n, c)| bed.start(n, c)).collect();
@@ -365,8 +368,7 @@ async fn two_nodes_racing_for_a_dead_eip_produce_exactly_one_winner() {
         h.filter(|h| h != "c")
     })
     .await;
-    // Let both finish their attempt, and a few more cycles: it stays put.
-    // Both read the same association, so the loser lost in EC2 itself, not to the re-check.
+    // The loser lost in EC2 itself, not to the re-check: both had read the same state.
     let lost = eventually(T, "the loser's refusal", || async {
         wds.iter()
             .flat_map(|w| w.events("action_refused"))
@@ -374,12 +376,10 @@ async fn two_nodes_racing_for_a_dead_eip_produce_exactly_one_winner() {
     })
     .await;
     assert!(
-        lost["detail"]
-            .as_str()
-            .unwrap()
-            .contains("InvalidAssociationID.NotFound"),
+        lost["detail"].as_str().unwrap().contains(expected_code),
         "{lost}"
     );
+    // A few more cycles: it stays put.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         bed.world.holder().await.as_deref(),
@@ -403,4 +403,16 @@ async fn two_nodes_racing_for_a_dead_eip_produce_exactly_one_winner() {
         .await
         .unwrap();
     assert_eq!(body.trim(), holder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_racing_for_a_dead_nodes_eip_produce_exactly_one_winner() {
+    // c held it and is dead: the second release of c's association fails.
+    race(Some("c"), "InvalidAssociationID.NotFound").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_racing_for_an_unassociated_eip_produce_exactly_one_winner() {
+    // Nobody held it: the second associate (AllowReassociation=false) fails.
+    race(None, "Resource.AlreadyAssociated").await;
 }

@@ -19,6 +19,9 @@ pub enum Reply {
     Hang,
     /// Answer after a delay.
     Slow(std::time::Duration, u16, String),
+    /// Answer only once every party of the barrier has a request waiting: lines up two
+    /// clients in time, whatever their start-up skew.
+    Gate(Arc<tokio::sync::Barrier>, String),
     /// Drop the connection without an answer.
     Close,
 }
@@ -59,6 +62,13 @@ pub async fn serve(handler: Handler) -> Server {
                                     r = r.header(k, v);
                                 }
                                 Ok(r.body(Full::new(Bytes::from(body))).expect("response"))
+                            }
+                            Reply::Gate(barrier, body) => {
+                                barrier.wait().await;
+                                Ok(Response::builder()
+                                    .status(200)
+                                    .body(Full::new(Bytes::from(body)))
+                                    .expect("response"))
                             }
                             Reply::Slow(delay, code, body) => {
                                 tokio::time::sleep(delay).await;

@@ -14,7 +14,7 @@ pub struct Imds {
     pub refused: Arc<AtomicU64>,
 }
 
-const TOKEN: &str = "imds-test-token-AQAEAFh";
+pub const TOKEN: &str = "imds-test-token-AQAEAFh";
 
 impl Imds {
     pub async fn start(node: &Node) -> Imds {

@@ -67,7 +67,10 @@ impl Moto {
     }
 
     async fn wait_ready(&mut self) -> bool {
-        let client = reqwest::Client::new();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("client");
         for _ in 0..300 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;

@@ -21,6 +21,9 @@ pub fn bin() -> PathBuf {
         .join("watchdog")
 }
 
+/// A session token the SDK sends on every call (as a header): it must never reach the log.
+pub const SESSION_TOKEN: &str = "session-token-never-logged";
+
 /// Where the watchdog's outside world is: AWS and instance metadata endpoints.
 #[derive(Clone)]
 pub struct Env {
@@ -45,6 +48,7 @@ impl Env {
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &self.imds_endpoint)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing-secret-never-logged")
+            .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
             .env("AWS_REGION", super::world::REGION);
     }
 }
