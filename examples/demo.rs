@@ -9,15 +9,11 @@
 mod support;
 
 use serde_json::Value;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::bed::Bed;
 use support::edge::Edge;
-use support::haproxy::Haproxy;
-use support::http::{Reply, Stub};
-use support::imds::Imds;
-use support::watchdog::{Env, NodeConf, Watchdog};
-use support::world::World;
+use support::watchdog::{NodeConf, Watchdog};
 use tokio::time::Instant;
 
 const NODES: [&str; 2] = ["neptune", "saturn"];
@@ -25,56 +21,32 @@ const NODES: [&str; 2] = ["neptune", "saturn"];
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     println!("Setting up: moto (EC2, SNS, SQS), two HAProxy nodes, the EIP edge ...");
-    let world = World::new(&NODES).await;
-    let mut haproxy = HashMap::new();
-    let mut imds = HashMap::new();
-    let mut checkip = HashMap::new();
-    for (i, node) in world.nodes.iter().enumerate() {
-        haproxy.insert(node.name.clone(), Haproxy::start(&node.name).await);
-        imds.insert(node.name.clone(), Imds::start(node).await);
-        checkip.insert(
-            node.name.clone(),
-            Stub::start(Reply::ok(&format!("198.51.100.{}\n", 10 + i))).await,
-        );
-    }
-    world.associate("neptune").await;
-    let ports = world
+    let mut bed = Bed::new(&NODES, Some("neptune"), &[]).await;
+    let ports = bed
+        .world
         .nodes
         .iter()
-        .map(|n| (n.eni.clone(), haproxy[&n.name].port))
+        .map(|n| (n.eni.clone(), bed.haproxy[&n.name].port))
         .collect();
-    let edge = Edge::start(&world, ports).await;
-
+    let edge = Edge::start(&bed.world, ports).await;
     let conf = |name: &str| NodeConf {
         target: edge.url(),
-        checkip: checkip[name].url(),
-        socket: haproxy[name].socket.clone(),
-        eip: world.eip.to_string(),
-        topic_arn: Some(world.topic_arn.clone()),
         interval: "1s",
         timeout: "500ms",
-        fail_after: 3,
         recover_after: 2,
         hold_down: "5m",
-        private_ip: None,
         egress_timeout: "2s",
-        aws_endpoint: None,
-        identity: None,
+        ..bed.conf(name)
     };
     let wds: Vec<Watchdog> = NODES
         .iter()
-        .map(|n| {
-            let env = Env {
-                aws_endpoint: world.moto.url.clone(),
-                imds_endpoint: imds[*n].endpoint(),
-            };
-            Watchdog::start(n, &env, &conf(n).toml(), &[])
-        })
+        .map(|n| Watchdog::start(n, &bed.env(n), &conf(n).toml(), &[]))
         .collect();
     for w in &wds {
         w.wait_event(Duration::from_secs(20), "started").await;
     }
 
+    let world = &bed.world;
     let n = |name: &str| world.node(name).clone();
     println!();
     println!("Elastic IP {} ({})", world.eip, world.allocation_id);
@@ -82,7 +54,7 @@ async fn main() {
         let node = n(name);
         println!(
             "  {name:<8} {} {} {}  HAProxy on 127.0.0.1:{}",
-            node.instance_id, node.eni, node.private_ip, haproxy[name].port
+            node.instance_id, node.eni, node.private_ip, bed.haproxy[name].port
         );
     }
     println!(
@@ -119,7 +91,7 @@ async fn main() {
     // Failure.
     let t0 = Instant::now();
     let wall0 = std::time::SystemTime::now();
-    haproxy.get_mut("neptune").unwrap().stop();
+    bed.haproxy.get_mut("neptune").unwrap().stop();
     println!("Killing neptune's HAProxy ...");
     let saturn = &wds[1];
     saturn
@@ -263,7 +235,7 @@ async fn main() {
     // The old active comes back: it must not steal the EIP back.
     println!();
     println!("Restarting neptune's HAProxy ...");
-    haproxy.get_mut("neptune").unwrap().restart().await;
+    bed.haproxy.get_mut("neptune").unwrap().restart().await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let holder = world.holder().await;
     println!(

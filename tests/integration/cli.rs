@@ -1,6 +1,6 @@
 //! The command line as an operator and cron use it: validate, --once, --dry-run, exit codes.
 
-use crate::bed::Bed;
+use crate::support::bed::Bed;
 use crate::support::http::{Reply, Stub};
 use crate::support::repo;
 use crate::support::watchdog::{bin, run_to_end, write_config, Watchdog};

@@ -1,6 +1,6 @@
 //! EIP failover end to end: the watchdog binary against moto, real HAProxy, IMDSv2 stand-in.
 
-use crate::bed::{egress_ip, Bed};
+use crate::support::bed::{egress_ip, Bed};
 use crate::support::edge::Edge;
 use crate::support::eventually;
 use crate::support::http::Reply;

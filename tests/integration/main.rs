@@ -4,6 +4,5 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-mod bed;
 mod cli;
 mod failover;

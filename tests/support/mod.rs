@@ -5,6 +5,7 @@
 //! Everything binds to 127.0.0.1 and is torn down on drop, even when a test fails.
 #![allow(dead_code)]
 
+pub mod bed;
 pub mod edge;
 pub mod haproxy;
 pub mod http;
