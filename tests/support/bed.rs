@@ -82,6 +82,7 @@ impl Bed {
             egress_timeout: "1s",
             aws_endpoint: None,
             identity: None,
+            haproxy_backend: None,
         }
     }
 

@@ -36,9 +36,16 @@ pub type Handler = Arc<dyn Fn(&Request<Incoming>) -> Reply + Send + Sync>;
 
 /// Serve `handler` on a fresh loopback port until the returned guard is dropped.
 pub async fn serve(handler: Handler) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    serve_on(
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind"),
+        handler,
+    )
+}
+
+/// Serve `handler` on `listener` (which may live in another network namespace).
+pub fn serve_on(listener: tokio::net::TcpListener, handler: Handler) -> Server {
     let addr = listener.local_addr().expect("addr");
     let task = tokio::spawn(async move {
         loop {

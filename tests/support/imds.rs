@@ -2,7 +2,7 @@
 //! `PUT /latest/api/token` is required on every read (moto's own metadata service is static
 //! and has no `network/interfaces/macs/...` paths). It answers from a node created in moto.
 
-use super::http::{serve, Reply, Server};
+use super::http::{serve_on, Reply, Server};
 use super::world::Node;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +18,16 @@ pub const TOKEN: &str = "imds-test-token-AQAEAFh";
 
 impl Imds {
     pub async fn start(node: &Node) -> Imds {
+        Imds::start_on(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+            node,
+        )
+    }
+
+    /// Serve on `listener`: e.g. 169.254.169.254:80 inside a simulated host.
+    pub fn start_on(listener: tokio::net::TcpListener, node: &Node) -> Imds {
         let mac = node.mac.clone();
         let mut paths = BTreeMap::new();
         let ips: Vec<String> = std::iter::once(node.private_ip)
@@ -39,42 +49,44 @@ impl Imds {
         let reads = Arc::new(AtomicU64::new(0));
         let refused = Arc::new(AtomicU64::new(0));
         let (r, f) = (reads.clone(), refused.clone());
-        let server = serve(Arc::new(move |req| {
-            let path = req.uri().path();
-            if path == "/latest/api/token" {
-                return if let (&hyper::Method::PUT, Some(ttl)) = (
-                    req.method(),
-                    req.headers().get("x-aws-ec2-metadata-token-ttl-seconds"),
-                ) {
-                    let ttl = ttl.to_str().unwrap_or("21600").to_owned();
-                    Reply::Full(
-                        200,
-                        vec![("x-aws-ec2-metadata-token-ttl-seconds", ttl)],
-                        TOKEN.into(),
-                    )
-                } else {
-                    Reply::Status(400, "token requests are PUT with a TTL header".into())
-                };
-            }
-            if req
-                .headers()
-                .get("x-aws-ec2-metadata-token")
-                .and_then(|v| v.to_str().ok())
-                != Some(TOKEN)
-            {
-                f.fetch_add(1, Ordering::SeqCst);
-                return Reply::Status(401, String::new());
-            }
-            r.fetch_add(1, Ordering::SeqCst);
-            match path
-                .strip_prefix("/latest/meta-data/")
-                .and_then(|p| paths.get(p))
-            {
-                Some(v) => Reply::ok(v),
-                None => Reply::Status(404, "not found".into()),
-            }
-        }))
-        .await;
+        let server = serve_on(
+            listener,
+            Arc::new(move |req| {
+                let path = req.uri().path();
+                if path == "/latest/api/token" {
+                    return if let (&hyper::Method::PUT, Some(ttl)) = (
+                        req.method(),
+                        req.headers().get("x-aws-ec2-metadata-token-ttl-seconds"),
+                    ) {
+                        let ttl = ttl.to_str().unwrap_or("21600").to_owned();
+                        Reply::Full(
+                            200,
+                            vec![("x-aws-ec2-metadata-token-ttl-seconds", ttl)],
+                            TOKEN.into(),
+                        )
+                    } else {
+                        Reply::Status(400, "token requests are PUT with a TTL header".into())
+                    };
+                }
+                if req
+                    .headers()
+                    .get("x-aws-ec2-metadata-token")
+                    .and_then(|v| v.to_str().ok())
+                    != Some(TOKEN)
+                {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    return Reply::Status(401, String::new());
+                }
+                r.fetch_add(1, Ordering::SeqCst);
+                match path
+                    .strip_prefix("/latest/meta-data/")
+                    .and_then(|p| paths.get(p))
+                {
+                    Some(v) => Reply::ok(v),
+                    None => Reply::Status(404, "not found".into()),
+                }
+            }),
+        );
         Imds {
             server,
             reads,

@@ -89,8 +89,16 @@ pub struct Watchdog {
 impl Watchdog {
     /// `watchdog run` with `toml` as its whole configuration.
     pub fn start(name: &str, env: &Env, toml: &str, extra: &[&str]) -> Watchdog {
+        Watchdog::start_with(Command::new(bin()), name, env, toml, extra)
+    }
+
+    /// The same, inside a simulated host.
+    pub fn start_in(host: &super::netns::Host, env: &Env, toml: &str, extra: &[&str]) -> Watchdog {
+        Watchdog::start_with(host.command(bin()), &host.name, env, toml, extra)
+    }
+
+    fn start_with(mut cmd: Command, name: &str, env: &Env, toml: &str, extra: &[&str]) -> Watchdog {
         let (dir, path) = write_config(toml);
-        let mut cmd = Command::new(bin());
         cmd.arg("run")
             .arg("--config")
             .arg(&path)
@@ -226,6 +234,8 @@ pub struct NodeConf {
     pub aws_endpoint: Option<String>,
     /// `[node]` instance id, ENI and private IP: no instance metadata needed.
     pub identity: Option<(String, String, String)>,
+    /// `[haproxy] backend`: the backend that must be UP for a claim.
+    pub haproxy_backend: Option<String>,
 }
 
 impl NodeConf {
@@ -278,6 +288,9 @@ hold_down = "{hold_down}"
         }
         if let Some((i, e, p)) = &self.identity {
             s.push_str(&format!("\n[node]\ninstance_id = \"{i}\"\nnetwork_interface_id = \"{e}\"\nprivate_ip = \"{p}\"\n"));
+        }
+        if let Some(b) = &self.haproxy_backend {
+            s = s.replace("[haproxy]\n", &format!("[haproxy]\nbackend = \"{b}\"\n"));
         }
         if let Some(ep) = &self.aws_endpoint {
             s = s.replace("[aws]\n", &format!("[aws]\nendpoint_url = \"{ep}\"\n"));

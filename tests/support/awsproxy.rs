@@ -1,0 +1,199 @@
+//! A fault-injecting proxy in front of moto, where the simulated hosts reach "AWS". It sees
+//! every EC2/SNS call, so it can (a) answer some of them with throttling errors, 5xx or delays
+//! and (b) remember which private IP each `AssociateAddress` asked for: moto does not record
+//! `PrivateIpAddress`, and the edge needs it to route an EIP on a secondary IP.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// HTTP 503 `RequestLimitExceeded`, as EC2 throttles.
+    Throttle,
+    /// HTTP 500 `InternalError`.
+    ServerError,
+    /// Forward, but only after this long.
+    Delay(Duration),
+}
+
+#[derive(Default)]
+struct State {
+    /// (action, fault, how many more times)
+    faults: Vec<(String, Fault, u32)>,
+    /// AssociationId -> the PrivateIpAddress that was asked for.
+    associations: HashMap<String, Ipv4Addr>,
+    /// Every action seen, with whether a fault answered it.
+    calls: Vec<(String, bool)>,
+}
+
+#[derive(Clone)]
+pub struct AwsProxy {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+impl AwsProxy {
+    /// Serve on `listener` (bound inside a host), forwarding to `upstream` (moto's URL).
+    pub fn start(
+        listener: tokio::net::TcpListener,
+        upstream: String,
+    ) -> (AwsProxy, tokio::task::JoinHandle<()>) {
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State::default()));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (st, client, upstream) = (st.clone(), client.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        handle(req, st.clone(), client.clone(), upstream.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (AwsProxy { addr, state }, task)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answer the next `times` calls of `action` with `fault`.
+    pub fn inject(&self, action: &str, fault: Fault, times: u32) {
+        self.state
+            .lock()
+            .unwrap()
+            .faults
+            .push((action.to_owned(), fault, times));
+    }
+
+    pub fn private_ip_of(&self, association_id: &str) -> Option<Ipv4Addr> {
+        self.state
+            .lock()
+            .unwrap()
+            .associations
+            .get(association_id)
+            .copied()
+    }
+
+    /// How many `action` calls came through, and how many of those a fault answered.
+    pub fn count(&self, action: &str) -> (usize, usize) {
+        let st = self.state.lock().unwrap();
+        let all: Vec<_> = st.calls.iter().filter(|c| c.0 == action).collect();
+        (all.len(), all.iter().filter(|c| c.1).count())
+    }
+}
+
+fn xml_error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault-injected</RequestID></Response>"
+    );
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    st: Arc<Mutex<State>>,
+    client: reqwest::Client,
+    upstream: String,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let params: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let action = params.get("Action").cloned().unwrap_or_default();
+
+    let fault = {
+        let mut s = st.lock().unwrap();
+        let f = s
+            .faults
+            .iter_mut()
+            .find(|f| f.0 == action && f.2 > 0)
+            .map(|f| {
+                f.2 -= 1;
+                f.1.clone()
+            });
+        s.calls.push((
+            action.clone(),
+            matches!(f, Some(Fault::Throttle | Fault::ServerError)),
+        ));
+        f
+    };
+    match fault {
+        Some(Fault::Throttle) => {
+            return Ok(xml_error(
+                503,
+                "RequestLimitExceeded",
+                "Request limit exceeded.",
+            ))
+        }
+        Some(Fault::ServerError) => {
+            return Ok(xml_error(
+                500,
+                "InternalError",
+                "An internal error has occurred.",
+            ))
+        }
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
+
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut fwd = client.request(parts.method.clone(), format!("{upstream}{path}"));
+    for (k, v) in &parts.headers {
+        if !matches!(
+            k.as_str(),
+            "host" | "content-length" | "connection" | "transfer-encoding"
+        ) {
+            fwd = fwd.header(k, v);
+        }
+    }
+    let resp = match fwd.body(body.clone()).send().await {
+        Ok(r) => r,
+        Err(_) => return Ok(xml_error(502, "BadGateway", "moto did not answer")),
+    };
+    let status = resp.status();
+    let ctype = resp.headers().get("content-type").cloned();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    if action == "AssociateAddress" && status.is_success() {
+        let text = String::from_utf8_lossy(&bytes);
+        let assoc = text
+            .split("<associationId>")
+            .nth(1)
+            .and_then(|r| r.split("</associationId>").next());
+        if let (Some(a), Some(ip)) = (
+            assoc,
+            params.get("PrivateIpAddress").and_then(|p| p.parse().ok()),
+        ) {
+            st.lock().unwrap().associations.insert(a.to_owned(), ip);
+        }
+    }
+    let mut out = Response::builder().status(status.as_u16());
+    if let Some(c) = ctype {
+        out = out.header("content-type", c);
+    }
+    Ok(out.body(Full::new(bytes)).unwrap())
+}

@@ -1,0 +1,149 @@
+//! Simulated hosts: network namespaces (iproute2) joined by a bridge in a hub namespace.
+//!
+//! Nothing is added to the machine's own namespace: each host gets one end of a veth pair
+//! (`eth0`), the hub gets the other, on a bridge. The test process reaches into a host by
+//! creating sockets there ([`Host::bind`], [`Host::connect`]): a short-lived thread joins the
+//! namespace with `setns`, makes the socket and hands it back; the socket stays in that
+//! namespace whoever uses it. So traffic only ever flows between namespaces the test made.
+//! Everything is deleted on drop, even when a test fails.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+pub struct Net {
+    prefix: String,
+    hub: String,
+    hosts: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub name: String,
+    pub ns: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2 is not installed: run scripts/test-deps.sh");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Net {
+    pub fn new() -> Net {
+        let prefix = format!(
+            "hw{}x{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let hub = format!("{prefix}-hub");
+        ip(&["netns", "add", &hub]);
+        ip(&["-n", &hub, "link", "set", "lo", "up"]);
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &hub, "link", "set", "br0", "up"]);
+        Net {
+            prefix,
+            hub,
+            hosts: Vec::new(),
+        }
+    }
+
+    /// A host on the bridge with `addrs` (CIDR) on its `eth0`.
+    pub fn host(&mut self, name: &str, addrs: &[String]) -> Host {
+        let ns = format!("{}-{name}", self.prefix);
+        ip(&["netns", "add", &ns]);
+        self.hosts.push(ns.clone());
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        let peer = format!("v{}", self.hosts.len());
+        ip(&[
+            "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &peer, "netns",
+            &self.hub,
+        ]);
+        ip(&["-n", &self.hub, "link", "set", &peer, "master", "br0", "up"]);
+        for a in addrs {
+            ip(&["-n", &ns, "addr", "add", a, "dev", "eth0"]);
+        }
+        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        Host {
+            name: name.to_owned(),
+            ns,
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for ns in self.hosts.iter().chain(std::iter::once(&self.hub)) {
+            // Kill whatever still runs in there, then the namespace.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Run `f` on a fresh thread inside namespace `ns` (the thread ends after).
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns on a valid namespace fd only changes this (short-lived) thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("namespace thread panicked")
+}
+
+impl Host {
+    /// `ip -n NS ARGS...`
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.ns.as_str()];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// A command that runs inside this host.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns]).arg(program);
+        c
+    }
+
+    /// A listening socket inside this host (call from within a tokio runtime).
+    pub fn bind(&self, addr: SocketAddr) -> tokio::net::TcpListener {
+        let l = in_ns(&self.ns, move || std::net::TcpListener::bind(addr))
+            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        l.set_nonblocking(true).unwrap();
+        tokio::net::TcpListener::from_std(l).unwrap()
+    }
+
+    /// A connection from inside this host.
+    pub async fn connect(&self, addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+        let ns = self.ns.clone();
+        let s = tokio::task::spawn_blocking(move || {
+            in_ns(&ns, move || {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            })
+        })
+        .await
+        .expect("connect task")?;
+        s.set_nonblocking(true)?;
+        tokio::net::TcpStream::from_std(s)
+    }
+}
