@@ -1,6 +1,7 @@
 //! The seed scenarios end to end on the namespace test bed (tests/support/testbed.rs): real
 //! HAProxy nodes, real traffic to the Elastic IP through the edge, nodes failing.
 
+use crate::support::awsproxy::Fault;
 use crate::support::eventually;
 use crate::support::testbed::TestBed;
 use std::time::Duration;
@@ -51,4 +52,187 @@ async fn active_standby_failover_moves_real_traffic_and_does_not_fail_back() {
     assert_eq!(bed.get_eip().await.as_deref(), Some("b"));
     assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
     assert_eq!(wa.count("eip_claimed") + wb.count("eip_claimed"), 1);
+}
+
+/// Start watchdogs on every node of the bed and wait until they run.
+async fn start_all(
+    bed: &TestBed,
+    tweak: impl Fn(&mut crate::support::watchdog::NodeConf),
+) -> Vec<crate::support::watchdog::Watchdog> {
+    let mut wds = Vec::new();
+    for n in bed.nodes.keys() {
+        let mut c = bed.conf(n);
+        tweak(&mut c);
+        wds.push(bed.start(n, &c));
+    }
+    for w in &wds {
+        w.wait_event(T, "started").await;
+    }
+    wds
+}
+
+fn by_name<'a>(
+    wds: &'a [crate::support::watchdog::Watchdog],
+    n: &str,
+) -> &'a crate::support::watchdog::Watchdog {
+    wds.iter().find(|w| w.name == n).unwrap()
+}
+
+async fn refused_at_least(w: &crate::support::watchdog::Watchdog, reason: &str, n: usize) {
+    eventually(T, reason, || async {
+        (w.events("action_refused")
+            .iter()
+            .filter(|e| e["reason"] == reason)
+            .count()
+            >= n)
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_without_internet_never_claims() {
+    let mut bed = TestBed::new(&["a", "b"], Some("a")).await;
+    let wds = start_all(&bed, |_| {}).await;
+    bed.cut_internet("b");
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    // b cannot reach the EIP either, so its rule fails; its egress check cannot pass.
+    refused_at_least(by_name(&wds, "b"), "egress_unreachable", 3).await;
+    assert_eq!(
+        bed.proxy.count("AssociateAddress").0 + bed.proxy.count("DisassociateAddress").0,
+        0,
+        "no claim attempted"
+    );
+    assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_whose_own_haproxy_is_down_never_claims() {
+    let mut bed = TestBed::new(&["a", "b"], Some("a")).await;
+    let wds = start_all(&bed, |_| {}).await;
+    bed.nodes.get_mut("b").unwrap().haproxy.stop();
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    refused_at_least(by_name(&wds, "b"), "local_haproxy_unhealthy", 3).await;
+    assert_eq!(
+        bed.proxy.count("AssociateAddress").0 + bed.proxy.count("DescribeAddresses").0,
+        0,
+        "refused before any AWS call"
+    );
+    assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_whose_backends_are_down_never_claims() {
+    // HAProxy runs, but its backend is gone: `[haproxy] backend = "app"` must see it DOWN.
+    let mut bed = TestBed::new(&["a", "b"], Some("a")).await;
+    let wds = start_all(&bed, |_| {}).await;
+    bed.nodes.get_mut("b").unwrap().stop_backend();
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    let refused = by_name(&wds, "b")
+        .wait_for(T, "a refusal", |e| e["event"] == "action_refused")
+        .await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("backend app is DOWN"),
+        "{refused}"
+    );
+    assert_eq!(bed.proxy.count("AssociateAddress").0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_deciding_at_the_same_moment_leave_exactly_one_owner() {
+    let mut bed = TestBed::new(&["a", "b", "c"], Some("c")).await;
+    let wds = start_all(&bed, |c| c.fail_after = 2).await;
+    bed.nodes.get_mut("c").unwrap().haproxy.stop();
+    let holder = eventually(T, "a new holder", || async {
+        bed.world.holder().await.filter(|h| h != "c")
+    })
+    .await;
+    served_by(&bed, &holder).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        bed.world.holder().await.as_deref(),
+        Some(holder.as_str()),
+        "it stays put"
+    );
+    let claims: usize = wds.iter().map(|w| w.count("eip_claimed")).sum();
+    assert_eq!(claims, 1);
+    assert_eq!(bed.world.alerts(Duration::from_secs(2)).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_survives_throttling_5xx_and_slow_aws_answers() {
+    let mut bed = TestBed::new(&["a", "b"], Some("a")).await;
+    let wds = start_all(&bed, |_| {}).await;
+    // Every mutating and reading call of the claim, and the alert, misbehave first.
+    bed.proxy.inject("DescribeAddresses", Fault::Throttle, 2);
+    bed.proxy
+        .inject("DisassociateAddress", Fault::ServerError, 1);
+    bed.proxy.inject("AssociateAddress", Fault::Throttle, 1);
+    bed.proxy.inject(
+        "AssociateAddress",
+        Fault::Delay(Duration::from_millis(1500)),
+        1,
+    );
+    bed.proxy.inject("Publish", Fault::ServerError, 2);
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    let wb = by_name(&wds, "b");
+    wb.wait_event(T, "eip_claimed").await;
+    served_by(&bed, "b").await;
+    wb.wait_event(T, "alert_sent").await;
+    assert_eq!(
+        bed.world.alerts(Duration::from_secs(3)).await.len(),
+        1,
+        "exactly one alert"
+    );
+    // The faults were really hit, and retried within bounds (SDK standard mode, 3 attempts).
+    assert_eq!(bed.proxy.count("DisassociateAddress"), (2, 1));
+    assert_eq!(bed.proxy.count("AssociateAddress"), (2, 1));
+    assert!(bed.proxy.count("DescribeAddresses").1 == 2);
+    assert!(bed.proxy.count("Publish").1 >= 2);
+    assert_eq!(wds.iter().map(|w| w.count("eip_claimed")).sum::<usize>(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_eip_moves_at_most_once_per_hold_down() {
+    let mut bed = TestBed::new(&["a", "b"], Some("a")).await;
+    let wds = start_all(&bed, |c| {
+        c.fail_after = 1;
+        c.recover_after = 1;
+    })
+    .await;
+    // Whoever serves the EIP keeps dying and coming back, every ~0.7 s, for 10 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut round = 0;
+    while tokio::time::Instant::now() < deadline {
+        let holder = bed.world.holder().await.unwrap_or_default();
+        if let Some(n) = bed.nodes.get_mut(&holder) {
+            if round % 2 == 0 {
+                n.haproxy.stop();
+            } else {
+                n.haproxy.restart().await;
+            }
+        }
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    for w in &wds {
+        assert!(
+            w.count("eip_claimed") <= 1,
+            "{} moved the EIP {} times within its hold-down",
+            w.name,
+            w.count("eip_claimed")
+        );
+    }
+    assert!(
+        bed.proxy.count("AssociateAddress").0 <= 2,
+        "at most one move per node per hold-down window"
+    );
+    // And it did flap: the EIP moved, and rules failed again afterwards.
+    let claims: usize = wds.iter().map(|w| w.count("eip_claimed")).sum();
+    assert!(claims >= 1, "the EIP never moved: the test did not flap");
+    let failures: usize = wds.iter().map(|w| w.count("rule_failed")).sum();
+    assert!(failures >= 3, "only {failures} rule failures: not flapping");
 }

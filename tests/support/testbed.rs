@@ -38,7 +38,14 @@ pub struct BedNode {
     pub haproxy: Haproxy,
     pub public_ip: Ipv4Addr,
     _imds: Imds,
-    _backend: Server,
+    backend: Option<Server>,
+}
+
+impl BedNode {
+    /// Stop the backend server behind this node's HAProxy.
+    pub fn stop_backend(&mut self) {
+        self.backend = None;
+    }
 }
 
 pub struct TestBed {
@@ -90,7 +97,7 @@ impl TestBed {
                     haproxy,
                     public_ip: Ipv4Addr::new(198, 51, 100, 10 + i as u8),
                     _imds: imds,
-                    _backend: backend,
+                    backend: Some(backend),
                 },
             );
         }
