@@ -1,5 +1,6 @@
-//! The failover demo: the seed's active/standby pair (neptune holds the Elastic IP, saturn
-//! stands by), each with a real HAProxy and its own watchdog, against moto for EC2 and SNS.
+//! The failover demo on the namespace test bed: the seed's active/standby pair (neptune holds
+//! the Elastic IP, saturn stands by), each a network namespace with a real HAProxy and its own
+//! watchdog, against moto for EC2 and SNS; a client out on the edge hits the EIP.
 //! Neptune's HAProxy is killed; saturn detects it, verifies its egress, claims the EIP and
 //! alerts. A client hitting the EIP all along shows when traffic comes back.
 //!
@@ -11,8 +12,7 @@ mod support;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::bed::Bed;
-use support::edge::Edge;
+use support::testbed::{self, TestBed};
 use support::watchdog::{NodeConf, Watchdog};
 use tokio::time::Instant;
 
@@ -20,28 +20,18 @@ const NODES: [&str; 2] = ["neptune", "saturn"];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    println!("Setting up: moto (EC2, SNS, SQS), two HAProxy nodes, the EIP edge ...");
-    let mut bed = Bed::new(&NODES, Some("neptune"), &[]).await;
-    let ports = bed
-        .world
-        .nodes
-        .iter()
-        .map(|n| (n.eni.clone(), bed.haproxy[&n.name].port))
-        .collect();
-    let edge = Edge::start(&bed.world, ports).await;
+    println!("Setting up: moto (EC2, SNS, SQS), one network namespace per instance with HAProxy, the edge ...");
+    let mut bed = TestBed::new(&NODES, Some("neptune")).await;
     let conf = |name: &str| NodeConf {
-        target: edge.url(),
         interval: "1s",
         timeout: "500ms",
+        fail_after: 3,
         recover_after: 2,
         hold_down: "5m",
         egress_timeout: "2s",
         ..bed.conf(name)
     };
-    let wds: Vec<Watchdog> = NODES
-        .iter()
-        .map(|n| Watchdog::start(n, &bed.env(n), &conf(n).toml(), &[]))
-        .collect();
+    let wds: Vec<Watchdog> = NODES.iter().map(|n| bed.start(n, &conf(n))).collect();
     for w in &wds {
         w.wait_event(Duration::from_secs(20), "started").await;
     }
@@ -53,8 +43,8 @@ async fn main() {
     for name in NODES {
         let node = n(name);
         println!(
-            "  {name:<8} {} {} {}  HAProxy on 127.0.0.1:{}",
-            node.instance_id, node.eni, node.private_ip, bed.haproxy[name].port
+            "  {name:<8} {} {} {}  (namespace {}, HAProxy on {}:80)",
+            node.instance_id, node.eni, node.private_ip, bed.nodes[name].host.ns, node.private_ip
         );
     }
     println!(
@@ -64,19 +54,14 @@ async fn main() {
 
     // A client hitting the EIP every 100 ms; it records who answered.
     let answers: Arc<Mutex<Vec<(Instant, Option<String>)>>> = Arc::default();
-    let (a, url) = (answers.clone(), edge.url());
+    let (a, client, eip) = (
+        answers.clone(),
+        bed.client.clone(),
+        std::net::SocketAddr::new(world.eip.into(), 80),
+    );
     let client_task = tokio::spawn(async move {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(500))
-            .build()
-            .unwrap();
         loop {
-            let who = match client.get(&url).send().await {
-                Ok(r) if r.status().is_success() => {
-                    r.text().await.ok().map(|t| t.trim().to_owned())
-                }
-                _ => None,
-            };
+            let who = testbed::get(&client, eip).await;
             a.lock().unwrap().push((Instant::now(), who));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -91,7 +76,7 @@ async fn main() {
     // Failure.
     let t0 = Instant::now();
     let wall0 = std::time::SystemTime::now();
-    bed.haproxy.get_mut("neptune").unwrap().stop();
+    bed.nodes.get_mut("neptune").unwrap().haproxy.stop();
     println!("Killing neptune's HAProxy ...");
     let saturn = &wds[1];
     saturn
@@ -235,7 +220,12 @@ async fn main() {
     // The old active comes back: it must not steal the EIP back.
     println!();
     println!("Restarting neptune's HAProxy ...");
-    bed.haproxy.get_mut("neptune").unwrap().restart().await;
+    bed.nodes
+        .get_mut("neptune")
+        .unwrap()
+        .haproxy
+        .restart()
+        .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let holder = world.holder().await;
     println!(

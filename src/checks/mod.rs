@@ -48,6 +48,17 @@ pub async fn run(spec: &CheckSpec, client: &reqwest::Client) -> Outcome {
     match spec {
         CheckSpec::Http(h) => http::probe(client, h).await,
         CheckSpec::Haproxy(h) => haproxy::probe(h, client).await,
+        CheckSpec::Egress(e) => egress(client, e).await,
+    }
+}
+
+/// `type = "egress"`: does this node's traffic leave from the expected address?
+async fn egress(client: &reqwest::Client, spec: &crate::config::EgressCheckSpec) -> Outcome {
+    // The rule's timeout bounds the whole probe; this inner one only has to be longer.
+    match checkip::egress_ip(client, &spec.checkip_url, Duration::from_secs(300)).await {
+        Ok(ip) if ip == spec.expect => Outcome::ok(format!("egress is {ip}")),
+        Ok(ip) => Outcome::fail(format!("egress is {ip}, not {}", spec.expect)),
+        Err(e) => Outcome::fail(e.to_string()),
     }
 }
 

@@ -102,6 +102,7 @@ pub struct Rule {
 pub enum CheckSpec {
     Http(HttpCheckSpec),
     Haproxy(HaproxyProbeSpec),
+    Egress(EgressCheckSpec),
 }
 
 impl CheckSpec {
@@ -109,8 +110,18 @@ impl CheckSpec {
         match self {
             CheckSpec::Http(_) => "http",
             CheckSpec::Haproxy(_) => "haproxy",
+            CheckSpec::Egress(_) => "egress",
         }
     }
+}
+
+/// Passes while checkip says this node's traffic leaves from `expect`: on AWS, exactly while
+/// that Elastic IP is on this node's primary private IP. With a `claim_eip` of the same EIP
+/// in `on_fail`, that is failback to the home node, with no AWS call in steady state.
+#[derive(Debug, Clone)]
+pub struct EgressCheckSpec {
+    pub expect: Ipv4Addr,
+    pub checkip_url: Url,
 }
 
 #[derive(Debug, Clone)]

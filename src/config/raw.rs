@@ -91,6 +91,16 @@ pub struct RawRule {
 pub enum RawCheck {
     Http(RawHttpCheck),
     Haproxy(RawHaproxy),
+    Egress(RawEgressCheck),
+}
+
+/// `type = "egress"`: this node's traffic leaves from `expect` (checked through checkip).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEgressCheck {
+    pub expect: String,
+    /// Default: `[egress] checkip_url`.
+    pub checkip_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -423,3 +423,39 @@ fn credentials_in_urls_are_not_echoed() {
         "{e:?}"
     );
 }
+
+#[test]
+fn egress_checks_default_to_the_egress_checkip_url() {
+    let c = from_sources(&src(&[(
+        "a.toml",
+        "[egress]\ncheckip_url = \"http://checkip.internal/\"\n[rules.home]\ncheck = { type = \"egress\", expect = \"203.0.113.10\" }\n",
+    )]))
+    .unwrap();
+    let CheckSpec::Egress(e) = &c.rules[0].check else {
+        panic!()
+    };
+    assert_eq!(e.checkip_url.as_str(), "http://checkip.internal/");
+    assert_eq!(e.expect.to_string(), "203.0.113.10");
+    let e = errors(&[(
+        "a.toml",
+        "[rules.home]\ncheck = { type = \"egress\", expect = \"my eip\" }\n",
+    )]);
+    assert_eq!(
+        e,
+        ["a.toml: rule \"home\": `check.expect` = \"my eip\": not an IPv4 address"]
+    );
+}
+
+#[test]
+fn the_active_active_example_validates() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let c =
+        load(&root.join("packaging/examples/active-active.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        c.rules
+            .iter()
+            .find(|r| r.name == "home-eip")
+            .map(|r| &r.check),
+        Some(CheckSpec::Egress(_))
+    ));
+}

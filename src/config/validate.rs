@@ -41,7 +41,7 @@ pub(super) fn validate(m: Merged, errs: &mut Errors) -> Option<Config> {
 
     let mut rules = Vec::new();
     for (name, r) in &m.rules {
-        if let Some(rule) = rule(name, r, haproxy.as_ref(), &m, errs) {
+        if let Some(rule) = rule(name, r, haproxy.as_ref(), egress.as_ref(), &m, errs) {
             rules.push(rule);
         }
     }
@@ -603,6 +603,7 @@ fn rule(
     name: &str,
     r: &Located<RawRule>,
     haproxy: Option<&HaproxyProbeSpec>,
+    egress: Option<&EgressSettings>,
     m: &Merged,
     errs: &mut Errors,
 ) -> Option<Rule> {
@@ -689,6 +690,20 @@ fn rule(
     let check = match &v.check {
         RawCheck::Http(h) => http_check(h, file, item, errs).map(CheckSpec::Http),
         RawCheck::Haproxy(h) => haproxy_probe(h, haproxy, file, item, errs).map(CheckSpec::Haproxy),
+        RawCheck::Egress(e) => {
+            let expect = ipv4(&e.expect, "check.expect", file, item, errs);
+            let checkip_url = match &e.checkip_url {
+                Some(u) => url(u, "check.checkip_url", file, item, errs),
+                None => egress.map(|g| g.checkip_url.clone()),
+            };
+            match (expect, checkip_url) {
+                (Some(expect), Some(checkip_url)) => Some(CheckSpec::Egress(EgressCheckSpec {
+                    expect,
+                    checkip_url,
+                })),
+                _ => None,
+            }
+        }
     };
 
     if v.enabled == Some(false) || errs.0.len() > before {

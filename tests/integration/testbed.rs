@@ -236,3 +236,171 @@ async fn a_flapping_eip_moves_at_most_once_per_hold_down() {
     let failures: usize = wds.iter().map(|w| w.count("rule_failed")).sum();
     assert!(failures >= 3, "only {failures} rule failures: not flapping");
 }
+
+/// Seed 002's configuration for `node` of an active/active pair: watch the peer's EIP and
+/// take it onto our secondary private IP when it fails; with `failback`, take our own EIP
+/// back home once our traffic no longer leaves from it.
+fn active_active_conf(bed: &TestBed, node: &str, peer: &str, failback: bool) -> String {
+    let eip_of = |n: &str| {
+        if n == "a" {
+            bed.world.eip
+        } else {
+            bed.world.extra_eips[0].0
+        }
+    };
+    let me = bed.world.node(node);
+    let env = bed.conf(node);
+    let mut s = format!(
+        r#"
+[aws]
+attempt_timeout = "2s"
+max_attempts = 3
+[egress]
+checkip_url = "{checkip}"
+timeout = "1s"
+[haproxy]
+stats_socket = "{socket}"
+backend = "app"
+[alerts]
+sns_topic_arn = "{topic}"
+
+[rules.peer-eip]
+check = {{ type = "http", url = "http://{peer_eip}/" }}
+interval = "500ms"
+timeout = "400ms"
+fail_after = 3
+on_fail = ["take-peer-eip"]
+
+[actions.take-peer-eip]
+type = "claim_eip"
+eip = "{peer_eip}"
+private_ip = "{secondary}"
+hold_down = "60s"
+"#,
+        checkip = env.checkip,
+        socket = env.socket.display(),
+        topic = bed.world.topic_arn,
+        peer_eip = eip_of(peer),
+        secondary = me.secondary_ips[0],
+    );
+    if failback {
+        s.push_str(&format!(
+            r#"
+[rules.home-eip]
+check = {{ type = "egress", expect = "{home}" }}
+interval = "500ms"
+timeout = "400ms"
+fail_after = 4
+on_fail = ["take-home-eip"]
+
+[actions.take-home-eip]
+type = "claim_eip"
+eip = "{home}"
+hold_down = "60s"
+"#,
+            home = eip_of(node)
+        ));
+    }
+    s
+}
+
+async fn active_active(failback: bool) {
+    let mut bed = TestBed::active_active().await;
+    let (eip_a, eip_b) = (bed.world.eip, bed.world.extra_eips[0].0);
+    let (a, b) = (bed.world.node("a").clone(), bed.world.node("b").clone());
+    eventually(T, "each EIP on its home node", || async {
+        (bed.get_ip(eip_a).await.as_deref() == Some("a")
+            && bed.get_ip(eip_b).await.as_deref() == Some("b"))
+        .then_some(())
+    })
+    .await;
+    let wa = crate::support::watchdog::Watchdog::start_in(
+        &bed.nodes["a"].host,
+        &bed.env(),
+        &active_active_conf(&bed, "a", "b", failback),
+        &[],
+    );
+    let wb = crate::support::watchdog::Watchdog::start_in(
+        &bed.nodes["b"].host,
+        &bed.env(),
+        &active_active_conf(&bed, "b", "a", failback),
+        &[],
+    );
+    wa.wait_event(T, "started").await;
+    wb.wait_event(T, "started").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        wa.count("rule_failed") + wb.count("rule_failed"),
+        0,
+        "a healthy pair: nothing fails"
+    );
+
+    // a dies: b takes a's EIP onto its secondary private IP; both EIPs answer from b.
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    wb.wait_event(T, "eip_claimed").await;
+    let sent = bed.proxy.count("AssociateAddress");
+    assert_eq!(sent.0, 1);
+    let secondary = b.secondary_ips[0];
+    eventually(T, "a's EIP routed to b's secondary private IP", || async {
+        (bed.route_of(eip_a) == Some(secondary)).then_some(())
+    })
+    .await;
+    eventually(T, "a's EIP served by b", || async {
+        (bed.get_ip(eip_a).await.as_deref() == Some("b")).then_some(())
+    })
+    .await;
+    assert_eq!(bed.get_ip(eip_b).await.as_deref(), Some("b"));
+
+    // a comes back.
+    bed.nodes.get_mut("a").unwrap().haproxy.restart().await;
+    if failback {
+        wa.wait_for(T, "a's failback claim", |e| e["event"] == "eip_claimed")
+            .await;
+        eventually(T, "a's EIP back home", || async {
+            (bed.get_ip(eip_a).await.as_deref() == Some("a")).then_some(())
+        })
+        .await;
+        let primary = a.private_ip;
+        eventually(T, "a's EIP routed to a's primary private IP", || async {
+            (bed.route_of(eip_a) == Some(primary)).then_some(())
+        })
+        .await;
+        assert_eq!(
+            bed.world.alerts(Duration::from_secs(3)).await.len(),
+            2,
+            "one alert per move"
+        );
+    } else {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            bed.get_ip(eip_a).await.as_deref(),
+            Some("b"),
+            "without failback it stays on b"
+        );
+        assert_eq!(wa.count("eip_claimed"), 0);
+        assert_eq!(bed.world.alerts(Duration::from_secs(2)).await.len(), 1);
+    }
+    assert_eq!(
+        bed.get_ip(eip_b).await.as_deref(),
+        Some("b"),
+        "b's own EIP never moved"
+    );
+    // Healthy again: no AWS calls at all for a while.
+    let before = bed.proxy.count("DescribeAddresses").0;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        bed.proxy.count("DescribeAddresses").0,
+        before,
+        "no AWS calls in steady state"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_active_survivor_takes_the_peers_eip_and_fails_back() {
+    active_active(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_active_without_failback_keeps_the_eip_on_the_survivor() {
+    active_active(false).await;
+}

@@ -65,19 +65,46 @@ impl TestBed {
     /// Nodes `names`; the EIP starts on `holder` (None: unassociated).
     pub async fn new(names: &[&str], holder: Option<&str>) -> TestBed {
         let world = World::new(names).await;
+        if let Some(h) = holder {
+            world.associate(h).await;
+        }
+        TestBed::build(world).await
+    }
+
+    /// Seed 002's active/active pair: `a` and `b` each hold one EIP on their primary private
+    /// IP (203.0.113.10 and .11) and keep a secondary private IP for the other's.
+    pub async fn active_active() -> TestBed {
+        let mut world = World::new(&["a", "b"]).await;
+        world.add_secondary_ip("a").await;
+        world.add_secondary_ip("b").await;
+        let (_, second) = world.allocate_eip("203.0.113.11").await;
+        world.associate("a").await;
+        world.associate_alloc(&second, "b").await;
+        TestBed::build(world).await
+    }
+
+    async fn build(world: World) -> TestBed {
         let mut net = Net::new();
         let edge = net.host(
             "edge",
             &[format!("{GATEWAY}/24"), format!("{AWS_ENDPOINT}/24")],
         );
-        edge.ip(&["addr", "add", &format!("{}/32", world.eip), "dev", "lo"]);
+        for (eip, _) in world.all_eips() {
+            edge.ip(&["addr", "add", &format!("{eip}/32"), "dev", "lo"]);
+        }
         edge.ip(&["addr", "add", &format!("{CHECKIP}/32"), "dev", "lo"]);
         let client = net.host("client", &[format!("{CLIENT}/24")]);
         client.ip(&["route", "add", "default", "via", &GATEWAY.to_string()]);
 
         let mut nodes = BTreeMap::new();
         for (i, n) in world.nodes.iter().enumerate() {
-            let host = net.host(&n.name, &[format!("{}/24", n.private_ip)]);
+            let ips: Vec<Ipv4Addr> = std::iter::once(n.private_ip)
+                .chain(n.secondary_ips.iter().copied())
+                .collect();
+            let host = net.host(
+                &n.name,
+                &ips.iter().map(|ip| format!("{ip}/24")).collect::<Vec<_>>(),
+            );
             for r in ["203.0.113.0/24", "198.51.100.0/24"] {
                 host.ip(&["route", "add", r, "via", &GATEWAY.to_string()]);
             }
@@ -89,7 +116,7 @@ impl TestBed {
                 host.bind(backend_addr),
                 Arc::new(move |_| Reply::ok(&format!("{name}\n"))),
             );
-            let haproxy = Haproxy::start_in(&host, &[n.private_ip], backend_addr).await;
+            let haproxy = Haproxy::start_in(&host, &ips, backend_addr).await;
             nodes.insert(
                 n.name.clone(),
                 BedNode {
@@ -105,9 +132,6 @@ impl TestBed {
             edge.bind(SocketAddr::new(AWS_ENDPOINT.into(), 80)),
             world.moto.url.clone(),
         );
-        if let Some(h) = holder {
-            world.associate(h).await;
-        }
         let mut bed = TestBed {
             world,
             proxy,
@@ -164,25 +188,27 @@ impl TestBed {
             }
         }));
 
-        // The EIP: forward each connection to the private IP it reaches now.
-        let eip = self.world.eip;
-        let listener = self.edge.bind(SocketAddr::new(eip.into(), 80));
-        let (edge, routes) = (self.edge.clone(), self.routes.clone());
-        self.tasks.push(tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                let target = routes.lock().unwrap().get(&eip).copied();
-                let edge = edge.clone();
-                tokio::spawn(async move {
-                    let Some(private) = target else { return };
-                    if let Ok(mut out) = edge.connect(SocketAddr::new(private.into(), 80)).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                    }
-                });
-            }
-        }));
+        // Each EIP: forward each connection to the private IP it reaches now.
+        for (eip, _) in self.world.all_eips() {
+            let listener = self.edge.bind(SocketAddr::new(eip.into(), 80));
+            let (edge, routes) = (self.edge.clone(), self.routes.clone());
+            self.tasks.push(tokio::spawn(async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let target = routes.lock().unwrap().get(&eip).copied();
+                    let edge = edge.clone();
+                    tokio::spawn(async move {
+                        let Some(private) = target else { return };
+                        if let Ok(mut out) = edge.connect(SocketAddr::new(private.into(), 80)).await
+                        {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                        }
+                    });
+                }
+            }));
+        }
 
         // checkip: the caller's public address, as AWS's NAT would give it.
         let public: HashMap<Ipv4Addr, Ipv4Addr> = self
@@ -277,7 +303,17 @@ impl TestBed {
 
     /// One GET of the EIP from the client: `Some(body)` on a 200.
     pub async fn get_eip(&self) -> Option<String> {
-        get(&self.client, SocketAddr::new(self.world.eip.into(), 80)).await
+        self.get_ip(self.world.eip).await
+    }
+
+    /// One GET of any address on the internet from the client.
+    pub async fn get_ip(&self, ip: Ipv4Addr) -> Option<String> {
+        get(&self.client, SocketAddr::new(ip.into(), 80)).await
+    }
+
+    /// The private IP `eip` reaches now, per the edge.
+    pub fn route_of(&self, eip: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.routes.lock().unwrap().get(&eip).copied()
     }
 }
 

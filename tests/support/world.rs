@@ -27,6 +27,8 @@ pub struct World {
     pub allocation_id: String,
     pub topic_arn: String,
     pub queue_url: String,
+    /// More Elastic IPs (public IP, allocation id), for active/active set-ups.
+    pub extra_eips: Vec<(Ipv4Addr, String)>,
 }
 
 /// An SNS alert as it arrived in the subscribed queue.
@@ -157,6 +159,7 @@ impl World {
             allocation_id: alloc.allocation_id().unwrap().to_owned(),
             topic_arn,
             queue_url,
+            extra_eips: Vec::new(),
         }
     }
 
@@ -210,6 +213,62 @@ impl World {
             .await
             .unwrap();
         out.association_id().unwrap().to_owned()
+    }
+
+    /// Allocate another Elastic IP at `ip`.
+    pub async fn allocate_eip(&mut self, ip: &str) -> (Ipv4Addr, String) {
+        let a = self
+            .ec2
+            .allocate_address()
+            .domain(aws_sdk_ec2::types::DomainType::Vpc)
+            .address(ip)
+            .send()
+            .await
+            .unwrap();
+        let e = (
+            a.public_ip().unwrap().parse().unwrap(),
+            a.allocation_id().unwrap().to_owned(),
+        );
+        self.extra_eips.push(e.clone());
+        e
+    }
+
+    /// Associate allocation `alloc` with node `name` (its instance: the primary private IP).
+    pub async fn associate_alloc(&self, alloc: &str, name: &str) -> String {
+        let n = self.node(name);
+        let out = self
+            .ec2
+            .associate_address()
+            .allocation_id(alloc)
+            .instance_id(&n.instance_id)
+            .allow_reassociation(true)
+            .send()
+            .await
+            .unwrap();
+        out.association_id().unwrap().to_owned()
+    }
+
+    /// Every Elastic IP of the world: the first, then the extra ones.
+    pub fn all_eips(&self) -> Vec<(Ipv4Addr, String)> {
+        std::iter::once((self.eip, self.allocation_id.clone()))
+            .chain(self.extra_eips.iter().cloned())
+            .collect()
+    }
+
+    /// The node allocation `alloc` is on, by name.
+    pub async fn holder_of(&self, alloc: &str) -> Option<String> {
+        let d = self
+            .ec2
+            .describe_addresses()
+            .allocation_ids(alloc)
+            .send()
+            .await
+            .unwrap();
+        let eni = d.addresses()[0].network_interface_id()?.to_owned();
+        self.nodes
+            .iter()
+            .find(|n| n.eni == eni)
+            .map(|n| n.name.clone())
     }
 
     /// The ENI the EIP is on, per EC2.
