@@ -6,18 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
-command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
-command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "test-deps: installing ${need_apt[*]} from apt"
-  export DEBIAN_FRONTEND=noninteractive
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-fi
+. scripts/lib.sh
+need_commands haproxy:haproxy wrk:wrk ip:iproute2
 
 MOTO_VERSION="5.2.5"
 moto_version() { .venv/bin/python -c 'import moto; print(moto.__version__)' 2>/dev/null || true; }

@@ -28,8 +28,8 @@ struct State {
     faults: Vec<(String, Fault, u32)>,
     /// AssociationId -> the PrivateIpAddress that was asked for.
     associations: HashMap<String, Ipv4Addr>,
-    /// Every action seen, with whether a fault answered it.
-    calls: Vec<(String, bool)>,
+    /// Every action seen, when, and whether a fault answered it.
+    calls: Vec<(String, bool, tokio::time::Instant)>,
 }
 
 #[derive(Clone)]
@@ -92,6 +92,21 @@ impl AwsProxy {
             .copied()
     }
 
+    /// When the first `action` call after `t0` arrived.
+    pub fn first_after(
+        &self,
+        action: &str,
+        t0: tokio::time::Instant,
+    ) -> Option<tokio::time::Instant> {
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .iter()
+            .find(|c| c.0 == action && c.2 >= t0)
+            .map(|c| c.2)
+    }
+
     /// How many `action` calls came through, and how many of those a fault answered.
     pub fn count(&self, action: &str) -> (usize, usize) {
         let st = self.state.lock().unwrap();
@@ -135,6 +150,7 @@ async fn handle(
         s.calls.push((
             action.clone(),
             matches!(f, Some(Fault::Throttle | Fault::ServerError)),
+            tokio::time::Instant::now(),
         ));
         f
     };

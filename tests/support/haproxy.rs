@@ -101,6 +101,15 @@ impl Haproxy {
         panic!("haproxy did not come up:\n{log}");
     }
 
+    /// Freeze it (SIGSTOP): connections are still accepted by the kernel, never answered.
+    pub fn hang(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-STOP", &c.id().to_string()])
+                .status();
+        }
+    }
+
     /// Kill it (SIGKILL): the socket and the port stop answering.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -11,6 +11,9 @@ use std::time::Duration;
 /// The binary under test: cargo tells integration tests where it is; the demo (an example)
 /// finds it beside its own directory, in target/<profile>/.
 pub fn bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("WATCHDOG_BIN") {
+        return p.into();
+    }
     if let Some(p) = option_env!("CARGO_BIN_EXE_watchdog") {
         return p.into();
     }

@@ -202,17 +202,7 @@ impl World {
     /// Move the EIP as an operator (or another node) would, outside the watchdog. By instance,
     /// so that moto reports both the instance and its ENI, as EC2 does.
     pub async fn associate(&self, name: &str) -> String {
-        let n = self.node(name);
-        let out = self
-            .ec2
-            .associate_address()
-            .allocation_id(&self.allocation_id)
-            .instance_id(&n.instance_id)
-            .allow_reassociation(true)
-            .send()
-            .await
-            .unwrap();
-        out.association_id().unwrap().to_owned()
+        self.associate_alloc(&self.allocation_id, name).await
     }
 
     /// Allocate another Elastic IP at `ip`.

@@ -1,0 +1,363 @@
+//! Failover benchmark on the namespace test bed: the watchdog against the seed's own setup
+//! (monit with the seed's `haproxywatch.monitrc` and a `failtome.sh` that uses the AWS CLI),
+//! at the same interval and cycle count; then idle RSS and CPU with 10 and 1,000 rules.
+//!
+//! Run it with `scripts/bench.sh [--runs K] [--monit-default] [--skip-idle]`.
+//!
+//! For each run: a fresh bed with nodes a (holding the EIP) and b (standby, running the
+//! system under test), a client polling the EIP every 50 ms, then a's HAProxy fails, either
+//! *stopped* (killed: connections refused) or *hung* (SIGSTOP: connections accepted, never
+//! answered). Measured from the failure: the first AssociateAddress call at the AWS endpoint
+//! (the claim), and the first request through the EIP answered by b (traffic restored).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::testbed::{self, TestBed};
+use tokio::time::Instant;
+
+#[derive(Clone, Copy, PartialEq)]
+enum System {
+    Watchdog,
+    /// monit with `set daemon N`.
+    Monit(u64),
+}
+
+impl System {
+    fn label(self) -> String {
+        match self {
+            System::Watchdog => "watchdog (1 s, 3 cycles)".into(),
+            System::Monit(n) => format!("monit + failtome.sh ({n} s, 3 cycles)"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Failure {
+    Stopped,
+    Hung,
+}
+
+struct Args {
+    runs: usize,
+    monit_default: bool,
+    idle: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        runs: 5,
+        monit_default: false,
+        idle: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--runs" => a.runs = it.next().and_then(|n| n.parse().ok()).expect("--runs N"),
+            "--monit-default" => a.monit_default = true,
+            "--skip-idle" => a.idle = false,
+            other => panic!("unknown argument {other}: use --runs K, --monit-default, --skip-idle"),
+        }
+    }
+    a
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    let watchdog = support::watchdog::bin();
+    println!("watchdog binary: {}", watchdog.display());
+    println!("runs per case: {}\n", a.runs);
+    let mut cases = vec![(System::Watchdog, a.runs), (System::Monit(1), a.runs)];
+    if a.monit_default {
+        cases.push((System::Monit(60), 1));
+    }
+    let mut rows = Vec::new();
+    for (system, runs) in cases {
+        for failure in [Failure::Stopped, Failure::Hung] {
+            let mut claims = Vec::new();
+            let mut restored = Vec::new();
+            for run in 0..runs {
+                let (c, r) = failover(system, failure).await;
+                eprintln!(
+                    "{} / {}: run {}: claim {c:.2} s, restored {r:.2} s",
+                    system.label(),
+                    name(failure),
+                    run + 1
+                );
+                claims.push(c);
+                restored.push(r);
+            }
+            rows.push((system, failure, runs, claims, restored));
+        }
+    }
+    println!(
+        "| system | failure | runs | claim median | claim p95 | restored median | restored p95 |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (system, failure, runs, mut c, mut r) in rows {
+        println!(
+            "| {} | {} | {runs} | {:.2} s | {:.2} s | {:.2} s | {:.2} s |",
+            system.label(),
+            name(failure),
+            pct(&mut c, 50.0),
+            pct(&mut c, 95.0),
+            pct(&mut r, 50.0),
+            pct(&mut r, 95.0)
+        );
+    }
+    if a.idle {
+        println!();
+        println!("| idle, 1 s interval | rules | RSS | CPU |");
+        println!("|---|---|---|---|");
+        for n in [10, 1000] {
+            for system in [System::Watchdog, System::Monit(1)] {
+                let (rss, cpu) = idle(system, n).await;
+                let label = if system == System::Watchdog {
+                    "watchdog"
+                } else {
+                    "monit"
+                };
+                println!("| {label} | {n} | {rss:.1} MB | {cpu:.1} % of one core |");
+            }
+        }
+    }
+}
+
+fn name(f: Failure) -> &'static str {
+    match f {
+        Failure::Stopped => "stopped",
+        Failure::Hung => "hung",
+    }
+}
+
+/// Nearest-rank percentile.
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    v[rank.min(v.len()) - 1]
+}
+
+/// One failover; returns (seconds to the claim, seconds to traffic restored).
+async fn failover(system: System, failure: Failure) -> (f64, f64) {
+    let mut bed = TestBed::new(&["a", "b"], Some("a")).await;
+    let _runner = match system {
+        System::Watchdog => {
+            let mut conf = bed.conf("b");
+            conf.interval = "1s";
+            conf.timeout = "500ms";
+            conf.fail_after = 3;
+            let w = bed.start("b", &conf);
+            w.wait_event(Duration::from_secs(30), "started").await;
+            Runner::Watchdog(w)
+        }
+        System::Monit(interval) => Runner::Monit(Monit::start(&bed, interval)),
+    };
+    // Let it settle for a few cycles while the EIP is healthy.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        bed.get_eip().await.as_deref(),
+        Some("a"),
+        "the bed is not healthy"
+    );
+
+    let answers: Arc<Mutex<Vec<(Instant, Option<String>)>>> = Arc::default();
+    let (ans, client, eip) = (
+        answers.clone(),
+        bed.client.clone(),
+        std::net::SocketAddr::new(bed.world.eip.into(), 80),
+    );
+    let poller = tokio::spawn(async move {
+        loop {
+            let who = testbed::get(&client, eip).await;
+            ans.lock().unwrap().push((Instant::now(), who));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let t0 = Instant::now();
+    let a = bed.nodes.get_mut("a").unwrap();
+    match failure {
+        Failure::Stopped => a.haproxy.stop(),
+        Failure::Hung => a.haproxy.hang(),
+    }
+    let limit = match system {
+        System::Monit(n) if n > 5 => Duration::from_secs(n * 6 + 120),
+        _ => Duration::from_secs(120),
+    };
+    let restored = support::eventually(limit, "traffic restored through the EIP", || async {
+        answers
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(t, who)| *t > t0 && who.as_deref() == Some("b"))
+            .map(|(t, _)| *t)
+    })
+    .await;
+    poller.abort();
+    let claim = bed
+        .proxy
+        .first_after("AssociateAddress", t0)
+        .expect("no claim reached the AWS endpoint");
+    ((claim - t0).as_secs_f64(), (restored - t0).as_secs_f64())
+}
+
+/// Held only for its `Drop`, which stops the system under test.
+#[allow(dead_code)]
+enum Runner {
+    Watchdog(support::watchdog::Watchdog),
+    Monit(Monit),
+}
+
+/// monit in foreground (`-I`) with the seed's monitrc, and the seed's failtome.sh using the
+/// AWS CLI against the bed's AWS endpoint (moto has no OpsWorks, so `ec2 associate-address`
+/// stands in for `opsworks associate-elastic-ip`).
+struct Monit {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Monit {
+    fn start(bed: &TestBed, interval: u64) -> Monit {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let b = bed.world.node("b");
+        let aws = support::repo().join(".venv-awscli/bin/aws");
+        assert!(aws.exists(), "run scripts/bench-deps.sh first");
+        let eip = bed.world.eip;
+        let failtome = format!(
+            r#"#!/bin/sh
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
+AWS="{aws} --endpoint-url {endpoint}"
+
+# Check current instance IP externally
+OUT=$( curl -qSfsw '\n' http://{checkip} ) 2>/dev/null
+RET=$?
+
+# Check that current IP isn't target IP and that request didn't fail
+if [ "$RET" = '0' -a "$OUT" != '{eip}' ]; then
+ # Swap EIP
+ $AWS ec2 associate-address --allocation-id {alloc} --network-interface-id {eni} --allow-reassociation
+ # Send notification
+ $AWS sns publish --topic-arn {topic} --subject "HAProxy failover notification" --message "Instance {instance} took over {eip}"
+fi
+"#,
+            aws = aws.display(),
+            endpoint = bed.env().aws_endpoint,
+            checkip = testbed::CHECKIP,
+            alloc = bed.world.allocation_id,
+            eni = b.eni,
+            topic = bed.world.topic_arn,
+            instance = b.instance_id,
+        );
+        std::fs::write(d.join("failtome.sh"), failtome).unwrap();
+        let rc = monitrc(d, interval, &format!(
+            "check host {eip} with address {eip}\n    if failed\n        port 80\n        protocol HTTP\n        request /\n        timeout 30 seconds\n        for 3 cycles\n        then exec \"/bin/sh {}\"\n",
+            d.join("failtome.sh").display()
+        ));
+        let child = bed.nodes["b"]
+            .host
+            .command("monit")
+            .args(["-I", "-c"])
+            .arg(&rc)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("monit");
+        Monit { child, _dir: dir }
+    }
+}
+
+/// A monit control file in `dir` with `checks`; monit insists on mode 0600.
+fn monitrc(dir: &Path, interval: u64, checks: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir.display();
+    let text = format!(
+        "set daemon {interval}\nset logfile {d}/monit.log\nset pidfile {d}/monit.pid\nset idfile {d}/monit.id\nset statefile {d}/monit.state\n{checks}"
+    );
+    let path = dir.join("monitrc");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+impl Drop for Monit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// RSS (MB) and CPU (% of one core) of `system` running `n` HTTP checks at a 1 s interval
+/// against a loopback server, measured over 20 s after a 5 s warm-up.
+async fn idle(system: System, n: usize) -> (f64, f64) {
+    let target = support::http::Stub::start(support::http::Reply::ok("ok")).await;
+    let port = target.server.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = match system {
+        System::Watchdog => {
+            let mut toml = String::new();
+            for i in 0..n {
+                toml.push_str(&format!(
+                    "[rules.r{i}]\ncheck = {{ type = \"http\", url = \"http://127.0.0.1:{port}/r{i}\" }}\ninterval = \"1s\"\ntimeout = \"500ms\"\n"
+                ));
+            }
+            let path = dir.path().join("watchdog.toml");
+            std::fs::write(&path, toml).unwrap();
+            Command::new(support::watchdog::bin())
+                .args(["run", "--log-level", "warn", "--config"])
+                .arg(&path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        }
+        System::Monit(interval) => {
+            let mut checks = String::new();
+            for i in 0..n {
+                checks.push_str(&format!(
+                    "check host r{i} with address 127.0.0.1\n    if failed port {port} protocol HTTP request /r{i} timeout 1 seconds then alert\n"
+                ));
+            }
+            let rc = monitrc(dir.path(), interval, &checks);
+            Command::new("monit")
+                .args(["-I", "-c"])
+                .arg(&rc)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        }
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pid = child.id();
+    let t1 = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let t2 = cpu_ticks(pid);
+    let rss = rss_kb(pid) as f64 / 1024.0;
+    let _ = child.kill();
+    let _ = child.wait();
+    let hz = 100.0; // USER_HZ on Linux
+    (rss, (t2 - t1) as f64 / hz / 20.0 * 100.0)
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line; 12 and 13 after "pid (comm) ".
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
