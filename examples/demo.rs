@@ -19,7 +19,7 @@ use tokio::time::Instant;
 const NODES: [&str; 2] = ["neptune", "saturn"];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+async fn main() -> std::process::ExitCode {
     println!("Setting up: moto (EC2, SNS, SQS), one network namespace per instance with HAProxy, the edge ...");
     let mut bed = TestBed::new(&NODES, Some("neptune")).await;
     let conf = |name: &str| NodeConf {
@@ -239,5 +239,7 @@ async fn main() {
     let ok = holder.as_deref() == Some("saturn") && alerts.len() == 1;
     println!();
     println!("{}", if ok { "Demo OK." } else { "Demo FAILED." });
-    std::process::exit(if ok { 0 } else { 1 });
+    // Returning (not exiting) lets the bed delete its namespaces and stop its processes.
+    drop(bed);
+    std::process::ExitCode::from(if ok { 0 } else { 1 })
 }

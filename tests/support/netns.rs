@@ -40,8 +40,38 @@ fn ip(args: &[&str]) {
     );
 }
 
+/// Delete namespaces left by test processes that no longer exist (killed, or crashed before
+/// their `Drop` ran): ours are named `hw<pid>x<n>-<host>`.
+fn sweep_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(ns) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = ns
+            .strip_prefix("hw")
+            .and_then(|r| r.split('x').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+            for p in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", p]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", ns]).status();
+    }
+}
+
 impl Net {
     pub fn new() -> Net {
+        sweep_stale();
         let prefix = format!(
             "hw{}x{}",
             std::process::id(),
