@@ -25,6 +25,12 @@ impl Effects for Live {
         checks::run(&rule.check, &self.http).await
     }
 
+    fn streak_started(&self, action: &str) {
+        if let Some(Action::ClaimEip(c)) = self.actions.get(action) {
+            c.note_owner();
+        }
+    }
+
     async fn act(&self, action: &str, ctx: &ActionContext) -> ActionOutcome {
         match self.actions.get(action) {
             Some(a) => a.run(ctx).await,

@@ -1,9 +1,12 @@
 //! `type = "claim_eip"`: move an Elastic IP onto this node, safely.
 //!
 //! In order, stopping at the first gate that does not pass:
-//! 1. hold-down: this node moved the EIP, or lost a race for it, less than `hold_down` ago;
+//! 1. hold-down: this node moved the EIP, or lost a race for it, or saw another node take it
+//!    over while this rule was failing, less than `hold_down` ago;
 //! 2. the local HAProxy must be ready (a node that cannot serve must not take the traffic);
-//! 3. read the current association; if the EIP is already on our ENI and private IP: done;
+//! 3. read the current association; if the EIP is already on our ENI and private IP: done; if
+//!    it changed since the rule started failing (read then, in the background), another node
+//!    has taken over: leave it;
 //! 4. verify egress through checkip: a well-formed address that is not the EIP itself;
 //! 5. probe the local HAProxy again and run the rule's check once more: if it passes now,
 //!    someone else fixed it;
@@ -89,6 +92,9 @@ pub struct ClaimEip {
     env: Arc<ClaimEnv>,
     /// Serializes claims of this EIP on this node; holds the time it last moved.
     last_move: Mutex<Option<Instant>>,
+    /// The association seen when the rule started failing (or at the last attempt): if it has
+    /// changed by the time we claim, another node took over meanwhile.
+    seen: Arc<std::sync::Mutex<Option<Option<String>>>>,
 }
 
 /// Where the EIP should end up.
@@ -122,7 +128,21 @@ impl ClaimEip {
             spec,
             env,
             last_move: Mutex::new(None),
+            seen: Arc::default(),
         }
+    }
+
+    /// Note who holds the EIP now, in the background: the rule guarding it just started failing.
+    pub fn note_owner(&self) {
+        let Some(ec2) = self.env.ec2.clone() else {
+            return;
+        };
+        let (eip, seen) = (self.spec.eip.clone(), self.seen.clone());
+        tokio::spawn(async move {
+            if let Ok(now) = ec2.describe(&eip).await {
+                *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(now.association_id);
+            }
+        });
     }
 
     pub async fn run(&self, ctx: &ActionContext) -> ActionOutcome {
@@ -181,6 +201,22 @@ impl ClaimEip {
                 "{eip} is already on this node, {}",
                 target.describe()
             ));
+        }
+        // Moved since our failures began? Then they were about the previous holder, and another
+        // node has just taken over: moving it again would only add an outage.
+        let earlier = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(before.association_id.clone());
+        if let Some(earlier) = earlier {
+            if earlier != before.association_id {
+                *last_move = Some(Instant::now());
+                return refused("moved_meanwhile", format!(
+                    "{eip} moved to {} after this rule started failing: another node took over; leaving it there for the hold-down",
+                    before.holder()
+                ));
+            }
         }
 
         let egress = match checkip::egress_ip(
@@ -271,6 +307,7 @@ impl ClaimEip {
             Err(e) => return ActionOutcome::Error(format!("claim task failed: {e}")),
         };
         *last_move = Some(Instant::now());
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let verified = match verified {
             Verified::Yes => "verified",
             Verified::Lost(holder) => {

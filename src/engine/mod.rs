@@ -23,6 +23,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 pub trait Effects: Send + Sync + 'static {
     fn check(&self, rule: &Rule) -> impl Future<Output = Outcome> + Send;
     fn act(&self, action: &str, ctx: &ActionContext) -> impl Future<Output = ActionOutcome> + Send;
+    /// A rule's first failed check after being up: its `on_fail` actions may want to note the
+    /// state of the world now, to compare with when they run. Must not block.
+    fn streak_started(&self, _action: &str) {}
 }
 
 /// One rule's state between cycles.
@@ -77,6 +80,14 @@ impl RuleRunner {
             telemetry::incr("checks_failed_total", &[("rule", &rule.name)]);
         }
         let transition = self.threshold.observe(outcome.ok);
+        if !outcome.ok
+            && self.threshold.health() == Health::Up
+            && self.threshold.consecutive_failures() == 1
+        {
+            for a in &rule.on_fail {
+                fx.streak_started(a);
+            }
+        }
         let (fails, oks) = (
             self.threshold.consecutive_failures(),
             self.threshold.consecutive_successes(),

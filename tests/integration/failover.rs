@@ -121,9 +121,18 @@ async fn n_minus_one_failures_never_claim() {
     .await;
     assert_eq!(wd.count("check_failed"), 4);
     assert_eq!(wd.count("rule_failed"), 0);
-    assert!(
-        bed.world.moto.watchdog_requests().is_empty(),
-        "no AWS call at all in steady state"
+    // Each failure streak reads the owner once (so a takeover meanwhile can be seen); nothing else.
+    let calls: Vec<String> = bed
+        .world
+        .moto
+        .watchdog_requests()
+        .iter()
+        .map(|r| r.action.clone())
+        .collect();
+    assert_eq!(
+        calls,
+        ["DescribeAddresses", "DescribeAddresses"],
+        "one read per failure streak, no mutation"
     );
     assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
 }
@@ -204,8 +213,8 @@ async fn no_claim_while_the_local_haproxy_is_down() {
     let wd = bed.start("b", &bed.conf("b"));
     refused_twice(&bed, &wd, "local_haproxy_unhealthy").await;
     assert!(
-        bed.world.moto.watchdog_requests().is_empty(),
-        "refused before any AWS call"
+        bed.world.moto.watchdog_mutations().is_empty(),
+        "refused before any mutation"
     );
     // Its HAProxy comes back while the EIP is still down: now it claims.
     bed.haproxy.get_mut("b").unwrap().restart().await;
@@ -241,8 +250,8 @@ async fn eip_already_ours_makes_no_mutation() {
         .collect();
     assert_eq!(
         calls,
-        ["DescribeAddresses"],
-        "one read, no mutation, no alert"
+        ["DescribeAddresses", "DescribeAddresses"],
+        "reads only (owner noted, then checked), no alert"
     );
     assert!(bed.world.alerts(Duration::from_secs(1)).await.is_empty());
 }
@@ -415,4 +424,47 @@ async fn two_nodes_racing_for_a_dead_nodes_eip_produce_exactly_one_winner() {
 async fn two_nodes_racing_for_an_unassociated_eip_produce_exactly_one_winner() {
     // Nobody held it: the second associate (AllowReassociation=false) fails.
     race(None, "Resource.AlreadyAssociated").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_by_another_node_during_our_failure_streak_is_left_alone() {
+    // b's checks start failing while c holds the EIP; before b's rule fails, a takes it over.
+    // b must not move it again: its failures were about c.
+    let bed = Bed::new(&["a", "b", "c"], Some("c"), &[]).await;
+    bed.target.set(Reply::Status(503, "down".into()));
+    let mut conf = bed.conf("b");
+    conf.fail_after = 6;
+    let wd = bed.start("b", &conf);
+    eventually(T, "the owner noted at the first failure", || async {
+        (!bed
+            .world
+            .moto
+            .watchdog_calls("DescribeAddresses")
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+    assert_eq!(wd.count("rule_failed"), 0);
+    bed.world.associate("a").await;
+    let refused = wd
+        .wait_for(T, "moved_meanwhile", |e| {
+            e["event"] == "action_refused" && e["reason"] == "moved_meanwhile"
+        })
+        .await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("another node took over"),
+        "{refused}"
+    );
+    assert!(bed.world.moto.watchdog_mutations().is_empty());
+    assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
+    // The refusal starts a hold-down: later cycles do not try again.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(wd
+        .events("action_refused")
+        .iter()
+        .skip(1)
+        .all(|e| e["reason"] == "hold_down"));
 }

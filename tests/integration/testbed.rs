@@ -114,9 +114,9 @@ async fn a_standby_whose_own_haproxy_is_down_never_claims() {
     bed.nodes.get_mut("a").unwrap().haproxy.stop();
     refused_at_least(by_name(&wds, "b"), "local_haproxy_unhealthy", 3).await;
     assert_eq!(
-        bed.proxy.count("AssociateAddress").0 + bed.proxy.count("DescribeAddresses").0,
+        bed.proxy.count("AssociateAddress").0 + bed.proxy.count("DisassociateAddress").0,
         0,
-        "refused before any AWS call"
+        "refused before any mutation"
     );
     assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
 }
