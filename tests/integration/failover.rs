@@ -122,13 +122,7 @@ async fn n_minus_one_failures_never_claim() {
     assert_eq!(wd.count("check_failed"), 4);
     assert_eq!(wd.count("rule_failed"), 0);
     // Each failure streak reads the owner once (so a takeover meanwhile can be seen); nothing else.
-    let calls: Vec<String> = bed
-        .world
-        .moto
-        .watchdog_requests()
-        .iter()
-        .map(|r| r.action.clone())
-        .collect();
+    let calls = bed.world.moto.watchdog_actions();
     assert_eq!(
         calls,
         ["DescribeAddresses", "DescribeAddresses"],
@@ -241,13 +235,7 @@ async fn eip_already_ours_makes_no_mutation() {
         "{noop}"
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let calls: Vec<String> = bed
-        .world
-        .moto
-        .watchdog_requests()
-        .iter()
-        .map(|r| r.action.clone())
-        .collect();
+    let calls = bed.world.moto.watchdog_actions();
     assert_eq!(
         calls,
         ["DescribeAddresses", "DescribeAddresses"],

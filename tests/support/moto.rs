@@ -120,6 +120,14 @@ impl Moto {
             .collect()
     }
 
+    /// The actions of every request the watchdog made, in order.
+    pub fn watchdog_actions(&self) -> Vec<String> {
+        self.watchdog_requests()
+            .into_iter()
+            .map(|r| r.action)
+            .collect()
+    }
+
     /// Every request the watchdog made, whatever the service.
     pub fn watchdog_requests(&self) -> Vec<Recorded> {
         self.requests()
