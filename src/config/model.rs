@@ -169,15 +169,6 @@ pub enum ActionSpec {
     Sns(SnsSpec),
 }
 
-impl ActionSpec {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ActionSpec::ClaimEip(_) => "claim_eip",
-            ActionSpec::Sns(_) => "sns",
-        }
-    }
-}
-
 /// Which Elastic IP: by public address or by allocation id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EipRef {

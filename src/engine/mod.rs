@@ -35,7 +35,6 @@ pub struct RuleRunner {
     /// Actions of the last transition that asked to be retried.
     pending: Vec<String>,
     pending_transition: Option<Transition>,
-    cycles: u64,
 }
 
 /// What one cycle of one rule saw and did.
@@ -59,14 +58,12 @@ impl RuleRunner {
             threshold,
             pending: Vec::new(),
             pending_transition: None,
-            cycles: 0,
         }
     }
 
     /// One cycle: probe (bounded by the rule's timeout), count, act on a transition or retry
     /// what is pending.
     pub async fn cycle<E: Effects>(&mut self, fx: &E) -> CycleReport {
-        self.cycles += 1;
         let rule = &self.rule;
         let outcome = match tokio::time::timeout(rule.timeout, fx.check(rule)).await {
             Ok(o) => o,
