@@ -6,9 +6,12 @@ use crate::actions::claim_eip::{ClaimEip, ClaimEnv, InFlight};
 use crate::actions::notify::SnsNotify;
 use crate::actions::{Action, ActionContext, ActionOutcome};
 use crate::checks::{self, Outcome};
-use crate::config::{ActionSpec, Config, Rule};
+use crate::config::{ActionSpec, CheckSpec, Config, Rule, SourceSpec};
 use crate::engine::Effects;
-use crate::providers::aws::{self, ec2::Ec2, imds::IdentitySource, sns::Sns};
+use crate::providers::aws::{
+    self, autoscaling::AutoScaling, ec2::Ec2, imds::IdentitySource, sns::Sns,
+};
+use crate::sync::{self, Syncer};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +21,16 @@ use tokio::sync::watch;
 pub struct Live {
     http: reqwest::Client,
     actions: BTreeMap<String, Action>,
+    /// One per `backend_sync` rule; each is only ever used by its own rule's task.
+    syncers: BTreeMap<String, tokio::sync::Mutex<Syncer>>,
 }
 
 impl Effects for Live {
     async fn check(&self, rule: &Rule) -> Outcome {
-        checks::run(&rule.check, &self.http).await
+        match (&rule.check, self.syncers.get(&rule.name)) {
+            (CheckSpec::BackendSync(_), Some(s)) => s.lock().await.round().await,
+            _ => checks::run(&rule.check, &self.http).await,
+        }
     }
 
     fn streak_started(&self, action: &str) {
@@ -87,15 +95,28 @@ pub async fn build(config: &Config, dry_run: bool) -> Result<Daemon, BuildError>
         .actions
         .values()
         .any(|a| matches!(a, ActionSpec::ClaimEip(_) | ActionSpec::Sns(_)));
-    let (ec2, sns) = if dry_run || !needs_aws {
-        (None, None)
-    } else {
+    // Auto Scaling sources read AWS even in a dry run (reads change nothing); claims and
+    // alerts get no client then, so they only log what they would do.
+    let needs_asg = config.rules.iter().any(|r| {
+        matches!(&r.check, CheckSpec::BackendSync(b) if matches!(b.source, SourceSpec::Asg { .. }))
+    });
+    let sdk = if needs_asg || (needs_aws && !dry_run) {
         let sdk = aws::sdk_config(&config.aws).await;
         if sdk.region().is_none() {
             return Err(BuildError::NoRegion);
         }
-        (Some(Ec2::new(&sdk)), Some(Sns::new(&sdk)))
+        Some(sdk)
+    } else {
+        None
     };
+    let (ec2, sns) = match &sdk {
+        Some(sdk) if needs_aws && !dry_run => (Some(Ec2::new(sdk)), Some(Sns::new(sdk))),
+        _ => (None, None),
+    };
+    let discovery = sdk
+        .as_ref()
+        .filter(|_| needs_asg)
+        .map(|sdk| (AutoScaling::new(sdk), Ec2::new(sdk)));
     let (alert_stop, alert_stop_rx) = watch::channel(false);
     let (alerter, alert_task) = Alerter::spawn(sns, alert_stop_rx);
     let in_flight = InFlight::default();
@@ -135,8 +156,22 @@ pub async fn build(config: &Config, dry_run: bool) -> Result<Daemon, BuildError>
             (name.clone(), action)
         })
         .collect();
+    let mut syncers = BTreeMap::new();
+    for rule in &config.rules {
+        let CheckSpec::BackendSync(spec) = &rule.check else {
+            continue;
+        };
+        let source = sync::source(spec, &http, discovery.as_ref().map(|(a, e)| (a, e)))
+            .ok_or(BuildError::NoRegion)?;
+        let syncer = Syncer::new(rule, spec.clone(), source, shutdown.subscribe(), dry_run);
+        syncers.insert(rule.name.clone(), tokio::sync::Mutex::new(syncer));
+    }
     Ok(Daemon {
-        live: Arc::new(Live { http, actions }),
+        live: Arc::new(Live {
+            http,
+            actions,
+            syncers,
+        }),
         alerter,
         alert_task,
         alert_stop,

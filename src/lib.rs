@@ -10,4 +10,5 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod providers;
+pub mod sync;
 pub mod telemetry;

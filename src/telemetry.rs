@@ -10,6 +10,11 @@ static COUNTERS: LazyLock<Mutex<BTreeMap<String, u64>>> =
 
 /// `incr("claims_refused_total", &[("reason", "egress_timeout")])`.
 pub fn incr(name: &str, labels: &[(&str, &str)]) {
+    incr_by(name, labels, 1)
+}
+
+/// Add `n` to a counter (0 creates it, so the series shows up before it first moves).
+pub fn incr_by(name: &str, labels: &[(&str, &str)], n: u64) {
     let key = if labels.is_empty() {
         name.to_owned()
     } else {
@@ -20,7 +25,7 @@ pub fn incr(name: &str, labels: &[(&str, &str)]) {
         format!("{name}{{{}}}", l.join(","))
     };
     let mut c = COUNTERS.lock().unwrap_or_else(|p| p.into_inner());
-    *c.entry(key).or_default() += 1;
+    *c.entry(key).or_default() += n;
 }
 
 /// Every counter and its value, sorted by series name.

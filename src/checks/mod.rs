@@ -49,6 +49,8 @@ pub async fn run(spec: &CheckSpec, client: &reqwest::Client) -> Outcome {
         CheckSpec::Http(h) => http::probe(client, h).await,
         CheckSpec::Haproxy(h) => haproxy::probe(h, client).await,
         CheckSpec::Egress(e) => egress(client, e).await,
+        // A backend sync keeps state between rounds; the daemon runs it through its Syncer.
+        CheckSpec::BackendSync(_) => Outcome::fail("backend_sync runs through the daemon's syncer"),
     }
 }
 

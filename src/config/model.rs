@@ -26,6 +26,17 @@ pub mod defaults {
     pub const AWS_MAX_ATTEMPTS: u32 = 4;
     pub const IMDS_TIMEOUT: Duration = Duration::from_secs(2);
     pub const SUBJECT_PREFIX: &str = "HAProxy failover";
+    pub const SYNC_INTERVAL_ASG: Duration = Duration::from_secs(30);
+    pub const SYNC_INTERVAL_CONSUL: Duration = Duration::from_secs(60);
+    pub const HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
+    pub const HAPROXY_BIN: &str = "haproxy";
+    pub const MASTER_SOCKET: &str = "/run/haproxy-master.sock";
+    pub const CONSUL_ADDRESS: &str = "http://127.0.0.1:8500";
+    pub const SERVER_OPTIONS: &str = "check";
+    pub const SLOTS: u32 = 10;
+    pub const MIN_SERVERS: u32 = 1;
+    pub const RELOAD_WINDOW: Duration = Duration::from_secs(5);
+    pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +114,7 @@ pub enum CheckSpec {
     Http(HttpCheckSpec),
     Haproxy(HaproxyProbeSpec),
     Egress(EgressCheckSpec),
+    BackendSync(BackendSyncSpec),
 }
 
 impl CheckSpec {
@@ -111,8 +123,103 @@ impl CheckSpec {
             CheckSpec::Http(_) => "http",
             CheckSpec::Haproxy(_) => "haproxy",
             CheckSpec::Egress(_) => "egress",
+            CheckSpec::BackendSync(_) => "backend_sync",
         }
     }
+}
+
+impl Rule {
+    /// A backend sync paces itself (it waits for its next poll, or for Consul to report a
+    /// change); every other check runs once per `interval`.
+    pub fn paces_itself(&self) -> bool {
+        matches!(self.check, CheckSpec::BackendSync(_))
+    }
+
+    /// How long one cycle may take before the engine calls it failed. A backend sync's
+    /// cycle includes its wait for the next poll or change, and a coalesced reload.
+    pub fn cycle_deadline(&self) -> Duration {
+        match &self.check {
+            CheckSpec::BackendSync(s) => {
+                let reload = s.reload.window + s.reload.timeout;
+                self.interval + self.timeout + reload
+            }
+            _ => self.timeout,
+        }
+    }
+}
+
+/// `type = "backend_sync"`: keep the servers of a HAProxy backend equal to what a discovery
+/// source lists. See README "Backend sync".
+#[derive(Debug, Clone)]
+pub struct BackendSyncSpec {
+    pub source: SourceSpec,
+    pub backend: String,
+    /// None: the port each Consul service instance registered (`asg` requires a port).
+    pub port: Option<u16>,
+    pub apply: ApplyMode,
+    pub stats_socket: PathBuf,
+    /// The file kept consistent with the runtime state (`runtime`), or rendered (`reload`).
+    pub haproxy_config: PathBuf,
+    /// Slot and server names start with this (default: the backend's name).
+    pub server_prefix: String,
+    /// Written after the address on each server line: `check inter 2s`.
+    pub server_options: String,
+    /// Slots written when the managed block is (re)written; grown when they run out.
+    pub slots: u32,
+    /// Fewer servers than this from the source is treated as a bad answer.
+    pub min_servers: u32,
+    /// An empty answer empties the backend (otherwise it is treated as a bad answer).
+    pub allow_empty: bool,
+    pub haproxy_bin: PathBuf,
+    pub reload: ReloadSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// Pre-allocated slots driven through the stats socket; the config file's managed block
+    /// is rewritten to match; one reload only to grow the slots.
+    Runtime,
+    /// Render `template` into `haproxy_config`, check it, reload.
+    Reload { template: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    Asg { group: String },
+    Consul(ConsulSourceSpec),
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsulSourceSpec {
+    pub address: Url,
+    pub service: String,
+    pub datacenter: Option<String>,
+    pub tags: Vec<String>,
+    pub passing_only: bool,
+    pub token: Option<TokenSource>,
+}
+
+/// Where a secret comes from; the secret itself never sits in the config model.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    File(PathBuf),
+    Env(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ReloadSpec {
+    pub method: ReloadMethod,
+    /// At most one reload per window; changes within it are folded into the next.
+    pub window: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReloadMethod {
+    /// HAProxy's master CLI (master-worker mode, `-S`): send `reload`.
+    MasterSocket(PathBuf),
+    /// A command such as `systemctl reload haproxy`.
+    Command(Vec<String>),
 }
 
 /// Passes while checkip says this node's traffic leaves from `expect`: on AWS, exactly while

@@ -92,6 +92,66 @@ pub enum RawCheck {
     Http(RawHttpCheck),
     Haproxy(RawHaproxy),
     Egress(RawEgressCheck),
+    BackendSync(RawBackendSync),
+}
+
+/// `type = "backend_sync"`: keep a HAProxy backend's servers equal to a discovery source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackendSync {
+    pub source: RawSource,
+    pub backend: String,
+    /// The servers' port. Required for `asg`; for `consul` the service's registered port.
+    pub port: Option<i64>,
+    /// `"runtime"` (default) or `"reload"`.
+    pub apply: Option<String>,
+    pub stats_socket: Option<PathBuf>,
+    pub haproxy_config: Option<PathBuf>,
+    pub server_prefix: Option<String>,
+    pub server_options: Option<String>,
+    pub slots: Option<i64>,
+    pub min_servers: Option<i64>,
+    pub allow_empty: Option<bool>,
+    pub template: Option<PathBuf>,
+    pub haproxy_bin: Option<PathBuf>,
+    pub reload: Option<RawReload>,
+}
+
+/// Where the servers come from.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawSource {
+    Asg(RawAsgSource),
+    Consul(RawConsulSource),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAsgSource {
+    pub group: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsulSource {
+    pub service: String,
+    pub address: Option<String>,
+    pub datacenter: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub passing_only: Option<bool>,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+}
+
+/// How HAProxy is reloaded when a change needs one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReload {
+    pub master_socket: Option<PathBuf>,
+    pub command: Option<Vec<String>>,
+    pub window: Option<HumanDuration>,
+    pub timeout: Option<HumanDuration>,
 }
 
 /// `type = "egress"`: this node's traffic leaves from `expect` (checked through checkip).

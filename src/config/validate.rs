@@ -572,6 +572,47 @@ fn cross_checks(
             }
         }
     }
+    let mut synced: BTreeMap<(&Path, &str), &str> = BTreeMap::new();
+    let mut rendered: BTreeMap<&Path, &str> = BTreeMap::new();
+    for r in rules {
+        let CheckSpec::BackendSync(b) = &r.check else {
+            continue;
+        };
+        let item = format!("rule \"{}\"", r.name);
+        for a in r.on_fail.iter().chain(&r.on_recover) {
+            if let Some(ActionSpec::ClaimEip(_)) = actions.get(a) {
+                errs.push(&r.file, Some(&item), format!(
+                    "lists claim action \"{a}\": a backend sync's failure says nothing about this node's right to the Elastic IP; use an `sns` action to be told"));
+            }
+        }
+        if let Some(first) = synced.insert((b.stats_socket.as_path(), b.backend.as_str()), &r.name)
+        {
+            errs.push(&r.file, Some(&item), format!(
+                "backend {:?} is already kept in step by rule \"{first}\": one backend_sync rule per backend",
+                b.backend));
+        }
+        if let ApplyMode::Reload { .. } = b.apply {
+            if let Some(first) = rendered.insert(b.haproxy_config.as_path(), &r.name) {
+                errs.push(
+                    &r.file,
+                    Some(&item),
+                    format!(
+                        "rule \"{first}\" also renders {}: two templates cannot both own one file",
+                        b.haproxy_config.display()
+                    ),
+                );
+            }
+        }
+    }
+    for r in rules {
+        if let CheckSpec::BackendSync(b) = &r.check {
+            if b.apply == ApplyMode::Runtime && rendered.contains_key(b.haproxy_config.as_path()) {
+                errs.push(&r.file, Some(&format!("rule \"{}\"", r.name)), format!(
+                    "{} is rendered whole by a `reload` rule; a `runtime` rule cannot keep a block of it as well",
+                    b.haproxy_config.display()));
+            }
+        }
+    }
     let mut by_eip: BTreeMap<&EipRef, &str> = BTreeMap::new();
     for (name, a) in actions {
         if let ActionSpec::ClaimEip(c) = a {
@@ -613,9 +654,17 @@ fn rule(
     let v = &r.value;
     let before = errs.0.len();
 
+    let default_interval = match &v.check {
+        RawCheck::BackendSync(RawBackendSync {
+            source: RawSource::Consul(_),
+            ..
+        }) => defaults::SYNC_INTERVAL_CONSUL,
+        RawCheck::BackendSync(_) => defaults::SYNC_INTERVAL_ASG,
+        _ => defaults::INTERVAL,
+    };
     let interval = duration(
         &v.interval,
-        defaults::INTERVAL,
+        default_interval,
         INTERVAL,
         "interval",
         file,
@@ -703,6 +752,9 @@ fn rule(
                 })),
                 _ => None,
             }
+        }
+        RawCheck::BackendSync(b) => {
+            backend_sync(b, haproxy, file, item, errs).map(CheckSpec::BackendSync)
         }
     };
 
@@ -825,4 +877,239 @@ fn status_pattern(p: &StatusPattern) -> Result<std::ops::RangeInclusive<u16>, St
             }
         }
     }
+}
+
+/// HAProxy's identifier characters (proxy and server names).
+fn haproxy_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+const RELOAD_WINDOW: Range = Range(ms(100), secs(600));
+
+fn backend_sync(
+    b: &RawBackendSync,
+    haproxy: Option<&HaproxyProbeSpec>,
+    file: &Path,
+    item: &str,
+    errs: &mut Errors,
+) -> Option<BackendSyncSpec> {
+    let before = errs.0.len();
+    let push = |errs: &mut Errors, m: String| errs.push(file, Some(item), m);
+    if !haproxy_ident(&b.backend) {
+        push(
+            errs,
+            format!(
+                "`check.backend` = {:?}: not a HAProxy backend name (letters, digits, - _ . :)",
+                b.backend
+            ),
+        );
+    }
+    let port = match b.port {
+        None => None,
+        Some(p) if (1..=65535).contains(&p) => Some(p as u16),
+        Some(p) => {
+            push(
+                errs,
+                format!("`check.port` = {p}: must be between 1 and 65535"),
+            );
+            None
+        }
+    };
+    let source = match &b.source {
+        RawSource::Asg(a) => {
+            if a.group.is_empty() || a.group.len() > 255 {
+                push(
+                    errs,
+                    "`check.source.group`: an Auto Scaling group name of 1 to 255 characters"
+                        .into(),
+                );
+            }
+            if b.port.is_none() {
+                push(errs, "`check.port` is required with an `asg` source: instances do not say which port they serve on".into());
+            }
+            Some(SourceSpec::Asg {
+                group: a.group.clone(),
+            })
+        }
+        RawSource::Consul(c) => {
+            let address = url(
+                c.address.as_deref().unwrap_or(defaults::CONSUL_ADDRESS),
+                "check.source.address",
+                file,
+                item,
+                errs,
+            );
+            if c.service.is_empty() || c.service.contains('/') || c.service.contains('?') {
+                push(
+                    errs,
+                    format!(
+                        "`check.source.service` = {:?}: not a Consul service name",
+                        c.service
+                    ),
+                );
+            }
+            if c.tags.iter().any(|t| t.is_empty()) {
+                push(errs, "`check.source.tags`: a tag cannot be empty".into());
+            }
+            let token = match (&c.token_file, &c.token_env) {
+                (Some(_), Some(_)) => {
+                    push(
+                        errs,
+                        "set `check.source.token_file` or `token_env`, not both".into(),
+                    );
+                    None
+                }
+                (Some(f), None) => Some(TokenSource::File(f.clone())),
+                (None, Some(e)) if e.is_empty() => {
+                    push(
+                        errs,
+                        "`check.source.token_env` is empty: name an environment variable".into(),
+                    );
+                    None
+                }
+                (None, Some(e)) => Some(TokenSource::Env(e.clone())),
+                (None, None) => None,
+            };
+            address.map(|address| {
+                SourceSpec::Consul(ConsulSourceSpec {
+                    address,
+                    service: c.service.clone(),
+                    datacenter: c.datacenter.clone(),
+                    tags: c.tags.clone(),
+                    passing_only: c.passing_only.unwrap_or(true),
+                    token,
+                })
+            })
+        }
+    };
+    let apply = match (b.apply.as_deref(), &b.template) {
+        (None | Some("runtime"), None) => Some(ApplyMode::Runtime),
+        (None | Some("runtime"), Some(_)) => {
+            push(errs, "`check.template` is for `apply = \"reload\"`; runtime mode rewrites only its own block of the config file".into());
+            None
+        }
+        (Some("reload"), Some(t)) => Some(ApplyMode::Reload {
+            template: t.clone(),
+        }),
+        (Some("reload"), None) => {
+            push(errs, "`apply = \"reload\"` needs `check.template`: the file rendered into `haproxy_config`".into());
+            None
+        }
+        (Some(other), _) => {
+            push(errs, format!("`check.apply` = {other:?}: use \"runtime\" (live, through the stats socket) or \"reload\" (template + reload)"));
+            None
+        }
+    };
+    let server_prefix = b.server_prefix.clone().unwrap_or_else(|| b.backend.clone());
+    if !haproxy_ident(&server_prefix) || server_prefix.len() > 60 {
+        push(errs, format!("`check.server_prefix` = {server_prefix:?}: server names use letters, digits, - _ . : (at most 60)"));
+    }
+    let server_options = b
+        .server_options
+        .clone()
+        .unwrap_or_else(|| defaults::SERVER_OPTIONS.to_owned());
+    if server_options.chars().any(|c| c.is_control() || c == '#') {
+        push(
+            errs,
+            "`check.server_options`: one line of HAProxy server keywords, without comments".into(),
+        );
+    }
+    if server_options.split_whitespace().any(|w| w == "disabled") {
+        push(errs, "`check.server_options` must not say `disabled`: the watchdog decides which slots are in maintenance".into());
+    }
+    let count = |n: Option<i64>, default: u32, lo: i64, what: &str, errs: &mut Errors| -> u32 {
+        match n {
+            None => default,
+            Some(n) if (lo..=10_000).contains(&n) => n as u32,
+            Some(n) => {
+                errs.push(
+                    file,
+                    Some(item),
+                    format!("`check.{what}` = {n}: must be between {lo} and 10000"),
+                );
+                default
+            }
+        }
+    };
+    let slots = count(b.slots, defaults::SLOTS, 1, "slots", errs);
+    let min_servers = count(b.min_servers, defaults::MIN_SERVERS, 0, "min_servers", errs);
+    let allow_empty = b.allow_empty.unwrap_or(false);
+    if min_servers == 0 && !allow_empty {
+        errs.push(file, Some(item), "`check.min_servers = 0` would let one bad discovery answer empty the backend: set `allow_empty = true` if that is really wanted".to_owned());
+    }
+    let stats_socket = b
+        .stats_socket
+        .clone()
+        .or_else(|| haproxy.and_then(|h| h.stats_socket.clone()))
+        .unwrap_or_else(|| defaults::HAPROXY_SOCKET.into());
+    let raw_reload = b.reload.as_ref();
+    let method = match (
+        raw_reload.and_then(|r| r.master_socket.clone()),
+        raw_reload.and_then(|r| r.command.clone()),
+    ) {
+        (Some(_), Some(_)) => {
+            errs.push(
+                file,
+                Some(item),
+                "`check.reload`: set `master_socket` or `command`, not both".to_owned(),
+            );
+            None
+        }
+        (None, Some(c)) if c.is_empty() || c[0].is_empty() => {
+            errs.push(file, Some(item), "`check.reload.command` is empty: give the program and its arguments, like [\"systemctl\", \"reload\", \"haproxy\"]".to_owned());
+            None
+        }
+        (None, Some(c)) => Some(ReloadMethod::Command(c)),
+        (Some(s), None) => Some(ReloadMethod::MasterSocket(s)),
+        (None, None) => Some(ReloadMethod::MasterSocket(defaults::MASTER_SOCKET.into())),
+    };
+    let window = duration(
+        &raw_reload.and_then(|r| r.window.clone()),
+        defaults::RELOAD_WINDOW,
+        RELOAD_WINDOW,
+        "check.reload.window",
+        file,
+        item,
+        errs,
+    );
+    let reload_timeout = duration(
+        &raw_reload.and_then(|r| r.timeout.clone()),
+        defaults::RELOAD_TIMEOUT,
+        CHECK_TIMEOUT,
+        "check.reload.timeout",
+        file,
+        item,
+        errs,
+    );
+    if errs.0.len() > before {
+        return None;
+    }
+    Some(BackendSyncSpec {
+        source: source?,
+        backend: b.backend.clone(),
+        port,
+        apply: apply?,
+        stats_socket,
+        haproxy_config: b
+            .haproxy_config
+            .clone()
+            .unwrap_or_else(|| defaults::HAPROXY_CONFIG.into()),
+        server_prefix,
+        server_options,
+        slots,
+        min_servers,
+        allow_empty,
+        haproxy_bin: b
+            .haproxy_bin
+            .clone()
+            .unwrap_or_else(|| defaults::HAPROXY_BIN.into()),
+        reload: ReloadSpec {
+            method: method?,
+            window: window?,
+            timeout: reload_timeout?,
+        },
+    })
 }

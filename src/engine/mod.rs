@@ -65,11 +65,12 @@ impl RuleRunner {
     /// what is pending.
     pub async fn cycle<E: Effects>(&mut self, fx: &E) -> CycleReport {
         let rule = &self.rule;
-        let outcome = match tokio::time::timeout(rule.timeout, fx.check(rule)).await {
+        let deadline = rule.cycle_deadline();
+        let outcome = match tokio::time::timeout(deadline, fx.check(rule)).await {
             Ok(o) => o,
             Err(_) => Outcome::fail(format!(
                 "timed out after {}",
-                humantime::format_duration(rule.timeout)
+                humantime::format_duration(deadline)
             )),
         };
         telemetry::incr("checks_run_total", &[("rule", &rule.name)]);
@@ -229,7 +230,14 @@ async fn rule_loop<E: Effects>(
     fx: Arc<E>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut ticks = tokio::time::interval(runner.rule.interval);
+    // A rule that paces itself (a backend sync waiting on its source) goes round again at
+    // once; the short floor only keeps a misbehaving source from spinning.
+    let period = if runner.rule.paces_itself() {
+        MIN_SELF_PACED_GAP
+    } else {
+        runner.rule.interval
+    };
+    let mut ticks = tokio::time::interval(period);
     // A slow cycle delays the next one rather than causing a burst of catch-up cycles.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -243,6 +251,8 @@ async fn rule_loop<E: Effects>(
         runner.cycle(fx.as_ref()).await;
     }
 }
+
+const MIN_SELF_PACED_GAP: Duration = Duration::from_millis(50);
 
 #[cfg(test)]
 mod tests;

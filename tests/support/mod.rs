@@ -5,12 +5,16 @@
 //! Everything binds to 127.0.0.1 and is torn down on drop, even when a test fails.
 #![allow(dead_code)]
 
+pub mod asg;
 pub mod awsproxy;
 pub mod bed;
+pub mod consul;
 pub mod edge;
 pub mod haproxy;
 pub mod http;
 pub mod imds;
+pub mod lb;
+pub mod load;
 pub mod moto;
 pub mod netns;
 pub mod testbed;

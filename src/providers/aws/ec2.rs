@@ -121,3 +121,40 @@ impl Ec2 {
         })
     }
 }
+
+impl Ec2 {
+    /// Primary private IPv4 address of each running instance in `ids`, batched (one call per
+    /// 100 ids, paginated). Instances that are not running, or have no private address, are
+    /// left out: the caller compares what it asked for with what it got.
+    pub async fn private_ips(&self, ids: &[String]) -> Result<Vec<(String, Ipv4Addr)>, AwsError> {
+        const OP: &str = "ec2:DescribeInstances";
+        let mut out = Vec::new();
+        for batch in ids.chunks(100) {
+            let mut token: Option<String> = None;
+            loop {
+                called("ec2", "DescribeInstances");
+                let page = self
+                    .client
+                    .describe_instances()
+                    .set_instance_ids(Some(batch.to_vec()))
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk(OP, e))?;
+                for inst in page.reservations().iter().flat_map(|r| r.instances()) {
+                    let running =
+                        inst.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running");
+                    let ip = inst.private_ip_address().and_then(|s| s.parse().ok());
+                    if let (true, Some(id), Some(ip)) = (running, inst.instance_id(), ip) {
+                        out.push((id.to_owned(), ip));
+                    }
+                }
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+}

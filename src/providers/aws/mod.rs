@@ -2,6 +2,7 @@
 //! standard chains (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles, instance roles), overridable
 //! from `[aws]`; retries use the standard mode with bounded timeouts on every call.
 
+pub mod autoscaling;
 pub mod ec2;
 pub mod imds;
 pub mod sns;

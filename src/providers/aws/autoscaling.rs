@@ -1,0 +1,72 @@
+//! Auto Scaling group membership.
+
+use super::{called, AwsError};
+
+#[derive(Clone)]
+pub struct AutoScaling {
+    client: aws_sdk_autoscaling::Client,
+}
+
+/// An Auto Scaling group's instances, split by whether they should take traffic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members {
+    /// `InService` and `Healthy`.
+    pub serving: Vec<String>,
+    /// Every other instance, with its lifecycle state and health: `i-0abc (Pending, Healthy)`.
+    pub others: Vec<String>,
+}
+
+impl AutoScaling {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        AutoScaling {
+            client: aws_sdk_autoscaling::Client::new(config),
+        }
+    }
+
+    /// One DescribeAutoScalingGroups call (more only if the answer is paginated).
+    pub async fn members(&self, group: &str) -> Result<Members, AwsError> {
+        const OP: &str = "autoscaling:DescribeAutoScalingGroups";
+        let mut members = Members::default();
+        let mut found = false;
+        let mut token: Option<String> = None;
+        loop {
+            called("autoscaling", "DescribeAutoScalingGroups");
+            let page = self
+                .client
+                .describe_auto_scaling_groups()
+                .auto_scaling_group_names(group)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(OP, e))?;
+            for g in page.auto_scaling_groups() {
+                if g.auto_scaling_group_name() != Some(group) {
+                    continue;
+                }
+                found = true;
+                for i in g.instances() {
+                    let Some(id) = i.instance_id() else { continue };
+                    let state = i.lifecycle_state().map(|s| s.as_str()).unwrap_or("?");
+                    let health = i.health_status().unwrap_or("?");
+                    if state == "InService" && health == "Healthy" {
+                        members.serving.push(id.to_owned());
+                    } else {
+                        members.others.push(format!("{id} ({state}, {health})"));
+                    }
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        if !found {
+            return Err(AwsError {
+                operation: OP,
+                code: None,
+                message: format!("no Auto Scaling group named {group:?}"),
+            });
+        }
+        Ok(members)
+    }
+}

@@ -1,0 +1,264 @@
+//! The HAProxy configuration file on disk: the managed block of server slots that runtime
+//! mode keeps equal to what it set live, whole files rendered by reload mode, and the one way
+//! both are installed: checked with `haproxy -c`, then renamed into place.
+
+use super::plan::Slot;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+pub fn begin_marker(backend: &str) -> String {
+    format!("# BEGIN haproxy-watchdog servers of {backend}")
+}
+pub fn end_marker(backend: &str) -> String {
+    format!("# END haproxy-watchdog servers of {backend}")
+}
+
+/// The lines an operator adds to a backend to hand its servers to the watchdog.
+pub fn block_help(backend: &str) -> String {
+    format!(
+        "add these two lines inside `backend {backend}` of the HAProxy configuration, then reload it once: \"{}\" and \"{}\"",
+        begin_marker(backend),
+        end_marker(backend)
+    )
+}
+
+/// Where the managed block of `backend` sits in `text`.
+#[derive(Debug)]
+pub struct Block {
+    /// Line index of the BEGIN marker; the block's lines are between it and `end`.
+    begin: usize,
+    end: usize,
+    indent: String,
+}
+
+pub fn find_block(text: &str, backend: &str) -> Result<Block, String> {
+    let (b, e) = (begin_marker(backend), end_marker(backend));
+    let lines: Vec<&str> = text.lines().collect();
+    let find = |m: &str| {
+        let at: Vec<usize> = (0..lines.len()).filter(|i| lines[*i].trim() == m).collect();
+        at
+    };
+    match (find(&b).as_slice(), find(&e).as_slice()) {
+        ([begin], [end]) if begin < end => Ok(Block {
+            begin: *begin,
+            end: *end,
+            indent: lines[*begin][..lines[*begin].len() - lines[*begin].trim_start().len()]
+                .to_owned(),
+        }),
+        ([], []) => Err(format!("no managed block for backend {backend}: {}", block_help(backend))),
+        _ => Err(format!(
+            "the managed block of backend {backend} is broken: expected one \"{b}\" line followed by one \"{e}\" line"
+        )),
+    }
+}
+
+/// The text of one server line (without indentation).
+pub fn server_line(slot: &Slot, default_port: u16, options: &str) -> String {
+    let addr = match slot.target {
+        Some(t) => t.to_string(),
+        None => format!("0.0.0.0:{default_port}"),
+    };
+    let mut line = format!("server {} {addr}", slot.name);
+    if !options.is_empty() {
+        line.push(' ');
+        line.push_str(options);
+    }
+    if !slot.serving() {
+        line.push_str(" disabled");
+    }
+    line
+}
+
+/// `text` with the block's lines replaced by `servers` (each indented like the marker).
+pub fn replace_block(text: &str, block: &Block, servers: &[String]) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::with_capacity(text.len() + servers.len() * 64);
+    for l in &lines[..=block.begin] {
+        out.push_str(l);
+        out.push('\n');
+    }
+    for s in servers {
+        out.push_str(&block.indent);
+        out.push_str(s);
+        out.push('\n');
+    }
+    for l in &lines[block.end..] {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+/// One lock per file: rules keeping blocks of the same file write one at a time.
+pub fn lock_for(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(Default::default);
+    let mut m = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(path.to_owned()).or_default().clone()
+}
+
+pub async fn read(path: &Path) -> Result<String, String> {
+    tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| format!("HAProxy configuration {}: {e}", path.display()))
+}
+
+/// Install `text` as `path`: write a temporary file beside it (same owner-visible mode),
+/// have `haproxy -c` accept it, then rename it over the old file. A file HAProxy rejects is
+/// never installed; the old one stays.
+pub async fn install(
+    path: &Path,
+    text: &str,
+    haproxy_bin: &Path,
+    timeout: Duration,
+) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "haproxy.cfg".into());
+    let tmp = dir.join(format!(".{name}.watchdog-new"));
+    let result = async {
+        let mode = tokio::fs::metadata(path)
+            .await
+            .ok()
+            .map(|m| m.permissions());
+        write_synced(&tmp, text, mode)
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        check_config(haproxy_bin, &tmp, timeout).await?;
+        tokio::fs::rename(&tmp, path)
+            .await
+            .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))?;
+        if let Ok(d) = tokio::fs::File::open(dir).await {
+            let _ = d.sync_all().await;
+        }
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+async fn write_synced(
+    path: &Path,
+    text: &str,
+    mode: Option<std::fs::Permissions>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::File::create(path).await?;
+    if let Some(m) = mode {
+        f.set_permissions(m).await?;
+    }
+    f.write_all(text.as_bytes()).await?;
+    f.sync_all().await
+}
+
+/// `haproxy -c -f FILE`: does HAProxy accept this configuration?
+pub async fn check_config(
+    haproxy_bin: &Path,
+    file: &Path,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new(haproxy_bin);
+    // Not `-q`: it silences the very alerts that say what is wrong.
+    cmd.arg("-c")
+        .arg("-f")
+        .arg(file)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = match tokio::time::timeout(timeout, cmd.output()).await {
+        Err(_) => {
+            return Err(format!(
+                "`{} -c` did not finish within {}",
+                haproxy_bin.display(),
+                humantime::format_duration(timeout)
+            ))
+        }
+        Ok(Err(e)) => return Err(format!("cannot run {}: {e}", haproxy_bin.display())),
+        Ok(Ok(o)) => o,
+    };
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let first: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("[ALERT]") || l.contains("error"))
+        .take(3)
+        .collect();
+    Err(format!(
+        "HAProxy rejects the new configuration ({}): {}",
+        out.status,
+        if first.is_empty() {
+            text.trim().chars().take(300).collect::<String>()
+        } else {
+            first.join(" | ")
+        }
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::plan::Target;
+
+    const CFG: &str = "backend app\n    balance roundrobin\n    # BEGIN haproxy-watchdog servers of app\n    server old 1.2.3.4:80\n    # END haproxy-watchdog servers of app\n\nbackend other\n";
+
+    #[test]
+    fn block_is_replaced_in_place_with_its_indentation() {
+        let b = find_block(CFG, "app").unwrap();
+        let out = replace_block(CFG, &b, &["server app1 10.0.0.1:80 check".into()]);
+        assert_eq!(
+            out,
+            CFG.replace("server old 1.2.3.4:80", "server app1 10.0.0.1:80 check")
+        );
+    }
+
+    #[test]
+    fn missing_or_broken_markers_say_what_to_add() {
+        let e = find_block(CFG, "other").unwrap_err();
+        assert!(
+            e.contains("# BEGIN haproxy-watchdog servers of other"),
+            "{e}"
+        );
+        let twice = format!("{CFG}    # BEGIN haproxy-watchdog servers of app\n");
+        assert!(find_block(&twice, "app").unwrap_err().contains("broken"));
+        let reversed =
+            "# END haproxy-watchdog servers of a\n# BEGIN haproxy-watchdog servers of a\n";
+        assert!(find_block(reversed, "a").unwrap_err().contains("broken"));
+    }
+
+    #[test]
+    fn server_lines() {
+        let serving = Slot {
+            name: "app1".into(),
+            target: Some(Target {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 8080,
+            }),
+            maint: false,
+            draining: false,
+        };
+        assert_eq!(
+            server_line(&serving, 8080, "check"),
+            "server app1 10.0.0.1:8080 check"
+        );
+        let free = Slot {
+            target: None,
+            maint: true,
+            ..serving.clone()
+        };
+        assert_eq!(
+            server_line(&free, 8080, "check"),
+            "server app1 0.0.0.0:8080 check disabled"
+        );
+    }
+}

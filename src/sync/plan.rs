@@ -1,0 +1,280 @@
+//! The decision of a backend sync, kept pure: from the slots HAProxy has and the servers the
+//! source wants, the smallest list of commands that makes them equal. A server that stays
+//! keeps its slot; new servers go into free slots, lowest first, and are enabled before
+//! anything is taken out, so a replacement never dips the backend's capacity.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// One server the source wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.ip, self.port)
+    }
+}
+
+/// One pre-allocated server slot as HAProxy reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    pub name: String,
+    /// None when the slot has no usable address (`0.0.0.0`, a name, or port 0).
+    pub target: Option<Target>,
+    /// In maintenance (forced, inherited or by DNS resolution). A slot that only carries the
+    /// "disabled in the configuration" bit is *not* in maintenance once set ready.
+    pub maint: bool,
+    pub draining: bool,
+}
+
+impl Slot {
+    pub fn serving(&self) -> bool {
+        !self.maint && self.target.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Point the slot at the target and put it in service.
+    Enable { slot: String, target: Target },
+    /// Put a serving slot (which already points at the target) back to ready from drain.
+    Undrain { slot: String },
+    /// Take the slot out of service.
+    Disable { slot: String },
+}
+
+impl Command {
+    /// The stats socket command lines that carry this out in `backend`.
+    pub fn lines(&self, backend: &str) -> Vec<String> {
+        match self {
+            Command::Enable { slot, target } => vec![
+                format!(
+                    "set server {backend}/{slot} addr {} port {}",
+                    target.ip, target.port
+                ),
+                format!("set server {backend}/{slot} state ready"),
+            ],
+            Command::Undrain { slot } => vec![format!("set server {backend}/{slot} state ready")],
+            Command::Disable { slot } => vec![format!("set server {backend}/{slot} state maint")],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Enables first, then disables.
+    pub commands: Vec<Command>,
+    /// Servers that already have their slot.
+    pub kept: usize,
+    /// Servers that found no free slot.
+    pub unplaced: Vec<Target>,
+}
+
+impl Plan {
+    pub fn added(&self) -> usize {
+        self.commands
+            .iter()
+            .filter(|c| matches!(c, Command::Enable { .. }))
+            .count()
+    }
+    pub fn removed(&self) -> usize {
+        self.commands
+            .iter()
+            .filter(|c| matches!(c, Command::Disable { .. }))
+            .count()
+    }
+}
+
+/// Slots sorted the way an operator reads them: `app2` before `app10`.
+pub fn sort_slots(slots: &mut [Slot]) {
+    slots.sort_by(|a, b| natural_key(&a.name).cmp(&natural_key(&b.name)));
+}
+
+fn natural_key(name: &str) -> (String, u64, String) {
+    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (head, tail) = name.split_at(name.len() - digits);
+    (head.to_owned(), tail.parse().unwrap_or(0), name.to_owned())
+}
+
+/// `slots` must be sorted (see [`sort_slots`]).
+pub fn plan(slots: &[Slot], desired: &BTreeSet<Target>) -> Plan {
+    let mut placed: BTreeSet<Target> = BTreeSet::new();
+    let mut enables = Vec::new();
+    let mut disables = Vec::new();
+    let mut free: Vec<&Slot> = Vec::new();
+    let mut kept = 0;
+    for s in slots {
+        match s.target {
+            Some(t) if s.serving() && desired.contains(&t) && placed.insert(t) => {
+                kept += 1;
+                if s.draining {
+                    enables.push(Command::Undrain {
+                        slot: s.name.clone(),
+                    });
+                }
+            }
+            _ if s.serving() => {
+                // Not wanted, or a second slot serving the same server.
+                disables.push(Command::Disable {
+                    slot: s.name.clone(),
+                });
+            }
+            _ => free.push(s),
+        }
+    }
+    let mut unplaced = Vec::new();
+    for t in desired.iter().filter(|t| !placed.contains(t)) {
+        // A slot that served this very server before is the natural place to come back to.
+        let pick = free
+            .iter()
+            .position(|s| s.target == Some(*t))
+            .or_else(|| (!free.is_empty()).then_some(0));
+        match pick {
+            Some(i) => {
+                let s = free.remove(i);
+                enables.push(Command::Enable {
+                    slot: s.name.clone(),
+                    target: *t,
+                });
+            }
+            None => unplaced.push(*t),
+        }
+    }
+    enables.extend(disables);
+    Plan {
+        commands: enables,
+        kept,
+        unplaced,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(last: u8) -> Target {
+        Target {
+            ip: Ipv4Addr::new(10, 0, 0, last),
+            port: 8080,
+        }
+    }
+    fn slot(name: &str, target: Option<Target>, maint: bool) -> Slot {
+        Slot {
+            name: name.into(),
+            target,
+            maint,
+            draining: false,
+        }
+    }
+    fn set(ts: &[Target]) -> BTreeSet<Target> {
+        ts.iter().copied().collect()
+    }
+
+    #[test]
+    fn equal_state_needs_no_command() {
+        let slots = [
+            slot("a1", Some(t(1)), false),
+            slot("a2", Some(t(2)), false),
+            slot("a3", None, true),
+        ];
+        let p = plan(&slots, &set(&[t(1), t(2)]));
+        assert!(p.commands.is_empty());
+        assert_eq!(p.kept, 2);
+    }
+
+    #[test]
+    fn replacement_enables_before_it_disables_and_keeps_the_survivor() {
+        let slots = [
+            slot("a1", Some(t(1)), false),
+            slot("a2", Some(t(2)), false),
+            slot("a3", None, true),
+        ];
+        let p = plan(&slots, &set(&[t(2), t(3)]));
+        assert_eq!(
+            p.commands,
+            vec![
+                Command::Enable {
+                    slot: "a3".into(),
+                    target: t(3)
+                },
+                Command::Disable { slot: "a1".into() },
+            ]
+        );
+        assert_eq!(p.kept, 1);
+    }
+
+    #[test]
+    fn a_returning_server_gets_its_old_slot() {
+        let slots = [slot("a1", None, true), slot("a2", Some(t(7)), true)];
+        let p = plan(&slots, &set(&[t(7)]));
+        assert_eq!(
+            p.commands,
+            vec![Command::Enable {
+                slot: "a2".into(),
+                target: t(7)
+            }]
+        );
+    }
+
+    #[test]
+    fn too_few_slots_reports_the_rest() {
+        let slots = [slot("a1", None, true)];
+        let p = plan(&slots, &set(&[t(1), t(2), t(3)]));
+        assert_eq!(p.added(), 1);
+        assert_eq!(p.unplaced, vec![t(2), t(3)]);
+    }
+
+    #[test]
+    fn duplicates_and_drains_are_straightened_out() {
+        let mut drained = slot("a2", Some(t(1)), false);
+        drained.draining = true;
+        let slots = [
+            slot("a1", Some(t(1)), false),
+            drained,
+            Slot {
+                draining: true,
+                ..slot("a3", Some(t(3)), false)
+            },
+        ];
+        let p = plan(&slots, &set(&[t(1), t(3)]));
+        assert_eq!(
+            p.commands,
+            vec![
+                Command::Undrain { slot: "a3".into() },
+                Command::Disable { slot: "a2".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn slots_sort_naturally() {
+        let mut slots = vec![
+            slot("app10", None, true),
+            slot("app2", None, true),
+            slot("app1", None, true),
+        ];
+        sort_slots(&mut slots);
+        let names: Vec<&str> = slots.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["app1", "app2", "app10"]);
+    }
+
+    #[test]
+    fn command_lines() {
+        let c = Command::Enable {
+            slot: "app3".into(),
+            target: t(9),
+        };
+        assert_eq!(
+            c.lines("web"),
+            [
+                "set server web/app3 addr 10.0.0.9 port 8080",
+                "set server web/app3 state ready"
+            ]
+        );
+    }
+}

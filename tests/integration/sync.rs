@@ -1,0 +1,487 @@
+//! Backend sync against real HAProxy 2.6 (master-worker, on loopback), a Consul stand-in and
+//! moto's Auto Scaling: HAProxy's live servers and the file on disk end equal to the source.
+
+use crate::support::asg::Group;
+use crate::support::consul::{Consul, Instance};
+use crate::support::lb::{self, Backends, Lb};
+use crate::support::watchdog::{Env, Watchdog};
+use crate::support::{eventually, load};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(15);
+
+fn no_aws() -> Env {
+    Env {
+        aws_endpoint: "http://127.0.0.1:9".into(),
+        imds_endpoint: "http://127.0.0.1:9".into(),
+    }
+}
+
+/// A backend_sync rule for backend `app` of `lb`; `check` adds keys to its check table and
+/// `source` is the source table's body.
+fn rule(lb: &Lb, check: &str, source: &str) -> String {
+    format!(
+        r#"
+[rules.app]
+interval = "5s"
+fail_after = 2
+recover_after = 1
+
+[rules.app.check]
+type = "backend_sync"
+backend = "app"
+stats_socket = "{}"
+haproxy_config = "{}"
+server_options = "check inter 500ms"
+reload = {{ master_socket = "{}", window = "1s" }}
+{check}
+
+[rules.app.check.source]
+{source}
+"#,
+        lb.socket.display(),
+        lb.config.display(),
+        lb.master.display()
+    )
+}
+
+fn consul_source(c: &Consul) -> String {
+    format!(
+        "type = \"consul\"\nservice = \"web\"\naddress = \"{}\"\n",
+        c.url()
+    )
+}
+
+fn instances(b: &Backends, idx: &[usize]) -> Vec<Instance> {
+    idx.iter()
+        .map(|i| Instance::new(Backends::ip(*i), b.port))
+        .collect()
+}
+
+/// Wait until HAProxy serves exactly `want`, and the file on disk says the same.
+async fn converges(lb: &Lb, want: &BTreeSet<SocketAddr>, what: &str) {
+    eventually(WITHIN, what, || async {
+        (lb.serving().await.as_ref() == Some(want)).then_some(())
+    })
+    .await;
+    eventually(WITHIN, &format!("{what}: file on disk"), || async {
+        (&lb.file_serving() == want).then_some(())
+    })
+    .await;
+}
+
+async fn slot_of(lb: &Lb, addr: SocketAddr) -> Option<String> {
+    let slots = haproxy_watchdog::sync::runtime::servers(&lb.socket, "app")
+        .await
+        .ok()?;
+    slots
+        .into_iter()
+        .find(|s| s.serving() && s.target.map(|t| SocketAddr::from((t.ip, t.port))) == Some(addr))
+        .map(|s| s.name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_mode_follows_scale_out_scale_in_replace_and_bursts() {
+    let b = Backends::start(6).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1])).await;
+    let lb = Lb::start(&lb::block(4, b.port)).await;
+    let wd = Watchdog::start(
+        "lb",
+        &no_aws(),
+        &rule(&lb, "", &consul_source(&consul)),
+        &[],
+    );
+
+    converges(&lb, &b.addrs(&[0, 1]), "first sync").await;
+    let pid = lb.worker_pid().await;
+
+    consul.set(instances(&b, &[0, 1, 2, 3]));
+    converges(&lb, &b.addrs(&[0, 1, 2, 3]), "scale out").await;
+    let slot3 = slot_of(&lb, b.addr(3)).await;
+
+    consul.set(instances(&b, &[3]));
+    converges(&lb, &b.addrs(&[3]), "scale in").await;
+    assert_eq!(
+        slot_of(&lb, b.addr(3)).await,
+        slot3,
+        "a server that stays keeps its slot"
+    );
+
+    consul.set(instances(&b, &[4]));
+    converges(&lb, &b.addrs(&[4]), "replace").await;
+
+    // A burst: many changes faster than anyone could reload for.
+    let sets: [&[usize]; 6] = [&[0], &[0, 5], &[1, 2, 5], &[2], &[2, 3, 4], &[1, 5]];
+    for (k, s) in sets.iter().cycle().take(30).enumerate() {
+        consul.set(instances(&b, s));
+        tokio::time::sleep(Duration::from_millis(if k % 3 == 0 { 0 } else { 15 })).await;
+    }
+    converges(&lb, &b.addrs(&[1, 5]), "burst").await;
+    assert_eq!(
+        lb.worker_pid().await,
+        pid,
+        "runtime mode never reloads while slots last"
+    );
+    assert_eq!(wd.count("haproxy_reloaded"), 0);
+
+    // The file on disk is what a reload comes back with.
+    lb.reload().await;
+    assert_eq!(
+        lb.serving().await,
+        Some(b.addrs(&[1, 5])),
+        "after a reload\n{}",
+        wd.log()
+    );
+
+    // Blocking queries: after the first answer every query waited on Consul's index.
+    let (all, blocking) = consul.requests();
+    assert!(
+        blocking * 10 >= all * 8,
+        "{blocking} of {all} requests were blocking queries"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_slots_grows_them_with_one_reload() {
+    let b = Backends::start(5).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1, 2, 3, 4])).await;
+    let lb = Lb::start(&lb::block(2, b.port)).await;
+    let wd = Watchdog::start(
+        "lb",
+        &no_aws(),
+        &rule(&lb, "slots = 4", &consul_source(&consul)),
+        &[],
+    );
+
+    converges(&lb, &b.addrs(&[0, 1, 2, 3, 4]), "grown").await;
+    let e = wd
+        .wait_for(WITHIN, "slots_exhausted", |e| {
+            e["event"] == "slots_exhausted"
+        })
+        .await;
+    assert_eq!(e["slots"], 2, "{e}");
+    assert_eq!(wd.count("haproxy_reloaded"), 1, "{}", wd.log());
+    assert!(
+        lb.slot_count().await >= 8,
+        "grown by half again what was needed"
+    );
+
+    // The new slots are ordinary slots from then on.
+    consul.set(instances(&b, &[4]));
+    converges(&lb, &b.addrs(&[4]), "scale in after growth").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_discovery_answers_keep_the_servers() {
+    let b = Backends::start(3).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1, 2])).await;
+    let lb = Lb::start(&lb::block(4, b.port)).await;
+    let toml = rule(&lb, "min_servers = 2", &consul_source(&consul))
+        + "\n[actions.page]\ntype = \"sns\"\ntopic_arn = \"arn:aws:sns:us-east-1:123456789012:ops\"\n";
+    let toml = toml.replace(
+        "recover_after = 1\n",
+        "recover_after = 1\non_fail = [\"page\"]\n",
+    );
+    let wd = Watchdog::start("lb", &no_aws(), &toml, &["--dry-run"]);
+    // --dry-run keeps the SNS alert local; it also means the sync only logs what it would do.
+    wd.wait_for(WITHIN, "a dry-run round", |e| e["event"] == "dry_run")
+        .await;
+    drop(wd);
+
+    let wd = Watchdog::start(
+        "lb",
+        &no_aws(),
+        &toml.replace("on_fail = [\"page\"]\n", ""),
+        &[],
+    );
+    let all = b.addrs(&[0, 1, 2]);
+    converges(&lb, &all, "first sync").await;
+
+    consul.fail_with(Some((500, "rpc error making call: No cluster leader")));
+    wd.wait_for(WITHIN, "rule fails on a Consul outage", |e| {
+        e["event"] == "rule_failed"
+    })
+    .await;
+    let failed = wd.events("backend_sync_failed");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("No cluster leader"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        lb.serving().await,
+        Some(all.clone()),
+        "an outage keeps the servers"
+    );
+
+    consul.fail_with(None);
+    wd.wait_for(WITHIN, "recovery", |e| e["event"] == "rule_recovered")
+        .await;
+    consul.set(Vec::new());
+    wd.wait_for(WITHIN, "an empty answer refused", |e| {
+        e["event"] == "backend_sync_failed"
+            && e["error"].as_str().unwrap_or("").contains("no servers")
+    })
+    .await;
+    consul.set(instances(&b, &[2]));
+    wd.wait_for(WITHIN, "too few refused", |e| {
+        e["event"] == "backend_sync_failed"
+            && e["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("min_servers = 2")
+    })
+    .await;
+    assert_eq!(
+        lb.serving().await,
+        Some(all.clone()),
+        "bad answers keep the servers"
+    );
+    assert_eq!(lb.file_serving(), all);
+
+    consul.set(instances(&b, &[1, 2]));
+    converges(&lb, &b.addrs(&[1, 2]), "a good answer again").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gone_stats_socket_is_retried_until_haproxy_is_back() {
+    let b = Backends::start(3).await;
+    let consul = Consul::start("web", instances(&b, &[0])).await;
+    let mut lb = Lb::start(&lb::block(3, b.port)).await;
+    let wd = Watchdog::start(
+        "lb",
+        &no_aws(),
+        &rule(&lb, "", &consul_source(&consul)),
+        &[],
+    );
+    converges(&lb, &b.addrs(&[0]), "first sync").await;
+
+    lb.stop();
+    consul.set(instances(&b, &[1, 2]));
+    eventually(WITHIN, "retries", || async {
+        (wd.count("backend_sync_failed") >= 3).then_some(())
+    })
+    .await;
+    let e = &wd.events("backend_sync_failed")[0];
+    assert!(e["error"].as_str().unwrap().contains("admin.sock"), "{e}");
+    // Backoff: the retries are spaced out, not a busy loop.
+    assert!(wd.count("backend_sync_failed") < 10, "{}", wd.log());
+
+    lb.restart().await;
+    converges(&lb, &b.addrs(&[1, 2]), "after HAProxy is back").await;
+    assert!(wd.count("rule_task_crashed") == 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_scaling_group_scale_out_in_replace_and_unhealthy() {
+    let group = Group::start("web-asg", 2).await;
+    let lb = Lb::start(&lb::block(3, 8080)).await;
+    let env = Env {
+        aws_endpoint: group.moto.url.clone(),
+        imds_endpoint: "http://127.0.0.1:9".into(),
+    };
+    let toml = rule(
+        &lb,
+        "port = 8080\nserver_options = \"\"",
+        "type = \"asg\"\ngroup = \"web-asg\"\n",
+    )
+    .replace("server_options = \"check inter 500ms\"\n", "")
+    .replace("interval = \"5s\"", "interval = \"1s\"\ntimeout = \"1s\"");
+    let wd = Watchdog::start("lb", &env, &toml, &[]);
+
+    let want = |ips: BTreeSet<std::net::Ipv4Addr>| -> BTreeSet<SocketAddr> {
+        ips.into_iter()
+            .map(|ip| SocketAddr::from((ip, 8080)))
+            .collect()
+    };
+    converges(&lb, &want(group.serving_ips().await), "first sync").await;
+    assert_eq!(lb.serving().await.map(|s| s.len()), Some(2));
+
+    group.set_capacity(5).await;
+    converges(
+        &lb,
+        &want(group.serving_ips().await),
+        "scale out past the slots",
+    )
+    .await;
+    assert_eq!(lb.serving().await.map(|s| s.len()), Some(5));
+
+    group.set_capacity(1).await;
+    converges(&lb, &want(group.serving_ips().await), "scale in").await;
+
+    let ids = group.instance_ids().await;
+    group.terminate(&ids[0], false).await;
+    converges(&lb, &want(group.serving_ips().await), "replaced").await;
+
+    group.set_capacity(3).await;
+    converges(&lb, &want(group.serving_ips().await), "scale out again").await;
+    let ids = group.instance_ids().await;
+    group.set_unhealthy(&ids[1]).await;
+    let healthy = want(group.serving_ips().await);
+    converges(&lb, &healthy, "unhealthy instance out").await;
+    assert!(healthy.len() < 3 || group.instance_ids().await.len() > 3);
+
+    // Reads only: two calls per poll, nothing that changes AWS.
+    assert!(group.moto.watchdog_mutations().is_empty());
+    let groups = group.moto.watchdog_calls("DescribeAutoScalingGroups").len();
+    let instances = group.moto.watchdog_calls("DescribeInstances").len();
+    assert!(
+        groups > 0 && instances <= groups,
+        "{groups} group reads, {instances} instance reads"
+    );
+    drop(wd);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_mode_renders_checks_and_coalesces_reloads() {
+    let b = Backends::start(6).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1])).await;
+    let lb = Lb::start("  server seed 127.0.0.1:9 disabled\n").await;
+    let template = lb.dir.path().join("haproxy.cfg.j2");
+    let text = lb::config_text(&lb.socket, lb.port, "    {{ nodes }}\n");
+    std::fs::write(&template, &text).unwrap();
+    let check = format!("apply = \"reload\"\ntemplate = \"{}\"", template.display());
+    let wd = Watchdog::start(
+        "lb",
+        &no_aws(),
+        &rule(&lb, &check, &consul_source(&consul)),
+        &[],
+    );
+
+    converges(&lb, &b.addrs(&[0, 1]), "first render").await;
+    let text_now = std::fs::read_to_string(&lb.config).unwrap();
+    assert!(text_now.contains("server app_127.0.0.10_"), "{text_now}");
+
+    let t0 = std::time::Instant::now();
+    let reloads_before = wd.count("haproxy_reloaded");
+    for s in [
+        &[0usize, 1, 2][..],
+        &[0, 1, 2, 3],
+        &[1, 2, 3],
+        &[1, 2, 3, 4],
+        &[2, 3, 4, 5],
+        &[3, 4, 5],
+    ] {
+        consul.set(instances(&b, s));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    converges(&lb, &b.addrs(&[3, 4, 5]), "burst").await;
+    let reloads = wd.count("haproxy_reloaded") - reloads_before;
+    let window_bound = t0.elapsed().as_secs_f64().ceil() as usize + 1;
+    assert!(
+        reloads >= 1 && reloads <= window_bound,
+        "{reloads} reloads in {:?} with a 1s window",
+        t0.elapsed()
+    );
+
+    // A template HAProxy rejects is never installed.
+    std::fs::write(
+        &template,
+        text.replace("balance roundrobin", "balance no-such-algorithm"),
+    )
+    .unwrap();
+    let before = std::fs::read_to_string(&lb.config).unwrap();
+    consul.set(instances(&b, &[0]));
+    let e = wd
+        .wait_for(WITHIN, "a rejected template", |e| {
+            e["event"] == "backend_sync_failed"
+                && e["error"].as_str().unwrap_or("").contains("rejects")
+        })
+        .await;
+    assert!(e["error"].as_str().unwrap().contains("balance"), "{e}");
+    assert_eq!(std::fs::read_to_string(&lb.config).unwrap(), before);
+    assert_eq!(lb.serving().await, Some(b.addrs(&[3, 4, 5])));
+
+    std::fs::write(&template, &text).unwrap();
+    converges(&lb, &b.addrs(&[0]), "a good template again").await;
+}
+
+/// Swap one server in and out 200 times under wrk load; returns wrk's result.
+async fn changes_under_load(lb: &Lb, consul: &Consul, b: &Backends) -> load::WrkResult {
+    let wrk = load::start(&lb.url(), 16, Duration::from_secs(12));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for k in 0..200usize {
+        // Always at least two of six servers; one joins and one leaves at each step.
+        let set: Vec<usize> = (0..3).map(|j| (k + j) % 6).collect();
+        consul.set(instances(b, &set));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wrk.await.expect("wrk task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_runtime_changes_under_load_fail_no_request() {
+    let b = Backends::start(6).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1, 2])).await;
+    let lb = Lb::start(&lb::block(8, b.port)).await;
+    let wd = Watchdog::start(
+        "lb",
+        &no_aws(),
+        &rule(&lb, "", &consul_source(&consul)),
+        &[],
+    );
+    converges(&lb, &b.addrs(&[0, 1, 2]), "first sync").await;
+
+    let r = changes_under_load(&lb, &consul, &b).await;
+    let rounds = wd.events("backend_sync_applied");
+    let added: u64 = rounds.iter().filter_map(|e| e["added"].as_u64()).sum();
+    eprintln!("runtime mode: {} requests, {} failed; 200 changes applied in {} rounds, {added} servers added", r.requests, r.failed(), rounds.len());
+    assert!(r.requests > 1000, "wrk made too few requests:\n{}", r.text);
+    // Changes closer together than a round are folded into one; most are applied on their own.
+    assert!(
+        added >= 100,
+        "only {added} servers were added in {} rounds\n{}",
+        rounds.len(),
+        wd.log()
+    );
+    assert_eq!(
+        r.failed(),
+        0,
+        "failed requests under runtime changes:\n{}",
+        r.text
+    );
+    let last: Vec<usize> = (0..3).map(|j| (199 + j) % 6).collect();
+    converges(&lb, &b.addrs(&last), "end state").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_reload_mode_changes_under_load() {
+    let b = Backends::start(6).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1, 2])).await;
+    let lb = Lb::start("  server seed 127.0.0.1:9 disabled\n").await;
+    let template = lb.dir.path().join("haproxy.cfg.j2");
+    std::fs::write(
+        &template,
+        lb::config_text(&lb.socket, lb.port, "    {{ nodes }}\n"),
+    )
+    .unwrap();
+    let check = format!("apply = \"reload\"\ntemplate = \"{}\"", template.display());
+    let wd = Watchdog::start(
+        "lb",
+        &no_aws(),
+        &rule(&lb, &check, &consul_source(&consul)),
+        &[],
+    );
+    converges(&lb, &b.addrs(&[0, 1, 2]), "first render").await;
+
+    let r = changes_under_load(&lb, &consul, &b).await;
+    let reloads = wd.count("haproxy_reloaded");
+    eprintln!(
+        "reload mode: {} requests, {} failed, {reloads} reloads",
+        r.requests,
+        r.failed()
+    );
+    assert!(r.requests > 1000, "wrk made too few requests:\n{}", r.text);
+    // With `option idle-close-on-response` in the generated config, reloads drop nothing.
+    assert_eq!(r.failed(), 0, "failed requests under reloads:\n{}", r.text);
+    assert!(
+        (2..=16).contains(&reloads),
+        "{reloads} reloads for 200 changes in ~10 s with a 1 s window"
+    );
+    let last: Vec<usize> = (0..3).map(|j| (199 + j) % 6).collect();
+    converges(&lb, &b.addrs(&last), "end state").await;
+}

@@ -1,0 +1,151 @@
+//! An Auto Scaling group in moto: a VPC, a launch template and a group whose instances moto
+//! runs (with private IPs in the subnet), driven through the real SDK.
+
+use super::moto::Moto;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+pub struct Group {
+    pub moto: Moto,
+    pub name: String,
+    pub asg: aws_sdk_autoscaling::Client,
+    pub ec2: aws_sdk_ec2::Client,
+}
+
+impl Group {
+    pub async fn start(name: &str, capacity: i32) -> Group {
+        let moto = Moto::start().await;
+        let cfg = super::world::sdk_config(&moto.url).await;
+        let ec2 = aws_sdk_ec2::Client::new(&cfg);
+        let asg = aws_sdk_autoscaling::Client::new(&cfg);
+        let vpc = ec2
+            .create_vpc()
+            .cidr_block("10.0.0.0/16")
+            .send()
+            .await
+            .unwrap();
+        let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block("10.0.1.0/24")
+            .send()
+            .await
+            .unwrap();
+        let subnet_id = subnet.subnet().unwrap().subnet_id().unwrap().to_owned();
+        let images = ec2.describe_images().send().await.unwrap();
+        let ami = images
+            .images()
+            .first()
+            .and_then(|i| i.image_id())
+            .unwrap()
+            .to_owned();
+        ec2.create_launch_template()
+            .launch_template_name("web")
+            .launch_template_data(
+                aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                    .image_id(ami)
+                    .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        asg.create_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .launch_template(
+                aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                    .launch_template_name("web")
+                    .build(),
+            )
+            .min_size(0)
+            .max_size(50)
+            .desired_capacity(capacity)
+            .vpc_zone_identifier(subnet_id)
+            .send()
+            .await
+            .unwrap();
+        Group {
+            moto,
+            name: name.into(),
+            asg,
+            ec2,
+        }
+    }
+
+    pub async fn set_capacity(&self, n: i32) {
+        self.asg
+            .set_desired_capacity()
+            .auto_scaling_group_name(&self.name)
+            .desired_capacity(n)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    pub async fn instance_ids(&self) -> Vec<String> {
+        let out = self
+            .asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(&self.name)
+            .send()
+            .await
+            .unwrap();
+        out.auto_scaling_groups()[0]
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_owned))
+            .collect()
+    }
+
+    /// Terminate one instance; the group launches a replacement unless `decrement`.
+    pub async fn terminate(&self, id: &str, decrement: bool) {
+        self.asg
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(id)
+            .should_decrement_desired_capacity(decrement)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    pub async fn set_unhealthy(&self, id: &str) {
+        self.asg
+            .set_instance_health()
+            .instance_id(id)
+            .health_status("Unhealthy")
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The private IPs of the InService and Healthy instances, read independently of the
+    /// watchdog (one DescribeInstances per instance).
+    pub async fn serving_ips(&self) -> BTreeSet<Ipv4Addr> {
+        let out = self
+            .asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(&self.name)
+            .send()
+            .await
+            .unwrap();
+        let mut ips = BTreeSet::new();
+        for i in out.auto_scaling_groups()[0].instances() {
+            if i.lifecycle_state().map(|s| s.as_str()) != Some("InService")
+                || i.health_status() != Some("Healthy")
+            {
+                continue;
+            }
+            let d = self
+                .ec2
+                .describe_instances()
+                .instance_ids(i.instance_id().unwrap())
+                .send()
+                .await
+                .unwrap();
+            let inst = &d.reservations()[0].instances()[0];
+            ips.insert(inst.private_ip_address().unwrap().parse().unwrap());
+        }
+        ips
+    }
+}

@@ -1,0 +1,239 @@
+//! A load balancer for backend-sync tests: Debian's HAProxy 2.6 on loopback in master-worker
+//! mode (a master CLI socket for hitless reloads, like Debian's own unit runs it), with one
+//! backend `app` whose servers the watchdog manages, and real backend servers on 127.0.0.N
+//! addresses (all of 127.0.0.0/8 is loopback, so no address is added anywhere).
+
+use haproxy_watchdog::sync::runtime;
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Lb {
+    child: Option<Child>,
+    pub port: u16,
+    pub socket: PathBuf,
+    pub master: PathBuf,
+    pub config: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+pub const BEGIN: &str = "# BEGIN haproxy-watchdog servers of app";
+pub const END: &str = "# END haproxy-watchdog servers of app";
+
+/// The configuration around the servers: `servers` goes inside `backend app`.
+pub fn config_text(socket: &std::path::Path, port: u16, servers: &str) -> String {
+    format!(
+        "global\n  stats socket {} mode 600 level admin expose-fd listeners\n  maxconn 8000\n\
+defaults\n  mode http\n  timeout connect 1s\n  timeout client 10s\n  timeout server 10s\n  option idle-close-on-response\n\
+frontend www\n  bind 127.0.0.1:{port}\n  default_backend app\n\
+backend app\n  balance roundrobin\n{servers}",
+        socket.display()
+    )
+}
+
+/// A managed block with `n` free slots named app1..appN.
+pub fn block(n: usize, port: u16) -> String {
+    let mut s = format!("  {BEGIN}\n");
+    for i in 1..=n {
+        s.push_str(&format!(
+            "  server app{i} 0.0.0.0:{port} check inter 500ms disabled\n"
+        ));
+    }
+    s.push_str(&format!("  {END}\n"));
+    s
+}
+
+impl Lb {
+    /// Start with `servers` as the body of `backend app`.
+    pub async fn start(servers: &str) -> Lb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("admin.sock");
+        let master = dir.path().join("master.sock");
+        let config = dir.path().join("haproxy.cfg");
+        let port = super::free_port();
+        std::fs::write(&config, config_text(&socket, port, servers)).expect("write haproxy.cfg");
+        let mut lb = Lb {
+            child: None,
+            port,
+            socket,
+            master,
+            config,
+            dir,
+        };
+        lb.restart().await;
+        lb
+    }
+
+    /// (Re)start the master and wait for the worker's stats socket.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let log = std::fs::File::create(self.dir.path().join("haproxy.log")).expect("log");
+        let child = Command::new("haproxy")
+            .arg("-W")
+            .arg("-S")
+            .arg(&self.master)
+            .arg("-f")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("haproxy is not installed: run scripts/test-deps.sh");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if haproxy_watchdog::checks::haproxy::socket_command(&self.socket, "show info")
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("haproxy did not come up:\n{}", self.log());
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.master);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// What backend `app` serves now: its servers that are not in maintenance.
+    pub async fn serving(&self) -> Option<BTreeSet<SocketAddr>> {
+        let slots = runtime::servers(&self.socket, "app").await.ok()?;
+        Some(
+            slots
+                .iter()
+                .filter(|s| s.serving())
+                .filter_map(|s| s.target)
+                .map(|t| SocketAddr::from((t.ip, t.port)))
+                .collect(),
+        )
+    }
+
+    /// How many servers `app` has (slots included).
+    pub async fn slot_count(&self) -> usize {
+        runtime::servers(&self.socket, "app")
+            .await
+            .map(|s| s.len())
+            .unwrap_or(0)
+    }
+
+    /// What the file on disk would serve after a reload: `server` lines not `disabled`.
+    pub fn file_serving(&self) -> BTreeSet<SocketAddr> {
+        let text = std::fs::read_to_string(&self.config).expect("read haproxy.cfg");
+        let mut in_app = false;
+        let mut out = BTreeSet::new();
+        for line in text.lines() {
+            let l = line.trim();
+            if l.starts_with("backend ") || l.starts_with("frontend ") || l.starts_with("listen ") {
+                in_app = l == "backend app";
+            }
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if in_app && w.first() == Some(&"server") && !w.contains(&"disabled") {
+                if let Ok(a) = w[2].parse::<SocketAddr>() {
+                    out.insert(a);
+                }
+            }
+        }
+        out
+    }
+
+    /// Reload through the master CLI, as an operator (or a package upgrade) would.
+    pub async fn reload(&self) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let before = self.worker_pid().await;
+        let mut s = tokio::net::UnixStream::connect(&self.master)
+            .await
+            .expect("master socket");
+        s.write_all(b"reload\n").await.unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
+        super::eventually(
+            Duration::from_secs(10),
+            "the new HAProxy worker",
+            || async {
+                let pid = self.worker_pid().await;
+                (pid.is_some() && pid != before).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// The worker's pid as its stats socket reports it.
+    pub async fn worker_pid(&self) -> Option<u32> {
+        let info = haproxy_watchdog::checks::haproxy::socket_command(&self.socket, "show info")
+            .await
+            .ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("Pid: "))
+            .and_then(|p| p.trim().parse().ok())
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Real backend servers on distinct loopback addresses 127.0.0.(10+i), one port, each
+/// answering its own address.
+pub struct Backends {
+    pub port: u16,
+    servers: Vec<super::http::Server>,
+    pub hits: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Backends {
+    pub async fn start(n: usize) -> Backends {
+        let port = super::free_port();
+        let hits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut servers = Vec::new();
+        for i in 0..n {
+            let ip = Backends::ip(i);
+            let listener = tokio::net::TcpListener::bind((ip, port))
+                .await
+                .expect("bind backend");
+            let h = hits.clone();
+            let body = format!("{ip}\n");
+            servers.push(super::http::serve_on(
+                listener,
+                Arc::new(move |_| {
+                    h.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    super::http::Reply::ok(&body)
+                }),
+            ));
+        }
+        Backends {
+            port,
+            servers,
+            hits,
+        }
+    }
+
+    pub fn ip(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, 0, 10 + i as u8)
+    }
+
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from((Backends::ip(i), self.port))
+    }
+
+    pub fn addrs(&self, idx: &[usize]) -> BTreeSet<SocketAddr> {
+        idx.iter().map(|i| self.addr(*i)).collect()
+    }
+}
