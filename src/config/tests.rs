@@ -451,6 +451,15 @@ fn the_active_active_example_validates() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let c =
         load(&root.join("packaging/examples/active-active.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let sync =
+        load(&root.join("packaging/examples/backend-sync.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let CheckSpec::BackendSync(b) = &sync.rules[0].check else {
+        panic!("the example's rule is a backend sync")
+    };
+    assert_eq!(
+        (b.port, b.slots, b.apply.clone()),
+        (Some(8080), 20, ApplyMode::Runtime)
+    );
     assert!(matches!(
         c.rules
             .iter()
@@ -458,4 +467,94 @@ fn the_active_active_example_validates() {
             .map(|r| &r.check),
         Some(CheckSpec::Egress(_))
     ));
+}
+
+const SYNC: &str = r#"
+[rules.app]
+[rules.app.check]
+type = "backend_sync"
+backend = "app"
+port = 8080
+[rules.app.check.source]
+type = "asg"
+group = "web"
+"#;
+
+#[test]
+fn a_backend_sync_gets_its_defaults() {
+    let c = from_sources(&src(&[("s.toml", SYNC)])).unwrap();
+    let r = &c.rules[0];
+    assert_eq!(r.interval, defaults::SYNC_INTERVAL_ASG);
+    assert!(r.paces_itself());
+    let CheckSpec::BackendSync(b) = &r.check else {
+        panic!()
+    };
+    assert_eq!(b.apply, ApplyMode::Runtime);
+    assert_eq!(b.server_prefix, "app");
+    assert_eq!(b.server_options, "check");
+    assert_eq!((b.slots, b.min_servers, b.allow_empty), (10, 1, false));
+    assert_eq!(
+        b.reload.method,
+        ReloadMethod::MasterSocket(defaults::MASTER_SOCKET.into())
+    );
+    assert_eq!(b.haproxy_config, PathBuf::from(defaults::HAPROXY_CONFIG));
+    assert_eq!(
+        r.cycle_deadline(),
+        r.interval + r.timeout + b.reload.window + b.reload.timeout
+    );
+}
+
+#[test]
+fn backend_sync_mistakes_are_reported_together() {
+    let bad = SYNC
+        .replace("port = 8080\n", "port = 70000\napply = \"reload\"\nmin_servers = 0\nserver_options = \"check disabled\"\nreload = { master_socket = \"/m\", command = [\"x\"] }\n")
+        .replace("group = \"web\"", "group = \"\"");
+    let e = errors(&[("s.toml", &bad)]).join("\n");
+    for want in [
+        "`check.port` = 70000",
+        "needs `check.template`",
+        "min_servers = 0",
+        "must not say `disabled`",
+        "`master_socket` or `command`, not both",
+        "Auto Scaling group name",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+    let no_port = SYNC.replace("port = 8080\n", "");
+    assert!(errors(&[("s.toml", &no_port)])[0].contains("`check.port` is required"));
+    let unknown = SYNC.replace("group = \"web\"", "group = \"web\"\nregion = \"x\"");
+    assert!(errors(&[("s.toml", &unknown)])[0].contains("unknown field `region`"));
+}
+
+#[test]
+fn one_sync_per_backend_and_no_claims_on_sync_failure() {
+    let two = format!(
+        "{SYNC}{}\n[actions.claim]\ntype = \"claim_eip\"\neip = \"203.0.113.10\"\nsns_topic_arn = \"arn:aws:sns:us-east-1:1:t\"\n",
+        SYNC.replace("rules.app", "rules.app2")
+            .replace("[rules.app2]\n", "[rules.app2]\non_fail = [\"claim\"]\n")
+    );
+    let e = errors(&[("s.toml", &two)]).join("\n");
+    assert!(e.contains("already kept in step by rule \"app\""), "{e}");
+    assert!(e.contains("lists claim action \"claim\""), "{e}");
+}
+
+#[test]
+fn consul_source_settings() {
+    let consul = SYNC.replace(
+        "type = \"asg\"\ngroup = \"web\"",
+        "type = \"consul\"\nservice = \"web\"\ntags = [\"a\"]\ntoken_env = \"CONSUL_HTTP_TOKEN\"",
+    );
+    let c = from_sources(&src(&[("s.toml", &consul)])).unwrap();
+    assert_eq!(c.rules[0].interval, defaults::SYNC_INTERVAL_CONSUL);
+    let CheckSpec::BackendSync(b) = &c.rules[0].check else {
+        panic!()
+    };
+    let SourceSpec::Consul(s) = &b.source else {
+        panic!()
+    };
+    assert_eq!(s.address.as_str(), "http://127.0.0.1:8500/");
+    assert!(s.passing_only);
+    assert!(matches!(&s.token, Some(TokenSource::Env(v)) if v == "CONSUL_HTTP_TOKEN"));
+    let both = consul.replace("token_env", "token_file = \"/t\"\ntoken_env");
+    assert!(errors(&[("s.toml", &both)])[0].contains("not both"));
 }

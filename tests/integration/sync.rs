@@ -485,3 +485,34 @@ async fn two_hundred_reload_mode_changes_under_load() {
     let last: Vec<usize> = (0..3).map(|j| (199 + j) % 6).collect();
     converges(&lb, &b.addrs(&last), "end state").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_acl_token_and_tags_are_sent_and_the_token_never_logged() {
+    let b = Backends::start(3).await;
+    let mut untagged = Instance::new(Backends::ip(2), b.port);
+    untagged.tags = vec!["canary".into()];
+    let mut list = instances(&b, &[0, 1]);
+    list.push(untagged);
+    let consul = Consul::start("web", list).await;
+    consul.require_token("s3cret-consul-token");
+    let lb = Lb::start(&lb::block(4, b.port)).await;
+    let token = lb.dir.path().join("consul-token");
+    std::fs::write(&token, "wrong-token\n").unwrap();
+    let source = format!(
+        "{}tags = [\"web\"]\ntoken_file = \"{}\"\n",
+        consul_source(&consul),
+        token.display()
+    );
+    let wd = Watchdog::start("lb", &no_aws(), &rule(&lb, "", &source), &[]);
+    let e = wd
+        .wait_for(WITHIN, "a refused token", |e| {
+            e["event"] == "backend_sync_failed"
+        })
+        .await;
+    assert!(e["error"].as_str().unwrap().contains("HTTP 403"), "{e}");
+
+    // The token file is read on every query: rotating it needs no restart.
+    std::fs::write(&token, "s3cret-consul-token\n").unwrap();
+    converges(&lb, &b.addrs(&[0, 1]), "the tagged, passing instances").await;
+    assert!(!wd.log().contains("s3cret-consul-token"));
+}
