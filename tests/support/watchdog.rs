@@ -140,6 +140,10 @@ impl Watchdog {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Events whose `event` field is `name`.
     pub fn events(&self, name: &str) -> Vec<Value> {
         self.events

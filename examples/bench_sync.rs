@@ -1,0 +1,214 @@
+//! Backend-sync benchmark on real HAProxy 2.6 (loopback, master-worker), moto's Auto Scaling
+//! and the Consul stand-in:
+//!
+//! 1. latency from a change in the source to HAProxy serving the new server (median, p95),
+//!    for Consul blocking queries and for Auto Scaling polling;
+//! 2. failed requests per 1,000 changes under `wrk` load, in runtime and in reload mode;
+//! 3. the daemon's RSS and CPU with a 1,000-server backend, idle and with one change a second.
+//!
+//! Run it with `scripts/bench-sync.sh [--changes N] [--samples N]`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+use support::asg::Group;
+use support::consul::{Consul, Instance};
+use support::lb::{self, Backends, Lb};
+use support::watchdog::{Env, Watchdog};
+use tokio::time::Instant;
+
+struct Args {
+    changes: usize,
+    samples: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args { changes: 1000, samples: 50 };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        let mut n = || it.next().and_then(|n| n.parse().ok()).expect("a number");
+        match x.as_str() {
+            "--changes" => a.changes = n(),
+            "--samples" => a.samples = n(),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn no_aws() -> Env {
+    Env { aws_endpoint: "http://127.0.0.1:9".into(), imds_endpoint: "http://127.0.0.1:9".into() }
+}
+
+fn rule(lb: &Lb, interval: &str, check: &str, source: &str) -> String {
+    format!(
+        "[rules.app]\ninterval = \"{interval}\"\ntimeout = \"1s\"\n[rules.app.check]\ntype = \"backend_sync\"\nbackend = \"app\"\n\
+         stats_socket = \"{}\"\nhaproxy_config = \"{}\"\nreload = {{ master_socket = \"{}\", window = \"1s\" }}\n{check}\n\
+         [rules.app.check.source]\n{source}\n",
+        lb.socket.display(),
+        lb.config.display(),
+        lb.master.display()
+    )
+}
+
+fn consul_source(c: &Consul) -> String {
+    format!("type = \"consul\"\nservice = \"web\"\naddress = \"{}\"\n", c.url())
+}
+
+fn instances(b: &Backends, idx: &[usize]) -> Vec<Instance> {
+    idx.iter().map(|i| Instance::new(Backends::ip(*i), b.port)).collect()
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+/// Poll HAProxy's stats socket every 2 ms until `pred` holds; the time it took.
+async fn until(lb: &Lb, start: Instant, pred: impl Fn(&BTreeSet<SocketAddr>) -> bool) -> f64 {
+    loop {
+        if let Some(s) = lb.serving().await {
+            if pred(&s) {
+                return start.elapsed().as_secs_f64() * 1000.0;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "HAProxy never followed the change");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn consul_latency(samples: usize) -> Vec<f64> {
+    let b = Backends::start(4).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1])).await;
+    let lb = Lb::start(&lb::block(6, b.port)).await;
+    let _wd = Watchdog::start("lb", &no_aws(), &rule(&lb, "60s", "", &consul_source(&consul)), &[]);
+    until(&lb, Instant::now(), |s| s.len() == 2).await;
+    let mut out = Vec::new();
+    for k in 0..samples {
+        let new = 2 + k % 2;
+        let t = Instant::now();
+        consul.set(instances(&b, &[0, new]));
+        out.push(until(&lb, t, |s| s.contains(&b.addr(new)) && s.len() == 2).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    out
+}
+
+async fn asg_latency(samples: usize, interval: &str) -> Vec<f64> {
+    let group = Group::start("web-asg", 2).await;
+    let lb = Lb::start(&lb::block(6, 8080)).await;
+    let env = Env { aws_endpoint: group.moto.url.clone(), imds_endpoint: "http://127.0.0.1:9".into() };
+    let toml = rule(&lb, interval, "port = 8080\nserver_options = \"\"", "type = \"asg\"\ngroup = \"web-asg\"");
+    let _wd = Watchdog::start("lb", &env, &toml, &[]);
+    let target = |ips: BTreeSet<Ipv4Addr>| -> BTreeSet<SocketAddr> { ips.into_iter().map(|ip| SocketAddr::from((ip, 8080))).collect() };
+    let first = target(group.serving_ips().await);
+    until(&lb, Instant::now(), |s| s == &first).await;
+    let mut out = Vec::new();
+    for k in 0..samples {
+        let t = Instant::now();
+        group.set_capacity(if k % 2 == 0 { 3 } else { 2 }).await;
+        let want = target(group.serving_ips().await);
+        out.push(until(&lb, t, |s| s == &want).await);
+        // Start the next change at a random point of the poll cycle.
+        tokio::time::sleep(Duration::from_millis(137 * (k as u64 % 7))).await;
+    }
+    out
+}
+
+/// `changes` one-in-one-out swaps, 50 ms apart, under wrk; (requests, failed, wrk text).
+async fn under_load(reload_mode: bool, changes: usize) -> (u64, u64, usize) {
+    let b = Backends::start(6).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1, 2])).await;
+    let (lb, check) = if reload_mode {
+        let lb = Lb::start("  server seed 127.0.0.1:9 disabled\n").await;
+        let template = lb.dir.path().join("haproxy.cfg.j2");
+        std::fs::write(&template, lb::config_text(&lb.socket, lb.port, "    {{ nodes }}\n")).unwrap();
+        let check = format!("apply = \"reload\"\ntemplate = \"{}\"", template.display());
+        (lb, check)
+    } else {
+        (Lb::start(&lb::block(8, b.port)).await, String::new())
+    };
+    let wd = Watchdog::start("lb", &no_aws(), &rule(&lb, "60s", &check, &consul_source(&consul)), &[]);
+    until(&lb, Instant::now(), |s| s.len() == 3).await;
+    let secs = (changes as u64 * 50 / 1000) + 3;
+    let wrk = support::load::start(&lb.url(), 16, Duration::from_secs(secs));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for k in 0..changes {
+        let set: Vec<usize> = (0..3).map(|j| (k + j) % 6).collect();
+        consul.set(instances(&b, &set));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = wrk.await.unwrap();
+    (r.requests, r.failed(), wd.count("haproxy_reloaded"))
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap();
+    kb / 1024.0
+}
+
+/// A 1,000-server backend: (RSS MB, CPU % idle, CPU % with one change a second).
+async fn thousand_servers() -> (f64, f64, f64) {
+    let port = 8080;
+    let all: Vec<Instance> = (0..1000u32)
+        .map(|i| Instance::new(Ipv4Addr::new(10, 1, (i / 250) as u8, (i % 250 + 1) as u8), port))
+        .collect();
+    let consul = Consul::start("web", all.clone()).await;
+    let lb = Lb::start(&lb::block(1100, port)).await;
+    let wd = Watchdog::start("lb", &no_aws(), &rule(&lb, "60s", "server_options = \"\"", &consul_source(&consul)), &[]);
+    until(&lb, Instant::now(), |s| s.len() == 1000).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = wd.pid();
+    let hz = 100.0;
+    let t1 = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let idle = (cpu_ticks(pid) - t1) as f64 / hz / 20.0 * 100.0;
+    let t1 = cpu_ticks(pid);
+    for k in 0..20usize {
+        let mut list = all.clone();
+        list.remove(k);
+        consul.set(list);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let busy = (cpu_ticks(pid) - t1) as f64 / hz / 20.0 * 100.0;
+    (rss_mb(pid), idle, busy)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    println!("## Backend sync benchmark\n");
+    println!("| source | samples | median | p95 |\n| --- | --- | --- | --- |");
+    let mut c = consul_latency(a.samples).await;
+    println!("| Consul, blocking queries | {} | {:.0} ms | {:.0} ms |", c.len(), pct(&mut c, 0.5), pct(&mut c, 0.95));
+    let n = (a.samples / 3).max(5);
+    let mut g = asg_latency(n, "2s").await;
+    println!("| Auto Scaling, polled every 2 s | {} | {:.0} ms | {:.0} ms |", g.len(), pct(&mut g, 0.5), pct(&mut g, 0.95));
+
+    println!("\n| mode | changes | requests | failed | failed per 1,000 changes | reloads |\n| --- | --- | --- | --- | --- | --- |");
+    for reload in [false, true] {
+        let (req, failed, reloads) = under_load(reload, a.changes).await;
+        println!(
+            "| {} | {} | {req} | {failed} | {:.1} | {reloads} |",
+            if reload { "reload" } else { "runtime" },
+            a.changes,
+            failed as f64 * 1000.0 / a.changes as f64
+        );
+    }
+
+    let (rss, idle, busy) = thousand_servers().await;
+    println!("\n| 1,000 servers | RSS | CPU idle | CPU, one change a second |\n| --- | --- | --- | --- |");
+    println!("| watchdog, runtime mode, Consul | {rss:.1} MB | {idle:.1} % | {busy:.1} % of one core |");
+}
