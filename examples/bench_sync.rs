@@ -26,7 +26,10 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { changes: 1000, samples: 50 };
+    let mut a = Args {
+        changes: 1000,
+        samples: 50,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         let mut n = || it.next().and_then(|n| n.parse().ok()).expect("a number");
@@ -40,7 +43,10 @@ fn args() -> Args {
 }
 
 fn no_aws() -> Env {
-    Env { aws_endpoint: "http://127.0.0.1:9".into(), imds_endpoint: "http://127.0.0.1:9".into() }
+    Env {
+        aws_endpoint: "http://127.0.0.1:9".into(),
+        imds_endpoint: "http://127.0.0.1:9".into(),
+    }
 }
 
 fn rule(lb: &Lb, interval: &str, check: &str, source: &str) -> String {
@@ -55,11 +61,16 @@ fn rule(lb: &Lb, interval: &str, check: &str, source: &str) -> String {
 }
 
 fn consul_source(c: &Consul) -> String {
-    format!("type = \"consul\"\nservice = \"web\"\naddress = \"{}\"\n", c.url())
+    format!(
+        "type = \"consul\"\nservice = \"web\"\naddress = \"{}\"\n",
+        c.url()
+    )
 }
 
 fn instances(b: &Backends, idx: &[usize]) -> Vec<Instance> {
-    idx.iter().map(|i| Instance::new(Backends::ip(*i), b.port)).collect()
+    idx.iter()
+        .map(|i| Instance::new(Backends::ip(*i), b.port))
+        .collect()
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -76,7 +87,10 @@ async fn until(lb: &Lb, start: Instant, pred: impl Fn(&BTreeSet<SocketAddr>) -> 
                 return start.elapsed().as_secs_f64() * 1000.0;
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "HAProxy never followed the change");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "HAProxy never followed the change"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
@@ -85,7 +99,12 @@ async fn consul_latency(samples: usize) -> Vec<f64> {
     let b = Backends::start(4).await;
     let consul = Consul::start("web", instances(&b, &[0, 1])).await;
     let lb = Lb::start(&lb::block(6, b.port)).await;
-    let _wd = Watchdog::start("lb", &no_aws(), &rule(&lb, "60s", "", &consul_source(&consul)), &[]);
+    let _wd = Watchdog::start(
+        "lb",
+        &no_aws(),
+        &rule(&lb, "60s", "", &consul_source(&consul)),
+        &[],
+    );
     until(&lb, Instant::now(), |s| s.len() == 2).await;
     let mut out = Vec::new();
     for k in 0..samples {
@@ -101,10 +120,22 @@ async fn consul_latency(samples: usize) -> Vec<f64> {
 async fn asg_latency(samples: usize, interval: &str) -> Vec<f64> {
     let group = Group::start("web-asg", 2).await;
     let lb = Lb::start(&lb::block(6, 8080)).await;
-    let env = Env { aws_endpoint: group.moto.url.clone(), imds_endpoint: "http://127.0.0.1:9".into() };
-    let toml = rule(&lb, interval, "port = 8080\nserver_options = \"\"", "type = \"asg\"\ngroup = \"web-asg\"");
+    let env = Env {
+        aws_endpoint: group.moto.url.clone(),
+        imds_endpoint: "http://127.0.0.1:9".into(),
+    };
+    let toml = rule(
+        &lb,
+        interval,
+        "port = 8080\nserver_options = \"\"",
+        "type = \"asg\"\ngroup = \"web-asg\"",
+    );
     let _wd = Watchdog::start("lb", &env, &toml, &[]);
-    let target = |ips: BTreeSet<Ipv4Addr>| -> BTreeSet<SocketAddr> { ips.into_iter().map(|ip| SocketAddr::from((ip, 8080))).collect() };
+    let target = |ips: BTreeSet<Ipv4Addr>| -> BTreeSet<SocketAddr> {
+        ips.into_iter()
+            .map(|ip| SocketAddr::from((ip, 8080)))
+            .collect()
+    };
     let first = target(group.serving_ips().await);
     until(&lb, Instant::now(), |s| s == &first).await;
     let mut out = Vec::new();
@@ -120,19 +151,28 @@ async fn asg_latency(samples: usize, interval: &str) -> Vec<f64> {
 }
 
 /// `changes` one-in-one-out swaps, 50 ms apart, under wrk; (requests, failed, wrk text).
-async fn under_load(reload_mode: bool, changes: usize) -> (u64, u64, usize) {
+async fn under_load(reload_mode: bool, idle_close: bool, changes: usize) -> (u64, u64, usize) {
     let b = Backends::start(6).await;
     let consul = Consul::start("web", instances(&b, &[0, 1, 2])).await;
     let (lb, check) = if reload_mode {
         let lb = Lb::start("  server seed 127.0.0.1:9 disabled\n").await;
         let template = lb.dir.path().join("haproxy.cfg.j2");
-        std::fs::write(&template, lb::config_text(&lb.socket, lb.port, "    {{ nodes }}\n")).unwrap();
+        let mut text = lb::config_text(&lb.socket, lb.port, "    {{ nodes }}\n");
+        if !idle_close {
+            text = text.replace("  option idle-close-on-response\n", "");
+        }
+        std::fs::write(&template, text).unwrap();
         let check = format!("apply = \"reload\"\ntemplate = \"{}\"", template.display());
         (lb, check)
     } else {
         (Lb::start(&lb::block(8, b.port)).await, String::new())
     };
-    let wd = Watchdog::start("lb", &no_aws(), &rule(&lb, "60s", &check, &consul_source(&consul)), &[]);
+    let wd = Watchdog::start(
+        "lb",
+        &no_aws(),
+        &rule(&lb, "60s", &check, &consul_source(&consul)),
+        &[],
+    );
     until(&lb, Instant::now(), |s| s.len() == 3).await;
     let secs = (changes as u64 * 50 / 1000) + 3;
     let wrk = support::load::start(&lb.url(), 16, Duration::from_secs(secs));
@@ -146,35 +186,59 @@ async fn under_load(reload_mode: bool, changes: usize) -> (u64, u64, usize) {
     (r.requests, r.failed(), wd.count("haproxy_reloaded"))
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
+/// utime + stime of the process, and of its waited-for children (`haproxy -c`).
+fn cpu_ticks(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    (f[11] + f[12], f[13] + f[14])
 }
 
 fn rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap();
     kb / 1024.0
 }
 
-/// A 1,000-server backend: (RSS MB, CPU % idle, CPU % with one change a second).
-async fn thousand_servers() -> (f64, f64, f64) {
+/// A 1,000-server backend: RSS MB, CPU % idle, CPU % with one change a second, and the
+/// CPU % of the `haproxy -c` runs that checked each rewritten file.
+async fn thousand_servers() -> (f64, f64, f64, f64) {
     let port = 8080;
     let all: Vec<Instance> = (0..1000u32)
-        .map(|i| Instance::new(Ipv4Addr::new(10, 1, (i / 250) as u8, (i % 250 + 1) as u8), port))
+        .map(|i| {
+            Instance::new(
+                Ipv4Addr::new(10, 1, (i / 250) as u8, (i % 250 + 1) as u8),
+                port,
+            )
+        })
         .collect();
     let consul = Consul::start("web", all.clone()).await;
     let lb = Lb::start(&lb::block(1100, port)).await;
-    let wd = Watchdog::start("lb", &no_aws(), &rule(&lb, "60s", "server_options = \"\"", &consul_source(&consul)), &[]);
+    let wd = Watchdog::start(
+        "lb",
+        &no_aws(),
+        &rule(&lb, "60s", "server_options = \"\"", &consul_source(&consul)),
+        &[],
+    );
     until(&lb, Instant::now(), |s| s.len() == 1000).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pid = wd.pid();
     let hz = 100.0;
+    let pct = |a: u64, b: u64| (b - a) as f64 / hz / 20.0 * 100.0;
     let t1 = cpu_ticks(pid);
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let idle = (cpu_ticks(pid) - t1) as f64 / hz / 20.0 * 100.0;
+    let idle = pct(t1.0, cpu_ticks(pid).0);
     let t1 = cpu_ticks(pid);
     for k in 0..20usize {
         let mut list = all.clone();
@@ -182,8 +246,8 @@ async fn thousand_servers() -> (f64, f64, f64) {
         consul.set(list);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let busy = (cpu_ticks(pid) - t1) as f64 / hz / 20.0 * 100.0;
-    (rss_mb(pid), idle, busy)
+    let t2 = cpu_ticks(pid);
+    (rss_mb(pid), idle, pct(t1.0, t2.0), pct(t1.1, t2.1))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -192,23 +256,40 @@ async fn main() {
     println!("## Backend sync benchmark\n");
     println!("| source | samples | median | p95 |\n| --- | --- | --- | --- |");
     let mut c = consul_latency(a.samples).await;
-    println!("| Consul, blocking queries | {} | {:.0} ms | {:.0} ms |", c.len(), pct(&mut c, 0.5), pct(&mut c, 0.95));
+    println!(
+        "| Consul, blocking queries | {} | {:.0} ms | {:.0} ms |",
+        c.len(),
+        pct(&mut c, 0.5),
+        pct(&mut c, 0.95)
+    );
     let n = (a.samples / 3).max(5);
     let mut g = asg_latency(n, "2s").await;
-    println!("| Auto Scaling, polled every 2 s | {} | {:.0} ms | {:.0} ms |", g.len(), pct(&mut g, 0.5), pct(&mut g, 0.95));
+    println!(
+        "| Auto Scaling, polled every 2 s | {} | {:.0} ms | {:.0} ms |",
+        g.len(),
+        pct(&mut g, 0.5),
+        pct(&mut g, 0.95)
+    );
 
     println!("\n| mode | changes | requests | failed | failed per 1,000 changes | reloads |\n| --- | --- | --- | --- | --- | --- |");
-    for reload in [false, true] {
-        let (req, failed, reloads) = under_load(reload, a.changes).await;
+    for (reload, idle_close, label) in [
+        (false, true, "runtime"),
+        (true, true, "reload"),
+        (
+            true,
+            false,
+            "reload, without `option idle-close-on-response`",
+        ),
+    ] {
+        let (req, failed, reloads) = under_load(reload, idle_close, a.changes).await;
         println!(
-            "| {} | {} | {req} | {failed} | {:.1} | {reloads} |",
-            if reload { "reload" } else { "runtime" },
+            "| {label} | {} | {req} | {failed} | {:.1} | {reloads} |",
             a.changes,
             failed as f64 * 1000.0 / a.changes as f64
         );
     }
 
-    let (rss, idle, busy) = thousand_servers().await;
-    println!("\n| 1,000 servers | RSS | CPU idle | CPU, one change a second |\n| --- | --- | --- | --- |");
-    println!("| watchdog, runtime mode, Consul | {rss:.1} MB | {idle:.1} % | {busy:.1} % of one core |");
+    let (rss, idle, busy, checks) = thousand_servers().await;
+    println!("\n| 1,000 servers | RSS | CPU idle | CPU, one change a second | its `haproxy -c` runs |\n| --- | --- | --- | --- | --- |");
+    println!("| watchdog, runtime mode, Consul | {rss:.1} MB | {idle:.1} % | {busy:.1} % of one core | {checks:.1} % of one core |");
 }

@@ -253,7 +253,8 @@ impl Syncer {
 
     /// The backend's slots: its servers named `<prefix><number>`, in order.
     async fn slots(&self) -> Result<Vec<Slot>, String> {
-        let all = runtime::servers(&self.spec.stats_socket, &self.spec.backend).await?;
+        let all =
+            runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
         let prefix = &self.spec.server_prefix;
         let mut slots: Vec<Slot> = all
             .into_iter()
@@ -286,7 +287,13 @@ impl Syncer {
                 plan.kept
             ));
         }
-        runtime::execute(&spec.stats_socket, &spec.backend, &plan.commands).await?;
+        runtime::execute(
+            &spec.stats_socket,
+            &spec.backend,
+            &plan.commands,
+            self.timeout,
+        )
+        .await?;
         self.count(&plan);
         let after = self.slots().await?;
         let left = plan::plan(&after, desired);
@@ -424,16 +431,7 @@ impl Syncer {
         let before = live.unwrap_or_default();
         let added = desired.difference(&before).count();
         let removed = before.difference(desired).count();
-        telemetry::incr_by(
-            "backend_sync_changes_total",
-            &[("rule", &self.rule), ("op", "add")],
-            added as u64,
-        );
-        telemetry::incr_by(
-            "backend_sync_changes_total",
-            &[("rule", &self.rule), ("op", "remove")],
-            removed as u64,
-        );
+        self.count_changes(added, removed);
         tracing::info!(event = "backend_sync_applied", rule = %self.rule, backend = %spec.backend, mode = "reload",
             added, removed, servers = desired.len());
         Ok(format!(
@@ -456,7 +454,8 @@ impl Syncer {
 
     /// The targets the backend serves right now (reload mode: every server in it).
     async fn live_targets(&self) -> Result<BTreeSet<Target>, String> {
-        let all = runtime::servers(&self.spec.stats_socket, &self.spec.backend).await?;
+        let all =
+            runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
         Ok(all
             .iter()
             .filter(|s| s.serving())
@@ -501,18 +500,19 @@ impl Syncer {
         }
     }
 
+    fn count_changes(&self, added: usize, removed: usize) {
+        for (op, n) in [("add", added), ("remove", removed)] {
+            telemetry::incr_by(
+                "backend_sync_changes_total",
+                &[("rule", &self.rule), ("op", op)],
+                n as u64,
+            );
+        }
+    }
+
     fn count(&self, plan: &plan::Plan) {
         let (added, removed) = (plan.added(), plan.removed());
-        telemetry::incr_by(
-            "backend_sync_changes_total",
-            &[("rule", &self.rule), ("op", "add")],
-            added as u64,
-        );
-        telemetry::incr_by(
-            "backend_sync_changes_total",
-            &[("rule", &self.rule), ("op", "remove")],
-            removed as u64,
-        );
+        self.count_changes(added, removed);
         if added + removed > 0 {
             tracing::info!(event = "backend_sync_applied", rule = %self.rule, backend = %self.spec.backend, mode = "runtime",
                 added, removed, kept = plan.kept, unplaced = plan.unplaced.len());

@@ -5,6 +5,7 @@ use super::plan::{Command, Slot, Target};
 use crate::checks::haproxy::socket_command;
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::time::Duration;
 
 /// Admin-state bits of `show servers state` (HAProxy's `SRV_ADMF_*`): forced, inherited and
 /// resolution maintenance. `0x04` (disabled in the configuration) stays set on a slot that was
@@ -12,9 +13,22 @@ use std::path::Path;
 const ADMIN_MAINT: u32 = 0x01 | 0x02 | 0x20;
 const ADMIN_DRAIN: u32 = 0x08 | 0x10;
 
+/// One command line to the stats socket, answered within `timeout` (a frozen HAProxy
+/// accepts connections and never answers).
+async fn command(socket: &Path, line: &str, timeout: Duration) -> Result<String, String> {
+    match tokio::time::timeout(timeout, socket_command(socket, line)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "stats socket {}: no answer within {}",
+            socket.display(),
+            humantime::format_duration(timeout)
+        )),
+    }
+}
+
 /// Every server of `backend` (the caller picks the slots among them).
-pub async fn servers(socket: &Path, backend: &str) -> Result<Vec<Slot>, String> {
-    let reply = socket_command(socket, &format!("show servers state {backend}")).await?;
+pub async fn servers(socket: &Path, backend: &str, timeout: Duration) -> Result<Vec<Slot>, String> {
+    let reply = command(socket, &format!("show servers state {backend}"), timeout).await?;
     parse_servers_state(&reply, backend)
 }
 
@@ -80,10 +94,15 @@ pub fn parse_servers_state(reply: &str, backend: &str) -> Result<Vec<Slot>, Stri
 
 /// Send each command and check its answer: `set server ... addr` says what it changed,
 /// `set server ... state` answers nothing. Stops at the first refusal.
-pub async fn execute(socket: &Path, backend: &str, commands: &[Command]) -> Result<(), String> {
+pub async fn execute(
+    socket: &Path,
+    backend: &str,
+    commands: &[Command],
+    timeout: Duration,
+) -> Result<(), String> {
     for c in commands {
         let lines = c.lines(backend);
-        let reply = socket_command(socket, &lines.join(";")).await?;
+        let reply = command(socket, &lines.join(";"), timeout).await?;
         let reply = reply.trim();
         let ok = match c {
             Command::Enable { .. } => {

@@ -73,7 +73,7 @@ async fn converges(lb: &Lb, want: &BTreeSet<SocketAddr>, what: &str) {
 }
 
 async fn slot_of(lb: &Lb, addr: SocketAddr) -> Option<String> {
-    let slots = haproxy_watchdog::sync::runtime::servers(&lb.socket, "app")
+    let slots = haproxy_watchdog::sync::runtime::servers(&lb.socket, "app", Duration::from_secs(5))
         .await
         .ok()?;
     slots
@@ -274,6 +274,22 @@ async fn a_gone_stats_socket_is_retried_until_haproxy_is_back() {
     lb.restart().await;
     converges(&lb, &b.addrs(&[1, 2]), "after HAProxy is back").await;
     assert!(wd.count("rule_task_crashed") == 0);
+
+    // A frozen HAProxy (it accepts on the socket and never answers) times out, and is
+    // retried like a missing one.
+    let worker = lb.worker_pid().await.expect("worker pid");
+    lb.signal(worker, "-STOP");
+    consul.set(instances(&b, &[0]));
+    wd.wait_for(WITHIN, "a timed-out stats socket", |e| {
+        e["event"] == "backend_sync_failed"
+            && e["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("no answer within")
+    })
+    .await;
+    lb.signal(worker, "-CONT");
+    converges(&lb, &b.addrs(&[0]), "after HAProxy thaws").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

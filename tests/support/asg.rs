@@ -18,28 +18,7 @@ impl Group {
         let cfg = super::world::sdk_config(&moto.url).await;
         let ec2 = aws_sdk_ec2::Client::new(&cfg);
         let asg = aws_sdk_autoscaling::Client::new(&cfg);
-        let vpc = ec2
-            .create_vpc()
-            .cidr_block("10.0.0.0/16")
-            .send()
-            .await
-            .unwrap();
-        let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
-        let subnet = ec2
-            .create_subnet()
-            .vpc_id(&vpc_id)
-            .cidr_block("10.0.1.0/24")
-            .send()
-            .await
-            .unwrap();
-        let subnet_id = subnet.subnet().unwrap().subnet_id().unwrap().to_owned();
-        let images = ec2.describe_images().send().await.unwrap();
-        let ami = images
-            .images()
-            .first()
-            .and_then(|i| i.image_id())
-            .unwrap()
-            .to_owned();
+        let (subnet_id, ami) = super::world::subnet_and_image(&ec2).await;
         ec2.create_launch_template()
             .launch_template_name("web")
             .launch_template_data(

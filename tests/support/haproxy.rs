@@ -88,17 +88,7 @@ impl Haproxy {
             .spawn()
             .expect("spawn haproxy");
         self.child = Some(child);
-        for _ in 0..100 {
-            if haproxy_watchdog::checks::haproxy::socket_command(&self.socket, "show info")
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let log = std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default();
-        panic!("haproxy did not come up:\n{log}");
+        wait_for_socket(&self.socket, &self.dir.path().join("haproxy.log")).await;
     }
 
     /// Freeze it (SIGSTOP): connections are still accepted by the kernel, never answered.
@@ -128,4 +118,19 @@ impl Drop for Haproxy {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Wait up to 5 s for a stats socket to answer `show info`; panic with HAProxy's log if not.
+pub async fn wait_for_socket(socket: &std::path::Path, log: &std::path::Path) {
+    for _ in 0..100 {
+        if haproxy_watchdog::checks::haproxy::socket_command(socket, "show info")
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    panic!("haproxy did not come up:\n{log}");
 }

@@ -82,16 +82,7 @@ impl Lb {
             .spawn()
             .expect("haproxy is not installed: run scripts/test-deps.sh");
         self.child = Some(child);
-        for _ in 0..100 {
-            if haproxy_watchdog::checks::haproxy::socket_command(&self.socket, "show info")
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("haproxy did not come up:\n{}", self.log());
+        super::haproxy::wait_for_socket(&self.socket, &self.dir.path().join("haproxy.log")).await;
     }
 
     pub fn stop(&mut self) {
@@ -113,7 +104,9 @@ impl Lb {
 
     /// What backend `app` serves now: its servers that are not in maintenance.
     pub async fn serving(&self) -> Option<BTreeSet<SocketAddr>> {
-        let slots = runtime::servers(&self.socket, "app").await.ok()?;
+        let slots = runtime::servers(&self.socket, "app", Duration::from_secs(5))
+            .await
+            .ok()?;
         Some(
             slots
                 .iter()
@@ -126,7 +119,7 @@ impl Lb {
 
     /// How many servers `app` has (slots included).
     pub async fn slot_count(&self) -> usize {
-        runtime::servers(&self.socket, "app")
+        runtime::servers(&self.socket, "app", Duration::from_secs(5))
             .await
             .map(|s| s.len())
             .unwrap_or(0)
@@ -171,6 +164,15 @@ impl Lb {
             },
         )
         .await;
+    }
+
+    /// Send `signal` (`-STOP`, `-CONT`) to a process (the worker: [`Lb::worker_pid`]).
+    pub fn signal(&self, pid: u32, signal: &str) {
+        let ok = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
     }
 
     /// The worker's pid as its stats socket reports it.

@@ -49,6 +49,33 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// A VPC with one subnet (10.0.1.0/24), and an AMI to launch there: (subnet id, image id).
+pub async fn subnet_and_image(ec2: &aws_sdk_ec2::Client) -> (String, String) {
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block("10.0.1.0/24")
+        .send()
+        .await
+        .unwrap();
+    let subnet_id = subnet.subnet().unwrap().subnet_id().unwrap().to_owned();
+    let images = ec2.describe_images().send().await.unwrap();
+    let ami = images
+        .images()
+        .first()
+        .and_then(|i| i.image_id())
+        .unwrap()
+        .to_owned();
+    (subnet_id, ami)
+}
+
 impl World {
     /// `names.len()` instances, each with one ENI; the EIP starts unassociated.
     pub async fn new(names: &[&str]) -> World {
@@ -58,28 +85,7 @@ impl World {
         let sns = aws_sdk_sns::Client::new(&cfg);
         let sqs = aws_sdk_sqs::Client::new(&cfg);
 
-        let vpc = ec2
-            .create_vpc()
-            .cidr_block("10.0.0.0/16")
-            .send()
-            .await
-            .unwrap();
-        let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
-        let subnet = ec2
-            .create_subnet()
-            .vpc_id(&vpc_id)
-            .cidr_block("10.0.1.0/24")
-            .send()
-            .await
-            .unwrap();
-        let subnet_id = subnet.subnet().unwrap().subnet_id().unwrap().to_owned();
-        let images = ec2.describe_images().send().await.unwrap();
-        let ami = images
-            .images()
-            .first()
-            .and_then(|i| i.image_id())
-            .unwrap()
-            .to_owned();
+        let (subnet_id, ami) = subnet_and_image(&ec2).await;
 
         let mut nodes = Vec::new();
         for name in names {
