@@ -120,7 +120,12 @@ pub async fn build(config: &Config, dry_run: bool) -> Result<Daemon, BuildError>
     let (alert_stop, alert_stop_rx) = watch::channel(false);
     let (alerter, alert_task) = Alerter::spawn(sns, alert_stop_rx);
     let in_flight = InFlight::default();
-    if config.haproxy.health_url.is_none()
+    let claims = config
+        .actions
+        .values()
+        .any(|a| matches!(a, ActionSpec::ClaimEip(_)));
+    if claims
+        && config.haproxy.health_url.is_none()
         && config.haproxy.frontend.is_none()
         && config.haproxy.backend.is_none()
     {

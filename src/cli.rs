@@ -254,8 +254,14 @@ pub fn summary(reports: &[CycleReport]) -> String {
         .max()
         .unwrap_or(4)
         .max(4);
+    let cw = reports
+        .iter()
+        .map(|r| r.check.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     out.push_str(&format!(
-        "{:<w$}  {:<7}  {:<6}  {:<5}  {:<6}  DETAIL\n",
+        "{:<w$}  {:<cw$}  {:<6}  {:<5}  {:<6}  DETAIL\n",
         "RULE", "CHECK", "RESULT", "STATE", "STREAK"
     ));
     for r in reports {
@@ -269,7 +275,7 @@ pub fn summary(reports: &[CycleReport]) -> String {
             Health::Down => "DOWN",
         };
         out.push_str(&format!(
-            "{:<w$}  {:<7}  {:<6}  {:<5}  {:<6}  {}\n",
+            "{:<w$}  {:<cw$}  {:<6}  {:<5}  {:<6}  {}\n",
             r.rule,
             r.check,
             if r.outcome.ok { "pass" } else { "FAIL" },
