@@ -2,7 +2,7 @@
 //! the actions, and gives the engine its [`Effects`]. `--once` and `run` share all of this.
 
 use crate::actions::alerts::Alerter;
-use crate::actions::claim_eip::{ClaimEip, ClaimEnv, InFlight};
+use crate::actions::claim_eip::{ClaimEip, ClaimEnv, HoldDowns, InFlight};
 use crate::actions::notify::SnsNotify;
 use crate::actions::{Action, ActionContext, ActionOutcome};
 use crate::checks::{self, Outcome};
@@ -48,29 +48,23 @@ impl Effects for Live {
     }
 }
 
-/// A built daemon: its effects, its alert outbox, and the switches that stop them.
-pub struct Daemon {
-    pub live: Arc<Live>,
+/// What outlives one configuration: the alert outbox, claims in flight, hold-downs, and the
+/// AWS SDK configuration. A SIGHUP reload builds a new [`Generation`] on the same `Shared`.
+pub struct Shared {
     pub alerter: Alerter,
     alert_task: tokio::task::JoinHandle<()>,
     alert_stop: watch::Sender<bool>,
-    /// Stops the rules (and keeps new claims from starting).
-    pub shutdown: watch::Sender<bool>,
     in_flight: InFlight,
+    holds: HoldDowns,
+    sdk: Option<aws_config::SdkConfig>,
+    dry_run: bool,
 }
 
-impl Daemon {
-    /// After the engine has stopped: let claims already changing EC2 finish (each AWS call is
-    /// bounded by its own timeouts), give queued alerts `flush_for`, then stop the outbox.
-    /// Returns how many alerts were left undelivered.
-    pub async fn finish(self, flush_for: Duration) -> usize {
-        let _ = self.shutdown.send(true);
-        self.in_flight.idle().await;
-        let left = self.alerter.flush(flush_for).await;
-        let _ = self.alert_stop.send(true);
-        let _ = self.alert_task.await;
-        left
-    }
+/// One configuration's effects. Sending `true` on `stop` ends its rules (and keeps new claims
+/// from starting); claims already changing EC2 finish on their own.
+pub struct Generation {
+    pub live: Arc<Live>,
+    pub stop: watch::Sender<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,99 +82,129 @@ impl BuildError {
     }
 }
 
-pub async fn build(config: &Config, dry_run: bool) -> Result<Daemon, BuildError> {
-    let http = checks::http_client()?;
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let needs_aws = config
+/// Claims and alerts need AWS unless in a dry run; Auto Scaling sources read it even then.
+fn aws_needs(config: &Config, dry_run: bool) -> bool {
+    let acts = config
         .actions
         .values()
         .any(|a| matches!(a, ActionSpec::ClaimEip(_) | ActionSpec::Sns(_)));
-    // Auto Scaling sources read AWS even in a dry run (reads change nothing); claims and
-    // alerts get no client then, so they only log what they would do.
-    let needs_asg = config.rules.iter().any(|r| {
+    (acts && !dry_run) || needs_asg(config)
+}
+
+fn needs_asg(config: &Config) -> bool {
+    config.rules.iter().any(|r| {
         matches!(&r.check, CheckSpec::BackendSync(b) if matches!(b.source, SourceSpec::Asg { .. }))
-    });
-    let sdk = if needs_asg || (needs_aws && !dry_run) {
-        let sdk = aws::sdk_config(&config.aws).await;
-        if sdk.region().is_none() {
+    })
+}
+
+impl Shared {
+    pub async fn start(config: &Config, dry_run: bool) -> Result<Shared, BuildError> {
+        let sdk = if aws_needs(config, dry_run) {
+            let sdk = aws::sdk_config(&config.aws).await;
+            if sdk.region().is_none() && aws_needs(config, dry_run) {
+                return Err(BuildError::NoRegion);
+            }
+            sdk.region().is_some().then_some(sdk)
+        } else {
+            None
+        };
+        let sns = sdk.as_ref().filter(|_| !dry_run).map(Sns::new);
+        let (alert_stop, alert_stop_rx) = watch::channel(false);
+        let (alerter, alert_task) = Alerter::spawn(sns, alert_stop_rx);
+        Ok(Shared {
+            alerter,
+            alert_task,
+            alert_stop,
+            in_flight: InFlight::default(),
+            holds: HoldDowns::default(),
+            sdk,
+            dry_run,
+        })
+    }
+
+    /// After the engine has stopped: let claims already changing EC2 finish (each AWS call is
+    /// bounded by its own timeouts), give queued alerts `flush_for`, then stop the outbox.
+    /// Returns how many alerts were left undelivered.
+    pub async fn finish(self, flush_for: Duration) -> usize {
+        self.in_flight.idle().await;
+        let left = self.alerter.flush(flush_for).await;
+        let _ = self.alert_stop.send(true);
+        let _ = self.alert_task.await;
+        left
+    }
+
+    /// The effects of `config`: its probes, actions and syncers.
+    pub fn generation(&self, config: &Config) -> Result<Generation, BuildError> {
+        let dry_run = self.dry_run;
+        let http = checks::http_client()?;
+        let (stop, stop_rx) = watch::channel(false);
+        if aws_needs(config, dry_run) && self.sdk.is_none() {
             return Err(BuildError::NoRegion);
         }
-        Some(sdk)
-    } else {
-        None
-    };
-    let (ec2, sns) = match &sdk {
-        Some(sdk) if needs_aws && !dry_run => (Some(Ec2::new(sdk)), Some(Sns::new(sdk))),
-        _ => (None, None),
-    };
-    let discovery = sdk
-        .as_ref()
-        .filter(|_| needs_asg)
-        .map(|sdk| (AutoScaling::new(sdk), Ec2::new(sdk)));
-    let (alert_stop, alert_stop_rx) = watch::channel(false);
-    let (alerter, alert_task) = Alerter::spawn(sns, alert_stop_rx);
-    let in_flight = InFlight::default();
-    let claims = config
-        .actions
-        .values()
-        .any(|a| matches!(a, ActionSpec::ClaimEip(_)));
-    if claims
-        && config.haproxy.health_url.is_none()
-        && config.haproxy.frontend.is_none()
-        && config.haproxy.backend.is_none()
-    {
-        tracing::warn!(event = "weak_readiness_check", "[haproxy] only checks that the process answers on its stats socket; \
-            set `backend` (or `frontend`, or `health_url`) so a node whose backends are all down never claims");
-    }
-    let claim_env = Arc::new(ClaimEnv {
-        ec2,
-        http: http.clone(),
-        egress: config.egress.clone(),
-        haproxy: config.haproxy.clone(),
-        identity: Arc::new(IdentitySource::new(config.node.clone())),
-        alerter: alerter.clone(),
-        subject_prefix: config.alerts.subject_prefix.clone(),
-        verify_for: Duration::from_secs(10),
-        stopping: shutdown_rx,
-        in_flight: in_flight.clone(),
-    });
-    let actions = config
-        .actions
-        .iter()
-        .map(|(name, spec)| {
-            let action = match spec {
-                ActionSpec::ClaimEip(c) => {
-                    Action::ClaimEip(ClaimEip::new(c.clone(), claim_env.clone()))
-                }
-                ActionSpec::Sns(s) => Action::Sns(SnsNotify::new(
-                    s.clone(),
-                    alerter.clone(),
-                    config.alerts.subject_prefix.clone(),
-                )),
+        let ec2 = self.sdk.as_ref().filter(|_| !dry_run).map(Ec2::new);
+        let discovery = self
+            .sdk
+            .as_ref()
+            .filter(|_| needs_asg(config))
+            .map(|sdk| (AutoScaling::new(sdk), Ec2::new(sdk)));
+        let claims = config
+            .actions
+            .values()
+            .any(|a| matches!(a, ActionSpec::ClaimEip(_)));
+        if claims
+            && config.haproxy.health_url.is_none()
+            && config.haproxy.frontend.is_none()
+            && config.haproxy.backend.is_none()
+        {
+            tracing::warn!(event = "weak_readiness_check", "[haproxy] only checks that the process answers on its stats socket; \
+                set `backend` (or `frontend`, or `health_url`) so a node whose backends are all down never claims");
+        }
+        let claim_env = Arc::new(ClaimEnv {
+            ec2,
+            http: http.clone(),
+            egress: config.egress.clone(),
+            haproxy: config.haproxy.clone(),
+            identity: Arc::new(IdentitySource::new(config.node.clone())),
+            alerter: self.alerter.clone(),
+            subject_prefix: config.alerts.subject_prefix.clone(),
+            verify_for: Duration::from_secs(10),
+            stopping: stop_rx.clone(),
+            in_flight: self.in_flight.clone(),
+        });
+        let actions = config
+            .actions
+            .iter()
+            .map(|(name, spec)| {
+                let action = match spec {
+                    ActionSpec::ClaimEip(c) => {
+                        Action::ClaimEip(ClaimEip::new(c.clone(), claim_env.clone(), &self.holds))
+                    }
+                    ActionSpec::Sns(s) => Action::Sns(SnsNotify::new(
+                        s.clone(),
+                        self.alerter.clone(),
+                        config.alerts.subject_prefix.clone(),
+                    )),
+                };
+                (name.clone(), action)
+            })
+            .collect();
+        let mut syncers = BTreeMap::new();
+        for rule in &config.rules {
+            let CheckSpec::BackendSync(spec) = &rule.check else {
+                continue;
             };
-            (name.clone(), action)
+            let source = sync::source(spec, &http, discovery.as_ref().map(|(a, e)| (a, e)))
+                .ok_or(BuildError::NoRegion)?;
+            let syncer = Syncer::new(rule, spec.clone(), source, stop_rx.clone(), dry_run);
+            syncers.insert(rule.name.clone(), tokio::sync::Mutex::new(syncer));
+        }
+        Ok(Generation {
+            live: Arc::new(Live {
+                http,
+                actions,
+                syncers,
+            }),
+            stop,
         })
-        .collect();
-    let mut syncers = BTreeMap::new();
-    for rule in &config.rules {
-        let CheckSpec::BackendSync(spec) = &rule.check else {
-            continue;
-        };
-        let source = sync::source(spec, &http, discovery.as_ref().map(|(a, e)| (a, e)))
-            .ok_or(BuildError::NoRegion)?;
-        let syncer = Syncer::new(rule, spec.clone(), source, shutdown.subscribe(), dry_run);
-        syncers.insert(rule.name.clone(), tokio::sync::Mutex::new(syncer));
     }
-    Ok(Daemon {
-        live: Arc::new(Live {
-            http,
-            actions,
-            syncers,
-        }),
-        alerter,
-        alert_task,
-        alert_stop,
-        shutdown,
-        in_flight,
-    })
 }

@@ -72,7 +72,10 @@ fn dispatch(cli: Cli) -> u8 {
         (Some(Command::Validate), false) => validate(&cli),
         (Some(Command::Validate), true) => usage("--once does not go with validate"),
         (Some(Command::Run), true) | (None, true) => with_runtime(&cli, once),
-        (Some(Command::Run), false) => with_runtime(&cli, daemon),
+        (Some(Command::Run), false) => {
+            let path = cli.config.clone();
+            with_runtime(&cli, |c, dry_run| daemon(path, c, dry_run))
+        }
         (None, false) => usage(
             "say what to do: `watchdog run`, `watchdog --once` or `watchdog validate` (see --help)",
         ),
@@ -148,8 +151,12 @@ const ONCE_ALERT_FLUSH: Duration = Duration::from_secs(30);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 async fn once(config: config::Config, dry_run: bool) -> u8 {
-    let d = match app::build(&config, dry_run).await {
-        Ok(d) => d,
+    let built = match app::Shared::start(&config, dry_run).await {
+        Ok(shared) => shared.generation(&config).map(|g| (shared, g)),
+        Err(e) => Err(e),
+    };
+    let (shared, generation) = match built {
+        Ok(b) => b,
         Err(e) => {
             eprintln!("watchdog: {e}");
             return if e.is_config() {
@@ -159,8 +166,9 @@ async fn once(config: config::Config, dry_run: bool) -> u8 {
             };
         }
     };
-    let reports = engine::once(config.rules.clone(), d.live.clone()).await;
-    let undelivered = d.finish(ONCE_ALERT_FLUSH).await;
+    let reports = engine::once(config.rules.clone(), generation.live.clone()).await;
+    let _ = generation.stop.send(true);
+    let undelivered = shared.finish(ONCE_ALERT_FLUSH).await;
     log_counters();
     print!("{}", summary(&reports));
     if undelivered > 0 {
@@ -176,9 +184,17 @@ async fn once(config: config::Config, dry_run: bool) -> u8 {
     }
 }
 
-async fn daemon(config: config::Config, dry_run: bool) -> u8 {
-    let d = match app::build(&config, dry_run).await {
-        Ok(d) => d,
+/// `run`: the rules of one configuration at a time. SIGHUP loads the configuration again: a
+/// valid one replaces the running one, with each rule's state carried over by name and the
+/// hold-downs, queued alerts and claims in flight untouched; an invalid one is logged and
+/// the running one goes on. SIGTERM/SIGINT stop.
+async fn daemon(path: std::path::PathBuf, config: config::Config, dry_run: bool) -> u8 {
+    let started = match app::Shared::start(&config, dry_run).await {
+        Ok(shared) => shared.generation(&config).map(|g| (shared, g)),
+        Err(e) => Err(e),
+    };
+    let (shared, mut generation) = match started {
+        Ok(b) => b,
         Err(e) => {
             tracing::error!(event = "startup_failed", error = %e);
             return if e.is_config() {
@@ -190,21 +206,79 @@ async fn daemon(config: config::Config, dry_run: bool) -> u8 {
     };
     tracing::info!(event = "started", rules = config.rules.len(), actions = config.actions.len(), dry_run,
         config = %config.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
-    let shutdown_rx = d.shutdown.subscribe();
-    let stopper = d.shutdown.clone();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (hup_tx, mut hup_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let why = wait_for_signal().await;
+        let why = wait_for_signal(hup_tx).await;
         tracing::info!(event = "stopping", signal = why);
-        let _ = stopper.send(true);
+        let _ = stop_tx.send(true);
     });
-    let result = engine::run(
-        config.rules.clone(),
-        d.live.clone(),
-        shutdown_rx,
-        SHUTDOWN_GRACE,
-    )
-    .await;
-    let left = d.finish(Duration::from_secs(5)).await;
+    let mut config = config;
+    let mut states = engine::RuleStates::new();
+    let result = loop {
+        let mut engine_task = tokio::spawn(engine::run(
+            config.rules.clone(),
+            generation.live.clone(),
+            generation.stop.subscribe(),
+            SHUTDOWN_GRACE,
+            std::mem::take(&mut states),
+        ));
+        // Wait for the end of this configuration: a stop, a valid reload, or a crash.
+        let next = loop {
+            tokio::select! {
+                done = &mut engine_task => break Err(done),
+                _ = stop_rx.wait_for(|s| *s) => break Ok(None),
+                Some(()) = hup_rx.recv() => {
+                    match reload(&path, &config, &shared) {
+                        Some(next) => break Ok(Some(next)),
+                        None => continue,
+                    }
+                }
+            }
+        };
+        match next {
+            // The engine ended on its own: a rule task died.
+            Err(done) => {
+                break match done {
+                    Ok((r, _)) => r.and(Err("the rules stopped unexpectedly".into())),
+                    Err(e) => Err(format!("the engine crashed: {e}")),
+                };
+            }
+            Ok(next) => {
+                let _ = generation.stop.send(true);
+                let (r, carried) = match engine_task.await {
+                    Ok(done) => done,
+                    Err(e) => (
+                        Err(format!("the engine crashed: {e}")),
+                        engine::RuleStates::new(),
+                    ),
+                };
+                match next {
+                    None => break r,
+                    Some((new_config, new_generation)) => {
+                        if let Err(e) = r {
+                            break Err(e);
+                        }
+                        states = carried;
+                        config = new_config;
+                        generation = new_generation;
+                        tracing::info!(
+                            event = "config_reloaded",
+                            rules = config.rules.len(),
+                            actions = config.actions.len(),
+                            kept = config
+                                .rules
+                                .iter()
+                                .filter(|r| states.contains_key(&r.name))
+                                .count()
+                        );
+                    }
+                }
+            }
+        }
+    };
+    let _ = generation.stop.send(true);
+    let left = shared.finish(Duration::from_secs(5)).await;
     log_counters();
     match result {
         Ok(()) => {
@@ -218,6 +292,36 @@ async fn daemon(config: config::Config, dry_run: bool) -> u8 {
     }
 }
 
+/// Load and build the configuration again; None (with the reason logged) keeps the old one.
+fn reload(
+    path: &std::path::Path,
+    old: &config::Config,
+    shared: &app::Shared,
+) -> Option<(config::Config, app::Generation)> {
+    let new = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            let errors: Vec<String> = e.0.iter().map(|e| e.to_string()).collect();
+            tracing::error!(event = "reload_rejected", errors = %errors.join("; "),
+                "the new configuration is invalid; the running one stays");
+            return None;
+        }
+    };
+    if format!("{:?}", new.aws) != format!("{:?}", old.aws) {
+        tracing::warn!(
+            event = "reload_partial",
+            "[aws] settings take effect at the next restart"
+        );
+    }
+    match shared.generation(&new) {
+        Ok(g) => Some((new, g)),
+        Err(e) => {
+            tracing::error!(event = "reload_rejected", errors = %e, "the running configuration stays; restart to apply this one");
+            None
+        }
+    }
+}
+
 /// The process's counters as one event (a metrics endpoint comes with the packaging work).
 fn log_counters() {
     let c: Vec<String> = telemetry::snapshot()
@@ -227,21 +331,29 @@ fn log_counters() {
     tracing::info!(event = "counters", counters = %c.join(" "));
 }
 
-async fn wait_for_signal() -> &'static str {
+/// Until SIGTERM or SIGINT (returned); each SIGHUP meanwhile is passed on to `hup`.
+async fn wait_for_signal(hup: tokio::sync::mpsc::UnboundedSender<()>) -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hangup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!(
             event = "signals_unavailable",
-            "cannot install SIGTERM/SIGINT handlers; stop with SIGKILL"
+            "cannot install SIGTERM/SIGINT/SIGHUP handlers; stop with SIGKILL"
         );
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    loop {
+        tokio::select! {
+            _ = term.recv() => return "SIGTERM",
+            _ = int.recv() => return "SIGINT",
+            _ = hangup.recv() => {
+                tracing::info!(event = "reload_requested", signal = "SIGHUP");
+                let _ = hup.send(());
+            }
+        }
     }
 }
 

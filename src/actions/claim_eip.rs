@@ -49,6 +49,20 @@ pub struct ClaimEnv {
     pub in_flight: InFlight,
 }
 
+/// When each Elastic IP last moved, by this node's hand or under its eyes: the hold-downs.
+/// Kept by the daemon across configuration reloads, so a reload never resets one.
+#[derive(Clone, Default)]
+pub struct HoldDowns(
+    Arc<std::sync::Mutex<std::collections::HashMap<EipRef, Arc<Mutex<Option<Instant>>>>>>,
+);
+
+impl HoldDowns {
+    pub fn for_eip(&self, eip: &EipRef) -> Arc<Mutex<Option<Instant>>> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(eip.clone()).or_default().clone()
+    }
+}
+
 /// Counts tasks that must run to completion; shutdown waits until none is left.
 #[derive(Clone, Default)]
 pub struct InFlight(Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>);
@@ -91,7 +105,7 @@ pub struct ClaimEip {
     spec: ClaimEipSpec,
     env: Arc<ClaimEnv>,
     /// Serializes claims of this EIP on this node; holds the time it last moved.
-    last_move: Mutex<Option<Instant>>,
+    last_move: Arc<Mutex<Option<Instant>>>,
     /// The association seen when the rule started failing (or at the last attempt): if it has
     /// changed by the time we claim, another node took over meanwhile.
     seen: Arc<std::sync::Mutex<Option<Option<String>>>>,
@@ -123,11 +137,11 @@ fn refused(reason: &'static str, detail: String) -> ActionOutcome {
 }
 
 impl ClaimEip {
-    pub fn new(spec: ClaimEipSpec, env: Arc<ClaimEnv>) -> Self {
+    pub fn new(spec: ClaimEipSpec, env: Arc<ClaimEnv>, holds: &HoldDowns) -> Self {
         ClaimEip {
+            last_move: holds.for_eip(&spec.eip),
             spec,
             env,
-            last_move: Mutex::new(None),
             seen: Arc::default(),
         }
     }

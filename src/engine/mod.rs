@@ -50,6 +50,17 @@ pub struct CycleReport {
     pub actions: Vec<(String, ActionOutcome)>,
 }
 
+/// A rule's counts and unfinished actions, carried across a configuration reload.
+#[derive(Debug, Clone)]
+pub struct RuleState {
+    threshold: Threshold,
+    pending: Vec<String>,
+    pending_transition: Option<Transition>,
+}
+
+/// Rule states by rule name.
+pub type RuleStates = std::collections::BTreeMap<String, RuleState>;
+
 impl RuleRunner {
     pub fn new(rule: Rule) -> Self {
         let threshold = Threshold::new(rule.fail_after, rule.recover_after);
@@ -58,6 +69,41 @@ impl RuleRunner {
             threshold,
             pending: Vec::new(),
             pending_transition: None,
+        }
+    }
+
+    /// A rule of a reloaded configuration, picking up where the rule of the same name was:
+    /// its health, streaks and unfinished actions (those the new rule still lists).
+    pub fn resume(rule: Rule, state: Option<RuleState>) -> Self {
+        let Some(st) = state else {
+            return RuleRunner::new(rule);
+        };
+        let threshold = st
+            .threshold
+            .with_limits(rule.fail_after, rule.recover_after);
+        let list = match st.pending_transition {
+            Some(Transition::Failed) => &rule.on_fail,
+            Some(Transition::Recovered) => &rule.on_recover,
+            None => &rule.on_fail,
+        };
+        let pending = st
+            .pending
+            .into_iter()
+            .filter(|a| list.contains(a))
+            .collect();
+        RuleRunner {
+            threshold,
+            pending,
+            pending_transition: st.pending_transition,
+            rule,
+        }
+    }
+
+    pub fn state(&self) -> RuleState {
+        RuleState {
+            threshold: self.threshold.clone(),
+            pending: self.pending.clone(),
+            pending_transition: self.pending_transition,
         }
     }
 
@@ -177,19 +223,30 @@ pub async fn once<E: Effects>(rules: Vec<Rule>, fx: Arc<E>) -> Vec<CycleReport> 
 /// The daemon: one task per rule, each on its own interval, until `shutdown` turns true.
 /// A cycle in progress when shutdown comes is allowed `grace` to finish. A rule task that
 /// dies (a bug) stops the daemon with an error rather than leaving that rule unwatched.
+///
+/// `carried` are the states of the previous configuration's rules (empty at start); the
+/// states of this run's rules come back with the result, for the next reload.
 pub async fn run<E: Effects>(
     rules: Vec<Rule>,
     fx: Arc<E>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
-) -> Result<(), String> {
+    mut carried: RuleStates,
+) -> (Result<(), String>, RuleStates) {
     let mut set = tokio::task::JoinSet::new();
+    let states = Arc::new(std::sync::Mutex::new(RuleStates::new()));
     for rule in rules {
         let fx = fx.clone();
         let shutdown = shutdown.clone();
         let name = rule.name.clone();
+        let runner = RuleRunner::resume(rule, carried.remove(&name));
+        let states = states.clone();
         set.spawn(async move {
-            rule_loop(RuleRunner::new(rule), fx, shutdown).await;
+            let runner = rule_loop(runner, fx, shutdown).await;
+            states
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.clone(), runner.state());
             name
         });
     }
@@ -222,14 +279,15 @@ pub async fn run<E: Effects>(
             }
         }
     }
-    result
+    let states = std::mem::take(&mut *states.lock().unwrap_or_else(|p| p.into_inner()));
+    (result, states)
 }
 
 async fn rule_loop<E: Effects>(
     mut runner: RuleRunner,
     fx: Arc<E>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) -> RuleRunner {
     // A rule that paces itself (a backend sync waiting on its source) goes round again at
     // once; the short floor only keeps a misbehaving source from spinning.
     let period = if runner.rule.paces_itself() {
@@ -243,10 +301,10 @@ async fn rule_loop<E: Effects>(
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = shutdown.wait_for(|stop| *stop) => return runner,
         }
         if *shutdown.borrow() {
-            return;
+            return runner;
         }
         runner.cycle(fx.as_ref()).await;
     }

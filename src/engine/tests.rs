@@ -105,11 +105,53 @@ fn rule(name: &str, interval: u64, timeout: u64, fail_after: u32, recover_after:
 }
 
 async fn run_for(rules: Vec<Rule>, fx: Arc<Script>, secs: u64) {
+    run_carrying(rules, fx, secs, RuleStates::new()).await;
+}
+
+/// Run for `secs` starting from `carried` states; the states at the end.
+async fn run_carrying(
+    rules: Vec<Rule>,
+    fx: Arc<Script>,
+    secs: u64,
+    carried: RuleStates,
+) -> RuleStates {
     let (tx, rx) = watch::channel(false);
-    let engine = tokio::spawn(run(rules, fx, rx, Duration::from_secs(1)));
+    let engine = tokio::spawn(run(rules, fx, rx, Duration::from_secs(1), carried));
     tokio::time::sleep(Duration::from_secs(secs)).await;
     tx.send(true).unwrap();
-    engine.await.unwrap().unwrap();
+    let (result, states) = engine.await.unwrap();
+    result.unwrap();
+    states
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_keeps_each_rules_streak_and_health() {
+    let start = Instant::now();
+    let fx = Arc::new(Script::new(start).results("eip", "--------"));
+    // Two failures (t=0, t=10), then the configuration is reloaded.
+    let states = run_carrying(
+        vec![rule("eip", 10, 5, 3, 2)],
+        fx.clone(),
+        15,
+        RuleStates::new(),
+    )
+    .await;
+    assert!(fx.acts.lock().unwrap().is_empty());
+    assert_eq!(states["eip"].threshold.consecutive_failures(), 2);
+    // The reloaded rule's first cycle is its third failure: it fails now, not three cycles on.
+    // A rule that is new in the reloaded configuration starts from a clean count.
+    let states = run_carrying(
+        vec![rule("eip", 10, 5, 3, 2), rule("new", 10, 5, 3, 2)],
+        fx.clone(),
+        5,
+        states,
+    )
+    .await;
+    let acts = fx.acts.lock().unwrap().clone();
+    assert_eq!(acts.len(), 1, "{acts:?}");
+    assert_eq!(acts[0].0, "claim");
+    assert_eq!(states["eip"].threshold.health(), Health::Down);
+    assert_eq!(states["new"].threshold.consecutive_failures(), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -272,8 +314,10 @@ async fn a_crashed_rule_task_stops_the_daemon_with_an_error() {
         Arc::new(Panicky),
         rx,
         Duration::from_secs(1),
+        RuleStates::new(),
     )
-    .await;
+    .await
+    .0;
     let err = result.unwrap_err();
     assert!(err.contains("a rule task crashed"), "{err}");
 }

@@ -57,6 +57,16 @@ impl Threshold {
         }
     }
 
+    /// The same state under new limits (a reloaded configuration): health and streaks are
+    /// kept, the new limits apply from the next result.
+    pub fn with_limits(&self, fail_after: u32, recover_after: u32) -> Self {
+        Threshold {
+            fail_after: fail_after.max(1),
+            recover_after: recover_after.max(1),
+            ..self.clone()
+        }
+    }
+
     pub fn health(&self) -> Health {
         self.health
     }

@@ -174,3 +174,94 @@ async fn run_stops_cleanly_on_sigterm_and_sigint() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("\"event\":\"stopped\""), "{log}");
 }
+
+/// The consecutive-failure counts the daemon logged for `rule`, in order.
+fn streak(wd: &Watchdog, rule: &str) -> Vec<u64> {
+    wd.events("check_failed")
+        .iter()
+        .filter(|e| e["rule"] == rule)
+        .filter_map(|e| e["consecutive_failures"].as_u64())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_a_valid_config_keeping_streaks_and_keeps_running_on_an_invalid_one() {
+    let target = Stub::start(Reply::Status(500, "down".into())).await;
+    let env = crate::support::watchdog::Env {
+        aws_endpoint: "http://127.0.0.1:9".into(),
+        imds_endpoint: "http://127.0.0.1:9".into(),
+    };
+    let rule = format!(
+        "[rules.eip]\ncheck = {{ type = \"http\", url = \"{}\" }}\ninterval = \"300ms\"\ntimeout = \"200ms\"\nfail_after = 8\n",
+        target.url()
+    );
+    let wd = Watchdog::start("n", &env, &rule, &[]);
+    crate::support::eventually(Duration::from_secs(10), "two failures", || async {
+        (streak(&wd, "eip").len() >= 2).then_some(())
+    })
+    .await;
+
+    // A valid change: one more rule, and the old rule's thresholds changed.
+    let extra = format!(
+        "[rules.extra]\ncheck = {{ type = \"http\", url = \"{}\", expect_status = [500] }}\ninterval = \"300ms\"\ntimeout = \"200ms\"\n",
+        target.url()
+    );
+    std::fs::write(
+        wd.config_path(),
+        format!(
+            "{}{extra}",
+            rule.replace("fail_after = 8", "fail_after = 6")
+        ),
+    )
+    .unwrap();
+    wd.signal("HUP");
+    let e = wd
+        .wait_for(Duration::from_secs(10), "config_reloaded", |e| {
+            e["event"] == "config_reloaded"
+        })
+        .await;
+    assert_eq!(
+        (e["rules"].as_u64(), e["kept"].as_u64()),
+        (Some(2), Some(1)),
+        "{e}"
+    );
+    wd.wait_for(Duration::from_secs(10), "the new rule's first check", |e| {
+        e["event"] == "check_passed" && e["rule"] == "extra"
+    })
+    .await;
+
+    // An invalid one is refused; the daemon goes on with what it had.
+    std::fs::write(wd.config_path(), format!("{rule}intervall = 3\n")).unwrap();
+    wd.signal("HUP");
+    let e = wd
+        .wait_for(Duration::from_secs(10), "reload_rejected", |e| {
+            e["event"] == "reload_rejected"
+        })
+        .await;
+    assert!(
+        e["errors"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `intervall`"),
+        "{e}"
+    );
+
+    // The streak ran on across both reloads, and the rule failed at the reloaded threshold.
+    let failed = wd
+        .wait_for(Duration::from_secs(10), "rule_failed", |e| {
+            e["event"] == "rule_failed"
+        })
+        .await;
+    assert_eq!(failed["consecutive_failures"].as_u64(), Some(6), "{failed}");
+    let counts = streak(&wd, "eip");
+    assert!(
+        counts.windows(2).all(|w| w[1] == w[0] + 1),
+        "the streak restarted: {counts:?}"
+    );
+    assert!(wd
+        .events("check_passed")
+        .iter()
+        .any(|e| e["rule"] == "extra"));
+    let (code, _) = wd.stop().await;
+    assert_eq!(code, Some(0));
+}

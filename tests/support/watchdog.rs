@@ -144,6 +144,20 @@ impl Watchdog {
         self.child.id()
     }
 
+    /// The configuration file it was started with (rewrite it, then [`Watchdog::signal`] HUP).
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("watchdog.toml")
+    }
+
+    /// `kill -SIG pid`, with `sig` like "HUP".
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill -{sig} failed");
+    }
+
     /// Events whose `event` field is `name`.
     pub fn events(&self, name: &str) -> Vec<Value> {
         self.events
