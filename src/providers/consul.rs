@@ -158,8 +158,19 @@ impl Consul {
     fn token(&self) -> Result<Option<String>, String> {
         let t = match &self.spec.token {
             None => return Ok(None),
-            Some(TokenSource::File(p)) => std::fs::read_to_string(p)
-                .map_err(|e| format!("Consul token file {}: {e}", p.display()))?,
+            Some(TokenSource::File(p)) => {
+                use std::os::unix::fs::PermissionsExt;
+                let meta = std::fs::metadata(p)
+                    .map_err(|e| format!("Consul token file {}: {e}", p.display()))?;
+                if meta.permissions().mode() & 0o004 != 0 {
+                    return Err(format!(
+                        "Consul token file {} is readable by every user: refusing to use it (chmod o-r it)",
+                        p.display()
+                    ));
+                }
+                std::fs::read_to_string(p)
+                    .map_err(|e| format!("Consul token file {}: {e}", p.display()))?
+            }
             Some(TokenSource::Env(v)) => std::env::var(v)
                 .map_err(|_| format!("Consul token: environment variable {v} is not set"))?,
         };

@@ -514,6 +514,8 @@ async fn consul_acl_token_and_tags_are_sent_and_the_token_never_logged() {
     let lb = Lb::start(&lb::block(4, b.port)).await;
     let token = lb.dir.path().join("consul-token");
     std::fs::write(&token, "wrong-token\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
     let source = format!(
         "{}tags = [\"web\"]\ntoken_file = \"{}\"\n",
         consul_source(&consul),
@@ -521,11 +523,23 @@ async fn consul_acl_token_and_tags_are_sent_and_the_token_never_logged() {
     );
     let wd = Watchdog::start("lb", &no_aws(), &rule(&lb, "", &source), &[]);
     let e = wd
-        .wait_for(WITHIN, "a refused token", |e| {
+        .wait_for(WITHIN, "a world-readable token file refused", |e| {
             e["event"] == "backend_sync_failed"
         })
         .await;
-    assert!(e["error"].as_str().unwrap().contains("HTTP 403"), "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("readable by every user"),
+        "{e}"
+    );
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    wd.wait_for(WITHIN, "a refused token", |e| {
+        e["event"] == "backend_sync_failed"
+            && e["error"].as_str().unwrap_or("").contains("HTTP 403")
+    })
+    .await;
 
     // The token file is read on every query: rotating it needs no restart.
     std::fs::write(&token, "s3cret-consul-token\n").unwrap();
