@@ -14,8 +14,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-CARGO_DEB_VERSION="3.6.2"
-CARGO_RPM_VERSION="0.20.0"
+CARGO_DEB_VERSION="3.8.0"
+CARGO_RPM_VERSION="0.21.1"
 have_version() { "$1" --version 2>/dev/null | grep -q "$2"; }
 have_version cargo-deb "$CARGO_DEB_VERSION" || cargo install --locked --quiet "cargo-deb@$CARGO_DEB_VERSION"
 have_version cargo-generate-rpm "$CARGO_RPM_VERSION" || cargo install --locked --quiet "cargo-generate-rpm@$CARGO_RPM_VERSION"
@@ -23,13 +23,8 @@ have_version cargo-generate-rpm "$CARGO_RPM_VERSION" || cargo install --locked -
 OUT=target/packages
 rm -rf "$OUT" && mkdir -p "$OUT"
 cargo build --locked --profile "$PROFILE" --bin watchdog
-DIR=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
-# The package metadata names target/release/watchdog; other profiles are staged there
-# under a copy, so both tools see one layout.
-if [ "$DIR" != release ]; then
-  mkdir -p target/release
-  cp "target/$DIR/watchdog" target/release/watchdog
-fi
-cargo deb --no-build --output "$OUT/" $([ "$PROFILE" = dev ] && echo --fast)
-cargo generate-rpm --output "$OUT/"
+# cargo-deb warns that the dev profile is unsupported; the pinned version builds it fine,
+# and the package tests use it to avoid a second full build of every dependency.
+cargo deb --no-build --profile "$PROFILE" --output "$OUT/" $([ "$PROFILE" = dev ] && echo --fast)
+cargo generate-rpm --profile "$PROFILE" --output "$OUT/"
 ls -l "$OUT"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Run the whole test suite: unit tests and the integration tests on real components
-# (moto_server, HAProxy). Installs what they need first (scripts/test-deps.sh).
+# Run the whole test suite: unit tests, the integration tests on real components
+# (moto_server, HAProxy), then the package tests (build the .deb and .rpm, install the .deb
+# with dpkg, remove and purge it; scripts/test-packages.sh). Installs what they need first.
+# Needs root (network namespaces, dpkg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test-deps.sh
 cargo test --locked "$@"
+bash scripts/test-packages.sh
