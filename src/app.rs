@@ -7,6 +7,7 @@ use crate::actions::notify::SnsNotify;
 use crate::actions::{Action, ActionContext, ActionOutcome};
 use crate::checks::{self, Outcome};
 use crate::config::{ActionSpec, CheckSpec, Config, Rule, SourceSpec};
+use crate::control::StatusBoard;
 use crate::engine::Effects;
 use crate::providers::aws::{
     self, autoscaling::AutoScaling, ec2::Ec2, imds::IdentitySource, sns::Sns,
@@ -23,6 +24,7 @@ pub struct Live {
     actions: BTreeMap<String, Action>,
     /// One per `backend_sync` rule; each is only ever used by its own rule's task.
     syncers: BTreeMap<String, tokio::sync::Mutex<Syncer>>,
+    board: StatusBoard,
 }
 
 impl Effects for Live {
@@ -31,6 +33,10 @@ impl Effects for Live {
             (CheckSpec::BackendSync(_), Some(s)) => s.lock().await.round().await,
             _ => checks::run(&rule.check, &self.http).await,
         }
+    }
+
+    fn report(&self, report: &crate::engine::CycleReport) {
+        self.board.record(report);
     }
 
     fn streak_started(&self, action: &str) {
@@ -58,6 +64,8 @@ pub struct Shared {
     holds: HoldDowns,
     sdk: Option<aws_config::SdkConfig>,
     dry_run: bool,
+    /// What `watchdog status` and `/metrics` show.
+    pub board: StatusBoard,
 }
 
 /// One configuration's effects. Sending `true` on `stop` ends its rules (and keeps new claims
@@ -119,6 +127,7 @@ impl Shared {
             holds: HoldDowns::default(),
             sdk,
             dry_run,
+            board: StatusBoard::default(),
         })
     }
 
@@ -203,6 +212,7 @@ impl Shared {
                 http,
                 actions,
                 syncers,
+                board: self.board.clone(),
             }),
             stop,
         })

@@ -54,6 +54,15 @@ pub enum Command {
     Run,
     /// Check the configuration without touching the network (exit 0 valid, 2 invalid).
     Validate,
+    /// Show each rule's state, counts, last result and last action from the running daemon.
+    Status {
+        /// Print the daemon's answer as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The daemon's control socket (default: `[control] socket` of the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -71,6 +80,8 @@ fn dispatch(cli: Cli) -> u8 {
     match (&cli.command, cli.once) {
         (Some(Command::Validate), false) => validate(&cli),
         (Some(Command::Validate), true) => usage("--once does not go with validate"),
+        (Some(Command::Status { .. }), true) => usage("--once does not go with status"),
+        (Some(Command::Status { json, socket }), false) => status(&cli, *json, socket.clone()),
         (Some(Command::Run), true) | (None, true) => with_runtime(&cli, once),
         (Some(Command::Run), false) => {
             let path = cli.config.clone();
@@ -110,6 +121,103 @@ fn validate(cli: &Cli) -> u8 {
         }
         Err(code) => code,
     }
+}
+
+fn status(cli: &Cli, json: bool, socket: Option<PathBuf>) -> u8 {
+    let socket = match socket {
+        Some(s) => s,
+        None => match config::load(&cli.config) {
+            Ok(c) => match c.control.socket {
+                Some(s) => s,
+                None => return usage(
+                    "the configuration turns the control socket off (`[control] socket = \"\"`)",
+                ),
+            },
+            // The daemon may run with a config this user cannot read: try the default.
+            Err(_) => PathBuf::from(defaults::CONTROL_SOCKET),
+        },
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("watchdog: cannot start the async runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match rt.block_on(crate::control::fetch_status(&socket)) {
+        Ok(s) if json => {
+            println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+            EXIT_OK
+        }
+        Ok(s) => {
+            print!("{}", status_table(&s));
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("watchdog: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// `watchdog status` as a table: one line per rule, then its last action.
+pub fn status_table(s: &crate::control::Status) -> String {
+    let mut out = format!(
+        "haproxy-watchdog {}, started {}{}\n",
+        s.version,
+        s.started.as_deref().unwrap_or("?"),
+        s.reloaded
+            .as_deref()
+            .map(|r| format!(", reloaded {r}"))
+            .unwrap_or_default()
+    );
+    let w = s
+        .rules
+        .iter()
+        .map(|r| r.rule.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let cw = s
+        .rules
+        .iter()
+        .map(|r| r.check.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    out.push_str(&format!(
+        "{:<w$}  {:<cw$}  {:<5}  {:>5}  {:>5}  LAST RESULT\n",
+        "RULE", "CHECK", "STATE", "FAILS", "OKS"
+    ));
+    for r in &s.rules {
+        let last = match &r.last_result {
+            Some(l) => format!(
+                "{} {} ({})",
+                if l.ok { "pass" } else { "FAIL" },
+                l.detail,
+                l.at
+            ),
+            None => "no cycle yet".into(),
+        };
+        out.push_str(&format!(
+            "{:<w$}  {:<cw$}  {:<5}  {:>5}  {:>5}  {last}\n",
+            r.rule,
+            r.check,
+            if r.state == "up" { "up" } else { "DOWN" },
+            r.consecutive_failures,
+            r.consecutive_successes
+        ));
+        if let Some(a) = &r.last_action {
+            out.push_str(&format!(
+                "{:<w$}  -> {}: {} ({})\n",
+                "", a.action, a.outcome, a.at
+            ));
+        }
+    }
+    out
 }
 
 fn plural(n: usize) -> &'static str {
@@ -204,6 +312,20 @@ async fn daemon(path: std::path::PathBuf, config: config::Config, dry_run: bool)
             };
         }
     };
+    shared
+        .board
+        .configure(&config.sources, &config.rules, false);
+    let (control_stop, control_stop_rx) = tokio::sync::watch::channel(false);
+    for e in crate::control::serve(
+        config.control.socket.as_deref(),
+        config.control.metrics_listen,
+        shared.board.clone(),
+        control_stop_rx,
+    )
+    .await
+    {
+        tracing::warn!(event = "control_unavailable", error = %e, "`watchdog status` or /metrics will not answer");
+    }
     tracing::info!(event = "started", rules = config.rules.len(), actions = config.actions.len(), dry_run,
         config = %config.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -260,8 +382,15 @@ async fn daemon(path: std::path::PathBuf, config: config::Config, dry_run: bool)
                             break Err(e);
                         }
                         states = carried;
+                        if new_config.control != config.control {
+                            tracing::warn!(
+                                event = "reload_partial",
+                                "[control] settings take effect at the next restart"
+                            );
+                        }
                         config = new_config;
                         generation = new_generation;
+                        shared.board.configure(&config.sources, &config.rules, true);
                         tracing::info!(
                             event = "config_reloaded",
                             rules = config.rules.len(),
@@ -278,6 +407,7 @@ async fn daemon(path: std::path::PathBuf, config: config::Config, dry_run: bool)
         }
     };
     let _ = generation.stop.send(true);
+    let _ = control_stop.send(true);
     let left = shared.finish(Duration::from_secs(5)).await;
     log_counters();
     match result {

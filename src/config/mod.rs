@@ -166,13 +166,14 @@ pub(crate) struct Merged {
     pub egress: Option<Located<raw::RawEgress>>,
     pub haproxy: Option<Located<raw::RawHaproxy>>,
     pub alerts: Option<Located<raw::RawAlerts>>,
+    pub control: Option<Located<raw::RawControl>>,
     pub rules: BTreeMap<String, Located<raw::RawRule>>,
     pub actions: BTreeMap<String, Located<raw::RawAction>>,
     /// Names that were defined but did not parse: references to them are not reported again.
     pub broken_actions: Vec<String>,
 }
 
-const SECTIONS: &str = "aws, node, egress, haproxy, alerts, rules, actions";
+const SECTIONS: &str = "aws, node, egress, haproxy, alerts, control, rules, actions";
 
 impl Merged {
     fn add_file(&mut self, path: &Path, text: &str, errs: &mut Errors) {
@@ -191,6 +192,7 @@ impl Merged {
                 "egress" => section(&mut self.egress, "[egress]", path, value, errs),
                 "haproxy" => section(&mut self.haproxy, "[haproxy]", path, value, errs),
                 "alerts" => section(&mut self.alerts, "[alerts]", path, value, errs),
+                "control" => section(&mut self.control, "[control]", path, value, errs),
                 "rules" => named(&mut self.rules, "rule", path, value, errs, &mut Vec::new()),
                 "actions" => named(
                     &mut self.actions,

@@ -26,6 +26,7 @@ pub mod defaults {
     pub const AWS_MAX_ATTEMPTS: u32 = 4;
     pub const IMDS_TIMEOUT: Duration = Duration::from_secs(2);
     pub const SUBJECT_PREFIX: &str = "HAProxy failover";
+    pub const CONTROL_SOCKET: &str = "/run/haproxy-watchdog/control.sock";
     pub const SYNC_INTERVAL_ASG: Duration = Duration::from_secs(30);
     pub const SYNC_INTERVAL_CONSUL: Duration = Duration::from_secs(60);
     pub const HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
@@ -48,6 +49,7 @@ pub struct Config {
     pub egress: EgressSettings,
     pub haproxy: HaproxyProbeSpec,
     pub alerts: AlertSettings,
+    pub control: ControlSettings,
     /// Sorted by name.
     pub rules: Vec<Rule>,
     pub actions: BTreeMap<String, ActionSpec>,
@@ -88,6 +90,14 @@ pub struct HaproxyProbeSpec {
     /// Through the stats socket: this backend must be UP (at least one server up).
     pub backend: Option<String>,
     pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSettings {
+    /// None: no control socket.
+    pub socket: Option<PathBuf>,
+    /// None: no metrics endpoint.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]

@@ -70,6 +70,16 @@ pub struct RawAlerts {
     pub subject_prefix: Option<String>,
 }
 
+/// `[control]`: how operators and monitoring reach the running daemon.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControl {
+    /// Local control socket for `watchdog status`; `""` turns it off.
+    pub socket: Option<PathBuf>,
+    /// Address of the Prometheus `/metrics` endpoint (off unless set).
+    pub metrics_listen: Option<String>,
+}
+
 /// `[rules.NAME]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

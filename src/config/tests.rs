@@ -558,3 +558,26 @@ fn consul_source_settings() {
     let both = consul.replace("token_env", "token_file = \"/t\"\ntoken_env");
     assert!(errors(&[("s.toml", &both)])[0].contains("not both"));
 }
+
+#[test]
+fn control_socket_on_by_default_metrics_off_and_bad_values_reported() {
+    let c = from_sources(&src(&[("a.toml", GOOD)])).unwrap();
+    assert_eq!(
+        c.control,
+        ControlSettings {
+            socket: Some(defaults::CONTROL_SOCKET.into()),
+            metrics_listen: None
+        }
+    );
+    let on = format!("[control]\nsocket = \"\"\nmetrics_listen = \"127.0.0.1:9106\"\n{GOOD}");
+    let c = from_sources(&src(&[("a.toml", &on)])).unwrap();
+    assert_eq!(c.control.socket, None);
+    assert_eq!(
+        c.control.metrics_listen,
+        Some("127.0.0.1:9106".parse().unwrap())
+    );
+    let bad = format!("[control]\nsocket = \"rel.sock\"\n{GOOD}");
+    assert!(errors(&[("a.toml", &bad)])[0].contains("absolute path"));
+    let bad = format!("[control]\nmetrics_listen = \"localhost\"\n{GOOD}");
+    assert!(errors(&[("a.toml", &bad)])[0].contains("not an address"));
+}

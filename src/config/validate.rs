@@ -6,7 +6,7 @@ use super::raw::*;
 use super::{Errors, Located, Merged};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub(super) fn check_name(name: &str) -> Result<(), String> {
@@ -31,6 +31,7 @@ pub(super) fn validate(m: Merged, errs: &mut Errors) -> Option<Config> {
         None => Some(default_haproxy()),
     };
     let alerts = alerts(m.alerts.as_ref(), errs);
+    let control = control(m.control.as_ref(), errs);
 
     let mut actions = BTreeMap::new();
     for (name, a) in &m.actions {
@@ -67,6 +68,7 @@ pub(super) fn validate(m: Merged, errs: &mut Errors) -> Option<Config> {
         egress: egress?,
         haproxy: haproxy?,
         alerts: alerts?,
+        control: control?,
         rules,
         actions,
     })
@@ -410,6 +412,50 @@ fn haproxy_probe(
         return None;
     }
     Some(spec)
+}
+
+fn control(raw: Option<&Located<RawControl>>, errs: &mut Errors) -> Option<ControlSettings> {
+    let default_socket = || Some(PathBuf::from(defaults::CONTROL_SOCKET));
+    let Some(Located { file, value: r }) = raw else {
+        return Some(ControlSettings {
+            socket: default_socket(),
+            metrics_listen: None,
+        });
+    };
+    let socket = match &r.socket {
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) if p.is_relative() => {
+            errs.push(
+                file,
+                Some("[control]"),
+                format!(
+                    "`socket` = {:?}: use an absolute path (or \"\" for none)",
+                    p.display().to_string()
+                ),
+            );
+            return None;
+        }
+        Some(p) => Some(p.clone()),
+        None => default_socket(),
+    };
+    let metrics_listen = match &r.metrics_listen {
+        None => None,
+        Some(a) => match a.parse::<std::net::SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                errs.push(
+                    file,
+                    Some("[control]"),
+                    format!("`metrics_listen` = {a:?}: not an address like \"127.0.0.1:9106\""),
+                );
+                return None;
+            }
+        },
+    };
+    Some(ControlSettings {
+        socket,
+        metrics_listen,
+    })
 }
 
 fn alerts(raw: Option<&Located<RawAlerts>>, errs: &mut Errors) -> Option<AlertSettings> {

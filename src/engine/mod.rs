@@ -26,6 +26,8 @@ pub trait Effects: Send + Sync + 'static {
     /// A rule's first failed check after being up: its `on_fail` actions may want to note the
     /// state of the world now, to compare with when they run. Must not block.
     fn streak_started(&self, _action: &str) {}
+    /// What a cycle of the daemon saw and did (for `watchdog status`). Must not block.
+    fn report(&self, _report: &CycleReport) {}
 }
 
 /// One rule's state between cycles.
@@ -306,7 +308,8 @@ async fn rule_loop<E: Effects>(
         if *shutdown.borrow() {
             return runner;
         }
-        runner.cycle(fx.as_ref()).await;
+        let report = runner.cycle(fx.as_ref()).await;
+        fx.report(&report);
     }
 }
 

@@ -265,3 +265,103 @@ async fn sighup_reloads_a_valid_config_keeping_streaks_and_keeps_running_on_an_i
     let (code, _) = wd.stop().await;
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_metrics_show_what_each_rule_saw_and_did() {
+    let target = Stub::start(Reply::Status(503, "down".into())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    // A stale socket file from a crashed run is replaced.
+    std::fs::write(&socket, "").unwrap();
+    let port = crate::support::free_port();
+    let env = crate::support::watchdog::Env {
+        aws_endpoint: "http://127.0.0.1:9".into(),
+        imds_endpoint: "http://127.0.0.1:9".into(),
+    };
+    let toml = format!(
+        "[control]\nsocket = \"{}\"\nmetrics_listen = \"127.0.0.1:{port}\"\n\
+         [rules.eip]\ncheck = {{ type = \"http\", url = \"{}\" }}\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfail_after = 2\non_fail = [\"tell\"]\n\
+         [actions.tell]\ntype = \"sns\"\ntopic_arn = \"arn:aws:sns:us-east-1:123456789012:ops\"\n",
+        socket.display(),
+        target.url()
+    );
+    let wd = Watchdog::start("n", &env, &toml, &["--dry-run"]);
+    wd.wait_for(Duration::from_secs(10), "rule_failed", |e| {
+        e["event"] == "rule_failed"
+    })
+    .await;
+
+    let out = tokio::process::Command::new(bin())
+        .args(["status", "--json", "--socket"])
+        .arg(&socket)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &s["rules"][0];
+    assert_eq!(
+        (r["rule"].as_str(), r["state"].as_str()),
+        (Some("eip"), Some("down")),
+        "{s}"
+    );
+    assert!(r["consecutive_failures"].as_u64().unwrap() >= 2, "{s}");
+    assert!(
+        r["last_result"]["detail"].as_str().unwrap().contains("503"),
+        "{s}"
+    );
+    assert_eq!(r["last_action"]["action"], "tell", "{s}");
+
+    let out = tokio::process::Command::new(bin())
+        .args(["status", "--socket"])
+        .arg(&socket)
+        .output()
+        .await
+        .unwrap();
+    let table = text(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("eip") && l.contains("DOWN") && l.contains("FAIL")),
+        "{table}"
+    );
+
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("# TYPE watchdog_checks_failed_total counter"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("watchdog_checks_failed_total{rule=\"eip\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("watchdog_rule_up{rule=\"eip\",check=\"http\"} 0"),
+        "{metrics}"
+    );
+
+    // Without a daemon: a clear error, exit 1.
+    let (code, _) = wd.stop().await;
+    assert_eq!(code, Some(0));
+    assert!(
+        !socket.exists(),
+        "the daemon removes its socket when it stops"
+    );
+    let out = tokio::process::Command::new(bin())
+        .args(["status", "--socket"])
+        .arg(&socket)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot reach the daemon's control socket"),
+        "{}",
+        text(&out.stderr)
+    );
+}

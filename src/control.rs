@@ -1,0 +1,305 @@
+//! How operators and monitoring see the running daemon: `watchdog status` over a local
+//! control socket, and Prometheus `/metrics` over TCP (off unless `[control] metrics_listen`
+//! is set). Both are plain HTTP/1.1 served by the same handler; neither can change anything.
+
+use crate::engine::threshold::Health;
+use crate::engine::CycleReport;
+use crate::telemetry;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// The last thing each rule saw and did, kept across configuration reloads.
+#[derive(Clone, Default)]
+pub struct StatusBoard(Arc<Mutex<Board>>);
+
+#[derive(Default)]
+struct Board {
+    started: Option<SystemTime>,
+    reloaded: Option<SystemTime>,
+    sources: Vec<PathBuf>,
+    rules: BTreeMap<String, RuleStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RuleStatus {
+    pub rule: String,
+    pub check: String,
+    /// `up` or `down`.
+    pub state: String,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    pub last_result: Option<LastResult>,
+    pub last_action: Option<LastAction>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LastResult {
+    pub ok: bool,
+    pub detail: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LastAction {
+    pub action: String,
+    pub outcome: String,
+    pub at: String,
+}
+
+/// What `GET /status` answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub version: String,
+    pub started: Option<String>,
+    pub reloaded: Option<String>,
+    pub config: Vec<String>,
+    pub rules: Vec<RuleStatus>,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+impl StatusBoard {
+    /// A configuration starts (or replaces the previous one): forget rules it no longer has.
+    pub fn configure(&self, sources: &[PathBuf], rules: &[crate::config::Rule], reload: bool) {
+        let mut b = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = SystemTime::now();
+        if reload {
+            b.reloaded = Some(now);
+        } else {
+            b.started = Some(now);
+        }
+        b.sources = sources.to_vec();
+        b.rules
+            .retain(|name, _| rules.iter().any(|r| &r.name == name));
+        for r in rules {
+            b.rules.entry(r.name.clone()).or_insert_with(|| RuleStatus {
+                rule: r.name.clone(),
+                check: r.check.kind().into(),
+                state: "up".into(),
+                consecutive_failures: 0,
+                consecutive_successes: 0,
+                last_result: None,
+                last_action: None,
+            });
+        }
+    }
+
+    pub fn record(&self, r: &CycleReport) {
+        let now = rfc3339(SystemTime::now());
+        let mut b = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = b.rules.entry(r.rule.clone()).or_insert_with(|| RuleStatus {
+            rule: r.rule.clone(),
+            check: r.check.into(),
+            state: String::new(),
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+            last_result: None,
+            last_action: None,
+        });
+        entry.check = r.check.into();
+        entry.state = match r.health {
+            Health::Up => "up".into(),
+            Health::Down => "down".into(),
+        };
+        entry.consecutive_failures = r.consecutive_failures;
+        entry.consecutive_successes = r.consecutive_successes;
+        entry.last_result = Some(LastResult {
+            ok: r.outcome.ok,
+            detail: r.outcome.detail.clone(),
+            at: now.clone(),
+        });
+        if let Some((name, outcome)) = r.actions.last() {
+            entry.last_action = Some(LastAction {
+                action: name.clone(),
+                outcome: outcome.to_string(),
+                at: now,
+            });
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        let b = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            started: b.started.map(rfc3339),
+            reloaded: b.reloaded.map(rfc3339),
+            config: b.sources.iter().map(|p| p.display().to_string()).collect(),
+            rules: b.rules.values().cloned().collect(),
+        }
+    }
+
+    /// Prometheus text exposition (version 0.0.4): every counter, and one gauge per rule.
+    pub fn metrics(&self) -> String {
+        let mut out = String::new();
+        let mut typed = String::new();
+        for (series, value) in telemetry::snapshot() {
+            let name = series.split('{').next().unwrap_or(&series);
+            if name != typed {
+                out.push_str(&format!("# TYPE watchdog_{name} counter\n"));
+                typed = name.to_owned();
+            }
+            out.push_str(&format!("watchdog_{series} {value}\n"));
+        }
+        let status = self.status();
+        out.push_str("# HELP watchdog_rule_up 1 while the rule is up, 0 once it has failed.\n# TYPE watchdog_rule_up gauge\n");
+        for r in &status.rules {
+            let up = u8::from(r.state == "up");
+            out.push_str(&format!(
+                "watchdog_rule_up{{rule=\"{}\",check=\"{}\"}} {up}\n",
+                r.rule, r.check
+            ));
+        }
+        out.push_str("# HELP watchdog_rule_consecutive_failures Failed checks in a row.\n# TYPE watchdog_rule_consecutive_failures gauge\n");
+        for r in &status.rules {
+            out.push_str(&format!(
+                "watchdog_rule_consecutive_failures{{rule=\"{}\"}} {}\n",
+                r.rule, r.consecutive_failures
+            ));
+        }
+        out
+    }
+}
+
+fn answer(board: &StatusBoard, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let (status, ctype, body) = match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/status") => match serde_json::to_string_pretty(&board.status()) {
+            Ok(j) => (StatusCode::OK, "application/json", j),
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                e.to_string(),
+            ),
+        },
+        ("GET", "/metrics") => (StatusCode::OK, "text/plain; version=0.0.4", board.metrics()),
+        ("GET", _) => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "try /status or /metrics\n".into(),
+        ),
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "read-only\n".into(),
+        ),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+/// Serve one connection; a client that stalls is dropped after 10 s.
+async fn serve_conn<S>(io: S, board: StatusBoard)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let r = answer(&board, &req);
+        async move { Ok::<_, std::convert::Infallible>(r) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+}
+
+/// Listen on the control socket and/or the metrics address until `stop`. Errors binding are
+/// returned (the daemon logs them and goes on: monitoring is not worth a failover outage).
+pub async fn serve(
+    socket: Option<&Path>,
+    metrics: Option<std::net::SocketAddr>,
+    board: StatusBoard,
+    stop: watch::Receiver<bool>,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Some(path) = socket {
+        // A socket file left by a previous run that nobody answers on is stale.
+        if tokio::net::UnixStream::connect(path).await.is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        match tokio::net::UnixListener::bind(path) {
+            Ok(l) => {
+                let (board, mut stop) = (board.clone(), stop.clone());
+                let path = path.to_owned();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            a = l.accept() => if let Ok((s, _)) = a {
+                                tokio::spawn(serve_conn(s, board.clone()));
+                            },
+                            _ = stop.wait_for(|s| *s) => break,
+                        }
+                    }
+                    let _ = std::fs::remove_file(&path);
+                });
+            }
+            Err(e) => errors.push(format!("control socket {}: {e}", path.display())),
+        }
+    }
+    if let Some(addr) = metrics {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                let (board, mut stop) = (board.clone(), stop.clone());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            a = l.accept() => if let Ok((s, _)) = a {
+                                tokio::spawn(serve_conn(s, board.clone()));
+                            },
+                            _ = stop.wait_for(|s| *s) => break,
+                        }
+                    }
+                });
+            }
+            Err(e) => errors.push(format!("metrics address {addr}: {e}")),
+        }
+    }
+    errors
+}
+
+/// `watchdog status`: ask the daemon on its control socket.
+pub async fn fetch_status(socket: &Path) -> Result<Status, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let talk = async {
+        let mut s = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+            format!(
+                "cannot reach the daemon's control socket {}: {e} (is `watchdog run` running, and may this user open the socket?)",
+                socket.display()
+            )
+        })?;
+        s.write_all(b"GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .map_err(|e| format!("control socket: {e}"))?;
+        let mut reply = Vec::new();
+        s.take(16 * 1024 * 1024)
+            .read_to_end(&mut reply)
+            .await
+            .map_err(|e| format!("control socket: {e}"))?;
+        Ok::<_, String>(reply)
+    };
+    let reply = tokio::time::timeout(Duration::from_secs(5), talk)
+        .await
+        .map_err(|_| "the daemon did not answer on its control socket within 5 s".to_owned())??;
+    let text = String::from_utf8_lossy(&reply);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or("the control socket's answer is not HTTP")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!(
+            "the control socket answered: {}",
+            head.lines().next().unwrap_or("")
+        ));
+    }
+    serde_json::from_str(body)
+        .map_err(|e| format!("the control socket's answer is not a status: {e}"))
+}
