@@ -163,6 +163,11 @@ fn status(cli: &Cli, json: bool, socket: Option<PathBuf>) -> u8 {
     }
 }
 
+/// Widths of the RULE and CHECK columns for these (rule, check) pairs.
+fn widths<'a>(rows: impl Iterator<Item = (&'a str, &'a str)>) -> (usize, usize) {
+    rows.fold((4, 5), |(w, cw), (r, c)| (w.max(r.len()), cw.max(c.len())))
+}
+
 /// `watchdog status` as a table: one line per rule, then its last action.
 pub fn status_table(s: &crate::control::Status) -> String {
     let mut out = format!(
@@ -174,20 +179,7 @@ pub fn status_table(s: &crate::control::Status) -> String {
             .map(|r| format!(", reloaded {r}"))
             .unwrap_or_default()
     );
-    let w = s
-        .rules
-        .iter()
-        .map(|r| r.rule.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let cw = s
-        .rules
-        .iter()
-        .map(|r| r.check.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
+    let (w, cw) = widths(s.rules.iter().map(|r| (r.rule.as_str(), r.check.as_str())));
     out.push_str(&format!(
         "{:<w$}  {:<cw$}  {:<5}  {:>5}  {:>5}  LAST RESULT\n",
         "RULE", "CHECK", "STATE", "FAILS", "OKS"
@@ -490,18 +482,7 @@ async fn wait_for_signal(hup: tokio::sync::mpsc::UnboundedSender<()>) -> &'stati
 /// The `--once` summary: one line per rule, then one per action it ran.
 pub fn summary(reports: &[CycleReport]) -> String {
     let mut out = String::new();
-    let w = reports
-        .iter()
-        .map(|r| r.rule.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let cw = reports
-        .iter()
-        .map(|r| r.check.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
+    let (w, cw) = widths(reports.iter().map(|r| (r.rule.as_str(), r.check)));
     out.push_str(&format!(
         "{:<w$}  {:<cw$}  {:<6}  {:<5}  {:<6}  DETAIL\n",
         "RULE", "CHECK", "RESULT", "STATE", "STREAK"

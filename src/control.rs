@@ -213,6 +213,45 @@ where
     let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
 }
 
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+enum Listener {
+    Unix(tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Box<dyn Io>> {
+        Ok(match self {
+            Listener::Unix(l) => Box::new(l.accept().await?.0),
+            Listener::Tcp(l) => Box::new(l.accept().await?.0),
+        })
+    }
+}
+
+/// Serve connections until `stop`; then remove `cleanup` (the socket file), if any.
+fn spawn_accept(
+    l: Listener,
+    board: StatusBoard,
+    mut stop: watch::Receiver<bool>,
+    cleanup: Option<PathBuf>,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                a = l.accept() => if let Ok(s) = a {
+                    tokio::spawn(serve_conn(s, board.clone()));
+                },
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+        if let Some(p) = cleanup {
+            let _ = std::fs::remove_file(p);
+        }
+    });
+}
+
 /// Listen on the control socket and/or the metrics address until `stop`. Errors binding are
 /// returned (the daemon logs them and goes on: monitoring is not worth a failover outage).
 pub async fn serve(
@@ -228,39 +267,18 @@ pub async fn serve(
             let _ = std::fs::remove_file(path);
         }
         match tokio::net::UnixListener::bind(path) {
-            Ok(l) => {
-                let (board, mut stop) = (board.clone(), stop.clone());
-                let path = path.to_owned();
-                tokio::spawn(async move {
-                    loop {
-                        tokio::select! {
-                            a = l.accept() => if let Ok((s, _)) = a {
-                                tokio::spawn(serve_conn(s, board.clone()));
-                            },
-                            _ = stop.wait_for(|s| *s) => break,
-                        }
-                    }
-                    let _ = std::fs::remove_file(&path);
-                });
-            }
+            Ok(l) => spawn_accept(
+                Listener::Unix(l),
+                board.clone(),
+                stop.clone(),
+                Some(path.to_owned()),
+            ),
             Err(e) => errors.push(format!("control socket {}: {e}", path.display())),
         }
     }
     if let Some(addr) = metrics {
         match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => {
-                let (board, mut stop) = (board.clone(), stop.clone());
-                tokio::spawn(async move {
-                    loop {
-                        tokio::select! {
-                            a = l.accept() => if let Ok((s, _)) = a {
-                                tokio::spawn(serve_conn(s, board.clone()));
-                            },
-                            _ = stop.wait_for(|s| *s) => break,
-                        }
-                    }
-                });
-            }
+            Ok(l) => spawn_accept(Listener::Tcp(l), board.clone(), stop.clone(), None),
             Err(e) => errors.push(format!("metrics address {addr}: {e}")),
         }
     }
