@@ -12,6 +12,7 @@ use crate::engine::Effects;
 use crate::providers::aws::{
     self, autoscaling::AutoScaling, ec2::Ec2, imds::IdentitySource, sns::Sns,
 };
+use crate::state::{Recovered, StateStore};
 use crate::sync::{self, Syncer};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -106,7 +107,13 @@ fn needs_asg(config: &Config) -> bool {
 }
 
 impl Shared {
-    pub async fn start(config: &Config, dry_run: bool) -> Result<Shared, BuildError> {
+    /// `state_dir`: where hold-downs and undelivered alerts are saved across restarts (None:
+    /// kept in memory only, as for `--once` and dry runs).
+    pub async fn start(
+        config: &Config,
+        dry_run: bool,
+        state_dir: Option<&std::path::Path>,
+    ) -> Result<Shared, BuildError> {
         let sdk = if aws_needs(config, dry_run) {
             let sdk = aws::sdk_config(&config.aws).await;
             if sdk.region().is_none() && aws_needs(config, dry_run) {
@@ -118,13 +125,38 @@ impl Shared {
         };
         let sns = sdk.as_ref().filter(|_| !dry_run).map(Sns::new);
         let (alert_stop, alert_stop_rx) = watch::channel(false);
-        let (alerter, alert_task) = Alerter::spawn(sns, alert_stop_rx);
+        let (store, recovered) = match state_dir.filter(|_| !dry_run) {
+            None => (StateStore::memory(), Recovered::default()),
+            Some(dir) => match StateStore::open(dir) {
+                Ok(opened) => opened,
+                Err(e) => {
+                    tracing::error!(event = "state_unavailable", error = %e,
+                        "hold-downs and undelivered alerts will not survive a restart");
+                    (StateStore::memory(), Recovered::default())
+                }
+            },
+        };
+        let (alerter, alert_task) = Alerter::spawn(sns, alert_stop_rx, store.clone());
+        for a in recovered.maybe_sent {
+            tracing::warn!(event = "alert_maybe_sent", topic = %a.topic_arn, subject = %a.subject,
+                "this alert was being published when the daemon stopped; not sending it again");
+        }
+        for a in recovered.alerts {
+            alerter.resend(
+                a.id,
+                crate::actions::alerts::Alert {
+                    topic_arn: a.topic_arn,
+                    subject: a.subject,
+                    message: a.message,
+                },
+            );
+        }
         Ok(Shared {
             alerter,
             alert_task,
             alert_stop,
             in_flight: InFlight::default(),
-            holds: HoldDowns::default(),
+            holds: HoldDowns::new(store),
             sdk,
             dry_run,
             board: StatusBoard::default(),

@@ -36,6 +36,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub dry_run: bool,
 
+    /// Where `run` keeps hold-downs and undelivered alerts across restarts ("" for nowhere).
+    #[arg(long, global = true, env = "WATCHDOG_STATE_DIR", default_value = defaults::STATE_DIR)]
+    pub state_dir: PathBuf,
+
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "plain")]
     pub log_format: LogFormat,
@@ -85,7 +89,8 @@ fn dispatch(cli: Cli) -> u8 {
         (Some(Command::Run), true) | (None, true) => with_runtime(&cli, once),
         (Some(Command::Run), false) => {
             let path = cli.config.clone();
-            with_runtime(&cli, |c, dry_run| daemon(path, c, dry_run))
+            let state = Some(cli.state_dir.clone()).filter(|d| !d.as_os_str().is_empty());
+            with_runtime(&cli, |c, dry_run| daemon(path, state, c, dry_run))
         }
         (None, false) => usage(
             "say what to do: `watchdog run`, `watchdog --once` or `watchdog validate` (see --help)",
@@ -251,7 +256,7 @@ const ONCE_ALERT_FLUSH: Duration = Duration::from_secs(30);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 async fn once(config: config::Config, dry_run: bool) -> u8 {
-    let built = match app::Shared::start(&config, dry_run).await {
+    let built = match app::Shared::start(&config, dry_run, None).await {
         Ok(shared) => shared.generation(&config).map(|g| (shared, g)),
         Err(e) => Err(e),
     };
@@ -288,8 +293,13 @@ async fn once(config: config::Config, dry_run: bool) -> u8 {
 /// valid one replaces the running one, with each rule's state carried over by name and the
 /// hold-downs, queued alerts and claims in flight untouched; an invalid one is logged and
 /// the running one goes on. SIGTERM/SIGINT stop.
-async fn daemon(path: std::path::PathBuf, config: config::Config, dry_run: bool) -> u8 {
-    let started = match app::Shared::start(&config, dry_run).await {
+async fn daemon(
+    path: std::path::PathBuf,
+    state_dir: Option<PathBuf>,
+    config: config::Config,
+    dry_run: bool,
+) -> u8 {
+    let started = match app::Shared::start(&config, dry_run, state_dir.as_deref()).await {
         Ok(shared) => shared.generation(&config).map(|g| (shared, g)),
         Err(e) => Err(e),
     };

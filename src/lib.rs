@@ -11,5 +11,6 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod providers;
+pub mod state;
 pub mod sync;
 pub mod telemetry;

@@ -1,8 +1,10 @@
 //! The alert outbox. Actions queue alerts and move on; one background task publishes them to
 //! SNS, retrying with backoff. An SNS outage never delays or undoes a claim, and an alert is
-//! dropped only when the daemon stops before it could be delivered (which is logged).
+//! dropped only when the daemon stops before it could be delivered (which is logged). With a
+//! state directory, queued alerts are saved and sent after a restart (see `crate::state`).
 
 use crate::providers::aws::sns::Sns;
+use crate::state::StateStore;
 use crate::telemetry;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,8 @@ pub struct Alert {
 /// Cheap to clone; every clone feeds the same outbox.
 #[derive(Clone)]
 pub struct Alerter {
-    tx: mpsc::UnboundedSender<Alert>,
+    tx: mpsc::UnboundedSender<(u64, Alert)>,
+    store: StateStore,
     pending: Arc<AtomicUsize>,
     drained: Arc<Notify>,
 }
@@ -33,10 +36,12 @@ impl Alerter {
     pub fn spawn(
         sns: Option<Sns>,
         shutdown: watch::Receiver<bool>,
+        store: StateStore,
     ) -> (Alerter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let alerter = Alerter {
             tx,
+            store: store.clone(),
             pending: Arc::new(AtomicUsize::new(0)),
             drained: Arc::new(Notify::new()),
         };
@@ -46,14 +51,27 @@ impl Alerter {
             alerter.pending.clone(),
             alerter.drained.clone(),
             shutdown,
+            store,
         ));
         (alerter, task)
     }
 
     pub fn send(&self, alert: Alert) {
+        let id = self
+            .store
+            .alert_queued(&alert.topic_arn, &alert.subject, &alert.message);
+        self.enqueue(id, alert);
+    }
+
+    /// Queue an alert saved by a previous run (already in the state file as `id`).
+    pub fn resend(&self, id: u64, alert: Alert) {
+        self.enqueue(id, alert);
+    }
+
+    fn enqueue(&self, id: u64, alert: Alert) {
         self.pending.fetch_add(1, Ordering::SeqCst);
         tracing::info!(event = "alert_queued", topic = %alert.topic_arn, subject = %alert.subject);
-        if self.tx.send(alert).is_err() {
+        if self.tx.send((id, alert)).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
             tracing::error!(event = "alert_dropped", "alert outbox is closed");
         }
@@ -80,15 +98,16 @@ impl Alerter {
 }
 
 async fn deliver(
-    mut rx: mpsc::UnboundedReceiver<Alert>,
+    mut rx: mpsc::UnboundedReceiver<(u64, Alert)>,
     sns: Option<Sns>,
     pending: Arc<AtomicUsize>,
     drained: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
+    store: StateStore,
 ) {
     loop {
         // Queued alerts go first; an idle outbox stops when the daemon does.
-        let alert = tokio::select! {
+        let (id, alert) = tokio::select! {
             biased;
             a = rx.recv() => match a {
                 Some(a) => a,
@@ -101,18 +120,22 @@ async fn deliver(
         loop {
             let Some(sns) = &sns else {
                 tracing::info!(event = "dry_run", call = "sns:Publish", topic = %alert.topic_arn, subject = %alert.subject, message = %alert.message);
+                store.alert_done(id);
                 break;
             };
+            store.alert_sending(id, true);
             match sns
                 .publish(&alert.topic_arn, &alert.subject, &alert.message)
                 .await
             {
-                Ok(id) => {
+                Ok(message_id) => {
+                    store.alert_done(id);
                     telemetry::incr("alerts_sent_total", &[]);
-                    tracing::info!(event = "alert_sent", topic = %alert.topic_arn, message_id = %id, attempt);
+                    tracing::info!(event = "alert_sent", topic = %alert.topic_arn, message_id = %message_id, attempt);
                     break;
                 }
                 Err(e) => {
+                    store.alert_sending(id, false);
                     telemetry::incr("alert_failures_total", &[]);
                     tracing::warn!(event = "alert_failed", topic = %alert.topic_arn, attempt, error = %e,
                         retry_in = %humantime::format_duration(backoff));
@@ -132,7 +155,7 @@ async fn deliver(
             drained.notify_waiters();
         }
     }
-    while let Ok(alert) = rx.try_recv() {
+    while let Ok((_, alert)) = rx.try_recv() {
         undelivered(&alert);
         pending.fetch_sub(1, Ordering::SeqCst);
     }
@@ -141,5 +164,6 @@ async fn deliver(
 
 fn undelivered(alert: &Alert) {
     telemetry::incr("alerts_undelivered_total", &[]);
-    tracing::error!(event = "alert_undelivered", topic = %alert.topic_arn, subject = %alert.subject, "stopping with an undelivered alert");
+    tracing::error!(event = "alert_undelivered", topic = %alert.topic_arn, subject = %alert.subject,
+        "stopping with an undelivered alert (kept in the state directory, if there is one, for the next start)");
 }

@@ -23,6 +23,7 @@ use crate::checks::{self, checkip, haproxy};
 use crate::config::{ClaimEipSpec, EgressSettings, EipRef, HaproxyProbeSpec};
 use crate::providers::aws::ec2::{AddressState, Ec2};
 use crate::providers::aws::imds::IdentitySource;
+use crate::state::StateStore;
 use crate::telemetry;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -51,15 +52,38 @@ pub struct ClaimEnv {
 
 /// When each Elastic IP last moved, by this node's hand or under its eyes: the hold-downs.
 /// Kept by the daemon across configuration reloads, so a reload never resets one.
+/// Saved in the state directory too, so a restart (even after `kill -9`) keeps them.
 #[derive(Clone, Default)]
-pub struct HoldDowns(
-    Arc<std::sync::Mutex<std::collections::HashMap<EipRef, Arc<Mutex<Option<Instant>>>>>>,
-);
+pub struct HoldDowns {
+    map: Arc<std::sync::Mutex<std::collections::HashMap<EipRef, Arc<Mutex<Option<Instant>>>>>>,
+    store: StateStore,
+}
 
 impl HoldDowns {
+    pub fn new(store: StateStore) -> Self {
+        HoldDowns {
+            map: Arc::default(),
+            store,
+        }
+    }
+
+    /// The last move of `eip`: this run's, or the saved one from before a restart.
     pub fn for_eip(&self, eip: &EipRef) -> Arc<Mutex<Option<Instant>>> {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(eip.clone()).or_default().clone()
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(eip.clone())
+            .or_insert_with(|| {
+                let saved = self
+                    .store
+                    .moved_ago(&eip.to_string())
+                    .map(|ago| Instant::now().checked_sub(ago).unwrap_or_else(Instant::now));
+                Arc::new(Mutex::new(saved))
+            })
+            .clone()
+    }
+
+    /// Save that `eip` moved now (the caller sets the in-memory time under its lock).
+    fn record(&self, eip: &EipRef) {
+        self.store.moved(&eip.to_string());
     }
 }
 
@@ -106,6 +130,7 @@ pub struct ClaimEip {
     env: Arc<ClaimEnv>,
     /// Serializes claims of this EIP on this node; holds the time it last moved.
     last_move: Arc<Mutex<Option<Instant>>>,
+    holds: HoldDowns,
     /// The association seen when the rule started failing (or at the last attempt): if it has
     /// changed by the time we claim, another node took over meanwhile.
     seen: Arc<std::sync::Mutex<Option<Option<String>>>>,
@@ -140,6 +165,7 @@ impl ClaimEip {
     pub fn new(spec: ClaimEipSpec, env: Arc<ClaimEnv>, holds: &HoldDowns) -> Self {
         ClaimEip {
             last_move: holds.for_eip(&spec.eip),
+            holds: holds.clone(),
             spec,
             env,
             seen: Arc::default(),
@@ -226,6 +252,7 @@ impl ClaimEip {
         if let Some(earlier) = earlier {
             if earlier != before.association_id {
                 *last_move = Some(Instant::now());
+                self.holds.record(&self.spec.eip);
                 return refused("moved_meanwhile", format!(
                     "{eip} moved to {} after this rule started failing: another node took over; leaving it there for the hold-down",
                     before.holder()
@@ -290,6 +317,9 @@ impl ClaimEip {
 
         // From the first mutating call to the verified association the claim runs in its own
         // task: a shutdown must not cut it between releasing the EIP and taking it.
+        // Saved before the first mutating call: if the process dies mid-claim, the restarted
+        // daemon is in hold-down and does not claim a second time.
+        self.holds.record(&self.spec.eip);
         let guard = env.in_flight.enter();
         let task = tokio::spawn({
             let (ec2, eip, before, target, verify_for) = (
@@ -315,12 +345,14 @@ impl ClaimEip {
             Ok(MoveResult::Moved(a, v)) => (a, v),
             Ok(MoveResult::Lost(detail)) => {
                 *last_move = Some(Instant::now());
+                self.holds.record(&self.spec.eip);
                 return refused("lost_race", detail);
             }
             Ok(MoveResult::Failed(e)) => return ActionOutcome::Error(e),
             Err(e) => return ActionOutcome::Error(format!("claim task failed: {e}")),
         };
         *last_move = Some(Instant::now());
+        self.holds.record(&self.spec.eip);
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let verified = match verified {
             Verified::Yes => "verified",

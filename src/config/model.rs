@@ -26,6 +26,7 @@ pub mod defaults {
     pub const AWS_MAX_ATTEMPTS: u32 = 4;
     pub const IMDS_TIMEOUT: Duration = Duration::from_secs(2);
     pub const SUBJECT_PREFIX: &str = "HAProxy failover";
+    pub const STATE_DIR: &str = "/var/lib/haproxy-watchdog";
     pub const CONTROL_SOCKET: &str = "/run/haproxy-watchdog/control.sock";
     pub const SYNC_INTERVAL_ASG: Duration = Duration::from_secs(30);
     pub const SYNC_INTERVAL_CONSUL: Duration = Duration::from_secs(60);

@@ -456,3 +456,34 @@ async fn a_takeover_by_another_node_during_our_failure_streak_is_left_alone() {
         .skip(1)
         .all(|e| e["reason"] == "hold_down"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_after_a_claim_leaves_the_hold_down_and_sends_no_alert_twice() {
+    use crate::support::watchdog::Watchdog;
+    let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
+    bed.target.set(Reply::Status(503, "down".into()));
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_str().unwrap().to_owned();
+    let conf = bed.conf("b").toml();
+    let wd = Watchdog::start("b", &bed.env("b"), &conf, &["--state-dir", &dir]);
+    wd.wait_event(T, "eip_claimed").await;
+    wd.wait_event(T, "alert_sent").await;
+    wd.signal("KILL");
+    let saved = std::fs::read_to_string(state.path().join("state.json")).unwrap();
+    assert!(saved.contains(&bed.world.eip.to_string()), "{saved}");
+
+    // The EIP goes back to a while b is down, and the target still fails: the restarted
+    // daemon is within the hold-down it saved, so it leaves the EIP alone.
+    bed.world.associate("a").await;
+    let wd = Watchdog::start("b", &bed.env("b"), &conf, &["--state-dir", &dir]);
+    wd.wait_for(T, "a claim refused by the saved hold-down", |e| {
+        e["event"] == "action_refused" && e["reason"] == "hold_down"
+    })
+    .await;
+    assert_eq!(bed.world.moto.watchdog_calls("AssociateAddress").len(), 1);
+    assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
+    let alerts = bed.world.alerts(Duration::from_secs(2)).await;
+    assert_eq!(alerts.len(), 1, "one claim, one alert: {alerts:?}");
+    let (code, _) = wd.stop().await;
+    assert_eq!(code, Some(0));
+}

@@ -108,6 +108,9 @@ impl Watchdog {
             .args(["--log-format", "json", "--log-level", "debug"])
             .args(extra);
         env.apply(&mut cmd);
+        // Each daemon keeps its hold-downs and alerts beside its own config, never in the
+        // machine's /var/lib/haproxy-watchdog.
+        cmd.env("WATCHDOG_STATE_DIR", dir.path());
         let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

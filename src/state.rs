@@ -1,0 +1,252 @@
+//! State that must survive a restart (`[state] dir`, default /var/lib/haproxy-watchdog):
+//! when each Elastic IP last moved (the hold-downs) and the alerts not yet delivered.
+//!
+//! One JSON file, replaced atomically (written beside, fsynced, renamed) on every change.
+//! A claim records its move *before* its first mutating call, so a crash or `kill -9` in the
+//! middle of a claim leaves a hold-down that keeps the restarted daemon from claiming again.
+//! Alerts are at most once: one that was being published when the process died may have
+//! gone out, so it is dropped (and logged) at the next start rather than sent twice; the
+//! others are sent then.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const FILE: &str = "state.json";
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+struct StateFile {
+    version: u32,
+    #[serde(default)]
+    eips: BTreeMap<String, EipRecord>,
+    #[serde(default)]
+    alerts: Vec<StoredAlert>,
+    #[serde(default)]
+    next_alert_id: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct EipRecord {
+    /// Seconds since the Unix epoch.
+    moved_at: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredAlert {
+    pub id: u64,
+    pub topic_arn: String,
+    pub subject: String,
+    pub message: String,
+    /// A publish was under way.
+    pub sending: bool,
+}
+
+/// Cheap to clone. Without a directory it keeps nothing (`--once`, `[state] dir = ""`).
+#[derive(Clone, Default)]
+pub struct StateStore(Option<Arc<Inner>>);
+
+struct Inner {
+    path: PathBuf,
+    data: Mutex<StateFile>,
+}
+
+/// What a start found in the state file.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Alerts to send now.
+    pub alerts: Vec<StoredAlert>,
+    /// Alerts that were being published when the process stopped: dropped, maybe sent.
+    pub maybe_sent: Vec<StoredAlert>,
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl StateStore {
+    pub fn memory() -> Self {
+        StateStore(None)
+    }
+
+    /// Open (or start) the state in `dir`. A file that cannot be parsed is moved aside and
+    /// reported; the daemon then starts with no state rather than not at all.
+    pub fn open(dir: &Path) -> Result<(StateStore, Recovered), String> {
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| format!("state directory {}: {e}", dir.display()))?;
+        if !meta.is_dir() {
+            return Err(format!(
+                "state directory {} is not a directory",
+                dir.display()
+            ));
+        }
+        let path = dir.join(FILE);
+        let mut data = match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
+                Ok(d) => d,
+                Err(e) => {
+                    let aside = dir.join(format!("{FILE}.corrupt-{}", unix(SystemTime::now())));
+                    let _ = std::fs::rename(&path, &aside);
+                    tracing::error!(event = "state_corrupt", file = %path.display(), moved_to = %aside.display(), error = %e,
+                        "starting without saved hold-downs and alerts");
+                    StateFile::default()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
+            Err(e) => return Err(format!("state file {}: {e}", path.display())),
+        };
+        data.version = 1;
+        let (maybe_sent, alerts): (Vec<_>, Vec<_>) = data.alerts.drain(..).partition(|a| a.sending);
+        data.alerts = alerts.clone();
+        let store = StateStore(Some(Arc::new(Inner {
+            path,
+            data: Mutex::new(data),
+        })));
+        store.save()?;
+        Ok((store, Recovered { alerts, maybe_sent }))
+    }
+
+    /// `eip` moved (or is about to be moved by us) now.
+    pub fn moved(&self, eip: &str) {
+        self.update(|d| {
+            d.eips.insert(
+                eip.to_owned(),
+                EipRecord {
+                    moved_at: unix(SystemTime::now()),
+                },
+            );
+        });
+    }
+
+    /// How long ago `eip` last moved, as far as the saved state knows.
+    pub fn moved_ago(&self, eip: &str) -> Option<Duration> {
+        let inner = self.0.as_ref()?;
+        let d = inner.data.lock().unwrap_or_else(|p| p.into_inner());
+        let at = d.eips.get(eip)?.moved_at;
+        Some(Duration::from_secs(
+            unix(SystemTime::now()).saturating_sub(at),
+        ))
+    }
+
+    /// Keep an alert until it is delivered; its id (0 when nothing is kept).
+    pub fn alert_queued(&self, topic_arn: &str, subject: &str, message: &str) -> u64 {
+        let mut id = 0;
+        self.update(|d| {
+            d.next_alert_id += 1;
+            id = d.next_alert_id;
+            d.alerts.push(StoredAlert {
+                id,
+                topic_arn: topic_arn.into(),
+                subject: subject.into(),
+                message: message.into(),
+                sending: false,
+            });
+        });
+        id
+    }
+
+    pub fn alert_sending(&self, id: u64, sending: bool) {
+        self.update(|d| {
+            if let Some(a) = d.alerts.iter_mut().find(|a| a.id == id) {
+                a.sending = sending;
+            }
+        });
+    }
+
+    pub fn alert_done(&self, id: u64) {
+        self.update(|d| d.alerts.retain(|a| a.id != id));
+    }
+
+    fn update(&self, f: impl FnOnce(&mut StateFile)) {
+        let Some(inner) = &self.0 else { return };
+        {
+            let mut d = inner.data.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut d);
+        }
+        if let Err(e) = self.save() {
+            tracing::error!(event = "state_not_saved", error = %e);
+        }
+    }
+
+    /// Write the whole state atomically. Serialized by the data lock, so writes never race.
+    fn save(&self) -> Result<(), String> {
+        let Some(inner) = &self.0 else { return Ok(()) };
+        let d = inner.data.lock().unwrap_or_else(|p| p.into_inner());
+        let text = serde_json::to_vec_pretty(&*d).map_err(|e| e.to_string())?;
+        let tmp = inner.path.with_extension("json.new");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &inner.path)?;
+            if let Some(dir) = inner.path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| format!("state file {}: {e}", inner.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moves_and_alerts_survive_a_restart_and_in_flight_alerts_are_not_sent_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, rec) = StateStore::open(dir.path()).unwrap();
+        assert!(rec.alerts.is_empty() && s.moved_ago("203.0.113.10").is_none());
+        s.moved("203.0.113.10");
+        let queued = s.alert_queued("arn:aws:sns:us-east-1:1:t", "subj", "queued");
+        let sending = s.alert_queued("arn:aws:sns:us-east-1:1:t", "subj", "sending");
+        let done = s.alert_queued("arn:aws:sns:us-east-1:1:t", "subj", "done");
+        s.alert_sending(sending, true);
+        s.alert_done(done);
+        drop(s); // as if killed: every change is already on disk
+
+        let (s, rec) = StateStore::open(dir.path()).unwrap();
+        assert!(s.moved_ago("203.0.113.10").unwrap() < Duration::from_secs(5));
+        assert_eq!(
+            rec.alerts.iter().map(|a| a.id).collect::<Vec<_>>(),
+            [queued]
+        );
+        assert_eq!(
+            rec.maybe_sent.iter().map(|a| a.id).collect::<Vec<_>>(),
+            [sending]
+        );
+        // The in-flight one is gone from the file too, and ids keep counting.
+        let (_, rec) = StateStore::open(dir.path()).unwrap();
+        assert_eq!(rec.alerts.len(), 1);
+        assert!(rec.maybe_sent.is_empty());
+        assert!(s.alert_queued("a", "b", "c") > done);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_moved_aside_and_a_missing_dir_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), "{not json").unwrap();
+        let (s, rec) = StateStore::open(dir.path()).unwrap();
+        assert!(rec.alerts.is_empty() && s.moved_ago("x").is_none());
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("state.json.corrupt-")
+            });
+        assert!(aside);
+        let e = StateStore::open(&dir.path().join("nope")).err().unwrap();
+        assert!(e.contains("state directory"), "{e}");
+        // Memory-only stores keep nothing and never fail.
+        let m = StateStore::memory();
+        m.moved("x");
+        assert_eq!(m.alert_queued("a", "b", "c"), 0);
+        assert!(m.moved_ago("x").is_none());
+    }
+}
