@@ -487,3 +487,47 @@ async fn a_kill_9_after_a_claim_leaves_the_hold_down_and_sends_no_alert_twice() 
     let (code, _) = wd.stop().await;
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_in_the_middle_of_a_claim_never_leads_to_a_second_claim() {
+    use crate::support::awsproxy::{AwsProxy, Fault};
+    use crate::support::watchdog::{Env, Watchdog};
+    let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
+    bed.target.set(Reply::Status(503, "down".into()));
+    // EC2 through a proxy that holds the release of the EIP for 3 s: the claim is then
+    // between its first mutating call and the association when the process is killed.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (proxy, _task) = AwsProxy::start(listener, bed.world.moto.url.clone());
+    proxy.inject(
+        "DisassociateAddress",
+        Fault::Delay(Duration::from_secs(3)),
+        1,
+    );
+    let env = Env {
+        aws_endpoint: proxy.url(),
+        imds_endpoint: bed.imds["b"].endpoint(),
+    };
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_str().unwrap().to_owned();
+    let conf = bed.conf("b").toml();
+    let wd = Watchdog::start("b", &env, &conf, &["--state-dir", &dir]);
+    eventually(T, "the release of the EIP under way", || async {
+        (proxy.count("DisassociateAddress").0 > 0).then_some(())
+    })
+    .await;
+    wd.signal("KILL");
+
+    let wd = Watchdog::start("b", &env, &conf, &["--state-dir", &dir]);
+    wd.wait_for(
+        T,
+        "a claim refused by the hold-down saved before the first mutation",
+        |e| e["event"] == "action_refused" && e["reason"] == "hold_down",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(proxy.count("AssociateAddress").0, 0, "no second claim");
+    assert_eq!(proxy.count("DisassociateAddress").0, 1);
+    assert!(bed.world.alerts(Duration::from_secs(1)).await.is_empty());
+    let (code, _) = wd.stop().await;
+    assert_eq!(code, Some(0));
+}
