@@ -22,7 +22,13 @@ have_version cargo-generate-rpm "$CARGO_RPM_VERSION" || cargo install --locked -
 
 OUT=target/packages
 rm -rf "$OUT" && mkdir -p "$OUT"
-cargo build --locked --profile "$PROFILE" --bin watchdog
+if [ "$PROFILE" = dev ]; then
+  # The test build: the binary `cargo test` made (dev-dependency features included), so the
+  # package tests do not rebuild the AWS SDK with another feature set.
+  cargo build --locked --profile dev --bins --tests
+else
+  cargo build --locked --profile "$PROFILE" --bin watchdog
+fi
 # cargo-deb warns that the dev profile is unsupported; the pinned version builds it fine,
 # and the package tests use it to avoid a second full build of every dependency.
 cargo deb --no-build --profile "$PROFILE" --output "$OUT/" $([ "$PROFILE" = dev ] && echo --fast)
