@@ -106,6 +106,17 @@ fn needs_asg(config: &Config) -> bool {
     })
 }
 
+/// The shared part and the first configuration's effects.
+pub async fn start(
+    config: &Config,
+    dry_run: bool,
+    state_dir: Option<&std::path::Path>,
+) -> Result<(Shared, Generation), BuildError> {
+    let shared = Shared::start(config, dry_run, state_dir).await?;
+    let generation = shared.generation(config)?;
+    Ok((shared, generation))
+}
+
 impl Shared {
     /// `state_dir`: where hold-downs and undelivered alerts are saved across restarts (None:
     /// kept in memory only, as for `--once` and dry runs).

@@ -142,15 +142,9 @@ fn status(cli: &Cli, json: bool, socket: Option<PathBuf>) -> u8 {
             Err(_) => PathBuf::from(defaults::CONTROL_SOCKET),
         },
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("watchdog: cannot start the async runtime: {e}");
-            return EXIT_FAILED;
-        }
+        Err(code) => return code,
     };
     match rt.block_on(crate::control::fetch_status(&socket)) {
         Ok(s) if json => {
@@ -235,18 +229,20 @@ where
         Err(code) => return code,
     };
     telemetry::init_logging(cli.log_format, &cli.log_level);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2);
+    let rt = match runtime(builder) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("watchdog: cannot start the async runtime: {e}");
-            return EXIT_FAILED;
-        }
+        Err(code) => return code,
     };
     rt.block_on(f(config, cli.dry_run))
+}
+
+fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, u8> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("watchdog: cannot start the async runtime: {e}");
+        EXIT_FAILED
+    })
 }
 
 /// How long `--once` waits for queued SNS alerts before it reports them undelivered.
@@ -256,11 +252,7 @@ const ONCE_ALERT_FLUSH: Duration = Duration::from_secs(30);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 async fn once(config: config::Config, dry_run: bool) -> u8 {
-    let built = match app::Shared::start(&config, dry_run, None).await {
-        Ok(shared) => shared.generation(&config).map(|g| (shared, g)),
-        Err(e) => Err(e),
-    };
-    let (shared, generation) = match built {
+    let (shared, generation) = match app::start(&config, dry_run, None).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("watchdog: {e}");
@@ -299,11 +291,7 @@ async fn daemon(
     config: config::Config,
     dry_run: bool,
 ) -> u8 {
-    let started = match app::Shared::start(&config, dry_run, state_dir.as_deref()).await {
-        Ok(shared) => shared.generation(&config).map(|g| (shared, g)),
-        Err(e) => Err(e),
-    };
-    let (shared, mut generation) = match started {
+    let (shared, mut generation) = match app::start(&config, dry_run, state_dir.as_deref()).await {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(event = "startup_failed", error = %e);

@@ -39,6 +39,21 @@ pub struct RuleStatus {
     pub last_action: Option<LastAction>,
 }
 
+impl RuleStatus {
+    /// A rule that has not run a cycle yet.
+    fn new(rule: &str, check: &str) -> Self {
+        RuleStatus {
+            rule: rule.into(),
+            check: check.into(),
+            state: "up".into(),
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+            last_result: None,
+            last_action: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LastResult {
     pub ok: bool,
@@ -81,30 +96,19 @@ impl StatusBoard {
         b.rules
             .retain(|name, _| rules.iter().any(|r| &r.name == name));
         for r in rules {
-            b.rules.entry(r.name.clone()).or_insert_with(|| RuleStatus {
-                rule: r.name.clone(),
-                check: r.check.kind().into(),
-                state: "up".into(),
-                consecutive_failures: 0,
-                consecutive_successes: 0,
-                last_result: None,
-                last_action: None,
-            });
+            b.rules
+                .entry(r.name.clone())
+                .or_insert_with(|| RuleStatus::new(&r.name, r.check.kind()));
         }
     }
 
     pub fn record(&self, r: &CycleReport) {
         let now = rfc3339(SystemTime::now());
         let mut b = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = b.rules.entry(r.rule.clone()).or_insert_with(|| RuleStatus {
-            rule: r.rule.clone(),
-            check: r.check.into(),
-            state: String::new(),
-            consecutive_failures: 0,
-            consecutive_successes: 0,
-            last_result: None,
-            last_action: None,
-        });
+        let entry = b
+            .rules
+            .entry(r.rule.clone())
+            .or_insert_with(|| RuleStatus::new(&r.rule, r.check));
         entry.check = r.check.into();
         entry.state = match r.health {
             Health::Up => "up".into(),
