@@ -175,6 +175,18 @@ async fn run_stops_cleanly_on_sigterm_and_sigint() {
     assert!(log.contains("\"event\":\"stopped\""), "{log}");
 }
 
+/// `watchdog status [EXTRA] --socket SOCKET`.
+async fn status(socket: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(bin())
+        .arg("status")
+        .args(extra)
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .await
+        .unwrap()
+}
+
 /// The consecutive-failure counts the daemon logged for `rule`, in order.
 fn streak(wd: &Watchdog, rule: &str) -> Vec<u64> {
     wd.events("check_failed")
@@ -291,12 +303,7 @@ async fn status_and_metrics_show_what_each_rule_saw_and_did() {
     })
     .await;
 
-    let out = tokio::process::Command::new(bin())
-        .args(["status", "--json", "--socket"])
-        .arg(&socket)
-        .output()
-        .await
-        .unwrap();
+    let out = status(&socket, &["--json"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let r = &s["rules"][0];
@@ -312,12 +319,7 @@ async fn status_and_metrics_show_what_each_rule_saw_and_did() {
     );
     assert_eq!(r["last_action"]["action"], "tell", "{s}");
 
-    let out = tokio::process::Command::new(bin())
-        .args(["status", "--socket"])
-        .arg(&socket)
-        .output()
-        .await
-        .unwrap();
+    let out = status(&socket, &[]).await;
     let table = text(&out.stdout);
     assert!(
         table
@@ -352,12 +354,7 @@ async fn status_and_metrics_show_what_each_rule_saw_and_did() {
         !socket.exists(),
         "the daemon removes its socket when it stops"
     );
-    let out = tokio::process::Command::new(bin())
-        .args(["status", "--socket"])
-        .arg(&socket)
-        .output()
-        .await
-        .unwrap();
+    let out = status(&socket, &[]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("cannot reach the daemon's control socket"),

@@ -178,24 +178,31 @@ async fn bad_discovery_answers_keep_the_servers() {
     let b = Backends::start(3).await;
     let consul = Consul::start("web", instances(&b, &[0, 1, 2])).await;
     let lb = Lb::start(&lb::block(4, b.port)).await;
-    let toml = rule(&lb, "min_servers = 2", &consul_source(&consul))
-        + "\n[actions.page]\ntype = \"sns\"\ntopic_arn = \"arn:aws:sns:us-east-1:123456789012:ops\"\n";
-    let toml = toml.replace(
-        "recover_after = 1\n",
-        "recover_after = 1\non_fail = [\"page\"]\n",
-    );
+    let toml = rule(&lb, "min_servers = 2", &consul_source(&consul));
+    // A dry run says what it would send and changes nothing.
+    let file_before = std::fs::read_to_string(&lb.config).unwrap();
     let wd = Watchdog::start("lb", &no_aws(), &toml, &["--dry-run"]);
-    // --dry-run keeps the SNS alert local; it also means the sync only logs what it would do.
-    wd.wait_for(WITHIN, "a dry-run round", |e| e["event"] == "dry_run")
-        .await;
+    wd.wait_for(WITHIN, "a dry-run round", |e| {
+        e["event"] == "dry_run"
+            && e["would"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("set server app/app")
+    })
+    .await;
+    wd.wait_for(WITHIN, "its summary", |e| {
+        e["event"] == "check_passed"
+            && e["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("dry run: would add 3")
+    })
+    .await;
     drop(wd);
+    assert_eq!(lb.serving().await, Some(BTreeSet::new()));
+    assert_eq!(std::fs::read_to_string(&lb.config).unwrap(), file_before);
 
-    let wd = Watchdog::start(
-        "lb",
-        &no_aws(),
-        &toml.replace("on_fail = [\"page\"]\n", ""),
-        &[],
-    );
+    let wd = Watchdog::start("lb", &no_aws(), &toml, &[]);
     let all = b.addrs(&[0, 1, 2]);
     converges(&lb, &all, "first sync").await;
 
@@ -336,10 +343,13 @@ async fn auto_scaling_group_scale_out_in_replace_and_unhealthy() {
     group.set_capacity(3).await;
     converges(&lb, &want(group.serving_ips().await), "scale out again").await;
     let ids = group.instance_ids().await;
+    let sick = SocketAddr::from((group.private_ip(&ids[1]).await, 8080));
+    assert!(lb.serving().await.unwrap().contains(&sick));
     group.set_unhealthy(&ids[1]).await;
     let healthy = want(group.serving_ips().await);
+    assert!(!healthy.contains(&sick));
     converges(&lb, &healthy, "unhealthy instance out").await;
-    assert!(healthy.len() < 3 || group.instance_ids().await.len() > 3);
+    assert!(!lb.serving().await.unwrap().contains(&sick));
 
     // Reads only: two calls per poll, nothing that changes AWS.
     assert!(group.moto.watchdog_mutations().is_empty());

@@ -62,7 +62,7 @@ impl Group {
             .unwrap();
     }
 
-    pub async fn instance_ids(&self) -> Vec<String> {
+    async fn instances(&self) -> Vec<aws_sdk_autoscaling::types::Instance> {
         let out = self
             .asg
             .describe_auto_scaling_groups()
@@ -70,11 +70,28 @@ impl Group {
             .send()
             .await
             .unwrap();
-        out.auto_scaling_groups()[0]
-            .instances()
+        out.auto_scaling_groups()[0].instances().to_vec()
+    }
+
+    pub async fn instance_ids(&self) -> Vec<String> {
+        self.instances()
+            .await
             .iter()
             .filter_map(|i| i.instance_id().map(str::to_owned))
             .collect()
+    }
+
+    /// An instance's private IP, from EC2.
+    pub async fn private_ip(&self, id: &str) -> Ipv4Addr {
+        let d = self
+            .ec2
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .unwrap();
+        let inst = &d.reservations()[0].instances()[0];
+        inst.private_ip_address().unwrap().parse().unwrap()
     }
 
     /// Terminate one instance; the group launches a replacement unless `decrement`.
@@ -101,29 +118,13 @@ impl Group {
     /// The private IPs of the InService and Healthy instances, read independently of the
     /// watchdog (one DescribeInstances per instance).
     pub async fn serving_ips(&self) -> BTreeSet<Ipv4Addr> {
-        let out = self
-            .asg
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(&self.name)
-            .send()
-            .await
-            .unwrap();
         let mut ips = BTreeSet::new();
-        for i in out.auto_scaling_groups()[0].instances() {
-            if i.lifecycle_state().map(|s| s.as_str()) != Some("InService")
-                || i.health_status() != Some("Healthy")
+        for i in self.instances().await {
+            if i.lifecycle_state().map(|s| s.as_str()) == Some("InService")
+                && i.health_status() == Some("Healthy")
             {
-                continue;
+                ips.insert(self.private_ip(i.instance_id().unwrap()).await);
             }
-            let d = self
-                .ec2
-                .describe_instances()
-                .instance_ids(i.instance_id().unwrap())
-                .send()
-                .await
-                .unwrap();
-            let inst = &d.reservations()[0].instances()[0];
-            ips.insert(inst.private_ip_address().unwrap().parse().unwrap());
         }
         ips
     }
