@@ -33,4 +33,6 @@ fi
 # and the package tests use it to avoid a second full build of every dependency.
 cargo deb --no-build --profile "$PROFILE" --output "$OUT/" $([ "$PROFILE" = dev ] && echo --fast)
 cargo generate-rpm --profile "$PROFILE" --output "$OUT/"
-ls -l "$OUT"
+DIR=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+# The sizes the README quotes: the (stripped, for release) binary and both packages.
+ls -l "target/$DIR/watchdog" "$OUT"/*
