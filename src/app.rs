@@ -6,11 +6,16 @@ use crate::actions::claim_eip::{ClaimEip, ClaimEnv, HoldDowns, InFlight};
 use crate::actions::notify::SnsNotify;
 use crate::actions::{Action, ActionContext, ActionOutcome};
 use crate::checks::{self, Outcome};
-use crate::config::{ActionSpec, CheckSpec, Config, Rule, SourceSpec};
+use crate::config::{ActionSpec, CheckSpec, ClaimProvider, Config, Rule, SourceSpec};
 use crate::control::StatusBoard;
 use crate::engine::Effects;
 use crate::providers::aws::{
-    self, autoscaling::AutoScaling, ec2::Ec2, imds::IdentitySource, sns::Sns,
+    self,
+    autoscaling::AutoScaling,
+    ec2::Ec2,
+    imds::IdentitySource,
+    opsworks::{OpsWorks, OpsworksIdentity},
+    sns::Sns,
 };
 use crate::state::{Recovered, StateStore};
 use crate::sync::{self, Syncer};
@@ -194,6 +199,15 @@ impl Shared {
             return Err(BuildError::NoRegion);
         }
         let ec2 = self.sdk.as_ref().filter(|_| !dry_run).map(Ec2::new);
+        let uses_opsworks = config
+            .actions
+            .values()
+            .any(|a| matches!(a, ActionSpec::ClaimEip(c) if c.provider == ClaimProvider::OpsWorks));
+        let opsworks = self
+            .sdk
+            .as_ref()
+            .filter(|_| !dry_run && uses_opsworks)
+            .map(|sdk| OpsWorks::new(sdk, &config.opsworks));
         let discovery = self
             .sdk
             .as_ref()
@@ -213,6 +227,8 @@ impl Shared {
         }
         let claim_env = Arc::new(ClaimEnv {
             ec2,
+            opsworks,
+            opsworks_identity: Arc::new(OpsworksIdentity::new(&config.opsworks)),
             http: http.clone(),
             egress: config.egress.clone(),
             haproxy: config.haproxy.clone(),

@@ -7,6 +7,7 @@ pub mod raw;
 mod validate;
 
 pub use model::*;
+pub use validate::is_opsworks_id;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -167,13 +168,14 @@ pub(crate) struct Merged {
     pub haproxy: Option<Located<raw::RawHaproxy>>,
     pub alerts: Option<Located<raw::RawAlerts>>,
     pub control: Option<Located<raw::RawControl>>,
+    pub opsworks: Option<Located<raw::RawOpsworks>>,
     pub rules: BTreeMap<String, Located<raw::RawRule>>,
     pub actions: BTreeMap<String, Located<raw::RawAction>>,
     /// Names that were defined but did not parse: references to them are not reported again.
     pub broken_actions: Vec<String>,
 }
 
-const SECTIONS: &str = "aws, node, egress, haproxy, alerts, control, rules, actions";
+const SECTIONS: &str = "aws, node, egress, haproxy, alerts, control, opsworks, rules, actions";
 
 impl Merged {
     fn add_file(&mut self, path: &Path, text: &str, errs: &mut Errors) {
@@ -193,6 +195,7 @@ impl Merged {
                 "haproxy" => section(&mut self.haproxy, "[haproxy]", path, value, errs),
                 "alerts" => section(&mut self.alerts, "[alerts]", path, value, errs),
                 "control" => section(&mut self.control, "[control]", path, value, errs),
+                "opsworks" => section(&mut self.opsworks, "[opsworks]", path, value, errs),
                 "rules" => named(&mut self.rules, "rule", path, value, errs, &mut Vec::new()),
                 "actions" => named(
                     &mut self.actions,

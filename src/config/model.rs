@@ -28,6 +28,9 @@ pub mod defaults {
     pub const SUBJECT_PREFIX: &str = "HAProxy failover";
     pub const STATE_DIR: &str = "/var/lib/haproxy-watchdog";
     pub const CONTROL_SOCKET: &str = "/run/haproxy-watchdog/control.sock";
+    /// OpsWorks Stacks served every stack's API from us-east-1; regional endpoints came later.
+    pub const OPSWORKS_REGION: &str = "us-east-1";
+    pub const OPSWORKS_AGENT_CONFIG: &str = "/etc/aws/opsworks/instance-agent.yml";
     pub const SYNC_INTERVAL_ASG: Duration = Duration::from_secs(30);
     pub const SYNC_INTERVAL_CONSUL: Duration = Duration::from_secs(60);
     pub const HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
@@ -51,6 +54,7 @@ pub struct Config {
     pub haproxy: HaproxyProbeSpec,
     pub alerts: AlertSettings,
     pub control: ControlSettings,
+    pub opsworks: OpsworksSettings,
     /// Sorted by name.
     pub rules: Vec<Rule>,
     pub actions: BTreeMap<String, ActionSpec>,
@@ -73,6 +77,17 @@ pub struct NodeSettings {
     pub private_ip: Option<Ipv4Addr>,
     pub imds_endpoint: Option<String>,
     pub imds_timeout: Duration,
+}
+
+/// `[opsworks]`: used only by claims with `provider = "opsworks"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpsworksSettings {
+    /// Region of the OpsWorks Stacks API endpoint.
+    pub region: String,
+    /// None: read from `agent_config` when first needed.
+    pub instance_id: Option<String>,
+    pub agent_config: PathBuf,
+    pub endpoint_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -305,7 +320,19 @@ impl std::fmt::Display for EipRef {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimProvider {
+    /// EC2 AssociateAddress onto this node's ENI and private IP (the default).
     Ec2,
+    /// OpsWorks Stacks AssociateElasticIp onto this node's OpsWorks instance.
+    OpsWorks,
+}
+
+impl ClaimProvider {
+    pub fn name(self) -> &'static str {
+        match self {
+            ClaimProvider::Ec2 => "ec2",
+            ClaimProvider::OpsWorks => "opsworks",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -30,6 +30,22 @@ pub struct RawAws {
     pub max_attempts: Option<u32>,
 }
 
+/// `[opsworks]`: how the `opsworks` claim provider reaches OpsWorks Stacks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpsworks {
+    /// Region of the OpsWorks Stacks API endpoint (not the stack's region). Default: us-east-1.
+    pub region: Option<String>,
+    /// This node's OpsWorks instance id (a UUID, not the EC2 `i-...` id).
+    /// Default: the `:identity:` line of `agent_config`.
+    pub instance_id: Option<String>,
+    /// The OpsWorks agent's configuration file. Default: /etc/aws/opsworks/instance-agent.yml.
+    pub agent_config: Option<PathBuf>,
+    /// Endpoint override for the OpsWorks API only. Default: `[aws] endpoint_url`, else the
+    /// SDK chain (`AWS_ENDPOINT_URL_OPSWORKS`, `AWS_ENDPOINT_URL`).
+    pub endpoint_url: Option<String>,
+}
+
 /// `[node]`: this node's identity. Anything not set comes from instance metadata (IMDSv2).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

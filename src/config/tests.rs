@@ -246,7 +246,7 @@ allocation_id = "eipalloc-1"
 type = "claim_eip"
 eip = "203.0.113.1"
 private_ip = "10.0.0"
-provider = "opsworks"
+provider = "azure"
 "#,
     )]);
     assert!(
@@ -264,8 +264,9 @@ provider = "opsworks"
         "{e:?}"
     );
     assert!(
-        e.iter()
-            .any(|e| e.contains("action \"badip\": `provider` = \"opsworks\"")),
+        e.iter().any(|e| e.contains(
+            "action \"badip\": `provider` = \"azure\": use \"ec2\" (the default) or \"opsworks\""
+        )),
         "{e:?}"
     );
     // Every problem of one action, not just the first.
@@ -580,4 +581,96 @@ fn control_socket_on_by_default_metrics_off_and_bad_values_reported() {
     assert!(errors(&[("a.toml", &bad)])[0].contains("absolute path"));
     let bad = format!("[control]\nmetrics_listen = \"localhost\"\n{GOOD}");
     assert!(errors(&[("a.toml", &bad)])[0].contains("not an address"));
+}
+
+#[test]
+fn opsworks_claims_default_to_the_us_east_1_api_and_the_agent_file() {
+    let c = from_sources(&src(&[(
+        "a.toml",
+        &GOOD.replace(
+            "type = \"claim_eip\"",
+            "type = \"claim_eip\"\nprovider = \"opsworks\"",
+        ),
+    )]))
+    .unwrap();
+    let ActionSpec::ClaimEip(a) = &c.actions["claim"] else {
+        panic!()
+    };
+    assert_eq!(a.provider, ClaimProvider::OpsWorks);
+    assert_eq!(c.opsworks.region, "us-east-1");
+    assert_eq!(c.opsworks.instance_id, None);
+    assert_eq!(
+        c.opsworks.agent_config,
+        PathBuf::from("/etc/aws/opsworks/instance-agent.yml")
+    );
+
+    let c = from_sources(&src(&[(
+        "a.toml",
+        &format!(
+            "{GOOD}provider = \"opsworks\"\n[opsworks]\nregion = \"us-west-2\"\ninstance_id = \"4d6d1710-ded9-42a1-b08e-b043ad7af1e2\"\nendpoint_url = \"http://127.0.0.1:4999\"\n"
+        ),
+    )]))
+    .unwrap();
+    assert_eq!(c.opsworks.region, "us-west-2");
+    assert_eq!(
+        c.opsworks.instance_id.as_deref(),
+        Some("4d6d1710-ded9-42a1-b08e-b043ad7af1e2")
+    );
+    assert_eq!(
+        c.opsworks.endpoint_url.as_deref(),
+        Some("http://127.0.0.1:4999/")
+    );
+}
+
+#[test]
+fn opsworks_mistakes_are_reported_together() {
+    let e = errors(&[(
+        "a.toml",
+        r#"
+[rules.eip]
+check = { type = "http", url = "http://203.0.113.10/" }
+on_fail = ["claim"]
+[actions.claim]
+type = "claim_eip"
+provider = "opsworks"
+allocation_id = "eipalloc-1"
+private_ip = "10.0.0.6"
+sns_topic_arn = "arn:aws:sns:us-east-1:123456789012:failover"
+[opsworks]
+instance_id = "i-0123456789abcdef0"
+agent_config = "instance-agent.yml"
+region = "US East"
+stack = "x"
+"#,
+    )]);
+    for want in ["[opsworks]: unknown field `stack`"] {
+        assert!(e.iter().any(|e| e.contains(want)), "{want}: {e:?}");
+    }
+    let e = errors(&[(
+        "a.toml",
+        r#"
+[rules.eip]
+check = { type = "http", url = "http://203.0.113.10/" }
+on_fail = ["claim"]
+[actions.claim]
+type = "claim_eip"
+provider = "opsworks"
+allocation_id = "eipalloc-1"
+private_ip = "10.0.0.6"
+sns_topic_arn = "arn:aws:sns:us-east-1:123456789012:failover"
+[opsworks]
+instance_id = "i-0123456789abcdef0"
+agent_config = "instance-agent.yml"
+region = "US East"
+"#,
+    )]);
+    for want in [
+        "action \"claim\": `allocation_id`: OpsWorks names an Elastic IP by its address",
+        "action \"claim\": `private_ip`: OpsWorks always associates with the instance's primary private IP",
+        "[opsworks]: `instance_id` = \"i-0123456789abcdef0\": not an OpsWorks instance id",
+        "[opsworks]: `agent_config` = \"instance-agent.yml\": use an absolute path",
+        "[opsworks]: `region` = \"US East\": not a region name",
+    ] {
+        assert!(e.iter().any(|e| e.contains(want)), "{want}: {e:?}");
+    }
 }

@@ -32,6 +32,7 @@ pub(super) fn validate(m: Merged, errs: &mut Errors) -> Option<Config> {
     };
     let alerts = alerts(m.alerts.as_ref(), errs);
     let control = control(m.control.as_ref(), errs);
+    let opsworks = opsworks(m.opsworks.as_ref(), errs);
 
     let mut actions = BTreeMap::new();
     for (name, a) in &m.actions {
@@ -69,6 +70,7 @@ pub(super) fn validate(m: Merged, errs: &mut Errors) -> Option<Config> {
         haproxy: haproxy?,
         alerts: alerts?,
         control: control?,
+        opsworks: opsworks?,
         rules,
         actions,
     })
@@ -458,6 +460,69 @@ fn control(raw: Option<&Located<RawControl>>, errs: &mut Errors) -> Option<Contr
     })
 }
 
+fn opsworks(raw: Option<&Located<RawOpsworks>>, errs: &mut Errors) -> Option<OpsworksSettings> {
+    let mut s = OpsworksSettings {
+        region: defaults::OPSWORKS_REGION.into(),
+        instance_id: None,
+        agent_config: defaults::OPSWORKS_AGENT_CONFIG.into(),
+        endpoint_url: None,
+    };
+    let Some(Located { file, value: r }) = raw else {
+        return Some(s);
+    };
+    let item = "[opsworks]";
+    let before = errs.0.len();
+    if let Some(region) = &r.region {
+        if region.is_empty()
+            || !region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            errs.push(
+                file,
+                Some(item),
+                format!("`region` = {region:?}: not a region name like \"us-east-1\""),
+            );
+        }
+        s.region = region.clone();
+    }
+    if let Some(id) = &r.instance_id {
+        if !is_opsworks_id(id) {
+            errs.push(file, Some(item), format!(
+                "`instance_id` = {id:?}: not an OpsWorks instance id (a UUID like \"4d6d1710-ded9-42a1-b08e-b043ad7af1e2\"; the EC2 i-... id is not accepted by OpsWorks)"
+            ));
+        }
+        s.instance_id = Some(id.clone());
+    }
+    if let Some(p) = &r.agent_config {
+        if p.is_relative() {
+            errs.push(
+                file,
+                Some(item),
+                format!(
+                    "`agent_config` = {:?}: use an absolute path",
+                    p.display().to_string()
+                ),
+            );
+        }
+        s.agent_config = p.clone();
+    }
+    if let Some(u) = &r.endpoint_url {
+        s.endpoint_url = url(u, "endpoint_url", file, item, errs).map(|u| u.to_string());
+    }
+    (errs.0.len() == before).then_some(s)
+}
+
+/// OpsWorks ids are lowercase UUIDs: 8-4-4-4-12 hex digits.
+pub fn is_opsworks_id(id: &str) -> bool {
+    let parts: Vec<&str> = id.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 fn alerts(raw: Option<&Located<RawAlerts>>, errs: &mut Errors) -> Option<AlertSettings> {
     let Some(Located { file, value: r }) = raw else {
         return Some(AlertSettings {
@@ -524,15 +589,28 @@ fn action(
             };
             let provider = match c.provider.as_deref() {
                 None | Some("ec2") => Some(ClaimProvider::Ec2),
+                Some("opsworks") => Some(ClaimProvider::OpsWorks),
                 Some(other) => {
                     errs.push(
                         file,
                         Some(item),
-                        format!("`provider` = {other:?}: the supported provider is \"ec2\""),
+                        format!(
+                            "`provider` = {other:?}: use \"ec2\" (the default) or \"opsworks\""
+                        ),
                     );
                     None
                 }
             };
+            if provider == Some(ClaimProvider::OpsWorks) {
+                // OpsWorks names an Elastic IP by its address and always puts it on the
+                // instance's primary private IP.
+                if c.allocation_id.is_some() {
+                    errs.push(file, Some(item), "`allocation_id`: OpsWorks names an Elastic IP by its address; set `eip` instead");
+                }
+                if c.private_ip.is_some() {
+                    errs.push(file, Some(item), "`private_ip`: OpsWorks always associates with the instance's primary private IP; use provider = \"ec2\" for a secondary one");
+                }
+            }
             let private_ip = c
                 .private_ip
                 .as_deref()

@@ -6,5 +6,6 @@ mod support;
 
 mod cli;
 mod failover;
+mod opsworks;
 mod sync;
 mod testbed;

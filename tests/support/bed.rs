@@ -87,6 +87,11 @@ impl Bed {
     }
 
     pub fn start(&self, node: &str, conf: &NodeConf) -> Watchdog {
-        Watchdog::start(node, &self.env(node), &conf.toml(), &[])
+        self.start_toml(node, &conf.toml())
+    }
+
+    /// Start `node` with a whole configuration of the test's own.
+    pub fn start_toml(&self, node: &str, toml: &str) -> Watchdog {
+        Watchdog::start(node, &self.env(node), toml, &[])
     }
 }

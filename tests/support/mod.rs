@@ -17,6 +17,7 @@ pub mod lb;
 pub mod load;
 pub mod moto;
 pub mod netns;
+pub mod opsworks;
 pub mod testbed;
 pub mod watchdog;
 pub mod world;

@@ -5,6 +5,7 @@
 pub mod autoscaling;
 pub mod ec2;
 pub mod imds;
+pub mod opsworks;
 pub mod sns;
 
 use crate::config::AwsSettings;

@@ -1,29 +1,34 @@
-//! `type = "claim_eip"`: move an Elastic IP onto this node, safely.
+//! `type = "claim_eip"`: move an Elastic IP onto this node, safely. This file decides; the
+//! calls that read and move the address live in one file per provider: `ec2.rs` (the default)
+//! and `opsworks.rs`.
 //!
 //! In order, stopping at the first gate that does not pass:
 //! 1. hold-down: this node moved the EIP, or lost a race for it, or saw another node take it
 //!    over while this rule was failing, less than `hold_down` ago;
 //! 2. the local HAProxy must be ready (a node that cannot serve must not take the traffic);
-//! 3. read the current association; if the EIP is already on our ENI and private IP: done; if
-//!    it changed since the rule started failing (read then, in the background), another node
-//!    has taken over: leave it;
+//! 3. read the current owner; if the EIP is already here: done; if it changed since the rule
+//!    started failing (read then, in the background), another node has taken over: leave it;
 //! 4. verify egress through checkip: a well-formed address that is not the EIP itself;
 //! 5. probe the local HAProxy again and run the rule's check once more: if it passes now,
 //!    someone else fixed it;
-//! 6. claim: release the association we read *by its AssociationId*, then associate with
-//!    `AllowReassociation=false`. Of two nodes racing, the second release fails with
-//!    `InvalidAssociationID.NotFound` or the second associate with `Resource.AlreadyAssociated`:
-//!    exactly one wins, and the loser starts a hold-down instead of fighting back;
-//! 7. verify (DescribeAddresses shows our AssociationId) and queue one SNS alert.
+//! 6. claim through the provider; a node that loses a race starts a hold-down instead of
+//!    fighting back;
+//! 7. verify (the provider shows the EIP here) and queue one SNS alert.
 
 use super::alerts::{Alert, Alerter};
 use super::notify::sns_subject;
 use super::{ActionContext, ActionOutcome};
 use crate::checks::{self, checkip, haproxy};
+use crate::config::ClaimProvider;
 use crate::config::{ClaimEipSpec, EgressSettings, EipRef, HaproxyProbeSpec};
 use crate::providers::aws::ec2::{AddressState, Ec2};
 use crate::providers::aws::imds::IdentitySource;
+use crate::providers::aws::opsworks::{ElasticIpState, OpsWorks, OpsworksIdentity};
+use crate::providers::aws::AwsError;
 use crate::state::StateStore;
+
+mod ec2;
+mod opsworks;
 use crate::telemetry;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -35,6 +40,9 @@ use tokio::time::Instant;
 pub struct ClaimEnv {
     /// None in dry-run mode: every AWS call is logged instead of made.
     pub ec2: Option<Ec2>,
+    /// None in dry-run mode.
+    pub opsworks: Option<OpsWorks>,
+    pub opsworks_identity: Arc<OpsworksIdentity>,
     pub http: reqwest::Client,
     pub egress: EgressSettings,
     pub haproxy: HaproxyProbeSpec,
@@ -128,32 +136,106 @@ impl Drop for InFlightGuard {
 pub struct ClaimEip {
     spec: ClaimEipSpec,
     env: Arc<ClaimEnv>,
+    /// None in dry-run mode.
+    api: Option<Api>,
     /// Serializes claims of this EIP on this node; holds the time it last moved.
     last_move: Arc<Mutex<Option<Instant>>>,
     holds: HoldDowns,
-    /// The association seen when the rule started failing (or at the last attempt): if it has
+    /// The owner seen when the rule started failing (or at the last attempt): if it has
     /// changed by the time we claim, another node took over meanwhile.
     seen: Arc<std::sync::Mutex<Option<Option<String>>>>,
 }
 
-/// Where the EIP should end up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub instance_id: String,
-    pub eni: String,
-    pub private_ip: Ipv4Addr,
+/// The API a claim goes through.
+#[derive(Clone)]
+enum Api {
+    Ec2(Ec2),
+    OpsWorks(OpsWorks),
+}
+
+/// Who holds the EIP, in the terms every provider shares.
+#[derive(Debug, Clone)]
+pub(crate) struct Owner {
+    /// Changes whenever the EIP moves: EC2's AssociationId, or the OpsWorks instance id.
+    token: Option<String>,
+    /// For logs and alerts: `i-0abc (eni-0def, 10.0.0.5)`, `OpsWorks instance ...`, `nobody`.
+    holder: String,
+    public_ip: Option<Ipv4Addr>,
+    state: Read,
+}
+
+/// A provider's own answer, which its move needs.
+#[derive(Debug, Clone)]
+pub(crate) enum Read {
+    Ec2(AddressState),
+    OpsWorks(ElasticIpState),
+}
+
+/// Where this node would put the EIP.
+#[derive(Debug, Clone)]
+enum Target {
+    Ec2(ec2::Target),
+    /// This node's OpsWorks instance id.
+    OpsWorks(String),
 }
 
 impl Target {
     fn describe(&self) -> String {
-        format!("{} ({}, {})", self.instance_id, self.eni, self.private_ip)
+        match self {
+            Target::Ec2(t) => t.describe(),
+            Target::OpsWorks(id) => format!("OpsWorks instance {id}"),
+        }
+    }
+
+    fn instance_id(&self) -> &str {
+        match self {
+            Target::Ec2(t) => &t.instance_id,
+            Target::OpsWorks(id) => id,
+        }
+    }
+
+    fn holds(&self, owner: &Owner) -> bool {
+        match (self, &owner.state) {
+            (Target::Ec2(t), Read::Ec2(a)) => ec2::is_on(a, t),
+            (Target::OpsWorks(id), Read::OpsWorks(e)) => e.instance_id.as_deref() == Some(id),
+            _ => false,
+        }
     }
 }
 
-/// Is the address already where we want it?
-pub fn is_on(addr: &AddressState, target: &Target) -> bool {
-    addr.network_interface_id.as_deref() == Some(target.eni.as_str())
-        && addr.private_ip == Some(target.private_ip)
+impl Api {
+    async fn read(&self, eip: &EipRef) -> Result<Owner, AwsError> {
+        match self {
+            Api::Ec2(c) => ec2::read(c, eip).await,
+            Api::OpsWorks(c) => opsworks::read(c, eip).await,
+        }
+    }
+
+    async fn take(
+        &self,
+        eip: &EipRef,
+        before: &Owner,
+        target: &Target,
+        verify_for: Duration,
+    ) -> MoveResult {
+        match (self, &before.state, target) {
+            (Api::Ec2(c), Read::Ec2(a), Target::Ec2(t)) => {
+                ec2::take(c, eip, a, t, verify_for).await
+            }
+            (Api::OpsWorks(c), Read::OpsWorks(e), Target::OpsWorks(id)) => {
+                opsworks::take(c, e, id, verify_for).await
+            }
+            _ => MoveResult::Failed("internal error: provider, owner and target disagree".into()),
+        }
+    }
+}
+
+/// The address as alerts name it: with its allocation id where EC2 gave one.
+fn address_label(eip: &EipRef, owner: &Owner) -> String {
+    match &owner.state {
+        Read::Ec2(a) => format!("{eip} ({})", a.allocation_id),
+        Read::OpsWorks(_) => eip.to_string(),
+    }
 }
 
 fn refused(reason: &'static str, detail: String) -> ActionOutcome {
@@ -163,26 +245,61 @@ fn refused(reason: &'static str, detail: String) -> ActionOutcome {
 
 impl ClaimEip {
     pub fn new(spec: ClaimEipSpec, env: Arc<ClaimEnv>, holds: &HoldDowns) -> Self {
+        let api = match spec.provider {
+            ClaimProvider::Ec2 => env.ec2.clone().map(Api::Ec2),
+            ClaimProvider::OpsWorks => env.opsworks.clone().map(Api::OpsWorks),
+        };
         ClaimEip {
             last_move: holds.for_eip(&spec.eip),
             holds: holds.clone(),
             spec,
             env,
+            api,
             seen: Arc::default(),
         }
     }
 
     /// Note who holds the EIP now, in the background: the rule guarding it just started failing.
     pub fn note_owner(&self) {
-        let Some(ec2) = self.env.ec2.clone() else {
+        let Some(api) = self.api.clone() else {
             return;
         };
         let (eip, seen) = (self.spec.eip.clone(), self.seen.clone());
         tokio::spawn(async move {
-            if let Ok(now) = ec2.describe(&eip).await {
-                *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(now.association_id);
+            if let Ok(now) = api.read(&eip).await {
+                *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(now.token);
             }
         });
+    }
+
+    /// Where this node would put the EIP: from `[node]` or instance metadata for EC2, from
+    /// `[opsworks]` or the agent's file for OpsWorks.
+    async fn target(&self) -> Result<Target, ActionOutcome> {
+        match self.spec.provider {
+            ClaimProvider::OpsWorks => match self.env.opsworks_identity.get().await {
+                Ok(id) => Ok(Target::OpsWorks(id.to_owned())),
+                Err(e) => Err(ActionOutcome::Error(format!(
+                    "cannot tell which OpsWorks instance this is: {e}"
+                ))),
+            },
+            ClaimProvider::Ec2 => {
+                let me = self.env.identity.get().await.map_err(|e| {
+                    ActionOutcome::Error(format!("cannot tell which node this is: {e}"))
+                })?;
+                let target = ec2::Target {
+                    instance_id: me.instance_id.clone(),
+                    eni: me.network_interface_id.clone(),
+                    private_ip: self.spec.private_ip.unwrap_or(me.private_ip),
+                };
+                if !me.private_ips.is_empty() && !me.private_ips.contains(&target.private_ip) {
+                    return Err(ActionOutcome::Error(format!(
+                        "private_ip {} is not assigned to {} (it has {:?}): assign it as a secondary private IP first",
+                        target.private_ip, target.eni, me.private_ips
+                    )));
+                }
+                Ok(Target::Ec2(target))
+            }
+        }
     }
 
     pub async fn run(&self, ctx: &ActionContext) -> ActionOutcome {
@@ -212,31 +329,20 @@ impl ClaimEip {
             );
         }
 
-        let me = match env.identity.get().await {
-            Ok(me) => me,
-            Err(e) => return ActionOutcome::Error(format!("cannot tell which node this is: {e}")),
+        let target = match self.target().await {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
         };
-        let target = Target {
-            instance_id: me.instance_id.clone(),
-            eni: me.network_interface_id.clone(),
-            private_ip: self.spec.private_ip.unwrap_or(me.private_ip),
-        };
-        if !me.private_ips.is_empty() && !me.private_ips.contains(&target.private_ip) {
-            return ActionOutcome::Error(format!(
-                "private_ip {} is not assigned to {} (it has {:?}): assign it as a secondary private IP first",
-                target.private_ip, target.eni, me.private_ips
-            ));
-        }
 
-        let Some(ec2) = &env.ec2 else {
+        let Some(api) = &self.api else {
             return self.dry_run(&target).await;
         };
 
-        let before = match ec2.describe(eip).await {
+        let before = match api.read(eip).await {
             Ok(a) => a,
             Err(e) => return ActionOutcome::Error(e.to_string()),
         };
-        if is_on(&before, &target) {
+        if target.holds(&before) {
             return ActionOutcome::NoOp(format!(
                 "{eip} is already on this node, {}",
                 target.describe()
@@ -248,14 +354,14 @@ impl ClaimEip {
             .seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .replace(before.association_id.clone());
+            .replace(before.token.clone());
         if let Some(earlier) = earlier {
-            if earlier != before.association_id {
+            if earlier != before.token {
                 *last_move = Some(Instant::now());
                 self.holds.record(&self.spec.eip);
                 return refused("moved_meanwhile", format!(
                     "{eip} moved to {} after this rule started failing: another node took over; leaving it there for the hold-down",
-                    before.holder()
+                    before.holder
                 ));
             }
         }
@@ -279,8 +385,8 @@ impl ClaimEip {
         tracing::info!(event = "egress_verified", rule = %ctx.rule, action = %self.spec.name, egress_ip = %egress);
         if before.public_ip == Some(egress) {
             return ActionOutcome::NoOp(format!(
-                "checkip says this node's traffic already leaves from {egress}: the EIP is ours (EC2 says it is on {})",
-                before.holder()
+                "checkip says this node's traffic already leaves from {egress}: the EIP is ours (the API says it is on {})",
+                before.holder
             ));
         }
 
@@ -307,8 +413,7 @@ impl ClaimEip {
                         "check_passes_again",
                         format!(
                             "the rule's check passes again ({}); {eip} stays on {}",
-                            o.detail,
-                            before.holder()
+                            o.detail, before.holder
                         ),
                     );
                 }
@@ -322,8 +427,8 @@ impl ClaimEip {
         self.holds.record(&self.spec.eip);
         let guard = env.in_flight.enter();
         let task = tokio::spawn({
-            let (ec2, eip, before, target, verify_for) = (
-                ec2.clone(),
+            let (api, eip, before, target, verify_for) = (
+                api.clone(),
                 eip.clone(),
                 before.clone(),
                 target.clone(),
@@ -331,14 +436,7 @@ impl ClaimEip {
             );
             async move {
                 let _guard = guard;
-                let result = move_eip(&ec2, &eip, &before, &target).await;
-                match result {
-                    Ok(association) => {
-                        let verified = verify(&ec2, &eip, &association, &before, verify_for).await;
-                        MoveResult::Moved(association, verified)
-                    }
-                    Err(e) => e,
-                }
+                api.take(&eip, &before, &target, verify_for).await
             }
         });
         let (association, verified) = match task.await {
@@ -368,22 +466,33 @@ impl ClaimEip {
             }
         };
         telemetry::incr("claims_total", &[]);
+        let association = association.unwrap_or_default();
         tracing::info!(event = "eip_claimed", rule = %ctx.rule, action = %self.spec.name, eip = %eip,
-            from = %before.holder(), to = %target.describe(), association = %association, verified);
+            provider = self.spec.provider.name(), from = %before.holder, to = %target.describe(),
+            association = %association, verified);
 
         if let Some(topic) = &self.spec.sns_topic_arn {
             env.alerter.send(Alert {
                 topic_arn: topic.clone(),
                 subject: sns_subject(&format!(
                     "{}: {} took over {eip}",
-                    env.subject_prefix, target.instance_id
+                    env.subject_prefix,
+                    target.instance_id()
                 )),
-                message: alert_text(eip, &before, &target, &association, egress, ctx, verified),
+                message: alert_text(
+                    &address_label(eip, &before),
+                    &before.holder,
+                    &target,
+                    &association,
+                    egress,
+                    ctx,
+                    verified,
+                ),
             });
         }
         ActionOutcome::Done(format!(
             "claimed {eip} from {} onto {} ({verified})",
-            before.holder(),
+            before.holder,
             target.describe()
         ))
     }
@@ -391,7 +500,11 @@ impl ClaimEip {
     /// Everything up to the first AWS call runs for real; the AWS calls are logged.
     async fn dry_run(&self, target: &Target) -> ActionOutcome {
         let eip = &self.spec.eip;
-        tracing::info!(event = "dry_run", call = "ec2:DescribeAddresses", eip = %eip);
+        let read = match target {
+            Target::Ec2(_) => "ec2:DescribeAddresses",
+            Target::OpsWorks(_) => "opsworks:DescribeElasticIps",
+        };
+        tracing::info!(event = "dry_run", call = read, eip = %eip);
         let egress = checkip::egress_ip(
             &self.env.http,
             &self.env.egress.checkip_url,
@@ -407,9 +520,16 @@ impl ClaimEip {
                 )
             }
         }
-        tracing::info!(event = "dry_run", call = "ec2:DisassociateAddress", eip = %eip, note = "by the AssociationId read, if the EIP is associated elsewhere");
-        tracing::info!(event = "dry_run", call = "ec2:AssociateAddress", eip = %eip, eni = %target.eni,
-            private_ip = %target.private_ip, allow_reassociation = false);
+        match target {
+            Target::Ec2(t) => {
+                tracing::info!(event = "dry_run", call = "ec2:DisassociateAddress", eip = %eip, note = "by the AssociationId read, if the EIP is associated elsewhere");
+                tracing::info!(event = "dry_run", call = "ec2:AssociateAddress", eip = %eip, eni = %t.eni,
+                    private_ip = %t.private_ip, allow_reassociation = false);
+            }
+            Target::OpsWorks(id) => {
+                tracing::info!(event = "dry_run", call = "opsworks:AssociateElasticIp", eip = %eip, instance_id = %id);
+            }
+        }
         if let Some(topic) = &self.spec.sns_topic_arn {
             tracing::info!(event = "dry_run", call = "sns:Publish", topic = %topic);
         }
@@ -420,94 +540,18 @@ impl ClaimEip {
     }
 }
 
-enum Verified {
+pub(crate) enum Verified {
     Yes,
     Lost(String),
     Unknown(String),
 }
 
-enum MoveResult {
-    Moved(String, Verified),
+pub(crate) enum MoveResult {
+    /// Moved: EC2's new AssociationId (OpsWorks gives none), and whether a read confirmed it.
+    Moved(Option<String>, Verified),
     /// Another node holds it now.
     Lost(String),
     Failed(String),
-}
-
-/// Release the association we read, then associate onto `target` without reassociation.
-///
-/// `InvalidAssociationID.NotFound` and `Resource.AlreadyAssociated` are ambiguous: another node
-/// may have won, or our own call succeeded and the SDK retried it after a timeout. EC2 is asked
-/// who holds the EIP now, and that decides.
-async fn move_eip(
-    ec2: &Ec2,
-    eip: &EipRef,
-    before: &AddressState,
-    target: &Target,
-) -> Result<String, MoveResult> {
-    if let Some(assoc) = &before.association_id {
-        match ec2.disassociate(assoc).await {
-            Ok(()) => {}
-            Err(e) if e.is_code("InvalidAssociationID.NotFound") => match ec2.describe(eip).await {
-                // Released (by us or by a rival): associating without reassociation settles it.
-                Ok(now) if now.association_id.is_none() => {}
-                Ok(now) => {
-                    return Err(MoveResult::Lost(format!(
-                        "{eip} was moved to {} while we claimed it ({e})",
-                        now.holder()
-                    )))
-                }
-                Err(e2) => return Err(MoveResult::Failed(format!("{e}; then {e2}"))),
-            },
-            Err(e) => return Err(MoveResult::Failed(e.to_string())),
-        }
-    }
-    match ec2
-        .associate(&before.allocation_id, &target.eni, target.private_ip)
-        .await
-    {
-        Ok(a) => Ok(a),
-        Err(e) if e.is_code("Resource.AlreadyAssociated") => match ec2.describe(eip).await {
-            Ok(now) if now.network_interface_id.as_deref() == Some(target.eni.as_str()) => now
-                .association_id
-                .ok_or_else(|| MoveResult::Failed(format!("{e}; and EC2 shows no association id"))),
-            Ok(now) => Err(MoveResult::Lost(format!(
-                "another node associated {eip} first: it is on {} ({e})",
-                now.holder()
-            ))),
-            Err(e2) => Err(MoveResult::Failed(format!("{e}; then {e2}"))),
-        },
-        Err(e) => Err(MoveResult::Failed(e.to_string())),
-    }
-}
-
-/// Wait until DescribeAddresses shows our association (reads are eventually consistent).
-async fn verify(
-    ec2: &Ec2,
-    eip: &EipRef,
-    association: &str,
-    before: &AddressState,
-    within: Duration,
-) -> Verified {
-    let deadline = Instant::now() + within;
-    let mut last_error = String::new();
-    loop {
-        match ec2.describe(eip).await {
-            Ok(now) if now.association_id.as_deref() == Some(association) => return Verified::Yes,
-            // Still the old view: look again.
-            Ok(now)
-                if now.association_id.is_none() || now.association_id == before.association_id => {}
-            Ok(now) => return Verified::Lost(now.holder()),
-            Err(e) => last_error = e.to_string(),
-        }
-        if Instant::now() >= deadline {
-            return Verified::Unknown(if last_error.is_empty() {
-                "DescribeAddresses did not show the new association in time".into()
-            } else {
-                last_error
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 fn fmt_secs(d: Duration) -> String {
@@ -515,60 +559,28 @@ fn fmt_secs(d: Duration) -> String {
 }
 
 fn alert_text(
-    eip: &EipRef,
-    before: &AddressState,
+    address: &str,
+    from: &str,
     target: &Target,
     association: &str,
     egress: Ipv4Addr,
     ctx: &ActionContext,
     verified: &str,
 ) -> String {
+    let now_on = match association {
+        "" => format!("{} ({verified})", target.describe()),
+        a => format!("{} (association {a}, {verified})", target.describe()),
+    };
     format!(
-        "Instance {} took over Elastic IP {eip} ({}) from {}.\n\
-         Now on: {} (association {association}, {verified}).\n\
+        "Instance {} took over Elastic IP {address} from {from}.\n\
+         Now on: {now_on}.\n\
          Why: rule {} failed {} consecutive checks; last: {}.\n\
          Egress verified: this node's traffic leaves from {egress}.\n\
          Time: {}\n",
-        target.instance_id,
-        before.allocation_id,
-        before.holder(),
-        target.describe(),
+        target.instance_id(),
         ctx.rule,
         ctx.consecutive,
         ctx.detail,
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addr(eni: Option<&str>, ip: Option<[u8; 4]>) -> AddressState {
-        AddressState {
-            allocation_id: "eipalloc-1".into(),
-            public_ip: Some(Ipv4Addr::new(203, 0, 113, 10)),
-            association_id: eni.map(|_| "eipassoc-1".into()),
-            instance_id: eni.map(|_| "i-1".into()),
-            network_interface_id: eni.map(str::to_owned),
-            private_ip: ip.map(Ipv4Addr::from),
-        }
-    }
-
-    #[test]
-    fn ours_only_on_the_same_eni_and_private_ip() {
-        let t = Target {
-            instance_id: "i-1".into(),
-            eni: "eni-a".into(),
-            private_ip: Ipv4Addr::new(10, 0, 0, 5),
-        };
-        assert!(is_on(&addr(Some("eni-a"), Some([10, 0, 0, 5])), &t));
-        assert!(
-            !is_on(&addr(Some("eni-a"), Some([10, 0, 0, 6])), &t),
-            "secondary IP differs"
-        );
-        assert!(!is_on(&addr(Some("eni-b"), Some([10, 0, 0, 5])), &t));
-        assert!(!is_on(&addr(None, None), &t));
-        assert_eq!(addr(None, None).holder(), "nobody (unassociated)");
-    }
 }
