@@ -34,6 +34,7 @@ for f in /usr/bin/haproxy-watchdog /etc/haproxy-watchdog/watchdog.toml \
          /usr/share/doc/haproxy-watchdog/copyright /usr/share/doc/haproxy-watchdog/CHANGELOG.md \
          /usr/share/doc/haproxy-watchdog/iam/ec2-failover-policy.json \
          /usr/share/doc/haproxy-watchdog/iam/backend-sync-asg-policy.json \
+         /usr/share/doc/haproxy-watchdog/iam/opsworks-failover-policy.json \
          /usr/share/doc/haproxy-watchdog/examples/backend-sync.toml; do
   check "deb: ships $f" has_line "$FILES" "$f"
 done

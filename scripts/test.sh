@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Run the whole test suite: unit tests, the integration tests on real components
-# (moto_server, HAProxy), then the package tests (build the .deb and .rpm, install the .deb
+# (moto_server, HAProxy, the OpsWorks and Consul stand-ins), the Chef cookbook tests
+# (scripts/test-chef.sh: templates rendered with Ruby's ERB, then `watchdog validate`), then
+# the package tests (build the .deb and .rpm, install the .deb
 # with dpkg, remove and purge it; scripts/test-packages.sh). Installs what they need first.
 # Needs root (network namespaces, dpkg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test-deps.sh
 cargo test --locked "$@"
+bash scripts/test-chef.sh
 bash scripts/test-packages.sh

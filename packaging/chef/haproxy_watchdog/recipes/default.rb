@@ -1,0 +1,1 @@
+include_recipe 'haproxy_watchdog::setup'
