@@ -3,6 +3,7 @@
 
 use crate::actions::alerts::Alerter;
 use crate::actions::claim_eip::{ClaimEip, ClaimEnv, HoldDowns, InFlight};
+use crate::actions::exec::Exec;
 use crate::actions::notify::SnsNotify;
 use crate::actions::{Action, ActionContext, ActionOutcome};
 use crate::checks::{self, Outcome};
@@ -252,6 +253,7 @@ impl Shared {
                         self.alerter.clone(),
                         config.alerts.subject_prefix.clone(),
                     )),
+                    ActionSpec::Exec(x) => Action::Exec(Exec::new(x.clone(), dry_run)),
                 };
                 (name.clone(), action)
             })

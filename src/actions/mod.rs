@@ -1,8 +1,10 @@
-//! Actions carry out what the engine decided: claim an Elastic IP, publish an alert.
+//! Actions carry out what the engine decided: claim an Elastic IP, publish an alert, run a
+//! program.
 //! Each kind lives in its own file; [`Action`] dispatches with a `match`.
 
 pub mod alerts;
 pub mod claim_eip;
+pub mod exec;
 pub mod notify;
 
 use crate::engine::threshold::Transition;
@@ -91,6 +93,7 @@ impl fmt::Display for ActionOutcome {
 pub enum Action {
     ClaimEip(claim_eip::ClaimEip),
     Sns(notify::SnsNotify),
+    Exec(exec::Exec),
 }
 
 impl Action {
@@ -98,6 +101,7 @@ impl Action {
         match self {
             Action::ClaimEip(a) => a.run(ctx).await,
             Action::Sns(a) => a.run(ctx),
+            Action::Exec(a) => a.run(ctx).await,
         }
     }
 }

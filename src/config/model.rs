@@ -29,6 +29,7 @@ pub mod defaults {
     pub const STATE_DIR: &str = "/var/lib/haproxy-watchdog";
     pub const CONTROL_SOCKET: &str = "/run/haproxy-watchdog/control.sock";
     /// OpsWorks Stacks served every stack's API from us-east-1; regional endpoints came later.
+    pub const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
     pub const OPSWORKS_REGION: &str = "us-east-1";
     pub const OPSWORKS_AGENT_CONFIG: &str = "/etc/aws/opsworks/instance-agent.yml";
     pub const SYNC_INTERVAL_ASG: Duration = Duration::from_secs(30);
@@ -300,6 +301,17 @@ impl std::fmt::Display for StatusSet {
 pub enum ActionSpec {
     ClaimEip(ClaimEipSpec),
     Sns(SnsSpec),
+    Exec(ExecSpec),
+}
+
+/// Run a program when a rule flips. It gets the event in its environment: `WATCHDOG_RULE`,
+/// `WATCHDOG_EVENT` (failed/recovered), `WATCHDOG_DETAIL`, `WATCHDOG_CONSECUTIVE`.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    pub name: String,
+    /// Absolute path of the program, then its arguments.
+    pub command: Vec<String>,
+    pub timeout: Duration,
 }
 
 /// Which Elastic IP: by public address or by allocation id.

@@ -213,6 +213,17 @@ pub enum StatusPattern {
 pub enum RawAction {
     ClaimEip(RawClaimEip),
     Sns(RawSns),
+    Exec(RawExec),
+}
+
+/// `type = "exec"`: run a program (what monit's `then exec` did).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExec {
+    /// The program and its arguments, run without a shell: `["/usr/local/bin/page", "ops"]`.
+    pub command: Option<Vec<String>>,
+    /// Killed (with its process group) after this long. Default: 30s.
+    pub timeout: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]

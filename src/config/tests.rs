@@ -674,3 +674,42 @@ region = "US East"
         assert!(e.iter().any(|e| e.contains(want)), "{want}: {e:?}");
     }
 }
+
+#[test]
+fn exec_actions_need_an_absolute_program() {
+    let rules = r#"
+[rules.r]
+check = { type = "http", url = "http://203.0.113.10/" }
+on_fail = ["page"]
+on_recover = ["page"]
+"#;
+    let c = from_sources(&src(&[(
+        "a.toml",
+        &format!("{rules}[actions.page]\ntype = \"exec\"\ncommand = [\"/usr/local/bin/page\", \"ops\"]\n"),
+    )]))
+    .unwrap();
+    let ActionSpec::Exec(x) = &c.actions["page"] else {
+        panic!()
+    };
+    assert_eq!(x.command, ["/usr/local/bin/page", "ops"]);
+    assert_eq!(x.timeout, defaults::EXEC_TIMEOUT);
+    for (body, want) in [
+        ("", "action \"page\": missing `command`"),
+        ("command = []", "action \"page\": missing `command`"),
+        (
+            "command = [\"page\"]",
+            "`command`: the program \"page\" must be an absolute path",
+        ),
+        (
+            "command = [\"/bin/true\"]\ntimeout = \"1h\"",
+            "action \"page\": `timeout`",
+        ),
+        ("command = \"/bin/true\"", "action \"page\""),
+    ] {
+        let e = errors(&[(
+            "a.toml",
+            &format!("{rules}[actions.page]\ntype = \"exec\"\n{body}\n"),
+        )]);
+        assert!(e.iter().any(|e| e.contains(want)), "{body}: {want}: {e:?}");
+    }
+}

@@ -672,6 +672,42 @@ fn action(
                 message: sn.message.clone(),
             }))
         }
+        RawAction::Exec(x) => {
+            let command = match x.command.as_deref() {
+                None | Some([]) => {
+                    errs.push(file, Some(item), "missing `command`: the program and its arguments, like [\"/usr/local/bin/page-ops\", \"--urgent\"]");
+                    None
+                }
+                Some([program, ..]) if !program.starts_with('/') => {
+                    errs.push(file, Some(item), format!(
+                        "`command`: the program {program:?} must be an absolute path (the daemon does not search PATH, and runs no shell)"));
+                    None
+                }
+                Some(c) if c.iter().any(|a| a.contains('\0')) => {
+                    errs.push(
+                        file,
+                        Some(item),
+                        "`command`: an argument contains a NUL byte",
+                    );
+                    None
+                }
+                Some(c) => Some(c.to_vec()),
+            };
+            let timeout = duration(
+                &x.timeout,
+                defaults::EXEC_TIMEOUT,
+                CHECK_TIMEOUT,
+                "timeout",
+                file,
+                item,
+                errs,
+            );
+            Some(ActionSpec::Exec(ExecSpec {
+                name: name.to_owned(),
+                command: command?,
+                timeout: timeout?,
+            }))
+        }
     }
 }
 
