@@ -67,6 +67,21 @@ pub enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
+    /// Convert monit rules into watchdog TOML (exit 0 all translated and valid; 1 something
+    /// was not translated, or the result needs editing before it validates; 2 unreadable input).
+    ImportMonit {
+        /// monit control files, e.g. /etc/monit/monitrc or /etc/monit.d/haproxywatch.monitrc;
+        /// their `include`s are followed.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Look absolute paths (includes, exec'd scripts) up under this directory, such as a
+        /// copy of another host's /etc.
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Write the TOML to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -86,6 +101,15 @@ fn dispatch(cli: Cli) -> u8 {
         (Some(Command::Validate), true) => usage("--once does not go with validate"),
         (Some(Command::Status { .. }), true) => usage("--once does not go with status"),
         (Some(Command::Status { json, socket }), false) => status(&cli, *json, socket.clone()),
+        (Some(Command::ImportMonit { .. }), true) => usage("--once does not go with import-monit"),
+        (
+            Some(Command::ImportMonit {
+                files,
+                root,
+                output,
+            }),
+            false,
+        ) => import_monit(files, root.as_deref(), output.as_deref()),
         (Some(Command::Run), true) | (None, true) => with_runtime(&cli, once),
         (Some(Command::Run), false) => {
             let path = cli.config.clone();
@@ -95,6 +119,61 @@ fn dispatch(cli: Cli) -> u8 {
         (None, false) => usage(
             "say what to do: `watchdog run`, `watchdog --once` or `watchdog validate` (see --help)",
         ),
+    }
+}
+
+fn import_monit(
+    files: &[PathBuf],
+    root: Option<&std::path::Path>,
+    output: Option<&std::path::Path>,
+) -> u8 {
+    let imported = match crate::monit::import(files, root) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("watchdog: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let written = match output {
+        Some(path) => std::fs::write(path, &imported.toml)
+            .map_err(|e| format!("cannot write {}: {e}", path.display())),
+        None => {
+            print!("{}", imported.toml);
+            Ok(())
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("watchdog: {e}");
+        return EXIT_CONFIG;
+    }
+    eprintln!(
+        "import-monit: {} file{}, {} rule{}, {} action{}",
+        imported.files.len(),
+        plural(imported.files.len()),
+        imported.rules,
+        plural(imported.rules),
+        imported.actions,
+        plural(imported.actions)
+    );
+    for a in &imported.approximate {
+        eprintln!("  approximately: {a}");
+    }
+    for u in &imported.untranslated {
+        eprintln!("  NOT TRANSLATED: {u}");
+    }
+    let valid = config::from_sources(&[(
+        output
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| "import-monit output".into()),
+        imported.toml.clone(),
+    )]);
+    if let Err(e) = &valid {
+        eprint!("import-monit: the result needs editing before it validates: {e}");
+    }
+    if valid.is_ok() && imported.untranslated.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
     }
 }
 

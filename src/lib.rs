@@ -1,7 +1,8 @@
 //! haproxy-watchdog: keeps a pair or fleet of HAProxy load balancers on AWS highly available.
 //!
 //! `config` reads and validates; `checks` probe; `engine` decides when a rule flips;
-//! `actions` carry out what was decided; `providers::aws` is the only door to AWS.
+//! `actions` carry out what was decided; `providers::aws` is the only door to AWS; `monit`
+//! converts monit rules (`watchdog import-monit`).
 
 pub mod actions;
 pub mod app;
@@ -10,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod engine;
+pub mod monit;
 pub mod providers;
 pub mod state;
 pub mod sync;

@@ -6,6 +6,7 @@ mod support;
 
 mod cli;
 mod failover;
+mod import_monit;
 mod opsworks;
 mod sync;
 mod testbed;

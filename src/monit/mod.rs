@@ -1,0 +1,544 @@
+//! `watchdog import-monit`: monit rules -> watchdog TOML. `parse` reads monit's control files,
+//! `script` recognizes failover scripts; this file follows `include`s and writes the TOML.
+//!
+//! Every statement is accounted for: translated, translated approximately (with a note), or
+//! listed as not translated, both at the top of the output and in [`Imported::untranslated`].
+
+mod parse;
+mod script;
+
+use parse::{Action, At, Item, Status, Test};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// monit's own timeout of a connection test when none is written.
+const MONIT_TIMEOUT_SECS: u64 = 5;
+/// The cycle of OpsWorks' monit, used when no `set daemon` says otherwise.
+const DEFAULT_CYCLE_SECS: u64 = 60;
+/// Scripts larger than this are not failover scripts of the kind recognized here.
+const SCRIPT_LIMIT: u64 = 256 * 1024;
+
+#[derive(Debug, Default)]
+pub struct Imported {
+    pub toml: String,
+    /// `file:line: statement -- why`, for what has no equivalent.
+    pub untranslated: Vec<String>,
+    /// Translated, but not exactly: what differs.
+    pub approximate: Vec<String>,
+    pub files: Vec<PathBuf>,
+    pub rules: usize,
+    pub actions: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Read `paths` (and what they include), with absolute paths in `include` and `exec` looked up
+/// under `root` when set (a copy of another host's /etc, say).
+pub fn import(paths: &[PathBuf], root: Option<&Path>) -> Result<Imported, ImportError> {
+    let mut r = Reader {
+        root: root.map(Path::to_path_buf),
+        items: Vec::new(),
+        files: Vec::new(),
+    };
+    for p in paths {
+        r.file(p, 0)?;
+    }
+    Ok(convert(r.items, r.files, root))
+}
+
+struct Reader {
+    root: Option<PathBuf>,
+    items: Vec<Item>,
+    files: Vec<PathBuf>,
+}
+
+/// `path` as seen from here: absolute paths go under `root`.
+fn under(root: Option<&Path>, path: &Path) -> PathBuf {
+    match (root, path.strip_prefix("/")) {
+        (Some(r), Ok(rel)) => r.join(rel),
+        _ => path.to_path_buf(),
+    }
+}
+
+impl Reader {
+    fn file(&mut self, path: &Path, depth: usize) -> Result<(), ImportError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.files.push(path.to_path_buf());
+        for item in parse::parse(&text, path) {
+            match item {
+                Item::Include { pattern, at } => self.include(&pattern, at, depth)?,
+                other => self.items.push(other),
+            }
+        }
+        Ok(())
+    }
+
+    fn include(&mut self, pattern: &str, at: At, depth: usize) -> Result<(), ImportError> {
+        let other = |why: String| Item::Other {
+            text: format!("include {pattern}"),
+            at: at.clone(),
+            why,
+        };
+        if depth >= 8 {
+            self.items
+                .push(other("includes nested more than 8 deep (a loop?)".into()));
+            return Ok(());
+        }
+        let full = under(self.root.as_deref(), Path::new(pattern));
+        let (Some(dir), Some(name)) = (full.parent(), full.file_name().and_then(|n| n.to_str()))
+        else {
+            self.items.push(other("not a file path".into()));
+            return Ok(());
+        };
+        if dir.to_string_lossy().contains(['*', '?', '[']) {
+            self.items.push(other(
+                "wildcards are followed in the last path component only".into(),
+            ));
+            return Ok(());
+        }
+        let mut matched: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter(|e| e.file_name().to_str().is_some_and(|n| wildcard(name, n)))
+                .map(|e| e.path())
+                .collect(),
+            Err(e) => {
+                self.items
+                    .push(other(format!("cannot read {}: {e}", dir.display())));
+                return Ok(());
+            }
+        };
+        matched.sort();
+        if matched.is_empty() {
+            self.items.push(Item::Warning {
+                at,
+                text: format!("include {pattern} matched no file"),
+            });
+        }
+        for m in matched {
+            if self.files.contains(&m) {
+                continue;
+            }
+            self.file(&m, depth + 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// Shell-style `*` and `?` (no character classes).
+fn wildcard(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    !name.starts_with('.') && go(&p, &n)
+}
+
+/// A TOML basic string.
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// A valid watchdog name (`A-Z a-z 0-9 - _ .`, at most 64) made from `s`.
+fn name(s: &str) -> String {
+    let n: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if n.is_empty() {
+        "monit".into()
+    } else {
+        n
+    }
+}
+
+/// An action to write, keyed by its name.
+enum Out {
+    Claim { f: script::Failover, from: String },
+    Exec { argv: Vec<String> },
+}
+
+fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Imported {
+    let mut out = Imported {
+        files,
+        ..Default::default()
+    };
+    let mut cycle = None;
+    let mut hosts = Vec::new();
+    for item in items {
+        match item {
+            Item::Daemon { seconds, at } => {
+                if cycle.is_some() {
+                    out.approximate
+                        .push(format!("{at}: a second `set daemon`; the last one counts"));
+                }
+                cycle = Some(seconds);
+            }
+            Item::Host(h) => hosts.push(h),
+            Item::Other { text, at, why } => {
+                out.untranslated.push(format!("{at}: {text} -- {why}"))
+            }
+            Item::Warning { at, text } => out.approximate.push(format!("{at}: {text}")),
+            Item::Include { .. } => {}
+        }
+    }
+    let interval = cycle.unwrap_or_else(|| {
+        out.approximate.push(format!(
+            "no `set daemon`: rules check every {DEFAULT_CYCLE_SECS} s, the cycle of OpsWorks' monit"
+        ));
+        DEFAULT_CYCLE_SECS
+    });
+
+    let mut actions: BTreeMap<String, Out> = BTreeMap::new();
+    let mut rules = String::new();
+    let mut used_rules = std::collections::BTreeSet::new();
+    for h in &hosts {
+        for (i, t) in h.tests.iter().enumerate() {
+            let mut rule = name(&h.name);
+            if i > 0 || used_rules.contains(&rule) {
+                rule = name(&format!("{}-{}", h.name, i + 1));
+            }
+            used_rules.insert(rule.clone());
+            let on_fail = action_for(&t.on_fail, t, root, &mut actions, &mut out);
+            let on_recover = t
+                .on_recover
+                .as_ref()
+                .and_then(|a| action_for(a, t, root, &mut actions, &mut out));
+            rules.push_str(&rule_toml(
+                &rule, &h.address, t, interval, on_fail, on_recover, &mut out,
+            ));
+            out.rules += 1;
+        }
+    }
+
+    let mut globals = String::new();
+    let claims: Vec<&script::Failover> = actions
+        .values()
+        .filter_map(|a| match a {
+            Out::Claim { f, .. } => Some(f),
+            Out::Exec { .. } => None,
+        })
+        .collect();
+    // SNS lives in the topic's region; the script's --region is the next best hint.
+    let region = claims.iter().find_map(|f| {
+        f.topic_arn
+            .as_deref()
+            .and_then(|t| t.split(':').nth(3))
+            .map(str::to_owned)
+            .or_else(|| f.sns_region.clone())
+            .or_else(|| f.region.clone())
+    });
+    if let Some(r) = &region {
+        let _ = writeln!(globals, "[aws]\nregion = {}\n", q(r));
+    }
+    if let Some(u) = claims.iter().find_map(|f| f.checkip_url.clone()) {
+        let _ = writeln!(
+            globals,
+            "[egress]\n# From the failover script: a claim needs this service to say which public\n# address this node's traffic leaves from (and that it is not the EIP).\ncheckip_url = {}\n",
+            q(&u)
+        );
+    }
+    if let Some(f) = claims.iter().find(|f| f.provider == "opsworks") {
+        globals.push_str("[opsworks]\n");
+        if let Some(r) = &f.region {
+            let _ = writeln!(globals, "# The script called OpsWorks in this region. Stacks made before OpsWorks had\n# regional endpoints answer only in us-east-1 (the default).\nregion = {}", q(r));
+        }
+        match &f.opsworks_instance_id {
+            Some(id) => {
+                let _ = writeln!(globals, "# This node's OpsWorks instance id, from the script. Each node has its own:\n# leave it out to read it from the OpsWorks agent's file instead.\ninstance_id = {}", q(id));
+            }
+            None => {
+                globals.push_str("# instance_id: read from /etc/aws/opsworks/instance-agent.yml\n")
+            }
+        }
+        globals.push('\n');
+    }
+
+    let mut acts = String::new();
+    for (n, a) in &actions {
+        out.actions += 1;
+        match a {
+            Out::Exec { argv } => {
+                let list: Vec<String> = argv.iter().map(|s| q(s)).collect();
+                let _ = writeln!(
+                    acts,
+                    "[actions.{}]\ntype = \"exec\"\ncommand = [{}]\ntimeout = \"30s\"\n",
+                    q(n),
+                    list.join(", ")
+                );
+            }
+            Out::Claim { f, from } => {
+                let _ = writeln!(acts, "# From {from}: checkip, associate, notify; the claim does all three,\n# and also checks the local HAProxy, holds down after a move and verifies it.\n[actions.{}]\ntype = \"claim_eip\"\nprovider = {}", q(n), q(f.provider));
+                match (&f.eip, &f.allocation_id) {
+                    (_, Some(a)) if f.provider == "ec2" => {
+                        let _ = writeln!(acts, "allocation_id = {}", q(a));
+                    }
+                    (Some(e), _) => {
+                        let _ = writeln!(acts, "eip = {}", q(e));
+                    }
+                    _ => acts.push_str(
+                        "# eip = \"...\"   # REQUIRED: the script's address was not a literal\n",
+                    ),
+                }
+                if let (Some(ip), "ec2") = (&f.private_ip, f.provider) {
+                    let _ = writeln!(acts, "private_ip = {}", q(ip));
+                }
+                acts.push_str("hold_down = \"5m\"\n");
+                match &f.topic_arn {
+                    Some(t) => {
+                        let _ = writeln!(acts, "sns_topic_arn = {}", q(t));
+                    }
+                    None => acts.push_str("# sns_topic_arn = \"arn:aws:sns:...\"   # REQUIRED: the script published no literal topic\n"),
+                }
+                acts.push('\n');
+            }
+        }
+    }
+
+    let mut head = String::from("# Converted from monit by `watchdog import-monit`");
+    for f in &out.files {
+        let _ = write!(head, "\n#   {}", f.display());
+    }
+    head.push_str("\n# Review it, then check it with: watchdog validate --config FILE\n");
+    if !out.untranslated.is_empty() {
+        head.push_str("#\n# NOT TRANSLATED (no watchdog equivalent, or not understood):\n");
+        for u in &out.untranslated {
+            let _ = writeln!(head, "#   {}", u.replace('\n', " "));
+        }
+    }
+    if !out.approximate.is_empty() {
+        head.push_str("#\n# Translated approximately:\n");
+        for a in &out.approximate {
+            let _ = writeln!(head, "#   {}", a.replace('\n', " "));
+        }
+    }
+    out.toml = format!("{head}\n{globals}{rules}{acts}");
+    out
+}
+
+/// The action `a` becomes, registered in `actions`; None when it has no equivalent.
+fn action_for(
+    a: &Action,
+    t: &Test,
+    root: Option<&Path>,
+    actions: &mut BTreeMap<String, Out>,
+    out: &mut Imported,
+) -> Option<String> {
+    let cmd = match a {
+        Action::Exec(cmd) => cmd,
+        Action::Other(word) => {
+            out.untranslated.push(format!(
+                "{}: then {word} -- no equivalent: monit's {word} acts on monit itself or sends mail; add an `sns` or `exec` action to the rule",
+                t.at
+            ));
+            return None;
+        }
+    };
+    // monit splits the string on blanks and runs it without a shell.
+    let argv: Vec<String> = cmd.split_whitespace().map(str::to_owned).collect();
+    let program = argv.first()?;
+    let path = under(root, Path::new(program));
+    let text = std::fs::metadata(&path)
+        .ok()
+        .filter(|m| m.len() <= SCRIPT_LIMIT)
+        .and_then(|_| std::fs::read_to_string(&path).ok());
+    let failover = match &text {
+        Some(text) => script::recognize(text),
+        None => {
+            out.approximate.push(format!(
+                "{}: could not read {} to see whether it is a failover script; it stays an `exec` action",
+                t.at,
+                path.display()
+            ));
+            None
+        }
+    };
+    if let Some(f) = failover {
+        for u in &f.unresolved {
+            out.approximate.push(format!(
+                "{}: {program}: {u} is computed by the script; fill it in by hand",
+                t.at
+            ));
+        }
+        if f.provider == "opsworks" && f.allocation_id.is_some() {
+            out.approximate.push(format!(
+                "{}: {program}: OpsWorks names the EIP by its address",
+                t.at
+            ));
+        }
+        let key = match (&f.eip, &f.allocation_id) {
+            (Some(e), _) => format!("claim-{}", name(e)),
+            (None, Some(a)) => format!("claim-{}", name(a)),
+            _ => "claim-eip".into(),
+        };
+        actions.entry(key.clone()).or_insert(Out::Claim {
+            f,
+            from: program.clone(),
+        });
+        return Some(key);
+    }
+    if !program.starts_with('/') {
+        out.untranslated.push(format!(
+            "{}: exec {cmd:?} -- the program must be an absolute path",
+            t.at
+        ));
+        return None;
+    }
+    let key = format!(
+        "exec-{}",
+        name(
+            Path::new(program)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("program")
+        )
+    );
+    let mut key_n = key.clone();
+    let mut n = 2;
+    loop {
+        match actions.get(&key_n) {
+            Some(Out::Exec { argv: a }) if *a == argv => break,
+            None => {
+                actions.insert(key_n.clone(), Out::Exec { argv });
+                break;
+            }
+            _ => {
+                key_n = format!("{key}-{n}");
+                n += 1;
+            }
+        }
+    }
+    Some(key_n)
+}
+
+fn rule_toml(
+    rule: &str,
+    address: &str,
+    t: &Test,
+    interval: u64,
+    on_fail: Option<String>,
+    on_recover: Option<String>,
+    out: &mut Imported,
+) -> String {
+    let scheme = if t.https { "https" } else { "http" };
+    let host = t.host.as_deref().unwrap_or(address);
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let port = t.port.unwrap_or(if t.https { 443 } else { 80 });
+    let request = t.request.as_deref().unwrap_or("/");
+    let request = if request.starts_with('/') {
+        request.to_owned()
+    } else {
+        format!("/{request}")
+    };
+    let url = format!("{scheme}://{host}:{port}{request}");
+    let status = match &t.status {
+        None => vec!["\"2xx\"".to_owned(), "\"3xx\"".to_owned()],
+        Some(Status::Equal(n)) => vec![n.to_string()],
+        Some(Status::Below(n)) => {
+            let mut v: Vec<String> = (1..n / 100).map(|c| format!("\"{c}xx\"")).collect();
+            v.extend((n / 100 * 100..*n).map(|c| c.to_string()));
+            v
+        }
+    };
+    let mut check = format!(
+        "{{ type = \"http\", url = {}, expect_status = [{}]",
+        q(&url),
+        status.join(", ")
+    );
+    if let Some(h) = &t.host_header {
+        let _ = write!(check, ", host = {}", q(h));
+    }
+    if let Some(c) = &t.content {
+        if c.contains(['^', '$', '*', '+', '?', '[', '(', '|', '\\', '.']) {
+            out.approximate.push(format!(
+                "{}: content = {c:?} is a regular expression to monit; the watchdog looks for the literal text",
+                t.at
+            ));
+        }
+        let _ = write!(check, ", body_contains = {}", q(c));
+    }
+    check.push_str(" }");
+    let fail_after = match (t.cycles, t.times_within) {
+        (_, Some((n, m))) => {
+            out.approximate.push(format!(
+                "{}: `{n} times within {m} cycles` became {n} consecutive failed cycles",
+                t.at
+            ));
+            n
+        }
+        (Some(n), None) => n,
+        (None, None) => 1,
+    }
+    .max(1);
+    let timeout = t.timeout_secs.unwrap_or(MONIT_TIMEOUT_SECS).max(1);
+    let timeout = if timeout > interval {
+        out.approximate.push(format!(
+            "{}: timeout {timeout} s is longer than the {interval} s cycle; cut to the cycle",
+            t.at
+        ));
+        interval
+    } else {
+        timeout
+    };
+    let list = |a: Option<String>| {
+        a.map(|n| format!("[{}]", q(&n)))
+            .unwrap_or_else(|| "[]".into())
+    };
+    format!(
+        "# monit, {}: {}\n[rules.{}]\ncheck = {check}\ninterval = \"{interval}s\"\ntimeout = \"{timeout}s\"\nfail_after = {fail_after}\nrecover_after = 1\non_fail = {}\non_recover = {}\n\n",
+        t.at,
+        t.text.replace('\n', " "),
+        q(rule),
+        list(on_fail),
+        list(on_recover),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_like_the_shell() {
+        assert!(wildcard("*", "haproxywatch.monitrc"));
+        assert!(wildcard("*.monitrc", "haproxywatch.monitrc"));
+        assert!(!wildcard("*.conf", "haproxywatch.monitrc"));
+        assert!(wildcard("h?proxy*", "haproxy.conf"));
+        assert!(!wildcard("*", ".hidden"));
+    }
+
+    #[test]
+    fn names_are_valid_watchdog_names() {
+        assert_eq!(name("54.173.141.243"), "54.173.141.243");
+        assert_eq!(name("web server/1"), "web-server-1");
+    }
+}

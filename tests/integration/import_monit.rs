@@ -1,0 +1,196 @@
+//! `watchdog import-monit` on the seed's OpsWorks setup (tests/fixtures/monit) and on the other
+//! shapes operators have: the output validates, and nothing is dropped without being listed.
+
+use crate::support::repo;
+use crate::support::watchdog::bin;
+use std::process::{Command, Output};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn import(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(bin())
+        .arg("import-monit")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn validate(path: &std::path::Path) -> Output {
+    Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_seeds_monit_rule_and_failtome_sh_become_a_rule_and_an_opsworks_claim() {
+    let root = repo().join("tests/fixtures/monit");
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("watchdog.toml");
+    let out = import(&[
+        "--root".as_ref(),
+        root.as_os_str(),
+        root.join("etc/monit/monitrc").as_os_str(),
+        "--output".as_ref(),
+        out_path.as_os_str(),
+    ]);
+    let stderr = text(&out.stderr);
+    // `set logfile` has no equivalent: listed, with its line, and the exit says so.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("import-monit: 2 files, 1 rule, 1 action"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("NOT TRANSLATED: ")
+            && stderr.contains("etc/monit/monitrc:3: set logfile syslog facility log_daemon"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("haproxywatch.monitrc:8: unterminated quote"),
+        "{stderr}"
+    );
+    let written = std::fs::read_to_string(&out_path).unwrap();
+    assert!(written.contains("# NOT TRANSLATED"), "{written}");
+    assert!(written.contains("monitrc:3: set logfile"), "{written}");
+
+    let v = validate(&out_path);
+    assert_eq!(v.status.code(), Some(0), "{}\n{written}", text(&v.stderr));
+
+    let t: toml::Table = written.parse().unwrap();
+    let rule = &t["rules"]["54.173.141.243"];
+    assert_eq!(
+        rule["check"]["url"].as_str(),
+        Some("http://54.173.141.243:80/")
+    );
+    assert_eq!(rule["interval"].as_str(), Some("60s"), "set daemon 60");
+    assert_eq!(rule["timeout"].as_str(), Some("30s"));
+    assert_eq!(rule["fail_after"].as_integer(), Some(3), "for 3 cycles");
+    assert_eq!(rule["recover_after"].as_integer(), Some(1));
+    let on_fail = rule["on_fail"].as_array().unwrap();
+    assert_eq!(on_fail.len(), 1);
+    let claim = &t["actions"][on_fail[0].as_str().unwrap()];
+    assert_eq!(claim["type"].as_str(), Some("claim_eip"));
+    assert_eq!(claim["provider"].as_str(), Some("opsworks"));
+    assert_eq!(claim["eip"].as_str(), Some("54.173.141.243"));
+    assert_eq!(
+        claim["sns_topic_arn"].as_str(),
+        Some("arn:aws:sns:us-east-1:123456789012:haproxy-failover")
+    );
+    assert_eq!(
+        t["opsworks"]["instance_id"].as_str(),
+        Some("4d6d1710-ded9-42a1-b08e-b043ad7af1e2")
+    );
+    assert_eq!(
+        t["egress"]["checkip_url"].as_str(),
+        Some("http://checkip.amazonaws.com")
+    );
+    assert_eq!(t["aws"]["region"].as_str(), Some("us-east-1"));
+}
+
+#[test]
+fn scripts_that_are_not_failover_scripts_become_exec_actions_and_the_rest_is_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(etc.join("monit/conf.d")).unwrap();
+    std::fs::write(etc.join("page-ops"), "#!/bin/sh\nlogger -t monit \"$1\"\n").unwrap();
+    std::fs::write(
+        etc.join("monit/monitrc"),
+        "set daemon 30\nset mailserver localhost\ninclude /etc/monit/conf.d/*.conf\n",
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("monit/conf.d/web.conf"),
+        r#"check host web with address 10.0.0.5
+  group www
+  if failed port 443 protocol https request "/health" status = 200
+     with timeout 5 seconds 2 times within 3 cycles then exec "/etc/page-ops down"
+     else if succeeded then exec "/etc/page-ops up"
+  if failed port 8080 protocol http hostheader "www.example.com" for 2 cycles then alert
+  if cpu > 80% then alert
+check process haproxy with pidfile /run/haproxy.pid
+"#,
+    )
+    .unwrap();
+    // Not matched by *.conf: must not be read.
+    std::fs::write(etc.join("monit/conf.d/old.bak"), "this is not monit syntax").unwrap();
+    let out = import(&[
+        "--root".as_ref(),
+        dir.path().as_os_str(),
+        etc.join("monit/monitrc").as_os_str(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let toml_text = text(&out.stdout);
+    for line in [
+        "monitrc:2: set mailserver localhost",
+        "web.conf:2: group www",
+        "web.conf:6: then alert -- no equivalent",
+        "web.conf:7: if cpu > 80% then alert -- only `if failed ...` connection tests",
+        "web.conf:8: check process haproxy with pidfile /run/haproxy.pid",
+    ] {
+        assert!(stderr.contains(line), "{line}: {stderr}");
+        assert!(toml_text.contains(line), "{line}: {toml_text}");
+    }
+    assert!(
+        stderr.contains("`2 times within 3 cycles` became 2 consecutive failed cycles"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("old.bak") && !toml_text.contains("not monit syntax"));
+
+    let t: toml::Table = toml_text.parse().unwrap();
+    let web = &t["rules"]["web"];
+    assert_eq!(
+        web["check"]["url"].as_str(),
+        Some("https://10.0.0.5:443/health")
+    );
+    assert_eq!(
+        web["check"]["expect_status"].as_array().unwrap()[0].as_integer(),
+        Some(200)
+    );
+    assert_eq!(web["interval"].as_str(), Some("30s"));
+    assert_eq!(web["fail_after"].as_integer(), Some(2));
+    let down = &t["actions"][web["on_fail"][0].as_str().unwrap()];
+    assert_eq!(down["type"].as_str(), Some("exec"));
+    assert_eq!(
+        down["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["/etc/page-ops", "down"]
+    );
+    let up = &t["actions"][web["on_recover"][0].as_str().unwrap()];
+    assert_eq!(up["command"][1].as_str(), Some("up"));
+    let web2 = &t["rules"]["web-2"];
+    assert_eq!(web2["check"]["host"].as_str(), Some("www.example.com"));
+    assert_eq!(web2["on_fail"].as_array().unwrap().len(), 0);
+
+    // What was translated validates as is.
+    let path = dir.path().join("out.toml");
+    std::fs::write(&path, &toml_text).unwrap();
+    let v = validate(&path);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v.stderr));
+}
+
+#[test]
+fn an_unreadable_file_exits_2_and_a_clean_conversion_exits_0() {
+    let out = import(&["/nonexistent/monitrc".as_ref()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read /nonexistent/monitrc"));
+
+    // The seed's rule alone, its script out of reach: an `exec` action, nothing untranslated.
+    let dir = tempfile::tempdir().unwrap();
+    let rule = repo().join("tests/fixtures/monit/etc/monit.d/haproxywatch.monitrc");
+    let out = import(&["--root".as_ref(), dir.path().as_os_str(), rule.as_os_str()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("could not read"), "{stderr}");
+    let t: toml::Table = text(&out.stdout).parse().unwrap();
+    let action = &t["actions"]["exec-failtome.sh"];
+    assert_eq!(action["command"][0].as_str(), Some("/etc/failtome.sh"));
+}
