@@ -6,7 +6,7 @@ use crate::support::bed::{egress_ip, Bed};
 use crate::support::eventually;
 use crate::support::http::Reply;
 use crate::support::opsworks::OpsWorks;
-use crate::support::watchdog::NodeConf;
+use crate::support::watchdog::{run_to_end, write_config, NodeConf};
 use std::time::Duration;
 
 const SECRET: &str = "testing-secret-never-logged";
@@ -273,4 +273,40 @@ async fn the_stand_in_refuses_requests_not_signed_with_the_nodes_credentials() {
     );
     assert!(ow.all_calls().is_empty());
     assert_eq!(ow.holder(&eip), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_logs_the_opsworks_calls_and_once_claims_for_real() {
+    let bed = Bed::new(&["b"], None, &[]).await;
+    let eip = bed.world.eip.to_string();
+    let ow = OpsWorks::start(&[&ow_id("a"), &ow_id("b")], &[&eip], "us-east-1", SECRET).await;
+    ow.set_holder(&eip, Some(&ow_id("a")));
+    let dir = tempfile::tempdir().unwrap();
+    bed.target.set(Reply::Status(503, "down".into()));
+    let mut c = bed.conf("b");
+    c.fail_after = 1;
+    let (_d, path) = write_config(&conf_from(c, "b", &ow, dir.path(), None));
+
+    let out = run_to_end(Some(&bed.env("b")), &path, &["--once", "--dry-run"]).await;
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the check failed:\n{log}");
+    for call in [
+        "opsworks:DescribeElasticIps",
+        "opsworks:AssociateElasticIp",
+        "sns:Publish",
+    ] {
+        assert!(
+            log.contains(&format!("\"call\":\"{call}\"")),
+            "{call}:\n{log}"
+        );
+    }
+    assert!(log.contains(&ow_id("b")), "the target instance is named");
+    assert!(ow.all_calls().is_empty() && ow.rejected().is_empty());
+    assert!(bed.world.moto.watchdog_requests().is_empty());
+
+    let out = run_to_end(Some(&bed.env("b")), &path, &["--once"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("action claim: done: claimed"), "{stdout}");
+    assert_eq!(ow.holder(&eip), Some(ow_id("b")));
+    assert_eq!(bed.world.alerts(Duration::from_secs(2)).await.len(), 1);
 }
