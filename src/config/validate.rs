@@ -227,6 +227,21 @@ fn prefixed_id(
     }
 }
 
+/// An AWS region name (`us-east-1`): a typo here would only show as failing calls.
+fn region_name(s: &str, file: &Path, item: &str, errs: &mut Errors) -> Option<String> {
+    let ok = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        errs.push(
+            file,
+            Some(item),
+            format!("`region` = {s:?}: not a region name like \"us-east-1\""),
+        );
+    }
+    ok.then(|| s.to_owned())
+}
+
 fn aws(raw: Option<&Located<RawAws>>, errs: &mut Errors) -> Option<AwsSettings> {
     let Some(Located { file, value: r }) = raw else {
         return Some(AwsSettings {
@@ -247,8 +262,12 @@ fn aws(raw: Option<&Located<RawAws>>, errs: &mut Errors) -> Option<AwsSettings> 
     if !(1..=10).contains(&max_attempts) {
         errs.push(file, Some(item), "`max_attempts` must be between 1 and 10");
     }
+    let region = match &r.region {
+        Some(reg) => Some(region_name(reg, file, item, errs)?),
+        None => None,
+    };
     let s = AwsSettings {
-        region: r.region.clone(),
+        region,
         endpoint_url,
         connect_timeout: duration(
             &r.connect_timeout,
@@ -473,18 +492,7 @@ fn opsworks(raw: Option<&Located<RawOpsworks>>, errs: &mut Errors) -> Option<Ops
     let item = "[opsworks]";
     let before = errs.0.len();
     if let Some(region) = &r.region {
-        if region.is_empty()
-            || !region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            errs.push(
-                file,
-                Some(item),
-                format!("`region` = {region:?}: not a region name like \"us-east-1\""),
-            );
-        }
-        s.region = region.clone();
+        s.region = region_name(region, file, item, errs).unwrap_or_default();
     }
     if let Some(id) = &r.instance_id {
         if !is_opsworks_id(id) {
