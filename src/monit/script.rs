@@ -65,6 +65,17 @@ fn flag(words: &[String], name: &str) -> Option<String> {
     })
 }
 
+/// `v`, unless it is a shell expression: then its value is unknown here, and it is noted.
+fn literal(v: Option<String>, what: &str, unresolved: &mut Vec<String>) -> Option<String> {
+    let v = v?;
+    if v.contains('$') || v.contains('`') {
+        unresolved.push(format!("{what} {v}"));
+        None
+    } else {
+        Some(v)
+    }
+}
+
 pub fn recognize(text: &str) -> Option<Failover> {
     let joined = text.replace("\\\n", " ");
     let lines: Vec<Vec<String>> = joined.lines().map(words).collect();
@@ -80,61 +91,38 @@ pub fn recognize(text: &str) -> Option<Failover> {
         provider,
         ..Default::default()
     };
-    let mut known = |v: Option<String>, what: &str, slot: &mut Option<String>| {
-        if let Some(v) = v {
-            if v.contains('$') || v.contains('`') {
-                f.unresolved.push(format!("{what} {v}"));
-            } else {
-                *slot = Some(v);
-            }
-        }
-    };
-    let mut slots = Failover::default();
+    let u = &mut f.unresolved;
     for l in &lines {
+        // A later line's literal never replaces an earlier one.
+        let set = |slot: &mut Option<String>, name: &str, u: &mut Vec<String>| {
+            if let Some(v) = literal(flag(l, name), name, u) {
+                slot.get_or_insert(v);
+            }
+        };
         if l.iter()
             .any(|w| w == "associate-elastic-ip" || w == "associate-address")
         {
-            known(flag(l, "--elastic-ip"), "--elastic-ip", &mut slots.eip);
-            known(flag(l, "--public-ip"), "--public-ip", &mut slots.eip);
-            known(
-                flag(l, "--allocation-id"),
-                "--allocation-id",
-                &mut slots.allocation_id,
-            );
-            known(
-                flag(l, "--private-ip-address"),
-                "--private-ip-address",
-                &mut slots.private_ip,
-            );
+            set(&mut f.eip, "--elastic-ip", u);
+            set(&mut f.eip, "--public-ip", u);
+            set(&mut f.allocation_id, "--allocation-id", u);
+            set(&mut f.private_ip, "--private-ip-address", u);
             if provider == "opsworks" {
-                known(
-                    flag(l, "--instance-id"),
-                    "--instance-id",
-                    &mut slots.opsworks_instance_id,
-                );
+                set(&mut f.opsworks_instance_id, "--instance-id", u);
             }
-            known(flag(l, "--region"), "--region", &mut slots.region);
+            set(&mut f.region, "--region", u);
         }
         if l.iter().any(|w| w == "publish") && l.iter().any(|w| w == "sns") {
-            known(flag(l, "--topic-arn"), "--topic-arn", &mut slots.topic_arn);
-            known(flag(l, "--region"), "--region", &mut slots.sns_region);
+            set(&mut f.topic_arn, "--topic-arn", u);
+            set(&mut f.sns_region, "--region", u);
         }
-        if slots.checkip_url.is_none()
-            && l.iter().any(|w| w.ends_with("curl") || w.ends_with("wget"))
-        {
-            if let Some(u) = l
+        if f.checkip_url.is_none() && l.iter().any(|w| w.ends_with("curl") || w.ends_with("wget")) {
+            let url = l
                 .iter()
-                .find(|w| w.starts_with("http://") || w.starts_with("https://"))
-            {
-                known(Some(u.clone()), "checkip URL", &mut slots.checkip_url);
-            }
+                .find(|w| w.starts_with("http://") || w.starts_with("https://"));
+            f.checkip_url = literal(url.cloned(), "checkip URL", u);
         }
     }
-    Some(Failover {
-        provider,
-        unresolved: f.unresolved,
-        ..slots
-    })
+    Some(f)
 }
 
 #[cfg(test)]

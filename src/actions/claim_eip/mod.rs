@@ -15,20 +15,19 @@
 //!    fighting back;
 //! 7. verify (the provider shows the EIP here) and queue one SNS alert.
 
+mod ec2;
+mod opsworks;
+
 use super::alerts::{Alert, Alerter};
 use super::notify::sns_subject;
 use super::{ActionContext, ActionOutcome};
 use crate::checks::{self, checkip, haproxy};
-use crate::config::ClaimProvider;
-use crate::config::{ClaimEipSpec, EgressSettings, EipRef, HaproxyProbeSpec};
+use crate::config::{ClaimEipSpec, ClaimProvider, EgressSettings, EipRef, HaproxyProbeSpec};
 use crate::providers::aws::ec2::{AddressState, Ec2};
 use crate::providers::aws::imds::IdentitySource;
 use crate::providers::aws::opsworks::{ElasticIpState, OpsWorks, OpsworksIdentity};
 use crate::providers::aws::AwsError;
 use crate::state::StateStore;
-
-mod ec2;
-mod opsworks;
 use crate::telemetry;
 use std::net::Ipv4Addr;
 use std::sync::Arc;

@@ -56,10 +56,11 @@ impl OpsWorks {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(OP, e))?;
+        let wanted = eip.to_string();
         let found: Vec<_> = out
             .elastic_ips()
             .iter()
-            .filter(|e| e.ip() == Some(eip.to_string().as_str()))
+            .filter(|e| e.ip() == Some(wanted.as_str()))
             .collect();
         let [e] = found.as_slice() else {
             return Err(AwsError {
