@@ -3,12 +3,11 @@
 //! `InvalidAssociationID.NotFound` or the second associate with `Resource.AlreadyAssociated`:
 //! exactly one wins.
 
-use super::{MoveResult, Owner, Read, Verified};
+use super::{verify_until, MoveResult, Owner, Read, Verified};
 use crate::config::EipRef;
 use crate::providers::aws::ec2::{AddressState, Ec2};
 use std::net::Ipv4Addr;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// Where the EIP should end up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,26 +111,19 @@ async fn verify(
     before: &AddressState,
     within: Duration,
 ) -> Verified {
-    let deadline = Instant::now() + within;
-    let mut last_error = String::new();
-    loop {
-        match ec2.describe(eip).await {
-            Ok(now) if now.association_id.as_deref() == Some(association) => return Verified::Yes,
+    verify_until(
+        within,
+        "DescribeAddresses did not show the new association in time",
+        || ec2.describe(eip),
+        |now| match now.association_id.as_deref() {
+            Some(a) if a == association => Some(Verified::Yes),
             // Still the old view: look again.
-            Ok(now)
-                if now.association_id.is_none() || now.association_id == before.association_id => {}
-            Ok(now) => return Verified::Lost(now.holder()),
-            Err(e) => last_error = e.to_string(),
-        }
-        if Instant::now() >= deadline {
-            return Verified::Unknown(if last_error.is_empty() {
-                "DescribeAddresses did not show the new association in time".into()
-            } else {
-                last_error
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+            None => None,
+            _ if now.association_id == before.association_id => None,
+            _ => Some(Verified::Lost(now.holder())),
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

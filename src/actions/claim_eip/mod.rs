@@ -545,6 +545,37 @@ pub(crate) enum Verified {
     Unknown(String),
 }
 
+/// Read the provider until `judge` settles the claim (Some) or `within` runs out; reads are
+/// eventually consistent, so None means "look again". The last read error, if any, explains
+/// an unsettled end; `unseen` does otherwise.
+async fn verify_until<S, F, Fut>(
+    within: Duration,
+    unseen: &str,
+    mut read: F,
+    mut judge: impl FnMut(S) -> Option<Verified>,
+) -> Verified
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<S, AwsError>>,
+{
+    let deadline = Instant::now() + within;
+    let mut last_error = None;
+    loop {
+        match read().await {
+            Ok(state) => {
+                if let Some(v) = judge(state) {
+                    return v;
+                }
+            }
+            Err(e) => last_error = Some(e.to_string()),
+        }
+        if Instant::now() >= deadline {
+            return Verified::Unknown(last_error.unwrap_or_else(|| unseen.to_owned()));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 pub(crate) enum MoveResult {
     /// Moved: EC2's new AssociationId (OpsWorks gives none), and whether a read confirmed it.
     Moved(Option<String>, Verified),

@@ -8,7 +8,7 @@
 //! instance after [`SETTLE`], so the node whose call landed first sees it lose and backs off.
 //! Prefer the EC2 provider where it is available.
 
-use super::{MoveResult, Owner, Read, Verified};
+use super::{verify_until, MoveResult, Owner, Read, Verified};
 use crate::config::EipRef;
 use crate::providers::aws::opsworks::{ElasticIpState, OpsWorks};
 use crate::providers::aws::AwsError;
@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How long our association must stay put before the claim counts as verified.
+/// How long our association must stay put (on every read) before the claim counts as verified.
 const SETTLE: Duration = Duration::from_secs(2);
 
 /// OpsWorks names an Elastic IP by its address; validation refuses `allocation_id` here.
@@ -53,41 +53,32 @@ pub async fn take(
     MoveResult::Moved(None, verify(ow, before, instance_id, verify_for).await)
 }
 
-/// Wait until OpsWorks shows this instance, then look again after [`SETTLE`]: a rival whose call
-/// landed after ours shows up there.
+/// Wait until OpsWorks has shown this instance on every read for [`SETTLE`]: a rival whose
+/// call landed after ours shows up there.
 async fn verify(
     ow: &OpsWorks,
     before: &ElasticIpState,
     instance_id: &str,
     within: Duration,
 ) -> Verified {
-    let deadline = Instant::now() + within;
-    let mut last_error = String::new();
-    let mut seen_ours = false;
-    loop {
-        match ow.describe(before.ip).await {
-            Ok(now) if now.instance_id.as_deref() == Some(instance_id) => {
-                if seen_ours {
-                    return Verified::Yes;
-                }
-                seen_ours = true;
-                tokio::time::sleep(SETTLE).await;
-                continue;
+    let mut ours_since: Option<Instant> = None;
+    verify_until(
+        within,
+        "DescribeElasticIps did not show this instance in time",
+        || ow.describe(before.ip),
+        |now| match (now.instance_id.as_deref(), ours_since) {
+            (Some(id), Some(since)) if id == instance_id => {
+                (since.elapsed() >= SETTLE).then_some(Verified::Yes)
+            }
+            (Some(id), None) if id == instance_id => {
+                ours_since = Some(Instant::now());
+                None
             }
             // Still the old view (OpsWorks applies the move asynchronously): look again.
-            Ok(now)
-                if !seen_ours
-                    && (now.instance_id.is_none() || now.instance_id == before.instance_id) => {}
-            Ok(now) => return Verified::Lost(now.holder()),
-            Err(e) => last_error = e.to_string(),
-        }
-        if Instant::now() >= deadline {
-            return Verified::Unknown(if last_error.is_empty() {
-                "DescribeElasticIps did not show this instance in time".into()
-            } else {
-                last_error
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+            (None, None) => None,
+            (_, None) if now.instance_id == before.instance_id => None,
+            _ => Some(Verified::Lost(now.holder())),
+        },
+    )
+    .await
 }
