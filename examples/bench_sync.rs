@@ -183,6 +183,8 @@ async fn under_load(reload_mode: bool, idle_close: bool, changes: usize) -> (u64
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let r = wrk.await.unwrap();
+    // A wrk that did not run would otherwise read as "0 failed".
+    assert!(r.requests > 1000, "wrk made only {} requests", r.requests);
     (r.requests, r.failed(), wd.count("haproxy_reloaded"))
 }
 

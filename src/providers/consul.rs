@@ -149,11 +149,6 @@ impl Consul {
             .collect())
     }
 
-    /// Forget the index: the next query answers at once.
-    pub fn reset(&mut self) {
-        self.index = 0;
-    }
-
     /// Read fresh on every query, so a rotated token file needs no restart.
     fn token(&self) -> Result<Option<String>, String> {
         let t = match &self.spec.token {

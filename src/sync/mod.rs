@@ -287,22 +287,28 @@ impl Syncer {
                 plan.kept
             ));
         }
-        runtime::execute(
-            &spec.stats_socket,
-            &spec.backend,
-            &plan.commands,
-            self.timeout,
-        )
-        .await?;
-        self.count(&plan);
-        let after = self.slots().await?;
-        let left = plan::plan(&after, desired);
-        if !left.commands.is_empty() {
-            return Err(format!(
-                "HAProxy did not keep the changes: {} command(s) still needed after applying",
-                left.commands.len()
-            ));
-        }
+        // Nothing to change (most rounds): no second read of the stats socket.
+        let after = if plan.commands.is_empty() {
+            slots
+        } else {
+            runtime::execute(
+                &spec.stats_socket,
+                &spec.backend,
+                &plan.commands,
+                self.timeout,
+            )
+            .await?;
+            self.count(&plan);
+            let after = self.slots().await?;
+            let left = plan::plan(&after, desired);
+            if !left.commands.is_empty() {
+                return Err(format!(
+                    "HAProxy did not keep the changes: {} command(s) still needed after applying",
+                    left.commands.len()
+                ));
+            }
+            after
+        };
         let default_port = spec.port.unwrap_or(0);
         if plan.unplaced.is_empty() {
             let lines: Vec<String> = after
