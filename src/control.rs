@@ -266,8 +266,11 @@ pub async fn serve(
 ) -> Vec<String> {
     let mut errors = Vec::new();
     if let Some(path) = socket {
-        // A socket file left by a previous run that nobody answers on is stale.
-        if tokio::net::UnixStream::connect(path).await.is_err() {
+        // A socket file left by a previous run that nobody answers on is stale. Anything that
+        // is not a socket (a mistyped path naming a real file) is left alone: bind then fails.
+        use std::os::unix::fs::FileTypeExt;
+        let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+        if is_socket && tokio::net::UnixStream::connect(path).await.is_err() {
             let _ = std::fs::remove_file(path);
         }
         match tokio::net::UnixListener::bind(path) {
@@ -324,4 +327,20 @@ pub async fn fetch_status(socket: &Path) -> Result<Status, String> {
     }
     serde_json::from_str(body)
         .map_err(|e| format!("the control socket's answer is not a status: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_control_socket_path_naming_a_regular_file_never_deletes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("watchdog.toml");
+        std::fs::write(&path, "precious").unwrap();
+        let (_stop, rx) = watch::channel(false);
+        let errors = serve(Some(&path), None, StatusBoard::default(), rx).await;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+    }
 }

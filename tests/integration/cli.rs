@@ -283,8 +283,9 @@ async fn status_and_metrics_show_what_each_rule_saw_and_did() {
     let target = Stub::start(Reply::Status(503, "down".into())).await;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("control.sock");
-    // A stale socket file from a crashed run is replaced.
-    std::fs::write(&socket, "").unwrap();
+    // A stale socket file from a crashed run (bound, never unlinked) is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
     let port = crate::support::free_port();
     let env = crate::support::watchdog::Env {
         aws_endpoint: "http://127.0.0.1:9".into(),
