@@ -404,6 +404,8 @@ async fn daemon(
         tracing::info!(event = "stopping", signal = why);
         let _ = stop_tx.send(true);
     });
+    // What only a restart changes: the AWS SDK set-up and the control listeners.
+    let started = (config.aws.clone(), config.control.clone());
     let mut config = config;
     let mut states = engine::RuleStates::new();
     let result = loop {
@@ -420,7 +422,7 @@ async fn daemon(
                 done = &mut engine_task => break Err(done),
                 _ = stop_rx.wait_for(|s| *s) => break Ok(None),
                 Some(()) = hup_rx.recv() => {
-                    match reload(&path, &config, &shared) {
+                    match reload(&path, &started, &shared) {
                         Some(next) => break Ok(Some(next)),
                         None => continue,
                     }
@@ -451,12 +453,6 @@ async fn daemon(
                             break Err(e);
                         }
                         states = carried;
-                        if new_config.control != config.control {
-                            tracing::warn!(
-                                event = "reload_partial",
-                                "[control] settings take effect at the next restart"
-                            );
-                        }
                         config = new_config;
                         generation = new_generation;
                         shared.board.configure(&config.sources, &config.rules, true);
@@ -492,9 +488,10 @@ async fn daemon(
 }
 
 /// Load and build the configuration again; None (with the reason logged) keeps the old one.
+/// `started` holds the settings in use since start-up, which a reload cannot change.
 fn reload(
     path: &std::path::Path,
-    old: &config::Config,
+    started: &(config::AwsSettings, config::ControlSettings),
     shared: &app::Shared,
 ) -> Option<(config::Config, app::Generation)> {
     let new = match config::load(path) {
@@ -506,10 +503,17 @@ fn reload(
             return None;
         }
     };
-    if format!("{:?}", new.aws) != format!("{:?}", old.aws) {
+    // Compared with what runs, not with the previous reload: a second reload must warn too.
+    if new.aws != started.0 {
         tracing::warn!(
             event = "reload_partial",
             "[aws] settings take effect at the next restart"
+        );
+    }
+    if new.control != started.1 {
+        tracing::warn!(
+            event = "reload_partial",
+            "[control] settings take effect at the next restart"
         );
     }
     match shared.generation(&new) {
@@ -521,7 +525,7 @@ fn reload(
     }
 }
 
-/// The process's counters as one event (a metrics endpoint comes with the packaging work).
+/// The process's counters as one event at exit (`/metrics` serves them while running).
 fn log_counters() {
     let c: Vec<String> = telemetry::snapshot()
         .into_iter()

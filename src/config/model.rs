@@ -61,7 +61,7 @@ pub struct Config {
     pub actions: BTreeMap<String, ActionSpec>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsSettings {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,

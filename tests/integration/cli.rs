@@ -274,6 +274,21 @@ async fn sighup_reloads_a_valid_config_keeping_streaks_and_keeps_running_on_an_i
         .events("check_passed")
         .iter()
         .any(|e| e["rule"] == "extra"));
+
+    // [aws] waits for a restart, and every reload that differs from what runs says so, the
+    // second one too (it is compared with start-up, not with the previous reload).
+    std::fs::write(wd.config_path(), format!("[aws]\nmax_attempts = 2\n{rule}")).unwrap();
+    for n in 1..=2 {
+        wd.signal("HUP");
+        crate::support::eventually(Duration::from_secs(10), "a warning per reload", || async {
+            (wd.count("reload_partial") >= n).then_some(())
+        })
+        .await;
+    }
+    assert!(wd
+        .events("reload_partial")
+        .iter()
+        .all(|e| e["message"].as_str().is_some_and(|m| m.contains("[aws]"))));
     let (code, _) = wd.stop().await;
     assert_eq!(code, Some(0));
 }
