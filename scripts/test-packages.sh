@@ -64,8 +64,8 @@ check "deb: --help documents every command" sh -c '/usr/bin/haproxy-watchdog --h
 check "deb: the shipped config validates as the service user" \
   runuser -u haproxy-watchdog -- /usr/bin/haproxy-watchdog validate --config /etc/haproxy-watchdog/watchdog.toml
 check "deb: systemd-analyze verify passes" systemd-analyze verify "$UNIT"
-check "deb: the unit validates before start and reload, reloads with SIGHUP" sh -c \
-  "grep -q '^ExecStartPre=/usr/bin/haproxy-watchdog validate' $UNIT && grep -q '^ExecReload=/bin/kill -HUP' $UNIT"
+check "deb: the unit validates before reload, reloads with SIGHUP, never retries an invalid config" sh -c \
+  "grep -q '^ExecReload=/usr/bin/haproxy-watchdog validate' $UNIT && grep -q '^ExecReload=/bin/kill -HUP' $UNIT && grep -q '^RestartPreventExitStatus=2$' $UNIT"
 for k in 'NoNewPrivileges=yes' 'ProtectSystem=strict' 'CapabilityBoundingSet=$' 'PrivateTmp=yes' \
          'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6' 'User=haproxy-watchdog' 'StateDirectory=haproxy-watchdog' \
          'Restart=on-failure' 'StartLimitBurst='; do
