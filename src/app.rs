@@ -88,6 +88,8 @@ pub enum BuildError {
     Http(#[from] reqwest::Error),
     #[error("no AWS region: set [aws] region or AWS_REGION (or run on EC2, where instance metadata gives it)")]
     NoRegion,
+    #[error("this configuration calls AWS, which the daemon did not set up at start (its first configuration needed no AWS call): restart to apply it")]
+    AwsNotStarted,
 }
 
 impl BuildError {
@@ -133,10 +135,10 @@ impl Shared {
     ) -> Result<Shared, BuildError> {
         let sdk = if aws_needs(config, dry_run) {
             let sdk = aws::sdk_config(&config.aws).await;
-            if sdk.region().is_none() && aws_needs(config, dry_run) {
+            if sdk.region().is_none() {
                 return Err(BuildError::NoRegion);
             }
-            sdk.region().is_some().then_some(sdk)
+            Some(sdk)
         } else {
             None
         };
@@ -197,7 +199,7 @@ impl Shared {
         let http = checks::http_client()?;
         let (stop, stop_rx) = watch::channel(false);
         if aws_needs(config, dry_run) && self.sdk.is_none() {
-            return Err(BuildError::NoRegion);
+            return Err(BuildError::AwsNotStarted);
         }
         let ec2 = self.sdk.as_ref().filter(|_| !dry_run).map(Ec2::new);
         let uses_opsworks = config
@@ -264,7 +266,7 @@ impl Shared {
                 continue;
             };
             let source = sync::source(spec, &http, discovery.as_ref().map(|(a, e)| (a, e)))
-                .ok_or(BuildError::NoRegion)?;
+                .ok_or(BuildError::AwsNotStarted)?;
             let syncer = Syncer::new(rule, spec.clone(), source, stop_rx.clone(), dry_run);
             syncers.insert(rule.name.clone(), tokio::sync::Mutex::new(syncer));
         }

@@ -23,8 +23,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 pub trait Effects: Send + Sync + 'static {
     fn check(&self, rule: &Rule) -> impl Future<Output = Outcome> + Send;
     fn act(&self, action: &str, ctx: &ActionContext) -> impl Future<Output = ActionOutcome> + Send;
-    /// A rule's first failed check after being up: its `on_fail` actions may want to note the
-    /// state of the world now, to compare with when they run. Must not block.
+    /// A rule's first failed check after being up, when it does not fail the rule at once: its
+    /// `on_fail` actions may want to note the state of the world now, to compare with when
+    /// they run. With `fail_after = 1` the actions run in this same cycle and look for
+    /// themselves, so it is not called. Must not block.
     fn streak_started(&self, _action: &str) {}
     /// What a cycle of the daemon saw and did (for `watchdog status`). Must not block.
     fn report(&self, _report: &CycleReport) {}
