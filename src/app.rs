@@ -145,13 +145,13 @@ impl Shared {
         let sns = sdk.as_ref().filter(|_| !dry_run).map(Sns::new);
         let (alert_stop, alert_stop_rx) = watch::channel(false);
         let (store, recovered) = match state_dir.filter(|_| !dry_run) {
-            None => (StateStore::memory(), Recovered::default()),
+            None => (StateStore::default(), Recovered::default()),
             Some(dir) => match StateStore::open(dir) {
                 Ok(opened) => opened,
                 Err(e) => {
                     tracing::error!(event = "state_unavailable", error = %e,
                         "hold-downs and undelivered alerts will not survive a restart");
-                    (StateStore::memory(), Recovered::default())
+                    (StateStore::default(), Recovered::default())
                 }
             },
         };

@@ -28,8 +28,8 @@ pub mod defaults {
     pub const SUBJECT_PREFIX: &str = "HAProxy failover";
     pub const STATE_DIR: &str = "/var/lib/haproxy-watchdog";
     pub const CONTROL_SOCKET: &str = "/run/haproxy-watchdog/control.sock";
-    /// OpsWorks Stacks served every stack's API from us-east-1; regional endpoints came later.
     pub const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+    /// OpsWorks Stacks served every stack's API from us-east-1; regional endpoints came later.
     pub const OPSWORKS_REGION: &str = "us-east-1";
     pub const OPSWORKS_AGENT_CONFIG: &str = "/etc/aws/opsworks/instance-agent.yml";
     pub const SYNC_INTERVAL_ASG: Duration = Duration::from_secs(30);
