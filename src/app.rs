@@ -12,7 +12,6 @@ use crate::control::StatusBoard;
 use crate::engine::Effects;
 use crate::providers::aws::{
     self,
-    autoscaling::AutoScaling,
     ec2::Ec2,
     imds::IdentitySource,
     opsworks::{OpsWorks, OpsworksIdentity},
@@ -109,9 +108,9 @@ fn aws_needs(config: &Config, dry_run: bool) -> bool {
 }
 
 fn needs_asg(config: &Config) -> bool {
-    config.rules.iter().any(|r| {
-        matches!(&r.check, CheckSpec::BackendSync(b) if matches!(b.source, SourceSpec::Asg { .. }))
-    })
+    config.rules.iter().any(
+        |r| matches!(&r.check, CheckSpec::BackendSync(b) if matches!(b.source, SourceSpec::Asg(_))),
+    )
 }
 
 /// The shared part and the first configuration's effects.
@@ -211,11 +210,7 @@ impl Shared {
             .as_ref()
             .filter(|_| !dry_run && uses_opsworks)
             .map(|sdk| OpsWorks::new(sdk, &config.opsworks));
-        let discovery = self
-            .sdk
-            .as_ref()
-            .filter(|_| needs_asg(config))
-            .map(|sdk| (AutoScaling::new(sdk), Ec2::new(sdk)));
+        let discovery = self.sdk.as_ref().filter(|_| needs_asg(config));
         let claims = config
             .actions
             .values()
@@ -265,8 +260,8 @@ impl Shared {
             let CheckSpec::BackendSync(spec) = &rule.check else {
                 continue;
             };
-            let source = sync::source(spec, &http, discovery.as_ref().map(|(a, e)| (a, e)))
-                .ok_or(BuildError::AwsNotStarted)?;
+            let source =
+                sync::source(spec, &http, discovery, dry_run).ok_or(BuildError::AwsNotStarted)?;
             let syncer = Syncer::new(rule, spec.clone(), source, stop_rx.clone(), dry_run);
             syncers.insert(rule.name.clone(), tokio::sync::Mutex::new(syncer));
         }

@@ -34,6 +34,9 @@ pub mod defaults {
     pub const OPSWORKS_AGENT_CONFIG: &str = "/etc/aws/opsworks/instance-agent.yml";
     pub const SYNC_INTERVAL_ASG: Duration = Duration::from_secs(30);
     pub const SYNC_INTERVAL_CONSUL: Duration = Duration::from_secs(60);
+    /// With an events queue, `interval` is the full resync from the Auto Scaling API.
+    pub const SYNC_RESYNC_EVENTS: Duration = Duration::from_secs(300);
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
     pub const HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
     pub const HAPROXY_BIN: &str = "haproxy";
     pub const MASTER_SOCKET: &str = "/run/haproxy-master.sock";
@@ -180,6 +183,7 @@ impl Rule {
 #[derive(Debug, Clone)]
 pub struct BackendSyncSpec {
     pub source: SourceSpec,
+    /// The backend kept (`runtime`, `reload`), or the `peers` section (`peers`).
     pub backend: String,
     /// None: the port each Consul service instance registered (`asg` requires a port).
     pub port: Option<u16>,
@@ -208,12 +212,29 @@ pub enum ApplyMode {
     Runtime,
     /// Render `template` into `haproxy_config`, check it, reload.
     Reload { template: PathBuf },
+    /// Keep the managed block of the `peers` section named `backend` equal to the group
+    /// (one `peer <instance-id> <ip>:<port>` line each), and reload when it changes.
+    Peers,
 }
 
 #[derive(Debug, Clone)]
 pub enum SourceSpec {
-    Asg { group: String },
+    Asg(AsgSourceSpec),
     Consul(ConsulSourceSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsgSourceSpec {
+    pub group: String,
+    /// SQS queue URL fed by an EventBridge rule; None: poll every `interval`.
+    pub events_queue: Option<String>,
+    /// The `autoscaling:EC2_INSTANCE_TERMINATING` hook whose actions this node completes
+    /// once the server has drained. None: drain, remove, complete nothing.
+    pub lifecycle_hook: Option<String>,
+    /// The longest a terminating instance's server drains before it is taken out anyway.
+    pub drain_timeout: Duration,
+    /// Send RecordLifecycleActionHeartbeat this often while draining (None: never).
+    pub heartbeat_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

@@ -126,10 +126,13 @@ pub enum RawCheck {
 #[serde(deny_unknown_fields)]
 pub struct RawBackendSync {
     pub source: RawSource,
-    pub backend: String,
+    /// The backend whose servers are kept (`runtime` and `reload`).
+    pub backend: Option<String>,
+    /// The `peers` section kept (`apply = "peers"`).
+    pub peers: Option<String>,
     /// The servers' port. Required for `asg`; for `consul` the service's registered port.
     pub port: Option<i64>,
-    /// `"runtime"` (default) or `"reload"`.
+    /// `"runtime"` (default), `"reload"` or `"peers"`.
     pub apply: Option<String>,
     pub stats_socket: Option<PathBuf>,
     pub haproxy_config: Option<PathBuf>,
@@ -155,6 +158,12 @@ pub enum RawSource {
 #[serde(deny_unknown_fields)]
 pub struct RawAsgSource {
     pub group: String,
+    /// SQS queue URL fed by EventBridge; unset: poll every `interval`.
+    pub events_queue: Option<String>,
+    /// The terminating lifecycle hook whose actions this node completes after draining.
+    pub lifecycle_hook: Option<String>,
+    pub drain_timeout: Option<HumanDuration>,
+    pub heartbeat_interval: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -774,7 +774,9 @@ fn cross_checks(
     }
     for r in rules {
         if let CheckSpec::BackendSync(b) = &r.check {
-            if b.apply == ApplyMode::Runtime && rendered.contains_key(b.haproxy_config.as_path()) {
+            if matches!(b.apply, ApplyMode::Runtime | ApplyMode::Peers)
+                && rendered.contains_key(b.haproxy_config.as_path())
+            {
                 errs.push(&r.file, Some(&format!("rule \"{}\"", r.name)), format!(
                     "{} is rendered whole by a `reload` rule; a `runtime` rule cannot keep a block of it as well",
                     b.haproxy_config.display()));
@@ -827,6 +829,10 @@ fn rule(
             source: RawSource::Consul(_),
             ..
         }) => defaults::SYNC_INTERVAL_CONSUL,
+        RawCheck::BackendSync(RawBackendSync {
+            source: RawSource::Asg(a),
+            ..
+        }) if a.events_queue.is_some() => defaults::SYNC_RESYNC_EVENTS,
         RawCheck::BackendSync(_) => defaults::SYNC_INTERVAL_ASG,
         _ => defaults::INTERVAL,
     };
@@ -1056,6 +1062,9 @@ fn haproxy_ident(s: &str) -> bool {
 }
 
 const RELOAD_WINDOW: Range = Range(ms(100), secs(600));
+const DRAIN_TIMEOUT: Range = Range(ms(100), secs(7200));
+/// Auto Scaling's shortest heartbeat timeout is 30 s.
+const HEARTBEAT: Range = Range(secs(1), secs(3600));
 
 fn backend_sync(
     b: &RawBackendSync,
@@ -1066,12 +1075,24 @@ fn backend_sync(
 ) -> Option<BackendSyncSpec> {
     let before = errs.0.len();
     let push = |errs: &mut Errors, m: String| errs.push(file, Some(item), m);
-    if !haproxy_ident(&b.backend) {
+    let peers_mode = b.apply.as_deref() == Some("peers");
+    let (name, what) = match (&b.backend, &b.peers, peers_mode) {
+        (Some(n), None, false) => (n.clone(), "backend"),
+        (None, Some(n), true) => (n.clone(), "peers"),
+        (_, _, false) => {
+            push(errs, "`check.backend` names the HAProxy backend to keep in step (`check.peers` is for `apply = \"peers\"`)".into());
+            (String::new(), "backend")
+        }
+        (_, _, true) => {
+            push(errs, "`apply = \"peers\"` needs `check.peers`, the name of the HAProxy `peers` section to keep in step (and no `check.backend`)".into());
+            (String::new(), "peers")
+        }
+    };
+    if !name.is_empty() && !haproxy_ident(&name) {
         push(
             errs,
             format!(
-                "`check.backend` = {:?}: not a HAProxy backend name (letters, digits, - _ . :)",
-                b.backend
+                "`check.{what}` = {name:?}: not a HAProxy section name (letters, digits, - _ . :)"
             ),
         );
     }
@@ -1098,9 +1119,55 @@ fn backend_sync(
             if b.port.is_none() {
                 push(errs, "`check.port` is required with an `asg` source: instances do not say which port they serve on".into());
             }
-            Some(SourceSpec::Asg {
-                group: a.group.clone(),
-            })
+            let events_queue = a.events_queue.as_deref().and_then(|q| {
+                url(q, "check.source.events_queue", file, item, errs).map(|u| u.to_string())
+            });
+            if let Some(h) = &a.lifecycle_hook {
+                if h.is_empty() || h.len() > 255 {
+                    push(errs, "`check.source.lifecycle_hook`: a lifecycle hook name of 1 to 255 characters".into());
+                }
+            }
+            let drain_timeout = duration(
+                &a.drain_timeout,
+                defaults::DRAIN_TIMEOUT,
+                DRAIN_TIMEOUT,
+                "check.source.drain_timeout",
+                file,
+                item,
+                errs,
+            );
+            let heartbeat_interval = match &a.heartbeat_interval {
+                None => Some(None),
+                Some(_) => duration(
+                    &a.heartbeat_interval,
+                    Duration::ZERO,
+                    HEARTBEAT,
+                    "check.source.heartbeat_interval",
+                    file,
+                    item,
+                    errs,
+                )
+                .map(Some),
+            };
+            if a.heartbeat_interval.is_some() && a.lifecycle_hook.is_none() {
+                push(errs, "`check.source.heartbeat_interval` needs `lifecycle_hook`: heartbeats keep that hook's action open while the server drains".into());
+            }
+            match (drain_timeout, heartbeat_interval) {
+                (Some(drain_timeout), Some(heartbeat_interval)) => {
+                    Some(SourceSpec::Asg(AsgSourceSpec {
+                        group: a.group.clone(),
+                        events_queue,
+                        lifecycle_hook: a.lifecycle_hook.clone(),
+                        drain_timeout,
+                        heartbeat_interval,
+                    }))
+                }
+                _ => None,
+            }
+        }
+        RawSource::Consul(_) if peers_mode => {
+            push(errs, "`apply = \"peers\"` takes its peers from an `asg` source: the Auto Scaling group of the HAProxy nodes".into());
+            None
         }
         RawSource::Consul(c) => {
             let address = url(
@@ -1166,12 +1233,17 @@ fn backend_sync(
             push(errs, "`apply = \"reload\"` needs `check.template`: the file rendered into `haproxy_config`".into());
             None
         }
+        (Some("peers"), None) => Some(ApplyMode::Peers),
+        (Some("peers"), Some(_)) => {
+            push(errs, "`check.template` is for `apply = \"reload\"`; peers mode rewrites only its own block of the `peers` section".into());
+            None
+        }
         (Some(other), _) => {
-            push(errs, format!("`check.apply` = {other:?}: use \"runtime\" (live, through the stats socket) or \"reload\" (template + reload)"));
+            push(errs, format!("`check.apply` = {other:?}: use \"runtime\" (live, through the stats socket), \"reload\" (template + reload) or \"peers\" (the `peers` section + reload)"));
             None
         }
     };
-    let server_prefix = b.server_prefix.clone().unwrap_or_else(|| b.backend.clone());
+    let server_prefix = b.server_prefix.clone().unwrap_or_else(|| name.clone());
     if !haproxy_ident(&server_prefix) || server_prefix.len() > 60 {
         push(errs, format!("`check.server_prefix` = {server_prefix:?}: server names use letters, digits, - _ . : (at most 60)"));
     }
@@ -1257,7 +1329,7 @@ fn backend_sync(
     }
     Some(BackendSyncSpec {
         source: source?,
-        backend: b.backend.clone(),
+        backend: name,
         port,
         apply: apply?,
         stats_socket,

@@ -34,22 +34,46 @@ pub struct Block {
 }
 
 pub fn find_block(text: &str, backend: &str) -> Result<Block, String> {
-    let (b, e) = (begin_marker(backend), end_marker(backend));
+    find_marked(text, &begin_marker(backend), &end_marker(backend), || {
+        format!(
+            "no managed block for backend {backend}: {}",
+            block_help(backend)
+        )
+    })
+}
+
+/// The managed block of `peers` section `section`: `peer` lines, one per group member.
+pub fn find_peers_block(text: &str, section: &str) -> Result<Block, String> {
+    let (b, e) = (
+        format!("# BEGIN haproxy-watchdog peers of {section}"),
+        format!("# END haproxy-watchdog peers of {section}"),
+    );
+    find_marked(text, &b, &e, || {
+        format!("no managed block for peers section {section}: add these two lines inside `peers {section}` of the HAProxy configuration: \"{b}\" and \"{e}\"")
+    })
+}
+
+fn find_marked(
+    text: &str,
+    b: &str,
+    e: &str,
+    missing: impl FnOnce() -> String,
+) -> Result<Block, String> {
     let lines: Vec<&str> = text.lines().collect();
     let find = |m: &str| {
         let at: Vec<usize> = (0..lines.len()).filter(|i| lines[*i].trim() == m).collect();
         at
     };
-    match (find(&b).as_slice(), find(&e).as_slice()) {
+    match (find(b).as_slice(), find(e).as_slice()) {
         ([begin], [end]) if begin < end => Ok(Block {
             begin: *begin,
             end: *end,
             indent: lines[*begin][..lines[*begin].len() - lines[*begin].trim_start().len()]
                 .to_owned(),
         }),
-        ([], []) => Err(format!("no managed block for backend {backend}: {}", block_help(backend))),
+        ([], []) => Err(missing()),
         _ => Err(format!(
-            "the managed block of backend {backend} is broken: expected one \"{b}\" line followed by one \"{e}\" line"
+            "the managed block is broken: expected one \"{b}\" line followed by one \"{e}\" line"
         )),
     }
 }

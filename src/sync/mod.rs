@@ -7,7 +7,10 @@
 //! rendering the template and reloading (`reload`). A round's [`Outcome`] feeds the rule's
 //! threshold like any check, so a sync that keeps failing raises the rule's `on_fail` alert.
 
+pub mod asg;
 pub mod configfile;
+pub mod events;
+pub mod membership;
 pub mod plan;
 pub mod reload;
 pub mod runtime;
@@ -15,12 +18,10 @@ pub mod template;
 
 use crate::checks::Outcome;
 use crate::config::{ApplyMode, BackendSyncSpec, SourceSpec};
-use crate::providers::aws::autoscaling::AutoScaling;
-use crate::providers::aws::ec2::Ec2;
 use crate::providers::consul::{self, Consul};
 use crate::telemetry;
 use plan::{Slot, Target};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -28,18 +29,19 @@ use tokio::time::Instant;
 
 /// Where a rule's servers come from, with the clients it needs.
 pub enum Source {
-    Asg {
-        group: String,
-        asg: AutoScaling,
-        ec2: Ec2,
-    },
+    Asg(asg::AsgSource),
     Consul(Consul),
 }
 
 /// What a source listed, and what it had to leave out.
 #[derive(Debug, Clone)]
 pub struct Discovered {
+    /// Every server HAProxy keeps, including those draining.
     pub targets: BTreeSet<Target>,
+    /// The servers of terminating instances: kept, in drain.
+    pub drain: BTreeSet<Target>,
+    /// Serving instances by id (Auto Scaling only): the names of `peers` lines.
+    pub names: BTreeMap<String, Target>,
     /// `4 InService and Healthy; left out: i-0abc (Pending, Healthy)`.
     pub note: String,
 }
@@ -54,7 +56,6 @@ pub struct Syncer {
     dry_run: bool,
     reloader: Arc<reload::Reloader>,
     started: bool,
-    next_poll: Instant,
     /// Set after a failed round: wait this long, then try again.
     backoff: Option<Duration>,
     /// The failed round got a good answer and failed applying it.
@@ -84,7 +85,6 @@ impl Syncer {
             stopping,
             dry_run,
             started: false,
-            next_poll: Instant::now(),
             backoff: None,
             apply_failed: false,
             last_answer: None,
@@ -100,20 +100,26 @@ impl Syncer {
             if !self.sleep_until(Instant::now() + b).await {
                 return Outcome::ok("stopping");
             }
-        } else if !first && matches!(self.source, Source::Asg { .. }) {
-            if !self.sleep_until(self.next_poll).await {
-                return Outcome::ok("stopping");
+        } else if !first {
+            if let Source::Asg(a) = &mut self.source {
+                if !a.wait(&self.stopping).await {
+                    return Outcome::ok("stopping");
+                }
             }
         }
 
         // After a failed apply, a recent answer is reused rather than asked for again: a
-        // HAProxy that is down must not turn into extra AWS calls.
+        // HAProxy that is down must not turn into extra calls. (An Auto Scaling source keeps
+        // its membership and asks only when a resync or lookup is due.)
         let cached = self
             .last_answer
             .as_ref()
             .filter(|(at, _)| retrying && self.apply_failed && at.elapsed() < self.interval)
+            .filter(|_| matches!(self.source, Source::Consul(_)))
             .map(|(_, t)| Discovered {
                 targets: t.clone(),
+                drain: BTreeSet::new(),
+                names: BTreeMap::new(),
                 note: "the last answer, reused".into(),
             });
         let discovered = match cached {
@@ -136,7 +142,10 @@ impl Syncer {
                 Err(e) => Err(e),
                 Ok(()) => {
                     self.last_answer = Some((Instant::now(), d.targets.clone()));
-                    let applied = self.apply(&d.targets).await;
+                    let mut applied = self.apply(&d).await;
+                    if applied.is_ok() {
+                        applied = self.after_apply(applied).await;
+                    }
                     self.apply_failed = applied.is_err();
                     applied
                 }
@@ -173,29 +182,20 @@ impl Syncer {
     async fn discover(&mut self, block: bool) -> Result<Discovered, String> {
         let port = self.spec.port;
         match &mut self.source {
-            Source::Asg { group, asg, ec2 } => {
-                self.next_poll = Instant::now() + self.interval;
-                let members = asg.members(group).await.map_err(|e| e.to_string())?;
-                let ips = if members.serving.is_empty() {
-                    Vec::new()
-                } else {
-                    ec2.private_ips(&members.serving)
-                        .await
-                        .map_err(|e| e.to_string())?
-                };
+            Source::Asg(a) => {
                 // Config validation makes `port` required for an Auto Scaling source.
                 let port = port.ok_or("no port for the Auto Scaling group's servers")?;
-                let mut left_out = members.others.clone();
-                for id in &members.serving {
-                    if !ips.iter().any(|(i, _)| i == id) {
-                        left_out.push(format!("{id} (not running or no private IP)"));
-                    }
+                let found = a.discover(&self.rule, port, self.interval, !block).await?;
+                let drain = a.membership.draining_targets();
+                let mut targets: BTreeSet<Target> = found.serving.values().copied().collect();
+                if self.spec.apply != ApplyMode::Peers {
+                    targets.extend(drain.iter().copied());
                 }
-                let targets: BTreeSet<Target> =
-                    ips.iter().map(|(_, ip)| Target { ip: *ip, port }).collect();
                 Ok(Discovered {
-                    note: note(targets.len(), "InService and Healthy", &left_out),
                     targets,
+                    drain,
+                    names: found.serving,
+                    note: found.note,
                 })
             }
             Source::Consul(c) => {
@@ -218,6 +218,8 @@ impl Syncer {
                 Ok(Discovered {
                     note: note(targets.len(), "passing", &left_out),
                     targets,
+                    drain: BTreeSet::new(),
+                    names: BTreeMap::new(),
                 })
             }
         }
@@ -244,11 +246,155 @@ impl Syncer {
         Ok(())
     }
 
-    async fn apply(&mut self, desired: &BTreeSet<Target>) -> Result<String, String> {
+    async fn apply(&mut self, d: &Discovered) -> Result<String, String> {
         match self.spec.apply.clone() {
-            ApplyMode::Runtime => self.apply_runtime(desired).await,
-            ApplyMode::Reload { template } => self.apply_reload(desired, &template).await,
+            ApplyMode::Runtime => self.apply_runtime(&d.targets, &d.drain).await,
+            ApplyMode::Reload { template } => {
+                let done = self.apply_reload(&d.targets, &template).await?;
+                // A reload starts every server afresh: put the draining ones back in drain.
+                self.hold_drains(&d.drain).await?;
+                Ok(done)
+            }
+            ApplyMode::Peers => self.apply_peers(&d.names).await,
         }
+    }
+
+    /// Reload mode: the servers of `drain` are put in drain through the stats socket.
+    async fn hold_drains(&self, drain: &BTreeSet<Target>) -> Result<(), String> {
+        if drain.is_empty() || self.dry_run {
+            return Ok(());
+        }
+        let all =
+            runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
+        let commands: Vec<plan::Command> = all
+            .iter()
+            .filter(|s| s.serving() && !s.draining && s.target.is_some_and(|t| drain.contains(&t)))
+            .map(|s| plan::Command::Drain {
+                slot: s.name.clone(),
+            })
+            .collect();
+        if commands.is_empty() {
+            return Ok(());
+        }
+        runtime::execute(
+            &self.spec.stats_socket,
+            &self.spec.backend,
+            &commands,
+            self.timeout,
+        )
+        .await
+    }
+
+    /// Auto Scaling only: follow the drains (finish those whose sessions reached zero or
+    /// that timed out, and apply again to take them out), keep their lifecycle actions
+    /// alive, and complete the actions of servers HAProxy no longer has.
+    async fn after_apply(&mut self, applied: Result<String, String>) -> Result<String, String> {
+        let Source::Asg(a) = &mut self.source else {
+            return applied;
+        };
+        let mut detail = applied?;
+        if a.membership.drains().next().is_some() && self.spec.apply != ApplyMode::Peers {
+            let sessions =
+                runtime::sessions(&self.spec.stats_socket, &self.spec.backend, self.timeout)
+                    .await?;
+            let servers =
+                runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
+            let now = Instant::now();
+            let mut finished = Vec::new();
+            for (id, d) in a.membership.drains() {
+                let left: u64 = servers
+                    .iter()
+                    .filter(|s| s.target == Some(d.target) && !s.maint)
+                    .map(|s| sessions.get(&s.name).copied().unwrap_or(0))
+                    .sum();
+                let waited = now.duration_since(d.since);
+                if left == 0 {
+                    finished.push((id.clone(), "drained", d.target, waited, left));
+                } else if waited >= a.spec.drain_timeout {
+                    finished.push((id.clone(), "timed out", d.target, waited, left));
+                }
+            }
+            for (id, why, target, waited, left) in &finished {
+                let waited =
+                    humantime::format_duration(Duration::from_millis(waited.as_millis() as u64));
+                if *why == "drained" {
+                    tracing::info!(event = "drain_finished", rule = %self.rule, instance = %id, server = %target, waited = %waited);
+                } else {
+                    tracing::warn!(event = "drain_timed_out", rule = %self.rule, instance = %id, server = %target, waited = %waited, sessions = left,
+                        "taking it out with sessions still open");
+                }
+                a.membership.finish_drain(id, why);
+            }
+            if !finished.is_empty() {
+                let wanted = a.membership.wanted();
+                let drain = a.membership.draining_targets();
+                let d = Discovered {
+                    names: a.membership.serving().clone(),
+                    targets: wanted,
+                    drain,
+                    note: String::new(),
+                };
+                detail = self.apply(&d).await?;
+            }
+        }
+        let Source::Asg(a) = &mut self.source else {
+            return Ok(detail);
+        };
+        if let Some(every) = a.heartbeat_every() {
+            for h in a.membership.heartbeats_due(every, Instant::now()) {
+                a.heartbeat(&self.rule, &h, self.dry_run).await;
+            }
+        }
+        let mut failed = None;
+        for c in a.membership.take_completions() {
+            if let Err(e) = a.complete(&self.rule, c, self.dry_run).await {
+                failed = Some(e);
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let draining = a.membership.drains().count();
+        if draining > 0 {
+            detail.push_str(&format!(", {draining} draining"));
+        }
+        Ok(detail)
+    }
+
+    /// Peers mode: one `peer <instance-id> <ip>:<port>` line per serving instance in the
+    /// `peers` section's managed block; a change is checked, installed and reloaded.
+    async fn apply_peers(&mut self, names: &BTreeMap<String, Target>) -> Result<String, String> {
+        let spec = self.spec.clone();
+        let lock = configfile::lock_for(&spec.haproxy_config);
+        let _file = lock.lock().await;
+        let text = configfile::read(&spec.haproxy_config).await?;
+        let block = configfile::find_peers_block(&text, &spec.backend)?;
+        let lines: Vec<String> = names
+            .iter()
+            .map(|(id, t)| format!("peer {id} {t}"))
+            .collect();
+        let new_text = configfile::replace_block(&text, &block, &lines);
+        if new_text == text {
+            return Ok(format!("in step: {} peers", names.len()));
+        }
+        if self.dry_run {
+            tracing::info!(event = "dry_run", rule = %self.rule, would = %format!("write {} peers into peers {} and reload", names.len(), spec.backend));
+            return Ok(format!(
+                "dry run: would write {} peers and reload",
+                names.len()
+            ));
+        }
+        configfile::install(
+            &spec.haproxy_config,
+            &new_text,
+            &spec.haproxy_bin,
+            spec.reload.timeout,
+        )
+        .await?;
+        self.coalesced_reload().await?;
+        telemetry::incr("backend_sync_peer_updates_total", &[("rule", &self.rule)]);
+        tracing::info!(event = "peers_applied", rule = %self.rule, peers_section = %spec.backend, peers = names.len());
+        Ok(format!("{} peers (reloaded)", names.len()))
     }
 
     /// The backend's slots: its servers named `<prefix><number>`, in order.
@@ -268,14 +414,18 @@ impl Syncer {
         Ok(slots)
     }
 
-    async fn apply_runtime(&mut self, desired: &BTreeSet<Target>) -> Result<String, String> {
+    async fn apply_runtime(
+        &mut self,
+        desired: &BTreeSet<Target>,
+        drain: &BTreeSet<Target>,
+    ) -> Result<String, String> {
         let spec = &self.spec;
         let lock = configfile::lock_for(&spec.haproxy_config);
         let _file = lock.lock().await;
         let text = configfile::read(&spec.haproxy_config).await?;
         let block = configfile::find_block(&text, &spec.backend)?;
         let slots = self.slots().await?;
-        let plan = plan::plan(&slots, desired);
+        let plan = plan::plan_draining(&slots, desired, drain);
         if self.dry_run {
             for c in &plan.commands {
                 tracing::info!(event = "dry_run", rule = %self.rule, would = %c.lines(&spec.backend).join("; "));
@@ -300,7 +450,7 @@ impl Syncer {
             .await?;
             self.count(&plan);
             let after = self.slots().await?;
-            let left = plan::plan(&after, desired);
+            let left = plan::plan_draining(&after, desired, drain);
             if !left.commands.is_empty() {
                 return Err(format!(
                     "HAProxy did not keep the changes: {} command(s) still needed after applying",
@@ -555,18 +705,17 @@ fn note(n: usize, what: &str, left_out: &[String]) -> String {
     }
 }
 
-/// Build the source a rule names (`asg` needs the AWS clients).
+/// Build the source a rule names (`asg` needs the AWS SDK configuration).
 pub fn source(
     spec: &BackendSyncSpec,
     http: &reqwest::Client,
-    aws: Option<(&AutoScaling, &Ec2)>,
+    sdk: Option<&aws_config::SdkConfig>,
+    dry_run: bool,
 ) -> Option<Source> {
     match &spec.source {
-        SourceSpec::Asg { group } => aws.map(|(asg, ec2)| Source::Asg {
-            group: group.clone(),
-            asg: asg.clone(),
-            ec2: ec2.clone(),
-        }),
+        SourceSpec::Asg(a) => {
+            sdk.map(|sdk| Source::Asg(asg::AsgSource::new(a.clone(), sdk, dry_run)))
+        }
         SourceSpec::Consul(c) => Some(Source::Consul(Consul::new(c.clone(), http.clone()))),
     }
 }

@@ -44,6 +44,8 @@ pub enum Command {
     Enable { slot: String, target: Target },
     /// Put a serving slot (which already points at the target) back to ready from drain.
     Undrain { slot: String },
+    /// Let the slot finish its sessions and take no new ones (a terminating instance).
+    Drain { slot: String },
     /// Take the slot out of service.
     Disable { slot: String },
 }
@@ -60,6 +62,7 @@ impl Command {
                 format!("set server {backend}/{slot} state ready"),
             ],
             Command::Undrain { slot } => vec![format!("set server {backend}/{slot} state ready")],
+            Command::Drain { slot } => vec![format!("set server {backend}/{slot} state drain")],
             Command::Disable { slot } => vec![format!("set server {backend}/{slot} state maint")],
         }
     }
@@ -80,6 +83,12 @@ impl Plan {
         self.commands
             .iter()
             .filter(|c| matches!(c, Command::Enable { .. }))
+            .count()
+    }
+    pub fn drained(&self) -> usize {
+        self.commands
+            .iter()
+            .filter(|c| matches!(c, Command::Drain { .. }))
             .count()
     }
     pub fn removed(&self) -> usize {
@@ -103,8 +112,15 @@ fn natural_key(name: &str) -> (String, u64, String) {
 
 /// `slots` must be sorted (see [`sort_slots`]).
 pub fn plan(slots: &[Slot], desired: &BTreeSet<Target>) -> Plan {
+    plan_draining(slots, desired, &BTreeSet::new())
+}
+
+/// Like [`plan`], where the `drain` targets among `desired` keep their slots in drain (and
+/// are never added: a server that is going away gets no new slot).
+pub fn plan_draining(slots: &[Slot], desired: &BTreeSet<Target>, drain: &BTreeSet<Target>) -> Plan {
     let mut placed: BTreeSet<Target> = BTreeSet::new();
     let mut enables = Vec::new();
+    let mut drains = Vec::new();
     let mut disables = Vec::new();
     let mut free: Vec<&Slot> = Vec::new();
     let mut kept = 0;
@@ -112,7 +128,13 @@ pub fn plan(slots: &[Slot], desired: &BTreeSet<Target>) -> Plan {
         match s.target {
             Some(t) if s.serving() && desired.contains(&t) && placed.insert(t) => {
                 kept += 1;
-                if s.draining {
+                if drain.contains(&t) {
+                    if !s.draining {
+                        drains.push(Command::Drain {
+                            slot: s.name.clone(),
+                        });
+                    }
+                } else if s.draining {
                     enables.push(Command::Undrain {
                         slot: s.name.clone(),
                     });
@@ -128,7 +150,10 @@ pub fn plan(slots: &[Slot], desired: &BTreeSet<Target>) -> Plan {
         }
     }
     let mut unplaced = Vec::new();
-    for t in desired.iter().filter(|t| !placed.contains(t)) {
+    for t in desired
+        .iter()
+        .filter(|t| !placed.contains(t) && !drain.contains(t))
+    {
         // A slot that served this very server before is the natural place to come back to.
         let pick = free
             .iter()
@@ -145,6 +170,7 @@ pub fn plan(slots: &[Slot], desired: &BTreeSet<Target>) -> Plan {
             None => unplaced.push(*t),
         }
     }
+    enables.extend(drains);
     enables.extend(disables);
     Plan {
         commands: enables,
@@ -173,6 +199,28 @@ mod tests {
     }
     fn set(ts: &[Target]) -> BTreeSet<Target> {
         ts.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_draining_server_keeps_its_slot_in_drain_and_is_never_added() {
+        let mut draining = slot("a2", Some(t(2)), false);
+        draining.draining = true;
+        let slots = [
+            slot("a1", Some(t(1)), false),
+            slot("a2", Some(t(2)), false),
+            slot("a3", None, true),
+        ];
+        let p = plan_draining(&slots, &set(&[t(1), t(2), t(3)]), &set(&[t(2), t(3)]));
+        assert_eq!(p.commands, vec![Command::Drain { slot: "a2".into() }]);
+        // Already draining: nothing to do; the plain plan would undrain it.
+        let slots = [slot("a1", Some(t(1)), false), draining];
+        assert!(plan_draining(&slots, &set(&[t(1), t(2)]), &set(&[t(2)]))
+            .commands
+            .is_empty());
+        assert_eq!(
+            plan(&slots, &set(&[t(1), t(2)])).commands,
+            vec![Command::Undrain { slot: "a2".into() }]
+        );
     }
 
     #[test]

@@ -160,3 +160,71 @@ mod tests {
         assert!(parse_servers_state(short, "app").is_err());
     }
 }
+
+/// Sessions (current plus queued) on each server of `backend`, from `show stat`.
+pub async fn sessions(
+    socket: &Path,
+    backend: &str,
+    timeout: Duration,
+) -> Result<std::collections::BTreeMap<String, u64>, String> {
+    let reply = command(socket, &format!("show stat {backend} 4 -1"), timeout).await?;
+    parse_sessions(&reply, backend)
+}
+
+pub fn parse_sessions(
+    reply: &str,
+    backend: &str,
+) -> Result<std::collections::BTreeMap<String, u64>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut lines = reply.lines().map(str::trim).filter(|l| !l.is_empty());
+    let header = lines
+        .next()
+        .and_then(|h| h.strip_prefix("# "))
+        .ok_or_else(|| {
+            format!(
+                "unexpected answer to `show stat`: {}",
+                reply.chars().take(120).collect::<String>()
+            )
+        })?;
+    let cols: Vec<&str> = header.split(',').collect();
+    let col = |n: &str| cols.iter().position(|c| *c == n);
+    let (Some(px), Some(sv), Some(scur), Some(qcur)) =
+        (col("pxname"), col("svname"), col("scur"), col("qcur"))
+    else {
+        return Err("`show stat` lacks the pxname, svname, scur or qcur column".into());
+    };
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.get(px) != Some(&backend) {
+            continue;
+        }
+        let Some(name) = f.get(sv) else { continue };
+        if *name == "BACKEND" || *name == "FRONTEND" {
+            continue;
+        }
+        let num = |i: usize| -> Result<u64, String> {
+            let v = f.get(i).copied().unwrap_or("");
+            if v.is_empty() {
+                return Ok(0);
+            }
+            v.parse()
+                .map_err(|_| format!("bad session count {v:?} in: {line}"))
+        };
+        out.insert((*name).to_owned(), num(scur)? + num(qcur)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod session_tests {
+    #[test]
+    fn sessions_per_server() {
+        let reply = "# pxname,svname,qcur,qmax,scur,smax\nweb,web1,0,0,3,9\nweb,web2,2,2,1,1\nweb,BACKEND,0,0,4,9\nother,x,0,0,7,7\n";
+        let s = super::parse_sessions(reply, "web").unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s["web1"], 3);
+        assert_eq!(s["web2"], 3);
+        assert!(super::parse_sessions("Unknown command", "web").is_err());
+        assert!(super::parse_sessions("# pxname,svname,scur,qcur\nweb,a,x,0\n", "web").is_err());
+    }
+}

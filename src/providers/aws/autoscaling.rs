@@ -12,6 +12,8 @@ pub struct AutoScaling {
 pub struct Members {
     /// `InService` and `Healthy`.
     pub serving: Vec<String>,
+    /// `Terminating:Wait`: a lifecycle hook holds them, for their servers to drain.
+    pub terminating: Vec<String>,
     /// Every other instance, with its lifecycle state and health: `i-0abc (Pending, Healthy)`.
     pub others: Vec<String>,
 }
@@ -50,6 +52,9 @@ impl AutoScaling {
                     let health = i.health_status().unwrap_or("?");
                     if state == "InService" && health == "Healthy" {
                         members.serving.push(id.to_owned());
+                    } else if state == "Terminating:Wait" {
+                        members.terminating.push(id.to_owned());
+                        members.others.push(format!("{id} ({state}, {health})"));
                     } else {
                         members.others.push(format!("{id} ({state}, {health})"));
                     }
@@ -68,5 +73,48 @@ impl AutoScaling {
             });
         }
         Ok(members)
+    }
+}
+
+/// One lifecycle action of a terminating instance, as the event (or a resync) named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleAction {
+    pub group: String,
+    pub hook: String,
+    pub instance: String,
+    /// From the event; a resync knows only the instance, which the API accepts instead.
+    pub token: Option<String>,
+}
+
+impl AutoScaling {
+    /// Let the instance go on terminating (`CONTINUE`).
+    pub async fn complete_lifecycle_action(&self, a: &LifecycleAction) -> Result<(), AwsError> {
+        called("autoscaling", "CompleteLifecycleAction");
+        self.client
+            .complete_lifecycle_action()
+            .auto_scaling_group_name(&a.group)
+            .lifecycle_hook_name(&a.hook)
+            .instance_id(&a.instance)
+            .set_lifecycle_action_token(a.token.clone())
+            .lifecycle_action_result("CONTINUE")
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("autoscaling:CompleteLifecycleAction", e))?;
+        Ok(())
+    }
+
+    /// Restart the hook's heartbeat timeout while the server still drains.
+    pub async fn record_heartbeat(&self, a: &LifecycleAction) -> Result<(), AwsError> {
+        called("autoscaling", "RecordLifecycleActionHeartbeat");
+        self.client
+            .record_lifecycle_action_heartbeat()
+            .auto_scaling_group_name(&a.group)
+            .lifecycle_hook_name(&a.hook)
+            .instance_id(&a.instance)
+            .set_lifecycle_action_token(a.token.clone())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("autoscaling:RecordLifecycleActionHeartbeat", e))?;
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@ pub mod ec2;
 pub mod imds;
 pub mod opsworks;
 pub mod sns;
+pub mod sqs;
 
 use crate::config::AwsSettings;
 use crate::telemetry;

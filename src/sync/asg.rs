@@ -1,0 +1,355 @@
+//! An Auto Scaling group as a backend-sync source: a full resync from the Auto Scaling and EC2
+//! APIs on start and every `interval`, and, with an events queue, the EventBridge events in
+//! between (read by a long-polling task, applied as hints through [`Membership`]). Lifecycle
+//! actions are completed here, after the Syncer has taken the drained servers out.
+
+use super::events::{self, Hint};
+use super::membership::{Membership, Snapshot};
+use super::plan::Target;
+use crate::config::AsgSourceSpec;
+use crate::providers::aws::autoscaling::{AutoScaling, LifecycleAction};
+use crate::providers::aws::ec2::Ec2;
+use crate::providers::aws::sqs::{self, Message, Sqs};
+use crate::telemetry;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// While a server drains, its sessions are read this often.
+pub const DRAIN_POLL: Duration = Duration::from_millis(250);
+
+pub struct AsgSource {
+    pub spec: AsgSourceSpec,
+    asg: AutoScaling,
+    ec2: Ec2,
+    sqs: Option<Sqs>,
+    pub membership: Membership,
+    receiver: Option<Receiver>,
+    next_resync: Option<Instant>,
+    /// Messages received and not yet applied.
+    inbox: Vec<Message>,
+    /// An events-queue failure to report in the next round.
+    queue_error: Option<String>,
+}
+
+struct Receiver {
+    rx: mpsc::Receiver<Result<Vec<Message>, String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    /// A reload builds a new source: the old long poll must not swallow a message.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What one discovery found, for the Syncer.
+pub struct Found {
+    pub serving: BTreeMap<String, Target>,
+    pub note: String,
+}
+
+impl AsgSource {
+    pub fn new(spec: AsgSourceSpec, sdk: &aws_config::SdkConfig, dry_run: bool) -> Self {
+        let sqs = match (&spec.events_queue, dry_run) {
+            (Some(q), true) => {
+                tracing::info!(event = "dry_run", queue = %q, would = "read Auto Scaling events from the queue; a dry run leaves the queue to the daemon that owns it and resyncs only");
+                None
+            }
+            (Some(_), false) => Some(Sqs::new(sdk)),
+            (None, _) => None,
+        };
+        AsgSource {
+            membership: Membership::new(&spec.group, spec.lifecycle_hook.as_deref()),
+            spec,
+            asg: AutoScaling::new(sdk),
+            ec2: Ec2::new(sdk),
+            sqs,
+            receiver: None,
+            next_resync: None,
+            inbox: Vec::new(),
+            queue_error: None,
+        }
+    }
+
+    /// Wait for the next resync, an event, or (while draining) the next session count.
+    /// False on shutdown.
+    pub async fn wait(&mut self, stopping: &watch::Receiver<bool>) -> bool {
+        self.start_receiver(stopping);
+        let mut until = self.next_resync.unwrap_or_else(Instant::now);
+        if self.membership.drains().next().is_some() {
+            until = until.min(Instant::now() + DRAIN_POLL);
+        }
+        if !self.inbox.is_empty() || self.queue_error.is_some() {
+            return true;
+        }
+        let mut stop = stopping.clone();
+        let got = match self.receiver.as_mut() {
+            Some(r) => tokio::select! {
+                _ = tokio::time::sleep_until(until) => None,
+                m = r.rx.recv() => m,
+                _ = stop.wait_for(|s| *s) => return false,
+            },
+            None => tokio::select! {
+                _ = tokio::time::sleep_until(until) => None,
+                _ = stop.wait_for(|s| *s) => return false,
+            },
+        };
+        match got {
+            Some(Ok(m)) => self.inbox.extend(m),
+            Some(Err(e)) => self.queue_error = Some(e),
+            None => {}
+        }
+        !*stopping.borrow()
+    }
+
+    fn start_receiver(&mut self, stopping: &watch::Receiver<bool>) {
+        let (Some(sqs), Some(queue), None) = (&self.sqs, &self.spec.events_queue, &self.receiver)
+        else {
+            return;
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let (sqs, queue, mut stop) = (sqs.clone(), queue.clone(), stopping.clone());
+        let task = tokio::spawn(async move {
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                let r = tokio::select! {
+                    r = sqs.receive(&queue, sqs::LONG_POLL) => r,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                match r {
+                    Ok(m) => {
+                        backoff = Duration::from_secs(1);
+                        if !m.is_empty() && tx.send(Ok(m)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let msg = format!(
+                            "events queue: {e}; retrying in {}",
+                            humantime::format_duration(backoff)
+                        );
+                        if tx.send(Err(msg)).await.is_err() {
+                            return;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = stop.wait_for(|s| *s) => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                    }
+                }
+            }
+        });
+        self.receiver = Some(Receiver { rx, task });
+    }
+
+    /// Apply what arrived, then ask AWS what is due: the whole group when the resync is due
+    /// (or `force`), else only the addresses of instances events said are in service.
+    pub async fn discover(
+        &mut self,
+        rule: &str,
+        port: u16,
+        interval: Duration,
+        force: bool,
+    ) -> Result<Found, String> {
+        let queue_error = self.queue_error.take();
+        self.take_events(rule).await;
+        let now = Instant::now();
+        if force || self.next_resync.is_none_or(|t| now >= t) {
+            // A failed resync stays due: the round's backoff paces the retries.
+            let snap = self.snapshot(port).await?;
+            self.next_resync = Some(now + self.resync_period(interval));
+            self.membership.resync(&snap, Instant::now());
+        } else {
+            let ids = self.membership.take_lookups();
+            if !ids.is_empty() {
+                match self.ec2.private_ips(&ids).await {
+                    Ok(found) => {
+                        let found: BTreeMap<String, Target> = found
+                            .into_iter()
+                            .map(|(id, ip)| (id, Target { ip, port }))
+                            .collect();
+                        for a in self.membership.looked_up(&found) {
+                            tracing::info!(event = "membership_event_applied", rule, change = %format!("{a} is in service"));
+                        }
+                    }
+                    Err(e) => {
+                        self.membership.requeue_lookups(ids);
+                        return Err(format!("looking up new instances: {e}"));
+                    }
+                }
+            }
+        }
+        if let Some(e) = queue_error {
+            return Err(format!(
+                "{e} (HAProxy is still kept in step by the resync every {})",
+                humantime::format_duration(interval)
+            ));
+        }
+        let serving = self.membership.serving().clone();
+        let draining = self.membership.drains().count();
+        let mut note = format!("{} InService and Healthy", serving.len());
+        if draining > 0 {
+            note.push_str(&format!(", {draining} draining"));
+        }
+        Ok(Found { serving, note })
+    }
+
+    /// The resync period, spread by up to a tenth either way when events keep membership
+    /// current, so a fleet started together does not resync together.
+    fn resync_period(&self, interval: Duration) -> Duration {
+        if self.spec.events_queue.is_none() {
+            return interval;
+        }
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0);
+        let spread = (h.finish() % 2001) as f64 / 10_000.0; // 0 ..= 0.2
+        interval.mul_f64(0.9 + spread)
+    }
+
+    async fn snapshot(&self, port: u16) -> Result<Snapshot, String> {
+        let members = self
+            .asg
+            .members(&self.spec.group)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ips = if members.serving.is_empty() {
+            Vec::new()
+        } else {
+            self.ec2
+                .private_ips(&members.serving)
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        Ok(Snapshot {
+            serving: ips
+                .into_iter()
+                .map(|(id, ip)| (id, Target { ip, port }))
+                .collect(),
+            terminating: members.terminating,
+        })
+    }
+
+    /// Parse and apply the received messages, then delete them from the queue: the
+    /// membership holds what they said, and the resync covers a restart.
+    async fn take_events(&mut self, rule: &str) {
+        if let Some(r) = self.receiver.as_mut() {
+            while let Ok(m) = r.rx.try_recv() {
+                match m {
+                    Ok(m) => self.inbox.extend(m),
+                    Err(e) => self.queue_error = Some(e),
+                }
+            }
+        }
+        if self.inbox.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut handles = Vec::new();
+        for m in std::mem::take(&mut self.inbox) {
+            handles.push(m.receipt_handle);
+            let kind = match events::parse(&m.body) {
+                Err(e) => {
+                    tracing::warn!(event = "membership_event_unreadable", rule, message_id = %m.id, error = %e,
+                        "deleted from the queue; the resync covers whatever it meant");
+                    "unreadable"
+                }
+                Ok(None) => "ignored",
+                Ok(Some(ev)) => {
+                    let ours = match &ev.group {
+                        Some(g) => *g == self.spec.group,
+                        None => self.membership.knows(ev.hint.instance()),
+                    };
+                    if !ours {
+                        "other_group"
+                    } else {
+                        if let Some(change) = self.membership.hint(&ev.hint, now) {
+                            tracing::info!(event = "membership_event_applied", rule, kind = ev.kind, change = %change);
+                        } else {
+                            tracing::debug!(
+                                event = "membership_event_no_change",
+                                rule,
+                                kind = ev.kind,
+                                instance = ev.hint.instance()
+                            );
+                        }
+                        if let Hint::Terminating { hook, .. } = &ev.hint {
+                            if self.spec.lifecycle_hook.as_deref() != Some(hook.as_str()) {
+                                tracing::info!(event = "lifecycle_hook_not_ours", rule, hook = %hook,
+                                    "draining the server; the action is left to whoever owns that hook");
+                            }
+                        }
+                        ev.kind
+                    }
+                }
+            };
+            telemetry::incr(
+                "backend_sync_events_total",
+                &[("rule", rule), ("kind", kind)],
+            );
+        }
+        if let (Some(sqs), Some(q)) = (&self.sqs, &self.spec.events_queue) {
+            match sqs.delete(q, &handles).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(event = "events_not_deleted", rule, count = n, "they come back after their visibility timeout; applying them twice is harmless"),
+                Err(e) => tracing::warn!(event = "events_not_deleted", rule, error = %e, "they come back after their visibility timeout; applying them twice is harmless"),
+            }
+        }
+    }
+
+    pub fn heartbeat_every(&self) -> Option<Duration> {
+        self.spec.heartbeat_interval
+    }
+
+    pub async fn heartbeat(&self, rule: &str, a: &LifecycleAction, dry_run: bool) {
+        if dry_run {
+            tracing::info!(event = "dry_run", rule, instance = %a.instance, would = "RecordLifecycleActionHeartbeat");
+            return;
+        }
+        match self.asg.record_heartbeat(a).await {
+            Ok(()) => {
+                tracing::info!(event = "lifecycle_heartbeat", rule, instance = %a.instance, hook = %a.hook)
+            }
+            Err(e) => {
+                tracing::warn!(event = "lifecycle_heartbeat_failed", rule, instance = %a.instance, error = %e)
+            }
+        }
+    }
+
+    /// Let the instance terminate. An action that is no longer open (completed by another
+    /// node, or timed out) is not an error; any other failure is retried at the next round.
+    pub async fn complete(
+        &mut self,
+        rule: &str,
+        a: LifecycleAction,
+        dry_run: bool,
+    ) -> Result<(), String> {
+        if dry_run {
+            tracing::info!(event = "dry_run", rule, instance = %a.instance, would = "CompleteLifecycleAction CONTINUE");
+            return Ok(());
+        }
+        match self.asg.complete_lifecycle_action(&a).await {
+            Ok(()) => {
+                tracing::info!(event = "lifecycle_completed", rule, instance = %a.instance, hook = %a.hook);
+                telemetry::incr(
+                    "backend_sync_lifecycle_completions_total",
+                    &[("rule", rule)],
+                );
+                Ok(())
+            }
+            Err(e) if e.is_code("ValidationError") => {
+                tracing::info!(event = "lifecycle_already_closed", rule, instance = %a.instance, hook = %a.hook, detail = %e.message);
+                Ok(())
+            }
+            Err(e) => {
+                let msg = format!("completing the lifecycle action of {}: {e}", a.instance);
+                self.membership.retry_completion(a);
+                Err(msg)
+            }
+        }
+    }
+}
