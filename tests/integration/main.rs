@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod events;
 mod failover;
 mod import_monit;
 mod opsworks;

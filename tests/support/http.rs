@@ -44,16 +44,19 @@ pub async fn serve(handler: Handler) -> Server {
     )
 }
 
-/// Serve `handler` on `listener` (which may live in another network namespace).
+/// Serve `handler` on `listener` (which may live in another network namespace). Dropping
+/// the returned guard closes the listener and every open connection, like a host that dies.
 pub fn serve_on(listener: tokio::net::TcpListener, handler: Handler) -> Server {
     let addr = listener.local_addr().expect("addr");
     let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            while conns.try_join_next().is_some() {}
             let handler = handler.clone();
-            tokio::spawn(async move {
+            conns.spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let reply = handler(&req);
                     async move {

@@ -149,9 +149,11 @@ impl Lb {
     pub async fn reload(&self) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let before = self.worker_pid().await;
-        let mut s = tokio::net::UnixStream::connect(&self.master)
-            .await
-            .expect("master socket");
+        // The master binds its CLI socket a moment after the worker's stats socket is up.
+        let mut s = super::eventually(Duration::from_secs(5), "the master socket", || async {
+            tokio::net::UnixStream::connect(&self.master).await.ok()
+        })
+        .await;
         s.write_all(b"reload\n").await.unwrap();
         let mut sink = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
@@ -225,6 +227,47 @@ impl Backends {
             servers,
             hits,
         }
+    }
+
+    /// One server on each of `ips` (e.g. an Auto Scaling group's private addresses on
+    /// loopback), answering its own address after `delay(ip)`.
+    pub async fn start_on(
+        ips: &[Ipv4Addr],
+        port: u16,
+        delay: impl Fn(Ipv4Addr) -> Duration,
+    ) -> Backends {
+        let hits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut servers = Vec::new();
+        for ip in ips {
+            let listener = tokio::net::TcpListener::bind((*ip, port))
+                .await
+                .expect("bind backend");
+            let (h, body, d) = (hits.clone(), format!("{ip}\n"), delay(*ip));
+            servers.push(super::http::serve_on(
+                listener,
+                Arc::new(move |_| {
+                    h.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if d.is_zero() {
+                        super::http::Reply::ok(&body)
+                    } else {
+                        super::http::Reply::Slow(d, 200, body.clone())
+                    }
+                }),
+            ));
+        }
+        Backends {
+            port,
+            servers,
+            hits,
+        }
+    }
+
+    /// Stop the server on `ip` and cut its open connections (its instance terminated).
+    pub fn kill(&mut self, ip: Ipv4Addr) -> bool {
+        let before = self.servers.len();
+        self.servers
+            .retain(|s| s.addr.ip() != std::net::IpAddr::V4(ip));
+        self.servers.len() < before
     }
 
     pub fn ip(i: usize) -> Ipv4Addr {

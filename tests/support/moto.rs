@@ -23,17 +23,44 @@ pub struct Recorded {
     pub user_agent: String,
 }
 
-fn binary() -> PathBuf {
-    if let Ok(p) = std::env::var("MOTO_SERVER") {
-        return p.into();
-    }
-    let p = super::repo().join(".venv/bin/moto_server");
+/// moto's server, run through `tests/support/moto_lifecycle.py`: stock moto plus the
+/// terminating lifecycle hooks (Terminating:Wait, CompleteLifecycleAction,
+/// RecordLifecycleActionHeartbeat) it lacks.
+fn command() -> Command {
+    let python = std::env::var("MOTO_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| super::repo().join(".venv/bin/python"));
     assert!(
-        p.exists(),
+        python.exists(),
         "{} is missing: run scripts/test-deps.sh first",
-        p.display()
+        python.display()
     );
-    p
+    let mut c = Command::new(python);
+    c.arg(super::repo().join("tests/support/moto_lifecycle.py"));
+    c
+}
+
+/// One completed lifecycle action or heartbeat, as the extended moto recorded it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LifecycleCall {
+    pub group: String,
+    pub hook: String,
+    pub instance: String,
+    pub token: Option<String>,
+    /// Seconds since the epoch.
+    pub at: f64,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct LifecycleLog {
+    pub completions: Vec<LifecycleCall>,
+    pub heartbeats: Vec<LifecycleCall>,
+}
+
+/// The token the extended moto gives an instance's terminating lifecycle action.
+pub fn lifecycle_token(instance: &str) -> String {
+    let tail = &instance[instance.len().saturating_sub(12)..];
+    format!("00000000-0000-4000-8000-{tail:0>12}")
 }
 
 impl Moto {
@@ -43,7 +70,7 @@ impl Moto {
             let recording = dir.path().join("recording.jsonl");
             let port = super::free_port();
             let log = std::fs::File::create(dir.path().join("moto.log")).expect("log");
-            let child = Command::new(binary())
+            let child = command()
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .env("MOTO_ENABLE_RECORDING", "True")
                 .env("MOTO_RECORDER_FILEPATH", &recording)
@@ -89,12 +116,21 @@ impl Moto {
         false
     }
 
+    /// Lifecycle actions completed and heartbeats recorded so far.
+    pub async fn lifecycle(&self) -> LifecycleLog {
+        let r = reqwest::get(format!("{}/moto-api/lifecycle", self.url))
+            .await
+            .expect("moto lifecycle log");
+        let text = r.text().await.expect("moto lifecycle log");
+        serde_json::from_str(&text).expect("moto lifecycle log JSON")
+    }
+
     /// Every AWS request made so far (the test's own set-up calls included).
     pub fn requests(&self) -> Vec<Recorded> {
         let text = std::fs::read_to_string(&self.recording).unwrap_or_default();
         text.lines()
             .filter(|l| !l.trim().is_empty())
-            .filter_map(|l| parse_recorded(l))
+            .filter_map(parse_recorded)
             .collect()
     }
 

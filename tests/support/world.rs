@@ -51,17 +51,20 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 
 /// A VPC with one subnet (10.0.1.0/24), and an AMI to launch there: (subnet id, image id).
 pub async fn subnet_and_image(ec2: &aws_sdk_ec2::Client) -> (String, String) {
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .unwrap();
+    subnet_and_image_in(ec2, "10.0.0.0/16", "10.0.1.0/24").await
+}
+
+pub async fn subnet_and_image_in(
+    ec2: &aws_sdk_ec2::Client,
+    vpc_cidr: &str,
+    subnet_cidr: &str,
+) -> (String, String) {
+    let vpc = ec2.create_vpc().cidr_block(vpc_cidr).send().await.unwrap();
     let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
     let subnet = ec2
         .create_subnet()
         .vpc_id(&vpc_id)
-        .cidr_block("10.0.1.0/24")
+        .cidr_block(subnet_cidr)
         .send()
         .await
         .unwrap();

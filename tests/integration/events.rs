@@ -1,0 +1,426 @@
+//! Event-driven Auto Scaling membership: moto's Auto Scaling, EC2 and SQS (with the
+//! terminating lifecycle hooks `moto_lifecycle.py` adds), real HAProxy 2.6, and the events a
+//! test puts on the node's queue in the shapes EventBridge delivers
+//! (`tests/fixtures/events/`, sources in its README).
+
+use crate::support::asg::{event, Group, Queue};
+use crate::support::lb::{self, Backends, Lb};
+use crate::support::moto::lifecycle_token;
+use crate::support::watchdog::{Env, Watchdog};
+use crate::support::{eventually, free_port, load};
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+const WITHIN: Duration = Duration::from_secs(15);
+/// The issue's bound from an event on the queue to HAProxy serving the change.
+const ONE_SECOND: Duration = Duration::from_secs(1);
+
+fn env(g: &Group) -> Env {
+    Env {
+        aws_endpoint: g.moto.url.clone(),
+        imds_endpoint: "http://127.0.0.1:9".into(),
+    }
+}
+
+/// A backend_sync rule for `app` fed by `queue`; `interval` is the resync (None: the
+/// default) and `source` adds keys to the source table.
+fn rule(lb: &Lb, q: &Queue, port: u16, interval: Option<&str>, source: &str) -> String {
+    let interval = interval.map_or(String::new(), |i| format!("interval = \"{i}\"\n"));
+    format!(
+        r#"
+[rules.app]
+{interval}timeout = "2s"
+fail_after = 2
+recover_after = 1
+
+[rules.app.check]
+type = "backend_sync"
+backend = "app"
+port = {port}
+stats_socket = "{}"
+haproxy_config = "{}"
+server_options = ""
+reload = {{ master_socket = "{}", window = "1s" }}
+
+[rules.app.check.source]
+type = "asg"
+group = "web"
+events_queue = "{}"
+{source}
+"#,
+        lb.socket.display(),
+        lb.config.display(),
+        lb.master.display(),
+        q.url
+    )
+}
+
+fn addrs(ips: impl IntoIterator<Item = Ipv4Addr>, port: u16) -> BTreeSet<SocketAddr> {
+    ips.into_iter()
+        .map(|ip| SocketAddr::from((ip, port)))
+        .collect()
+}
+
+async fn converges(lb: &Lb, want: &BTreeSet<SocketAddr>, what: &str) {
+    eventually(WITHIN, what, || async {
+        (lb.serving().await.as_ref() == Some(want)).then_some(())
+    })
+    .await;
+    eventually(WITHIN, &format!("{what}: file on disk"), || async {
+        (&lb.file_serving() == want).then_some(())
+    })
+    .await;
+}
+
+/// How long until HAProxy serves exactly `want` (polled every 10 ms, for at most 5 s).
+async fn follows(lb: &Lb, want: &BTreeSet<SocketAddr>, since: Instant) -> Duration {
+    loop {
+        if lb.serving().await.as_ref() == Some(want) {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "HAProxy serves {:?}, wanted {want:?}",
+            lb.serving().await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn new_instance(g: &Group, before: &[String]) -> String {
+    g.instance_ids()
+        .await
+        .into_iter()
+        .find(|i| !before.contains(i))
+        .expect("a new instance")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_move_haproxy_within_a_second_and_are_only_hints() {
+    let group = Group::start_in("web", 2, Some(())).await;
+    let q = group.queue("node-a").await;
+    let lb = Lb::start(&lb::block(6, 8080)).await;
+    // A 10-minute resync: within this test only the events can move HAProxy.
+    let wd = Watchdog::start(
+        "lb",
+        &env(&group),
+        &rule(&lb, &q, 8080, Some("10m"), ""),
+        &[],
+    );
+    converges(&lb, &addrs(group.serving_ips().await, 8080), "first sync").await;
+
+    // Scale out: the instance is InService, then its Launch Successful event arrives.
+    let before = group.instance_ids().await;
+    group.set_capacity(3).await;
+    let new = new_instance(&group, &before).await;
+    let want = addrs(group.serving_ips().await, 8080);
+    assert_eq!(want.len(), 3);
+    let sent = Instant::now();
+    q.send(&event("launch-successful.json", "web", &new)).await;
+    let took = follows(&lb, &want, sent).await;
+    assert!(took < ONE_SECOND, "scale out took {took:?}\n{}", wd.log());
+    eprintln!("scale out followed in {took:?}");
+
+    // Scale in (no hook): EC2's state change comes first, then Auto Scaling's own event,
+    // which is a duplicate by then.
+    group.terminate(&new, true).await;
+    let want = addrs(group.serving_ips().await, 8080);
+    assert_eq!(want.len(), 2);
+    let sent = Instant::now();
+    q.send(&event("state-change-terminated.json", "web", &new))
+        .await;
+    let took = follows(&lb, &want, sent).await;
+    assert!(took < ONE_SECOND, "scale in took {took:?}\n{}", wd.log());
+    eprintln!("scale in followed in {took:?}");
+    q.send(&event("terminate-successful.json", "web", &new))
+        .await;
+
+    // Out of order: an instance's launch event after its termination event; a launch event
+    // repeated for a serving instance; another group's event; a message that is no event.
+    let before = group.instance_ids().await;
+    group.set_capacity(3).await;
+    let late = new_instance(&group, &before).await;
+    let late_ip = group.private_ip(&late).await;
+    group.terminate(&late, true).await;
+    q.send(&event("terminate-successful.json", "web", &late))
+        .await;
+    q.send(&event("launch-successful.json", "web", &late)).await;
+    q.send(&event("launch-successful.json", "web", &before[0]))
+        .await;
+    q.send(&event("launch-successful.json", "other", &late))
+        .await;
+    q.send("{\"not\": \"an event\"").await;
+    eventually(WITHIN, "every message handled and deleted", || async {
+        (q.left().await == 0).then_some(())
+    })
+    .await;
+    wd.wait_event(WITHIN, "membership_event_unreadable").await;
+    // Give a wrong reading a moment to show in HAProxy.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let want = addrs(group.serving_ips().await, 8080);
+    assert_eq!(lb.serving().await, Some(want.clone()), "{}", wd.log());
+    assert!(!lb
+        .serving()
+        .await
+        .unwrap()
+        .contains(&SocketAddr::from((late_ip, 8080))));
+    assert_eq!(lb.file_serving(), want);
+
+    // One resync at start; events cost only the lookups of launched instances.
+    assert_eq!(
+        group.moto.watchdog_calls("DescribeAutoScalingGroups").len(),
+        1
+    );
+    let actions: BTreeSet<String> = group.moto.watchdog_actions().into_iter().collect();
+    let expected: BTreeSet<String> = [
+        "DescribeAutoScalingGroups",
+        "DescribeInstances",
+        "ReceiveMessage",
+        "DeleteMessageBatch",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(actions, expected);
+    drop(wd);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_events_are_made_good_by_the_resync() {
+    let group = Group::start_in("web", 2, Some(())).await;
+    let q = group.queue("node-a").await;
+    let lb = Lb::start(&lb::block(6, 8080)).await;
+    let wd = Watchdog::start(
+        "lb",
+        &env(&group),
+        &rule(&lb, &q, 8080, Some("2s"), ""),
+        &[],
+    );
+    converges(&lb, &addrs(group.serving_ips().await, 8080), "first sync").await;
+
+    // No event at all for a scale-out and a termination.
+    group.set_capacity(4).await;
+    let ids = group.instance_ids().await;
+    group.terminate(&ids[0], true).await;
+    let want = addrs(group.serving_ips().await, 8080);
+    assert_eq!(want.len(), 3);
+    converges(&lb, &want, "after the resync").await;
+    assert!(group.moto.watchdog_calls("DescribeAutoScalingGroups").len() >= 2);
+    drop(wd);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_in_under_load_completes_the_lifecycle_action_only_after_the_drain() {
+    let group = Group::start_in("web", 3, Some(())).await;
+    group.add_terminating_hook("drain").await;
+    let q = group.queue("node-a").await;
+    let ids = group.instance_ids().await;
+    let victim = ids[0].clone();
+    let victim_ip = group.private_ip(&victim).await;
+    let ips: Vec<Ipv4Addr> = group.serving_ips().await.into_iter().collect();
+    let port = free_port();
+    // The leaving instance answers slowly, so requests are in flight on it when the drain
+    // starts: completing the action (and so killing it, with its open connections) too
+    // early would fail them.
+    let mut backends = Backends::start_on(&ips, port, |ip| {
+        if ip == victim_ip {
+            Duration::from_millis(4000)
+        } else {
+            Duration::ZERO
+        }
+    })
+    .await;
+    let lb = Lb::start(&lb::block(6, port)).await;
+    let wd = Watchdog::start(
+        "lb",
+        &env(&group),
+        &rule(
+            &lb,
+            &q,
+            port,
+            Some("10m"),
+            "lifecycle_hook = \"drain\"\ndrain_timeout = \"30s\"\nheartbeat_interval = \"1s\"\n",
+        ),
+        &[],
+    );
+    converges(&lb, &addrs(ips.clone(), port), "first sync").await;
+
+    // Every connection soon waits on the slow server (the others answer at once); the
+    // termination comes while they do, so the drain lasts about three seconds.
+    let wrk = load::start(&lb.url(), 8, Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    group.terminate(&victim, true).await;
+    assert_eq!(
+        group.in_state("Terminating:Wait").await,
+        vec![victim.clone()]
+    );
+    let token = lifecycle_token(&victim);
+    q.send(
+        &event("terminate-lifecycle-action.json", "web", &victim)
+            .replace("87654321-4321-4321-4321-210987654321", &token),
+    )
+    .await;
+
+    // The instance terminates the moment its action is completed.
+    let done = eventually(
+        Duration::from_secs(40),
+        "the lifecycle action completed",
+        || async { group.moto.lifecycle().await.completions.first().cloned() },
+    )
+    .await;
+    assert!(backends.kill(victim_ip));
+    let result = wrk.await.expect("wrk");
+    assert!(result.requests > 100, "{}", result.text);
+    assert_eq!(result.failed(), 0, "{}\n{}", result.text, wd.log());
+
+    assert_eq!(
+        (
+            done.group.as_str(),
+            done.hook.as_str(),
+            done.instance.as_str()
+        ),
+        ("web", "drain", victim.as_str())
+    );
+    assert_eq!(done.token.as_deref(), Some(token.as_str()));
+    // Drained first: the log says so before the completion, and the drain took the slow
+    // requests' time, with heartbeats meanwhile.
+    let drained = wd.wait_event(WITHIN, "drain_finished").await;
+    assert_eq!(drained["instance"], victim.as_str());
+    eprintln!("drained in {}", drained["waited"]);
+    let log = wd.log();
+    let (d, c) = (
+        log.find("\"drain_finished\"").expect("drain_finished"),
+        log.find("\"lifecycle_completed\"")
+            .expect("lifecycle_completed"),
+    );
+    assert!(d < c, "completed before the drain finished:\n{log}");
+    assert_eq!(wd.count("drain_timed_out"), 0);
+    let beats = group.moto.lifecycle().await.heartbeats;
+    assert!(
+        beats.iter().any(|b| b.instance == victim && b.at < done.at),
+        "no heartbeat while draining: {beats:?}"
+    );
+    // The group and HAProxy agree: the instance is gone.
+    assert!(!group.instance_ids().await.contains(&victim));
+    converges(
+        &lb,
+        &addrs(group.serving_ips().await, port),
+        "after scale-in",
+    )
+    .await;
+    drop(wd);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_section_follows_the_group_of_haproxy_nodes() {
+    let group = Group::start_in("web", 2, Some(())).await;
+    let q = group.queue("node-a").await;
+    let ids = group.instance_ids().await;
+    let peer_port = free_port();
+    let lb = Lb::start(&lb::block(2, 8080)).await;
+    // This node is the group's first instance: HAProxy's local peer.
+    let text = std::fs::read_to_string(&lb.config)
+        .unwrap()
+        .replacen("global\n", &format!("global\n  localpeer {}\n", ids[0]), 1)
+        + "peers mesh\n  # BEGIN haproxy-watchdog peers of mesh\n  # END haproxy-watchdog peers of mesh\n";
+    std::fs::write(&lb.config, text).unwrap();
+    lb.reload().await;
+    let toml = rule(&lb, &q, peer_port, Some("10m"), "")
+        .replace("backend = \"app\"", "apply = \"peers\"\npeers = \"mesh\"")
+        .replace("server_options = \"\"\n", "");
+    let wd = Watchdog::start("lb", &env(&group), &toml, &[]);
+
+    let peers = |ids: Vec<String>| async {
+        let mut lines = Vec::new();
+        for id in ids {
+            lines.push(format!(
+                "peer {id} {}:{peer_port}",
+                group.private_ip(&id).await
+            ));
+        }
+        lines.sort();
+        lines
+    };
+    let block = || {
+        let text = std::fs::read_to_string(&lb.config).unwrap();
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("peer "))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let want = peers(group.instance_ids().await).await;
+    eventually(WITHIN, "the first peers", || async {
+        (block() == want).then_some(())
+    })
+    .await;
+    let pid = lb.worker_pid().await;
+
+    let before = group.instance_ids().await;
+    group.set_capacity(3).await;
+    let new = new_instance(&group, &before).await;
+    q.send(&event("launch-successful.json", "web", &new)).await;
+    let want = peers(group.instance_ids().await).await;
+    assert_eq!(want.len(), 3);
+    eventually(WITHIN, "the new peer", || async {
+        (block() == want).then_some(())
+    })
+    .await;
+    // Reloaded, and the running HAProxy knows the new peer.
+    eventually(WITHIN, "a reloaded HAProxy with the new peer", || async {
+        let shown = haproxy_watchdog::checks::haproxy::socket_command(&lb.socket, "show peers")
+            .await
+            .ok()?;
+        (lb.worker_pid().await != pid && shown.contains(&new)).then_some(())
+    })
+    .await;
+
+    group.terminate(&new, true).await;
+    q.send(&event("terminate-successful.json", "web", &new))
+        .await;
+    let want = peers(group.instance_ids().await).await;
+    assert_eq!(want.len(), 2);
+    eventually(WITHIN, "the peer removed", || async {
+        (block() == want).then_some(())
+    })
+    .await;
+    drop(wd);
+}
+
+/// The budget: with events, a steady minute costs the long polls and at most one Auto
+/// Scaling or EC2 call (none with the 5-minute resync), and nothing that changes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_minute_costs_at_most_one_auto_scaling_or_ec2_call() {
+    let group = Group::start_in("web", 2, Some(())).await;
+    let q = group.queue("node-a").await;
+    let lb = Lb::start(&lb::block(4, 8080)).await;
+    let wd = Watchdog::start("lb", &env(&group), &rule(&lb, &q, 8080, None, ""), &[]);
+    let want = addrs(group.serving_ips().await, 8080);
+    converges(&lb, &want, "first sync").await;
+
+    let start = group.moto.watchdog_requests().len();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let minute: Vec<String> = group.moto.watchdog_requests()[start..]
+        .iter()
+        .map(|r| r.action.clone())
+        .collect();
+    let polls = minute.iter().filter(|a| *a == "ReceiveMessage").count();
+    let reads = minute
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.as_str(),
+                "DescribeAutoScalingGroups" | "DescribeInstances"
+            )
+        })
+        .count();
+    eprintln!("steady minute: {polls} ReceiveMessage, {reads} Auto Scaling/EC2 reads: {minute:?}");
+    assert!(reads <= 1, "{minute:?}");
+    assert!((2..=4).contains(&polls), "20 s long polls: {minute:?}");
+    assert_eq!(polls + reads, minute.len(), "nothing else: {minute:?}");
+    assert_eq!(lb.serving().await, Some(want));
+    drop(wd);
+}
