@@ -35,6 +35,9 @@ for f in /usr/bin/haproxy-watchdog /etc/haproxy-watchdog/watchdog.toml \
          /usr/share/doc/haproxy-watchdog/iam/ec2-failover-policy.json \
          /usr/share/doc/haproxy-watchdog/iam/backend-sync-asg-policy.json \
          /usr/share/doc/haproxy-watchdog/iam/opsworks-failover-policy.json \
+         /usr/share/doc/haproxy-watchdog/iam/backend-sync-events-policy.json \
+         /usr/share/doc/haproxy-watchdog/eventbridge/asg-membership-rule.json \
+         /usr/share/doc/haproxy-watchdog/eventbridge/README.md \
          /usr/share/doc/haproxy-watchdog/examples/backend-sync.toml; do
   check "deb: ships $f" has_line "$FILES" "$f"
 done

@@ -702,3 +702,77 @@ on_recover = ["page"]
         assert!(e.iter().any(|e| e.contains(want)), "{body}: {want}: {e:?}");
     }
 }
+
+#[test]
+fn an_events_queue_makes_the_interval_a_slow_resync() {
+    let events = SYNC.replace(
+        "group = \"web\"",
+        "group = \"web\"\nevents_queue = \"https://sqs.us-east-1.amazonaws.com/1/q\"\nlifecycle_hook = \"drain\"\nheartbeat_interval = \"1m\"",
+    );
+    let c = from_sources(&src(&[("s.toml", &events)])).unwrap();
+    assert_eq!(c.rules[0].interval, defaults::SYNC_RESYNC_EVENTS);
+    let CheckSpec::BackendSync(b) = &c.rules[0].check else {
+        panic!()
+    };
+    let SourceSpec::Asg(a) = &b.source else {
+        panic!()
+    };
+    assert_eq!(
+        a.events_queue.as_deref(),
+        Some("https://sqs.us-east-1.amazonaws.com/1/q")
+    );
+    assert_eq!(a.lifecycle_hook.as_deref(), Some("drain"));
+    assert_eq!(a.drain_timeout, defaults::DRAIN_TIMEOUT);
+    assert_eq!(
+        a.heartbeat_interval,
+        Some(std::time::Duration::from_secs(60))
+    );
+
+    let bad = SYNC.replace(
+        "group = \"web\"",
+        "group = \"web\"\nevents_queue = \"sqs://q\"\nlifecycle_hook = \"\"\ndrain_timeout = \"3h\"",
+    );
+    let e = errors(&[("s.toml", &bad)]).join("\n");
+    for want in [
+        "check.source.events_queue",
+        "lifecycle hook name",
+        "check.source.drain_timeout",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+    let lonely = SYNC.replace(
+        "group = \"web\"",
+        "group = \"web\"\nheartbeat_interval = \"1m\"",
+    );
+    assert!(errors(&[("s.toml", &lonely)])[0].contains("needs `lifecycle_hook`"));
+}
+
+#[test]
+fn peers_mode_names_a_peers_section_and_an_asg_source() {
+    let peers = SYNC.replace("backend = \"app\"", "apply = \"peers\"\npeers = \"mesh\"");
+    let c = from_sources(&src(&[("s.toml", &peers)])).unwrap();
+    let CheckSpec::BackendSync(b) = &c.rules[0].check else {
+        panic!()
+    };
+    assert_eq!(
+        (b.apply.clone(), b.backend.as_str()),
+        (ApplyMode::Peers, "mesh")
+    );
+
+    let both = SYNC.replace(
+        "backend = \"app\"",
+        "apply = \"peers\"\npeers = \"mesh\"\nbackend = \"app\"",
+    );
+    assert!(errors(&[("s.toml", &both)])[0].contains("needs `check.peers`"));
+    let no_peers = SYNC.replace("backend = \"app\"", "apply = \"peers\"");
+    assert!(errors(&[("s.toml", &no_peers)])[0].contains("needs `check.peers`"));
+    let stray = SYNC.replace("backend = \"app\"", "peers = \"mesh\"");
+    assert!(errors(&[("s.toml", &stray)])[0].contains("`check.backend` names the HAProxy backend"));
+    let consul = peers.replace(
+        "type = \"asg\"\ngroup = \"web\"",
+        "type = \"consul\"\nservice = \"web\"",
+    );
+    assert!(errors(&[("s.toml", &consul)])[0].contains("takes its peers from an `asg` source"));
+    let template = peers.replace("port = 8080", "port = 8080\ntemplate = \"/t.j2\"");
+    assert!(errors(&[("s.toml", &template)])[0].contains("peers mode rewrites only its own block"));
+}

@@ -374,8 +374,18 @@ impl Syncer {
             .map(|(id, t)| format!("peer {id} {t}"))
             .collect();
         let new_text = configfile::replace_block(&text, &block, &lines);
+        // HAProxy drops a peers section that does not name its local peer.
+        let local = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("localpeer "))
+            .map(str::trim);
+        let missing = local.is_some_and(|l| !names.contains_key(l));
         if new_text == text {
             return Ok(format!("in step: {} peers", names.len()));
+        }
+        if let (true, Some(l)) = (missing, local) {
+            tracing::warn!(event = "local_peer_missing", rule = %self.rule, localpeer = %l,
+                "the group does not list this node (yet): HAProxy keeps the peers section inactive until it does");
         }
         if self.dry_run {
             tracing::info!(event = "dry_run", rule = %self.rule, would = %format!("write {} peers into peers {} and reload", names.len(), spec.backend));
