@@ -501,7 +501,7 @@ fn a_backend_sync_gets_its_defaults() {
     assert_eq!(b.haproxy_config, PathBuf::from(defaults::HAPROXY_CONFIG));
     assert_eq!(
         r.cycle_deadline(),
-        r.interval + r.timeout + b.reload.window + b.reload.timeout
+        r.interval + r.timeout + (b.reload.window + b.reload.timeout) * 2 + SYNC_AWS_SLACK
     );
 }
 

@@ -31,6 +31,8 @@ pub struct AsgSource {
     inbox: Vec<Message>,
     /// An events-queue failure to report in the next round.
     queue_error: Option<String>,
+    /// Reported after the round's work is done: the round fails, but still applies.
+    degraded: Option<String>,
 }
 
 struct Receiver {
@@ -71,6 +73,7 @@ impl AsgSource {
             next_resync: None,
             inbox: Vec::new(),
             queue_error: None,
+            degraded: None,
         }
     }
 
@@ -100,6 +103,10 @@ impl AsgSource {
         match got {
             Some(Ok(m)) => self.inbox.extend(m),
             Some(Err(e)) => self.queue_error = Some(e),
+            // Woken by the timer; or the receiver ended: restart it next round.
+            None if self.receiver.as_ref().is_some_and(|r| r.task.is_finished()) => {
+                self.receiver = None;
+            }
             None => {}
         }
         !*stopping.borrow()
@@ -184,8 +191,8 @@ impl AsgSource {
             }
         }
         if let Some(e) = queue_error {
-            return Err(format!(
-                "{e} (HAProxy is still kept in step by the resync every {})",
+            self.degraded = Some(format!(
+                "{e}; until it works again HAProxy follows only the resync every {}",
                 humantime::format_duration(interval)
             ));
         }
@@ -198,8 +205,9 @@ impl AsgSource {
         Ok(Found { serving, note })
     }
 
-    /// The resync period, spread by up to a tenth either way when events keep membership
-    /// current, so a fleet started together does not resync together.
+    /// The resync period, spread over its last fifth when events keep membership current,
+    /// so a fleet started together does not resync together (never later than `interval`,
+    /// which bounds the engine's cycle deadline).
     fn resync_period(&self, interval: Duration) -> Duration {
         if self.spec.events_queue.is_none() {
             return interval;
@@ -208,7 +216,7 @@ impl AsgSource {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(0);
         let spread = (h.finish() % 2001) as f64 / 10_000.0; // 0 ..= 0.2
-        interval.mul_f64(0.9 + spread)
+        interval.mul_f64(0.8 + spread)
     }
 
     async fn snapshot(&self, port: u16) -> Result<Snapshot, String> {
@@ -217,20 +225,35 @@ impl AsgSource {
             .members(&self.spec.group)
             .await
             .map_err(|e| e.to_string())?;
-        let ips = if members.serving.is_empty() {
-            Vec::new()
+        // Waiting instances too: after a restart their servers may still be in HAProxy.
+        let wanted: Vec<String> = members
+            .serving
+            .iter()
+            .chain(&members.terminating)
+            .cloned()
+            .collect();
+        let ips: BTreeMap<String, Target> = if wanted.is_empty() {
+            BTreeMap::new()
         } else {
             self.ec2
-                .private_ips(&members.serving)
+                .private_ips(&wanted)
                 .await
                 .map_err(|e| e.to_string())?
-        };
-        Ok(Snapshot {
-            serving: ips
                 .into_iter()
                 .map(|(id, ip)| (id, Target { ip, port }))
+                .collect()
+        };
+        Ok(Snapshot {
+            serving: members
+                .serving
+                .iter()
+                .filter_map(|id| ips.get(id).map(|t| (id.clone(), *t)))
                 .collect(),
-            terminating: members.terminating,
+            terminating: members
+                .terminating
+                .iter()
+                .map(|id| (id.clone(), ips.get(id).copied()))
+                .collect(),
         })
     }
 
@@ -301,6 +324,11 @@ impl AsgSource {
         }
     }
 
+    /// A failure that did not stop the round (the events queue), to report after it.
+    pub fn take_degraded(&mut self) -> Option<String> {
+        self.degraded.take()
+    }
+
     pub fn heartbeat_every(&self) -> Option<Duration> {
         self.spec.heartbeat_interval
     }
@@ -341,10 +369,18 @@ impl AsgSource {
                 );
                 Ok(())
             }
-            Err(e) if e.is_code("ValidationError") => {
+            Err(e)
+                if e.is_code("ValidationError")
+                    && e.message.contains("No active Lifecycle Action") =>
+            {
                 tracing::info!(event = "lifecycle_already_closed", rule, instance = %a.instance, hook = %a.hook, detail = %e.message);
                 Ok(())
             }
+            // A wrong hook or group name: retrying cannot help; say so and go on.
+            Err(e) if e.is_code("ValidationError") => Err(format!(
+                "completing the lifecycle action of {} through hook {:?}: {e} (check `lifecycle_hook`)",
+                a.instance, a.hook
+            )),
             Err(e) => {
                 let msg = format!("completing the lifecycle action of {}: {e}", a.instance);
                 self.membership.retry_completion(a);

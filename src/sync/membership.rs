@@ -30,8 +30,8 @@ pub struct Drain {
 pub struct Snapshot {
     /// InService, Healthy and running, with their private addresses.
     pub serving: BTreeMap<String, Target>,
-    /// In `Terminating:Wait`.
-    pub terminating: Vec<String>,
+    /// In `Terminating:Wait`, with the address when the instance still runs.
+    pub terminating: BTreeMap<String, Option<Target>>,
 }
 
 #[derive(Debug)]
@@ -42,6 +42,9 @@ pub struct Membership {
     serving: BTreeMap<String, Target>,
     draining: BTreeMap<String, Drain>,
     gone: BTreeMap<String, Instant>,
+    /// Instances whose action for our hook is queued or done (kept like tombstones): an
+    /// action is completed once, whoever's event came first.
+    completed: BTreeMap<String, Instant>,
     lookups: BTreeSet<String>,
     /// Lifecycle actions with nothing to drain here, to complete after the next apply.
     complete_now: Vec<LifecycleAction>,
@@ -55,6 +58,7 @@ impl Membership {
             serving: BTreeMap::new(),
             draining: BTreeMap::new(),
             gone: BTreeMap::new(),
+            completed: BTreeMap::new(),
             lookups: BTreeSet::new(),
             complete_now: Vec::new(),
         }
@@ -85,7 +89,7 @@ impl Membership {
                         instance: id.to_owned(),
                         token: token.clone(),
                     });
-                self.terminating(id, action, now)
+                self.terminating(id, None, action, now)
             }
             Hint::Gone { .. } => {
                 self.gone.insert(id.to_owned(), now);
@@ -106,15 +110,21 @@ impl Membership {
         }
     }
 
+    /// `address`: where it serves, when a resync knows (after a restart nothing is serving yet,
+    /// and HAProxy may still have the server from before).
     fn terminating(
         &mut self,
         id: &str,
+        address: Option<Target>,
         action: Option<LifecycleAction>,
         now: Instant,
     ) -> Option<String> {
-        let first = self.gone.insert(id.to_owned(), now).is_none();
+        self.gone.insert(id.to_owned(), now);
         self.lookups.remove(id);
-        if let Some(target) = self.serving.remove(id) {
+        if self.completed.contains_key(id) {
+            return None;
+        }
+        if let Some(target) = self.serving.remove(id).or(address) {
             self.draining.insert(
                 id.to_owned(),
                 Drain {
@@ -139,15 +149,12 @@ impl Membership {
             return None;
         }
         // Not served here: nothing to drain, but our hook still waits for an answer.
-        if let Some(a) = action {
-            if first {
-                self.complete_now.push(a);
-                return Some(format!(
-                    "{id} is terminating and not served here: completing its lifecycle action"
-                ));
-            }
-        }
-        None
+        let a = action?;
+        self.completed.insert(id.to_owned(), now);
+        self.complete_now.push(a);
+        Some(format!(
+            "{id} is terminating and not served here: completing its lifecycle action"
+        ))
     }
 
     /// Instance ids to look up (their address, and that they are running).
@@ -184,19 +191,21 @@ impl Membership {
     pub fn resync(&mut self, snap: &Snapshot, now: Instant) {
         self.gone
             .retain(|_, at| now.duration_since(*at) < TOMBSTONE_TTL);
+        self.completed
+            .retain(|_, at| now.duration_since(*at) < TOMBSTONE_TTL);
         self.lookups.clear();
-        for id in &snap.terminating {
+        for (id, address) in &snap.terminating {
             let action = self.hook.clone().map(|hook| LifecycleAction {
                 group: self.group.clone(),
                 hook,
                 instance: id.clone(),
                 token: None,
             });
-            self.terminating(id, action, now);
+            self.terminating(id, *address, action, now);
         }
         // Drains of instances the group no longer lists: gone, nothing to complete.
         self.draining
-            .retain(|id, _| snap.terminating.contains(id) || snap.serving.contains_key(id));
+            .retain(|id, _| snap.terminating.contains_key(id) || snap.serving.contains_key(id));
         self.serving = snap
             .serving
             .iter()
@@ -261,8 +270,10 @@ impl Membership {
             .filter(|(_, d)| d.done.is_some())
             .map(|(id, _)| id.clone())
             .collect();
+        let now = Instant::now();
         for id in done {
             if let Some(a) = self.draining.remove(&id).and_then(|d| d.action) {
+                self.completed.insert(id, now);
                 out.push(a);
             }
         }
@@ -292,7 +303,7 @@ mod tests {
                 .iter()
                 .map(|(i, n)| (i.to_string(), t(*n)))
                 .collect(),
-            terminating: terminating.iter().map(|s| s.to_string()).collect(),
+            terminating: terminating.iter().map(|s| (s.to_string(), None)).collect(),
         }
     }
     fn term(id: &str, hook: &str) -> Hint {
@@ -394,6 +405,36 @@ mod tests {
         m.resync(&snap(&[("i-1", 1)], &["i-9"]), now);
         assert_eq!(m.take_completions().len(), 1);
         m.resync(&snap(&[("i-1", 1)], &["i-9"]), now);
+        assert!(m.take_completions().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn another_hooks_event_first_does_not_swallow_ours() {
+        let now = Instant::now();
+        let mut m = Membership::new("web", Some("drain-a"));
+        m.resync(&snap(&[("i-1", 1)], &[]), now);
+        m.hint(
+            &Hint::Stopping {
+                instance: "i-1".into(),
+            },
+            now,
+        );
+        m.hint(&term("i-1", "drain-b"), now);
+        assert!(m.take_completions().is_empty());
+        m.hint(&term("i-1", "drain-a"), now);
+        assert_eq!(m.take_completions().len(), 1);
+        m.hint(&term("i-1", "drain-a"), now);
+        assert!(m.take_completions().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_restart_a_waiting_instance_is_drained_not_completed_at_once() {
+        let now = Instant::now();
+        let mut m = Membership::new("web", Some("drain"));
+        let mut s = snap(&[("i-1", 1)], &[]);
+        s.terminating.insert("i-2".into(), Some(t(2)));
+        m.resync(&s, now);
+        assert_eq!(m.draining_targets(), [t(2)].into());
         assert!(m.take_completions().is_empty());
     }
 

@@ -65,6 +65,8 @@ pub struct Syncer {
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// A failing round is retried at least this often: drains, heartbeats and events wait on it.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const VERIFY_EVERY: Duration = Duration::from_millis(100);
 
 impl Syncer {
@@ -128,7 +130,7 @@ impl Syncer {
                 let block = !first && !retrying;
                 let mut stop = self.stopping.clone();
                 tokio::select! {
-                    d = self.discover(block) => d,
+                    d = self.discover(block, first) => d,
                     _ = stop.wait_for(|s| *s) => return Outcome::ok("stopping"),
                 }
             }
@@ -160,7 +162,8 @@ impl Syncer {
                 let next = self
                     .backoff
                     .map_or(FIRST_BACKOFF, |b| b * 2)
-                    .min(self.interval);
+                    .min(self.interval)
+                    .min(MAX_BACKOFF);
                 self.backoff = Some(next);
                 tracing::warn!(event = "backend_sync_failed", rule = %self.rule, backend = %self.spec.backend, error = %e,
                     retry_in = %humantime::format_duration(next));
@@ -179,13 +182,15 @@ impl Syncer {
         !*self.stopping.borrow()
     }
 
-    async fn discover(&mut self, block: bool) -> Result<Discovered, String> {
+    /// `block`: Consul may wait for a change. `first`: an Auto Scaling source resyncs now
+    /// (later it resyncs when due, and a retry asks AWS only for what is due).
+    async fn discover(&mut self, block: bool, first: bool) -> Result<Discovered, String> {
         let port = self.spec.port;
         match &mut self.source {
             Source::Asg(a) => {
                 // Config validation makes `port` required for an Auto Scaling source.
                 let port = port.ok_or("no port for the Auto Scaling group's servers")?;
-                let found = a.discover(&self.rule, port, self.interval, !block).await?;
+                let found = a.discover(&self.rule, port, self.interval, first).await?;
                 let drain = a.membership.draining_targets();
                 let mut targets: BTreeSet<Target> = found.serving.values().copied().collect();
                 if self.spec.apply != ApplyMode::Peers {
@@ -293,7 +298,13 @@ impl Syncer {
             return applied;
         };
         let mut detail = applied?;
-        if a.membership.drains().next().is_some() && self.spec.apply != ApplyMode::Peers {
+        if self.spec.apply == ApplyMode::Peers {
+            // A leaving node's peer line went with the apply; nothing to drain.
+            let ids: Vec<String> = a.membership.drains().map(|(id, _)| id.clone()).collect();
+            for id in ids {
+                a.membership.finish_drain(&id, "removed from the peers");
+            }
+        } else if a.membership.drains().next().is_some() {
             let sessions =
                 runtime::sessions(&self.spec.stats_socket, &self.spec.backend, self.timeout)
                     .await?;
@@ -326,14 +337,14 @@ impl Syncer {
                 a.membership.finish_drain(id, why);
             }
             if !finished.is_empty() {
-                let wanted = a.membership.wanted();
-                let drain = a.membership.draining_targets();
                 let d = Discovered {
                     names: a.membership.serving().clone(),
-                    targets: wanted,
-                    drain,
-                    note: String::new(),
+                    targets: a.membership.wanted(),
+                    drain: a.membership.draining_targets(),
+                    note: format!("{} InService and Healthy", a.membership.serving().len()),
                 };
+                // Taking the drained servers out must not empty or gut the backend either.
+                self.gate(&d)?;
                 detail = self.apply(&d).await?;
             }
         }
@@ -351,7 +362,7 @@ impl Syncer {
                 failed = Some(e);
             }
         }
-        if let Some(e) = failed {
+        if let Some(e) = failed.or_else(|| a.take_degraded()) {
             return Err(e);
         }
         let draining = a.membership.drains().count();

@@ -224,7 +224,7 @@ async fn scale_in_under_load_completes_the_lifecycle_action_only_after_the_drain
     // early would fail them.
     let mut backends = Backends::start_on(&ips, port, |ip| {
         if ip == victim_ip {
-            Duration::from_millis(4000)
+            Duration::from_millis(3000)
         } else {
             Duration::ZERO
         }
@@ -246,7 +246,7 @@ async fn scale_in_under_load_completes_the_lifecycle_action_only_after_the_drain
     converges(&lb, &addrs(ips.clone(), port), "first sync").await;
 
     // Every connection soon waits on the slow server (the others answer at once); the
-    // termination comes while they do, so the drain lasts about three seconds.
+    // termination comes while they do, so the drain lasts about two seconds.
     let wrk = load::start(&lb.url(), 8, Duration::from_secs(10));
     tokio::time::sleep(Duration::from_secs(1)).await;
     group.terminate(&victim, true).await;

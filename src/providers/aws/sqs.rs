@@ -10,6 +10,9 @@ pub const LONG_POLL: Duration = Duration::from_secs(20);
 
 #[derive(Clone)]
 pub struct Sqs {
+    /// For the long poll: attempts may last the poll plus the usual attempt timeout.
+    poll: aws_sdk_sqs::Client,
+    /// Everything else, with the shared timeouts.
     client: aws_sdk_sqs::Client,
 }
 
@@ -22,7 +25,7 @@ pub struct Message {
 }
 
 impl Sqs {
-    /// The shared SDK settings, except that one attempt may last the long poll plus the
+    /// The shared SDK settings, except that a long poll's attempt may last the poll plus the
     /// configured attempt timeout (a 5 s attempt timeout would cut every 20 s poll short).
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         let mut b = aws_sdk_sqs::config::Builder::from(config);
@@ -38,7 +41,8 @@ impl Sqs {
         }
         b = b.timeout_config(timeouts.build());
         Sqs {
-            client: aws_sdk_sqs::Client::from_conf(b.build()),
+            poll: aws_sdk_sqs::Client::from_conf(b.build()),
+            client: aws_sdk_sqs::Client::new(config),
         }
     }
 
@@ -46,7 +50,7 @@ impl Sqs {
     pub async fn receive(&self, queue: &str, wait: Duration) -> Result<Vec<Message>, AwsError> {
         called("sqs", "ReceiveMessage");
         let out = self
-            .client
+            .poll
             .receive_message()
             .queue_url(queue)
             .max_number_of_messages(10)
