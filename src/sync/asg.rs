@@ -29,10 +29,11 @@ pub struct AsgSource {
     next_resync: Option<Instant>,
     /// Messages received and not yet applied.
     inbox: Vec<Message>,
-    /// An events-queue failure to report in the next round.
+    /// An events-queue failure, reported after the next round's work is done (the round
+    /// fails, but still applies what the resync knows).
     queue_error: Option<String>,
-    /// Reported after the round's work is done: the round fails, but still applies.
-    degraded: Option<String>,
+    /// What the last resync left out, and why (`i-0abc (Pending, Healthy)`), for the note.
+    left_out: Vec<String>,
 }
 
 struct Receiver {
@@ -73,7 +74,7 @@ impl AsgSource {
             next_resync: None,
             inbox: Vec::new(),
             queue_error: None,
-            degraded: None,
+            left_out: Vec::new(),
         }
     }
 
@@ -162,12 +163,12 @@ impl AsgSource {
         interval: Duration,
         force: bool,
     ) -> Result<Found, String> {
-        let queue_error = self.queue_error.take();
         self.take_events(rule).await;
         let now = Instant::now();
         if force || self.next_resync.is_none_or(|t| now >= t) {
             // A failed resync stays due: the round's backoff paces the retries.
-            let snap = self.snapshot(port).await?;
+            let (snap, left_out) = self.snapshot(port).await?;
+            self.left_out = left_out;
             self.next_resync = Some(now + self.resync_period(interval));
             self.membership.resync(&snap, Instant::now());
         } else {
@@ -190,15 +191,9 @@ impl AsgSource {
                 }
             }
         }
-        if let Some(e) = queue_error {
-            self.degraded = Some(format!(
-                "{e}; until it works again HAProxy follows only the resync every {}",
-                humantime::format_duration(interval)
-            ));
-        }
         let serving = self.membership.serving().clone();
         let draining = self.membership.drains().count();
-        let mut note = format!("{} InService and Healthy", serving.len());
+        let mut note = super::note(serving.len(), "InService and Healthy", &self.left_out);
         if draining > 0 {
             note.push_str(&format!(", {draining} draining"));
         }
@@ -219,7 +214,8 @@ impl AsgSource {
         interval.mul_f64(0.8 + spread)
     }
 
-    async fn snapshot(&self, port: u16) -> Result<Snapshot, String> {
+    /// The group as the API has it, and the instances left out of service, with why.
+    async fn snapshot(&self, port: u16) -> Result<(Snapshot, Vec<String>), String> {
         let members = self
             .asg
             .members(&self.spec.group)
@@ -243,7 +239,13 @@ impl AsgSource {
                 .map(|(id, ip)| (id, Target { ip, port }))
                 .collect()
         };
-        Ok(Snapshot {
+        let mut left_out = members.others;
+        for id in &members.serving {
+            if !ips.contains_key(id) {
+                left_out.push(format!("{id} (not running or no private IP)"));
+            }
+        }
+        let snap = Snapshot {
             serving: members
                 .serving
                 .iter()
@@ -254,7 +256,8 @@ impl AsgSource {
                 .iter()
                 .map(|id| (id.clone(), ips.get(id).copied()))
                 .collect(),
-        })
+        };
+        Ok((snap, left_out))
     }
 
     /// Parse and apply the received messages, then delete them from the queue: the
@@ -324,9 +327,14 @@ impl AsgSource {
         }
     }
 
-    /// A failure that did not stop the round (the events queue), to report after it.
-    pub fn take_degraded(&mut self) -> Option<String> {
-        self.degraded.take()
+    /// An events-queue failure since the last round, to report once its work is done.
+    pub fn take_queue_error(&mut self, interval: Duration) -> Option<String> {
+        self.queue_error.take().map(|e| {
+            format!(
+                "{e}; until it works again HAProxy follows only the resync every {}",
+                humantime::format_duration(interval)
+            )
+        })
     }
 
     pub fn heartbeat_every(&self) -> Option<Duration> {

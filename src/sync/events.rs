@@ -68,7 +68,7 @@ pub fn parse(body: &str) -> Result<Option<Event>, String> {
     }
     // A lifecycle hook whose notification target is the queue itself.
     if v.get("LifecycleTransition").is_some() {
-        return lifecycle(&v, "lifecycle hook notification");
+        return lifecycle(&v);
     }
     if v.get("Event").and_then(Value::as_str) == Some("autoscaling:TEST_NOTIFICATION") {
         return Ok(None);
@@ -86,9 +86,7 @@ fn text(v: &Value, key: &str) -> Result<String, String> {
 fn eventbridge(source: &str, kind: &str, d: &Value) -> Result<Option<Event>, String> {
     match (source, kind) {
         ("aws.autoscaling", "EC2 Instance-launch Lifecycle Action")
-        | ("aws.autoscaling", "EC2 Instance-terminate Lifecycle Action") => {
-            lifecycle(d, "lifecycle action")
-        }
+        | ("aws.autoscaling", "EC2 Instance-terminate Lifecycle Action") => lifecycle(d),
         ("aws.autoscaling", "EC2 Instance Launch Successful") => Ok(Some(Event {
             group: Some(text(d, "AutoScalingGroupName")?),
             hint: Hint::InService {
@@ -122,7 +120,7 @@ fn eventbridge(source: &str, kind: &str, d: &Value) -> Result<Option<Event>, Str
     }
 }
 
-fn lifecycle(d: &Value, _what: &str) -> Result<Option<Event>, String> {
+fn lifecycle(d: &Value) -> Result<Option<Event>, String> {
     let group = Some(text(d, "AutoScalingGroupName")?);
     let instance = text(d, "EC2InstanceId")?;
     match text(d, "LifecycleTransition")?.as_str() {

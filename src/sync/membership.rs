@@ -21,8 +21,8 @@ pub struct Drain {
     /// The action to complete once drained (None: no hook of ours holds the instance).
     pub action: Option<LifecycleAction>,
     pub last_heartbeat: Instant,
-    /// Why it is finished (`drained`, `timed out`); then it leaves HAProxy.
-    pub done: Option<&'static str>,
+    /// Finished (drained or timed out): it leaves HAProxy at the next apply.
+    pub done: bool,
 }
 
 /// What a resync read from the Auto Scaling and EC2 APIs.
@@ -132,7 +132,7 @@ impl Membership {
                     since: now,
                     action,
                     last_heartbeat: now,
-                    done: None,
+                    done: false,
                 },
             );
             return Some(format!("{id} ({target}) is terminating: draining"));
@@ -223,7 +223,7 @@ impl Membership {
     pub fn draining_targets(&self) -> BTreeSet<Target> {
         self.draining
             .values()
-            .filter(|d| d.done.is_none())
+            .filter(|d| !d.done)
             .map(|d| d.target)
             .collect()
     }
@@ -236,20 +236,20 @@ impl Membership {
     }
 
     pub fn drains(&self) -> impl Iterator<Item = (&String, &Drain)> {
-        self.draining.iter().filter(|(_, d)| d.done.is_none())
+        self.draining.iter().filter(|(_, d)| !d.done)
     }
 
     /// The drain of `id` is over: its server leaves HAProxy at the next apply.
-    pub fn finish_drain(&mut self, id: &str, why: &'static str) {
+    pub fn finish_drain(&mut self, id: &str) {
         if let Some(d) = self.draining.get_mut(id) {
-            d.done.get_or_insert(why);
+            d.done = true;
         }
     }
 
     /// Lifecycle actions due a heartbeat, marked as sent.
     pub fn heartbeats_due(&mut self, every: Duration, now: Instant) -> Vec<LifecycleAction> {
         let mut due = Vec::new();
-        for d in self.draining.values_mut().filter(|d| d.done.is_none()) {
+        for d in self.draining.values_mut().filter(|d| !d.done) {
             if let Some(a) = &d.action {
                 if now.duration_since(d.last_heartbeat) >= every {
                     d.last_heartbeat = now;
@@ -267,7 +267,7 @@ impl Membership {
         let done: Vec<String> = self
             .draining
             .iter()
-            .filter(|(_, d)| d.done.is_some())
+            .filter(|(_, d)| d.done)
             .map(|(id, _)| id.clone())
             .collect();
         let now = Instant::now();
@@ -364,7 +364,7 @@ mod tests {
         // A resync that still lists it as InService does not undo the drain.
         m.resync(&snap(&[("i-1", 1), ("i-2", 2)], &[]), now);
         assert_eq!(m.draining_targets(), [t(2)].into());
-        m.finish_drain("i-2", "drained");
+        m.finish_drain("i-2");
         assert_eq!(m.wanted(), [t(1)].into());
         let c = m.take_completions();
         assert_eq!(c.len(), 1);
@@ -381,7 +381,7 @@ mod tests {
         let mut m = Membership::new("web", Some("drain"));
         m.resync(&snap(&[("i-1", 1)], &[]), now);
         m.hint(&term("i-1", "someone-elses"), now);
-        m.finish_drain("i-1", "drained");
+        m.finish_drain("i-1");
         assert!(m.take_completions().is_empty());
         assert!(m.wanted().is_empty());
     }
@@ -395,7 +395,7 @@ mod tests {
         m.resync(&snap(&[("i-1", 1), ("i-3", 3)], &["i-2"]), now);
         assert_eq!(m.wanted(), [t(1), t(2), t(3)].into());
         assert_eq!(m.draining_targets(), [t(2)].into());
-        m.finish_drain("i-2", "drained");
+        m.finish_drain("i-2");
         let c = m.take_completions();
         assert_eq!(
             (c[0].instance.as_str(), c[0].token.as_deref()),

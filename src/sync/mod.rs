@@ -302,7 +302,7 @@ impl Syncer {
             // A leaving node's peer line went with the apply; nothing to drain.
             let ids: Vec<String> = a.membership.drains().map(|(id, _)| id.clone()).collect();
             for id in ids {
-                a.membership.finish_drain(&id, "removed from the peers");
+                a.membership.finish_drain(&id);
             }
         } else if a.membership.drains().next().is_some() {
             let sessions =
@@ -334,7 +334,7 @@ impl Syncer {
                     tracing::warn!(event = "drain_timed_out", rule = %self.rule, instance = %id, server = %target, waited = %waited, sessions = left,
                         "taking it out with sessions still open");
                 }
-                a.membership.finish_drain(id, why);
+                a.membership.finish_drain(id);
             }
             if !finished.is_empty() {
                 let d = Discovered {
@@ -362,7 +362,7 @@ impl Syncer {
                 failed = Some(e);
             }
         }
-        if let Some(e) = failed.or_else(|| a.take_degraded()) {
+        if let Some(e) = failed.or_else(|| a.take_queue_error(self.interval)) {
             return Err(e);
         }
         let draining = a.membership.drains().count();
@@ -405,14 +405,7 @@ impl Syncer {
                 names.len()
             ));
         }
-        configfile::install(
-            &spec.haproxy_config,
-            &new_text,
-            &spec.haproxy_bin,
-            spec.reload.timeout,
-        )
-        .await?;
-        self.coalesced_reload().await?;
+        self.install_and_reload(&new_text).await?;
         telemetry::incr("backend_sync_peer_updates_total", &[("rule", &self.rule)]);
         tracing::info!(event = "peers_applied", rule = %self.rule, peers_section = %spec.backend, peers = names.len());
         Ok(format!("{} peers (reloaded)", names.len()))
@@ -537,14 +530,7 @@ impl Syncer {
             .map(|s| configfile::server_line(s, default_port, &spec.server_options))
             .collect();
         let new_text = configfile::replace_block(&text, &block, &lines);
-        configfile::install(
-            &spec.haproxy_config,
-            &new_text,
-            &spec.haproxy_bin,
-            spec.reload.timeout,
-        )
-        .await?;
-        self.coalesced_reload().await?;
+        self.install_and_reload(&new_text).await?;
         let prefix = spec.server_prefix.clone();
         self.wait_live(desired, true)
             .await
@@ -615,6 +601,19 @@ impl Syncer {
             "{} servers: +{added} -{removed} (reloaded)",
             desired.len()
         ))
+    }
+
+    /// Check and install `text` as the HAProxy configuration, then reload (coalesced).
+    async fn install_and_reload(&self, text: &str) -> Result<(), String> {
+        let spec = &self.spec;
+        configfile::install(
+            &spec.haproxy_config,
+            text,
+            &spec.haproxy_bin,
+            spec.reload.timeout,
+        )
+        .await?;
+        self.coalesced_reload().await
     }
 
     /// Wait out the reload window (other changes meanwhile fold into this reload), then reload.

@@ -62,17 +62,6 @@ fn addrs(ips: impl IntoIterator<Item = Ipv4Addr>, port: u16) -> BTreeSet<SocketA
         .collect()
 }
 
-async fn converges(lb: &Lb, want: &BTreeSet<SocketAddr>, what: &str) {
-    eventually(WITHIN, what, || async {
-        (lb.serving().await.as_ref() == Some(want)).then_some(())
-    })
-    .await;
-    eventually(WITHIN, &format!("{what}: file on disk"), || async {
-        (&lb.file_serving() == want).then_some(())
-    })
-    .await;
-}
-
 /// How long until HAProxy serves exactly `want` (polled every 10 ms, for at most 5 s).
 async fn follows(lb: &Lb, want: &BTreeSet<SocketAddr>, since: Instant) -> Duration {
     loop {
@@ -108,7 +97,8 @@ async fn events_move_haproxy_within_a_second_and_are_only_hints() {
         &rule(&lb, &q, 8080, Some("10m"), ""),
         &[],
     );
-    converges(&lb, &addrs(group.serving_ips().await, 8080), "first sync").await;
+    lb.converges(&addrs(group.serving_ips().await, 8080), "first sync")
+        .await;
 
     // Scale out: the instance is InService, then its Launch Successful event arrives.
     let before = group.instance_ids().await;
@@ -196,7 +186,8 @@ async fn missed_events_are_made_good_by_the_resync() {
         &rule(&lb, &q, 8080, Some("2s"), ""),
         &[],
     );
-    converges(&lb, &addrs(group.serving_ips().await, 8080), "first sync").await;
+    lb.converges(&addrs(group.serving_ips().await, 8080), "first sync")
+        .await;
 
     // No event at all for a scale-out and a termination.
     group.set_capacity(4).await;
@@ -204,7 +195,7 @@ async fn missed_events_are_made_good_by_the_resync() {
     group.terminate(&ids[0], true).await;
     let want = addrs(group.serving_ips().await, 8080);
     assert_eq!(want.len(), 3);
-    converges(&lb, &want, "after the resync").await;
+    lb.converges(&want, "after the resync").await;
     assert!(group.moto.watchdog_calls("DescribeAutoScalingGroups").len() >= 2);
     drop(wd);
 }
@@ -243,7 +234,7 @@ async fn scale_in_under_load_completes_the_lifecycle_action_only_after_the_drain
         ),
         &[],
     );
-    converges(&lb, &addrs(ips.clone(), port), "first sync").await;
+    lb.converges(&addrs(ips.clone(), port), "first sync").await;
 
     // Every connection soon waits on the slow server (the others answer at once); the
     // termination comes while they do, so the drain lasts about two seconds.
@@ -302,12 +293,8 @@ async fn scale_in_under_load_completes_the_lifecycle_action_only_after_the_drain
     );
     // The group and HAProxy agree: the instance is gone.
     assert!(!group.instance_ids().await.contains(&victim));
-    converges(
-        &lb,
-        &addrs(group.serving_ips().await, port),
-        "after scale-in",
-    )
-    .await;
+    lb.converges(&addrs(group.serving_ips().await, port), "after scale-in")
+        .await;
     drop(wd);
 }
 
@@ -399,7 +386,7 @@ async fn a_steady_minute_costs_at_most_one_auto_scaling_or_ec2_call() {
     let lb = Lb::start(&lb::block(4, 8080)).await;
     let wd = Watchdog::start("lb", &env(&group), &rule(&lb, &q, 8080, None, ""), &[]);
     let want = addrs(group.serving_ips().await, 8080);
-    converges(&lb, &want, "first sync").await;
+    lb.converges(&want, "first sync").await;
 
     let start = group.moto.watchdog_requests().len();
     tokio::time::sleep(Duration::from_secs(60)).await;

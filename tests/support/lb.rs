@@ -117,6 +117,20 @@ impl Lb {
         )
     }
 
+    /// Wait (up to 15 s) until HAProxy serves exactly `want`, and the file on disk says the
+    /// same.
+    pub async fn converges(&self, want: &BTreeSet<SocketAddr>, what: &str) {
+        let within = Duration::from_secs(15);
+        super::eventually(within, what, || async {
+            (self.serving().await.as_ref() == Some(want)).then_some(())
+        })
+        .await;
+        super::eventually(within, &format!("{what}: file on disk"), || async {
+            (&self.file_serving() == want).then_some(())
+        })
+        .await;
+    }
+
     /// How many servers `app` has (slots included).
     pub async fn slot_count(&self) -> usize {
         runtime::servers(&self.socket, "app", Duration::from_secs(5))
