@@ -5,7 +5,7 @@ use super::{called, AwsError};
 use aws_config::timeout::TimeoutConfig;
 use std::time::Duration;
 
-/// SQS's longest long poll; an idle queue costs three ReceiveMessage calls a minute.
+/// SQS's longest long poll; an idle queue costs at most three ReceiveMessage calls a minute.
 pub const LONG_POLL: Duration = Duration::from_secs(20);
 
 #[derive(Clone)]
