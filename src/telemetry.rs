@@ -34,6 +34,23 @@ pub fn snapshot() -> Vec<(String, u64)> {
     c.iter().map(|(k, v)| (k.clone(), *v)).collect()
 }
 
+/// An error and every cause under it, joined with ": " (what anyhow prints for `{:#}`), so a
+/// message never stops at a bare "builder error". A cause whose text the previous one
+/// already ends with is not repeated.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !text.is_empty() && !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        src = s.source();
+    }
+    out
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Plain,
@@ -60,6 +77,6 @@ pub fn init_logging(format: LogFormat, filter: &str) {
             .try_init(),
     };
     if let Err(e) = result {
-        eprintln!("watchdog: logging already initialised: {e}");
+        eprintln!("haproxy-watchdog: logging already initialised: {e}");
     }
 }
