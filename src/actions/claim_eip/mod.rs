@@ -370,7 +370,7 @@ impl ClaimEip {
                         ));
                     }
                 }
-                if !now.is_some_and(|o| o.token.is_none()) {
+                if now.is_none_or(|o| o.token.is_some()) {
                     return refused(
                         "hold_down",
                         format!(
