@@ -28,7 +28,9 @@ FIELDS=$(dpkg-deb -f "$DEB" Package Depends)
 FILES=$(dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\./|/|')
 CONFFILES=$(dpkg-deb -I "$DEB" conffiles)
 check "deb: package name" grep -q "^Package: haproxy-watchdog$" <<<"$FIELDS"
-check "deb: depends on adduser" grep -q "adduser" <<<"$FIELDS"
+DEPENDS=$(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/^ *//; s/ .*//')
+check "deb: depends on adduser" has_line "$DEPENDS" adduser
+check "deb: depends on ca-certificates (TLS roots)" has_line "$DEPENDS" ca-certificates
 for f in /usr/bin/haproxy-watchdog /etc/haproxy-watchdog/watchdog.toml \
          /etc/haproxy-watchdog/conf.d/10-eip-failover.toml /etc/haproxy-watchdog/conf.d/20-local-haproxy.toml \
          /usr/share/doc/haproxy-watchdog/copyright /usr/share/doc/haproxy-watchdog/CHANGELOG.md \
@@ -99,6 +101,7 @@ check "rpm: configuration files are marked %config" has_line "$RPMCONF" /etc/hap
 check "rpm: configuration is root:haproxy-watchdog 640" grep -q "^-rw-r----- root haproxy-watchdog /etc/haproxy-watchdog/watchdog.toml$" \
   <<<"$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]' "$RPM" 2>/dev/null)"
 check "rpm: creates its system user before install" grep -q "useradd -r" <<<"$(rpm -qp --scripts "$RPM" 2>/dev/null)"
+check "rpm: requires ca-certificates (TLS roots)" grep -qx "ca-certificates" <<<"$(rpm -qpR "$RPM" 2>/dev/null)"
 
 echo "packages: $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
