@@ -19,6 +19,7 @@ check() { # check DESCRIPTION COMMAND...
   else FAIL=$((FAIL + 1)); echo "FAIL $what"; fi
 }
 has_line() { grep -qxF -- "$2" <<<"$1"; }
+not() { ! "$@"; }
 purge() { dpkg -P haproxy-watchdog >/dev/null 2>&1 || true; }
 trap purge EXIT
 purge
@@ -69,11 +70,17 @@ check "deb: --help documents every command" sh -c '/usr/bin/haproxy-watchdog --h
 check "deb: the shipped config validates as the service user" \
   runuser -u haproxy-watchdog -- /usr/bin/haproxy-watchdog validate --config /etc/haproxy-watchdog/watchdog.toml
 check "deb: systemd-analyze verify passes" systemd-analyze verify "$UNIT"
-check "deb: the unit validates before reload, reloads with SIGHUP, never retries an invalid config" sh -c \
-  "grep -q '^ExecReload=/usr/bin/haproxy-watchdog validate' $UNIT && grep -q '^ExecReload=/bin/kill -HUP' $UNIT && grep -q '^RestartPreventExitStatus=2$' $UNIT"
-for k in 'NoNewPrivileges=yes' 'ProtectSystem=strict' 'CapabilityBoundingSet=$' 'PrivateTmp=yes' \
+check "deb: the unit validates before reload" grep -qx 'ExecReload=/usr/bin/haproxy-watchdog validate' "$UNIT"
+check "deb: the unit reloads with SIGHUP, with the shell's kill (no procps needed)" \
+  grep -qxF "ExecReload=/bin/sh -c 'kill -HUP \"\$\$MAINPID\"'" "$UNIT"
+check "deb: the unit never retries an invalid config" grep -qx 'RestartPreventExitStatus=2' "$UNIT"
+check "deb: the unit resets its start limit at a start that is not an automatic restart" \
+  grep -q '^ExecStartPre=-+.*NRestarts.*reset-failed' "$UNIT"
+check "deb: ... and after a clean stop (only crash loops count)" grep -q '^ExecStopPost=-+.*SERVICE_RESULT.*reset-failed' "$UNIT"
+check "deb: the unit has no SupplementaryGroups (it fails where a group does not exist)" not grep -q '^SupplementaryGroups=' "$UNIT"
+for k in 'Type=notify$' 'NotifyAccess=main$' 'TimeoutStartSec=' 'NoNewPrivileges=yes' 'ProtectSystem=strict' 'CapabilityBoundingSet=$' 'PrivateTmp=yes' \
          'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6' 'User=haproxy-watchdog' 'StateDirectory=haproxy-watchdog' \
-         'Restart=on-failure' 'StartLimitBurst='; do
+         'Restart=on-failure' 'StartLimitBurst=5$' 'StartLimitIntervalSec=300$'; do
   check "deb: unit has $k" grep -q "^$k" "$UNIT"
 done
 check "deb: not enabled at install (the shipped rules name example addresses)" \
