@@ -86,7 +86,11 @@ done
 check "deb: not enabled at install (the shipped rules name example addresses)" \
   test ! -e /etc/systemd/system/multi-user.target.wants/haproxy-watchdog.service
 echo "# local edit" >> /etc/haproxy-watchdog/watchdog.toml
-check "deb: reinstalls over a locally edited conffile" dpkg -i --force-confold "$DEB"
+REINSTALL=$(mktemp)
+check "deb: reinstalls over a locally edited conffile" sh -c "dpkg -i --force-confold '$DEB' >'$REINSTALL' 2>&1"
+check "deb: the reinstall prints no adduser warning (already exists, already a member)" \
+  not grep -iE 'adduser|already|warning' "$REINSTALL"
+rm -f "$REINSTALL"
 check "deb: the local edit survives the upgrade" grep -q "^# local edit$" /etc/haproxy-watchdog/watchdog.toml
 check "deb: removes" dpkg -r haproxy-watchdog
 check "deb: remove drops the binary" test ! -e /usr/bin/haproxy-watchdog
