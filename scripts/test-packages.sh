@@ -32,6 +32,9 @@ check "deb: package name" grep -q "^Package: haproxy-watchdog$" <<<"$FIELDS"
 DEPENDS=$(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/^ *//; s/ .*//')
 check "deb: depends on adduser" has_line "$DEPENDS" adduser
 check "deb: depends on ca-certificates (TLS roots)" has_line "$DEPENDS" ca-certificates
+check "deb: a trigger on HAProxy's binary (our user joins the haproxy group HAProxy creates later)" \
+  has_line "$(dpkg-deb -I "$DEB" triggers 2>/dev/null)" "interest-noawait /usr/sbin/haproxy"
+check "deb: postinst handles that trigger" grep -q '^ *triggered)' <<<"$(dpkg-deb -I "$DEB" postinst 2>/dev/null)"
 for f in /usr/bin/haproxy-watchdog /etc/haproxy-watchdog/watchdog.toml \
          /etc/haproxy-watchdog/conf.d/10-eip-failover.toml /etc/haproxy-watchdog/conf.d/20-local-haproxy.toml \
          /usr/share/doc/haproxy-watchdog/copyright /usr/share/doc/haproxy-watchdog/CHANGELOG.md \
@@ -111,7 +114,10 @@ done
 check "rpm: configuration files are marked %config" has_line "$RPMCONF" /etc/haproxy-watchdog/watchdog.toml
 check "rpm: configuration is root:haproxy-watchdog 640" grep -q "^-rw-r----- root haproxy-watchdog /etc/haproxy-watchdog/watchdog.toml$" \
   <<<"$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]' "$RPM" 2>/dev/null)"
-check "rpm: creates its system user before install" grep -q "useradd -r" <<<"$(rpm -qp --scripts "$RPM" 2>/dev/null)"
+RPMSCRIPTS=$(rpm -qp --scripts "$RPM" 2>/dev/null)
+check "rpm: creates its system user before install" grep -q "useradd -r" <<<"$RPMSCRIPTS"
+check "rpm: joins the haproxy group after the transaction (posttrans)" \
+  grep -q "usermod -a -G haproxy" <<<"$(sed -n '/^posttrans scriptlet/,/^[a-z]* scriptlet/p' <<<"$RPMSCRIPTS")"
 check "rpm: requires ca-certificates (TLS roots)" grep -qx "ca-certificates" <<<"$(rpm -qpR "$RPM" 2>/dev/null)"
 
 echo "packages: $PASS passed, $FAIL failed"
