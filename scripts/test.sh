@@ -3,11 +3,14 @@
 # (moto_server, HAProxy, the OpsWorks and Consul stand-ins), the Chef cookbook tests
 # (scripts/test-chef.sh: templates rendered with Ruby's ERB, then `watchdog validate`), then
 # the package tests (build the .deb and .rpm, install the .deb
-# with dpkg, remove and purge it; scripts/test-packages.sh). Installs what they need first.
-# Needs root (network namespaces, dpkg).
+# with dpkg, remove and purge it; scripts/test-packages.sh), then the .deb under a real
+# systemd in a booted minimal Debian container (scripts/test-systemd.sh). Installs what they
+# need first. Needs root (network namespaces, dpkg, systemd-nspawn).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test-deps.sh
 cargo test --locked "$@"
 bash scripts/test-chef.sh
 bash scripts/test-packages.sh
+# The .deb test-packages.sh has just built.
+SYSTEMD_TEST_DEB=$(ls target/packages/*.deb) bash scripts/test-systemd.sh
