@@ -709,4 +709,30 @@ check host web.example.com with address 203.0.113.20
         assert_eq!(r["fail_after"].as_integer(), Some(3));
         assert!(crate::config::from_sources(&[("out.toml".into(), out.toml.clone())]).is_ok());
     }
+
+    #[test]
+    fn url_credentials_leave_the_rule_disabled_and_are_listed_without_the_password() {
+        let (t, out) = convert_text(
+            "check host h with address 10.0.0.1\n if failed url http://admin:hunter2@h.example.com/status content = \"(ok|fine)\" then alert\n",
+        );
+        assert!(!out.toml.contains("hunter2"), "{}", out.toml);
+        let r = &t["rules"]["h"];
+        assert_eq!(r["enabled"].as_bool(), Some(false));
+        assert_eq!(
+            r["check"]["url"].as_str(),
+            Some("http://h.example.com/status")
+        );
+        assert!(r["check"].get("body_contains").is_none());
+        let listed = out.untranslated.join("\n");
+        assert!(
+            listed
+                .contains("monitrc:2: the URL's user name (\"admin\") and password -- not copied"),
+            "{listed}"
+        );
+        assert!(
+            listed.contains("monitrc:2: content = \"(ok|fine)\" -- a regular expression"),
+            "{listed}"
+        );
+        assert!(listed.contains("then alert -- no equivalent"), "{listed}");
+    }
 }

@@ -69,6 +69,7 @@ pub struct Host {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Test {
     pub at: At,
+    /// The statement as written, passwords replaced by `***`.
     pub text: String,
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -185,18 +186,63 @@ fn top_level(t: &Token) -> bool {
     t.is("set") || t.is("check") || t.is("include")
 }
 
+/// The tokens as written, for the report: passwords become `***` (the password of a URL, the
+/// word after `password`, and `allow USER:PASSWORD` of `set httpd`).
 fn join(tokens: &[Token]) -> String {
     tokens
         .iter()
-        .map(|t| {
-            if t.quoted {
-                format!("\"{}\"", t.text)
+        .enumerate()
+        .map(|(i, t)| {
+            let before = |n: usize| i.checked_sub(n).map(|j| &tokens[j]);
+            let after_allow = before(1).is_some_and(|p| p.is("allow"));
+            let text = if before(1).is_some_and(|p| p.is("password"))
+                || (before(1).is_some_and(|p| p.text.ends_with(':'))
+                    && before(2).is_some_and(|p| p.is("allow")))
+            {
+                "***".to_owned()
+            } else if after_allow && !t.quoted {
+                redact_allow(&t.text)
             } else {
-                t.text.clone()
+                redact_url(&t.text)
+            };
+            if t.quoted {
+                format!("\"{text}\"")
+            } else {
+                text
             }
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `scheme://user:password@rest` -> `scheme://user:***@rest`.
+fn redact_url(s: &str) -> String {
+    let Some(scheme) = s.find("://") else {
+        return s.to_owned();
+    };
+    let rest = &s[scheme + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority
+        .rfind('@')
+        .map(|at| (at, authority[..at].split_once(':')))
+    {
+        Some((at, Some((user, _)))) => {
+            format!("{}://{user}:***@{}", &s[..scheme], &rest[at + 1..])
+        }
+        _ => s.to_owned(),
+    }
+}
+
+/// `allow admin:monit` -> `allow admin:***`; addresses (`allow ::1`, `allow 10.0.0.0/8`) and
+/// groups (`allow @ops`) stay.
+fn redact_allow(s: &str) -> String {
+    if s.parse::<std::net::IpAddr>().is_ok() || s.contains('/') || s.starts_with('@') {
+        return s.to_owned();
+    }
+    match s.split_once(':') {
+        Some((user, pass)) if !user.is_empty() && !pass.is_empty() => format!("{user}:***"),
+        _ => s.to_owned(),
+    }
 }
 
 /// Parse one file's text.
@@ -845,6 +891,38 @@ check host web.example.com with address 203.0.113.20
         assert_eq!(
             (t[0].retry, t[0].fail_rate),
             (Some(3), Some(Rate::Cycles(5)))
+        );
+    }
+
+    #[test]
+    fn url_credentials_and_other_passwords_are_never_kept_or_reported() {
+        let text = r#"set httpd port 2812 allow localhost allow admin:s3cret allow ::1 allow @ops
+set mailserver smtp.example.com username "ops" password "mailpw"
+set mmonit https://monit:mmpw@mmonit.example.com:8443/collector
+check host h with address 10.0.0.1
+  if failed url http://admin:hunter2@h.example.com:8080/status then alert
+  if failed url http://admin:hunter2@h.example.com/ bogus then alert
+"#;
+        let (t, others) = tests(text);
+        assert_eq!(
+            t[0].url.as_deref(),
+            Some("http://h.example.com:8080/status")
+        );
+        assert_eq!(t[0].url_user.as_deref(), Some("admin"));
+        assert!(t[0]
+            .text
+            .contains("http://admin:***@h.example.com:8080/status"));
+        let all = format!("{others:?} {t:?}");
+        for secret in ["s3cret", "mailpw", "mmpw", "hunter2"] {
+            assert!(!all.contains(secret), "{secret}: {all}");
+        }
+        assert!(
+            all.contains("allow admin:*** allow ::1 allow @ops"),
+            "{all}"
+        );
+        assert!(
+            all.contains("https://monit:***@mmonit.example.com"),
+            "{all}"
         );
     }
 
