@@ -76,7 +76,7 @@ pub struct Test {
     pub https: bool,
     /// `url URL`: the URL as written, without user name, password or fragment.
     pub url: Option<String>,
-    /// The user name of a `url` that had credentials; the password is never kept.
+    /// The user name of a `url` that had a password; the password is never kept.
     pub url_user: Option<String>,
     pub request: Option<String>,
     pub host_header: Option<String>,
@@ -616,8 +616,8 @@ fn condition(t: &[Token]) -> Result<Test, String> {
     Ok(c)
 }
 
-/// monit's URL-spec as a URL to request: credentials and fragment taken out (a fragment is
-/// never sent). Returns the user name when there were credentials.
+/// monit's URL-spec as a URL to request: a password (with its user name) and the fragment
+/// taken out (a fragment is never sent). Returns the user name when there was a password.
 fn url(text: &str) -> Result<(reqwest::Url, Option<String>), String> {
     let mut u = reqwest::Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
     if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
@@ -626,11 +626,13 @@ fn url(text: &str) -> Result<(reqwest::Url, Option<String>), String> {
             u.scheme()
         ));
     }
-    let user =
-        (!u.username().is_empty() || u.password().is_some()).then(|| u.username().to_owned());
-    // Cannot fail on an http(s) URL with a host.
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
+    // A user name alone is no secret: it stays in the URL.
+    let user = u.password().is_some().then(|| u.username().to_owned());
+    if user.is_some() {
+        // Cannot fail on an http(s) URL with a host.
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+    }
     u.set_fragment(None);
     Ok((u, user))
 }
@@ -912,6 +914,12 @@ check host h with address 10.0.0.1
         assert!(t[0]
             .text
             .contains("http://admin:***@h.example.com:8080/status"));
+        let (t, _) =
+            tests("check host h with address 10.0.0.1\n if failed url http://ops@h/ then alert\n");
+        assert_eq!(
+            (t[0].url.as_deref(), t[0].url_user.as_deref()),
+            (Some("http://ops@h/"), None)
+        );
         let all = format!("{others:?} {t:?}");
         for secret in ["s3cret", "mailpw", "mmpw", "hunter2"] {
             assert!(!all.contains(secret), "{secret}: {all}");
