@@ -12,7 +12,7 @@ use std::time::Duration;
 
 const WITHIN: Duration = Duration::from_secs(15);
 
-fn no_aws() -> Env {
+pub(crate) fn no_aws() -> Env {
     Env {
         aws_endpoint: "http://127.0.0.1:9".into(),
         imds_endpoint: "http://127.0.0.1:9".into(),
@@ -21,7 +21,7 @@ fn no_aws() -> Env {
 
 /// A backend_sync rule for backend `app` of `lb`; `check` adds keys to its check table and
 /// `source` is the source table's body.
-fn rule(lb: &Lb, check: &str, source: &str) -> String {
+pub(crate) fn rule(lb: &Lb, check: &str, source: &str) -> String {
     format!(
         r#"
 [rules.app]
@@ -47,14 +47,14 @@ reload = {{ master_socket = "{}", window = "1s" }}
     )
 }
 
-fn consul_source(c: &Consul) -> String {
+pub(crate) fn consul_source(c: &Consul) -> String {
     format!(
         "type = \"consul\"\nservice = \"web\"\naddress = \"{}\"\n",
         c.url()
     )
 }
 
-fn instances(b: &Backends, idx: &[usize]) -> Vec<Instance> {
+pub(crate) fn instances(b: &Backends, idx: &[usize]) -> Vec<Instance> {
     idx.iter()
         .map(|i| Instance::new(Backends::ip(*i), b.port))
         .collect()
