@@ -7,6 +7,9 @@
 //! below 1 is treated as 1; and while answers come back without the index moving forward,
 //! queries are rate-limited to one per [`STALLED_GAP`], so a Consul that answers every blocking
 //! query at once is not asked in a busy loop.
+//!
+//! An answer that says `X-Consul-KnownLeader: false` (a stale read while the servers elect a
+//! leader) is not used: it may list fewer instances than there are.
 
 use crate::checks::{describe_reqwest, excerpt, read_capped};
 use crate::config::{ConsulSourceSpec, TokenSource};
@@ -118,7 +121,7 @@ impl Consul {
     /// The instances of the service. With `wait`, a blocking query: it returns when the list
     /// changes or `wait` is over; the first query (and any after an index reset) returns at once.
     /// After an answer whose index did not move, the next query waits until [`STALLED_GAP`]
-    /// after the last one.
+    /// after the last one. An answer without a known leader is an error (nothing is applied).
     pub async fn instances(
         &mut self,
         wait: Option<Duration>,
@@ -171,6 +174,7 @@ impl Consul {
                 .map(|v| v.to_str().unwrap_or("(not text)").to_owned())
         };
         let index = header("X-Consul-Index");
+        let known_leader = header("X-Consul-KnownLeader");
         let body = read_capped(resp, BODY_LIMIT)
             .await
             .map_err(|e| format!("Consul: {}", describe_reqwest(&e)))?;
@@ -180,6 +184,18 @@ impl Consul {
                 status.as_u16(),
                 excerpt(&body, 200)
             ));
+        }
+        // Consul's docs: `X-Consul-KnownLeader` says whether the answering server knows of
+        // a leader. Without one the list may be stale and short: keep the index we had (the
+        // leader's answer must not be mistaken for no change) and apply nothing.
+        if known_leader
+            .as_deref()
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
+        {
+            return Err(
+                "Consul answered with X-Consul-KnownLeader: false (a stale read while there is no cluster leader): not applied"
+                    .into(),
+            );
         }
         let next = next_index(sent, index.as_deref())?;
         self.index = next.index;

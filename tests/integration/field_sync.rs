@@ -70,3 +70,47 @@ async fn consul_index_that_does_not_move_is_asked_at_most_once_a_second() {
         "an index below 1 was sent: {sent:?}"
     );
 }
+
+/// A stale read during a Consul election (`X-Consul-KnownLeader: false`) is not applied,
+/// even an empty one with `allow_empty`; the next answer from a known leader is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaderless_consul_answers_are_not_applied() {
+    let b = Backends::start(3).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1, 2])).await;
+    let lb = Lb::start(&lb::block(4, b.port)).await;
+    let wd = Watchdog::start(
+        "lb",
+        &no_aws(),
+        &rule(&lb, "allow_empty = true", &consul_source(&consul)),
+        &[],
+    );
+    let all = b.addrs(&[0, 1, 2]);
+    lb.converges(&all, "first sync").await;
+
+    consul.set_known_leader(false);
+    consul.set(Vec::new());
+    let e = wd
+        .wait_for(WITHIN, "a leaderless empty answer refused", |e| {
+            e["event"] == "backend_sync_failed"
+        })
+        .await;
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("X-Consul-KnownLeader: false"),
+        "{e}"
+    );
+    consul.set(instances(&b, &[0]));
+    let seen = wd.count("backend_sync_failed");
+    crate::support::eventually(WITHIN, "a leaderless short answer refused", || async {
+        (wd.count("backend_sync_failed") > seen).then_some(())
+    })
+    .await;
+    assert_eq!(lb.serving().await, Some(all.clone()), "{}", wd.log());
+    assert_eq!(lb.file_serving(), all);
+
+    consul.set_known_leader(true);
+    consul.set(instances(&b, &[0, 1]));
+    lb.converges(&b.addrs(&[0, 1]), "the leader's answer").await;
+}
