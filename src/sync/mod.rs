@@ -22,6 +22,7 @@ use crate::providers::consul::{self, Consul};
 use crate::telemetry;
 use plan::{Slot, Target};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -62,6 +63,9 @@ pub struct Syncer {
     apply_failed: bool,
     /// The last good answer and when it came, reused when only the apply has to be retried.
     last_answer: Option<(Instant, BTreeSet<Target>)>,
+    /// A configuration was installed that HAProxy has not been seen to load (its reload
+    /// failed): the next round reloads even when the file does not change again.
+    reload_owed: AtomicBool,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -90,6 +94,7 @@ impl Syncer {
             backoff: None,
             apply_failed: false,
             last_answer: None,
+            reload_owed: AtomicBool::new(false),
         }
     }
 
@@ -391,7 +396,8 @@ impl Syncer {
             .find_map(|l| l.trim().strip_prefix("localpeer "))
             .map(str::trim);
         let missing = local.is_some_and(|l| !names.contains_key(l));
-        if new_text == text {
+        let owed = self.reload_owed.load(Ordering::Relaxed);
+        if new_text == text && !owed {
             return Ok(format!("in step: {} peers", names.len()));
         }
         if let (true, Some(l)) = (missing, local) {
@@ -570,7 +576,8 @@ impl Syncer {
             }
         };
         let live = self.live_targets().await.ok();
-        if text == current && live.as_ref() == Some(desired) {
+        let owed = self.reload_owed.load(Ordering::Relaxed);
+        if text == current && !owed && live.as_ref() == Some(desired) {
             return Ok(format!("in step: {} servers", desired.len()));
         }
         if self.dry_run {
@@ -588,6 +595,7 @@ impl Syncer {
                 spec.reload.timeout,
             )
             .await?;
+            self.reload_owed.store(true, Ordering::Relaxed);
         }
         self.coalesced_reload().await?;
         self.wait_live(desired, false).await?;
@@ -603,16 +611,23 @@ impl Syncer {
         ))
     }
 
-    /// Check and install `text` as the HAProxy configuration, then reload (coalesced).
+    /// Check and install `text` as the HAProxy configuration (unless the file already is
+    /// `text`), then reload (coalesced).
     async fn install_and_reload(&self, text: &str) -> Result<(), String> {
         let spec = &self.spec;
-        configfile::install(
-            &spec.haproxy_config,
-            text,
-            &spec.haproxy_bin,
-            spec.reload.timeout,
-        )
-        .await?;
+        let current = tokio::fs::read_to_string(&spec.haproxy_config)
+            .await
+            .unwrap_or_default();
+        if current != text {
+            configfile::install(
+                &spec.haproxy_config,
+                text,
+                &spec.haproxy_bin,
+                spec.reload.timeout,
+            )
+            .await?;
+            self.reload_owed.store(true, Ordering::Relaxed);
+        }
         self.coalesced_reload().await
     }
 
@@ -625,7 +640,12 @@ impl Syncer {
                 return Err("stopping before the reload".into());
             }
         }
-        self.reloader.reload(&self.spec.reload).await
+        // Until HAProxy shows the reload done, the file on disk is not what it runs.
+        self.reloader
+            .reload(&self.spec.reload, &self.spec.stats_socket)
+            .await?;
+        self.reload_owed.store(false, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The targets the backend serves right now (reload mode: every server in it).

@@ -114,3 +114,156 @@ async fn leaderless_consul_answers_are_not_applied() {
     consul.set(instances(&b, &[0, 1]));
     lb.converges(&b.addrs(&[0, 1]), "the leader's answer").await;
 }
+
+/// One command on HAProxy's master CLI (half-closed after it, so the master answers).
+async fn master(lb: &Lb, line: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The master binds its CLI a moment after the worker's stats socket is up.
+    let mut s = crate::support::eventually(WITHIN, "the master socket", || async {
+        tokio::net::UnixStream::connect(&lb.master).await.ok()
+    })
+    .await;
+    s.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await;
+    out
+}
+
+/// Reload mode whose template gains a frontend on a port another process holds: `haproxy -c`
+/// passes, the reload fails. `by_command`: reload with `kill -USR2 <master>` (what Debian's
+/// unit does) instead of the master CLI.
+async fn failed_reload_scenario(by_command: bool) {
+    let b = Backends::start(2).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1])).await;
+    let lb = Lb::start("  server seed 127.0.0.1:9 disabled\n").await;
+    let template = lb.dir.path().join("haproxy.cfg.j2");
+    let text = lb::config_text(&lb.socket, lb.port, "    {{ nodes }}\n");
+    std::fs::write(&template, &text).unwrap();
+    let check = format!("apply = \"reload\"\ntemplate = \"{}\"", template.display());
+    let reload = if by_command {
+        let proc = master(&lb, "show proc").await;
+        let pid = proc
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some("master"))
+            .and_then(|l| l.split_whitespace().next())
+            .expect("the master's pid")
+            .to_owned();
+        format!("command = [\"kill\", \"-USR2\", \"{pid}\"]")
+    } else {
+        format!("master_socket = \"{}\"", lb.master.display())
+    };
+    let toml = rule(&lb, &check, &consul_source(&consul)).replace(
+        &format!(
+            "reload = {{ master_socket = \"{}\", window = \"1s\" }}",
+            lb.master.display()
+        ),
+        &format!("reload = {{ {reload}, window = \"1s\", timeout = \"5s\" }}"),
+    );
+    let wd = Watchdog::start("lb", &no_aws(), &toml, &[]);
+    lb.converges(&b.addrs(&[0, 1]), "first render").await;
+    // HAProxy serves the servers a moment before the watchdog has seen its reload through.
+    wd.wait_event(WITHIN, "haproxy_reloaded").await;
+    let worker = lb.worker_pid().await.expect("worker pid");
+    let good = wd.count("haproxy_reloaded");
+
+    // std's listener sets SO_REUSEADDR but not SO_REUSEPORT, so HAProxy cannot share it.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    std::fs::write(
+        &template,
+        format!("{text}frontend busy\n  bind 127.0.0.1:{port}\n  default_backend app\n"),
+    )
+    .unwrap();
+    let e = wd.wait_event(WITHIN, "haproxy_reload_failed").await;
+    let error = e["error"].as_str().unwrap_or("").to_owned();
+    eprintln!("the failed reload: {error}");
+    let failed = wd
+        .wait_for(WITHIN, "the round failed", |e| {
+            e["event"] == "backend_sync_failed"
+        })
+        .await;
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&error[..error.len().min(40)]),
+        "the round fails with the reload's reason: {failed}"
+    );
+    assert_eq!(
+        wd.count("haproxy_reloaded"),
+        good,
+        "a failed reload was logged as a success\n{}",
+        wd.log()
+    );
+    assert_eq!(
+        lb.worker_pid().await,
+        Some(worker),
+        "HAProxy kept its worker"
+    );
+    if by_command {
+        // The command cannot say why; the stats socket shows the same process.
+        assert!(
+            error.contains(&format!("still answers from process {worker}")),
+            "{error}"
+        );
+    } else {
+        // HAProxy 3.0's master CLI says why; 2.6's does not, and the error says so.
+        assert!(
+            error.contains("Address already in use")
+                || error.contains("2.6's master CLI does not say why"),
+            "{error}"
+        );
+    }
+
+    // Retried with backoff: a few attempts in 4 s, not a busy loop, and no success claimed.
+    let t0 = std::time::Instant::now();
+    crate::support::eventually(WITHIN, "a retried reload", || async {
+        (wd.count("haproxy_reload_failed") >= 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(t0.elapsed())).await;
+    let tries = wd.count("haproxy_reload_failed");
+    assert!(tries <= 6, "{tries} reloads in about 4 s\n{}", wd.log());
+    assert_eq!(wd.count("haproxy_reloaded"), good);
+
+    // The port is freed: the next retry reloads, with no membership change to force it.
+    drop(held);
+    crate::support::eventually(
+        Duration::from_secs(40),
+        "the reload once the port is free",
+        || async {
+            let pid = lb.worker_pid().await;
+            (pid.is_some() && pid != Some(worker)).then_some(())
+        },
+    )
+    .await;
+    wd.wait_for(WITHIN, "a confirmed reload", |e| {
+        e["event"] == "haproxy_reloaded"
+    })
+    .await;
+    crate::support::eventually(WITHIN, "the new frontend listens", || async {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .await;
+    let n = wd.count("rule_recovered") + wd.count("check_passed");
+    crate::support::eventually(WITHIN, "a passing round after it", || async {
+        (wd.count("rule_recovered") + wd.count("check_passed") > n).then_some(())
+    })
+    .await;
+    lb.converges(&b.addrs(&[0, 1]), "after the reload").await;
+}
+
+/// HAProxy 2.6's master CLI closes without a status on `reload`; 3.0 answers `Success=0`.
+/// Either way a failed reload fails the round, is never logged as done, and is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reload_through_the_master_cli_fails_the_round_and_is_retried() {
+    failed_reload_scenario(false).await;
+}
+
+/// A reload command that returns 0 whatever becomes of the reload (Debian's unit sends the
+/// master SIGUSR2): only a new process on the stats socket counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reload_by_command_fails_the_round_and_is_retried() {
+    failed_reload_scenario(true).await;
+}

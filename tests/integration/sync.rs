@@ -150,6 +150,8 @@ async fn out_of_slots_grows_them_with_one_reload() {
         })
         .await;
     assert_eq!(e["slots"], 2, "{e}");
+    // Logged once HAProxy has shown the reload done, which may be after it serves.
+    wd.wait_event(WITHIN, "haproxy_reloaded").await;
     assert_eq!(wd.count("haproxy_reloaded"), 1, "{}", wd.log());
     assert!(
         lb.slot_count().await >= 8,
