@@ -268,6 +268,7 @@ mod tests {
                 ip: "10.0.0.1".parse().unwrap(),
                 port: 8080,
             }),
+            addressable: true,
             maint: false,
             draining: false,
         };

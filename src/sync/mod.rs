@@ -66,6 +66,9 @@ pub struct Syncer {
     /// A configuration was installed that HAProxy has not been seen to load (its reload
     /// failed): the next round reloads even when the file does not change again.
     reload_owed: AtomicBool,
+    /// Slots whose address change HAProxy refused: no free slots until HAProxy reloads the
+    /// block (which writes them as ordinary free slots).
+    refused_slots: BTreeSet<String>,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -95,6 +98,7 @@ impl Syncer {
             apply_failed: false,
             last_answer: None,
             reload_owed: AtomicBool::new(false),
+            refused_slots: BTreeSet::new(),
         }
     }
 
@@ -293,6 +297,7 @@ impl Syncer {
             self.timeout,
         )
         .await
+        .map_err(String::from)
     }
 
     /// Auto Scaling only: follow the drains (finish those whose sessions reached zero or
@@ -417,7 +422,8 @@ impl Syncer {
         Ok(format!("{} peers (reloaded)", names.len()))
     }
 
-    /// The backend's slots: its servers named `<prefix><number>`, in order.
+    /// The backend's slots: its servers named `<prefix><number>`, in order. A slot whose
+    /// address change HAProxy refused counts as not addressable.
     async fn slots(&self) -> Result<Vec<Slot>, String> {
         let all =
             runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
@@ -431,6 +437,11 @@ impl Syncer {
             })
             .collect();
         plan::sort_slots(&mut slots);
+        for s in &mut slots {
+            if self.refused_slots.contains(&s.name) {
+                s.addressable = false;
+            }
+        }
         Ok(slots)
     }
 
@@ -439,13 +450,14 @@ impl Syncer {
         desired: &BTreeSet<Target>,
         drain: &BTreeSet<Target>,
     ) -> Result<String, String> {
-        let spec = &self.spec;
+        let spec = self.spec.clone();
+        let spec = &spec;
         let lock = configfile::lock_for(&spec.haproxy_config);
         let _file = lock.lock().await;
         let text = configfile::read(&spec.haproxy_config).await?;
         let block = configfile::find_block(&text, &spec.backend)?;
-        let slots = self.slots().await?;
-        let plan = plan::plan_draining(&slots, desired, drain);
+        let mut slots = self.slots().await?;
+        let mut plan = plan::plan_draining(&slots, desired, drain);
         if self.dry_run {
             for c in &plan.commands {
                 tracing::info!(event = "dry_run", rule = %self.rule, would = %c.lines(&spec.backend).join("; "));
@@ -461,13 +473,33 @@ impl Syncer {
         let after = if plan.commands.is_empty() {
             slots
         } else {
-            runtime::execute(
-                &spec.stats_socket,
-                &spec.backend,
-                &plan.commands,
-                self.timeout,
-            )
-            .await?;
+            // A slot that refuses its new address stays in maintenance and is left out; the
+            // plan is made again without it (each pass leaves out one more slot, so this ends).
+            loop {
+                match runtime::execute(
+                    &spec.stats_socket,
+                    &spec.backend,
+                    &plan.commands,
+                    self.timeout,
+                )
+                .await
+                {
+                    Ok(()) => break,
+                    Err(runtime::ExecError::AddrRefused { slot, reply })
+                        if !self.refused_slots.contains(&slot) =>
+                    {
+                        tracing::warn!(event = "slot_unusable", rule = %self.rule, backend = %spec.backend, slot = %slot, reply = %reply,
+                            "HAProxy refused a new address for this slot: it stays in maintenance and is not used until HAProxy reloads the block");
+                        self.refused_slots.insert(slot);
+                        slots = self.slots().await?;
+                        plan = plan::plan_draining(&slots, desired, drain);
+                        if plan.commands.is_empty() {
+                            break;
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             self.count(&plan);
             let after = self.slots().await?;
             let left = plan::plan_draining(&after, desired, drain);
@@ -526,6 +558,7 @@ impl Syncer {
             layout.push(Slot {
                 name: format!("{}{next_n}", spec.server_prefix),
                 target,
+                addressable: true,
                 maint: target.is_none(),
                 draining: false,
             });
@@ -537,6 +570,8 @@ impl Syncer {
             .collect();
         let new_text = configfile::replace_block(&text, &block, &lines);
         self.install_and_reload(&new_text).await?;
+        // The block wrote every slot afresh: refused ones are ordinary free slots now.
+        self.refused_slots.clear();
         let prefix = spec.server_prefix.clone();
         self.wait_live(desired, true)
             .await

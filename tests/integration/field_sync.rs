@@ -6,6 +6,8 @@ use crate::support::consul::Consul;
 use crate::support::lb::{self, Backends, Lb};
 use crate::support::watchdog::Watchdog;
 use crate::sync::{consul_source, instances, no_aws, rule};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 const WITHIN: Duration = Duration::from_secs(15);
@@ -266,4 +268,122 @@ async fn a_failed_reload_through_the_master_cli_fails_the_round_and_is_retried()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_reload_by_command_fails_the_round_and_is_retried() {
     failed_reload_scenario(true).await;
+}
+
+/// Slots of backend `app` that are out of maintenance with no address (`-`): HAProxy sends
+/// them requests that fail.
+async fn ready_without_address(socket: &std::path::Path) -> Vec<String> {
+    let Ok(reply) =
+        haproxy_watchdog::checks::haproxy::socket_command(socket, "show servers state app").await
+    else {
+        return Vec::new();
+    };
+    reply
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 6 && f[4] == "-")
+        .filter(|f| {
+            f[6].parse::<u32>()
+                .is_ok_and(|a| a & (0x01 | 0x02 | 0x20) == 0)
+        })
+        .map(|f| f[3].to_owned())
+        .collect()
+}
+
+/// Watch HAProxy every 20 ms until `stop` is set; the slots it saw ready with no address.
+fn watch_for_addressless_ready(
+    lb: &Lb,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    let socket = lb.socket.clone();
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            seen.extend(ready_without_address(&socket).await);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        seen
+    })
+}
+
+/// Runtime mode with a slot HAProxy cannot re-address (a name with `init-addr none`: address
+/// `-`, resolution maintenance). It is never a free slot and never made READY; the server goes
+/// to another slot, or the slots grow; a slot left READY with no address goes to maintenance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_with_no_usable_address_is_never_made_ready() {
+    let b = Backends::start(3).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1])).await;
+    let p = b.port;
+    let block = format!(
+        "  {}\n  server app1 {}:{p} check inter 500ms\n  server app2 app2.example.com:{p} check inter 500ms init-addr none\n  server app3 0.0.0.0:{p} check inter 500ms disabled\n  {}\n",
+        lb::BEGIN,
+        Backends::ip(0),
+        lb::END
+    );
+    let lb = Lb::start(&block).await;
+    let worker = lb.worker_pid().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = watch_for_addressless_ready(&lb, stop.clone());
+    let wd = Watchdog::start(
+        "lb",
+        &no_aws(),
+        &rule(&lb, "slots = 4", &consul_source(&consul)),
+        &[],
+    );
+    lb.converges(&b.addrs(&[0, 1]), "first sync").await;
+    assert_eq!(
+        crate::sync::slot_of(&lb, b.addr(1)).await.as_deref(),
+        Some("app3"),
+        "the server goes to the next free slot\n{}",
+        wd.log()
+    );
+    assert_eq!(lb.worker_pid().await, worker, "no reload needed");
+    stop.store(true, Ordering::Relaxed);
+    let seen = watcher.await.unwrap();
+    assert!(
+        seen.is_empty(),
+        "READY with no address: {seen:?}\n{}",
+        wd.log()
+    );
+
+    // What the old daemon left behind: `addr` (refused, yet it clears the resolution
+    // maintenance) and `state ready` joined with `;`.
+    let set = haproxy_watchdog::checks::haproxy::socket_command(
+        &lb.socket,
+        &format!(
+            "set server app/app2 addr {} port {p};set server app/app2 state ready",
+            Backends::ip(1)
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(
+        set.contains("only supported through configuration file"),
+        "{set}"
+    );
+    assert_eq!(ready_without_address(&lb.socket).await, ["app2"]);
+    consul.set(instances(&b, &[0, 1]));
+    crate::support::eventually(WITHIN, "app2 back in maintenance", || async {
+        ready_without_address(&lb.socket)
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+
+    // One more server than usable slots: the slots grow with one reload.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = watch_for_addressless_ready(&lb, stop.clone());
+    consul.set(instances(&b, &[0, 1, 2]));
+    lb.converges(&b.addrs(&[0, 1, 2]), "grown").await;
+    wd.wait_event(WITHIN, "slots_exhausted").await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = watcher.await.unwrap();
+    assert!(
+        seen.is_empty(),
+        "READY with no address: {seen:?}\n{}",
+        wd.log()
+    );
+    assert_eq!(wd.count("backend_sync_failed"), 0, "{}", wd.log());
 }

@@ -60,7 +60,7 @@ pub(crate) fn instances(b: &Backends, idx: &[usize]) -> Vec<Instance> {
         .collect()
 }
 
-async fn slot_of(lb: &Lb, addr: SocketAddr) -> Option<String> {
+pub(crate) async fn slot_of(lb: &Lb, addr: SocketAddr) -> Option<String> {
     let slots = haproxy_watchdog::sync::runtime::servers(&lb.socket, "app", Duration::from_secs(5))
         .await
         .ok()?;
