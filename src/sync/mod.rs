@@ -18,6 +18,7 @@ pub mod template;
 
 use crate::checks::Outcome;
 use crate::config::{ApplyMode, BackendSyncSpec, SourceSpec};
+use crate::providers::aws::imds::IdentitySource;
 use crate::providers::consul::{self, Consul};
 use crate::telemetry;
 use plan::{Slot, Target};
@@ -69,6 +70,8 @@ pub struct Syncer {
     /// Slots whose address change HAProxy refused: no free slots until HAProxy reloads the
     /// block (which writes them as ordinary free slots).
     refused_slots: BTreeSet<String>,
+    /// This node's identity (`[node]` or instance metadata): peers mode writes its own line.
+    identity: Option<Arc<IdentitySource>>,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -99,7 +102,14 @@ impl Syncer {
             last_answer: None,
             reload_owed: AtomicBool::new(false),
             refused_slots: BTreeSet::new(),
+            identity: None,
         }
+    }
+
+    /// Where this node's private IP comes from (peers mode needs it for its own line).
+    pub fn with_identity(mut self, identity: Arc<IdentitySource>) -> Self {
+        self.identity = Some(identity);
+        self
     }
 
     /// One round: wait, discover, check the answer, apply. Never blocks past the engine's
@@ -383,43 +393,68 @@ impl Syncer {
     }
 
     /// Peers mode: one `peer <instance-id> <ip>:<port>` line per serving instance in the
-    /// `peers` section's managed block; a change is checked, installed and reloaded.
+    /// `peers` section's managed block, and always this node's own line (`localpeer`, or the
+    /// host name as HAProxy defaults to, at this node's private IP): HAProxy drops a peers
+    /// section without its local peer, so a change that would leave it out is never
+    /// installed. A change is checked, installed and reloaded.
     async fn apply_peers(&mut self, names: &BTreeMap<String, Target>) -> Result<String, String> {
         let spec = self.spec.clone();
         let lock = configfile::lock_for(&spec.haproxy_config);
         let _file = lock.lock().await;
         let text = configfile::read(&spec.haproxy_config).await?;
         let block = configfile::find_peers_block(&text, &spec.backend)?;
-        let lines: Vec<String> = names
+        let local = match configfile::local_peer_name(&text) {
+            Some(l) => l,
+            None => host_name().map_err(|e| {
+                format!("the peers section needs this node's peer name: no `localpeer` in global, and {e}")
+            })?,
+        };
+        let port = spec
+            .port
+            .ok_or("no port for the peers section's lines (set `port`)")?;
+        let own = self.own_ip().await.map_err(|e| {
+            format!("cannot write this node's own peer line ({local}): {e}; the peers section is left as it is")
+        })?;
+        let own = Target { ip: own, port };
+        let lines = configfile::peer_lines(names, &local, own);
+        if !lines
             .iter()
-            .map(|(id, t)| format!("peer {id} {t}"))
-            .collect();
-        let new_text = configfile::replace_block(&text, &block, &lines);
-        // HAProxy drops a peers section that does not name its local peer.
-        let local = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("localpeer "))
-            .map(str::trim);
-        let missing = local.is_some_and(|l| !names.contains_key(l));
-        let owed = self.reload_owed.load(Ordering::Relaxed);
-        if new_text == text && !owed {
-            return Ok(format!("in step: {} peers", names.len()));
+            .any(|l| l.starts_with(&format!("peer {local} ")))
+        {
+            return Err(format!(
+                "refusing to write a peers section without its local peer {local}"
+            ));
         }
-        if let (true, Some(l)) = (missing, local) {
-            tracing::warn!(event = "local_peer_missing", rule = %self.rule, localpeer = %l,
-                "the group does not list this node (yet): HAProxy keeps the peers section inactive until it does");
+        let new_text = configfile::replace_block(&text, &block, &lines);
+        let owed = self.reload_owed.load(Ordering::Relaxed);
+        let outside = if names.contains_key(&local) {
+            ""
+        } else {
+            " (this node is not InService yet: its own line is kept)"
+        };
+        if new_text == text && !owed {
+            return Ok(format!("in step: {} peers{outside}", lines.len()));
         }
         if self.dry_run {
-            tracing::info!(event = "dry_run", rule = %self.rule, would = %format!("write {} peers into peers {} and reload", names.len(), spec.backend));
+            tracing::info!(event = "dry_run", rule = %self.rule, would = %format!("write {} peers into peers {} and reload", lines.len(), spec.backend));
             return Ok(format!(
                 "dry run: would write {} peers and reload",
-                names.len()
+                lines.len()
             ));
         }
         self.install_and_reload(&new_text).await?;
         telemetry::incr("backend_sync_peer_updates_total", &[("rule", &self.rule)]);
-        tracing::info!(event = "peers_applied", rule = %self.rule, peers_section = %spec.backend, peers = names.len());
-        Ok(format!("{} peers (reloaded)", names.len()))
+        tracing::info!(event = "peers_applied", rule = %self.rule, peers_section = %spec.backend, peers = lines.len(), localpeer = %local);
+        Ok(format!("{} peers (reloaded){outside}", lines.len()))
+    }
+
+    /// This node's private IP: `[node] private_ip`, else instance metadata.
+    async fn own_ip(&self) -> Result<std::net::Ipv4Addr, String> {
+        let identity = self
+            .identity
+            .as_ref()
+            .ok_or("this node's identity is not known here")?;
+        Ok(identity.get().await?.private_ip)
     }
 
     /// The backend's slots: its servers named `<prefix><number>`, in order. A slot whose
@@ -766,6 +801,17 @@ impl Syncer {
         }
         s
     }
+}
+
+/// The host name, which HAProxy uses as the local peer's name when `localpeer` is not set.
+fn host_name() -> Result<String, String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_err(|e| format!("the host name cannot be read: {e}"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("the host name is empty".into());
+    }
+    Ok(name.to_owned())
 }
 
 fn note(n: usize, what: &str, left_out: &[String]) -> String {

@@ -387,3 +387,117 @@ async fn a_slot_with_no_usable_address_is_never_made_ready() {
     );
     assert_eq!(wd.count("backend_sync_failed"), 0, "{}", wd.log());
 }
+
+/// Peers mode on a node the group does not list yet (Pending:Wait, Standby): the managed
+/// block keeps `peer <localpeer> <own IP>:<port>`, so HAProxy keeps the section and shares
+/// its stick tables; without this node's address nothing is installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peers_section_always_keeps_its_local_peer() {
+    let group = crate::support::asg::Group::start_in("web", 2, Some(())).await;
+    let ids = group.instance_ids().await;
+    let peer_port = crate::support::free_port();
+    let me = "i-0ccccccccccccccc3";
+    let own_ip = "127.0.0.13";
+    let lb = Lb::start(&lb::block(2, 8080)).await;
+    let text = std::fs::read_to_string(&lb.config)
+        .unwrap()
+        .replacen("global\n", &format!("global\n  localpeer {me}\n"), 1)
+        + &format!("peers mesh\n  # BEGIN haproxy-watchdog peers of mesh\n  peer {me} {own_ip}:{peer_port}\n  # END haproxy-watchdog peers of mesh\n");
+    std::fs::write(&lb.config, &text).unwrap();
+    lb.reload().await;
+    let shows_peers = || async {
+        haproxy_watchdog::checks::haproxy::socket_command(&lb.socket, "show peers")
+            .await
+            .unwrap_or_default()
+    };
+    assert!(
+        shows_peers().await.contains(me),
+        "the section is active to start with"
+    );
+
+    let env = crate::support::watchdog::Env {
+        aws_endpoint: group.moto.url.clone(),
+        imds_endpoint: "http://127.0.0.1:9".into(),
+    };
+    let rules = format!(
+        r#"
+[rules.peers]
+interval = "1s"
+timeout = "1s"
+fail_after = 2
+recover_after = 1
+
+[rules.peers.check]
+type = "backend_sync"
+apply = "peers"
+peers = "mesh"
+port = {peer_port}
+stats_socket = "{}"
+haproxy_config = "{}"
+reload = {{ master_socket = "{}", window = "1s" }}
+
+[rules.peers.check.source]
+type = "asg"
+group = "web"
+"#,
+        lb.socket.display(),
+        lb.config.display(),
+        lb.master.display()
+    );
+
+    // Without this node's address (no [node], no instance metadata) the block is left alone.
+    let wd = Watchdog::start("lb", &env, &rules, &[]);
+    let e = wd
+        .wait_for(WITHIN, "a refused peers change", |e| {
+            e["event"] == "backend_sync_failed"
+        })
+        .await;
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("own peer line ({me})")),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&lb.config).unwrap(), text);
+    drop(wd);
+
+    let node = format!(
+        "[node]\ninstance_id = \"{me}\"\nnetwork_interface_id = \"eni-0ccccccccccccccc3\"\nprivate_ip = \"{own_ip}\"\n"
+    );
+    let wd = Watchdog::start("lb", &env, &format!("{node}{rules}"), &[]);
+    let mut want = vec![format!("peer {me} {own_ip}:{peer_port}")];
+    for id in &ids {
+        want.push(format!(
+            "peer {id} {}:{peer_port}",
+            group.private_ip(id).await
+        ));
+    }
+    want.sort();
+    let block = || {
+        let mut l: Vec<String> = std::fs::read_to_string(&lb.config)
+            .unwrap()
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("peer "))
+            .map(str::to_owned)
+            .collect();
+        l.sort();
+        l
+    };
+    crate::support::eventually(WITHIN, "the group's peers and this node's", || async {
+        (block() == want).then_some(())
+    })
+    .await;
+    // Reloaded, and HAProxy runs the section with every peer (an incomplete section would be
+    // dropped and `show peers` empty).
+    crate::support::eventually(WITHIN, "HAProxy with the whole peers section", || async {
+        let shown = shows_peers().await;
+        (shown.contains(me) && ids.iter().all(|id| shown.contains(id.as_str()))).then_some(())
+    })
+    .await;
+    // And it stays so: nothing more to change.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(block(), want);
+    assert_eq!(wd.count("backend_sync_failed"), 0, "{}", wd.log());
+}
