@@ -72,6 +72,10 @@ pub struct Syncer {
     refused_slots: BTreeSet<String>,
     /// This node's identity (`[node]` or instance metadata): peers mode writes its own line.
     identity: Option<Arc<IdentitySource>>,
+    /// Reload mode: reloads of one rendering that did not bring the wanted servers.
+    attempts: reload::Attempts,
+    /// Reload mode: the wanted servers last seen in maintenance (kept: the operator's).
+    seen_maint: BTreeSet<Target>,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -103,6 +107,8 @@ impl Syncer {
             reload_owed: AtomicBool::new(false),
             refused_slots: BTreeSet::new(),
             identity: None,
+            attempts: reload::Attempts::default(),
+            seen_maint: BTreeSet::new(),
         }
     }
 
@@ -646,9 +652,34 @@ impl Syncer {
             }
         };
         let live = self.live_targets().await.ok();
+        self.note_maintenance(desired).await;
+        let kept = if self.seen_maint.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} in maintenance (kept: {})",
+                self.seen_maint.len(),
+                list(&self.seen_maint)
+            )
+        };
         let owed = self.reload_owed.load(Ordering::Relaxed);
         if text == current && !owed && live.as_ref() == Some(desired) {
-            return Ok(format!("in step: {} servers", desired.len()));
+            self.attempts.succeeded();
+            return Ok(format!("in step: {} servers{kept}", desired.len()));
+        }
+        // A rendering whose reloads did not bring HAProxy to it is not reloaded over and
+        // over: after a few attempts it waits, and the round says why.
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            text.hash(&mut h);
+            h.finish()
+        };
+        if let Some((left, n, last)) = self.attempts.held(key, Instant::now()) {
+            return Err(format!(
+                "{n} reloads of this configuration did not bring HAProxy to the wanted servers (last: {last}); next attempt in {}",
+                humantime::format_duration(Duration::from_secs(left.as_secs().max(1)))
+            ));
         }
         if self.dry_run {
             tracing::info!(event = "dry_run", rule = %self.rule, would = "install the rendered configuration and reload");
@@ -668,17 +699,62 @@ impl Syncer {
             self.reload_owed.store(true, Ordering::Relaxed);
         }
         self.coalesced_reload().await?;
-        self.wait_live(desired, false).await?;
+        if let Err(e) = self.wait_live(desired, false).await {
+            if let Some(hold) = self.attempts.failed(key, Instant::now(), &e) {
+                tracing::warn!(event = "reload_held_back", rule = %self.rule, backend = %spec.backend,
+                    attempts = reload::MAX_ATTEMPTS, hold = %humantime::format_duration(hold), error = %e,
+                    "reloading again would not help: holding this configuration back");
+            }
+            return Err(e);
+        }
+        self.attempts.succeeded();
+        self.note_maintenance(desired).await;
         let before = live.unwrap_or_default();
         let added = desired.difference(&before).count();
         let removed = before.difference(desired).count();
         self.count_changes(added, removed);
         tracing::info!(event = "backend_sync_applied", rule = %self.rule, backend = %spec.backend, mode = "reload",
             added, removed, servers = desired.len());
+        let kept = if self.seen_maint.is_empty() {
+            String::new()
+        } else {
+            format!(", {} in maintenance (kept)", self.seen_maint.len())
+        };
         Ok(format!(
-            "{} servers: +{added} -{removed} (reloaded)",
+            "{} servers: +{added} -{removed} (reloaded){kept}",
             desired.len()
         ))
+    }
+
+    /// Reload mode: the wanted servers HAProxy holds in maintenance (an operator's `set
+    /// server ... state maint`, which a server-state file carries across reloads). They
+    /// count as present (no reload brings them back) and are left as they are: the
+    /// operator's maintenance wins. Logged when the set changes.
+    async fn note_maintenance(&mut self, desired: &BTreeSet<Target>) {
+        let Ok(all) =
+            runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await
+        else {
+            return;
+        };
+        let maint: BTreeSet<Target> = all
+            .iter()
+            .filter(|s| s.maint && self.named_by_us(s))
+            .filter_map(|s| s.target)
+            .filter(|t| desired.contains(t))
+            .collect();
+        if maint != self.seen_maint {
+            if !maint.is_empty() {
+                tracing::warn!(event = "servers_in_maintenance", rule = %self.rule, backend = %self.spec.backend,
+                    servers = %list(&maint), "kept in maintenance: an operator's maintenance wins over the source");
+            }
+            self.seen_maint = maint;
+        }
+    }
+
+    /// Reload mode: the server has the name the template gave this target.
+    fn named_by_us(&self, s: &Slot) -> bool {
+        s.target
+            .is_some_and(|t| s.name == template::server_name(&self.spec.server_prefix, &t))
     }
 
     /// Check and install `text` as the HAProxy configuration (unless the file already is
@@ -719,12 +795,14 @@ impl Syncer {
     }
 
     /// The targets the backend serves right now (reload mode: every server in it).
+    /// A server of ours in maintenance counts: it is configured, and no reload changes that
+    /// (the server-state file brings its state back).
     async fn live_targets(&self) -> Result<BTreeSet<Target>, String> {
         let all =
             runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
         Ok(all
             .iter()
-            .filter(|s| s.serving())
+            .filter(|s| s.serving() || (s.maint && self.named_by_us(s)))
             .filter_map(|s| s.target)
             .collect())
     }
@@ -747,11 +825,15 @@ impl Syncer {
             match seen {
                 Ok(t) if &t == desired => return Ok(()),
                 Ok(t) => {
+                    let missing: BTreeSet<Target> = desired.difference(&t).copied().collect();
+                    let others: BTreeSet<Target> = t.difference(desired).copied().collect();
                     last = format!(
-                        "HAProxy serves {} of the {} servers wanted, and {} others",
+                        "HAProxy serves {} of the {} servers wanted (missing: {}), and {} others ({})",
                         t.intersection(desired).count(),
                         desired.len(),
-                        t.difference(desired).count()
+                        list(&missing),
+                        others.len(),
+                        list(&others)
                     )
                 }
                 Err(e) => last = e,
@@ -801,6 +883,18 @@ impl Syncer {
         }
         s
     }
+}
+
+/// Up to five servers, for messages.
+fn list(t: &BTreeSet<Target>) -> String {
+    if t.is_empty() {
+        return "none".into();
+    }
+    let mut s: Vec<String> = t.iter().take(5).map(Target::to_string).collect();
+    if t.len() > 5 {
+        s.push("...".into());
+    }
+    s.join(", ")
 }
 
 /// The host name, which HAProxy uses as the local peer's name when `localpeer` is not set.

@@ -171,6 +171,63 @@ impl Reloader {
     }
 }
 
+/// Reloads HAProxy took without bringing the wanted servers, before the same configuration
+/// is held back.
+pub const MAX_ATTEMPTS: u32 = 3;
+/// The first hold after [`MAX_ATTEMPTS`]; it doubles with each further attempt up to
+/// [`MAX_HOLD`].
+pub const FIRST_HOLD: Duration = Duration::from_secs(60);
+pub const MAX_HOLD: Duration = Duration::from_secs(3600);
+
+/// Reloads of one rendered configuration that HAProxy performed but after which it did not
+/// serve the wanted servers (a reload cannot fix what it brings back, e.g. a template that
+/// leaves servers out). After [`MAX_ATTEMPTS`] the same configuration is reloaded again only
+/// after a hold, so a rule never reloads HAProxy over and over. Any other configuration
+/// (`key`) starts afresh.
+#[derive(Debug, Default)]
+pub struct Attempts {
+    key: Option<u64>,
+    failed: u32,
+    hold_until: Option<Instant>,
+    last: String,
+}
+
+impl Attempts {
+    /// While `key` is held back: how long still, after how many attempts, and the last error.
+    pub fn held(&self, key: u64, now: Instant) -> Option<(Duration, u32, &str)> {
+        match self.hold_until {
+            Some(t) if self.key == Some(key) && t > now => {
+                Some((t - now, self.failed, self.last.as_str()))
+            }
+            _ => None,
+        }
+    }
+
+    /// One more attempt for `key` did not take; Some(hold) when that starts a hold.
+    pub fn failed(&mut self, key: u64, now: Instant, error: &str) -> Option<Duration> {
+        if self.key != Some(key) {
+            *self = Attempts {
+                key: Some(key),
+                ..Attempts::default()
+            };
+        }
+        self.failed += 1;
+        self.last = error.to_owned();
+        if self.failed < MAX_ATTEMPTS {
+            return None;
+        }
+        let doublings = (self.failed - MAX_ATTEMPTS).min(16);
+        let hold = (FIRST_HOLD * 2u32.pow(doublings)).min(MAX_HOLD);
+        self.hold_until = Some(now + hold);
+        Some(hold)
+    }
+
+    /// HAProxy runs what was wanted: start afresh.
+    pub fn succeeded(&mut self) {
+        *self = Attempts::default();
+    }
+}
+
 const POLL: Duration = Duration::from_millis(100);
 /// One master CLI command may take this long (a failing 3.0 reload answers after ~2 s).
 const MASTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -367,6 +424,30 @@ mod tests {
         assert_eq!(failed.new_worker(&good), None, "the same worker serves");
         assert!(parse_show_proc("Unknown command.\n").is_err());
         assert!(parse_show_proc("").is_err());
+    }
+
+    #[test]
+    fn reloads_that_do_not_converge_are_held_back_after_a_bounded_number() {
+        let t0 = Instant::now();
+        let mut a = Attempts::default();
+        assert_eq!(a.failed(7, t0, "e1"), None);
+        assert_eq!(a.failed(7, t0, "e2"), None);
+        assert_eq!(a.held(7, t0), None);
+        assert_eq!(a.failed(7, t0, "e3"), Some(FIRST_HOLD));
+        assert_eq!(a.held(7, t0), Some((FIRST_HOLD, 3, "e3")));
+        // Another configuration is not held; the hold ends; the next failure doubles it.
+        assert_eq!(a.held(8, t0), None);
+        let later = t0 + FIRST_HOLD;
+        assert_eq!(a.held(7, later), None);
+        assert_eq!(a.failed(7, later, "e4"), Some(FIRST_HOLD * 2));
+        for _ in 0..20 {
+            a.failed(7, later, "e");
+        }
+        assert_eq!(a.held(7, later).map(|h| h.0), Some(MAX_HOLD));
+        // A new configuration, or success, starts afresh.
+        assert_eq!(a.failed(9, later, "x"), None);
+        a.succeeded();
+        assert_eq!(a.failed(9, later, "x"), None);
     }
 
     #[test]

@@ -501,3 +501,154 @@ group = "web"
     assert_eq!(block(), want);
     assert_eq!(wd.count("backend_sync_failed"), 0, "{}", wd.log());
 }
+
+/// Reload mode with a server-state file that a reload command saves first (as Debian's unit
+/// can): an operator's `set server ... state maint` comes back after every reload. It wins
+/// (no endless reloads to undo it), the round says it is kept, and a rendering that no reload
+/// can bring about is held back after a few attempts instead of reloading forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_maintenance_in_the_server_state_file_causes_no_endless_reloads() {
+    let b = Backends::start(3).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1])).await;
+    let lb = Lb::start("  server seed 127.0.0.1:9 disabled\n").await;
+    let dir = lb.dir.path();
+    let state = dir.join("server-state");
+    let template = dir.join("haproxy.cfg.j2");
+    let text = lb::config_text(&lb.socket, lb.port, "    {{ nodes }}\n")
+        .replacen(
+            "global\n",
+            &format!("global\n  server-state-file {}\n", state.display()),
+            1,
+        )
+        .replacen(
+            "defaults\n",
+            "defaults\n  load-server-state-from-file global\n",
+            1,
+        );
+    std::fs::write(&template, &text).unwrap();
+    // Save the state, then reload the master: what a unit's ExecReload does.
+    let save = dir.join("save-state.py");
+    std::fs::write(
+        &save,
+        "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(b'show servers state\\n')\nd = b''\nwhile True:\n    c = s.recv(65536)\n    if not c:\n        break\n    d += c\nopen(sys.argv[2], 'wb').write(d)\n",
+    )
+    .unwrap();
+    let proc = master(&lb, "show proc").await;
+    let master_pid = proc
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("master"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the master's pid")
+        .to_owned();
+    let command = format!(
+        "python3 {} {} {} && kill -USR2 {master_pid}",
+        save.display(),
+        lb.socket.display(),
+        state.display()
+    );
+    let check = format!("apply = \"reload\"\ntemplate = \"{}\"", template.display());
+    let toml = rule(&lb, &check, &consul_source(&consul)).replace(
+        &format!(
+            "reload = {{ master_socket = \"{}\", window = \"1s\" }}",
+            lb.master.display()
+        ),
+        &format!("reload = {{ command = [\"sh\", \"-c\", \"{command}\"], window = \"1s\", timeout = \"3s\" }}"),
+    );
+    let wd = Watchdog::start("lb", &no_aws(), &toml, &[]);
+    lb.converges(&b.addrs(&[0, 1]), "first render").await;
+    wd.wait_event(WITHIN, "haproxy_reloaded").await;
+
+    // The operator takes server 0 out; then the group grows, and the reload (state saved
+    // first) brings the maintenance back.
+    let name = format!("app_{}_{}", Backends::ip(0), b.port);
+    let r = haproxy_watchdog::checks::haproxy::socket_command(
+        &lb.socket,
+        &format!("set server app/{name} state maint"),
+    )
+    .await
+    .unwrap();
+    assert!(r.trim().is_empty(), "{r}");
+    let reloads = wd.count("haproxy_reloaded");
+    let applied = wd.count("backend_sync_applied");
+    consul.set(instances(&b, &[0, 1, 2]));
+    crate::support::eventually(WITHIN, "the reload for server 2", || async {
+        (wd.count("backend_sync_applied") > applied).then_some(())
+    })
+    .await;
+    assert_eq!(lb.serving().await, Some(b.addrs(&[1, 2])), "{}", wd.log());
+    let e = wd.wait_event(WITHIN, "servers_in_maintenance").await;
+    assert!(
+        e["servers"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&b.addr(0).to_string()),
+        "{e}"
+    );
+    // No more reloads: the operator's maintenance is kept, and the rounds pass.
+    let settled = wd.count("haproxy_reloaded");
+    assert_eq!(settled, reloads + 1, "{}", wd.log());
+    let passed = wd.count("check_passed");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(wd.count("haproxy_reloaded"), settled, "{}", wd.log());
+    assert_eq!(wd.count("backend_sync_failed"), 0, "{}", wd.log());
+    assert!(wd.count("check_passed") > passed);
+    let last = wd.events("check_passed").pop().unwrap();
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("in maintenance"),
+        "{last}"
+    );
+
+    // A template that can never give the wanted servers (it renders only the first): a few
+    // reloads, then it is held back and reported, not reloaded forever.
+    std::fs::write(
+        &template,
+        text.replace(
+            "    {{ nodes }}\n",
+            "    server {{ servers[0].name }} {{ servers[0].address }}\n",
+        ),
+    )
+    .unwrap();
+    consul.set(instances(&b, &[1, 2]));
+    let e = wd
+        .wait_for(
+            Duration::from_secs(40),
+            "the configuration held back",
+            |e| e["event"] == "reload_held_back",
+        )
+        .await;
+    eprintln!("held back: {e}");
+    let after = wd.count("haproxy_reloaded");
+    assert!(
+        after - settled <= 3,
+        "{} reloads before holding back\n{}",
+        after - settled,
+        wd.log()
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        wd.count("haproxy_reloaded"),
+        after,
+        "reloads went on\n{}",
+        wd.log()
+    );
+    let failed = wd.events("backend_sync_failed").pop().unwrap();
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("next attempt in"),
+        "{failed}"
+    );
+
+    // A good template again is a new configuration: applied at once.
+    std::fs::write(&template, &text).unwrap();
+    consul.set(instances(&b, &[0, 2]));
+    crate::support::eventually(WITHIN, "the good template applied", || async {
+        let s = lb.serving().await?;
+        (s == b.addrs(&[2]) || s == b.addrs(&[0, 2])).then_some(())
+    })
+    .await;
+}
