@@ -107,7 +107,7 @@ impl Plan {
 
 /// Slots sorted the way an operator reads them: `app2` before `app10`.
 pub fn sort_slots(slots: &mut [Slot]) {
-    slots.sort_by(|a, b| natural_key(&a.name).cmp(&natural_key(&b.name)));
+    slots.sort_by_key(|s| natural_key(&s.name));
 }
 
 fn natural_key(name: &str) -> (String, u64, String) {

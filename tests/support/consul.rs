@@ -288,7 +288,7 @@ async fn answer(
     }
     if let Some(dc) = get("dc") {
         if dc != s.datacenter {
-            return reply(500, index, format!("No path to datacenter"));
+            return reply(500, index, "No path to datacenter".to_owned());
         }
     }
     if service != s.service {
