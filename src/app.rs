@@ -31,6 +31,7 @@ pub struct Live {
     /// One per `backend_sync` rule; each is only ever used by its own rule's task.
     syncers: BTreeMap<String, tokio::sync::Mutex<Syncer>>,
     board: StatusBoard,
+    store: StateStore,
 }
 
 impl Effects for Live {
@@ -43,6 +44,13 @@ impl Effects for Live {
 
     fn report(&self, report: &crate::engine::CycleReport) {
         self.board.record(report);
+    }
+
+    fn persist(&self, rule: &str, state: &crate::engine::RuleState) {
+        match serde_json::to_value(state) {
+            Ok(v) => self.store.rule_saved(rule, v),
+            Err(e) => tracing::error!(event = "state_not_saved", rule = %rule, error = %e),
+        }
     }
 
     fn streak_started(&self, action: &str) {
@@ -72,6 +80,11 @@ pub struct Shared {
     dry_run: bool,
     /// What `watchdog status` and `/metrics` show.
     pub board: StatusBoard,
+    store: StateStore,
+    /// The rule states the state directory held at start, until the daemon takes them.
+    saved_rules: std::sync::Mutex<BTreeMap<String, serde_json::Value>>,
+    /// Claims the last run died in, by EIP, until a `claim_eip` action of that EIP settles them.
+    pending_claims: std::sync::Mutex<BTreeMap<String, crate::state::PendingClaim>>,
 }
 
 /// One configuration's effects. Sending `true` on `stop` ends its rules (and keeps new claims
@@ -83,8 +96,12 @@ pub struct Generation {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("cannot build the HTTP client: {0}")]
-    Http(#[from] reqwest::Error),
+    /// The whole cause chain is in the message: a bare "builder error" tells nobody anything.
+    #[error("cannot build the HTTP client: {}{}", crate::telemetry::chain(.0),
+        if crate::telemetry::chain(.0).contains("CA certificates") {
+            " (the configuration has https URLs: install the CA certificates, Debian's and RHEL's package ca-certificates)"
+        } else { "" })]
+    Http(reqwest::Error),
     #[error("no AWS region: set [aws] region or AWS_REGION (or run on EC2, where instance metadata gives it)")]
     NoRegion,
     #[error("this configuration calls AWS, which the daemon did not set up at start (its first configuration needed no AWS call): restart to apply it")]
@@ -174,11 +191,42 @@ impl Shared {
             alert_task,
             alert_stop,
             in_flight: InFlight::default(),
-            holds: HoldDowns::new(store),
+            holds: HoldDowns::new(store.clone()),
             sdk,
             dry_run,
             board: StatusBoard::default(),
+            store,
+            saved_rules: std::sync::Mutex::new(recovered.rules),
+            pending_claims: std::sync::Mutex::new(recovered.claims),
         })
+    }
+
+    /// The rule states saved before the last stop, for the rules `config` still has (the
+    /// others are forgotten). A saved state that no longer reads is logged and dropped: that
+    /// rule starts afresh, as a new rule would.
+    pub fn saved_rule_states(&self, config: &Config) -> crate::engine::RuleStates {
+        let saved =
+            std::mem::take(&mut *self.saved_rules.lock().unwrap_or_else(|p| p.into_inner()));
+        self.store
+            .keep_rules(config.rules.iter().map(|r| r.name.as_str()));
+        let mut states = crate::engine::RuleStates::new();
+        for (name, value) in saved {
+            if !config.rules.iter().any(|r| r.name == name) {
+                continue;
+            }
+            match serde_json::from_value(value) {
+                Ok(st) => {
+                    states.insert(name, st);
+                }
+                Err(e) => {
+                    tracing::warn!(event = "rule_state_unreadable", rule = %name, error = %e, "the rule starts afresh")
+                }
+            }
+        }
+        if !states.is_empty() {
+            tracing::info!(event = "rule_states_restored", rules = %states.keys().cloned().collect::<Vec<_>>().join(","));
+        }
+        states
     }
 
     /// After the engine has stopped: let claims already changing EC2 finish (each AWS call is
@@ -195,7 +243,7 @@ impl Shared {
     /// The effects of `config`: its probes, actions and syncers.
     pub fn generation(&self, config: &Config) -> Result<Generation, BuildError> {
         let dry_run = self.dry_run;
-        let http = checks::http_client()?;
+        let http = checks::http_client(config.needs_tls()).map_err(BuildError::Http)?;
         let (stop, stop_rx) = watch::channel(false);
         if aws_needs(config, dry_run) && self.sdk.is_none() {
             return Err(BuildError::AwsNotStarted);
@@ -243,7 +291,16 @@ impl Shared {
             .map(|(name, spec)| {
                 let action = match spec {
                     ActionSpec::ClaimEip(c) => {
-                        Action::ClaimEip(ClaimEip::new(c.clone(), claim_env.clone(), &self.holds))
+                        let claim = ClaimEip::new(c.clone(), claim_env.clone(), &self.holds);
+                        let pending = self
+                            .pending_claims
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&c.eip.to_string());
+                        if let Some(p) = pending {
+                            claim.reconcile(p, self.alert_stop.subscribe());
+                        }
+                        Action::ClaimEip(claim)
                     }
                     ActionSpec::Sns(s) => Action::Sns(SnsNotify::new(
                         s.clone(),
@@ -272,6 +329,7 @@ impl Shared {
                 actions,
                 syncers,
                 board: self.board.clone(),
+                store: self.store.clone(),
             }),
             stop,
         })

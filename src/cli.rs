@@ -12,13 +12,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// The name the package installs the program under, used in every message it prints.
+pub const PROG: &str = "haproxy-watchdog";
+
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
-    name = "watchdog",
+    name = "haproxy-watchdog",
     version,
     about = "HAProxy high-availability watchdog for AWS: N-cycle checks, egress-verified Elastic IP failover, SNS alerts.",
     after_help = "Exit codes: 0 ok; 1 a check or action failed (--once) or a fatal runtime error; 2 invalid configuration or usage."
@@ -36,9 +39,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub dry_run: bool,
 
-    /// Where `run` keeps hold-downs and undelivered alerts across restarts ("" for nowhere).
-    #[arg(long, global = true, env = "WATCHDOG_STATE_DIR", default_value = defaults::STATE_DIR)]
-    pub state_dir: PathBuf,
+    /// Where `run` keeps hold-downs, claims in flight, rule health and undelivered alerts
+    /// across restarts ("" for nowhere: kept in memory only).
+    #[arg(long, global = true, env = "WATCHDOG_STATE_DIR", default_value = defaults::STATE_DIR,
+        value_parser = clap::builder::OsStringValueParser::new())]
+    pub state_dir: std::ffi::OsString,
 
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "plain")]
@@ -113,7 +118,7 @@ fn dispatch(cli: Cli) -> u8 {
         (Some(Command::Run), true) | (None, true) => with_runtime(&cli, once),
         (Some(Command::Run), false) => {
             let path = cli.config.clone();
-            let state = Some(cli.state_dir.clone()).filter(|d| !d.as_os_str().is_empty());
+            let state = Some(PathBuf::from(&cli.state_dir)).filter(|d| !d.as_os_str().is_empty());
             with_runtime(&cli, |c, dry_run| daemon(path, state, c, dry_run))
         }
         (None, false) => usage(
@@ -130,7 +135,7 @@ fn import_monit(
     let imported = match crate::monit::import(files, root) {
         Ok(i) => i,
         Err(e) => {
-            eprintln!("watchdog: {e}");
+            eprintln!("{PROG}: {e}");
             return EXIT_CONFIG;
         }
     };
@@ -143,7 +148,7 @@ fn import_monit(
         }
     };
     if let Err(e) = written {
-        eprintln!("watchdog: {e}");
+        eprintln!("{PROG}: {e}");
         return EXIT_CONFIG;
     }
     eprintln!(
@@ -178,13 +183,13 @@ fn import_monit(
 }
 
 fn usage(msg: &str) -> u8 {
-    eprintln!("watchdog: {msg}");
+    eprintln!("{PROG}: {msg}");
     EXIT_CONFIG
 }
 
 fn load(cli: &Cli) -> Result<config::Config, u8> {
     config::load(&cli.config).map_err(|e| {
-        eprint!("watchdog: {e}");
+        eprint!("{PROG}: {e}");
         EXIT_CONFIG
     })
 }
@@ -235,7 +240,7 @@ fn status(cli: &Cli, json: bool, socket: Option<PathBuf>) -> u8 {
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("watchdog: {e}");
+            eprintln!("{PROG}: {e}");
             EXIT_FAILED
         }
     }
@@ -319,7 +324,7 @@ where
 
 fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, u8> {
     builder.enable_all().build().map_err(|e| {
-        eprintln!("watchdog: cannot start the async runtime: {e}");
+        eprintln!("{PROG}: cannot start the async runtime: {e}");
         EXIT_FAILED
     })
 }
@@ -334,7 +339,7 @@ async fn once(config: config::Config, dry_run: bool) -> u8 {
     let (shared, generation) = match app::start(&config, dry_run, None).await {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("watchdog: {e}");
+            eprintln!("{PROG}: {e}");
             return if e.is_config() {
                 EXIT_CONFIG
             } else {
@@ -399,15 +404,26 @@ async fn daemon(
         config = %config.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let (hup_tx, mut hup_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Installed before READY: a SIGTERM or SIGHUP right after `systemctl start` returns
+    // must find its handler.
+    let signals = Signals::install();
+    // systemd (Type=notify): `systemctl start` returns once this is sent, and fails if the
+    // process exits before, so a configuration that cannot run fails the start itself.
+    notify_systemd(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&running_status(&config)),
+    ]);
     tokio::spawn(async move {
-        let why = wait_for_signal(hup_tx).await;
+        let why = signals.wait(hup_tx).await;
         tracing::info!(event = "stopping", signal = why);
         let _ = stop_tx.send(true);
     });
     // What only a restart changes: the AWS SDK set-up and the control listeners.
     let started = (config.aws.clone(), config.control.clone());
     let mut config = config;
-    let mut states = engine::RuleStates::new();
+    // Health and unfinished actions as the last run left them: a restart during an outage
+    // neither pages again nor forgets a claim it still has to make.
+    let mut states = shared.saved_rule_states(&config);
     let result = loop {
         let mut engine_task = tokio::spawn(engine::run(
             config.rules.clone(),
@@ -422,7 +438,11 @@ async fn daemon(
                 done = &mut engine_task => break Err(done),
                 _ = stop_rx.wait_for(|s| *s) => break Ok(None),
                 Some(()) = hup_rx.recv() => {
-                    match reload(&path, &started, &shared) {
+                    notify_systemd(&[sd_notify::NotifyState::Reloading]);
+                    let next = reload(&path, &started, &shared);
+                    let status = running_status(next.as_ref().map_or(&config, |(c, _)| c));
+                    notify_systemd(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+                    match next {
                         Some(next) => break Ok(Some(next)),
                         None => continue,
                     }
@@ -471,6 +491,7 @@ async fn daemon(
             }
         }
     };
+    notify_systemd(&[sd_notify::NotifyState::Stopping]);
     let _ = generation.stop.send(true);
     let _ = control_stop.send(true);
     let left = shared.finish(Duration::from_secs(5)).await;
@@ -525,6 +546,24 @@ fn reload(
     }
 }
 
+/// Tell systemd (when it started us with `NOTIFY_SOCKET`; otherwise nothing happens).
+fn notify_systemd(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(event = "notify_failed", error = %e, "cannot tell systemd the daemon's state");
+    }
+}
+
+/// The one-line status `systemctl status` shows.
+fn running_status(config: &config::Config) -> String {
+    format!(
+        "{} rule{}, {} action{}",
+        config.rules.len(),
+        plural(config.rules.len()),
+        config.actions.len(),
+        plural(config.actions.len())
+    )
+}
+
 /// The process's counters as one event at exit (`/metrics` serves them while running).
 fn log_counters() {
     let c: Vec<String> = telemetry::snapshot()
@@ -534,27 +573,47 @@ fn log_counters() {
     tracing::info!(event = "counters", counters = %c.join(" "));
 }
 
-/// Until SIGTERM or SIGINT (returned); each SIGHUP meanwhile is passed on to `hup`.
-async fn wait_for_signal(hup: tokio::sync::mpsc::UnboundedSender<()>) -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hangup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!(
-            event = "signals_unavailable",
-            "cannot install SIGTERM/SIGINT/SIGHUP handlers; stop with SIGKILL"
-        );
-        return std::future::pending().await;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return "SIGTERM",
-            _ = int.recv() => return "SIGINT",
-            _ = hangup.recv() => {
-                tracing::info!(event = "reload_requested", signal = "SIGHUP");
-                let _ = hup.send(());
+/// SIGTERM, SIGINT and SIGHUP handlers; None when they could not be installed.
+struct Signals(
+    Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+);
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(t), Ok(i), Ok(h)) => Signals(Some((t, i, h))),
+            _ => {
+                tracing::error!(
+                    event = "signals_unavailable",
+                    "cannot install SIGTERM/SIGINT/SIGHUP handlers; stop with SIGKILL"
+                );
+                Signals(None)
+            }
+        }
+    }
+
+    /// Until SIGTERM or SIGINT (returned); each SIGHUP meanwhile is passed on to `hup`.
+    async fn wait(self, hup: tokio::sync::mpsc::UnboundedSender<()>) -> &'static str {
+        let Some((mut term, mut int, mut hangup)) = self.0 else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return "SIGTERM",
+                _ = int.recv() => return "SIGINT",
+                _ = hangup.recv() => {
+                    tracing::info!(event = "reload_requested", signal = "SIGHUP");
+                    let _ = hup.send(());
+                }
             }
         }
     }

@@ -141,35 +141,20 @@ impl StatusBoard {
         }
     }
 
-    /// Prometheus text exposition (version 0.0.4): every counter, and one gauge per rule.
+    /// The `/metrics` body: every counter, and one gauge per rule ([`telemetry::exposition`]).
     pub fn metrics(&self) -> String {
-        let mut out = String::new();
-        let mut typed = String::new();
-        for (series, value) in telemetry::snapshot() {
-            let name = series.split('{').next().unwrap_or(&series);
-            if name != typed {
-                out.push_str(&format!("# TYPE watchdog_{name} counter\n"));
-                typed = name.to_owned();
-            }
-            out.push_str(&format!("watchdog_{series} {value}\n"));
-        }
         let status = self.status();
-        out.push_str("# HELP watchdog_rule_up 1 while the rule is up, 0 once it has failed.\n# TYPE watchdog_rule_up gauge\n");
-        for r in &status.rules {
-            let up = u8::from(r.state == "up");
-            out.push_str(&format!(
-                "watchdog_rule_up{{rule=\"{}\",check=\"{}\"}} {up}\n",
-                r.rule, r.check
-            ));
-        }
-        out.push_str("# HELP watchdog_rule_consecutive_failures Failed checks in a row.\n# TYPE watchdog_rule_consecutive_failures gauge\n");
-        for r in &status.rules {
-            out.push_str(&format!(
-                "watchdog_rule_consecutive_failures{{rule=\"{}\"}} {}\n",
-                r.rule, r.consecutive_failures
-            ));
-        }
-        out
+        let rules: Vec<telemetry::RuleGauge<'_>> = status
+            .rules
+            .iter()
+            .map(|r| telemetry::RuleGauge {
+                rule: &r.rule,
+                check: &r.check,
+                up: r.state == "up",
+                consecutive_failures: r.consecutive_failures,
+            })
+            .collect();
+        telemetry::exposition(&rules)
     }
 }
 
@@ -183,7 +168,11 @@ fn answer(board: &StatusBoard, req: &Request<hyper::body::Incoming>) -> Response
                 e.to_string(),
             ),
         },
-        ("GET", "/metrics") => (StatusCode::OK, "text/plain; version=0.0.4", board.metrics()),
+        ("GET", "/metrics") => (
+            StatusCode::OK,
+            telemetry::EXPOSITION_CONTENT_TYPE,
+            board.metrics(),
+        ),
         ("GET", _) => (
             StatusCode::NOT_FOUND,
             "text/plain",

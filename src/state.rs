@@ -1,6 +1,7 @@
 //! State that must survive a restart (`--state-dir` / `WATCHDOG_STATE_DIR`, default
 //! /var/lib/haproxy-watchdog):
-//! when each Elastic IP last moved (the hold-downs) and the alerts not yet delivered.
+//! when each Elastic IP last moved (the hold-downs), the claim in flight for each, each rule's
+//! health and unfinished actions, and the alerts not yet delivered.
 //!
 //! One JSON file, replaced atomically (written beside, fsynced, renamed) on every change.
 //! A claim records its move *before* its first mutating call, so a crash or `kill -9` in the
@@ -26,12 +27,38 @@ struct StateFile {
     alerts: Vec<StoredAlert>,
     #[serde(default)]
     next_alert_id: u64,
+    /// Claims that had started changing the provider and not yet been settled, by EIP.
+    #[serde(default)]
+    claims: BTreeMap<String, PendingClaim>,
+    /// Each rule's [`crate::engine::RuleState`], by rule name, as the engine last saved it.
+    #[serde(default)]
+    rules: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct EipRecord {
     /// Seconds since the Unix epoch.
     moved_at: u64,
+}
+
+/// A claim between its first mutating call and its settled end: saved before the call, so a
+/// restart can read the owner and announce a move that completed while the process died.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingClaim {
+    /// `ec2` or `opsworks`.
+    pub provider: String,
+    /// The instance the EIP was being moved onto (this node's).
+    pub instance_id: String,
+    /// EC2 only: the ENI and private IP it was being moved onto.
+    #[serde(default)]
+    pub network_interface_id: Option<String>,
+    #[serde(default)]
+    pub private_ip: Option<String>,
+    /// The alert to publish if the move is found done: SNS topic, subject, message.
+    #[serde(default)]
+    pub alert: Option<(String, String, String)>,
+    /// Seconds since the Unix epoch.
+    pub started_at: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -61,6 +88,10 @@ pub struct Recovered {
     pub alerts: Vec<StoredAlert>,
     /// Alerts that were being published when the process stopped: dropped, maybe sent.
     pub maybe_sent: Vec<StoredAlert>,
+    /// Each rule's saved state, by rule name.
+    pub rules: BTreeMap<String, serde_json::Value>,
+    /// Claims the last run had under way when it stopped, by EIP.
+    pub claims: BTreeMap<String, PendingClaim>,
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -104,7 +135,18 @@ impl StateStore {
             path,
             data: Mutex::new(data),
         })));
-        Ok((store, Recovered { alerts, maybe_sent }))
+        let (rules, claims) = store
+            .with(|d| (d.rules.clone(), d.claims.clone()))
+            .unwrap_or_default();
+        Ok((
+            store,
+            Recovered {
+                alerts,
+                maybe_sent,
+                rules,
+                claims,
+            },
+        ))
     }
 
     /// `eip` moved (or is about to be moved by us) now.
@@ -117,6 +159,31 @@ impl StateStore {
                 },
             );
         });
+    }
+
+    /// A claim of `eip` is about to make its first mutating call: the hold-down starts now and
+    /// the claim is recorded, in one write.
+    pub fn claim_started(&self, eip: &str, mut claim: PendingClaim) {
+        let now = unix(SystemTime::now());
+        claim.started_at = now;
+        self.update(|d| {
+            d.eips.insert(eip.to_owned(), EipRecord { moved_at: now });
+            d.claims.insert(eip.to_owned(), claim);
+        });
+    }
+
+    /// The claim of `eip` is settled. `alert` (topic, subject, message), when given, is queued
+    /// in the same write that forgets the claim, so a crash never loses or doubles it; its
+    /// id comes back (0 when nothing is kept).
+    pub fn claim_settled(&self, eip: &str, alert: Option<(&str, &str, &str)>) -> u64 {
+        let mut id = 0;
+        self.update(|d| {
+            d.claims.remove(eip);
+            if let Some((topic, subject, message)) = alert {
+                id = push_alert(d, topic, subject, message);
+            }
+        });
+        id
     }
 
     /// How long ago `eip` last moved, as far as the saved state knows.
@@ -132,17 +199,7 @@ impl StateStore {
     /// Keep an alert until it is delivered; its id (0 when nothing is kept).
     pub fn alert_queued(&self, topic_arn: &str, subject: &str, message: &str) -> u64 {
         let mut id = 0;
-        self.update(|d| {
-            d.next_alert_id += 1;
-            id = d.next_alert_id;
-            d.alerts.push(StoredAlert {
-                id,
-                topic_arn: topic_arn.into(),
-                subject: subject.into(),
-                message: message.into(),
-                sending: false,
-            });
-        });
+        self.update(|d| id = push_alert(d, topic_arn, subject, message));
         id
     }
 
@@ -158,6 +215,32 @@ impl StateStore {
         self.update(|d| d.alerts.retain(|a| a.id != id));
     }
 
+    /// Save `rule`'s state (health, streaks, unfinished actions) for the next start.
+    pub fn rule_saved(&self, rule: &str, state: serde_json::Value) {
+        self.update(|d| {
+            d.rules.insert(rule.to_owned(), state);
+        });
+    }
+
+    /// Forget the saved state of every rule not in `names` (rules removed from the
+    /// configuration); saves only when something was dropped.
+    pub fn keep_rules<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let names: std::collections::BTreeSet<&str> = names.into_iter().collect();
+        let stale = self
+            .with(|d| d.rules.keys().any(|k| !names.contains(k.as_str())))
+            .unwrap_or(false);
+        if stale {
+            self.update(|d| d.rules.retain(|k, _| names.contains(k.as_str())));
+        }
+    }
+
+    /// Read the state under its lock (None for a memory-only store).
+    fn with<T>(&self, f: impl FnOnce(&StateFile) -> T) -> Option<T> {
+        let inner = self.0.as_ref()?;
+        let d = inner.data.lock().unwrap_or_else(|p| p.into_inner());
+        Some(f(&d))
+    }
+
     /// Change the state and save it under one lock, so saves never race or reorder.
     fn update(&self, f: impl FnOnce(&mut StateFile)) {
         let Some(inner) = &self.0 else { return };
@@ -167,6 +250,18 @@ impl StateStore {
             tracing::error!(event = "state_not_saved", error = %e);
         }
     }
+}
+
+fn push_alert(d: &mut StateFile, topic_arn: &str, subject: &str, message: &str) -> u64 {
+    d.next_alert_id += 1;
+    d.alerts.push(StoredAlert {
+        id: d.next_alert_id,
+        topic_arn: topic_arn.into(),
+        subject: subject.into(),
+        message: message.into(),
+        sending: false,
+    });
+    d.next_alert_id
 }
 
 /// Write the whole state atomically: beside, fsync, rename, fsync the directory. A few

@@ -63,7 +63,8 @@ impl Alerter {
         self.enqueue(id, alert);
     }
 
-    /// Queue an alert saved by a previous run (already in the state file as `id`).
+    /// Queue an alert already saved in the state file as `id`: by a previous run, or in the
+    /// same write that settled the claim it announces.
     pub fn resend(&self, id: u64, alert: Alert) {
         self.enqueue(id, alert);
     }

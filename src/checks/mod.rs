@@ -33,14 +33,35 @@ impl Outcome {
 
 /// The HTTP client every probe shares: no redirects (a 301 is judged by its status), no proxy
 /// (a check of the Elastic IP or of our own egress must not go through someone else's path).
-pub fn http_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(5))
-        .pool_max_idle_per_host(0)
-        .user_agent(concat!("haproxy-watchdog/", env!("CARGO_PKG_VERSION")))
-        .build()
+///
+/// `needs_tls`: some URL of the configuration is `https` ([`Config::needs_tls`]). HTTPS
+/// certificates are checked against the machine's CA store (Debian's and RHEL's
+/// `ca-certificates`, found through rustls-platform-verifier). Without it the usual client
+/// cannot be built; a configuration that needs no TLS then gets a client that trusts no
+/// certificate at all, so a missing CA store only stops the configurations that need it.
+///
+/// Errors: the builder's, whose source chain names the cause (print it with
+/// [`crate::telemetry::chain`]).
+///
+/// [`Config::needs_tls`]: crate::config::Config::needs_tls
+pub fn http_client(needs_tls: bool) -> reqwest::Result<reqwest::Client> {
+    let builder = || {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(0)
+            .user_agent(concat!("haproxy-watchdog/", env!("CARGO_PKG_VERSION")))
+    };
+    match builder().build() {
+        Ok(c) => Ok(c),
+        Err(e) if !needs_tls => {
+            tracing::debug!(event = "tls_roots_unavailable", error = %crate::telemetry::chain(&e),
+                "no HTTPS URL is configured; HTTP checks go on without a CA store");
+            builder().tls_certs_only(Vec::new()).build()
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Run one check. The engine bounds it with the rule's timeout.

@@ -64,6 +64,30 @@ pub struct Config {
     pub actions: BTreeMap<String, ActionSpec>,
 }
 
+impl Config {
+    /// Does any URL this configuration makes the HTTP client fetch use `https`? Then the
+    /// machine's CA store is needed at start ([`crate::checks::http_client`]). `[egress]`
+    /// counts only when a `claim_eip` action verifies egress through it. The AWS SDK has
+    /// its own TLS set-up and is not counted here.
+    pub fn needs_tls(&self) -> bool {
+        let https = |u: &Url| u.scheme() == "https";
+        let probe = |h: &HaproxyProbeSpec| h.health_url.as_ref().is_some_and(https);
+        let claims = self
+            .actions
+            .values()
+            .any(|a| matches!(a, ActionSpec::ClaimEip(_)));
+        (claims && (https(&self.egress.checkip_url) || probe(&self.haproxy)))
+            || self.rules.iter().any(|r| match &r.check {
+                CheckSpec::Http(h) => https(&h.url),
+                CheckSpec::Haproxy(h) => probe(h),
+                CheckSpec::Egress(e) => https(&e.checkip_url),
+                CheckSpec::BackendSync(b) => {
+                    matches!(&b.source, SourceSpec::Consul(c) if https(&c.address))
+                }
+            })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsSettings {
     pub region: Option<String>,

@@ -30,6 +30,10 @@ pub trait Effects: Send + Sync + 'static {
     fn streak_started(&self, _action: &str) {}
     /// What a cycle of the daemon saw and did (for `watchdog status`). Must not block.
     fn report(&self, _report: &CycleReport) {}
+    /// A rule's health or its unfinished actions changed: what a restart must pick up (the
+    /// daemon saves it in its state directory, as monit keeps its state file, so a restart
+    /// in the middle of an outage does not page again). Not called for streaks alone.
+    fn persist(&self, _rule: &str, _state: &RuleState) {}
 }
 
 /// One rule's state between cycles.
@@ -54,8 +58,9 @@ pub struct CycleReport {
     pub actions: Vec<(String, ActionOutcome)>,
 }
 
-/// A rule's counts and unfinished actions, carried across a configuration reload.
-#[derive(Debug, Clone)]
+/// A rule's counts and unfinished actions, carried across a configuration reload and, through
+/// the state directory, across a restart.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuleState {
     threshold: Threshold,
     pending: Vec<String>,
@@ -169,6 +174,9 @@ impl RuleRunner {
             }
             self.pending = list.clone();
             self.pending_transition = Some(t);
+            // Saved before the actions run: a restart from here on neither flips the rule
+            // nor runs these actions a second time once they are done.
+            fx.persist(&rule.name, &self.state());
         }
 
         let mut actions = Vec::new();
@@ -181,6 +189,7 @@ impl RuleRunner {
                 retry: transition.is_none(),
                 recheck: Some((rule.check.clone(), rule.timeout)),
             };
+            let before = self.pending.clone();
             let mut still_pending = Vec::new();
             for name in std::mem::take(&mut self.pending) {
                 let result = fx.act(&name, &ctx).await;
@@ -191,6 +200,9 @@ impl RuleRunner {
                 actions.push((name, result));
             }
             self.pending = still_pending;
+            if self.pending != before {
+                fx.persist(&rule.name, &self.state());
+            }
         }
 
         CycleReport {

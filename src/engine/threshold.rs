@@ -1,9 +1,11 @@
 //! N-cycle thresholds: a small pure type that counts consecutive results and says when a
 //! rule's health flips (monit's `for N cycles`). It knows nothing about time or I/O.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Health {
     Up,
     Down,
@@ -18,7 +20,8 @@ impl fmt::Display for Health {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Transition {
     /// `fail_after` consecutive failures while up.
     Failed,
@@ -37,7 +40,7 @@ impl Transition {
 
 /// A rule starts `Up`: a target that is already down when the daemon starts fails after
 /// `fail_after` cycles like any other.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Threshold {
     fail_after: u32,
     recover_after: u32,

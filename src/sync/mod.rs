@@ -460,7 +460,7 @@ impl Syncer {
             .identity
             .as_ref()
             .ok_or("this node's identity is not known here")?;
-        Ok(identity.get().await?.private_ip)
+        Ok(identity.get().await.map_err(|e| e.to_string())?.private_ip)
     }
 
     /// The backend's slots: its servers named `<prefix><number>`, in order. A slot whose

@@ -359,8 +359,33 @@ async fn status_and_metrics_show_what_each_rule_saw_and_did() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("watchdog_rule_up{rule=\"eip\",check=\"http\"} 0"),
+        metrics.contains("watchdog_rule_up{check=\"http\",rule=\"eip\"} 0"),
         "{metrics}"
+    );
+    // A6: the exposition is lint-clean for Prometheus' own checker (`# HELP` on every family,
+    // counter names ending in _total); scripts/test-deps.sh installs promtool.
+    let lint = {
+        use std::io::Write;
+        let mut child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool (scripts/test-deps.sh installs it)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(
+        lint.status.success(),
+        "promtool check metrics: {}{}\n{metrics}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
     );
 
     // Without a daemon: a clear error, exit 1.

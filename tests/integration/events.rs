@@ -40,6 +40,7 @@ backend = "app"
 port = {port}
 stats_socket = "{}"
 haproxy_config = "{}"
+haproxy_bin = "{}"
 server_options = ""
 reload = {{ master_socket = "{}", window = "1s" }}
 
@@ -51,6 +52,7 @@ events_queue = "{}"
 "#,
         lb.socket.display(),
         lb.config.display(),
+        crate::support::haproxy_bin(),
         lb.master.display(),
         q.url
     )

@@ -473,14 +473,22 @@ async fn a_kill_9_after_a_claim_leaves_the_hold_down_and_sends_no_alert_twice() 
     let saved = std::fs::read_to_string(state.path().join("state.json")).unwrap();
     assert!(saved.contains(&bed.world.eip.to_string()), "{saved}");
 
-    // The EIP goes back to a while b is down, and the target still fails: the restarted
-    // daemon is within the hold-down it saved, so it leaves the EIP alone.
+    // The EIP goes back to a while b is down. The restarted daemon finds its rule as it left
+    // it (down, its claim done): the same outage, nothing to do. When the rule recovers and
+    // fails again, it is within the hold-down it saved, and a holds the EIP: it leaves it.
     bed.world.associate("a").await;
     let wd = Watchdog::start("b", &bed.env("b"), &conf, &["--state-dir", &dir]);
+    wd.wait_event(T, "rule_states_restored").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(wd.count("rule_failed"), 0, "the same outage");
+    bed.target.set(Reply::ok("ok"));
+    wd.wait_event(T, "rule_recovered").await;
+    bed.target.set(Reply::Status(503, "down".into()));
     wd.wait_for(T, "a claim refused by the saved hold-down", |e| {
         e["event"] == "action_refused" && e["reason"] == "hold_down"
     })
     .await;
+    assert_eq!(wd.count("hold_down_skipped"), 0, "a holds the EIP");
     assert_eq!(bed.world.moto.watchdog_calls("AssociateAddress").len(), 1);
     assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
     let alerts = bed.world.alerts(Duration::from_secs(2)).await;
@@ -490,7 +498,7 @@ async fn a_kill_9_after_a_claim_leaves_the_hold_down_and_sends_no_alert_twice() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kill_9_in_the_middle_of_a_claim_never_leads_to_a_second_claim() {
+async fn a_kill_9_in_the_middle_of_a_claim_never_releases_the_eip_twice() {
     use crate::support::awsproxy::{AwsProxy, Fault};
     use crate::support::watchdog::{Env, Watchdog};
     let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
@@ -519,16 +527,28 @@ async fn a_kill_9_in_the_middle_of_a_claim_never_leads_to_a_second_claim() {
     wd.signal("KILL");
 
     let wd = Watchdog::start("b", &env, &conf, &["--state-dir", &dir]);
-    wd.wait_for(
-        T,
-        "a claim refused by the hold-down saved before the first mutation",
-        |e| e["event"] == "action_refused" && e["reason"] == "hold_down",
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(proxy.count("AssociateAddress").0, 0, "no second claim");
-    assert_eq!(proxy.count("DisassociateAddress").0, 1);
-    assert!(bed.world.alerts(Duration::from_secs(1)).await.is_empty());
+    // The held release reaches EC2 or not; either way the EIP is never released twice. If it
+    // did, nobody holds the EIP and the restarted daemon claims it despite its saved
+    // hold-down (tests/integration/field.rs); if not, `a` keeps it through the hold-down.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        proxy.count("DisassociateAddress").0,
+        1,
+        "never released twice"
+    );
+    let alerts = bed.world.alerts(Duration::from_secs(1)).await;
+    match bed.world.holder().await.as_deref() {
+        Some("a") => {
+            assert_eq!(proxy.count("AssociateAddress").0, 0);
+            assert!(wd.count("action_refused") > 0);
+            assert!(alerts.is_empty(), "{alerts:?}");
+        }
+        Some("b") => {
+            assert_eq!(proxy.count("AssociateAddress").0, 1);
+            assert_eq!(alerts.len(), 1, "{alerts:?}");
+        }
+        other => panic!("the EIP is left on {other:?}"),
+    }
     let (code, _) = wd.stop().await;
     assert_eq!(code, Some(0));
 }

@@ -1,6 +1,7 @@
 //! Backend-sync faults from the field, one kind per test: each test's name says the kind,
-//! and each drives the real `watchdog` against real HAProxy (2.6, or what
-//! `WATCHDOG_TEST_HAPROXY` names), the Consul stand-in and moto, on loopback only.
+//! and each drives the real `watchdog` against real HAProxy (Debian's 2.6, or the one
+//! `WATCHDOG_TEST_HAPROXY` names, such as scripts/haproxy-3.0.sh's 3.0), the Consul stand-in
+//! and moto, on loopback only.
 
 use crate::support::consul::Consul;
 use crate::support::lb::{self, Backends, Lb};
@@ -434,6 +435,7 @@ peers = "mesh"
 port = {peer_port}
 stats_socket = "{}"
 haproxy_config = "{}"
+haproxy_bin = "{}"
 reload = {{ master_socket = "{}", window = "1s" }}
 
 [rules.peers.check.source]
@@ -442,6 +444,7 @@ group = "web"
 "#,
         lb.socket.display(),
         lb.config.display(),
+        crate::support::haproxy_bin(),
         lb.master.display()
     );
 

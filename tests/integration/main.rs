@@ -7,6 +7,7 @@ mod support;
 mod cli;
 mod events;
 mod failover;
+mod field;
 mod field_sync;
 mod import_monit;
 mod opsworks;

@@ -34,6 +34,7 @@ type = "backend_sync"
 backend = "app"
 stats_socket = "{}"
 haproxy_config = "{}"
+haproxy_bin = "{}"
 server_options = "check inter 500ms"
 reload = {{ master_socket = "{}", window = "1s" }}
 {check}
@@ -43,6 +44,7 @@ reload = {{ master_socket = "{}", window = "1s" }}
 "#,
         lb.socket.display(),
         lb.config.display(),
+        crate::support::haproxy_bin(),
         lb.master.display()
     )
 }

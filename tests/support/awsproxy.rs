@@ -20,6 +20,12 @@ pub enum Fault {
     ServerError,
     /// Forward, but only after this long.
     Delay(Duration),
+    /// Never forward: hold the request this long, then answer 503 (a call in flight that
+    /// never reached EC2).
+    Blackhole(Duration),
+    /// Forward at once, then hold EC2's answer this long (a call that reached EC2 and whose
+    /// answer has not come back yet).
+    HoldAnswer(Duration),
 }
 
 #[derive(Default)]
@@ -149,7 +155,10 @@ async fn handle(
             });
         s.calls.push((
             action.clone(),
-            matches!(f, Some(Fault::Throttle | Fault::ServerError)),
+            matches!(
+                f,
+                Some(Fault::Throttle | Fault::ServerError | Fault::Blackhole(_))
+            ),
             tokio::time::Instant::now(),
         ));
         f
@@ -170,7 +179,11 @@ async fn handle(
             ))
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
-        None => {}
+        Some(Fault::Blackhole(d)) => {
+            tokio::time::sleep(d).await;
+            return Ok(xml_error(503, "Unavailable", "held and never forwarded"));
+        }
+        Some(Fault::HoldAnswer(_)) | None => {}
     }
 
     let path = parts
@@ -206,6 +219,9 @@ async fn handle(
         ) {
             st.lock().unwrap().associations.insert(a.to_owned(), ip);
         }
+    }
+    if let Some(Fault::HoldAnswer(d)) = fault {
+        tokio::time::sleep(d).await;
     }
     let mut out = Response::builder().status(status.as_u16());
     if let Some(c) = ctype {

@@ -66,7 +66,7 @@ impl Haproxy {
     /// (Re)start the process and wait until its stats socket answers.
     pub async fn restart(&mut self) {
         self.stop();
-        let check = Command::new("haproxy")
+        let check = Command::new(super::haproxy_bin())
             .arg("-c")
             .arg("-q")
             .arg("-f")
@@ -75,8 +75,8 @@ impl Haproxy {
             .expect("haproxy is not installed: run scripts/test-deps.sh");
         assert!(check.success(), "haproxy -c rejected the test config");
         let mut cmd = match &self.host {
-            Some(h) => h.command("haproxy"),
-            None => Command::new("haproxy"),
+            Some(h) => h.command(super::haproxy_bin()),
+            None => Command::new(super::haproxy_bin()),
         };
         let log = std::fs::File::create(self.dir.path().join("haproxy.log")).expect("log");
         let child = cmd

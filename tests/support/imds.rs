@@ -12,6 +12,11 @@ pub struct Imds {
     pub server: Server,
     pub reads: Arc<AtomicU64>,
     pub refused: Arc<AtomicU64>,
+    /// Session tokens handed out (`PUT /latest/api/token`).
+    pub tokens: Arc<AtomicU64>,
+    /// After this many more good reads, every token handed out so far is refused (401), as
+    /// when the service restarts; u64::MAX: never.
+    pub revoke_after: Arc<AtomicU64>,
 }
 
 pub const TOKEN: &str = "imds-test-token-AQAEAFh";
@@ -48,7 +53,16 @@ impl Imds {
         );
         let reads = Arc::new(AtomicU64::new(0));
         let refused = Arc::new(AtomicU64::new(0));
-        let (r, f) = (reads.clone(), refused.clone());
+        let tokens = Arc::new(AtomicU64::new(0));
+        let revoke_after = Arc::new(AtomicU64::new(u64::MAX));
+        let (r, f, t, rv) = (
+            reads.clone(),
+            refused.clone(),
+            tokens.clone(),
+            revoke_after.clone(),
+        );
+        // Tokens are TOKEN-<n>; those below `valid_from` are revoked.
+        let valid_from = Arc::new(AtomicU64::new(0));
         let server = serve_on(
             listener,
             Arc::new(move |req| {
@@ -59,25 +73,31 @@ impl Imds {
                         req.headers().get("x-aws-ec2-metadata-token-ttl-seconds"),
                     ) {
                         let ttl = ttl.to_str().unwrap_or("21600").to_owned();
+                        let n = t.fetch_add(1, Ordering::SeqCst);
                         Reply::Full(
                             200,
                             vec![("x-aws-ec2-metadata-token-ttl-seconds", ttl)],
-                            TOKEN.into(),
+                            format!("{TOKEN}-{n}"),
                         )
                     } else {
                         Reply::Status(400, "token requests are PUT with a TTL header".into())
                     };
                 }
-                if req
+                let token = req
                     .headers()
                     .get("x-aws-ec2-metadata-token")
                     .and_then(|v| v.to_str().ok())
-                    != Some(TOKEN)
-                {
+                    .and_then(|v| v.strip_prefix(&format!("{TOKEN}-")))
+                    .and_then(|n| n.parse::<u64>().ok());
+                if !token.is_some_and(|n| n >= valid_from.load(Ordering::SeqCst)) {
                     f.fetch_add(1, Ordering::SeqCst);
                     return Reply::Status(401, String::new());
                 }
                 r.fetch_add(1, Ordering::SeqCst);
+                if rv.load(Ordering::SeqCst) != u64::MAX && rv.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    rv.store(u64::MAX, Ordering::SeqCst);
+                    valid_from.store(t.load(Ordering::SeqCst), Ordering::SeqCst);
+                }
                 match path
                     .strip_prefix("/latest/meta-data/")
                     .and_then(|p| paths.get(p))
@@ -91,6 +111,8 @@ impl Imds {
             server,
             reads,
             refused,
+            tokens,
+            revoke_after,
         }
     }
 

@@ -71,7 +71,7 @@ impl Lb {
     pub async fn restart(&mut self) {
         self.stop();
         let log = std::fs::File::create(self.dir.path().join("haproxy.log")).expect("log");
-        let child = Command::new("haproxy")
+        let child = Command::new(super::haproxy_bin())
             .arg("-W")
             .arg("-S")
             .arg(&self.master)

@@ -50,6 +50,16 @@ where
     }
 }
 
+/// The HAProxy the tests run and check configurations with: `$WATCHDOG_TEST_HAPROXY` when set
+/// (for example the HAProxy 3.0 wrapper that scripts/haproxy-3.0.sh prints), else Debian's
+/// `haproxy` on the PATH.
+pub fn haproxy_bin() -> String {
+    std::env::var("WATCHDOG_TEST_HAPROXY")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "haproxy".to_owned())
+}
+
 /// The repository root.
 pub fn repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -4,7 +4,9 @@
 //!
 //! In order, stopping at the first gate that does not pass:
 //! 1. hold-down: this node moved the EIP, or lost a race for it, or saw another node take it
-//!    over while this rule was failing, less than `hold_down` ago;
+//!    over while this rule was failing, less than `hold_down` ago; unless nobody holds the
+//!    EIP now (e.g. a claim cut between releasing and associating): with no holder there is
+//!    nobody to ping-pong with, so the other gates decide alone;
 //! 2. the local HAProxy must be ready (a node that cannot serve must not take the traffic);
 //! 3. read the current owner; if the EIP is already here: done; if it changed since the rule
 //!    started failing (read then, in the background), another node has taken over: leave it;
@@ -14,6 +16,11 @@
 //! 6. claim through the provider; a node that loses a race starts a hold-down instead of
 //!    fighting back;
 //! 7. verify (the provider shows the EIP here) and queue one SNS alert.
+//!
+//! The claim is saved in the state directory before its first mutating call and forgotten,
+//! together with queueing its alert, once settled. A claim the process died in is settled at
+//! the next start ([`ClaimEip::reconcile`]): the owner is read, and a move that completed is
+//! announced then; so every move is announced exactly once, across crashes.
 
 mod ec2;
 mod opsworks;
@@ -24,10 +31,10 @@ use super::{ActionContext, ActionOutcome};
 use crate::checks::{self, checkip, haproxy};
 use crate::config::{ClaimEipSpec, ClaimProvider, EgressSettings, EipRef, HaproxyProbeSpec};
 use crate::providers::aws::ec2::{AddressState, Ec2};
-use crate::providers::aws::imds::IdentitySource;
+use crate::providers::aws::imds::{IdentityError, IdentitySource};
 use crate::providers::aws::opsworks::{ElasticIpState, OpsWorks, OpsworksIdentity};
 use crate::providers::aws::AwsError;
-use crate::state::StateStore;
+use crate::state::{PendingClaim, StateStore};
 use crate::telemetry;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -91,6 +98,19 @@ impl HoldDowns {
     /// Save that `eip` moved now (the caller sets the in-memory time under its lock).
     fn record(&self, eip: &EipRef) {
         self.store.moved(&eip.to_string());
+    }
+
+    /// Save that a claim of `eip` is about to change the provider (its hold-down starts too).
+    fn claim_started(&self, eip: &EipRef, claim: PendingClaim) {
+        self.store.claim_started(&eip.to_string(), claim);
+    }
+
+    /// Forget the claim of `eip`, queueing `alert` in the same write; the saved alert's id.
+    fn claim_settled(&self, eip: &EipRef, alert: Option<&Alert>) -> u64 {
+        self.store.claim_settled(
+            &eip.to_string(),
+            alert.map(|a| (a.topic_arn.as_str(), a.subject.as_str(), a.message.as_str())),
+        )
     }
 }
 
@@ -229,6 +249,26 @@ impl Api {
     }
 }
 
+/// What the state directory keeps of a claim about to change the provider.
+fn pending_claim(target: &Target, alert: Option<&Alert>) -> PendingClaim {
+    let (eni, ip) = match target {
+        Target::Ec2(t) => (Some(t.eni.clone()), Some(t.private_ip.to_string())),
+        Target::OpsWorks(_) => (None, None),
+    };
+    PendingClaim {
+        provider: match target {
+            Target::Ec2(_) => "ec2",
+            Target::OpsWorks(_) => "opsworks",
+        }
+        .to_owned(),
+        instance_id: target.instance_id().to_owned(),
+        network_interface_id: eni,
+        private_ip: ip,
+        alert: alert.map(|a| (a.topic_arn.clone(), a.subject.clone(), a.message.clone())),
+        started_at: 0,
+    }
+}
+
 /// The address as alerts name it: with its allocation id where EC2 gave one.
 fn address_label(eip: &EipRef, owner: &Owner) -> String {
     match &owner.state {
@@ -282,8 +322,15 @@ impl ClaimEip {
                 ))),
             },
             ClaimProvider::Ec2 => {
-                let me = self.env.identity.get().await.map_err(|e| {
-                    ActionOutcome::Error(format!("cannot tell which node this is: {e}"))
+                let me = self.env.identity.get().await.map_err(|e| match e {
+                    // Already reported when the lookup failed; not an error every cycle.
+                    IdentityError::BackingOff(e) => refused(
+                        "identity_unavailable",
+                        format!("cannot tell which node this is: {e}"),
+                    ),
+                    IdentityError::Lookup(e) => {
+                        ActionOutcome::Error(format!("cannot tell which node this is: {e}"))
+                    }
                 })?;
                 let target = ec2::Target {
                     instance_id: me.instance_id.clone(),
@@ -309,14 +356,32 @@ impl ClaimEip {
         if let Some(at) = *last_move {
             let since = at.elapsed();
             if since < self.spec.hold_down {
-                return refused(
-                    "hold_down",
-                    format!(
-                        "{eip} moved {} ago; hold-down allows the next claim in {}",
-                        fmt_secs(since),
-                        fmt_secs(self.spec.hold_down - since)
-                    ),
-                );
+                // A hold-down damps ping-pong between nodes; with nobody holding the EIP there
+                // is no one to ping-pong with, and waiting only prolongs the outage.
+                let now = match &self.api {
+                    Some(api) => api.read(eip).await.ok(),
+                    None => None,
+                };
+                if let (Some(owner), Ok(target)) = (&now, self.target().await) {
+                    if target.holds(owner) {
+                        return ActionOutcome::NoOp(format!(
+                            "{eip} is already on this node, {}",
+                            target.describe()
+                        ));
+                    }
+                }
+                if !now.is_some_and(|o| o.token.is_none()) {
+                    return refused(
+                        "hold_down",
+                        format!(
+                            "{eip} moved {} ago; hold-down allows the next claim in {}",
+                            fmt_secs(since),
+                            fmt_secs(self.spec.hold_down - since)
+                        ),
+                    );
+                }
+                tracing::warn!(event = "hold_down_skipped", rule = %ctx.rule, action = %self.spec.name, eip = %eip,
+                    "nobody holds the EIP: claiming despite the hold-down");
             }
         }
 
@@ -422,8 +487,39 @@ impl ClaimEip {
         // From the first mutating call to the verified association the claim runs in its own
         // task: a shutdown must not cut it between releasing the EIP and taking it.
         // Saved before the first mutating call: if the process dies mid-claim, the restarted
-        // daemon is in hold-down and does not claim a second time.
-        self.holds.record(&self.spec.eip);
+        // daemon is in hold-down (unless nobody holds the EIP) and reads who holds it, to
+        // announce a move that completed (`reconcile`).
+        let topic = self.spec.sns_topic_arn.clone();
+        let subject = sns_subject(
+            &env.subject_prefix,
+            &format!("{} took over {eip}", target.instance_id()),
+        );
+        let draft = |association: &str, verified: &str| {
+            topic.as_ref().map(|t| Alert {
+                topic_arn: t.clone(),
+                subject: subject.clone(),
+                message: alert_text(
+                    &address_label(eip, &before),
+                    &before.holder,
+                    &target,
+                    association,
+                    egress,
+                    ctx,
+                    verified,
+                ),
+            })
+        };
+        self.holds.claim_started(
+            eip,
+            pending_claim(
+                &target,
+                draft(
+                    "",
+                    "found on this node after the daemon restarted mid-claim",
+                )
+                .as_ref(),
+            ),
+        );
         let guard = env.in_flight.enter();
         let task = tokio::spawn({
             let (api, eip, before, target, verify_for) = (
@@ -443,9 +539,14 @@ impl ClaimEip {
             Ok(MoveResult::Lost(detail)) => {
                 *last_move = Some(Instant::now());
                 self.holds.record(&self.spec.eip);
+                self.holds.claim_settled(eip, None);
                 return refused("lost_race", detail);
             }
-            Ok(MoveResult::Failed(e)) => return ActionOutcome::Error(e),
+            Ok(MoveResult::Failed(e)) => {
+                self.holds.claim_settled(eip, None);
+                return ActionOutcome::Error(e);
+            }
+            // Left saved: the next start reads the owner and settles it.
             Err(e) => return ActionOutcome::Error(format!("claim task failed: {e}")),
         };
         *last_move = Some(Instant::now());
@@ -454,6 +555,7 @@ impl ClaimEip {
         let verified = match verified {
             Verified::Yes => "verified",
             Verified::Lost(holder) => {
+                self.holds.claim_settled(eip, None);
                 return refused(
                     "lost_race",
                     format!("{eip} was associated with {holder} right after our claim"),
@@ -470,30 +572,84 @@ impl ClaimEip {
             provider = self.spec.provider.name(), from = %before.holder, to = %target.describe(),
             association = %association, verified);
 
-        if let Some(topic) = &self.spec.sns_topic_arn {
-            env.alerter.send(Alert {
-                topic_arn: topic.clone(),
-                subject: sns_subject(&format!(
-                    "{}: {} took over {eip}",
-                    env.subject_prefix,
-                    target.instance_id()
-                )),
-                message: alert_text(
-                    &address_label(eip, &before),
-                    &before.holder,
-                    &target,
-                    &association,
-                    egress,
-                    ctx,
-                    verified,
-                ),
-            });
+        let alert = draft(&association, verified);
+        let id = self.holds.claim_settled(eip, alert.as_ref());
+        if let Some(alert) = alert {
+            env.alerter.resend(id, alert);
         }
         ActionOutcome::Done(format!(
             "claimed {eip} from {} onto {} ({verified})",
             before.holder,
             target.describe()
         ))
+    }
+
+    /// Settle a claim the previous run had under way when it died: read who holds the EIP
+    /// (retrying with backoff until a read succeeds or the daemon stops); if the move
+    /// completed, queue the alert it never sent. Runs in the background until settled or
+    /// `stopping` turns true (the daemon stops; a reload does not stop it).
+    pub fn reconcile(&self, claim: PendingClaim, mut stopping: tokio::sync::watch::Receiver<bool>) {
+        let Some(api) = self.api.clone() else {
+            return; // a dry run changes nothing, the state file included
+        };
+        let target = match (&self.spec.provider, &claim) {
+            (ClaimProvider::OpsWorks, c) => Target::OpsWorks(c.instance_id.clone()),
+            (ClaimProvider::Ec2, c) => match (
+                &c.network_interface_id,
+                c.private_ip.as_deref().and_then(|p| p.parse().ok()),
+            ) {
+                (Some(eni), Some(private_ip)) => Target::Ec2(ec2::Target {
+                    instance_id: c.instance_id.clone(),
+                    eni: eni.clone(),
+                    private_ip,
+                }),
+                _ => {
+                    tracing::error!(event = "claim_unsettled", eip = %self.spec.eip,
+                        "the saved claim lacks its ENI or private IP; forgetting it");
+                    self.holds.claim_settled(&self.spec.eip, None);
+                    return;
+                }
+            },
+        };
+        let (eip, holds, alerter) = (
+            self.spec.eip.clone(),
+            self.holds.clone(),
+            self.env.alerter.clone(),
+        );
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_secs(1);
+            let owner = loop {
+                match api.read(&eip).await {
+                    Ok(o) => break o,
+                    Err(e) => {
+                        tracing::warn!(event = "claim_unsettled", eip = %eip, error = %e,
+                            retry_in_s = backoff.as_secs(), "cannot read who holds the EIP yet");
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            };
+            if target.holds(&owner) {
+                let alert = claim.alert.map(|(topic_arn, subject, message)| Alert {
+                    topic_arn,
+                    subject,
+                    message,
+                });
+                let id = holds.claim_settled(&eip, alert.as_ref());
+                tracing::info!(event = "claim_found_after_restart", eip = %eip, to = %target.describe(),
+                    alert = alert.is_some(), "the claim the last run had under way completed; announcing it now");
+                if let Some(alert) = alert {
+                    alerter.resend(id, alert);
+                }
+            } else {
+                holds.claim_settled(&eip, None);
+                tracing::info!(event = "claim_not_completed", eip = %eip, holder = %owner.holder,
+                    "the claim the last run had under way did not complete");
+            }
+        });
     }
 
     /// Everything up to the first AWS call runs for real; the AWS calls are logged.

@@ -1,11 +1,23 @@
 //! This node's identity: instance id, ENI and private IPs. What `[node]` does not set comes
 //! from the instance metadata service with IMDSv2 session tokens (the SDK's client, which
 //! honours `AWS_EC2_METADATA_SERVICE_ENDPOINT`). Resolved once, on first need, and cached.
+//!
+//! A read answered 401 means the service no longer accepts the session token (its TTL ran
+//! out, or the service restarted): the SDK would retry with the same cached token, so the
+//! read is retried once with a new token instead (IMDSv2: "If the token is invalid, you
+//! receive a 401 - Unauthorized error", EC2 User Guide, "Use IMDSv2"). A lookup that fails
+//! is not retried before a backoff (1 s, doubling to 30 s) has passed.
 
 use crate::config::NodeSettings;
+use aws_config::imds::client::error::ImdsError;
 use aws_config::imds::client::Client;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+/// The longest wait between two lookups after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeIdentity {
@@ -21,6 +33,8 @@ pub struct NodeIdentity {
 pub struct IdentitySource {
     settings: NodeSettings,
     cell: OnceCell<NodeIdentity>,
+    /// After a failed lookup: when the next may start, the backoff that led there, the error.
+    failed: std::sync::Mutex<Option<(Instant, Duration, String)>>,
 }
 
 impl IdentitySource {
@@ -28,11 +42,99 @@ impl IdentitySource {
         IdentitySource {
             settings,
             cell: OnceCell::new(),
+            failed: std::sync::Mutex::new(None),
         }
     }
 
-    pub async fn get(&self) -> Result<&NodeIdentity, String> {
-        self.cell.get_or_try_init(|| resolve(&self.settings)).await
+    /// This node's identity. Errors: [`IdentityError::Lookup`], what instance metadata said
+    /// or did not say; while a failed lookup's backoff runs, [`IdentityError::BackingOff`]
+    /// with that error again, without asking the service.
+    pub async fn get(&self) -> Result<&NodeIdentity, IdentityError> {
+        if let Some(id) = self.cell.get() {
+            return Ok(id);
+        }
+        let last = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some((next, _, e)) = &last {
+            let now = Instant::now();
+            if now < *next {
+                return Err(IdentityError::BackingOff(format!(
+                    "{e} (instance metadata is asked again in {} ms)",
+                    (*next - now).as_millis()
+                )));
+            }
+        }
+        match self.cell.get_or_try_init(|| resolve(&self.settings)).await {
+            Ok(id) => {
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(id)
+            }
+            Err(e) => {
+                let backoff = last
+                    .map(|(_, b, _)| (b * 2).min(MAX_BACKOFF))
+                    .unwrap_or(Duration::from_secs(1));
+                tracing::warn!(event = "identity_unavailable", error = %e, retry_in_ms = backoff.as_millis() as u64);
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now() + backoff, backoff, e.clone()));
+                Err(IdentityError::Lookup(e))
+            }
+        }
+    }
+}
+
+/// Why this node's identity is not known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// The lookup just made failed.
+    #[error("{0}")]
+    Lookup(String),
+    /// An earlier lookup failed and its backoff has not run out: no request was made.
+    #[error("{0}")]
+    BackingOff(String),
+}
+
+/// Instance metadata reads through one session token, renewed once when refused.
+struct Imds<'a> {
+    settings: &'a NodeSettings,
+    client: Client,
+}
+
+impl Imds<'_> {
+    fn client(s: &NodeSettings) -> Result<Client, String> {
+        // One attempt per read: a 401 is answered here with a new token, not by the SDK's
+        // retry, which would send the refused token again.
+        let mut b = Client::builder()
+            .connect_timeout(s.imds_timeout)
+            .read_timeout(s.imds_timeout)
+            .max_attempts(1);
+        if let Some(ep) = &s.imds_endpoint {
+            b = b
+                .endpoint(ep)
+                .map_err(|e| format!("instance metadata endpoint {ep}: {e}"))?;
+        }
+        Ok(b.build())
+    }
+
+    async fn get(&mut self, path: String) -> Result<String, String> {
+        let full = format!("/latest/meta-data/{path}");
+        let describe = |e: ImdsError| format!("instance metadata {path}: {e}");
+        match self.client.get(full.clone()).await {
+            Ok(v) => Ok(String::from(v).trim().to_owned()),
+            Err(ImdsError::ErrorResponse(r)) if r.response().status().as_u16() == 401 => {
+                tracing::info!(event = "imds_token_refused", path = %path,
+                    "instance metadata refused the session token; retrying once with a new one");
+                self.client = Imds::client(self.settings)?;
+                self.client
+                    .get(full)
+                    .await
+                    .map(|v| String::from(v).trim().to_owned())
+                    .map_err(describe)
+            }
+            Err(e) => Err(describe(e)),
+        }
     }
 }
 
@@ -45,41 +147,30 @@ async fn resolve(s: &NodeSettings) -> Result<NodeIdentity, String> {
             private_ips: Vec::new(),
         });
     }
-    let mut b = Client::builder()
-        .connect_timeout(s.imds_timeout)
-        .read_timeout(s.imds_timeout)
-        .max_attempts(2);
-    if let Some(ep) = &s.imds_endpoint {
-        b = b
-            .endpoint(ep)
-            .map_err(|e| format!("instance metadata endpoint {ep}: {e}"))?;
-    }
-    let imds = b.build();
-    let get = |path: String| {
-        let imds = &imds;
-        async move {
-            imds.get(format!("/latest/meta-data/{path}"))
-                .await
-                .map(|v| String::from(v).trim().to_owned())
-                .map_err(|e| format!("instance metadata {path}: {e}"))
-        }
+    let mut imds = Imds {
+        settings: s,
+        client: Imds::client(s)?,
     };
     let instance_id = match &s.instance_id {
         Some(i) => i.clone(),
-        None => get("instance-id".into()).await?,
+        None => imds.get("instance-id".into()).await?,
     };
     // Find the MAC of the ENI we claim onto: the configured one, or the primary (device 0).
     let mac = match &s.network_interface_id {
-        None => get("mac".into()).await?,
+        None => imds.get("mac".into()).await?,
         Some(eni) => {
-            let macs = get("network/interfaces/macs/".into()).await?;
+            let macs = imds.get("network/interfaces/macs/".into()).await?;
             let mut found = None;
             for m in macs
                 .lines()
                 .map(|l| l.trim().trim_end_matches('/'))
                 .filter(|l| !l.is_empty())
             {
-                if get(format!("network/interfaces/macs/{m}/interface-id")).await? == *eni {
+                if imds
+                    .get(format!("network/interfaces/macs/{m}/interface-id"))
+                    .await?
+                    == *eni
+                {
                     found = Some(m.to_owned());
                     break;
                 }
@@ -91,9 +182,14 @@ async fn resolve(s: &NodeSettings) -> Result<NodeIdentity, String> {
     };
     let network_interface_id = match &s.network_interface_id {
         Some(e) => e.clone(),
-        None => get(format!("network/interfaces/macs/{mac}/interface-id")).await?,
+        None => {
+            imds.get(format!("network/interfaces/macs/{mac}/interface-id"))
+                .await?
+        }
     };
-    let ips_text = get(format!("network/interfaces/macs/{mac}/local-ipv4s")).await?;
+    let ips_text = imds
+        .get(format!("network/interfaces/macs/{mac}/local-ipv4s"))
+        .await?;
     let mut private_ips = Vec::new();
     for l in ips_text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         private_ips.push(
