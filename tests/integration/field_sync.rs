@@ -363,7 +363,10 @@ async fn a_slot_with_no_usable_address_is_never_made_ready() {
         set.contains("only supported through configuration file"),
         "{set}"
     );
-    assert_eq!(ready_without_address(&lb.socket).await, ["app2"]);
+    // 2.6 clears the resolution maintenance on the refused address and `state ready` makes
+    // app2 READY with no address; 3.0 keeps it in resolution maintenance.
+    let left = ready_without_address(&lb.socket).await;
+    assert!(left.is_empty() || left == ["app2"], "{left:?}");
     consul.set(instances(&b, &[0, 1]));
     crate::support::eventually(WITHIN, "app2 back in maintenance", || async {
         ready_without_address(&lb.socket)
