@@ -76,6 +76,8 @@ pub struct Syncer {
     attempts: reload::Attempts,
     /// Reload mode: the wanted servers last seen in maintenance (kept: the operator's).
     seen_maint: BTreeSet<Target>,
+    /// Reload mode: whether the file was compared with the running HAProxy's start yet.
+    checked_loaded: bool,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -109,6 +111,7 @@ impl Syncer {
             identity: None,
             attempts: reload::Attempts::default(),
             seen_maint: BTreeSet::new(),
+            checked_loaded: false,
         }
     }
 
@@ -652,6 +655,9 @@ impl Syncer {
             }
         };
         let live = self.live_targets().await.ok();
+        if !std::mem::replace(&mut self.checked_loaded, true) && text == current {
+            self.owed_since_before_start().await;
+        }
         self.note_maintenance(desired).await;
         let kept = if self.seen_maint.is_empty() {
             String::new()
@@ -724,6 +730,23 @@ impl Syncer {
             "{} servers: +{added} -{removed} (reloaded){kept}",
             desired.len()
         ))
+    }
+
+    /// Reload mode, once after start: a file written after the running HAProxy started (a
+    /// reload that failed before this daemon ran) is not what HAProxy runs: reload it.
+    async fn owed_since_before_start(&self) {
+        let (Ok(meta), Ok(up)) = (
+            tokio::fs::metadata(&self.spec.haproxy_config).await,
+            runtime::uptime(&self.spec.stats_socket, self.timeout).await,
+        ) else {
+            return;
+        };
+        let Ok(mtime) = meta.modified() else { return };
+        if runtime::written_after_start(mtime, std::time::SystemTime::now(), up) {
+            tracing::warn!(event = "config_not_loaded", rule = %self.rule, file = %self.spec.haproxy_config.display(),
+                "the file was written after the running HAProxy started: reloading it");
+            self.reload_owed.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Reload mode: the wanted servers HAProxy holds in maintenance (an operator's `set

@@ -26,6 +26,28 @@ async fn command(socket: &Path, line: &str, timeout: Duration) -> Result<String,
     }
 }
 
+/// How long the process answering on the stats socket has run (`show info` `Uptime_sec`, the
+/// same in 2.6 and 3.0).
+pub async fn uptime(socket: &Path, timeout: Duration) -> Result<Duration, String> {
+    let info = command(socket, "show info", timeout).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Uptime_sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_secs)
+        .ok_or_else(|| "`show info` has no Uptime_sec".to_owned())
+}
+
+/// Was a file last modified at `mtime` written after a process that has run `uptime` (whole
+/// seconds, rounded down) by `now` started? `now - uptime` is at or after the true start, so
+/// a true answer is never wrong: that process cannot have read this version of the file.
+pub fn written_after_start(
+    mtime: std::time::SystemTime,
+    now: std::time::SystemTime,
+    uptime: Duration,
+) -> bool {
+    now.checked_sub(uptime).is_some_and(|start| mtime > start)
+}
+
 /// Every server of `backend` (the caller picks the slots among them).
 pub async fn servers(socket: &Path, backend: &str, timeout: Duration) -> Result<Vec<Slot>, String> {
     let reply = command(socket, &format!("show servers state {backend}"), timeout).await?;
@@ -272,6 +294,16 @@ mod tests {
         ] {
             assert!(!addr_change_accepted(refused), "{refused}");
         }
+    }
+
+    #[test]
+    fn a_file_written_after_haproxy_started_is_not_what_it_runs() {
+        let now = std::time::SystemTime::now();
+        let s = Duration::from_secs;
+        // HAProxy up 100 s; the file written 10 s ago: written after it started.
+        assert!(written_after_start(now - s(10), now, s(100)));
+        // Written 200 s ago: HAProxy (up 100 s) read it.
+        assert!(!written_after_start(now - s(200), now, s(100)));
     }
 
     #[test]

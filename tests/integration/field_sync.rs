@@ -658,3 +658,46 @@ async fn an_operators_maintenance_in_the_server_state_file_causes_no_endless_rel
     })
     .await;
 }
+
+/// A reload that failed before the watchdog (re)started leaves a file HAProxy does not run;
+/// the new daemon sees the file is newer than HAProxy and reloads it, with no other change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_a_failed_reload_left_unloaded_is_reloaded_after_a_restart() {
+    let b = Backends::start(2).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1])).await;
+    let lb = Lb::start("  server seed 127.0.0.1:9 disabled\n").await;
+    let template = lb.dir.path().join("haproxy.cfg.j2");
+    let text = lb::config_text(&lb.socket, lb.port, "    {{ nodes }}\n");
+    std::fs::write(&template, &text).unwrap();
+    let check = format!("apply = \"reload\"\ntemplate = \"{}\"", template.display());
+    let toml = rule(&lb, &check, &consul_source(&consul));
+    let wd = Watchdog::start("lb", &no_aws(), &toml, &[]);
+    lb.converges(&b.addrs(&[0, 1]), "first render").await;
+    wd.wait_event(WITHIN, "haproxy_reloaded").await;
+
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    std::fs::write(
+        &template,
+        format!("{text}frontend busy\n  bind 127.0.0.1:{port}\n  default_backend app\n"),
+    )
+    .unwrap();
+    wd.wait_event(WITHIN, "haproxy_reload_failed").await;
+    drop(wd);
+    let worker = lb.worker_pid().await;
+    assert!(std::fs::read_to_string(&lb.config)
+        .unwrap()
+        .contains("frontend busy"));
+    drop(held);
+
+    // Up more than a second, so the file is clearly newer than this worker's start.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let wd = Watchdog::start("lb", &no_aws(), &toml, &[]);
+    wd.wait_event(WITHIN, "config_not_loaded").await;
+    wd.wait_event(WITHIN, "haproxy_reloaded").await;
+    assert_ne!(lb.worker_pid().await, worker);
+    crate::support::eventually(WITHIN, "the new frontend listens", || async {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .await;
+}
