@@ -103,13 +103,16 @@ pub fn local_peer_name(text: &str) -> Option<String> {
 
 /// The `peer` lines of a peers section's managed block: one per member of the group, and
 /// this node's own (`local` at `own`) whether the group lists it yet or not (HAProxy drops
-/// a peers section without its local peer, and binds the local peer's address).
+/// a peers section without its local peer, and binds the local peer's address). A member at
+/// this node's own address under another name (`localpeer` is the host name, the group
+/// names instance ids) is this node: it is not listed twice.
 pub fn peer_lines(
     members: &std::collections::BTreeMap<String, super::plan::Target>,
     local: &str,
     own: super::plan::Target,
 ) -> Vec<String> {
     let mut all = members.clone();
+    all.retain(|_, t| *t != own);
     all.insert(local.to_owned(), own);
     all.iter().map(|(id, t)| format!("peer {id} {t}")).collect()
 }
@@ -331,6 +334,12 @@ mod tests {
         let lines = peer_lines(&with_self, "i-0ccccccccccccccc3", t("10.0.1.13"));
         assert_eq!(lines.len(), 3);
         assert!(lines.contains(&"peer i-0ccccccccccccccc3 10.0.1.13:10000".to_owned()));
+        // The group names this node by instance id, `localpeer` by host name: one line.
+        let mut by_id = group.clone();
+        by_id.insert("i-0ccccccccccccccc3".into(), t("10.0.1.13"));
+        let lines = peer_lines(&by_id, "lb-3", t("10.0.1.13"));
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines.contains(&"peer lb-3 10.0.1.13:10000".to_owned()));
         let b = find_peers_block(cfg, "mesh").unwrap();
         assert!(replace_block(cfg, &b, &lines)
             .contains("    peer i-0aaaaaaaaaaaaaaa1 10.0.1.11:10000\n"));
