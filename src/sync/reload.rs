@@ -1,5 +1,7 @@
 //! Hitless reloads of HAProxy, at most one per window for each HAProxy (rules that share a
-//! reload method share its window).
+//! reload method share its window), each confirmed by what HAProxy shows: the master CLI's
+//! `Success=1` (2.7 and later), its `show proc` (2.6, which answers `reload` with nothing), or
+//! a new process on the stats socket (a reload command).
 
 use crate::config::{ReloadMethod, ReloadSpec};
 use crate::telemetry;
@@ -177,6 +179,7 @@ pub const MAX_ATTEMPTS: u32 = 3;
 /// The first hold after [`MAX_ATTEMPTS`]; it doubles with each further attempt up to
 /// [`MAX_HOLD`].
 pub const FIRST_HOLD: Duration = Duration::from_secs(60);
+/// The longest a held-back configuration waits for its next attempt.
 pub const MAX_HOLD: Duration = Duration::from_secs(3600);
 
 /// Reloads of one rendered configuration that HAProxy performed but after which it did not
@@ -315,6 +318,8 @@ impl ProcTable {
     }
 }
 
+/// Read the master CLI's `show proc` (the same table in 2.6 and 3.0): the `master` line's
+/// `<reloads> [failed: N]` and the PIDs under `# workers` (not `# old workers`).
 pub fn parse_show_proc(reply: &str) -> Result<ProcTable, String> {
     let mut master = None;
     let mut workers = Vec::new();
