@@ -319,7 +319,8 @@ impl Shared {
             };
             let source =
                 sync::source(spec, &http, discovery, dry_run).ok_or(BuildError::AwsNotStarted)?;
-            let syncer = Syncer::new(rule, spec.clone(), source, stop_rx.clone(), dry_run);
+            let syncer = Syncer::new(rule, spec.clone(), source, stop_rx.clone(), dry_run)
+                .with_identity(claim_env.identity.clone());
             syncers.insert(rule.name.clone(), tokio::sync::Mutex::new(syncer));
         }
         Ok(Generation {

@@ -288,6 +288,8 @@ pub struct ReloadSpec {
     pub method: ReloadMethod,
     /// At most one reload per window; changes within it are folded into the next.
     pub window: Duration,
+    /// The longest a reload may take until HAProxy shows it done (and, after it, until the
+    /// stats socket shows the wanted servers).
     pub timeout: Duration,
 }
 

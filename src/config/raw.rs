@@ -183,9 +183,17 @@ pub struct RawConsulSource {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawReload {
+    /// HAProxy's master CLI (`-S`, Debian: /run/haproxy-master.sock): `reload` is sent there
+    /// and its outcome read back (3.0: `Success=1`/`0`; 2.6: `show proc`). See HAProxy's
+    /// management guide, "Master CLI".
     pub master_socket: Option<PathBuf>,
+    /// Instead: a command such as `["systemctl", "reload", "haproxy"]`; the reload counts once
+    /// the stats socket answers from a new process.
     pub command: Option<Vec<String>>,
+    /// At most one reload per window (default 5s); changes within it are folded together.
     pub window: Option<HumanDuration>,
+    /// How long a reload may take until HAProxy shows it done (default 30s), and how long the
+    /// watchdog then waits for the wanted servers; past it the reload failed.
     pub timeout: Option<HumanDuration>,
 }
 

@@ -1,15 +1,26 @@
 //! Consul's health API: the passing instances of one service, watched with blocking queries
 //! (`index` + `wait`), so a change arrives as soon as Consul knows of it.
 //!
-//! The index is handled as Consul's documentation asks: a query returns when the index moves
-//! past ours or `wait` runs out; an index that goes backwards (a restored or re-elected
-//! cluster) resets ours to 0; an index below 1 is treated as 1.
+//! The index is handled as Consul's documentation asks (API docs, "Blocking Queries",
+//! implementation details): a query returns when the index moves past ours or `wait` runs out;
+//! an index that goes backwards (a restored or re-elected cluster) resets ours to 0; an index
+//! below 1 is treated as 1; and while answers come back without the index moving forward,
+//! queries are rate-limited to one per [`STALLED_GAP`], so a Consul that answers every blocking
+//! query at once is not asked in a busy loop.
+//!
+//! An answer that says `X-Consul-KnownLeader: false` (a stale read while the servers elect a
+//! leader) is not used: it may list fewer instances than there are.
 
 use crate::checks::{describe_reqwest, excerpt, read_capped};
 use crate::config::{ConsulSourceSpec, TokenSource};
 use serde::Deserialize;
 use std::net::Ipv4Addr;
 use std::time::Duration;
+use tokio::time::Instant;
+
+/// The least time between two queries while the index does not move forward (Consul's docs
+/// ask clients to rate-limit such answers).
+pub const STALLED_GAP: Duration = Duration::from_secs(1);
 
 /// A service catalog of 10,000 instances is about 20 MB of JSON.
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -18,6 +29,45 @@ pub struct Consul {
     spec: ConsulSourceSpec,
     http: reqwest::Client,
     index: u64,
+    /// When the last query was sent.
+    last_sent: Option<Instant>,
+    /// The last answer's index did not move past the one we sent: rate-limit the next query.
+    stalled: bool,
+}
+
+/// What an answer's `X-Consul-Index` makes of the index we hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextIndex {
+    /// The index to send with the next blocking query (0: the next query does not block).
+    pub index: u64,
+    /// The answer's index moved past the one we had: no need to slow down.
+    pub moved: bool,
+}
+
+/// Consul's rules for the index of a blocking query: `old` is the index we held (0: none),
+/// `header` the answer's `X-Consul-Index`. An index below 1 (0, or a negative number from a
+/// broken proxy) is treated as 1; then an index that went backwards resets to 0 (the next query
+/// does not block). A missing or unreadable header is an error: the answer is not from Consul's health API.
+pub fn next_index(old: u64, header: Option<&str>) -> Result<NextIndex, String> {
+    let Some(h) = header else {
+        return Err(
+            "Consul's answer has no X-Consul-Index header: is the address a Consul agent?".into(),
+        );
+    };
+    let new: i128 = h.trim().parse().map_err(|_| {
+        format!("Consul's answer has an X-Consul-Index that is not a number: {h:?}")
+    })?;
+    let new = u64::try_from(new.max(1)).unwrap_or(u64::MAX);
+    if new < old {
+        return Ok(NextIndex {
+            index: 0,
+            moved: false,
+        });
+    }
+    Ok(NextIndex {
+        index: new,
+        moved: new > old,
+    })
 }
 
 /// One service instance as the health API lists it.
@@ -63,11 +113,15 @@ impl Consul {
             spec,
             http,
             index: 0,
+            last_sent: None,
+            stalled: false,
         }
     }
 
     /// The instances of the service. With `wait`, a blocking query: it returns when the list
     /// changes or `wait` is over; the first query (and any after an index reset) returns at once.
+    /// After an answer whose index did not move, the next query waits until [`STALLED_GAP`]
+    /// after the last one. An answer without a known leader is an error (nothing is applied).
     pub async fn instances(
         &mut self,
         wait: Option<Duration>,
@@ -98,20 +152,29 @@ impl Consul {
                 .append_pair("wait", &format!("{}ms", w.as_millis()));
             limit += w + w / 16;
         }
+        if let (true, Some(last)) = (self.stalled, self.last_sent) {
+            tokio::time::sleep_until(last + STALLED_GAP).await;
+        }
         let mut req = self.http.get(url).timeout(limit);
         if let Some(token) = self.token()? {
             req = req.header("X-Consul-Token", token);
         }
+        let sent = self.index;
+        self.last_sent = Some(Instant::now());
+        // Whatever goes wrong below, the next query is not sent at once.
+        self.stalled = true;
         let resp = req
             .send()
             .await
             .map_err(|e| format!("Consul: {}", describe_reqwest(&e)))?;
         let status = resp.status();
-        let index = resp
-            .headers()
-            .get("X-Consul-Index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap_or("(not text)").to_owned())
+        };
+        let index = header("X-Consul-Index");
+        let known_leader = header("X-Consul-KnownLeader");
         let body = read_capped(resp, BODY_LIMIT)
             .await
             .map_err(|e| format!("Consul: {}", describe_reqwest(&e)))?;
@@ -122,13 +185,21 @@ impl Consul {
                 excerpt(&body, 200)
             ));
         }
-        let Some(index) = index else {
+        // Consul's docs: `X-Consul-KnownLeader` says whether the answering server knows of
+        // a leader. Without one the list may be stale and short: keep the index we had (the
+        // leader's answer must not be mistaken for no change) and apply nothing.
+        if known_leader
+            .as_deref()
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
+        {
             return Err(
-                "Consul's answer has no X-Consul-Index header: is the address a Consul agent?"
+                "Consul answered with X-Consul-KnownLeader: false (a stale read while there is no cluster leader): not applied"
                     .into(),
             );
-        };
-        self.index = if index < self.index { 0 } else { index.max(1) };
+        }
+        let next = next_index(sent, index.as_deref())?;
+        self.index = next.index;
+        self.stalled = !next.moved;
         let entries: Vec<Entry> = serde_json::from_slice(&body).map_err(|e| {
             format!(
                 "Consul's answer is not a health service list ({e}): {}",
@@ -180,4 +251,54 @@ impl Consul {
 /// An instance's address as HAProxy can use it.
 pub fn ipv4(i: &Instance) -> Option<Ipv4Addr> {
     i.address.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn next(old: u64, h: &str) -> (u64, bool) {
+        let n = next_index(old, Some(h)).unwrap();
+        (n.index, n.moved)
+    }
+
+    #[test]
+    fn an_index_that_moves_forward_is_kept_and_needs_no_rate_limit() {
+        assert_eq!(next(0, "42"), (42, true));
+        assert_eq!(next(42, "43"), (43, true));
+        assert_eq!(next(0, " 5 "), (5, true));
+    }
+
+    #[test]
+    fn an_index_that_does_not_move_is_kept_and_rate_limited() {
+        assert_eq!(next(42, "42"), (42, false));
+    }
+
+    #[test]
+    fn an_index_that_goes_backwards_resets_to_zero_and_is_rate_limited() {
+        assert_eq!(next(42, "7"), (0, false));
+        // Zero and negative answers after a real index are backwards too.
+        assert_eq!(next(42, "0"), (0, false));
+        assert_eq!(next(2, "-1"), (0, false));
+    }
+
+    #[test]
+    fn an_index_below_one_is_treated_as_one_never_sent_as_zero_or_negative() {
+        // The first answer (nothing held): 0 becomes 1, so the next query blocks on 1 rather
+        // than turning into a stream of non-blocking queries; after that, 0 does not move.
+        assert_eq!(next(0, "0"), (1, true));
+        assert_eq!(next(0, "-1"), (1, true));
+        assert_eq!(next(1, "0"), (1, false));
+        assert_eq!(next(1, "-1"), (1, false));
+    }
+
+    #[test]
+    fn a_missing_or_garbled_index_is_an_error() {
+        assert!(next_index(3, None)
+            .unwrap_err()
+            .contains("no X-Consul-Index"));
+        assert!(next_index(3, Some("abc"))
+            .unwrap_err()
+            .contains("not a number"));
+    }
 }

@@ -78,6 +78,45 @@ fn find_marked(
     }
 }
 
+/// This node's peer name as HAProxy takes it: `localpeer <name>` in `global` (None: HAProxy
+/// uses the host name, or `-L` from its command line).
+pub fn local_peer_name(text: &str) -> Option<String> {
+    let mut in_global = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if !line.starts_with([' ', '\t']) {
+            in_global = t == "global" || t.starts_with("global ");
+            continue;
+        }
+        if in_global {
+            let mut w = t.split_whitespace();
+            if w.next() == Some("localpeer") {
+                return w.next().map(str::to_owned);
+            }
+        }
+    }
+    None
+}
+
+/// The `peer` lines of a peers section's managed block: one per member of the group, and
+/// this node's own (`local` at `own`) whether the group lists it yet or not (HAProxy drops
+/// a peers section without its local peer, and binds the local peer's address). A member at
+/// this node's own address under another name (`localpeer` is the host name, the group
+/// names instance ids) is this node: it is not listed twice.
+pub fn peer_lines(
+    members: &std::collections::BTreeMap<String, super::plan::Target>,
+    local: &str,
+    own: super::plan::Target,
+) -> Vec<String> {
+    let mut all = members.clone();
+    all.retain(|_, t| *t != own);
+    all.insert(local.to_owned(), own);
+    all.iter().map(|(id, t)| format!("peer {id} {t}")).collect()
+}
+
 /// The text of one server line (without indentation).
 pub fn server_line(slot: &Slot, default_port: u16, options: &str) -> String {
     let addr = match slot.target {
@@ -261,6 +300,52 @@ mod tests {
     }
 
     #[test]
+    fn the_peers_block_always_holds_this_nodes_own_line() {
+        let cfg = "global\n    localpeer i-0ccccccccccccccc3\n    maxconn 10\npeers mesh\n    # BEGIN haproxy-watchdog peers of mesh\n    peer i-0ccccccccccccccc3 10.0.1.13:10000\n    # END haproxy-watchdog peers of mesh\n";
+        assert_eq!(local_peer_name(cfg).as_deref(), Some("i-0ccccccccccccccc3"));
+        // Only `global` sets it; a comment does not.
+        assert_eq!(local_peer_name("defaults\n  localpeer x\n"), None);
+        assert_eq!(local_peer_name("global\n  # localpeer x\n"), None);
+        let t = |ip: &str| Target {
+            ip: ip.parse().unwrap(),
+            port: 10000,
+        };
+        let group: std::collections::BTreeMap<String, Target> = [
+            ("i-0aaaaaaaaaaaaaaa1".to_owned(), t("10.0.1.11")),
+            ("i-0bbbbbbbbbbbbbbb2".to_owned(), t("10.0.1.12")),
+        ]
+        .into();
+        // This node Pending:Wait or Standby: the group lists only the others.
+        let lines = peer_lines(&group, "i-0ccccccccccccccc3", t("10.0.1.13"));
+        assert_eq!(
+            lines,
+            [
+                "peer i-0aaaaaaaaaaaaaaa1 10.0.1.11:10000",
+                "peer i-0bbbbbbbbbbbbbbb2 10.0.1.12:10000",
+                "peer i-0ccccccccccccccc3 10.0.1.13:10000",
+            ]
+        );
+        // An empty group (allow_empty) still leaves this node's line.
+        let lines = peer_lines(&Default::default(), "lb-1", t("10.0.1.13"));
+        assert_eq!(lines, ["peer lb-1 10.0.1.13:10000"]);
+        // Listed by the group: once, at this node's own address.
+        let mut with_self = group.clone();
+        with_self.insert("i-0ccccccccccccccc3".into(), t("10.0.1.99"));
+        let lines = peer_lines(&with_self, "i-0ccccccccccccccc3", t("10.0.1.13"));
+        assert_eq!(lines.len(), 3);
+        assert!(lines.contains(&"peer i-0ccccccccccccccc3 10.0.1.13:10000".to_owned()));
+        // The group names this node by instance id, `localpeer` by host name: one line.
+        let mut by_id = group.clone();
+        by_id.insert("i-0ccccccccccccccc3".into(), t("10.0.1.13"));
+        let lines = peer_lines(&by_id, "lb-3", t("10.0.1.13"));
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines.contains(&"peer lb-3 10.0.1.13:10000".to_owned()));
+        let b = find_peers_block(cfg, "mesh").unwrap();
+        assert!(replace_block(cfg, &b, &lines)
+            .contains("    peer i-0aaaaaaaaaaaaaaa1 10.0.1.11:10000\n"));
+    }
+
+    #[test]
     fn server_lines() {
         let serving = Slot {
             name: "app1".into(),
@@ -268,6 +353,7 @@ mod tests {
                 ip: "10.0.0.1".parse().unwrap(),
                 port: 8080,
             }),
+            addressable: true,
             maint: false,
             draining: false,
         };

@@ -18,10 +18,12 @@ pub mod template;
 
 use crate::checks::Outcome;
 use crate::config::{ApplyMode, BackendSyncSpec, SourceSpec};
+use crate::providers::aws::imds::IdentitySource;
 use crate::providers::consul::{self, Consul};
 use crate::telemetry;
 use plan::{Slot, Target};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -62,6 +64,20 @@ pub struct Syncer {
     apply_failed: bool,
     /// The last good answer and when it came, reused when only the apply has to be retried.
     last_answer: Option<(Instant, BTreeSet<Target>)>,
+    /// A configuration was installed that HAProxy has not been seen to load (its reload
+    /// failed): the next round reloads even when the file does not change again.
+    reload_owed: AtomicBool,
+    /// Slots whose address change HAProxy refused: no free slots until HAProxy reloads the
+    /// block (which writes them as ordinary free slots).
+    refused_slots: BTreeSet<String>,
+    /// This node's identity (`[node]` or instance metadata): peers mode writes its own line.
+    identity: Option<Arc<IdentitySource>>,
+    /// Reload mode: reloads of one rendering that did not bring the wanted servers.
+    attempts: reload::Attempts,
+    /// Reload mode: the wanted servers last seen in maintenance (kept: the operator's).
+    seen_maint: BTreeSet<Target>,
+    /// Reload mode: whether the file was compared with the running HAProxy's start yet.
+    checked_loaded: bool,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -90,7 +106,19 @@ impl Syncer {
             backoff: None,
             apply_failed: false,
             last_answer: None,
+            reload_owed: AtomicBool::new(false),
+            refused_slots: BTreeSet::new(),
+            identity: None,
+            attempts: reload::Attempts::default(),
+            seen_maint: BTreeSet::new(),
+            checked_loaded: false,
         }
+    }
+
+    /// Where this node's private IP comes from (peers mode needs it for its own line).
+    pub fn with_identity(mut self, identity: Arc<IdentitySource>) -> Self {
+        self.identity = Some(identity);
+        self
     }
 
     /// One round: wait, discover, check the answer, apply. Never blocks past the engine's
@@ -288,6 +316,7 @@ impl Syncer {
             self.timeout,
         )
         .await
+        .map_err(String::from)
     }
 
     /// Auto Scaling only: follow the drains (finish those whose sessions reached zero or
@@ -373,45 +402,72 @@ impl Syncer {
     }
 
     /// Peers mode: one `peer <instance-id> <ip>:<port>` line per serving instance in the
-    /// `peers` section's managed block; a change is checked, installed and reloaded.
+    /// `peers` section's managed block, and always this node's own line (`localpeer`, or the
+    /// host name as HAProxy defaults to, at this node's private IP): HAProxy drops a peers
+    /// section without its local peer, so a change that would leave it out is never
+    /// installed. A change is checked, installed and reloaded.
     async fn apply_peers(&mut self, names: &BTreeMap<String, Target>) -> Result<String, String> {
         let spec = self.spec.clone();
         let lock = configfile::lock_for(&spec.haproxy_config);
         let _file = lock.lock().await;
         let text = configfile::read(&spec.haproxy_config).await?;
         let block = configfile::find_peers_block(&text, &spec.backend)?;
-        let lines: Vec<String> = names
+        let local = match configfile::local_peer_name(&text) {
+            Some(l) => l,
+            None => host_name().map_err(|e| {
+                format!("the peers section needs this node's peer name: no `localpeer` in global, and {e}")
+            })?,
+        };
+        let port = spec
+            .port
+            .ok_or("no port for the peers section's lines (set `port`)")?;
+        let own = self.own_ip().await.map_err(|e| {
+            format!("cannot write this node's own peer line ({local}): {e}; the peers section is left as it is")
+        })?;
+        let own = Target { ip: own, port };
+        let lines = configfile::peer_lines(names, &local, own);
+        if !lines
             .iter()
-            .map(|(id, t)| format!("peer {id} {t}"))
-            .collect();
-        let new_text = configfile::replace_block(&text, &block, &lines);
-        // HAProxy drops a peers section that does not name its local peer.
-        let local = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("localpeer "))
-            .map(str::trim);
-        let missing = local.is_some_and(|l| !names.contains_key(l));
-        if new_text == text {
-            return Ok(format!("in step: {} peers", names.len()));
+            .any(|l| l.starts_with(&format!("peer {local} ")))
+        {
+            return Err(format!(
+                "refusing to write a peers section without its local peer {local}"
+            ));
         }
-        if let (true, Some(l)) = (missing, local) {
-            tracing::warn!(event = "local_peer_missing", rule = %self.rule, localpeer = %l,
-                "the group does not list this node (yet): HAProxy keeps the peers section inactive until it does");
+        let new_text = configfile::replace_block(&text, &block, &lines);
+        let owed = self.reload_owed.load(Ordering::Relaxed);
+        let outside = if names.contains_key(&local) {
+            ""
+        } else {
+            " (this node is not InService yet: its own line is kept)"
+        };
+        if new_text == text && !owed {
+            return Ok(format!("in step: {} peers{outside}", lines.len()));
         }
         if self.dry_run {
-            tracing::info!(event = "dry_run", rule = %self.rule, would = %format!("write {} peers into peers {} and reload", names.len(), spec.backend));
+            tracing::info!(event = "dry_run", rule = %self.rule, would = %format!("write {} peers into peers {} and reload", lines.len(), spec.backend));
             return Ok(format!(
                 "dry run: would write {} peers and reload",
-                names.len()
+                lines.len()
             ));
         }
         self.install_and_reload(&new_text).await?;
         telemetry::incr("backend_sync_peer_updates_total", &[("rule", &self.rule)]);
-        tracing::info!(event = "peers_applied", rule = %self.rule, peers_section = %spec.backend, peers = names.len());
-        Ok(format!("{} peers (reloaded)", names.len()))
+        tracing::info!(event = "peers_applied", rule = %self.rule, peers_section = %spec.backend, peers = lines.len(), localpeer = %local);
+        Ok(format!("{} peers (reloaded){outside}", lines.len()))
     }
 
-    /// The backend's slots: its servers named `<prefix><number>`, in order.
+    /// This node's private IP: `[node] private_ip`, else instance metadata.
+    async fn own_ip(&self) -> Result<std::net::Ipv4Addr, String> {
+        let identity = self
+            .identity
+            .as_ref()
+            .ok_or("this node's identity is not known here")?;
+        Ok(identity.get().await.map_err(|e| e.to_string())?.private_ip)
+    }
+
+    /// The backend's slots: its servers named `<prefix><number>`, in order. A slot whose
+    /// address change HAProxy refused counts as not addressable.
     async fn slots(&self) -> Result<Vec<Slot>, String> {
         let all =
             runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
@@ -425,6 +481,11 @@ impl Syncer {
             })
             .collect();
         plan::sort_slots(&mut slots);
+        for s in &mut slots {
+            if self.refused_slots.contains(&s.name) {
+                s.addressable = false;
+            }
+        }
         Ok(slots)
     }
 
@@ -433,13 +494,14 @@ impl Syncer {
         desired: &BTreeSet<Target>,
         drain: &BTreeSet<Target>,
     ) -> Result<String, String> {
-        let spec = &self.spec;
+        let spec = self.spec.clone();
+        let spec = &spec;
         let lock = configfile::lock_for(&spec.haproxy_config);
         let _file = lock.lock().await;
         let text = configfile::read(&spec.haproxy_config).await?;
         let block = configfile::find_block(&text, &spec.backend)?;
-        let slots = self.slots().await?;
-        let plan = plan::plan_draining(&slots, desired, drain);
+        let mut slots = self.slots().await?;
+        let mut plan = plan::plan_draining(&slots, desired, drain);
         if self.dry_run {
             for c in &plan.commands {
                 tracing::info!(event = "dry_run", rule = %self.rule, would = %c.lines(&spec.backend).join("; "));
@@ -455,13 +517,33 @@ impl Syncer {
         let after = if plan.commands.is_empty() {
             slots
         } else {
-            runtime::execute(
-                &spec.stats_socket,
-                &spec.backend,
-                &plan.commands,
-                self.timeout,
-            )
-            .await?;
+            // A slot that refuses its new address stays in maintenance and is left out; the
+            // plan is made again without it (each pass leaves out one more slot, so this ends).
+            loop {
+                match runtime::execute(
+                    &spec.stats_socket,
+                    &spec.backend,
+                    &plan.commands,
+                    self.timeout,
+                )
+                .await
+                {
+                    Ok(()) => break,
+                    Err(runtime::ExecError::AddrRefused { slot, reply })
+                        if !self.refused_slots.contains(&slot) =>
+                    {
+                        tracing::warn!(event = "slot_unusable", rule = %self.rule, backend = %spec.backend, slot = %slot, reply = %reply,
+                            "HAProxy refused a new address for this slot: it stays in maintenance and is not used until HAProxy reloads the block");
+                        self.refused_slots.insert(slot);
+                        slots = self.slots().await?;
+                        plan = plan::plan_draining(&slots, desired, drain);
+                        if plan.commands.is_empty() {
+                            break;
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             self.count(&plan);
             let after = self.slots().await?;
             let left = plan::plan_draining(&after, desired, drain);
@@ -520,6 +602,7 @@ impl Syncer {
             layout.push(Slot {
                 name: format!("{}{next_n}", spec.server_prefix),
                 target,
+                addressable: true,
                 maint: target.is_none(),
                 draining: false,
             });
@@ -531,6 +614,8 @@ impl Syncer {
             .collect();
         let new_text = configfile::replace_block(&text, &block, &lines);
         self.install_and_reload(&new_text).await?;
+        // The block wrote every slot afresh: refused ones are ordinary free slots now.
+        self.refused_slots.clear();
         let prefix = spec.server_prefix.clone();
         self.wait_live(desired, true)
             .await
@@ -570,8 +655,37 @@ impl Syncer {
             }
         };
         let live = self.live_targets().await.ok();
-        if text == current && live.as_ref() == Some(desired) {
-            return Ok(format!("in step: {} servers", desired.len()));
+        if !std::mem::replace(&mut self.checked_loaded, true) && text == current {
+            self.owed_since_before_start().await;
+        }
+        self.note_maintenance(desired).await;
+        let kept = if self.seen_maint.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} in maintenance (kept: {})",
+                self.seen_maint.len(),
+                list(&self.seen_maint)
+            )
+        };
+        let owed = self.reload_owed.load(Ordering::Relaxed);
+        if text == current && !owed && live.as_ref() == Some(desired) {
+            self.attempts.succeeded();
+            return Ok(format!("in step: {} servers{kept}", desired.len()));
+        }
+        // A rendering whose reloads did not bring HAProxy to it is not reloaded over and
+        // over: after a few attempts it waits, and the round says why.
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            text.hash(&mut h);
+            h.finish()
+        };
+        if let Some((left, n, last)) = self.attempts.held(key, Instant::now()) {
+            return Err(format!(
+                "{n} reloads of this configuration did not bring HAProxy to the wanted servers (last: {last}); next attempt in {}",
+                humantime::format_duration(Duration::from_secs(left.as_secs().max(1)))
+            ));
         }
         if self.dry_run {
             tracing::info!(event = "dry_run", rule = %self.rule, would = "install the rendered configuration and reload");
@@ -588,31 +702,101 @@ impl Syncer {
                 spec.reload.timeout,
             )
             .await?;
+            self.reload_owed.store(true, Ordering::Relaxed);
         }
         self.coalesced_reload().await?;
-        self.wait_live(desired, false).await?;
+        if let Err(e) = self.wait_live(desired, false).await {
+            if let Some(hold) = self.attempts.failed(key, Instant::now(), &e) {
+                tracing::warn!(event = "reload_held_back", rule = %self.rule, backend = %spec.backend,
+                    attempts = reload::MAX_ATTEMPTS, hold = %humantime::format_duration(hold), error = %e,
+                    "reloading again would not help: holding this configuration back");
+            }
+            return Err(e);
+        }
+        self.attempts.succeeded();
+        self.note_maintenance(desired).await;
         let before = live.unwrap_or_default();
         let added = desired.difference(&before).count();
         let removed = before.difference(desired).count();
         self.count_changes(added, removed);
         tracing::info!(event = "backend_sync_applied", rule = %self.rule, backend = %spec.backend, mode = "reload",
             added, removed, servers = desired.len());
+        let kept = if self.seen_maint.is_empty() {
+            String::new()
+        } else {
+            format!(", {} in maintenance (kept)", self.seen_maint.len())
+        };
         Ok(format!(
-            "{} servers: +{added} -{removed} (reloaded)",
+            "{} servers: +{added} -{removed} (reloaded){kept}",
             desired.len()
         ))
     }
 
-    /// Check and install `text` as the HAProxy configuration, then reload (coalesced).
+    /// Reload mode, once after start: a file written after the running HAProxy started (a
+    /// reload that failed before this daemon ran) is not what HAProxy runs: reload it.
+    async fn owed_since_before_start(&self) {
+        let (Ok(meta), Ok(up)) = (
+            tokio::fs::metadata(&self.spec.haproxy_config).await,
+            runtime::uptime(&self.spec.stats_socket, self.timeout).await,
+        ) else {
+            return;
+        };
+        let Ok(mtime) = meta.modified() else { return };
+        if runtime::written_after_start(mtime, std::time::SystemTime::now(), up) {
+            tracing::warn!(event = "config_not_loaded", rule = %self.rule, file = %self.spec.haproxy_config.display(),
+                "the file was written after the running HAProxy started: reloading it");
+            self.reload_owed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Reload mode: the wanted servers HAProxy holds in maintenance (an operator's `set
+    /// server ... state maint`, which a server-state file carries across reloads). They
+    /// count as present (no reload brings them back) and are left as they are: the
+    /// operator's maintenance wins. Logged when the set changes.
+    async fn note_maintenance(&mut self, desired: &BTreeSet<Target>) {
+        let Ok(all) =
+            runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await
+        else {
+            return;
+        };
+        let maint: BTreeSet<Target> = all
+            .iter()
+            .filter(|s| s.maint && self.named_by_us(s))
+            .filter_map(|s| s.target)
+            .filter(|t| desired.contains(t))
+            .collect();
+        if maint != self.seen_maint {
+            if !maint.is_empty() {
+                tracing::warn!(event = "servers_in_maintenance", rule = %self.rule, backend = %self.spec.backend,
+                    servers = %list(&maint), "kept in maintenance: an operator's maintenance wins over the source");
+            }
+            self.seen_maint = maint;
+        }
+    }
+
+    /// Reload mode: the server has the name the template gave this target.
+    fn named_by_us(&self, s: &Slot) -> bool {
+        s.target
+            .is_some_and(|t| s.name == template::server_name(&self.spec.server_prefix, &t))
+    }
+
+    /// Check and install `text` as the HAProxy configuration (unless the file already is
+    /// `text`), then reload (coalesced).
     async fn install_and_reload(&self, text: &str) -> Result<(), String> {
         let spec = &self.spec;
-        configfile::install(
-            &spec.haproxy_config,
-            text,
-            &spec.haproxy_bin,
-            spec.reload.timeout,
-        )
-        .await?;
+        let current = tokio::fs::read_to_string(&spec.haproxy_config)
+            .await
+            .unwrap_or_default();
+        if current != text {
+            configfile::install(
+                &spec.haproxy_config,
+                text,
+                &spec.haproxy_bin,
+                spec.reload.timeout,
+            )
+            .await?;
+            self.reload_owed.store(true, Ordering::Relaxed);
+        }
         self.coalesced_reload().await
     }
 
@@ -625,16 +809,23 @@ impl Syncer {
                 return Err("stopping before the reload".into());
             }
         }
-        self.reloader.reload(&self.spec.reload).await
+        // Until HAProxy shows the reload done, the file on disk is not what it runs.
+        self.reloader
+            .reload(&self.spec.reload, &self.spec.stats_socket)
+            .await?;
+        self.reload_owed.store(false, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The targets the backend serves right now (reload mode: every server in it).
+    /// A server of ours in maintenance counts: it is configured, and no reload changes that
+    /// (the server-state file brings its state back).
     async fn live_targets(&self) -> Result<BTreeSet<Target>, String> {
         let all =
             runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
         Ok(all
             .iter()
-            .filter(|s| s.serving())
+            .filter(|s| s.serving() || (s.maint && self.named_by_us(s)))
             .filter_map(|s| s.target)
             .collect())
     }
@@ -657,11 +848,15 @@ impl Syncer {
             match seen {
                 Ok(t) if &t == desired => return Ok(()),
                 Ok(t) => {
+                    let missing: BTreeSet<Target> = desired.difference(&t).copied().collect();
+                    let others: BTreeSet<Target> = t.difference(desired).copied().collect();
                     last = format!(
-                        "HAProxy serves {} of the {} servers wanted, and {} others",
+                        "HAProxy serves {} of the {} servers wanted (missing: {}), and {} others ({})",
                         t.intersection(desired).count(),
                         desired.len(),
-                        t.difference(desired).count()
+                        list(&missing),
+                        others.len(),
+                        list(&others)
                     )
                 }
                 Err(e) => last = e,
@@ -711,6 +906,29 @@ impl Syncer {
         }
         s
     }
+}
+
+/// Up to five servers, for messages.
+fn list(t: &BTreeSet<Target>) -> String {
+    if t.is_empty() {
+        return "none".into();
+    }
+    let mut s: Vec<String> = t.iter().take(5).map(Target::to_string).collect();
+    if t.len() > 5 {
+        s.push("...".into());
+    }
+    s.join(", ")
+}
+
+/// The host name, which HAProxy uses as the local peer's name when `localpeer` is not set.
+fn host_name() -> Result<String, String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_err(|e| format!("the host name cannot be read: {e}"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("the host name is empty".into());
+    }
+    Ok(name.to_owned())
 }
 
 fn note(n: usize, what: &str, left_out: &[String]) -> String {

@@ -26,6 +26,12 @@ pub struct Slot {
     pub name: String,
     /// None when the slot has no usable address (`0.0.0.0`, a name, or port 0).
     pub target: Option<Target>,
+    /// HAProxy can point it at a new address at runtime (`set server addr`): it has an IP
+    /// address. A slot whose address is `-` (a name with `init-addr none`, a unix socket) has
+    /// no address family, and HAProxy refuses ("Update for the current server address family
+    /// is only supported through configuration file"); the caller also clears this for a slot
+    /// whose address change HAProxy refused. Such a slot is never a free slot.
+    pub addressable: bool,
     /// In maintenance (forced, inherited or by DNS resolution). A slot that only carries the
     /// "disabled in the configuration" bit is *not* in maintenance once set ready.
     pub maint: bool,
@@ -101,7 +107,7 @@ impl Plan {
 
 /// Slots sorted the way an operator reads them: `app2` before `app10`.
 pub fn sort_slots(slots: &mut [Slot]) {
-    slots.sort_by(|a, b| natural_key(&a.name).cmp(&natural_key(&b.name)));
+    slots.sort_by_key(|s| natural_key(&s.name));
 }
 
 fn natural_key(name: &str) -> (String, u64, String) {
@@ -145,6 +151,16 @@ pub fn plan_draining(slots: &[Slot], desired: &BTreeSet<Target>, drain: &BTreeSe
                 disables.push(Command::Disable {
                     slot: s.name.clone(),
                 });
+            }
+            // A slot that cannot take an address is no free slot; if it is out of
+            // maintenance (READY with no address, it would take requests and fail them), it
+            // goes to maintenance.
+            _ if !s.addressable => {
+                if !s.maint {
+                    disables.push(Command::Disable {
+                        slot: s.name.clone(),
+                    });
+                }
             }
             _ => free.push(s),
         }
@@ -193,6 +209,7 @@ mod tests {
         Slot {
             name: name.into(),
             target,
+            addressable: true,
             maint,
             draining: false,
         }
@@ -294,6 +311,51 @@ mod tests {
             p.commands,
             vec![
                 Command::Undrain { slot: "a3".into() },
+                Command::Disable { slot: "a2".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_slot_with_no_usable_address_is_never_a_free_slot() {
+        // HAProxy 2.6/3.0: `server web2 app2.example.com:8080 init-addr none` shows address
+        // `-` in resolution maintenance; after a `state ready` it is READY with no address.
+        let unaddressable = |maint| Slot {
+            addressable: false,
+            ..slot("a2", None, maint)
+        };
+        let slots = [slot("a1", Some(t(1)), false), unaddressable(true)];
+        let p = plan(&slots, &set(&[t(1), t(2)]));
+        assert!(p.commands.is_empty(), "{:?}", p.commands);
+        assert_eq!(p.unplaced, vec![t(2)], "the server must find another slot");
+        // Another free slot after it takes the server.
+        let slots = [
+            slot("a1", Some(t(1)), false),
+            unaddressable(true),
+            slot("a3", None, true),
+        ];
+        let p = plan(&slots, &set(&[t(1), t(2)]));
+        assert_eq!(
+            p.commands,
+            vec![Command::Enable {
+                slot: "a3".into(),
+                target: t(2)
+            }]
+        );
+        // READY with no address: back to maintenance, and the server goes elsewhere.
+        let slots = [
+            slot("a1", Some(t(1)), false),
+            unaddressable(false),
+            slot("a3", None, true),
+        ];
+        let p = plan(&slots, &set(&[t(1), t(2)]));
+        assert_eq!(
+            p.commands,
+            vec![
+                Command::Enable {
+                    slot: "a3".into(),
+                    target: t(2)
+                },
                 Command::Disable { slot: "a2".into() },
             ]
         );

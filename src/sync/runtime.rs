@@ -26,6 +26,28 @@ async fn command(socket: &Path, line: &str, timeout: Duration) -> Result<String,
     }
 }
 
+/// How long the process answering on the stats socket has run (`show info` `Uptime_sec`, the
+/// same in 2.6 and 3.0).
+pub async fn uptime(socket: &Path, timeout: Duration) -> Result<Duration, String> {
+    let info = command(socket, "show info", timeout).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Uptime_sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_secs)
+        .ok_or_else(|| "`show info` has no Uptime_sec".to_owned())
+}
+
+/// Was a file last modified at `mtime` written after a process that has run `uptime` (whole
+/// seconds, rounded down) by `now` started? `now - uptime` is at or after the true start, so
+/// a true answer is never wrong: that process cannot have read this version of the file.
+pub fn written_after_start(
+    mtime: std::time::SystemTime,
+    now: std::time::SystemTime,
+    uptime: Duration,
+) -> bool {
+    now.checked_sub(uptime).is_some_and(|start| mtime > start)
+}
+
 /// Every server of `backend` (the caller picks the slots among them).
 pub async fn servers(socket: &Path, backend: &str, timeout: Duration) -> Result<Vec<Slot>, String> {
     let reply = command(socket, &format!("show servers state {backend}"), timeout).await?;
@@ -74,7 +96,8 @@ pub fn parse_servers_state(reply: &str, backend: &str) -> Result<Vec<Slot>, Stri
         let admin: u32 = get(adm)?
             .parse()
             .map_err(|_| format!("bad srv_admin_state in: {line}"))?;
-        let ip: Option<Ipv4Addr> = get(a)?
+        let addr = get(a)?;
+        let ip: Option<Ipv4Addr> = addr
             .parse()
             .ok()
             .filter(|ip: &Ipv4Addr| !ip.is_unspecified());
@@ -82,6 +105,9 @@ pub fn parse_servers_state(reply: &str, backend: &str) -> Result<Vec<Slot>, Stri
         slots.push(Slot {
             name: get(n)?.to_owned(),
             target: ip.filter(|_| port != 0).map(|ip| Target { ip, port }),
+            // `-`: no address family (a name not resolved, a unix socket): HAProxy takes a new
+            // address for it only from the configuration file.
+            addressable: addr.parse::<std::net::IpAddr>().is_ok(),
             maint: admin & ADMIN_MAINT != 0,
             draining: admin & ADMIN_DRAIN != 0,
         });
@@ -92,34 +118,106 @@ pub fn parse_servers_state(reply: &str, backend: &str) -> Result<Vec<Slot>, Stri
     Ok(slots)
 }
 
-/// Send each command and check its answer: `set server ... addr` says what it changed,
-/// `set server ... state` answers nothing. Stops at the first refusal.
+/// Why [`execute`] stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecError {
+    /// HAProxy would not point `slot` at a new address: that slot cannot be used (it was
+    /// left in maintenance: `state ready` is sent only after the address was taken).
+    AddrRefused { slot: String, reply: String },
+    /// Anything else: no answer, or another command refused.
+    Failed(String),
+}
+
+impl std::fmt::Display for ExecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecError::AddrRefused { slot, reply } => {
+                write!(f, "HAProxy refused a new address for slot {slot}: {reply}")
+            }
+            ExecError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<ExecError> for String {
+    fn from(e: ExecError) -> String {
+        e.to_string()
+    }
+}
+
+/// Did HAProxy take `set server ... addr`? Its answer lists what it did, then who did it:
+/// 2.6 `IP changed from 'A' to 'B', no need to change the port by 'stats socket command'`,
+/// 3.0 `IP changed from 'A' to 'B' by 'stats socket command'` or `nothing changed`. Any other
+/// part (`Invalid addr`, `problem converting port`, `Update for the current server address
+/// family is only supported through configuration file`) is a refusal, even after a part
+/// that succeeded.
+pub fn addr_change_accepted(reply: &str) -> bool {
+    let r = reply.trim();
+    let r = match r.rfind(" by '") {
+        Some(i) if r.ends_with('\'') => &r[..i],
+        _ => r,
+    };
+    if r == "nothing changed" {
+        return true;
+    }
+    !r.is_empty()
+        && !r.contains('\n')
+        && r.split(", ").all(|part| {
+            part == "no need to change the addr"
+                || part == "no need to change the port"
+                || ((part.starts_with("IP changed from '")
+                    || part.starts_with("port changed from '"))
+                    && part.contains("' to '")
+                    && part.ends_with('\''))
+        })
+}
+
+/// Send the commands one line at a time and check each answer against what success looks
+/// like: `set server ... addr` says what it changed (see [`addr_change_accepted`]), `set
+/// server ... state` answers nothing. An enable sends `state ready` only once the address
+/// was taken, never joined to it with `;` (HAProxy would run it after a refused address, and
+/// the slot would serve with no address). Stops at the first refusal.
 pub async fn execute(
     socket: &Path,
     backend: &str,
     commands: &[Command],
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ExecError> {
     for c in commands {
-        let lines = c.lines(backend);
-        let reply = command(socket, &lines.join(";"), timeout).await?;
-        let reply = reply.trim();
-        let ok = match c {
-            Command::Enable { .. } => {
-                // The addr answer, then nothing from `state ready`.
-                reply.contains("changed from") || reply.starts_with("no need to change")
+        for (k, line) in c.lines(backend).iter().enumerate() {
+            let reply = command(socket, line, timeout)
+                .await
+                .map_err(ExecError::Failed)?;
+            let reply = reply.trim();
+            let addr = matches!(c, Command::Enable { .. }) && k == 0;
+            if addr && !addr_change_accepted(reply) {
+                let Command::Enable { slot, .. } = c else {
+                    unreachable!("addr is only true for an enable")
+                };
+                return Err(ExecError::AddrRefused {
+                    slot: slot.clone(),
+                    reply: first_line(reply),
+                });
             }
-            _ => reply.is_empty(),
-        };
-        if !ok {
-            return Err(format!(
-                "HAProxy refused `{}`: {}",
-                lines.join("; "),
-                reply.lines().next().unwrap_or("")
-            ));
+            if !addr && !reply.is_empty() {
+                return Err(ExecError::Failed(format!(
+                    "HAProxy refused `{line}`: {}",
+                    first_line(reply)
+                )));
+            }
         }
     }
     Ok(())
+}
+
+fn first_line(reply: &str) -> String {
+    reply
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("(an empty answer)")
+        .chars()
+        .take(200)
+        .collect()
 }
 
 #[cfg(test)]
@@ -146,6 +244,66 @@ mod tests {
         assert!(s[1].maint && s[1].target.is_none());
         assert!(s[2].serving(), "admin state 4 alone is not maintenance");
         assert!(s[3].serving() && s[3].draining);
+    }
+
+    #[test]
+    fn a_slot_whose_address_is_a_dash_cannot_be_addressed() {
+        // HAProxy 2.6.12 and 3.0.11 alike: `server web2 app2.example.com:8080 check init-addr
+        // none` (resolution maintenance, 32), a unix socket server, and an IPv6 one.
+        let reply = "1
+# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
+3 web 1 web1 127.0.0.11 0 0 1 1 1 8 2 0 6 0 0 0 - 8080 - 0 0 - - 0
+3 web 2 web2 - 0 32 1 1 1 1 0 0 14 0 0 0 app2.example.com 8080 - 0 0 - - 0
+3 web 6 web6 - 0 5 1 1 1 1 0 0 8 0 0 0 - 0 - 0 0 - - 0
+3 web 4 web4 ::1 0 5 1 1 1 1 0 0 14 0 0 0 - 8080 - 0 0 - - 0
+3 web 3 web3 0.0.0.0 0 5 1 1 1 1 0 0 14 0 0 0 - 8080 - 0 0 - - 0
+";
+        let s = parse_servers_state(reply, "web").unwrap();
+        let a: Vec<bool> = s.iter().map(|s| s.addressable).collect();
+        assert_eq!(a, [true, false, false, true, true]);
+        assert!(s[1].maint && s[1].target.is_none());
+        // After a `state ready` joined to a refused `addr`: READY, no address (admin 0).
+        let ready = reply.replace("3 web 2 web2 - 0 32", "3 web 2 web2 - 2 0");
+        let s = parse_servers_state(&ready, "web").unwrap();
+        assert!(!s[1].maint && !s[1].serving() && !s[1].addressable);
+    }
+
+    #[test]
+    fn addr_replies_are_checked_against_what_success_looks_like() {
+        // Captured from HAProxy 2.6.12 and 3.0.11.
+        for ok in [
+            "IP changed from '0.0.0.0' to '127.0.0.12', no need to change the port by 'stats socket command'",
+            "IP changed from '127.0.0.1' to '127.0.0.14', port changed from '+0' to '8080' by 'stats socket command'",
+            "no need to change the addr, no need to change the port by 'stats socket command'",
+            "IP changed from '0.0.0.0' to '127.0.0.12' by 'stats socket command'",
+            "IP changed from '::1' to '127.0.0.12' by 'stats socket command'\n",
+            "nothing changed",
+        ] {
+            assert!(addr_change_accepted(ok), "{ok}");
+        }
+        for refused in [
+            "Update for the current server address family is only supported through configuration file by 'stats socket command'",
+            "Update for the current server address family is only supported through configuration file.",
+            "Invalid addr '1.2.3' by 'stats socket command'",
+            "Invalid addr '1.2.3'",
+            // Half done is not done.
+            "IP changed from '127.0.0.12' to '1.2.3.4', problem converting port 'abc' to an int by 'stats socket command'",
+            "No such server.",
+            "Permission denied",
+            "",
+        ] {
+            assert!(!addr_change_accepted(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_file_written_after_haproxy_started_is_not_what_it_runs() {
+        let now = std::time::SystemTime::now();
+        let s = Duration::from_secs;
+        // HAProxy up 100 s; the file written 10 s ago: written after it started.
+        assert!(written_after_start(now - s(10), now, s(100)));
+        // Written 200 s ago: HAProxy (up 100 s) read it.
+        assert!(!written_after_start(now - s(200), now, s(100)));
     }
 
     #[test]

@@ -314,9 +314,16 @@ async fn peers_section_follows_the_group_of_haproxy_nodes() {
         + "peers mesh\n  # BEGIN haproxy-watchdog peers of mesh\n  # END haproxy-watchdog peers of mesh\n";
     std::fs::write(&lb.config, text).unwrap();
     lb.reload().await;
-    let toml = rule(&lb, &q, peer_port, Some("10m"), "")
-        .replace("backend = \"app\"", "apply = \"peers\"\npeers = \"mesh\"")
-        .replace("server_options = \"\"\n", "");
+    // This node's own address for its own peer line (no instance metadata here).
+    let node = format!(
+        "[node]\ninstance_id = \"{}\"\nnetwork_interface_id = \"eni-0000000000000000a\"\nprivate_ip = \"{}\"\n",
+        ids[0],
+        group.private_ip(&ids[0]).await
+    );
+    let toml = node
+        + &rule(&lb, &q, peer_port, Some("10m"), "")
+            .replace("backend = \"app\"", "apply = \"peers\"\npeers = \"mesh\"")
+            .replace("server_options = \"\"\n", "");
     let wd = Watchdog::start("lb", &env(&group), &toml, &[]);
 
     let peers = |ids: Vec<String>| async {

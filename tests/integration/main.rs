@@ -8,6 +8,7 @@ mod cli;
 mod events;
 mod failover;
 mod field;
+mod field_sync;
 mod import_monit;
 mod opsworks;
 mod sync;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 const WITHIN: Duration = Duration::from_secs(15);
 
-fn no_aws() -> Env {
+pub(crate) fn no_aws() -> Env {
     Env {
         aws_endpoint: "http://127.0.0.1:9".into(),
         imds_endpoint: "http://127.0.0.1:9".into(),
@@ -21,7 +21,7 @@ fn no_aws() -> Env {
 
 /// A backend_sync rule for backend `app` of `lb`; `check` adds keys to its check table and
 /// `source` is the source table's body.
-fn rule(lb: &Lb, check: &str, source: &str) -> String {
+pub(crate) fn rule(lb: &Lb, check: &str, source: &str) -> String {
     format!(
         r#"
 [rules.app]
@@ -49,20 +49,20 @@ reload = {{ master_socket = "{}", window = "1s" }}
     )
 }
 
-fn consul_source(c: &Consul) -> String {
+pub(crate) fn consul_source(c: &Consul) -> String {
     format!(
         "type = \"consul\"\nservice = \"web\"\naddress = \"{}\"\n",
         c.url()
     )
 }
 
-fn instances(b: &Backends, idx: &[usize]) -> Vec<Instance> {
+pub(crate) fn instances(b: &Backends, idx: &[usize]) -> Vec<Instance> {
     idx.iter()
         .map(|i| Instance::new(Backends::ip(*i), b.port))
         .collect()
 }
 
-async fn slot_of(lb: &Lb, addr: SocketAddr) -> Option<String> {
+pub(crate) async fn slot_of(lb: &Lb, addr: SocketAddr) -> Option<String> {
     let slots = haproxy_watchdog::sync::runtime::servers(&lb.socket, "app", Duration::from_secs(5))
         .await
         .ok()?;
@@ -152,6 +152,8 @@ async fn out_of_slots_grows_them_with_one_reload() {
         })
         .await;
     assert_eq!(e["slots"], 2, "{e}");
+    // Logged once HAProxy has shown the reload done, which may be after it serves.
+    wd.wait_event(WITHIN, "haproxy_reloaded").await;
     assert_eq!(wd.count("haproxy_reloaded"), 1, "{}", wd.log());
     assert!(
         lb.slot_count().await >= 8,

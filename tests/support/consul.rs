@@ -8,6 +8,12 @@
 //! `X-Consul-Token` (403 "ACL not found" otherwise). Entries have Consul's JSON shape
 //! (`Node`, `Service`, `Checks`). It is a stand-in, not Consul: no catalog writes, no
 //! consistency modes, one datacenter.
+//!
+//! Faults a real cluster shows, on demand: [`Consul::index_answers`] makes every answer come
+//! back at once with a fixed `X-Consul-Index` (or none), as a Consul with the index bug its
+//! docs describe does; [`Consul::set_index`] moves the index anywhere, backwards included (a
+//! restored snapshot); [`Consul::set_known_leader`] answers `X-Consul-KnownLeader: false`
+//! (a stale read during an election). Every request's time and `index` parameter are kept.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -48,6 +54,11 @@ struct State {
     token: Option<String>,
     requests: u64,
     blocking_requests: u64,
+    /// Some: answer at once with this `X-Consul-Index` (None inside: no header at all).
+    fixed_index: Option<Option<String>>,
+    known_leader: bool,
+    /// When each request came, and its `index` parameter.
+    log: Vec<(std::time::Instant, Option<String>)>,
 }
 
 pub struct Consul {
@@ -71,6 +82,9 @@ impl Consul {
             token: None,
             requests: 0,
             blocking_requests: 0,
+            fixed_index: None,
+            known_leader: true,
+            log: Vec::new(),
         }));
         let (index, _) = watch::channel(10u64);
         let (st, idx) = (state.clone(), index.clone());
@@ -125,6 +139,28 @@ impl Consul {
         self.state.lock().unwrap().token = Some(token.into());
     }
 
+    /// Some(h): answer every query at once with `X-Consul-Index: h` (Some(None): without the
+    /// header). None: the real index and blocking behaviour again.
+    pub fn index_answers(&self, fixed: Option<Option<&str>>) {
+        self.state.lock().unwrap().fixed_index = fixed.map(|h| h.map(str::to_owned));
+        self.index.send_modify(|_| {});
+    }
+
+    /// Set the service's index (lower than now: it goes backwards, as after a restore).
+    pub fn set_index(&self, index: u64) {
+        self.index.send_replace(index);
+    }
+
+    /// `X-Consul-KnownLeader` of the following answers.
+    pub fn set_known_leader(&self, known: bool) {
+        self.state.lock().unwrap().known_leader = known;
+    }
+
+    /// Each request's arrival time and `index` parameter, in order.
+    pub fn request_log(&self) -> Vec<(std::time::Instant, Option<String>)> {
+        self.state.lock().unwrap().log.clone()
+    }
+
     /// (all requests, blocking requests) so far.
     pub fn requests(&self) -> (u64, u64) {
         let s = self.state.lock().unwrap();
@@ -138,15 +174,41 @@ impl Drop for Consul {
     }
 }
 
+/// How an answer's headers are made: the real index, or the fault set on the stand-in.
+struct Headers {
+    index: Option<String>,
+    known_leader: bool,
+}
+
+impl Headers {
+    fn real(index: u64) -> Headers {
+        Headers {
+            index: Some(index.to_string()),
+            known_leader: true,
+        }
+    }
+}
+
 fn reply(status: u16, index: u64, body: String) -> Response<Full<Bytes>> {
-    Response::builder()
+    reply_with(status, Headers::real(index), body)
+}
+
+fn reply_with(status: u16, h: Headers, body: String) -> Response<Full<Bytes>> {
+    let mut b = Response::builder()
         .status(status)
         .header("Content-Type", "application/json")
-        .header("X-Consul-Index", index.to_string())
-        .header("X-Consul-KnownLeader", "true")
-        .header("X-Consul-LastContact", "0")
-        .body(Full::new(Bytes::from(body)))
-        .expect("response")
+        .header(
+            "X-Consul-KnownLeader",
+            if h.known_leader { "true" } else { "false" },
+        )
+        .header(
+            "X-Consul-LastContact",
+            if h.known_leader { "0" } else { "12000" },
+        );
+    if let Some(i) = h.index {
+        b = b.header("X-Consul-Index", i);
+    }
+    b.body(Full::new(Bytes::from(body))).expect("response")
 }
 
 /// Consul's duration syntax for `wait`: `10s`, `500ms`, `1m`.
@@ -185,6 +247,7 @@ async fn answer(
         if get("index").is_some() {
             s.blocking_requests += 1;
         }
+        s.log.push((std::time::Instant::now(), get("index")));
         if s.token.is_some() && s.token != token {
             return reply(403, *idx.borrow(), "ACL not found".into());
         }
@@ -194,27 +257,42 @@ async fn answer(
     };
     let service = service.to_owned();
 
-    // A blocking query waits for the index to pass the one the client has seen.
-    if let (Some(seen), Some(wait)) = (
+    // A blocking query waits for the index to pass the one the client has seen (a Consul
+    // with the index fault answers at once).
+    let fixed = st.lock().unwrap().fixed_index.clone();
+    if let (None, Some(seen), Some(wait)) = (
+        &fixed,
         get("index").and_then(|i| i.parse::<u64>().ok()),
         get("wait"),
     ) {
         let wait = parse_wait(&wait).unwrap_or(Duration::from_secs(300));
         let mut rx = idx.subscribe();
-        let _ = tokio::time::timeout(wait, rx.wait_for(|i| *i > seen)).await;
+        let _ = tokio::time::timeout(
+            wait,
+            rx.wait_for(|i| *i > seen || st.lock().unwrap().fixed_index.is_some()),
+        )
+        .await;
     }
+    let fixed = st.lock().unwrap().fixed_index.clone();
     let index = *idx.borrow();
     let s = st.lock().unwrap();
+    let headers = || Headers {
+        index: match &fixed {
+            Some(h) => h.clone(),
+            None => Some(index.to_string()),
+        },
+        known_leader: s.known_leader,
+    };
     if let Some((status, body)) = &s.failing {
         return reply(*status, index, body.clone());
     }
     if let Some(dc) = get("dc") {
         if dc != s.datacenter {
-            return reply(500, index, format!("No path to datacenter"));
+            return reply(500, index, "No path to datacenter".to_owned());
         }
     }
     if service != s.service {
-        return reply(200, index, "[]".into());
+        return reply_with(200, headers(), "[]".into());
     }
     let passing = get("passing").is_some_and(|p| p != "0" && p != "false");
     let tags: Vec<String> = query
@@ -242,5 +320,9 @@ async fn answer(
             })
         })
         .collect();
-    reply(200, index, serde_json::Value::Array(entries).to_string())
+    reply_with(
+        200,
+        headers(),
+        serde_json::Value::Array(entries).to_string(),
+    )
 }
