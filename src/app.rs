@@ -102,6 +102,10 @@ pub enum BuildError {
             " (the configuration has https URLs: install the CA certificates, Debian's and RHEL's package ca-certificates)"
         } else { "" })]
     Http(reqwest::Error),
+    #[error("no CA certificates on this machine, and the AWS SDK needs them for every call: install them (Debian's and RHEL's package ca-certificates; SSL_CERT_FILE or SSL_CERT_DIR point elsewhere)")]
+    NoCaStore,
+    #[error("{0}")]
+    StateBusy(String),
     #[error("no AWS region: set [aws] region or AWS_REGION (or run on EC2, where instance metadata gives it)")]
     NoRegion,
     #[error("this configuration calls AWS, which the daemon did not set up at start (its first configuration needed no AWS call): restart to apply it")]
@@ -150,6 +154,12 @@ impl Shared {
         state_dir: Option<&std::path::Path>,
     ) -> Result<Shared, BuildError> {
         let sdk = if aws_needs(config, dry_run) {
+            // The SDK's HTTPS client loads the machine's CA store when it is built and panics
+            // when there is none ("no valid root certificates parsed"), whatever the endpoint:
+            // look first, and fail with a message instead.
+            if rustls_native_certs::load_native_certs().certs.is_empty() {
+                return Err(BuildError::NoCaStore);
+            }
             let sdk = aws::sdk_config(&config.aws).await;
             if sdk.region().is_none() {
                 return Err(BuildError::NoRegion);
@@ -164,6 +174,9 @@ impl Shared {
             None => (StateStore::default(), Recovered::default()),
             Some(dir) => match StateStore::open(dir) {
                 Ok(opened) => opened,
+                Err(e @ crate::state::OpenError::Busy(_)) => {
+                    return Err(BuildError::StateBusy(e.to_string()))
+                }
                 Err(e) => {
                     tracing::error!(event = "state_unavailable", error = %e,
                         "hold-downs and undelivered alerts will not survive a restart");
@@ -171,7 +184,7 @@ impl Shared {
                 }
             },
         };
-        let (alerter, alert_task) = Alerter::spawn(sns, alert_stop_rx, store.clone());
+        let (alerter, alert_task) = Alerter::spawn(sns, dry_run, alert_stop_rx, store.clone());
         for a in recovered.maybe_sent {
             tracing::warn!(event = "alert_maybe_sent", topic = %a.topic_arn, subject = %a.subject,
                 "this alert was being published when the daemon stopped; not sending it again");
@@ -227,6 +240,13 @@ impl Shared {
             tracing::info!(event = "rule_states_restored", rules = %states.keys().cloned().collect::<Vec<_>>().join(","));
         }
         states
+    }
+
+    /// A reload dropped rules: forget their saved state too, so a rule added again later
+    /// starts afresh instead of coming back in its old state after a restart.
+    pub fn forget_removed_rules(&self, config: &Config) {
+        self.store
+            .keep_rules(config.rules.iter().map(|r| r.name.as_str()));
     }
 
     /// After the engine has stopped: let claims already changing EC2 finish (each AWS call is

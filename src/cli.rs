@@ -122,7 +122,7 @@ fn dispatch(cli: Cli) -> u8 {
             with_runtime(&cli, |c, dry_run| daemon(path, state, c, dry_run))
         }
         (None, false) => usage(
-            "say what to do: `watchdog run`, `watchdog --once` or `watchdog validate` (see --help)",
+            "say what to do: `haproxy-watchdog run`, `haproxy-watchdog --once` or `haproxy-watchdog validate` (see --help)",
         ),
     }
 }
@@ -398,7 +398,7 @@ async fn daemon(
     )
     .await
     {
-        tracing::warn!(event = "control_unavailable", error = %e, "`watchdog status` or /metrics will not answer");
+        tracing::warn!(event = "control_unavailable", error = %e, "`haproxy-watchdog status` or /metrics will not answer");
     }
     tracing::info!(event = "started", rules = config.rules.len(), actions = config.actions.len(), dry_run,
         config = %config.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
@@ -476,6 +476,7 @@ async fn daemon(
                         config = new_config;
                         generation = new_generation;
                         shared.board.configure(&config.sources, &config.rules, true);
+                        shared.forget_removed_rules(&config);
                         tracing::info!(
                             event = "config_reloaded",
                             rules = config.rules.len(),

@@ -287,7 +287,7 @@ pub async fn fetch_status(socket: &Path) -> Result<Status, String> {
     let talk = async {
         let mut s = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
             format!(
-                "cannot reach the daemon's control socket {}: {e} (is `watchdog run` running, and may this user open the socket?)",
+                "cannot reach the daemon's control socket {}: {e} (is `haproxy-watchdog run` running, and may this user open the socket?)",
                 socket.display()
             )
         })?;

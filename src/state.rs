@@ -79,6 +79,20 @@ pub struct StateStore(Option<Arc<Inner>>);
 struct Inner {
     path: PathBuf,
     data: Mutex<StateFile>,
+    /// Holds an exclusive `flock` on `LOCK` for as long as the store lives.
+    _lock: std::fs::File,
+}
+
+const LOCK: &str = "state.lock";
+
+/// Why the state directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process (a second daemon, a root `run` beside the service) holds it.
+    #[error("another haproxy-watchdog is running with state directory {0} (it holds {0}/{LOCK}); stop it first: two daemons would both claim and page")]
+    Busy(String),
+    #[error("{0}")]
+    Unusable(String),
 }
 
 /// What a start found in the state file.
@@ -103,15 +117,24 @@ fn unix(t: SystemTime) -> u64 {
 impl StateStore {
     /// Open (or start) the state in `dir`. A file that cannot be parsed is moved aside and
     /// reported; the daemon then starts with no state rather than not at all.
-    pub fn open(dir: &Path) -> Result<(StateStore, Recovered), String> {
+    ///
+    /// One process at a time: the directory is locked (`flock` on `state.lock`) until the
+    /// store is dropped. Errors: [`OpenError::Busy`] when another process holds it,
+    /// [`OpenError::Unusable`] when it cannot be read or written.
+    pub fn open(dir: &Path) -> Result<(StateStore, Recovered), OpenError> {
         let meta = std::fs::metadata(dir)
-            .map_err(|e| format!("state directory {}: {e}", dir.display()))?;
+            .map_err(|e| OpenError::Unusable(format!("state directory {}: {e}", dir.display())))?;
         if !meta.is_dir() {
-            return Err(format!(
+            return Err(OpenError::Unusable(format!(
                 "state directory {} is not a directory",
                 dir.display()
-            ));
+            )));
         }
+        let lock = lock(dir)?;
+        Self::open_locked(dir, lock).map_err(OpenError::Unusable)
+    }
+
+    fn open_locked(dir: &Path, lock: std::fs::File) -> Result<(StateStore, Recovered), String> {
         let path = dir.join(FILE);
         let mut data = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
@@ -134,6 +157,7 @@ impl StateStore {
         let store = StateStore(Some(Arc::new(Inner {
             path,
             data: Mutex::new(data),
+            _lock: lock,
         })));
         let (rules, claims) = store
             .with(|d| (d.rules.clone(), d.claims.clone()))
@@ -264,6 +288,27 @@ fn push_alert(d: &mut StateFile, topic_arn: &str, subject: &str, message: &str) 
     d.next_alert_id
 }
 
+/// Take the directory's lock without waiting.
+fn lock(dir: &Path) -> Result<std::fs::File, OpenError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| OpenError::Unusable(format!("state lock {}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor we own; no memory is shared with the kernel.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => OpenError::Busy(dir.display().to_string()),
+            _ => OpenError::Unusable(format!("state lock {}: {e}", path.display())),
+        });
+    }
+    Ok(file)
+}
+
 /// Write the whole state atomically: beside, fsync, rename, fsync the directory. A few
 /// hundred bytes, at the rate of EIP moves and alerts: done inline rather than off-thread.
 fn write(path: &Path, d: &StateFile) -> Result<(), String> {
@@ -310,11 +355,12 @@ mod tests {
             rec.maybe_sent.iter().map(|a| a.id).collect::<Vec<_>>(),
             [sending]
         );
-        // The in-flight one is gone from the file too, and ids keep counting.
-        let (_, rec) = StateStore::open(dir.path()).unwrap();
-        assert_eq!(rec.alerts.len(), 1);
-        assert!(rec.maybe_sent.is_empty());
+        // Ids keep counting, and the in-flight one is gone from the file too.
         assert!(s.alert_queued("a", "b", "c") > done);
+        drop(s);
+        let (_, rec) = StateStore::open(dir.path()).unwrap();
+        assert_eq!(rec.alerts.len(), 2);
+        assert!(rec.maybe_sent.is_empty());
     }
 
     #[test]
@@ -333,11 +379,28 @@ mod tests {
             });
         assert!(aside);
         let e = StateStore::open(&dir.path().join("nope")).err().unwrap();
-        assert!(e.contains("state directory"), "{e}");
+        assert!(e.to_string().contains("state directory"), "{e}");
         // Memory-only stores keep nothing and never fail.
         let m = StateStore::default();
         m.moved("x");
         assert_eq!(m.alert_queued("a", "b", "c"), 0);
         assert!(m.moved_ago("x").is_none());
+    }
+
+    #[test]
+    fn one_process_per_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = StateStore::open(dir.path()).unwrap();
+        let busy = StateStore::open(dir.path()).err().unwrap();
+        assert!(matches!(busy, OpenError::Busy(_)), "{busy}");
+        assert!(
+            busy.to_string().contains("another haproxy-watchdog"),
+            "{busy}"
+        );
+        drop(first);
+        assert!(
+            StateStore::open(dir.path()).is_ok(),
+            "free again once the first is gone"
+        );
     }
 }

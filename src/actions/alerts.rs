@@ -32,9 +32,11 @@ pub struct Alerter {
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 impl Alerter {
-    /// Start the outbox. `sns` None means dry run: alerts are logged, not sent.
+    /// Start the outbox. Without `sns`, alerts are logged and dropped in a dry run, and kept
+    /// in the state directory otherwise (the configuration makes no AWS call).
     pub fn spawn(
         sns: Option<Sns>,
+        dry_run: bool,
         shutdown: watch::Receiver<bool>,
         store: StateStore,
     ) -> (Alerter, tokio::task::JoinHandle<()>) {
@@ -48,6 +50,7 @@ impl Alerter {
         let task = tokio::spawn(deliver(
             rx,
             sns,
+            dry_run,
             alerter.pending.clone(),
             alerter.drained.clone(),
             shutdown,
@@ -101,6 +104,7 @@ impl Alerter {
 async fn deliver(
     mut rx: mpsc::UnboundedReceiver<(u64, Alert)>,
     sns: Option<Sns>,
+    dry_run: bool,
     pending: Arc<AtomicUsize>,
     drained: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
@@ -120,8 +124,15 @@ async fn deliver(
         let mut attempt = 1u32;
         loop {
             let Some(sns) = &sns else {
-                tracing::info!(event = "dry_run", call = "sns:Publish", topic = %alert.topic_arn, subject = %alert.subject, message = %alert.message);
-                store.alert_done(id);
+                if dry_run {
+                    tracing::info!(event = "dry_run", call = "sns:Publish", topic = %alert.topic_arn, subject = %alert.subject, message = %alert.message);
+                    store.alert_done(id);
+                } else {
+                    // Saved by an earlier run whose configuration had SNS; this one makes no
+                    // AWS call. Kept in the state directory for a start that can send it.
+                    tracing::warn!(event = "alert_kept", topic = %alert.topic_arn, subject = %alert.subject,
+                        "this configuration has no SNS action or claim, so no AWS client: the alert stays saved until one that has");
+                }
                 break;
             };
             store.alert_sending(id, true);
@@ -167,4 +178,48 @@ fn undelivered(alert: &Alert) {
     telemetry::incr("alerts_undelivered_total", &[]);
     tracing::error!(event = "alert_undelivered", topic = %alert.topic_arn, subject = %alert.subject,
         "stopping with an undelivered alert (kept in the state directory, if there is one, for the next start)");
+}
+
+#[cfg(test)]
+mod kept_tests {
+    use super::*;
+
+    /// Breaker: a restart whose configuration has no SNS client (no AWS action) used to log
+    /// the saved alerts as a dry run and delete them; they stay saved for a later start.
+    #[tokio::test]
+    async fn alerts_are_kept_when_this_configuration_cannot_send_them() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = StateStore::open(dir.path()).unwrap();
+            let (stop, stop_rx) = watch::channel(false);
+            let (alerter, task) = Alerter::spawn(None, false, stop_rx, store);
+            alerter.send(Alert {
+                topic_arn: "arn:aws:sns:us-east-1:123456789012:t".into(),
+                subject: "s".into(),
+                message: "m".into(),
+            });
+            assert_eq!(alerter.flush(Duration::from_secs(5)).await, 0);
+            let _ = stop.send(true);
+            drop(alerter);
+            task.await.unwrap();
+        }
+        let (_, recovered) = StateStore::open(dir.path()).unwrap();
+        assert_eq!(
+            recovered.alerts.len(),
+            1,
+            "kept for a start that can send it"
+        );
+        // A dry run drops them, as before (its store keeps nothing anyway).
+        let (stop, stop_rx) = watch::channel(false);
+        let (alerter, task) = Alerter::spawn(None, true, stop_rx, StateStore::default());
+        alerter.send(Alert {
+            topic_arn: "t".into(),
+            subject: "s".into(),
+            message: "m".into(),
+        });
+        assert_eq!(alerter.flush(Duration::from_secs(5)).await, 0);
+        let _ = stop.send(true);
+        drop(alerter);
+        task.await.unwrap();
+    }
 }

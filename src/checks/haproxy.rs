@@ -81,17 +81,33 @@ fn access_hint(path: &Path) -> String {
     // SAFETY: getuid cannot fail and touches no memory of ours.
     let uid = unsafe { libc::getuid() };
     let user = user_name(uid).unwrap_or_else(|| uid.to_string());
+    // A directory on the way that this user cannot search hides the socket itself.
+    for dir in path.ancestors().skip(1) {
+        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        // SAFETY: access(2) reads a NUL-terminated path we own.
+        if !c.as_bytes().is_empty() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+            return format!(
+                "user {user} (uid {uid}) cannot enter directory {} on the way to it",
+                dir.display()
+            );
+        }
+    }
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => return format!("user {user} (uid {uid}) cannot look at it either: {e}"),
     };
+    let mode = meta.mode() & 0o777;
     let group = group_name(meta.gid()).unwrap_or_else(|| meta.gid().to_string());
     let owner = user_name(meta.uid()).unwrap_or_else(|| meta.uid().to_string());
+    let advice = if mode & 0o060 == 0o060 {
+        format!(
+            "add {user} to group {group} (the packages do when HAProxy is installed) and restart"
+        )
+    } else {
+        format!("the socket gives its group no read-write access, so joining group {group} would not help: set `stats socket ... mode 660 group <a group {user} is in>` in HAProxy's configuration")
+    };
     format!(
-        "user {user} (uid {uid}) lacks read-write access to it (mode {:o}, owner {owner}:{group}); \
-         add {user} to group {group} (the packages do when HAProxy is installed) and restart, \
-         or change `stats socket ... mode/group` in HAProxy's configuration",
-        meta.mode() & 0o777
+        "user {user} (uid {uid}) lacks read-write access to it (mode {mode:o}, owner {owner}:{group}); {advice}"
     )
 }
 

@@ -43,6 +43,8 @@ pub struct RuleRunner {
     /// Actions of the last transition that asked to be retried.
     pending: Vec<String>,
     pending_transition: Option<Transition>,
+    /// Every action the last transition listed, done or not.
+    listed: Vec<String>,
 }
 
 /// What one cycle of one rule saw and did.
@@ -65,6 +67,8 @@ pub struct RuleState {
     threshold: Threshold,
     pending: Vec<String>,
     pending_transition: Option<Transition>,
+    #[serde(default)]
+    listed: Vec<String>,
 }
 
 /// Rule states by rule name.
@@ -78,11 +82,15 @@ impl RuleRunner {
             threshold,
             pending: Vec::new(),
             pending_transition: None,
+            listed: Vec::new(),
         }
     }
 
-    /// A rule of a reloaded configuration, picking up where the rule of the same name was:
-    /// its health, streaks and unfinished actions (those the new rule still lists).
+    /// A rule of a reloaded configuration (or of a restart), picking up where the rule of the
+    /// same name was: its health, streaks and unfinished actions, those the new rule still
+    /// lists. When an unfinished action is gone from the list (renamed, replaced), the
+    /// actions the new list adds become unfinished in its place: a renamed claim is still
+    /// made. Actions already done are not run again.
     pub fn resume(rule: Rule, state: Option<RuleState>) -> Self {
         let Some(st) = state else {
             return RuleRunner::new(rule);
@@ -95,15 +103,28 @@ impl RuleRunner {
             Some(Transition::Recovered) => &rule.on_recover,
             None => &rule.on_fail,
         };
-        let pending = st
+        let mut pending: Vec<String> = st
             .pending
-            .into_iter()
+            .iter()
             .filter(|a| list.contains(a))
+            .cloned()
             .collect();
+        if pending.len() < st.pending.len() {
+            let added: Vec<String> = list
+                .iter()
+                .filter(|a| !st.listed.contains(a) && !pending.contains(a))
+                .cloned()
+                .collect();
+            tracing::info!(event = "pending_actions_replaced", rule = %rule.name,
+                gone = ?st.pending.iter().filter(|a| !list.contains(a)).collect::<Vec<_>>(), now = ?added,
+                "unfinished actions are no longer configured; the rule's new actions run in their place");
+            pending.extend(added);
+        }
         RuleRunner {
             threshold,
             pending,
             pending_transition: st.pending_transition,
+            listed: list.clone(),
             rule,
         }
     }
@@ -113,6 +134,7 @@ impl RuleRunner {
             threshold: self.threshold.clone(),
             pending: self.pending.clone(),
             pending_transition: self.pending_transition,
+            listed: self.listed.clone(),
         }
     }
 
@@ -173,6 +195,7 @@ impl RuleRunner {
                 tracing::info!(event = "actions_dropped", rule = %rule.name, actions = ?self.pending, "rule flipped before these actions could complete");
             }
             self.pending = list.clone();
+            self.listed = list.clone();
             self.pending_transition = Some(t);
             // Saved before the actions run: a restart from here on neither flips the rule
             // nor runs these actions a second time once they are done.

@@ -326,3 +326,36 @@ async fn a_crashed_rule_task_stops_the_daemon_with_an_error() {
     let err = result.unwrap_err();
     assert!(err.contains("a rule task crashed"), "{err}");
 }
+
+/// Field report (breaker): an unfinished claim whose action was renamed between two runs (or
+/// by a reload) is made under its new name; actions already done are not run again, and a
+/// state saved before `listed` existed still reads.
+#[test]
+fn renamed_unfinished_action_runs_under_its_new_name() {
+    let mut old = rule("eip", 10, 5, 1, 1);
+    old.on_fail = vec!["page".into(), "claim".into()];
+    let st = RuleState {
+        threshold: Threshold::new(1, 1),
+        pending: vec!["claim".into()],
+        pending_transition: Some(Transition::Failed),
+        listed: old.on_fail.clone(),
+    };
+    let mut new = old.clone();
+    new.on_fail = vec!["page".into(), "claim-public-eip".into()];
+    let r = RuleRunner::resume(new.clone(), Some(st.clone()));
+    assert_eq!(r.pending, ["claim-public-eip"], "the page was done already");
+    // Nothing renamed: nothing added, nothing run again.
+    let r = RuleRunner::resume(old.clone(), Some(st.clone()));
+    assert_eq!(r.pending, ["claim"]);
+    let done = RuleState {
+        pending: Vec::new(),
+        ..st.clone()
+    };
+    assert!(RuleRunner::resume(new, Some(done)).pending.is_empty());
+    let legacy: RuleState = serde_json::from_value(serde_json::json!({
+        "threshold": serde_json::to_value(Threshold::new(1, 1)).unwrap(),
+        "pending": [], "pending_transition": "failed"
+    }))
+    .unwrap();
+    assert!(legacy.listed.is_empty());
+}

@@ -320,7 +320,7 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
         }
     }
 
-    let mut head = String::from("# Converted from monit by `watchdog import-monit`");
+    let mut head = String::from("# Converted from monit by `haproxy-watchdog import-monit`");
     for f in &out.files {
         let _ = write!(head, "\n#   {}", f.display());
     }

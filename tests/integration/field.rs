@@ -344,21 +344,145 @@ async fn stats_socket_permission_error_names_the_user_and_the_group() {
     .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let bin = crate::support::watchdog::bin();
-    let out = tokio::process::Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-        .arg(&bin)
-        .args(["--once", "--state-dir", "", "--config"])
-        .arg(&path)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let once = || async {
+        let out = tokio::process::Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(&bin)
+            .args(["--once", "--state-dir", "", "--config"])
+            .arg(&path)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // HAProxy's usual `mode 660 group haproxy`: joining the group is the fix.
+    std::fs::set_permissions(&h.socket, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let stdout = once().await;
     assert!(
         stdout.contains("Permission denied")
             && stdout.contains("user nobody (uid 65534)")
-            && stdout.contains("owner root:root")
+            && stdout.contains("mode 660, owner root:root")
             && stdout.contains("add nobody to group root"),
         "{stdout}"
     );
+    // Mode 600: joining the group would not help, and the advice says so.
+    std::fs::set_permissions(&h.socket, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let stdout = once().await;
+    assert!(
+        stdout.contains("mode 600") && stdout.contains("joining group root would not help"),
+        "{stdout}"
+    );
+    // A directory on the way that the user cannot enter is named.
+    std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let stdout = once().await;
+    assert!(
+        stdout.contains(&format!(
+            "cannot enter directory {}",
+            h.dir.path().display()
+        )),
+        "{stdout}"
+    );
+}
+
+/// Breaker: two daemons on one state directory (a second `run` beside the service, a root
+/// run by hand) would both claim and page, and fight over the state file: the second one
+/// refuses to start and says why.
+#[tokio::test]
+async fn a_second_daemon_on_the_same_state_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap().to_owned();
+    let toml = format!(
+        "[control]\nsocket = \"\"\n[rules.lb]\ncheck = {{ type = \"haproxy\", stats_socket = \"{}\" }}\ninterval = \"1s\"\ntimeout = \"500ms\"\n",
+        dir.path().join("none.sock").display()
+    );
+    let (_d, path) = write_config(&toml);
+    let mut first = std::process::Command::new(crate::support::watchdog::bin())
+        .args(["run", "--state-dir", &state, "--config"])
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(T, "the first daemon holds the state directory", || async {
+        dir.path().join("state.json").exists().then_some(())
+    })
+    .await;
+    let second = run_to_end(None, &path, &["run", "--state-dir", &state]).await;
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("another haproxy-watchdog is running with state directory"),
+        "{err}"
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+    // Once the first is gone (even by kill -9), the directory is free again.
+    let third = run_to_end(None, &path, &["--once"]).await;
+    assert_ne!(third.status.code(), Some(2));
+}
+
+/// Breaker: without a CA store, a configuration with an AWS action used to end in a panic
+/// inside the AWS SDK (exit 101): it fails at start with what to install instead.
+#[tokio::test]
+async fn missing_ca_store_with_aws_actions_fails_with_a_message_not_a_panic() {
+    let toml = "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"http://127.0.0.1:9\"\n\
+        [rules.lb]\ncheck = { type = \"haproxy\", stats_socket = \"/nonexistent.sock\" }\n\
+        interval = \"1s\"\ntimeout = \"500ms\"\non_fail = [\"page\"]\n\
+        [actions.page]\ntype = \"sns\"\ntopic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n";
+    let (_d, path) = write_config(toml);
+    for args in [["--once", "--state-dir"], ["run", "--state-dir"]] {
+        let out = tokio::process::Command::new(crate::support::watchdog::bin())
+            .args(args)
+            .arg("")
+            .arg("--config")
+            .arg(&path)
+            .env("SSL_CERT_FILE", "/nonexistent")
+            .env("SSL_CERT_DIR", "/nonexistent")
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            err.contains("no CA certificates") && err.contains("ca-certificates"),
+            "{err}"
+        );
+    }
+}
+
+/// Breaker: after a crash between release and associate, the restarted rule's claim and the
+/// settling of the saved claim used to run side by side while AWS reads failed, and both
+/// announced the one move. Claims of an EIP now wait until its saved claim is settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settling_a_saved_claim_and_a_new_claim_never_announce_one_move_twice() {
+    let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
+    bed.target.set(Reply::Status(503, "down".into()));
+    let (proxy, env) = proxied(&bed, "b").await;
+    proxy.inject(
+        "AssociateAddress",
+        Fault::Blackhole(Duration::from_secs(30)),
+        1,
+    );
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_str().unwrap().to_owned();
+    let conf = bed.conf("b").toml();
+    let wd = Watchdog::start("b", &env, &conf, &["--state-dir", &dir]);
+    eventually(T, "AssociateAddress in flight", || async {
+        (proxy.count("AssociateAddress").0 > 0).then_some(())
+    })
+    .await;
+    wd.signal("KILL");
+    drop(wd);
+    // The owner reads fail for a while after the restart (each is retried by the SDK too).
+    proxy.inject("DescribeAddresses", Fault::ServerError, 8);
+    let wd = Watchdog::start("b", &env, &conf, &["--state-dir", &dir]);
+    wd.wait_event(T, "eip_claimed").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(wd.count("claim_found_after_restart"), 0, "{}", wd.log());
+    assert_eq!(wd.count("claim_not_completed"), 1);
+    let alerts = bed.world.alerts(Duration::from_secs(3)).await;
+    assert_eq!(alerts.len(), 1, "one move, one alert: {alerts:?}");
+    let (code, _) = wd.stop().await;
+    assert_eq!(code, Some(0));
 }

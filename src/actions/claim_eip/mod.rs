@@ -622,7 +622,11 @@ impl ClaimEip {
             self.holds.clone(),
             self.env.alerter.clone(),
         );
+        // Claims of this EIP wait until the saved one is settled: otherwise a claim of the
+        // restarted rule and this settling could both announce the same move.
+        let claims_wait = self.last_move.clone().try_lock_owned().ok();
         tokio::spawn(async move {
+            let _claims_wait = claims_wait;
             let mut backoff = Duration::from_secs(1);
             let owner = loop {
                 match api.read(&eip).await {

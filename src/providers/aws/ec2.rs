@@ -76,9 +76,16 @@ impl Ec2 {
         Ok(AddressState {
             allocation_id: allocation_id.to_owned(),
             public_ip: a.public_ip().and_then(|s| s.parse().ok()),
-            association_id: a.association_id().map(str::to_owned),
+            // An empty string is no value: emulators answer "" for a released address.
+            association_id: a
+                .association_id()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
             instance_id: a.instance_id().filter(|s| !s.is_empty()).map(str::to_owned),
-            network_interface_id: a.network_interface_id().map(str::to_owned),
+            network_interface_id: a
+                .network_interface_id()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
             private_ip: a.private_ip_address().and_then(|s| s.parse().ok()),
         })
     }
