@@ -316,6 +316,22 @@ check "purge removes the shipped configuration" not ct test -e /etc/haproxy-watc
 check "purge removes the state" not ct test -e /var/lib/haproxy-watchdog
 check "no haproxy-watchdog unit is left loaded or running" no_unit_left
 
+# --- HAProxy and the package in one apt run. dpkg may unpack HAProxy first and configure it
+# after us: neither our postinst (no group yet) nor the trigger (we were not installed when
+# HAProxy's binary arrived) can add the group then; the unit joins it at start.
+ct env DEBIAN_FRONTEND=noninteractive apt-get purge -y haproxy >/dev/null 2>&1 || true
+ct sh -c 'if getent passwd haproxy >/dev/null; then deluser --quiet haproxy; fi; if getent group haproxy >/dev/null; then delgroup --quiet haproxy; fi' || true
+# apt would take the earlier install's copy of the .deb from its cache, by a relative path.
+ct sh -c 'rm -f /var/cache/apt/archives/haproxy-watchdog_*.deb' || true
+check "one apt run installs HAProxy and the package together" \
+  logged "$RUN/both.log" ct env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-download /root/haproxy-watchdog.deb haproxy
+rm -f "$ROOT$CONFD"/*.toml
+write_conf 50-test.toml "$RULE"
+check "systemctl start after installing both at once" ct systemctl start "$UNIT"
+check "... the unit's start joined the haproxy group" in_haproxy_group
+check "... and the daemon's haproxy check passes" wait_until 15 rule_ok
+ct env DEBIAN_FRONTEND=noninteractive apt-get purge -y haproxy-watchdog >/dev/null 2>&1 || true
+
 if [ "$FAIL" -ne 0 ]; then
   echo "the daemon's journal:"; ct journalctl -u "$UNIT" -n 60 --no-pager | sed 's/^/     | /' || true
 fi

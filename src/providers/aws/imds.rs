@@ -120,7 +120,14 @@ impl Imds<'_> {
 
     async fn get(&mut self, path: String) -> Result<String, String> {
         let full = format!("/latest/meta-data/{path}");
-        let describe = |e: ImdsError| format!("instance metadata {path}: {e}");
+        let describe = |e: ImdsError| match &e {
+            // Its Display dumps the whole HTTP response in Rust's debug format.
+            ImdsError::ErrorResponse(r) => format!(
+                "instance metadata {path}: HTTP {}",
+                r.response().status().as_u16()
+            ),
+            _ => format!("instance metadata {path}: {}", crate::telemetry::chain(&e)),
+        };
         match self.client.get(full.clone()).await {
             Ok(v) => Ok(String::from(v).trim().to_owned()),
             Err(ImdsError::ErrorResponse(r)) if r.response().status().as_u16() == 401 => {

@@ -67,6 +67,8 @@ impl AwsError {
             (SdkError::TimeoutError(_), _) => "timed out".to_owned(),
             _ => DisplayErrorContext(&err).to_string(),
         };
+        // The text comes from the far end: one line, so it cannot forge a log line of ours.
+        let message = message.replace(['\r', '\n'], " ");
         telemetry::incr(
             "aws_api_errors_total",
             &[
