@@ -19,6 +19,7 @@ check() { # check DESCRIPTION COMMAND...
   else FAIL=$((FAIL + 1)); echo "FAIL $what"; fi
 }
 has_line() { grep -qxF -- "$2" <<<"$1"; }
+not() { ! "$@"; }
 purge() { dpkg -P haproxy-watchdog >/dev/null 2>&1 || true; }
 trap purge EXIT
 purge
@@ -28,7 +29,12 @@ FIELDS=$(dpkg-deb -f "$DEB" Package Depends)
 FILES=$(dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\./|/|')
 CONFFILES=$(dpkg-deb -I "$DEB" conffiles)
 check "deb: package name" grep -q "^Package: haproxy-watchdog$" <<<"$FIELDS"
-check "deb: depends on adduser" grep -q "adduser" <<<"$FIELDS"
+DEPENDS=$(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/^ *//; s/ .*//')
+check "deb: depends on adduser" has_line "$DEPENDS" adduser
+check "deb: depends on ca-certificates (TLS roots)" has_line "$DEPENDS" ca-certificates
+check "deb: a trigger on HAProxy's binary (our user joins the haproxy group HAProxy creates later)" \
+  has_line "$(dpkg-deb -I "$DEB" triggers 2>/dev/null)" "interest-noawait /usr/sbin/haproxy"
+check "deb: postinst handles that trigger" grep -q '^ *triggered)' <<<"$(dpkg-deb -I "$DEB" postinst 2>/dev/null)"
 for f in /usr/bin/haproxy-watchdog /etc/haproxy-watchdog/watchdog.toml \
          /etc/haproxy-watchdog/conf.d/10-eip-failover.toml /etc/haproxy-watchdog/conf.d/20-local-haproxy.toml \
          /usr/share/doc/haproxy-watchdog/copyright /usr/share/doc/haproxy-watchdog/CHANGELOG.md \
@@ -67,17 +73,27 @@ check "deb: --help documents every command" sh -c '/usr/bin/haproxy-watchdog --h
 check "deb: the shipped config validates as the service user" \
   runuser -u haproxy-watchdog -- /usr/bin/haproxy-watchdog validate --config /etc/haproxy-watchdog/watchdog.toml
 check "deb: systemd-analyze verify passes" systemd-analyze verify "$UNIT"
-check "deb: the unit validates before reload, reloads with SIGHUP, never retries an invalid config" sh -c \
-  "grep -q '^ExecReload=/usr/bin/haproxy-watchdog validate' $UNIT && grep -q '^ExecReload=/bin/kill -HUP' $UNIT && grep -q '^RestartPreventExitStatus=2$' $UNIT"
-for k in 'NoNewPrivileges=yes' 'ProtectSystem=strict' 'CapabilityBoundingSet=$' 'PrivateTmp=yes' \
+check "deb: the unit validates before reload" grep -qx 'ExecReload=/usr/bin/haproxy-watchdog validate' "$UNIT"
+check "deb: the unit reloads with SIGHUP, with the shell's kill (no procps needed)" \
+  grep -qxF "ExecReload=/bin/sh -c 'kill -HUP \"\$\$MAINPID\"'" "$UNIT"
+check "deb: the unit never retries an invalid config" grep -qx 'RestartPreventExitStatus=2' "$UNIT"
+check "deb: the unit resets its start limit at a start that is not an automatic restart" \
+  grep -q '^ExecStartPre=-+.*NRestarts.*reset-failed' "$UNIT"
+check "deb: ... and after a clean stop (only crash loops count)" grep -q '^ExecStopPost=-+.*SERVICE_RESULT.*reset-failed' "$UNIT"
+check "deb: the unit has no SupplementaryGroups (it fails where a group does not exist)" not grep -q '^SupplementaryGroups=' "$UNIT"
+for k in 'Type=notify$' 'NotifyAccess=main$' 'TimeoutStartSec=' 'NoNewPrivileges=yes' 'ProtectSystem=strict' 'CapabilityBoundingSet=$' 'PrivateTmp=yes' \
          'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6' 'User=haproxy-watchdog' 'StateDirectory=haproxy-watchdog' \
-         'Restart=on-failure' 'StartLimitBurst='; do
+         'Restart=on-failure' 'StartLimitBurst=5$' 'StartLimitIntervalSec=300$'; do
   check "deb: unit has $k" grep -q "^$k" "$UNIT"
 done
 check "deb: not enabled at install (the shipped rules name example addresses)" \
   test ! -e /etc/systemd/system/multi-user.target.wants/haproxy-watchdog.service
 echo "# local edit" >> /etc/haproxy-watchdog/watchdog.toml
-check "deb: reinstalls over a locally edited conffile" dpkg -i --force-confold "$DEB"
+REINSTALL=$(mktemp)
+check "deb: reinstalls over a locally edited conffile" sh -c "dpkg -i --force-confold '$DEB' >'$REINSTALL' 2>&1"
+check "deb: the reinstall prints no adduser warning (already exists, already a member)" \
+  not grep -iE 'adduser|already|warning' "$REINSTALL"
+rm -f "$REINSTALL"
 check "deb: the local edit survives the upgrade" grep -q "^# local edit$" /etc/haproxy-watchdog/watchdog.toml
 check "deb: removes" dpkg -r haproxy-watchdog
 check "deb: remove drops the binary" test ! -e /usr/bin/haproxy-watchdog
@@ -98,7 +114,11 @@ done
 check "rpm: configuration files are marked %config" has_line "$RPMCONF" /etc/haproxy-watchdog/watchdog.toml
 check "rpm: configuration is root:haproxy-watchdog 640" grep -q "^-rw-r----- root haproxy-watchdog /etc/haproxy-watchdog/watchdog.toml$" \
   <<<"$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]' "$RPM" 2>/dev/null)"
-check "rpm: creates its system user before install" grep -q "useradd -r" <<<"$(rpm -qp --scripts "$RPM" 2>/dev/null)"
+RPMSCRIPTS=$(rpm -qp --scripts "$RPM" 2>/dev/null)
+check "rpm: creates its system user before install" grep -q "useradd -r" <<<"$RPMSCRIPTS"
+check "rpm: joins the haproxy group after the transaction (posttrans)" \
+  grep -q "usermod -a -G haproxy" <<<"$(sed -n '/^posttrans scriptlet/,/^[a-z]* scriptlet/p' <<<"$RPMSCRIPTS")"
+check "rpm: requires ca-certificates (TLS roots)" grep -qx "ca-certificates" <<<"$(rpm -qpR "$RPM" 2>/dev/null)"
 
 echo "packages: $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

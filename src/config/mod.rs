@@ -233,15 +233,89 @@ fn section<T: serde::de::DeserializeOwned>(
         );
         return;
     }
-    match T::deserialize(value) {
-        Ok(v) => {
-            *slot = Some(Located {
-                file: path.to_path_buf(),
-                value: v,
-            })
-        }
-        Err(e) => errs.push(path, Some(label), one_line(&e)),
+    let (parsed, problems) = deserialize_all::<T>(value);
+    for p in problems {
+        errs.push(path, Some(label), p);
     }
+    if let Some(v) = parsed {
+        *slot = Some(Located {
+            file: path.to_path_buf(),
+            value: v,
+        })
+    }
+}
+
+/// Deserialize `value`, reporting every bad key rather than the first: serde stops at the
+/// first error, so the key (or the key of a nested table, such as one of `check`'s) whose
+/// removal clears that error is taken out and the rest tried again. What is left, when it
+/// deserializes, is returned too, so the semantic checks of the other keys still run and
+/// their errors are reported in the same pass. A removed key that turns out to be required
+/// ends the search: its own error has been reported already.
+fn deserialize_all<T: serde::de::DeserializeOwned>(value: toml::Value) -> (Option<T>, Vec<String>) {
+    let mut table = match value {
+        toml::Value::Table(t) => t,
+        other => {
+            return match T::deserialize(other) {
+                Ok(v) => (Some(v), Vec::new()),
+                Err(e) => (None, vec![one_line(&e)]),
+            }
+        }
+    };
+    let try_table =
+        |t: &toml::Table| T::deserialize(toml::Value::Table(t.clone())).map_err(|e| one_line(&e));
+    let mut problems = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    // Each round removes one key; a table has few, so this ends quickly.
+    for _ in 0..64 {
+        let msg = match try_table(&table) {
+            Ok(v) => return (Some(v), problems),
+            Err(m) => m,
+        };
+        if removed
+            .iter()
+            .any(|k| msg.contains(&format!("missing field `{k}`")))
+        {
+            return (None, problems);
+        }
+        problems.push(msg.clone());
+        // Nested keys first, so a bad key inside `check` costs only that key.
+        let mut paths: Vec<(String, Option<String>)> = Vec::new();
+        for (k, v) in &table {
+            if let toml::Value::Table(inner) = v {
+                paths.extend(inner.keys().map(|i| (k.clone(), Some(i.clone()))));
+            }
+        }
+        paths.extend(table.keys().map(|k| (k.clone(), None)));
+        let without = |(k, inner): &(String, Option<String>)| {
+            let mut t = table.clone();
+            match inner {
+                None => {
+                    t.remove(k);
+                }
+                Some(i) => {
+                    if let Some(toml::Value::Table(n)) = t.get_mut(k) {
+                        n.remove(i);
+                    }
+                }
+            }
+            t
+        };
+        let culprit = paths.into_iter().find(|p| {
+            let leaf = p.1.as_deref().unwrap_or(&p.0);
+            match try_table(&without(p)) {
+                Ok(_) => true,
+                Err(m) => m != msg && !m.contains(&format!("missing field `{leaf}`")),
+            }
+        });
+        match culprit {
+            Some(p) => {
+                table = without(&p);
+                removed.push(p.1.unwrap_or(p.0));
+            }
+            None => return (None, problems),
+        }
+    }
+    (None, problems)
 }
 
 fn named<T: serde::de::DeserializeOwned>(
@@ -276,8 +350,12 @@ fn named<T: serde::de::DeserializeOwned>(
             );
             continue;
         }
-        match T::deserialize(body) {
-            Ok(v) => {
+        let (parsed, problems) = deserialize_all::<T>(body);
+        for p in problems {
+            errs.push(path, Some(&label), p);
+        }
+        match parsed {
+            Some(v) => {
                 map.insert(
                     name,
                     Located {
@@ -286,10 +364,7 @@ fn named<T: serde::de::DeserializeOwned>(
                     },
                 );
             }
-            Err(e) => {
-                broken.push(name);
-                errs.push(path, Some(&label), one_line(&e));
-            }
+            None => broken.push(name),
         }
     }
 }

@@ -776,3 +776,60 @@ fn peers_mode_names_a_peers_section_and_an_asg_source() {
     let template = peers.replace("port = 8080", "port = 8080\ntemplate = \"/t.j2\"");
     assert!(errors(&[("s.toml", &template)])[0].contains("peers mode rewrites only its own block"));
 }
+
+/// Field report C11: one bad key must not hide the other errors of the same section or rule:
+/// serde stops at the first, so bad keys are taken out one by one (also inside `check`) and
+/// the rest is checked, semantics included, in the same pass.
+#[test]
+fn every_error_in_a_section_is_reported_at_once() {
+    let e = errors(&[(
+        "a.toml",
+        r#"
+[aws]
+endpoint_url = "ftp://x"
+region = "Not A Region"
+connect_timeout = "3 parsecs"
+bogus = 1
+
+[haproxy]
+health_url = "gopher://h"
+timeout = "soon"
+
+[rules.lb]
+check = { type = "haproxy", stats_socket = "/tmp/x.sock", frontend = 3, nope = 2 }
+interval = "1 fortnight"
+timeout = "500ms"
+fail_after = "three"
+on_fail = ["ghost"]
+"#,
+    )]);
+    let has = |needle: &str| {
+        assert!(
+            e.iter().any(|m| m.contains(needle)),
+            "{needle:?} missing from {e:#?}"
+        )
+    };
+    has("[aws]: unknown field `bogus`");
+    has("[aws]: `endpoint_url` = \"ftp://x\"");
+    has("[aws]: `region` = \"Not A Region\"");
+    has("[aws]: `connect_timeout` = \"3 parsecs\"");
+    has("[haproxy]: `health_url` = \"gopher://h\"");
+    has("[haproxy]: `timeout` = \"soon\"");
+    has("rule \"lb\": invalid type: integer `3`, expected a string; in `check`");
+    has("rule \"lb\": unknown field `nope`");
+    has("rule \"lb\": invalid type: string \"three\"");
+    has("rule \"lb\": `interval` = \"1 fortnight\"");
+    // Each problem once: a key taken out is not reported again as missing.
+    assert_eq!(e.len(), 11, "{e:#?}");
+    // A required key that is bad is reported once, not again as missing.
+    let e = errors(&[(
+        "b.toml",
+        "[actions.x]\ntype = \"exec\"\ncommand = 3\ntimeout = \"1 eon\"\n",
+    )]);
+    assert!(e.iter().all(|m| !m.contains("missing field")), "{e:#?}");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("`command`") || m.contains("invalid type")),
+        "{e:#?}"
+    );
+}

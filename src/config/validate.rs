@@ -254,48 +254,43 @@ fn aws(raw: Option<&Located<RawAws>>, errs: &mut Errors) -> Option<AwsSettings> 
         });
     };
     let item = "[aws]";
-    let endpoint_url = match &r.endpoint_url {
-        Some(s) => Some(url(s, "endpoint_url", file, item, errs)?.to_string()),
-        None => None,
-    };
+    // Every field is checked before any `?`: each bad one is reported in the same pass.
+    let endpoint_url = r
+        .endpoint_url
+        .as_ref()
+        .map(|s| url(s, "endpoint_url", file, item, errs).map(|u| u.to_string()));
     let max_attempts = r.max_attempts.unwrap_or(defaults::AWS_MAX_ATTEMPTS);
     if !(1..=10).contains(&max_attempts) {
         errs.push(file, Some(item), "`max_attempts` must be between 1 and 10");
     }
-    let region = match &r.region {
-        Some(reg) => Some(region_name(reg, file, item, errs)?),
-        None => None,
+    let region = r
+        .region
+        .as_ref()
+        .map(|reg| region_name(reg, file, item, errs));
+    let mut timeout = |v: &Option<String>, default, name| {
+        duration(v, default, AWS_TIMEOUT, name, file, item, errs)
     };
+    let connect_timeout = timeout(
+        &r.connect_timeout,
+        defaults::AWS_CONNECT_TIMEOUT,
+        "connect_timeout",
+    );
+    let attempt_timeout = timeout(
+        &r.attempt_timeout,
+        defaults::AWS_ATTEMPT_TIMEOUT,
+        "attempt_timeout",
+    );
+    let operation_timeout = timeout(
+        &r.operation_timeout,
+        defaults::AWS_OPERATION_TIMEOUT,
+        "operation_timeout",
+    );
     let s = AwsSettings {
-        region,
-        endpoint_url,
-        connect_timeout: duration(
-            &r.connect_timeout,
-            defaults::AWS_CONNECT_TIMEOUT,
-            AWS_TIMEOUT,
-            "connect_timeout",
-            file,
-            item,
-            errs,
-        )?,
-        attempt_timeout: duration(
-            &r.attempt_timeout,
-            defaults::AWS_ATTEMPT_TIMEOUT,
-            AWS_TIMEOUT,
-            "attempt_timeout",
-            file,
-            item,
-            errs,
-        )?,
-        operation_timeout: duration(
-            &r.operation_timeout,
-            defaults::AWS_OPERATION_TIMEOUT,
-            AWS_TIMEOUT,
-            "operation_timeout",
-            file,
-            item,
-            errs,
-        )?,
+        region: region.map_or(Some(None), |r| r.map(Some))?,
+        endpoint_url: endpoint_url.map_or(Some(None), |u| u.map(Some))?,
+        connect_timeout: connect_timeout?,
+        attempt_timeout: attempt_timeout?,
+        operation_timeout: operation_timeout?,
         max_attempts,
     };
     if s.attempt_timeout > s.operation_timeout {
@@ -394,24 +389,25 @@ fn haproxy_probe(
     item: &str,
     errs: &mut Errors,
 ) -> Option<HaproxyProbeSpec> {
-    let health_url = match &r.health_url {
-        Some(s) => Some(url(s, "health_url", file, item, errs)?),
-        None => None,
-    };
+    let health_url = r
+        .health_url
+        .as_ref()
+        .map(|s| url(s, "health_url", file, item, errs));
+    let timeout = duration(
+        &r.timeout,
+        defaults::HAPROXY_TIMEOUT,
+        SHORT_TIMEOUT,
+        "timeout",
+        file,
+        item,
+        errs,
+    );
     let mut spec = HaproxyProbeSpec {
         stats_socket: r.stats_socket.clone(),
-        health_url,
+        health_url: health_url.map_or(Some(None), |u| u.map(Some))?,
         frontend: r.frontend.clone(),
         backend: r.backend.clone(),
-        timeout: duration(
-            &r.timeout,
-            defaults::HAPROXY_TIMEOUT,
-            SHORT_TIMEOUT,
-            "timeout",
-            file,
-            item,
-            errs,
-        )?,
+        timeout: timeout?,
     };
     if spec.stats_socket.is_none() && spec.health_url.is_none() {
         match fallback {

@@ -7,7 +7,7 @@
 mod parse;
 mod script;
 
-use parse::{Action, At, Item, Status, Test};
+use parse::{Action, At, Item, Rate, Status, Test};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -436,6 +436,81 @@ fn action_for(
     Some(key_n)
 }
 
+/// The literal text a monit `content` regex (POSIX extended) stands for, when it is one.
+#[derive(Debug, PartialEq, Eq)]
+struct Literal {
+    text: String,
+    /// It had `^` or `$`, which a search for the text anywhere cannot keep.
+    anchored: bool,
+    /// It had `.`, which matches any character to monit and only itself here.
+    dots: bool,
+}
+
+/// `re` as literal text: `^` and `$` at its ends dropped, `\X` read as `X`. None when it has
+/// operators (`*`, `+`, `?`, `[...]`, `(...)`, `|`, `{N}`), so no one text stands for it.
+fn regex_literal(re: &str) -> Option<Literal> {
+    let mut s = re;
+    let mut anchored = false;
+    if let Some(rest) = s.strip_prefix('^') {
+        s = rest;
+        anchored = true;
+    }
+    if let Some(rest) = s.strip_suffix('$') {
+        if !rest.ends_with('\\') {
+            s = rest;
+            anchored = true;
+        }
+    }
+    let mut text = String::new();
+    let mut dots = false;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e) if e.is_ascii_punctuation() => text.push(e),
+                _ => return None,
+            },
+            '*' | '+' | '?' | '[' | ']' | '(' | ')' | '|' | '^' | '$' => return None,
+            '{' if chars.peek().is_some_and(char::is_ascii_digit) => return None,
+            '.' => {
+                dots = true;
+                text.push('.');
+            }
+            c => text.push(c),
+        }
+    }
+    (!text.is_empty()).then_some(Literal {
+        text,
+        anchored,
+        dots,
+    })
+}
+
+/// A duration in watchdog syntax.
+fn duration(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// The count a rate becomes (N consecutive cycles), with a note when it is not exact.
+fn count(rate: Option<Rate>, what: &str, at: &At, out: &mut Imported) -> u32 {
+    match rate {
+        None => 1,
+        Some(Rate::Cycles(n)) => n,
+        Some(Rate::Within(n, m)) if n == m => n,
+        Some(Rate::Within(n, m)) => {
+            out.approximate.push(format!(
+                "{at}: {what} `{n} times within {m} cycles` became {n} consecutive {what} cycles"
+            ));
+            n
+        }
+    }
+    .max(1)
+}
+
 fn rule_toml(
     rule: &str,
     address: &str,
@@ -445,21 +520,41 @@ fn rule_toml(
     on_recover: Option<String>,
     out: &mut Imported,
 ) -> String {
-    let scheme = if t.https { "https" } else { "http" };
-    let host = t.host.as_deref().unwrap_or(address);
-    let host = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
+    let url = match &t.url {
+        Some(u) => u.clone(),
+        None => {
+            let scheme = if t.https { "https" } else { "http" };
+            let host = t.host.as_deref().unwrap_or(address);
+            let host = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]")
+            } else {
+                host.to_owned()
+            };
+            let port = t.port.unwrap_or(if t.https { 443 } else { 80 });
+            let request = t.request.as_deref().unwrap_or("/");
+            let request = if request.starts_with('/') {
+                request.to_owned()
+            } else {
+                format!("/{request}")
+            };
+            format!("{scheme}://{host}:{port}{request}")
+        }
     };
-    let port = t.port.unwrap_or(if t.https { 443 } else { 80 });
-    let request = t.request.as_deref().unwrap_or("/");
-    let request = if request.starts_with('/') {
-        request.to_owned()
-    } else {
-        format!("/{request}")
-    };
-    let url = format!("{scheme}://{host}:{port}{request}");
+    for d in &t.dropped {
+        out.untranslated.push(format!("{}: {d}", t.at));
+    }
+    let mut disabled = String::new();
+    if let Some(user) = &t.url_user {
+        out.untranslated.push(format!(
+            "{}: the URL's user name ({user:?}) and password -- not copied into the TOML; the rule is written with `enabled = false`: put the credentials in its URL yourself, or let the endpoint answer without them, then remove that line",
+            t.at
+        ));
+        let _ = write!(
+            disabled,
+            "# monit sent user {} and a password with this URL; they are not copied here.\nenabled = false\n",
+            q(user)
+        );
+    }
     let status = match &t.status {
         None => vec!["\"2xx\"".to_owned(), "\"3xx\"".to_owned()],
         Some(Status::Equal(n)) => vec![n.to_string()],
@@ -478,46 +573,58 @@ fn rule_toml(
         let _ = write!(check, ", host = {}", q(h));
     }
     if let Some(c) = &t.content {
-        if c.contains(['^', '$', '*', '+', '?', '[', '(', '|', '\\', '.']) {
-            out.approximate.push(format!(
-                "{}: content = {c:?} is a regular expression to monit; the watchdog looks for the literal text",
+        match regex_literal(c) {
+            Some(l) => {
+                if l.anchored {
+                    out.approximate.push(format!(
+                        "{}: content = {c:?}: the anchors ^ and $ are dropped; the watchdog looks for {:?} anywhere in the body",
+                        t.at, l.text
+                    ));
+                }
+                if l.dots {
+                    out.approximate.push(format!(
+                        "{}: content = {c:?}: `.` matches any character to monit; the watchdog looks for the literal text {:?}",
+                        t.at, l.text
+                    ));
+                }
+                let _ = write!(check, ", body_contains = {}", q(&l.text));
+            }
+            None => out.untranslated.push(format!(
+                "{}: content = {c:?} -- a regular expression that no literal text stands for; the check does not look at the body: set `body_contains` by hand",
                 t.at
-            ));
+            )),
         }
-        let _ = write!(check, ", body_contains = {}", q(c));
     }
     check.push_str(" }");
-    let fail_after = match (t.cycles, t.times_within) {
-        (_, Some((n, m))) => {
-            out.approximate.push(format!(
-                "{}: `{n} times within {m} cycles` became {n} consecutive failed cycles",
-                t.at
-            ));
-            n
-        }
-        (Some(n), None) => n,
-        (None, None) => 1,
-    }
-    .max(1);
-    let timeout = t.timeout_secs.unwrap_or(MONIT_TIMEOUT_SECS).max(1);
-    let timeout = if timeout > interval {
+    let fail_after = count(t.fail_rate, "failed", &t.at, out);
+    let recover_after = count(t.recover_rate, "succeeded", &t.at, out);
+    if let Some(n) = t.retry {
         out.approximate.push(format!(
-            "{}: timeout {timeout} s is longer than the {interval} s cycle; cut to the cycle",
+            "{}: `retry {n}`: monit retried a failed connection within the same cycle before the test counted as failed; the watchdog makes one attempt per cycle and counts a failed attempt toward fail_after = {fail_after} (raise fail_after, or shorten the interval, for more tolerance)",
             t.at
         ));
-        interval
+    }
+    let timeout_ms = t.timeout_ms.unwrap_or(MONIT_TIMEOUT_SECS * 1000).max(1);
+    let timeout = if timeout_ms > interval * 1000 {
+        out.approximate.push(format!(
+            "{}: timeout {} is longer than the {interval} s cycle; cut to the cycle",
+            t.at,
+            duration(timeout_ms)
+        ));
+        interval * 1000
     } else {
-        timeout
+        timeout_ms
     };
     let list = |a: Option<String>| {
         a.map(|n| format!("[{}]", q(&n)))
             .unwrap_or_else(|| "[]".into())
     };
     format!(
-        "# monit, {}: {}\n[rules.{}]\ncheck = {check}\ninterval = \"{interval}s\"\ntimeout = \"{timeout}s\"\nfail_after = {fail_after}\nrecover_after = 1\non_fail = {}\non_recover = {}\n\n",
+        "# monit, {}: {}\n[rules.{}]\n{disabled}check = {check}\ninterval = \"{interval}s\"\ntimeout = \"{}\"\nfail_after = {fail_after}\nrecover_after = {recover_after}\non_fail = {}\non_recover = {}\n\n",
         t.at,
         t.text.replace('\n', " "),
         q(rule),
+        duration(timeout),
         list(on_fail),
         list(on_recover),
     )
@@ -540,5 +647,92 @@ mod tests {
     fn names_are_valid_watchdog_names() {
         assert_eq!(name("54.173.141.243"), "54.173.141.243");
         assert_eq!(name("web server/1"), "web-server-1");
+    }
+
+    #[test]
+    fn content_regexes_become_literal_text_only_when_one_text_stands_for_them() {
+        let lit = |re: &str| regex_literal(re).map(|l| (l.text, l.anchored, l.dots));
+        assert_eq!(lit("OK"), Some(("OK".into(), false, false)));
+        assert_eq!(lit("^OK$"), Some(("OK".into(), true, false)));
+        assert_eq!(
+            lit(r#"^\{"status":"UP","#),
+            Some((r#"{"status":"UP","#.into(), true, false))
+        );
+        assert_eq!(lit(r#"\"up\""#), Some((r#""up""#.into(), false, false)));
+        assert_eq!(lit("v1.2"), Some(("v1.2".into(), false, true)));
+        assert_eq!(lit(r"costs \$5$"), Some(("costs $5".into(), true, false)));
+        for re in ["(ok|fine)", "a*", "[0-9]", r"\d+", "x{2}", "^$", "a?"] {
+            assert_eq!(lit(re), None, "{re}");
+        }
+    }
+
+    /// The TOML for `text` (no files read: scripts stay `exec` actions) and its report.
+    fn convert_text(text: &str) -> (toml::Table, Imported) {
+        let out = convert(parse::parse(text, Path::new("monitrc")), vec![], None);
+        (out.toml.parse().unwrap(), out)
+    }
+
+    #[test]
+    fn url_tests_become_http_rules_with_recover_after_and_notes() {
+        let (t, out) = convert_text(
+            r#"set daemon 30
+check host web.example.com with address 203.0.113.20
+  if failed url http://web.example.com/health with timeout 2 seconds and retry 3 for 15 cycles
+     then exec "/usr/local/bin/to-backup.sh"
+  else if succeeded for 20 cycles then exec "/usr/local/bin/to-main.sh"
+  if failed url https://web.example.com:8443/ready content = "^ready$" timeout 500 ms
+     3 times within 5 cycles then exec "/usr/local/bin/to-backup.sh"
+"#,
+        );
+        assert!(out.untranslated.is_empty(), "{:?}", out.untranslated);
+        let r = &t["rules"]["web.example.com"];
+        assert_eq!(
+            r["check"]["url"].as_str(),
+            Some("http://web.example.com/health")
+        );
+        assert_eq!(r["interval"].as_str(), Some("30s"));
+        assert_eq!(r["timeout"].as_str(), Some("2s"));
+        assert_eq!(r["fail_after"].as_integer(), Some(15));
+        assert_eq!(r["recover_after"].as_integer(), Some(20));
+        assert_eq!(r["on_recover"][0].as_str(), Some("exec-to-main.sh"));
+        assert!(out
+            .approximate
+            .iter()
+            .any(|a| a.starts_with("monitrc:3: `retry 3`")));
+        let r = &t["rules"]["web.example.com-2"];
+        assert_eq!(
+            r["check"]["url"].as_str(),
+            Some("https://web.example.com:8443/ready")
+        );
+        assert_eq!(r["check"]["body_contains"].as_str(), Some("ready"));
+        assert_eq!(r["timeout"].as_str(), Some("500ms"));
+        assert_eq!(r["fail_after"].as_integer(), Some(3));
+        assert!(crate::config::from_sources(&[("out.toml".into(), out.toml.clone())]).is_ok());
+    }
+
+    #[test]
+    fn url_credentials_leave_the_rule_disabled_and_are_listed_without_the_password() {
+        let (t, out) = convert_text(
+            "check host h with address 10.0.0.1\n if failed url http://admin:hunter2@h.example.com/status content = \"(ok|fine)\" then alert\n",
+        );
+        assert!(!out.toml.contains("hunter2"), "{}", out.toml);
+        let r = &t["rules"]["h"];
+        assert_eq!(r["enabled"].as_bool(), Some(false));
+        assert_eq!(
+            r["check"]["url"].as_str(),
+            Some("http://h.example.com/status")
+        );
+        assert!(r["check"].get("body_contains").is_none());
+        let listed = out.untranslated.join("\n");
+        assert!(
+            listed
+                .contains("monitrc:2: the URL's user name (\"admin\") and password -- not copied"),
+            "{listed}"
+        );
+        assert!(
+            listed.contains("monitrc:2: content = \"(ok|fine)\" -- a regular expression"),
+            "{listed}"
+        );
+        assert!(listed.contains("then alert -- no equivalent"), "{listed}");
     }
 }

@@ -69,22 +69,41 @@ pub struct Host {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Test {
     pub at: At,
+    /// The statement as written, passwords replaced by `***`.
     pub text: String,
     pub host: Option<String>,
     pub port: Option<u16>,
     pub https: bool,
+    /// `url URL`: the URL as written, without user name, password or fragment.
+    pub url: Option<String>,
+    /// The user name of a `url` that had a password; the password is never kept.
+    pub url_user: Option<String>,
     pub request: Option<String>,
     pub host_header: Option<String>,
     /// Statuses that pass: None = monit's default (anything below 400).
     pub status: Option<Status>,
+    /// `content = "REGEX"`, as written.
     pub content: Option<String>,
-    pub timeout_secs: Option<u64>,
-    /// `for N cycles`.
-    pub cycles: Option<u32>,
-    /// `N times within M cycles`: (N, M).
-    pub times_within: Option<(u32, u32)>,
+    pub timeout_ms: Option<u64>,
+    /// `retry N`: monit's attempts within one cycle before the test counts as failed.
+    pub retry: Option<u32>,
+    /// `for N cycles` or `N times within M cycles` before `then`.
+    pub fail_rate: Option<Rate>,
+    /// The same after `else if succeeded`.
+    pub recover_rate: Option<Rate>,
+    /// Parts of the test with no equivalent, each with why; the rest is translated.
+    pub dropped: Vec<String>,
     pub on_fail: Action,
     pub on_recover: Option<Action>,
+}
+
+/// How many cycles a test must fail (or succeed) before monit acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    /// `[for] N cycles`.
+    Cycles(u32),
+    /// `[for] N [times] [within] M cycles`: (N, M).
+    Within(u32, u32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,11 +136,14 @@ fn tokenize(text: &str, file: &Path, warnings: &mut Vec<Item>) -> Vec<Token> {
                 chars.next();
                 let mut s = String::new();
                 let mut closed = false;
+                let mut escaped = false;
                 for (_, d) in chars.by_ref() {
-                    if d == c {
+                    if d == c && !escaped {
                         closed = true;
                         break;
                     }
+                    // `content = "\"up\""`: the backslash stays, for the regular expression.
+                    escaped = d == '\\' && !escaped;
                     s.push(d);
                 }
                 if !closed {
@@ -164,18 +186,63 @@ fn top_level(t: &Token) -> bool {
     t.is("set") || t.is("check") || t.is("include")
 }
 
+/// The tokens as written, for the report: passwords become `***` (the password of a URL, the
+/// word after `password`, and `allow USER:PASSWORD` of `set httpd`).
 fn join(tokens: &[Token]) -> String {
     tokens
         .iter()
-        .map(|t| {
-            if t.quoted {
-                format!("\"{}\"", t.text)
+        .enumerate()
+        .map(|(i, t)| {
+            let before = |n: usize| i.checked_sub(n).map(|j| &tokens[j]);
+            let after_allow = before(1).is_some_and(|p| p.is("allow"));
+            let text = if before(1).is_some_and(|p| p.is("password"))
+                || (before(1).is_some_and(|p| p.text.ends_with(':'))
+                    && before(2).is_some_and(|p| p.is("allow")))
+            {
+                "***".to_owned()
+            } else if after_allow && !t.quoted {
+                redact_allow(&t.text)
             } else {
-                t.text.clone()
+                redact_url(&t.text)
+            };
+            if t.quoted {
+                format!("\"{text}\"")
+            } else {
+                text
             }
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `scheme://user:password@rest` -> `scheme://user:***@rest`.
+fn redact_url(s: &str) -> String {
+    let Some(scheme) = s.find("://") else {
+        return s.to_owned();
+    };
+    let rest = &s[scheme + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority
+        .rfind('@')
+        .map(|at| (at, authority[..at].split_once(':')))
+    {
+        Some((at, Some((user, _)))) => {
+            format!("{}://{user}:***@{}", &s[..scheme], &rest[at + 1..])
+        }
+        _ => s.to_owned(),
+    }
+}
+
+/// `allow admin:monit` -> `allow admin:***`; addresses (`allow ::1`, `allow 10.0.0.0/8`) and
+/// groups (`allow @ops`) stay.
+fn redact_allow(s: &str) -> String {
+    if s.parse::<std::net::IpAddr>().is_ok() || s.contains('/') || s.starts_with('@') {
+        return s.to_owned();
+    }
+    match s.split_once(':') {
+        Some((user, pass)) if !user.is_empty() && !pass.is_empty() => format!("{user}:***"),
+        _ => s.to_owned(),
+    }
 }
 
 /// Parse one file's text.
@@ -296,23 +363,33 @@ fn host(stmt: &[Token], file: &Path, items: &mut Vec<Item>) {
         };
         let (on_fail, mut next) = action(body, then + 1);
         let mut on_recover = None;
-        if next + 3 < body.len()
+        let mut recover_rate = Ok(None);
+        // else if succeeded|passed [RATE] then ACTION
+        if next + 2 < body.len()
             && body[next].is("else")
             && body[next + 1].is("if")
             && (body[next + 2].is("succeeded") || body[next + 2].is("passed"))
-            && body[next + 3].is("then")
         {
-            let (a, n) = action(body, next + 4);
-            on_recover = Some(a);
-            next = n;
+            if let Some(then) = (next + 3..body.len()).find(|&j| body[j].is("then")) {
+                recover_rate = match rate(&body[next + 3..then], 0) {
+                    Ok(Some((r, n))) if next + 3 + n == then => Ok(Some(r)),
+                    Ok(None) if then == next + 3 => Ok(None),
+                    Ok(_) => Err("expected `else if succeeded [for N cycles] then`".to_owned()),
+                    Err(e) => Err(e),
+                };
+                let (a, n) = action(body, then + 1);
+                on_recover = Some(a);
+                next = n;
+            }
         }
         let stmt_tokens = &body[start..next];
-        match condition(&body[start + 1..then]) {
-            Ok(c) => h.tests.push(Test {
+        match condition(&body[start + 1..then]).and_then(|c| Ok((c, recover_rate?))) {
+            Ok((c, recover_rate)) => h.tests.push(Test {
                 at: at(body[start].line),
                 text: join(stmt_tokens),
                 on_fail,
                 on_recover,
+                recover_rate,
                 ..c
             }),
             Err(why) => items.push(Item::Other {
@@ -347,7 +424,57 @@ fn action(t: &[Token], i: usize) -> (Action, usize) {
     }
 }
 
-/// The tokens between `if` and `then`.
+/// `[for] N cycle[s]` or `[for] N [times] [within] M cycle[s]` at `k` (monit reads `for`,
+/// `times` and `within` as noise words): the rate and where the tokens after it start; None
+/// when no rate starts at `k`.
+fn rate(t: &[Token], k: usize) -> Result<Option<(Rate, usize)>, String> {
+    let num = |i: usize| {
+        t.get(i)
+            .filter(|x| !x.quoted)
+            .and_then(|x| x.text.parse::<u32>().ok())
+    };
+    let cycles = |i: usize| t.get(i).is_some_and(|x| x.is("cycles") || x.is("cycle"));
+    let has_for = t.get(k).is_some_and(|x| x.is("for"));
+    let mut i = k + usize::from(has_for);
+    let Some(n) = num(i) else {
+        return match has_for {
+            true => Err("expected `for N cycles` or `for N times within M cycles`".into()),
+            false => Ok(None),
+        };
+    };
+    i += 1;
+    let r = if cycles(i) {
+        i += 1;
+        Rate::Cycles(n)
+    } else {
+        let words = i;
+        if t.get(i).is_some_and(|x| x.is("times")) {
+            i += 1;
+        }
+        if t.get(i).is_some_and(|x| x.is("within")) {
+            i += 1;
+        }
+        match num(i) {
+            Some(m) if cycles(i + 1) => {
+                i += 2;
+                Rate::Within(n, m)
+            }
+            _ if has_for || i > words => {
+                return Err("expected `N cycles` or `N times within M cycles`".into())
+            }
+            _ => return Ok(None),
+        }
+    };
+    match r {
+        Rate::Cycles(0) | Rate::Within(0, _) => Err("a count of 0 cycles".into()),
+        Rate::Within(n, m) if n > m => Err(format!(
+            "{n} times within {m} cycles: more times than cycles"
+        )),
+        r => Ok(Some((r, i))),
+    }
+}
+
+/// The tokens between `if` and `then`: `failed` and a port/protocol or URL connection test.
 fn condition(t: &[Token]) -> Result<Test, String> {
     let mut c = Test {
         at: At {
@@ -358,13 +485,17 @@ fn condition(t: &[Token]) -> Result<Test, String> {
         host: None,
         port: None,
         https: false,
+        url: None,
+        url_user: None,
         request: None,
         host_header: None,
         status: None,
         content: None,
-        timeout_secs: None,
-        cycles: None,
-        times_within: None,
+        timeout_ms: None,
+        retry: None,
+        fail_rate: None,
+        recover_rate: None,
+        dropped: Vec::new(),
         on_fail: Action::Other(String::new()),
         on_recover: None,
     };
@@ -380,10 +511,21 @@ fn condition(t: &[Token]) -> Result<Test, String> {
     let mut k = 1;
     while k < t.len() {
         let w = &t[k];
-        if w.is("with") || w.is("ipv4") || w.is("and") {
+        // Noise words, as to monit: `retry 3 times`, `with timeout`, `and`.
+        if w.is("with") || w.is("ipv4") || w.is("and") || w.is("times") || w.is("within") {
+            k += 1;
+        } else if w.is("host") && t.get(k + 1).is_some_and(|x| x.is("url")) {
+            // `if failed host url ...`: the URL names the host.
             k += 1;
         } else if w.is("host") {
             c.host = t.get(k + 1).map(|x| x.text.clone());
+            k += 2;
+        } else if w.is("url") {
+            let raw = t.get(k + 1).ok_or("expected a URL after `url`")?;
+            let (url, user) = url(&raw.text)?;
+            c.https = url.scheme() == "https";
+            c.url = Some(url.to_string());
+            c.url_user = user;
             k += 2;
         } else if w.is("port") {
             c.port = Some(u16::try_from(number(k + 1)?).map_err(|_| "port out of range")?);
@@ -421,40 +563,49 @@ fn condition(t: &[Token]) -> Result<Test, String> {
             });
             k = at + 1;
         } else if w.is("content") {
+            let text = t.get(k + 2).map(|x| x.text.clone());
             match t.get(k + 1).map(|x| x.text.as_str()) {
-                Some("=" | "==") => {}
-                _ => return Err("only `content = \"...\"` is translated".into()),
+                Some("=" | "==") => c.content = text,
+                Some("!=") => c.dropped.push(format!(
+                    "content != {:?} -- no equivalent: the watchdog cannot fail on text that is present; the rest of the test is translated",
+                    text.unwrap_or_default()
+                )),
+                _ => return Err("expected `content = \"...\"` or `content != \"...\"`".into()),
             }
-            c.content = t.get(k + 2).map(|x| x.text.clone());
             k += 3;
         } else if w.is("timeout") {
-            c.timeout_secs = Some(number(k + 1)?);
+            let n = number(k + 1)?;
             k += 2;
-            if t.get(k)
-                .is_some_and(|x| x.is("seconds") || x.is("second") || x.is("sec"))
-            {
-                k += 1;
+            let unit = t.get(k).map(|x| x.text.to_ascii_lowercase());
+            c.timeout_ms = Some(match unit.as_deref() {
+                Some("seconds" | "second" | "sec" | "s") => {
+                    k += 1;
+                    n.saturating_mul(1000)
+                }
+                Some("milliseconds" | "millisecond" | "ms") => {
+                    k += 1;
+                    n
+                }
+                _ => n.saturating_mul(1000),
+            });
+        } else if w.is("retry") {
+            c.retry = Some(u32::try_from(number(k + 1)?).map_err(|_| "retry out of range")?);
+            k += 2;
+        } else if let Some((r, next)) = rate(t, k)? {
+            if c.fail_rate.is_some() {
+                return Err("two rates (`for N cycles`) in one test".into());
             }
-        } else if w.is("for") {
-            c.cycles = Some(u32::try_from(number(k + 1)?).map_err(|_| "too many cycles")?);
-            if !t
-                .get(k + 2)
-                .is_some_and(|x| x.is("cycles") || x.is("cycle"))
-            {
-                return Err("expected `for N cycles`".into());
-            }
-            k += 3;
-        } else if w.text.parse::<u32>().is_ok()
-            && t.get(k + 1).is_some_and(|x| x.is("times"))
-            && t.get(k + 2).is_some_and(|x| x.is("within"))
-        {
-            let n = number(k)? as u32;
-            let m = number(k + 3)? as u32;
-            c.times_within = Some((n, m));
-            k += 5;
+            c.fail_rate = Some(r);
+            k = next;
         } else {
             return Err(format!("`{}` has no equivalent", w.text));
         }
+    }
+    if c.url.is_some() {
+        if c.port.is_some() || protocol.is_some() || c.request.is_some() {
+            return Err("`url` goes without `port`, `protocol` and `request`".into());
+        }
+        return Ok(c);
     }
     match protocol.as_deref() {
         Some("http") => {}
@@ -463,6 +614,27 @@ fn condition(t: &[Token]) -> Result<Test, String> {
         None => return Err("a test without `protocol HTTP` only checks that the port accepts a connection; the watchdog checks HTTP".into()),
     }
     Ok(c)
+}
+
+/// monit's URL-spec as a URL to request: a password (with its user name) and the fragment
+/// taken out (a fragment is never sent). Returns the user name when there was a password.
+fn url(text: &str) -> Result<(reqwest::Url, Option<String>), String> {
+    let mut u = reqwest::Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+        return Err(format!(
+            "url {}: only http:// and https:// URLs with a host are translated",
+            u.scheme()
+        ));
+    }
+    // A user name alone is no secret: it stays in the URL.
+    let user = u.password().is_some().then(|| u.username().to_owned());
+    if user.is_some() {
+        // Cannot fail on an http(s) URL with a host.
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+    }
+    u.set_fragment(None);
+    Ok((u, user))
 }
 
 #[cfg(test)]
@@ -493,10 +665,16 @@ mod tests {
                 t.port,
                 t.https,
                 t.request.as_deref(),
-                t.timeout_secs,
-                t.cycles
+                t.timeout_ms,
+                t.fail_rate
             ),
-            (Some(80), false, Some("/"), Some(30), Some(3))
+            (
+                Some(80),
+                false,
+                Some("/"),
+                Some(30_000),
+                Some(Rate::Cycles(3))
+            )
         );
         assert_eq!(t.on_fail, Action::Exec("/etc/failtome.sh".into()));
         assert_eq!(t.at.line, 2);
@@ -560,8 +738,210 @@ check host web with address 10.0.0.5
         assert!(t.https);
         assert_eq!(t.status, Some(Status::Equal(200)));
         assert_eq!(t.content.as_deref(), Some("OK"));
-        assert_eq!(t.times_within, Some((2, 3)));
+        assert_eq!(t.fail_rate, Some(Rate::Within(2, 3)));
         assert_eq!(t.on_fail, Action::Other("alert".into()));
         assert_eq!(t.on_recover, Some(Action::Exec("/usr/local/bin/ok".into())));
+    }
+
+    /// The tests of the one host in `text`, and what was not translated.
+    fn tests(text: &str) -> (Vec<Test>, Vec<String>) {
+        let items = parse(text, Path::new("monitrc"));
+        let mut tests = Vec::new();
+        let mut others = Vec::new();
+        for i in items {
+            match i {
+                Item::Host(h) => tests.extend(h.tests),
+                Item::Other { text, at, why } => others.push(format!("{at}: {text} -- {why}")),
+                _ => {}
+            }
+        }
+        (tests, others)
+    }
+
+    #[test]
+    fn url_form_with_timeout_retry_for_n_cycles_and_else_if_succeeded_for_n_cycles() {
+        let (t, others) = tests(
+            r#"set daemon 30
+check host web.example.com with address 203.0.113.20
+  if failed url http://web.example.com/health with timeout 2 seconds and retry 3 for 15 cycles
+     then exec "/usr/local/bin/to-backup.sh"
+  else if succeeded for 20 cycles then exec "/usr/local/bin/to-main.sh"
+"#,
+        );
+        assert!(others.is_empty(), "{others:?}");
+        let t = &t[0];
+        assert_eq!(t.url.as_deref(), Some("http://web.example.com/health"));
+        assert_eq!(t.url_user, None);
+        assert_eq!(t.timeout_ms, Some(2000));
+        assert_eq!(t.retry, Some(3));
+        assert_eq!(t.fail_rate, Some(Rate::Cycles(15)));
+        assert_eq!(t.recover_rate, Some(Rate::Cycles(20)));
+        assert_eq!(
+            t.on_fail,
+            Action::Exec("/usr/local/bin/to-backup.sh".into())
+        );
+        assert_eq!(
+            t.on_recover,
+            Some(Action::Exec("/usr/local/bin/to-main.sh".into()))
+        );
+        assert_eq!(t.at.line, 3);
+    }
+
+    #[test]
+    fn url_form_variants_https_port_query_content_and_host_keyword() {
+        let (t, others) = tests(
+            r#"check host a with address 10.0.0.1
+  if failed url https://a.example.com:8443/health?full=1#top
+     content = "^OK$" timeout 3 seconds then alert
+  if failed host url http://a.example.com/ and content == '"status":"UP"' then alert
+  if failed url http://a.example.com/x content = "\"up\"" then alert
+  if failed url ftp://a.example.com/ then alert
+  if failed url http://a.example.com/ port 81 then alert
+"#,
+        );
+        assert_eq!(t.len(), 3, "{others:?}");
+        assert_eq!(
+            t[0].url.as_deref(),
+            Some("https://a.example.com:8443/health?full=1")
+        );
+        assert!(t[0].https);
+        assert_eq!(t[0].content.as_deref(), Some("^OK$"));
+        assert_eq!(t[0].timeout_ms, Some(3000));
+        assert_eq!(t[1].url.as_deref(), Some("http://a.example.com/"));
+        assert_eq!(t[1].content.as_deref(), Some(r#""status":"UP""#));
+        assert_eq!(t[2].content.as_deref(), Some(r#"\"up\""#));
+        assert_eq!(others.len(), 2, "{others:?}");
+        assert!(
+            others[0].starts_with("monitrc:6: if failed url ftp:"),
+            "{others:?}"
+        );
+        assert!(
+            others[0].contains("only http:// and https://"),
+            "{others:?}"
+        );
+        assert!(
+            others[1].contains("`url` goes without `port`"),
+            "{others:?}"
+        );
+    }
+
+    #[test]
+    fn rates_in_every_spelling_monit_accepts() {
+        for (rate, want) in [
+            ("for 3 cycles", Rate::Cycles(3)),
+            ("for 1 cycle", Rate::Cycles(1)),
+            ("3 cycles", Rate::Cycles(3)),
+            ("for 3 times within 5 cycles", Rate::Within(3, 5)),
+            ("3 times within 5 cycles", Rate::Within(3, 5)),
+            ("3 times 5 cycles", Rate::Within(3, 5)),
+            ("3 within 5 cycles", Rate::Within(3, 5)),
+            ("3 5 cycles", Rate::Within(3, 5)),
+            ("FOR 2 TIMES WITHIN 2 CYCLES", Rate::Within(2, 2)),
+        ] {
+            let text = format!(
+                "check host h with address 10.0.0.1\n if failed url http://h/ {rate} then alert\n else if succeeded {rate} then alert\n"
+            );
+            let (t, others) = tests(&text);
+            assert!(others.is_empty(), "{rate}: {others:?}");
+            assert_eq!(
+                (t[0].fail_rate, t[0].recover_rate),
+                (Some(want), Some(want)),
+                "{rate}"
+            );
+        }
+        for bad in [
+            "for cycles",
+            "for 3",
+            "5 times within 3 cycles",
+            "for 0 cycles",
+        ] {
+            let text = format!(
+                "check host h with address 10.0.0.1\n if failed url http://h/ {bad} then alert\n"
+            );
+            let (t, others) = tests(&text);
+            assert!(t.is_empty() && others.len() == 1, "{bad}: {others:?}");
+        }
+        // No rate after `succeeded`: monit acts on the first good cycle.
+        let (t, _) = tests("check host h with address 10.0.0.1\n if failed url http://h/ for 2 cycles then alert else if passed then alert\n");
+        assert_eq!(
+            (t[0].fail_rate, t[0].recover_rate),
+            (Some(Rate::Cycles(2)), None)
+        );
+    }
+
+    #[test]
+    fn retry_before_or_after_timeout_keeps_the_port_protocol_test() {
+        for cond in [
+            "port 80 protocol http retry 3 timeout 2 seconds",
+            "port 80 protocol http with timeout 2 seconds and retry 3",
+            "port 80 protocol http timeout 2 sec retry 3 times",
+            "url http://10.0.0.1/ retry 3 with timeout 2 seconds",
+        ] {
+            let text = format!(
+                "check host h with address 10.0.0.1\n if failed {cond} for 2 cycles then alert\n"
+            );
+            let (t, others) = tests(&text);
+            assert!(others.is_empty(), "{cond}: {others:?}");
+            assert_eq!(
+                (t[0].retry, t[0].timeout_ms, t[0].fail_rate),
+                (Some(3), Some(2000), Some(Rate::Cycles(2))),
+                "{cond}"
+            );
+        }
+        // `retry 3 times within 5 cycles` reads, as to monit, as `retry 3` and `5 cycles`.
+        let (t, _) = tests("check host h with address 10.0.0.1\n if failed url http://h/ retry 3 times within 5 cycles then alert\n");
+        assert_eq!(
+            (t[0].retry, t[0].fail_rate),
+            (Some(3), Some(Rate::Cycles(5)))
+        );
+    }
+
+    #[test]
+    fn url_credentials_and_other_passwords_are_never_kept_or_reported() {
+        let text = r#"set httpd port 2812 allow localhost allow admin:s3cret allow ::1 allow @ops
+set mailserver smtp.example.com username "ops" password "mailpw"
+set mmonit https://monit:mmpw@mmonit.example.com:8443/collector
+check host h with address 10.0.0.1
+  if failed url http://admin:hunter2@h.example.com:8080/status then alert
+  if failed url http://admin:hunter2@h.example.com/ bogus then alert
+"#;
+        let (t, others) = tests(text);
+        assert_eq!(
+            t[0].url.as_deref(),
+            Some("http://h.example.com:8080/status")
+        );
+        assert_eq!(t[0].url_user.as_deref(), Some("admin"));
+        assert!(t[0]
+            .text
+            .contains("http://admin:***@h.example.com:8080/status"));
+        let (t, _) =
+            tests("check host h with address 10.0.0.1\n if failed url http://ops@h/ then alert\n");
+        assert_eq!(
+            (t[0].url.as_deref(), t[0].url_user.as_deref()),
+            (Some("http://ops@h/"), None)
+        );
+        let all = format!("{others:?} {t:?}");
+        for secret in ["s3cret", "mailpw", "mmpw", "hunter2"] {
+            assert!(!all.contains(secret), "{secret}: {all}");
+        }
+        assert!(
+            all.contains("allow admin:*** allow ::1 allow @ops"),
+            "{all}"
+        );
+        assert!(
+            all.contains("https://monit:***@mmonit.example.com"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn content_not_equal_is_listed_and_the_rest_of_the_test_kept() {
+        let (t, others) = tests(
+            "check host h with address 10.0.0.1\n if failed url http://h/ content != \"error\" for 2 cycles then alert\n",
+        );
+        assert!(others.is_empty(), "{others:?}");
+        assert_eq!(t[0].content, None);
+        assert_eq!(t[0].fail_rate, Some(Rate::Cycles(2)));
+        assert!(t[0].dropped[0].starts_with("content != \"error\" -- no equivalent"));
     }
 }

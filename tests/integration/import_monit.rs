@@ -194,3 +194,134 @@ fn an_unreadable_file_exits_2_and_a_clean_conversion_exits_0() {
     let action = &t["actions"]["exec-failtome.sh"];
     assert_eq!(action["command"][0].as_str(), Some("/etc/failtome.sh"));
 }
+
+/// The field report's monitrc: the URL form, `retry`, and `else if succeeded for N cycles`.
+const URL_FORM: &str = r#"set daemon 30
+check host web.example.com with address 203.0.113.20
+  if failed url http://web.example.com/health with timeout 2 seconds and retry 3 for 15 cycles
+     then exec "/usr/local/bin/to-backup.sh"
+  else if succeeded for 20 cycles then exec "/usr/local/bin/to-main.sh"
+"#;
+
+/// `monitrc` under a fresh root that also holds the two scripts it execs (not failover scripts).
+fn url_form_root(monitrc: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("usr/local/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for s in ["to-backup.sh", "to-main.sh"] {
+        std::fs::write(bin.join(s), "#!/bin/sh\nlogger -t failover \"$0\"\n").unwrap();
+    }
+    let path = dir.path().join("monitrc");
+    std::fs::write(&path, monitrc).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn url_form_with_retry_and_else_if_succeeded_for_n_cycles_becomes_an_http_rule() {
+    let (dir, monitrc) = url_form_root(URL_FORM);
+    let out_path = dir.path().join("watchdog.toml");
+    let out = import(&[
+        "--root".as_ref(),
+        dir.path().as_os_str(),
+        monitrc.as_os_str(),
+        "--output".as_ref(),
+        out_path.as_os_str(),
+    ]);
+    let stderr = text(&out.stderr);
+    // Everything translated; `retry` only approximately, which is said, not listed.
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("import-monit: 1 file, 1 rule, 2 actions"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("approximately: ") && stderr.contains("monitrc:3: `retry 3`"),
+        "{stderr}"
+    );
+    let written = std::fs::read_to_string(&out_path).unwrap();
+    let v = validate(&out_path);
+    assert_eq!(v.status.code(), Some(0), "{}\n{written}", text(&v.stderr));
+
+    let t: toml::Table = written.parse().unwrap();
+    let rule = &t["rules"]["web.example.com"];
+    assert_eq!(rule["check"]["type"].as_str(), Some("http"));
+    assert_eq!(
+        rule["check"]["url"].as_str(),
+        Some("http://web.example.com/health")
+    );
+    assert_eq!(rule["interval"].as_str(), Some("30s"), "set daemon 30");
+    assert_eq!(rule["timeout"].as_str(), Some("2s"));
+    assert_eq!(rule["fail_after"].as_integer(), Some(15));
+    assert_eq!(rule["recover_after"].as_integer(), Some(20));
+    let action = |key: &str| {
+        let name = rule[key].as_array().unwrap()[0].as_str().unwrap();
+        let a = &t["actions"][name];
+        assert_eq!(a["type"].as_str(), Some("exec"), "{key}");
+        a["command"][0].as_str().unwrap().to_owned()
+    };
+    assert_eq!(action("on_fail"), "/usr/local/bin/to-backup.sh");
+    assert_eq!(action("on_recover"), "/usr/local/bin/to-main.sh");
+}
+
+#[test]
+fn url_form_variants_credentials_content_and_rate_spellings_validate_or_are_listed() {
+    let (dir, monitrc) = url_form_root(
+        r#"set daemon 30
+check host web with address 203.0.113.20
+  if failed url https://web.example.com:8443/health?deep=1 content = "^OK$"
+     timeout 2 seconds retry 2 for 3 times within 5 cycles then exec "/usr/local/bin/to-backup.sh"
+  else if passed for 2 cycle then exec "/usr/local/bin/to-main.sh"
+  if failed port 80 protocol http request "/ping" retry 3 with timeout 1 seconds 2 times 3 cycles
+     then exec "/usr/local/bin/to-backup.sh"
+  if failed url http://ops:hunter2@web.example.com/admin content != "maintenance" then exec "/usr/local/bin/to-backup.sh"
+"#,
+    );
+    let out = import(&[
+        "--root".as_ref(),
+        dir.path().as_os_str(),
+        monitrc.as_os_str(),
+    ]);
+    let stderr = text(&out.stderr);
+    let toml_text = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("hunter2") && !toml_text.contains("hunter2"));
+    for line in [
+        "monitrc:8: content != \"maintenance\" -- no equivalent",
+        "monitrc:8: the URL's user name (\"ops\") and password -- not copied",
+    ] {
+        assert!(stderr.contains(line), "{line}: {stderr}");
+        assert!(toml_text.contains(line), "{line}: {toml_text}");
+    }
+    assert!(
+        toml_text.contains("http://ops:***@web.example.com/admin"),
+        "{toml_text}"
+    );
+
+    let t: toml::Table = toml_text.parse().unwrap();
+    let web = &t["rules"]["web"];
+    assert_eq!(
+        web["check"]["url"].as_str(),
+        Some("https://web.example.com:8443/health?deep=1")
+    );
+    assert_eq!(web["check"]["body_contains"].as_str(), Some("OK"));
+    assert_eq!(web["fail_after"].as_integer(), Some(3));
+    assert_eq!(web["recover_after"].as_integer(), Some(2));
+    let ping = &t["rules"]["web-2"];
+    assert_eq!(
+        ping["check"]["url"].as_str(),
+        Some("http://203.0.113.20:80/ping")
+    );
+    assert_eq!(ping["timeout"].as_str(), Some("1s"));
+    assert_eq!(ping["fail_after"].as_integer(), Some(2));
+    let admin = &t["rules"]["web-3"];
+    assert_eq!(admin["enabled"].as_bool(), Some(false));
+    assert_eq!(
+        admin["check"]["url"].as_str(),
+        Some("http://web.example.com/admin")
+    );
+
+    let path = dir.path().join("out.toml");
+    std::fs::write(&path, &toml_text).unwrap();
+    let v = validate(&path);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v.stderr));
+}

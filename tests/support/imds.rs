@@ -89,7 +89,7 @@ impl Imds {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.strip_prefix(&format!("{TOKEN}-")))
                     .and_then(|n| n.parse::<u64>().ok());
-                if !token.is_some_and(|n| n >= valid_from.load(Ordering::SeqCst)) {
+                if token.is_none_or(|n| n < valid_from.load(Ordering::SeqCst)) {
                     f.fetch_add(1, Ordering::SeqCst);
                     return Reply::Status(401, String::new());
                 }

@@ -370,7 +370,7 @@ impl ClaimEip {
                         ));
                     }
                 }
-                if !now.is_some_and(|o| o.token.is_none()) {
+                if now.is_none_or(|o| o.token.is_some()) {
                     return refused(
                         "hold_down",
                         format!(
@@ -592,6 +592,12 @@ impl ClaimEip {
         let Some(api) = self.api.clone() else {
             return; // a dry run changes nothing, the state file included
         };
+        if claim.provider != self.spec.provider.name() {
+            tracing::warn!(event = "claim_unsettled", eip = %self.spec.eip, saved = %claim.provider,
+                now = self.spec.provider.name(), "the claim was made through another provider; forgetting it");
+            self.holds.claim_settled(&self.spec.eip, None);
+            return;
+        }
         let target = match (&self.spec.provider, &claim) {
             (ClaimProvider::OpsWorks, c) => Target::OpsWorks(c.instance_id.clone()),
             (ClaimProvider::Ec2, c) => match (
