@@ -70,6 +70,9 @@ pub struct Syncer {
     /// Slots whose address change HAProxy refused: no free slots until HAProxy reloads the
     /// block (which writes them as ordinary free slots).
     refused_slots: BTreeSet<String>,
+    /// When the first of `refused_slots` was refused, and how long HAProxy had run then: a
+    /// HAProxy reloaded since (by anyone) has read the rewritten block, so they are retried.
+    refused_when: Option<(Instant, Duration)>,
     /// This node's identity (`[node]` or instance metadata): peers mode writes its own line.
     identity: Option<Arc<IdentitySource>>,
     /// Reload mode: reloads of one rendering that did not bring the wanted servers.
@@ -108,6 +111,7 @@ impl Syncer {
             last_answer: None,
             reload_owed: AtomicBool::new(false),
             refused_slots: BTreeSet::new(),
+            refused_when: None,
             identity: None,
             attempts: reload::Attempts::default(),
             seen_maint: BTreeSet::new(),
@@ -466,6 +470,20 @@ impl Syncer {
         Ok(identity.get().await.map_err(|e| e.to_string())?.private_ip)
     }
 
+    /// Runtime mode: slots refused before HAProxy was reloaded (by anyone) are tried again:
+    /// the reload read them from the rewritten block, as ordinary free slots.
+    async fn forget_refusals_after_a_reload(&mut self) {
+        let Some((at, up_then)) = self.refused_when else {
+            return;
+        };
+        if let Ok(up_now) = runtime::uptime(&self.spec.stats_socket, self.timeout).await {
+            if runtime::restarted_since(up_then, at.elapsed(), up_now) {
+                self.refused_slots.clear();
+                self.refused_when = None;
+            }
+        }
+    }
+
     /// The backend's slots: its servers named `<prefix><number>`, in order. A slot whose
     /// address change HAProxy refused counts as not addressable.
     async fn slots(&self) -> Result<Vec<Slot>, String> {
@@ -500,6 +518,7 @@ impl Syncer {
         let _file = lock.lock().await;
         let text = configfile::read(&spec.haproxy_config).await?;
         let block = configfile::find_block(&text, &spec.backend)?;
+        self.forget_refusals_after_a_reload().await;
         let mut slots = self.slots().await?;
         let mut plan = plan::plan_draining(&slots, desired, drain);
         if self.dry_run {
@@ -535,6 +554,12 @@ impl Syncer {
                         tracing::warn!(event = "slot_unusable", rule = %self.rule, backend = %spec.backend, slot = %slot, reply = %reply,
                             "HAProxy refused a new address for this slot: it stays in maintenance and is not used until HAProxy reloads the block");
                         self.refused_slots.insert(slot);
+                        if self.refused_when.is_none() {
+                            if let Ok(up) = runtime::uptime(&spec.stats_socket, self.timeout).await
+                            {
+                                self.refused_when = Some((Instant::now(), up));
+                            }
+                        }
                         slots = self.slots().await?;
                         plan = plan::plan_draining(&slots, desired, drain);
                         if plan.commands.is_empty() {
@@ -616,6 +641,7 @@ impl Syncer {
         self.install_and_reload(&new_text).await?;
         // The block wrote every slot afresh: refused ones are ordinary free slots now.
         self.refused_slots.clear();
+        self.refused_when = None;
         let prefix = spec.server_prefix.clone();
         self.wait_live(desired, true)
             .await

@@ -37,6 +37,13 @@ pub async fn uptime(socket: &Path, timeout: Duration) -> Result<Duration, String
         .ok_or_else(|| "`show info` has no Uptime_sec".to_owned())
 }
 
+/// Has the process on the stats socket been replaced since it answered `up_then`, `elapsed`
+/// ago? A process that kept running is now `up_then + elapsed` old (give or take the whole
+/// seconds `Uptime_sec` rounds to); a younger one started since.
+pub fn restarted_since(up_then: Duration, elapsed: Duration, up_now: Duration) -> bool {
+    up_now + Duration::from_secs(2) < up_then + elapsed
+}
+
 /// Was a file last modified at `mtime` written after a process that has run `uptime` (whole
 /// seconds, rounded down) by `now` started? `now - uptime` is at or after the true start, so
 /// a true answer is never wrong: that process cannot have read this version of the file.
@@ -294,6 +301,17 @@ mod tests {
         ] {
             assert!(!addr_change_accepted(refused), "{refused}");
         }
+    }
+
+    #[test]
+    fn a_younger_process_on_the_stats_socket_was_restarted() {
+        let s = Duration::from_secs;
+        assert!(!restarted_since(s(100), s(60), s(160)));
+        assert!(
+            !restarted_since(s(100), s(60), s(159)),
+            "rounding is no restart"
+        );
+        assert!(restarted_since(s(100), s(60), s(3)));
     }
 
     #[test]
