@@ -100,7 +100,8 @@ pub struct RawControl {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
-    pub check: RawCheck,
+    /// Required; optional here so that a rule without it still has its other keys checked.
+    pub check: Option<RawCheck>,
     pub interval: Option<HumanDuration>,
     pub timeout: Option<HumanDuration>,
     pub fail_after: Option<i64>,

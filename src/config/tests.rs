@@ -833,3 +833,23 @@ on_fail = ["ghost"]
         "{e:#?}"
     );
 }
+
+/// Breaker: a rule without its required `check` used to hide the rule's other errors.
+#[test]
+fn a_missing_check_does_not_hide_the_rules_other_errors() {
+    let e = errors(&[(
+        "a.toml",
+        "[rules.r]\ninterval = \"bad\"\nfail_after = 0\non_fail = [\"ghost\"]\n",
+    )]);
+    for needle in [
+        "missing `check`",
+        "`interval` = \"bad\"",
+        "fail_after",
+        "\"ghost\"",
+    ] {
+        assert!(
+            e.iter().any(|m| m.contains(needle)),
+            "{needle:?} missing from {e:#?}"
+        );
+    }
+}

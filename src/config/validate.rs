@@ -821,15 +821,15 @@ fn rule(
     let before = errs.0.len();
 
     let default_interval = match &v.check {
-        RawCheck::BackendSync(RawBackendSync {
+        Some(RawCheck::BackendSync(RawBackendSync {
             source: RawSource::Consul(_),
             ..
-        }) => defaults::SYNC_INTERVAL_CONSUL,
-        RawCheck::BackendSync(RawBackendSync {
+        })) => defaults::SYNC_INTERVAL_CONSUL,
+        Some(RawCheck::BackendSync(RawBackendSync {
             source: RawSource::Asg(a),
             ..
-        }) if a.events_queue.is_some() => defaults::SYNC_RESYNC_EVENTS,
-        RawCheck::BackendSync(_) => defaults::SYNC_INTERVAL_ASG,
+        })) if a.events_queue.is_some() => defaults::SYNC_RESYNC_EVENTS,
+        Some(RawCheck::BackendSync(_)) => defaults::SYNC_INTERVAL_ASG,
         _ => defaults::INTERVAL,
     };
     let interval = duration(
@@ -907,9 +907,19 @@ fn rule(
     }
 
     let check = match &v.check {
-        RawCheck::Http(h) => http_check(h, file, item, errs).map(CheckSpec::Http),
-        RawCheck::Haproxy(h) => haproxy_probe(h, haproxy, file, item, errs).map(CheckSpec::Haproxy),
-        RawCheck::Egress(e) => {
+        None => {
+            errs.push(
+                file,
+                Some(item),
+                "missing `check`: every rule needs one, like check = { type = \"http\", url = \"http://...\" }",
+            );
+            None
+        }
+        Some(RawCheck::Http(h)) => http_check(h, file, item, errs).map(CheckSpec::Http),
+        Some(RawCheck::Haproxy(h)) => {
+            haproxy_probe(h, haproxy, file, item, errs).map(CheckSpec::Haproxy)
+        }
+        Some(RawCheck::Egress(e)) => {
             let expect = ipv4(&e.expect, "check.expect", file, item, errs);
             let checkip_url = match &e.checkip_url {
                 Some(u) => url(u, "check.checkip_url", file, item, errs),
@@ -923,7 +933,7 @@ fn rule(
                 _ => None,
             }
         }
-        RawCheck::BackendSync(b) => {
+        Some(RawCheck::BackendSync(b)) => {
             backend_sync(b, haproxy, file, item, errs).map(CheckSpec::BackendSync)
         }
     };
