@@ -83,6 +83,9 @@ pub struct Shared {
     store: StateStore,
     /// The rule states the state directory held at start, until the daemon takes them.
     saved_rules: std::sync::Mutex<BTreeMap<String, serde_json::Value>>,
+    /// Why the state directory could not be used (the daemon then keeps nothing across a
+    /// restart), for `systemctl status`.
+    pub state_problem: Option<String>,
     /// Claims the last run died in, by EIP, until a `claim_eip` action of that EIP settles them.
     pending_claims: std::sync::Mutex<BTreeMap<String, crate::state::PendingClaim>>,
 }
@@ -170,6 +173,7 @@ impl Shared {
         };
         let sns = sdk.as_ref().filter(|_| !dry_run).map(Sns::new);
         let (alert_stop, alert_stop_rx) = watch::channel(false);
+        let mut state_problem = None;
         let (store, recovered) = match state_dir.filter(|_| !dry_run) {
             None => (StateStore::default(), Recovered::default()),
             Some(dir) => match StateStore::open(dir) {
@@ -180,6 +184,7 @@ impl Shared {
                 Err(e) => {
                     tracing::error!(event = "state_unavailable", error = %e,
                         "hold-downs and undelivered alerts will not survive a restart");
+                    state_problem = Some(e.to_string());
                     (StateStore::default(), Recovered::default())
                 }
             },
@@ -211,6 +216,7 @@ impl Shared {
             store,
             saved_rules: std::sync::Mutex::new(recovered.rules),
             pending_claims: std::sync::Mutex::new(recovered.claims),
+            state_problem,
         })
     }
 

@@ -375,6 +375,9 @@ async fn daemon(
     config: config::Config,
     dry_run: bool,
 ) -> u8 {
+    // First of all: a SIGHUP or SIGTERM during start-up (which may wait for instance
+    // metadata) must find its handler, not kill the process with the default action.
+    let signals = Signals::install();
     let (shared, mut generation) = match app::start(&config, dry_run, state_dir.as_deref()).await {
         Ok(b) => b,
         Err(e) => {
@@ -404,14 +407,11 @@ async fn daemon(
         config = %config.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let (hup_tx, mut hup_rx) = tokio::sync::mpsc::unbounded_channel();
-    // Installed before READY: a SIGTERM or SIGHUP right after `systemctl start` returns
-    // must find its handler.
-    let signals = Signals::install();
     // systemd (Type=notify): `systemctl start` returns once this is sent, and fails if the
     // process exits before, so a configuration that cannot run fails the start itself.
     notify_systemd(&[
         sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&running_status(&config)),
+        sd_notify::NotifyState::Status(&running_status(&config, &shared)),
     ]);
     tokio::spawn(async move {
         let why = signals.wait(hup_tx).await;
@@ -440,7 +440,8 @@ async fn daemon(
                 Some(()) = hup_rx.recv() => {
                     notify_systemd(&[sd_notify::NotifyState::Reloading]);
                     let next = reload(&path, &started, &shared);
-                    let status = running_status(next.as_ref().map_or(&config, |(c, _)| c));
+                    let status =
+                        running_status(next.as_ref().map_or(&config, |(c, _)| c), &shared);
                     notify_systemd(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
                     match next {
                         Some(next) => break Ok(Some(next)),
@@ -555,14 +556,18 @@ fn notify_systemd(states: &[sd_notify::NotifyState]) {
 }
 
 /// The one-line status `systemctl status` shows.
-fn running_status(config: &config::Config) -> String {
-    format!(
+fn running_status(config: &config::Config, shared: &app::Shared) -> String {
+    let mut s = format!(
         "{} rule{}, {} action{}",
         config.rules.len(),
         plural(config.rules.len()),
         config.actions.len(),
         plural(config.actions.len())
-    )
+    );
+    if let Some(p) = &shared.state_problem {
+        s.push_str(&format!("; NOT SAVING STATE ({p})"));
+    }
+    s
 }
 
 /// The process's counters as one event at exit (`/metrics` serves them while running).

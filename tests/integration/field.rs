@@ -279,6 +279,27 @@ async fn systemd_is_told_ready_only_once_the_daemon_runs() {
     assert_eq!(&buf[..n], b"STOPPING=1\n");
     assert_eq!(child.wait().unwrap().code(), Some(0));
 
+    // A state directory it cannot use: it runs, and says so in its status line.
+    let not_a_dir = dir.path().join("not-a-dir");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let mut child = std::process::Command::new(crate::support::watchdog::bin())
+        .args(["run", "--state-dir"])
+        .arg(&not_a_dir)
+        .arg("--config")
+        .arg(&path)
+        .env("NOTIFY_SOCKET", &notify)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let n = rx.recv(&mut buf).unwrap();
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        msg.contains("READY=1") && msg.contains("NOT SAVING STATE"),
+        "{msg}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
     std::fs::write(&path, "[rules.lb]\nnope = 1\n").unwrap();
     let out = run_to_end(None, &path, &["run", "--state-dir", ""]).await;
     assert_eq!(out.status.code(), Some(2));
@@ -485,4 +506,69 @@ async fn settling_a_saved_claim_and_a_new_claim_never_announce_one_move_twice() 
     assert_eq!(alerts.len(), 1, "one move, one alert: {alerts:?}");
     let (code, _) = wd.stop().await;
     assert_eq!(code, Some(0));
+}
+
+/// Breaker: a claim cut by AWS errors after it released the EIP (nobody holds it now) was
+/// taken, at the next try, for "another node took over meanwhile", with a hold-down on top.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_cut_after_the_release_is_retried_not_taken_for_a_takeover() {
+    let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
+    bed.target.set(Reply::Status(503, "down".into()));
+    let (proxy, env) = proxied(&bed, "b").await;
+    // More failures than the SDK's attempts (3 in this configuration): the claim fails once.
+    proxy.inject("AssociateAddress", Fault::ServerError, 3);
+    let wd = Watchdog::start("b", &env, &bed.conf("b").toml(), &[]);
+    wd.wait_event(T, "eip_claimed").await;
+    assert!(wd.count("action_error") >= 1, "the first claim failed");
+    assert!(
+        wd.events("action_refused")
+            .iter()
+            .all(|e| e["reason"] != "moved_meanwhile"),
+        "{:?}",
+        wd.events("action_refused")
+    );
+    assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
+    let _ = wd.stop().await;
+}
+
+/// Breaker: a SIGHUP (or SIGTERM) while the daemon starts (here: waiting for instance
+/// metadata for its region) used to kill it with the signal's default action.
+#[tokio::test]
+async fn a_signal_during_start_up_finds_its_handler() {
+    // Instance metadata that accepts and never answers: start-up waits for it.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let imds = format!("http://{}", hang.local_addr().unwrap());
+    let _held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = hang.accept().await {
+            conns.push(c);
+        }
+    });
+    let toml = "[rules.lb]\ncheck = { type = \"haproxy\", stats_socket = \"/nonexistent.sock\" }\n\
+        interval = \"1s\"\ntimeout = \"500ms\"\non_fail = [\"page\"]\n\
+        [actions.page]\ntype = \"sns\"\ntopic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n";
+    let (_d, path) = write_config(toml);
+    let child = tokio::process::Command::new(crate::support::watchdog::bin())
+        .args(["run", "--state-dir", "", "--config"])
+        .arg(&path)
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = child.id().unwrap().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status();
+    let out = child.wait_with_output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "ends on its own (no region), not by SIGHUP: {err}"
+    );
+    assert!(err.contains("no AWS region"), "{err}");
 }

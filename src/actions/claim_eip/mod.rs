@@ -419,7 +419,9 @@ impl ClaimEip {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .replace(before.token.clone());
-        if let Some(earlier) = earlier {
+        // Nobody holding it now is no takeover (our own cut claim, or a release): the other
+        // gates decide, and a hold-down would only keep the address dark.
+        if let Some(earlier) = earlier.filter(|_| before.token.is_some()) {
             if earlier != before.token {
                 *last_move = Some(Instant::now());
                 self.holds.record(&self.spec.eip);
