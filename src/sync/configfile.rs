@@ -134,6 +134,22 @@ pub fn server_line(slot: &Slot, default_port: u16, options: &str) -> String {
     line
 }
 
+/// The names of the `server` lines in `block`: the slots this rule owns. A server of the
+/// same backend outside the block, whatever its name, is the operator's.
+pub fn block_server_names(text: &str, block: &Block) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .skip(block.begin + 1)
+        .take(block.end.saturating_sub(block.begin + 1))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some("server"))
+                .then(|| words.next())
+                .flatten()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 /// `text` with the block's lines replaced by `servers` (each indented like the marker).
 pub fn replace_block(text: &str, block: &Block, servers: &[String]) -> String {
     let lines: Vec<&str> = text.lines().collect();

@@ -62,6 +62,9 @@ pub struct Syncer {
     backoff: Option<Duration>,
     /// The failed round got a good answer and failed applying it.
     apply_failed: bool,
+    /// The source's entries left out at the last good round, as logged (logged again only
+    /// when they change).
+    left_out: Option<String>,
     /// The last good answer and when it came, reused when only the apply has to be retried.
     last_answer: Option<(Instant, BTreeSet<Target>)>,
     /// A configuration was installed that HAProxy has not been seen to load (its reload
@@ -108,6 +111,7 @@ impl Syncer {
             started: false,
             backoff: None,
             apply_failed: false,
+            left_out: None,
             last_answer: None,
             reload_owed: AtomicBool::new(false),
             refused_slots: BTreeSet::new(),
@@ -181,7 +185,21 @@ impl Syncer {
                         applied = self.after_apply(applied).await;
                     }
                     self.apply_failed = applied.is_err();
-                    applied
+                    // What the source listed and the backend cannot take (no IPv4 address, no
+                    // port) is named on a good round too, not only when it empties one.
+                    applied.map(|detail| match d.note.split_once("; left out: ") {
+                        Some((_, left)) => {
+                            if self.left_out.as_deref() != Some(left) {
+                                tracing::warn!(event = "servers_left_out", rule = %self.rule, left_out = %left);
+                                self.left_out = Some(left.to_owned());
+                            }
+                            format!("{detail}; left out: {left}")
+                        }
+                        None => {
+                            self.left_out = None;
+                            detail
+                        }
+                    })
                 }
             },
         };
@@ -486,17 +504,18 @@ impl Syncer {
 
     /// The backend's slots: its servers named `<prefix><number>`, in order. A slot whose
     /// address change HAProxy refused counts as not addressable.
+    /// The slots: the servers HAProxy runs whose lines are in the managed block of the file
+    /// (an operator's `server web7` outside the block is never one, even when its name looks
+    /// like a slot's), and whose names are the prefix and a number.
     async fn slots(&self) -> Result<Vec<Slot>, String> {
         let all =
             runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
-        let prefix = &self.spec.server_prefix;
+        let text = configfile::read(&self.spec.haproxy_config).await?;
+        let block = configfile::find_block(&text, &self.spec.backend)?;
+        let ours = configfile::block_server_names(&text, &block);
         let mut slots: Vec<Slot> = all
             .into_iter()
-            .filter(|s| {
-                s.name
-                    .strip_prefix(prefix.as_str())
-                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-            })
+            .filter(|s| ours.contains(&s.name) && self.slot_number(&s.name).is_some())
             .collect();
         plan::sort_slots(&mut slots);
         for s in &mut slots {
@@ -505,6 +524,13 @@ impl Syncer {
             }
         }
         Ok(slots)
+    }
+
+    /// `web12` -> 12 for the prefix `web`; None for a name that is no slot's.
+    fn slot_number(&self, name: &str) -> Option<u64> {
+        name.strip_prefix(self.spec.server_prefix.as_str())
+            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+            .and_then(|n| n.parse().ok())
     }
 
     async fn apply_runtime(
@@ -521,6 +547,19 @@ impl Syncer {
         self.forget_refusals_after_a_reload().await;
         let mut slots = self.slots().await?;
         let mut plan = plan::plan_draining(&slots, desired, drain);
+        // Runtime mode: the source wins over a maintenance set by hand on a wanted server
+        // (reload mode keeps it; README). Say so by name when it happens.
+        for c in &plan.commands {
+            if let plan::Command::Enable { slot, target } = c {
+                if slots
+                    .iter()
+                    .any(|s| &s.name == slot && s.maint && s.target == Some(*target))
+                {
+                    tracing::warn!(event = "server_back_in_service", rule = %self.rule, backend = %spec.backend,
+                        slot = %slot, server = %target, "a server the source lists goes back into service in the slot it had; had an operator put it in maintenance, runtime mode undoes that (the source wins): take it out of the source to keep it out");
+                }
+            }
+        }
         if self.dry_run {
             for c in &plan.commands {
                 tracing::info!(event = "dry_run", rule = %self.rule, would = %c.lines(&spec.backend).join("; "));
@@ -615,9 +654,12 @@ impl Syncer {
             servers = desired.len(), growing_to = want, "not enough server slots: growing them with one reload");
         telemetry::incr("backend_sync_slot_growths_total", &[("rule", &self.rule)]);
         let mut layout = after.clone();
-        let mut next_n = after
+        // Numbered after every server of the backend with a slot-like name, the operator's
+        // outside the block too: a new `web2` beside the operator's `web2` would not load.
+        let mut next_n = runtime::servers(&spec.stats_socket, &spec.backend, self.timeout)
+            .await?
             .iter()
-            .filter_map(|s| s.name[spec.server_prefix.len()..].parse::<u64>().ok())
+            .filter_map(|s| self.slot_number(&s.name))
             .max()
             .unwrap_or(0)
             + 1;

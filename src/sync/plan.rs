@@ -1,7 +1,8 @@
 //! The decision of a backend sync, kept pure: from the slots HAProxy has and the servers the
 //! source wants, the smallest list of commands that makes them equal. A server that stays
 //! keeps its slot; new servers go into free slots, lowest first, and are enabled before
-//! anything is taken out, so a replacement never dips the backend's capacity.
+//! anything is taken out, so a replacement never dips the backend's capacity. With no free
+//! slot left, a new server takes over the slot of a leaving one (one address change).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -129,6 +130,7 @@ pub fn plan_draining(slots: &[Slot], desired: &BTreeSet<Target>, drain: &BTreeSe
     let mut drains = Vec::new();
     let mut disables = Vec::new();
     let mut free: Vec<&Slot> = Vec::new();
+    let mut leaving: Vec<&Slot> = Vec::new();
     let mut kept = 0;
     for s in slots {
         match s.target {
@@ -147,10 +149,9 @@ pub fn plan_draining(slots: &[Slot], desired: &BTreeSet<Target>, drain: &BTreeSe
                 }
             }
             _ if s.serving() => {
-                // Not wanted, or a second slot serving the same server.
-                disables.push(Command::Disable {
-                    slot: s.name.clone(),
-                });
+                // Not wanted, or a second slot serving the same server: taken out, unless a
+                // wanted server finds no free slot and takes this one over (below).
+                leaving.push(s);
             }
             // A slot that cannot take an address is no free slot; if it is out of
             // maintenance (READY with no address, it would take requests and fail them), it
@@ -175,17 +176,35 @@ pub fn plan_draining(slots: &[Slot], desired: &BTreeSet<Target>, drain: &BTreeSe
             .iter()
             .position(|s| s.target == Some(*t))
             .or_else(|| (!free.is_empty()).then_some(0));
-        match pick {
-            Some(i) => {
-                let s = free.remove(i);
-                enables.push(Command::Enable {
-                    slot: s.name.clone(),
-                    target: *t,
-                });
-            }
+        // With no free slot, a slot whose server is leaving is re-pointed at the new one in
+        // one step: taking it out first and filling it on the next round would dip the
+        // backend (to nothing, for a one-slot backend) in between.
+        let slot = match pick {
+            Some(i) => Some(free.remove(i)),
+            None => leaving
+                .iter()
+                .position(|s| s.addressable)
+                .map(|i| leaving.remove(i)),
+        };
+        match slot {
+            Some(s) => enables.push(Command::Enable {
+                slot: s.name.clone(),
+                target: *t,
+            }),
             None => unplaced.push(*t),
         }
     }
+    // A free slot left READY (an operator's `state ready` on a spare `0.0.0.0` slot) takes
+    // requests it can only fail: back to maintenance.
+    disables.extend(free.iter().filter(|s| !s.maint).map(|s| Command::Disable {
+        slot: s.name.clone(),
+    }));
+    disables.splice(
+        0..0,
+        leaving.iter().map(|s| Command::Disable {
+            slot: s.name.clone(),
+        }),
+    );
     enables.extend(drains);
     enables.extend(disables);
     Plan {
@@ -386,5 +405,52 @@ mod tests {
                 "set server web/app3 state ready"
             ]
         );
+    }
+
+    /// Breaker: with every slot in use, a replacement took the leaving server out and left
+    /// the new one for the next round (a one-slot backend went down in between). The new
+    /// server now takes the leaving server's slot over in the same round.
+    #[test]
+    fn a_replacement_with_no_free_slot_takes_over_the_leaving_slot() {
+        let slots = vec![slot("web1", Some(t(11)), false)];
+        let p = plan(&slots, &set(&[t(12)]));
+        assert_eq!(
+            p.commands,
+            vec![Command::Enable {
+                slot: "web1".into(),
+                target: t(12)
+            }]
+        );
+        assert!(p.unplaced.is_empty());
+        // Four full slots, one replaced: still one command, nothing taken out first.
+        let slots: Vec<Slot> = (1..=4)
+            .map(|i| slot(&format!("web{i}"), Some(t(10 + i)), false))
+            .collect();
+        let p = plan(&slots, &set(&[t(11), t(12), t(13), t(15)]));
+        assert_eq!(p.added(), 1);
+        assert_eq!(p.removed(), 0);
+        assert_eq!(p.kept, 3);
+        // More leaving than arriving: the rest are taken out after the enables.
+        let p = plan(&slots, &set(&[t(15)]));
+        assert_eq!((p.added(), p.removed()), (1, 3));
+        assert!(matches!(p.commands[0], Command::Enable { .. }));
+    }
+
+    /// Breaker: a spare `0.0.0.0` slot an operator set READY by hand stayed READY ("in
+    /// step") and took requests it could only fail.
+    #[test]
+    fn a_ready_slot_with_no_address_goes_back_to_maintenance() {
+        let slots = vec![slot("web1", Some(t(11)), false), slot("web2", None, false)];
+        let p = plan(&slots, &set(&[t(11)]));
+        assert_eq!(
+            p.commands,
+            vec![Command::Disable {
+                slot: "web2".into()
+            }]
+        );
+        // Used when a server needs it.
+        let p = plan(&slots, &set(&[t(11), t(12)]));
+        assert_eq!(p.added(), 1);
+        assert_eq!(p.removed(), 0);
     }
 }

@@ -701,3 +701,95 @@ async fn a_file_a_failed_reload_left_unloaded_is_reloaded_after_a_restart() {
     })
     .await;
 }
+
+/// Breaker: with every slot in use, a replacement took the leaving server out and failed the
+/// round ("HAProxy did not keep the changes"), and the next round put the new one in: a
+/// one-slot backend answered 503 in between. The new server now takes the slot over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_with_every_slot_in_use_never_empties_the_backend() {
+    let b = Backends::start(2).await;
+    let consul = Consul::start("web", instances(&b, &[0])).await;
+    let block = format!(
+        "  {}\n  server app1 {}:{} check inter 500ms\n  {}\n",
+        lb::BEGIN,
+        Backends::ip(0),
+        b.port,
+        lb::END
+    );
+    let lb = Lb::start(&block).await;
+    let wd = Watchdog::start(
+        "lb",
+        &no_aws(),
+        &rule(&lb, "slots = 1", &consul_source(&consul)),
+        &[],
+    );
+    lb.converges(&b.addrs(&[0]), "first sync").await;
+    let worker = lb.worker_pid().await;
+    // Watch every 5 ms for a moment with nothing to serve.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sock, flag) = (lb.socket.clone(), stop.clone());
+    let watcher = tokio::spawn(async move {
+        let mut empty = 0;
+        while !flag.load(Ordering::Relaxed) {
+            if let Ok(all) = haproxy_watchdog::sync::runtime::servers(&sock, "app", WITHIN).await {
+                if !all.iter().any(|s| s.serving()) {
+                    empty += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        empty
+    });
+    consul.set(instances(&b, &[1]));
+    lb.converges(&b.addrs(&[1]), "replaced").await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(
+        watcher.await.unwrap(),
+        0,
+        "the backend was empty\n{}",
+        wd.log()
+    );
+    assert_eq!(wd.count("backend_sync_failed"), 0, "{}", wd.log());
+    assert_eq!(lb.worker_pid().await, worker, "no reload needed");
+}
+
+/// Breaker: an operator's own `server app2` outside the managed block, named like a slot,
+/// was taken for one (put in maintenance), and a grown block then defined `app2` twice and
+/// never loaded. Only the block's servers are slots, and new slots take unused names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_server_outside_the_block_is_never_a_slot() {
+    let b = Backends::start(3).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1])).await;
+    let block = format!(
+        "  {}\n  server app1 {}:{p} check inter 500ms\n  {}\n  server app2 {}:{p} check inter 500ms\n",
+        lb::BEGIN,
+        Backends::ip(0),
+        lb::END,
+        Backends::ip(2),
+        p = b.port,
+    );
+    let lb = Lb::start(&block).await;
+    let wd = Watchdog::start(
+        "lb",
+        &no_aws(),
+        &rule(&lb, "slots = 1", &consul_source(&consul)),
+        &[],
+    );
+    crate::support::eventually(WITHIN, "the second server placed", || async {
+        crate::sync::slot_of(&lb, b.addr(1)).await
+    })
+    .await;
+    let placed = crate::sync::slot_of(&lb, b.addr(1)).await;
+    assert!(
+        placed.as_deref().is_some_and(|s| s != "app2"),
+        "{placed:?}\n{}",
+        wd.log()
+    );
+    assert_eq!(
+        crate::sync::slot_of(&lb, b.addr(2)).await.as_deref(),
+        Some("app2"),
+        "the operator's server still serves\n{}",
+        wd.log()
+    );
+    assert_eq!(wd.count("backend_sync_failed"), 0, "{}", wd.log());
+}
