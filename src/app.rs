@@ -109,17 +109,10 @@ pub enum BuildError {
     NoCaStore,
     #[error("{0}")]
     StateBusy(String),
-    #[error("no AWS region: set [aws] region or AWS_REGION (or run on EC2, where instance metadata gives it)")]
+    #[error("no AWS region: set [aws] region or AWS_REGION (or run on EC2, where instance metadata gives it; it may have been unavailable for a moment)")]
     NoRegion,
     #[error("this configuration calls AWS, which the daemon did not set up at start (its first configuration needed no AWS call): restart to apply it")]
     AwsNotStarted,
-}
-
-impl BuildError {
-    /// A missing region is a configuration problem; the rest are runtime failures.
-    pub fn is_config(&self) -> bool {
-        matches!(self, BuildError::NoRegion)
-    }
 }
 
 /// Claims and alerts need AWS unless in a dry run; Auto Scaling sources read it even then.

@@ -340,11 +340,7 @@ async fn once(config: config::Config, dry_run: bool) -> u8 {
         Ok(b) => b,
         Err(e) => {
             eprintln!("{PROG}: {e}");
-            return if e.is_config() {
-                EXIT_CONFIG
-            } else {
-                EXIT_FAILED
-            };
+            return EXIT_FAILED;
         }
     };
     let reports = engine::once(config.rules.clone(), generation.live.clone()).await;
@@ -381,12 +377,11 @@ async fn daemon(
     let (shared, mut generation) = match app::start(&config, dry_run, state_dir.as_deref()).await {
         Ok(b) => b,
         Err(e) => {
+            // Exit 1, which the unit restarts (capped): nothing here is a configuration
+            // error `validate` could have caught, and a region missing because instance
+            // metadata did not answer at boot is there a moment later.
             tracing::error!(event = "startup_failed", error = %e);
-            return if e.is_config() {
-                EXIT_CONFIG
-            } else {
-                EXIT_FAILED
-            };
+            return EXIT_FAILED;
         }
     };
     shared
