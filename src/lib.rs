@@ -1,15 +1,16 @@
 //! haproxy-watchdog: keeps a pair or fleet of HAProxy load balancers on AWS highly available.
 //!
-//! `config` reads and validates; `checks` probe; `engine` decides when a rule flips;
+//! `cli` parses the command line; `daemon` builds what runs from a configuration and runs it
+//! (`run`, `once`); `config` reads and validates; `checks` probe; `engine` decides when a rule flips;
 //! `actions` carry out what was decided; `providers::aws` is the only door to AWS; `monit`
 //! converts monit rules (`watchdog import-monit`).
 
 pub mod actions;
-pub mod app;
 pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod engine;
 pub mod monit;
 pub mod providers;

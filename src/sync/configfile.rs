@@ -5,7 +5,7 @@
 use super::plan::Slot;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub fn begin_marker(backend: &str) -> String {
@@ -170,12 +170,18 @@ pub fn replace_block(text: &str, block: &Block, servers: &[String]) -> String {
     out
 }
 
-/// One lock per file: rules keeping blocks of the same file write one at a time.
-pub fn lock_for(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
-        LazyLock::new(Default::default);
-    let mut m = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-    m.entry(path.to_owned()).or_default().clone()
+/// One lock per HAProxy configuration file: rules keeping blocks of the same file write one at
+/// a time. Owned by the daemon, so a rule of the next configuration waits for a write of the
+/// last one.
+#[derive(Default)]
+pub struct FileLocks(Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>);
+
+impl FileLocks {
+    /// The lock of `path`, made on first use.
+    pub fn lock_for(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(path.to_owned()).or_default().clone()
+    }
 }
 
 pub async fn read(path: &Path) -> Result<String, String> {

@@ -48,6 +48,13 @@ pub struct Discovered {
     pub note: String,
 }
 
+/// What rules syncing the same HAProxy share, across configuration reloads.
+#[derive(Default)]
+pub struct HaproxyShared {
+    pub reloaders: reload::Reloaders,
+    pub files: configfile::FileLocks,
+}
+
 pub struct Syncer {
     rule: String,
     spec: BackendSyncSpec,
@@ -57,6 +64,8 @@ pub struct Syncer {
     stopping: watch::Receiver<bool>,
     dry_run: bool,
     reloader: Arc<reload::Reloader>,
+    /// The lock of `spec.haproxy_config`, shared with every rule that writes that file.
+    file_lock: Arc<tokio::sync::Mutex<()>>,
     started: bool,
     /// Set after a failed round: wait this long, then try again.
     backoff: Option<Duration>,
@@ -92,18 +101,22 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const VERIFY_EVERY: Duration = Duration::from_millis(100);
 
 impl Syncer {
+    /// `haproxy`: the daemon's reloaders and file locks, shared by every rule of every
+    /// configuration it runs, so rules on one HAProxy share its reload window and file.
     pub fn new(
         rule: &crate::config::Rule,
         spec: BackendSyncSpec,
         source: Source,
         stopping: watch::Receiver<bool>,
         dry_run: bool,
+        haproxy: &HaproxyShared,
     ) -> Self {
         Syncer {
             rule: rule.name.clone(),
             interval: rule.interval,
             timeout: rule.timeout,
-            reloader: reload::for_method(&spec.reload.method),
+            reloader: haproxy.reloaders.for_method(&spec.reload.method),
+            file_lock: haproxy.files.lock_for(&spec.haproxy_config),
             spec,
             source,
             stopping,
@@ -430,7 +443,7 @@ impl Syncer {
     /// installed. A change is checked, installed and reloaded.
     async fn apply_peers(&mut self, names: &BTreeMap<String, Target>) -> Result<String, String> {
         let spec = self.spec.clone();
-        let lock = configfile::lock_for(&spec.haproxy_config);
+        let lock = self.file_lock.clone();
         let _file = lock.lock().await;
         let text = configfile::read(&spec.haproxy_config).await?;
         let block = configfile::find_peers_block(&text, &spec.backend)?;
@@ -540,7 +553,7 @@ impl Syncer {
     ) -> Result<String, String> {
         let spec = self.spec.clone();
         let spec = &spec;
-        let lock = configfile::lock_for(&spec.haproxy_config);
+        let lock = self.file_lock.clone();
         let _file = lock.lock().await;
         let text = configfile::read(&spec.haproxy_config).await?;
         let block = configfile::find_block(&text, &spec.backend)?;

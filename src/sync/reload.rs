@@ -7,7 +7,7 @@ use crate::config::{ReloadMethod, ReloadSpec};
 use crate::telemetry;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -19,20 +19,26 @@ pub struct Reloader {
     running: tokio::sync::Mutex<()>,
 }
 
-/// The reloader of one HAProxy, shared by every rule that reloads it the same way.
-pub fn for_method(method: &ReloadMethod) -> Arc<Reloader> {
-    static ALL: LazyLock<Mutex<HashMap<ReloadMethod, Arc<Reloader>>>> =
-        LazyLock::new(Default::default);
-    let mut m = ALL.lock().unwrap_or_else(|p| p.into_inner());
-    m.entry(method.clone())
-        .or_insert_with(|| {
-            Arc::new(Reloader {
-                method: method.clone(),
-                last: Mutex::new(None),
-                running: tokio::sync::Mutex::new(()),
+/// The reloaders of each HAProxy, by reload method: every rule that reloads one HAProxy the
+/// same way shares its window. Owned by the daemon (it outlives one configuration, so a SIGHUP
+/// does not reopen a window a reload has just used).
+#[derive(Default)]
+pub struct Reloaders(Mutex<HashMap<ReloadMethod, Arc<Reloader>>>);
+
+impl Reloaders {
+    /// The reloader of the HAProxy `method` reloads, made on first use.
+    pub fn for_method(&self, method: &ReloadMethod) -> Arc<Reloader> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(method.clone())
+            .or_insert_with(|| {
+                Arc::new(Reloader {
+                    method: method.clone(),
+                    last: Mutex::new(None),
+                    running: tokio::sync::Mutex::new(()),
+                })
             })
-        })
-        .clone()
+            .clone()
+    }
 }
 
 impl Reloader {

@@ -1,0 +1,271 @@
+//! Turns a validated [`Config`] into what runs: its probes, actions and syncers, built with the
+//! clients the [`Deps`] hold (vector's `SourceConfig::build`). `--once` and `run` share it.
+
+use super::deps::Deps;
+use crate::actions::claim_eip::{ClaimEip, ClaimEnv};
+use crate::actions::exec::Exec;
+use crate::actions::notify::SnsNotify;
+use crate::actions::{Action, ActionContext, ActionOutcome};
+use crate::checks::{self, Outcome};
+use crate::config::{ActionSpec, CheckSpec, ClaimProvider, Config, Rule, SourceSpec};
+use crate::control::StatusBoard;
+use crate::engine::{CycleReport, Effects, RuleState};
+use crate::providers::aws::{
+    ec2::Ec2,
+    imds::IdentitySource,
+    opsworks::{OpsWorks, OpsworksIdentity},
+};
+use crate::state::StateStore;
+use crate::sync::{self, Syncer};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a claim watches the EIP stay on this node after moving it.
+const VERIFY_FOR: Duration = Duration::from_secs(10);
+
+/// The live world: real probes and real actions.
+pub struct Live {
+    http: reqwest::Client,
+    actions: BTreeMap<String, Action>,
+    /// One per `backend_sync` rule; each is only ever used by its own rule's task.
+    syncers: BTreeMap<String, tokio::sync::Mutex<Syncer>>,
+    board: StatusBoard,
+    store: StateStore,
+}
+
+impl Effects for Live {
+    async fn check(&self, rule: &Rule) -> Outcome {
+        match (&rule.check, self.syncers.get(&rule.name)) {
+            (CheckSpec::BackendSync(_), Some(s)) => s.lock().await.round().await,
+            _ => checks::run(&rule.check, &self.http).await,
+        }
+    }
+
+    fn report(&self, report: &CycleReport) {
+        self.board.record(report);
+    }
+
+    fn persist(&self, rule: &str, state: &RuleState) {
+        match serde_json::to_value(state) {
+            Ok(v) => self.store.rule_saved(rule, v),
+            Err(e) => tracing::error!(event = "state_not_saved", rule = %rule, error = %e),
+        }
+    }
+
+    fn streak_started(&self, action: &str) {
+        if let Some(Action::ClaimEip(c)) = self.actions.get(action) {
+            c.note_owner();
+        }
+    }
+
+    async fn act(&self, action: &str, ctx: &ActionContext) -> ActionOutcome {
+        match self.actions.get(action) {
+            Some(a) => a.run(ctx).await,
+            // Config validation guarantees every reference resolves.
+            None => ActionOutcome::Error(format!("no action named {action}")),
+        }
+    }
+}
+
+/// One configuration's effects. Sending `true` on `stop` ends its rules (and keeps new claims
+/// from starting); claims already changing EC2 finish on their own.
+pub struct Generation<E = Live> {
+    pub live: Arc<E>,
+    pub stop: watch::Sender<bool>,
+}
+
+/// Why a configuration cannot run (start-up exits 1; a reload keeps the running one).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The whole cause chain is in the message: a bare "builder error" tells nobody anything.
+    #[error("cannot build the HTTP client: {}{}", crate::telemetry::chain(.0),
+        if crate::telemetry::chain(.0).contains("CA certificates") {
+            " (the configuration has https URLs: install the CA certificates, Debian's and RHEL's package ca-certificates)"
+        } else { "" })]
+    Http(reqwest::Error),
+    #[error("no CA certificates on this machine, and the AWS SDK needs them for every call: install them (Debian's and RHEL's package ca-certificates; SSL_CERT_FILE or SSL_CERT_DIR point elsewhere)")]
+    NoCaStore,
+    /// Another process holds the state directory's lock (the message names it).
+    #[error("{0}")]
+    StateBusy(String),
+    #[error("no AWS region: set [aws] region or AWS_REGION (or run on EC2, where instance metadata gives it; it may have been unavailable for a moment)")]
+    NoRegion,
+    #[error("this configuration calls AWS, which the daemon did not set up at start (its first configuration needed no AWS call): restart to apply it")]
+    AwsNotStarted,
+}
+
+/// Which clients a configuration needs, read from it once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// The AWS SDK: claims and alerts unless in a dry run; Auto Scaling sources even then
+    /// (they only read).
+    pub aws: bool,
+    /// An Auto Scaling group is a backend-sync source.
+    pub asg: bool,
+    /// A claim goes through OpsWorks.
+    pub opsworks: bool,
+    /// A `claim_eip` action exists.
+    pub claims: bool,
+}
+
+impl Needs {
+    pub fn of(config: &Config, dry_run: bool) -> Needs {
+        let mut n = Needs {
+            aws: false,
+            asg: false,
+            opsworks: false,
+            claims: false,
+        };
+        let mut aws_actions = false;
+        for a in config.actions.values() {
+            match a {
+                ActionSpec::ClaimEip(c) => {
+                    n.claims = true;
+                    aws_actions = true;
+                    n.opsworks |= c.provider == ClaimProvider::OpsWorks;
+                }
+                ActionSpec::Sns(_) => aws_actions = true,
+                ActionSpec::Exec(_) => {}
+            }
+        }
+        n.asg = config.rules.iter().any(
+            |r| matches!(&r.check, CheckSpec::BackendSync(b) if matches!(b.source, SourceSpec::Asg(_))),
+        );
+        n.aws = (aws_actions && !dry_run) || n.asg;
+        n
+    }
+}
+
+/// The effects of `config`: its probes, actions and syncers, on the clients `deps` holds.
+/// Claims the last run died in are handed to the `claim_eip` action of their EIP here, which
+/// settles them (`reconcile`).
+pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
+    let dry_run = deps.dry_run;
+    let needs = Needs::of(config, dry_run);
+    let http = checks::http_client(config.needs_tls()).map_err(BuildError::Http)?;
+    let (stop, stop_rx) = watch::channel(false);
+    if needs.aws && deps.sdk.is_none() {
+        return Err(BuildError::AwsNotStarted);
+    }
+    let ec2 = deps.sdk.as_ref().filter(|_| !dry_run).map(Ec2::new);
+    let opsworks = deps
+        .sdk
+        .as_ref()
+        .filter(|_| !dry_run && needs.opsworks)
+        .map(|sdk| OpsWorks::new(sdk, &config.opsworks));
+    let discovery = deps.sdk.as_ref().filter(|_| needs.asg);
+    if needs.claims
+        && config.haproxy.health_url.is_none()
+        && config.haproxy.frontend.is_none()
+        && config.haproxy.backend.is_none()
+    {
+        tracing::warn!(event = "weak_readiness_check", "[haproxy] only checks that the process answers on its stats socket; \
+            set `backend` (or `frontend`, or `health_url`) so a node whose backends are all down never claims");
+    }
+    let claim_env = Arc::new(ClaimEnv {
+        ec2,
+        opsworks,
+        opsworks_identity: Arc::new(OpsworksIdentity::new(&config.opsworks)),
+        http: http.clone(),
+        egress: config.egress.clone(),
+        haproxy: config.haproxy.clone(),
+        identity: Arc::new(IdentitySource::new(config.node.clone())),
+        alerter: deps.alerter.clone(),
+        subject_prefix: config.alerts.subject_prefix.clone(),
+        verify_for: VERIFY_FOR,
+        stopping: stop_rx.clone(),
+        in_flight: deps.in_flight.clone(),
+    });
+    let actions = config
+        .actions
+        .iter()
+        .map(|(name, spec)| {
+            let action = match spec {
+                ActionSpec::ClaimEip(c) => {
+                    let claim = ClaimEip::new(c.clone(), claim_env.clone(), &deps.holds);
+                    let pending = deps
+                        .pending_claims
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&c.eip.to_string());
+                    if let Some(p) = pending {
+                        claim.reconcile(p, deps.alert_stop.subscribe());
+                    }
+                    Action::ClaimEip(claim)
+                }
+                ActionSpec::Sns(s) => Action::Sns(SnsNotify::new(
+                    s.clone(),
+                    deps.alerter.clone(),
+                    config.alerts.subject_prefix.clone(),
+                )),
+                ActionSpec::Exec(x) => Action::Exec(Exec::new(x.clone(), dry_run)),
+            };
+            (name.clone(), action)
+        })
+        .collect();
+    let mut syncers = BTreeMap::new();
+    for rule in &config.rules {
+        let CheckSpec::BackendSync(spec) = &rule.check else {
+            continue;
+        };
+        let source =
+            sync::source(spec, &http, discovery, dry_run).ok_or(BuildError::AwsNotStarted)?;
+        let syncer = Syncer::new(
+            rule,
+            spec.clone(),
+            source,
+            stop_rx.clone(),
+            dry_run,
+            &deps.haproxy,
+        )
+        .with_identity(claim_env.identity.clone());
+        syncers.insert(rule.name.clone(), tokio::sync::Mutex::new(syncer));
+    }
+    Ok(Generation {
+        live: Arc::new(Live {
+            http,
+            actions,
+            syncers,
+            board: deps.board.clone(),
+            store: deps.store.clone(),
+        }),
+        stop,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn needs(toml: &str, dry_run: bool) -> Needs {
+        let config = crate::config::from_sources(&[("t.toml".into(), toml.to_string())])
+            .unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        Needs::of(&config, dry_run)
+    }
+
+    #[test]
+    fn only_claims_alerts_and_auto_scaling_sources_need_aws() {
+        let exec_only = r#"
+            [rules.web]
+            check = { type = "http", url = "http://127.0.0.1:1/" }
+            on_fail = ["hook"]
+            [actions.hook]
+            type = "exec"
+            command = ["/bin/true"]
+        "#;
+        assert!(!needs(exec_only, false).aws);
+        let sns = r#"
+            [rules.web]
+            check = { type = "http", url = "http://127.0.0.1:1/" }
+            on_fail = ["page"]
+            [actions.page]
+            type = "sns"
+            topic_arn = "arn:aws:sns:us-east-1:123456789012:t"
+        "#;
+        assert!(needs(sns, false).aws);
+        // A dry run makes no call for an alert.
+        assert!(!needs(sns, true).aws);
+    }
+}
