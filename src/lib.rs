@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod engine;
+pub mod haproxy;
 pub mod monit;
 pub mod providers;
 pub mod state;

@@ -11,7 +11,6 @@ use crate::control::StatusBoard;
 use crate::engine::RuleStates;
 use crate::providers::aws::{self, sns::Sns};
 use crate::state::{OpenError, PendingClaim, Recovered, StateStore};
-use crate::sync::HaproxyShared;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -33,7 +32,7 @@ pub struct Deps {
     pub board: StatusBoard,
     pub(super) store: StateStore,
     /// HAProxy reload windows and configuration-file locks, by HAProxy.
-    pub(super) haproxy: HaproxyShared,
+    pub(super) haproxy: crate::haproxy::Shared,
     /// The rule states the state directory held at start, until the daemon takes them.
     saved_rules: Mutex<BTreeMap<String, serde_json::Value>>,
     /// Why the state directory could not be used (the daemon then keeps nothing across a
@@ -114,7 +113,7 @@ impl Deps {
             dry_run,
             board: StatusBoard::default(),
             store,
-            haproxy: HaproxyShared::default(),
+            haproxy: crate::haproxy::Shared::default(),
             saved_rules: Mutex::new(recovered.rules),
             pending_claims: Mutex::new(recovered.claims),
             state_problem,

@@ -5,8 +5,8 @@
 
 use super::events::{self, Hint};
 use super::membership::{Membership, Snapshot};
-use super::plan::Target;
 use crate::config::AsgSourceSpec;
+use crate::haproxy::Target;
 use crate::providers::aws::autoscaling::{AutoScaling, LifecycleAction};
 use crate::providers::aws::ec2::Ec2;
 use crate::providers::aws::sqs::{self, Message, Sqs};

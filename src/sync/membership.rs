@@ -5,7 +5,7 @@
 //! has been seen terminating. A terminating instance's server drains first; its lifecycle
 //! action is handed out for completion only after the server is out of HAProxy.
 
-use super::plan::Target;
+use crate::haproxy::Target;
 use crate::providers::aws::autoscaling::LifecycleAction;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

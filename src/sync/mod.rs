@@ -8,20 +8,21 @@
 //! threshold like any check, so a sync that keeps failing raises the rule's `on_fail` alert.
 
 pub mod asg;
-pub mod configfile;
 pub mod events;
 pub mod membership;
 pub mod plan;
-pub mod reload;
-pub mod runtime;
-pub mod template;
+
+mod apply_peers;
+mod apply_reload;
+mod apply_runtime;
+mod consul_source;
 
 use crate::checks::Outcome;
 use crate::config::{ApplyMode, BackendSyncSpec, SourceSpec};
+use crate::haproxy::{configfile, reload, runtime, template, Slot, Target};
 use crate::providers::aws::imds::IdentitySource;
-use crate::providers::consul::{self, Consul};
+use crate::providers::consul::Consul;
 use crate::telemetry;
-use plan::{Slot, Target};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -46,13 +47,6 @@ pub struct Discovered {
     pub names: BTreeMap<String, Target>,
     /// `4 InService and Healthy; left out: i-0abc (Pending, Healthy)`.
     pub note: String,
-}
-
-/// What rules syncing the same HAProxy share, across configuration reloads.
-#[derive(Default)]
-pub struct HaproxyShared {
-    pub reloaders: reload::Reloaders,
-    pub files: configfile::FileLocks,
 }
 
 pub struct Syncer {
@@ -109,7 +103,7 @@ impl Syncer {
         source: Source,
         stopping: watch::Receiver<bool>,
         dry_run: bool,
-        haproxy: &HaproxyShared,
+        haproxy: &crate::haproxy::Shared,
     ) -> Self {
         Syncer {
             rule: rule.name.clone(),
@@ -189,7 +183,7 @@ impl Syncer {
             Err(e) => Err(format!(
                 "discovery failed: {e}; HAProxy keeps the servers it has"
             )),
-            Ok(d) => match self.gate(&d) {
+            Ok(d) => match gate(&self.spec, &d) {
                 Err(e) => Err(e),
                 Ok(()) => {
                     self.last_answer = Some((Instant::now(), d.targets.clone()));
@@ -269,49 +263,9 @@ impl Syncer {
             Source::Consul(c) => {
                 let wait = block.then_some(self.interval);
                 let list = c.instances(wait, self.timeout).await?;
-                let mut targets = BTreeSet::new();
-                let mut left_out = Vec::new();
-                for i in &list {
-                    let p = port.unwrap_or(i.port);
-                    match consul::ipv4(i) {
-                        Some(ip) if p != 0 => {
-                            targets.insert(Target { ip, port: p });
-                        }
-                        Some(_) => left_out.push(format!("{} (no port)", i.id)),
-                        None => {
-                            left_out.push(format!("{} (address {:?} is not IPv4)", i.id, i.address))
-                        }
-                    }
-                }
-                Ok(Discovered {
-                    note: note(targets.len(), "passing", &left_out),
-                    targets,
-                    drain: BTreeSet::new(),
-                    names: BTreeMap::new(),
-                })
+                Ok(consul_source::discovered(&list, port))
             }
         }
-    }
-
-    /// A bad answer (empty, or fewer than `min_servers`) never reaches HAProxy.
-    fn gate(&self, d: &Discovered) -> Result<(), String> {
-        let n = d.targets.len();
-        if n == 0 && self.spec.allow_empty {
-            return Ok(());
-        }
-        if n == 0 {
-            return Err(format!(
-                "the source lists no servers ({}); HAProxy keeps the servers it has (set allow_empty = true to let an empty answer empty the backend)",
-                d.note
-            ));
-        }
-        if n < self.spec.min_servers as usize {
-            return Err(format!(
-                "the source lists {n} servers, fewer than min_servers = {} ({}); HAProxy keeps the servers it has",
-                self.spec.min_servers, d.note
-            ));
-        }
-        Ok(())
     }
 
     async fn apply(&mut self, d: &Discovered) -> Result<String, String> {
@@ -325,33 +279,6 @@ impl Syncer {
             }
             ApplyMode::Peers => self.apply_peers(&d.names).await,
         }
-    }
-
-    /// Reload mode: the servers of `drain` are put in drain through the stats socket.
-    async fn hold_drains(&self, drain: &BTreeSet<Target>) -> Result<(), String> {
-        if drain.is_empty() || self.dry_run {
-            return Ok(());
-        }
-        let all =
-            runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
-        let commands: Vec<plan::Command> = all
-            .iter()
-            .filter(|s| s.serving() && !s.draining && s.target.is_some_and(|t| drain.contains(&t)))
-            .map(|s| plan::Command::Drain {
-                slot: s.name.clone(),
-            })
-            .collect();
-        if commands.is_empty() {
-            return Ok(());
-        }
-        runtime::execute(
-            &self.spec.stats_socket,
-            &self.spec.backend,
-            &commands,
-            self.timeout,
-        )
-        .await
-        .map_err(String::from)
     }
 
     /// Auto Scaling only: follow the drains (finish those whose sessions reached zero or
@@ -408,7 +335,7 @@ impl Syncer {
                     note: format!("{} InService and Healthy", a.membership.serving().len()),
                 };
                 // Taking the drained servers out must not empty or gut the backend either.
-                self.gate(&d)?;
+                gate(&self.spec, &d)?;
                 detail = self.apply(&d).await?;
             }
         }
@@ -434,85 +361,6 @@ impl Syncer {
             detail.push_str(&format!(", {draining} draining"));
         }
         Ok(detail)
-    }
-
-    /// Peers mode: one `peer <instance-id> <ip>:<port>` line per serving instance in the
-    /// `peers` section's managed block, and always this node's own line (`localpeer`, or the
-    /// host name as HAProxy defaults to, at this node's private IP): HAProxy drops a peers
-    /// section without its local peer, so a change that would leave it out is never
-    /// installed. A change is checked, installed and reloaded.
-    async fn apply_peers(&mut self, names: &BTreeMap<String, Target>) -> Result<String, String> {
-        let spec = self.spec.clone();
-        let lock = self.file_lock.clone();
-        let _file = lock.lock().await;
-        let text = configfile::read(&spec.haproxy_config).await?;
-        let block = configfile::find_peers_block(&text, &spec.backend)?;
-        let local = match configfile::local_peer_name(&text) {
-            Some(l) => l,
-            None => host_name().map_err(|e| {
-                format!("the peers section needs this node's peer name: no `localpeer` in global, and {e}")
-            })?,
-        };
-        let port = spec
-            .port
-            .ok_or("no port for the peers section's lines (set `port`)")?;
-        let own = self.own_ip().await.map_err(|e| {
-            format!("cannot write this node's own peer line ({local}): {e}; the peers section is left as it is")
-        })?;
-        let own = Target { ip: own, port };
-        let lines = configfile::peer_lines(names, &local, own);
-        if !lines
-            .iter()
-            .any(|l| l.starts_with(&format!("peer {local} ")))
-        {
-            return Err(format!(
-                "refusing to write a peers section without its local peer {local}"
-            ));
-        }
-        let new_text = configfile::replace_block(&text, &block, &lines);
-        let owed = self.reload_owed.load(Ordering::Relaxed);
-        let outside = if names.contains_key(&local) {
-            ""
-        } else {
-            " (this node is not InService yet: its own line is kept)"
-        };
-        if new_text == text && !owed {
-            return Ok(format!("in step: {} peers{outside}", lines.len()));
-        }
-        if self.dry_run {
-            tracing::info!(event = "dry_run", rule = %self.rule, would = %format!("write {} peers into peers {} and reload", lines.len(), spec.backend));
-            return Ok(format!(
-                "dry run: would write {} peers and reload",
-                lines.len()
-            ));
-        }
-        self.install_and_reload(&new_text).await?;
-        telemetry::incr("backend_sync_peer_updates_total", &[("rule", &self.rule)]);
-        tracing::info!(event = "peers_applied", rule = %self.rule, peers_section = %spec.backend, peers = lines.len(), localpeer = %local);
-        Ok(format!("{} peers (reloaded){outside}", lines.len()))
-    }
-
-    /// This node's private IP: `[node] private_ip`, else instance metadata.
-    async fn own_ip(&self) -> Result<std::net::Ipv4Addr, String> {
-        let identity = self
-            .identity
-            .as_ref()
-            .ok_or("this node's identity is not known here")?;
-        Ok(identity.get().await.map_err(|e| e.to_string())?.private_ip)
-    }
-
-    /// Runtime mode: slots refused before HAProxy was reloaded (by anyone) are tried again:
-    /// the reload read them from the rewritten block, as ordinary free slots.
-    async fn forget_refusals_after_a_reload(&mut self) {
-        let Some((at, up_then)) = self.refused_when else {
-            return;
-        };
-        if let Ok(up_now) = runtime::uptime(&self.spec.stats_socket, self.timeout).await {
-            if runtime::restarted_since(up_then, at.elapsed(), up_now) {
-                self.refused_slots.clear();
-                self.refused_when = None;
-            }
-        }
     }
 
     /// The backend's slots: its servers named `<prefix><number>`, in order. A slot whose
@@ -544,315 +392,6 @@ impl Syncer {
         name.strip_prefix(self.spec.server_prefix.as_str())
             .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
             .and_then(|n| n.parse().ok())
-    }
-
-    async fn apply_runtime(
-        &mut self,
-        desired: &BTreeSet<Target>,
-        drain: &BTreeSet<Target>,
-    ) -> Result<String, String> {
-        let spec = self.spec.clone();
-        let spec = &spec;
-        let lock = self.file_lock.clone();
-        let _file = lock.lock().await;
-        let text = configfile::read(&spec.haproxy_config).await?;
-        let block = configfile::find_block(&text, &spec.backend)?;
-        self.forget_refusals_after_a_reload().await;
-        let mut slots = self.slots().await?;
-        let mut plan = plan::plan_draining(&slots, desired, drain);
-        // Runtime mode: the source wins over a maintenance set by hand on a wanted server
-        // (reload mode keeps it; README). Say so by name when it happens.
-        for c in &plan.commands {
-            if let plan::Command::Enable { slot, target } = c {
-                if slots
-                    .iter()
-                    .any(|s| &s.name == slot && s.maint && s.target == Some(*target))
-                {
-                    tracing::warn!(event = "server_back_in_service", rule = %self.rule, backend = %spec.backend,
-                        slot = %slot, server = %target, "a server the source lists goes back into service in the slot it had; had an operator put it in maintenance, runtime mode undoes that (the source wins): take it out of the source to keep it out");
-                }
-            }
-        }
-        if self.dry_run {
-            for c in &plan.commands {
-                tracing::info!(event = "dry_run", rule = %self.rule, would = %c.lines(&spec.backend).join("; "));
-            }
-            return Ok(format!(
-                "dry run: would add {}, remove {}, keep {}",
-                plan.added(),
-                plan.removed(),
-                plan.kept
-            ));
-        }
-        // Nothing to change (most rounds): no second read of the stats socket.
-        let after = if plan.commands.is_empty() {
-            slots
-        } else {
-            // A slot that refuses its new address stays in maintenance and is left out; the
-            // plan is made again without it (each pass leaves out one more slot, so this ends).
-            loop {
-                match runtime::execute(
-                    &spec.stats_socket,
-                    &spec.backend,
-                    &plan.commands,
-                    self.timeout,
-                )
-                .await
-                {
-                    Ok(()) => break,
-                    Err(runtime::ExecError::AddrRefused { slot, reply })
-                        if !self.refused_slots.contains(&slot) =>
-                    {
-                        tracing::warn!(event = "slot_unusable", rule = %self.rule, backend = %spec.backend, slot = %slot, reply = %reply,
-                            "HAProxy refused a new address for this slot: it stays in maintenance and is not used until HAProxy reloads the block");
-                        self.refused_slots.insert(slot);
-                        if self.refused_when.is_none() {
-                            if let Ok(up) = runtime::uptime(&spec.stats_socket, self.timeout).await
-                            {
-                                self.refused_when = Some((Instant::now(), up));
-                            }
-                        }
-                        slots = self.slots().await?;
-                        plan = plan::plan_draining(&slots, desired, drain);
-                        if plan.commands.is_empty() {
-                            break;
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            self.count(&plan);
-            let after = self.slots().await?;
-            let left = plan::plan_draining(&after, desired, drain);
-            if !left.commands.is_empty() {
-                return Err(format!(
-                    "HAProxy did not keep the changes: {} command(s) still needed after applying",
-                    left.commands.len()
-                ));
-            }
-            after
-        };
-        let default_port = spec.port.unwrap_or(0);
-        if plan.unplaced.is_empty() {
-            let lines: Vec<String> = after
-                .iter()
-                .map(|s| configfile::server_line(s, default_port, &spec.server_options))
-                .collect();
-            let new_text = configfile::replace_block(&text, &block, &lines);
-            if new_text != text {
-                configfile::install(
-                    &spec.haproxy_config,
-                    &new_text,
-                    &spec.haproxy_bin,
-                    spec.reload.timeout,
-                )
-                .await
-                .map_err(|e| {
-                    format!(
-                        "HAProxy runs the new servers, but {} was not updated: {e}",
-                        spec.haproxy_config.display()
-                    )
-                })?;
-            }
-            return Ok(self.summary(&plan, desired.len(), None));
-        }
-
-        // Out of slots: grow the block (half again what is needed, at least `slots`), and
-        // reload once to create them.
-        let have = after.len();
-        let want = ((desired.len() * 3).div_ceil(2))
-            .max(spec.slots as usize)
-            .max(have + plan.unplaced.len());
-        tracing::warn!(event = "slots_exhausted", rule = %self.rule, backend = %spec.backend, slots = have,
-            servers = desired.len(), growing_to = want, "not enough server slots: growing them with one reload");
-        telemetry::incr("backend_sync_slot_growths_total", &[("rule", &self.rule)]);
-        let mut layout = after.clone();
-        // Numbered after every server of the backend with a slot-like name, the operator's
-        // outside the block too: a new `web2` beside the operator's `web2` would not load.
-        let mut next_n = runtime::servers(&spec.stats_socket, &spec.backend, self.timeout)
-            .await?
-            .iter()
-            .filter_map(|s| self.slot_number(&s.name))
-            .max()
-            .unwrap_or(0)
-            + 1;
-        let mut unplaced = plan.unplaced.iter();
-        while layout.len() < want {
-            let target = unplaced.next().copied();
-            layout.push(Slot {
-                name: format!("{}{next_n}", spec.server_prefix),
-                target,
-                addressable: true,
-                maint: target.is_none(),
-                draining: false,
-            });
-            next_n += 1;
-        }
-        let lines: Vec<String> = layout
-            .iter()
-            .map(|s| configfile::server_line(s, default_port, &spec.server_options))
-            .collect();
-        let new_text = configfile::replace_block(&text, &block, &lines);
-        self.install_and_reload(&new_text).await?;
-        // The block wrote every slot afresh: refused ones are ordinary free slots now.
-        self.refused_slots.clear();
-        self.refused_when = None;
-        let prefix = spec.server_prefix.clone();
-        self.wait_live(desired, true)
-            .await
-            .map_err(|e| format!("after growing the slots of {prefix}: {e}"))?;
-        Ok(self.summary(
-            &plan,
-            desired.len(),
-            Some(format!("grew slots from {have} to {want} with one reload")),
-        ))
-    }
-
-    async fn apply_reload(
-        &mut self,
-        desired: &BTreeSet<Target>,
-        template: &std::path::Path,
-    ) -> Result<String, String> {
-        let spec = self.spec.clone();
-        let source = tokio::fs::read_to_string(template)
-            .await
-            .map_err(|e| format!("template {}: {e}", template.display()))?;
-        let targets: Vec<Target> = desired.iter().copied().collect();
-        let text = template::render(
-            &source,
-            &spec.backend,
-            &spec.server_prefix,
-            &spec.server_options,
-            &targets,
-        )?;
-        let current = match tokio::fs::read_to_string(&spec.haproxy_config).await {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => {
-                return Err(format!(
-                    "HAProxy configuration {}: {e}",
-                    spec.haproxy_config.display()
-                ))
-            }
-        };
-        let live = self.live_targets().await.ok();
-        if !std::mem::replace(&mut self.checked_loaded, true) && text == current {
-            self.owed_since_before_start().await;
-        }
-        self.note_maintenance(desired).await;
-        let kept = if self.seen_maint.is_empty() {
-            String::new()
-        } else {
-            format!(
-                ", {} in maintenance (kept: {})",
-                self.seen_maint.len(),
-                list(&self.seen_maint)
-            )
-        };
-        let owed = self.reload_owed.load(Ordering::Relaxed);
-        if text == current && !owed && live.as_ref() == Some(desired) {
-            self.attempts.succeeded();
-            return Ok(format!("in step: {} servers{kept}", desired.len()));
-        }
-        // A rendering whose reloads did not bring HAProxy to it is not reloaded over and
-        // over: after a few attempts it waits, and the round says why.
-        let key = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            text.hash(&mut h);
-            h.finish()
-        };
-        if let Some((left, n, last)) = self.attempts.held(key, Instant::now()) {
-            return Err(format!(
-                "{n} reloads of this configuration did not bring HAProxy to the wanted servers (last: {last}); next attempt in {}",
-                humantime::format_duration(Duration::from_secs(left.as_secs().max(1)))
-            ));
-        }
-        if self.dry_run {
-            tracing::info!(event = "dry_run", rule = %self.rule, would = "install the rendered configuration and reload");
-            return Ok(format!(
-                "dry run: would render {} servers and reload",
-                desired.len()
-            ));
-        }
-        if text != current {
-            configfile::install(
-                &spec.haproxy_config,
-                &text,
-                &spec.haproxy_bin,
-                spec.reload.timeout,
-            )
-            .await?;
-            self.reload_owed.store(true, Ordering::Relaxed);
-        }
-        self.coalesced_reload().await?;
-        if let Err(e) = self.wait_live(desired, false).await {
-            if let Some(hold) = self.attempts.failed(key, Instant::now(), &e) {
-                tracing::warn!(event = "reload_held_back", rule = %self.rule, backend = %spec.backend,
-                    attempts = reload::MAX_ATTEMPTS, hold = %humantime::format_duration(hold), error = %e,
-                    "reloading again would not help: holding this configuration back");
-            }
-            return Err(e);
-        }
-        self.attempts.succeeded();
-        self.note_maintenance(desired).await;
-        let before = live.unwrap_or_default();
-        let added = desired.difference(&before).count();
-        let removed = before.difference(desired).count();
-        self.count_changes(added, removed);
-        tracing::info!(event = "backend_sync_applied", rule = %self.rule, backend = %spec.backend, mode = "reload",
-            added, removed, servers = desired.len());
-        let kept = if self.seen_maint.is_empty() {
-            String::new()
-        } else {
-            format!(", {} in maintenance (kept)", self.seen_maint.len())
-        };
-        Ok(format!(
-            "{} servers: +{added} -{removed} (reloaded){kept}",
-            desired.len()
-        ))
-    }
-
-    /// Reload mode, once after start: a file written after the running HAProxy started (a
-    /// reload that failed before this daemon ran) is not what HAProxy runs: reload it.
-    async fn owed_since_before_start(&self) {
-        let (Ok(meta), Ok(up)) = (
-            tokio::fs::metadata(&self.spec.haproxy_config).await,
-            runtime::uptime(&self.spec.stats_socket, self.timeout).await,
-        ) else {
-            return;
-        };
-        let Ok(mtime) = meta.modified() else { return };
-        if runtime::written_after_start(mtime, std::time::SystemTime::now(), up) {
-            tracing::warn!(event = "config_not_loaded", rule = %self.rule, file = %self.spec.haproxy_config.display(),
-                "the file was written after the running HAProxy started: reloading it");
-            self.reload_owed.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Reload mode: the wanted servers HAProxy holds in maintenance (an operator's `set
-    /// server ... state maint`, which a server-state file carries across reloads). They
-    /// count as present (no reload brings them back) and are left as they are: the
-    /// operator's maintenance wins. Logged when the set changes.
-    async fn note_maintenance(&mut self, desired: &BTreeSet<Target>) {
-        let Ok(all) =
-            runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await
-        else {
-            return;
-        };
-        let maint: BTreeSet<Target> = all
-            .iter()
-            .filter(|s| s.maint && self.named_by_us(s))
-            .filter_map(|s| s.target)
-            .filter(|t| desired.contains(t))
-            .collect();
-        if maint != self.seen_maint {
-            if !maint.is_empty() {
-                tracing::warn!(event = "servers_in_maintenance", rule = %self.rule, backend = %self.spec.backend,
-                    servers = %list(&maint), "kept in maintenance: an operator's maintenance wins over the source");
-            }
-            self.seen_maint = maint;
-        }
     }
 
     /// Reload mode: the server has the name the template gave this target.
@@ -1001,17 +540,6 @@ fn list(t: &BTreeSet<Target>) -> String {
     s.join(", ")
 }
 
-/// The host name, which HAProxy uses as the local peer's name when `localpeer` is not set.
-fn host_name() -> Result<String, String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_err(|e| format!("the host name cannot be read: {e}"))?;
-    let name = name.trim();
-    if name.is_empty() {
-        return Err("the host name is empty".into());
-    }
-    Ok(name.to_owned())
-}
-
 fn note(n: usize, what: &str, left_out: &[String]) -> String {
     if left_out.is_empty() {
         format!("{n} {what}")
@@ -1022,6 +550,27 @@ fn note(n: usize, what: &str, left_out: &[String]) -> String {
         }
         format!("{n} {what}; left out: {}", shown.join(", "))
     }
+}
+
+/// A bad answer (empty, or fewer than `min_servers`) never reaches HAProxy.
+fn gate(spec: &BackendSyncSpec, d: &Discovered) -> Result<(), String> {
+    let n = d.targets.len();
+    if n == 0 && spec.allow_empty {
+        return Ok(());
+    }
+    if n == 0 {
+        return Err(format!(
+            "the source lists no servers ({}); HAProxy keeps the servers it has (set allow_empty = true to let an empty answer empty the backend)",
+            d.note
+        ));
+    }
+    if n < spec.min_servers as usize {
+        return Err(format!(
+            "the source lists {n} servers, fewer than min_servers = {} ({}); HAProxy keeps the servers it has",
+            spec.min_servers, d.note
+        ));
+    }
+    Ok(())
 }
 
 /// Build the source a rule names (`asg` needs the AWS SDK configuration).
@@ -1036,5 +585,66 @@ pub fn source(
             sdk.map(|sdk| Source::Asg(asg::AsgSource::new(a.clone(), sdk, dry_run)))
         }
         SourceSpec::Consul(c) => Some(Source::Consul(Consul::new(c.clone(), http.clone()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CheckSpec;
+
+    fn spec(extra: &str) -> BackendSyncSpec {
+        let toml = format!(
+            "[rules.app]\n[rules.app.check]\ntype = \"backend_sync\"\nbackend = \"app\"\nport = 8080\n{extra}\n[rules.app.check.source]\ntype = \"asg\"\ngroup = \"web\"\n"
+        );
+        let c = crate::config::from_sources(&[("s.toml".into(), toml)])
+            .unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        match &c.rules[0].check {
+            CheckSpec::BackendSync(b) => b.clone(),
+            other => panic!("not a backend sync: {}", other.kind()),
+        }
+    }
+
+    fn answer(n: u8) -> Discovered {
+        Discovered {
+            targets: (1..=n)
+                .map(|i| Target {
+                    ip: std::net::Ipv4Addr::new(10, 0, 0, i),
+                    port: 8080,
+                })
+                .collect(),
+            drain: BTreeSet::new(),
+            names: BTreeMap::new(),
+            note: format!("{n} InService"),
+        }
+    }
+
+    #[test]
+    fn an_empty_answer_never_reaches_haproxy_unless_allowed() {
+        let e = gate(&spec(""), &answer(0)).expect_err("empty is refused");
+        assert!(e.contains("lists no servers (0 InService)"), "{e}");
+        assert!(e.contains("allow_empty = true"), "{e}");
+        gate(&spec("allow_empty = true"), &answer(0)).expect("allowed");
+    }
+
+    #[test]
+    fn fewer_than_min_servers_is_refused() {
+        let s = spec("min_servers = 3");
+        let e = gate(&s, &answer(2)).expect_err("2 < 3");
+        assert!(
+            e.contains("lists 2 servers, fewer than min_servers = 3"),
+            "{e}"
+        );
+        gate(&s, &answer(3)).expect("3 is enough");
+    }
+
+    #[test]
+    fn left_out_entries_are_named_up_to_five() {
+        let many: Vec<String> = (1..=7).map(|i| format!("i-{i}")).collect();
+        assert_eq!(note(2, "passing", &[]), "2 passing");
+        assert_eq!(
+            note(2, "passing", &many),
+            "2 passing; left out: i-1, i-2, i-3, i-4, i-5, ..."
+        );
     }
 }

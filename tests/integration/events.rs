@@ -367,7 +367,7 @@ async fn peers_section_follows_the_group_of_haproxy_nodes() {
     .await;
     // Reloaded, and the running HAProxy knows the new peer.
     eventually(WITHIN, "a reloaded HAProxy with the new peer", || async {
-        let shown = haproxy_watchdog::checks::haproxy::socket_command(&lb.socket, "show peers")
+        let shown = haproxy_watchdog::haproxy::socket::command(&lb.socket, "show peers")
             .await
             .ok()?;
         (lb.worker_pid().await != pid && shown.contains(&new)).then_some(())

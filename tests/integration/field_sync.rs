@@ -275,7 +275,7 @@ async fn a_failed_reload_by_command_fails_the_round_and_is_retried() {
 /// them requests that fail.
 async fn ready_without_address(socket: &std::path::Path) -> Vec<String> {
     let Ok(reply) =
-        haproxy_watchdog::checks::haproxy::socket_command(socket, "show servers state app").await
+        haproxy_watchdog::haproxy::socket::command(socket, "show servers state app").await
     else {
         return Vec::new();
     };
@@ -350,7 +350,7 @@ async fn a_slot_with_no_usable_address_is_never_made_ready() {
 
     // What the old daemon left behind: `addr` (refused, yet it clears the resolution
     // maintenance) and `state ready` joined with `;`.
-    let set = haproxy_watchdog::checks::haproxy::socket_command(
+    let set = haproxy_watchdog::haproxy::socket::command(
         &lb.socket,
         &format!(
             "set server app/app2 addr {} port {p};set server app/app2 state ready",
@@ -410,7 +410,7 @@ async fn the_peers_section_always_keeps_its_local_peer() {
     std::fs::write(&lb.config, &text).unwrap();
     lb.reload().await;
     let shows_peers = || async {
-        haproxy_watchdog::checks::haproxy::socket_command(&lb.socket, "show peers")
+        haproxy_watchdog::haproxy::socket::command(&lb.socket, "show peers")
             .await
             .unwrap_or_default()
     };
@@ -567,7 +567,7 @@ async fn an_operators_maintenance_in_the_server_state_file_causes_no_endless_rel
     // The operator takes server 0 out; then the group grows, and the reload (state saved
     // first) brings the maintenance back.
     let name = format!("app_{}_{}", Backends::ip(0), b.port);
-    let r = haproxy_watchdog::checks::haproxy::socket_command(
+    let r = haproxy_watchdog::haproxy::socket::command(
         &lb.socket,
         &format!("set server app/{name} state maint"),
     )
@@ -731,7 +731,8 @@ async fn a_replacement_with_every_slot_in_use_never_empties_the_backend() {
     let watcher = tokio::spawn(async move {
         let mut empty = 0;
         while !flag.load(Ordering::Relaxed) {
-            if let Ok(all) = haproxy_watchdog::sync::runtime::servers(&sock, "app", WITHIN).await {
+            if let Ok(all) = haproxy_watchdog::haproxy::runtime::servers(&sock, "app", WITHIN).await
+            {
                 if !all.iter().any(|s| s.serving()) {
                     empty += 1;
                 }

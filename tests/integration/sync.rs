@@ -63,9 +63,10 @@ pub(crate) fn instances(b: &Backends, idx: &[usize]) -> Vec<Instance> {
 }
 
 pub(crate) async fn slot_of(lb: &Lb, addr: SocketAddr) -> Option<String> {
-    let slots = haproxy_watchdog::sync::runtime::servers(&lb.socket, "app", Duration::from_secs(5))
-        .await
-        .ok()?;
+    let slots =
+        haproxy_watchdog::haproxy::runtime::servers(&lb.socket, "app", Duration::from_secs(5))
+            .await
+            .ok()?;
     slots
         .into_iter()
         .find(|s| s.serving() && s.target.map(|t| SocketAddr::from((t.ip, t.port))) == Some(addr))

@@ -123,7 +123,7 @@ impl Drop for Haproxy {
 /// Wait up to 5 s for a stats socket to answer `show info`; panic with HAProxy's log if not.
 pub async fn wait_for_socket(socket: &std::path::Path, log: &std::path::Path) {
     for _ in 0..100 {
-        if haproxy_watchdog::checks::haproxy::socket_command(socket, "show info")
+        if haproxy_watchdog::haproxy::socket::command(socket, "show info")
             .await
             .is_ok()
         {

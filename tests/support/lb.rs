@@ -3,7 +3,7 @@
 //! backend `app` whose servers the watchdog manages, and real backend servers on 127.0.0.N
 //! addresses (all of 127.0.0.0/8 is loopback, so no address is added anywhere).
 
-use haproxy_watchdog::sync::runtime;
+use haproxy_watchdog::haproxy::runtime;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -193,7 +193,7 @@ impl Lb {
 
     /// The worker's pid as its stats socket reports it.
     pub async fn worker_pid(&self) -> Option<u32> {
-        let info = haproxy_watchdog::checks::haproxy::socket_command(&self.socket, "show info")
+        let info = haproxy_watchdog::haproxy::socket::command(&self.socket, "show info")
             .await
             .ok()?;
         info.lines()

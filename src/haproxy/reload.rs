@@ -291,12 +291,9 @@ async fn wait_for_reload(
 
 /// The PID of the process answering on the stats socket.
 async fn worker_pid(socket: &Path) -> Result<u32, String> {
-    let info = tokio::time::timeout(
-        MASTER_TIMEOUT,
-        crate::checks::haproxy::socket_command(socket, "show info"),
-    )
-    .await
-    .map_err(|_| format!("stats socket {}: no answer", socket.display()))??;
+    let info = tokio::time::timeout(MASTER_TIMEOUT, super::socket::command(socket, "show info"))
+        .await
+        .map_err(|_| format!("stats socket {}: no answer", socket.display()))??;
     info.lines()
         .find_map(|l| l.strip_prefix("Pid:"))
         .and_then(|p| p.trim().parse().ok())

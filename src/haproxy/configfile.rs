@@ -2,7 +2,7 @@
 //! mode keeps equal to what it set live, whole files rendered by reload mode, and the one way
 //! both are installed: checked with `haproxy -c`, then renamed into place.
 
-use super::plan::Slot;
+use super::server::Slot;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -107,9 +107,9 @@ pub fn local_peer_name(text: &str) -> Option<String> {
 /// this node's own address under another name (`localpeer` is the host name, the group
 /// names instance ids) is this node: it is not listed twice.
 pub fn peer_lines(
-    members: &std::collections::BTreeMap<String, super::plan::Target>,
+    members: &std::collections::BTreeMap<String, super::server::Target>,
     local: &str,
-    own: super::plan::Target,
+    own: super::server::Target,
 ) -> Vec<String> {
     let mut all = members.clone();
     all.retain(|_, t| *t != own);
@@ -293,7 +293,7 @@ pub async fn check_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::plan::Target;
+    use crate::haproxy::server::Target;
 
     const CFG: &str = "backend app\n    balance roundrobin\n    # BEGIN haproxy-watchdog servers of app\n    server old 1.2.3.4:80\n    # END haproxy-watchdog servers of app\n\nbackend other\n";
 

@@ -1,8 +1,8 @@
 //! HAProxy's runtime API for one backend: read its server slots (`show servers state`) and
 //! send the commands a plan decided on.
 
-use super::plan::{Command, Slot, Target};
-use crate::checks::haproxy::socket_command;
+use super::server::{Command, Slot, Target};
+use super::socket::command as socket_command;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! of `{name, ip, port, address}` for templates that write their own lines), `backend` and
 //! `server_options`. An unknown variable is an error, never an empty string.
 
-use super::plan::Target;
+use super::server::Target;
 use serde::Serialize;
 
 #[derive(Serialize)]

@@ -1,0 +1,110 @@
+//! HAProxy's stats socket: one non-interactive command line per connection, the whole reply
+//! read (HAProxy management guide, "9.3. Unix Socket commands"), and a refused connection
+//! explained in terms of users, groups and the socket's mode.
+
+use std::path::Path;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `show info` + `show stat` of a large config is well under this (bytes).
+const SOCKET_REPLY_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// Send one non-interactive command line to a stats socket and read the whole reply.
+pub async fn command(path: &Path, command: &str) -> Result<String, String> {
+    let mut stream = tokio::net::UnixStream::connect(path)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                format!(
+                    "stats socket {}: {e}: {}",
+                    path.display(),
+                    access_hint(path)
+                )
+            }
+            _ => format!("stats socket {}: {e}", path.display()),
+        })?;
+    stream
+        .write_all(format!("{command}\n").as_bytes())
+        .await
+        .map_err(|e| format!("stats socket {}: write: {e}", path.display()))?;
+    let mut reply = Vec::new();
+    (&mut stream)
+        .take(SOCKET_REPLY_LIMIT)
+        .read_to_end(&mut reply)
+        .await
+        .map_err(|e| format!("stats socket {}: read: {e}", path.display()))?;
+    String::from_utf8(reply)
+        .map_err(|_| format!("stats socket {}: reply is not UTF-8", path.display()))
+}
+
+/// Who we are and what the socket allows, for a refused connect: "user haproxy-watchdog
+/// (uid 998) is not in group haproxy, which /run/haproxy/admin.sock (mode 660, owner
+/// haproxy:haproxy) needs". HAProxy sets the socket's mode and group with `stats socket ...
+/// mode 660 group haproxy` (HAProxy configuration manual, "5.1. Bind options").
+fn access_hint(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getuid cannot fail and touches no memory of ours.
+    let uid = unsafe { libc::getuid() };
+    let user = user_name(uid).unwrap_or_else(|| uid.to_string());
+    // A directory on the way that this user cannot search hides the socket itself.
+    for dir in path.ancestors().skip(1) {
+        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        // SAFETY: access(2) reads a NUL-terminated path we own.
+        if !c.as_bytes().is_empty() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+            return format!(
+                "user {user} (uid {uid}) cannot enter directory {} on the way to it",
+                dir.display()
+            );
+        }
+    }
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return format!("user {user} (uid {uid}) cannot look at it either: {e}"),
+    };
+    let mode = meta.mode() & 0o777;
+    let group = group_name(meta.gid()).unwrap_or_else(|| meta.gid().to_string());
+    let owner = user_name(meta.uid()).unwrap_or_else(|| meta.uid().to_string());
+    let advice = if mode & 0o060 == 0o060 {
+        format!(
+            "add {user} to group {group} (the packages do when HAProxy is installed) and restart"
+        )
+    } else {
+        format!("the socket gives its group no read-write access, so joining group {group} would not help: set `stats socket ... mode 660 group <a group {user} is in>` in HAProxy's configuration")
+    };
+    format!(
+        "user {user} (uid {uid}) lacks read-write access to it (mode {mode:o}, owner {owner}:{group}); {advice}"
+    )
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: all-zero is a valid `passwd`; getpwuid_r writes only within `pw` and `buf`.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out = std::ptr::null_mut();
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if rc != 0 || out.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+fn group_name(gid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: as in user_name, for getgrgid_r.
+    let mut gr: libc::group = unsafe { std::mem::zeroed() };
+    let mut out = std::ptr::null_mut();
+    let rc = unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if rc != 0 || out.is_null() {
+        return None;
+    }
+    // SAFETY: on success gr_name points to a NUL-terminated string inside `buf`.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(gr.gr_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}

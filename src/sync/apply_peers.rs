@@ -1,0 +1,85 @@
+//! Peers mode: the `peers` section follows the group, one `peer <instance-id> <ip>:<port>`
+//! line per serving instance and always this node's own, installed and reloaded.
+
+use super::*;
+
+impl Syncer {
+    /// Peers mode: one `peer <instance-id> <ip>:<port>` line per serving instance in the
+    /// `peers` section's managed block, and always this node's own line (`localpeer`, or the
+    /// host name as HAProxy defaults to, at this node's private IP): HAProxy drops a peers
+    /// section without its local peer, so a change that would leave it out is never
+    /// installed. A change is checked, installed and reloaded.
+    pub(super) async fn apply_peers(
+        &mut self,
+        names: &BTreeMap<String, Target>,
+    ) -> Result<String, String> {
+        let spec = self.spec.clone();
+        let lock = self.file_lock.clone();
+        let _file = lock.lock().await;
+        let text = configfile::read(&spec.haproxy_config).await?;
+        let block = configfile::find_peers_block(&text, &spec.backend)?;
+        let local = match configfile::local_peer_name(&text) {
+            Some(l) => l,
+            None => host_name().map_err(|e| {
+                format!("the peers section needs this node's peer name: no `localpeer` in global, and {e}")
+            })?,
+        };
+        let port = spec
+            .port
+            .ok_or("no port for the peers section's lines (set `port`)")?;
+        let own = self.own_ip().await.map_err(|e| {
+            format!("cannot write this node's own peer line ({local}): {e}; the peers section is left as it is")
+        })?;
+        let own = Target { ip: own, port };
+        let lines = configfile::peer_lines(names, &local, own);
+        if !lines
+            .iter()
+            .any(|l| l.starts_with(&format!("peer {local} ")))
+        {
+            return Err(format!(
+                "refusing to write a peers section without its local peer {local}"
+            ));
+        }
+        let new_text = configfile::replace_block(&text, &block, &lines);
+        let owed = self.reload_owed.load(Ordering::Relaxed);
+        let outside = if names.contains_key(&local) {
+            ""
+        } else {
+            " (this node is not InService yet: its own line is kept)"
+        };
+        if new_text == text && !owed {
+            return Ok(format!("in step: {} peers{outside}", lines.len()));
+        }
+        if self.dry_run {
+            tracing::info!(event = "dry_run", rule = %self.rule, would = %format!("write {} peers into peers {} and reload", lines.len(), spec.backend));
+            return Ok(format!(
+                "dry run: would write {} peers and reload",
+                lines.len()
+            ));
+        }
+        self.install_and_reload(&new_text).await?;
+        telemetry::incr("backend_sync_peer_updates_total", &[("rule", &self.rule)]);
+        tracing::info!(event = "peers_applied", rule = %self.rule, peers_section = %spec.backend, peers = lines.len(), localpeer = %local);
+        Ok(format!("{} peers (reloaded){outside}", lines.len()))
+    }
+
+    /// This node's private IP: `[node] private_ip`, else instance metadata.
+    pub(super) async fn own_ip(&self) -> Result<std::net::Ipv4Addr, String> {
+        let identity = self
+            .identity
+            .as_ref()
+            .ok_or("this node's identity is not known here")?;
+        Ok(identity.get().await.map_err(|e| e.to_string())?.private_ip)
+    }
+}
+
+/// The host name, which HAProxy uses as the local peer's name when `localpeer` is not set.
+fn host_name() -> Result<String, String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_err(|e| format!("the host name cannot be read: {e}"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("the host name is empty".into());
+    }
+    Ok(name.to_owned())
+}
