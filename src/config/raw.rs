@@ -16,6 +16,7 @@ pub type HumanDuration = String;
 #[serde(deny_unknown_fields)]
 pub struct RawAws {
     /// Region of the EC2 and SNS APIs. Default: the SDK chain (AWS_REGION, profile, IMDS).
+    /// Also the region of the Auto Scaling and SQS APIs (backend sync).
     /// Checked to look like a region name; a configuration with AWS actions and no region
     /// from anywhere does not start (exit 1, which the systemd unit restarts).
     pub region: Option<String>,
