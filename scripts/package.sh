@@ -34,5 +34,5 @@ fi
 cargo deb --no-build --profile "$PROFILE" --output "$OUT/" $([ "$PROFILE" = dev ] && echo --fast)
 cargo generate-rpm --profile "$PROFILE" --output "$OUT/"
 DIR=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
-# The sizes the README quotes: the (stripped, for release) binary and both packages.
+# The sizes docs/benchmarks.md quotes: the (stripped, for release) binary and both packages.
 ls -l "target/$DIR/watchdog" "$OUT"/*

@@ -387,4 +387,6 @@ fn one_line(e: &dyn fmt::Display) -> String {
 }
 
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;

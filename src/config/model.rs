@@ -7,7 +7,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Defaults live here, once. The docs (README, conf.d examples) quote these values.
+/// Defaults live here, once. The docs (docs/configuration.md, packaging/watchdog.toml, conf.d
+/// examples) quote these values.
 pub mod defaults {
     use std::time::Duration;
     pub const CONFIG_PATH: &str = "/etc/haproxy-watchdog/watchdog.toml";
@@ -208,7 +209,7 @@ impl Rule {
 pub const SYNC_AWS_SLACK: Duration = Duration::from_secs(60);
 
 /// `type = "backend_sync"`: keep the servers of a HAProxy backend equal to what a discovery
-/// source lists. See README "Backend sync".
+/// source lists. See docs/backend-sync.md.
 #[derive(Debug, Clone)]
 pub struct BackendSyncSpec {
     pub source: SourceSpec,

@@ -16,17 +16,27 @@ pub type HumanDuration = String;
 #[serde(deny_unknown_fields)]
 pub struct RawAws {
     /// Region of the EC2 and SNS APIs. Default: the SDK chain (AWS_REGION, profile, IMDS).
+    /// Also the region of the Auto Scaling and SQS APIs (backend sync).
+    /// Checked to look like a region name; a configuration with AWS actions and no region
+    /// from anywhere does not start (exit 1, which the systemd unit restarts).
     pub region: Option<String>,
     /// Endpoint override for every AWS service (a VPC endpoint, or an emulator in tests).
     /// Default: the SDK chain (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_EC2`, ...).
+    /// An http(s) URL with a host.
     pub endpoint_url: Option<String>,
     /// TCP connect timeout of one AWS API attempt.
+    /// Default 3s, 100ms to 10m (`"3s"`, `"500ms"`). The SDK's `connect_timeout`.
     pub connect_timeout: Option<HumanDuration>,
     /// Time limit of one attempt of one AWS API call.
+    /// Default 5s, 100ms to 10m; must not exceed `operation_timeout`. The SDK's
+    /// `operation_attempt_timeout`.
     pub attempt_timeout: Option<HumanDuration>,
     /// Time limit of one AWS API call including all its retries.
+    /// Default 20s, 100ms to 10m. The SDK's `operation_timeout`.
     pub operation_timeout: Option<HumanDuration>,
     /// Attempts per call in the SDK's standard retry mode (1 = no retry).
+    /// Default 4 (the SDK's standard mode), 1 to 10; throttling, 5xx and timeouts are retried.
+    /// See the AWS SDKs and Tools Reference Guide, "Retry behavior".
     pub max_attempts: Option<u32>,
 }
 
@@ -35,14 +45,19 @@ pub struct RawAws {
 #[serde(deny_unknown_fields)]
 pub struct RawOpsworks {
     /// Region of the OpsWorks Stacks API endpoint (not the stack's region). Default: us-east-1.
+    /// Checked to look like a region name.
     pub region: Option<String>,
     /// This node's OpsWorks instance id (a UUID, not the EC2 `i-...` id).
     /// Default: the `:identity:` line of `agent_config`.
+    /// Checked to be a lowercase UUID; the file is read only for this line (it also holds the
+    /// agent's keys).
     pub instance_id: Option<String>,
     /// The OpsWorks agent's configuration file. Default: /etc/aws/opsworks/instance-agent.yml.
+    /// An absolute path.
     pub agent_config: Option<PathBuf>,
     /// Endpoint override for the OpsWorks API only. Default: `[aws] endpoint_url`, else the
     /// SDK chain (`AWS_ENDPOINT_URL_OPSWORKS`, `AWS_ENDPOINT_URL`).
+    /// An http(s) URL with a host.
     pub endpoint_url: Option<String>,
 }
 
@@ -50,12 +65,21 @@ pub struct RawOpsworks {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNode {
+    /// This node's EC2 instance id (`i-` and letters or digits): what a claim reports as
+    /// the new holder. Default: instance metadata `instance-id`.
     pub instance_id: Option<String>,
+    /// The ENI a claim associates the Elastic IP with (`eni-...`); it must be attached to
+    /// this instance. Default: the primary ENI (instance metadata `mac`).
     pub network_interface_id: Option<String>,
+    /// The IPv4 address a claim associates the Elastic IP with, and this node's address in
+    /// `apply = "peers"`. Default: the ENI's first `local-ipv4s` entry, its primary private IP.
     pub private_ip: Option<String>,
     /// Instance metadata endpoint. Default: the SDK's (`AWS_EC2_METADATA_SERVICE_ENDPOINT`,
     /// else http://169.254.169.254).
+    /// An http(s) URL with a host.
     pub imds_endpoint: Option<String>,
+    /// Connect and read timeout of each instance metadata request (IMDSv2, token first).
+    /// Default 2s, 10ms to 1m.
     pub imds_timeout: Option<HumanDuration>,
 }
 
@@ -63,7 +87,10 @@ pub struct RawNode {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEgress {
+    /// What a node asks for its public address before it claims; the answer must be one
+    /// public IPv4 address. Default: https://checkip.amazonaws.com. An http(s) URL with a host.
     pub checkip_url: Option<String>,
+    /// Time limit of that request. Default 3s, 10ms to 1m.
     pub timeout: Option<HumanDuration>,
 }
 
@@ -71,10 +98,18 @@ pub struct RawEgress {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHaproxy {
+    /// HAProxy's stats socket (`stats socket ... level admin` in `global`): the process must
+    /// answer `show info` and not be stopping. Default /run/haproxy/admin.sock when neither this
+    /// nor `health_url` is set (in a check: `[haproxy]`'s probes).
     pub stats_socket: Option<PathBuf>,
+    /// Must answer 2xx (e.g. a `monitor-uri` frontend). An http(s) URL with a host.
     pub health_url: Option<String>,
+    /// Through the stats socket: this frontend must be OPEN (`show stat`). Needs a stats socket.
     pub frontend: Option<String>,
+    /// Through the stats socket: this backend must be UP, at least one server up. Needs a stats
+    /// socket. Without it (or `health_url`) a HAProxy whose servers are all down counts as ready.
     pub backend: Option<String>,
+    /// Time limit of the whole probe. Default 2s, 10ms to 1m.
     pub timeout: Option<HumanDuration>,
 }
 
@@ -82,7 +117,12 @@ pub struct RawHaproxy {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAlerts {
+    /// Topic of a `claim_eip` action's alert and an `sns` action's message when they name
+    /// none: `arn:aws:sns:REGION:ACCOUNT:NAME`.
     pub sns_topic_arn: Option<String>,
+    /// Starts the subject of each claim alert and of `sns` actions without `subject`:
+    /// `PREFIX: i-... took over 203.0.113.10`. Default "HAProxy failover". Subjects are cut to
+    /// the 99 printable ASCII characters SNS takes (SNS API Reference, `Publish`).
     pub subject_prefix: Option<String>,
 }
 
@@ -91,8 +131,11 @@ pub struct RawAlerts {
 #[serde(deny_unknown_fields)]
 pub struct RawControl {
     /// Local control socket for `watchdog status`; `""` turns it off.
+    /// An absolute path. Default /run/haproxy-watchdog/control.sock. Bound once at start: a
+    /// reload that changes it takes effect at the next restart.
     pub socket: Option<PathBuf>,
     /// Address of the Prometheus `/metrics` endpoint (off unless set).
+    /// `IP:PORT`, like "127.0.0.1:9106". Bound once at start, like `socket`.
     pub metrics_listen: Option<String>,
 }
 
@@ -101,15 +144,27 @@ pub struct RawControl {
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     /// Required; optional here so that a rule without it still has its other keys checked.
+    /// What to check: a table with `type` = "http", "haproxy", "egress" or "backend_sync".
     pub check: Option<RawCheck>,
+    /// How often the check runs, 100ms to 1h. Default 10s; for a backend sync, its
+    /// poll (`asg`, default 30s; 5m with `events_queue`) or longest blocking query (`consul`, 60s).
     pub interval: Option<HumanDuration>,
+    /// A check slower than this fails. Default 5s, 10ms to 5m; must not exceed `interval`.
     pub timeout: Option<HumanDuration>,
+    /// Consecutive failed cycles before the rule fails and `on_fail` runs (monit's
+    /// `for N cycles`). Default 3, 1 to 1000.
     pub fail_after: Option<i64>,
+    /// Consecutive good cycles before a failed rule recovers and `on_recover` runs.
+    /// Default 2, 1 to 1000.
     pub recover_after: Option<i64>,
+    /// Actions (`[actions.NAME]`) run when the rule fails, each once, retried each cycle until
+    /// it completes or the rule recovers. Default none; an unknown name is an error.
     #[serde(default)]
     pub on_fail: Vec<String>,
+    /// Actions run when the rule recovers. Default none; a `claim_eip` is not allowed here.
     #[serde(default)]
     pub on_recover: Vec<String>,
+    /// `false` keeps the rule in the file (validated) but does not run it. Default true.
     pub enabled: Option<bool>,
 }
 
@@ -126,24 +181,48 @@ pub enum RawCheck {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackendSync {
+    /// Where the servers come from: a table with `type` = "asg" or "consul".
     pub source: RawSource,
     /// The backend whose servers are kept (`runtime` and `reload`).
+    /// A HAProxy section name (letters, digits, `-_.:`), with the two marker lines in the file.
     pub backend: Option<String>,
     /// The `peers` section kept (`apply = "peers"`).
+    /// A HAProxy section name, with the two marker lines in the file.
     pub peers: Option<String>,
     /// The servers' port. Required for `asg`; for `consul` the service's registered port.
+    /// 1 to 65535.
     pub port: Option<i64>,
     /// `"runtime"` (default), `"reload"` or `"peers"`.
+    /// See docs/backend-sync.md.
     pub apply: Option<String>,
+    /// HAProxy's stats socket (level admin). Default: `[haproxy] stats_socket`, else
+    /// /run/haproxy/admin.sock.
     pub stats_socket: Option<PathBuf>,
+    /// The file whose managed block is kept (`runtime`, `peers`) or that the template is
+    /// rendered into (`reload`). Default /etc/haproxy/haproxy.cfg.
     pub haproxy_config: Option<PathBuf>,
+    /// Slot names are this and a number (`app1`). Default: the backend's name; at most 60
+    /// characters of HAProxy's name set.
     pub server_prefix: Option<String>,
+    /// HAProxy server keywords written after the address on each server line, one line
+    /// without `#` or `disabled`. Default "check". See HAProxy's configuration manual,
+    /// "Server and default-server options".
     pub server_options: Option<String>,
+    /// Slots written when the managed block is (re)written; grown by half again, with one
+    /// reload, when they run out. Default 10, 1 to 10000.
     pub slots: Option<i64>,
+    /// An answer listing fewer servers is refused and HAProxy keeps what it has. Default 1,
+    /// 0 to 10000; 0 needs `allow_empty = true`.
     pub min_servers: Option<i64>,
+    /// `true`: an empty answer empties the backend. Default false (refused, like too few).
     pub allow_empty: Option<bool>,
+    /// A minijinja template rendered into `haproxy_config`; required with `apply = "reload"`
+    /// and only allowed there. Variables: `nodes`, `servers`, `backend`, `server_options`.
     pub template: Option<PathBuf>,
+    /// The HAProxy binary that checks each file written (`haproxy -c -f`). Default "haproxy"
+    /// (searched in PATH).
     pub haproxy_bin: Option<PathBuf>,
+    /// How HAProxy is reloaded (`reload` and `peers` modes, and runtime mode to grow slots).
     pub reload: Option<RawReload>,
 }
 
@@ -158,25 +237,43 @@ pub enum RawSource {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAsgSource {
+    /// The Auto Scaling group: its InService and Healthy instances, by private IP
+    /// (`DescribeAutoScalingGroups`, `DescribeInstances`). 1 to 255 characters.
     pub group: String,
     /// SQS queue URL fed by EventBridge; unset: poll every `interval`.
+    /// An http(s) URL; see packaging/eventbridge/.
     pub events_queue: Option<String>,
     /// The terminating lifecycle hook whose actions this node completes after draining.
+    /// Without it, a terminating instance is drained and removed but nothing is completed.
+    /// 1 to 255 characters. See the Amazon EC2 Auto Scaling User Guide, "Lifecycle hooks".
     pub lifecycle_hook: Option<String>,
+    /// The longest a terminating instance's server drains before it goes to maintenance
+    /// anyway. Default 5m, 100ms to 2h.
     pub drain_timeout: Option<HumanDuration>,
+    /// `RecordLifecycleActionHeartbeat` this often while draining, to keep the hook's action
+    /// open past its heartbeat timeout. Default none; 1s to 1h; needs `lifecycle_hook`.
     pub heartbeat_interval: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConsulSource {
+    /// The Consul service (`GET /v1/health/service/<service>`); no `/` or `?`.
     pub service: String,
+    /// Consul's HTTP API. Default http://127.0.0.1:8500.
     pub address: Option<String>,
+    /// Consul's `dc` parameter. Default: the agent's datacenter.
     pub datacenter: Option<String>,
+    /// Only instances with every one of these tags (`tag` parameters). Default none; no empty tag.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Only instances whose health checks all pass (`passing`). Default true.
     pub passing_only: Option<bool>,
+    /// A file holding the ACL token (`X-Consul-Token`), read on every query so a rotation
+    /// needs no restart. Not with `token_env`. The token is never logged.
     pub token_file: Option<PathBuf>,
+    /// An environment variable holding the ACL token instead. Not empty; not with
+    /// `token_file`.
     pub token_env: Option<String>,
 }
 
@@ -187,14 +284,18 @@ pub struct RawReload {
     /// HAProxy's master CLI (`-S`, Debian: /run/haproxy-master.sock): `reload` is sent there
     /// and its outcome read back (3.0: `Success=1`/`0`; 2.6: `show proc`). See HAProxy's
     /// management guide, "Master CLI".
+    /// Default /run/haproxy-master.sock. Not with `command`.
     pub master_socket: Option<PathBuf>,
     /// Instead: a command such as `["systemctl", "reload", "haproxy"]`; the reload counts once
     /// the stats socket answers from a new process.
+    /// Not with `master_socket`; not empty.
     pub command: Option<Vec<String>>,
     /// At most one reload per window (default 5s); changes within it are folded together.
+    /// 100ms to 10m.
     pub window: Option<HumanDuration>,
     /// How long a reload may take until HAProxy shows it done (default 30s), and how long the
     /// watchdog then waits for the wanted servers; past it the reload failed.
+    /// 10ms to 5m.
     pub timeout: Option<HumanDuration>,
 }
 
@@ -202,18 +303,28 @@ pub struct RawReload {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEgressCheck {
+    /// The Elastic IP this node's traffic should leave from: on AWS, it passes exactly while
+    /// that EIP is on this node's primary private IP. An IPv4 address.
     pub expect: String,
     /// Default: `[egress] checkip_url`.
+    /// An http(s) URL with a host. The rule's `timeout` bounds the request.
     pub checkip_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttpCheck {
+    /// The URL fetched each cycle, from this node; http(s), with a host. Proxy variables are
+    /// ignored and redirects not followed.
     pub url: String,
+    /// GET (default), HEAD, POST or OPTIONS.
     pub method: Option<String>,
+    /// Statuses that pass: codes (`200`) or classes (`"2xx"`). Default 200-399, like monit's
+    /// `protocol HTTP`. Not empty.
     pub expect_status: Option<Vec<StatusPattern>>,
+    /// The body must contain this text (not a regular expression). Not empty; not with HEAD.
     pub body_contains: Option<String>,
+    /// The Host header sent, for a HAProxy that routes by name. Default: the URL's host.
     pub host: Option<String>,
 }
 
@@ -239,6 +350,7 @@ pub enum RawAction {
 #[serde(deny_unknown_fields)]
 pub struct RawExec {
     /// The program and its arguments, run without a shell: `["/usr/local/bin/page", "ops"]`.
+    /// Required; the program is an absolute path (no PATH search, no shell).
     pub command: Option<Vec<String>>,
     /// Killed (with its process group) after this long. Default: 30s.
     pub timeout: Option<HumanDuration>,
@@ -248,19 +360,36 @@ pub struct RawExec {
 #[serde(deny_unknown_fields)]
 pub struct RawClaimEip {
     /// The Elastic IP's public address...
+    /// An IPv4 address. Set this or `allocation_id`; OpsWorks needs this one.
     pub eip: Option<String>,
     /// ...or its allocation id.
+    /// `eipalloc-...`; only with `provider = "ec2"`.
     pub allocation_id: Option<String>,
+    /// "ec2" (default: `DisassociateAddress`, then `AssociateAddress` with
+    /// `AllowReassociation=false`) or "opsworks" (`AssociateElasticIp`, for an EIP registered
+    /// with an OpsWorks Stacks stack).
     pub provider: Option<String>,
+    /// The private IP on this node's ENI the EIP goes to: a secondary one for active/active
+    /// pairs. Default: the ENI's primary private IP (`[node]`). Not with OpsWorks.
     pub private_ip: Option<String>,
+    /// After this node moved the EIP or lost a race for it, no new claim for this long
+    /// (saved across restarts). Default 5m, 1s to 1 day.
     pub hold_down: Option<HumanDuration>,
+    /// Topic of the one alert each claim sends. Default: `[alerts] sns_topic_arn`; one of
+    /// the two is required.
     pub sns_topic_arn: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSns {
+    /// `arn:aws:sns:REGION:ACCOUNT:NAME`. Default: `[alerts] sns_topic_arn`; one of the two is
+    /// required.
     pub topic_arn: Option<String>,
+    /// With `{rule}`, `{event}` (failed/recovered), `{detail}`. Default: `[alerts] subject_prefix`
+    /// and "rule NAME failed". At most 100 printable ASCII characters.
     pub subject: Option<String>,
+    /// With `{rule}`, `{event}`, `{detail}`. Default: "Rule NAME failed after N consecutive cycles:
+    /// DETAIL".
     pub message: Option<String>,
 }

@@ -35,7 +35,7 @@ impl Syncer {
         let mut slots = self.slots().await?;
         let mut plan = plan::plan_draining(&slots, desired, drain);
         // Runtime mode: the source wins over a maintenance set by hand on a wanted server
-        // (reload mode keeps it; README). Say so by name when it happens.
+        // (reload mode keeps it; docs/backend-sync.md). Say so by name when it happens.
         for c in &plan.commands {
             if let plan::Command::Enable { slot, target } = c {
                 if slots
