@@ -179,7 +179,11 @@ fn name(s: &str) -> String {
 
 /// An action to write, keyed by its name.
 enum Out {
-    Claim { f: script::Failover, from: String },
+    /// Boxed: a failover script's settings are far larger than an argv.
+    Claim {
+        f: Box<script::Failover>,
+        from: String,
+    },
     Exec { argv: Vec<String> },
 }
 
@@ -240,7 +244,7 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
     let claims: Vec<&script::Failover> = actions
         .values()
         .filter_map(|a| match a {
-            Out::Claim { f, .. } => Some(f),
+            Out::Claim { f, .. } => Some(&**f),
             Out::Exec { .. } => None,
         })
         .collect();
@@ -397,7 +401,7 @@ fn action_for(
             _ => "claim-eip".into(),
         };
         actions.entry(key.clone()).or_insert(Out::Claim {
-            f,
+            f: Box::new(f),
             from: program.clone(),
         });
         return Some(key);
