@@ -70,13 +70,17 @@ pub async fn run(spec: &CheckSpec, client: &reqwest::Client) -> Outcome {
         CheckSpec::Http(h) => http::probe(client, h).await,
         CheckSpec::Haproxy(h) => haproxy::probe(h, client).await,
         CheckSpec::Egress(e) => egress(client, e).await,
-        // A backend sync keeps state between rounds; the daemon runs it through its Syncer.
-        CheckSpec::BackendSync(_) => Outcome::fail("backend_sync runs through the daemon's syncer"),
+        // Not a check: a backend sync changes HAProxy and keeps state between rounds, so it is
+        // never run twice (the engine gives a claim no last look on it) nor from here; the
+        // daemon builds it as its own probe (daemon::probe).
+        CheckSpec::BackendSync(_) => {
+            Outcome::fail("a backend sync is not a check that can be run again")
+        }
     }
 }
 
 /// `type = "egress"`: does this node's traffic leave from the expected address?
-async fn egress(client: &reqwest::Client, spec: &crate::config::EgressCheckSpec) -> Outcome {
+pub async fn egress(client: &reqwest::Client, spec: &crate::config::EgressCheckSpec) -> Outcome {
     // The rule's timeout bounds the whole probe; this inner one only has to be longer.
     match checkip::egress_ip(client, &spec.checkip_url, Duration::from_secs(300)).await {
         Ok(ip) if ip == spec.expect => Outcome::ok(format!("egress is {ip}")),

@@ -183,31 +183,6 @@ impl CheckSpec {
     }
 }
 
-impl Rule {
-    /// A backend sync paces itself (it waits for its next poll, or for Consul to report a
-    /// change); every other check runs once per `interval`.
-    pub fn paces_itself(&self) -> bool {
-        matches!(self.check, CheckSpec::BackendSync(_))
-    }
-
-    /// How long one cycle may take before the engine calls it failed. A backend sync's
-    /// cycle includes its wait for the next poll or change, and a coalesced reload.
-    pub fn cycle_deadline(&self) -> Duration {
-        match &self.check {
-            CheckSpec::BackendSync(s) => {
-                // A round may reload twice (an apply, then taking drained servers out) and
-                // make a few AWS calls (a resync, lifecycle actions), each bounded by the SDK.
-                let reload = s.reload.window + s.reload.timeout;
-                self.interval + self.timeout + reload * 2 + SYNC_AWS_SLACK
-            }
-            _ => self.timeout,
-        }
-    }
-}
-
-/// What a backend-sync round's AWS calls may add to its cycle deadline.
-pub const SYNC_AWS_SLACK: Duration = Duration::from_secs(60);
-
 /// `type = "backend_sync"`: keep the servers of a HAProxy backend equal to what a discovery
 /// source lists. See docs/backend-sync.md.
 #[derive(Debug, Clone)]

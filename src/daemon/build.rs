@@ -2,6 +2,7 @@
 //! clients the [`Deps`] hold (vector's `SourceConfig::build`). `--once` and `run` share it.
 
 use super::deps::Deps;
+use super::probe::Probe;
 use crate::actions::claim_eip::{ClaimEip, ClaimEnv};
 use crate::actions::exec::Exec;
 use crate::actions::notify::SnsNotify;
@@ -9,7 +10,7 @@ use crate::actions::{Action, ActionContext, ActionOutcome};
 use crate::checks::{self, Outcome};
 use crate::config::{ActionSpec, CheckSpec, ClaimProvider, Config, Rule, SourceSpec};
 use crate::control::StatusBoard;
-use crate::engine::{CycleReport, Effects, RuleState};
+use crate::engine::{CycleReport, Effects, Pacing, RuleState};
 use crate::providers::aws::{
     ec2::Ec2,
     imds::IdentitySource,
@@ -29,17 +30,25 @@ const VERIFY_FOR: Duration = Duration::from_secs(10);
 pub struct Live {
     http: reqwest::Client,
     actions: BTreeMap<String, Action>,
-    /// One per `backend_sync` rule; each is only ever used by its own rule's task.
-    syncers: BTreeMap<String, tokio::sync::Mutex<Syncer>>,
+    /// One per rule, by rule name.
+    probes: BTreeMap<String, Probe>,
     board: StatusBoard,
     store: StateStore,
 }
 
 impl Effects for Live {
     async fn check(&self, rule: &Rule) -> Outcome {
-        match (&rule.check, self.syncers.get(&rule.name)) {
-            (CheckSpec::BackendSync(_), Some(s)) => s.lock().await.round().await,
-            _ => checks::run(&rule.check, &self.http).await,
+        match self.probes.get(&rule.name) {
+            Some(p) => p.run(&self.http).await,
+            // `build` makes one for every rule of the configuration this runs.
+            None => Outcome::fail(format!("no probe for rule {}", rule.name)),
+        }
+    }
+
+    fn pacing(&self, rule: &Rule) -> Pacing {
+        match self.probes.get(&rule.name) {
+            Some(p) => p.pacing(rule),
+            None => Pacing::every_interval(rule),
         }
     }
 
@@ -205,29 +214,34 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
             (name.clone(), action)
         })
         .collect();
-    let mut syncers = BTreeMap::new();
+    let mut probes = BTreeMap::new();
     for rule in &config.rules {
-        let CheckSpec::BackendSync(spec) = &rule.check else {
-            continue;
+        let probe = match &rule.check {
+            CheckSpec::Http(h) => Probe::Http(h.clone()),
+            CheckSpec::Haproxy(h) => Probe::Haproxy(h.clone()),
+            CheckSpec::Egress(e) => Probe::Egress(e.clone()),
+            CheckSpec::BackendSync(spec) => {
+                let source = sync::source(spec, &http, discovery, dry_run)
+                    .ok_or(BuildError::AwsNotStarted)?;
+                let syncer = Syncer::new(
+                    rule,
+                    spec.clone(),
+                    source,
+                    stop_rx.clone(),
+                    dry_run,
+                    &deps.haproxy,
+                )
+                .with_identity(claim_env.identity.clone());
+                Probe::sync(rule, spec, syncer)
+            }
         };
-        let source =
-            sync::source(spec, &http, discovery, dry_run).ok_or(BuildError::AwsNotStarted)?;
-        let syncer = Syncer::new(
-            rule,
-            spec.clone(),
-            source,
-            stop_rx.clone(),
-            dry_run,
-            &deps.haproxy,
-        )
-        .with_identity(claim_env.identity.clone());
-        syncers.insert(rule.name.clone(), tokio::sync::Mutex::new(syncer));
+        probes.insert(rule.name.clone(), probe);
     }
     Ok(Generation {
         live: Arc::new(Live {
             http,
             actions,
-            syncers,
+            probes,
             board: deps.board.clone(),
             store: deps.store.clone(),
         }),

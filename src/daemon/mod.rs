@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod deps;
+pub mod probe;
 pub mod signals;
 
 use crate::config::{self, AwsSettings, Config, ControlSettings};

@@ -10,7 +10,7 @@ pub mod threshold;
 
 use crate::actions::{ActionContext, ActionOutcome};
 use crate::checks::Outcome;
-use crate::config::Rule;
+use crate::config::{CheckSpec, Rule};
 use crate::telemetry;
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +34,32 @@ pub trait Effects: Send + Sync + 'static {
     /// daemon saves it in its state directory, as monit keeps its state file, so a restart
     /// in the middle of an outage does not page again). Not called for streaks alone.
     fn persist(&self, _rule: &str, _state: &RuleState) {}
+    /// How often `rule`'s probe runs and how long one run may take. Each probe owns its
+    /// pacing: a check runs once per `interval` within `timeout`; a backend sync paces itself
+    /// (see `sync::pacing`).
+    fn pacing(&self, rule: &Rule) -> Pacing {
+        Pacing::every_interval(rule)
+    }
+}
+
+/// How often a rule's probe runs and how long one run may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// Between the starts of two cycles. A slow cycle delays the next one rather than causing
+    /// a burst of catch-up cycles.
+    pub period: Duration,
+    /// A probe still running after this long is a failed check ("timed out after ...").
+    pub deadline: Duration,
+}
+
+impl Pacing {
+    /// A check's: once per the rule's `interval`, bounded by its `timeout`.
+    pub fn every_interval(rule: &Rule) -> Pacing {
+        Pacing {
+            period: rule.interval,
+            deadline: rule.timeout,
+        }
+    }
 }
 
 /// One rule's state between cycles.
@@ -142,7 +168,7 @@ impl RuleRunner {
     /// what is pending.
     pub async fn cycle<E: Effects>(&mut self, fx: &E) -> CycleReport {
         let rule = &self.rule;
-        let deadline = rule.cycle_deadline();
+        let deadline = fx.pacing(rule).deadline;
         let outcome = match tokio::time::timeout(deadline, fx.check(rule)).await {
             Ok(o) => o,
             Err(_) => Outcome::fail(format!(
@@ -210,7 +236,10 @@ impl RuleRunner {
                 detail: outcome.detail.clone(),
                 consecutive: if t == Transition::Failed { fails } else { oks },
                 retry: transition.is_none(),
-                recheck: Some((rule.check.clone(), rule.timeout)),
+                // The claim's last look runs the rule's check again: only a check, which has
+                // no side effects, can be run twice.
+                recheck: (!matches!(rule.check, CheckSpec::BackendSync(_)))
+                    .then(|| (rule.check.clone(), rule.timeout)),
             };
             let before = self.pending.clone();
             let mut still_pending = Vec::new();
@@ -327,14 +356,7 @@ async fn rule_loop<E: Effects>(
     fx: Arc<E>,
     mut shutdown: watch::Receiver<bool>,
 ) -> RuleRunner {
-    // A rule that paces itself (a backend sync waiting on its source) goes round again at
-    // once; the short floor only keeps a misbehaving source from spinning.
-    let period = if runner.rule.paces_itself() {
-        MIN_SELF_PACED_GAP
-    } else {
-        runner.rule.interval
-    };
-    let mut ticks = tokio::time::interval(period);
+    let mut ticks = tokio::time::interval(fx.pacing(&runner.rule).period);
     // A slow cycle delays the next one rather than causing a burst of catch-up cycles.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -349,8 +371,6 @@ async fn rule_loop<E: Effects>(
         fx.report(&report);
     }
 }
-
-const MIN_SELF_PACED_GAP: Duration = Duration::from_millis(50);
 
 #[cfg(test)]
 mod tests;

@@ -184,7 +184,9 @@ enum Out {
         f: Box<script::Failover>,
         from: String,
     },
-    Exec { argv: Vec<String> },
+    Exec {
+        argv: Vec<String>,
+    },
 }
 
 fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Imported {

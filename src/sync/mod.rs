@@ -19,6 +19,7 @@ mod consul_source;
 
 use crate::checks::Outcome;
 use crate::config::{ApplyMode, BackendSyncSpec, SourceSpec};
+use crate::engine::Pacing;
 use crate::haproxy::{configfile, reload, runtime, template, Slot, Target};
 use crate::providers::aws::imds::IdentitySource;
 use crate::providers::consul::Consul;
@@ -87,6 +88,25 @@ pub struct Syncer {
     seen_maint: BTreeSet<Target>,
     /// Reload mode: whether the file was compared with the running HAProxy's start yet.
     checked_loaded: bool,
+}
+
+/// A backend sync goes round again at once (each round waits for its next poll, or for
+/// Consul to report a change); this short floor only keeps a misbehaving source from spinning.
+const MIN_SELF_PACED_GAP: Duration = Duration::from_millis(50);
+
+/// What a round's AWS calls (a resync, lifecycle actions, each bounded by the SDK's timeouts)
+/// may add to its deadline.
+pub const SYNC_AWS_SLACK: Duration = Duration::from_secs(60);
+
+/// A backend sync's pacing: it paces itself, and one round may take its wait for the next
+/// poll or change (`interval`), the source's answer (`timeout`), two reloads (an apply, then
+/// taking drained servers out), each waiting out the reload window, and its AWS calls.
+pub fn pacing(rule: &crate::config::Rule, spec: &BackendSyncSpec) -> Pacing {
+    let reload = spec.reload.window + spec.reload.timeout;
+    Pacing {
+        period: MIN_SELF_PACED_GAP,
+        deadline: rule.interval + rule.timeout + reload * 2 + SYNC_AWS_SLACK,
+    }
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -617,6 +637,21 @@ mod tests {
             names: BTreeMap::new(),
             note: format!("{n} InService"),
         }
+    }
+
+    #[test]
+    fn a_backend_sync_paces_itself_and_its_deadline_covers_two_reloads() {
+        let toml = "[rules.app]\n[rules.app.check]\ntype = \"backend_sync\"\nbackend = \"app\"\nport = 8080\n[rules.app.check.source]\ntype = \"asg\"\ngroup = \"web\"\n";
+        let c = crate::config::from_sources(&[("s.toml".into(), toml.into())])
+            .unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let r = &c.rules[0];
+        let b = spec("");
+        let p = pacing(r, &b);
+        assert_eq!(p.period, MIN_SELF_PACED_GAP, "paces itself");
+        assert_eq!(
+            p.deadline,
+            r.interval + r.timeout + (b.reload.window + b.reload.timeout) * 2 + SYNC_AWS_SLACK
+        );
     }
 
     #[test]

@@ -1,0 +1,52 @@
+//! One probe per rule, built once with its configuration: a check, which has no side effects
+//! and runs once per `interval`, or a backend sync, a stateful job that changes HAProxy and
+//! paces itself. Each owns its [`Pacing`]; the engine only runs probes and counts results.
+
+use crate::checks::{self, Outcome};
+use crate::config::{EgressCheckSpec, HaproxyProbeSpec, HttpCheckSpec, Rule};
+use crate::engine::Pacing;
+use crate::sync::{self, Syncer};
+
+/// What one rule runs each cycle.
+pub enum Probe {
+    /// `type = "http"`.
+    Http(HttpCheckSpec),
+    /// `type = "haproxy"`: the local HAProxy ready to serve.
+    Haproxy(HaproxyProbeSpec),
+    /// `type = "egress"`: this node's traffic leaves from the expected address.
+    Egress(EgressCheckSpec),
+    /// `type = "backend_sync"`: one round of the rule's syncer. Only its own rule's task uses
+    /// it; the mutex only makes that visible to the compiler.
+    Sync {
+        syncer: Box<tokio::sync::Mutex<Syncer>>,
+        pacing: Pacing,
+    },
+}
+
+impl Probe {
+    /// The probe of a backend-sync rule.
+    pub fn sync(rule: &Rule, spec: &crate::config::BackendSyncSpec, syncer: Syncer) -> Probe {
+        Probe::Sync {
+            syncer: Box::new(tokio::sync::Mutex::new(syncer)),
+            pacing: sync::pacing(rule, spec),
+        }
+    }
+
+    /// One run. `http`: the configuration's HTTP client.
+    pub async fn run(&self, http: &reqwest::Client) -> Outcome {
+        match self {
+            Probe::Http(h) => checks::http::probe(http, h).await,
+            Probe::Haproxy(h) => checks::haproxy::probe(h, http).await,
+            Probe::Egress(e) => checks::egress(http, e).await,
+            Probe::Sync { syncer, .. } => syncer.lock().await.round().await,
+        }
+    }
+
+    /// How often it runs and how long a run may take.
+    pub fn pacing(&self, rule: &Rule) -> Pacing {
+        match self {
+            Probe::Sync { pacing, .. } => *pacing,
+            _ => Pacing::every_interval(rule),
+        }
+    }
+}
