@@ -7,6 +7,7 @@ mod print;
 
 use crate::config::{self, defaults};
 use crate::daemon::{self, signals::Signals, DaemonError};
+use crate::telemetry::events;
 use crate::telemetry::{self, LogFormat};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -281,7 +282,7 @@ async fn run(path: PathBuf, config: config::Config, options: daemon::Options) ->
             // Exit 1, which the unit restarts (capped): nothing here is a configuration
             // error `validate` could have caught, and a region missing because instance
             // metadata did not answer at boot is there a moment later.
-            tracing::error!(event = "startup_failed", error = %e);
+            tracing::error!(event = events::STARTUP_FAILED, error = %e);
             EXIT_FAILED
         }
         // Logged by the daemon as it stopped.

@@ -10,6 +10,7 @@
 //! gone out, so it is dropped (and logged) at the next start rather than sent twice; the
 //! others are sent then.
 
+use crate::telemetry::events;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -142,7 +143,7 @@ impl StateStore {
                 Err(e) => {
                     let aside = dir.join(format!("{FILE}.corrupt-{}", unix(SystemTime::now())));
                     let _ = std::fs::rename(&path, &aside);
-                    tracing::error!(event = "state_corrupt", file = %path.display(), moved_to = %aside.display(), error = %e,
+                    tracing::error!(event = events::STATE_CORRUPT, file = %path.display(), moved_to = %aside.display(), error = %e,
                         "starting without saved hold-downs and alerts");
                     StateFile::default()
                 }
@@ -271,7 +272,7 @@ impl StateStore {
         let mut d = inner.data.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut d);
         if let Err(e) = write(&inner.path, &d) {
-            tracing::error!(event = "state_not_saved", error = %e);
+            tracing::error!(event = events::STATE_NOT_SAVED, error = %e);
         }
     }
 }

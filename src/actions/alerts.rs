@@ -6,6 +6,7 @@
 use crate::providers::aws::sns::Sns;
 use crate::state::StateStore;
 use crate::telemetry;
+use crate::telemetry::events;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,10 +75,10 @@ impl Alerter {
 
     fn enqueue(&self, id: u64, alert: Alert) {
         self.pending.fetch_add(1, Ordering::SeqCst);
-        tracing::info!(event = "alert_queued", topic = %alert.topic_arn, subject = %alert.subject);
+        tracing::info!(event = events::ALERT_QUEUED, topic = %alert.topic_arn, subject = %alert.subject);
         if self.tx.send((id, alert)).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
-            tracing::error!(event = "alert_dropped", "alert outbox is closed");
+            tracing::error!(event = events::ALERT_DROPPED, "alert outbox is closed");
         }
     }
 
@@ -125,12 +126,12 @@ async fn deliver(
         loop {
             let Some(sns) = &sns else {
                 if dry_run {
-                    tracing::info!(event = "dry_run", call = "sns:Publish", topic = %alert.topic_arn, subject = %alert.subject, message = %alert.message);
+                    tracing::info!(event = events::DRY_RUN, call = "sns:Publish", topic = %alert.topic_arn, subject = %alert.subject, message = %alert.message);
                     store.alert_done(id);
                 } else {
                     // Saved by an earlier run whose configuration had SNS; this one makes no
                     // AWS call. Kept in the state directory for a start that can send it.
-                    tracing::warn!(event = "alert_kept", topic = %alert.topic_arn, subject = %alert.subject,
+                    tracing::warn!(event = events::ALERT_KEPT, topic = %alert.topic_arn, subject = %alert.subject,
                         "this configuration has no SNS action or claim, so no AWS client: the alert stays saved until one that has");
                 }
                 break;
@@ -143,13 +144,13 @@ async fn deliver(
                 Ok(message_id) => {
                     store.alert_done(id);
                     telemetry::incr("alerts_sent_total", &[]);
-                    tracing::info!(event = "alert_sent", topic = %alert.topic_arn, message_id = %message_id, attempt);
+                    tracing::info!(event = events::ALERT_SENT, topic = %alert.topic_arn, message_id = %message_id, attempt);
                     break;
                 }
                 Err(e) => {
                     store.alert_sending(id, false);
                     telemetry::incr("alert_failures_total", &[]);
-                    tracing::warn!(event = "alert_failed", topic = %alert.topic_arn, attempt, error = %e,
+                    tracing::warn!(event = events::ALERT_FAILED, topic = %alert.topic_arn, attempt, error = %e,
                         retry_in = %humantime::format_duration(backoff));
                 }
             }
@@ -176,7 +177,7 @@ async fn deliver(
 
 fn undelivered(alert: &Alert) {
     telemetry::incr("alerts_undelivered_total", &[]);
-    tracing::error!(event = "alert_undelivered", topic = %alert.topic_arn, subject = %alert.subject,
+    tracing::error!(event = events::ALERT_UNDELIVERED, topic = %alert.topic_arn, subject = %alert.subject,
         "stopping with an undelivered alert (kept in the state directory, if there is one, for the next start)");
 }
 

@@ -6,6 +6,7 @@
 
 use super::{ActionContext, ActionOutcome};
 use crate::config::ExecSpec;
+use crate::telemetry::events;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 
@@ -25,7 +26,7 @@ impl Exec {
     pub async fn run(&self, ctx: &ActionContext) -> ActionOutcome {
         let argv = &self.spec.command;
         if self.dry_run {
-            tracing::info!(event = "dry_run", action = %self.spec.name, command = ?argv);
+            tracing::info!(event = events::DRY_RUN, action = %self.spec.name, command = ?argv);
             return ActionOutcome::NoOp(format!("dry run: would run {argv:?}"));
         }
         let mut cmd = std::process::Command::new(&argv[0]);

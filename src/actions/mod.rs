@@ -8,6 +8,7 @@ pub mod exec;
 pub mod notify;
 
 use crate::engine::threshold::Transition;
+use crate::telemetry::events;
 use std::fmt;
 
 /// Why an action is being run.
@@ -63,16 +64,16 @@ impl ActionOutcome {
     pub fn log(&self, rule: &str, action: &str) {
         match self {
             ActionOutcome::Done(d) => {
-                tracing::info!(event = "action_done", rule, action, detail = %d)
+                tracing::info!(event = events::ACTION_DONE, rule, action, detail = %d)
             }
             ActionOutcome::NoOp(d) => {
-                tracing::info!(event = "action_noop", rule, action, detail = %d)
+                tracing::info!(event = events::ACTION_NOOP, rule, action, detail = %d)
             }
             ActionOutcome::Refused { reason, detail } => {
-                tracing::warn!(event = "action_refused", rule, action, reason, detail = %detail)
+                tracing::warn!(event = events::ACTION_REFUSED, rule, action, reason, detail = %detail)
             }
             ActionOutcome::Error(d) => {
-                tracing::error!(event = "action_error", rule, action, detail = %d)
+                tracing::error!(event = events::ACTION_ERROR, rule, action, detail = %d)
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod haproxy;
 pub mod http;
 
 use crate::config::CheckSpec;
+use crate::telemetry::events;
 use std::time::Duration;
 
 /// The result of one probe.
@@ -56,7 +57,7 @@ pub fn http_client(needs_tls: bool) -> reqwest::Result<reqwest::Client> {
     match builder().build() {
         Ok(c) => Ok(c),
         Err(e) if !needs_tls => {
-            tracing::debug!(event = "tls_roots_unavailable", error = %crate::telemetry::chain(&e),
+            tracing::debug!(event = events::TLS_ROOTS_UNAVAILABLE, error = %crate::telemetry::chain(&e),
                 "no HTTPS URL is configured; HTTP checks go on without a CA store");
             builder().tls_certs_only(Vec::new()).build()
         }

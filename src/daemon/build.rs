@@ -18,6 +18,7 @@ use crate::providers::aws::{
 };
 use crate::state::StateStore;
 use crate::sync::{self, Syncer};
+use crate::telemetry::events;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +60,7 @@ impl Effects for Live {
     fn persist(&self, rule: &str, state: &RuleState) {
         match serde_json::to_value(state) {
             Ok(v) => self.store.rule_saved(rule, v),
-            Err(e) => tracing::error!(event = "state_not_saved", rule = %rule, error = %e),
+            Err(e) => tracing::error!(event = events::STATE_NOT_SAVED, rule = %rule, error = %e),
         }
     }
 
@@ -170,7 +171,7 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
         && config.haproxy.frontend.is_none()
         && config.haproxy.backend.is_none()
     {
-        tracing::warn!(event = "weak_readiness_check", "[haproxy] only checks that the process answers on its stats socket; \
+        tracing::warn!(event = events::WEAK_READINESS_CHECK, "[haproxy] only checks that the process answers on its stats socket; \
             set `backend` (or `frontend`, or `health_url`) so a node whose backends are all down never claims");
     }
     let claim_env = Arc::new(ClaimEnv {

@@ -11,6 +11,7 @@ use crate::control::StatusBoard;
 use crate::engine::RuleStates;
 use crate::providers::aws::{self, sns::Sns};
 use crate::state::{OpenError, PendingClaim, Recovered, StateStore};
+use crate::telemetry::events;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -81,7 +82,7 @@ impl Deps {
                 Ok(opened) => opened,
                 Err(e @ OpenError::Busy(_)) => return Err(BuildError::StateBusy(e.to_string())),
                 Err(e) => {
-                    tracing::error!(event = "state_unavailable", error = %e,
+                    tracing::error!(event = events::STATE_UNAVAILABLE, error = %e,
                         "hold-downs and undelivered alerts will not survive a restart");
                     state_problem = Some(e.to_string());
                     (StateStore::default(), Recovered::default())
@@ -90,7 +91,7 @@ impl Deps {
         };
         let (alerter, alert_task) = Alerter::spawn(sns, dry_run, alert_stop_rx, store.clone());
         for a in recovered.maybe_sent {
-            tracing::warn!(event = "alert_maybe_sent", topic = %a.topic_arn, subject = %a.subject,
+            tracing::warn!(event = events::ALERT_MAYBE_SENT, topic = %a.topic_arn, subject = %a.subject,
                 "this alert was being published when the daemon stopped; not sending it again");
         }
         for a in recovered.alerts {
@@ -138,12 +139,12 @@ impl Deps {
                     states.insert(name, st);
                 }
                 Err(e) => {
-                    tracing::warn!(event = "rule_state_unreadable", rule = %name, error = %e, "the rule starts afresh")
+                    tracing::warn!(event = events::RULE_STATE_UNREADABLE, rule = %name, error = %e, "the rule starts afresh")
                 }
             }
         }
         if !states.is_empty() {
-            tracing::info!(event = "rule_states_restored", rules = %states.keys().cloned().collect::<Vec<_>>().join(","));
+            tracing::info!(event = events::RULE_STATES_RESTORED, rules = %states.keys().cloned().collect::<Vec<_>>().join(","));
         }
         states
     }

@@ -11,6 +11,7 @@ pub mod signals;
 use crate::config::{self, AwsSettings, Config, ControlSettings};
 use crate::engine::{self, CycleReport, Effects, RuleStates};
 use crate::telemetry;
+use crate::telemetry::events;
 use build::{BuildError, Generation};
 use deps::Deps;
 use signals::notify_systemd;
@@ -119,9 +120,9 @@ where
     )
     .await
     {
-        tracing::warn!(event = "control_unavailable", error = %e, "`haproxy-watchdog status` or /metrics will not answer");
+        tracing::warn!(event = events::CONTROL_UNAVAILABLE, error = %e, "`haproxy-watchdog status` or /metrics will not answer");
     }
-    tracing::info!(event = "started", rules = config.rules.len(), actions = config.actions.len(), dry_run = options.dry_run,
+    tracing::info!(event = events::STARTED, rules = config.rules.len(), actions = config.actions.len(), dry_run = options.dry_run,
         config = %config.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
     // systemd (Type=notify): `systemctl start` returns once this is sent, and fails if the
     // process exits before, so a configuration that cannot run fails the start itself.
@@ -131,8 +132,9 @@ where
     ]);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        let why = shutdown.await;
-        tracing::info!(event = "stopping", signal = %why);
+        // Recorded as a string, as the signal's name always was (`signal="SIGTERM"`).
+        let why = shutdown.await.to_string();
+        tracing::info!(event = events::STOPPING, signal = why.as_str());
         let _ = stop_tx.send(true);
     });
     // Health and unfinished actions as the last run left them: a restart during an outage
@@ -158,8 +160,8 @@ where
     let left = deps.finish(SHUTDOWN_ALERT_FLUSH).await;
     log_counters();
     match &result {
-        Ok(()) => tracing::info!(event = "stopped", undelivered_alerts = left),
-        Err(e) => tracing::error!(event = "stopped", undelivered_alerts = left, error = %e),
+        Ok(()) => tracing::info!(event = events::STOPPED, undelivered_alerts = left),
+        Err(e) => tracing::error!(event = events::STOPPED, undelivered_alerts = left, error = %e),
     }
     result
 }
@@ -191,7 +193,7 @@ impl Reloads<build::Live> for FileReloads<'_> {
             Ok(c) => c,
             Err(e) => {
                 let errors: Vec<String> = e.0.iter().map(|e| e.to_string()).collect();
-                tracing::error!(event = "reload_rejected", errors = %errors.join("; "),
+                tracing::error!(event = events::RELOAD_REJECTED, errors = %errors.join("; "),
                     "the new configuration is invalid; the running one stays");
                 return None;
             }
@@ -199,20 +201,20 @@ impl Reloads<build::Live> for FileReloads<'_> {
         // Compared with what runs, not with the previous reload: a second reload must warn too.
         if new.aws != self.started.0 {
             tracing::warn!(
-                event = "reload_partial",
+                event = events::RELOAD_PARTIAL,
                 "[aws] settings take effect at the next restart"
             );
         }
         if new.control != self.started.1 {
             tracing::warn!(
-                event = "reload_partial",
+                event = events::RELOAD_PARTIAL,
                 "[control] settings take effect at the next restart"
             );
         }
         match build::build(self.deps, &new) {
             Ok(g) => Some((new, g)),
             Err(e) => {
-                tracing::error!(event = "reload_rejected", errors = %e, "the running configuration stays; restart to apply this one");
+                tracing::error!(event = events::RELOAD_REJECTED, errors = %e, "the running configuration stays; restart to apply this one");
                 None
             }
         }
@@ -296,7 +298,7 @@ async fn supervise<E: Effects, R: Reloads<E>>(
         generation = new_generation;
         reloads.swapped(&config);
         tracing::info!(
-            event = "config_reloaded",
+            event = events::CONFIG_RELOADED,
             rules = config.rules.len(),
             actions = config.actions.len(),
             kept = config
@@ -338,7 +340,7 @@ fn log_counters() {
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    tracing::info!(event = "counters", counters = %c.join(" "));
+    tracing::info!(event = events::COUNTERS, counters = %c.join(" "));
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! SIGTERM, SIGINT and SIGHUP for `run`, and what the daemon tells systemd (`Type=notify`,
 //! sd_notify(3)): READY once it runs, RELOADING/READY around a SIGHUP, STOPPING at exit.
 
+use crate::telemetry::events;
+
 /// SIGTERM, SIGINT and SIGHUP handlers; none when they could not be installed.
 pub struct Signals(
     Option<(
@@ -25,7 +27,7 @@ impl Signals {
             (Ok(t), Ok(i), Ok(h)) => Signals(Some((t, i, h))),
             _ => {
                 tracing::error!(
-                    event = "signals_unavailable",
+                    event = events::SIGNALS_UNAVAILABLE,
                     "cannot install SIGTERM/SIGINT/SIGHUP handlers; stop with SIGKILL"
                 );
                 Signals(None)
@@ -43,7 +45,7 @@ impl Signals {
                 _ = term.recv() => return "SIGTERM",
                 _ = int.recv() => return "SIGINT",
                 _ = hangup.recv() => {
-                    tracing::info!(event = "reload_requested", signal = "SIGHUP");
+                    tracing::info!(event = events::RELOAD_REQUESTED, signal = "SIGHUP");
                     let _ = hup.send(());
                 }
             }
@@ -54,6 +56,6 @@ impl Signals {
 /// Tell systemd (when it started us with `NOTIFY_SOCKET`; otherwise nothing happens).
 pub(super) fn notify_systemd(states: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
-        tracing::warn!(event = "notify_failed", error = %e, "cannot tell systemd the daemon's state");
+        tracing::warn!(event = events::NOTIFY_FAILED, error = %e, "cannot tell systemd the daemon's state");
     }
 }

@@ -12,6 +12,7 @@ use crate::actions::{ActionContext, ActionOutcome};
 use crate::checks::Outcome;
 use crate::config::{CheckSpec, Rule};
 use crate::telemetry;
+use crate::telemetry::events;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,7 +142,7 @@ impl RuleRunner {
                 .filter(|a| !st.listed.contains(a) && !pending.contains(a))
                 .cloned()
                 .collect();
-            tracing::info!(event = "pending_actions_replaced", rule = %rule.name,
+            tracing::info!(event = events::PENDING_ACTIONS_REPLACED, rule = %rule.name,
                 gone = ?st.pending.iter().filter(|a| !list.contains(a)).collect::<Vec<_>>(), now = ?added,
                 "unfinished actions are no longer configured; the rule's new actions run in their place");
             pending.extend(added);
@@ -194,19 +195,19 @@ impl RuleRunner {
             self.threshold.consecutive_successes(),
         );
         if outcome.ok {
-            tracing::debug!(event = "check_passed", rule = %rule.name, check = rule.check.kind(), detail = %outcome.detail, consecutive_successes = oks);
+            tracing::debug!(event = events::CHECK_PASSED, rule = %rule.name, check = rule.check.kind(), detail = %outcome.detail, consecutive_successes = oks);
         } else {
-            tracing::warn!(event = "check_failed", rule = %rule.name, check = rule.check.kind(), detail = %outcome.detail,
+            tracing::warn!(event = events::CHECK_FAILED, rule = %rule.name, check = rule.check.kind(), detail = %outcome.detail,
                 consecutive_failures = fails, fail_after = rule.fail_after);
         }
 
         if let Some(t) = transition {
             match t {
                 Transition::Failed => {
-                    tracing::error!(event = "rule_failed", rule = %rule.name, consecutive_failures = fails, detail = %outcome.detail)
+                    tracing::error!(event = events::RULE_FAILED, rule = %rule.name, consecutive_failures = fails, detail = %outcome.detail)
                 }
                 Transition::Recovered => {
-                    tracing::info!(event = "rule_recovered", rule = %rule.name, consecutive_successes = oks)
+                    tracing::info!(event = events::RULE_RECOVERED, rule = %rule.name, consecutive_successes = oks)
                 }
             }
             telemetry::incr(
@@ -218,7 +219,7 @@ impl RuleRunner {
                 Transition::Recovered => &rule.on_recover,
             };
             if !self.pending.is_empty() {
-                tracing::info!(event = "actions_dropped", rule = %rule.name, actions = ?self.pending, "rule flipped before these actions could complete");
+                tracing::info!(event = events::ACTIONS_DROPPED, rule = %rule.name, actions = ?self.pending, "rule flipped before these actions could complete");
             }
             self.pending = list.clone();
             self.listed = list.clone();
@@ -281,7 +282,7 @@ pub async fn once<E: Effects>(rules: Vec<Rule>, fx: Arc<E>) -> Vec<CycleReport> 
     while let Some(r) = set.join_next().await {
         match r {
             Ok(report) => reports.push(report),
-            Err(e) => tracing::error!(event = "rule_task_crashed", error = %e),
+            Err(e) => tracing::error!(event = events::RULE_TASK_CRASHED, error = %e),
         }
     }
     reports.sort_by(|a, b| a.rule.cmp(&b.rule));
@@ -329,7 +330,7 @@ pub async fn run<E: Effects>(
             Ok(name) => format!("rule {name} stopped unexpectedly"),
             Err(e) => format!("a rule task crashed: {e}"),
         };
-        tracing::error!(event = "rule_task_crashed", error = %e);
+        tracing::error!(event = events::RULE_TASK_CRASHED, error = %e);
         result = Err(e);
     }
     let deadline = Instant::now() + grace;
@@ -339,7 +340,7 @@ pub async fn run<E: Effects>(
             Ok(None) => break,
             Err(_) => {
                 tracing::warn!(
-                    event = "shutdown_forced",
+                    event = events::SHUTDOWN_FORCED,
                     "rule tasks did not finish within the grace period"
                 );
                 set.shutdown().await;

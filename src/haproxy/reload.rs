@@ -5,6 +5,7 @@
 
 use crate::config::{ReloadMethod, ReloadSpec};
 use crate::telemetry;
+use crate::telemetry::events;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -75,11 +76,11 @@ impl Reloader {
             };
         match &r {
             Ok(worker) => {
-                tracing::info!(event = "haproxy_reloaded", method = %self.describe(), worker = %worker)
+                tracing::info!(event = events::HAPROXY_RELOADED, method = %self.describe(), worker = %worker)
             }
             Err(e) => {
                 telemetry::incr("haproxy_reload_failures_total", &[]);
-                tracing::error!(event = "haproxy_reload_failed", method = %self.describe(), error = %e)
+                tracing::error!(event = events::HAPROXY_RELOAD_FAILED, method = %self.describe(), error = %e)
             }
         }
         r.map(|_| ())

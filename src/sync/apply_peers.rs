@@ -51,7 +51,7 @@ impl Syncer {
             return Ok(format!("in step: {} peers{outside}", lines.len()));
         }
         if self.dry_run {
-            tracing::info!(event = "dry_run", rule = %self.rule, would = %format!("write {} peers into peers {} and reload", lines.len(), spec.backend));
+            tracing::info!(event = crate::telemetry::events::DRY_RUN, rule = %self.rule, would = %format!("write {} peers into peers {} and reload", lines.len(), spec.backend));
             return Ok(format!(
                 "dry run: would write {} peers and reload",
                 lines.len()
@@ -59,7 +59,7 @@ impl Syncer {
         }
         self.install_and_reload(&new_text).await?;
         telemetry::incr("backend_sync_peer_updates_total", &[("rule", &self.rule)]);
-        tracing::info!(event = "peers_applied", rule = %self.rule, peers_section = %spec.backend, peers = lines.len(), localpeer = %local);
+        tracing::info!(event = crate::telemetry::events::PEERS_APPLIED, rule = %self.rule, peers_section = %spec.backend, peers = lines.len(), localpeer = %local);
         Ok(format!("{} peers (reloaded){outside}", lines.len()))
     }
 

@@ -93,7 +93,7 @@ impl Syncer {
             ));
         }
         if self.dry_run {
-            tracing::info!(event = "dry_run", rule = %self.rule, would = "install the rendered configuration and reload");
+            tracing::info!(event = crate::telemetry::events::DRY_RUN, rule = %self.rule, would = "install the rendered configuration and reload");
             return Ok(format!(
                 "dry run: would render {} servers and reload",
                 desired.len()
@@ -112,7 +112,7 @@ impl Syncer {
         self.coalesced_reload().await?;
         if let Err(e) = self.wait_live(desired, false).await {
             if let Some(hold) = self.attempts.failed(key, Instant::now(), &e) {
-                tracing::warn!(event = "reload_held_back", rule = %self.rule, backend = %spec.backend,
+                tracing::warn!(event = crate::telemetry::events::RELOAD_HELD_BACK, rule = %self.rule, backend = %spec.backend,
                     attempts = reload::MAX_ATTEMPTS, hold = %humantime::format_duration(hold), error = %e,
                     "reloading again would not help: holding this configuration back");
             }
@@ -124,7 +124,7 @@ impl Syncer {
         let added = desired.difference(&before).count();
         let removed = before.difference(desired).count();
         self.count_changes(added, removed);
-        tracing::info!(event = "backend_sync_applied", rule = %self.rule, backend = %spec.backend, mode = "reload",
+        tracing::info!(event = crate::telemetry::events::BACKEND_SYNC_APPLIED, rule = %self.rule, backend = %spec.backend, mode = "reload",
             added, removed, servers = desired.len());
         let kept = if self.seen_maint.is_empty() {
             String::new()
@@ -148,7 +148,7 @@ impl Syncer {
         };
         let Ok(mtime) = meta.modified() else { return };
         if runtime::written_after_start(mtime, std::time::SystemTime::now(), up) {
-            tracing::warn!(event = "config_not_loaded", rule = %self.rule, file = %self.spec.haproxy_config.display(),
+            tracing::warn!(event = crate::telemetry::events::CONFIG_NOT_LOADED, rule = %self.rule, file = %self.spec.haproxy_config.display(),
                 "the file was written after the running HAProxy started: reloading it");
             self.reload_owed.store(true, Ordering::Relaxed);
         }
@@ -172,7 +172,7 @@ impl Syncer {
             .collect();
         if maint != self.seen_maint {
             if !maint.is_empty() {
-                tracing::warn!(event = "servers_in_maintenance", rule = %self.rule, backend = %self.spec.backend,
+                tracing::warn!(event = crate::telemetry::events::SERVERS_IN_MAINTENANCE, rule = %self.rule, backend = %self.spec.backend,
                     servers = %list(&maint), "kept in maintenance: an operator's maintenance wins over the source");
             }
             self.seen_maint = maint;

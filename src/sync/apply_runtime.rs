@@ -42,14 +42,14 @@ impl Syncer {
                     .iter()
                     .any(|s| &s.name == slot && s.maint && s.target == Some(*target))
                 {
-                    tracing::warn!(event = "server_back_in_service", rule = %self.rule, backend = %spec.backend,
+                    tracing::warn!(event = crate::telemetry::events::SERVER_BACK_IN_SERVICE, rule = %self.rule, backend = %spec.backend,
                         slot = %slot, server = %target, "a server the source lists goes back into service in the slot it had; had an operator put it in maintenance, runtime mode undoes that (the source wins): take it out of the source to keep it out");
                 }
             }
         }
         if self.dry_run {
             for c in &plan.commands {
-                tracing::info!(event = "dry_run", rule = %self.rule, would = %c.lines(&spec.backend).join("; "));
+                tracing::info!(event = crate::telemetry::events::DRY_RUN, rule = %self.rule, would = %c.lines(&spec.backend).join("; "));
             }
             return Ok(format!(
                 "dry run: would add {}, remove {}, keep {}",
@@ -77,7 +77,7 @@ impl Syncer {
                     Err(runtime::ExecError::AddrRefused { slot, reply })
                         if !self.refused_slots.contains(&slot) =>
                     {
-                        tracing::warn!(event = "slot_unusable", rule = %self.rule, backend = %spec.backend, slot = %slot, reply = %reply,
+                        tracing::warn!(event = crate::telemetry::events::SLOT_UNUSABLE, rule = %self.rule, backend = %spec.backend, slot = %slot, reply = %reply,
                             "HAProxy refused a new address for this slot: it stays in maintenance and is not used until HAProxy reloads the block");
                         self.refused_slots.insert(slot);
                         if self.refused_when.is_none() {
@@ -137,7 +137,7 @@ impl Syncer {
         let want = ((desired.len() * 3).div_ceil(2))
             .max(spec.slots as usize)
             .max(have + plan.unplaced.len());
-        tracing::warn!(event = "slots_exhausted", rule = %self.rule, backend = %spec.backend, slots = have,
+        tracing::warn!(event = crate::telemetry::events::SLOTS_EXHAUSTED, rule = %self.rule, backend = %spec.backend, slots = have,
             servers = desired.len(), growing_to = want, "not enough server slots: growing them with one reload");
         telemetry::incr("backend_sync_slot_growths_total", &[("rule", &self.rule)]);
         let mut layout = after.clone();

@@ -58,7 +58,7 @@ impl AsgSource {
     pub fn new(spec: AsgSourceSpec, sdk: &aws_config::SdkConfig, dry_run: bool) -> Self {
         let sqs = match (&spec.events_queue, dry_run) {
             (Some(q), true) => {
-                tracing::info!(event = "dry_run", queue = %q, would = "read Auto Scaling events from the queue; a dry run leaves the queue to the daemon that owns it and resyncs only");
+                tracing::info!(event = crate::telemetry::events::DRY_RUN, queue = %q, would = "read Auto Scaling events from the queue; a dry run leaves the queue to the daemon that owns it and resyncs only");
                 None
             }
             (Some(_), false) => Some(Sqs::new(sdk)),
@@ -181,7 +181,7 @@ impl AsgSource {
                             .map(|(id, ip)| (id, Target { ip, port }))
                             .collect();
                         for a in self.membership.looked_up(&found) {
-                            tracing::info!(event = "membership_event_applied", rule, change = %format!("{a} is in service"));
+                            tracing::info!(event = crate::telemetry::events::MEMBERSHIP_EVENT_APPLIED, rule, change = %format!("{a} is in service"));
                         }
                     }
                     Err(e) => {
@@ -280,7 +280,7 @@ impl AsgSource {
             handles.push(m.receipt_handle);
             let kind = match events::parse(&m.body) {
                 Err(e) => {
-                    tracing::warn!(event = "membership_event_unreadable", rule, message_id = %m.id, error = %e,
+                    tracing::warn!(event = crate::telemetry::events::MEMBERSHIP_EVENT_UNREADABLE, rule, message_id = %m.id, error = %e,
                         "deleted from the queue; the resync covers whatever it meant");
                     "unreadable"
                 }
@@ -294,10 +294,10 @@ impl AsgSource {
                         "other_group"
                     } else {
                         if let Some(change) = self.membership.hint(&ev.hint, now) {
-                            tracing::info!(event = "membership_event_applied", rule, kind = ev.kind, change = %change);
+                            tracing::info!(event = crate::telemetry::events::MEMBERSHIP_EVENT_APPLIED, rule, kind = ev.kind, change = %change);
                         } else {
                             tracing::debug!(
-                                event = "membership_event_no_change",
+                                event = crate::telemetry::events::MEMBERSHIP_EVENT_NO_CHANGE,
                                 rule,
                                 kind = ev.kind,
                                 instance = ev.hint.instance()
@@ -305,7 +305,7 @@ impl AsgSource {
                         }
                         if let Hint::Terminating { hook, .. } = &ev.hint {
                             if self.spec.lifecycle_hook.as_deref() != Some(hook.as_str()) {
-                                tracing::info!(event = "lifecycle_hook_not_ours", rule, hook = %hook,
+                                tracing::info!(event = crate::telemetry::events::LIFECYCLE_HOOK_NOT_OURS, rule, hook = %hook,
                                     "draining the server; the action is left to whoever owns that hook");
                             }
                         }
@@ -321,8 +321,8 @@ impl AsgSource {
         if let (Some(sqs), Some(q)) = (&self.sqs, &self.spec.events_queue) {
             match sqs.delete(q, &handles).await {
                 Ok(0) => {}
-                Ok(n) => tracing::warn!(event = "events_not_deleted", rule, count = n, "they come back after their visibility timeout; applying them twice is harmless"),
-                Err(e) => tracing::warn!(event = "events_not_deleted", rule, error = %e, "they come back after their visibility timeout; applying them twice is harmless"),
+                Ok(n) => tracing::warn!(event = crate::telemetry::events::EVENTS_NOT_DELETED, rule, count = n, "they come back after their visibility timeout; applying them twice is harmless"),
+                Err(e) => tracing::warn!(event = crate::telemetry::events::EVENTS_NOT_DELETED, rule, error = %e, "they come back after their visibility timeout; applying them twice is harmless"),
             }
         }
     }
@@ -343,15 +343,15 @@ impl AsgSource {
 
     pub async fn heartbeat(&self, rule: &str, a: &LifecycleAction, dry_run: bool) {
         if dry_run {
-            tracing::info!(event = "dry_run", rule, instance = %a.instance, would = "RecordLifecycleActionHeartbeat");
+            tracing::info!(event = crate::telemetry::events::DRY_RUN, rule, instance = %a.instance, would = "RecordLifecycleActionHeartbeat");
             return;
         }
         match self.asg.record_heartbeat(a).await {
             Ok(()) => {
-                tracing::info!(event = "lifecycle_heartbeat", rule, instance = %a.instance, hook = %a.hook)
+                tracing::info!(event = crate::telemetry::events::LIFECYCLE_HEARTBEAT, rule, instance = %a.instance, hook = %a.hook)
             }
             Err(e) => {
-                tracing::warn!(event = "lifecycle_heartbeat_failed", rule, instance = %a.instance, error = %e)
+                tracing::warn!(event = crate::telemetry::events::LIFECYCLE_HEARTBEAT_FAILED, rule, instance = %a.instance, error = %e)
             }
         }
     }
@@ -365,12 +365,12 @@ impl AsgSource {
         dry_run: bool,
     ) -> Result<(), String> {
         if dry_run {
-            tracing::info!(event = "dry_run", rule, instance = %a.instance, would = "CompleteLifecycleAction CONTINUE");
+            tracing::info!(event = crate::telemetry::events::DRY_RUN, rule, instance = %a.instance, would = "CompleteLifecycleAction CONTINUE");
             return Ok(());
         }
         match self.asg.complete_lifecycle_action(&a).await {
             Ok(()) => {
-                tracing::info!(event = "lifecycle_completed", rule, instance = %a.instance, hook = %a.hook);
+                tracing::info!(event = crate::telemetry::events::LIFECYCLE_COMPLETED, rule, instance = %a.instance, hook = %a.hook);
                 telemetry::incr(
                     "backend_sync_lifecycle_completions_total",
                     &[("rule", rule)],
@@ -381,7 +381,7 @@ impl AsgSource {
                 if e.is_code("ValidationError")
                     && e.message.contains("No active Lifecycle Action") =>
             {
-                tracing::info!(event = "lifecycle_already_closed", rule, instance = %a.instance, hook = %a.hook, detail = %e.message);
+                tracing::info!(event = crate::telemetry::events::LIFECYCLE_ALREADY_CLOSED, rule, instance = %a.instance, hook = %a.hook, detail = %e.message);
                 Ok(())
             }
             // A wrong hook or group name: retrying cannot help; say so and go on.

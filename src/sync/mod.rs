@@ -217,7 +217,7 @@ impl Syncer {
                     applied.map(|detail| match d.note.split_once("; left out: ") {
                         Some((_, left)) => {
                             if self.left_out.as_deref() != Some(left) {
-                                tracing::warn!(event = "servers_left_out", rule = %self.rule, left_out = %left);
+                                tracing::warn!(event = crate::telemetry::events::SERVERS_LEFT_OUT, rule = %self.rule, left_out = %left);
                                 self.left_out = Some(left.to_owned());
                             }
                             format!("{detail}; left out: {left}")
@@ -242,7 +242,7 @@ impl Syncer {
                     .min(self.interval)
                     .min(MAX_BACKOFF);
                 self.backoff = Some(next);
-                tracing::warn!(event = "backend_sync_failed", rule = %self.rule, backend = %self.spec.backend, error = %e,
+                tracing::warn!(event = crate::telemetry::events::BACKEND_SYNC_FAILED, rule = %self.rule, backend = %self.spec.backend, error = %e,
                     retry_in = %humantime::format_duration(next));
                 Outcome::fail(e)
             }
@@ -340,9 +340,9 @@ impl Syncer {
                 let waited =
                     humantime::format_duration(Duration::from_millis(waited.as_millis() as u64));
                 if *why == "drained" {
-                    tracing::info!(event = "drain_finished", rule = %self.rule, instance = %id, server = %target, waited = %waited);
+                    tracing::info!(event = crate::telemetry::events::DRAIN_FINISHED, rule = %self.rule, instance = %id, server = %target, waited = %waited);
                 } else {
-                    tracing::warn!(event = "drain_timed_out", rule = %self.rule, instance = %id, server = %target, waited = %waited, sessions = left,
+                    tracing::warn!(event = crate::telemetry::events::DRAIN_TIMED_OUT, rule = %self.rule, instance = %id, server = %target, waited = %waited, sessions = left,
                         "taking it out with sessions still open");
                 }
                 a.membership.finish_drain(id);
@@ -444,7 +444,7 @@ impl Syncer {
     async fn coalesced_reload(&self) -> Result<(), String> {
         let wait = self.reloader.wait_needed(self.spec.reload.window);
         if !wait.is_zero() {
-            tracing::info!(event = "reload_coalesced", rule = %self.rule, wait = %humantime::format_duration(wait));
+            tracing::info!(event = crate::telemetry::events::RELOAD_COALESCED, rule = %self.rule, wait = %humantime::format_duration(wait));
             if !self.sleep_until(Instant::now() + wait).await {
                 return Err("stopping before the reload".into());
             }
@@ -525,7 +525,7 @@ impl Syncer {
         let (added, removed) = (plan.added(), plan.removed());
         self.count_changes(added, removed);
         if added + removed > 0 {
-            tracing::info!(event = "backend_sync_applied", rule = %self.rule, backend = %self.spec.backend, mode = "runtime",
+            tracing::info!(event = crate::telemetry::events::BACKEND_SYNC_APPLIED, rule = %self.rule, backend = %self.spec.backend, mode = "runtime",
                 added, removed, kept = plan.kept, unplaced = plan.unplaced.len());
         }
     }

@@ -36,6 +36,7 @@ use crate::providers::aws::opsworks::{ElasticIpState, OpsWorks, OpsworksIdentity
 use crate::providers::aws::AwsError;
 use crate::state::{PendingClaim, StateStore};
 use crate::telemetry;
+use crate::telemetry::events;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -380,7 +381,7 @@ impl ClaimEip {
                         ),
                     );
                 }
-                tracing::warn!(event = "hold_down_skipped", rule = %ctx.rule, action = %self.spec.name, eip = %eip,
+                tracing::warn!(event = events::HOLD_DOWN_SKIPPED, rule = %ctx.rule, action = %self.spec.name, eip = %eip,
                     "nobody holds the EIP: claiming despite the hold-down");
             }
         }
@@ -448,7 +449,7 @@ impl ClaimEip {
                 );
             }
         };
-        tracing::info!(event = "egress_verified", rule = %ctx.rule, action = %self.spec.name, egress_ip = %egress);
+        tracing::info!(event = events::EGRESS_VERIFIED, rule = %ctx.rule, action = %self.spec.name, egress_ip = %egress);
         if before.public_ip == Some(egress) {
             return ActionOutcome::NoOp(format!(
                 "checkip says this node's traffic already leaves from {egress}: the EIP is ours (the API says it is on {})",
@@ -564,13 +565,13 @@ impl ClaimEip {
                 );
             }
             Verified::Unknown(why) => {
-                tracing::warn!(event = "claim_unverified", rule = %ctx.rule, eip = %eip, detail = %why);
+                tracing::warn!(event = events::CLAIM_UNVERIFIED, rule = %ctx.rule, eip = %eip, detail = %why);
                 "not verified"
             }
         };
         telemetry::incr("claims_total", &[]);
         let association = association.unwrap_or_default();
-        tracing::info!(event = "eip_claimed", rule = %ctx.rule, action = %self.spec.name, eip = %eip,
+        tracing::info!(event = events::EIP_CLAIMED, rule = %ctx.rule, action = %self.spec.name, eip = %eip,
             provider = self.spec.provider.name(), from = %before.holder, to = %target.describe(),
             association = %association, verified);
 
@@ -595,7 +596,7 @@ impl ClaimEip {
             return; // a dry run changes nothing, the state file included
         };
         if claim.provider != self.spec.provider.name() {
-            tracing::warn!(event = "claim_unsettled", eip = %self.spec.eip, saved = %claim.provider,
+            tracing::warn!(event = events::CLAIM_UNSETTLED, eip = %self.spec.eip, saved = %claim.provider,
                 now = self.spec.provider.name(), "the claim was made through another provider; forgetting it");
             self.holds.claim_settled(&self.spec.eip, None);
             return;
@@ -612,7 +613,7 @@ impl ClaimEip {
                     private_ip,
                 }),
                 _ => {
-                    tracing::error!(event = "claim_unsettled", eip = %self.spec.eip,
+                    tracing::error!(event = events::CLAIM_UNSETTLED, eip = %self.spec.eip,
                         "the saved claim lacks its ENI or private IP; forgetting it");
                     self.holds.claim_settled(&self.spec.eip, None);
                     return;
@@ -634,7 +635,7 @@ impl ClaimEip {
                 match api.read(&eip).await {
                     Ok(o) => break o,
                     Err(e) => {
-                        tracing::warn!(event = "claim_unsettled", eip = %eip, error = %e,
+                        tracing::warn!(event = events::CLAIM_UNSETTLED, eip = %eip, error = %e,
                             retry_in_s = backoff.as_secs(), "cannot read who holds the EIP yet");
                     }
                 }
@@ -651,14 +652,14 @@ impl ClaimEip {
                     message,
                 });
                 let id = holds.claim_settled(&eip, alert.as_ref());
-                tracing::info!(event = "claim_found_after_restart", eip = %eip, to = %target.describe(),
+                tracing::info!(event = events::CLAIM_FOUND_AFTER_RESTART, eip = %eip, to = %target.describe(),
                     alert = alert.is_some(), "the claim the last run had under way completed; announcing it now");
                 if let Some(alert) = alert {
                     alerter.resend(id, alert);
                 }
             } else {
                 holds.claim_settled(&eip, None);
-                tracing::info!(event = "claim_not_completed", eip = %eip, holder = %owner.holder,
+                tracing::info!(event = events::CLAIM_NOT_COMPLETED, eip = %eip, holder = %owner.holder,
                     "the claim the last run had under way did not complete");
             }
         });
@@ -671,7 +672,7 @@ impl ClaimEip {
             Target::Ec2(_) => "ec2:DescribeAddresses",
             Target::OpsWorks(_) => "opsworks:DescribeElasticIps",
         };
-        tracing::info!(event = "dry_run", call = read, eip = %eip);
+        tracing::info!(event = events::DRY_RUN, call = read, eip = %eip);
         let egress = checkip::egress_ip(
             &self.env.http,
             &self.env.egress.checkip_url,
@@ -679,7 +680,9 @@ impl ClaimEip {
         )
         .await;
         match &egress {
-            Ok(ip) => tracing::info!(event = "egress_verified", egress_ip = %ip, dry_run = true),
+            Ok(ip) => {
+                tracing::info!(event = events::EGRESS_VERIFIED, egress_ip = %ip, dry_run = true)
+            }
             Err(e) => {
                 return refused(
                     e.reason(),
@@ -689,16 +692,16 @@ impl ClaimEip {
         }
         match target {
             Target::Ec2(t) => {
-                tracing::info!(event = "dry_run", call = "ec2:DisassociateAddress", eip = %eip, note = "by the AssociationId read, if the EIP is associated elsewhere");
-                tracing::info!(event = "dry_run", call = "ec2:AssociateAddress", eip = %eip, eni = %t.eni,
+                tracing::info!(event = events::DRY_RUN, call = "ec2:DisassociateAddress", eip = %eip, note = "by the AssociationId read, if the EIP is associated elsewhere");
+                tracing::info!(event = events::DRY_RUN, call = "ec2:AssociateAddress", eip = %eip, eni = %t.eni,
                     private_ip = %t.private_ip, allow_reassociation = false);
             }
             Target::OpsWorks(id) => {
-                tracing::info!(event = "dry_run", call = "opsworks:AssociateElasticIp", eip = %eip, instance_id = %id);
+                tracing::info!(event = events::DRY_RUN, call = "opsworks:AssociateElasticIp", eip = %eip, instance_id = %id);
             }
         }
         if let Some(topic) = &self.spec.sns_topic_arn {
-            tracing::info!(event = "dry_run", call = "sns:Publish", topic = %topic);
+            tracing::info!(event = events::DRY_RUN, call = "sns:Publish", topic = %topic);
         }
         ActionOutcome::NoOp(format!(
             "dry run: would claim {eip} onto {}",

@@ -9,6 +9,7 @@
 //! is not retried before a backoff (1 s, doubling to 30 s) has passed.
 
 use crate::config::NodeSettings;
+use crate::telemetry::events;
 use aws_config::imds::client::error::ImdsError;
 use aws_config::imds::client::Client;
 use std::net::Ipv4Addr;
@@ -76,7 +77,7 @@ impl IdentitySource {
                 let backoff = last
                     .map(|(_, b, _)| (b * 2).min(MAX_BACKOFF))
                     .unwrap_or(Duration::from_secs(1));
-                tracing::warn!(event = "identity_unavailable", error = %e, retry_in_ms = backoff.as_millis() as u64);
+                tracing::warn!(event = events::IDENTITY_UNAVAILABLE, error = %e, retry_in_ms = backoff.as_millis() as u64);
                 *self.failed.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((Instant::now() + backoff, backoff, e.clone()));
                 Err(IdentityError::Lookup(e))
@@ -131,7 +132,7 @@ impl Imds<'_> {
         match self.client.get(full.clone()).await {
             Ok(v) => Ok(String::from(v).trim().to_owned()),
             Err(ImdsError::ErrorResponse(r)) if r.response().status().as_u16() == 401 => {
-                tracing::info!(event = "imds_token_refused", path = %path,
+                tracing::info!(event = events::IMDS_TOKEN_REFUSED, path = %path,
                     "instance metadata refused the session token; retrying once with a new one");
                 self.client = Imds::client(self.settings)?;
                 self.client
@@ -216,7 +217,7 @@ async fn resolve(s: &NodeSettings) -> Result<NodeIdentity, String> {
             "instance metadata gave unexpected ids: {instance_id:?}, {network_interface_id:?}"
         ));
     }
-    tracing::info!(event = "identity_resolved", instance = %instance_id, eni = %network_interface_id, private_ip = %private_ip);
+    tracing::info!(event = events::IDENTITY_RESOLVED, instance = %instance_id, eni = %network_interface_id, private_ip = %private_ip);
     Ok(NodeIdentity {
         instance_id,
         network_interface_id,

@@ -11,6 +11,7 @@ pub mod sqs;
 
 use crate::config::AwsSettings;
 use crate::telemetry;
+use crate::telemetry::events;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region};
@@ -101,5 +102,5 @@ fn called(service: &'static str, operation: &'static str) {
         "aws_api_calls_total",
         &[("service", service), ("operation", operation)],
     );
-    tracing::debug!(event = "aws_call", service, operation);
+    tracing::debug!(event = events::AWS_CALL, service, operation);
 }
