@@ -2,6 +2,7 @@
 //! deserializes them into [`raw`] shapes and validates those into the [`model`], reporting
 //! every problem at once, each with its file and the rule or section it is in.
 
+pub mod defaults;
 pub mod model;
 pub mod raw;
 mod validate;

@@ -1,7 +1,8 @@
 //! Raw shapes -> validated model. Every check pushes its error and carries on, so one run
 //! of `watchdog validate` lists everything that is wrong.
 
-use super::model::{defaults, *};
+use super::defaults;
+use super::model::*;
 use super::raw::*;
 use super::{Errors, Located, Merged};
 use std::collections::BTreeMap;
