@@ -1,6 +1,6 @@
-//! Every default of the configuration, named once. Validation fills in unset keys from
-//! here; the docs (README, `packaging/watchdog.toml`, the `conf.d/` examples) quote these
-//! values.
+//! Every default of the configuration, and every range a setting must fall in, named once.
+//! Validation fills in unset keys from here; the docs (README, `packaging/watchdog.toml`,
+//! the `conf.d/` examples) quote these values.
 
 use super::model::{
     AlertSettings, AwsSettings, ControlSettings, EgressSettings, HaproxyProbeSpec, NodeSettings,
@@ -9,6 +9,9 @@ use super::model::{
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
 const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
@@ -158,4 +161,43 @@ impl Default for OpsworksSettings {
             endpoint_url: None,
         }
     }
+}
+
+/// The allowed range of each setting, inclusive; validation quotes them in its messages.
+pub mod limits {
+    use super::{ms, secs};
+    use std::ops::RangeInclusive;
+    use std::time::Duration;
+
+    /// Allowed range of a duration setting.
+    pub type Durations = RangeInclusive<Duration>;
+
+    pub const INTERVAL: Durations = ms(100)..=secs(3600);
+    /// A rule's `timeout`, an exec's `timeout`, `check.reload.timeout`.
+    pub const CHECK_TIMEOUT: Durations = ms(10)..=secs(300);
+    /// `[egress]`, `[haproxy]` and `[node]` timeouts.
+    pub const SHORT_TIMEOUT: Durations = ms(10)..=secs(60);
+    pub const AWS_TIMEOUT: Durations = ms(100)..=secs(600);
+    pub const HOLD_DOWN: Durations = secs(1)..=secs(86400);
+    pub const RELOAD_WINDOW: Durations = ms(100)..=secs(600);
+    pub const DRAIN_TIMEOUT: Durations = ms(100)..=secs(7200);
+    /// Auto Scaling's shortest heartbeat timeout is 30 s.
+    pub const HEARTBEAT: Durations = secs(1)..=secs(3600);
+
+    pub const AWS_MAX_ATTEMPTS: RangeInclusive<u32> = 1..=10;
+    /// `fail_after` and `recover_after`, in cycles.
+    pub const CYCLES: RangeInclusive<i64> = 1..=1000;
+    pub const PORT: RangeInclusive<i64> = 1..=65535;
+    pub const HTTP_STATUS: RangeInclusive<i64> = 100..=599;
+    /// `check.slots` and `check.min_servers` at most (their lower bounds differ).
+    pub const SERVERS_MAX: i64 = 10_000;
+    /// Auto Scaling group and lifecycle hook names, in characters.
+    pub const ASG_NAME_LEN: RangeInclusive<usize> = 1..=255;
+    /// HAProxy proxy and server names, in characters.
+    pub const HAPROXY_IDENT_LEN: RangeInclusive<usize> = 1..=100;
+    pub const SERVER_PREFIX_MAX_LEN: usize = 60;
+    /// SNS message subjects, in characters.
+    pub const SNS_SUBJECT_MAX_LEN: usize = 100;
+    /// Rule and action names, in characters.
+    pub const NAME_LEN: RangeInclusive<usize> = 1..=64;
 }

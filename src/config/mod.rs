@@ -337,8 +337,8 @@ fn named<T: serde::de::DeserializeOwned>(
     };
     for (name, body) in table {
         let label = format!("{what} \"{name}\"");
-        if let Err(m) = validate::check_name(&name) {
-            errs.push(path, Some(&label), m);
+        if let Err(e) = validate::check_name(&name) {
+            errs.push(path, Some(&label), e.to_string());
         }
         if let Some(prev) = map.get(&name) {
             errs.push(
