@@ -123,6 +123,8 @@ pub struct Rule {
     pub on_recover: Vec<String>,
 }
 
+// Built once per (re)load for a handful of rules: boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum CheckSpec {
     Http(HttpCheckSpec),
