@@ -21,7 +21,11 @@ use std::path::Path;
 
 /// A rule or action name that is not allowed.
 #[derive(Debug, thiserror::Error)]
-#[error("names use 1 to 64 of the characters A-Z a-z 0-9 - _ .")]
+#[error(
+    "names use {} to {} of the characters A-Z a-z 0-9 - _ .",
+    limits::NAME_LEN.start(),
+    limits::NAME_LEN.end()
+)]
 pub(super) struct BadName;
 
 pub(super) fn check_name(name: &str) -> Result<(), BadName> {

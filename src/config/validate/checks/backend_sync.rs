@@ -163,7 +163,11 @@ pub(super) fn check(
 /// `source = { type = "asg", ... }`. `has_port`: `check.port`, which an asg source needs.
 fn asg(a: &RawAsgSource, has_port: bool, cx: &mut Ctx<'_>) -> Option<SourceSpec> {
     if !limits::ASG_NAME_LEN.contains(&a.group.len()) {
-        cx.err("`check.source.group`: an Auto Scaling group name of 1 to 255 characters");
+        cx.err(format!(
+            "`check.source.group`: an Auto Scaling group name of {} to {} characters",
+            limits::ASG_NAME_LEN.start(),
+            limits::ASG_NAME_LEN.end()
+        ));
     }
     if !has_port {
         cx.err("`check.port` is required with an `asg` source: instances do not say which port they serve on");
@@ -174,7 +178,11 @@ fn asg(a: &RawAsgSource, has_port: bool, cx: &mut Ctx<'_>) -> Option<SourceSpec>
     });
     if let Some(h) = &a.lifecycle_hook {
         if !limits::ASG_NAME_LEN.contains(&h.len()) {
-            cx.err("`check.source.lifecycle_hook`: a lifecycle hook name of 1 to 255 characters");
+            cx.err(format!(
+                "`check.source.lifecycle_hook`: a lifecycle hook name of {} to {} characters",
+                limits::ASG_NAME_LEN.start(),
+                limits::ASG_NAME_LEN.end()
+            ));
         }
     }
     let drain_timeout = cx.duration(
