@@ -1,53 +1,12 @@
 //! The validated configuration: what the rest of the daemon runs on. Every value here has
 //! been checked and every default filled in; nothing downstream re-validates.
 
+use super::defaults;
 use reqwest::Url;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Defaults live here, once. The docs (docs/configuration.md, packaging/watchdog.toml, conf.d
-/// examples) quote these values.
-pub mod defaults {
-    use std::time::Duration;
-    pub const CONFIG_PATH: &str = "/etc/haproxy-watchdog/watchdog.toml";
-    pub const INTERVAL: Duration = Duration::from_secs(10);
-    pub const TIMEOUT: Duration = Duration::from_secs(5);
-    pub const FAIL_AFTER: u32 = 3;
-    pub const RECOVER_AFTER: u32 = 2;
-    pub const CHECKIP_URL: &str = "https://checkip.amazonaws.com";
-    pub const EGRESS_TIMEOUT: Duration = Duration::from_secs(3);
-    pub const HAPROXY_SOCKET: &str = "/run/haproxy/admin.sock";
-    pub const HAPROXY_TIMEOUT: Duration = Duration::from_secs(2);
-    pub const HOLD_DOWN: Duration = Duration::from_secs(300);
-    pub const AWS_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-    pub const AWS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-    pub const AWS_OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
-    pub const AWS_MAX_ATTEMPTS: u32 = 4;
-    pub const IMDS_TIMEOUT: Duration = Duration::from_secs(2);
-    pub const SUBJECT_PREFIX: &str = "HAProxy failover";
-    pub const STATE_DIR: &str = "/var/lib/haproxy-watchdog";
-    pub const CONTROL_SOCKET: &str = "/run/haproxy-watchdog/control.sock";
-    pub const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
-    /// OpsWorks Stacks served every stack's API from us-east-1; regional endpoints came later.
-    pub const OPSWORKS_REGION: &str = "us-east-1";
-    pub const OPSWORKS_AGENT_CONFIG: &str = "/etc/aws/opsworks/instance-agent.yml";
-    pub const SYNC_INTERVAL_ASG: Duration = Duration::from_secs(30);
-    pub const SYNC_INTERVAL_CONSUL: Duration = Duration::from_secs(60);
-    /// With an events queue, `interval` is the full resync from the Auto Scaling API.
-    pub const SYNC_RESYNC_EVENTS: Duration = Duration::from_secs(300);
-    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
-    pub const HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
-    pub const HAPROXY_BIN: &str = "haproxy";
-    pub const MASTER_SOCKET: &str = "/run/haproxy-master.sock";
-    pub const CONSUL_ADDRESS: &str = "http://127.0.0.1:8500";
-    pub const SERVER_OPTIONS: &str = "check";
-    pub const SLOTS: u32 = 10;
-    pub const MIN_SERVERS: u32 = 1;
-    pub const RELOAD_WINDOW: Duration = Duration::from_secs(5);
-    pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
-}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -99,7 +58,7 @@ pub struct AwsSettings {
     pub max_attempts: u32,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NodeSettings {
     pub instance_id: Option<String>,
     pub network_interface_id: Option<String>,
@@ -164,6 +123,8 @@ pub struct Rule {
     pub on_recover: Vec<String>,
 }
 
+// Built once per (re)load for a handful of rules: boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum CheckSpec {
     Http(HttpCheckSpec),
@@ -301,7 +262,7 @@ pub struct StatusSet(pub Vec<std::ops::RangeInclusive<u16>>);
 
 impl StatusSet {
     pub fn default_ok() -> Self {
-        StatusSet(vec![200..=399])
+        StatusSet(vec![defaults::EXPECT_STATUS])
     }
     pub fn contains(&self, status: u16) -> bool {
         self.0.iter().any(|r| r.contains(&status))

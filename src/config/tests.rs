@@ -655,9 +655,8 @@ region = "US East"
         assert!(e.iter().any(|e| e.contains(want)), "{want}: {e:?}");
     }
     let e = errors(&[("a.toml", &format!("{GOOD}[aws]\nregion = \"us_east_1\"\n"))]);
-    for want in ["[aws]: `region` = \"us_east_1\": not a region name"] {
-        assert!(e.iter().any(|e| e.contains(want)), "{want}: {e:?}");
-    }
+    let want = "[aws]: `region` = \"us_east_1\": not a region name";
+    assert!(e.iter().any(|e| e.contains(want)), "{want}: {e:?}");
 }
 
 #[test]
