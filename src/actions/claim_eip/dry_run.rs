@@ -16,6 +16,7 @@ pub struct DryRun<H> {
 }
 
 impl<H> DryRun<H> {
+    /// A dry run of a claim onto the spot `here` finds, alerting `sns_topic`.
     pub fn new(here: H, sns_topic: Option<String>) -> Self {
         DryRun { here, sns_topic }
     }

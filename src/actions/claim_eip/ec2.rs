@@ -17,8 +17,11 @@ use std::time::Duration;
 /// Where the EIP should end up: this node's ENI and one of its private IPs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// This node's instance id (`i-...`), for logs and the alert.
     pub instance_id: String,
+    /// The ENI the EIP is associated with (`eni-...`).
     pub eni: String,
+    /// The private IP on that ENI the EIP maps to.
     pub private_ip: Ipv4Addr,
 }
 
@@ -68,6 +71,7 @@ pub struct Here {
 }
 
 impl Here {
+    /// `private_ip`: the action's, None for the ENI's primary private IP.
     pub fn new(identity: Arc<IdentitySource>, private_ip: Option<Ipv4Addr>) -> Self {
         Here {
             identity,
@@ -104,6 +108,7 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// Claims through `ec2` onto the spot `here` finds.
     pub fn new(ec2: Ec2, here: Here) -> Self {
         Claims { ec2, here }
     }
@@ -154,7 +159,7 @@ impl Provider for Claims {
     }
 }
 
-/// Is the address already where we want it?
+/// Is the address already where we want it: the same ENI and the same private IP?
 pub fn is_on(addr: &AddressState, target: &Target) -> bool {
     addr.network_interface_id.as_deref() == Some(target.eni.as_str())
         && addr.private_ip == Some(target.private_ip)

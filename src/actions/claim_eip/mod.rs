@@ -1,6 +1,6 @@
 //! `type = "claim_eip"`: move an Elastic IP onto this node, safely.
 //!
-//! The gates are written once, in `gates.rs`, against two narrow traits: [`Provider`] reads
+//! The gates are written once, in `gates.rs`, against two narrow traits: `Provider` reads
 //! and moves the address (`ec2.rs`, the default; `opsworks.rs`; and `dry_run.rs`, which logs
 //! the calls it would make and makes none), and `gates::Local` looks at this node (HAProxy,
 //! egress, the rule's check, shutdown, the alert outbox).
@@ -53,12 +53,19 @@ pub struct ClaimEnv {
     pub ec2: Option<Ec2>,
     /// None in dry-run mode, and when no claim goes through OpsWorks.
     pub opsworks: Option<OpsWorks>,
+    /// This node's OpsWorks instance id (`[opsworks]` or the agent's file).
     pub opsworks_identity: Arc<OpsworksIdentity>,
+    /// The probes' HTTP client (HAProxy `health_url`, checkip, the rule's check).
     pub http: reqwest::Client,
+    /// `[egress]`: the checkip URL and its timeout.
     pub egress: EgressSettings,
+    /// `[haproxy]`: what makes the local HAProxy ready.
     pub haproxy: HaproxyProbeSpec,
+    /// This node's instance id, ENI and private IPs (`[node]` or instance metadata).
     pub identity: Arc<IdentitySource>,
+    /// The alert outbox: one alert per move.
     pub alerter: Alerter,
+    /// `[alerts] subject_prefix`, put before each alert's subject.
     pub subject_prefix: String,
     /// How long to wait for DescribeAddresses to show a new association (EC2 reads are
     /// eventually consistent).
@@ -82,6 +89,7 @@ pub struct HoldDowns {
 }
 
 impl HoldDowns {
+    /// Hold-downs saved in `store` (kept in memory only when it has no directory).
     pub fn new(store: StateStore) -> Self {
         HoldDowns {
             map: Arc::default(),
@@ -330,22 +338,28 @@ pub(crate) struct Owner<S> {
     token: Option<String>,
     /// For logs and alerts: `i-0abc (eni-0def, 10.0.0.5)`, `OpsWorks instance ...`, `nobody`.
     holder: String,
+    /// The EIP's public address, when the provider says (checked against our egress).
     public_ip: Option<Ipv4Addr>,
     /// The provider's own answer.
     state: S,
 }
 
+/// What reading the provider after a move showed.
 pub(crate) enum Verified {
+    /// The EIP is on this node.
     Yes,
+    /// Another holder (named) showed up: a rival's move landed after ours.
     Lost(String),
+    /// Not shown within the window (why); the move stands, announced as not verified.
     Unknown(String),
 }
 
 pub(crate) enum MoveResult {
     /// Moved: EC2's new AssociationId (OpsWorks gives none), and whether a read confirmed it.
     Moved(Option<String>, Verified),
-    /// Another node holds it now.
+    /// Another node holds it now (how we know).
     Lost(String),
+    /// The provider failed (the error); nothing is known to have moved.
     Failed(String),
     /// A dry run logged the calls it would make.
     Rehearsed,

@@ -76,6 +76,7 @@ pub struct Here {
 }
 
 impl Here {
+    /// This node's OpsWorks identity, read once on first need.
     pub fn new(identity: Arc<OpsworksIdentity>) -> Self {
         Here { identity }
     }
@@ -96,6 +97,7 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// Claims through `ow` onto the instance `here` finds.
     pub fn new(ow: OpsWorks, here: Here) -> Self {
         Claims { ow, here }
     }

@@ -7,6 +7,8 @@ use crate::config::OpsworksSettings;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+/// An OpsWorks Stacks client (API reference: DescribeElasticIps, AssociateElasticIp). Cheap
+/// to clone.
 #[derive(Clone)]
 pub struct OpsWorks {
     client: aws_sdk_opsworks::Client,
@@ -15,6 +17,7 @@ pub struct OpsWorks {
 /// What OpsWorks says about one Elastic IP registered with a stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElasticIpState {
+    /// The Elastic IP's address: OpsWorks names it by that.
     pub ip: Ipv4Addr,
     /// The OpsWorks instance it is associated with, if any.
     pub instance_id: Option<String>,
@@ -46,6 +49,8 @@ impl OpsWorks {
         }
     }
 
+    /// DescribeElasticIps for one address; it must be registered with a stack (exactly one
+    /// answer), else an error (operation `opsworks:DescribeElasticIps`).
     pub async fn describe(&self, eip: Ipv4Addr) -> Result<ElasticIpState, AwsError> {
         const OP: &str = "opsworks:DescribeElasticIps";
         called("opsworks", "DescribeElasticIps");
@@ -102,6 +107,7 @@ pub struct OpsworksIdentity {
 }
 
 impl OpsworksIdentity {
+    /// From `[opsworks]`: `instance_id`, else `agent_config` when first needed.
     pub fn new(s: &OpsworksSettings) -> Self {
         OpsworksIdentity {
             configured: s.instance_id.clone(),
@@ -128,13 +134,16 @@ impl OpsworksIdentity {
 /// messages name the file, never its contents (it also holds the agent's keys).
 #[derive(Debug, thiserror::Error)]
 pub enum AgentIdentityError {
+    /// The file cannot be read (missing, permissions).
     #[error("cannot read the OpsWorks agent's configuration {}: {source}; set [opsworks] instance_id", path.display())]
     Unreadable {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// The file has no `:identity:` line (not an OpsWorks agent's file).
     #[error("{} has no `:identity:` line; set [opsworks] instance_id", path.display())]
     NoIdentity { path: std::path::PathBuf },
+    /// The `:identity:` value is not shaped like an OpsWorks instance id (a UUID).
     #[error("the `:identity:` in {} is not an OpsWorks instance id; set [opsworks] instance_id", path.display())]
     NotAnId { path: std::path::PathBuf },
 }
