@@ -1,59 +1,169 @@
 //! The EC2 half of a claim: read the association, release it by its AssociationId, associate
 //! with `AllowReassociation=false`, verify. Of two nodes racing, the second release fails with
 //! `InvalidAssociationID.NotFound` or the second associate with `Resource.AlreadyAssociated`:
-//! exactly one wins.
+//! exactly one wins (EC2 API reference, DisassociateAddress and AssociateAddress).
 
-use super::{verify_until, MoveResult, Owner, Read, Verified};
+use super::{verify_until, HereError, Locate, MoveResult, Owner, Provider, Spot, Verified};
+use crate::actions::alerts::Alert;
 use crate::config::EipRef;
 use crate::providers::aws::ec2::{AddressState, Ec2};
+use crate::providers::aws::imds::IdentitySource;
+use crate::providers::aws::AwsError;
+use crate::state::PendingClaim;
+use crate::telemetry::events;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Where the EIP should end up.
+/// Where the EIP should end up: this node's ENI and one of its private IPs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// This node's instance id (`i-...`), for logs and the alert.
     pub instance_id: String,
+    /// The ENI the EIP is associated with (`eni-...`).
     pub eni: String,
+    /// The private IP on that ENI the EIP maps to.
     pub private_ip: Ipv4Addr,
 }
 
-impl Target {
-    pub fn describe(&self) -> String {
+impl Spot for Target {
+    const PROVIDER: &'static str = "ec2";
+    const READ_CALL: &'static str = "ec2:DescribeAddresses";
+
+    fn describe(&self) -> String {
         format!("{} ({}, {})", self.instance_id, self.eni, self.private_ip)
+    }
+
+    fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    fn pending(&self, alert: Option<&Alert>) -> PendingClaim {
+        PendingClaim {
+            provider: Self::PROVIDER.to_owned(),
+            instance_id: self.instance_id.clone(),
+            network_interface_id: Some(self.eni.clone()),
+            private_ip: Some(self.private_ip.to_string()),
+            alert: alert.map(|a| (a.topic_arn.clone(), a.subject.clone(), a.message.clone())),
+            started_at: 0,
+        }
+    }
+
+    fn from_pending(c: &PendingClaim) -> Option<Self> {
+        Some(Target {
+            instance_id: c.instance_id.clone(),
+            eni: c.network_interface_id.clone()?,
+            private_ip: c.private_ip.as_deref()?.parse().ok()?,
+        })
+    }
+
+    fn rehearse(&self, eip: &EipRef) {
+        tracing::info!(event = events::DRY_RUN, call = "ec2:DisassociateAddress", eip = %eip, note = "by the AssociationId read, if the EIP is associated elsewhere");
+        tracing::info!(event = events::DRY_RUN, call = "ec2:AssociateAddress", eip = %eip, eni = %self.eni,
+            private_ip = %self.private_ip, allow_reassociation = false);
     }
 }
 
-/// Is the address already where we want it?
+/// Finds this node's ENI and private IP: `[node]`, else instance metadata (IMDSv2).
+pub struct Here {
+    identity: Arc<IdentitySource>,
+    /// The action's `private_ip`; default: the ENI's primary private IP.
+    private_ip: Option<Ipv4Addr>,
+}
+
+impl Here {
+    /// `private_ip`: the action's, None for the ENI's primary private IP.
+    pub fn new(identity: Arc<IdentitySource>, private_ip: Option<Ipv4Addr>) -> Self {
+        Here {
+            identity,
+            private_ip,
+        }
+    }
+}
+
+impl Locate for Here {
+    type Spot = Target;
+
+    async fn here(&self) -> Result<Target, HereError> {
+        let me = self.identity.get().await?;
+        let target = Target {
+            instance_id: me.instance_id.clone(),
+            eni: me.network_interface_id.clone(),
+            private_ip: self.private_ip.unwrap_or(me.private_ip),
+        };
+        if !me.private_ips.is_empty() && !me.private_ips.contains(&target.private_ip) {
+            return Err(HereError::NotAssigned {
+                ip: target.private_ip,
+                eni: target.eni,
+                have: me.private_ips.clone(),
+            });
+        }
+        Ok(target)
+    }
+}
+
+/// Claims through the EC2 API.
+pub struct Claims {
+    ec2: Ec2,
+    here: Here,
+}
+
+impl Claims {
+    /// Claims through `ec2` onto the spot `here` finds.
+    pub fn new(ec2: Ec2, here: Here) -> Self {
+        Claims { ec2, here }
+    }
+}
+
+impl Provider for Claims {
+    type Spot = Target;
+    type State = AddressState;
+
+    async fn here(&self) -> Result<Target, HereError> {
+        self.here.here().await
+    }
+
+    async fn read(&self, eip: &EipRef) -> Result<Owner<AddressState>, AwsError> {
+        let a = self.ec2.describe(eip).await?;
+        Ok(Owner {
+            token: a.association_id.clone(),
+            holder: a.holder(),
+            public_ip: a.public_ip,
+            state: a,
+        })
+    }
+
+    fn holds(target: &Target, owner: &Owner<AddressState>) -> bool {
+        is_on(&owner.state, target)
+    }
+
+    /// Move, then verify.
+    async fn take(
+        &self,
+        eip: &EipRef,
+        before: &Owner<AddressState>,
+        target: &Target,
+        verify_for: Duration,
+    ) -> MoveResult {
+        match move_eip(&self.ec2, eip, &before.state, target).await {
+            Ok(association) => {
+                let verified =
+                    verify(&self.ec2, eip, &association, &before.state, verify_for).await;
+                MoveResult::Moved(Some(association), verified)
+            }
+            Err(e) => e,
+        }
+    }
+
+    fn address_label(eip: &EipRef, owner: &Owner<AddressState>) -> String {
+        format!("{eip} ({})", owner.state.allocation_id)
+    }
+}
+
+/// Is the address already where we want it: the same ENI and the same private IP?
 pub fn is_on(addr: &AddressState, target: &Target) -> bool {
     addr.network_interface_id.as_deref() == Some(target.eni.as_str())
         && addr.private_ip == Some(target.private_ip)
-}
-
-pub async fn read(ec2: &Ec2, eip: &EipRef) -> Result<Owner, crate::providers::aws::AwsError> {
-    let a = ec2.describe(eip).await?;
-    Ok(Owner {
-        token: a.association_id.clone(),
-        holder: a.holder(),
-        public_ip: a.public_ip,
-        state: Read::Ec2(a),
-    })
-}
-
-/// Move, then verify.
-pub async fn take(
-    ec2: &Ec2,
-    eip: &EipRef,
-    before: &AddressState,
-    target: &Target,
-    verify_for: Duration,
-) -> MoveResult {
-    match move_eip(ec2, eip, before, target).await {
-        Ok(association) => {
-            let verified = verify(ec2, eip, &association, before, verify_for).await;
-            MoveResult::Moved(Some(association), verified)
-        }
-        Err(e) => e,
-    }
 }
 
 /// Release the association we read, then associate onto `target` without reassociation.

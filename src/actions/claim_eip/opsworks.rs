@@ -8,11 +8,15 @@
 //! instance after [`SETTLE`], so the node whose call landed first sees it lose and backs off.
 //! Prefer the EC2 provider where it is available.
 
-use super::{verify_until, MoveResult, Owner, Read, Verified};
+use super::{verify_until, HereError, Locate, MoveResult, Owner, Provider, Spot, Verified};
+use crate::actions::alerts::Alert;
 use crate::config::EipRef;
-use crate::providers::aws::opsworks::{ElasticIpState, OpsWorks};
+use crate::providers::aws::opsworks::{ElasticIpState, OpsWorks, OpsworksIdentity};
 use crate::providers::aws::AwsError;
+use crate::state::PendingClaim;
+use crate::telemetry::events;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -31,26 +35,112 @@ pub fn address(eip: &EipRef) -> Result<Ipv4Addr, AwsError> {
     }
 }
 
-pub async fn read(ow: &OpsWorks, eip: &EipRef) -> Result<Owner, AwsError> {
-    let e = ow.describe(address(eip)?).await?;
-    Ok(Owner {
-        token: e.instance_id.clone(),
-        holder: e.holder(),
-        public_ip: Some(e.ip),
-        state: Read::OpsWorks(e),
-    })
+/// Where the EIP should end up: this node's OpsWorks instance id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance(pub String);
+
+impl Spot for Instance {
+    const PROVIDER: &'static str = "opsworks";
+    const READ_CALL: &'static str = "opsworks:DescribeElasticIps";
+
+    fn describe(&self) -> String {
+        format!("OpsWorks instance {}", self.0)
+    }
+
+    fn instance_id(&self) -> &str {
+        &self.0
+    }
+
+    fn pending(&self, alert: Option<&Alert>) -> PendingClaim {
+        PendingClaim {
+            provider: Self::PROVIDER.to_owned(),
+            instance_id: self.0.clone(),
+            network_interface_id: None,
+            private_ip: None,
+            alert: alert.map(|a| (a.topic_arn.clone(), a.subject.clone(), a.message.clone())),
+            started_at: 0,
+        }
+    }
+
+    fn from_pending(c: &PendingClaim) -> Option<Self> {
+        Some(Instance(c.instance_id.clone()))
+    }
+
+    fn rehearse(&self, eip: &EipRef) {
+        tracing::info!(event = events::DRY_RUN, call = "opsworks:AssociateElasticIp", eip = %eip, instance_id = %self.0);
+    }
 }
 
-pub async fn take(
-    ow: &OpsWorks,
-    before: &ElasticIpState,
-    instance_id: &str,
-    verify_for: Duration,
-) -> MoveResult {
-    if let Err(e) = ow.associate(before.ip, instance_id).await {
-        return MoveResult::Failed(e.to_string());
+/// Finds this node's OpsWorks instance id: `[opsworks] instance_id`, else the agent's file.
+pub struct Here {
+    identity: Arc<OpsworksIdentity>,
+}
+
+impl Here {
+    /// This node's OpsWorks identity, read once on first need.
+    pub fn new(identity: Arc<OpsworksIdentity>) -> Self {
+        Here { identity }
     }
-    MoveResult::Moved(None, verify(ow, before, instance_id, verify_for).await)
+}
+
+impl Locate for Here {
+    type Spot = Instance;
+
+    async fn here(&self) -> Result<Instance, HereError> {
+        Ok(Instance(self.identity.get().await?.to_owned()))
+    }
+}
+
+/// Claims through the OpsWorks Stacks API.
+pub struct Claims {
+    ow: OpsWorks,
+    here: Here,
+}
+
+impl Claims {
+    /// Claims through `ow` onto the instance `here` finds.
+    pub fn new(ow: OpsWorks, here: Here) -> Self {
+        Claims { ow, here }
+    }
+}
+
+impl Provider for Claims {
+    type Spot = Instance;
+    type State = ElasticIpState;
+
+    async fn here(&self) -> Result<Instance, HereError> {
+        self.here.here().await
+    }
+
+    async fn read(&self, eip: &EipRef) -> Result<Owner<ElasticIpState>, AwsError> {
+        let e = self.ow.describe(address(eip)?).await?;
+        Ok(Owner {
+            token: e.instance_id.clone(),
+            holder: e.holder(),
+            public_ip: Some(e.ip),
+            state: e,
+        })
+    }
+
+    fn holds(spot: &Instance, owner: &Owner<ElasticIpState>) -> bool {
+        owner.state.instance_id.as_deref() == Some(spot.0.as_str())
+    }
+
+    async fn take(
+        &self,
+        _eip: &EipRef,
+        before: &Owner<ElasticIpState>,
+        spot: &Instance,
+        verify_for: Duration,
+    ) -> MoveResult {
+        if let Err(e) = self.ow.associate(before.state.ip, &spot.0).await {
+            return MoveResult::Failed(e.to_string());
+        }
+        MoveResult::Moved(
+            None,
+            verify(&self.ow, &before.state, &spot.0, verify_for).await,
+        )
+    }
 }
 
 /// Wait until OpsWorks has shown this instance on every read for [`SETTLE`]: a rival whose

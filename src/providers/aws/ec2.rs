@@ -1,9 +1,12 @@
-//! Elastic IP reads and moves through EC2.
+//! Elastic IP reads and moves through EC2 (API reference: DescribeAddresses,
+//! DisassociateAddress, AssociateAddress, DescribeInstances). Each call is counted and logged
+//! (`aws_call`) before it is made; errors carry the service's error code.
 
 use super::{called, AwsError};
 use crate::config::EipRef;
 use std::net::Ipv4Addr;
 
+/// An EC2 client with the daemon's retries and timeouts. Cheap to clone.
 #[derive(Clone)]
 pub struct Ec2 {
     client: aws_sdk_ec2::Client,
@@ -12,11 +15,14 @@ pub struct Ec2 {
 /// What EC2 says about one Elastic IP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressState {
+    /// `eipalloc-...`: a VPC Elastic IP's id, which AssociateAddress takes.
     pub allocation_id: String,
     pub public_ip: Option<Ipv4Addr>,
+    /// `eipassoc-...`; new at every association, so it tells whether the EIP moved.
     pub association_id: Option<String>,
     pub instance_id: Option<String>,
     pub network_interface_id: Option<String>,
+    /// The private IP on that ENI the EIP maps to.
     pub private_ip: Option<Ipv4Addr>,
 }
 
@@ -40,12 +46,15 @@ impl AddressState {
 }
 
 impl Ec2 {
+    /// A client from the daemon's SDK configuration (region, credentials, endpoint).
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Ec2 {
             client: aws_sdk_ec2::Client::new(config),
         }
     }
 
+    /// DescribeAddresses for one Elastic IP, by public IP or allocation id. An answer that is
+    /// not exactly one VPC address is an error (operation `ec2:DescribeAddresses`).
     pub async fn describe(&self, eip: &EipRef) -> Result<AddressState, AwsError> {
         const OP: &str = "ec2:DescribeAddresses";
         called("ec2", "DescribeAddresses");
@@ -90,6 +99,9 @@ impl Ec2 {
         })
     }
 
+    /// DisassociateAddress by AssociationId, so that only the association we read is released:
+    /// if another node re-associated the EIP meanwhile, EC2 answers
+    /// `InvalidAssociationID.NotFound` and the EIP stays where it is.
     pub async fn disassociate(&self, association_id: &str) -> Result<(), AwsError> {
         called("ec2", "DisassociateAddress");
         self.client
@@ -101,8 +113,10 @@ impl Ec2 {
         Ok(())
     }
 
-    /// Associate onto an ENI and private IP, refusing to take it from anyone: the caller has
+    /// Associate onto an ENI and private IP, refusing to take it from anyone
+    /// (`AllowReassociation=false`: EC2 answers `Resource.AlreadyAssociated`): the caller has
     /// already released it from the holder it read, so a conflict means another node won.
+    /// Returns the new AssociationId.
     pub async fn associate(
         &self,
         allocation_id: &str,

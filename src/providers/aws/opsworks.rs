@@ -7,6 +7,8 @@ use crate::config::OpsworksSettings;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+/// An OpsWorks Stacks client (API reference: DescribeElasticIps, AssociateElasticIp). Cheap
+/// to clone.
 #[derive(Clone)]
 pub struct OpsWorks {
     client: aws_sdk_opsworks::Client,
@@ -15,6 +17,7 @@ pub struct OpsWorks {
 /// What OpsWorks says about one Elastic IP registered with a stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElasticIpState {
+    /// The Elastic IP's address: OpsWorks names it by that.
     pub ip: Ipv4Addr,
     /// The OpsWorks instance it is associated with, if any.
     pub instance_id: Option<String>,
@@ -46,6 +49,8 @@ impl OpsWorks {
         }
     }
 
+    /// DescribeElasticIps for one address; it must be registered with a stack (exactly one
+    /// answer), else an error (operation `opsworks:DescribeElasticIps`).
     pub async fn describe(&self, eip: Ipv4Addr) -> Result<ElasticIpState, AwsError> {
         const OP: &str = "opsworks:DescribeElasticIps";
         called("opsworks", "DescribeElasticIps");
@@ -102,6 +107,7 @@ pub struct OpsworksIdentity {
 }
 
 impl OpsworksIdentity {
+    /// From `[opsworks]`: `instance_id`, else `agent_config` when first needed.
     pub fn new(s: &OpsworksSettings) -> Self {
         OpsworksIdentity {
             configured: s.instance_id.clone(),
@@ -110,7 +116,8 @@ impl OpsworksIdentity {
         }
     }
 
-    pub async fn get(&self) -> Result<&str, String> {
+    /// This node's OpsWorks instance id; the agent's file is read again after a failure.
+    pub async fn get(&self) -> Result<&str, AgentIdentityError> {
         self.cell
             .get_or_try_init(|| async {
                 match &self.configured {
@@ -123,33 +130,46 @@ impl OpsworksIdentity {
     }
 }
 
-/// This node's OpsWorks instance id, from the `:identity:` line of the agent's configuration.
+/// Why this node's OpsWorks instance id cannot be read from the agent's configuration. The
+/// messages name the file, never its contents (it also holds the agent's keys).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentIdentityError {
+    /// The file cannot be read (missing, permissions).
+    #[error("cannot read the OpsWorks agent's configuration {}: {source}; set [opsworks] instance_id", path.display())]
+    Unreadable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The file has no `:identity:` line (not an OpsWorks agent's file).
+    #[error("{} has no `:identity:` line; set [opsworks] instance_id", path.display())]
+    NoIdentity { path: std::path::PathBuf },
+    /// The `:identity:` value is not shaped like an OpsWorks instance id (a UUID).
+    #[error("the `:identity:` in {} is not an OpsWorks instance id; set [opsworks] instance_id", path.display())]
+    NotAnId { path: std::path::PathBuf },
+}
+
+/// This node's OpsWorks instance id, from the `:identity:` line of the agent's configuration
+/// (`/etc/aws/opsworks/instance-agent.yml` by default).
 /// The file also holds the agent's keys on registered instances: nothing else is read out of
 /// it, and its contents never reach an error message.
-pub fn agent_identity(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read the OpsWorks agent's configuration {}: {e}; set [opsworks] instance_id",
-            path.display()
-        )
+pub fn agent_identity(path: &Path) -> Result<String, AgentIdentityError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AgentIdentityError::Unreadable {
+        path: path.to_owned(),
+        source,
     })?;
     let value = text
         .lines()
         .find_map(|l| l.trim().strip_prefix(":identity:"))
         .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\''))
-        .ok_or_else(|| {
-            format!(
-                "{} has no `:identity:` line; set [opsworks] instance_id",
-                path.display()
-            )
+        .ok_or_else(|| AgentIdentityError::NoIdentity {
+            path: path.to_owned(),
         })?;
     if crate::config::is_opsworks_id(value) {
         Ok(value.to_owned())
     } else {
-        Err(format!(
-            "the `:identity:` in {} is not an OpsWorks instance id; set [opsworks] instance_id",
-            path.display()
-        ))
+        Err(AgentIdentityError::NotAnId {
+            path: path.to_owned(),
+        })
     }
 }
 
@@ -175,18 +195,20 @@ mod tests {
         );
 
         let (_d, p) = agent_file(":secret_access_key: wJalrXUtnFEMI/K7MDENG\n:identity: i-0abc\n");
-        let e = agent_identity(&p).unwrap_err();
+        let e = agent_identity(&p).unwrap_err().to_string();
         assert!(e.contains("not an OpsWorks instance id"), "{e}");
         assert!(!e.contains("wJalr") && !e.contains("i-0abc"), "{e}");
 
         let (_d, p) = agent_file(":secret_access_key: wJalrXUtnFEMI/K7MDENG\n");
-        let e = agent_identity(&p).unwrap_err();
+        let e = agent_identity(&p).unwrap_err().to_string();
         assert!(
             e.contains("no `:identity:` line") && !e.contains("wJalr"),
             "{e}"
         );
 
-        let e = agent_identity(Path::new("/nonexistent/instance-agent.yml")).unwrap_err();
+        let e = agent_identity(Path::new("/nonexistent/instance-agent.yml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("set [opsworks] instance_id"), "{e}");
     }
 }

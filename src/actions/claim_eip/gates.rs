@@ -1,0 +1,1163 @@
+//! The gate sequence of a claim, written once for every [`Provider`]: the order in which a
+//! node convinces itself that taking the EIP is right, then takes it, verifies, damps and
+//! announces (the list is in the module above). The safety of the whole daemon rests on this
+//! order; the tests below pin it against a fake provider under paused time.
+
+use super::{
+    fmt_secs, refused, Claim, ClaimEnv, HoldDowns, InFlight, LastMove, MoveResult, Owner, Provider,
+    Spot, Verified,
+};
+use crate::actions::alerts::{Alert, Alerter};
+use crate::actions::notify::sns_subject;
+use crate::actions::{ActionContext, ActionOutcome};
+use crate::checks::checkip::{self, EgressError};
+use crate::checks::{self, haproxy, Outcome};
+use crate::config::{ClaimEipSpec, EgressSettings, HaproxyProbeSpec};
+use crate::state::PendingClaim;
+use crate::telemetry;
+use crate::telemetry::events;
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// What the gates look at on this node besides the provider, and where the alert goes.
+pub(crate) trait Local: Send + Sync + 'static {
+    /// Probe `[haproxy]` fresh: a node that cannot serve must not take the traffic.
+    fn haproxy(&self) -> impl Future<Output = Outcome> + Send;
+    /// Which public address this node's traffic leaves from (`[egress] checkip_url`).
+    fn egress(&self) -> impl Future<Output = Result<Ipv4Addr, EgressError>> + Send;
+    /// The rule's check, run once more within its timeout; None when it timed out.
+    fn recheck(
+        &self,
+        check: &crate::config::CheckSpec,
+        timeout: Duration,
+    ) -> impl Future<Output = Option<Outcome>> + Send;
+    /// True once the daemon is stopping: no claim starts then.
+    fn stopping(&self) -> bool;
+    /// Queue `alert`, already saved in the state file as `id`.
+    fn announce(&self, id: u64, alert: Alert);
+}
+
+/// The real node: HTTP probes, checkip, the daemon's stop signal and its alert outbox.
+pub(crate) struct LiveLocal {
+    http: reqwest::Client,
+    egress: EgressSettings,
+    haproxy: HaproxyProbeSpec,
+    stopping: watch::Receiver<bool>,
+    alerter: Alerter,
+}
+
+impl LiveLocal {
+    pub(crate) fn new(env: &ClaimEnv) -> Self {
+        LiveLocal {
+            http: env.http.clone(),
+            egress: env.egress.clone(),
+            haproxy: env.haproxy.clone(),
+            stopping: env.stopping.clone(),
+            alerter: env.alerter.clone(),
+        }
+    }
+}
+
+impl Local for LiveLocal {
+    async fn haproxy(&self) -> Outcome {
+        haproxy::probe(&self.haproxy, &self.http).await
+    }
+
+    async fn egress(&self) -> Result<Ipv4Addr, EgressError> {
+        checkip::egress_ip(&self.http, &self.egress.checkip_url, self.egress.timeout).await
+    }
+
+    async fn recheck(
+        &self,
+        check: &crate::config::CheckSpec,
+        timeout: Duration,
+    ) -> Option<Outcome> {
+        tokio::time::timeout(timeout, checks::run(check, &self.http))
+            .await
+            .ok()
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    fn announce(&self, id: u64, alert: Alert) {
+        self.alerter.resend(id, alert);
+    }
+}
+
+/// One `claim_eip` action: its gates, its provider and what it remembers between runs.
+pub(crate) struct Gates<P, L> {
+    spec: ClaimEipSpec,
+    provider: Arc<P>,
+    local: Arc<L>,
+    subject_prefix: String,
+    /// How long the provider may take to show the move (its reads are eventually consistent).
+    verify_for: Duration,
+    in_flight: InFlight,
+    /// Serializes claims of this EIP on this node; holds the time it last moved.
+    last_move: LastMove,
+    holds: HoldDowns,
+    /// The owner seen when the rule started failing (or at the last attempt): if it has
+    /// changed by the time we claim, another node took over meanwhile.
+    seen: Arc<std::sync::Mutex<Option<Option<String>>>>,
+}
+
+impl<P: Provider, L: Local> Gates<P, L> {
+    pub(crate) fn new(
+        spec: ClaimEipSpec,
+        provider: P,
+        local: Arc<L>,
+        env: &ClaimEnv,
+        holds: &HoldDowns,
+    ) -> Self {
+        Self::with(
+            spec,
+            provider,
+            local,
+            env.subject_prefix.clone(),
+            env.verify_for,
+            env.in_flight.clone(),
+            holds,
+        )
+    }
+
+    fn with(
+        spec: ClaimEipSpec,
+        provider: P,
+        local: Arc<L>,
+        subject_prefix: String,
+        verify_for: Duration,
+        in_flight: InFlight,
+        holds: &HoldDowns,
+    ) -> Self {
+        Gates {
+            last_move: holds.for_eip(&spec.eip),
+            holds: holds.clone(),
+            spec,
+            provider: Arc::new(provider),
+            local,
+            subject_prefix,
+            verify_for,
+            in_flight,
+            seen: Arc::default(),
+        }
+    }
+
+    fn note_owner(&self) {
+        let (provider, eip, seen) = (
+            self.provider.clone(),
+            self.spec.eip.clone(),
+            self.seen.clone(),
+        );
+        tokio::spawn(async move {
+            if let Some(token) = provider.glance(&eip).await {
+                *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+            }
+        });
+    }
+
+    async fn here(&self) -> Result<P::Spot, ActionOutcome> {
+        self.provider.here().await.map_err(|e| e.outcome())
+    }
+
+    async fn run(&self, ctx: &ActionContext) -> ActionOutcome {
+        let mut last_move = self.last_move.lock().await;
+        let eip = &self.spec.eip;
+
+        // 1. Hold-down.
+        if let Some(at) = *last_move {
+            let since = at.elapsed();
+            if since < self.spec.hold_down {
+                // A hold-down damps ping-pong between nodes; with nobody holding the EIP there
+                // is no one to ping-pong with, and waiting only prolongs the outage.
+                let now = self.provider.read(eip).await.ok();
+                if let (Some(owner), Ok(spot)) = (&now, self.here().await) {
+                    if P::holds(&spot, owner) {
+                        return ActionOutcome::NoOp(format!(
+                            "{eip} is already on this node, {}",
+                            spot.describe()
+                        ));
+                    }
+                }
+                if now.is_none_or(|o| o.token.is_some()) {
+                    return refused(
+                        "hold_down",
+                        format!(
+                            "{eip} moved {} ago; hold-down allows the next claim in {}",
+                            fmt_secs(since),
+                            fmt_secs(self.spec.hold_down - since)
+                        ),
+                    );
+                }
+                tracing::warn!(event = events::HOLD_DOWN_SKIPPED, rule = %ctx.rule, action = %self.spec.name, eip = %eip,
+                    "nobody holds the EIP: claiming despite the hold-down");
+            }
+        }
+
+        // 2. Local HAProxy.
+        let local = self.local.haproxy().await;
+        if !local.ok {
+            return refused(
+                "local_haproxy_unhealthy",
+                format!("local HAProxy is not ready: {}", local.detail),
+            );
+        }
+
+        let spot = match self.here().await {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+
+        // 3. Current owner.
+        let before = match self.provider.read(eip).await {
+            Ok(a) => a,
+            Err(e) => return ActionOutcome::Error(e.to_string()),
+        };
+        if P::holds(&spot, &before) {
+            return ActionOutcome::NoOp(format!(
+                "{eip} is already on this node, {}",
+                spot.describe()
+            ));
+        }
+        // Moved since our failures began? Then they were about the previous holder, and another
+        // node has just taken over: moving it again would only add an outage.
+        let earlier = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(before.token.clone());
+        // Nobody holding it now is no takeover (our own cut claim, or a release): the other
+        // gates decide, and a hold-down would only keep the address dark.
+        if let Some(earlier) = earlier.filter(|_| before.token.is_some()) {
+            if earlier != before.token {
+                *last_move = Some(Instant::now());
+                self.holds.record(&self.spec.eip);
+                return refused("moved_meanwhile", format!(
+                    "{eip} moved to {} after this rule started failing: another node took over; leaving it there for the hold-down",
+                    before.holder
+                ));
+            }
+        }
+
+        // 4. Egress.
+        let egress = match self.local.egress().await {
+            Ok(ip) => ip,
+            Err(e) if P::DRY_RUN => {
+                return refused(
+                    e.reason(),
+                    format!("dry run: egress not verified, would not claim {eip}: {e}"),
+                )
+            }
+            Err(e) => {
+                telemetry::incr("egress_check_failures_total", &[("reason", e.reason())]);
+                return refused(
+                    e.reason(),
+                    format!("egress not verified, not claiming {eip}: {e}"),
+                );
+            }
+        };
+        if P::DRY_RUN {
+            tracing::info!(event = events::EGRESS_VERIFIED, egress_ip = %egress, dry_run = true);
+        } else {
+            tracing::info!(event = events::EGRESS_VERIFIED, rule = %ctx.rule, action = %self.spec.name, egress_ip = %egress);
+        }
+        if before.public_ip == Some(egress) {
+            return ActionOutcome::NoOp(format!(
+                "checkip says this node's traffic already leaves from {egress}: the EIP is ours (the API says it is on {})",
+                before.holder
+            ));
+        }
+
+        // 5. Last look before the mutation: our own HAProxy may have died while we asked
+        // around, and if another node fixed things since our check failed, taking the EIP from
+        // it would turn its repair into a new outage. A dry run changes nothing to guard.
+        if !P::DRY_RUN {
+            if let Some(outcome) = self.last_look(ctx, &before).await {
+                return outcome;
+            }
+        }
+
+        // 6. The move. From the first mutating call to the verified association the claim runs
+        // in its own task: a shutdown must not cut it between releasing the EIP and taking it.
+        // Saved before the first mutating call: if the process dies mid-claim, the restarted
+        // daemon is in hold-down (unless nobody holds the EIP) and reads who holds it, to
+        // announce a move that completed (`reconcile`).
+        let topic = self.spec.sns_topic_arn.clone();
+        let subject = sns_subject(
+            &self.subject_prefix,
+            &format!("{} took over {eip}", spot.instance_id()),
+        );
+        let draft = |association: &str, verified: &str| {
+            topic.as_ref().map(|t| Alert {
+                topic_arn: t.clone(),
+                subject: subject.clone(),
+                message: alert_text(
+                    &P::address_label(eip, &before),
+                    &before.holder,
+                    &spot,
+                    association,
+                    egress,
+                    ctx,
+                    verified,
+                ),
+            })
+        };
+        self.holds.claim_started(
+            eip,
+            spot.pending(
+                draft(
+                    "",
+                    "found on this node after the daemon restarted mid-claim",
+                )
+                .as_ref(),
+            ),
+        );
+        let guard = self.in_flight.enter();
+        let task = tokio::spawn({
+            let (provider, eip, before, spot, verify_for) = (
+                self.provider.clone(),
+                eip.clone(),
+                before.clone(),
+                spot.clone(),
+                self.verify_for,
+            );
+            async move {
+                let _guard = guard;
+                provider.take(&eip, &before, &spot, verify_for).await
+            }
+        });
+
+        // 7. Verify, damp, announce.
+        let (association, verified) = match task.await {
+            Ok(MoveResult::Moved(a, v)) => (a, v),
+            Ok(MoveResult::Lost(detail)) => {
+                *last_move = Some(Instant::now());
+                self.holds.record(&self.spec.eip);
+                self.holds.claim_settled(eip, None);
+                return refused("lost_race", detail);
+            }
+            Ok(MoveResult::Failed(e)) => {
+                self.holds.claim_settled(eip, None);
+                return ActionOutcome::Error(e);
+            }
+            Ok(MoveResult::Rehearsed) => {
+                self.holds.claim_settled(eip, None);
+                return ActionOutcome::NoOp(format!(
+                    "dry run: would claim {eip} onto {}",
+                    spot.describe()
+                ));
+            }
+            // Left saved: the next start reads the owner and settles it.
+            Err(e) => return ActionOutcome::Error(format!("claim task failed: {e}")),
+        };
+        *last_move = Some(Instant::now());
+        self.holds.record(&self.spec.eip);
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let verified = match verified {
+            Verified::Yes => "verified",
+            Verified::Lost(holder) => {
+                self.holds.claim_settled(eip, None);
+                return refused(
+                    "lost_race",
+                    format!("{eip} was associated with {holder} right after our claim"),
+                );
+            }
+            Verified::Unknown(why) => {
+                tracing::warn!(event = events::CLAIM_UNVERIFIED, rule = %ctx.rule, eip = %eip, detail = %why);
+                "not verified"
+            }
+        };
+        telemetry::incr("claims_total", &[]);
+        let association = association.unwrap_or_default();
+        tracing::info!(event = events::EIP_CLAIMED, rule = %ctx.rule, action = %self.spec.name, eip = %eip,
+            provider = P::Spot::PROVIDER, from = %before.holder, to = %spot.describe(),
+            association = %association, verified);
+
+        let alert = draft(&association, verified);
+        let id = self.holds.claim_settled(eip, alert.as_ref());
+        if let Some(alert) = alert {
+            self.local.announce(id, alert);
+        }
+        ActionOutcome::Done(format!(
+            "claimed {eip} from {} onto {} ({verified})",
+            before.holder,
+            spot.describe()
+        ))
+    }
+
+    /// Gate 5: not while stopping, not without a ready HAProxy, not once the rule's check
+    /// passes again. Some(outcome) refuses the claim.
+    async fn last_look(
+        &self,
+        ctx: &ActionContext,
+        before: &Owner<P::State>,
+    ) -> Option<ActionOutcome> {
+        let eip = &self.spec.eip;
+        if self.local.stopping() {
+            return Some(refused(
+                "shutting_down",
+                format!("the daemon is stopping; not claiming {eip}"),
+            ));
+        }
+        let local = self.local.haproxy().await;
+        if !local.ok {
+            return Some(refused(
+                "local_haproxy_unhealthy",
+                format!("local HAProxy is not ready: {}", local.detail),
+            ));
+        }
+        if let Some((check, timeout)) = &ctx.recheck {
+            if let Some(o) = self.local.recheck(check, *timeout).await {
+                if o.ok {
+                    return Some(refused(
+                        "check_passes_again",
+                        format!(
+                            "the rule's check passes again ({}); {eip} stays on {}",
+                            o.detail, before.holder
+                        ),
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    fn reconcile(&self, claim: PendingClaim, mut stopping: watch::Receiver<bool>) {
+        if P::DRY_RUN {
+            return; // a dry run changes nothing, the state file included
+        }
+        let provider_name = P::Spot::PROVIDER;
+        if claim.provider != provider_name {
+            tracing::warn!(event = events::CLAIM_UNSETTLED, eip = %self.spec.eip, saved = %claim.provider,
+                now = provider_name, "the claim was made through another provider; forgetting it");
+            self.holds.claim_settled(&self.spec.eip, None);
+            return;
+        }
+        let Some(spot) = P::Spot::from_pending(&claim) else {
+            tracing::error!(event = events::CLAIM_UNSETTLED, eip = %self.spec.eip,
+                "the saved claim lacks its ENI or private IP; forgetting it");
+            self.holds.claim_settled(&self.spec.eip, None);
+            return;
+        };
+        let (provider, eip, holds, local) = (
+            self.provider.clone(),
+            self.spec.eip.clone(),
+            self.holds.clone(),
+            self.local.clone(),
+        );
+        // Claims of this EIP wait until the saved one is settled: otherwise a claim of the
+        // restarted rule and this settling could both announce the same move.
+        let claims_wait = self.last_move.clone().try_lock_owned().ok();
+        tokio::spawn(async move {
+            let _claims_wait = claims_wait;
+            let mut backoff = Duration::from_secs(1);
+            let owner = loop {
+                match provider.read(&eip).await {
+                    Ok(o) => break o,
+                    Err(e) => {
+                        tracing::warn!(event = events::CLAIM_UNSETTLED, eip = %eip, error = %e,
+                            retry_in_s = backoff.as_secs(), "cannot read who holds the EIP yet");
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            };
+            if P::holds(&spot, &owner) {
+                let alert = claim.alert.map(|(topic_arn, subject, message)| Alert {
+                    topic_arn,
+                    subject,
+                    message,
+                });
+                let id = holds.claim_settled(&eip, alert.as_ref());
+                tracing::info!(event = events::CLAIM_FOUND_AFTER_RESTART, eip = %eip, to = %spot.describe(),
+                    alert = alert.is_some(), "the claim the last run had under way completed; announcing it now");
+                if let Some(alert) = alert {
+                    local.announce(id, alert);
+                }
+            } else {
+                holds.claim_settled(&eip, None);
+                tracing::info!(event = events::CLAIM_NOT_COMPLETED, eip = %eip, holder = %owner.holder,
+                    "the claim the last run had under way did not complete");
+            }
+        });
+    }
+}
+
+impl<P: Provider, L: Local> Claim for Gates<P, L> {
+    fn run<'a>(&'a self, ctx: &'a ActionContext) -> super::BoxFuture<'a, ActionOutcome> {
+        Box::pin(Gates::run(self, ctx))
+    }
+
+    fn note_owner(&self) {
+        Gates::note_owner(self);
+    }
+
+    fn reconcile(&self, claim: PendingClaim, stopping: watch::Receiver<bool>) {
+        Gates::reconcile(self, claim, stopping);
+    }
+}
+
+fn alert_text<S: Spot>(
+    address: &str,
+    from: &str,
+    spot: &S,
+    association: &str,
+    egress: Ipv4Addr,
+    ctx: &ActionContext,
+    verified: &str,
+) -> String {
+    let now_on = match association {
+        "" => format!("{} ({verified})", spot.describe()),
+        a => format!("{} (association {a}, {verified})", spot.describe()),
+    };
+    format!(
+        "Instance {} took over Elastic IP {address} from {from}.\n\
+         Now on: {now_on}.\n\
+         Why: rule {} failed {} consecutive checks; last: {}.\n\
+         Egress verified: this node's traffic leaves from {egress}.\n\
+         Time: {}\n",
+        spot.instance_id(),
+        ctx.rule,
+        ctx.consecutive,
+        ctx.detail,
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    //! The gate order against a fake provider and a fake node, under paused time: every call
+    //! the gates make is recorded, in order, in one list.
+
+    use super::super::dry_run::DryRun;
+    use super::super::{verify_until, HereError, Locate};
+    use super::*;
+    use crate::config::{CheckSpec, ClaimProvider, EipRef};
+    use crate::engine::threshold::Transition;
+    use crate::providers::aws::AwsError;
+    use crate::state::StateStore;
+    use std::collections::VecDeque;
+    use std::sync::Mutex as StdMutex;
+
+    const EIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+    const EGRESS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+    const HOLD_DOWN: Duration = Duration::from_secs(60);
+
+    /// Every call the gates made, in order.
+    #[derive(Clone, Default)]
+    struct Calls(Arc<StdMutex<Vec<&'static str>>>);
+
+    impl Calls {
+        fn push(&self, c: &'static str) {
+            self.0.lock().unwrap().push(c);
+        }
+        /// The calls since the last `take`, which empties the list.
+        fn take(&self) -> Vec<&'static str> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    /// This node, as the fake provider names it.
+    #[derive(Debug, Clone)]
+    struct Me;
+
+    impl Spot for Me {
+        const PROVIDER: &'static str = "fake";
+        const READ_CALL: &'static str = "fake:Read";
+        fn describe(&self) -> String {
+            "me".into()
+        }
+        fn instance_id(&self) -> &str {
+            "i-me"
+        }
+        fn pending(&self, alert: Option<&Alert>) -> PendingClaim {
+            PendingClaim {
+                provider: Self::PROVIDER.into(),
+                instance_id: "i-me".into(),
+                network_interface_id: None,
+                private_ip: None,
+                alert: alert.map(|a| (a.topic_arn.clone(), a.subject.clone(), a.message.clone())),
+                started_at: 0,
+            }
+        }
+        fn from_pending(_: &PendingClaim) -> Option<Self> {
+            Some(Me)
+        }
+        fn rehearse(&self, _eip: &EipRef) {}
+    }
+
+    /// Finds [`Me`], recording the lookup.
+    struct FakeHere(Calls);
+
+    impl Locate for FakeHere {
+        type Spot = Me;
+        async fn here(&self) -> Result<Me, HereError> {
+            self.0.push("here");
+            Ok(Me)
+        }
+    }
+
+    /// A provider whose EIP is held by `holder` (None: nobody; `me`: this node). A `take`
+    /// answers the next scripted result, or moves the EIP here and verifies.
+    struct Fake {
+        calls: Calls,
+        holder: Arc<StdMutex<Option<&'static str>>>,
+        next_take: Arc<StdMutex<VecDeque<MoveResult>>>,
+        /// When set, `take` records `saved` first if the claim is already in the state.
+        store: Option<StateStore>,
+    }
+
+    impl Provider for Fake {
+        type Spot = Me;
+        type State = Option<&'static str>;
+
+        async fn here(&self) -> Result<Me, HereError> {
+            self.calls.push("here");
+            Ok(Me)
+        }
+
+        async fn read(&self, _eip: &EipRef) -> Result<Owner<Self::State>, AwsError> {
+            self.calls.push("read");
+            let h = *self.holder.lock().unwrap();
+            Ok(Owner {
+                token: h.map(str::to_owned),
+                holder: h.unwrap_or("nobody").to_owned(),
+                public_ip: Some(EIP),
+                state: h,
+            })
+        }
+
+        fn holds(_: &Me, owner: &Owner<Self::State>) -> bool {
+            owner.state == Some("me")
+        }
+
+        async fn take(
+            &self,
+            eip: &EipRef,
+            _before: &Owner<Self::State>,
+            _spot: &Me,
+            _verify_for: Duration,
+        ) -> MoveResult {
+            if let Some(s) = &self.store {
+                if s.moved_ago(&eip.to_string()).is_some() {
+                    self.calls.push("saved");
+                }
+            }
+            self.calls.push("take");
+            match self.next_take.lock().unwrap().pop_front() {
+                Some(r) => r,
+                None => {
+                    *self.holder.lock().unwrap() = Some("me");
+                    MoveResult::Moved(Some("eipassoc-me".into()), Verified::Yes)
+                }
+            }
+        }
+    }
+
+    /// This node: HAProxy answers from a script (ready once the script runs out), checkip
+    /// answers `egress`, the rule's check answers `recheck_ok`.
+    struct FakeLocal {
+        calls: Calls,
+        haproxy: StdMutex<VecDeque<bool>>,
+        egress: StdMutex<Result<Ipv4Addr, EgressError>>,
+        recheck_ok: StdMutex<bool>,
+        stopping: StdMutex<bool>,
+        alerts: StdMutex<Vec<Alert>>,
+    }
+
+    impl Local for FakeLocal {
+        async fn haproxy(&self) -> Outcome {
+            self.calls.push("haproxy");
+            match self.haproxy.lock().unwrap().pop_front().unwrap_or(true) {
+                true => Outcome::ok("ready"),
+                false => Outcome::fail("backend web has no server up"),
+            }
+        }
+        async fn egress(&self) -> Result<Ipv4Addr, EgressError> {
+            self.calls.push("egress");
+            self.egress.lock().unwrap().clone()
+        }
+        async fn recheck(&self, _: &CheckSpec, _: Duration) -> Option<Outcome> {
+            self.calls.push("recheck");
+            Some(match *self.recheck_ok.lock().unwrap() {
+                true => Outcome::ok("HTTP 200"),
+                false => Outcome::fail("HTTP 503"),
+            })
+        }
+        fn stopping(&self) -> bool {
+            *self.stopping.lock().unwrap()
+        }
+        fn announce(&self, _id: u64, alert: Alert) {
+            self.calls.push("announce");
+            self.alerts.lock().unwrap().push(alert);
+        }
+    }
+
+    struct Bed {
+        calls: Calls,
+        holder: Arc<StdMutex<Option<&'static str>>>,
+        next_take: Arc<StdMutex<VecDeque<MoveResult>>>,
+        local: Arc<FakeLocal>,
+        gates: Gates<Fake, FakeLocal>,
+    }
+
+    fn spec() -> ClaimEipSpec {
+        ClaimEipSpec {
+            name: "claim".into(),
+            eip: EipRef::PublicIp(EIP),
+            provider: ClaimProvider::Ec2,
+            private_ip: None,
+            hold_down: HOLD_DOWN,
+            sns_topic_arn: Some("arn:aws:sns:us-east-1:123456789012:ops".into()),
+        }
+    }
+
+    fn local(calls: &Calls) -> Arc<FakeLocal> {
+        Arc::new(FakeLocal {
+            calls: calls.clone(),
+            haproxy: StdMutex::default(),
+            egress: StdMutex::new(Ok(EGRESS)),
+            recheck_ok: StdMutex::new(false),
+            stopping: StdMutex::new(false),
+            alerts: StdMutex::default(),
+        })
+    }
+
+    /// The EIP is on node `a`; this node is healthy and its egress verifies.
+    fn bed_with(store: StateStore) -> Bed {
+        let calls = Calls::default();
+        let holder = Arc::new(StdMutex::new(Some("a")));
+        let next_take = Arc::new(StdMutex::new(VecDeque::new()));
+        let fake = Fake {
+            calls: calls.clone(),
+            holder: holder.clone(),
+            next_take: next_take.clone(),
+            store: Some(store.clone()),
+        };
+        let local = local(&calls);
+        let gates = Gates::with(
+            spec(),
+            fake,
+            local.clone(),
+            "[watchdog]".into(),
+            Duration::from_secs(10),
+            InFlight::default(),
+            &HoldDowns::new(store),
+        );
+        Bed {
+            calls,
+            holder,
+            next_take,
+            local,
+            gates,
+        }
+    }
+
+    fn bed() -> Bed {
+        bed_with(StateStore::default())
+    }
+
+    fn ctx() -> ActionContext {
+        let check = CheckSpec::Haproxy(HaproxyProbeSpec {
+            stats_socket: None,
+            health_url: None,
+            frontend: None,
+            backend: None,
+            timeout: Duration::from_secs(1),
+        });
+        ActionContext {
+            rule: "peer".into(),
+            transition: Transition::Failed,
+            detail: "HTTP 503".into(),
+            consecutive: 3,
+            retry: false,
+            recheck: Some((check, Duration::from_secs(1))),
+        }
+    }
+
+    fn reason(o: &ActionOutcome) -> &'static str {
+        match o {
+            ActionOutcome::Refused { reason, .. } => reason,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    /// Every gate, in order: nothing changes before the owner is read, egress verified and
+    /// the last look taken; then the move, and exactly one alert.
+    const FULL_CLAIM: [&str; 8] = [
+        "haproxy", "here", "read", "egress", "haproxy", "recheck", "take", "announce",
+    ];
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gates_run_in_order_and_the_move_comes_last_with_one_alert() {
+        let b = bed();
+        let out = b.gates.run(&ctx()).await;
+        assert!(
+            matches!(&out, ActionOutcome::Done(d) if d.contains("claimed 203.0.113.10 from a onto me (verified)")),
+            "{out:?}"
+        );
+        assert_eq!(b.calls.take(), FULL_CLAIM);
+        let alerts = b.local.alerts.lock().unwrap();
+        assert_eq!(alerts.len(), 1);
+        assert!(
+            alerts[0].subject.contains("i-me took over 203.0.113.10"),
+            "{:?}",
+            alerts[0]
+        );
+        assert!(
+            alerts[0]
+                .message
+                .contains("association eipassoc-me, verified"),
+            "{:?}",
+            alerts[0]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_claim_is_saved_before_the_first_mutating_call_and_its_alert_with_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = StateStore::open(dir.path()).unwrap();
+        let b = bed_with(store);
+        assert!(matches!(b.gates.run(&ctx()).await, ActionOutcome::Done(_)));
+        let calls = b.calls.take();
+        let saved = calls.iter().position(|c| *c == "saved");
+        assert_eq!(saved.map(|i| calls[i + 1]), Some("take"), "{calls:?}");
+        drop(b);
+        let (_, recovered) = StateStore::open(dir.path()).unwrap();
+        assert!(
+            recovered.claims.is_empty(),
+            "settled: {:?}",
+            recovered.claims
+        );
+        assert_eq!(recovered.alerts.len(), 1, "queued in the settling write");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_read_and_no_move_while_the_local_haproxy_is_not_ready() {
+        let b = bed();
+        b.local.haproxy.lock().unwrap().push_back(false);
+        let out = b.gates.run(&ctx()).await;
+        assert_eq!(reason(&out), "local_haproxy_unhealthy");
+        assert_eq!(b.calls.take(), ["haproxy"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_eip_already_here_is_left_alone() {
+        let b = bed();
+        *b.holder.lock().unwrap() = Some("me");
+        let out = b.gates.run(&ctx()).await;
+        assert!(
+            matches!(&out, ActionOutcome::NoOp(d) if d.contains("already on this node")),
+            "{out:?}"
+        );
+        assert_eq!(b.calls.take(), ["haproxy", "here", "read"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_takeover_while_the_rule_was_failing_is_left_alone_for_the_hold_down() {
+        let b = bed();
+        b.gates.note_owner(); // the rule starts failing: `a` holds the EIP
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(b.calls.take(), ["read"]);
+        *b.holder.lock().unwrap() = Some("b"); // another standby took over meanwhile
+        let out = b.gates.run(&ctx()).await;
+        assert_eq!(reason(&out), "moved_meanwhile");
+        assert_eq!(
+            b.calls.take(),
+            ["haproxy", "here", "read"],
+            "no egress check, no move"
+        );
+
+        // The takeover starts the hold-down: `b` holds it, so nothing moves within it.
+        tokio::time::advance(HOLD_DOWN - Duration::from_secs(1)).await;
+        assert_eq!(reason(&b.gates.run(&ctx()).await), "hold_down");
+        assert_eq!(b.calls.take(), ["read", "here"]);
+
+        // After it, `b` is what the rule fails about: claimed, once.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(matches!(b.gates.run(&ctx()).await, ActionOutcome::Done(_)));
+        assert_eq!(b.calls.take(), FULL_CLAIM);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_move_without_verified_egress() {
+        let b = bed();
+        *b.local.egress.lock().unwrap() = Err(EgressError::Timeout("3s".into()));
+        let out = b.gates.run(&ctx()).await;
+        assert_eq!(reason(&out), "egress_timeout");
+        assert_eq!(b.calls.take(), ["haproxy", "here", "read", "egress"]);
+        assert!(b.local.alerts.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn egress_already_from_the_eip_means_it_is_ours() {
+        let b = bed();
+        *b.local.egress.lock().unwrap() = Ok(EIP);
+        let out = b.gates.run(&ctx()).await;
+        assert!(
+            matches!(&out, ActionOutcome::NoOp(d) if d.contains("the EIP is ours")),
+            "{out:?}"
+        );
+        assert_eq!(b.calls.take(), ["haproxy", "here", "read", "egress"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_look_stops_the_claim() {
+        // The rule's check passes again: someone fixed it.
+        let b = bed();
+        *b.local.recheck_ok.lock().unwrap() = true;
+        assert_eq!(reason(&b.gates.run(&ctx()).await), "check_passes_again");
+        assert_eq!(b.calls.take(), &FULL_CLAIM[..6]);
+
+        // Our HAProxy died while we asked around.
+        let b = bed();
+        b.local.haproxy.lock().unwrap().extend([true, false]);
+        assert_eq!(
+            reason(&b.gates.run(&ctx()).await),
+            "local_haproxy_unhealthy"
+        );
+        assert_eq!(b.calls.take(), &FULL_CLAIM[..5]);
+
+        // The daemon is stopping: no claim starts.
+        let b = bed();
+        *b.local.stopping.lock().unwrap() = true;
+        assert_eq!(reason(&b.gates.run(&ctx()).await), "shutting_down");
+        assert_eq!(b.calls.take(), &FULL_CLAIM[..4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_starts_a_hold_down_unless_nobody_holds_the_eip() {
+        let b = bed();
+        assert!(matches!(b.gates.run(&ctx()).await, ActionOutcome::Done(_)));
+        b.calls.take();
+
+        // Another node takes it back: within the hold-down we only look.
+        *b.holder.lock().unwrap() = Some("b");
+        tokio::time::advance(HOLD_DOWN / 2).await;
+        let out = b.gates.run(&ctx()).await;
+        assert_eq!(reason(&out), "hold_down");
+        assert!(
+            matches!(&out, ActionOutcome::Refused { detail, .. } if detail.contains("moved 30s ago") && detail.contains("next claim in 30s")),
+            "{out:?}"
+        );
+        assert_eq!(b.calls.take(), ["read", "here"]);
+
+        // Nobody holds it (a release): there is nobody to ping-pong with.
+        *b.holder.lock().unwrap() = None;
+        assert!(matches!(b.gates.run(&ctx()).await, ActionOutcome::Done(_)));
+        let calls = b.calls.take();
+        assert_eq!(calls[..2], ["read", "here"]);
+        assert_eq!(calls[2..], FULL_CLAIM);
+
+        // After the hold-down, the gates alone decide.
+        *b.holder.lock().unwrap() = Some("b");
+        tokio::time::advance(HOLD_DOWN).await;
+        assert!(matches!(b.gates.run(&ctx()).await, ActionOutcome::Done(_)));
+        assert_eq!(b.calls.take(), FULL_CLAIM);
+        assert_eq!(
+            b.local.alerts.lock().unwrap().len(),
+            3,
+            "one alert per move"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_race_backs_off_for_the_hold_down_and_announces_nothing() {
+        let b = bed();
+        b.next_take
+            .lock()
+            .unwrap()
+            .push_back(MoveResult::Lost("b associated it first".into()));
+        assert_eq!(reason(&b.gates.run(&ctx()).await), "lost_race");
+        assert_eq!(b.calls.take(), &FULL_CLAIM[..7]);
+        *b.holder.lock().unwrap() = Some("b");
+        assert_eq!(reason(&b.gates.run(&ctx()).await), "hold_down");
+        assert_eq!(b.calls.take(), ["read", "here"], "no fighting back");
+        assert!(b.local.alerts.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn verification_decides_what_a_move_counts_as() {
+        // Another node shows up right after our move: lost, no alert.
+        let b = bed();
+        b.next_take.lock().unwrap().push_back(MoveResult::Moved(
+            Some("eipassoc-me".into()),
+            Verified::Lost("b".into()),
+        ));
+        assert_eq!(reason(&b.gates.run(&ctx()).await), "lost_race");
+        assert!(b.local.alerts.lock().unwrap().is_empty());
+
+        // Never shown in time: the move stands, announced once as not verified.
+        let b = bed();
+        b.next_take.lock().unwrap().push_back(MoveResult::Moved(
+            Some("eipassoc-me".into()),
+            Verified::Unknown("DescribeAddresses did not show it".into()),
+        ));
+        let out = b.gates.run(&ctx()).await;
+        assert!(
+            matches!(&out, ActionOutcome::Done(d) if d.ends_with("(not verified)")),
+            "{out:?}"
+        );
+        assert_eq!(b.calls.take(), FULL_CLAIM);
+        {
+            let alerts = b.local.alerts.lock().unwrap();
+            assert_eq!(alerts.len(), 1);
+            assert!(alerts[0].message.contains("not verified"));
+        }
+
+        // The provider failed: an error to retry, nothing announced, no hold-down.
+        let b = bed();
+        b.next_take
+            .lock()
+            .unwrap()
+            .push_back(MoveResult::Failed("ec2:AssociateAddress failed".into()));
+        assert!(matches!(b.gates.run(&ctx()).await, ActionOutcome::Error(_)));
+        b.calls.take();
+        assert!(matches!(b.gates.run(&ctx()).await, ActionOutcome::Done(_)));
+        assert_eq!(b.calls.take(), FULL_CLAIM, "retried at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_runs_at_once_move_the_eip_once() {
+        let b = bed();
+        let c = ctx();
+        let (x, y) = tokio::join!(b.gates.run(&c), b.gates.run(&c));
+        let done = [&x, &y]
+            .iter()
+            .filter(|o| matches!(o, ActionOutcome::Done(_)))
+            .count();
+        assert_eq!(done, 1, "{x:?} {y:?}");
+        assert!(
+            matches!(&y, ActionOutcome::NoOp(d) if d.contains("already on this node")),
+            "{y:?}"
+        );
+        assert_eq!(b.calls.take().iter().filter(|c| **c == "take").count(), 1);
+        assert_eq!(b.local.alerts.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dry_run_runs_the_gates_up_to_egress_and_changes_nothing() {
+        let calls = Calls::default();
+        let local = local(&calls);
+        let gates = Gates::with(
+            spec(),
+            DryRun::new(FakeHere(calls.clone()), spec().sns_topic_arn),
+            local.clone(),
+            "[watchdog]".into(),
+            Duration::from_secs(10),
+            InFlight::default(),
+            &HoldDowns::default(),
+        );
+        gates.note_owner();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let out = gates.run(&ctx()).await;
+        assert!(
+            matches!(&out, ActionOutcome::NoOp(d) if d == "dry run: would claim 203.0.113.10 onto me"),
+            "{out:?}"
+        );
+        // No last look and no alert: there is no change to guard or to announce.
+        assert_eq!(calls.take(), ["haproxy", "here", "egress"]);
+        assert!(local.alerts.lock().unwrap().is_empty());
+        let out = gates.run(&ctx()).await;
+        assert!(
+            matches!(out, ActionOutcome::NoOp(_)),
+            "no hold-down after a dry run: {out:?}"
+        );
+
+        *local.egress.lock().unwrap() = Err(EgressError::Status(503));
+        let out = gates.run(&ctx()).await;
+        assert!(
+            matches!(&out, ActionOutcome::Refused { reason: "egress_bad_status", detail } if detail.starts_with("dry run: egress not verified, would not claim")),
+            "{out:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_saved_claim_is_announced_only_if_it_completed() {
+        for (holder, announced) in [(Some("me"), 1), (Some("b"), 0), (None, 0)] {
+            let b = bed();
+            *b.holder.lock().unwrap() = holder;
+            let (_stop, stopping) = watch::channel(false);
+            let mut claim = Me.pending(None);
+            claim.alert = Some(("arn:t".into(), "subject".into(), "message".into()));
+            b.gates.reconcile(claim, stopping);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let want: &[&str] = match announced {
+                1 => &["read", "announce"],
+                _ => &["read"],
+            };
+            assert_eq!(b.calls.take(), want, "{holder:?}");
+            assert_eq!(
+                b.local.alerts.lock().unwrap().len(),
+                announced,
+                "{holder:?}"
+            );
+            if announced == 1 {
+                assert!(matches!(b.gates.run(&ctx()).await, ActionOutcome::NoOp(_)));
+                assert_eq!(b.local.alerts.lock().unwrap().len(), 1, "never twice");
+            }
+        }
+
+        // Saved through another provider: forgotten without a read.
+        let b = bed();
+        let (_stop, stopping) = watch::channel(false);
+        let mut claim = Me.pending(None);
+        claim.provider = "ec2".into();
+        b.gates.reconcile(claim, stopping);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(b.calls.take().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn verification_looks_for_its_whole_window_then_gives_its_reason() {
+        let start = Instant::now();
+        let v = verify_until(
+            Duration::from_secs(10),
+            "not shown in time",
+            || async { Ok::<_, AwsError>(()) },
+            |_| None,
+        )
+        .await;
+        assert!(matches!(&v, Verified::Unknown(w) if w == "not shown in time"));
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_secs(10) && took < Duration::from_secs(11),
+            "{took:?}"
+        );
+
+        let mut reads = 0;
+        let v = verify_until(
+            Duration::from_secs(10),
+            "not shown in time",
+            || {
+                reads += 1;
+                let n = reads;
+                async move {
+                    match n {
+                        1 => Err(AwsError {
+                            operation: "ec2:DescribeAddresses",
+                            code: Some("Throttling".into()),
+                            message: "slow down".into(),
+                        }),
+                        _ => Ok(n),
+                    }
+                }
+            },
+            |n| (n == 3).then_some(Verified::Yes),
+        )
+        .await;
+        assert!(
+            matches!(v, Verified::Yes),
+            "settles as soon as a read shows it"
+        );
+        assert_eq!(reads, 3);
+    }
+}
