@@ -4,9 +4,6 @@
 
 pub mod defaults;
 pub mod model;
-// Deserialized once per (re)load: boxing `RawCheck`'s big variant would buy nothing. The
-// allow is here, not in raw.rs, to leave that file to its field docs.
-#[allow(clippy::large_enum_variant)]
 pub mod raw;
 mod validate;
 

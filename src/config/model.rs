@@ -123,14 +123,13 @@ pub struct Rule {
     pub on_recover: Vec<String>,
 }
 
-// Built once per (re)load for a handful of rules: boxing the big variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum CheckSpec {
     Http(HttpCheckSpec),
     Haproxy(HaproxyProbeSpec),
     Egress(EgressCheckSpec),
-    BackendSync(BackendSyncSpec),
+    /// Boxed: a backend sync's settings are several times the size of a check's.
+    BackendSync(Box<BackendSyncSpec>),
 }
 
 impl CheckSpec {

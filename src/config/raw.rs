@@ -174,7 +174,7 @@ pub enum RawCheck {
     Http(RawHttpCheck),
     Haproxy(RawHaproxy),
     Egress(RawEgressCheck),
-    BackendSync(RawBackendSync),
+    BackendSync(Box<RawBackendSync>),
 }
 
 /// `type = "backend_sync"`: keep a HAProxy backend's servers equal to a discovery source.

@@ -226,7 +226,7 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
                     .ok_or(BuildError::AwsNotStarted)?;
                 let syncer = Syncer::new(
                     rule,
-                    spec.clone(),
+                    (**spec).clone(),
                     source,
                     stop_rx.clone(),
                     dry_run,

@@ -620,7 +620,7 @@ mod tests {
         let c = crate::config::from_sources(&[("s.toml".into(), toml)])
             .unwrap_or_else(|e| panic!("test config invalid: {e}"));
         match &c.rules[0].check {
-            CheckSpec::BackendSync(b) => b.clone(),
+            CheckSpec::BackendSync(b) => (**b).clone(),
             other => panic!("not a backend sync: {}", other.kind()),
         }
     }

@@ -95,15 +95,11 @@ pub(super) fn rule(
 /// A backend sync's cycle is its poll (or, with an events queue, its full resync).
 fn default_interval(check: Option<&RawCheck>) -> std::time::Duration {
     match check {
-        Some(RawCheck::BackendSync(RawBackendSync {
-            source: RawSource::Consul(_),
-            ..
-        })) => defaults::SYNC_INTERVAL_CONSUL,
-        Some(RawCheck::BackendSync(RawBackendSync {
-            source: RawSource::Asg(a),
-            ..
-        })) if a.events_queue.is_some() => defaults::SYNC_RESYNC_EVENTS,
-        Some(RawCheck::BackendSync(_)) => defaults::SYNC_INTERVAL_ASG,
+        Some(RawCheck::BackendSync(b)) => match &b.source {
+            RawSource::Consul(_) => defaults::SYNC_INTERVAL_CONSUL,
+            RawSource::Asg(a) if a.events_queue.is_some() => defaults::SYNC_RESYNC_EVENTS,
+            _ => defaults::SYNC_INTERVAL_ASG,
+        },
         _ => defaults::INTERVAL,
     }
 }

@@ -17,7 +17,7 @@ pub(super) fn check(raw: &RawCheck, env: &Env<'_>, cx: Ctx<'_>) -> Option<CheckS
         RawCheck::Haproxy(h) => haproxy::probe(h, env.haproxy, cx).map(CheckSpec::Haproxy),
         RawCheck::Egress(e) => egress::check(e, env.egress, cx).map(CheckSpec::Egress),
         RawCheck::BackendSync(b) => {
-            backend_sync::check(b, env.haproxy, cx).map(CheckSpec::BackendSync)
+            backend_sync::check(b, env.haproxy, cx).map(|b| CheckSpec::BackendSync(Box::new(b)))
         }
     }
 }
