@@ -4,7 +4,7 @@
 
 use crate::engine::threshold::Health;
 use crate::engine::CycleReport;
-use crate::telemetry;
+use crate::telemetry::metrics::{Metrics, RuleGauge, EXPOSITION_CONTENT_TYPE};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
@@ -16,8 +16,15 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 /// The last thing each rule saw and did, kept across configuration reloads.
-#[derive(Clone, Default)]
-pub struct StatusBoard(Arc<Mutex<Board>>);
+#[derive(Clone)]
+pub struct StatusBoard(Arc<Mutex<Board>>, Arc<Metrics>);
+
+impl StatusBoard {
+    /// An empty board whose `/metrics` shows `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        StatusBoard(Arc::default(), metrics)
+    }
+}
 
 #[derive(Default)]
 struct Board {
@@ -141,20 +148,20 @@ impl StatusBoard {
         }
     }
 
-    /// The `/metrics` body: every counter, and one gauge per rule ([`telemetry::exposition`]).
+    /// The `/metrics` body: every counter, and one gauge per rule ([`Metrics::exposition`]).
     pub fn metrics(&self) -> String {
         let status = self.status();
-        let rules: Vec<telemetry::RuleGauge<'_>> = status
+        let rules: Vec<RuleGauge<'_>> = status
             .rules
             .iter()
-            .map(|r| telemetry::RuleGauge {
+            .map(|r| RuleGauge {
                 rule: &r.rule,
                 check: &r.check,
                 up: r.state == "up",
                 consecutive_failures: r.consecutive_failures,
             })
             .collect();
-        telemetry::exposition(&rules)
+        self.1.exposition(&rules)
     }
 }
 
@@ -168,11 +175,7 @@ fn answer(board: &StatusBoard, req: &Request<hyper::body::Incoming>) -> Response
                 e.to_string(),
             ),
         },
-        ("GET", "/metrics") => (
-            StatusCode::OK,
-            telemetry::EXPOSITION_CONTENT_TYPE,
-            board.metrics(),
-        ),
+        ("GET", "/metrics") => (StatusCode::OK, EXPOSITION_CONTENT_TYPE, board.metrics()),
         ("GET", _) => (
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -328,7 +331,13 @@ mod tests {
         let path = dir.path().join("watchdog.toml");
         std::fs::write(&path, "precious").unwrap();
         let (_stop, rx) = watch::channel(false);
-        let errors = serve(Some(&path), None, StatusBoard::default(), rx).await;
+        let errors = serve(
+            Some(&path),
+            None,
+            StatusBoard::new(Arc::new(Metrics::new().expect("metrics"))),
+            rx,
+        )
+        .await;
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
     }

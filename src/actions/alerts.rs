@@ -5,8 +5,8 @@
 
 use crate::providers::aws::sns::Sns;
 use crate::state::StateStore;
-use crate::telemetry;
 use crate::telemetry::events;
+use crate::telemetry::metrics::Metrics;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +40,7 @@ impl Alerter {
         dry_run: bool,
         shutdown: watch::Receiver<bool>,
         store: StateStore,
+        metrics: Arc<Metrics>,
     ) -> (Alerter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let alerter = Alerter {
@@ -56,6 +57,7 @@ impl Alerter {
             alerter.drained.clone(),
             shutdown,
             store,
+            metrics,
         ));
         (alerter, task)
     }
@@ -110,6 +112,7 @@ async fn deliver(
     drained: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
     store: StateStore,
+    metrics: Arc<Metrics>,
 ) {
     loop {
         // Queued alerts go first; an idle outbox stops when the daemon does.
@@ -143,13 +146,13 @@ async fn deliver(
             {
                 Ok(message_id) => {
                     store.alert_done(id);
-                    telemetry::incr("alerts_sent_total", &[]);
+                    metrics.alert_sent();
                     tracing::info!(event = events::ALERT_SENT, topic = %alert.topic_arn, message_id = %message_id, attempt);
                     break;
                 }
                 Err(e) => {
                     store.alert_sending(id, false);
-                    telemetry::incr("alert_failures_total", &[]);
+                    metrics.alert_failed();
                     tracing::warn!(event = events::ALERT_FAILED, topic = %alert.topic_arn, attempt, error = %e,
                         retry_in = %humantime::format_duration(backoff));
                 }
@@ -157,7 +160,7 @@ async fn deliver(
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = shutdown.wait_for(|s| *s) => {
-                    undelivered(&alert);
+                    undelivered(&alert, &metrics);
                     break;
                 }
             }
@@ -169,14 +172,14 @@ async fn deliver(
         }
     }
     while let Ok((_, alert)) = rx.try_recv() {
-        undelivered(&alert);
+        undelivered(&alert, &metrics);
         pending.fetch_sub(1, Ordering::SeqCst);
     }
     drained.notify_waiters();
 }
 
-fn undelivered(alert: &Alert) {
-    telemetry::incr("alerts_undelivered_total", &[]);
+fn undelivered(alert: &Alert, metrics: &Metrics) {
+    metrics.alerts_undelivered(1);
     tracing::error!(event = events::ALERT_UNDELIVERED, topic = %alert.topic_arn, subject = %alert.subject,
         "stopping with an undelivered alert (kept in the state directory, if there is one, for the next start)");
 }
@@ -193,7 +196,13 @@ mod kept_tests {
         {
             let (store, _) = StateStore::open(dir.path()).unwrap();
             let (stop, stop_rx) = watch::channel(false);
-            let (alerter, task) = Alerter::spawn(None, false, stop_rx, store);
+            let (alerter, task) = Alerter::spawn(
+                None,
+                false,
+                stop_rx,
+                store,
+                Arc::new(Metrics::new().expect("metrics")),
+            );
             alerter.send(Alert {
                 topic_arn: "arn:aws:sns:us-east-1:123456789012:t".into(),
                 subject: "s".into(),
@@ -212,7 +221,13 @@ mod kept_tests {
         );
         // A dry run drops them, as before (its store keeps nothing anyway).
         let (stop, stop_rx) = watch::channel(false);
-        let (alerter, task) = Alerter::spawn(None, true, stop_rx, StateStore::default());
+        let (alerter, task) = Alerter::spawn(
+            None,
+            true,
+            stop_rx,
+            StateStore::default(),
+            Arc::new(Metrics::new().expect("metrics")),
+        );
         alerter.send(Alert {
             topic_arn: "t".into(),
             subject: "s".into(),

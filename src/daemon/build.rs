@@ -19,6 +19,7 @@ use crate::providers::aws::{
 use crate::state::StateStore;
 use crate::sync::{self, Syncer};
 use crate::telemetry::events;
+use crate::telemetry::metrics::Metrics;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub struct Live {
     probes: BTreeMap<String, Probe>,
     board: StatusBoard,
     store: StateStore,
+    /// Checks run and failed, and rule transitions, by rule.
+    metrics: Arc<Metrics>,
 }
 
 impl Effects for Live {
@@ -54,6 +57,10 @@ impl Effects for Live {
     }
 
     fn report(&self, report: &CycleReport) {
+        self.metrics.check_ran(&report.rule, report.outcome.ok);
+        if let Some(t) = report.transition {
+            self.metrics.rule_flipped(&report.rule, t.as_str());
+        }
         self.board.record(report);
     }
 
@@ -104,6 +111,9 @@ pub enum BuildError {
     NoRegion,
     #[error("this configuration calls AWS, which the daemon did not set up at start (its first configuration needed no AWS call): restart to apply it")]
     AwsNotStarted,
+    /// The metric families could not be registered (a bug).
+    #[error("cannot set up the metrics: {0}")]
+    Metrics(prometheus::Error),
 }
 
 /// Which clients a configuration needs, read from it once.
@@ -159,12 +169,17 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
     if needs.aws && deps.sdk.is_none() {
         return Err(BuildError::AwsNotStarted);
     }
-    let ec2 = deps.sdk.as_ref().filter(|_| !dry_run).map(Ec2::new);
+    let metrics = deps.metrics.clone();
+    let ec2 = deps
+        .sdk
+        .as_ref()
+        .filter(|_| !dry_run)
+        .map(|sdk| Ec2::new(sdk, metrics.clone()));
     let opsworks = deps
         .sdk
         .as_ref()
         .filter(|_| !dry_run && needs.opsworks)
-        .map(|sdk| OpsWorks::new(sdk, &config.opsworks));
+        .map(|sdk| OpsWorks::new(sdk, &config.opsworks, metrics.clone()));
     let discovery = deps.sdk.as_ref().filter(|_| needs.asg);
     if needs.claims
         && config.haproxy.health_url.is_none()
@@ -187,6 +202,7 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
         verify_for: VERIFY_FOR,
         stopping: stop_rx.clone(),
         in_flight: deps.in_flight.clone(),
+        metrics: metrics.clone(),
     });
     let actions = config
         .actions
@@ -222,7 +238,7 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
             CheckSpec::Haproxy(h) => Probe::Haproxy(h.clone()),
             CheckSpec::Egress(e) => Probe::Egress(e.clone()),
             CheckSpec::BackendSync(spec) => {
-                let source = sync::source(spec, &http, discovery, dry_run)
+                let source = sync::source(spec, &http, discovery, dry_run, &metrics)
                     .ok_or(BuildError::AwsNotStarted)?;
                 let syncer = Syncer::new(
                     rule,
@@ -245,6 +261,7 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
             probes,
             board: deps.board.clone(),
             store: deps.store.clone(),
+            metrics,
         }),
         stop,
     })

@@ -12,9 +12,10 @@ use crate::engine::RuleStates;
 use crate::providers::aws::{self, sns::Sns};
 use crate::state::{OpenError, PendingClaim, Recovered, StateStore};
 use crate::telemetry::events;
+use crate::telemetry::metrics::Metrics;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -31,6 +32,8 @@ pub struct Deps {
     pub(super) dry_run: bool,
     /// What `watchdog status` and `/metrics` show.
     pub board: StatusBoard,
+    /// Every counter and gauge, handed to what counts.
+    pub metrics: Arc<Metrics>,
     pub(super) store: StateStore,
     /// HAProxy reload windows and configuration-file locks, by HAProxy.
     pub(super) haproxy: crate::haproxy::Shared,
@@ -73,7 +76,11 @@ impl Deps {
         } else {
             None
         };
-        let sns = sdk.as_ref().filter(|_| !dry_run).map(Sns::new);
+        let metrics = Arc::new(Metrics::new().map_err(BuildError::Metrics)?);
+        let sns = sdk
+            .as_ref()
+            .filter(|_| !dry_run)
+            .map(|sdk| Sns::new(sdk, metrics.clone()));
         let (alert_stop, alert_stop_rx) = watch::channel(false);
         let mut state_problem = None;
         let (store, recovered) = match state_dir.filter(|_| !dry_run) {
@@ -89,7 +96,8 @@ impl Deps {
                 }
             },
         };
-        let (alerter, alert_task) = Alerter::spawn(sns, dry_run, alert_stop_rx, store.clone());
+        let (alerter, alert_task) =
+            Alerter::spawn(sns, dry_run, alert_stop_rx, store.clone(), metrics.clone());
         for a in recovered.maybe_sent {
             tracing::warn!(event = events::ALERT_MAYBE_SENT, topic = %a.topic_arn, subject = %a.subject,
                 "this alert was being published when the daemon stopped; not sending it again");
@@ -112,9 +120,10 @@ impl Deps {
             holds: HoldDowns::new(store.clone()),
             sdk,
             dry_run,
-            board: StatusBoard::default(),
+            board: StatusBoard::new(metrics.clone()),
             store,
-            haproxy: crate::haproxy::Shared::default(),
+            haproxy: crate::haproxy::Shared::new(metrics.clone()),
+            metrics,
             saved_rules: Mutex::new(recovered.rules),
             pending_claims: Mutex::new(recovered.claims),
             state_problem,

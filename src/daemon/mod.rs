@@ -10,8 +10,8 @@ pub mod signals;
 
 use crate::config::{self, AwsSettings, Config, ControlSettings};
 use crate::engine::{self, CycleReport, Effects, RuleStates};
-use crate::telemetry;
 use crate::telemetry::events;
+use crate::telemetry::metrics::Metrics;
 use build::{BuildError, Generation};
 use deps::Deps;
 use signals::notify_systemd;
@@ -79,8 +79,9 @@ pub async fn once(config: Config, options: &Options) -> Result<OnceReport, Daemo
     let generation = build::build(&deps, &config)?;
     let reports = engine::once(config.rules.clone(), generation.live.clone()).await;
     let _ = generation.stop.send(true);
+    let metrics = deps.metrics.clone();
     let undelivered = deps.finish(ONCE_ALERT_FLUSH).await;
-    log_counters();
+    log_counters(&metrics);
     Ok(OnceReport {
         reports,
         undelivered,
@@ -157,8 +158,9 @@ where
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
     let _ = last.stop.send(true);
     let _ = control_stop.send(true);
+    let metrics = deps.metrics.clone();
     let left = deps.finish(SHUTDOWN_ALERT_FLUSH).await;
-    log_counters();
+    log_counters(&metrics);
     match &result {
         Ok(()) => tracing::info!(event = events::STOPPED, undelivered_alerts = left),
         Err(e) => tracing::error!(event = events::STOPPED, undelivered_alerts = left, error = %e),
@@ -335,8 +337,9 @@ fn running_status(config: &Config, deps: &Deps) -> String {
 }
 
 /// The process's counters as one event at exit (`/metrics` serves them while running).
-fn log_counters() {
-    let c: Vec<String> = telemetry::snapshot()
+fn log_counters(metrics: &Metrics) {
+    let c: Vec<String> = metrics
+        .snapshot()
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();

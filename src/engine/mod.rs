@@ -11,7 +11,6 @@ pub mod threshold;
 use crate::actions::{ActionContext, ActionOutcome};
 use crate::checks::Outcome;
 use crate::config::{CheckSpec, Rule};
-use crate::telemetry;
 use crate::telemetry::events;
 use std::future::Future;
 use std::sync::Arc;
@@ -29,7 +28,8 @@ pub trait Effects: Send + Sync + 'static {
     /// they run. With `fail_after = 1` the actions run in this same cycle and look for
     /// themselves, so it is not called. Must not block.
     fn streak_started(&self, _action: &str) {}
-    /// What a cycle of the daemon saw and did (for `watchdog status`). Must not block.
+    /// What a cycle saw and did (for `watchdog status` and the check and transition
+    /// counters), in `run` and in `once` alike. Must not block.
     fn report(&self, _report: &CycleReport) {}
     /// A rule's health or its unfinished actions changed: what a restart must pick up (the
     /// daemon saves it in its state directory, as monit keeps its state file, so a restart
@@ -177,10 +177,6 @@ impl RuleRunner {
                 humantime::format_duration(deadline)
             )),
         };
-        telemetry::incr("checks_run_total", &[("rule", &rule.name)]);
-        if !outcome.ok {
-            telemetry::incr("checks_failed_total", &[("rule", &rule.name)]);
-        }
         let transition = self.threshold.observe(outcome.ok);
         if !outcome.ok
             && self.threshold.health() == Health::Up
@@ -210,10 +206,6 @@ impl RuleRunner {
                     tracing::info!(event = events::RULE_RECOVERED, rule = %rule.name, consecutive_successes = oks)
                 }
             }
-            telemetry::incr(
-                "rule_transitions_total",
-                &[("rule", &rule.name), ("to", t.as_str())],
-            );
             let list = match t {
                 Transition::Failed => &rule.on_fail,
                 Transition::Recovered => &rule.on_recover,
@@ -276,7 +268,11 @@ pub async fn once<E: Effects>(rules: Vec<Rule>, fx: Arc<E>) -> Vec<CycleReport> 
     let mut set = tokio::task::JoinSet::new();
     for rule in rules {
         let fx = fx.clone();
-        set.spawn(async move { RuleRunner::new(rule).cycle(fx.as_ref()).await });
+        set.spawn(async move {
+            let report = RuleRunner::new(rule).cycle(fx.as_ref()).await;
+            fx.report(&report);
+            report
+        });
     }
     let mut reports = Vec::new();
     while let Some(r) = set.join_next().await {

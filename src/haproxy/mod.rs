@@ -13,8 +13,20 @@ pub use server::{Command, Slot, Target};
 
 /// What rules managing the same HAProxy share, across configuration reloads: each HAProxy's
 /// reload window and each configuration file's write lock.
-#[derive(Default)]
 pub struct Shared {
     pub reloaders: reload::Reloaders,
     pub files: configfile::FileLocks,
+    /// The daemon's metrics (reloads, backend-sync changes), for what these rules count.
+    pub metrics: std::sync::Arc<crate::telemetry::metrics::Metrics>,
+}
+
+impl Shared {
+    /// Nothing shared yet; reloads are counted in `metrics`.
+    pub fn new(metrics: std::sync::Arc<crate::telemetry::metrics::Metrics>) -> Self {
+        Shared {
+            reloaders: reload::Reloaders::new(metrics.clone()),
+            files: configfile::FileLocks::default(),
+            metrics,
+        }
+    }
 }

@@ -4,8 +4,8 @@
 //! a new process on the stats socket (a reload command).
 
 use crate::config::{ReloadMethod, ReloadSpec};
-use crate::telemetry;
 use crate::telemetry::events;
+use crate::telemetry::metrics::Metrics;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -15,6 +15,8 @@ use tokio::time::Instant;
 
 pub struct Reloader {
     method: ReloadMethod,
+    /// `haproxy_reloads_total`, `haproxy_reload_failures_total`.
+    metrics: Arc<Metrics>,
     last: Mutex<Option<Instant>>,
     /// One reload at a time.
     running: tokio::sync::Mutex<()>,
@@ -23,16 +25,21 @@ pub struct Reloader {
 /// The reloaders of each HAProxy, by reload method: every rule that reloads one HAProxy the
 /// same way shares its window. Owned by the daemon (it outlives one configuration, so a SIGHUP
 /// does not reopen a window a reload has just used).
-#[derive(Default)]
-pub struct Reloaders(Mutex<HashMap<ReloadMethod, Arc<Reloader>>>);
+pub struct Reloaders(Mutex<HashMap<ReloadMethod, Arc<Reloader>>>, Arc<Metrics>);
 
 impl Reloaders {
+    /// None yet; each counts its reloads in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Reloaders(Mutex::default(), metrics)
+    }
+
     /// The reloader of the HAProxy `method` reloads, made on first use.
     pub fn for_method(&self, method: &ReloadMethod) -> Arc<Reloader> {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(method.clone())
             .or_insert_with(|| {
                 Arc::new(Reloader {
+                    metrics: self.1.clone(),
                     method: method.clone(),
                     last: Mutex::new(None),
                     running: tokio::sync::Mutex::new(()),
@@ -61,7 +68,7 @@ impl Reloader {
     pub async fn reload(&self, spec: &ReloadSpec, stats_socket: &Path) -> Result<(), String> {
         let _one = self.running.lock().await;
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-        telemetry::incr("haproxy_reloads_total", &[]);
+        self.metrics.haproxy_reload();
         let deadline = Instant::now() + spec.timeout;
         // Every wait inside ends by the deadline with what it saw; this is the backstop.
         let r =
@@ -79,7 +86,7 @@ impl Reloader {
                 tracing::info!(event = events::HAPROXY_RELOADED, method = %self.describe(), worker = %worker)
             }
             Err(e) => {
-                telemetry::incr("haproxy_reload_failures_total", &[]);
+                self.metrics.haproxy_reload_failed();
                 tracing::error!(event = events::HAPROXY_RELOAD_FAILED, method = %self.describe(), error = %e)
             }
         }

@@ -58,7 +58,7 @@ impl Syncer {
             ));
         }
         self.install_and_reload(&new_text).await?;
-        telemetry::incr("backend_sync_peer_updates_total", &[("rule", &self.rule)]);
+        self.metrics.peers_updated(&self.rule);
         tracing::info!(event = crate::telemetry::events::PEERS_APPLIED, rule = %self.rule, peers_section = %spec.backend, peers = lines.len(), localpeer = %local);
         Ok(format!("{} peers (reloaded){outside}", lines.len()))
     }

@@ -139,7 +139,7 @@ impl Syncer {
             .max(have + plan.unplaced.len());
         tracing::warn!(event = crate::telemetry::events::SLOTS_EXHAUSTED, rule = %self.rule, backend = %spec.backend, slots = have,
             servers = desired.len(), growing_to = want, "not enough server slots: growing them with one reload");
-        telemetry::incr("backend_sync_slot_growths_total", &[("rule", &self.rule)]);
+        self.metrics.slots_grown(&self.rule);
         let mut layout = after.clone();
         // Numbered after every server of the backend with a slot-like name, the operator's
         // outside the block too: a new `web2` beside the operator's `web2` would not load.

@@ -10,8 +10,9 @@ use crate::haproxy::Target;
 use crate::providers::aws::autoscaling::{AutoScaling, LifecycleAction};
 use crate::providers::aws::ec2::Ec2;
 use crate::providers::aws::sqs::{self, Message, Sqs};
-use crate::telemetry;
+use crate::telemetry::metrics::Metrics;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -24,6 +25,7 @@ pub struct AsgSource {
     asg: AutoScaling,
     ec2: Ec2,
     sqs: Option<Sqs>,
+    metrics: Arc<Metrics>,
     pub membership: Membership,
     receiver: Option<Receiver>,
     next_resync: Option<Instant>,
@@ -55,20 +57,27 @@ pub struct Found {
 }
 
 impl AsgSource {
-    pub fn new(spec: AsgSourceSpec, sdk: &aws_config::SdkConfig, dry_run: bool) -> Self {
+    /// `metrics`: counts the API calls, the events read and the lifecycle actions completed.
+    pub fn new(
+        spec: AsgSourceSpec,
+        sdk: &aws_config::SdkConfig,
+        dry_run: bool,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let sqs = match (&spec.events_queue, dry_run) {
             (Some(q), true) => {
                 tracing::info!(event = crate::telemetry::events::DRY_RUN, queue = %q, would = "read Auto Scaling events from the queue; a dry run leaves the queue to the daemon that owns it and resyncs only");
                 None
             }
-            (Some(_), false) => Some(Sqs::new(sdk)),
+            (Some(_), false) => Some(Sqs::new(sdk, metrics.clone())),
             (None, _) => None,
         };
         AsgSource {
             membership: Membership::new(&spec.group, spec.lifecycle_hook.as_deref()),
             spec,
-            asg: AutoScaling::new(sdk),
-            ec2: Ec2::new(sdk),
+            asg: AutoScaling::new(sdk, metrics.clone()),
+            ec2: Ec2::new(sdk, metrics.clone()),
+            metrics,
             sqs,
             receiver: None,
             next_resync: None,
@@ -313,10 +322,7 @@ impl AsgSource {
                     }
                 }
             };
-            telemetry::incr(
-                "backend_sync_events_total",
-                &[("rule", rule), ("kind", kind)],
-            );
+            self.metrics.sync_event(rule, kind);
         }
         if let (Some(sqs), Some(q)) = (&self.sqs, &self.spec.events_queue) {
             match sqs.delete(q, &handles).await {
@@ -371,10 +377,7 @@ impl AsgSource {
         match self.asg.complete_lifecycle_action(&a).await {
             Ok(()) => {
                 tracing::info!(event = crate::telemetry::events::LIFECYCLE_COMPLETED, rule, instance = %a.instance, hook = %a.hook);
-                telemetry::incr(
-                    "backend_sync_lifecycle_completions_total",
-                    &[("rule", rule)],
-                );
+                self.metrics.lifecycle_completed(rule);
                 Ok(())
             }
             Err(e)

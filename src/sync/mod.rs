@@ -23,7 +23,6 @@ use crate::engine::Pacing;
 use crate::haproxy::{configfile, reload, runtime, template, Slot, Target};
 use crate::providers::aws::imds::IdentitySource;
 use crate::providers::consul::Consul;
-use crate::telemetry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -59,6 +58,8 @@ pub struct Syncer {
     stopping: watch::Receiver<bool>,
     dry_run: bool,
     reloader: Arc<reload::Reloader>,
+    /// Changes, peer updates and slot growths are counted here.
+    metrics: Arc<crate::telemetry::metrics::Metrics>,
     /// The lock of `spec.haproxy_config`, shared with every rule that writes that file.
     file_lock: Arc<tokio::sync::Mutex<()>>,
     started: bool,
@@ -130,6 +131,7 @@ impl Syncer {
             interval: rule.interval,
             timeout: rule.timeout,
             reloader: haproxy.reloaders.for_method(&spec.reload.method),
+            metrics: haproxy.metrics.clone(),
             file_lock: haproxy.files.lock_for(&spec.haproxy_config),
             spec,
             source,
@@ -513,11 +515,7 @@ impl Syncer {
 
     fn count_changes(&self, added: usize, removed: usize) {
         for (op, n) in [("add", added), ("remove", removed)] {
-            telemetry::incr_by(
-                "backend_sync_changes_total",
-                &[("rule", &self.rule), ("op", op)],
-                n as u64,
-            );
+            self.metrics.sync_changes(&self.rule, op, n as u64);
         }
     }
 
@@ -599,11 +597,17 @@ pub fn source(
     http: &reqwest::Client,
     sdk: Option<&aws_config::SdkConfig>,
     dry_run: bool,
+    metrics: &Arc<crate::telemetry::metrics::Metrics>,
 ) -> Option<Source> {
     match &spec.source {
-        SourceSpec::Asg(a) => {
-            sdk.map(|sdk| Source::Asg(asg::AsgSource::new(a.clone(), sdk, dry_run)))
-        }
+        SourceSpec::Asg(a) => sdk.map(|sdk| {
+            Source::Asg(asg::AsgSource::new(
+                a.clone(),
+                sdk,
+                dry_run,
+                metrics.clone(),
+            ))
+        }),
         SourceSpec::Consul(c) => Some(Source::Consul(Consul::new(c.clone(), http.clone()))),
     }
 }

@@ -14,8 +14,8 @@ use crate::checks::checkip::{self, EgressError};
 use crate::checks::{self, haproxy, Outcome};
 use crate::config::{ClaimEipSpec, EgressSettings, HaproxyProbeSpec};
 use crate::state::PendingClaim;
-use crate::telemetry;
 use crate::telemetry::events;
+use crate::telemetry::metrics::Metrics;
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -105,6 +105,8 @@ pub(crate) struct Gates<P, L> {
     /// The owner seen when the rule started failing (or at the last attempt): if it has
     /// changed by the time we claim, another node took over meanwhile.
     seen: Arc<std::sync::Mutex<Option<Option<String>>>>,
+    /// Claims made, refused (by reason) and egress verifications failed.
+    metrics: Arc<Metrics>,
 }
 
 impl<P: Provider, L: Local> Gates<P, L> {
@@ -123,9 +125,11 @@ impl<P: Provider, L: Local> Gates<P, L> {
             env.verify_for,
             env.in_flight.clone(),
             holds,
+            env.metrics.clone(),
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn with(
         spec: ClaimEipSpec,
         provider: P,
@@ -134,8 +138,10 @@ impl<P: Provider, L: Local> Gates<P, L> {
         verify_for: Duration,
         in_flight: InFlight,
         holds: &HoldDowns,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Gates {
+            metrics,
             last_move: holds.for_eip(&spec.eip),
             holds: holds.clone(),
             spec,
@@ -165,7 +171,17 @@ impl<P: Provider, L: Local> Gates<P, L> {
         self.provider.here().await.map_err(|e| e.outcome())
     }
 
+    /// Run the gates and, if they all pass, move the EIP here. Each refusal is counted in
+    /// `claims_refused_total` by its reason.
     async fn run(&self, ctx: &ActionContext) -> ActionOutcome {
+        let out = self.gated(ctx).await;
+        if let ActionOutcome::Refused { reason, .. } = &out {
+            self.metrics.claim_refused(reason);
+        }
+        out
+    }
+
+    async fn gated(&self, ctx: &ActionContext) -> ActionOutcome {
         let mut last_move = self.last_move.lock().await;
         let eip = &self.spec.eip;
 
@@ -254,7 +270,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 )
             }
             Err(e) => {
-                telemetry::incr("egress_check_failures_total", &[("reason", e.reason())]);
+                self.metrics.egress_failed(e.reason());
                 return refused(
                     e.reason(),
                     format!("egress not verified, not claiming {eip}: {e}"),
@@ -372,7 +388,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 "not verified"
             }
         };
-        telemetry::incr("claims_total", &[]);
+        self.metrics.claimed();
         let association = association.unwrap_or_default();
         tracing::info!(event = events::EIP_CLAIMED, rule = %ctx.rule, action = %self.spec.name, eip = %eip,
             provider = P::Spot::PROVIDER, from = %before.holder, to = %spot.describe(),
@@ -751,6 +767,7 @@ mod tests {
             Duration::from_secs(10),
             InFlight::default(),
             &HoldDowns::new(store),
+            Arc::new(Metrics::new().expect("metrics")),
         );
         Bed {
             calls,
@@ -1055,6 +1072,7 @@ mod tests {
             Duration::from_secs(10),
             InFlight::default(),
             &HoldDowns::default(),
+            Arc::new(Metrics::new().expect("metrics")),
         );
         gates.note_owner();
         tokio::time::sleep(Duration::from_millis(1)).await;

@@ -38,7 +38,6 @@ use crate::providers::aws::imds::{IdentityError, IdentitySource};
 use crate::providers::aws::opsworks::{AgentIdentityError, OpsWorks, OpsworksIdentity};
 use crate::providers::aws::AwsError;
 use crate::state::{PendingClaim, StateStore};
-use crate::telemetry;
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::pin::Pin;
@@ -74,6 +73,8 @@ pub struct ClaimEnv {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Claims that have started changing EC2; the daemon waits for them before it exits.
     pub in_flight: InFlight,
+    /// The daemon's metrics: claims made and refused, egress verifications failed.
+    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
 }
 
 /// When one Elastic IP last moved; its lock also serializes the claims of that EIP.
@@ -396,8 +397,8 @@ where
     }
 }
 
+/// A gate's refusal (counted by [`gates::Gates`] when the claim returns it).
 fn refused(reason: &'static str, detail: String) -> ActionOutcome {
-    telemetry::incr("claims_refused_total", &[("reason", reason)]);
     ActionOutcome::Refused { reason, detail }
 }
 

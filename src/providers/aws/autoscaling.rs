@@ -1,10 +1,14 @@
 //! Auto Scaling group membership.
 
 use super::{called, AwsError};
+use crate::telemetry::metrics::Metrics;
+use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct AutoScaling {
     client: aws_sdk_autoscaling::Client,
+    /// Counts each call and each error (`aws_api_calls_total`, `aws_api_errors_total`).
+    metrics: Arc<Metrics>,
 }
 
 /// An Auto Scaling group's instances, split by whether they should take traffic.
@@ -19,9 +23,10 @@ pub struct Members {
 }
 
 impl AutoScaling {
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
+    pub fn new(config: &aws_config::SdkConfig, metrics: Arc<Metrics>) -> Self {
         AutoScaling {
             client: aws_sdk_autoscaling::Client::new(config),
+            metrics,
         }
     }
 
@@ -32,7 +37,7 @@ impl AutoScaling {
         let mut found = false;
         let mut token: Option<String> = None;
         loop {
-            called("autoscaling", "DescribeAutoScalingGroups");
+            called(&self.metrics, "autoscaling", "DescribeAutoScalingGroups");
             let page = self
                 .client
                 .describe_auto_scaling_groups()
@@ -40,7 +45,7 @@ impl AutoScaling {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| AwsError::from_sdk(OP, e))?;
+                .map_err(|e| AwsError::from_sdk(&self.metrics, OP, e))?;
             for g in page.auto_scaling_groups() {
                 if g.auto_scaling_group_name() != Some(group) {
                     continue;
@@ -89,7 +94,7 @@ pub struct LifecycleAction {
 impl AutoScaling {
     /// Let the instance go on terminating (`CONTINUE`).
     pub async fn complete_lifecycle_action(&self, a: &LifecycleAction) -> Result<(), AwsError> {
-        called("autoscaling", "CompleteLifecycleAction");
+        called(&self.metrics, "autoscaling", "CompleteLifecycleAction");
         self.client
             .complete_lifecycle_action()
             .auto_scaling_group_name(&a.group)
@@ -99,13 +104,19 @@ impl AutoScaling {
             .lifecycle_action_result("CONTINUE")
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("autoscaling:CompleteLifecycleAction", e))?;
+            .map_err(|e| {
+                AwsError::from_sdk(&self.metrics, "autoscaling:CompleteLifecycleAction", e)
+            })?;
         Ok(())
     }
 
     /// Restart the hook's heartbeat timeout while the server still drains.
     pub async fn record_heartbeat(&self, a: &LifecycleAction) -> Result<(), AwsError> {
-        called("autoscaling", "RecordLifecycleActionHeartbeat");
+        called(
+            &self.metrics,
+            "autoscaling",
+            "RecordLifecycleActionHeartbeat",
+        );
         self.client
             .record_lifecycle_action_heartbeat()
             .auto_scaling_group_name(&a.group)
@@ -114,7 +125,13 @@ impl AutoScaling {
             .set_lifecycle_action_token(a.token.clone())
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("autoscaling:RecordLifecycleActionHeartbeat", e))?;
+            .map_err(|e| {
+                AwsError::from_sdk(
+                    &self.metrics,
+                    "autoscaling:RecordLifecycleActionHeartbeat",
+                    e,
+                )
+            })?;
         Ok(())
     }
 }

@@ -4,12 +4,16 @@
 
 use super::{called, AwsError};
 use crate::config::EipRef;
+use crate::telemetry::metrics::Metrics;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// An EC2 client with the daemon's retries and timeouts. Cheap to clone.
 #[derive(Clone)]
 pub struct Ec2 {
     client: aws_sdk_ec2::Client,
+    /// Counts each call and each error (`aws_api_calls_total`, `aws_api_errors_total`).
+    metrics: Arc<Metrics>,
 }
 
 /// What EC2 says about one Elastic IP.
@@ -47,9 +51,10 @@ impl AddressState {
 
 impl Ec2 {
     /// A client from the daemon's SDK configuration (region, credentials, endpoint).
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
+    pub fn new(config: &aws_config::SdkConfig, metrics: Arc<Metrics>) -> Self {
         Ec2 {
             client: aws_sdk_ec2::Client::new(config),
+            metrics,
         }
     }
 
@@ -57,13 +62,16 @@ impl Ec2 {
     /// not exactly one VPC address is an error (operation `ec2:DescribeAddresses`).
     pub async fn describe(&self, eip: &EipRef) -> Result<AddressState, AwsError> {
         const OP: &str = "ec2:DescribeAddresses";
-        called("ec2", "DescribeAddresses");
+        called(&self.metrics, "ec2", "DescribeAddresses");
         let mut req = self.client.describe_addresses();
         req = match eip {
             EipRef::PublicIp(ip) => req.public_ips(ip.to_string()),
             EipRef::AllocationId(id) => req.allocation_ids(id),
         };
-        let out = req.send().await.map_err(|e| AwsError::from_sdk(OP, e))?;
+        let out = req
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(&self.metrics, OP, e))?;
         let addrs = out.addresses();
         let [a] = addrs else {
             return Err(AwsError {
@@ -103,13 +111,13 @@ impl Ec2 {
     /// if another node re-associated the EIP meanwhile, EC2 answers
     /// `InvalidAssociationID.NotFound` and the EIP stays where it is.
     pub async fn disassociate(&self, association_id: &str) -> Result<(), AwsError> {
-        called("ec2", "DisassociateAddress");
+        called(&self.metrics, "ec2", "DisassociateAddress");
         self.client
             .disassociate_address()
             .association_id(association_id)
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("ec2:DisassociateAddress", e))?;
+            .map_err(|e| AwsError::from_sdk(&self.metrics, "ec2:DisassociateAddress", e))?;
         Ok(())
     }
 
@@ -124,7 +132,7 @@ impl Ec2 {
         private_ip: Ipv4Addr,
     ) -> Result<String, AwsError> {
         const OP: &str = "ec2:AssociateAddress";
-        called("ec2", "AssociateAddress");
+        called(&self.metrics, "ec2", "AssociateAddress");
         let out = self
             .client
             .associate_address()
@@ -134,7 +142,7 @@ impl Ec2 {
             .allow_reassociation(false)
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk(OP, e))?;
+            .map_err(|e| AwsError::from_sdk(&self.metrics, OP, e))?;
         out.association_id().map(str::to_owned).ok_or(AwsError {
             operation: OP,
             code: None,
@@ -153,7 +161,7 @@ impl Ec2 {
         for batch in ids.chunks(100) {
             let mut token: Option<String> = None;
             loop {
-                called("ec2", "DescribeInstances");
+                called(&self.metrics, "ec2", "DescribeInstances");
                 let page = self
                     .client
                     .describe_instances()
@@ -161,7 +169,7 @@ impl Ec2 {
                     .set_next_token(token.take())
                     .send()
                     .await
-                    .map_err(|e| AwsError::from_sdk(OP, e))?;
+                    .map_err(|e| AwsError::from_sdk(&self.metrics, OP, e))?;
                 for inst in page.reservations().iter().flat_map(|r| r.instances()) {
                     let running =
                         inst.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running");

@@ -10,8 +10,8 @@ pub mod sns;
 pub mod sqs;
 
 use crate::config::AwsSettings;
-use crate::telemetry;
 use crate::telemetry::events;
+use crate::telemetry::metrics::Metrics;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region};
@@ -57,7 +57,8 @@ impl AwsError {
         self.code.as_deref() == Some(code)
     }
 
-    fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    /// The error of a failed call, counted in `aws_api_errors_total`.
+    fn from_sdk<E, R>(metrics: &Metrics, operation: &'static str, err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: fmt::Debug,
@@ -70,13 +71,7 @@ impl AwsError {
         };
         // The text comes from the far end: one line, so it cannot forge a log line of ours.
         let message = message.replace(['\r', '\n'], " ");
-        telemetry::incr(
-            "aws_api_errors_total",
-            &[
-                ("operation", operation),
-                ("code", code.as_deref().unwrap_or("none")),
-            ],
-        );
+        metrics.aws_error(operation, code.as_deref().unwrap_or("none"));
         AwsError {
             operation,
             code,
@@ -97,10 +92,7 @@ impl fmt::Display for AwsError {
 impl std::error::Error for AwsError {}
 
 /// Count and log one API call before it is made.
-fn called(service: &'static str, operation: &'static str) {
-    telemetry::incr(
-        "aws_api_calls_total",
-        &[("service", service), ("operation", operation)],
-    );
+fn called(metrics: &Metrics, service: &'static str, operation: &'static str) {
+    metrics.aws_call(service, operation);
     tracing::debug!(event = events::AWS_CALL, service, operation);
 }

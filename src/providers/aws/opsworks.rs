@@ -4,14 +4,18 @@
 
 use super::{called, AwsError};
 use crate::config::OpsworksSettings;
+use crate::telemetry::metrics::Metrics;
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::sync::Arc;
 
 /// An OpsWorks Stacks client (API reference: DescribeElasticIps, AssociateElasticIp). Cheap
 /// to clone.
 #[derive(Clone)]
 pub struct OpsWorks {
     client: aws_sdk_opsworks::Client,
+    /// Counts each call and each error (`aws_api_calls_total`, `aws_api_errors_total`).
+    metrics: Arc<Metrics>,
 }
 
 /// What OpsWorks says about one Elastic IP registered with a stack.
@@ -38,7 +42,11 @@ impl ElasticIpState {
 impl OpsWorks {
     /// A client for the OpsWorks API region, sharing the SDK's credentials, retries and
     /// timeouts; `[opsworks] endpoint_url` overrides the endpoint for this service only.
-    pub fn new(config: &aws_config::SdkConfig, s: &OpsworksSettings) -> Self {
+    pub fn new(
+        config: &aws_config::SdkConfig,
+        s: &OpsworksSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let mut b = aws_sdk_opsworks::config::Builder::from(config)
             .region(aws_sdk_opsworks::config::Region::new(s.region.clone()));
         if let Some(u) = &s.endpoint_url {
@@ -46,6 +54,7 @@ impl OpsWorks {
         }
         OpsWorks {
             client: aws_sdk_opsworks::Client::from_conf(b.build()),
+            metrics,
         }
     }
 
@@ -53,14 +62,14 @@ impl OpsWorks {
     /// answer), else an error (operation `opsworks:DescribeElasticIps`).
     pub async fn describe(&self, eip: Ipv4Addr) -> Result<ElasticIpState, AwsError> {
         const OP: &str = "opsworks:DescribeElasticIps";
-        called("opsworks", "DescribeElasticIps");
+        called(&self.metrics, "opsworks", "DescribeElasticIps");
         let out = self
             .client
             .describe_elastic_ips()
             .ips(eip.to_string())
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk(OP, e))?;
+            .map_err(|e| AwsError::from_sdk(&self.metrics, OP, e))?;
         let wanted = eip.to_string();
         let found: Vec<_> = out
             .elastic_ips()
@@ -86,14 +95,14 @@ impl OpsWorks {
 
     /// Associate with `instance_id`. OpsWorks moves the address from any current holder.
     pub async fn associate(&self, eip: Ipv4Addr, instance_id: &str) -> Result<(), AwsError> {
-        called("opsworks", "AssociateElasticIp");
+        called(&self.metrics, "opsworks", "AssociateElasticIp");
         self.client
             .associate_elastic_ip()
             .elastic_ip(eip.to_string())
             .instance_id(instance_id)
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("opsworks:AssociateElasticIp", e))?;
+            .map_err(|e| AwsError::from_sdk(&self.metrics, "opsworks:AssociateElasticIp", e))?;
         Ok(())
     }
 }

@@ -1,22 +1,27 @@
 //! Alerts through SNS.
 
 use super::{called, AwsError};
+use crate::telemetry::metrics::Metrics;
+use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct Sns {
     client: aws_sdk_sns::Client,
+    /// Counts each call and each error (`aws_api_calls_total`, `aws_api_errors_total`).
+    metrics: Arc<Metrics>,
 }
 
 impl Sns {
     /// One attempt per `publish`: the alert outbox retries with its own backoff and marks
     /// each attempt in the state file, so a crash can only leave in doubt the one request
     /// that was on the wire, not a whole series of SDK retries.
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
+    pub fn new(config: &aws_config::SdkConfig, metrics: Arc<Metrics>) -> Self {
         let conf = aws_sdk_sns::config::Builder::from(config)
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
             .build();
         Sns {
             client: aws_sdk_sns::Client::from_conf(conf),
+            metrics,
         }
     }
 
@@ -27,7 +32,7 @@ impl Sns {
         subject: &str,
         message: &str,
     ) -> Result<String, AwsError> {
-        called("sns", "Publish");
+        called(&self.metrics, "sns", "Publish");
         let out = self
             .client
             .publish()
@@ -36,7 +41,7 @@ impl Sns {
             .message(message)
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("sns:Publish", e))?;
+            .map_err(|e| AwsError::from_sdk(&self.metrics, "sns:Publish", e))?;
         Ok(out.message_id().unwrap_or("").to_owned())
     }
 }

@@ -2,7 +2,9 @@
 //! forwards, and deleting them once they are applied.
 
 use super::{called, AwsError};
+use crate::telemetry::metrics::Metrics;
 use aws_config::timeout::TimeoutConfig;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// SQS's longest long poll; an idle queue costs at most three ReceiveMessage calls a minute.
@@ -14,6 +16,8 @@ pub struct Sqs {
     poll: aws_sdk_sqs::Client,
     /// Everything else, with the shared timeouts.
     client: aws_sdk_sqs::Client,
+    /// Counts each call and each error (`aws_api_calls_total`, `aws_api_errors_total`).
+    metrics: Arc<Metrics>,
 }
 
 /// One message as received: its body is parsed by `sync::events`.
@@ -27,7 +31,7 @@ pub struct Message {
 impl Sqs {
     /// The shared SDK settings, except that a long poll's attempt may last the poll plus the
     /// configured attempt timeout (a 5 s attempt timeout would cut every 20 s poll short).
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
+    pub fn new(config: &aws_config::SdkConfig, metrics: Arc<Metrics>) -> Self {
         let mut b = aws_sdk_sqs::config::Builder::from(config);
         let t = config.timeout_config();
         let attempt = t
@@ -43,12 +47,13 @@ impl Sqs {
         Sqs {
             poll: aws_sdk_sqs::Client::from_conf(b.build()),
             client: aws_sdk_sqs::Client::new(config),
+            metrics,
         }
     }
 
     /// Wait up to `wait` (at most 20 s) for up to 10 messages.
     pub async fn receive(&self, queue: &str, wait: Duration) -> Result<Vec<Message>, AwsError> {
-        called("sqs", "ReceiveMessage");
+        called(&self.metrics, "sqs", "ReceiveMessage");
         let out = self
             .poll
             .receive_message()
@@ -57,7 +62,7 @@ impl Sqs {
             .wait_time_seconds(wait.min(LONG_POLL).as_secs() as i32)
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("sqs:ReceiveMessage", e))?;
+            .map_err(|e| AwsError::from_sdk(&self.metrics, "sqs:ReceiveMessage", e))?;
         Ok(out
             .messages()
             .iter()
@@ -76,7 +81,7 @@ impl Sqs {
     pub async fn delete(&self, queue: &str, handles: &[String]) -> Result<usize, AwsError> {
         let mut failed = 0;
         for chunk in handles.chunks(10) {
-            called("sqs", "DeleteMessageBatch");
+            called(&self.metrics, "sqs", "DeleteMessageBatch");
             let entries: Vec<_> = chunk
                 .iter()
                 .enumerate()
@@ -95,7 +100,7 @@ impl Sqs {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| AwsError::from_sdk("sqs:DeleteMessageBatch", e))?;
+                .map_err(|e| AwsError::from_sdk(&self.metrics, "sqs:DeleteMessageBatch", e))?;
             failed += out.failed().len();
         }
         Ok(failed)
