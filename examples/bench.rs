@@ -10,14 +10,11 @@
 //! answered). Measured from the failure: the first AssociateAddress call at the AWS endpoint
 //! (the claim), and the first request through the EIP answered by b (traffic restored).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::testbed::{self, TestBed};
+use testkit::testbed::{self, TestBed};
 use tokio::time::Instant;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -69,7 +66,7 @@ fn args() -> Args {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
-    let watchdog = support::watchdog::bin();
+    let watchdog = testkit::watchdog::bin();
     println!("watchdog binary: {}", watchdog.display());
     println!("runs per case: {}\n", a.runs);
     let mut cases = vec![(System::Watchdog, a.runs), (System::Monit(1), a.runs)];
@@ -196,7 +193,7 @@ async fn failover(system: System, failure: Failure) -> (f64, f64, usize) {
         System::Monit(n) if n > 5 => Duration::from_secs(n * 6 + 120),
         _ => Duration::from_secs(120),
     };
-    let restored = support::eventually(limit, "traffic restored through the EIP", || async {
+    let restored = testkit::eventually(limit, "traffic restored through the EIP", || async {
         answers
             .lock()
             .unwrap()
@@ -222,7 +219,7 @@ async fn failover(system: System, failure: Failure) -> (f64, f64, usize) {
 /// Held only for its `Drop`, which stops the system under test.
 #[allow(dead_code)]
 enum Runner {
-    Watchdog(support::watchdog::Watchdog),
+    Watchdog(testkit::watchdog::Watchdog),
     Monit(Monit),
 }
 
@@ -239,7 +236,7 @@ impl Monit {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let b = bed.world.node("b");
-        let aws = support::repo().join(".venv-awscli/bin/aws");
+        let aws = testkit::repo().join(".venv-awscli/bin/aws");
         assert!(aws.exists(), "run scripts/bench-deps.sh first");
         let eip = bed.world.eip;
         let failtome = format!(
@@ -308,7 +305,7 @@ impl Drop for Monit {
 /// RSS (MB) and CPU (% of one core) of `system` running `n` HTTP checks at a 1 s interval
 /// against a loopback server, measured over 20 s after a 5 s warm-up.
 async fn idle(system: System, n: usize) -> (f64, f64) {
-    let target = support::http::Stub::start(support::http::Reply::ok("ok")).await;
+    let target = testkit::http::Stub::start(testkit::http::Reply::ok("ok")).await;
     let port = target.server.addr.port();
     let dir = tempfile::tempdir().unwrap();
     let mut child = match system {
@@ -321,7 +318,7 @@ async fn idle(system: System, n: usize) -> (f64, f64) {
             }
             let path = dir.path().join("watchdog.toml");
             std::fs::write(&path, toml).unwrap();
-            Command::new(support::watchdog::bin())
+            Command::new(testkit::watchdog::bin())
                 .args(["run", "--log-level", "warn", "--config"])
                 .arg(&path)
                 .stdout(Stdio::null())

@@ -8,16 +8,13 @@
 //!
 //! Run it with `scripts/bench-sync.sh [--changes N] [--samples N]`.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
-use support::asg::Group;
-use support::consul::{Consul, Instance};
-use support::lb::{self, Backends, Lb};
-use support::watchdog::{Env, Watchdog};
+use testkit::asg::Group;
+use testkit::consul::{Consul, Instance};
+use testkit::lb::{self, Backends, Lb};
+use testkit::watchdog::{Env, Watchdog};
 use tokio::time::Instant;
 
 struct Args {
@@ -175,7 +172,7 @@ async fn under_load(reload_mode: bool, idle_close: bool, changes: usize) -> (u64
     );
     until(&lb, Instant::now(), |s| s.len() == 3).await;
     let secs = (changes as u64 * 50 / 1000) + 3;
-    let wrk = support::load::start(&lb.url(), 16, Duration::from_secs(secs));
+    let wrk = testkit::load::start(&lb.url(), 16, Duration::from_secs(secs));
     tokio::time::sleep(Duration::from_millis(500)).await;
     for k in 0..changes {
         let set: Vec<usize> = (0..3).map(|j| (k + j) % 6).collect();

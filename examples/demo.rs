@@ -6,14 +6,11 @@
 //!
 //! Run it with `scripts/demo.sh` (installs HAProxy and moto on a fresh machine first).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::testbed::{self, TestBed};
-use support::watchdog::{NodeConf, Watchdog};
+use testkit::testbed::{self, TestBed};
+use testkit::watchdog::{NodeConf, Watchdog};
 use tokio::time::Instant;
 
 const NODES: [&str; 2] = ["neptune", "saturn"];
@@ -82,7 +79,7 @@ async fn main() -> std::process::ExitCode {
     saturn
         .wait_event(Duration::from_secs(60), "eip_claimed")
         .await;
-    support::eventually(Duration::from_secs(30), "traffic back", || async {
+    testkit::eventually(Duration::from_secs(30), "traffic back", || async {
         answers
             .lock()
             .unwrap()

@@ -3,14 +3,14 @@
 //! test puts on the node's queue in the shapes EventBridge delivers
 //! (`tests/fixtures/events/`, sources in its README).
 
-use crate::support::asg::{event, Group, Queue};
-use crate::support::lb::{self, Backends, Lb};
-use crate::support::moto::lifecycle_token;
-use crate::support::watchdog::{Env, Watchdog};
-use crate::support::{eventually, free_port, load};
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
+use testkit::asg::{event, Group, Queue};
+use testkit::lb::{self, Backends, Lb};
+use testkit::moto::lifecycle_token;
+use testkit::watchdog::{Env, Watchdog};
+use testkit::{eventually, free_port, load};
 
 const WITHIN: Duration = Duration::from_secs(15);
 /// The issue's bound from an event on the queue to HAProxy serving the change.
@@ -52,7 +52,7 @@ events_queue = "{}"
 "#,
         lb.socket.display(),
         lb.config.display(),
-        crate::support::haproxy_bin(),
+        testkit::haproxy_bin(),
         lb.master.display(),
         q.url
     )

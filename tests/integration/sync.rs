@@ -1,14 +1,14 @@
 //! Backend sync against real HAProxy 2.6 (master-worker, on loopback), a Consul stand-in and
 //! moto's Auto Scaling: HAProxy's live servers and the file on disk end equal to the source.
 
-use crate::support::asg::Group;
-use crate::support::consul::{Consul, Instance};
-use crate::support::lb::{self, Backends, Lb};
-use crate::support::watchdog::{Env, Watchdog};
-use crate::support::{eventually, load};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
+use testkit::asg::Group;
+use testkit::consul::{Consul, Instance};
+use testkit::lb::{self, Backends, Lb};
+use testkit::watchdog::{Env, Watchdog};
+use testkit::{eventually, load};
 
 const WITHIN: Duration = Duration::from_secs(15);
 
@@ -44,7 +44,7 @@ reload = {{ master_socket = "{}", window = "1s" }}
 "#,
         lb.socket.display(),
         lb.config.display(),
-        crate::support::haproxy_bin(),
+        testkit::haproxy_bin(),
         lb.master.display()
     )
 }

@@ -2,7 +2,7 @@
 //! answering every request itself (`http-request return` with its node's name, so no backend
 //! is needed), or inside a simulated host on *:80 in front of a backend server.
 
-use super::netns::Host;
+use crate::netns::Host;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -24,7 +24,7 @@ defaults\n  mode http\n  timeout connect 1s\n  timeout client 10s\n  timeout ser
 impl Haproxy {
     /// On 127.0.0.1, answering with `name` itself.
     pub async fn start(name: &str) -> Haproxy {
-        let port = super::free_port();
+        let port = crate::free_port();
         let frontend = format!(
             "frontend www\n  bind 127.0.0.1:{port}\n  http-request return status 200 content-type text/plain string \"{name}\\n\"\n"
         );
@@ -66,7 +66,7 @@ impl Haproxy {
     /// (Re)start the process and wait until its stats socket answers.
     pub async fn restart(&mut self) {
         self.stop();
-        let check = Command::new(super::haproxy_bin())
+        let check = Command::new(crate::haproxy_bin())
             .arg("-c")
             .arg("-q")
             .arg("-f")
@@ -75,8 +75,8 @@ impl Haproxy {
             .expect("haproxy is not installed: run scripts/test-deps.sh");
         assert!(check.success(), "haproxy -c rejected the test config");
         let mut cmd = match &self.host {
-            Some(h) => h.command(super::haproxy_bin()),
-            None => Command::new(super::haproxy_bin()),
+            Some(h) => h.command(crate::haproxy_bin()),
+            None => Command::new(crate::haproxy_bin()),
         };
         let log = std::fs::File::create(self.dir.path().join("haproxy.log")).expect("log");
         let child = cmd

@@ -1,7 +1,7 @@
 //! The AWS side of a test: a VPC, instances with ENIs and private IPs, one Elastic IP, an SNS
 //! topic with an SQS queue subscribed to it — all created in moto through the real SDK.
 
-use super::moto::Moto;
+use crate::moto::Moto;
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::config::{Credentials, Region};
 use std::net::Ipv4Addr;

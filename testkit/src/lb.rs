@@ -53,7 +53,7 @@ impl Lb {
         let socket = dir.path().join("admin.sock");
         let master = dir.path().join("master.sock");
         let config = dir.path().join("haproxy.cfg");
-        let port = super::free_port();
+        let port = crate::free_port();
         std::fs::write(&config, config_text(&socket, port, servers)).expect("write haproxy.cfg");
         let mut lb = Lb {
             child: None,
@@ -71,7 +71,7 @@ impl Lb {
     pub async fn restart(&mut self) {
         self.stop();
         let log = std::fs::File::create(self.dir.path().join("haproxy.log")).expect("log");
-        let child = Command::new(super::haproxy_bin())
+        let child = Command::new(crate::haproxy_bin())
             .arg("-W")
             .arg("-S")
             .arg(&self.master)
@@ -82,7 +82,7 @@ impl Lb {
             .spawn()
             .expect("haproxy is not installed: run scripts/test-deps.sh");
         self.child = Some(child);
-        super::haproxy::wait_for_socket(&self.socket, &self.dir.path().join("haproxy.log")).await;
+        crate::haproxy::wait_for_socket(&self.socket, &self.dir.path().join("haproxy.log")).await;
     }
 
     pub fn stop(&mut self) {
@@ -121,11 +121,11 @@ impl Lb {
     /// same.
     pub async fn converges(&self, want: &BTreeSet<SocketAddr>, what: &str) {
         let within = Duration::from_secs(15);
-        super::eventually(within, what, || async {
+        crate::eventually(within, what, || async {
             (self.serving().await.as_ref() == Some(want)).then_some(())
         })
         .await;
-        super::eventually(within, &format!("{what}: file on disk"), || async {
+        crate::eventually(within, &format!("{what}: file on disk"), || async {
             (&self.file_serving() == want).then_some(())
         })
         .await;
@@ -164,14 +164,14 @@ impl Lb {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let before = self.worker_pid().await;
         // The master binds its CLI socket a moment after the worker's stats socket is up.
-        let mut s = super::eventually(Duration::from_secs(5), "the master socket", || async {
+        let mut s = crate::eventually(Duration::from_secs(5), "the master socket", || async {
             tokio::net::UnixStream::connect(&self.master).await.ok()
         })
         .await;
         s.write_all(b"reload\n").await.unwrap();
         let mut sink = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
-        super::eventually(
+        crate::eventually(
             Duration::from_secs(10),
             "the new HAProxy worker",
             || async {
@@ -212,13 +212,13 @@ impl Drop for Lb {
 /// answering its own address.
 pub struct Backends {
     pub port: u16,
-    servers: Vec<super::http::Server>,
+    servers: Vec<crate::http::Server>,
     pub hits: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Backends {
     pub async fn start(n: usize) -> Backends {
-        let port = super::free_port();
+        let port = crate::free_port();
         let hits = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut servers = Vec::new();
         for i in 0..n {
@@ -228,11 +228,11 @@ impl Backends {
                 .expect("bind backend");
             let h = hits.clone();
             let body = format!("{ip}\n");
-            servers.push(super::http::serve_on(
+            servers.push(crate::http::serve_on(
                 listener,
                 Arc::new(move |_| {
                     h.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    super::http::Reply::ok(&body)
+                    crate::http::Reply::ok(&body)
                 }),
             ));
         }
@@ -257,14 +257,14 @@ impl Backends {
                 .await
                 .expect("bind backend");
             let (h, body, d) = (hits.clone(), format!("{ip}\n"), delay(*ip));
-            servers.push(super::http::serve_on(
+            servers.push(crate::http::serve_on(
                 listener,
                 Arc::new(move |_| {
                     h.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if d.is_zero() {
-                        super::http::Reply::ok(&body)
+                        crate::http::Reply::ok(&body)
                     } else {
-                        super::http::Reply::Slow(d, 200, body.clone())
+                        crate::http::Reply::Slow(d, 200, body.clone())
                     }
                 }),
             ));

@@ -14,13 +14,13 @@
 //!
 //! moto itself runs on the machine's loopback; only the proxy talks to it.
 
-use super::awsproxy::AwsProxy;
-use super::haproxy::Haproxy;
-use super::http::{serve_on, Reply, Server};
-use super::imds::Imds;
-use super::netns::{Host, Net};
-use super::watchdog::{Env, NodeConf, Watchdog};
-use super::world::World;
+use crate::awsproxy::AwsProxy;
+use crate::haproxy::Haproxy;
+use crate::http::{serve_on, Reply, Server};
+use crate::imds::Imds;
+use crate::netns::{Host, Net};
+use crate::watchdog::{Env, NodeConf, Watchdog};
+use crate::world::World;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use std::collections::{BTreeMap, HashMap};
@@ -58,7 +58,7 @@ pub struct TestBed {
     routes: Arc<Mutex<HashMap<Ipv4Addr, Ipv4Addr>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     // Dropped last: deleting the namespaces also ends whatever still runs in them.
-    net: Net,
+    _net: Net,
 }
 
 impl TestBed {
@@ -140,7 +140,7 @@ impl TestBed {
             nodes,
             routes: Arc::default(),
             tasks: vec![proxy_task],
-            net,
+            _net: net,
         };
         bed.start_internet();
         // Let the edge learn the first association before anyone looks.
