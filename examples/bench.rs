@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use testkit::measure::{cpu_percent, cpu_ticks, percentile, rss_mb};
 use testkit::testbed::{self, TestBed};
 use tokio::time::Instant;
 
@@ -101,10 +102,10 @@ async fn main() {
             "| {} | {} | {runs} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {calls} |",
             system.label(),
             name(failure),
-            pct(&mut c, 50.0),
-            pct(&mut c, 95.0),
-            pct(&mut r, 50.0),
-            pct(&mut r, 95.0)
+            percentile(&mut c, 50.0),
+            percentile(&mut c, 95.0),
+            percentile(&mut r, 50.0),
+            percentile(&mut r, 95.0)
         );
     }
     if a.idle {
@@ -130,13 +131,6 @@ fn name(f: Failure) -> &'static str {
         Failure::Stopped => "stopped",
         Failure::Hung => "hung",
     }
-}
-
-/// Nearest-rank percentile.
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-    v[rank.min(v.len()) - 1]
 }
 
 /// One failover; returns (seconds to the claim, seconds to traffic restored, AssociateAddress
@@ -345,30 +339,12 @@ async fn idle(system: System, n: usize) -> (f64, f64) {
     };
     tokio::time::sleep(Duration::from_secs(5)).await;
     let pid = child.id();
+    let over = Duration::from_secs(20);
     let t1 = cpu_ticks(pid);
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    tokio::time::sleep(over).await;
     let t2 = cpu_ticks(pid);
-    let rss = rss_kb(pid) as f64 / 1024.0;
+    let rss = rss_mb(pid);
     let _ = child.kill();
     let _ = child.wait();
-    let hz = 100.0; // USER_HZ on Linux
-    (rss, (t2 - t1) as f64 / hz / 20.0 * 100.0)
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line; 12 and 13 after "pid (comm) ".
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    (rss, cpu_percent(t2.own - t1.own, over))
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use testkit::asg::Group;
 use testkit::consul::{Consul, Instance};
 use testkit::lb::{self, Backends, Lb};
+use testkit::measure::{cpu_percent, cpu_ticks, percentile, rss_mb};
 use testkit::watchdog::{Env, Watchdog};
 use tokio::time::Instant;
 
@@ -68,12 +69,6 @@ fn instances(b: &Backends, idx: &[usize]) -> Vec<Instance> {
     idx.iter()
         .map(|i| Instance::new(Backends::ip(*i), b.port))
         .collect()
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i]
 }
 
 /// Poll HAProxy's stats socket every 2 ms until `pred` holds; the time it took.
@@ -185,31 +180,6 @@ async fn under_load(reload_mode: bool, idle_close: bool, changes: usize) -> (u64
     (r.requests, r.failed(), wd.count("haproxy_reloaded"))
 }
 
-/// utime + stime of the process, and of its waited-for children (`haproxy -c`).
-fn cpu_ticks(pid: u32) -> (u64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    (f[11] + f[12], f[13] + f[14])
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb / 1024.0
-}
-
 /// A 1,000-server backend: RSS MB, CPU % idle, CPU % with one change a second, and the
 /// CPU % of the `haproxy -c` runs that checked each rewritten file.
 async fn thousand_servers() -> (f64, f64, f64, f64) {
@@ -233,11 +203,10 @@ async fn thousand_servers() -> (f64, f64, f64, f64) {
     until(&lb, Instant::now(), |s| s.len() == 1000).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pid = wd.pid();
-    let hz = 100.0;
-    let pct = |a: u64, b: u64| (b - a) as f64 / hz / 20.0 * 100.0;
+    let over = Duration::from_secs(20);
     let t1 = cpu_ticks(pid);
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    let idle = pct(t1.0, cpu_ticks(pid).0);
+    tokio::time::sleep(over).await;
+    let idle = cpu_percent(cpu_ticks(pid).own - t1.own, over);
     let t1 = cpu_ticks(pid);
     for k in 0..20usize {
         let mut list = all.clone();
@@ -246,7 +215,12 @@ async fn thousand_servers() -> (f64, f64, f64, f64) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let t2 = cpu_ticks(pid);
-    (rss_mb(pid), idle, pct(t1.0, t2.0), pct(t1.1, t2.1))
+    (
+        rss_mb(pid),
+        idle,
+        cpu_percent(t2.own - t1.own, over),
+        cpu_percent(t2.children - t1.children, over),
+    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -258,16 +232,16 @@ async fn main() {
     println!(
         "| Consul, blocking queries | {} | {:.0} ms | {:.0} ms |",
         c.len(),
-        pct(&mut c, 0.5),
-        pct(&mut c, 0.95)
+        percentile(&mut c, 50.0),
+        percentile(&mut c, 95.0)
     );
     let n = (a.samples / 3).max(5);
     let mut g = asg_latency(n, "2s").await;
     println!(
         "| Auto Scaling, polled every 2 s | {} | {:.0} ms | {:.0} ms |",
         g.len(),
-        pct(&mut g, 0.5),
-        pct(&mut g, 0.95)
+        percentile(&mut g, 50.0),
+        percentile(&mut g, 95.0)
     );
 
     println!("\n| mode | changes | requests | failed | failed per 1,000 changes | reloads |\n| --- | --- | --- | --- | --- | --- |");

@@ -17,6 +17,7 @@ pub mod http;
 pub mod imds;
 pub mod lb;
 pub mod load;
+pub mod measure;
 pub mod moto;
 pub mod netns;
 pub mod opsworks;
