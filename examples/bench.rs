@@ -12,7 +12,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use testkit::measure::{cpu_percent, cpu_ticks, percentile, rss_mb};
 use testkit::testbed::{self, TestBed};
@@ -157,19 +156,7 @@ async fn failover(system: System, failure: Failure) -> (f64, f64, usize) {
         "the bed is not healthy"
     );
 
-    let answers: Arc<Mutex<Vec<(Instant, Option<String>)>>> = Arc::default();
-    let (ans, client, eip) = (
-        answers.clone(),
-        bed.client.clone(),
-        std::net::SocketAddr::new(bed.world.eip.into(), 80),
-    );
-    let poller = tokio::spawn(async move {
-        loop {
-            let who = testbed::get(&client, eip).await;
-            ans.lock().unwrap().push((Instant::now(), who));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let client = bed.poll_eip(Duration::from_millis(50));
     // Failures arrive at any point of a check cycle: a random offset of up to one cycle keeps
     // the phase from being the same in every run (for both systems).
     let nanos = std::time::SystemTime::now()
@@ -188,15 +175,10 @@ async fn failover(system: System, failure: Failure) -> (f64, f64, usize) {
         _ => Duration::from_secs(120),
     };
     let restored = testkit::eventually(limit, "traffic restored through the EIP", || async {
-        answers
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(t, who)| *t > t0 && who.as_deref() == Some("b"))
-            .map(|(t, _)| *t)
+        client.first_after(t0, Some("b"))
     })
     .await;
-    poller.abort();
+    drop(client);
     let claim = bed
         .proxy
         .first_after("AssociateAddress", t0)

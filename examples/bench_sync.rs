@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use testkit::asg::Group;
-use testkit::consul::{Consul, Instance};
+use testkit::consul::{instances, Consul, Instance};
 use testkit::lb::{self, Backends, Lb};
 use testkit::measure::{cpu_percent, cpu_ticks, percentile, rss_mb};
 use testkit::watchdog::{Env, Watchdog};
@@ -40,13 +40,6 @@ fn args() -> Args {
     a
 }
 
-fn no_aws() -> Env {
-    Env {
-        aws_endpoint: "http://127.0.0.1:9".into(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    }
-}
-
 fn rule(lb: &Lb, interval: &str, check: &str, source: &str) -> String {
     format!(
         "[rules.app]\ninterval = \"{interval}\"\ntimeout = \"1s\"\n[rules.app.check]\ntype = \"backend_sync\"\nbackend = \"app\"\n\
@@ -56,19 +49,6 @@ fn rule(lb: &Lb, interval: &str, check: &str, source: &str) -> String {
         lb.config.display(),
         lb.master.display()
     )
-}
-
-fn consul_source(c: &Consul) -> String {
-    format!(
-        "type = \"consul\"\nservice = \"web\"\naddress = \"{}\"\n",
-        c.url()
-    )
-}
-
-fn instances(b: &Backends, idx: &[usize]) -> Vec<Instance> {
-    idx.iter()
-        .map(|i| Instance::new(Backends::ip(*i), b.port))
-        .collect()
 }
 
 /// Poll HAProxy's stats socket every 2 ms until `pred` holds; the time it took.
@@ -93,8 +73,8 @@ async fn consul_latency(samples: usize) -> Vec<f64> {
     let lb = Lb::start(&lb::block(6, b.port)).await;
     let _wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "60s", "", &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "60s", "", &consul.source()),
         &[],
     );
     until(&lb, Instant::now(), |s| s.len() == 2).await;
@@ -112,10 +92,7 @@ async fn consul_latency(samples: usize) -> Vec<f64> {
 async fn asg_latency(samples: usize, interval: &str) -> Vec<f64> {
     let group = Group::start("web-asg", 2).await;
     let lb = Lb::start(&lb::block(6, 8080)).await;
-    let env = Env {
-        aws_endpoint: group.moto.url.clone(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    };
+    let env = Env::aws_only(&group.moto.url);
     let toml = rule(
         &lb,
         interval,
@@ -123,11 +100,7 @@ async fn asg_latency(samples: usize, interval: &str) -> Vec<f64> {
         "type = \"asg\"\ngroup = \"web-asg\"",
     );
     let _wd = Watchdog::start("lb", &env, &toml, &[]);
-    let target = |ips: BTreeSet<Ipv4Addr>| -> BTreeSet<SocketAddr> {
-        ips.into_iter()
-            .map(|ip| SocketAddr::from((ip, 8080)))
-            .collect()
-    };
+    let target = |ips| lb::addrs(ips, 8080);
     let first = target(group.serving_ips().await);
     until(&lb, Instant::now(), |s| s == &first).await;
     let mut out = Vec::new();
@@ -161,8 +134,8 @@ async fn under_load(reload_mode: bool, idle_close: bool, changes: usize) -> (u64
     };
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "60s", &check, &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "60s", &check, &consul.source()),
         &[],
     );
     until(&lb, Instant::now(), |s| s.len() == 3).await;
@@ -196,8 +169,8 @@ async fn thousand_servers() -> (f64, f64, f64, f64) {
     let lb = Lb::start(&lb::block(1100, port)).await;
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "60s", "server_options = \"\"", &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "60s", "server_options = \"\"", &consul.source()),
         &[],
     );
     until(&lb, Instant::now(), |s| s.len() == 1000).await;

@@ -44,6 +44,13 @@ backend app\n  balance roundrobin\n{servers}",
     )
 }
 
+/// `ip:port` for each of `ips` (what HAProxy should serve for a group's private IPs).
+pub fn addrs(ips: impl IntoIterator<Item = Ipv4Addr>, port: u16) -> BTreeSet<SocketAddr> {
+    ips.into_iter()
+        .map(|ip| SocketAddr::from((ip, port)))
+        .collect()
+}
+
 /// A managed block with `n` free slots named app1..appN.
 pub fn block(n: usize, port: u16) -> String {
     let mut s = format!("  {BEGIN}\n");

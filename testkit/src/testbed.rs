@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
 pub const AWS_ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 250);
@@ -314,6 +315,57 @@ impl TestBed {
     /// The private IP `eip` reaches now, per the edge.
     pub fn route_of(&self, eip: Ipv4Addr) -> Option<Ipv4Addr> {
         self.routes.lock().unwrap().get(&eip).copied()
+    }
+
+    /// The client GETting the EIP every `period`, keeping who answered.
+    pub fn poll_eip(&self, period: Duration) -> Poller {
+        let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
+        let (a, client, eip) = (
+            answers.clone(),
+            self.client.clone(),
+            SocketAddr::new(self.world.eip.into(), 80),
+        );
+        let task = tokio::spawn(async move {
+            loop {
+                let who = get(&client, eip).await;
+                a.lock().unwrap().push((Instant::now(), who));
+                tokio::time::sleep(period).await;
+            }
+        });
+        Poller { answers, task }
+    }
+}
+
+/// When a request was answered, and by whom (the body of a 200; None: it failed).
+pub type Answer = (Instant, Option<String>);
+
+/// A client out on the internet polling one address ([`TestBed::poll_eip`]); it stops on
+/// drop.
+pub struct Poller {
+    answers: Arc<Mutex<Vec<Answer>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Poller {
+    /// Every answer so far, oldest first.
+    pub fn answers(&self) -> Vec<Answer> {
+        self.answers.lock().unwrap().clone()
+    }
+
+    /// When the first request after `t0` was answered by `who` (None: the first that failed).
+    pub fn first_after(&self, t0: Instant, who: Option<&str>) -> Option<Instant> {
+        self.answers
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(t, w)| *t > t0 && w.as_deref() == who)
+            .map(|(t, _)| *t)
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -34,7 +34,23 @@ pub struct Env {
     pub imds_endpoint: String,
 }
 
+/// An endpoint where nothing answers (the discard port, nothing listens there).
+const NOWHERE: &str = "http://127.0.0.1:9";
+
 impl Env {
+    /// Neither AWS nor instance metadata: both endpoints lead nowhere.
+    pub fn offline() -> Env {
+        Env::aws_only(NOWHERE)
+    }
+
+    /// AWS at `aws_endpoint` (moto, a proxy in front of it), no instance metadata.
+    pub fn aws_only(aws_endpoint: &str) -> Env {
+        Env {
+            aws_endpoint: aws_endpoint.to_owned(),
+            imds_endpoint: NOWHERE.to_owned(),
+        }
+    }
+
     pub fn apply(&self, cmd: &mut Command) {
         // Only what the SDK's standard chains read; nothing from the developer's environment.
         for var in [

@@ -160,10 +160,7 @@ async fn dry_run_logs_every_aws_call_and_makes_none() {
 async fn run_stops_cleanly_on_sigterm_and_sigint() {
     let target = Stub::start(Reply::ok("ok")).await;
     let toml = format!("[rules.r]\ncheck = {{ type = \"http\", url = \"{}\" }}\ninterval = \"100ms\"\ntimeout = \"50ms\"\n", target.url());
-    let env = testkit::watchdog::Env {
-        aws_endpoint: "http://127.0.0.1:9".into(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    };
+    let env = testkit::watchdog::Env::offline();
     let wd = Watchdog::start("solo", &env, &toml, &[]);
     wd.wait_event(Duration::from_secs(10), "started").await;
     testkit::eventually(Duration::from_secs(10), "checks", || async {
@@ -199,10 +196,7 @@ fn streak(wd: &Watchdog, rule: &str) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_a_valid_config_keeping_streaks_and_keeps_running_on_an_invalid_one() {
     let target = Stub::start(Reply::Status(500, "down".into())).await;
-    let env = testkit::watchdog::Env {
-        aws_endpoint: "http://127.0.0.1:9".into(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    };
+    let env = testkit::watchdog::Env::offline();
     let rule = format!(
         "[rules.eip]\ncheck = {{ type = \"http\", url = \"{}\" }}\ninterval = \"300ms\"\ntimeout = \"200ms\"\nfail_after = 8\n",
         target.url()
@@ -302,10 +296,7 @@ async fn status_and_metrics_show_what_each_rule_saw_and_did() {
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     assert!(socket.exists());
     let port = testkit::free_port();
-    let env = testkit::watchdog::Env {
-        aws_endpoint: "http://127.0.0.1:9".into(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    };
+    let env = testkit::watchdog::Env::offline();
     let toml = format!(
         "[control]\nsocket = \"{}\"\nmetrics_listen = \"127.0.0.1:{port}\"\n\
          [rules.eip]\ncheck = {{ type = \"http\", url = \"{}\" }}\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfail_after = 2\non_fail = [\"tell\"]\n\

@@ -3,13 +3,13 @@
 //! `WATCHDOG_TEST_HAPROXY` names, such as scripts/haproxy-3.0.sh's 3.0), the Consul stand-in
 //! and moto, on loopback only.
 
-use crate::sync::{consul_source, instances, no_aws, rule};
+use crate::sync::rule;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use testkit::consul::Consul;
+use testkit::consul::{instances, Consul};
 use testkit::lb::{self, Backends, Lb};
-use testkit::watchdog::Watchdog;
+use testkit::watchdog::{Env, Watchdog};
 
 const WITHIN: Duration = Duration::from_secs(15);
 
@@ -22,12 +22,7 @@ async fn consul_index_that_does_not_move_is_asked_at_most_once_a_second() {
     let consul = Consul::start("web", instances(&b, &[0, 1])).await;
     consul.index_answers(Some(Some("0")));
     let lb = Lb::start(&lb::block(4, b.port)).await;
-    let wd = Watchdog::start(
-        "lb",
-        &no_aws(),
-        &rule(&lb, "", &consul_source(&consul)),
-        &[],
-    );
+    let wd = Watchdog::start("lb", &Env::offline(), &rule(&lb, "", &consul.source()), &[]);
     lb.converges(&b.addrs(&[0, 1]), "first sync").await;
 
     let from = consul.request_log().len();
@@ -83,8 +78,8 @@ async fn leaderless_consul_answers_are_not_applied() {
     let lb = Lb::start(&lb::block(4, b.port)).await;
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "allow_empty = true", &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "allow_empty = true", &consul.source()),
         &[],
     );
     let all = b.addrs(&[0, 1, 2]);
@@ -156,14 +151,14 @@ async fn failed_reload_scenario(by_command: bool) {
     } else {
         format!("master_socket = \"{}\"", lb.master.display())
     };
-    let toml = rule(&lb, &check, &consul_source(&consul)).replace(
+    let toml = rule(&lb, &check, &consul.source()).replace(
         &format!(
             "reload = {{ master_socket = \"{}\", window = \"1s\" }}",
             lb.master.display()
         ),
         &format!("reload = {{ {reload}, window = \"1s\", timeout = \"5s\" }}"),
     );
-    let wd = Watchdog::start("lb", &no_aws(), &toml, &[]);
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &[]);
     lb.converges(&b.addrs(&[0, 1]), "first render").await;
     // HAProxy serves the servers a moment before the watchdog has seen its reload through.
     wd.wait_event(WITHIN, "haproxy_reloaded").await;
@@ -328,8 +323,8 @@ async fn a_slot_with_no_usable_address_is_never_made_ready() {
     let watcher = watch_for_addressless_ready(&lb, stop.clone());
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "slots = 4", &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "slots = 4", &consul.source()),
         &[],
     );
     lb.converges(&b.addrs(&[0, 1]), "first sync").await;
@@ -419,10 +414,7 @@ async fn the_peers_section_always_keeps_its_local_peer() {
         "the section is active to start with"
     );
 
-    let env = testkit::watchdog::Env {
-        aws_endpoint: group.moto.url.clone(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    };
+    let env = Env::aws_only(&group.moto.url);
     let rules = format!(
         r#"
 [rules.peers]
@@ -553,14 +545,14 @@ async fn an_operators_maintenance_in_the_server_state_file_causes_no_endless_rel
         state.display()
     );
     let check = format!("apply = \"reload\"\ntemplate = \"{}\"", template.display());
-    let toml = rule(&lb, &check, &consul_source(&consul)).replace(
+    let toml = rule(&lb, &check, &consul.source()).replace(
         &format!(
             "reload = {{ master_socket = \"{}\", window = \"1s\" }}",
             lb.master.display()
         ),
         &format!("reload = {{ command = [\"sh\", \"-c\", \"{command}\"], window = \"1s\", timeout = \"3s\" }}"),
     );
-    let wd = Watchdog::start("lb", &no_aws(), &toml, &[]);
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &[]);
     lb.converges(&b.addrs(&[0, 1]), "first render").await;
     wd.wait_event(WITHIN, "haproxy_reloaded").await;
 
@@ -670,8 +662,8 @@ async fn a_file_a_failed_reload_left_unloaded_is_reloaded_after_a_restart() {
     let text = lb::config_text(&lb.socket, lb.port, "    {{ nodes }}\n");
     std::fs::write(&template, &text).unwrap();
     let check = format!("apply = \"reload\"\ntemplate = \"{}\"", template.display());
-    let toml = rule(&lb, &check, &consul_source(&consul));
-    let wd = Watchdog::start("lb", &no_aws(), &toml, &[]);
+    let toml = rule(&lb, &check, &consul.source());
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &[]);
     lb.converges(&b.addrs(&[0, 1]), "first render").await;
     wd.wait_event(WITHIN, "haproxy_reloaded").await;
 
@@ -692,7 +684,7 @@ async fn a_file_a_failed_reload_left_unloaded_is_reloaded_after_a_restart() {
 
     // Up more than a second, so the file is clearly newer than this worker's start.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let wd = Watchdog::start("lb", &no_aws(), &toml, &[]);
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &[]);
     wd.wait_event(WITHIN, "config_not_loaded").await;
     wd.wait_event(WITHIN, "haproxy_reloaded").await;
     assert_ne!(lb.worker_pid().await, worker);
@@ -719,8 +711,8 @@ async fn a_replacement_with_every_slot_in_use_never_empties_the_backend() {
     let lb = Lb::start(&block).await;
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "slots = 1", &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "slots = 1", &consul.source()),
         &[],
     );
     lb.converges(&b.addrs(&[0]), "first sync").await;
@@ -772,8 +764,8 @@ async fn an_operators_server_outside_the_block_is_never_a_slot() {
     let lb = Lb::start(&block).await;
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "slots = 1", &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "slots = 1", &consul.source()),
         &[],
     );
     testkit::eventually(WITHIN, "the second server placed", || async {
