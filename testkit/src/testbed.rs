@@ -299,7 +299,7 @@ impl TestBed {
 
     /// The private IP the EIP reaches now, per the edge.
     pub fn eip_route(&self) -> Option<Ipv4Addr> {
-        self.routes.lock().unwrap().get(&self.world.eip).copied()
+        self.route_of(self.world.eip)
     }
 
     /// One GET of the EIP from the client: `Some(body)` on a 200.

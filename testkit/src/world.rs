@@ -254,22 +254,6 @@ impl World {
             .collect()
     }
 
-    /// The node allocation `alloc` is on, by name.
-    pub async fn holder_of(&self, alloc: &str) -> Option<String> {
-        let d = self
-            .ec2
-            .describe_addresses()
-            .allocation_ids(alloc)
-            .send()
-            .await
-            .unwrap();
-        let eni = d.addresses()[0].network_interface_id()?.to_owned();
-        self.nodes
-            .iter()
-            .find(|n| n.eni == eni)
-            .map(|n| n.name.clone())
-    }
-
     /// The ENI the EIP is on, per EC2.
     pub async fn holder_eni(&self) -> Option<String> {
         let d = self
