@@ -10,14 +10,11 @@
 //! answered). Measured from the failure: the first AssociateAddress call at the AWS endpoint
 //! (the claim), and the first request through the EIP answered by b (traffic restored).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::testbed::{self, TestBed};
+use testkit::measure::{cpu_percent, cpu_ticks, percentile, rss_mb};
+use testkit::testbed::{self, TestBed};
 use tokio::time::Instant;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -69,7 +66,7 @@ fn args() -> Args {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
-    let watchdog = support::watchdog::bin();
+    let watchdog = testkit::watchdog::bin();
     println!("watchdog binary: {}", watchdog.display());
     println!("runs per case: {}\n", a.runs);
     let mut cases = vec![(System::Watchdog, a.runs), (System::Monit(1), a.runs)];
@@ -104,10 +101,10 @@ async fn main() {
             "| {} | {} | {runs} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {calls} |",
             system.label(),
             name(failure),
-            pct(&mut c, 50.0),
-            pct(&mut c, 95.0),
-            pct(&mut r, 50.0),
-            pct(&mut r, 95.0)
+            percentile(&mut c, 50.0),
+            percentile(&mut c, 95.0),
+            percentile(&mut r, 50.0),
+            percentile(&mut r, 95.0)
         );
     }
     if a.idle {
@@ -135,13 +132,6 @@ fn name(f: Failure) -> &'static str {
     }
 }
 
-/// Nearest-rank percentile.
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-    v[rank.min(v.len()) - 1]
-}
-
 /// One failover; returns (seconds to the claim, seconds to traffic restored, AssociateAddress
 /// calls made in the run, counted 2 s after traffic was restored: more than 1 is a false claim).
 async fn failover(system: System, failure: Failure) -> (f64, f64, usize) {
@@ -166,19 +156,7 @@ async fn failover(system: System, failure: Failure) -> (f64, f64, usize) {
         "the bed is not healthy"
     );
 
-    let answers: Arc<Mutex<Vec<(Instant, Option<String>)>>> = Arc::default();
-    let (ans, client, eip) = (
-        answers.clone(),
-        bed.client.clone(),
-        std::net::SocketAddr::new(bed.world.eip.into(), 80),
-    );
-    let poller = tokio::spawn(async move {
-        loop {
-            let who = testbed::get(&client, eip).await;
-            ans.lock().unwrap().push((Instant::now(), who));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let client = bed.poll_eip(Duration::from_millis(50));
     // Failures arrive at any point of a check cycle: a random offset of up to one cycle keeps
     // the phase from being the same in every run (for both systems).
     let nanos = std::time::SystemTime::now()
@@ -196,16 +174,11 @@ async fn failover(system: System, failure: Failure) -> (f64, f64, usize) {
         System::Monit(n) if n > 5 => Duration::from_secs(n * 6 + 120),
         _ => Duration::from_secs(120),
     };
-    let restored = support::eventually(limit, "traffic restored through the EIP", || async {
-        answers
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(t, who)| *t > t0 && who.as_deref() == Some("b"))
-            .map(|(t, _)| *t)
+    let restored = testkit::eventually(limit, "traffic restored through the EIP", || async {
+        client.first_after(t0, Some("b"))
     })
     .await;
-    poller.abort();
+    drop(client);
     let claim = bed
         .proxy
         .first_after("AssociateAddress", t0)
@@ -222,7 +195,7 @@ async fn failover(system: System, failure: Failure) -> (f64, f64, usize) {
 /// Held only for its `Drop`, which stops the system under test.
 #[allow(dead_code)]
 enum Runner {
-    Watchdog(support::watchdog::Watchdog),
+    Watchdog(testkit::watchdog::Watchdog),
     Monit(Monit),
 }
 
@@ -239,7 +212,7 @@ impl Monit {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let b = bed.world.node("b");
-        let aws = support::repo().join(".venv-awscli/bin/aws");
+        let aws = testkit::repo().join(".venv-awscli/bin/aws");
         assert!(aws.exists(), "run scripts/bench-deps.sh first");
         let eip = bed.world.eip;
         let failtome = format!(
@@ -308,7 +281,7 @@ impl Drop for Monit {
 /// RSS (MB) and CPU (% of one core) of `system` running `n` HTTP checks at a 1 s interval
 /// against a loopback server, measured over 20 s after a 5 s warm-up.
 async fn idle(system: System, n: usize) -> (f64, f64) {
-    let target = support::http::Stub::start(support::http::Reply::ok("ok")).await;
+    let target = testkit::http::Stub::start(testkit::http::Reply::ok("ok")).await;
     let port = target.server.addr.port();
     let dir = tempfile::tempdir().unwrap();
     let mut child = match system {
@@ -321,7 +294,7 @@ async fn idle(system: System, n: usize) -> (f64, f64) {
             }
             let path = dir.path().join("watchdog.toml");
             std::fs::write(&path, toml).unwrap();
-            Command::new(support::watchdog::bin())
+            Command::new(testkit::watchdog::bin())
                 .args(["run", "--log-level", "warn", "--config"])
                 .arg(&path)
                 .stdout(Stdio::null())
@@ -348,30 +321,12 @@ async fn idle(system: System, n: usize) -> (f64, f64) {
     };
     tokio::time::sleep(Duration::from_secs(5)).await;
     let pid = child.id();
+    let over = Duration::from_secs(20);
     let t1 = cpu_ticks(pid);
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    tokio::time::sleep(over).await;
     let t2 = cpu_ticks(pid);
-    let rss = rss_kb(pid) as f64 / 1024.0;
+    let rss = rss_mb(pid);
     let _ = child.kill();
     let _ = child.wait();
-    let hz = 100.0; // USER_HZ on Linux
-    (rss, (t2 - t1) as f64 / hz / 20.0 * 100.0)
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line; 12 and 13 after "pid (comm) ".
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    (rss, cpu_percent(t2.own - t1.own, over))
 }

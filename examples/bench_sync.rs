@@ -8,16 +8,14 @@
 //!
 //! Run it with `scripts/bench-sync.sh [--changes N] [--samples N]`.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
-use support::asg::Group;
-use support::consul::{Consul, Instance};
-use support::lb::{self, Backends, Lb};
-use support::watchdog::{Env, Watchdog};
+use testkit::asg::Group;
+use testkit::consul::{instances, Consul, Instance};
+use testkit::lb::{self, Backends, Lb};
+use testkit::measure::{cpu_percent, cpu_ticks, percentile, rss_mb};
+use testkit::watchdog::{Env, Watchdog};
 use tokio::time::Instant;
 
 struct Args {
@@ -42,13 +40,6 @@ fn args() -> Args {
     a
 }
 
-fn no_aws() -> Env {
-    Env {
-        aws_endpoint: "http://127.0.0.1:9".into(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    }
-}
-
 fn rule(lb: &Lb, interval: &str, check: &str, source: &str) -> String {
     format!(
         "[rules.app]\ninterval = \"{interval}\"\ntimeout = \"1s\"\n[rules.app.check]\ntype = \"backend_sync\"\nbackend = \"app\"\n\
@@ -58,25 +49,6 @@ fn rule(lb: &Lb, interval: &str, check: &str, source: &str) -> String {
         lb.config.display(),
         lb.master.display()
     )
-}
-
-fn consul_source(c: &Consul) -> String {
-    format!(
-        "type = \"consul\"\nservice = \"web\"\naddress = \"{}\"\n",
-        c.url()
-    )
-}
-
-fn instances(b: &Backends, idx: &[usize]) -> Vec<Instance> {
-    idx.iter()
-        .map(|i| Instance::new(Backends::ip(*i), b.port))
-        .collect()
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i]
 }
 
 /// Poll HAProxy's stats socket every 2 ms until `pred` holds; the time it took.
@@ -101,8 +73,8 @@ async fn consul_latency(samples: usize) -> Vec<f64> {
     let lb = Lb::start(&lb::block(6, b.port)).await;
     let _wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "60s", "", &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "60s", "", &consul.source()),
         &[],
     );
     until(&lb, Instant::now(), |s| s.len() == 2).await;
@@ -120,10 +92,7 @@ async fn consul_latency(samples: usize) -> Vec<f64> {
 async fn asg_latency(samples: usize, interval: &str) -> Vec<f64> {
     let group = Group::start("web-asg", 2).await;
     let lb = Lb::start(&lb::block(6, 8080)).await;
-    let env = Env {
-        aws_endpoint: group.moto.url.clone(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    };
+    let env = Env::aws_only(&group.moto.url);
     let toml = rule(
         &lb,
         interval,
@@ -131,11 +100,7 @@ async fn asg_latency(samples: usize, interval: &str) -> Vec<f64> {
         "type = \"asg\"\ngroup = \"web-asg\"",
     );
     let _wd = Watchdog::start("lb", &env, &toml, &[]);
-    let target = |ips: BTreeSet<Ipv4Addr>| -> BTreeSet<SocketAddr> {
-        ips.into_iter()
-            .map(|ip| SocketAddr::from((ip, 8080)))
-            .collect()
-    };
+    let target = |ips| lb::addrs(ips, 8080);
     let first = target(group.serving_ips().await);
     until(&lb, Instant::now(), |s| s == &first).await;
     let mut out = Vec::new();
@@ -169,13 +134,13 @@ async fn under_load(reload_mode: bool, idle_close: bool, changes: usize) -> (u64
     };
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "60s", &check, &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "60s", &check, &consul.source()),
         &[],
     );
     until(&lb, Instant::now(), |s| s.len() == 3).await;
     let secs = (changes as u64 * 50 / 1000) + 3;
-    let wrk = support::load::start(&lb.url(), 16, Duration::from_secs(secs));
+    let wrk = testkit::load::start(&lb.url(), 16, Duration::from_secs(secs));
     tokio::time::sleep(Duration::from_millis(500)).await;
     for k in 0..changes {
         let set: Vec<usize> = (0..3).map(|j| (k + j) % 6).collect();
@@ -186,31 +151,6 @@ async fn under_load(reload_mode: bool, idle_close: bool, changes: usize) -> (u64
     // A wrk that did not run would otherwise read as "0 failed".
     assert!(r.requests > 1000, "wrk made only {} requests", r.requests);
     (r.requests, r.failed(), wd.count("haproxy_reloaded"))
-}
-
-/// utime + stime of the process, and of its waited-for children (`haproxy -c`).
-fn cpu_ticks(pid: u32) -> (u64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    (f[11] + f[12], f[13] + f[14])
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb / 1024.0
 }
 
 /// A 1,000-server backend: RSS MB, CPU % idle, CPU % with one change a second, and the
@@ -229,18 +169,17 @@ async fn thousand_servers() -> (f64, f64, f64, f64) {
     let lb = Lb::start(&lb::block(1100, port)).await;
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "60s", "server_options = \"\"", &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "60s", "server_options = \"\"", &consul.source()),
         &[],
     );
     until(&lb, Instant::now(), |s| s.len() == 1000).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pid = wd.pid();
-    let hz = 100.0;
-    let pct = |a: u64, b: u64| (b - a) as f64 / hz / 20.0 * 100.0;
+    let over = Duration::from_secs(20);
     let t1 = cpu_ticks(pid);
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    let idle = pct(t1.0, cpu_ticks(pid).0);
+    tokio::time::sleep(over).await;
+    let idle = cpu_percent(cpu_ticks(pid).own - t1.own, over);
     let t1 = cpu_ticks(pid);
     for k in 0..20usize {
         let mut list = all.clone();
@@ -249,7 +188,12 @@ async fn thousand_servers() -> (f64, f64, f64, f64) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let t2 = cpu_ticks(pid);
-    (rss_mb(pid), idle, pct(t1.0, t2.0), pct(t1.1, t2.1))
+    (
+        rss_mb(pid),
+        idle,
+        cpu_percent(t2.own - t1.own, over),
+        cpu_percent(t2.children - t1.children, over),
+    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -261,16 +205,16 @@ async fn main() {
     println!(
         "| Consul, blocking queries | {} | {:.0} ms | {:.0} ms |",
         c.len(),
-        pct(&mut c, 0.5),
-        pct(&mut c, 0.95)
+        percentile(&mut c, 50.0),
+        percentile(&mut c, 95.0)
     );
     let n = (a.samples / 3).max(5);
     let mut g = asg_latency(n, "2s").await;
     println!(
         "| Auto Scaling, polled every 2 s | {} | {:.0} ms | {:.0} ms |",
         g.len(),
-        pct(&mut g, 0.5),
-        pct(&mut g, 0.95)
+        percentile(&mut g, 50.0),
+        percentile(&mut g, 95.0)
     );
 
     println!("\n| mode | changes | requests | failed | failed per 1,000 changes | reloads |\n| --- | --- | --- | --- | --- | --- |");

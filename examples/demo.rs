@@ -6,14 +6,10 @@
 //!
 //! Run it with `scripts/demo.sh` (installs HAProxy and moto on a fresh machine first).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use serde_json::Value;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::testbed::{self, TestBed};
-use support::watchdog::{NodeConf, Watchdog};
+use testkit::testbed::TestBed;
+use testkit::watchdog::{NodeConf, Watchdog};
 use tokio::time::Instant;
 
 const NODES: [&str; 2] = ["neptune", "saturn"];
@@ -53,21 +49,9 @@ async fn main() -> std::process::ExitCode {
     println!();
 
     // A client hitting the EIP every 100 ms; it records who answered.
-    let answers: Arc<Mutex<Vec<(Instant, Option<String>)>>> = Arc::default();
-    let (a, client, eip) = (
-        answers.clone(),
-        bed.client.clone(),
-        std::net::SocketAddr::new(world.eip.into(), 80),
-    );
-    let client_task = tokio::spawn(async move {
-        loop {
-            let who = testbed::get(&client, eip).await;
-            a.lock().unwrap().push((Instant::now(), who));
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let client = bed.poll_eip(Duration::from_millis(100));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let serving = answers.lock().unwrap().last().and_then(|x| x.1.clone());
+    let serving = client.answers().last().and_then(|x| x.1.clone());
     println!(
         "Before: the EIP is served by {}",
         serving.as_deref().unwrap_or("nobody")
@@ -82,13 +66,8 @@ async fn main() -> std::process::ExitCode {
     saturn
         .wait_event(Duration::from_secs(60), "eip_claimed")
         .await;
-    support::eventually(Duration::from_secs(30), "traffic back", || async {
-        answers
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(t, who)| *t > t0 && who.as_deref() == Some("saturn"))
-            .map(|_| ())
+    testkit::eventually(Duration::from_secs(30), "traffic back", || async {
+        client.first_after(t0, Some("saturn"))
     })
     .await;
     saturn
@@ -108,14 +87,9 @@ async fn main() -> std::process::ExitCode {
     };
     let mut lines: Vec<(f64, String)> = vec![(0.0, "neptune's HAProxy killed".into())];
     let first = |w: &Watchdog, name: &str| w.events(name).into_iter().find(|e| since(e) > 0.0);
-    if let Some(t) = answers
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|(t, who)| *t > t0 && who.is_none())
-    {
+    if let Some(t) = client.first_after(t0, None) {
         lines.push((
-            (t.0 - t0).as_secs_f64(),
+            (t - t0).as_secs_f64(),
             "first failed client request through the EIP".into(),
         ));
     }
@@ -175,14 +149,9 @@ async fn main() -> std::process::ExitCode {
             lines.push((since(&e), format!("{}: SNS alert published", w.name)));
         }
     }
-    if let Some((t, _)) = answers
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|(t, who)| *t > t0 && who.as_deref() == Some("saturn"))
-    {
+    if let Some(t) = client.first_after(t0, Some("saturn")) {
         lines.push((
-            (*t - t0).as_secs_f64(),
+            (t - t0).as_secs_f64(),
             "first good request through the EIP (answered by saturn)".into(),
         ));
     }
@@ -192,9 +161,8 @@ async fn main() -> std::process::ExitCode {
     for (t, what) in &lines {
         println!("  {t:>6.2}s  {what}");
     }
-    let down: Vec<_> = answers
-        .lock()
-        .unwrap()
+    let down: Vec<_> = client
+        .answers()
         .iter()
         .filter(|(t, who)| *t > t0 && who.is_none())
         .map(|x| x.0)
@@ -232,7 +200,7 @@ async fn main() -> std::process::ExitCode {
         "After 4s the EIP is on {} (neptune does not take it back).",
         holder.as_deref().unwrap_or("nobody")
     );
-    client_task.abort();
+    drop(client);
     for w in wds {
         w.stop().await;
     }

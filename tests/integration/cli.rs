@@ -1,11 +1,11 @@
 //! The command line as an operator and cron use it: validate, --once, --dry-run, exit codes.
 
-use crate::support::bed::Bed;
-use crate::support::http::{Reply, Stub};
-use crate::support::repo;
-use crate::support::watchdog::{bin, run_to_end, write_config, Watchdog};
 use std::process::Command;
 use std::time::Duration;
+use testkit::bed::Bed;
+use testkit::http::{Reply, Stub};
+use testkit::repo;
+use testkit::watchdog::{bin, run_to_end, write_config, Watchdog};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -160,13 +160,10 @@ async fn dry_run_logs_every_aws_call_and_makes_none() {
 async fn run_stops_cleanly_on_sigterm_and_sigint() {
     let target = Stub::start(Reply::ok("ok")).await;
     let toml = format!("[rules.r]\ncheck = {{ type = \"http\", url = \"{}\" }}\ninterval = \"100ms\"\ntimeout = \"50ms\"\n", target.url());
-    let env = crate::support::watchdog::Env {
-        aws_endpoint: "http://127.0.0.1:9".into(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    };
+    let env = testkit::watchdog::Env::offline();
     let wd = Watchdog::start("solo", &env, &toml, &[]);
     wd.wait_event(Duration::from_secs(10), "started").await;
-    crate::support::eventually(Duration::from_secs(10), "checks", || async {
+    testkit::eventually(Duration::from_secs(10), "checks", || async {
         (target.hits() >= 3).then_some(())
     })
     .await;
@@ -199,16 +196,13 @@ fn streak(wd: &Watchdog, rule: &str) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_a_valid_config_keeping_streaks_and_keeps_running_on_an_invalid_one() {
     let target = Stub::start(Reply::Status(500, "down".into())).await;
-    let env = crate::support::watchdog::Env {
-        aws_endpoint: "http://127.0.0.1:9".into(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    };
+    let env = testkit::watchdog::Env::offline();
     let rule = format!(
         "[rules.eip]\ncheck = {{ type = \"http\", url = \"{}\" }}\ninterval = \"300ms\"\ntimeout = \"200ms\"\nfail_after = 8\n",
         target.url()
     );
     let wd = Watchdog::start("n", &env, &rule, &[]);
-    crate::support::eventually(Duration::from_secs(10), "two failures", || async {
+    testkit::eventually(Duration::from_secs(10), "two failures", || async {
         (streak(&wd, "eip").len() >= 2).then_some(())
     })
     .await;
@@ -280,7 +274,7 @@ async fn sighup_reloads_a_valid_config_keeping_streaks_and_keeps_running_on_an_i
     std::fs::write(wd.config_path(), format!("[aws]\nmax_attempts = 2\n{rule}")).unwrap();
     for n in 1..=2 {
         wd.signal("HUP");
-        crate::support::eventually(Duration::from_secs(10), "a warning per reload", || async {
+        testkit::eventually(Duration::from_secs(10), "a warning per reload", || async {
             (wd.count("reload_partial") >= n).then_some(())
         })
         .await;
@@ -301,11 +295,8 @@ async fn status_and_metrics_show_what_each_rule_saw_and_did() {
     // A stale socket file from a crashed run (bound, never unlinked) is replaced.
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     assert!(socket.exists());
-    let port = crate::support::free_port();
-    let env = crate::support::watchdog::Env {
-        aws_endpoint: "http://127.0.0.1:9".into(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    };
+    let port = testkit::free_port();
+    let env = testkit::watchdog::Env::offline();
     let toml = format!(
         "[control]\nsocket = \"{}\"\nmetrics_listen = \"127.0.0.1:{port}\"\n\
          [rules.eip]\ncheck = {{ type = \"http\", url = \"{}\" }}\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfail_after = 2\non_fail = [\"tell\"]\n\

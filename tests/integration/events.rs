@@ -3,25 +3,18 @@
 //! test puts on the node's queue in the shapes EventBridge delivers
 //! (`tests/fixtures/events/`, sources in its README).
 
-use crate::support::asg::{event, Group, Queue};
-use crate::support::lb::{self, Backends, Lb};
-use crate::support::moto::lifecycle_token;
-use crate::support::watchdog::{Env, Watchdog};
-use crate::support::{eventually, free_port, load};
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
+use testkit::asg::{event, Group, Queue};
+use testkit::lb::{self, addrs, Backends, Lb};
+use testkit::moto::lifecycle_token;
+use testkit::watchdog::{Env, Watchdog};
+use testkit::{eventually, free_port, load};
 
 const WITHIN: Duration = Duration::from_secs(15);
 /// The issue's bound from an event on the queue to HAProxy serving the change.
 const ONE_SECOND: Duration = Duration::from_secs(1);
-
-fn env(g: &Group) -> Env {
-    Env {
-        aws_endpoint: g.moto.url.clone(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    }
-}
 
 /// A backend_sync rule for `app` fed by `queue`; `interval` is the resync (None: the
 /// default) and `source` adds keys to the source table.
@@ -52,16 +45,10 @@ events_queue = "{}"
 "#,
         lb.socket.display(),
         lb.config.display(),
-        crate::support::haproxy_bin(),
+        testkit::haproxy_bin(),
         lb.master.display(),
         q.url
     )
-}
-
-fn addrs(ips: impl IntoIterator<Item = Ipv4Addr>, port: u16) -> BTreeSet<SocketAddr> {
-    ips.into_iter()
-        .map(|ip| SocketAddr::from((ip, port)))
-        .collect()
 }
 
 /// How long until HAProxy serves exactly `want` (polled every 10 ms, for at most 5 s).
@@ -95,7 +82,7 @@ async fn events_move_haproxy_within_a_second_and_are_only_hints() {
     // A 10-minute resync: within this test only the events can move HAProxy.
     let wd = Watchdog::start(
         "lb",
-        &env(&group),
+        &Env::aws_only(&group.moto.url),
         &rule(&lb, &q, 8080, Some("10m"), ""),
         &[],
     );
@@ -184,7 +171,7 @@ async fn missed_events_are_made_good_by_the_resync() {
     let lb = Lb::start(&lb::block(6, 8080)).await;
     let wd = Watchdog::start(
         "lb",
-        &env(&group),
+        &Env::aws_only(&group.moto.url),
         &rule(&lb, &q, 8080, Some("2s"), ""),
         &[],
     );
@@ -226,7 +213,7 @@ async fn scale_in_under_load_completes_the_lifecycle_action_only_after_the_drain
     let lb = Lb::start(&lb::block(6, port)).await;
     let wd = Watchdog::start(
         "lb",
-        &env(&group),
+        &Env::aws_only(&group.moto.url),
         &rule(
             &lb,
             &q,
@@ -324,7 +311,7 @@ async fn peers_section_follows_the_group_of_haproxy_nodes() {
         + &rule(&lb, &q, peer_port, Some("10m"), "")
             .replace("backend = \"app\"", "apply = \"peers\"\npeers = \"mesh\"")
             .replace("server_options = \"\"\n", "");
-    let wd = Watchdog::start("lb", &env(&group), &toml, &[]);
+    let wd = Watchdog::start("lb", &Env::aws_only(&group.moto.url), &toml, &[]);
 
     let peers = |ids: Vec<String>| async {
         let mut lines = Vec::new();
@@ -393,7 +380,12 @@ async fn a_steady_minute_costs_at_most_one_auto_scaling_or_ec2_call() {
     let group = Group::start_in("web", 2, Some(())).await;
     let q = group.queue("node-a").await;
     let lb = Lb::start(&lb::block(4, 8080)).await;
-    let wd = Watchdog::start("lb", &env(&group), &rule(&lb, &q, 8080, None, ""), &[]);
+    let wd = Watchdog::start(
+        "lb",
+        &Env::aws_only(&group.moto.url),
+        &rule(&lb, &q, 8080, None, ""),
+        &[],
+    );
     let want = addrs(group.serving_ips().await, 8080);
     lb.converges(&want, "first sync").await;
 

@@ -1,11 +1,11 @@
 //! EIP failover end to end: the watchdog binary against moto, real HAProxy, IMDSv2 stand-in.
 
-use crate::support::bed::{egress_ip, Bed};
-use crate::support::edge::Edge;
-use crate::support::eventually;
-use crate::support::http::Reply;
 use std::collections::HashMap;
 use std::time::Duration;
+use testkit::bed::{egress_ip, Bed};
+use testkit::edge::Edge;
+use testkit::eventually;
+use testkit::http::Reply;
 
 const SECRET: &str = "testing-secret-never-logged";
 const T: Duration = Duration::from_secs(20);
@@ -100,8 +100,8 @@ async fn standby_claims_after_n_failed_cycles_with_one_alert() {
     // Even at debug level: no secret key, session token or metadata token in the log.
     for secret in [
         SECRET,
-        crate::support::watchdog::SESSION_TOKEN,
-        crate::support::imds::TOKEN,
+        testkit::watchdog::SESSION_TOKEN,
+        testkit::imds::TOKEN,
     ] {
         assert!(!log.contains(secret), "{secret} reached the log");
     }
@@ -133,7 +133,7 @@ async fn n_minus_one_failures_never_claim() {
 
 /// Wait for the claim action to be refused for `reason` at least twice (it is retried every
 /// cycle), and check that nothing was mutated.
-async fn refused_twice(bed: &Bed, wd: &crate::support::watchdog::Watchdog, reason: &str) {
+async fn refused_twice(bed: &Bed, wd: &testkit::watchdog::Watchdog, reason: &str) {
     eventually(T, reason, || async {
         (wd.events("action_refused")
             .iter()
@@ -168,7 +168,7 @@ async fn no_claim_without_verified_egress_and_claim_once_it_is_back() {
         let mut conf = bed.conf("b");
         match reply {
             Some(r) => checkip.set(r),
-            None => conf.checkip = format!("http://127.0.0.1:{}/", crate::support::free_port()),
+            None => conf.checkip = format!("http://127.0.0.1:{}/", testkit::free_port()),
         }
         let wd = bed.start("b", &conf);
         refused_twice(&bed, &wd, reason).await;
@@ -224,8 +224,8 @@ async fn eip_already_ours_makes_no_mutation() {
     let mut conf = bed.conf("b");
     conf.aws_endpoint = Some(bed.world.moto.url.clone());
     let mut env = bed.env("b");
-    env.aws_endpoint = format!("http://127.0.0.1:{}", crate::support::free_port());
-    let wd = crate::support::watchdog::Watchdog::start("b", &env, &conf.toml(), &[]);
+    env.aws_endpoint = format!("http://127.0.0.1:{}", testkit::free_port());
+    let wd = testkit::watchdog::Watchdog::start("b", &env, &conf.toml(), &[]);
     let noop = wd.wait_event(T, "action_noop").await;
     assert!(
         noop["detail"]
@@ -460,7 +460,7 @@ async fn a_takeover_by_another_node_during_our_failure_streak_is_left_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_9_after_a_claim_leaves_the_hold_down_and_sends_no_alert_twice() {
-    use crate::support::watchdog::Watchdog;
+    use testkit::watchdog::Watchdog;
     let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
     bed.target.set(Reply::Status(503, "down".into()));
     let state = tempfile::tempdir().unwrap();
@@ -499,8 +499,8 @@ async fn a_kill_9_after_a_claim_leaves_the_hold_down_and_sends_no_alert_twice() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_9_in_the_middle_of_a_claim_never_releases_the_eip_twice() {
-    use crate::support::awsproxy::{AwsProxy, Fault};
-    use crate::support::watchdog::{Env, Watchdog};
+    use testkit::awsproxy::{AwsProxy, Fault};
+    use testkit::watchdog::{Env, Watchdog};
     let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
     bed.target.set(Reply::Status(503, "down".into()));
     // EC2 through a proxy that holds the release of the EIP for 3 s: the claim is then

@@ -3,13 +3,13 @@
 //! SDK behind a fault-injecting proxy, Debian's HAProxy, the IMDSv2 stand-in, the binary).
 //! Backend-sync kinds live in `field_sync.rs`; pure logic has unit tests beside its code.
 
-use crate::support::awsproxy::{AwsProxy, Fault};
-use crate::support::bed::Bed;
-use crate::support::eventually;
-use crate::support::http::Reply;
-use crate::support::watchdog::{run_to_end, write_config, Env, Watchdog};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use testkit::awsproxy::{AwsProxy, Fault};
+use testkit::bed::Bed;
+use testkit::eventually;
+use testkit::http::Reply;
+use testkit::watchdog::{run_to_end, write_config, Env, Watchdog};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -202,7 +202,7 @@ async fn missing_ca_store_stops_only_configs_that_need_tls() {
     );
     let run = |toml: String| async move {
         let (_d, path) = write_config(&toml);
-        let out = tokio::process::Command::new(crate::support::watchdog::bin())
+        let out = tokio::process::Command::new(testkit::watchdog::bin())
             .args(["--once", "--config"])
             .arg(&path)
             .env("SSL_CERT_FILE", "/nonexistent")
@@ -256,7 +256,7 @@ async fn systemd_is_told_ready_only_once_the_daemon_runs() {
         dir.path().join("none.sock").display()
     );
     let (_d, path) = write_config(&toml);
-    let mut child = std::process::Command::new(crate::support::watchdog::bin())
+    let mut child = std::process::Command::new(testkit::watchdog::bin())
         .args(["run", "--state-dir", "", "--config"])
         .arg(&path)
         .env("NOTIFY_SOCKET", &notify)
@@ -282,7 +282,7 @@ async fn systemd_is_told_ready_only_once_the_daemon_runs() {
     // A state directory it cannot use: it runs, and says so in its status line.
     let not_a_dir = dir.path().join("not-a-dir");
     std::fs::write(&not_a_dir, "").unwrap();
-    let mut child = std::process::Command::new(crate::support::watchdog::bin())
+    let mut child = std::process::Command::new(testkit::watchdog::bin())
         .args(["run", "--state-dir"])
         .arg(&not_a_dir)
         .arg("--config")
@@ -328,7 +328,7 @@ async fn empty_state_dir_means_nowhere_and_the_program_names_itself_as_installed
         "runs (the check fails): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v = std::process::Command::new(crate::support::watchdog::bin())
+    let v = std::process::Command::new(testkit::watchdog::bin())
         .arg("--version")
         .output()
         .unwrap();
@@ -349,7 +349,7 @@ async fn empty_state_dir_means_nowhere_and_the_program_names_itself_as_installed
 #[tokio::test]
 async fn stats_socket_permission_error_names_the_user_and_the_group() {
     use std::os::unix::fs::PermissionsExt;
-    let h = crate::support::haproxy::Haproxy::start("lb").await;
+    let h = testkit::haproxy::Haproxy::start("lb").await;
     // Let another user reach the socket's directory, as /run/haproxy is; the socket stays 600.
     std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let conf = tempfile::tempdir().unwrap();
@@ -364,7 +364,7 @@ async fn stats_socket_permission_error_names_the_user_and_the_group() {
     )
     .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let bin = crate::support::watchdog::bin();
+    let bin = testkit::watchdog::bin();
     let once = || async {
         let out = tokio::process::Command::new("setpriv")
             .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
@@ -418,7 +418,7 @@ async fn a_second_daemon_on_the_same_state_directory_refuses_to_start() {
         dir.path().join("none.sock").display()
     );
     let (_d, path) = write_config(&toml);
-    let mut first = std::process::Command::new(crate::support::watchdog::bin())
+    let mut first = std::process::Command::new(testkit::watchdog::bin())
         .args(["run", "--state-dir", &state, "--config"])
         .arg(&path)
         .stderr(std::process::Stdio::null())
@@ -452,7 +452,7 @@ async fn missing_ca_store_with_aws_actions_fails_with_a_message_not_a_panic() {
         [actions.page]\ntype = \"sns\"\ntopic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n";
     let (_d, path) = write_config(toml);
     for args in [["--once", "--state-dir"], ["run", "--state-dir"]] {
-        let out = tokio::process::Command::new(crate::support::watchdog::bin())
+        let out = tokio::process::Command::new(testkit::watchdog::bin())
             .args(args)
             .arg("")
             .arg("--config")
@@ -548,7 +548,7 @@ async fn a_signal_during_start_up_finds_its_handler() {
         interval = \"1s\"\ntimeout = \"500ms\"\non_fail = [\"page\"]\n\
         [actions.page]\ntype = \"sns\"\ntopic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n";
     let (_d, path) = write_config(toml);
-    let child = tokio::process::Command::new(crate::support::watchdog::bin())
+    let child = tokio::process::Command::new(testkit::watchdog::bin())
         .args(["run", "--state-dir", "", "--config"])
         .arg(&path)
         .env_remove("AWS_REGION")

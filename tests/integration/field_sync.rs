@@ -3,13 +3,13 @@
 //! `WATCHDOG_TEST_HAPROXY` names, such as scripts/haproxy-3.0.sh's 3.0), the Consul stand-in
 //! and moto, on loopback only.
 
-use crate::support::consul::Consul;
-use crate::support::lb::{self, Backends, Lb};
-use crate::support::watchdog::Watchdog;
-use crate::sync::{consul_source, instances, no_aws, rule};
+use crate::sync::rule;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::consul::{instances, Consul};
+use testkit::lb::{self, Backends, Lb};
+use testkit::watchdog::{Env, Watchdog};
 
 const WITHIN: Duration = Duration::from_secs(15);
 
@@ -22,12 +22,7 @@ async fn consul_index_that_does_not_move_is_asked_at_most_once_a_second() {
     let consul = Consul::start("web", instances(&b, &[0, 1])).await;
     consul.index_answers(Some(Some("0")));
     let lb = Lb::start(&lb::block(4, b.port)).await;
-    let wd = Watchdog::start(
-        "lb",
-        &no_aws(),
-        &rule(&lb, "", &consul_source(&consul)),
-        &[],
-    );
+    let wd = Watchdog::start("lb", &Env::offline(), &rule(&lb, "", &consul.source()), &[]);
     lb.converges(&b.addrs(&[0, 1]), "first sync").await;
 
     let from = consul.request_log().len();
@@ -83,8 +78,8 @@ async fn leaderless_consul_answers_are_not_applied() {
     let lb = Lb::start(&lb::block(4, b.port)).await;
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "allow_empty = true", &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "allow_empty = true", &consul.source()),
         &[],
     );
     let all = b.addrs(&[0, 1, 2]);
@@ -106,7 +101,7 @@ async fn leaderless_consul_answers_are_not_applied() {
     );
     consul.set(instances(&b, &[0]));
     let seen = wd.count("backend_sync_failed");
-    crate::support::eventually(WITHIN, "a leaderless short answer refused", || async {
+    testkit::eventually(WITHIN, "a leaderless short answer refused", || async {
         (wd.count("backend_sync_failed") > seen).then_some(())
     })
     .await;
@@ -122,7 +117,7 @@ async fn leaderless_consul_answers_are_not_applied() {
 async fn master(lb: &Lb, line: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // The master binds its CLI a moment after the worker's stats socket is up.
-    let mut s = crate::support::eventually(WITHIN, "the master socket", || async {
+    let mut s = testkit::eventually(WITHIN, "the master socket", || async {
         tokio::net::UnixStream::connect(&lb.master).await.ok()
     })
     .await;
@@ -156,14 +151,14 @@ async fn failed_reload_scenario(by_command: bool) {
     } else {
         format!("master_socket = \"{}\"", lb.master.display())
     };
-    let toml = rule(&lb, &check, &consul_source(&consul)).replace(
+    let toml = rule(&lb, &check, &consul.source()).replace(
         &format!(
             "reload = {{ master_socket = \"{}\", window = \"1s\" }}",
             lb.master.display()
         ),
         &format!("reload = {{ {reload}, window = \"1s\", timeout = \"5s\" }}"),
     );
-    let wd = Watchdog::start("lb", &no_aws(), &toml, &[]);
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &[]);
     lb.converges(&b.addrs(&[0, 1]), "first render").await;
     // HAProxy serves the servers a moment before the watchdog has seen its reload through.
     wd.wait_event(WITHIN, "haproxy_reloaded").await;
@@ -221,7 +216,7 @@ async fn failed_reload_scenario(by_command: bool) {
 
     // Retried with backoff: a few attempts in 4 s, not a busy loop, and no success claimed.
     let t0 = std::time::Instant::now();
-    crate::support::eventually(WITHIN, "a retried reload", || async {
+    testkit::eventually(WITHIN, "a retried reload", || async {
         (wd.count("haproxy_reload_failed") >= 2).then_some(())
     })
     .await;
@@ -232,7 +227,7 @@ async fn failed_reload_scenario(by_command: bool) {
 
     // The port is freed: the next retry reloads, with no membership change to force it.
     drop(held);
-    crate::support::eventually(
+    testkit::eventually(
         Duration::from_secs(40),
         "the reload once the port is free",
         || async {
@@ -245,12 +240,12 @@ async fn failed_reload_scenario(by_command: bool) {
         e["event"] == "haproxy_reloaded"
     })
     .await;
-    crate::support::eventually(WITHIN, "the new frontend listens", || async {
+    testkit::eventually(WITHIN, "the new frontend listens", || async {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     })
     .await;
     let n = wd.count("rule_recovered") + wd.count("check_passed");
-    crate::support::eventually(WITHIN, "a passing round after it", || async {
+    testkit::eventually(WITHIN, "a passing round after it", || async {
         (wd.count("rule_recovered") + wd.count("check_passed") > n).then_some(())
     })
     .await;
@@ -328,8 +323,8 @@ async fn a_slot_with_no_usable_address_is_never_made_ready() {
     let watcher = watch_for_addressless_ready(&lb, stop.clone());
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "slots = 4", &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "slots = 4", &consul.source()),
         &[],
     );
     lb.converges(&b.addrs(&[0, 1]), "first sync").await;
@@ -368,7 +363,7 @@ async fn a_slot_with_no_usable_address_is_never_made_ready() {
     let left = ready_without_address(&lb.socket).await;
     assert!(left.is_empty() || left == ["app2"], "{left:?}");
     consul.set(instances(&b, &[0, 1]));
-    crate::support::eventually(WITHIN, "app2 back in maintenance", || async {
+    testkit::eventually(WITHIN, "app2 back in maintenance", || async {
         ready_without_address(&lb.socket)
             .await
             .is_empty()
@@ -397,9 +392,9 @@ async fn a_slot_with_no_usable_address_is_never_made_ready() {
 /// its stick tables; without this node's address nothing is installed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_peers_section_always_keeps_its_local_peer() {
-    let group = crate::support::asg::Group::start_in("web", 2, Some(())).await;
+    let group = testkit::asg::Group::start_in("web", 2, Some(())).await;
     let ids = group.instance_ids().await;
-    let peer_port = crate::support::free_port();
+    let peer_port = testkit::free_port();
     let me = "i-0ccccccccccccccc3";
     let own_ip = "127.0.0.13";
     let lb = Lb::start(&lb::block(2, 8080)).await;
@@ -419,10 +414,7 @@ async fn the_peers_section_always_keeps_its_local_peer() {
         "the section is active to start with"
     );
 
-    let env = crate::support::watchdog::Env {
-        aws_endpoint: group.moto.url.clone(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    };
+    let env = Env::aws_only(&group.moto.url);
     let rules = format!(
         r#"
 [rules.peers]
@@ -447,7 +439,7 @@ group = "web"
 "#,
         lb.socket.display(),
         lb.config.display(),
-        crate::support::haproxy_bin(),
+        testkit::haproxy_bin(),
         lb.master.display()
     );
 
@@ -491,13 +483,13 @@ group = "web"
         l.sort();
         l
     };
-    crate::support::eventually(WITHIN, "the group's peers and this node's", || async {
+    testkit::eventually(WITHIN, "the group's peers and this node's", || async {
         (block() == want).then_some(())
     })
     .await;
     // Reloaded, and HAProxy runs the section with every peer (an incomplete section would be
     // dropped and `show peers` empty).
-    crate::support::eventually(WITHIN, "HAProxy with the whole peers section", || async {
+    testkit::eventually(WITHIN, "HAProxy with the whole peers section", || async {
         let shown = shows_peers().await;
         (shown.contains(me) && ids.iter().all(|id| shown.contains(id.as_str()))).then_some(())
     })
@@ -553,14 +545,14 @@ async fn an_operators_maintenance_in_the_server_state_file_causes_no_endless_rel
         state.display()
     );
     let check = format!("apply = \"reload\"\ntemplate = \"{}\"", template.display());
-    let toml = rule(&lb, &check, &consul_source(&consul)).replace(
+    let toml = rule(&lb, &check, &consul.source()).replace(
         &format!(
             "reload = {{ master_socket = \"{}\", window = \"1s\" }}",
             lb.master.display()
         ),
         &format!("reload = {{ command = [\"sh\", \"-c\", \"{command}\"], window = \"1s\", timeout = \"3s\" }}"),
     );
-    let wd = Watchdog::start("lb", &no_aws(), &toml, &[]);
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &[]);
     lb.converges(&b.addrs(&[0, 1]), "first render").await;
     wd.wait_event(WITHIN, "haproxy_reloaded").await;
 
@@ -577,7 +569,7 @@ async fn an_operators_maintenance_in_the_server_state_file_causes_no_endless_rel
     let reloads = wd.count("haproxy_reloaded");
     let applied = wd.count("backend_sync_applied");
     consul.set(instances(&b, &[0, 1, 2]));
-    crate::support::eventually(WITHIN, "the reload for server 2", || async {
+    testkit::eventually(WITHIN, "the reload for server 2", || async {
         (wd.count("backend_sync_applied") > applied).then_some(())
     })
     .await;
@@ -652,7 +644,7 @@ async fn an_operators_maintenance_in_the_server_state_file_causes_no_endless_rel
     // A good template again is a new configuration: applied at once.
     std::fs::write(&template, &text).unwrap();
     consul.set(instances(&b, &[0, 2]));
-    crate::support::eventually(WITHIN, "the good template applied", || async {
+    testkit::eventually(WITHIN, "the good template applied", || async {
         let s = lb.serving().await?;
         (s == b.addrs(&[2]) || s == b.addrs(&[0, 2])).then_some(())
     })
@@ -670,8 +662,8 @@ async fn a_file_a_failed_reload_left_unloaded_is_reloaded_after_a_restart() {
     let text = lb::config_text(&lb.socket, lb.port, "    {{ nodes }}\n");
     std::fs::write(&template, &text).unwrap();
     let check = format!("apply = \"reload\"\ntemplate = \"{}\"", template.display());
-    let toml = rule(&lb, &check, &consul_source(&consul));
-    let wd = Watchdog::start("lb", &no_aws(), &toml, &[]);
+    let toml = rule(&lb, &check, &consul.source());
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &[]);
     lb.converges(&b.addrs(&[0, 1]), "first render").await;
     wd.wait_event(WITHIN, "haproxy_reloaded").await;
 
@@ -692,11 +684,11 @@ async fn a_file_a_failed_reload_left_unloaded_is_reloaded_after_a_restart() {
 
     // Up more than a second, so the file is clearly newer than this worker's start.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let wd = Watchdog::start("lb", &no_aws(), &toml, &[]);
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &[]);
     wd.wait_event(WITHIN, "config_not_loaded").await;
     wd.wait_event(WITHIN, "haproxy_reloaded").await;
     assert_ne!(lb.worker_pid().await, worker);
-    crate::support::eventually(WITHIN, "the new frontend listens", || async {
+    testkit::eventually(WITHIN, "the new frontend listens", || async {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     })
     .await;
@@ -719,8 +711,8 @@ async fn a_replacement_with_every_slot_in_use_never_empties_the_backend() {
     let lb = Lb::start(&block).await;
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "slots = 1", &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "slots = 1", &consul.source()),
         &[],
     );
     lb.converges(&b.addrs(&[0]), "first sync").await;
@@ -772,11 +764,11 @@ async fn an_operators_server_outside_the_block_is_never_a_slot() {
     let lb = Lb::start(&block).await;
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "slots = 1", &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "slots = 1", &consul.source()),
         &[],
     );
-    crate::support::eventually(WITHIN, "the second server placed", || async {
+    testkit::eventually(WITHIN, "the second server placed", || async {
         crate::sync::slot_of(&lb, b.addr(1)).await
     })
     .await;

@@ -1,9 +1,9 @@
 //! `watchdog import-monit` on the seed's OpsWorks setup (tests/fixtures/monit) and on the other
 //! shapes operators have: the output validates, and nothing is dropped without being listed.
 
-use crate::support::repo;
-use crate::support::watchdog::bin;
 use std::process::{Command, Output};
+use testkit::repo;
+use testkit::watchdog::bin;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -1,13 +1,13 @@
 //! The OpsWorks claim provider end to end: the watchdog binary against the OpsWorks stand-in
-//! (tests/support/opsworks.rs: the JSON 1.1 protocol, signatures checked), moto for SNS, real
+//! (testkit/src/opsworks.rs: the JSON 1.1 protocol, signatures checked), moto for SNS, real
 //! HAProxy for the local readiness gate.
 
-use crate::support::bed::{egress_ip, Bed};
-use crate::support::eventually;
-use crate::support::http::Reply;
-use crate::support::opsworks::OpsWorks;
-use crate::support::watchdog::{run_to_end, write_config, NodeConf};
 use std::time::Duration;
+use testkit::bed::{egress_ip, Bed};
+use testkit::eventually;
+use testkit::http::Reply;
+use testkit::opsworks::OpsWorks;
+use testkit::watchdog::{run_to_end, write_config, NodeConf};
 
 const SECRET: &str = "testing-secret-never-logged";
 const AGENT_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/agent-secret-never-logged";

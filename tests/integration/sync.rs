@@ -1,23 +1,16 @@
 //! Backend sync against real HAProxy 2.6 (master-worker, on loopback), a Consul stand-in and
 //! moto's Auto Scaling: HAProxy's live servers and the file on disk end equal to the source.
 
-use crate::support::asg::Group;
-use crate::support::consul::{Consul, Instance};
-use crate::support::lb::{self, Backends, Lb};
-use crate::support::watchdog::{Env, Watchdog};
-use crate::support::{eventually, load};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
+use testkit::asg::Group;
+use testkit::consul::{instances, Consul, Instance};
+use testkit::lb::{self, Backends, Lb};
+use testkit::watchdog::{Env, Watchdog};
+use testkit::{eventually, load};
 
 const WITHIN: Duration = Duration::from_secs(15);
-
-pub(crate) fn no_aws() -> Env {
-    Env {
-        aws_endpoint: "http://127.0.0.1:9".into(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    }
-}
 
 /// A backend_sync rule for backend `app` of `lb`; `check` adds keys to its check table and
 /// `source` is the source table's body.
@@ -44,22 +37,9 @@ reload = {{ master_socket = "{}", window = "1s" }}
 "#,
         lb.socket.display(),
         lb.config.display(),
-        crate::support::haproxy_bin(),
+        testkit::haproxy_bin(),
         lb.master.display()
     )
-}
-
-pub(crate) fn consul_source(c: &Consul) -> String {
-    format!(
-        "type = \"consul\"\nservice = \"web\"\naddress = \"{}\"\n",
-        c.url()
-    )
-}
-
-pub(crate) fn instances(b: &Backends, idx: &[usize]) -> Vec<Instance> {
-    idx.iter()
-        .map(|i| Instance::new(Backends::ip(*i), b.port))
-        .collect()
 }
 
 pub(crate) async fn slot_of(lb: &Lb, addr: SocketAddr) -> Option<String> {
@@ -78,12 +58,7 @@ async fn runtime_mode_follows_scale_out_scale_in_replace_and_bursts() {
     let b = Backends::start(6).await;
     let consul = Consul::start("web", instances(&b, &[0, 1])).await;
     let lb = Lb::start(&lb::block(4, b.port)).await;
-    let wd = Watchdog::start(
-        "lb",
-        &no_aws(),
-        &rule(&lb, "", &consul_source(&consul)),
-        &[],
-    );
+    let wd = Watchdog::start("lb", &Env::offline(), &rule(&lb, "", &consul.source()), &[]);
 
     lb.converges(&b.addrs(&[0, 1]), "first sync").await;
     let pid = lb.worker_pid().await.expect("HAProxy's worker pid");
@@ -141,8 +116,8 @@ async fn out_of_slots_grows_them_with_one_reload() {
     let lb = Lb::start(&lb::block(2, b.port)).await;
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, "slots = 4", &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, "slots = 4", &consul.source()),
         &[],
     );
 
@@ -171,10 +146,10 @@ async fn bad_discovery_answers_keep_the_servers() {
     let b = Backends::start(3).await;
     let consul = Consul::start("web", instances(&b, &[0, 1, 2])).await;
     let lb = Lb::start(&lb::block(4, b.port)).await;
-    let toml = rule(&lb, "min_servers = 2", &consul_source(&consul));
+    let toml = rule(&lb, "min_servers = 2", &consul.source());
     // A dry run says what it would send and changes nothing.
     let file_before = std::fs::read_to_string(&lb.config).unwrap();
-    let wd = Watchdog::start("lb", &no_aws(), &toml, &["--dry-run"]);
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &["--dry-run"]);
     wd.wait_for(WITHIN, "a dry-run round", |e| {
         e["event"] == "dry_run"
             && e["would"]
@@ -195,7 +170,7 @@ async fn bad_discovery_answers_keep_the_servers() {
     assert_eq!(lb.serving().await, Some(BTreeSet::new()));
     assert_eq!(std::fs::read_to_string(&lb.config).unwrap(), file_before);
 
-    let wd = Watchdog::start("lb", &no_aws(), &toml, &[]);
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &[]);
     let all = b.addrs(&[0, 1, 2]);
     lb.converges(&all, "first sync").await;
 
@@ -252,12 +227,7 @@ async fn a_gone_stats_socket_is_retried_until_haproxy_is_back() {
     let b = Backends::start(3).await;
     let consul = Consul::start("web", instances(&b, &[0])).await;
     let mut lb = Lb::start(&lb::block(3, b.port)).await;
-    let wd = Watchdog::start(
-        "lb",
-        &no_aws(),
-        &rule(&lb, "", &consul_source(&consul)),
-        &[],
-    );
+    let wd = Watchdog::start("lb", &Env::offline(), &rule(&lb, "", &consul.source()), &[]);
     lb.converges(&b.addrs(&[0]), "first sync").await;
 
     lb.stop();
@@ -297,10 +267,7 @@ async fn a_gone_stats_socket_is_retried_until_haproxy_is_back() {
 async fn auto_scaling_group_scale_out_in_replace_and_unhealthy() {
     let group = Group::start("web-asg", 2).await;
     let lb = Lb::start(&lb::block(3, 8080)).await;
-    let env = Env {
-        aws_endpoint: group.moto.url.clone(),
-        imds_endpoint: "http://127.0.0.1:9".into(),
-    };
+    let env = Env::aws_only(&group.moto.url);
     let toml = rule(
         &lb,
         "port = 8080\nserver_options = \"\"",
@@ -310,11 +277,7 @@ async fn auto_scaling_group_scale_out_in_replace_and_unhealthy() {
     .replace("interval = \"5s\"", "interval = \"1s\"\ntimeout = \"1s\"");
     let wd = Watchdog::start("lb", &env, &toml, &[]);
 
-    let want = |ips: BTreeSet<std::net::Ipv4Addr>| -> BTreeSet<SocketAddr> {
-        ips.into_iter()
-            .map(|ip| SocketAddr::from((ip, 8080)))
-            .collect()
-    };
+    let want = |ips| lb::addrs(ips, 8080);
     lb.converges(&want(group.serving_ips().await), "first sync")
         .await;
     assert_eq!(lb.serving().await.map(|s| s.len()), Some(2));
@@ -373,8 +336,8 @@ async fn reload_mode_renders_checks_and_coalesces_reloads() {
     let check = format!("apply = \"reload\"\ntemplate = \"{}\"", template.display());
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, &check, &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, &check, &consul.source()),
         &[],
     );
 
@@ -444,12 +407,7 @@ async fn two_hundred_runtime_changes_under_load_fail_no_request() {
     let b = Backends::start(6).await;
     let consul = Consul::start("web", instances(&b, &[0, 1, 2])).await;
     let lb = Lb::start(&lb::block(8, b.port)).await;
-    let wd = Watchdog::start(
-        "lb",
-        &no_aws(),
-        &rule(&lb, "", &consul_source(&consul)),
-        &[],
-    );
+    let wd = Watchdog::start("lb", &Env::offline(), &rule(&lb, "", &consul.source()), &[]);
     lb.converges(&b.addrs(&[0, 1, 2]), "first sync").await;
 
     let r = changes_under_load(&lb, &consul, &b).await;
@@ -490,8 +448,8 @@ async fn two_hundred_reload_mode_changes_under_load() {
     let check = format!("apply = \"reload\"\ntemplate = \"{}\"", template.display());
     let wd = Watchdog::start(
         "lb",
-        &no_aws(),
-        &rule(&lb, &check, &consul_source(&consul)),
+        &Env::offline(),
+        &rule(&lb, &check, &consul.source()),
         &[],
     );
     lb.converges(&b.addrs(&[0, 1, 2]), "first render").await;
@@ -530,10 +488,10 @@ async fn consul_acl_token_and_tags_are_sent_and_the_token_never_logged() {
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
     let source = format!(
         "{}tags = [\"web\"]\ntoken_file = \"{}\"\n",
-        consul_source(&consul),
+        consul.source(),
         token.display()
     );
-    let wd = Watchdog::start("lb", &no_aws(), &rule(&lb, "", &source), &[]);
+    let wd = Watchdog::start("lb", &Env::offline(), &rule(&lb, "", &source), &[]);
     let e = wd
         .wait_for(WITHIN, "a world-readable token file refused", |e| {
             e["event"] == "backend_sync_failed"

@@ -1,10 +1,10 @@
-//! The seed scenarios end to end on the namespace test bed (tests/support/testbed.rs): real
+//! The seed scenarios end to end on the namespace test bed (testkit/src/testbed.rs): real
 //! HAProxy nodes, real traffic to the Elastic IP through the edge, nodes failing.
 
-use crate::support::awsproxy::Fault;
-use crate::support::eventually;
-use crate::support::testbed::TestBed;
 use std::time::Duration;
+use testkit::awsproxy::Fault;
+use testkit::eventually;
+use testkit::testbed::TestBed;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -57,8 +57,8 @@ async fn active_standby_failover_moves_real_traffic_and_does_not_fail_back() {
 /// Start watchdogs on every node of the bed and wait until they run.
 async fn start_all(
     bed: &TestBed,
-    tweak: impl Fn(&mut crate::support::watchdog::NodeConf),
-) -> Vec<crate::support::watchdog::Watchdog> {
+    tweak: impl Fn(&mut testkit::watchdog::NodeConf),
+) -> Vec<testkit::watchdog::Watchdog> {
     let mut wds = Vec::new();
     for n in bed.nodes.keys() {
         let mut c = bed.conf(n);
@@ -71,14 +71,11 @@ async fn start_all(
     wds
 }
 
-fn by_name<'a>(
-    wds: &'a [crate::support::watchdog::Watchdog],
-    n: &str,
-) -> &'a crate::support::watchdog::Watchdog {
+fn by_name<'a>(wds: &'a [testkit::watchdog::Watchdog], n: &str) -> &'a testkit::watchdog::Watchdog {
     wds.iter().find(|w| w.name == n).unwrap()
 }
 
-async fn refused_at_least(w: &crate::support::watchdog::Watchdog, reason: &str, n: usize) {
+async fn refused_at_least(w: &testkit::watchdog::Watchdog, reason: &str, n: usize) {
     eventually(T, reason, || async {
         (w.events("action_refused")
             .iter()
@@ -314,13 +311,13 @@ async fn active_active(failback: bool) {
         .then_some(())
     })
     .await;
-    let wa = crate::support::watchdog::Watchdog::start_in(
+    let wa = testkit::watchdog::Watchdog::start_in(
         &bed.nodes["a"].host,
         &bed.env(),
         &active_active_conf(&bed, "a", "b", failback),
         &[],
     );
-    let wb = crate::support::watchdog::Watchdog::start_in(
+    let wb = testkit::watchdog::Watchdog::start_in(
         &bed.nodes["b"].host,
         &bed.env(),
         &active_active_conf(&bed, "b", "a", failback),

@@ -8,13 +8,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The binary under test: cargo tells integration tests where it is; the demo (an example)
-/// finds it beside its own directory, in target/<profile>/.
+/// The binary under test: `$WATCHDOG_BIN` when set, else `watchdog` in the running
+/// executable's target/<profile>/ (an integration test runs from target/<profile>/deps/, an
+/// example from target/<profile>/examples/), where `cargo test` builds it for the integration
+/// tests (the path cargo gives them as `CARGO_BIN_EXE_watchdog`, which this crate does not
+/// see) and the scripts build it for the demo and the benchmarks.
 pub fn bin() -> PathBuf {
     if let Some(p) = std::env::var_os("WATCHDOG_BIN") {
-        return p.into();
-    }
-    if let Some(p) = option_env!("CARGO_BIN_EXE_watchdog") {
         return p.into();
     }
     let exe = std::env::current_exe().expect("current exe");
@@ -34,7 +34,23 @@ pub struct Env {
     pub imds_endpoint: String,
 }
 
+/// An endpoint where nothing answers (the discard port, nothing listens there).
+const NOWHERE: &str = "http://127.0.0.1:9";
+
 impl Env {
+    /// Neither AWS nor instance metadata: both endpoints lead nowhere.
+    pub fn offline() -> Env {
+        Env::aws_only(NOWHERE)
+    }
+
+    /// AWS at `aws_endpoint` (moto, a proxy in front of it), no instance metadata.
+    pub fn aws_only(aws_endpoint: &str) -> Env {
+        Env {
+            aws_endpoint: aws_endpoint.to_owned(),
+            imds_endpoint: NOWHERE.to_owned(),
+        }
+    }
+
     pub fn apply(&self, cmd: &mut Command) {
         // Only what the SDK's standard chains read; nothing from the developer's environment.
         for var in [
@@ -52,7 +68,7 @@ impl Env {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing-secret-never-logged")
             .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
-            .env("AWS_REGION", super::world::REGION);
+            .env("AWS_REGION", crate::world::REGION);
     }
 }
 
@@ -96,7 +112,7 @@ impl Watchdog {
     }
 
     /// The same, inside a simulated host.
-    pub fn start_in(host: &super::netns::Host, env: &Env, toml: &str, extra: &[&str]) -> Watchdog {
+    pub fn start_in(host: &crate::netns::Host, env: &Env, toml: &str, extra: &[&str]) -> Watchdog {
         Watchdog::start_with(host.command(bin()), &host.name, env, toml, extra)
     }
 

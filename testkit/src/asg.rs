@@ -1,7 +1,7 @@
 //! An Auto Scaling group in moto: a VPC, a launch template and a group whose instances moto
 //! runs (with private IPs in the subnet), driven through the real SDK.
 
-use super::moto::Moto;
+use crate::moto::Moto;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
@@ -21,13 +21,13 @@ impl Group {
     /// loopback address a test backend can listen on (all of 127.0.0.0/8 is loopback).
     pub async fn start_in(name: &str, capacity: i32, loopback: Option<()>) -> Group {
         let moto = Moto::start().await;
-        let cfg = super::world::sdk_config(&moto.url).await;
+        let cfg = crate::world::sdk_config(&moto.url).await;
         let ec2 = aws_sdk_ec2::Client::new(&cfg);
         let asg = aws_sdk_autoscaling::Client::new(&cfg);
         let (subnet_id, ami) = match loopback {
-            None => super::world::subnet_and_image(&ec2).await,
+            None => crate::world::subnet_and_image(&ec2).await,
             Some(()) => {
-                super::world::subnet_and_image_in(&ec2, "127.0.0.0/16", "127.0.1.0/24").await
+                crate::world::subnet_and_image_in(&ec2, "127.0.0.0/16", "127.0.1.0/24").await
             }
         };
         ec2.create_launch_template()
@@ -164,7 +164,7 @@ impl Group {
     }
 
     pub async fn queue(&self, name: &str) -> Queue {
-        let cfg = super::world::sdk_config(&self.moto.url).await;
+        let cfg = crate::world::sdk_config(&self.moto.url).await;
         let sqs = aws_sdk_sqs::Client::new(&cfg);
         let url = sqs
             .create_queue()
@@ -191,7 +191,7 @@ impl Group {
 
 /// The event in `tests/fixtures/events/<fixture>` about `instance` of `group`.
 pub fn event(fixture: &str, group: &str, instance: &str) -> String {
-    let path = super::repo().join("tests/fixtures/events").join(fixture);
+    let path = crate::repo().join("tests/fixtures/events").join(fixture);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .replace("i-0123456789abcdef0", instance)

@@ -23,20 +23,20 @@ pub struct Recorded {
     pub user_agent: String,
 }
 
-/// moto's server, run through `tests/support/moto_lifecycle.py`: stock moto plus the
+/// moto's server, run through `testkit/moto_lifecycle.py`: stock moto plus the
 /// terminating lifecycle hooks (Terminating:Wait, CompleteLifecycleAction,
 /// RecordLifecycleActionHeartbeat) it lacks.
 fn command() -> Command {
     let python = std::env::var("MOTO_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| super::repo().join(".venv/bin/python"));
+        .unwrap_or_else(|_| crate::repo().join(".venv/bin/python"));
     assert!(
         python.exists(),
         "{} is missing: run scripts/test-deps.sh first",
         python.display()
     );
     let mut c = Command::new(python);
-    c.arg(super::repo().join("tests/support/moto_lifecycle.py"));
+    c.arg(crate::testkit_dir().join("moto_lifecycle.py"));
     c
 }
 
@@ -68,7 +68,7 @@ impl Moto {
         let mut dir = tempfile::tempdir().expect("tempdir");
         for _ in 0..3 {
             let recording = dir.path().join("recording.jsonl");
-            let port = super::free_port();
+            let port = crate::free_port();
             let log = std::fs::File::create(dir.path().join("moto.log")).expect("log");
             let child = command()
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])

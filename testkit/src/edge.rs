@@ -3,7 +3,7 @@
 //! holds it, so a claim in EC2 visibly moves traffic. No holder, or a dead node: the
 //! connection is closed, as a client of a dead EIP would see.
 
-use super::world::World;
+use crate::world::World;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -2,8 +2,8 @@
 //! `PUT /latest/api/token` is required on every read (moto's own metadata service is static
 //! and has no `network/interfaces/macs/...` paths). It answers from a node created in moto.
 
-use super::http::{serve_on, Reply, Server};
-use super::world::Node;
+use crate::http::{serve_on, Reply, Server};
+use crate::world::Node;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

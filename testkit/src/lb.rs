@@ -1,23 +1,34 @@
-//! A load balancer for backend-sync tests: Debian's HAProxy 2.6 on loopback in master-worker
-//! mode (a master CLI socket for hitless reloads, like Debian's own unit runs it), with one
-//! backend `app` whose servers the watchdog manages, and real backend servers on 127.0.0.N
-//! addresses (all of 127.0.0.0/8 is loopback, so no address is added anywhere).
+//! A load balancer for backend-sync tests: HAProxy in master-worker mode on loopback
+//! ([`Haproxy`] in [`Mode::MasterWorker`]), with one backend `app` whose servers the watchdog
+//! manages, and real backend servers on 127.0.0.N addresses (all of 127.0.0.0/8 is loopback,
+//! so no address is added anywhere).
 
+use crate::haproxy::{Haproxy, Mode, GLOBAL};
 use haproxy_watchdog::haproxy::runtime;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::ops::{Deref, DerefMut};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The HAProxy (its sockets, config, port and dir through `Deref`), and what a backend-sync
+/// test asks of it.
 pub struct Lb {
-    child: Option<Child>,
-    pub port: u16,
-    pub socket: PathBuf,
-    pub master: PathBuf,
-    pub config: PathBuf,
-    pub dir: tempfile::TempDir,
+    haproxy: Haproxy,
+}
+
+impl Deref for Lb {
+    type Target = Haproxy;
+    fn deref(&self) -> &Haproxy {
+        &self.haproxy
+    }
+}
+
+impl DerefMut for Lb {
+    fn deref_mut(&mut self) -> &mut Haproxy {
+        &mut self.haproxy
+    }
 }
 
 pub const BEGIN: &str = "# BEGIN haproxy-watchdog servers of app";
@@ -26,12 +37,18 @@ pub const END: &str = "# END haproxy-watchdog servers of app";
 /// The configuration around the servers: `servers` goes inside `backend app`.
 pub fn config_text(socket: &std::path::Path, port: u16, servers: &str) -> String {
     format!(
-        "global\n  stats socket {} mode 600 level admin expose-fd listeners\n  maxconn 8000\n\
-defaults\n  mode http\n  timeout connect 1s\n  timeout client 10s\n  timeout server 10s\n  option idle-close-on-response\n\
+        "global\n  stats socket {} mode 600 level admin expose-fd listeners\n{GLOBAL}\
 frontend www\n  bind 127.0.0.1:{port}\n  default_backend app\n\
 backend app\n  balance roundrobin\n{servers}",
         socket.display()
     )
+}
+
+/// `ip:port` for each of `ips` (what HAProxy should serve for a group's private IPs).
+pub fn addrs(ips: impl IntoIterator<Item = Ipv4Addr>, port: u16) -> BTreeSet<SocketAddr> {
+    ips.into_iter()
+        .map(|ip| SocketAddr::from((ip, port)))
+        .collect()
 }
 
 /// A managed block with `n` free slots named app1..appN.
@@ -49,57 +66,12 @@ pub fn block(n: usize, port: u16) -> String {
 impl Lb {
     /// Start with `servers` as the body of `backend app`.
     pub async fn start(servers: &str) -> Lb {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("admin.sock");
-        let master = dir.path().join("master.sock");
-        let config = dir.path().join("haproxy.cfg");
-        let port = super::free_port();
-        std::fs::write(&config, config_text(&socket, port, servers)).expect("write haproxy.cfg");
-        let mut lb = Lb {
-            child: None,
-            port,
-            socket,
-            master,
-            config,
-            dir,
-        };
-        lb.restart().await;
-        lb
-    }
-
-    /// (Re)start the master and wait for the worker's stats socket.
-    pub async fn restart(&mut self) {
-        self.stop();
-        let log = std::fs::File::create(self.dir.path().join("haproxy.log")).expect("log");
-        let child = Command::new(super::haproxy_bin())
-            .arg("-W")
-            .arg("-S")
-            .arg(&self.master)
-            .arg("-f")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("haproxy is not installed: run scripts/test-deps.sh");
-        self.child = Some(child);
-        super::haproxy::wait_for_socket(&self.socket, &self.dir.path().join("haproxy.log")).await;
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_file(&self.socket);
-        let _ = std::fs::remove_file(&self.master);
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
+        let port = crate::free_port();
+        let haproxy = Haproxy::launch(None, Mode::MasterWorker, port, |socket| {
+            config_text(socket, port, servers)
+        })
+        .await;
+        Lb { haproxy }
     }
 
     /// What backend `app` serves now: its servers that are not in maintenance.
@@ -121,11 +93,11 @@ impl Lb {
     /// same.
     pub async fn converges(&self, want: &BTreeSet<SocketAddr>, what: &str) {
         let within = Duration::from_secs(15);
-        super::eventually(within, what, || async {
+        crate::eventually(within, what, || async {
             (self.serving().await.as_ref() == Some(want)).then_some(())
         })
         .await;
-        super::eventually(within, &format!("{what}: file on disk"), || async {
+        crate::eventually(within, &format!("{what}: file on disk"), || async {
             (&self.file_serving() == want).then_some(())
         })
         .await;
@@ -164,14 +136,14 @@ impl Lb {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let before = self.worker_pid().await;
         // The master binds its CLI socket a moment after the worker's stats socket is up.
-        let mut s = super::eventually(Duration::from_secs(5), "the master socket", || async {
+        let mut s = crate::eventually(Duration::from_secs(5), "the master socket", || async {
             tokio::net::UnixStream::connect(&self.master).await.ok()
         })
         .await;
         s.write_all(b"reload\n").await.unwrap();
         let mut sink = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
-        super::eventually(
+        crate::eventually(
             Duration::from_secs(10),
             "the new HAProxy worker",
             || async {
@@ -202,23 +174,17 @@ impl Lb {
     }
 }
 
-impl Drop for Lb {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Real backend servers on distinct loopback addresses 127.0.0.(10+i), one port, each
 /// answering its own address.
 pub struct Backends {
     pub port: u16,
-    servers: Vec<super::http::Server>,
+    servers: Vec<crate::http::Server>,
     pub hits: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Backends {
     pub async fn start(n: usize) -> Backends {
-        let port = super::free_port();
+        let port = crate::free_port();
         let hits = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut servers = Vec::new();
         for i in 0..n {
@@ -228,11 +194,11 @@ impl Backends {
                 .expect("bind backend");
             let h = hits.clone();
             let body = format!("{ip}\n");
-            servers.push(super::http::serve_on(
+            servers.push(crate::http::serve_on(
                 listener,
                 Arc::new(move |_| {
                     h.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    super::http::Reply::ok(&body)
+                    crate::http::Reply::ok(&body)
                 }),
             ));
         }
@@ -257,14 +223,14 @@ impl Backends {
                 .await
                 .expect("bind backend");
             let (h, body, d) = (hits.clone(), format!("{ip}\n"), delay(*ip));
-            servers.push(super::http::serve_on(
+            servers.push(crate::http::serve_on(
                 listener,
                 Arc::new(move |_| {
                     h.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if d.is_zero() {
-                        super::http::Reply::ok(&body)
+                        crate::http::Reply::ok(&body)
                     } else {
-                        super::http::Reply::Slow(d, 200, body.clone())
+                        crate::http::Reply::Slow(d, 200, body.clone())
                     }
                 }),
             ));

@@ -3,7 +3,7 @@
 Run it exactly like the `moto_server` console script (same argv, same env, e.g.
 MOTO_ENABLE_RECORDING / MOTO_RECORDER_FILEPATH still work):
 
-    .venv/bin/python tests/support/moto_lifecycle.py -H 127.0.0.1 -p PORT
+    .venv/bin/python testkit/moto_lifecycle.py -H 127.0.0.1 -p PORT
 
 moto (5.2.x) stores lifecycle hooks but never applies them, and it has no
 CompleteLifecycleAction / RecordLifecycleActionHeartbeat (HTTP 500). This file

@@ -70,7 +70,8 @@ fn sweep_stale() {
 }
 
 impl Net {
-    pub fn new() -> Net {
+    /// A fresh bridge in a hub namespace of its own (only the test bed makes one).
+    pub(crate) fn new() -> Net {
         sweep_stale();
         let prefix = format!(
             "hw{}x{}",

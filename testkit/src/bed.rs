@@ -2,11 +2,11 @@
 //! real HAProxy, an IMDSv2 stand-in and its own checkip answer; plus a programmable target
 //! that stands for the Elastic IP the rule checks.
 
-use super::haproxy::Haproxy;
-use super::http::{Reply, Stub};
-use super::imds::Imds;
-use super::watchdog::{Env, NodeConf, Watchdog};
-use super::world::World;
+use crate::haproxy::Haproxy;
+use crate::http::{Reply, Stub};
+use crate::imds::Imds;
+use crate::watchdog::{Env, NodeConf, Watchdog};
+use crate::world::World;
 use std::collections::BTreeMap;
 
 pub struct Bed {

@@ -14,19 +14,20 @@
 //!
 //! moto itself runs on the machine's loopback; only the proxy talks to it.
 
-use super::awsproxy::AwsProxy;
-use super::haproxy::Haproxy;
-use super::http::{serve_on, Reply, Server};
-use super::imds::Imds;
-use super::netns::{Host, Net};
-use super::watchdog::{Env, NodeConf, Watchdog};
-use super::world::World;
+use crate::awsproxy::AwsProxy;
+use crate::haproxy::Haproxy;
+use crate::http::{serve_on, Reply, Server};
+use crate::imds::Imds;
+use crate::netns::{Host, Net};
+use crate::watchdog::{Env, NodeConf, Watchdog};
+use crate::world::World;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
 pub const AWS_ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 250);
@@ -58,7 +59,7 @@ pub struct TestBed {
     routes: Arc<Mutex<HashMap<Ipv4Addr, Ipv4Addr>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     // Dropped last: deleting the namespaces also ends whatever still runs in them.
-    net: Net,
+    _net: Net,
 }
 
 impl TestBed {
@@ -140,7 +141,7 @@ impl TestBed {
             nodes,
             routes: Arc::default(),
             tasks: vec![proxy_task],
-            net,
+            _net: net,
         };
         bed.start_internet();
         // Let the edge learn the first association before anyone looks.
@@ -298,7 +299,7 @@ impl TestBed {
 
     /// The private IP the EIP reaches now, per the edge.
     pub fn eip_route(&self) -> Option<Ipv4Addr> {
-        self.routes.lock().unwrap().get(&self.world.eip).copied()
+        self.route_of(self.world.eip)
     }
 
     /// One GET of the EIP from the client: `Some(body)` on a 200.
@@ -314,6 +315,57 @@ impl TestBed {
     /// The private IP `eip` reaches now, per the edge.
     pub fn route_of(&self, eip: Ipv4Addr) -> Option<Ipv4Addr> {
         self.routes.lock().unwrap().get(&eip).copied()
+    }
+
+    /// The client GETting the EIP every `period`, keeping who answered.
+    pub fn poll_eip(&self, period: Duration) -> Poller {
+        let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
+        let (a, client, eip) = (
+            answers.clone(),
+            self.client.clone(),
+            SocketAddr::new(self.world.eip.into(), 80),
+        );
+        let task = tokio::spawn(async move {
+            loop {
+                let who = get(&client, eip).await;
+                a.lock().unwrap().push((Instant::now(), who));
+                tokio::time::sleep(period).await;
+            }
+        });
+        Poller { answers, task }
+    }
+}
+
+/// When a request was answered, and by whom (the body of a 200; None: it failed).
+pub type Answer = (Instant, Option<String>);
+
+/// A client out on the internet polling one address ([`TestBed::poll_eip`]); it stops on
+/// drop.
+pub struct Poller {
+    answers: Arc<Mutex<Vec<Answer>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Poller {
+    /// Every answer so far, oldest first.
+    pub fn answers(&self) -> Vec<Answer> {
+        self.answers.lock().unwrap().clone()
+    }
+
+    /// When the first request after `t0` was answered by `who` (None: the first that failed).
+    pub fn first_after(&self, t0: Instant, who: Option<&str>) -> Option<Instant> {
+        self.answers
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(t, w)| *t > t0 && w.as_deref() == who)
+            .map(|(t, _)| *t)
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -15,6 +15,7 @@
 //! restored snapshot); [`Consul::set_known_leader`] answers `X-Consul-KnownLeader: false`
 //! (a stale read during an election). Every request's time and `index` parameter are kept.
 
+use crate::lb::Backends;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
@@ -31,6 +32,13 @@ pub struct Instance {
     pub port: u16,
     pub tags: Vec<String>,
     pub passing: bool,
+}
+
+/// Instances for the servers `idx` of `b` (by their index, as [`Backends::addr`] takes it).
+pub fn instances(b: &Backends, idx: &[usize]) -> Vec<Instance> {
+    idx.iter()
+        .map(|i| Instance::new(Backends::ip(*i), b.port))
+        .collect()
 }
 
 impl Instance {
@@ -114,6 +122,14 @@ impl Consul {
             index,
             task,
         }
+    }
+
+    /// A backend-sync source table body (`[rules.NAME.check.source]`) for service `web` here.
+    pub fn source(&self) -> String {
+        format!(
+            "type = \"consul\"\nservice = \"web\"\naddress = \"{}\"\n",
+            self.url()
+        )
     }
 
     pub fn url(&self) -> String {

@@ -1,7 +1,7 @@
 //! The AWS side of a test: a VPC, instances with ENIs and private IPs, one Elastic IP, an SNS
 //! topic with an SQS queue subscribed to it — all created in moto through the real SDK.
 
-use super::moto::Moto;
+use crate::moto::Moto;
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::config::{Credentials, Region};
 use std::net::Ipv4Addr;
@@ -252,22 +252,6 @@ impl World {
         std::iter::once((self.eip, self.allocation_id.clone()))
             .chain(self.extra_eips.iter().cloned())
             .collect()
-    }
-
-    /// The node allocation `alloc` is on, by name.
-    pub async fn holder_of(&self, alloc: &str) -> Option<String> {
-        let d = self
-            .ec2
-            .describe_addresses()
-            .allocation_ids(alloc)
-            .send()
-            .await
-            .unwrap();
-        let eni = d.addresses()[0].network_interface_id()?.to_owned();
-        self.nodes
-            .iter()
-            .find(|n| n.eni == eni)
-            .map(|n| n.name.clone())
     }
 
     /// The ENI the EIP is on, per EC2.

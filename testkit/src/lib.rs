@@ -1,9 +1,11 @@
-//! Real components on loopback for the integration tests and the demo: the AWS API emulator
-//! (`moto_server`), HAProxy, an IMDSv2 stand-in, programmable HTTP endpoints, an "edge" that
-//! makes the Elastic IP real, and the `watchdog` binary itself as a child process.
+//! Real components on loopback for the integration tests, the demo and the benchmarks: the
+//! AWS API emulator (`moto_server`), HAProxy, an IMDSv2 stand-in, programmable HTTP endpoints,
+//! an "edge" that makes the Elastic IP real, and the `watchdog` binary itself as a child
+//! process.
 //!
-//! Everything binds to 127.0.0.1 and is torn down on drop, even when a test fails.
-#![allow(dead_code)]
+//! Everything binds to 127.0.0.1 (or inside network namespaces) and is torn down on drop, even
+//! when a test fails. A dev-only crate (`publish = false`): `tests/integration/` and
+//! `examples/` use it as a dev-dependency.
 
 pub mod asg;
 pub mod awsproxy;
@@ -15,6 +17,7 @@ pub mod http;
 pub mod imds;
 pub mod lb;
 pub mod load;
+pub mod measure;
 pub mod moto;
 pub mod netns;
 pub mod opsworks;
@@ -60,7 +63,15 @@ pub fn haproxy_bin() -> String {
         .unwrap_or_else(|| "haproxy".to_owned())
 }
 
-/// The repository root.
+/// The repository root (this crate lives in its `testkit/`).
 pub fn repo() -> std::path::PathBuf {
+    testkit_dir()
+        .parent()
+        .expect("testkit/ has a parent")
+        .to_path_buf()
+}
+
+/// This crate's own directory, `testkit/` (for `moto_lifecycle.py`).
+fn testkit_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
