@@ -51,13 +51,15 @@ impl Alerter {
         };
         let task = tokio::spawn(deliver(
             rx,
-            sns,
-            dry_run,
-            alerter.pending.clone(),
-            alerter.drained.clone(),
             shutdown,
-            store,
-            metrics,
+            Delivery {
+                sns,
+                dry_run,
+                pending: alerter.pending.clone(),
+                drained: alerter.drained.clone(),
+                store,
+                metrics,
+            },
         ));
         (alerter, task)
     }
@@ -104,16 +106,31 @@ impl Alerter {
     }
 }
 
-async fn deliver(
-    mut rx: mpsc::UnboundedReceiver<(u64, Alert)>,
+/// What the delivery task works with besides its queue and the stop signal.
+struct Delivery {
     sns: Option<Sns>,
     dry_run: bool,
+    /// Alerts queued and not yet delivered or given up on, shared with the [`Alerter`].
     pending: Arc<AtomicUsize>,
+    /// Notified when `pending` reaches zero.
     drained: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
     store: StateStore,
     metrics: Arc<Metrics>,
+}
+
+async fn deliver(
+    mut rx: mpsc::UnboundedReceiver<(u64, Alert)>,
+    mut shutdown: watch::Receiver<bool>,
+    d: Delivery,
 ) {
+    let Delivery {
+        sns,
+        dry_run,
+        pending,
+        drained,
+        store,
+        metrics,
+    } = d;
     loop {
         // Queued alerts go first; an idle outbox stops when the daemon does.
         let (id, alert) = tokio::select! {

@@ -32,8 +32,9 @@ use tokio::time::Instant;
 
 /// Where a rule's servers come from, with the clients it needs.
 pub enum Source {
-    Asg(asg::AsgSource),
-    Consul(Consul),
+    // Both boxed: the two differ in size by hundreds of bytes, and a Syncer holds one.
+    Asg(Box<asg::AsgSource>),
+    Consul(Box<Consul>),
 }
 
 /// What a source listed, and what it had to leave out.
@@ -601,14 +602,17 @@ pub fn source(
 ) -> Option<Source> {
     match &spec.source {
         SourceSpec::Asg(a) => sdk.map(|sdk| {
-            Source::Asg(asg::AsgSource::new(
+            Source::Asg(Box::new(asg::AsgSource::new(
                 a.clone(),
                 sdk,
                 dry_run,
                 metrics.clone(),
-            ))
+            )))
         }),
-        SourceSpec::Consul(c) => Some(Source::Consul(Consul::new(c.clone(), http.clone()))),
+        SourceSpec::Consul(c) => Some(Source::Consul(Box::new(Consul::new(
+            c.clone(),
+            http.clone(),
+        )))),
     }
 }
 
