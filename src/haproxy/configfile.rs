@@ -474,10 +474,3 @@ mod tests {
         );
     }
 }
-
-/// Until the callers in `sync` have their own error enum.
-impl From<ConfigFileError> for String {
-    fn from(e: ConfigFileError) -> String {
-        e.to_string()
-    }
-}

@@ -550,10 +550,3 @@ mod tests {
         assert!(!a.contains("NOTICE"), "{a}");
     }
 }
-
-/// Until the callers in `sync` have their own error enum.
-impl From<ReloadError> for String {
-    fn from(e: ReloadError) -> String {
-        e.to_string()
-    }
-}

@@ -449,17 +449,3 @@ mod session_tests {
         assert!(super::parse_sessions("# pxname,svname,scur,qcur\nweb,a,x,0\n", "web").is_err());
     }
 }
-
-/// Until the callers in `sync` have their own error enum.
-impl From<RuntimeError> for String {
-    fn from(e: RuntimeError) -> String {
-        e.to_string()
-    }
-}
-
-/// Until the callers in `sync` have their own error enum.
-impl From<ExecError> for String {
-    fn from(e: ExecError) -> String {
-        e.to_string()
-    }
-}

@@ -115,10 +115,3 @@ mod tests {
         assert!(render("{% for %}", "a", "a", "", &[]).is_err());
     }
 }
-
-/// Until the callers in `sync` have their own error enum.
-impl From<TemplateError> for String {
-    fn from(e: TemplateError) -> String {
-        e.to_string()
-    }
-}
