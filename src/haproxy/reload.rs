@@ -482,6 +482,25 @@ fn pids(p: &[u32]) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_failed_26_reload_reads_as_before() {
+        let before = parse_show_proc(V26_GOOD).unwrap();
+        let after = parse_show_proc(V26_FAILED).unwrap();
+        let old = format!(
+            "HAProxy's master reports the reload failed (show proc: reloads {} -> {}, failed {} -> {}; worker {} still serves). \
+             HAProxy 2.6's master CLI does not say why: the master's [ALERT] lines are in HAProxy's own log",
+            before.reloads,
+            after.reloads,
+            before.failed.unwrap_or(0),
+            after.failed.map_or("?".to_owned(), |f| f.to_string()),
+            pids(&after.workers)
+        );
+        assert_eq!(
+            ReloadError::MasterReportsFailure { before, after }.to_string(),
+            old
+        );
+    }
+
     // Captured from HAProxy 2.6.12 (Debian 12) and 3.0.11 (Debian 13): before, after a good
     // reload, after a failed one (a bind on a port another process holds), and after a
     // good one again (the failed counter is back to 0).

@@ -448,4 +448,27 @@ mod session_tests {
         assert!(super::parse_sessions("Unknown command", "web").is_err());
         assert!(super::parse_sessions("# pxname,svname,scur,qcur\nweb,a,x,0\n", "web").is_err());
     }
+
+    #[test]
+    fn the_shared_variants_say_which_command() {
+        fn e<T: std::fmt::Debug>(r: Result<T, super::RuntimeError>) -> String {
+            r.unwrap_err().to_string()
+        }
+        assert_eq!(
+            e(super::parse_servers_state("Unknown command\n", "x")),
+            "unexpected answer to `show servers state`: Unknown command"
+        );
+        assert_eq!(
+            e(super::parse_servers_state("1\n# be_id be_name\n3 app\n", "x")),
+            "`show servers state` lacks the be_name, srv_name, srv_addr, srv_admin_state or srv_port column"
+        );
+        assert_eq!(
+            e(super::parse_sessions("Unknown command", "web")),
+            "unexpected answer to `show stat`: Unknown command"
+        );
+        assert_eq!(
+            e(super::parse_sessions("# pxname,svname\n", "web")),
+            "`show stat` lacks the pxname, svname, scur or qcur column"
+        );
+    }
 }
