@@ -284,41 +284,63 @@ pub async fn serve(
     errors
 }
 
+/// Why `watchdog status` got no status from the daemon's control socket.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// connect(2) to the control socket failed: no daemon, or no access to the socket.
+    #[error("cannot reach the daemon's control socket {}: {source} (is `haproxy-watchdog run` running, and may this user open the socket?)", socket.display())]
+    Unreachable {
+        socket: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// Sending the request or reading the answer failed.
+    #[error("control socket: {0}")]
+    Io(#[source] std::io::Error),
+    /// No whole answer within 5 seconds.
+    #[error("the daemon did not answer on its control socket within 5 s")]
+    Timeout,
+    /// The answer has no HTTP head.
+    #[error("the control socket's answer is not HTTP")]
+    NotHttp,
+    /// An HTTP status other than 200; `line` is the status line.
+    #[error("the control socket answered: {line}")]
+    Refused { line: String },
+    /// The body is not the JSON of a [`Status`].
+    #[error("the control socket's answer is not a status: {0}")]
+    NotStatus(#[source] serde_json::Error),
+}
+
 /// `watchdog status`: ask the daemon on its control socket.
-pub async fn fetch_status(socket: &Path) -> Result<Status, String> {
+pub async fn fetch_status(socket: &Path) -> Result<Status, StatusError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let talk = async {
-        let mut s = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
-            format!(
-                "cannot reach the daemon's control socket {}: {e} (is `haproxy-watchdog run` running, and may this user open the socket?)",
-                socket.display()
-            )
-        })?;
+        let mut s = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|source| StatusError::Unreachable {
+                socket: socket.to_owned(),
+                source,
+            })?;
         s.write_all(b"GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             .await
-            .map_err(|e| format!("control socket: {e}"))?;
+            .map_err(StatusError::Io)?;
         let mut reply = Vec::new();
         s.take(16 * 1024 * 1024)
             .read_to_end(&mut reply)
             .await
-            .map_err(|e| format!("control socket: {e}"))?;
-        Ok::<_, String>(reply)
+            .map_err(StatusError::Io)?;
+        Ok::<_, StatusError>(reply)
     };
     let reply = tokio::time::timeout(Duration::from_secs(5), talk)
         .await
-        .map_err(|_| "the daemon did not answer on its control socket within 5 s".to_owned())??;
+        .map_err(|_| StatusError::Timeout)??;
     let text = String::from_utf8_lossy(&reply);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or("the control socket's answer is not HTTP")?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or(StatusError::NotHttp)?;
     if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!(
-            "the control socket answered: {}",
-            head.lines().next().unwrap_or("")
-        ));
+        return Err(StatusError::Refused {
+            line: head.lines().next().unwrap_or("").to_owned(),
+        });
     }
-    serde_json::from_str(body)
-        .map_err(|e| format!("the control socket's answer is not a status: {e}"))
+    serde_json::from_str(body).map_err(StatusError::NotStatus)
 }
 
 #[cfg(test)]

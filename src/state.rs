@@ -86,14 +86,37 @@ struct Inner {
 
 const LOCK: &str = "state.lock";
 
-/// Why the state directory cannot be used.
+/// Why the state directory cannot be used: at start ([`StateStore::open`]), or when a save
+/// fails later (logged as `state_not_saved`).
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// Another process (a second daemon, a root `run` beside the service) holds it.
-    #[error("another haproxy-watchdog is running with state directory {0} (it holds {0}/{LOCK}); stop it first: two daemons would both claim and page")]
-    Busy(String),
-    #[error("{0}")]
-    Unusable(String),
+    #[error("another haproxy-watchdog is running with state directory {} (it holds {}/{LOCK}); stop it first: two daemons would both claim and page", .0.display(), .0.display())]
+    Busy(PathBuf),
+    /// The state directory cannot be looked at.
+    #[error("state directory {}: {source}", dir.display())]
+    Dir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    /// The state directory is something else.
+    #[error("state directory {} is not a directory", dir.display())]
+    NotADir { dir: PathBuf },
+    /// The lock file cannot be opened or locked.
+    #[error("state lock {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The state file cannot be read, or the new one written, synced or renamed into place.
+    #[error("state file {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The state could not be encoded as JSON.
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
 }
 
 /// What a start found in the state file.
@@ -120,22 +143,23 @@ impl StateStore {
     /// reported; the daemon then starts with no state rather than not at all.
     ///
     /// One process at a time: the directory is locked (`flock` on `state.lock`) until the
-    /// store is dropped. Errors: [`OpenError::Busy`] when another process holds it,
-    /// [`OpenError::Unusable`] when it cannot be read or written.
+    /// store is dropped. Errors: [`OpenError::Busy`] when another process holds it, the
+    /// others when it cannot be read or written.
     pub fn open(dir: &Path) -> Result<(StateStore, Recovered), OpenError> {
-        let meta = std::fs::metadata(dir)
-            .map_err(|e| OpenError::Unusable(format!("state directory {}: {e}", dir.display())))?;
+        let meta = std::fs::metadata(dir).map_err(|source| OpenError::Dir {
+            dir: dir.to_owned(),
+            source,
+        })?;
         if !meta.is_dir() {
-            return Err(OpenError::Unusable(format!(
-                "state directory {} is not a directory",
-                dir.display()
-            )));
+            return Err(OpenError::NotADir {
+                dir: dir.to_owned(),
+            });
         }
         let lock = lock(dir)?;
-        Self::open_locked(dir, lock).map_err(OpenError::Unusable)
+        Self::open_locked(dir, lock)
     }
 
-    fn open_locked(dir: &Path, lock: std::fs::File) -> Result<(StateStore, Recovered), String> {
+    fn open_locked(dir: &Path, lock: std::fs::File) -> Result<(StateStore, Recovered), OpenError> {
         let path = dir.join(FILE);
         let mut data = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
@@ -149,7 +173,7 @@ impl StateStore {
                 }
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
-            Err(e) => return Err(format!("state file {}: {e}", path.display())),
+            Err(source) => return Err(OpenError::File { path, source }),
         };
         data.version = 1;
         let (maybe_sent, alerts): (Vec<_>, Vec<_>) = data.alerts.drain(..).partition(|a| a.sending);
@@ -298,13 +322,16 @@ fn lock(dir: &Path) -> Result<std::fs::File, OpenError> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| OpenError::Unusable(format!("state lock {}: {e}", path.display())))?;
+        .map_err(|source| OpenError::Lock {
+            path: path.clone(),
+            source,
+        })?;
     // SAFETY: flock on a descriptor we own; no memory is shared with the kernel.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let e = std::io::Error::last_os_error();
         return Err(match e.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => OpenError::Busy(dir.display().to_string()),
-            _ => OpenError::Unusable(format!("state lock {}: {e}", path.display())),
+            Some(libc::EWOULDBLOCK) => OpenError::Busy(dir.to_owned()),
+            _ => OpenError::Lock { path, source: e },
         });
     }
     Ok(file)
@@ -312,8 +339,8 @@ fn lock(dir: &Path) -> Result<std::fs::File, OpenError> {
 
 /// Write the whole state atomically: beside, fsync, rename, fsync the directory. A few
 /// hundred bytes, at the rate of EIP moves and alerts: done inline rather than off-thread.
-fn write(path: &Path, d: &StateFile) -> Result<(), String> {
-    let text = serde_json::to_vec_pretty(d).map_err(|e| e.to_string())?;
+fn write(path: &Path, d: &StateFile) -> Result<(), OpenError> {
+    let text = serde_json::to_vec_pretty(d)?;
     let tmp = path.with_extension("json.new");
     let write = || -> std::io::Result<()> {
         use std::io::Write;
@@ -326,7 +353,10 @@ fn write(path: &Path, d: &StateFile) -> Result<(), String> {
         }
         Ok(())
     };
-    write().map_err(|e| format!("state file {}: {e}", path.display()))
+    write().map_err(|source| OpenError::File {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -6,13 +6,47 @@ use super::{describe_reqwest, Outcome};
 use crate::config::HaproxyProbeSpec;
 use std::path::Path;
 
+/// Why the stats socket says HAProxy is not ready: the socket failed, the reply to `show
+/// info;show stat` is not HAProxy's, or HAProxy, the frontend or the backend is not up
+/// (HAProxy management guide, "9.3. Unix Socket commands", `show info` and `show stat`).
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    /// The stats socket could not be used.
+    #[error(transparent)]
+    Socket(#[from] crate::haproxy::socket::SocketError),
+    /// The reply has no `Name: HAProxy` line.
+    #[error("stats socket did not answer `show info` like HAProxy")]
+    NotHaproxy,
+    /// `show info` says `Stopping: 1`: the process is on its way out.
+    #[error("HAProxy is stopping")]
+    Stopping,
+    /// The reply has no `# pxname,...` CSV header.
+    #[error("stats socket did not answer `show stat`")]
+    NoStat,
+    /// The CSV header lacks a column we read.
+    #[error("`show stat` lacks pxname/svname/status columns")]
+    MissingColumns,
+    /// The frontend's status is not `OPEN`.
+    #[error("frontend {frontend} is {status}")]
+    Frontend { frontend: String, status: String },
+    /// `show stat` has no such frontend.
+    #[error("frontend {frontend} not found")]
+    NoFrontend { frontend: String },
+    /// The backend's status is not `UP`.
+    #[error("backend {backend} is {status}")]
+    Backend { backend: String, status: String },
+    /// `show stat` has no such backend.
+    #[error("backend {backend} not found")]
+    NoBackend { backend: String },
+}
+
 pub async fn probe(spec: &HaproxyProbeSpec, client: &reqwest::Client) -> Outcome {
     let run = async {
         let mut seen = Vec::new();
         if let Some(sock) = &spec.stats_socket {
             match socket_ready(sock, spec.frontend.as_deref(), spec.backend.as_deref()).await {
                 Ok(d) => seen.push(d),
-                Err(e) => return Outcome::fail(e),
+                Err(e) => return Outcome::fail(e.to_string()),
             }
         }
         if let Some(url) = &spec.health_url {
@@ -44,13 +78,17 @@ async fn socket_ready(
     path: &Path,
     frontend: Option<&str>,
     backend: Option<&str>,
-) -> Result<String, String> {
+) -> Result<String, NotReady> {
     let reply = crate::haproxy::socket::command(path, "show info;show stat").await?;
     judge(&reply, frontend, backend)
 }
 
 /// Judge a `show info;show stat` reply.
-pub fn judge(reply: &str, frontend: Option<&str>, backend: Option<&str>) -> Result<String, String> {
+pub fn judge(
+    reply: &str,
+    frontend: Option<&str>,
+    backend: Option<&str>,
+) -> Result<String, NotReady> {
     let mut name = None;
     let mut stopping = None;
     let mut csv_header = None;
@@ -71,15 +109,15 @@ pub fn judge(reply: &str, frontend: Option<&str>, backend: Option<&str>) -> Resu
         }
     }
     if name != Some("HAProxy") {
-        return Err("stats socket did not answer `show info` like HAProxy".into());
+        return Err(NotReady::NotHaproxy);
     }
     if stopping.is_some_and(|s| s != "0") {
-        return Err("HAProxy is stopping".into());
+        return Err(NotReady::Stopping);
     }
-    let header = csv_header.ok_or("stats socket did not answer `show stat`")?;
+    let header = csv_header.ok_or(NotReady::NoStat)?;
     let col = |n: &str| header.iter().position(|h| *h == n);
     let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
-        return Err("`show stat` lacks pxname/svname/status columns".into());
+        return Err(NotReady::MissingColumns);
     };
     let status_of = |proxy: &str, kind: &str| {
         rows.iter()
@@ -90,15 +128,33 @@ pub fn judge(reply: &str, frontend: Option<&str>, backend: Option<&str>) -> Resu
     if let Some(f) = frontend {
         match status_of(f, "FRONTEND") {
             Some("OPEN") => detail.push(format!("frontend {f} OPEN")),
-            Some(s) => return Err(format!("frontend {f} is {s}")),
-            None => return Err(format!("frontend {f} not found")),
+            Some(s) => {
+                return Err(NotReady::Frontend {
+                    frontend: f.to_owned(),
+                    status: s.to_owned(),
+                })
+            }
+            None => {
+                return Err(NotReady::NoFrontend {
+                    frontend: f.to_owned(),
+                })
+            }
         }
     }
     if let Some(b) = backend {
         match status_of(b, "BACKEND") {
             Some("UP") => detail.push(format!("backend {b} UP")),
-            Some(s) => return Err(format!("backend {b} is {s}")),
-            None => return Err(format!("backend {b} not found")),
+            Some(s) => {
+                return Err(NotReady::Backend {
+                    backend: b.to_owned(),
+                    status: s.to_owned(),
+                })
+            }
+            None => {
+                return Err(NotReady::NoBackend {
+                    backend: b.to_owned(),
+                })
+            }
         }
     }
     Ok(detail.join(", "))
@@ -115,11 +171,11 @@ mod tests {
     fn frontend_and_backend_states() {
         assert!(judge(REPLY, Some("web"), Some("ok")).is_ok());
         assert_eq!(
-            judge(REPLY, None, Some("app")).unwrap_err(),
+            judge(REPLY, None, Some("app")).unwrap_err().to_string(),
             "backend app is DOWN"
         );
         assert_eq!(
-            judge(REPLY, Some("nope"), None).unwrap_err(),
+            judge(REPLY, Some("nope"), None).unwrap_err().to_string(),
             "frontend nope not found"
         );
     }
@@ -127,7 +183,9 @@ mod tests {
     #[test]
     fn stopping_or_foreign_answers_fail() {
         assert_eq!(
-            judge(&REPLY.replace("Stopping: 0", "Stopping: 1"), None, None).unwrap_err(),
+            judge(&REPLY.replace("Stopping: 0", "Stopping: 1"), None, None)
+                .unwrap_err()
+                .to_string(),
             "HAProxy is stopping"
         );
         assert!(judge("Unknown command\n", None, None).is_err());

@@ -275,7 +275,7 @@ async fn supervise<E: Effects, R: Reloads<E>>(
             // The engine ended on its own: a rule task died.
             Err(done) => {
                 let e = match done {
-                    Ok((Err(e), _)) => e,
+                    Ok((Err(e), _)) => e.to_string(),
                     Ok((Ok(()), _)) => "the rules stopped unexpectedly".into(),
                     Err(e) => format!("the engine crashed: {e}"),
                 };
@@ -285,7 +285,7 @@ async fn supervise<E: Effects, R: Reloads<E>>(
         };
         let _ = generation.stop.send(true);
         let (r, carried) = match engine_task.await {
-            Ok(done) => done,
+            Ok((r, carried)) => (r.map_err(|e| e.to_string()), carried),
             Err(e) => (Err(format!("the engine crashed: {e}")), RuleStates::new()),
         };
         let r = r.map_err(DaemonError::Engine);

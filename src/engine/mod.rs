@@ -285,6 +285,17 @@ pub async fn once<E: Effects>(rules: Vec<Rule>, fx: Arc<E>) -> Vec<CycleReport> 
     reports
 }
 
+/// Why [`run`] ended before shutdown: a rule task is gone, and that rule would go unwatched.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A rule task returned although no shutdown was asked for (a bug).
+    #[error("rule {rule} stopped unexpectedly")]
+    RuleStopped { rule: String },
+    /// A rule task panicked or was cancelled.
+    #[error("a rule task crashed: {0}")]
+    TaskCrashed(#[source] tokio::task::JoinError),
+}
+
 /// The daemon: one task per rule, each on its own interval, until `shutdown` turns true.
 /// A cycle in progress when shutdown comes is allowed `grace` to finish. A rule task that
 /// dies (a bug) stops the daemon with an error rather than leaving that rule unwatched.
@@ -297,7 +308,7 @@ pub async fn run<E: Effects>(
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
     mut carried: RuleStates,
-) -> (Result<(), String>, RuleStates) {
+) -> (Result<(), EngineError>, RuleStates) {
     let mut set = tokio::task::JoinSet::new();
     let states = Arc::new(std::sync::Mutex::new(RuleStates::new()));
     for rule in rules {
@@ -323,8 +334,8 @@ pub async fn run<E: Effects>(
     };
     if let Some(done) = ended.filter(|_| !*shutdown.borrow()) {
         let e = match done {
-            Ok(name) => format!("rule {name} stopped unexpectedly"),
-            Err(e) => format!("a rule task crashed: {e}"),
+            Ok(rule) => EngineError::RuleStopped { rule },
+            Err(e) => EngineError::TaskCrashed(e),
         };
         tracing::error!(event = events::RULE_TASK_CRASHED, error = %e);
         result = Err(e);

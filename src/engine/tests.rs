@@ -323,7 +323,7 @@ async fn a_crashed_rule_task_stops_the_daemon_with_an_error() {
     )
     .await
     .0;
-    let err = result.unwrap_err();
+    let err = result.unwrap_err().to_string();
     assert!(err.contains("a rule task crashed"), "{err}");
 }
 

@@ -15,6 +15,70 @@ pub fn end_marker(backend: &str) -> String {
     format!("# END haproxy-watchdog servers of {backend}")
 }
 
+/// Why a HAProxy configuration file could not be read, edited or installed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// Reading the file failed.
+    #[error("HAProxy configuration {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file has neither marker of `backend`'s managed block; says which lines to add.
+    #[error("no managed block for backend {backend}: {}", block_help(backend))]
+    NoBlock { backend: String },
+    /// The file has neither marker of `peers` section `section`'s managed block; says which
+    /// lines to add.
+    #[error(
+        "no managed block for peers section {section}: add these two lines inside `peers {section}` of the HAProxy configuration: \"{}\" and \"{}\"",
+        peers_begin_marker(section),
+        peers_end_marker(section)
+    )]
+    NoPeersBlock { section: String },
+    /// The markers are there but not as one `begin` line followed by one `end` line.
+    #[error(
+        "the managed block is broken: expected one \"{begin}\" line followed by one \"{end}\" line"
+    )]
+    BrokenBlock { begin: String, end: String },
+    /// Writing the new file beside the old one failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Renaming the checked new file over the old one failed.
+    #[error("cannot rename {} to {}: {source}", from.display(), to.display())]
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
+    /// `haproxy -c` ran past the timeout (it was killed).
+    #[error("`{} -c` did not finish within {}", bin.display(), humantime::format_duration(*timeout))]
+    CheckTimeout { bin: PathBuf, timeout: Duration },
+    /// The HAProxy binary could not be started.
+    #[error("cannot run {}: {source}", bin.display())]
+    Run {
+        bin: PathBuf,
+        source: std::io::Error,
+    },
+    /// `haproxy -c` rejected the file. `detail` is HAProxy's own text: up to three of its
+    /// `[ALERT]` or error lines joined with " | ", else the start of what it printed.
+    #[error("HAProxy rejects the new configuration ({status}): {detail}")]
+    Rejected {
+        status: std::process::ExitStatus,
+        detail: String,
+    },
+}
+
+/// The markers of the managed block of `peers` section `section`.
+fn peers_begin_marker(section: &str) -> String {
+    format!("# BEGIN haproxy-watchdog peers of {section}")
+}
+fn peers_end_marker(section: &str) -> String {
+    format!("# END haproxy-watchdog peers of {section}")
+}
+
 /// The lines an operator adds to a backend to hand its servers to the watchdog.
 pub fn block_help(backend: &str) -> String {
     format!(
@@ -33,23 +97,19 @@ pub struct Block {
     indent: String,
 }
 
-pub fn find_block(text: &str, backend: &str) -> Result<Block, String> {
+pub fn find_block(text: &str, backend: &str) -> Result<Block, ConfigFileError> {
     find_marked(text, &begin_marker(backend), &end_marker(backend), || {
-        format!(
-            "no managed block for backend {backend}: {}",
-            block_help(backend)
-        )
+        ConfigFileError::NoBlock {
+            backend: backend.to_owned(),
+        }
     })
 }
 
 /// The managed block of `peers` section `section`: `peer` lines, one per group member.
-pub fn find_peers_block(text: &str, section: &str) -> Result<Block, String> {
-    let (b, e) = (
-        format!("# BEGIN haproxy-watchdog peers of {section}"),
-        format!("# END haproxy-watchdog peers of {section}"),
-    );
-    find_marked(text, &b, &e, || {
-        format!("no managed block for peers section {section}: add these two lines inside `peers {section}` of the HAProxy configuration: \"{b}\" and \"{e}\"")
+pub fn find_peers_block(text: &str, section: &str) -> Result<Block, ConfigFileError> {
+    let (b, e) = (peers_begin_marker(section), peers_end_marker(section));
+    find_marked(text, &b, &e, || ConfigFileError::NoPeersBlock {
+        section: section.to_owned(),
     })
 }
 
@@ -57,8 +117,8 @@ fn find_marked(
     text: &str,
     b: &str,
     e: &str,
-    missing: impl FnOnce() -> String,
-) -> Result<Block, String> {
+    missing: impl FnOnce() -> ConfigFileError,
+) -> Result<Block, ConfigFileError> {
     let lines: Vec<&str> = text.lines().collect();
     let find = |m: &str| {
         let at: Vec<usize> = (0..lines.len()).filter(|i| lines[*i].trim() == m).collect();
@@ -72,9 +132,10 @@ fn find_marked(
                 .to_owned(),
         }),
         ([], []) => Err(missing()),
-        _ => Err(format!(
-            "the managed block is broken: expected one \"{b}\" line followed by one \"{e}\" line"
-        )),
+        _ => Err(ConfigFileError::BrokenBlock {
+            begin: b.to_owned(),
+            end: e.to_owned(),
+        }),
     }
 }
 
@@ -184,10 +245,13 @@ impl FileLocks {
     }
 }
 
-pub async fn read(path: &Path) -> Result<String, String> {
+pub async fn read(path: &Path) -> Result<String, ConfigFileError> {
     tokio::fs::read_to_string(path)
         .await
-        .map_err(|e| format!("HAProxy configuration {}: {e}", path.display()))
+        .map_err(|source| ConfigFileError::Read {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Install `text` as `path`: write a temporary file beside it (same owner-visible mode),
@@ -198,7 +262,7 @@ pub async fn install(
     text: &str,
     haproxy_bin: &Path,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ConfigFileError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -215,11 +279,18 @@ pub async fn install(
             .map(|m| m.permissions());
         write_synced(&tmp, text, mode)
             .await
-            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            .map_err(|source| ConfigFileError::Write {
+                path: tmp.clone(),
+                source,
+            })?;
         check_config(haproxy_bin, &tmp, timeout).await?;
         tokio::fs::rename(&tmp, path)
             .await
-            .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))?;
+            .map_err(|source| ConfigFileError::Rename {
+                from: tmp.clone(),
+                to: path.to_owned(),
+                source,
+            })?;
         if let Ok(d) = tokio::fs::File::open(dir).await {
             let _ = d.sync_all().await;
         }
@@ -251,7 +322,7 @@ pub async fn check_config(
     haproxy_bin: &Path,
     file: &Path,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ConfigFileError> {
     let mut cmd = tokio::process::Command::new(haproxy_bin);
     // Not `-q`: it silences the very alerts that say what is wrong.
     cmd.arg("-c")
@@ -261,13 +332,17 @@ pub async fn check_config(
         .kill_on_drop(true);
     let out = match tokio::time::timeout(timeout, cmd.output()).await {
         Err(_) => {
-            return Err(format!(
-                "`{} -c` did not finish within {}",
-                haproxy_bin.display(),
-                humantime::format_duration(timeout)
-            ))
+            return Err(ConfigFileError::CheckTimeout {
+                bin: haproxy_bin.to_owned(),
+                timeout,
+            })
         }
-        Ok(Err(e)) => return Err(format!("cannot run {}: {e}", haproxy_bin.display())),
+        Ok(Err(source)) => {
+            return Err(ConfigFileError::Run {
+                bin: haproxy_bin.to_owned(),
+                source,
+            })
+        }
         Ok(Ok(o)) => o,
     };
     if out.status.success() {
@@ -279,15 +354,14 @@ pub async fn check_config(
         .filter(|l| l.contains("[ALERT]") || l.contains("error"))
         .take(3)
         .collect();
-    Err(format!(
-        "HAProxy rejects the new configuration ({}): {}",
-        out.status,
-        if first.is_empty() {
+    Err(ConfigFileError::Rejected {
+        status: out.status,
+        detail: if first.is_empty() {
             text.trim().chars().take(300).collect::<String>()
         } else {
             first.join(" | ")
-        }
-    ))
+        },
+    })
 }
 
 #[cfg(test)]
@@ -309,16 +383,22 @@ mod tests {
 
     #[test]
     fn missing_or_broken_markers_say_what_to_add() {
-        let e = find_block(CFG, "other").unwrap_err();
+        let e = find_block(CFG, "other").unwrap_err().to_string();
         assert!(
             e.contains("# BEGIN haproxy-watchdog servers of other"),
             "{e}"
         );
         let twice = format!("{CFG}    # BEGIN haproxy-watchdog servers of app\n");
-        assert!(find_block(&twice, "app").unwrap_err().contains("broken"));
+        assert!(find_block(&twice, "app")
+            .unwrap_err()
+            .to_string()
+            .contains("broken"));
         let reversed =
             "# END haproxy-watchdog servers of a\n# BEGIN haproxy-watchdog servers of a\n";
-        assert!(find_block(reversed, "a").unwrap_err().contains("broken"));
+        assert!(find_block(reversed, "a")
+            .unwrap_err()
+            .to_string()
+            .contains("broken"));
     }
 
     #[test]

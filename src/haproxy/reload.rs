@@ -7,11 +7,95 @@ use crate::config::{ReloadMethod, ReloadSpec};
 use crate::telemetry::events;
 use crate::telemetry::metrics::Metrics;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
+
+/// Why a reload failed, or was not seen to succeed. HAProxy's master CLI is described in the
+/// HAProxy management guide, "9.4. Master CLI" (`reload`, `show proc`).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The whole reload, waits included, ran past `reload.timeout`.
+    #[error("HAProxy did not show a finished reload within {} (reload.timeout)", humantime::format_duration(*timeout))]
+    Timeout { timeout: Duration },
+    /// The master CLI answered `reload` with `Success=0` (2.7 and later); `alerts` is
+    /// HAProxy's own text: its `[ALERT]` lines, else its startup log (see [`alerts`]).
+    #[error("HAProxy's master refused the reload: {alerts}")]
+    MasterRefused { alerts: String },
+    /// HAProxy 2.6: `show proc` after the reload shows its failure counter up or no new
+    /// worker.
+    #[error(
+        "HAProxy's master reports the reload failed (show proc: reloads {} -> {}, failed {} -> {}; worker {} still serves). \
+         HAProxy 2.6's master CLI does not say why: the master's [ALERT] lines are in HAProxy's own log",
+        before.reloads,
+        after.reloads,
+        before.failed.unwrap_or(0),
+        after.failed.map_or("?".to_owned(), |f| f.to_string()),
+        pids(&after.workers)
+    )]
+    MasterReportsFailure { before: ProcTable, after: ProcTable },
+    /// The master's reload counter did not pass its count before the reload by
+    /// `reload.timeout`. `last` is a composed explanation of the last poll: "no answer", "its
+    /// reload counter is still N", or the error of that `show proc`.
+    #[error("HAProxy's master did not show the reload finished in time (reload.timeout): {last}")]
+    NotFinished { last: String },
+    /// A master CLI connection failed.
+    #[error("HAProxy master socket {}: {source}", path.display())]
+    Master {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The master CLI did not answer `line` within [`MASTER_TIMEOUT`].
+    #[error("HAProxy master socket {}: no answer to `{line}` within {}", path.display(), humantime::format_duration(MASTER_TIMEOUT))]
+    MasterNoAnswer { path: PathBuf, line: String },
+    /// `show proc` has a `master` line without its reload counter.
+    #[error("`show proc`: no reload counter in {line:?}")]
+    NoReloadCounter { line: String },
+    /// `show proc` has no `master` line; `excerpt` is the reply's first 120 characters.
+    #[error("unexpected answer to `show proc` on the master CLI: {excerpt}")]
+    UnexpectedProc { excerpt: String },
+    /// The reload command (`command`, its argv joined) ran past `reload.timeout`.
+    #[error("`{command}` did not finish in time (reload.timeout)")]
+    CommandTimeout { command: String },
+    /// The reload command's program could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    /// The reload command exited with a failure; `stderr` is the start of what it printed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    CommandFailed {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    /// The reload command succeeded, but the stats socket still answers from process `pid`.
+    #[error("`{command}` succeeded, but stats socket {} still answers from process {pid}: the reload failed (HAProxy's log says why)", socket.display())]
+    NotReloaded {
+        command: String,
+        socket: PathBuf,
+        pid: u32,
+    },
+    /// The reload command succeeded, and then the stats socket could not tell which process
+    /// answers on it.
+    #[error("`{command}` succeeded, but after it: {source}")]
+    AfterCommand {
+        command: String,
+        source: Box<ReloadError>,
+    },
+    /// The stats socket could not be used (see [`super::socket::SocketError`]).
+    #[error(transparent)]
+    Socket(#[from] super::socket::SocketError),
+    /// The stats socket did not answer `show info` within [`MASTER_TIMEOUT`].
+    #[error("stats socket {}: no answer", socket.display())]
+    StatsNoAnswer { socket: PathBuf },
+    /// `show info` on the stats socket has no `Pid:` line.
+    #[error("stats socket {}: `show info` has no Pid", socket.display())]
+    NoPid { socket: PathBuf },
+}
 
 pub struct Reloader {
     method: ReloadMethod,
@@ -65,7 +149,7 @@ impl Reloader {
     /// no failure and a new worker PID. A command: the stats socket `stats_socket` must then
     /// answer from a new process (`show info` Pid). A failed reload is an error with
     /// HAProxy's own `[ALERT]` lines when it gives them.
-    pub async fn reload(&self, spec: &ReloadSpec, stats_socket: &Path) -> Result<(), String> {
+    pub async fn reload(&self, spec: &ReloadSpec, stats_socket: &Path) -> Result<(), ReloadError> {
         let _one = self.running.lock().await;
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         self.metrics.haproxy_reload();
@@ -76,10 +160,9 @@ impl Reloader {
                 .await
             {
                 Ok(r) => r,
-                Err(_) => Err(format!(
-                    "HAProxy did not show a finished reload within {} (reload.timeout)",
-                    humantime::format_duration(spec.timeout)
-                )),
+                Err(_) => Err(ReloadError::Timeout {
+                    timeout: spec.timeout,
+                }),
             };
         match &r {
             Ok(worker) => {
@@ -101,7 +184,7 @@ impl Reloader {
     }
 
     /// Reload and wait until HAProxy shows the outcome; Ok: what now serves (for the log).
-    async fn run(&self, stats_socket: &Path, deadline: Instant) -> Result<String, String> {
+    async fn run(&self, stats_socket: &Path, deadline: Instant) -> Result<String, ReloadError> {
         match &self.method {
             ReloadMethod::MasterSocket(path) => {
                 let before = parse_show_proc(&master_command(path, "show proc").await?)?;
@@ -111,10 +194,9 @@ impl Reloader {
                         let after = wait_for_reload(path, &before, deadline).await?;
                         Ok(format!("worker {}", after.new_worker(&before).unwrap_or(0)))
                     }
-                    Some(false) => Err(format!(
-                        "HAProxy's master refused the reload: {}",
-                        alerts(&reply)
-                    )),
+                    Some(false) => Err(ReloadError::MasterRefused {
+                        alerts: alerts(&reply),
+                    }),
                     // HAProxy 2.6 closes without a word: ask the master what became of it.
                     None => {
                         let after = wait_for_reload(path, &before, deadline).await?;
@@ -122,15 +204,7 @@ impl Reloader {
                             Some(pid) if after.failed.unwrap_or(0) == 0 => {
                                 Ok(format!("worker {pid}"))
                             }
-                            _ => Err(format!(
-                                "HAProxy's master reports the reload failed (show proc: reloads {} -> {}, failed {} -> {}; worker {} still serves). \
-                                 HAProxy 2.6's master CLI does not say why: the master's [ALERT] lines are in HAProxy's own log",
-                                before.reloads,
-                                after.reloads,
-                                before.failed.unwrap_or(0),
-                                after.failed.map_or("?".to_owned(), |f| f.to_string()),
-                                pids(&after.workers)
-                            )),
+                            _ => Err(ReloadError::MasterReportsFailure { before, after }),
                         }
                     }
                 }
@@ -146,36 +220,38 @@ impl Reloader {
                         .output(),
                 )
                 .await
-                .map_err(|_| {
-                    format!(
-                        "`{}` did not finish in time (reload.timeout)",
-                        argv.join(" ")
-                    )
+                .map_err(|_| ReloadError::CommandTimeout {
+                    command: argv.join(" "),
                 })?
-                .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+                .map_err(|source| ReloadError::Spawn {
+                    program: argv[0].clone(),
+                    source,
+                })?;
                 if !out.status.success() {
-                    return Err(format!(
-                        "`{}` failed ({}): {}",
-                        argv.join(" "),
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr)
+                    return Err(ReloadError::CommandFailed {
+                        command: argv.join(" "),
+                        status: out.status,
+                        stderr: String::from_utf8_lossy(&out.stderr)
                             .trim()
                             .chars()
                             .take(300)
-                            .collect::<String>()
-                    ));
+                            .collect::<String>(),
+                    });
                 }
                 // `systemctl reload` returns as soon as the master has its signal, whatever
                 // becomes of the reload: only a new process on the stats socket shows it.
                 loop {
                     let last = match worker_pid(stats_socket).await {
                         Ok(pid) if Some(pid) != before => return Ok(format!("process {pid}")),
-                        Ok(pid) => format!(
-                            "`{}` succeeded, but stats socket {} still answers from process {pid}: the reload failed (HAProxy's log says why)",
-                            argv.join(" "),
-                            stats_socket.display()
-                        ),
-                        Err(e) => format!("`{}` succeeded, but after it: {e}", argv.join(" ")),
+                        Ok(pid) => ReloadError::NotReloaded {
+                            command: argv.join(" "),
+                            socket: stats_socket.to_owned(),
+                            pid,
+                        },
+                        Err(e) => ReloadError::AfterCommand {
+                            command: argv.join(" "),
+                            source: Box::new(e),
+                        },
                     };
                     if Instant::now() + POLL >= deadline {
                         return Err(last);
@@ -251,7 +327,7 @@ const MASTER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One command on the master CLI: the connection is half-closed after it, so the master
 /// answers and closes (left open, it waits for more).
-async fn master_command(path: &Path, line: &str) -> Result<String, String> {
+async fn master_command(path: &Path, line: &str) -> Result<String, ReloadError> {
     let io = async {
         let mut s = tokio::net::UnixStream::connect(path).await?;
         s.write_all(format!("{line}\n").as_bytes()).await?;
@@ -262,12 +338,14 @@ async fn master_command(path: &Path, line: &str) -> Result<String, String> {
     };
     match tokio::time::timeout(MASTER_TIMEOUT, io).await {
         Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(format!("HAProxy master socket {}: {e}", path.display())),
-        Err(_) => Err(format!(
-            "HAProxy master socket {}: no answer to `{line}` within {}",
-            path.display(),
-            humantime::format_duration(MASTER_TIMEOUT)
-        )),
+        Ok(Err(source)) => Err(ReloadError::Master {
+            path: path.to_owned(),
+            source,
+        }),
+        Err(_) => Err(ReloadError::MasterNoAnswer {
+            path: path.to_owned(),
+            line: line.to_owned(),
+        }),
     }
 }
 
@@ -277,35 +355,37 @@ async fn wait_for_reload(
     path: &Path,
     before: &ProcTable,
     deadline: Instant,
-) -> Result<ProcTable, String> {
+) -> Result<ProcTable, ReloadError> {
     loop {
-        let last = match tokio::time::timeout_at(deadline, master_command(path, "show proc"))
-            .await
-            .unwrap_or_else(|_| Err("no answer".into()))
-            .and_then(|r| parse_show_proc(&r))
+        let last = match tokio::time::timeout_at(deadline, master_command(path, "show proc")).await
         {
-            Ok(t) if t.reloads > before.reloads => return Ok(t),
-            Ok(t) => format!("its reload counter is still {}", t.reloads),
-            Err(e) => e,
+            Err(_) => "no answer".to_owned(),
+            Ok(r) => match r.and_then(|r| parse_show_proc(&r)) {
+                Ok(t) if t.reloads > before.reloads => return Ok(t),
+                Ok(t) => format!("its reload counter is still {}", t.reloads),
+                Err(e) => e.to_string(),
+            },
         };
         if Instant::now() + POLL >= deadline {
-            return Err(format!(
-                "HAProxy's master did not show the reload finished in time (reload.timeout): {last}"
-            ));
+            return Err(ReloadError::NotFinished { last });
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
 /// The PID of the process answering on the stats socket.
-async fn worker_pid(socket: &Path) -> Result<u32, String> {
+async fn worker_pid(socket: &Path) -> Result<u32, ReloadError> {
     let info = tokio::time::timeout(MASTER_TIMEOUT, super::socket::command(socket, "show info"))
         .await
-        .map_err(|_| format!("stats socket {}: no answer", socket.display()))??;
+        .map_err(|_| ReloadError::StatsNoAnswer {
+            socket: socket.to_owned(),
+        })??;
     info.lines()
         .find_map(|l| l.strip_prefix("Pid:"))
         .and_then(|p| p.trim().parse().ok())
-        .ok_or_else(|| format!("stats socket {}: `show info` has no Pid", socket.display()))
+        .ok_or_else(|| ReloadError::NoPid {
+            socket: socket.to_owned(),
+        })
 }
 
 /// The master CLI's `show proc`: the master's reload counters and its current workers.
@@ -331,7 +411,7 @@ impl ProcTable {
 
 /// Read the master CLI's `show proc` (the same table in 2.6 and 3.0): the `master` line's
 /// `<reloads> [failed: N]` and the PIDs under `# workers` (not `# old workers`).
-pub fn parse_show_proc(reply: &str) -> Result<ProcTable, String> {
+pub fn parse_show_proc(reply: &str) -> Result<ProcTable, ReloadError> {
     let mut master = None;
     let mut workers = Vec::new();
     let mut section = "";
@@ -343,10 +423,11 @@ pub fn parse_show_proc(reply: &str) -> Result<ProcTable, String> {
         let f: Vec<&str> = line.split_whitespace().collect();
         match f.get(1) {
             Some(&"master") => {
-                let reloads = f
-                    .get(2)
-                    .and_then(|r| r.parse().ok())
-                    .ok_or_else(|| format!("`show proc`: no reload counter in {line:?}"))?;
+                let reloads = f.get(2).and_then(|r| r.parse().ok()).ok_or_else(|| {
+                    ReloadError::NoReloadCounter {
+                        line: line.to_owned(),
+                    }
+                })?;
                 let failed = line
                     .split("[failed:")
                     .nth(1)
@@ -362,11 +443,8 @@ pub fn parse_show_proc(reply: &str) -> Result<ProcTable, String> {
             _ => {}
         }
     }
-    let (reloads, failed) = master.ok_or_else(|| {
-        format!(
-            "unexpected answer to `show proc` on the master CLI: {}",
-            reply.trim().chars().take(120).collect::<String>()
-        )
+    let (reloads, failed) = master.ok_or_else(|| ReloadError::UnexpectedProc {
+        excerpt: reply.trim().chars().take(120).collect::<String>(),
     })?;
     Ok(ProcTable {
         reloads,
@@ -411,6 +489,25 @@ fn pids(p: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_26_reload_reads_as_before() {
+        let before = parse_show_proc(V26_GOOD).unwrap();
+        let after = parse_show_proc(V26_FAILED).unwrap();
+        let old = format!(
+            "HAProxy's master reports the reload failed (show proc: reloads {} -> {}, failed {} -> {}; worker {} still serves). \
+             HAProxy 2.6's master CLI does not say why: the master's [ALERT] lines are in HAProxy's own log",
+            before.reloads,
+            after.reloads,
+            before.failed.unwrap_or(0),
+            after.failed.map_or("?".to_owned(), |f| f.to_string()),
+            pids(&after.workers)
+        );
+        assert_eq!(
+            ReloadError::MasterReportsFailure { before, after }.to_string(),
+            old
+        );
+    }
 
     // Captured from HAProxy 2.6.12 (Debian 12) and 3.0.11 (Debian 13): before, after a good
     // reload, after a failed one (a bind on a port another process holds), and after a

@@ -2,10 +2,54 @@
 //! send the commands a plan decided on.
 
 use super::server::{Command, Slot, Target};
-use super::socket::command as socket_command;
+use super::socket::{command as socket_command, SocketError};
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Why a runtime command on the stats socket, or the reading of its reply, failed. The
+/// replies read are HAProxy's `show info`, `show servers state` and `show stat` (HAProxy
+/// management guide, "9.3. Unix Socket commands").
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The stats socket could not be used (see [`SocketError`]).
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    /// HAProxy accepted the connection and did not answer in time (a frozen HAProxy).
+    #[error("stats socket {}: no answer within {}", path.display(), humantime::format_duration(*timeout))]
+    NoAnswer { path: PathBuf, timeout: Duration },
+    /// `show info` lacks its `Uptime_sec:` line.
+    #[error("`show info` has no Uptime_sec")]
+    NoUptime,
+    /// `show servers state <backend>` answered `Can't find backend.`
+    #[error("HAProxy has no backend {backend:?}")]
+    NoBackend { backend: String },
+    /// The reply to `command` is not the table it answers with; `excerpt` is its first 120
+    /// characters.
+    #[error("unexpected answer to `{command}`: {excerpt}")]
+    Unexpected {
+        command: &'static str,
+        excerpt: String,
+    },
+    /// The header line of `command`'s table lacks a column we read (`columns` names them).
+    #[error("`{command}` lacks the {columns} column")]
+    MissingColumns {
+        command: &'static str,
+        columns: &'static str,
+    },
+    /// A `show servers state` line with fewer fields than its header.
+    #[error("short `show servers state` line: {line}")]
+    ShortLine { line: String },
+    /// A `show servers state` line whose `srv_admin_state` is not a number.
+    #[error("bad srv_admin_state in: {line}")]
+    BadAdminState { line: String },
+    /// `show servers state` came without its `# be_id be_name ...` header.
+    #[error("HAProxy did not answer `show servers state` (no header line)")]
+    NoHeader,
+    /// A `show stat` line whose `scur` or `qcur` is not a number.
+    #[error("bad session count {value:?} in: {line}")]
+    BadSessionCount { value: String, line: String },
+}
 
 /// Admin-state bits of `show servers state` (HAProxy's `SRV_ADMF_*`): forced, inherited and
 /// resolution maintenance. `0x04` (disabled in the configuration) stays set on a slot that was
@@ -15,26 +59,25 @@ const ADMIN_DRAIN: u32 = 0x08 | 0x10;
 
 /// One command line to the stats socket, answered within `timeout` (a frozen HAProxy
 /// accepts connections and never answers).
-async fn command(socket: &Path, line: &str, timeout: Duration) -> Result<String, String> {
+async fn command(socket: &Path, line: &str, timeout: Duration) -> Result<String, RuntimeError> {
     match tokio::time::timeout(timeout, socket_command(socket, line)).await {
-        Ok(r) => r,
-        Err(_) => Err(format!(
-            "stats socket {}: no answer within {}",
-            socket.display(),
-            humantime::format_duration(timeout)
-        )),
+        Ok(r) => Ok(r?),
+        Err(_) => Err(RuntimeError::NoAnswer {
+            path: socket.to_owned(),
+            timeout,
+        }),
     }
 }
 
 /// How long the process answering on the stats socket has run (`show info` `Uptime_sec`, the
 /// same in 2.6 and 3.0).
-pub async fn uptime(socket: &Path, timeout: Duration) -> Result<Duration, String> {
+pub async fn uptime(socket: &Path, timeout: Duration) -> Result<Duration, RuntimeError> {
     let info = command(socket, "show info", timeout).await?;
     info.lines()
         .find_map(|l| l.strip_prefix("Uptime_sec:"))
         .and_then(|v| v.trim().parse().ok())
         .map(Duration::from_secs)
-        .ok_or_else(|| "`show info` has no Uptime_sec".to_owned())
+        .ok_or(RuntimeError::NoUptime)
 }
 
 /// Has the process on the stats socket been replaced since it answered `up_then`, `elapsed`
@@ -56,12 +99,16 @@ pub fn written_after_start(
 }
 
 /// Every server of `backend` (the caller picks the slots among them).
-pub async fn servers(socket: &Path, backend: &str, timeout: Duration) -> Result<Vec<Slot>, String> {
+pub async fn servers(
+    socket: &Path,
+    backend: &str,
+    timeout: Duration,
+) -> Result<Vec<Slot>, RuntimeError> {
     let reply = command(socket, &format!("show servers state {backend}"), timeout).await?;
     parse_servers_state(&reply, backend)
 }
 
-pub fn parse_servers_state(reply: &str, backend: &str) -> Result<Vec<Slot>, String> {
+pub fn parse_servers_state(reply: &str, backend: &str) -> Result<Vec<Slot>, RuntimeError> {
     let mut header: Option<Vec<&str>> = None;
     let mut slots = Vec::new();
     for line in reply.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -74,12 +121,14 @@ pub fn parse_servers_state(reply: &str, backend: &str) -> Result<Vec<Slot>, Stri
                 continue; // the format version
             }
             if line.starts_with("Can't find backend") {
-                return Err(format!("HAProxy has no backend {backend:?}"));
+                return Err(RuntimeError::NoBackend {
+                    backend: backend.to_owned(),
+                });
             }
-            return Err(format!(
-                "unexpected answer to `show servers state`: {}",
-                line.chars().take(120).collect::<String>()
-            ));
+            return Err(RuntimeError::Unexpected {
+                command: "show servers state",
+                excerpt: line.chars().take(120).collect(),
+            });
         };
         let col = |name: &str| h.iter().position(|c| *c == name);
         let (Some(b), Some(n), Some(a), Some(adm), Some(p)) = (
@@ -89,20 +138,23 @@ pub fn parse_servers_state(reply: &str, backend: &str) -> Result<Vec<Slot>, Stri
             col("srv_admin_state"),
             col("srv_port"),
         ) else {
-            return Err("`show servers state` lacks the be_name, srv_name, srv_addr, srv_admin_state or srv_port column".into());
+            return Err(RuntimeError::MissingColumns {
+                command: "show servers state",
+                columns: "be_name, srv_name, srv_addr, srv_admin_state or srv_port",
+            });
         };
         let f: Vec<&str> = line.split_whitespace().collect();
         let get = |i: usize| {
-            f.get(i)
-                .copied()
-                .ok_or_else(|| format!("short `show servers state` line: {line}"))
+            f.get(i).copied().ok_or_else(|| RuntimeError::ShortLine {
+                line: line.to_owned(),
+            })
         };
         if get(b)? != backend {
             continue;
         }
-        let admin: u32 = get(adm)?
-            .parse()
-            .map_err(|_| format!("bad srv_admin_state in: {line}"))?;
+        let admin: u32 = get(adm)?.parse().map_err(|_| RuntimeError::BadAdminState {
+            line: line.to_owned(),
+        })?;
         let addr = get(a)?;
         let ip: Option<Ipv4Addr> = addr
             .parse()
@@ -120,36 +172,26 @@ pub fn parse_servers_state(reply: &str, backend: &str) -> Result<Vec<Slot>, Stri
         });
     }
     if header.is_none() {
-        return Err("HAProxy did not answer `show servers state` (no header line)".into());
+        return Err(RuntimeError::NoHeader);
     }
     Ok(slots)
 }
 
 /// Why [`execute`] stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     /// HAProxy would not point `slot` at a new address: that slot cannot be used (it was
     /// left in maintenance: `state ready` is sent only after the address was taken).
+    /// `reply` is the first line of HAProxy's answer to `set server ... addr`.
+    #[error("HAProxy refused a new address for slot {slot}: {reply}")]
     AddrRefused { slot: String, reply: String },
-    /// Anything else: no answer, or another command refused.
-    Failed(String),
-}
-
-impl std::fmt::Display for ExecError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ExecError::AddrRefused { slot, reply } => {
-                write!(f, "HAProxy refused a new address for slot {slot}: {reply}")
-            }
-            ExecError::Failed(e) => f.write_str(e),
-        }
-    }
-}
-
-impl From<ExecError> for String {
-    fn from(e: ExecError) -> String {
-        e.to_string()
-    }
+    /// HAProxy answered another command (`set server ... state`, which succeeds silently)
+    /// with text: `reply` is its first line.
+    #[error("HAProxy refused `{line}`: {reply}")]
+    Refused { line: String, reply: String },
+    /// No answer from the stats socket.
+    #[error(transparent)]
+    Failed(#[from] RuntimeError),
 }
 
 /// Did HAProxy take `set server ... addr`? Its answer lists what it did, then who did it:
@@ -192,9 +234,7 @@ pub async fn execute(
 ) -> Result<(), ExecError> {
     for c in commands {
         for (k, line) in c.lines(backend).iter().enumerate() {
-            let reply = command(socket, line, timeout)
-                .await
-                .map_err(ExecError::Failed)?;
+            let reply = command(socket, line, timeout).await?;
             let reply = reply.trim();
             let addr = matches!(c, Command::Enable { .. }) && k == 0;
             if addr && !addr_change_accepted(reply) {
@@ -207,10 +247,10 @@ pub async fn execute(
                 });
             }
             if !addr && !reply.is_empty() {
-                return Err(ExecError::Failed(format!(
-                    "HAProxy refused `{line}`: {}",
-                    first_line(reply)
-                )));
+                return Err(ExecError::Refused {
+                    line: line.clone(),
+                    reply: first_line(reply),
+                });
             }
         }
     }
@@ -327,7 +367,9 @@ mod tests {
     #[test]
     fn unknown_backend_and_garbage_are_errors() {
         assert_eq!(
-            parse_servers_state("Can't find backend.\n", "x").unwrap_err(),
+            parse_servers_state("Can't find backend.\n", "x")
+                .unwrap_err()
+                .to_string(),
             "HAProxy has no backend \"x\""
         );
         assert!(parse_servers_state("", "x").is_err());
@@ -342,7 +384,7 @@ pub async fn sessions(
     socket: &Path,
     backend: &str,
     timeout: Duration,
-) -> Result<std::collections::BTreeMap<String, u64>, String> {
+) -> Result<std::collections::BTreeMap<String, u64>, RuntimeError> {
     let reply = command(socket, &format!("show stat {backend} 4 -1"), timeout).await?;
     parse_sessions(&reply, backend)
 }
@@ -350,24 +392,25 @@ pub async fn sessions(
 pub fn parse_sessions(
     reply: &str,
     backend: &str,
-) -> Result<std::collections::BTreeMap<String, u64>, String> {
+) -> Result<std::collections::BTreeMap<String, u64>, RuntimeError> {
     let mut out = std::collections::BTreeMap::new();
     let mut lines = reply.lines().map(str::trim).filter(|l| !l.is_empty());
     let header = lines
         .next()
         .and_then(|h| h.strip_prefix("# "))
-        .ok_or_else(|| {
-            format!(
-                "unexpected answer to `show stat`: {}",
-                reply.chars().take(120).collect::<String>()
-            )
+        .ok_or_else(|| RuntimeError::Unexpected {
+            command: "show stat",
+            excerpt: reply.chars().take(120).collect(),
         })?;
     let cols: Vec<&str> = header.split(',').collect();
     let col = |n: &str| cols.iter().position(|c| *c == n);
     let (Some(px), Some(sv), Some(scur), Some(qcur)) =
         (col("pxname"), col("svname"), col("scur"), col("qcur"))
     else {
-        return Err("`show stat` lacks the pxname, svname, scur or qcur column".into());
+        return Err(RuntimeError::MissingColumns {
+            command: "show stat",
+            columns: "pxname, svname, scur or qcur",
+        });
     };
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
@@ -378,13 +421,15 @@ pub fn parse_sessions(
         if *name == "BACKEND" || *name == "FRONTEND" {
             continue;
         }
-        let num = |i: usize| -> Result<u64, String> {
+        let num = |i: usize| -> Result<u64, RuntimeError> {
             let v = f.get(i).copied().unwrap_or("");
             if v.is_empty() {
                 return Ok(0);
             }
-            v.parse()
-                .map_err(|_| format!("bad session count {v:?} in: {line}"))
+            v.parse().map_err(|_| RuntimeError::BadSessionCount {
+                value: v.to_owned(),
+                line: line.to_owned(),
+            })
         };
         out.insert((*name).to_owned(), num(scur)? + num(qcur)?);
     }
@@ -402,5 +447,28 @@ mod session_tests {
         assert_eq!(s["web2"], 3);
         assert!(super::parse_sessions("Unknown command", "web").is_err());
         assert!(super::parse_sessions("# pxname,svname,scur,qcur\nweb,a,x,0\n", "web").is_err());
+    }
+
+    #[test]
+    fn the_shared_variants_say_which_command() {
+        fn e<T: std::fmt::Debug>(r: Result<T, super::RuntimeError>) -> String {
+            r.unwrap_err().to_string()
+        }
+        assert_eq!(
+            e(super::parse_servers_state("Unknown command\n", "x")),
+            "unexpected answer to `show servers state`: Unknown command"
+        );
+        assert_eq!(
+            e(super::parse_servers_state("1\n# be_id be_name\n3 app\n", "x")),
+            "`show servers state` lacks the be_name, srv_name, srv_addr, srv_admin_state or srv_port column"
+        );
+        assert_eq!(
+            e(super::parse_sessions("Unknown command", "web")),
+            "unexpected answer to `show stat`: Unknown command"
+        );
+        assert_eq!(
+            e(super::parse_sessions("# pxname,svname\n", "web")),
+            "`show stat` lacks the pxname, svname, scur or qcur column"
+        );
     }
 }

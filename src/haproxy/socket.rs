@@ -2,38 +2,81 @@
 //! read (HAProxy management guide, "9.3. Unix Socket commands"), and a refused connection
 //! explained in terms of users, groups and the socket's mode.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `show info` + `show stat` of a large config is well under this (bytes).
 const SOCKET_REPLY_LIMIT: u64 = 8 * 1024 * 1024;
 
+/// Why a command on a stats socket got no reply: the connection, the write or the read
+/// failed, or the reply was not text. Every message starts with `stats socket <path>`.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    /// connect(2) was refused for lack of permission; `hint` says which user, group or
+    /// directory is in the way (see [`access_hint`]).
+    #[error("stats socket {}: {source}: {hint}", path.display())]
+    Denied {
+        path: PathBuf,
+        source: std::io::Error,
+        hint: String,
+    },
+    /// connect(2) failed otherwise (no such socket, nobody listening).
+    #[error("stats socket {}: {source}", path.display())]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Sending the command line failed.
+    #[error("stats socket {}: write: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Reading the reply failed.
+    #[error("stats socket {}: read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// HAProxy's replies are ASCII; this one was not UTF-8.
+    #[error("stats socket {}: reply is not UTF-8", path.display())]
+    NotUtf8 { path: PathBuf },
+}
+
 /// Send one non-interactive command line to a stats socket and read the whole reply.
-pub async fn command(path: &Path, command: &str) -> Result<String, String> {
+pub async fn command(path: &Path, command: &str) -> Result<String, SocketError> {
     let mut stream = tokio::net::UnixStream::connect(path)
         .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::PermissionDenied => {
-                format!(
-                    "stats socket {}: {e}: {}",
-                    path.display(),
-                    access_hint(path)
-                )
-            }
-            _ => format!("stats socket {}: {e}", path.display()),
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::PermissionDenied => SocketError::Denied {
+                path: path.to_owned(),
+                hint: access_hint(path),
+                source,
+            },
+            _ => SocketError::Connect {
+                path: path.to_owned(),
+                source,
+            },
         })?;
     stream
         .write_all(format!("{command}\n").as_bytes())
         .await
-        .map_err(|e| format!("stats socket {}: write: {e}", path.display()))?;
+        .map_err(|source| SocketError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
     let mut reply = Vec::new();
     (&mut stream)
         .take(SOCKET_REPLY_LIMIT)
         .read_to_end(&mut reply)
         .await
-        .map_err(|e| format!("stats socket {}: read: {e}", path.display()))?;
-    String::from_utf8(reply)
-        .map_err(|_| format!("stats socket {}: reply is not UTF-8", path.display()))
+        .map_err(|source| SocketError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    String::from_utf8(reply).map_err(|_| SocketError::NotUtf8 {
+        path: path.to_owned(),
+    })
 }
 
 /// Who we are and what the socket allows, for a refused connect: "user haproxy-watchdog

@@ -22,18 +22,26 @@ pub fn server_name(prefix: &str, t: &Target) -> String {
     format!("{prefix}_{}_{}", t.ip, t.port)
 }
 
+/// Why the template gave no configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// minijinja could not parse the template, or rendering it failed (an unknown variable,
+    /// a bad filter); its message names the line.
+    #[error("template: {0}")]
+    Invalid(#[from] minijinja::Error),
+}
+
 pub fn render(
     template: &str,
     backend: &str,
     prefix: &str,
     options: &str,
     targets: &[Target],
-) -> Result<String, String> {
+) -> Result<String, TemplateError> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
-    env.add_template("haproxy.cfg", template)
-        .map_err(|e| format!("template: {e}"))?;
+    env.add_template("haproxy.cfg", template)?;
     let servers: Vec<Server> = targets
         .iter()
         .map(|t| Server {
@@ -55,16 +63,14 @@ pub fn render(
         })
         .collect::<Vec<_>>()
         .join("\n    ");
-    let tmpl = env
-        .get_template("haproxy.cfg")
-        .map_err(|e| format!("template: {e}"))?;
+    let tmpl = env.get_template("haproxy.cfg")?;
     tmpl.render(minijinja::context! {
         nodes => nodes,
         servers => servers,
         backend => backend,
         server_options => options,
     })
-    .map_err(|e| format!("template: {e}"))
+    .map_err(TemplateError::from)
 }
 
 #[cfg(test)]

@@ -374,7 +374,7 @@ fn host(stmt: &[Token], file: &Path, items: &mut Vec<Item>) {
                 recover_rate = match rate(&body[next + 3..then], 0) {
                     Ok(Some((r, n))) if next + 3 + n == then => Ok(Some(r)),
                     Ok(None) if then == next + 3 => Ok(None),
-                    Ok(_) => Err("expected `else if succeeded [for N cycles] then`".to_owned()),
+                    Ok(_) => Err(Untranslatable::BadRecoverRate),
                     Err(e) => Err(e),
                 };
                 let (a, n) = action(body, then + 1);
@@ -395,7 +395,7 @@ fn host(stmt: &[Token], file: &Path, items: &mut Vec<Item>) {
             Err(why) => items.push(Item::Other {
                 text: join(stmt_tokens),
                 at: at(body[start].line),
-                why,
+                why: why.to_string(),
             }),
         }
         i = next;
@@ -424,10 +424,82 @@ fn action(t: &[Token], i: usize) -> (Action, usize) {
     }
 }
 
+/// Why one `if ... then ...` statement of a monit `check host` is not translated into a
+/// test: monit allows it (monit manual, "Connection testing" and "Service poll time"), the
+/// watchdog has no equivalent or cannot read it. The text is the statement's `why` in the
+/// import's list of what was not translated.
+#[derive(Debug, thiserror::Error)]
+pub enum Untranslatable {
+    /// `for` not followed by a rate.
+    #[error("expected `for N cycles` or `for N times within M cycles`")]
+    ForWithoutRate,
+    /// A number that does not start a rate.
+    #[error("expected `N cycles` or `N times within M cycles`")]
+    BadRate,
+    /// A rate of zero cycles or times.
+    #[error("a count of 0 cycles")]
+    ZeroCycles,
+    /// `N times within M cycles` with N above M.
+    #[error("{times} times within {cycles} cycles: more times than cycles")]
+    MoreTimesThanCycles { times: u32, cycles: u32 },
+    /// An `else if succeeded` whose rate is not one or is followed by more.
+    #[error("expected `else if succeeded [for N cycles] then`")]
+    BadRecoverRate,
+    /// A resource test (`if cpu ...`, `if memory ...`), not `if failed`.
+    #[error("only `if failed ...` connection tests are translated (resource tests such as cpu or memory have no equivalent)")]
+    NotAConnectionTest,
+    /// A keyword that takes a number without one.
+    #[error("expected a number after `{after}`")]
+    NumberExpected { after: String },
+    /// `url` at the end of the test.
+    #[error("expected a URL after `url`")]
+    UrlExpected,
+    /// `port` above 65535.
+    #[error("port out of range")]
+    PortOutOfRange,
+    /// `type udp` (or another type).
+    #[error("only TCP connection tests are translated")]
+    NotTcp,
+    /// `status >`, `status !=` and the like.
+    #[error("`status {op}` has no equivalent (only = and <)")]
+    StatusOperator { op: String },
+    /// `status` above 65535.
+    #[error("status out of range")]
+    StatusOutOfRange,
+    /// `content` without `=` or `!=`.
+    #[error("expected `content = \"...\"` or `content != \"...\"`")]
+    BadContent,
+    /// `retry` above `u32::MAX`.
+    #[error("retry out of range")]
+    RetryOutOfRange,
+    /// Two `for N cycles` in one test.
+    #[error("two rates (`for N cycles`) in one test")]
+    TwoRates,
+    /// A word of the test the watchdog has nothing for.
+    #[error("`{word}` has no equivalent")]
+    NoEquivalent { word: String },
+    /// `url` together with `port`, `protocol` or `request`.
+    #[error("`url` goes without `port`, `protocol` and `request`")]
+    UrlWithPort,
+    /// A protocol other than HTTP and HTTPS.
+    #[error("protocol {protocol}: only HTTP and HTTPS tests are translated")]
+    Protocol { protocol: String },
+    /// A bare port test (no `protocol`).
+    #[error("a test without `protocol HTTP` only checks that the port accepts a connection; the watchdog checks HTTP")]
+    NoProtocol,
+    /// The `url` argument does not parse (the `url` crate's `ParseError`, which reqwest
+    /// does not re-export by name).
+    #[error("not a URL ({0})")]
+    NotAUrl(#[source] <reqwest::Url as std::str::FromStr>::Err),
+    /// A URL that is not http(s) or has no host.
+    #[error("url {scheme}: only http:// and https:// URLs with a host are translated")]
+    UrlScheme { scheme: String },
+}
+
 /// `[for] N cycle[s]` or `[for] N [times] [within] M cycle[s]` at `k` (monit reads `for`,
 /// `times` and `within` as noise words): the rate and where the tokens after it start; None
 /// when no rate starts at `k`.
-fn rate(t: &[Token], k: usize) -> Result<Option<(Rate, usize)>, String> {
+fn rate(t: &[Token], k: usize) -> Result<Option<(Rate, usize)>, Untranslatable> {
     let num = |i: usize| {
         t.get(i)
             .filter(|x| !x.quoted)
@@ -438,7 +510,7 @@ fn rate(t: &[Token], k: usize) -> Result<Option<(Rate, usize)>, String> {
     let mut i = k + usize::from(has_for);
     let Some(n) = num(i) else {
         return match has_for {
-            true => Err("expected `for N cycles` or `for N times within M cycles`".into()),
+            true => Err(Untranslatable::ForWithoutRate),
             false => Ok(None),
         };
     };
@@ -459,23 +531,22 @@ fn rate(t: &[Token], k: usize) -> Result<Option<(Rate, usize)>, String> {
                 i += 2;
                 Rate::Within(n, m)
             }
-            _ if has_for || i > words => {
-                return Err("expected `N cycles` or `N times within M cycles`".into())
-            }
+            _ if has_for || i > words => return Err(Untranslatable::BadRate),
             _ => return Ok(None),
         }
     };
     match r {
-        Rate::Cycles(0) | Rate::Within(0, _) => Err("a count of 0 cycles".into()),
-        Rate::Within(n, m) if n > m => Err(format!(
-            "{n} times within {m} cycles: more times than cycles"
-        )),
+        Rate::Cycles(0) | Rate::Within(0, _) => Err(Untranslatable::ZeroCycles),
+        Rate::Within(n, m) if n > m => Err(Untranslatable::MoreTimesThanCycles {
+            times: n,
+            cycles: m,
+        }),
         r => Ok(Some((r, i))),
     }
 }
 
 /// The tokens between `if` and `then`: `failed` and a port/protocol or URL connection test.
-fn condition(t: &[Token]) -> Result<Test, String> {
+fn condition(t: &[Token]) -> Result<Test, Untranslatable> {
     let mut c = Test {
         at: At {
             file: PathBuf::new(),
@@ -500,12 +571,14 @@ fn condition(t: &[Token]) -> Result<Test, String> {
         on_recover: None,
     };
     if !t.first().is_some_and(|f| f.is("failed")) {
-        return Err("only `if failed ...` connection tests are translated (resource tests such as cpu or memory have no equivalent)".into());
+        return Err(Untranslatable::NotAConnectionTest);
     }
-    let number = |k: usize| -> Result<u64, String> {
+    let number = |k: usize| -> Result<u64, Untranslatable> {
         t.get(k)
             .and_then(|x| x.text.parse().ok())
-            .ok_or_else(|| format!("expected a number after `{}`", t[k - 1].text))
+            .ok_or_else(|| Untranslatable::NumberExpected {
+                after: t[k - 1].text.clone(),
+            })
     };
     let mut protocol = None;
     let mut k = 1;
@@ -521,18 +594,19 @@ fn condition(t: &[Token]) -> Result<Test, String> {
             c.host = t.get(k + 1).map(|x| x.text.clone());
             k += 2;
         } else if w.is("url") {
-            let raw = t.get(k + 1).ok_or("expected a URL after `url`")?;
+            let raw = t.get(k + 1).ok_or(Untranslatable::UrlExpected)?;
             let (url, user) = url(&raw.text)?;
             c.https = url.scheme() == "https";
             c.url = Some(url.to_string());
             c.url_user = user;
             k += 2;
         } else if w.is("port") {
-            c.port = Some(u16::try_from(number(k + 1)?).map_err(|_| "port out of range")?);
+            c.port =
+                Some(u16::try_from(number(k + 1)?).map_err(|_| Untranslatable::PortOutOfRange)?);
             k += 2;
         } else if w.is("type") {
             if !t.get(k + 1).is_some_and(|x| x.is("tcp")) {
-                return Err("only TCP connection tests are translated".into());
+                return Err(Untranslatable::NotTcp);
             }
             k += 2;
         } else if w.is("tcp") {
@@ -551,11 +625,11 @@ fn condition(t: &[Token]) -> Result<Test, String> {
                 Some("=" | "==") => ("=", k + 2),
                 Some("<") => ("<", k + 2),
                 Some(o) if o.starts_with(['>', '!']) => {
-                    return Err(format!("`status {o}` has no equivalent (only = and <)"))
+                    return Err(Untranslatable::StatusOperator { op: o.to_owned() })
                 }
                 _ => ("=", k + 1),
             };
-            let n = u16::try_from(number(at)?).map_err(|_| "status out of range")?;
+            let n = u16::try_from(number(at)?).map_err(|_| Untranslatable::StatusOutOfRange)?;
             c.status = Some(if op == "<" {
                 Status::Below(n)
             } else {
@@ -570,7 +644,7 @@ fn condition(t: &[Token]) -> Result<Test, String> {
                     "content != {:?} -- no equivalent: the watchdog cannot fail on text that is present; the rest of the test is translated",
                     text.unwrap_or_default()
                 )),
-                _ => return Err("expected `content = \"...\"` or `content != \"...\"`".into()),
+                _ => return Err(Untranslatable::BadContent),
             }
             k += 3;
         } else if w.is("timeout") {
@@ -589,42 +663,48 @@ fn condition(t: &[Token]) -> Result<Test, String> {
                 _ => n.saturating_mul(1000),
             });
         } else if w.is("retry") {
-            c.retry = Some(u32::try_from(number(k + 1)?).map_err(|_| "retry out of range")?);
+            c.retry =
+                Some(u32::try_from(number(k + 1)?).map_err(|_| Untranslatable::RetryOutOfRange)?);
             k += 2;
         } else if let Some((r, next)) = rate(t, k)? {
             if c.fail_rate.is_some() {
-                return Err("two rates (`for N cycles`) in one test".into());
+                return Err(Untranslatable::TwoRates);
             }
             c.fail_rate = Some(r);
             k = next;
         } else {
-            return Err(format!("`{}` has no equivalent", w.text));
+            return Err(Untranslatable::NoEquivalent {
+                word: w.text.clone(),
+            });
         }
     }
     if c.url.is_some() {
         if c.port.is_some() || protocol.is_some() || c.request.is_some() {
-            return Err("`url` goes without `port`, `protocol` and `request`".into());
+            return Err(Untranslatable::UrlWithPort);
         }
         return Ok(c);
     }
     match protocol.as_deref() {
         Some("http") => {}
         Some("https") => c.https = true,
-        Some(p) => return Err(format!("protocol {p}: only HTTP and HTTPS tests are translated")),
-        None => return Err("a test without `protocol HTTP` only checks that the port accepts a connection; the watchdog checks HTTP".into()),
+        Some(p) => {
+            return Err(Untranslatable::Protocol {
+                protocol: p.to_owned(),
+            })
+        }
+        None => return Err(Untranslatable::NoProtocol),
     }
     Ok(c)
 }
 
 /// monit's URL-spec as a URL to request: a password (with its user name) and the fragment
 /// taken out (a fragment is never sent). Returns the user name when there was a password.
-fn url(text: &str) -> Result<(reqwest::Url, Option<String>), String> {
-    let mut u = reqwest::Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
+fn url(text: &str) -> Result<(reqwest::Url, Option<String>), Untranslatable> {
+    let mut u = reqwest::Url::parse(text).map_err(Untranslatable::NotAUrl)?;
     if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
-        return Err(format!(
-            "url {}: only http:// and https:// URLs with a host are translated",
-            u.scheme()
-        ));
+        return Err(Untranslatable::UrlScheme {
+            scheme: u.scheme().to_owned(),
+        });
     }
     // A user name alone is no secret: it stays in the URL.
     let user = u.password().is_some().then(|| u.username().to_owned());

@@ -15,6 +15,7 @@ use crate::checks::{describe_reqwest, excerpt, read_capped};
 use crate::config::{ConsulSourceSpec, TokenSource};
 use serde::Deserialize;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -35,6 +36,53 @@ pub struct Consul {
     stalled: bool,
 }
 
+/// Why Consul's health API gave no list of instances to use (Consul API docs, "Health - List
+/// Service Instances" and "Blocking Queries"), or the token for it could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsulError {
+    /// The configured address is not a base URL a path can be appended to.
+    #[error("Consul address cannot take a path")]
+    NotABase,
+    /// The request failed or its body could not be read. The message is
+    /// [`describe_reqwest`]'s, which leaves out the URL's query string (and the error is not
+    /// given as a source, whose text would name it).
+    #[error("Consul: {}", describe_reqwest(err))]
+    Http { err: reqwest::Error },
+    /// An answer other than 2xx; `excerpt` is the start of Consul's body.
+    #[error("Consul answered HTTP {status}: {excerpt}")]
+    Status { status: u16, excerpt: String },
+    /// `X-Consul-KnownLeader: false`: a stale read while the servers elect a leader.
+    #[error("Consul answered with X-Consul-KnownLeader: false (a stale read while there is no cluster leader): not applied")]
+    NoLeader,
+    /// The answer has no `X-Consul-Index`: it is not from Consul's health API.
+    #[error("Consul's answer has no X-Consul-Index header: is the address a Consul agent?")]
+    NoIndex,
+    /// `X-Consul-Index` is not a number.
+    #[error("Consul's answer has an X-Consul-Index that is not a number: {value:?}")]
+    BadIndex { value: String },
+    /// The body is not the JSON list of `{Node, Service, Checks}` entries.
+    #[error("Consul's answer is not a health service list ({source}): {excerpt}")]
+    NotAList {
+        source: serde_json::Error,
+        excerpt: String,
+    },
+    /// The token file could not be examined or read.
+    #[error("Consul token file {}: {source}", path.display())]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The token file is readable by every user.
+    #[error("Consul token file {} is readable by every user: refusing to use it (chmod o-r it)", path.display())]
+    TokenReadable { path: PathBuf },
+    /// The environment variable that should hold the token is not set (or not Unicode).
+    #[error("Consul token: environment variable {var} is not set")]
+    TokenEnv { var: String },
+    /// The token is empty or has a control character (it goes into a header).
+    #[error("Consul token is empty or not one line")]
+    TokenBad,
+}
+
 /// What an answer's `X-Consul-Index` makes of the index we hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NextIndex {
@@ -48,14 +96,12 @@ pub struct NextIndex {
 /// `header` the answer's `X-Consul-Index`. An index below 1 (0, or a negative number from a
 /// broken proxy) is treated as 1; then an index that went backwards resets to 0 (the next query
 /// does not block). A missing or unreadable header is an error: the answer is not from Consul's health API.
-pub fn next_index(old: u64, header: Option<&str>) -> Result<NextIndex, String> {
+pub fn next_index(old: u64, header: Option<&str>) -> Result<NextIndex, ConsulError> {
     let Some(h) = header else {
-        return Err(
-            "Consul's answer has no X-Consul-Index header: is the address a Consul agent?".into(),
-        );
+        return Err(ConsulError::NoIndex);
     };
-    let new: i128 = h.trim().parse().map_err(|_| {
-        format!("Consul's answer has an X-Consul-Index that is not a number: {h:?}")
+    let new: i128 = h.trim().parse().map_err(|_| ConsulError::BadIndex {
+        value: h.to_owned(),
     })?;
     let new = u64::try_from(new.max(1)).unwrap_or(u64::MAX);
     if new < old {
@@ -126,10 +172,10 @@ impl Consul {
         &mut self,
         wait: Option<Duration>,
         timeout: Duration,
-    ) -> Result<Vec<Instance>, String> {
+    ) -> Result<Vec<Instance>, ConsulError> {
         let mut url = self.spec.address.clone();
         url.path_segments_mut()
-            .map_err(|_| "Consul address cannot take a path".to_owned())?
+            .map_err(|_| ConsulError::NotABase)?
             .pop_if_empty()
             .extend(["v1", "health", "service", &self.spec.service]);
         {
@@ -163,10 +209,7 @@ impl Consul {
         self.last_sent = Some(Instant::now());
         // Whatever goes wrong below, the next query is not sent at once.
         self.stalled = true;
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("Consul: {}", describe_reqwest(&e)))?;
+        let resp = req.send().await.map_err(|err| ConsulError::Http { err })?;
         let status = resp.status();
         let header = |name: &str| {
             resp.headers()
@@ -177,13 +220,12 @@ impl Consul {
         let known_leader = header("X-Consul-KnownLeader");
         let body = read_capped(resp, BODY_LIMIT)
             .await
-            .map_err(|e| format!("Consul: {}", describe_reqwest(&e)))?;
+            .map_err(|err| ConsulError::Http { err })?;
         if !status.is_success() {
-            return Err(format!(
-                "Consul answered HTTP {}: {}",
-                status.as_u16(),
-                excerpt(&body, 200)
-            ));
+            return Err(ConsulError::Status {
+                status: status.as_u16(),
+                excerpt: excerpt(&body, 200),
+            });
         }
         // Consul's docs: `X-Consul-KnownLeader` says whether the answering server knows of
         // a leader. Without one the list may be stale and short: keep the index we had (the
@@ -192,20 +234,16 @@ impl Consul {
             .as_deref()
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
         {
-            return Err(
-                "Consul answered with X-Consul-KnownLeader: false (a stale read while there is no cluster leader): not applied"
-                    .into(),
-            );
+            return Err(ConsulError::NoLeader);
         }
         let next = next_index(sent, index.as_deref())?;
         self.index = next.index;
         self.stalled = !next.moved;
-        let entries: Vec<Entry> = serde_json::from_slice(&body).map_err(|e| {
-            format!(
-                "Consul's answer is not a health service list ({e}): {}",
-                excerpt(&body, 120)
-            )
-        })?;
+        let entries: Vec<Entry> =
+            serde_json::from_slice(&body).map_err(|source| ConsulError::NotAList {
+                source,
+                excerpt: excerpt(&body, 120),
+            })?;
         Ok(entries
             .into_iter()
             .map(|e| Instance {
@@ -221,28 +259,28 @@ impl Consul {
     }
 
     /// Read fresh on every query, so a rotated token file needs no restart.
-    fn token(&self) -> Result<Option<String>, String> {
+    fn token(&self) -> Result<Option<String>, ConsulError> {
         let t = match &self.spec.token {
             None => return Ok(None),
             Some(TokenSource::File(p)) => {
                 use std::os::unix::fs::PermissionsExt;
-                let meta = std::fs::metadata(p)
-                    .map_err(|e| format!("Consul token file {}: {e}", p.display()))?;
+                let file_error = |source| ConsulError::TokenFile {
+                    path: p.clone(),
+                    source,
+                };
+                let meta = std::fs::metadata(p).map_err(file_error)?;
                 if meta.permissions().mode() & 0o004 != 0 {
-                    return Err(format!(
-                        "Consul token file {} is readable by every user: refusing to use it (chmod o-r it)",
-                        p.display()
-                    ));
+                    return Err(ConsulError::TokenReadable { path: p.clone() });
                 }
-                std::fs::read_to_string(p)
-                    .map_err(|e| format!("Consul token file {}: {e}", p.display()))?
+                std::fs::read_to_string(p).map_err(file_error)?
             }
-            Some(TokenSource::Env(v)) => std::env::var(v)
-                .map_err(|_| format!("Consul token: environment variable {v} is not set"))?,
+            Some(TokenSource::Env(v)) => {
+                std::env::var(v).map_err(|_| ConsulError::TokenEnv { var: v.clone() })?
+            }
         };
         let t = t.trim().to_owned();
         if t.is_empty() || t.chars().any(|c| c.is_control()) {
-            return Err("Consul token is empty or not one line".into());
+            return Err(ConsulError::TokenBad);
         }
         Ok(Some(t))
     }
@@ -296,9 +334,11 @@ mod tests {
     fn a_missing_or_garbled_index_is_an_error() {
         assert!(next_index(3, None)
             .unwrap_err()
+            .to_string()
             .contains("no X-Consul-Index"));
         assert!(next_index(3, Some("abc"))
             .unwrap_err()
+            .to_string()
             .contains("not a number"));
     }
 }

@@ -12,7 +12,7 @@ impl Syncer {
     pub(super) async fn apply_peers(
         &mut self,
         names: &BTreeMap<String, Target>,
-    ) -> Result<String, String> {
+    ) -> Result<String, SyncError> {
         let spec = self.spec.clone();
         let lock = self.file_lock.clone();
         let _file = lock.lock().await;
@@ -20,15 +20,14 @@ impl Syncer {
         let block = configfile::find_peers_block(&text, &spec.backend)?;
         let local = match configfile::local_peer_name(&text) {
             Some(l) => l,
-            None => host_name().map_err(|e| {
-                format!("the peers section needs this node's peer name: no `localpeer` in global, and {e}")
+            None => host_name().map_err(|e| SyncError::NoPeerName {
+                source: Box::new(e),
             })?,
         };
-        let port = spec
-            .port
-            .ok_or("no port for the peers section's lines (set `port`)")?;
-        let own = self.own_ip().await.map_err(|e| {
-            format!("cannot write this node's own peer line ({local}): {e}; the peers section is left as it is")
+        let port = spec.port.ok_or(SyncError::NoPeersPort)?;
+        let own = self.own_ip().await.map_err(|e| SyncError::OwnPeerLine {
+            local: local.clone(),
+            source: Box::new(e),
         })?;
         let own = Target { ip: own, port };
         let lines = configfile::peer_lines(names, &local, own);
@@ -36,9 +35,7 @@ impl Syncer {
             .iter()
             .any(|l| l.starts_with(&format!("peer {local} ")))
         {
-            return Err(format!(
-                "refusing to write a peers section without its local peer {local}"
-            ));
+            return Err(SyncError::NoLocalPeer { local });
         }
         let new_text = configfile::replace_block(&text, &block, &lines);
         let owed = self.reload_owed.load(Ordering::Relaxed);
@@ -64,22 +61,19 @@ impl Syncer {
     }
 
     /// This node's private IP: `[node] private_ip`, else instance metadata.
-    pub(super) async fn own_ip(&self) -> Result<std::net::Ipv4Addr, String> {
-        let identity = self
-            .identity
-            .as_ref()
-            .ok_or("this node's identity is not known here")?;
-        Ok(identity.get().await.map_err(|e| e.to_string())?.private_ip)
+    pub(super) async fn own_ip(&self) -> Result<std::net::Ipv4Addr, SyncError> {
+        let identity = self.identity.as_ref().ok_or(SyncError::NoIdentity)?;
+        Ok(identity.get().await?.private_ip)
     }
 }
 
 /// The host name, which HAProxy uses as the local peer's name when `localpeer` is not set.
-fn host_name() -> Result<String, String> {
+fn host_name() -> Result<String, SyncError> {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_err(|e| format!("the host name cannot be read: {e}"))?;
+        .map_err(SyncError::HostNameUnreadable)?;
     let name = name.trim();
     if name.is_empty() {
-        return Err("the host name is empty".into());
+        return Err(SyncError::HostNameEmpty);
     }
     Ok(name.to_owned())
 }

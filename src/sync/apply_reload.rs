@@ -6,7 +6,7 @@ use super::*;
 
 impl Syncer {
     /// Reload mode: the servers of `drain` are put in drain through the stats socket.
-    pub(super) async fn hold_drains(&self, drain: &BTreeSet<Target>) -> Result<(), String> {
+    pub(super) async fn hold_drains(&self, drain: &BTreeSet<Target>) -> Result<(), SyncError> {
         if drain.is_empty() || self.dry_run {
             return Ok(());
         }
@@ -29,18 +29,21 @@ impl Syncer {
             self.timeout,
         )
         .await
-        .map_err(String::from)
+        .map_err(SyncError::from)
     }
 
     pub(super) async fn apply_reload(
         &mut self,
         desired: &BTreeSet<Target>,
         template: &std::path::Path,
-    ) -> Result<String, String> {
+    ) -> Result<String, SyncError> {
         let spec = self.spec.clone();
         let source = tokio::fs::read_to_string(template)
             .await
-            .map_err(|e| format!("template {}: {e}", template.display()))?;
+            .map_err(|source| SyncError::TemplateRead {
+                path: template.to_owned(),
+                source,
+            })?;
         let targets: Vec<Target> = desired.iter().copied().collect();
         let text = template::render(
             &source,
@@ -52,11 +55,12 @@ impl Syncer {
         let current = match tokio::fs::read_to_string(&spec.haproxy_config).await {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => {
-                return Err(format!(
-                    "HAProxy configuration {}: {e}",
-                    spec.haproxy_config.display()
-                ))
+            Err(source) => {
+                return Err(ConfigFileError::Read {
+                    path: spec.haproxy_config.clone(),
+                    source,
+                }
+                .into())
             }
         };
         let live = self.live_targets().await.ok();
@@ -87,10 +91,11 @@ impl Syncer {
             h.finish()
         };
         if let Some((left, n, last)) = self.attempts.held(key, Instant::now()) {
-            return Err(format!(
-                "{n} reloads of this configuration did not bring HAProxy to the wanted servers (last: {last}); next attempt in {}",
-                humantime::format_duration(Duration::from_secs(left.as_secs().max(1)))
-            ));
+            return Err(SyncError::HeldBack {
+                attempts: n,
+                last: last.to_owned(),
+                next_in: Duration::from_secs(left.as_secs().max(1)),
+            });
         }
         if self.dry_run {
             tracing::info!(event = crate::telemetry::events::DRY_RUN, rule = %self.rule, would = "install the rendered configuration and reload");
@@ -111,7 +116,7 @@ impl Syncer {
         }
         self.coalesced_reload().await?;
         if let Err(e) = self.wait_live(desired, false).await {
-            if let Some(hold) = self.attempts.failed(key, Instant::now(), &e) {
+            if let Some(hold) = self.attempts.failed(key, Instant::now(), &e.to_string()) {
                 tracing::warn!(event = crate::telemetry::events::RELOAD_HELD_BACK, rule = %self.rule, backend = %spec.backend,
                     attempts = reload::MAX_ATTEMPTS, hold = %humantime::format_duration(hold), error = %e,
                     "reloading again would not help: holding this configuration back");

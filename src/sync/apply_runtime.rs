@@ -24,7 +24,7 @@ impl Syncer {
         &mut self,
         desired: &BTreeSet<Target>,
         drain: &BTreeSet<Target>,
-    ) -> Result<String, String> {
+    ) -> Result<String, SyncError> {
         let spec = self.spec.clone();
         let spec = &spec;
         let lock = self.file_lock.clone();
@@ -99,10 +99,9 @@ impl Syncer {
             let after = self.slots().await?;
             let left = plan::plan_draining(&after, desired, drain);
             if !left.commands.is_empty() {
-                return Err(format!(
-                    "HAProxy did not keep the changes: {} command(s) still needed after applying",
-                    left.commands.len()
-                ));
+                return Err(SyncError::NotKept {
+                    left: left.commands.len(),
+                });
             }
             after
         };
@@ -121,11 +120,9 @@ impl Syncer {
                     spec.reload.timeout,
                 )
                 .await
-                .map_err(|e| {
-                    format!(
-                        "HAProxy runs the new servers, but {} was not updated: {e}",
-                        spec.haproxy_config.display()
-                    )
+                .map_err(|source| SyncError::BlockNotUpdated {
+                    path: spec.haproxy_config.clone(),
+                    source,
                 })?;
             }
             return Ok(self.summary(&plan, desired.len(), None));
@@ -174,7 +171,10 @@ impl Syncer {
         let prefix = spec.server_prefix.clone();
         self.wait_live(desired, true)
             .await
-            .map_err(|e| format!("after growing the slots of {prefix}: {e}"))?;
+            .map_err(|e| SyncError::AfterGrowing {
+                prefix,
+                source: Box::new(e),
+            })?;
         Ok(self.summary(
             &plan,
             desired.len(),

@@ -10,12 +10,47 @@ use crate::haproxy::Target;
 use crate::providers::aws::autoscaling::{AutoScaling, LifecycleAction};
 use crate::providers::aws::ec2::Ec2;
 use crate::providers::aws::sqs::{self, Message, Sqs};
+use crate::providers::aws::AwsError;
 use crate::telemetry::metrics::Metrics;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+
+/// Why the Auto Scaling source could not say who serves, or could not finish what it owes
+/// the group (lifecycle actions, the events queue). Each wraps the failed AWS call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AsgError {
+    /// The resync's `DescribeAutoScalingGroups` or `DescribeInstances` failed.
+    #[error(transparent)]
+    Resync(AwsError),
+    /// Looking up the addresses of instances events said are in service failed (they are
+    /// looked up again next round).
+    #[error("looking up new instances: {0}")]
+    Lookup(AwsError),
+    /// `CompleteLifecycleAction` refused the hook or group (`ValidationError`): retrying
+    /// cannot help.
+    #[error("completing the lifecycle action of {instance} through hook {hook:?}: {err} (check `lifecycle_hook`)")]
+    CompleteRefused {
+        instance: String,
+        hook: String,
+        err: AwsError,
+    },
+    /// `CompleteLifecycleAction` failed otherwise; it is retried next round.
+    #[error("completing the lifecycle action of {instance}: {err}")]
+    Complete { instance: String, err: AwsError },
+    /// Receiving from the events queue failed; the receiver retries after `retry_in`.
+    #[error("events queue: {err}; retrying in {}", humantime::format_duration(*retry_in))]
+    Queue { err: AwsError, retry_in: Duration },
+    /// An events-queue failure, reported once a round's work is done: until the queue works
+    /// again, only the resync every `resync_every` keeps HAProxy current.
+    #[error("{queue}; until it works again HAProxy follows only the resync every {}", humantime::format_duration(*resync_every))]
+    QueueFailing {
+        queue: Box<AsgError>,
+        resync_every: Duration,
+    },
+}
 
 /// While a server drains, its sessions are read this often.
 pub const DRAIN_POLL: Duration = Duration::from_millis(250);
@@ -33,13 +68,14 @@ pub struct AsgSource {
     inbox: Vec<Message>,
     /// An events-queue failure, reported after the next round's work is done (the round
     /// fails, but still applies what the resync knows).
-    queue_error: Option<String>,
+    /// (Boxed: an error is rare, and the source is held by value in every sync rule.)
+    queue_error: Option<Box<AsgError>>,
     /// What the last resync left out, and why (`i-0abc (Pending, Healthy)`), for the note.
     left_out: Vec<String>,
 }
 
 struct Receiver {
-    rx: mpsc::Receiver<Result<Vec<Message>, String>>,
+    rx: mpsc::Receiver<Result<Vec<Message>, AsgError>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -112,7 +148,7 @@ impl AsgSource {
         };
         match got {
             Some(Ok(m)) => self.inbox.extend(m),
-            Some(Err(e)) => self.queue_error = Some(e),
+            Some(Err(e)) => self.queue_error = Some(Box::new(e)),
             // Woken by the timer; or the receiver ended: restart it next round.
             None if self.receiver.as_ref().is_some_and(|r| r.task.is_finished()) => {
                 self.receiver = None;
@@ -143,11 +179,11 @@ impl AsgSource {
                             return;
                         }
                     }
-                    Err(e) => {
-                        let msg = format!(
-                            "events queue: {e}; retrying in {}",
-                            humantime::format_duration(backoff)
-                        );
+                    Err(err) => {
+                        let msg = AsgError::Queue {
+                            err,
+                            retry_in: backoff,
+                        };
                         if tx.send(Err(msg)).await.is_err() {
                             return;
                         }
@@ -171,7 +207,7 @@ impl AsgSource {
         port: u16,
         interval: Duration,
         force: bool,
-    ) -> Result<Found, String> {
+    ) -> Result<Found, AsgError> {
         self.take_events(rule).await;
         let now = Instant::now();
         if force || self.next_resync.is_none_or(|t| now >= t) {
@@ -195,7 +231,7 @@ impl AsgSource {
                     }
                     Err(e) => {
                         self.membership.requeue_lookups(ids);
-                        return Err(format!("looking up new instances: {e}"));
+                        return Err(AsgError::Lookup(e));
                     }
                 }
             }
@@ -224,12 +260,12 @@ impl AsgSource {
     }
 
     /// The group as the API has it, and the instances left out of service, with why.
-    async fn snapshot(&self, port: u16) -> Result<(Snapshot, Vec<String>), String> {
+    async fn snapshot(&self, port: u16) -> Result<(Snapshot, Vec<String>), AsgError> {
         let members = self
             .asg
             .members(&self.spec.group)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(AsgError::Resync)?;
         // Waiting instances too: after a restart their servers may still be in HAProxy.
         let wanted: Vec<String> = members
             .serving
@@ -243,7 +279,7 @@ impl AsgSource {
             self.ec2
                 .private_ips(&wanted)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(AsgError::Resync)?
                 .into_iter()
                 .map(|(id, ip)| (id, Target { ip, port }))
                 .collect()
@@ -276,7 +312,7 @@ impl AsgSource {
             while let Ok(m) = r.rx.try_recv() {
                 match m {
                     Ok(m) => self.inbox.extend(m),
-                    Err(e) => self.queue_error = Some(e),
+                    Err(e) => self.queue_error = Some(Box::new(e)),
                 }
             }
         }
@@ -334,12 +370,10 @@ impl AsgSource {
     }
 
     /// An events-queue failure since the last round, to report once its work is done.
-    pub fn take_queue_error(&mut self, interval: Duration) -> Option<String> {
-        self.queue_error.take().map(|e| {
-            format!(
-                "{e}; until it works again HAProxy follows only the resync every {}",
-                humantime::format_duration(interval)
-            )
+    pub fn take_queue_error(&mut self, interval: Duration) -> Option<AsgError> {
+        self.queue_error.take().map(|queue| AsgError::QueueFailing {
+            queue,
+            resync_every: interval,
         })
     }
 
@@ -369,7 +403,7 @@ impl AsgSource {
         rule: &str,
         a: LifecycleAction,
         dry_run: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), AsgError> {
         if dry_run {
             tracing::info!(event = crate::telemetry::events::DRY_RUN, rule, instance = %a.instance, would = "CompleteLifecycleAction CONTINUE");
             return Ok(());
@@ -388,12 +422,16 @@ impl AsgSource {
                 Ok(())
             }
             // A wrong hook or group name: retrying cannot help; say so and go on.
-            Err(e) if e.is_code("ValidationError") => Err(format!(
-                "completing the lifecycle action of {} through hook {:?}: {e} (check `lifecycle_hook`)",
-                a.instance, a.hook
-            )),
-            Err(e) => {
-                let msg = format!("completing the lifecycle action of {}: {e}", a.instance);
+            Err(err) if err.is_code("ValidationError") => Err(AsgError::CompleteRefused {
+                instance: a.instance,
+                hook: a.hook,
+                err,
+            }),
+            Err(err) => {
+                let msg = AsgError::Complete {
+                    instance: a.instance.clone(),
+                    err,
+                };
                 self.membership.retry_completion(a);
                 Err(msg)
             }

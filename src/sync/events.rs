@@ -45,25 +45,53 @@ pub struct Event {
     pub kind: &'static str,
 }
 
+/// Why a queue message is not an event at all. The shapes read are the EventBridge events
+/// of Amazon EC2 Auto Scaling and EC2 ("Amazon EC2 Auto Scaling event reference"), an SNS
+/// notification's JSON, and the message a lifecycle hook sends to SQS ("Amazon EC2 Auto
+/// Scaling lifecycle hooks").
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// The body is not JSON.
+    #[error("not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    /// `Type: Notification` without a `Message` string.
+    #[error("an SNS notification without a Message")]
+    NoSnsMessage,
+    /// `source` and `detail-type` without a `detail` object.
+    #[error("an EventBridge event without detail")]
+    NoDetail,
+    /// None of the shapes above.
+    #[error("neither an EventBridge event, an SNS notification nor a lifecycle hook message")]
+    Unknown,
+    /// A field the event must have is missing or empty.
+    #[error("the event has no {0}")]
+    Missing(String),
+    /// An EC2 state-change notification with a state EC2 does not document.
+    #[error("unknown instance state {0:?}")]
+    UnknownState(String),
+    /// A lifecycle hook message whose `LifecycleTransition` is neither launching nor
+    /// terminating.
+    #[error("unknown lifecycle transition {0:?}")]
+    UnknownTransition(String),
+}
+
 /// `Ok(None)`: a message that is understood and says nothing about membership (a test
 /// notification, another detail-type). `Err`: not an event at all.
-pub fn parse(body: &str) -> Result<Option<Event>, String> {
-    let v: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+pub fn parse(body: &str) -> Result<Option<Event>, EventError> {
+    let v: Value = serde_json::from_str(body)?;
     // Through SNS without raw delivery: the event is the notification's `Message` string.
     if v.get("Type").and_then(Value::as_str) == Some("Notification") {
         let inner = v
             .get("Message")
             .and_then(Value::as_str)
-            .ok_or("an SNS notification without a Message")?;
+            .ok_or(EventError::NoSnsMessage)?;
         return parse(inner);
     }
     if let (Some(source), Some(kind)) = (
         v.get("source").and_then(Value::as_str),
         v.get("detail-type").and_then(Value::as_str),
     ) {
-        let detail = v
-            .get("detail")
-            .ok_or("an EventBridge event without detail")?;
+        let detail = v.get("detail").ok_or(EventError::NoDetail)?;
         return eventbridge(source, kind, detail);
     }
     // A lifecycle hook whose notification target is the queue itself.
@@ -73,17 +101,17 @@ pub fn parse(body: &str) -> Result<Option<Event>, String> {
     if v.get("Event").and_then(Value::as_str) == Some("autoscaling:TEST_NOTIFICATION") {
         return Ok(None);
     }
-    Err("neither an EventBridge event, an SNS notification nor a lifecycle hook message".into())
+    Err(EventError::Unknown)
 }
 
-fn text(v: &Value, key: &str) -> Result<String, String> {
+fn text(v: &Value, key: &str) -> Result<String, EventError> {
     match v.get(key).and_then(Value::as_str) {
         Some(s) if !s.is_empty() => Ok(s.to_owned()),
-        _ => Err(format!("the event has no {key}")),
+        _ => Err(EventError::Missing(key.to_owned())),
     }
 }
 
-fn eventbridge(source: &str, kind: &str, d: &Value) -> Result<Option<Event>, String> {
+fn eventbridge(source: &str, kind: &str, d: &Value) -> Result<Option<Event>, EventError> {
     match (source, kind) {
         ("aws.autoscaling", "EC2 Instance-launch Lifecycle Action")
         | ("aws.autoscaling", "EC2 Instance-terminate Lifecycle Action") => lifecycle(d),
@@ -107,7 +135,7 @@ fn eventbridge(source: &str, kind: &str, d: &Value) -> Result<Option<Event>, Str
                 "shutting-down" | "terminated" => Hint::Gone { instance },
                 "stopping" | "stopped" => Hint::Stopping { instance },
                 "pending" | "running" => Hint::Launching { instance },
-                other => return Err(format!("unknown instance state {other:?}")),
+                other => return Err(EventError::UnknownState(other.to_owned())),
             };
             Ok(Some(Event {
                 group: None,
@@ -120,7 +148,7 @@ fn eventbridge(source: &str, kind: &str, d: &Value) -> Result<Option<Event>, Str
     }
 }
 
-fn lifecycle(d: &Value) -> Result<Option<Event>, String> {
+fn lifecycle(d: &Value) -> Result<Option<Event>, EventError> {
     let group = Some(text(d, "AutoScalingGroupName")?);
     let instance = text(d, "EC2InstanceId")?;
     match text(d, "LifecycleTransition")?.as_str() {
@@ -138,7 +166,7 @@ fn lifecycle(d: &Value) -> Result<Option<Event>, String> {
             hint: Hint::Launching { instance },
             kind: "launch_lifecycle_action",
         })),
-        other => Err(format!("unknown lifecycle transition {other:?}")),
+        other => Err(EventError::UnknownTransition(other.to_owned())),
     }
 }
 
@@ -218,12 +246,14 @@ mod tests {
         assert_eq!(
             parse(
                 r#"{"source":"aws.autoscaling","detail-type":"EC2 Instance Launch Unsuccessful","detail":{}}"#
-            ),
-            Ok(None)
+            )
+            .unwrap(),
+            None
         );
         assert_eq!(
-            parse(r#"{"Event":"autoscaling:TEST_NOTIFICATION","AutoScalingGroupName":"web"}"#),
-            Ok(None)
+            parse(r#"{"Event":"autoscaling:TEST_NOTIFICATION","AutoScalingGroupName":"web"}"#)
+                .unwrap(),
+            None
         );
         let direct = r#"{"Origin":"AutoScalingGroup","Destination":"EC2","LifecycleHookName":"drain","Service":"AWS Auto Scaling","AccountId":"1","LifecycleTransition":"autoscaling:EC2_INSTANCE_TERMINATING","RequestId":"r","LifecycleActionToken":"t","EC2InstanceId":"i-1","AutoScalingGroupName":"web"}"#;
         assert_eq!(

@@ -20,15 +20,127 @@ mod consul_source;
 use crate::checks::Outcome;
 use crate::config::{ApplyMode, BackendSyncSpec, SourceSpec};
 use crate::engine::Pacing;
-use crate::haproxy::{configfile, reload, runtime, template, Slot, Target};
-use crate::providers::aws::imds::IdentitySource;
-use crate::providers::consul::Consul;
+use crate::haproxy::configfile::{self, ConfigFileError};
+use crate::haproxy::reload::{self, ReloadError};
+use crate::haproxy::runtime::{self, ExecError, RuntimeError};
+use crate::haproxy::template::{self, TemplateError};
+use crate::haproxy::{Slot, Target};
+use crate::providers::aws::imds::{IdentityError, IdentitySource};
+use crate::providers::consul::{Consul, ConsulError};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+/// Why a backend sync round failed: the source's answer was not had or not safe to apply, or
+/// applying it to HAProxy failed. The text is the round's failed outcome and its log line.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The stats socket, or reading its reply (`show servers state`, `show stat`).
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// Runtime commands HAProxy refused or did not answer.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// Reading, editing or installing the HAProxy configuration file.
+    #[error(transparent)]
+    ConfigFile(#[from] ConfigFileError),
+    /// Rendering the reload-mode template.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// Reloading HAProxy.
+    #[error(transparent)]
+    Reload(#[from] ReloadError),
+    /// The Auto Scaling source (its AWS calls, lifecycle actions, events queue).
+    #[error(transparent)]
+    Asg(#[from] asg::AsgError),
+    /// The Consul source.
+    #[error(transparent)]
+    Consul(#[from] ConsulError),
+    /// This node's identity (peers mode writes its own line).
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The source could not be asked; nothing was applied.
+    #[error("discovery failed: {source}; HAProxy keeps the servers it has")]
+    Discovery { source: Box<SyncError> },
+    /// The source lists no servers and `allow_empty` is off; `note` says what it listed.
+    #[error("the source lists no servers ({note}); HAProxy keeps the servers it has (set allow_empty = true to let an empty answer empty the backend)")]
+    Empty { note: String },
+    /// The source lists fewer than `min_servers`.
+    #[error("the source lists {n} servers, fewer than min_servers = {min} ({note}); HAProxy keeps the servers it has")]
+    TooFew { n: usize, min: usize, note: String },
+    /// An Auto Scaling source without `port` (configuration validation prevents it).
+    #[error("no port for the Auto Scaling group's servers")]
+    NoAsgPort,
+    /// Shutdown came while waiting out the reload window.
+    #[error("stopping before the reload")]
+    StoppingBeforeReload,
+    /// After a reload (or a slot growth), HAProxy did not come to serve the wanted servers
+    /// by `reload.timeout`. `last` is a composed explanation of the last look: which
+    /// servers are missing and which others serve, or why the look failed.
+    #[error("after the reload, backend {backend} does not match: {last}")]
+    NotMatching { backend: String, last: String },
+    /// Reload mode: the template file could not be read.
+    #[error("template {}: {source}", path.display())]
+    TemplateRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Reload mode: this rendering was reloaded [`reload::MAX_ATTEMPTS`] times or more
+    /// without bringing the wanted servers, and waits `next_in` (whole seconds) before the
+    /// next attempt; `last` is the last attempt's error.
+    #[error("{attempts} reloads of this configuration did not bring HAProxy to the wanted servers (last: {last}); next attempt in {}", humantime::format_duration(*next_in))]
+    HeldBack {
+        attempts: u32,
+        last: String,
+        next_in: Duration,
+    },
+    /// Runtime mode: after the commands, a new plan still has commands.
+    #[error("HAProxy did not keep the changes: {left} command(s) still needed after applying")]
+    NotKept { left: usize },
+    /// Runtime mode: HAProxy took the changes live but the file's block could not follow.
+    #[error("HAProxy runs the new servers, but {} was not updated: {source}", path.display())]
+    BlockNotUpdated {
+        path: PathBuf,
+        source: ConfigFileError,
+    },
+    /// Runtime mode: after the block grew and HAProxy reloaded, it did not serve the wanted
+    /// servers.
+    #[error("after growing the slots of {prefix}: {source}")]
+    AfterGrowing {
+        prefix: String,
+        source: Box<SyncError>,
+    },
+    /// Peers mode: no `localpeer` and no host name to stand for it.
+    #[error(
+        "the peers section needs this node's peer name: no `localpeer` in global, and {source}"
+    )]
+    NoPeerName { source: Box<SyncError> },
+    /// `/proc/sys/kernel/hostname` could not be read.
+    #[error("the host name cannot be read: {0}")]
+    HostNameUnreadable(std::io::Error),
+    /// `/proc/sys/kernel/hostname` is empty.
+    #[error("the host name is empty")]
+    HostNameEmpty,
+    /// Peers mode without `port`.
+    #[error("no port for the peers section's lines (set `port`)")]
+    NoPeersPort,
+    /// Peers mode: this node's private IP is not known, so its own line cannot be written.
+    #[error("cannot write this node's own peer line ({local}): {source}; the peers section is left as it is")]
+    OwnPeerLine {
+        local: String,
+        source: Box<SyncError>,
+    },
+    /// Peers mode: the rule was built without this node's identity.
+    #[error("this node's identity is not known here")]
+    NoIdentity,
+    /// Peers mode: the lines would leave out this node's own (HAProxy drops such a section).
+    #[error("refusing to write a peers section without its local peer {local}")]
+    NoLocalPeer { local: String },
+}
 
 /// Where a rule's servers come from, with the clients it needs.
 pub enum Source {
@@ -203,9 +315,9 @@ impl Syncer {
         };
         self.apply_failed = false;
         let outcome = match discovered {
-            Err(e) => Err(format!(
-                "discovery failed: {e}; HAProxy keeps the servers it has"
-            )),
+            Err(e) => Err(SyncError::Discovery {
+                source: Box::new(e),
+            }),
             Ok(d) => match gate(&self.spec, &d) {
                 Err(e) => Err(e),
                 Ok(()) => {
@@ -247,7 +359,7 @@ impl Syncer {
                 self.backoff = Some(next);
                 tracing::warn!(event = crate::telemetry::events::BACKEND_SYNC_FAILED, rule = %self.rule, backend = %self.spec.backend, error = %e,
                     retry_in = %humantime::format_duration(next));
-                Outcome::fail(e)
+                Outcome::fail(e.to_string())
             }
         }
     }
@@ -264,12 +376,12 @@ impl Syncer {
 
     /// `block`: Consul may wait for a change. `first`: an Auto Scaling source resyncs now
     /// (later it resyncs when due, and a retry asks AWS only for what is due).
-    async fn discover(&mut self, block: bool, first: bool) -> Result<Discovered, String> {
+    async fn discover(&mut self, block: bool, first: bool) -> Result<Discovered, SyncError> {
         let port = self.spec.port;
         match &mut self.source {
             Source::Asg(a) => {
                 // Config validation makes `port` required for an Auto Scaling source.
-                let port = port.ok_or("no port for the Auto Scaling group's servers")?;
+                let port = port.ok_or(SyncError::NoAsgPort)?;
                 let found = a.discover(&self.rule, port, self.interval, first).await?;
                 let drain = a.membership.draining_targets();
                 let mut targets: BTreeSet<Target> = found.serving.values().copied().collect();
@@ -291,7 +403,7 @@ impl Syncer {
         }
     }
 
-    async fn apply(&mut self, d: &Discovered) -> Result<String, String> {
+    async fn apply(&mut self, d: &Discovered) -> Result<String, SyncError> {
         match self.spec.apply.clone() {
             ApplyMode::Runtime => self.apply_runtime(&d.targets, &d.drain).await,
             ApplyMode::Reload { template } => {
@@ -307,7 +419,10 @@ impl Syncer {
     /// Auto Scaling only: follow the drains (finish those whose sessions reached zero or
     /// that timed out, and apply again to take them out), keep their lifecycle actions
     /// alive, and complete the actions of servers HAProxy no longer has.
-    async fn after_apply(&mut self, applied: Result<String, String>) -> Result<String, String> {
+    async fn after_apply(
+        &mut self,
+        applied: Result<String, SyncError>,
+    ) -> Result<String, SyncError> {
         let Source::Asg(a) = &mut self.source else {
             return applied;
         };
@@ -377,7 +492,7 @@ impl Syncer {
             }
         }
         if let Some(e) = failed.or_else(|| a.take_queue_error(self.interval)) {
-            return Err(e);
+            return Err(e.into());
         }
         let draining = a.membership.drains().count();
         if draining > 0 {
@@ -391,7 +506,7 @@ impl Syncer {
     /// The slots: the servers HAProxy runs whose lines are in the managed block of the file
     /// (an operator's `server web7` outside the block is never one, even when its name looks
     /// like a slot's), and whose names are the prefix and a number.
-    async fn slots(&self) -> Result<Vec<Slot>, String> {
+    async fn slots(&self) -> Result<Vec<Slot>, SyncError> {
         let all =
             runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
         let text = configfile::read(&self.spec.haproxy_config).await?;
@@ -425,7 +540,7 @@ impl Syncer {
 
     /// Check and install `text` as the HAProxy configuration (unless the file already is
     /// `text`), then reload (coalesced).
-    async fn install_and_reload(&self, text: &str) -> Result<(), String> {
+    async fn install_and_reload(&self, text: &str) -> Result<(), SyncError> {
         let spec = &self.spec;
         let current = tokio::fs::read_to_string(&spec.haproxy_config)
             .await
@@ -444,12 +559,12 @@ impl Syncer {
     }
 
     /// Wait out the reload window (other changes meanwhile fold into this reload), then reload.
-    async fn coalesced_reload(&self) -> Result<(), String> {
+    async fn coalesced_reload(&self) -> Result<(), SyncError> {
         let wait = self.reloader.wait_needed(self.spec.reload.window);
         if !wait.is_zero() {
             tracing::info!(event = crate::telemetry::events::RELOAD_COALESCED, rule = %self.rule, wait = %humantime::format_duration(wait));
             if !self.sleep_until(Instant::now() + wait).await {
-                return Err("stopping before the reload".into());
+                return Err(SyncError::StoppingBeforeReload);
             }
         }
         // Until HAProxy shows the reload done, the file on disk is not what it runs.
@@ -463,7 +578,7 @@ impl Syncer {
     /// The targets the backend serves right now (reload mode: every server in it).
     /// A server of ours in maintenance counts: it is configured, and no reload changes that
     /// (the server-state file brings its state back).
-    async fn live_targets(&self) -> Result<BTreeSet<Target>, String> {
+    async fn live_targets(&self) -> Result<BTreeSet<Target>, SyncError> {
         let all =
             runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
         Ok(all
@@ -474,7 +589,7 @@ impl Syncer {
     }
 
     /// After a reload: wait until the new HAProxy serves exactly `desired`.
-    async fn wait_live(&self, desired: &BTreeSet<Target>, slots: bool) -> Result<(), String> {
+    async fn wait_live(&self, desired: &BTreeSet<Target>, slots: bool) -> Result<(), SyncError> {
         let deadline = Instant::now() + self.spec.reload.timeout;
         let mut last;
         loop {
@@ -502,13 +617,13 @@ impl Syncer {
                         list(&others)
                     )
                 }
-                Err(e) => last = e,
+                Err(e) => last = e.to_string(),
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "after the reload, backend {} does not match: {last}",
-                    self.spec.backend
-                ));
+                return Err(SyncError::NotMatching {
+                    backend: self.spec.backend.clone(),
+                    last,
+                });
             }
             tokio::time::sleep(VERIFY_EVERY).await;
         }
@@ -572,22 +687,22 @@ fn note(n: usize, what: &str, left_out: &[String]) -> String {
 }
 
 /// A bad answer (empty, or fewer than `min_servers`) never reaches HAProxy.
-fn gate(spec: &BackendSyncSpec, d: &Discovered) -> Result<(), String> {
+fn gate(spec: &BackendSyncSpec, d: &Discovered) -> Result<(), SyncError> {
     let n = d.targets.len();
     if n == 0 && spec.allow_empty {
         return Ok(());
     }
     if n == 0 {
-        return Err(format!(
-            "the source lists no servers ({}); HAProxy keeps the servers it has (set allow_empty = true to let an empty answer empty the backend)",
-            d.note
-        ));
+        return Err(SyncError::Empty {
+            note: d.note.clone(),
+        });
     }
     if n < spec.min_servers as usize {
-        return Err(format!(
-            "the source lists {n} servers, fewer than min_servers = {} ({}); HAProxy keeps the servers it has",
-            spec.min_servers, d.note
-        ));
+        return Err(SyncError::TooFew {
+            n,
+            min: spec.min_servers as usize,
+            note: d.note.clone(),
+        });
     }
     Ok(())
 }
@@ -664,7 +779,9 @@ mod tests {
 
     #[test]
     fn an_empty_answer_never_reaches_haproxy_unless_allowed() {
-        let e = gate(&spec(""), &answer(0)).expect_err("empty is refused");
+        let e = gate(&spec(""), &answer(0))
+            .expect_err("empty is refused")
+            .to_string();
         assert!(e.contains("lists no servers (0 InService)"), "{e}");
         assert!(e.contains("allow_empty = true"), "{e}");
         gate(&spec("allow_empty = true"), &answer(0)).expect("allowed");
@@ -673,7 +790,7 @@ mod tests {
     #[test]
     fn fewer_than_min_servers_is_refused() {
         let s = spec("min_servers = 3");
-        let e = gate(&s, &answer(2)).expect_err("2 < 3");
+        let e = gate(&s, &answer(2)).expect_err("2 < 3").to_string();
         assert!(
             e.contains("lists 2 servers, fewer than min_servers = 3"),
             "{e}"
