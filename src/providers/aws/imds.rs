@@ -35,7 +35,7 @@ pub struct IdentitySource {
     settings: NodeSettings,
     cell: OnceCell<NodeIdentity>,
     /// After a failed lookup: when the next may start, the backoff that led there, the error.
-    failed: std::sync::Mutex<Option<(Instant, Duration, String)>>,
+    failed: std::sync::Mutex<Option<(Instant, Duration, MetadataError)>>,
 }
 
 impl IdentitySource {
@@ -90,11 +90,41 @@ impl IdentitySource {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
     /// The lookup just made failed.
-    #[error("{0}")]
-    Lookup(String),
-    /// An earlier lookup failed and its backoff has not run out: no request was made.
+    #[error(transparent)]
+    Lookup(MetadataError),
+    /// An earlier lookup failed and its backoff has not run out: no request was made. The
+    /// message is that lookup's error and when the service is asked again.
     #[error("{0}")]
     BackingOff(String),
+}
+
+/// What instance metadata said, or did not say (EC2 User Guide, "Instance metadata
+/// categories"). Kept as text where it comes from the SDK's error, so the error can be
+/// cloned for the backoff.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    /// `[node] imds_endpoint` is not an endpoint the SDK's client takes.
+    #[error("instance metadata endpoint {endpoint}: {detail}")]
+    Endpoint { endpoint: String, detail: String },
+    /// The service answered a read with an HTTP error status.
+    #[error("instance metadata {path}: HTTP {status}")]
+    Http { path: String, status: u16 },
+    /// The read failed before an answer (timeout, connection refused, token request), with
+    /// its whole cause chain.
+    #[error("instance metadata {path}: {detail}")]
+    Read { path: String, detail: String },
+    /// `[node] network_interface_id` names an ENI this instance does not have.
+    #[error("[node] network_interface_id {eni} is not attached to this instance")]
+    NotAttached { eni: String },
+    /// A line of `local-ipv4s` that is not an IPv4 address.
+    #[error("instance metadata local-ipv4s: {line:?} is not an IPv4 address")]
+    NotIpv4 { line: String },
+    /// `local-ipv4s` listed no address.
+    #[error("instance metadata local-ipv4s is empty")]
+    NoIpv4s,
+    /// The instance or ENI id does not look like one (`i-...`, `eni-...`).
+    #[error("instance metadata gave unexpected ids: {instance:?}, {eni:?}")]
+    UnexpectedIds { instance: String, eni: String },
 }
 
 /// Instance metadata reads through one session token, renewed once when refused.
@@ -104,7 +134,7 @@ struct Imds<'a> {
 }
 
 impl Imds<'_> {
-    fn client(s: &NodeSettings) -> Result<Client, String> {
+    fn client(s: &NodeSettings) -> Result<Client, MetadataError> {
         // One attempt per read: a 401 is answered here with a new token, not by the SDK's
         // retry, which would send the refused token again.
         let mut b = Client::builder()
@@ -112,22 +142,26 @@ impl Imds<'_> {
             .read_timeout(s.imds_timeout)
             .max_attempts(1);
         if let Some(ep) = &s.imds_endpoint {
-            b = b
-                .endpoint(ep)
-                .map_err(|e| format!("instance metadata endpoint {ep}: {e}"))?;
+            b = b.endpoint(ep).map_err(|e| MetadataError::Endpoint {
+                endpoint: ep.to_string(),
+                detail: e.to_string(),
+            })?;
         }
         Ok(b.build())
     }
 
-    async fn get(&mut self, path: String) -> Result<String, String> {
+    async fn get(&mut self, path: String) -> Result<String, MetadataError> {
         let full = format!("/latest/meta-data/{path}");
         let describe = |e: ImdsError| match &e {
             // Its Display dumps the whole HTTP response in Rust's debug format.
-            ImdsError::ErrorResponse(r) => format!(
-                "instance metadata {path}: HTTP {}",
-                r.response().status().as_u16()
-            ),
-            _ => format!("instance metadata {path}: {}", crate::telemetry::chain(&e)),
+            ImdsError::ErrorResponse(r) => MetadataError::Http {
+                path: path.clone(),
+                status: r.response().status().as_u16(),
+            },
+            _ => MetadataError::Read {
+                path: path.clone(),
+                detail: crate::telemetry::chain(&e),
+            },
         };
         match self.client.get(full.clone()).await {
             Ok(v) => Ok(String::from(v).trim().to_owned()),
@@ -146,7 +180,7 @@ impl Imds<'_> {
     }
 }
 
-async fn resolve(s: &NodeSettings) -> Result<NodeIdentity, String> {
+async fn resolve(s: &NodeSettings) -> Result<NodeIdentity, MetadataError> {
     if let (Some(i), Some(e), Some(p)) = (&s.instance_id, &s.network_interface_id, s.private_ip) {
         return Ok(NodeIdentity {
             instance_id: i.clone(),
@@ -183,9 +217,7 @@ async fn resolve(s: &NodeSettings) -> Result<NodeIdentity, String> {
                     break;
                 }
             }
-            found.ok_or_else(|| {
-                format!("[node] network_interface_id {eni} is not attached to this instance")
-            })?
+            found.ok_or_else(|| MetadataError::NotAttached { eni: eni.clone() })?
         }
     };
     let network_interface_id = match &s.network_interface_id {
@@ -201,21 +233,19 @@ async fn resolve(s: &NodeSettings) -> Result<NodeIdentity, String> {
     let mut private_ips = Vec::new();
     for l in ips_text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         private_ips.push(
-            l.parse::<Ipv4Addr>().map_err(|_| {
-                format!("instance metadata local-ipv4s: {l:?} is not an IPv4 address")
-            })?,
+            l.parse::<Ipv4Addr>()
+                .map_err(|_| MetadataError::NotIpv4 { line: l.to_owned() })?,
         );
     }
     let private_ip = match s.private_ip {
         Some(p) => p,
-        None => *private_ips
-            .first()
-            .ok_or("instance metadata local-ipv4s is empty")?,
+        None => *private_ips.first().ok_or(MetadataError::NoIpv4s)?,
     };
     if !instance_id.starts_with("i-") || !network_interface_id.starts_with("eni-") {
-        return Err(format!(
-            "instance metadata gave unexpected ids: {instance_id:?}, {network_interface_id:?}"
-        ));
+        return Err(MetadataError::UnexpectedIds {
+            instance: instance_id,
+            eni: network_interface_id,
+        });
     }
     tracing::info!(event = events::IDENTITY_RESOLVED, instance = %instance_id, eni = %network_interface_id, private_ip = %private_ip);
     Ok(NodeIdentity {
