@@ -16,6 +16,10 @@ mod apply_peers;
 mod apply_reload;
 mod apply_runtime;
 mod consul_source;
+mod drain;
+mod error;
+
+pub use error::SyncError;
 
 use crate::checks::Outcome;
 use crate::config::{ApplyMode, BackendSyncSpec, SourceSpec};
@@ -34,113 +38,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-
-/// Why a backend sync round failed: the source's answer was not had or not safe to apply, or
-/// applying it to HAProxy failed. The text is the round's failed outcome and its log line.
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    /// The stats socket, or reading its reply (`show servers state`, `show stat`).
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    /// Runtime commands HAProxy refused or did not answer.
-    #[error(transparent)]
-    Exec(#[from] ExecError),
-    /// Reading, editing or installing the HAProxy configuration file.
-    #[error(transparent)]
-    ConfigFile(#[from] ConfigFileError),
-    /// Rendering the reload-mode template.
-    #[error(transparent)]
-    Template(#[from] TemplateError),
-    /// Reloading HAProxy.
-    #[error(transparent)]
-    Reload(#[from] ReloadError),
-    /// The Auto Scaling source (its AWS calls, lifecycle actions, events queue).
-    #[error(transparent)]
-    Asg(#[from] asg::AsgError),
-    /// The Consul source.
-    #[error(transparent)]
-    Consul(#[from] ConsulError),
-    /// This node's identity (peers mode writes its own line).
-    #[error(transparent)]
-    Identity(#[from] IdentityError),
-    /// The source could not be asked; nothing was applied.
-    #[error("discovery failed: {source}; HAProxy keeps the servers it has")]
-    Discovery { source: Box<SyncError> },
-    /// The source lists no servers and `allow_empty` is off; `note` says what it listed.
-    #[error("the source lists no servers ({note}); HAProxy keeps the servers it has (set allow_empty = true to let an empty answer empty the backend)")]
-    Empty { note: String },
-    /// The source lists fewer than `min_servers`.
-    #[error("the source lists {n} servers, fewer than min_servers = {min} ({note}); HAProxy keeps the servers it has")]
-    TooFew { n: usize, min: usize, note: String },
-    /// An Auto Scaling source without `port` (configuration validation prevents it).
-    #[error("no port for the Auto Scaling group's servers")]
-    NoAsgPort,
-    /// Shutdown came while waiting out the reload window.
-    #[error("stopping before the reload")]
-    StoppingBeforeReload,
-    /// After a reload (or a slot growth), HAProxy did not come to serve the wanted servers
-    /// by `reload.timeout`. `last` is a composed explanation of the last look: which
-    /// servers are missing and which others serve, or why the look failed.
-    #[error("after the reload, backend {backend} does not match: {last}")]
-    NotMatching { backend: String, last: String },
-    /// Reload mode: the template file could not be read.
-    #[error("template {}: {source}", path.display())]
-    TemplateRead {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// Reload mode: this rendering was reloaded [`reload::MAX_ATTEMPTS`] times or more
-    /// without bringing the wanted servers, and waits `next_in` (whole seconds) before the
-    /// next attempt; `last` is the last attempt's error.
-    #[error("{attempts} reloads of this configuration did not bring HAProxy to the wanted servers (last: {last}); next attempt in {}", humantime::format_duration(*next_in))]
-    HeldBack {
-        attempts: u32,
-        last: String,
-        next_in: Duration,
-    },
-    /// Runtime mode: after the commands, a new plan still has commands.
-    #[error("HAProxy did not keep the changes: {left} command(s) still needed after applying")]
-    NotKept { left: usize },
-    /// Runtime mode: HAProxy took the changes live but the file's block could not follow.
-    #[error("HAProxy runs the new servers, but {} was not updated: {source}", path.display())]
-    BlockNotUpdated {
-        path: PathBuf,
-        source: ConfigFileError,
-    },
-    /// Runtime mode: after the block grew and HAProxy reloaded, it did not serve the wanted
-    /// servers.
-    #[error("after growing the slots of {prefix}: {source}")]
-    AfterGrowing {
-        prefix: String,
-        source: Box<SyncError>,
-    },
-    /// Peers mode: no `localpeer` and no host name to stand for it.
-    #[error(
-        "the peers section needs this node's peer name: no `localpeer` in global, and {source}"
-    )]
-    NoPeerName { source: Box<SyncError> },
-    /// `/proc/sys/kernel/hostname` could not be read.
-    #[error("the host name cannot be read: {0}")]
-    HostNameUnreadable(std::io::Error),
-    /// `/proc/sys/kernel/hostname` is empty.
-    #[error("the host name is empty")]
-    HostNameEmpty,
-    /// Peers mode without `port`.
-    #[error("no port for the peers section's lines (set `port`)")]
-    NoPeersPort,
-    /// Peers mode: this node's private IP is not known, so its own line cannot be written.
-    #[error("cannot write this node's own peer line ({local}): {source}; the peers section is left as it is")]
-    OwnPeerLine {
-        local: String,
-        source: Box<SyncError>,
-    },
-    /// Peers mode: the rule was built without this node's identity.
-    #[error("this node's identity is not known here")]
-    NoIdentity,
-    /// Peers mode: the lines would leave out this node's own (HAProxy drops such a section).
-    #[error("refusing to write a peers section without its local peer {local}")]
-    NoLocalPeer { local: String },
-}
 
 /// Where a rule's servers come from, with the clients it needs.
 pub enum Source {
@@ -414,91 +311,6 @@ impl Syncer {
             }
             ApplyMode::Peers => self.apply_peers(&d.names).await,
         }
-    }
-
-    /// Auto Scaling only: follow the drains (finish those whose sessions reached zero or
-    /// that timed out, and apply again to take them out), keep their lifecycle actions
-    /// alive, and complete the actions of servers HAProxy no longer has.
-    async fn after_apply(
-        &mut self,
-        applied: Result<String, SyncError>,
-    ) -> Result<String, SyncError> {
-        let Source::Asg(a) = &mut self.source else {
-            return applied;
-        };
-        let mut detail = applied?;
-        if self.spec.apply == ApplyMode::Peers {
-            // A leaving node's peer line went with the apply; nothing to drain.
-            let ids: Vec<String> = a.membership.drains().map(|(id, _)| id.clone()).collect();
-            for id in ids {
-                a.membership.finish_drain(&id);
-            }
-        } else if a.membership.drains().next().is_some() {
-            let sessions =
-                runtime::sessions(&self.spec.stats_socket, &self.spec.backend, self.timeout)
-                    .await?;
-            let servers =
-                runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
-            let now = Instant::now();
-            let mut finished = Vec::new();
-            for (id, d) in a.membership.drains() {
-                let left: u64 = servers
-                    .iter()
-                    .filter(|s| s.target == Some(d.target) && !s.maint)
-                    .map(|s| sessions.get(&s.name).copied().unwrap_or(0))
-                    .sum();
-                let waited = now.duration_since(d.since);
-                if left == 0 {
-                    finished.push((id.clone(), "drained", d.target, waited, left));
-                } else if waited >= a.spec.drain_timeout {
-                    finished.push((id.clone(), "timed out", d.target, waited, left));
-                }
-            }
-            for (id, why, target, waited, left) in &finished {
-                let waited =
-                    humantime::format_duration(Duration::from_millis(waited.as_millis() as u64));
-                if *why == "drained" {
-                    tracing::info!(event = crate::telemetry::events::DRAIN_FINISHED, rule = %self.rule, instance = %id, server = %target, waited = %waited);
-                } else {
-                    tracing::warn!(event = crate::telemetry::events::DRAIN_TIMED_OUT, rule = %self.rule, instance = %id, server = %target, waited = %waited, sessions = left,
-                        "taking it out with sessions still open");
-                }
-                a.membership.finish_drain(id);
-            }
-            if !finished.is_empty() {
-                let d = Discovered {
-                    names: a.membership.serving().clone(),
-                    targets: a.membership.wanted(),
-                    drain: a.membership.draining_targets(),
-                    note: format!("{} InService and Healthy", a.membership.serving().len()),
-                };
-                // Taking the drained servers out must not empty or gut the backend either.
-                gate(&self.spec, &d)?;
-                detail = self.apply(&d).await?;
-            }
-        }
-        let Source::Asg(a) = &mut self.source else {
-            return Ok(detail);
-        };
-        if let Some(every) = a.heartbeat_every() {
-            for h in a.membership.heartbeats_due(every, Instant::now()) {
-                a.heartbeat(&self.rule, &h, self.dry_run).await;
-            }
-        }
-        let mut failed = None;
-        for c in a.membership.take_completions() {
-            if let Err(e) = a.complete(&self.rule, c, self.dry_run).await {
-                failed = Some(e);
-            }
-        }
-        if let Some(e) = failed.or_else(|| a.take_queue_error(self.interval)) {
-            return Err(e.into());
-        }
-        let draining = a.membership.drains().count();
-        if draining > 0 {
-            detail.push_str(&format!(", {draining} draining"));
-        }
-        Ok(detail)
     }
 
     /// The backend's slots: its servers named `<prefix><number>`, in order. A slot whose
