@@ -199,6 +199,16 @@ def lifecycle_events(request, full_url, headers):
 moto_api_urls.url_paths["{0}/moto-api/lifecycle"] = lifecycle_events
 
 
+# --- /moto-api/whoami: which server answers ----------------------------------
+# Tests pick a free port and then start moto on it; another server may take the port in
+# between. The harness gives each moto a token and only trusts the one that echoes it.
+def whoami(request, full_url, headers):
+    return 200, {"Content-Type": "text/plain"}, os.environ.get("MOTO_INSTANCE_TOKEN", "")
+
+
+moto_api_urls.url_paths["{0}/moto-api/whoami"] = whoami
+
+
 # --- CompleteLifecycleAction / RecordLifecycleActionHeartbeat --------------
 def find_action(resp):
     """The (group, hook name, instance state) a request refers to, or a ValidationError."""

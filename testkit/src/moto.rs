@@ -65,35 +65,48 @@ pub fn lifecycle_token(instance: &str) -> String {
 
 impl Moto {
     pub async fn start() -> Moto {
-        let mut dir = tempfile::tempdir().expect("tempdir");
         for _ in 0..3 {
-            let recording = dir.path().join("recording.jsonl");
-            let port = crate::free_port();
-            let log = std::fs::File::create(dir.path().join("moto.log")).expect("log");
-            let child = command()
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .env("MOTO_ENABLE_RECORDING", "True")
-                .env("MOTO_RECORDER_FILEPATH", &recording)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("spawn moto_server");
-            let mut moto = Moto {
-                child,
-                url: format!("http://127.0.0.1:{port}"),
-                recording: recording.clone(),
-                dir,
-            };
-            if moto.wait_ready().await {
+            if let Some(moto) = Moto::start_on(crate::free_port()).await {
                 return moto;
             }
-            let _ = moto.child.kill();
-            dir = tempfile::tempdir().expect("tempdir");
         }
         panic!("moto_server did not start");
     }
 
-    async fn wait_ready(&mut self) -> bool {
+    /// A moto on `port`, or None when it did not come up there: it exited (the port was
+    /// taken), or what answers on the port is another server (the port was taken between
+    /// choosing it and binding it, by another test's moto or anything else).
+    async fn start_on(port: u16) -> Option<Moto> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let recording = dir.path().join("recording.jsonl");
+        let log = std::fs::File::create(dir.path().join("moto.log")).expect("log");
+        let token = dir.path().display().to_string();
+        let child = command()
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_ENABLE_RECORDING", "True")
+            .env("MOTO_RECORDER_FILEPATH", &recording)
+            .env("MOTO_INSTANCE_TOKEN", &token)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn moto_server");
+        let mut moto = Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            recording,
+            dir,
+        };
+        if moto.wait_ready(&token).await {
+            return Some(moto);
+        }
+        let _ = moto.child.kill();
+        let _ = moto.child.wait();
+        None
+    }
+
+    /// Until this moto answers on its port with its own `token`; false when it exits first
+    /// or does not answer within 30 s.
+    async fn wait_ready(&mut self, token: &str) -> bool {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
@@ -103,11 +116,11 @@ impl Moto {
                 return false;
             }
             if let Ok(r) = client
-                .get(format!("{}/moto-api/data.json", self.url))
+                .get(format!("{}/moto-api/whoami", self.url))
                 .send()
                 .await
             {
-                if r.status().is_success() {
+                if r.status().is_success() && r.text().await.is_ok_and(|t| t == token) {
                     return true;
                 }
             }
@@ -214,5 +227,27 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kind behind two test-bed tests that once talked to one moto: a port taken between
+    /// `free_port()` and moto binding it. The second moto must not take the first for itself.
+    #[tokio::test]
+    async fn a_moto_whose_port_is_taken_is_not_mistaken_for_the_one_there() {
+        let first = Moto::start().await;
+        let port: u16 = first
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        assert!(
+            Moto::start_on(port).await.is_none(),
+            "a second moto on {port} was taken for a running one"
+        );
     }
 }
