@@ -106,10 +106,7 @@ pub async fn run<S>(
 where
     S: std::fmt::Display + Send + 'static,
 {
-    let deps = match Deps::start(&config, options.dry_run, options.state_dir.as_deref()).await {
-        Ok(d) => d,
-        Err(e) => return Err(e.into()),
-    };
+    let deps = Deps::start(&config, options.dry_run, options.state_dir.as_deref()).await?;
     let generation = build::build(&deps, &config)?;
     deps.board.configure(&config.sources, &config.rules, false);
     let (control_stop, control_stop_rx) = watch::channel(false);
