@@ -18,6 +18,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const FILE: &str = "state.json";
+/// The state file's format version this daemon reads and writes.
+const VERSION: u32 = 1;
+
+/// Move a state file this daemon cannot use out of the way (`state.json.corrupt-<unix time>`,
+/// kept for an operator or a newer daemon) and start without it.
+fn set_aside(dir: &Path, path: &Path, why: &str) -> StateFile {
+    let aside = dir.join(format!("{FILE}.corrupt-{}", unix(SystemTime::now())));
+    let _ = std::fs::rename(path, &aside);
+    tracing::error!(event = events::STATE_CORRUPT, file = %path.display(), moved_to = %aside.display(), error = %why,
+        "starting without saved hold-downs and alerts");
+    StateFile::default()
+}
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 struct StateFile {
@@ -163,19 +175,23 @@ impl StateStore {
         let path = dir.join(FILE);
         let mut data = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
+                // Another version's file (a newer daemon's, before a downgrade) may hold what
+                // this one would drop: it is kept aside like a corrupt one, never rewritten.
+                Ok(d) if d.version != VERSION => set_aside(
+                    dir,
+                    &path,
+                    &format!(
+                        "state file version {} is not the version {VERSION} this daemon reads",
+                        d.version
+                    ),
+                ),
                 Ok(d) => d,
-                Err(e) => {
-                    let aside = dir.join(format!("{FILE}.corrupt-{}", unix(SystemTime::now())));
-                    let _ = std::fs::rename(&path, &aside);
-                    tracing::error!(event = events::STATE_CORRUPT, file = %path.display(), moved_to = %aside.display(), error = %e,
-                        "starting without saved hold-downs and alerts");
-                    StateFile::default()
-                }
+                Err(e) => set_aside(dir, &path, &e.to_string()),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
             Err(source) => return Err(OpenError::File { path, source }),
         };
-        data.version = 1;
+        data.version = VERSION;
         let (maybe_sent, alerts): (Vec<_>, Vec<_>) = data.alerts.drain(..).partition(|a| a.sending);
         data.alerts = alerts.clone();
         write(&path, &data)?;
@@ -392,6 +408,23 @@ mod tests {
         let (_, rec) = StateStore::open(dir.path()).unwrap();
         assert_eq!(rec.alerts.len(), 2);
         assert!(rec.maybe_sent.is_empty());
+    }
+
+    /// A tester's find: `{"version": 99}` was silently rewritten as version 1.
+    #[test]
+    fn a_state_file_of_another_version_is_moved_aside_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let newer = r#"{"version": 99, "eips": {"203.0.113.10": {"moved_at": 1}}, "future": true}"#;
+        std::fs::write(dir.path().join(FILE), newer).unwrap();
+        let (s, _) = StateStore::open(dir.path()).unwrap();
+        assert!(s.moved_ago("203.0.113.10").is_none(), "not read as ours");
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(std::fs::read_to_string(&aside[0]).unwrap(), newer);
     }
 
     #[test]

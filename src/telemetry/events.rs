@@ -29,7 +29,8 @@ pub const RELOAD_REJECTED: &str = "reload_rejected";
 pub const RELOAD_PARTIAL: &str = "reload_partial";
 /// The state directory cannot be used: nothing survives a restart (`systemctl status` says NOT SAVING STATE).
 pub const STATE_UNAVAILABLE: &str = "state_unavailable";
-/// A state file did not parse: it was moved aside and the daemon starts without it.
+/// A state file did not parse, or is of a version this daemon does not read: it was moved aside
+/// (`state.json.corrupt-<time>`) and the daemon starts without it.
 pub const STATE_CORRUPT: &str = "state_corrupt";
 /// A rule's state could not be written to the state directory.
 pub const STATE_NOT_SAVED: &str = "state_not_saved";
