@@ -233,7 +233,11 @@ where
         Ok(c) => c,
         Err(code) => return code,
     };
-    telemetry::init_logging(cli.log_format, &cli.log_level);
+    let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+    match telemetry::log_filter(rust_log.as_deref(), &cli.log_level) {
+        Ok(filter) => telemetry::init_logging(cli.log_format, filter),
+        Err(e) => return usage(&e.to_string()),
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.worker_threads(2);
     let rt = match runtime(builder) {

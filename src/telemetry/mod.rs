@@ -29,11 +29,37 @@ pub enum LogFormat {
     Json,
 }
 
-/// Log to stderr (the journal under systemd). `filter` is a `RUST_LOG`-style directive;
-/// `RUST_LOG` itself wins when set.
-pub fn init_logging(format: LogFormat, filter: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+/// A log filter that does not parse (tracing-subscriber's `EnvFilter` directive syntax).
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name} {value:?} is not a log filter: {detail} (e.g. `info`, `debug`, `warn,haproxy_watchdog=debug`)")]
+pub struct BadLogFilter {
+    /// `RUST_LOG` or `--log-level`, whichever was used.
+    pub source_name: &'static str,
+    pub value: String,
+    pub detail: String,
+}
+
+/// The filter to log with: `RUST_LOG` when set, else `flag` (`--log-level`). Either one that
+/// does not parse is an error, never quietly replaced by another level.
+pub fn log_filter(
+    rust_log: Option<&str>,
+    flag: &str,
+) -> Result<tracing_subscriber::EnvFilter, BadLogFilter> {
+    let (source_name, value) = match rust_log {
+        Some(v) => ("RUST_LOG", v),
+        None => ("--log-level", flag),
+    };
+    tracing_subscriber::EnvFilter::builder()
+        .parse(value)
+        .map_err(|e| BadLogFilter {
+            source_name,
+            value: value.to_owned(),
+            detail: e.to_string(),
+        })
+}
+
+/// Log to stderr (the journal under systemd) through `filter` ([`log_filter`]).
+pub fn init_logging(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -50,5 +76,33 @@ pub fn init_logging(format: LogFormat, filter: &str) {
     };
     if let Err(e) = result {
         eprintln!("haproxy-watchdog: logging already initialised: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    /// A tester's find: `--log-level 'bogus[[['` ran at the default level without a word.
+    #[test]
+    fn a_log_filter_that_does_not_parse_is_an_error_whoever_gave_it() {
+        assert!(log_filter(None, "info").is_ok());
+        assert!(log_filter(None, "warn,haproxy_watchdog=debug").is_ok());
+        let e = log_filter(None, "bogus[[[").expect_err("flag");
+        assert!(
+            e.to_string()
+                .starts_with("--log-level \"bogus[[[\" is not a log filter"),
+            "{e}"
+        );
+        let e = log_filter(Some("debug[["), "info").expect_err("RUST_LOG wins and is checked");
+        assert!(
+            e.to_string()
+                .starts_with("RUST_LOG \"debug[[\" is not a log filter"),
+            "{e}"
+        );
+        assert!(
+            log_filter(Some("debug"), "bogus[[[").is_ok(),
+            "RUST_LOG wins"
+        );
     }
 }
