@@ -193,15 +193,14 @@ fn validate(cli: &Cli) -> u8 {
 fn status(cli: &Cli, json: bool, socket: Option<PathBuf>) -> u8 {
     let socket = match socket {
         Some(s) => s,
-        None => match config::load(&cli.config) {
-            Ok(c) => match c.control.socket {
-                Some(s) => s,
-                None => return usage(
-                    "the configuration turns the control socket off (`[control] socket = \"\"`)",
-                ),
-            },
-            // The daemon may run with a config this user cannot read: try the default.
-            Err(_) => PathBuf::from(defaults::CONTROL_SOCKET),
+        None => match crate::control::socket_of(config::load(&cli.config)) {
+            Ok((s, note)) => {
+                if let Some(note) = note {
+                    eprintln!("{PROG}: {note}");
+                }
+                s
+            }
+            Err(e) => return usage(&e.to_string()),
         },
     };
     let rt = match runtime(tokio::runtime::Builder::new_current_thread()) {

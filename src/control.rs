@@ -15,6 +15,36 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
+/// `[control] socket = ""`: the daemon serves no control socket to ask.
+#[derive(Debug, thiserror::Error)]
+#[error("the configuration turns the control socket off (`[control] socket = \"\"`)")]
+pub struct SocketOff;
+
+/// Which control socket `status` asks, from the configuration as loaded: its
+/// `[control] socket`, or, when the configuration cannot be loaded (the daemon may run with
+/// one this user cannot read), the default, with a note that says so. Errors: the
+/// configuration turns the socket off.
+pub fn socket_of(
+    config: Result<crate::config::Config, crate::config::ConfigErrors>,
+) -> Result<(PathBuf, Option<String>), SocketOff> {
+    match config {
+        Ok(c) => match c.control.socket {
+            Some(s) => Ok((s, None)),
+            None => Err(SocketOff),
+        },
+        Err(e) => {
+            let first = e.0.first().map(|e| e.to_string()).unwrap_or_default();
+            let default = PathBuf::from(crate::config::defaults::CONTROL_SOCKET);
+            let note = format!(
+                "the configuration does not load ({first}{}); asking the default control socket {} (give --socket to ask another)",
+                if e.0.len() > 1 { "; ..." } else { "" },
+                default.display()
+            );
+            Ok((default, Some(note)))
+        }
+    }
+}
+
 /// The last thing each rule saw and did, kept across configuration reloads.
 #[derive(Clone)]
 pub struct StatusBoard(Arc<Mutex<Board>>, Arc<Metrics>);
@@ -345,6 +375,38 @@ pub async fn fetch_status(socket: &Path) -> Result<Status, StatusError> {
 
 #[cfg(test)]
 mod tests {
+    /// A tester's find: with a configuration that does not load, `status` asked the default
+    /// socket without a word, and then said the daemon was unreachable.
+    #[test]
+    fn a_fallback_to_the_default_socket_is_said() {
+        let bad =
+            crate::config::from_sources(&[("w.toml".into(), "[control]\nsokcet = 1\n".into())]);
+        let (socket, note) = socket_of(bad).expect("falls back");
+        assert_eq!(
+            socket,
+            PathBuf::from(crate::config::defaults::CONTROL_SOCKET)
+        );
+        let note = note.expect("the fallback is said");
+        assert!(
+            note.contains("does not load") && note.contains("sokcet"),
+            "{note}"
+        );
+        assert!(
+            note.contains(crate::config::defaults::CONTROL_SOCKET),
+            "{note}"
+        );
+        let rule = "[rules.web]\ncheck = { type = \"http\", url = \"http://127.0.0.1:1/\" }\n";
+        let load = |control: &str| {
+            crate::config::from_sources(&[(
+                "w.toml".into(),
+                format!("{rule}[control]\n{control}\n"),
+            )])
+        };
+        assert!(socket_of(load("socket = \"\"")).is_err(), "turned off");
+        let (socket, note) = socket_of(load("socket = \"/run/x.sock\"")).expect("set");
+        assert_eq!((socket, note), (PathBuf::from("/run/x.sock"), None));
+    }
+
     use super::*;
 
     #[tokio::test]
