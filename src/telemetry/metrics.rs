@@ -212,7 +212,9 @@ impl Metrics {
 
     /// `n` alerts were given up on at shutdown.
     pub fn alerts_undelivered(&self, n: u64) {
-        self.alerts_undelivered.with_label_values::<&str>(&[]).inc_by(n);
+        self.alerts_undelivered
+            .with_label_values::<&str>(&[])
+            .inc_by(n);
     }
 
     /// One AWS API call is about to be made.
@@ -271,7 +273,9 @@ impl Metrics {
 
     /// A HAProxy reload failed.
     pub fn haproxy_reload_failed(&self) {
-        self.haproxy_reload_failures.with_label_values::<&str>(&[]).inc();
+        self.haproxy_reload_failures
+            .with_label_values::<&str>(&[])
+            .inc();
     }
 
     /// The text exposition (Prometheus 0.0.4, with `# HELP` and `# TYPE` for every family) of
