@@ -136,7 +136,6 @@ impl Syncer {
             .max(have + plan.unplaced.len());
         tracing::warn!(event = crate::telemetry::events::SLOTS_EXHAUSTED, rule = %self.rule, backend = %spec.backend, slots = have,
             servers = desired.len(), growing_to = want, "not enough server slots: growing them with one reload");
-        self.metrics.slots_grown(&self.rule);
         let mut layout = after.clone();
         // Numbered after every server of the backend with a slot-like name, the operator's
         // outside the block too: a new `web2` beside the operator's `web2` would not load.
@@ -165,6 +164,8 @@ impl Syncer {
             .collect();
         let new_text = configfile::replace_block(&text, &block, &lines);
         self.install_and_reload(&new_text).await?;
+        // Counted once HAProxy runs the grown block, never for an attempt it rejected.
+        self.metrics.slots_grown(&self.rule);
         // The block wrote every slot afresh: refused ones are ordinary free slots now.
         self.refused_slots.clear();
         self.refused_when = None;

@@ -786,3 +786,45 @@ async fn an_operators_server_outside_the_block_is_never_a_slot() {
     );
     assert_eq!(wd.count("backend_sync_failed"), 0, "{}", wd.log());
 }
+
+/// Breaker: `backend_sync_slot_growths_total` ("reloads that added server slots") went up on
+/// every attempt to grow, though `haproxy -c` rejected each rewrite and no slot was ever
+/// added. A counter counts what was done, not what was tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_counts_what_was_done_not_what_was_tried() {
+    let b = Backends::start(3).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1, 2])).await;
+    let block = format!(
+        "  {}\n  server app1 {}:{} check inter 500ms\n  {}\n",
+        lb::BEGIN,
+        Backends::ip(0),
+        b.port,
+        lb::END
+    );
+    let lb = Lb::start(&block).await;
+    let port = testkit::free_port();
+    // Three servers for one slot: the block must grow, and every grown block HAProxy rejects.
+    let config = rule(&lb, "slots = 1", &consul.source()).replace(
+        "server_options = \"check inter 500ms\"",
+        "server_options = \"check no_such_keyword 1\"",
+    ) + &format!("\n[control]\nsocket = \"\"\nmetrics_listen = \"127.0.0.1:{port}\"\n");
+    let wd = Watchdog::start("lb", &Env::offline(), &config, &[]);
+    wd.wait_event(WITHIN, "backend_sync_failed").await;
+    wd.wait_event(WITHIN, "slots_exhausted").await;
+    // A second failed round, so a counter of attempts would have moved twice.
+    testkit::eventually(WITHIN, "two failed rounds", || async {
+        (wd.count("backend_sync_failed") >= 2).then_some(())
+    })
+    .await;
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("watchdog_backend_sync_slot_growths_total{"),
+        "no slot was added, yet:\n{metrics}\n{}",
+        wd.log()
+    );
+}
