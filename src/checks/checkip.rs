@@ -18,7 +18,9 @@ pub enum EgressError {
     Timeout(String),
     #[error("checkip answered HTTP {0}")]
     Status(u16),
-    #[error("checkip answered something that is not an IPv4 address: \"{0}\"")]
+    /// Not one public IPv4 address. The text says what it was: something that is not an
+    /// IPv4 address, or an address that is not public.
+    #[error("checkip answered {0}")]
     Garbage(String),
 }
 
@@ -63,14 +65,21 @@ pub async fn egress_ip(
 
 /// The body must be one IPv4 address, optionally surrounded by white space.
 pub fn parse(body: &[u8]) -> Result<Ipv4Addr, EgressError> {
-    let garbage = || EgressError::Garbage(excerpt(body, 40));
+    let garbage = || {
+        EgressError::Garbage(format!(
+            "something that is not an IPv4 address: \"{}\"",
+            excerpt(body, 40)
+        ))
+    };
     if body.len() > BODY_LIMIT {
         return Err(garbage());
     }
     let text = std::str::from_utf8(body).map_err(|_| garbage())?.trim();
     let ip: Ipv4Addr = text.parse().map_err(|_| garbage())?;
     if !is_public(ip) {
-        return Err(garbage());
+        return Err(EgressError::Garbage(format!(
+            "{ip}, which is not a public address: something between this node and the internet answered, not the checkip service"
+        )));
     }
     Ok(ip)
 }
@@ -101,6 +110,22 @@ mod tests {
         assert_eq!(
             parse(b"  203.0.113.9 \r\n"),
             Ok(Ipv4Addr::new(203, 0, 113, 9))
+        );
+    }
+
+    /// A tester's find: `10.1.2.3` was called "not an IPv4 address". Each refusal says what
+    /// was wrong with the answer.
+    #[test]
+    fn a_refused_answer_says_what_is_wrong_with_it() {
+        let private = parse(b"10.1.2.3\n").expect_err("private").to_string();
+        assert!(
+            private.contains("10.1.2.3, which is not a public address"),
+            "{private}"
+        );
+        let html = parse(b"<html>").expect_err("html").to_string();
+        assert_eq!(
+            html,
+            "checkip answered something that is not an IPv4 address: \"<html>\""
         );
     }
 

@@ -804,10 +804,11 @@ async fn a_counter_counts_what_was_done_not_what_was_tried() {
     let lb = Lb::start(&block).await;
     let port = testkit::free_port();
     // Three servers for one slot: the block must grow, and every grown block HAProxy rejects.
-    let config = rule(&lb, "slots = 1", &consul.source()).replace(
-        "server_options = \"check inter 500ms\"",
-        "server_options = \"check no_such_keyword 1\"",
-    ) + &format!("\n[control]\nsocket = \"\"\nmetrics_listen = \"127.0.0.1:{port}\"\n");
+    let config =
+        rule(&lb, "slots = 1", &consul.source()).replace(
+            "server_options = \"check inter 500ms\"",
+            "server_options = \"check no_such_keyword 1\"",
+        ) + &format!("\n[control]\nsocket = \"\"\nmetrics_listen = \"127.0.0.1:{port}\"\n");
     let wd = Watchdog::start("lb", &Env::offline(), &config, &[]);
     wd.wait_event(WITHIN, "backend_sync_failed").await;
     wd.wait_event(WITHIN, "slots_exhausted").await;
