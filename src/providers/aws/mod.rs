@@ -15,7 +15,7 @@ use crate::telemetry::metrics::Metrics;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region};
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use std::fmt;
 
 /// Load the SDK configuration once; every client is built from it.
@@ -67,7 +67,9 @@ impl AwsError {
         let message = match (&err, err.message()) {
             (SdkError::ServiceError(_), Some(m)) => m.to_owned(),
             (SdkError::TimeoutError(_), _) => "timed out".to_owned(),
-            _ => DisplayErrorContext(&err).to_string(),
+            // Each cause's text, not the SDK's `DisplayErrorContext`, which ends with the
+            // whole error in Rust's debug format (`DispatchFailure(DispatchFailure { .. })`).
+            _ => crate::telemetry::chain(&err),
         };
         // The text comes from the far end: one line, so it cannot forge a log line of ours.
         let message = message.replace(['\r', '\n'], " ");
@@ -95,4 +97,32 @@ impl std::error::Error for AwsError {}
 fn called(metrics: &Metrics, service: &'static str, operation: &'static str) {
     metrics.aws_call(service, operation);
     tracing::debug!(event = events::AWS_CALL, service, operation);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::operation::describe_addresses::DescribeAddressesError;
+
+    /// A tester's find: AWS errors without a service message carried the SDK's debug dump
+    /// (`DispatchFailure(...)`, `ServiceError { .. }`) into logs and the `--once` summary.
+    #[test]
+    fn an_aws_error_reads_as_its_causes_not_as_a_debug_dump() {
+        let metrics = Metrics::new().expect("metrics");
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let err: SdkError<DescribeAddressesError, ()> = SdkError::construction_failure(io);
+        let e = AwsError::from_sdk(&metrics, "ec2:DescribeAddresses", err);
+        assert_eq!(
+            e.to_string(),
+            "ec2:DescribeAddresses failed: failed to construct request: Connection refused"
+        );
+        assert!(
+            !e.message.contains('{') && !e.message.contains("Failure("),
+            "{e}"
+        );
+        assert!(metrics.snapshot().contains(&(
+            "aws_api_errors_total{code=\"none\",operation=\"ec2:DescribeAddresses\"}".into(),
+            1
+        )));
+    }
 }
