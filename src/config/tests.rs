@@ -848,3 +848,24 @@ fn a_missing_check_does_not_hide_the_rules_other_errors() {
         );
     }
 }
+
+#[test]
+fn a_disabled_rule_is_validated_like_an_enabled_one() {
+    // Both rules' mistakes are reported, whether the rule is enabled or not; the second
+    // rule keeps the configuration from being all-disabled.
+    let both = |enabled: &str| {
+        format!(
+            "{GOOD}\n[rules.off]\n{enabled}check = {{ type = \"http\", url = \"http://203.0.113.10/\" }}\non_recover = [\"claim\"]\n"
+        )
+    };
+    let expected = ["a.toml: rule \"off\": `on_recover` lists claim action \"claim\": a claim belongs in `on_fail`"];
+    assert_eq!(errors(&[("a.toml", &both(""))]), expected);
+    assert_eq!(errors(&[("a.toml", &both("enabled = false\n"))]), expected);
+    // Valid, a disabled rule is left out of what runs.
+    let c = from_sources(&src(&[(
+        "a.toml",
+        &format!("{GOOD}\n[rules.off]\nenabled = false\ncheck = {{ type = \"http\", url = \"http://203.0.113.10/\" }}\n"),
+    )]))
+    .unwrap();
+    assert_eq!(c.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["eip"]);
+}

@@ -74,9 +74,8 @@ pub(super) fn rule(
         Some(check) => checks::check(check, env, cx.scope()),
     };
 
-    if v.enabled == Some(false) {
-        return None;
-    }
+    // A disabled rule is built like any other, so the checks that need the whole picture
+    // (cross.rs) see it too; only `validate` leaves it out of what runs.
     cx.finish(|| {
         Some(Rule {
             name: name.to_owned(),
