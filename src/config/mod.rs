@@ -90,12 +90,14 @@ pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
     Ok(files)
 }
 
+/// Every `*.toml` entry of `dir`, sorted, whatever it is: one that is not a readable file (a
+/// directory, a dangling link) is reported when it is read, never skipped.
 fn toml_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let p = entry.path();
-        if p.extension().is_some_and(|x| x == "toml") && p.is_file() {
+        if p.extension().is_some_and(|x| x == "toml") {
             files.push(p);
         }
     }

@@ -869,3 +869,25 @@ fn a_disabled_rule_is_validated_like_an_enabled_one() {
     .unwrap();
     assert_eq!(c.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["eip"]);
 }
+
+#[test]
+fn every_toml_entry_of_a_config_directory_is_read_or_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.toml"), GOOD).unwrap();
+    // A directory and a dangling link named *.toml: neither can be read, neither is skipped.
+    std::fs::create_dir(dir.path().join("x.toml")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("y.toml")).unwrap();
+    for config in [dir.path().to_path_buf(), dir.path().join("a.toml")] {
+        let conf_d = dir.path().join("conf.d");
+        if config.is_file() {
+            // The same inside conf.d, beside a main file.
+            std::fs::create_dir(&conf_d).unwrap();
+            std::fs::rename(dir.path().join("x.toml"), conf_d.join("x.toml")).unwrap();
+            std::fs::rename(dir.path().join("y.toml"), conf_d.join("y.toml")).unwrap();
+        }
+        let e = load(&config).unwrap_err();
+        let files: Vec<_> = e.0.iter().map(|e| e.file.file_name().unwrap()).collect();
+        assert_eq!(files, ["x.toml", "y.toml"], "{e}");
+        assert!(e.0.iter().all(|e| e.message.starts_with("cannot read")), "{e}");
+    }
+}
