@@ -375,7 +375,7 @@ fn a_claim_needs_a_topic_and_belongs_in_on_fail_only() {
 
 #[test]
 fn one_claim_action_per_elastic_ip() {
-    let twice = format!("{GOOD}\n[actions.again]\ntype = \"claim_eip\"\neip = \"203.0.113.10\"\nsns_topic_arn = \"arn:aws:sns:us-east-1:1:t\"\n");
+    let twice = format!("{GOOD}\n[actions.again]\ntype = \"claim_eip\"\neip = \"203.0.113.10\"\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n");
     let e = errors(&[("a.toml", &twice)]);
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
@@ -526,7 +526,7 @@ fn backend_sync_mistakes_are_reported_together() {
 #[test]
 fn one_sync_per_backend_and_no_claims_on_sync_failure() {
     let two = format!(
-        "{SYNC}{}\n[actions.claim]\ntype = \"claim_eip\"\neip = \"203.0.113.10\"\nsns_topic_arn = \"arn:aws:sns:us-east-1:1:t\"\n",
+        "{SYNC}{}\n[actions.claim]\ntype = \"claim_eip\"\neip = \"203.0.113.10\"\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n",
         SYNC.replace("rules.app", "rules.app2")
             .replace("[rules.app2]\n", "[rules.app2]\non_fail = [\"claim\"]\n")
     );
@@ -890,4 +890,71 @@ fn every_toml_entry_of_a_config_directory_is_read_or_reported() {
         assert_eq!(files, ["x.toml", "y.toml"], "{e}");
         assert!(e.0.iter().all(|e| e.message.starts_with("cannot read")), "{e}");
     }
+}
+
+#[test]
+fn values_are_checked_for_their_whole_shape_not_only_their_syntax() {
+    let with = |extra: &str| format!("{GOOD}\n{extra}\n");
+    let one_error = |extra: &str, want: &str| {
+        let e = errors(&[("a.toml", &with(extra))]);
+        assert_eq!(e.len(), 1, "{extra}: {e:?}");
+        assert!(e[0].contains(want), "{extra}: {e:?}");
+    };
+    // Regions: two letters, words, a number.
+    for r in ["x", "useast", "us-east", "us_east_1", "US-east-1"] {
+        one_error(&format!("[aws]\nregion = \"{r}\""), "not a region name");
+    }
+    // SNS topic ARNs: every field SNS needs, well-formed.
+    for arn in [
+        "arn:aws:sns:::",
+        "arn:aws:sns:x:y:",
+        "arn:aws:sns:us-east-1:123456789012:",
+        "arn:aws:sns:useast1:123456789012:t",
+        "arn:aws:sns:us-east-1:1234:t",
+        "arn::sns:us-east-1:123456789012:t",
+        "arn:aws:sns:us-east-1:123456789012:t:sub-id",
+        "arn:aws:sns:us-east-1:123456789012:a b",
+    ] {
+        one_error(
+            &format!("[alerts]\nsns_topic_arn = \"{arn}\""),
+            "not an SNS topic ARN",
+        );
+    }
+    // An Elastic IP is never a private or reserved address.
+    for ip in [
+        "10.0.0.1",
+        "172.16.0.1",
+        "192.168.1.1",
+        "127.0.0.1",
+        "169.254.169.254",
+        "0.0.0.0",
+        "224.0.0.1",
+        "255.255.255.255",
+    ] {
+        let claim = GOOD.replace("eip = \"203.0.113.10\"", &format!("eip = \"{ip}\""));
+        let e = errors(&[("a.toml", &claim)]);
+        assert_eq!(e.len(), 1, "{ip}: {e:?}");
+        assert!(e[0].contains("can never be an Elastic IP"), "{e:?}");
+        let egress = format!("{GOOD}\n[rules.home]\ncheck = {{ type = \"egress\", expect = \"{ip}\" }}\n");
+        let e = errors(&[("a.toml", &egress)]);
+        assert!(e[0].contains("can never be an Elastic IP"), "{e:?}");
+    }
+    // HAProxy proxy names have no spaces; sockets are absolute paths.
+    one_error("[haproxy]\nfrontend = \"f f\"", "`frontend` = \"f f\": not a HAProxy proxy name");
+    one_error("[haproxy]\nbackend = \"b c\"", "`backend` = \"b c\": not a HAProxy proxy name");
+    one_error("[haproxy]\nstats_socket = \"admin.sock\"", "`stats_socket` = \"admin.sock\": use an absolute path");
+    one_error(
+        "[rules.lb]\ncheck = { type = \"haproxy\", stats_socket = \"run/admin.sock\" }",
+        "`stats_socket` = \"run/admin.sock\": use an absolute path",
+    );
+    let sync = SYNC.replace("port = 8080", "port = 8080\nstats_socket = \"admin.sock\"\nhaproxy_config = \"haproxy.cfg\"");
+    let e = errors(&[("a.toml", &sync)]);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].contains("`check.stats_socket` = \"admin.sock\": use an absolute path"), "{e:?}");
+    assert!(e[1].contains("`check.haproxy_config` = \"haproxy.cfg\": use an absolute path"), "{e:?}");
+    // What examples and tests use stays good: the documentation ranges, real shapes.
+    let good = with(
+        "[aws]\nregion = \"us-gov-west-1\"\n[alerts]\nsns_topic_arn = \"arn:aws-cn:sns:cn-north-1:123456789012:alerts.fifo\"\n[haproxy]\nstats_socket = \"/run/haproxy/admin.sock\"\nfrontend = \"fe_http:80\"\nbackend = \"be-app_1.v2\"\n[actions.doc2]\ntype = \"claim_eip\"\neip = \"198.51.100.7\"\n[actions.doc1]\ntype = \"claim_eip\"\neip = \"192.0.2.7\"\n[actions.public]\ntype = \"claim_eip\"\neip = \"54.173.141.243\"",
+    );
+    from_sources(&src(&[("a.toml", &good)])).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -1,7 +1,7 @@
 //! [`Ctx`]: where a value being validated sits (file and item) and where its errors go, with
 //! the parsers of the value kinds that many sections share (durations, URLs, addresses, ids).
 
-use super::super::defaults::limits::Durations;
+use super::super::defaults::limits::{self, Durations};
 use super::super::Errors;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -106,15 +106,31 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// An SNS topic ARN.
+    /// An SNS topic ARN: `arn:PARTITION:sns:REGION:ACCOUNT:NAME`, every field present and
+    /// well-formed, since SNS needs each of them to find the topic.
     pub fn arn(&mut self, s: &str, what: &str) -> Option<String> {
         let parts: Vec<&str> = s.split(':').collect();
-        if parts.len() >= 6 && parts[0] == "arn" && parts[2] == "sns" {
-            Some(s.to_owned())
+        let shape = || {
+            format!("`{what}` = {s:?}: not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+        };
+        if !(parts.len() >= 6 && parts[0] == "arn" && parts[2] == "sns") {
+            return self.fail(shape());
+        }
+        let (partition, region, account, name) = (parts[1], parts[3], parts[4], &parts[5..]);
+        let problem = if !is_partition(partition) {
+            Some("the partition is \"aws\" (or \"aws-cn\", \"aws-us-gov\", ...)")
+        } else if !is_region(region) {
+            Some("the region looks like \"us-east-1\"")
+        } else if !(account.len() == 12 && account.chars().all(|c| c.is_ascii_digit())) {
+            Some("the account is 12 digits")
+        } else if !(name.len() == 1 && is_topic_name(name[0])) {
+            Some("the topic name is 1 to 256 of A-Z a-z 0-9 - _ (and .fifo at the end)")
         } else {
-            self.fail(format!(
-                "`{what}` = {s:?}: not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
-            ))
+            None
+        };
+        match problem {
+            None => Some(s.to_owned()),
+            Some(p) => self.fail(format!("{}: {p}", shape())),
         }
     }
 
@@ -132,16 +148,111 @@ impl<'a> Ctx<'a> {
 
     /// An AWS region name (`us-east-1`): a typo here would only show as failing calls.
     pub fn region(&mut self, s: &str) -> Option<String> {
-        let ok = !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if ok {
+        if is_region(s) {
             Some(s.to_owned())
         } else {
             self.fail(format!(
                 "`region` = {s:?}: not a region name like \"us-east-1\""
             ))
         }
+    }
+
+    /// A path the daemon opens whatever its working directory: absolute, like every path
+    /// in the configuration.
+    pub fn absolute(&mut self, p: &Path, what: &str) -> Option<std::path::PathBuf> {
+        if p.is_absolute() {
+            Some(p.to_path_buf())
+        } else {
+            self.fail(format!(
+                "`{what}` = {:?}: use an absolute path",
+                p.display().to_string()
+            ))
+        }
+    }
+
+    /// A HAProxy proxy or section name: "names may contain upper and lower case letters,
+    /// digits, '-', '_', '.' and ':'" (HAProxy configuration manual), so no space.
+    pub fn haproxy_name(&mut self, s: &str, what: &str) -> Option<String> {
+        if is_haproxy_name(s) {
+            Some(s.to_owned())
+        } else {
+            self.fail(format!(
+                "`{what}` = {s:?}: not a HAProxy proxy name (letters, digits, - _ . :)"
+            ))
+        }
+    }
+
+    /// An Elastic IP's address: one that can be public. Private and reserved addresses never
+    /// are; the documentation ranges (RFC 5737) are let through for examples and tests.
+    pub fn eip(&mut self, s: &str, what: &str) -> Option<Ipv4Addr> {
+        let ip = self.ipv4(s, what)?;
+        match not_public(ip) {
+            None => Some(ip),
+            Some(kind) => self.fail(format!(
+                "`{what}` = {s:?}: {kind}, which can never be an Elastic IP"
+            )),
+        }
+    }
+}
+
+/// HAProxy's name set: letters, digits, `-_.:`, 1 to 100 of them.
+pub(crate) fn is_haproxy_name(s: &str) -> bool {
+    limits::HAPROXY_IDENT_LEN.contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// `us-east-1`, `us-gov-west-1`, `ap-southeast-2`: two letters, words, then a number.
+pub(crate) fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let word = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase());
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && word(&parts[0])
+        && parts[1..parts.len() - 1].iter().all(word)
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+/// `aws`, `aws-cn`, `aws-us-gov`, `aws-iso-b`.
+fn is_partition(s: &str) -> bool {
+    s == "aws"
+        || s.strip_prefix("aws-").is_some_and(|rest| {
+            rest.split('-')
+                .all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase()))
+        })
+}
+
+/// SNS topic names: 1 to 256 of `A-Z a-z 0-9 - _`, a FIFO topic's ending in `.fifo`.
+fn is_topic_name(s: &str) -> bool {
+    let base = s.strip_suffix(".fifo").unwrap_or(s);
+    (1..=256).contains(&s.len())
+        && !base.is_empty()
+        && base
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+}
+
+/// Why `ip` can never be a public address, if it cannot.
+fn not_public(ip: Ipv4Addr) -> Option<&'static str> {
+    if ip.is_private() {
+        Some("a private address (RFC 1918)")
+    } else if ip.is_loopback() {
+        Some("a loopback address")
+    } else if ip.is_link_local() {
+        Some("a link-local address")
+    } else if ip.is_unspecified() || ip.octets()[0] == 0 {
+        Some("an unspecified address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if ip.is_broadcast() {
+        Some("the broadcast address")
+    } else if ip.octets()[0] >= 240 {
+        Some("a reserved address")
+    } else if ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1]) {
+        Some("a shared (carrier-grade NAT) address")
+    } else {
+        None
     }
 }
 

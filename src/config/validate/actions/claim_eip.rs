@@ -31,7 +31,7 @@ pub(super) fn action(
     mut cx: Ctx<'_>,
 ) -> Option<ClaimEipSpec> {
     let eip = match (&c.eip, &c.allocation_id) {
-        (Some(ip), None) => cx.ipv4(ip, "eip").map(EipRef::PublicIp),
+        (Some(ip), None) => cx.eip(ip, "eip").map(EipRef::PublicIp),
         (None, Some(id)) => cx
             .prefixed_id(id, "eipalloc-", "allocation_id")
             .map(EipRef::AllocationId),
