@@ -958,3 +958,21 @@ fn values_are_checked_for_their_whole_shape_not_only_their_syntax() {
     );
     from_sources(&src(&[("a.toml", &good)])).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn a_message_names_what_is_actually_wrong() {
+    // Peers mode with both names: the backend is what is wrong, and nothing else is.
+    let both = SYNC.replace(
+        "backend = \"app\"",
+        "apply = \"peers\"\npeers = \"mesh\"\nbackend = \"app\"",
+    );
+    assert_eq!(
+        errors(&[("s.toml", &both)]),
+        ["s.toml: rule \"app\": `apply = \"peers\"` needs `check.peers` only: remove `check.backend`, since peers mode keeps the `peers` section \"mesh\", not a backend"]
+    );
+    // Without a name there is no default server prefix to find fault with.
+    let none = SYNC.replace("backend = \"app\"", "apply = \"peers\"");
+    let e = errors(&[("s.toml", &none)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("needs `check.peers`, the name of"), "{e:?}");
+}

@@ -51,6 +51,11 @@ pub(super) fn check(
             cx.err("`check.backend` names the HAProxy backend to keep in step (`check.peers` is for `apply = \"peers\"`)");
             (String::new(), "backend")
         }
+        (Some(_), Some(n), true) => {
+            // The peers section is named: what is wrong is the backend beside it.
+            cx.err(format!("`apply = \"peers\"` needs `check.peers` only: remove `check.backend`, since peers mode keeps the `peers` section {n:?}, not a backend"));
+            (n.clone(), "peers")
+        }
         (_, _, true) => {
             cx.err("`apply = \"peers\"` needs `check.peers`, the name of the HAProxy `peers` section to keep in step (and no `check.backend`)");
             (String::new(), "peers")
@@ -90,7 +95,9 @@ pub(super) fn check(
         (Err(e), _) => cx.fail(e.to_string()),
     };
     let server_prefix = b.server_prefix.clone().unwrap_or_else(|| name.clone());
-    if !is_haproxy_name(&server_prefix) || server_prefix.len() > limits::SERVER_PREFIX_MAX_LEN {
+    // With no name (reported above) there is no default prefix to find fault with.
+    let prefix_unknown = b.server_prefix.is_none() && name.is_empty();
+    if !prefix_unknown && !is_haproxy_name(&server_prefix) || server_prefix.len() > limits::SERVER_PREFIX_MAX_LEN {
         cx.err(format!("`check.server_prefix` = {server_prefix:?}: server names use letters, digits, - _ . : (at most {})", limits::SERVER_PREFIX_MAX_LEN));
     }
     let server_options = b
