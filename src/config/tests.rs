@@ -976,3 +976,18 @@ fn a_message_names_what_is_actually_wrong() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].contains("needs `check.peers`, the name of"), "{e:?}");
 }
+
+#[test]
+fn each_problem_is_reported_once() {
+    let e = errors(&[("a.toml", &GOOD.replace("[\"claim\"]", "[\"a\", \"a\"]"))]);
+    assert_eq!(
+        e,
+        [
+            "a.toml: rule \"eip\": `on_fail` names unknown action \"a\" (defined actions: claim)",
+            "a.toml: rule \"eip\": `on_fail` lists action \"a\" twice",
+        ]
+    );
+    // A defined action listed twice is an error of its own.
+    let e = errors(&[("a.toml", &GOOD.replace("[\"claim\"]", "[\"claim\", \"claim\"]"))]);
+    assert_eq!(e, ["a.toml: rule \"eip\": `on_fail` lists action \"claim\" twice"]);
+}

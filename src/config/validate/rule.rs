@@ -103,13 +103,15 @@ fn default_interval(check: Option<&RawCheck>) -> std::time::Duration {
     }
 }
 
-/// `on_fail` or `on_recover`: each action once, and each defined. An action that was
+/// `on_fail` or `on_recover`: each action once, and each defined; each problem is reported once. An action that was
 /// defined but did not parse has been reported already, and is not reported again here.
 fn action_refs(list: &[String], what: &str, m: &Merged, cx: &mut Ctx<'_>) {
     let mut seen = Vec::new();
     for a in list {
         if seen.contains(&a) {
+            // Reported once as a repeat; whatever else is wrong with it was said the first time.
             cx.err(format!("`{what}` lists action \"{a}\" twice"));
+            continue;
         }
         seen.push(a);
         if !m.actions.contains_key(a) && !m.broken_actions.contains(a) {
