@@ -159,6 +159,9 @@ impl Errors {
 pub(crate) struct Located<T> {
     pub file: PathBuf,
     pub value: T,
+    /// Keys that were written but did not parse (reported already): left out of `value`, they
+    /// are not missing, and are not reported as missing again.
+    pub unparsed: Vec<String>,
 }
 
 /// All files' raw contents, merged: each global section at most once, each name once.
@@ -236,7 +239,7 @@ fn section<T: serde::de::DeserializeOwned>(
         );
         return;
     }
-    let (parsed, problems) = deserialize_all::<T>(value);
+    let (parsed, problems, unparsed) = deserialize_all::<T>(value);
     for p in problems {
         errs.push(path, Some(label), p);
     }
@@ -244,6 +247,7 @@ fn section<T: serde::de::DeserializeOwned>(
         *slot = Some(Located {
             file: path.to_path_buf(),
             value: v,
+            unparsed,
         })
     }
 }
@@ -253,14 +257,17 @@ fn section<T: serde::de::DeserializeOwned>(
 /// removal clears that error is taken out and the rest tried again. What is left, when it
 /// deserializes, is returned too, so the semantic checks of the other keys still run and
 /// their errors are reported in the same pass. A removed key that turns out to be required
-/// ends the search: its own error has been reported already.
-fn deserialize_all<T: serde::de::DeserializeOwned>(value: toml::Value) -> (Option<T>, Vec<String>) {
+/// ends the search: its own error has been reported already. The top-level keys taken out
+/// are returned last, so that nothing reports them missing.
+fn deserialize_all<T: serde::de::DeserializeOwned>(
+    value: toml::Value,
+) -> (Option<T>, Vec<String>, Vec<String>) {
     let mut table = match value {
         toml::Value::Table(t) => t,
         other => {
             return match T::deserialize(other) {
-                Ok(v) => (Some(v), Vec::new()),
-                Err(e) => (None, vec![one_line(&e)]),
+                Ok(v) => (Some(v), Vec::new(), Vec::new()),
+                Err(e) => (None, vec![one_line(&e)], Vec::new()),
             }
         }
     };
@@ -268,17 +275,18 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(value: toml::Value) -> (Optio
         |t: &toml::Table| T::deserialize(toml::Value::Table(t.clone())).map_err(|e| one_line(&e));
     let mut problems = Vec::new();
     let mut removed: Vec<String> = Vec::new();
+    let mut unparsed: Vec<String> = Vec::new();
     // Each round removes one key; a table has few, so this ends quickly.
     for _ in 0..64 {
         let msg = match try_table(&table) {
-            Ok(v) => return (Some(v), problems),
+            Ok(v) => return (Some(v), problems, unparsed),
             Err(m) => m,
         };
         if removed
             .iter()
             .any(|k| msg.contains(&format!("missing field `{k}`")))
         {
-            return (None, problems);
+            return (None, problems, unparsed);
         }
         problems.push(msg.clone());
         // Nested keys first, so a bad key inside `check` costs only that key.
@@ -313,12 +321,15 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(value: toml::Value) -> (Optio
         match culprit {
             Some(p) => {
                 table = without(&p);
+                if p.1.is_none() {
+                    unparsed.push(p.0.clone());
+                }
                 removed.push(p.1.unwrap_or(p.0));
             }
-            None => return (None, problems),
+            None => return (None, problems, unparsed),
         }
     }
-    (None, problems)
+    (None, problems, unparsed)
 }
 
 fn named<T: serde::de::DeserializeOwned>(
@@ -353,7 +364,7 @@ fn named<T: serde::de::DeserializeOwned>(
             );
             continue;
         }
-        let (parsed, problems) = deserialize_all::<T>(body);
+        let (parsed, problems, unparsed) = deserialize_all::<T>(body);
         for p in problems {
             errs.push(path, Some(&label), p);
         }
@@ -364,6 +375,7 @@ fn named<T: serde::de::DeserializeOwned>(
                     Located {
                         file: path.to_path_buf(),
                         value: v,
+                        unparsed,
                     },
                 );
             }

@@ -991,3 +991,20 @@ fn each_problem_is_reported_once() {
     let e = errors(&[("a.toml", &GOOD.replace("[\"claim\"]", "[\"claim\", \"claim\"]"))]);
     assert_eq!(e, ["a.toml: rule \"eip\": `on_fail` lists action \"claim\" twice"]);
 }
+
+#[test]
+fn a_part_that_failed_to_parse_gets_its_own_error_only() {
+    let consul = "[rules.c]\n[rules.c.check]\ntype = \"backend_sync\"\nbackend = \"api\"\n[rules.c.check.source]\ntype = \"consul\"\nservice = \"s\"\npassing_only = \"yes\"\n";
+    let cases = [
+        (consul, "invalid type: string \"yes\", expected a boolean; in `check`"),
+        ("[actions.x]\ntype = \"exec\"\ncommand = \"/bin/x\"\n", "invalid type: string \"/bin/x\", expected a sequence"),
+        ("[actions.x]\ntype = \"sns\"\ntopic_arn = 3\n", "invalid type: integer `3`, expected a string"),
+        ("[actions.x]\ntype = \"claim_eip\"\neip = 3\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n", "invalid type: integer `3`, expected a string"),
+        ("[actions.x]\ntype = \"claim_eip\"\neip = \"203.0.113.77\"\nsns_topic_arn = 3\n", "invalid type: integer `3`, expected a string"),
+    ];
+    for (extra, want) in cases {
+        let e = errors(&[("a.toml", &format!("{GOOD}\n{extra}"))]);
+        assert_eq!(e.len(), 1, "no follow-on \"missing\" error: {e:#?}");
+        assert!(e[0].contains(want), "{e:?}");
+    }
+}

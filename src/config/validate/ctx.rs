@@ -18,6 +18,8 @@ pub(crate) struct Ctx<'a> {
     item: &'a str,
     errs: &'a mut Errors,
     start: usize,
+    /// Keys written but not parsed (reported already): not to be reported missing.
+    unparsed: &'a [String],
 }
 
 impl<'a> Ctx<'a> {
@@ -28,13 +30,26 @@ impl<'a> Ctx<'a> {
             item,
             errs,
             start,
+            unparsed: &[],
         }
+    }
+
+    /// Knowing which of the item's keys did not parse (see [`Ctx::unparsed`]).
+    pub fn with_unparsed(mut self, unparsed: &'a [String]) -> Self {
+        self.unparsed = unparsed;
+        self
+    }
+
+    /// Was `key` written but reported as unparsable? Then it is not missing: a check for it
+    /// says nothing more, so the item gets that key's one error only.
+    pub fn unparsed(&self, key: &str) -> bool {
+        self.unparsed.iter().any(|k| k == key)
     }
 
     /// The same file and item, counting errors from here on: for a part of a section (the
     /// `check` of a rule) that is built or not on its own.
     pub fn scope(&mut self) -> Ctx<'_> {
-        Ctx::new(self.file, self.item, self.errs)
+        Ctx::new(self.file, self.item, self.errs).with_unparsed(self.unparsed)
     }
 
     pub fn err(&mut self, message: impl Into<String>) {

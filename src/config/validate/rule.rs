@@ -25,7 +25,7 @@ pub(super) fn rule(
     errs: &mut Errors,
 ) -> Option<Rule> {
     let item = format!("rule \"{name}\"");
-    let mut cx = Ctx::new(&r.file, &item, errs);
+    let mut cx = Ctx::new(&r.file, &item, errs).with_unparsed(&r.unparsed);
     let v = &r.value;
 
     let interval = cx.duration(
@@ -68,6 +68,7 @@ pub(super) fn rule(
     action_refs(&v.on_recover, "on_recover", env.merged, &mut cx);
 
     let check = match &v.check {
+        None if cx.unparsed("check") => None,
         None => cx.fail(
             "missing `check`: every rule needs one, like check = { type = \"http\", url = \"http://...\" }",
         ),
