@@ -267,12 +267,13 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
         other => {
             return match T::deserialize(other) {
                 Ok(v) => (Some(v), Vec::new(), Vec::new()),
-                Err(e) => (None, vec![one_line(&e)], Vec::new()),
+                Err(e) => (None, vec![user_terms(one_line(&e))], Vec::new()),
             }
         }
     };
-    let try_table =
-        |t: &toml::Table| T::deserialize(toml::Value::Table(t.clone())).map_err(|e| one_line(&e));
+    let try_table = |t: &toml::Table| {
+        T::deserialize(toml::Value::Table(t.clone())).map_err(|e| user_terms(one_line(&e)))
+    };
     let mut problems = Vec::new();
     let mut removed: Vec<String> = Vec::new();
     let mut unparsed: Vec<String> = Vec::new();
@@ -320,6 +321,16 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
         });
         match culprit {
             Some(p) => {
+                // Inside a tagged kind (an action) serde's message names no key: name it.
+                if let Some(last) = problems.last_mut() {
+                    let key = match &p.1 {
+                        Some(inner) => format!("{}.{inner}", p.0),
+                        None => p.0.clone(),
+                    };
+                    if !last.contains("; in `") && !last.contains(&format!("`{key}`")) {
+                        last.push_str(&format!("; in `{key}`"));
+                    }
+                }
                 table = without(&p);
                 if p.1.is_none() {
                     unparsed.push(p.0.clone());
@@ -382,6 +393,43 @@ fn named<T: serde::de::DeserializeOwned>(
             None => broken.push(name),
         }
     }
+}
+
+/// serde names what it expected by our Rust types (`internally tagged enum RawAction`,
+/// `struct RawRule`); say it in the terms of the file instead.
+fn user_terms(msg: String) -> String {
+    const TERMS: &[(&str, &str)] = &[
+        (
+            "internally tagged enum RawAction",
+            "an action: a table with `type` = \"claim_eip\", \"sns\" or \"exec\"",
+        ),
+        (
+            "internally tagged enum RawCheck",
+            "a check: a table with `type` = \"http\", \"haproxy\", \"egress\" or \"backend_sync\"",
+        ),
+        (
+            "internally tagged enum RawSource",
+            "a source: a table with `type` = \"asg\" or \"consul\"",
+        ),
+        (
+            "data did not match any variant of untagged enum StatusPattern",
+            "expected a status code like 200 or a class like \"2xx\"",
+        ),
+        ("variant identifier", "a string naming the kind"),
+        ("struct RawRule", "a rule: a table like [rules.NAME]"),
+    ];
+    let mut msg = msg;
+    for (ours, theirs) in TERMS {
+        msg = msg.replace(ours, theirs);
+    }
+    // Any other of our types is a table of settings.
+    while let Some(at) = msg.find("struct Raw") {
+        let end = msg[at + "struct ".len()..]
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .map_or(msg.len(), |n| at + "struct ".len() + n);
+        msg.replace_range(at..end, "a table");
+    }
+    msg
 }
 
 /// toml's messages span several lines (with a source excerpt); keep the gist on one line.

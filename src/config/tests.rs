@@ -1008,3 +1008,23 @@ fn a_part_that_failed_to_parse_gets_its_own_error_only() {
         assert!(e[0].contains(want), "{e:?}");
     }
 }
+
+#[test]
+fn no_internal_type_name_reaches_the_user() {
+    let cases = [
+        ("[actions]\nx = \"claim\"\n", "expected an action: a table with `type` = \"claim_eip\", \"sns\" or \"exec\""),
+        ("[actions.x]\ntype = 3\n", "expected a string naming the kind; in `type`"),
+        ("[actions.x]\ntype = \"claim_eip\"\neip = 3\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n", "expected a string; in `eip`"),
+        ("[rules.q]\ncheck = \"http\"\n", "expected a check: a table with `type` = \"http\", \"haproxy\", \"egress\" or \"backend_sync\""),
+        ("[rules.q]\ncheck = { type = \"http\", url = \"http://x/\", expect_status = [true] }\n", "expected a status code like 200 or a class like \"2xx\""),
+        ("[rules]\nq = 3\n", "expected a rule: a table like [rules.NAME]"),
+    ];
+    for (extra, want) in cases {
+        let e = errors(&[("a.toml", &format!("{GOOD}\n{extra}"))]);
+        assert_eq!(e.len(), 1, "{extra}: {e:?}");
+        assert!(e[0].contains(want), "{extra}: {e:?}");
+        for internal in ["Raw", "enum", "struct", "variant identifier", "did not match"] {
+            assert!(!e[0].contains(internal), "{extra}: {e:?}");
+        }
+    }
+}
