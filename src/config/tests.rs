@@ -867,7 +867,10 @@ fn a_disabled_rule_is_validated_like_an_enabled_one() {
         &format!("{GOOD}\n[rules.off]\nenabled = false\ncheck = {{ type = \"http\", url = \"http://203.0.113.10/\" }}\n"),
     )]))
     .unwrap();
-    assert_eq!(c.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["eip"]);
+    assert_eq!(
+        c.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["eip"]
+    );
 }
 
 #[test]
@@ -888,7 +891,10 @@ fn every_toml_entry_of_a_config_directory_is_read_or_reported() {
         let e = load(&config).unwrap_err();
         let files: Vec<_> = e.0.iter().map(|e| e.file.file_name().unwrap()).collect();
         assert_eq!(files, ["x.toml", "y.toml"], "{e}");
-        assert!(e.0.iter().all(|e| e.message.starts_with("cannot read")), "{e}");
+        assert!(
+            e.0.iter().all(|e| e.message.starts_with("cannot read")),
+            "{e}"
+        );
     }
 }
 
@@ -935,23 +941,42 @@ fn values_are_checked_for_their_whole_shape_not_only_their_syntax() {
         let e = errors(&[("a.toml", &claim)]);
         assert_eq!(e.len(), 1, "{ip}: {e:?}");
         assert!(e[0].contains("can never be an Elastic IP"), "{e:?}");
-        let egress = format!("{GOOD}\n[rules.home]\ncheck = {{ type = \"egress\", expect = \"{ip}\" }}\n");
+        let egress =
+            format!("{GOOD}\n[rules.home]\ncheck = {{ type = \"egress\", expect = \"{ip}\" }}\n");
         let e = errors(&[("a.toml", &egress)]);
         assert!(e[0].contains("can never be an Elastic IP"), "{e:?}");
     }
     // HAProxy proxy names have no spaces; sockets are absolute paths.
-    one_error("[haproxy]\nfrontend = \"f f\"", "`frontend` = \"f f\": not a HAProxy proxy name");
-    one_error("[haproxy]\nbackend = \"b c\"", "`backend` = \"b c\": not a HAProxy proxy name");
-    one_error("[haproxy]\nstats_socket = \"admin.sock\"", "`stats_socket` = \"admin.sock\": use an absolute path");
+    one_error(
+        "[haproxy]\nfrontend = \"f f\"",
+        "`frontend` = \"f f\": not a HAProxy proxy name",
+    );
+    one_error(
+        "[haproxy]\nbackend = \"b c\"",
+        "`backend` = \"b c\": not a HAProxy proxy name",
+    );
+    one_error(
+        "[haproxy]\nstats_socket = \"admin.sock\"",
+        "`stats_socket` = \"admin.sock\": use an absolute path",
+    );
     one_error(
         "[rules.lb]\ncheck = { type = \"haproxy\", stats_socket = \"run/admin.sock\" }",
         "`stats_socket` = \"run/admin.sock\": use an absolute path",
     );
-    let sync = SYNC.replace("port = 8080", "port = 8080\nstats_socket = \"admin.sock\"\nhaproxy_config = \"haproxy.cfg\"");
+    let sync = SYNC.replace(
+        "port = 8080",
+        "port = 8080\nstats_socket = \"admin.sock\"\nhaproxy_config = \"haproxy.cfg\"",
+    );
     let e = errors(&[("a.toml", &sync)]);
     assert_eq!(e.len(), 2, "{e:?}");
-    assert!(e[0].contains("`check.stats_socket` = \"admin.sock\": use an absolute path"), "{e:?}");
-    assert!(e[1].contains("`check.haproxy_config` = \"haproxy.cfg\": use an absolute path"), "{e:?}");
+    assert!(
+        e[0].contains("`check.stats_socket` = \"admin.sock\": use an absolute path"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains("`check.haproxy_config` = \"haproxy.cfg\": use an absolute path"),
+        "{e:?}"
+    );
     // What examples and tests use stays good: the documentation ranges, real shapes.
     let good = with(
         "[aws]\nregion = \"us-gov-west-1\"\n[alerts]\nsns_topic_arn = \"arn:aws-cn:sns:cn-north-1:123456789012:alerts.fifo\"\n[haproxy]\nstats_socket = \"/run/haproxy/admin.sock\"\nfrontend = \"fe_http:80\"\nbackend = \"be-app_1.v2\"\n[actions.doc2]\ntype = \"claim_eip\"\neip = \"198.51.100.7\"\n[actions.doc1]\ntype = \"claim_eip\"\neip = \"192.0.2.7\"\n[actions.public]\ntype = \"claim_eip\"\neip = \"54.173.141.243\"",
@@ -988,8 +1013,14 @@ fn each_problem_is_reported_once() {
         ]
     );
     // A defined action listed twice is an error of its own.
-    let e = errors(&[("a.toml", &GOOD.replace("[\"claim\"]", "[\"claim\", \"claim\"]"))]);
-    assert_eq!(e, ["a.toml: rule \"eip\": `on_fail` lists action \"claim\" twice"]);
+    let e = errors(&[(
+        "a.toml",
+        &GOOD.replace("[\"claim\"]", "[\"claim\", \"claim\"]"),
+    )]);
+    assert_eq!(
+        e,
+        ["a.toml: rule \"eip\": `on_fail` lists action \"claim\" twice"]
+    );
 }
 
 #[test]
@@ -1023,7 +1054,13 @@ fn no_internal_type_name_reaches_the_user() {
         let e = errors(&[("a.toml", &format!("{GOOD}\n{extra}"))]);
         assert_eq!(e.len(), 1, "{extra}: {e:?}");
         assert!(e[0].contains(want), "{extra}: {e:?}");
-        for internal in ["Raw", "enum", "struct", "variant identifier", "did not match"] {
+        for internal in [
+            "Raw",
+            "enum",
+            "struct",
+            "variant identifier",
+            "did not match",
+        ] {
             assert!(!e[0].contains(internal), "{extra}: {e:?}");
         }
     }

@@ -125,9 +125,8 @@ impl<'a> Ctx<'a> {
     /// well-formed, since SNS needs each of them to find the topic.
     pub fn arn(&mut self, s: &str, what: &str) -> Option<String> {
         let parts: Vec<&str> = s.split(':').collect();
-        let shape = || {
-            format!("`{what}` = {s:?}: not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
-        };
+        let shape =
+            || format!("`{what}` = {s:?}: not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)");
         if !(parts.len() >= 6 && parts[0] == "arn" && parts[2] == "sns") {
             return self.fail(shape());
         }

@@ -97,7 +97,9 @@ pub(super) fn check(
     let server_prefix = b.server_prefix.clone().unwrap_or_else(|| name.clone());
     // With no name (reported above) there is no default prefix to find fault with.
     let prefix_unknown = b.server_prefix.is_none() && name.is_empty();
-    if !prefix_unknown && !is_haproxy_name(&server_prefix) || server_prefix.len() > limits::SERVER_PREFIX_MAX_LEN {
+    if !prefix_unknown && !is_haproxy_name(&server_prefix)
+        || server_prefix.len() > limits::SERVER_PREFIX_MAX_LEN
+    {
         cx.err(format!("`check.server_prefix` = {server_prefix:?}: server names use letters, digits, - _ . : (at most {})", limits::SERVER_PREFIX_MAX_LEN));
     }
     let server_options = b
