@@ -979,7 +979,7 @@ fn values_are_checked_for_their_whole_shape_not_only_their_syntax() {
     );
     // What examples and tests use stays good: the documentation ranges, real shapes.
     let good = with(
-        "[aws]\nregion = \"us-gov-west-1\"\n[alerts]\nsns_topic_arn = \"arn:aws-cn:sns:cn-north-1:123456789012:alerts.fifo\"\n[haproxy]\nstats_socket = \"/run/haproxy/admin.sock\"\nfrontend = \"fe_http:80\"\nbackend = \"be-app_1.v2\"\n[actions.doc2]\ntype = \"claim_eip\"\neip = \"198.51.100.7\"\n[actions.doc1]\ntype = \"claim_eip\"\neip = \"192.0.2.7\"\n[actions.public]\ntype = \"claim_eip\"\neip = \"54.173.141.243\"",
+        "[aws]\nregion = \"us-gov-west-1\"\n[alerts]\nsns_topic_arn = \"arn:aws-cn:sns:cn-north-1:123456789012:alerts.fifo\"\n[haproxy]\nstats_socket = \"/run/haproxy/admin.sock\"\nfrontend = \"fe_http:80\"\nbackend = \"be-app_1.v2\"\n[actions.odd]\ntype = \"sns\"\ntopic_arn = \"arn:aws:sns:us-west-2:123456789012:odd\\\"topic\\\\name\"\n[rules.odd]\ncheck = { type = \"haproxy\", stats_socket = \"/run/a\\\"b\\\\c\\td\", backend = \"app\\\"b\\\\e\" }\n[actions.doc2]\ntype = \"claim_eip\"\neip = \"198.51.100.7\"\n[actions.doc1]\ntype = \"claim_eip\"\neip = \"192.0.2.7\"\n[actions.public]\ntype = \"claim_eip\"\neip = \"54.173.141.243\"",
     );
     from_sources(&src(&[("a.toml", &good)])).unwrap_or_else(|e| panic!("{e}"));
 }
