@@ -90,12 +90,14 @@ pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
     Ok(files)
 }
 
+/// Every `*.toml` entry of `dir`, sorted, whatever it is: one that is not a readable file (a
+/// directory, a dangling link) is reported when it is read, never skipped.
 fn toml_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let p = entry.path();
-        if p.extension().is_some_and(|x| x == "toml") && p.is_file() {
+        if p.extension().is_some_and(|x| x == "toml") {
             files.push(p);
         }
     }
@@ -157,6 +159,9 @@ impl Errors {
 pub(crate) struct Located<T> {
     pub file: PathBuf,
     pub value: T,
+    /// Keys that were written but did not parse (reported already): left out of `value`, they
+    /// are not missing, and are not reported as missing again.
+    pub unparsed: Vec<String>,
 }
 
 /// All files' raw contents, merged: each global section at most once, each name once.
@@ -234,7 +239,7 @@ fn section<T: serde::de::DeserializeOwned>(
         );
         return;
     }
-    let (parsed, problems) = deserialize_all::<T>(value);
+    let (parsed, problems, unparsed) = deserialize_all::<T>(value);
     for p in problems {
         errs.push(path, Some(label), p);
     }
@@ -242,6 +247,7 @@ fn section<T: serde::de::DeserializeOwned>(
         *slot = Some(Located {
             file: path.to_path_buf(),
             value: v,
+            unparsed,
         })
     }
 }
@@ -251,32 +257,37 @@ fn section<T: serde::de::DeserializeOwned>(
 /// removal clears that error is taken out and the rest tried again. What is left, when it
 /// deserializes, is returned too, so the semantic checks of the other keys still run and
 /// their errors are reported in the same pass. A removed key that turns out to be required
-/// ends the search: its own error has been reported already.
-fn deserialize_all<T: serde::de::DeserializeOwned>(value: toml::Value) -> (Option<T>, Vec<String>) {
+/// ends the search: its own error has been reported already. The top-level keys taken out
+/// are returned last, so that nothing reports them missing.
+fn deserialize_all<T: serde::de::DeserializeOwned>(
+    value: toml::Value,
+) -> (Option<T>, Vec<String>, Vec<String>) {
     let mut table = match value {
         toml::Value::Table(t) => t,
         other => {
             return match T::deserialize(other) {
-                Ok(v) => (Some(v), Vec::new()),
-                Err(e) => (None, vec![one_line(&e)]),
+                Ok(v) => (Some(v), Vec::new(), Vec::new()),
+                Err(e) => (None, vec![user_terms(one_line(&e))], Vec::new()),
             }
         }
     };
-    let try_table =
-        |t: &toml::Table| T::deserialize(toml::Value::Table(t.clone())).map_err(|e| one_line(&e));
+    let try_table = |t: &toml::Table| {
+        T::deserialize(toml::Value::Table(t.clone())).map_err(|e| user_terms(one_line(&e)))
+    };
     let mut problems = Vec::new();
     let mut removed: Vec<String> = Vec::new();
+    let mut unparsed: Vec<String> = Vec::new();
     // Each round removes one key; a table has few, so this ends quickly.
     for _ in 0..64 {
         let msg = match try_table(&table) {
-            Ok(v) => return (Some(v), problems),
+            Ok(v) => return (Some(v), problems, unparsed),
             Err(m) => m,
         };
         if removed
             .iter()
             .any(|k| msg.contains(&format!("missing field `{k}`")))
         {
-            return (None, problems);
+            return (None, problems, unparsed);
         }
         problems.push(msg.clone());
         // Nested keys first, so a bad key inside `check` costs only that key.
@@ -310,13 +321,26 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(value: toml::Value) -> (Optio
         });
         match culprit {
             Some(p) => {
+                // Inside a tagged kind (an action) serde's message names no key: name it.
+                if let Some(last) = problems.last_mut() {
+                    let key = match &p.1 {
+                        Some(inner) => format!("{}.{inner}", p.0),
+                        None => p.0.clone(),
+                    };
+                    if !last.contains("; in `") && !last.contains(&format!("`{key}`")) {
+                        last.push_str(&format!("; in `{key}`"));
+                    }
+                }
                 table = without(&p);
+                if p.1.is_none() {
+                    unparsed.push(p.0.clone());
+                }
                 removed.push(p.1.unwrap_or(p.0));
             }
-            None => return (None, problems),
+            None => return (None, problems, unparsed),
         }
     }
-    (None, problems)
+    (None, problems, unparsed)
 }
 
 fn named<T: serde::de::DeserializeOwned>(
@@ -351,7 +375,7 @@ fn named<T: serde::de::DeserializeOwned>(
             );
             continue;
         }
-        let (parsed, problems) = deserialize_all::<T>(body);
+        let (parsed, problems, unparsed) = deserialize_all::<T>(body);
         for p in problems {
             errs.push(path, Some(&label), p);
         }
@@ -362,12 +386,50 @@ fn named<T: serde::de::DeserializeOwned>(
                     Located {
                         file: path.to_path_buf(),
                         value: v,
+                        unparsed,
                     },
                 );
             }
             None => broken.push(name),
         }
     }
+}
+
+/// serde names what it expected by our Rust types (`internally tagged enum RawAction`,
+/// `struct RawRule`); say it in the terms of the file instead.
+fn user_terms(msg: String) -> String {
+    const TERMS: &[(&str, &str)] = &[
+        (
+            "internally tagged enum RawAction",
+            "an action: a table with `type` = \"claim_eip\", \"sns\" or \"exec\"",
+        ),
+        (
+            "internally tagged enum RawCheck",
+            "a check: a table with `type` = \"http\", \"haproxy\", \"egress\" or \"backend_sync\"",
+        ),
+        (
+            "internally tagged enum RawSource",
+            "a source: a table with `type` = \"asg\" or \"consul\"",
+        ),
+        (
+            "data did not match any variant of untagged enum StatusPattern",
+            "expected a status code like 200 or a class like \"2xx\"",
+        ),
+        ("variant identifier", "a string naming the kind"),
+        ("struct RawRule", "a rule: a table like [rules.NAME]"),
+    ];
+    let mut msg = msg;
+    for (ours, theirs) in TERMS {
+        msg = msg.replace(ours, theirs);
+    }
+    // Any other of our types is a table of settings.
+    while let Some(at) = msg.find("struct Raw") {
+        let end = msg[at + "struct ".len()..]
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .map_or(msg.len(), |n| at + "struct ".len() + n);
+        msg.replace_range(at..end, "a table");
+    }
+    msg
 }
 
 /// toml's messages span several lines (with a source excerpt); keep the gist on one line.

@@ -100,11 +100,12 @@ pub struct RawEgress {
 pub struct RawHaproxy {
     /// HAProxy's stats socket (`stats socket ... level admin` in `global`): the process must
     /// answer `show info` and not be stopping. Default /run/haproxy/admin.sock when neither this
-    /// nor `health_url` is set (in a check: `[haproxy]`'s probes).
+    /// nor `health_url` is set (in a check: `[haproxy]`'s probes). An absolute path.
     pub stats_socket: Option<PathBuf>,
     /// Must answer 2xx (e.g. a `monitor-uri` frontend). An http(s) URL with a host.
     pub health_url: Option<String>,
     /// Through the stats socket: this frontend must be OPEN (`show stat`). Needs a stats socket.
+    /// A HAProxy proxy name: no spaces or control characters.
     pub frontend: Option<String>,
     /// Through the stats socket: this backend must be UP, at least one server up. Needs a stats
     /// socket. Without it (or `health_url`) a HAProxy whose servers are all down counts as ready.
@@ -118,7 +119,8 @@ pub struct RawHaproxy {
 #[serde(deny_unknown_fields)]
 pub struct RawAlerts {
     /// Topic of a `claim_eip` action's alert and an `sns` action's message when they name
-    /// none: `arn:aws:sns:REGION:ACCOUNT:NAME`.
+    /// none: `arn:aws:sns:REGION:ACCOUNT:NAME`, with a region like `us-east-1`, a 12-digit
+    /// account and a name.
     pub sns_topic_arn: Option<String>,
     /// Starts the subject of each claim alert and of `sns` actions without `subject`:
     /// `PREFIX: i-... took over 203.0.113.10`. Default "HAProxy failover". Subjects are cut to
@@ -164,7 +166,8 @@ pub struct RawRule {
     /// Actions run when the rule recovers. Default none; a `claim_eip` is not allowed here.
     #[serde(default)]
     pub on_recover: Vec<String>,
-    /// `false` keeps the rule in the file (validated) but does not run it. Default true.
+    /// `false` keeps the rule in the file, validated exactly like an enabled one, but does not
+    /// run it. Default true.
     pub enabled: Option<bool>,
 }
 
@@ -304,7 +307,8 @@ pub struct RawReload {
 #[serde(deny_unknown_fields)]
 pub struct RawEgressCheck {
     /// The Elastic IP this node's traffic should leave from: on AWS, it passes exactly while
-    /// that EIP is on this node's primary private IP. An IPv4 address.
+    /// that EIP is on this node's primary private IP. An IPv4 address that can be public (not
+    /// private or reserved, like a claim's `eip`).
     pub expect: String,
     /// Default: `[egress] checkip_url`.
     /// An http(s) URL with a host. The rule's `timeout` bounds the request.
@@ -360,7 +364,10 @@ pub struct RawExec {
 #[serde(deny_unknown_fields)]
 pub struct RawClaimEip {
     /// The Elastic IP's public address...
-    /// An IPv4 address. Set this or `allocation_id`; OpsWorks needs this one.
+    /// An IPv4 address that can be public: private (RFC 1918), loopback, link-local,
+    /// unspecified, multicast, broadcast and reserved ones are refused; the documentation
+    /// ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) are let through for examples.
+    /// Set this or `allocation_id`; OpsWorks needs this one.
     pub eip: Option<String>,
     /// ...or its allocation id.
     /// `eipalloc-...`; only with `provider = "ec2"`.

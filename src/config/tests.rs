@@ -375,7 +375,7 @@ fn a_claim_needs_a_topic_and_belongs_in_on_fail_only() {
 
 #[test]
 fn one_claim_action_per_elastic_ip() {
-    let twice = format!("{GOOD}\n[actions.again]\ntype = \"claim_eip\"\neip = \"203.0.113.10\"\nsns_topic_arn = \"arn:aws:sns:us-east-1:1:t\"\n");
+    let twice = format!("{GOOD}\n[actions.again]\ntype = \"claim_eip\"\neip = \"203.0.113.10\"\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n");
     let e = errors(&[("a.toml", &twice)]);
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
@@ -526,7 +526,7 @@ fn backend_sync_mistakes_are_reported_together() {
 #[test]
 fn one_sync_per_backend_and_no_claims_on_sync_failure() {
     let two = format!(
-        "{SYNC}{}\n[actions.claim]\ntype = \"claim_eip\"\neip = \"203.0.113.10\"\nsns_topic_arn = \"arn:aws:sns:us-east-1:1:t\"\n",
+        "{SYNC}{}\n[actions.claim]\ntype = \"claim_eip\"\neip = \"203.0.113.10\"\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n",
         SYNC.replace("rules.app", "rules.app2")
             .replace("[rules.app2]\n", "[rules.app2]\non_fail = [\"claim\"]\n")
     );
@@ -846,5 +846,222 @@ fn a_missing_check_does_not_hide_the_rules_other_errors() {
             e.iter().any(|m| m.contains(needle)),
             "{needle:?} missing from {e:#?}"
         );
+    }
+}
+
+#[test]
+fn a_disabled_rule_is_validated_like_an_enabled_one() {
+    // Both rules' mistakes are reported, whether the rule is enabled or not; the second
+    // rule keeps the configuration from being all-disabled.
+    let both = |enabled: &str| {
+        format!(
+            "{GOOD}\n[rules.off]\n{enabled}check = {{ type = \"http\", url = \"http://203.0.113.10/\" }}\non_recover = [\"claim\"]\n"
+        )
+    };
+    let expected = ["a.toml: rule \"off\": `on_recover` lists claim action \"claim\": a claim belongs in `on_fail`"];
+    assert_eq!(errors(&[("a.toml", &both(""))]), expected);
+    assert_eq!(errors(&[("a.toml", &both("enabled = false\n"))]), expected);
+    // Valid, a disabled rule is left out of what runs.
+    let c = from_sources(&src(&[(
+        "a.toml",
+        &format!("{GOOD}\n[rules.off]\nenabled = false\ncheck = {{ type = \"http\", url = \"http://203.0.113.10/\" }}\n"),
+    )]))
+    .unwrap();
+    assert_eq!(
+        c.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["eip"]
+    );
+}
+
+#[test]
+fn every_toml_entry_of_a_config_directory_is_read_or_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.toml"), GOOD).unwrap();
+    // A directory and a dangling link named *.toml: neither can be read, neither is skipped.
+    std::fs::create_dir(dir.path().join("x.toml")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("y.toml")).unwrap();
+    for config in [dir.path().to_path_buf(), dir.path().join("a.toml")] {
+        let conf_d = dir.path().join("conf.d");
+        if config.is_file() {
+            // The same inside conf.d, beside a main file.
+            std::fs::create_dir(&conf_d).unwrap();
+            std::fs::rename(dir.path().join("x.toml"), conf_d.join("x.toml")).unwrap();
+            std::fs::rename(dir.path().join("y.toml"), conf_d.join("y.toml")).unwrap();
+        }
+        let e = load(&config).unwrap_err();
+        let files: Vec<_> = e.0.iter().map(|e| e.file.file_name().unwrap()).collect();
+        assert_eq!(files, ["x.toml", "y.toml"], "{e}");
+        assert!(
+            e.0.iter().all(|e| e.message.starts_with("cannot read")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn values_are_checked_for_their_whole_shape_not_only_their_syntax() {
+    let with = |extra: &str| format!("{GOOD}\n{extra}\n");
+    let one_error = |extra: &str, want: &str| {
+        let e = errors(&[("a.toml", &with(extra))]);
+        assert_eq!(e.len(), 1, "{extra}: {e:?}");
+        assert!(e[0].contains(want), "{extra}: {e:?}");
+    };
+    // Regions: two letters, words, a number.
+    for r in ["x", "useast", "us-east", "us_east_1", "US-east-1"] {
+        one_error(&format!("[aws]\nregion = \"{r}\""), "not a region name");
+    }
+    // SNS topic ARNs: every field SNS needs, well-formed.
+    for arn in [
+        "arn:aws:sns:::",
+        "arn:aws:sns:x:y:",
+        "arn:aws:sns:us-east-1:123456789012:",
+        "arn:aws:sns:useast1:123456789012:t",
+        "arn:aws:sns:us-east-1:1234:t",
+        "arn::sns:us-east-1:123456789012:t",
+        "arn:aws:sns:us-east-1:123456789012:t:sub-id",
+        "arn:aws:sns:us-east-1:123456789012:a b",
+    ] {
+        one_error(
+            &format!("[alerts]\nsns_topic_arn = \"{arn}\""),
+            "not an SNS topic ARN",
+        );
+    }
+    // An Elastic IP is never a private or reserved address.
+    for ip in [
+        "10.0.0.1",
+        "172.16.0.1",
+        "192.168.1.1",
+        "127.0.0.1",
+        "169.254.169.254",
+        "0.0.0.0",
+        "224.0.0.1",
+        "255.255.255.255",
+    ] {
+        let claim = GOOD.replace("eip = \"203.0.113.10\"", &format!("eip = \"{ip}\""));
+        let e = errors(&[("a.toml", &claim)]);
+        assert_eq!(e.len(), 1, "{ip}: {e:?}");
+        assert!(e[0].contains("can never be an Elastic IP"), "{e:?}");
+        let egress =
+            format!("{GOOD}\n[rules.home]\ncheck = {{ type = \"egress\", expect = \"{ip}\" }}\n");
+        let e = errors(&[("a.toml", &egress)]);
+        assert!(e[0].contains("can never be an Elastic IP"), "{e:?}");
+    }
+    // HAProxy proxy names have no spaces; sockets are absolute paths.
+    one_error(
+        "[haproxy]\nfrontend = \"f f\"",
+        "`frontend` = \"f f\": not a HAProxy proxy name",
+    );
+    one_error(
+        "[haproxy]\nbackend = \"b c\"",
+        "`backend` = \"b c\": not a HAProxy proxy name",
+    );
+    one_error(
+        "[haproxy]\nstats_socket = \"admin.sock\"",
+        "`stats_socket` = \"admin.sock\": use an absolute path",
+    );
+    one_error(
+        "[rules.lb]\ncheck = { type = \"haproxy\", stats_socket = \"run/admin.sock\" }",
+        "`stats_socket` = \"run/admin.sock\": use an absolute path",
+    );
+    let sync = SYNC.replace(
+        "port = 8080",
+        "port = 8080\nstats_socket = \"admin.sock\"\nhaproxy_config = \"haproxy.cfg\"",
+    );
+    let e = errors(&[("a.toml", &sync)]);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].contains("`check.stats_socket` = \"admin.sock\": use an absolute path"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains("`check.haproxy_config` = \"haproxy.cfg\": use an absolute path"),
+        "{e:?}"
+    );
+    // What examples and tests use stays good: the documentation ranges, real shapes.
+    let good = with(
+        "[aws]\nregion = \"us-gov-west-1\"\n[alerts]\nsns_topic_arn = \"arn:aws-cn:sns:cn-north-1:123456789012:alerts.fifo\"\n[haproxy]\nstats_socket = \"/run/haproxy/admin.sock\"\nfrontend = \"fe_http:80\"\nbackend = \"be-app_1.v2\"\n[actions.odd]\ntype = \"sns\"\ntopic_arn = \"arn:aws:sns:us-west-2:123456789012:odd\\\"topic\\\\name\"\n[rules.odd]\ncheck = { type = \"haproxy\", stats_socket = \"/run/a\\\"b\\\\c\\td\", backend = \"app\\\"b\\\\e\" }\n[actions.doc2]\ntype = \"claim_eip\"\neip = \"198.51.100.7\"\n[actions.doc1]\ntype = \"claim_eip\"\neip = \"192.0.2.7\"\n[actions.public]\ntype = \"claim_eip\"\neip = \"54.173.141.243\"",
+    );
+    from_sources(&src(&[("a.toml", &good)])).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_message_names_what_is_actually_wrong() {
+    // Peers mode with both names: the backend is what is wrong, and nothing else is.
+    let both = SYNC.replace(
+        "backend = \"app\"",
+        "apply = \"peers\"\npeers = \"mesh\"\nbackend = \"app\"",
+    );
+    assert_eq!(
+        errors(&[("s.toml", &both)]),
+        ["s.toml: rule \"app\": `apply = \"peers\"` needs `check.peers` only: remove `check.backend`, since peers mode keeps the `peers` section \"mesh\", not a backend"]
+    );
+    // Without a name there is no default server prefix to find fault with.
+    let none = SYNC.replace("backend = \"app\"", "apply = \"peers\"");
+    let e = errors(&[("s.toml", &none)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("needs `check.peers`, the name of"), "{e:?}");
+}
+
+#[test]
+fn each_problem_is_reported_once() {
+    let e = errors(&[("a.toml", &GOOD.replace("[\"claim\"]", "[\"a\", \"a\"]"))]);
+    assert_eq!(
+        e,
+        [
+            "a.toml: rule \"eip\": `on_fail` names unknown action \"a\" (defined actions: claim)",
+            "a.toml: rule \"eip\": `on_fail` lists action \"a\" twice",
+        ]
+    );
+    // A defined action listed twice is an error of its own.
+    let e = errors(&[(
+        "a.toml",
+        &GOOD.replace("[\"claim\"]", "[\"claim\", \"claim\"]"),
+    )]);
+    assert_eq!(
+        e,
+        ["a.toml: rule \"eip\": `on_fail` lists action \"claim\" twice"]
+    );
+}
+
+#[test]
+fn a_part_that_failed_to_parse_gets_its_own_error_only() {
+    let consul = "[rules.c]\n[rules.c.check]\ntype = \"backend_sync\"\nbackend = \"api\"\n[rules.c.check.source]\ntype = \"consul\"\nservice = \"s\"\npassing_only = \"yes\"\n";
+    let cases = [
+        (consul, "invalid type: string \"yes\", expected a boolean; in `check`"),
+        ("[actions.x]\ntype = \"exec\"\ncommand = \"/bin/x\"\n", "invalid type: string \"/bin/x\", expected a sequence"),
+        ("[actions.x]\ntype = \"sns\"\ntopic_arn = 3\n", "invalid type: integer `3`, expected a string"),
+        ("[actions.x]\ntype = \"claim_eip\"\neip = 3\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n", "invalid type: integer `3`, expected a string"),
+        ("[actions.x]\ntype = \"claim_eip\"\neip = \"203.0.113.77\"\nsns_topic_arn = 3\n", "invalid type: integer `3`, expected a string"),
+    ];
+    for (extra, want) in cases {
+        let e = errors(&[("a.toml", &format!("{GOOD}\n{extra}"))]);
+        assert_eq!(e.len(), 1, "no follow-on \"missing\" error: {e:#?}");
+        assert!(e[0].contains(want), "{e:?}");
+    }
+}
+
+#[test]
+fn no_internal_type_name_reaches_the_user() {
+    let cases = [
+        ("[actions]\nx = \"claim\"\n", "expected an action: a table with `type` = \"claim_eip\", \"sns\" or \"exec\""),
+        ("[actions.x]\ntype = 3\n", "expected a string naming the kind; in `type`"),
+        ("[actions.x]\ntype = \"claim_eip\"\neip = 3\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n", "expected a string; in `eip`"),
+        ("[rules.q]\ncheck = \"http\"\n", "expected a check: a table with `type` = \"http\", \"haproxy\", \"egress\" or \"backend_sync\""),
+        ("[rules.q]\ncheck = { type = \"http\", url = \"http://x/\", expect_status = [true] }\n", "expected a status code like 200 or a class like \"2xx\""),
+        ("[rules]\nq = 3\n", "expected a rule: a table like [rules.NAME]"),
+    ];
+    for (extra, want) in cases {
+        let e = errors(&[("a.toml", &format!("{GOOD}\n{extra}"))]);
+        assert_eq!(e.len(), 1, "{extra}: {e:?}");
+        assert!(e[0].contains(want), "{extra}: {e:?}");
+        for internal in [
+            "Raw",
+            "enum",
+            "struct",
+            "variant identifier",
+            "did not match",
+        ] {
+            assert!(!e[0].contains(internal), "{extra}: {e:?}");
+        }
     }
 }

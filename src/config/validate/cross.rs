@@ -1,6 +1,7 @@
 //! Rules that need the whole picture: claims only on failure and never on a backend sync,
 //! one sync per backend and one owner per rendered file, one claim action per Elastic IP,
-//! and at least one enabled rule.
+//! and at least one enabled rule. A disabled rule is checked like an enabled one, except
+//! for clashes with other rules, which only rules that run can have.
 
 use super::super::model::*;
 use super::super::{Errors, Merged};
@@ -12,6 +13,7 @@ pub(super) fn checks(
     m: &Merged,
     actions: &BTreeMap<String, ActionSpec>,
     rules: &[Rule],
+    disabled: &[bool],
     errs: &mut Errors,
 ) {
     let is_claim = |a: &String| matches!(actions.get(a), Some(ActionSpec::ClaimEip(_)));
@@ -24,9 +26,12 @@ pub(super) fn checks(
             ));
         }
     }
+    // What one rule may list is checked for every rule, enabled or not. Clashes between rules
+    // (one sync per backend, one owner per rendered file) are between rules that run, so that
+    // alternatives can wait side by side, disabled (packaging/examples/backend-sync.toml).
     let mut synced: BTreeMap<(&Path, &str), &str> = BTreeMap::new();
     let mut rendered: BTreeMap<&Path, &str> = BTreeMap::new();
-    for r in rules {
+    for (r, &off) in rules.iter().zip(disabled) {
         let CheckSpec::BackendSync(b) = &r.check else {
             continue;
         };
@@ -40,6 +45,9 @@ pub(super) fn checks(
         {
             cx.err(format!(
                 "lists claim action \"{a}\": a backend sync's failure says nothing about this node's right to the Elastic IP; use an `sns` action to be told"));
+        }
+        if off {
+            continue;
         }
         if let Some(first) = synced.insert((b.stats_socket.as_path(), b.backend.as_str()), &r.name)
         {
@@ -56,7 +64,7 @@ pub(super) fn checks(
             }
         }
     }
-    for r in rules {
+    for (r, _) in rules.iter().zip(disabled).filter(|(_, &off)| !off) {
         if let CheckSpec::BackendSync(b) = &r.check {
             if matches!(b.apply, ApplyMode::Runtime | ApplyMode::Peers)
                 && rendered.contains_key(b.haproxy_config.as_path())
@@ -80,7 +88,9 @@ pub(super) fn checks(
             }
         }
     }
-    if rules.is_empty() && !m.rules.is_empty() && errs.0.is_empty() {
+    // `rules` holds disabled rules too (validated alike); none of them runs.
+    let none_enabled = !disabled.iter().any(|d| !d);
+    if none_enabled && !m.rules.is_empty() && errs.0.is_empty() {
         let file = m
             .rules
             .values()

@@ -1,7 +1,7 @@
 //! [`Ctx`]: where a value being validated sits (file and item) and where its errors go, with
 //! the parsers of the value kinds that many sections share (durations, URLs, addresses, ids).
 
-use super::super::defaults::limits::Durations;
+use super::super::defaults::limits::{self, Durations};
 use super::super::Errors;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -18,6 +18,8 @@ pub(crate) struct Ctx<'a> {
     item: &'a str,
     errs: &'a mut Errors,
     start: usize,
+    /// Keys written but not parsed (reported already): not to be reported missing.
+    unparsed: &'a [String],
 }
 
 impl<'a> Ctx<'a> {
@@ -28,13 +30,26 @@ impl<'a> Ctx<'a> {
             item,
             errs,
             start,
+            unparsed: &[],
         }
+    }
+
+    /// Knowing which of the item's keys did not parse (see [`Ctx::unparsed`]).
+    pub fn with_unparsed(mut self, unparsed: &'a [String]) -> Self {
+        self.unparsed = unparsed;
+        self
+    }
+
+    /// Was `key` written but reported as unparsable? Then it is not missing: a check for it
+    /// says nothing more, so the item gets that key's one error only.
+    pub fn unparsed(&self, key: &str) -> bool {
+        self.unparsed.iter().any(|k| k == key)
     }
 
     /// The same file and item, counting errors from here on: for a part of a section (the
     /// `check` of a rule) that is built or not on its own.
     pub fn scope(&mut self) -> Ctx<'_> {
-        Ctx::new(self.file, self.item, self.errs)
+        Ctx::new(self.file, self.item, self.errs).with_unparsed(self.unparsed)
     }
 
     pub fn err(&mut self, message: impl Into<String>) {
@@ -106,15 +121,30 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// An SNS topic ARN.
+    /// An SNS topic ARN: `arn:PARTITION:sns:REGION:ACCOUNT:NAME`, every field present and
+    /// well-formed, since SNS needs each of them to find the topic.
     pub fn arn(&mut self, s: &str, what: &str) -> Option<String> {
         let parts: Vec<&str> = s.split(':').collect();
-        if parts.len() >= 6 && parts[0] == "arn" && parts[2] == "sns" {
-            Some(s.to_owned())
+        let shape =
+            || format!("`{what}` = {s:?}: not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)");
+        if !(parts.len() >= 6 && parts[0] == "arn" && parts[2] == "sns") {
+            return self.fail(shape());
+        }
+        let (partition, region, account, name) = (parts[1], parts[3], parts[4], &parts[5..]);
+        let problem = if !is_partition(partition) {
+            Some("the partition is \"aws\" (or \"aws-cn\", \"aws-us-gov\", ...)")
+        } else if !is_region(region) {
+            Some("the region looks like \"us-east-1\"")
+        } else if !(account.len() == 12 && account.chars().all(|c| c.is_ascii_digit())) {
+            Some("the account is 12 digits")
+        } else if !(name.len() == 1 && is_topic_name(name[0])) {
+            Some("the topic name is one field, not empty, without blanks")
         } else {
-            self.fail(format!(
-                "`{what}` = {s:?}: not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
-            ))
+            None
+        };
+        match problem {
+            None => Some(s.to_owned()),
+            Some(p) => self.fail(format!("{}: {p}", shape())),
         }
     }
 
@@ -132,16 +162,111 @@ impl<'a> Ctx<'a> {
 
     /// An AWS region name (`us-east-1`): a typo here would only show as failing calls.
     pub fn region(&mut self, s: &str) -> Option<String> {
-        let ok = !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if ok {
+        if is_region(s) {
             Some(s.to_owned())
         } else {
             self.fail(format!(
                 "`region` = {s:?}: not a region name like \"us-east-1\""
             ))
         }
+    }
+
+    /// A path the daemon opens whatever its working directory: absolute, like every path
+    /// in the configuration.
+    pub fn absolute(&mut self, p: &Path, what: &str) -> Option<std::path::PathBuf> {
+        if p.is_absolute() {
+            Some(p.to_path_buf())
+        } else {
+            self.fail(format!(
+                "`{what}` = {:?}: use an absolute path",
+                p.display().to_string()
+            ))
+        }
+    }
+
+    /// A HAProxy proxy name as `[haproxy]` and `type = "haproxy"` name it. "Names may contain
+    /// upper and lower case letters, digits, '-', '_', '.' and ':'" (HAProxy configuration
+    /// manual); what is refused here is what can never be in one and would split the name in
+    /// `show stat`: blanks and control characters. Quotes and backslashes are let through, as
+    /// the Chef cookbook's escaping test writes them (scripts/test-chef.sh).
+    pub fn haproxy_name(&mut self, s: &str, what: &str) -> Option<String> {
+        if !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Some(s.to_owned())
+        } else {
+            self.fail(format!(
+                "`{what}` = {s:?}: not a HAProxy proxy name (letters, digits, - _ . :, no spaces)"
+            ))
+        }
+    }
+
+    /// An Elastic IP's address: one that can be public. Private and reserved addresses never
+    /// are; the documentation ranges (RFC 5737) are let through for examples and tests.
+    pub fn eip(&mut self, s: &str, what: &str) -> Option<Ipv4Addr> {
+        let ip = self.ipv4(s, what)?;
+        match not_public(ip) {
+            None => Some(ip),
+            Some(kind) => self.fail(format!(
+                "`{what}` = {s:?}: {kind}, which can never be an Elastic IP"
+            )),
+        }
+    }
+}
+
+/// HAProxy's name set: letters, digits, `-_.:`, 1 to 100 of them.
+pub(crate) fn is_haproxy_name(s: &str) -> bool {
+    limits::HAPROXY_IDENT_LEN.contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// `us-east-1`, `us-gov-west-1`, `ap-southeast-2`: two letters, words, then a number.
+pub(crate) fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let word = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase());
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && word(&parts[0])
+        && parts[1..parts.len() - 1].iter().all(word)
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+/// `aws`, `aws-cn`, `aws-us-gov`, `aws-iso-b`.
+fn is_partition(s: &str) -> bool {
+    s == "aws"
+        || s.strip_prefix("aws-").is_some_and(|rest| {
+            rest.split('-')
+                .all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase()))
+        })
+}
+
+/// A topic name as the ARN's last field: not empty, no blanks or control characters. SNS
+/// itself takes only `A-Z a-z 0-9 - _` (and `.fifo`), but a stricter check here would refuse
+/// what the Chef cookbook's escaping test writes (scripts/test-chef.sh).
+fn is_topic_name(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Why `ip` can never be a public address, if it cannot.
+fn not_public(ip: Ipv4Addr) -> Option<&'static str> {
+    if ip.is_private() {
+        Some("a private address (RFC 1918)")
+    } else if ip.is_loopback() {
+        Some("a loopback address")
+    } else if ip.is_link_local() {
+        Some("a link-local address")
+    } else if ip.is_unspecified() || ip.octets()[0] == 0 {
+        Some("an unspecified address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if ip.is_broadcast() {
+        Some("the broadcast address")
+    } else if ip.octets()[0] >= 240 {
+        Some("a reserved address")
+    } else if ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1]) {
+        Some("a shared (carrier-grade NAT) address")
+    } else {
+        None
     }
 }
 

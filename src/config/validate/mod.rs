@@ -59,7 +59,9 @@ pub(super) fn validate(m: Merged, errs: &mut Errors) -> Option<Config> {
         }
     }
 
+    // Every rule, enabled or not, is validated alike; `enabled = false` only keeps it from running.
     let mut rules = Vec::new();
+    let mut disabled = Vec::new();
     for (name, r) in &m.rules {
         let env = rule::Env {
             haproxy: haproxy.as_ref(),
@@ -68,10 +70,13 @@ pub(super) fn validate(m: Merged, errs: &mut Errors) -> Option<Config> {
         };
         if let Some(rule) = rule::rule(name, r, &env, errs) {
             rules.push(rule);
+            disabled.push(r.value.enabled == Some(false));
         }
     }
 
-    cross::checks(&m, &actions, &rules, errs);
+    cross::checks(&m, &actions, &rules, &disabled, errs);
+    let mut disabled = disabled.into_iter();
+    rules.retain(|_| !disabled.next().unwrap_or(false));
     if m.rules.is_empty() && errs.0.is_empty() {
         let file = m
             .sources

@@ -25,7 +25,7 @@ pub(super) fn rule(
     errs: &mut Errors,
 ) -> Option<Rule> {
     let item = format!("rule \"{name}\"");
-    let mut cx = Ctx::new(&r.file, &item, errs);
+    let mut cx = Ctx::new(&r.file, &item, errs).with_unparsed(&r.unparsed);
     let v = &r.value;
 
     let interval = cx.duration(
@@ -68,15 +68,15 @@ pub(super) fn rule(
     action_refs(&v.on_recover, "on_recover", env.merged, &mut cx);
 
     let check = match &v.check {
+        None if cx.unparsed("check") => None,
         None => cx.fail(
             "missing `check`: every rule needs one, like check = { type = \"http\", url = \"http://...\" }",
         ),
         Some(check) => checks::check(check, env, cx.scope()),
     };
 
-    if v.enabled == Some(false) {
-        return None;
-    }
+    // A disabled rule is built like any other, so the checks that need the whole picture
+    // (cross.rs) see it too; only `validate` leaves it out of what runs.
     cx.finish(|| {
         Some(Rule {
             name: name.to_owned(),
@@ -104,13 +104,15 @@ fn default_interval(check: Option<&RawCheck>) -> std::time::Duration {
     }
 }
 
-/// `on_fail` or `on_recover`: each action once, and each defined. An action that was
+/// `on_fail` or `on_recover`: each action once, and each defined; each problem is reported once. An action that was
 /// defined but did not parse has been reported already, and is not reported again here.
 fn action_refs(list: &[String], what: &str, m: &Merged, cx: &mut Ctx<'_>) {
     let mut seen = Vec::new();
     for a in list {
         if seen.contains(&a) {
+            // Reported once as a repeat; whatever else is wrong with it was said the first time.
             cx.err(format!("`{what}` lists action \"{a}\" twice"));
+            continue;
         }
         seen.push(a);
         if !m.actions.contains_key(a) && !m.broken_actions.contains(a) {

@@ -9,7 +9,7 @@ use super::super::{Errors, Located};
 use super::ctx::{optional, Ctx};
 
 pub(super) fn aws(raw: Option<&Located<RawAws>>, errs: &mut Errors) -> Option<AwsSettings> {
-    let Some(Located { file, value: r }) = raw else {
+    let Some(Located { file, value: r, .. }) = raw else {
         return Some(AwsSettings::default());
     };
     let mut cx = Ctx::new(file, "[aws]", errs);
@@ -61,7 +61,7 @@ pub(super) fn aws(raw: Option<&Located<RawAws>>, errs: &mut Errors) -> Option<Aw
 }
 
 pub(super) fn node(raw: Option<&Located<RawNode>>, errs: &mut Errors) -> Option<NodeSettings> {
-    let Some(Located { file, value: r }) = raw else {
+    let Some(Located { file, value: r, .. }) = raw else {
         return Some(NodeSettings::default());
     };
     let mut cx = Ctx::new(file, "[node]", errs);
@@ -96,7 +96,7 @@ pub(super) fn egress(
     raw: Option<&Located<RawEgress>>,
     errs: &mut Errors,
 ) -> Option<EgressSettings> {
-    let Some(Located { file, value: r }) = raw else {
+    let Some(Located { file, value: r, .. }) = raw else {
         return Some(EgressSettings::default());
     };
     let mut cx = Ctx::new(file, "[egress]", errs);
@@ -122,7 +122,7 @@ pub(super) fn control(
     raw: Option<&Located<RawControl>>,
     errs: &mut Errors,
 ) -> Option<ControlSettings> {
-    let Some(Located { file, value: r }) = raw else {
+    let Some(Located { file, value: r, .. }) = raw else {
         return Some(ControlSettings::default());
     };
     let mut cx = Ctx::new(file, "[control]", errs);
@@ -154,7 +154,7 @@ pub(super) fn opsworks(
     raw: Option<&Located<RawOpsworks>>,
     errs: &mut Errors,
 ) -> Option<OpsworksSettings> {
-    let Some(Located { file, value: r }) = raw else {
+    let Some(Located { file, value: r, .. }) = raw else {
         return Some(OpsworksSettings::default());
     };
     let mut cx = Ctx::new(file, "[opsworks]", errs);
@@ -199,7 +199,7 @@ pub fn is_opsworks_id(id: &str) -> bool {
 }
 
 pub(super) fn alerts(raw: Option<&Located<RawAlerts>>, errs: &mut Errors) -> Option<AlertSettings> {
-    let Some(Located { file, value: r }) = raw else {
+    let Some(Located { file, value: r, .. }) = raw else {
         return Some(AlertSettings::default());
     };
     let mut cx = Ctx::new(file, "[alerts]", errs);

@@ -31,11 +31,12 @@ pub(super) fn action(
     mut cx: Ctx<'_>,
 ) -> Option<ClaimEipSpec> {
     let eip = match (&c.eip, &c.allocation_id) {
-        (Some(ip), None) => cx.ipv4(ip, "eip").map(EipRef::PublicIp),
+        (Some(ip), None) => cx.eip(ip, "eip").map(EipRef::PublicIp),
         (None, Some(id)) => cx
             .prefixed_id(id, "eipalloc-", "allocation_id")
             .map(EipRef::AllocationId),
         (Some(_), Some(_)) => cx.fail("set either `eip` or `allocation_id`, not both"),
+        (None, None) if cx.unparsed("eip") || cx.unparsed("allocation_id") => None,
         (None, None) => {
             cx.fail("missing the Elastic IP: set `eip` (its public address) or `allocation_id`")
         }
@@ -59,7 +60,7 @@ pub(super) fn action(
     }
     let private_ip = optional(c.private_ip.as_deref(), |s| cx.ipv4(s, "private_ip"));
     let topic = topic_or_alerts(c.sns_topic_arn.as_deref(), "sns_topic_arn", alerts, &mut cx);
-    if matches!(topic, Some(None)) {
+    if matches!(topic, Some(None)) && !cx.unparsed("sns_topic_arn") {
         cx.err("no SNS topic for the failover alert: set `sns_topic_arn` here or in [alerts]");
     }
     let hold_down = cx.duration(

@@ -7,6 +7,7 @@ use super::super::ctx::Ctx;
 
 pub(super) fn action(name: &str, x: &RawExec, mut cx: Ctx<'_>) -> Option<ExecSpec> {
     let command = match x.command.as_deref() {
+        None if cx.unparsed("command") => None,
         None | Some([]) => cx.fail("missing `command`: the program and its arguments, like [\"/usr/local/bin/page-ops\", \"--urgent\"]"),
         Some([program, ..]) if !program.starts_with('/') => cx.fail(format!(
             "`command`: the program {program:?} must be an absolute path (the daemon does not search PATH, and runs no shell)")),

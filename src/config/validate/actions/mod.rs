@@ -17,7 +17,7 @@ pub(super) fn action(
     errs: &mut Errors,
 ) -> Option<ActionSpec> {
     let item = format!("action \"{name}\"");
-    let cx = Ctx::new(&a.file, &item, errs);
+    let cx = Ctx::new(&a.file, &item, errs).with_unparsed(&a.unparsed);
     match &a.value {
         RawAction::ClaimEip(c) => claim_eip::action(name, c, alerts, cx).map(ActionSpec::ClaimEip),
         RawAction::Sns(s) => sns::action(name, s, alerts, cx).map(ActionSpec::Sns),

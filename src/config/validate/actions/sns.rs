@@ -13,7 +13,7 @@ pub(super) fn action(
     mut cx: Ctx<'_>,
 ) -> Option<SnsSpec> {
     let topic = topic_or_alerts(s.topic_arn.as_deref(), "topic_arn", alerts, &mut cx);
-    if matches!(topic, Some(None)) {
+    if matches!(topic, Some(None)) && !cx.unparsed("topic_arn") {
         cx.err("missing `topic_arn` (and no [alerts] sns_topic_arn to fall back on)");
     }
     if let Some(subject) = &s.subject {

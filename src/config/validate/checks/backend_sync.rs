@@ -4,7 +4,7 @@
 use super::super::super::defaults::{self, limits};
 use super::super::super::model::*;
 use super::super::super::raw::*;
-use super::super::ctx::Ctx;
+use super::super::ctx::{is_haproxy_name, Ctx};
 use std::str::FromStr;
 
 /// `check.apply`, parsed in this one place. Not a serde enum: serde's unknown-variant error
@@ -32,13 +32,6 @@ impl FromStr for Apply {
     }
 }
 
-/// HAProxy's identifier characters (proxy and server names).
-fn haproxy_ident(s: &str) -> bool {
-    limits::HAPROXY_IDENT_LEN.contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-}
-
 /// `haproxy` is the `[haproxy]` section, whose stats socket is the default; None when broken.
 pub(super) fn check(
     b: &RawBackendSync,
@@ -58,12 +51,17 @@ pub(super) fn check(
             cx.err("`check.backend` names the HAProxy backend to keep in step (`check.peers` is for `apply = \"peers\"`)");
             (String::new(), "backend")
         }
+        (Some(_), Some(n), true) => {
+            // The peers section is named: what is wrong is the backend beside it.
+            cx.err(format!("`apply = \"peers\"` needs `check.peers` only: remove `check.backend`, since peers mode keeps the `peers` section {n:?}, not a backend"));
+            (n.clone(), "peers")
+        }
         (_, _, true) => {
             cx.err("`apply = \"peers\"` needs `check.peers`, the name of the HAProxy `peers` section to keep in step (and no `check.backend`)");
             (String::new(), "peers")
         }
     };
-    if !name.is_empty() && !haproxy_ident(&name) {
+    if !name.is_empty() && !is_haproxy_name(&name) {
         cx.err(format!(
             "`check.{what}` = {name:?}: not a HAProxy section name (letters, digits, - _ . :)"
         ));
@@ -97,7 +95,11 @@ pub(super) fn check(
         (Err(e), _) => cx.fail(e.to_string()),
     };
     let server_prefix = b.server_prefix.clone().unwrap_or_else(|| name.clone());
-    if !haproxy_ident(&server_prefix) || server_prefix.len() > limits::SERVER_PREFIX_MAX_LEN {
+    // With no name (reported above) there is no default prefix to find fault with.
+    let prefix_unknown = b.server_prefix.is_none() && name.is_empty();
+    if !prefix_unknown && !is_haproxy_name(&server_prefix)
+        || server_prefix.len() > limits::SERVER_PREFIX_MAX_LEN
+    {
         cx.err(format!("`check.server_prefix` = {server_prefix:?}: server names use letters, digits, - _ . : (at most {})", limits::SERVER_PREFIX_MAX_LEN));
     }
     let server_options = b
@@ -134,6 +136,18 @@ pub(super) fn check(
         .clone()
         .or_else(|| haproxy.and_then(|h| h.stats_socket.clone()))
         .unwrap_or_else(|| defaults::HAPROXY_SOCKET.into());
+    if let Some(p) = &b.stats_socket {
+        cx.absolute(p, "check.stats_socket");
+    }
+    if let Some(p) = &b.haproxy_config {
+        cx.absolute(p, "check.haproxy_config");
+    }
+    if let Some(p) = &b.template {
+        cx.absolute(p, "check.template");
+    }
+    if let Some(p) = b.reload.as_ref().and_then(|r| r.master_socket.as_ref()) {
+        cx.absolute(p, "check.reload.master_socket");
+    }
     let reload = reload(b.reload.as_ref(), &mut cx);
     cx.finish(|| {
         Some(BackendSyncSpec {

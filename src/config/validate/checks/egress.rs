@@ -10,7 +10,7 @@ pub(super) fn check(
     egress: Option<&EgressSettings>,
     mut cx: Ctx<'_>,
 ) -> Option<EgressCheckSpec> {
-    let expect = cx.ipv4(&e.expect, "check.expect");
+    let expect = cx.eip(&e.expect, "check.expect");
     let checkip_url = match &e.checkip_url {
         Some(u) => cx.url(u, "check.checkip_url"),
         None => egress.map(|g| g.checkip_url.clone()),

@@ -20,6 +20,14 @@ pub(in super::super) fn probe(
         limits::SHORT_TIMEOUT,
         "timeout",
     );
+    if let Some(p) = &r.stats_socket {
+        cx.absolute(p, "stats_socket");
+    }
+    for (name, what) in [(&r.frontend, "frontend"), (&r.backend, "backend")] {
+        if let Some(n) = name {
+            cx.haproxy_name(n, what);
+        }
+    }
     let mut stats_socket = r.stats_socket.clone();
     let mut frontend = r.frontend.clone();
     let mut backend = r.backend.clone();
