@@ -84,15 +84,19 @@ pub async fn command(path: &Path, command: &str) -> Result<String, SocketError> 
 /// haproxy:haproxy) needs". HAProxy sets the socket's mode and group with `stats socket ...
 /// mode 660 group haproxy` (HAProxy configuration manual, "5.1. Bind options").
 fn access_hint(path: &Path) -> String {
+    use nix::unistd::{access, getuid, AccessFlags, Gid, Group, Uid, User};
     use std::os::unix::fs::MetadataExt;
-    // SAFETY: getuid cannot fail and touches no memory of ours.
-    let uid = unsafe { libc::getuid() };
+    let user_name = |uid: u32| {
+        User::from_uid(Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+    };
+    let uid = getuid().as_raw();
     let user = user_name(uid).unwrap_or_else(|| uid.to_string());
     // A directory on the way that this user cannot search hides the socket itself.
     for dir in path.ancestors().skip(1) {
-        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap_or_default();
-        // SAFETY: access(2) reads a NUL-terminated path we own.
-        if !c.as_bytes().is_empty() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+        if !dir.as_os_str().is_empty() && access(dir, AccessFlags::X_OK).is_err() {
             return format!(
                 "user {user} (uid {uid}) cannot enter directory {} on the way to it",
                 dir.display()
@@ -104,7 +108,10 @@ fn access_hint(path: &Path) -> String {
         Err(e) => return format!("user {user} (uid {uid}) cannot look at it either: {e}"),
     };
     let mode = meta.mode() & 0o777;
-    let group = group_name(meta.gid()).unwrap_or_else(|| meta.gid().to_string());
+    let group = Group::from_gid(Gid::from_raw(meta.gid()))
+        .ok()
+        .flatten()
+        .map_or_else(|| meta.gid().to_string(), |g| g.name);
     let owner = user_name(meta.uid()).unwrap_or_else(|| meta.uid().to_string());
     let advice = if mode & 0o060 == 0o060 {
         format!(
@@ -115,39 +122,5 @@ fn access_hint(path: &Path) -> String {
     };
     format!(
         "user {user} (uid {uid}) lacks read-write access to it (mode {mode:o}, owner {owner}:{group}); {advice}"
-    )
-}
-
-fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    // SAFETY: all-zero is a valid `passwd`; getpwuid_r writes only within `pw` and `buf`.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut out = std::ptr::null_mut();
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
-    if rc != 0 || out.is_null() {
-        return None;
-    }
-    // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`.
-    Some(
-        unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
-            .to_string_lossy()
-            .into_owned(),
-    )
-}
-
-fn group_name(gid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    // SAFETY: as in user_name, for getgrgid_r.
-    let mut gr: libc::group = unsafe { std::mem::zeroed() };
-    let mut out = std::ptr::null_mut();
-    let rc = unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr(), buf.len(), &mut out) };
-    if rc != 0 || out.is_null() {
-        return None;
-    }
-    // SAFETY: on success gr_name points to a NUL-terminated string inside `buf`.
-    Some(
-        unsafe { std::ffi::CStr::from_ptr(gr.gr_name) }
-            .to_string_lossy()
-            .into_owned(),
     )
 }
