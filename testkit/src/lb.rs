@@ -63,6 +63,15 @@ pub fn block(n: usize, port: u16) -> String {
     s
 }
 
+/// A managed block with one slot, `app1`, serving `Backends::ip(0)` on `port`: every slot in
+/// use, for the tests of what happens when a sync needs more.
+pub fn one_serving_slot(port: u16) -> String {
+    format!(
+        "  {BEGIN}\n  server app1 {}:{port} check inter 500ms\n  {END}\n",
+        Backends::ip(0)
+    )
+}
+
 impl Lb {
     /// Start with `servers` as the body of `backend app`.
     pub async fn start(servers: &str) -> Lb {

@@ -35,6 +35,16 @@ pub fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
+/// The daemon's `/metrics` page on `127.0.0.1:port` (`[control] metrics_listen`).
+pub async fn metrics(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the /metrics body")
+}
+
 /// Poll `f` every 50 ms until it returns Some, or panic with `what` after `within`.
 pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
 where

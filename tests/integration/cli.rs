@@ -335,12 +335,7 @@ async fn status_and_metrics_show_what_each_rule_saw_and_did() {
         "{table}"
     );
 
-    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::metrics(port).await;
     assert!(
         metrics.contains("# TYPE watchdog_checks_failed_total counter"),
         "{metrics}"

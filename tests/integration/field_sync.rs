@@ -701,14 +701,7 @@ async fn a_file_a_failed_reload_left_unloaded_is_reloaded_after_a_restart() {
 async fn a_replacement_with_every_slot_in_use_never_empties_the_backend() {
     let b = Backends::start(2).await;
     let consul = Consul::start("web", instances(&b, &[0])).await;
-    let block = format!(
-        "  {}\n  server app1 {}:{} check inter 500ms\n  {}\n",
-        lb::BEGIN,
-        Backends::ip(0),
-        b.port,
-        lb::END
-    );
-    let lb = Lb::start(&block).await;
+    let lb = Lb::start(&lb::one_serving_slot(b.port)).await;
     let wd = Watchdog::start(
         "lb",
         &Env::offline(),
@@ -794,14 +787,7 @@ async fn an_operators_server_outside_the_block_is_never_a_slot() {
 async fn a_counter_counts_what_was_done_not_what_was_tried() {
     let b = Backends::start(3).await;
     let consul = Consul::start("web", instances(&b, &[0, 1, 2])).await;
-    let block = format!(
-        "  {}\n  server app1 {}:{} check inter 500ms\n  {}\n",
-        lb::BEGIN,
-        Backends::ip(0),
-        b.port,
-        lb::END
-    );
-    let lb = Lb::start(&block).await;
+    let lb = Lb::start(&lb::one_serving_slot(b.port)).await;
     let port = testkit::free_port();
     // Three servers for one slot: the block must grow, and every grown block HAProxy rejects.
     let config =
@@ -817,12 +803,7 @@ async fn a_counter_counts_what_was_done_not_what_was_tried() {
         (wd.count("backend_sync_failed") >= 2).then_some(())
     })
     .await;
-    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::metrics(port).await;
     assert!(
         !metrics.contains("watchdog_backend_sync_slot_growths_total{"),
         "no slot was added, yet:\n{metrics}\n{}",
