@@ -109,21 +109,53 @@ fn toml_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let files = config_files(path)?;
     let mut texts = Vec::with_capacity(files.len());
-    let mut errors = Vec::new();
+    let mut unread = Vec::new();
     for f in &files {
-        match std::fs::read_to_string(f) {
+        match read_config_file(f) {
             Ok(t) => texts.push((f.clone(), t)),
-            Err(e) => errors.push(ConfigError {
+            Err(message) => unread.push(ConfigError {
                 file: f.clone(),
                 item: None,
-                message: format!("cannot read: {e}"),
+                message,
             }),
         }
     }
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
+    match (from_sources(&texts), unread.is_empty()) {
+        (Ok(c), true) => Ok(c),
+        // The files that could be read are checked all the same: one unreadable file does not
+        // hide the others' errors (a reference into the unread file may show up as one).
+        (Ok(_), false) => Err(ConfigErrors(unread)),
+        (Err(ConfigErrors(more)), _) => {
+            unread.extend(more);
+            unread.sort_by(|a, b| a.file.cmp(&b.file));
+            Err(ConfigErrors(unread))
+        }
     }
-    from_sources(&texts)
+}
+
+/// One configuration file's text. Only a regular file (or a link to one) is opened: a FIFO,
+/// socket or device named `*.toml` would block the read, or never end it, so it is reported
+/// by its type instead. Errors are the message of a `cannot read` [`ConfigError`].
+fn read_config_file(f: &Path) -> Result<String, String> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::metadata(f) {
+        let t = meta.file_type();
+        let what = if t.is_fifo() {
+            Some("a FIFO")
+        } else if t.is_socket() {
+            Some("a socket")
+        } else if t.is_block_device() || t.is_char_device() {
+            Some("a device")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(format!(
+                "cannot read: it is {what}, not a regular file (not opened)"
+            ));
+        }
+    }
+    std::fs::read_to_string(f).map_err(|e| format!("cannot read: {e}"))
 }
 
 /// Validate configuration text already in memory: `(path, contents)` in load order.

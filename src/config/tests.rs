@@ -1065,3 +1065,48 @@ fn no_internal_type_name_reaches_the_user() {
         }
     }
 }
+
+/// Breaker: a FIFO named `*.toml` in conf.d made `validate` hang, and a SIGHUP reload with it
+/// hung the daemon's stop. An entry that is not a regular file is reported, never opened.
+#[test]
+fn a_config_entry_that_is_not_a_regular_file_is_reported_without_being_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.toml"), GOOD).unwrap();
+    nix::unistd::mkfifo(
+        &dir.path().join("f.toml"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = dir.path().to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(load(&path).map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let e = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("load returned instead of blocking on the FIFO")
+        .unwrap_err();
+    assert!(
+        e.contains("f.toml") && e.contains("cannot read: it is a FIFO, not a regular file"),
+        "{e}"
+    );
+}
+
+/// Breaker: one unreadable `*.toml` entry was the only error reported; the other files'
+/// errors came one round later. They are reported together.
+#[test]
+fn an_unreadable_config_file_does_not_hide_the_other_files_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.toml"), GOOD).unwrap();
+    std::fs::create_dir(dir.path().join("b.toml")).unwrap();
+    std::fs::write(dir.path().join("c.toml"), "x =\n").unwrap();
+    std::fs::write(dir.path().join("d.toml"), "[rules.q]\ninterval = \"5\"\n").unwrap();
+    let e = load(dir.path()).unwrap_err();
+    let files: Vec<_> =
+        e.0.iter()
+            .map(|e| e.file.file_name().unwrap().to_owned())
+            .collect();
+    for f in ["b.toml", "c.toml", "d.toml"] {
+        assert!(files.iter().any(|x| x == f), "{f} missing: {e}");
+    }
+}
