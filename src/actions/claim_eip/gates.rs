@@ -848,7 +848,17 @@ mod tests {
         let saved = calls.iter().position(|c| *c == "saved");
         assert_eq!(saved.map(|i| calls[i + 1]), Some("take"), "{calls:?}");
         drop(b);
-        let (_, recovered) = StateStore::open(dir.path()).unwrap();
+        // The claim's own task may still be dropping its copy of the store (and with it the
+        // directory's lock) for a moment after the run returned.
+        let mut reopened = StateStore::open(dir.path());
+        for _ in 0..100 {
+            if !matches!(reopened, Err(crate::state::OpenError::Busy(_))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            reopened = StateStore::open(dir.path());
+        }
+        let (_, recovered) = reopened.unwrap();
         assert!(
             recovered.claims.is_empty(),
             "settled: {:?}",
