@@ -46,6 +46,12 @@ struct StateFile {
     /// Each rule's [`crate::engine::RuleState`], by rule name, as the engine last saved it.
     #[serde(default)]
     rules: BTreeMap<String, serde_json::Value>,
+    /// `watchdog pause`, until `watchdog resume` or its end.
+    #[serde(default)]
+    pause: Option<crate::pause::PauseRecord>,
+    /// The failover history (`watchdog status --history`), oldest first.
+    #[serde(default)]
+    history: Vec<crate::history::Entry>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -142,6 +148,10 @@ pub struct Recovered {
     pub rules: BTreeMap<String, serde_json::Value>,
     /// Claims the last run had under way when it stopped, by EIP.
     pub claims: BTreeMap<String, PendingClaim>,
+    /// The pause an operator set, if it still held when the last run stopped.
+    pub pause: Option<crate::pause::PauseRecord>,
+    /// The failover history, oldest first.
+    pub history: Vec<crate::history::Entry>,
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -200,8 +210,15 @@ impl StateStore {
             data: Mutex::new(data),
             _lock: lock,
         })));
-        let (rules, claims) = store
-            .with(|d| (d.rules.clone(), d.claims.clone()))
+        let (rules, claims, pause, history) = store
+            .with(|d| {
+                (
+                    d.rules.clone(),
+                    d.claims.clone(),
+                    d.pause.clone(),
+                    d.history.clone(),
+                )
+            })
             .unwrap_or_default();
         Ok((
             store,
@@ -210,6 +227,8 @@ impl StateStore {
                 maybe_sent,
                 rules,
                 claims,
+                pause,
+                history,
             },
         ))
     }
@@ -278,6 +297,16 @@ impl StateStore {
 
     pub fn alert_done(&self, id: u64) {
         self.update(|d| d.alerts.retain(|a| a.id != id));
+    }
+
+    /// Save the operator's pause (None: resumed).
+    pub fn pause_saved(&self, pause: Option<crate::pause::PauseRecord>) {
+        self.update(|d| d.pause = pause);
+    }
+
+    /// Save the failover history, oldest first.
+    pub fn history_saved(&self, history: Vec<crate::history::Entry>) {
+        self.update(|d| d.history = history);
     }
 
     /// Save `rule`'s state (health, streaks, unfinished actions) for the next start.

@@ -41,6 +41,7 @@ impl Alerter {
         shutdown: watch::Receiver<bool>,
         store: StateStore,
         metrics: Arc<Metrics>,
+        history: crate::history::History,
     ) -> (Alerter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let alerter = Alerter {
@@ -59,6 +60,7 @@ impl Alerter {
                 drained: alerter.drained.clone(),
                 store,
                 metrics,
+                history,
             },
         ));
         (alerter, task)
@@ -116,6 +118,8 @@ struct Delivery {
     drained: Arc<Notify>,
     store: StateStore,
     metrics: Arc<Metrics>,
+    /// Stamped when SNS takes a claim's alert (`alert_sent` in `status --history`).
+    history: crate::history::History,
 }
 
 async fn deliver(
@@ -130,6 +134,7 @@ async fn deliver(
         drained,
         store,
         metrics,
+        history,
     } = d;
     loop {
         // Queued alerts go first; an idle outbox stops when the daemon does.
@@ -163,6 +168,7 @@ async fn deliver(
             {
                 Ok(message_id) => {
                     store.alert_done(id);
+                    history.alert_sent(id);
                     metrics.alert_sent();
                     tracing::info!(event = events::ALERT_SENT, topic = %alert.topic_arn, message_id = %message_id, attempt);
                     break;
@@ -219,6 +225,7 @@ mod kept_tests {
                 stop_rx,
                 store,
                 Arc::new(Metrics::new().expect("metrics")),
+                crate::history::History::in_memory(),
             );
             alerter.send(Alert {
                 topic_arn: "arn:aws:sns:us-east-1:123456789012:t".into(),
@@ -244,6 +251,7 @@ mod kept_tests {
             stop_rx,
             StateStore::default(),
             Arc::new(Metrics::new().expect("metrics")),
+                crate::history::History::in_memory(),
         );
         alerter.send(Alert {
             topic_arn: "t".into(),

@@ -72,6 +72,18 @@ pub struct RuleRunner {
     pending_transition: Option<Transition>,
     /// Every action the last transition listed, done or not.
     listed: Vec<String>,
+    /// When the current failure streak began and the rule failed, for the history.
+    times: StreakTimes,
+}
+
+/// When a rule's failure streak began and when it failed, in ms since the Unix epoch: what the
+/// failover history and `watchdog_failover_duration_seconds` measure from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreakTimes {
+    /// The first failed check of the streak (while the rule was up).
+    pub first_failed_check: Option<u64>,
+    /// The check that failed the rule.
+    pub rule_failed: Option<u64>,
 }
 
 /// What one cycle of one rule saw and did.
@@ -85,6 +97,8 @@ pub struct CycleReport {
     pub consecutive_successes: u32,
     pub transition: Option<Transition>,
     pub actions: Vec<(String, ActionOutcome)>,
+    /// How long the check took (up to the rule's deadline).
+    pub took: std::time::Duration,
 }
 
 /// A rule's counts and unfinished actions, carried across a configuration reload and, through
@@ -96,6 +110,8 @@ pub struct RuleState {
     pending_transition: Option<Transition>,
     #[serde(default)]
     listed: Vec<String>,
+    #[serde(default)]
+    times: StreakTimes,
 }
 
 /// Rule states by rule name.
@@ -110,6 +126,7 @@ impl RuleRunner {
             pending: Vec::new(),
             pending_transition: None,
             listed: Vec::new(),
+            times: StreakTimes::default(),
         }
     }
 
@@ -152,6 +169,7 @@ impl RuleRunner {
             pending,
             pending_transition: st.pending_transition,
             listed: list.clone(),
+            times: st.times,
             rule,
         }
     }
@@ -162,6 +180,7 @@ impl RuleRunner {
             pending: self.pending.clone(),
             pending_transition: self.pending_transition,
             listed: self.listed.clone(),
+            times: self.times.clone(),
         }
     }
 
@@ -170,6 +189,7 @@ impl RuleRunner {
     pub async fn cycle<E: Effects>(&mut self, fx: &E) -> CycleReport {
         let rule = &self.rule;
         let deadline = fx.pacing(rule).deadline;
+        let started = tokio::time::Instant::now();
         let outcome = match tokio::time::timeout(deadline, fx.check(rule)).await {
             Ok(o) => o,
             Err(_) => Outcome::fail(format!(
@@ -177,11 +197,13 @@ impl RuleRunner {
                 humantime::format_duration(deadline)
             )),
         };
+        let took = started.elapsed();
         let transition = self.threshold.observe(outcome.ok);
         if !outcome.ok
             && self.threshold.health() == Health::Up
             && self.threshold.consecutive_failures() == 1
         {
+            self.times.first_failed_check = Some(crate::history::now_ms());
             for a in &rule.on_fail {
                 fx.streak_started(a);
             }
@@ -200,9 +222,14 @@ impl RuleRunner {
         if let Some(t) = transition {
             match t {
                 Transition::Failed => {
+                    let now = crate::history::now_ms();
+                    // fail_after = 1: the streak began with this very check.
+                    self.times.first_failed_check.get_or_insert(now);
+                    self.times.rule_failed = Some(now);
                     tracing::error!(event = events::RULE_FAILED, rule = %rule.name, consecutive_failures = fails, detail = %outcome.detail)
                 }
                 Transition::Recovered => {
+                    self.times = StreakTimes::default();
                     tracing::info!(event = events::RULE_RECOVERED, rule = %rule.name, consecutive_successes = oks)
                 }
             }
@@ -233,6 +260,8 @@ impl RuleRunner {
                 // no side effects, can be run twice.
                 recheck: (!matches!(rule.check, CheckSpec::BackendSync(_)))
                     .then(|| (rule.check.clone(), rule.timeout)),
+                times: self.times.clone(),
+                planned: None,
             };
             let before = self.pending.clone();
             let mut still_pending = Vec::new();
@@ -259,6 +288,7 @@ impl RuleRunner {
             consecutive_successes: self.threshold.consecutive_successes(),
             transition,
             actions,
+            took,
         }
     }
 }

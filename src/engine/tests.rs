@@ -339,6 +339,7 @@ fn renamed_unfinished_action_runs_under_its_new_name() {
         pending: vec!["claim".into()],
         pending_transition: Some(Transition::Failed),
         listed: old.on_fail.clone(),
+        times: Default::default(),
     };
     let mut new = old.clone();
     new.on_fail = vec!["page".into(), "claim-public-eip".into()];
