@@ -54,6 +54,12 @@ pub const IMDS_TIMEOUT: Duration = secs(2);
 pub const SUBJECT_PREFIX: &str = "HAProxy failover";
 
 // `[control]`.
+/// `[node] maintenance_file`: present means paused.
+pub const MAINTENANCE_FILE: &str = "/etc/haproxy-watchdog/maintenance";
+/// `[control] history`: entries of the failover history kept.
+pub const HISTORY: usize = 100;
+/// `[control] history`: at most this many entries.
+pub const HISTORY_MAX: usize = 10_000;
 pub const CONTROL_SOCKET: &str = "/run/haproxy-watchdog/control.sock";
 
 // `type = "exec"`.
@@ -104,6 +110,7 @@ impl Default for NodeSettings {
             private_ip: None,
             imds_endpoint: None,
             imds_timeout: IMDS_TIMEOUT,
+            maintenance_file: Some(MAINTENANCE_FILE.into()),
         }
     }
 }
@@ -148,6 +155,7 @@ impl Default for ControlSettings {
         ControlSettings {
             socket: Some(CONTROL_SOCKET.into()),
             metrics_listen: None,
+            history: HISTORY,
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct NodeSettings {
     pub private_ip: Option<Ipv4Addr>,
     pub imds_endpoint: Option<String>,
     pub imds_timeout: Duration,
+    /// None: no flag file is looked at.
+    pub maintenance_file: Option<PathBuf>,
 }
 
 /// `[opsworks]`: used only by claims with `provider = "opsworks"`.
@@ -102,6 +104,8 @@ pub struct ControlSettings {
     pub socket: Option<PathBuf>,
     /// None: no metrics endpoint.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Entries of the failover history kept in the state directory.
+    pub history: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -81,6 +81,11 @@ pub struct RawNode {
     /// Connect and read timeout of each instance metadata request (IMDSv2, token first).
     /// Default 2s, 10ms to 1m.
     pub imds_timeout: Option<HumanDuration>,
+    /// A flag file: while it exists, this node is paused (as by `watchdog pause`): it runs its
+    /// checks and other actions but starts no claim. Its first line, if any, is shown as the
+    /// reason. An absolute path; `""` turns it off. Default /etc/haproxy-watchdog/maintenance.
+    /// Looked at before every claim and by `watchdog status`.
+    pub maintenance_file: Option<PathBuf>,
 }
 
 /// `[egress]`: how a node proves its own internet path before it claims.
@@ -139,6 +144,10 @@ pub struct RawControl {
     /// Address of the Prometheus `/metrics` endpoint (off unless set).
     /// `IP:PORT`, like "127.0.0.1:9106". Bound once at start, like `socket`.
     pub metrics_listen: Option<String>,
+    /// How many entries `watchdog status --history` keeps in the state directory: rule
+    /// transitions, claims, refusals and operator commands, the oldest dropped first.
+    /// 1 to 10000. Default 100. Read once at start, like `socket`.
+    pub history: Option<i64>,
 }
 
 /// `[rules.NAME]`.

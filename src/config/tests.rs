@@ -563,7 +563,8 @@ fn control_socket_on_by_default_metrics_off_and_bad_values_reported() {
         c.control,
         ControlSettings {
             socket: Some(defaults::CONTROL_SOCKET.into()),
-            metrics_listen: None
+            metrics_listen: None,
+            history: defaults::HISTORY,
         }
     );
     let on = format!("[control]\nsocket = \"\"\nmetrics_listen = \"127.0.0.1:9106\"\n{GOOD}");

@@ -81,6 +81,11 @@ pub(super) fn node(raw: Option<&Located<RawNode>>, errs: &mut Errors) -> Option<
         limits::SHORT_TIMEOUT,
         "imds_timeout",
     );
+    let maintenance_file = match &r.maintenance_file {
+        Some(p) if p.as_os_str().is_empty() => Some(None),
+        Some(p) => cx.absolute(p, "maintenance_file").map(Some),
+        None => Some(NodeSettings::default().maintenance_file),
+    };
     cx.finish(|| {
         Some(NodeSettings {
             instance_id: instance_id?,
@@ -88,6 +93,7 @@ pub(super) fn node(raw: Option<&Located<RawNode>>, errs: &mut Errors) -> Option<
             private_ip: private_ip?,
             imds_endpoint: imds_endpoint?,
             imds_timeout: imds_timeout?,
+            maintenance_file: maintenance_file?,
         })
     })
 }
@@ -142,10 +148,19 @@ pub(super) fn control(
             ))
         })
     });
+    let history = match r.history {
+        None => Some(defaults::HISTORY),
+        Some(n) if (1..=defaults::HISTORY_MAX as i64).contains(&n) => Some(n as usize),
+        Some(n) => cx.fail(format!(
+            "`history` = {n}: keep 1 to {} entries",
+            defaults::HISTORY_MAX
+        )),
+    };
     cx.finish(|| {
         Some(ControlSettings {
             socket: socket?,
             metrics_listen: metrics_listen?,
+            history: history?,
         })
     })
 }
