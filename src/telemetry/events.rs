@@ -155,6 +155,19 @@ pub const EVENTS_NOT_DELETED: &str = "events_not_deleted";
 /// The metrics could not be written in the exposition format.
 pub const METRICS_UNENCODABLE: &str = "metrics_unencodable";
 
+/// This node was paused (`source`: `command` with `by` and `reason`, or `maintenance_file`): no claim starts.
+pub const PAUSED: &str = "paused";
+/// The pause ended (`source`/`by`: a `resume` command, `expiry` of `--for`, or the maintenance file gone).
+pub const RESUMED: &str = "resumed";
+/// `drill --back` returned the Elastic IP to the node the drill took it from (`from`, `to`).
+pub const EIP_RETURNED: &str = "eip_returned";
+/// An operator asked for a planned takeover or a drill (`action`, `by`, `drill`).
+pub const TAKEOVER_REQUESTED: &str = "takeover_requested";
+/// A planned takeover or drill ended (`result`; the address is here when `holds` is true).
+pub const TAKEOVER_FINISHED: &str = "takeover_finished";
+/// A command on the control socket was refused: the caller is not root nor the daemon's user (`uid`).
+pub const CONTROL_REFUSED: &str = "control_refused";
+
 /// Every event, for the tests that keep code, tests and docs in step.
 pub const ALL: &[&str] = &[
     STARTED,
@@ -232,6 +245,12 @@ pub const ALL: &[&str] = &[
     MEMBERSHIP_EVENT_UNREADABLE,
     EVENTS_NOT_DELETED,
     METRICS_UNENCODABLE,
+    PAUSED,
+    RESUMED,
+    EIP_RETURNED,
+    TAKEOVER_REQUESTED,
+    TAKEOVER_FINISHED,
+    CONTROL_REFUSED,
 ];
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! (TiKV's) keeps them and writes the text exposition format. One [`Metrics`] is made at start
 //! and handed to what counts (the daemon's `Deps` own it); tests make their own.
 
-use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// What `/metrics` answers with.
 pub const EXPOSITION_CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -32,6 +34,13 @@ pub struct Metrics {
     haproxy_reload_failures: IntCounterVec,
     rule_up: IntGaugeVec,
     rule_failures: IntGaugeVec,
+    paused: IntGaugeVec,
+    pauses: IntCounterVec,
+    takeovers: IntCounterVec,
+    drills: IntCounterVec,
+    check_duration: HistogramVec,
+    claim_duration: HistogramVec,
+    failover_duration: HistogramVec,
 }
 
 /// One rule's health for the `watchdog_rule_up` and `watchdog_rule_consecutive_failures`
@@ -61,6 +70,27 @@ fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::R
     r.register(Box::new(g.clone()))?;
     Ok(g)
 }
+
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> prometheus::Result<HistogramVec> {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)?;
+    r.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+/// Seconds, for a check: from HAProxy's own sub-millisecond answers to a check's longest timeout.
+const CHECK_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Seconds, for a claim and a failover: sub-second to several minutes.
+const FAILOVER_BUCKETS: &[f64] = &[
+    0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
 
 impl Metrics {
     /// Every family registered, every counter at zero. Errors: a family declared twice or
@@ -164,6 +194,51 @@ impl Metrics {
                 "rule_consecutive_failures",
                 "Failed checks in a row, by rule",
                 &["rule"],
+            )?,
+            paused: gauge(
+                &r,
+                "paused",
+                "1 while this node is paused (watchdog pause, or the maintenance file): no claim starts",
+                &[],
+            )?,
+            pauses: vec(
+                &r,
+                "pauses_total",
+                "Pauses begun, by source (command, maintenance_file)",
+                &["source"],
+            )?,
+            takeovers: vec(
+                &r,
+                "takeovers_total",
+                "Planned takeovers asked for (watchdog takeover), by result (done, noop, refused, error)",
+                &["result"],
+            )?,
+            drills: vec(
+                &r,
+                "drills_total",
+                "Drills run (watchdog drill), by result (passed, failed)",
+                &["result"],
+            )?,
+            check_duration: histogram(
+                &r,
+                "check_duration_seconds",
+                "How long each check took, by rule",
+                &["rule"],
+                CHECK_BUCKETS,
+            )?,
+            claim_duration: histogram(
+                &r,
+                "claim_duration_seconds",
+                "From a claim's decision (its first gate) to the provider showing the address here",
+                &[],
+                FAILOVER_BUCKETS,
+            )?,
+            failover_duration: histogram(
+                &r,
+                "failover_duration_seconds",
+                "From the first failed check of the streak to the provider showing the address here",
+                &[],
+                FAILOVER_BUCKETS,
             )?,
             registry: r,
         })
@@ -276,6 +351,49 @@ impl Metrics {
         self.haproxy_reload_failures
             .with_label_values::<&str>(&[])
             .inc();
+    }
+
+    /// Whether this node is paused now (`watchdog_paused`).
+    pub fn set_paused(&self, paused: bool) {
+        self.paused
+            .with_label_values::<&str>(&[])
+            .set(i64::from(paused));
+    }
+
+    /// A pause began, by `source` (`command` or `maintenance_file`).
+    pub fn paused_by(&self, source: &str) {
+        self.pauses.with_label_values(&[source]).inc();
+    }
+
+    /// A planned takeover ended with `result` (`done`, `noop`, `refused`, `error`).
+    pub fn takeover(&self, result: &str) {
+        self.takeovers.with_label_values(&[result]).inc();
+    }
+
+    /// A drill ended with `result` (`passed` or `failed`).
+    pub fn drill(&self, result: &str) {
+        self.drills.with_label_values(&[result]).inc();
+    }
+
+    /// One check of `rule` took `took`.
+    pub fn check_took(&self, rule: &str, took: std::time::Duration) {
+        self.check_duration
+            .with_label_values(&[rule])
+            .observe(took.as_secs_f64());
+    }
+
+    /// A claim took `took` from its decision to the verified move.
+    pub fn claim_took(&self, took: std::time::Duration) {
+        self.claim_duration
+            .with_label_values::<&str>(&[])
+            .observe(took.as_secs_f64());
+    }
+
+    /// A failover took `took` from the first failed check to the verified move.
+    pub fn failover_took(&self, took: std::time::Duration) {
+        self.failover_duration
+            .with_label_values::<&str>(&[])
+            .observe(took.as_secs_f64());
     }
 
     /// The text exposition (Prometheus 0.0.4, with `# HELP` and `# TYPE` for every family) of
