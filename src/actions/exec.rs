@@ -107,6 +107,8 @@ mod tests {
             consecutive: 3,
             retry: false,
             recheck: None,
+            times: Default::default(),
+            planned: None,
         }
     }
 

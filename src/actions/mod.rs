@@ -24,6 +24,22 @@ pub struct ActionContext {
     pub retry: bool,
     /// The rule's check and timeout, so an action about to make a change can look once more.
     pub recheck: Option<(crate::config::CheckSpec, std::time::Duration)>,
+    /// When the rule's failure streak began and when it failed (the failover history).
+    pub times: crate::engine::StreakTimes,
+    /// Set when an operator asked for this run (`watchdog takeover` or `drill`), not a
+    /// failing rule.
+    pub planned: Option<Planned>,
+}
+
+/// An operator's planned takeover: the claim skips the gates an operator overrides on purpose
+/// (the rule need not be failing, the hold-down does not apply, the owner may have changed)
+/// and keeps every safety gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// Who asked: `user (uid N)`, from the control socket's peer credentials.
+    pub by: String,
+    /// `takeover` or `drill`.
+    pub kind: &'static str,
 }
 
 /// What an action did. `Refused` and `Error` are retried on the next cycle while the rule

@@ -137,6 +137,18 @@ impl Provider for Claims {
         is_on(&owner.state, target)
     }
 
+    fn spot_of(owner: &Owner<AddressState>) -> Option<Target> {
+        let a = &owner.state;
+        Some(Target {
+            instance_id: a
+                .instance_id
+                .clone()
+                .unwrap_or_else(|| "an ENI without an instance".into()),
+            eni: a.network_interface_id.clone()?,
+            private_ip: a.private_ip?,
+        })
+    }
+
     /// Move, then verify.
     async fn take(
         &self,

@@ -15,6 +15,7 @@ use crate::checks::{self, haproxy, Outcome};
 use crate::config::{ClaimEipSpec, EgressSettings, HaproxyProbeSpec};
 use crate::state::PendingClaim;
 use crate::telemetry::events;
+use crate::history::{Entry, History, Kind, Timeline};
 use crate::telemetry::metrics::Metrics;
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -37,6 +38,8 @@ pub(crate) trait Local: Send + Sync + 'static {
     ) -> impl Future<Output = Option<Outcome>> + Send;
     /// True once the daemon is stopping: no claim starts then.
     fn stopping(&self) -> bool;
+    /// Why this node is paused (`watchdog pause`, the maintenance file), if it is.
+    fn paused(&self) -> Option<String>;
     /// Queue `alert`, already saved in the state file as `id`.
     fn announce(&self, id: u64, alert: Alert);
 }
@@ -48,6 +51,7 @@ pub(crate) struct LiveLocal {
     haproxy: HaproxyProbeSpec,
     stopping: watch::Receiver<bool>,
     alerter: Alerter,
+    pause: crate::pause::Pause,
 }
 
 impl LiveLocal {
@@ -58,6 +62,7 @@ impl LiveLocal {
             haproxy: env.haproxy.clone(),
             stopping: env.stopping.clone(),
             alerter: env.alerter.clone(),
+            pause: env.pause.clone(),
         }
     }
 }
@@ -85,13 +90,17 @@ impl Local for LiveLocal {
         *self.stopping.borrow()
     }
 
+    fn paused(&self) -> Option<String> {
+        self.pause.now().map(|p| p.to_string())
+    }
+
     fn announce(&self, id: u64, alert: Alert) {
         self.alerter.resend(id, alert);
     }
 }
 
 /// One `claim_eip` action: its gates, its provider and what it remembers between runs.
-pub(crate) struct Gates<P, L> {
+pub(crate) struct Gates<P: Provider, L> {
     spec: ClaimEipSpec,
     provider: Arc<P>,
     local: Arc<L>,
@@ -107,6 +116,11 @@ pub(crate) struct Gates<P, L> {
     seen: Arc<std::sync::Mutex<Option<Option<String>>>>,
     /// Claims made, refused (by reason) and egress verifications failed.
     metrics: Arc<Metrics>,
+    /// Where each run's outcome and timings are recorded.
+    history: History,
+    /// Who held the EIP before this node's last planned takeover moved it here: where
+    /// `drill --back` returns it.
+    taken_from: std::sync::Mutex<Option<Owner<P::State>>>,
 }
 
 impl<P: Provider, L: Local> Gates<P, L> {
@@ -126,6 +140,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             env.in_flight.clone(),
             holds,
             env.metrics.clone(),
+            env.history.clone(),
         )
     }
 
@@ -139,9 +154,11 @@ impl<P: Provider, L: Local> Gates<P, L> {
         in_flight: InFlight,
         holds: &HoldDowns,
         metrics: Arc<Metrics>,
+        history: History,
     ) -> Self {
         Gates {
             metrics,
+            history,
             last_move: holds.for_eip(&spec.eip),
             holds: holds.clone(),
             spec,
@@ -151,6 +168,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             verify_for,
             in_flight,
             seen: Arc::default(),
+            taken_from: std::sync::Mutex::new(None),
         }
     }
 
@@ -172,21 +190,85 @@ impl<P: Provider, L: Local> Gates<P, L> {
     }
 
     /// Run the gates and, if they all pass, move the EIP here. Each refusal is counted in
-    /// `claims_refused_total` by its reason.
-    async fn run(&self, ctx: &ActionContext) -> ActionOutcome {
-        let out = self.gated(ctx).await;
+    /// `claims_refused_total` by its reason; a move in `claim_duration_seconds` and, when a
+    /// failing rule asked for it, `failover_duration_seconds`. Every run is recorded in the
+    /// history with its timings, and its alert queued after that (so the alert's delivery
+    /// finds its entry). Returns the steps as they happened.
+    async fn run_timed(&self, ctx: &ActionContext) -> (ActionOutcome, Timeline) {
+        let mut tl = Timeline::default();
+        tl.mark("claim_started", ctx.planned.as_ref().map_or("", |p| p.kind));
+        let mut alert = None;
+        let out = self.gated(ctx, &mut tl, &mut alert).await;
         if let ActionOutcome::Refused { reason, .. } = &out {
             self.metrics.claim_refused(reason);
         }
-        out
+        if let Some(took) = tl.between("claim_started", "verified") {
+            self.metrics.claim_took(took);
+        }
+        let verified = tl.at("verified");
+        if let (Some(first), Some(verified), None) =
+            (ctx.times.first_failed_check, verified, &ctx.planned)
+        {
+            self.metrics
+                .failover_took(Duration::from_millis(verified.saturating_sub(first)));
+        }
+        let (kind, reason) = match &out {
+            ActionOutcome::Done(_) => (Kind::Claimed, None),
+            ActionOutcome::NoOp(_) => (Kind::ClaimNoop, None),
+            ActionOutcome::Refused { reason, .. } => (Kind::ClaimRefused, Some(reason.to_string())),
+            ActionOutcome::Error(_) => (Kind::ClaimError, None),
+        };
+        let detail = match &out {
+            ActionOutcome::Done(d)
+            | ActionOutcome::NoOp(d)
+            | ActionOutcome::Error(d)
+            | ActionOutcome::Refused { detail: d, .. } => d.clone(),
+        };
+        let mut entry = Entry::new(kind, detail);
+        entry.rule = (ctx.planned.is_none()).then(|| ctx.rule.clone());
+        entry.action = Some(self.spec.name.clone());
+        entry.reason = reason;
+        entry.by = ctx.planned.as_ref().map(|p| p.by.clone());
+        entry.planned = ctx.planned.as_ref().map(|p| p.kind.to_owned());
+        if ctx.planned.is_none() {
+            entry.timings.first_failed_check = ctx.times.first_failed_check;
+            entry.timings.rule_failed = ctx.times.rule_failed;
+        }
+        entry.timings.claim_started = tl.at("claim_started");
+        entry.timings.first_mutating_call = tl.at("first_mutating_call");
+        entry.timings.verified = verified;
+        entry.alert_id = alert.as_ref().map(|(id, _)| *id).filter(|id| *id != 0);
+        self.history.record(entry);
+        if let Some((id, alert)) = alert {
+            self.local.announce(id, alert);
+            tl.mark("alert_queued", "");
+        }
+        (out, tl)
     }
 
-    async fn gated(&self, ctx: &ActionContext) -> ActionOutcome {
+    /// [`Gates::run_timed`] without the steps.
+    #[cfg(test)]
+    async fn run(&self, ctx: &ActionContext) -> ActionOutcome {
+        self.run_timed(ctx).await.0
+    }
+
+    async fn gated(
+        &self,
+        ctx: &ActionContext,
+        tl: &mut Timeline,
+        announce: &mut Option<(u64, Alert)>,
+    ) -> ActionOutcome {
         let mut last_move = self.last_move.lock().await;
         let eip = &self.spec.eip;
+        let planned = ctx.planned.as_ref();
 
-        // 1. Hold-down.
-        if let Some(at) = *last_move {
+        // 0. Paused: no claim of any kind, planned or not.
+        if let Some(why) = self.local.paused() {
+            return refused("paused", format!("this node is {why}; not claiming {eip}"));
+        }
+
+        // 1. Hold-down; an operator's takeover overrides it on purpose.
+        if let Some(at) = (*last_move).filter(|_| planned.is_none()) {
             let since = at.elapsed();
             if since < self.spec.hold_down {
                 // A hold-down damps ping-pong between nodes; with nobody holding the EIP there
@@ -194,6 +276,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 let now = self.provider.read(eip).await.ok();
                 if let (Some(owner), Ok(spot)) = (&now, self.here().await) {
                     if P::holds(&spot, owner) {
+                        tl.mark("already_here", spot.describe());
                         return ActionOutcome::NoOp(format!(
                             "{eip} is already on this node, {}",
                             spot.describe()
@@ -223,6 +306,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 format!("local HAProxy is not ready: {}", local.detail),
             );
         }
+        tl.mark("local_haproxy_ready", local.detail);
 
         let spot = match self.here().await {
             Ok(t) => t,
@@ -234,14 +318,18 @@ impl<P: Provider, L: Local> Gates<P, L> {
             Ok(a) => a,
             Err(e) => return ActionOutcome::Error(e.to_string()),
         };
+        tl.mark("owner_read", before.holder.clone());
+        tl.public_ip = before.public_ip;
         if P::holds(&spot, &before) {
+            tl.mark("already_here", spot.describe());
             return ActionOutcome::NoOp(format!(
                 "{eip} is already on this node, {}",
                 spot.describe()
             ));
         }
         // Moved since our failures began? Then they were about the previous holder, and another
-        // node has just taken over: moving it again would only add an outage.
+        // node has just taken over: moving it again would only add an outage. An operator's
+        // takeover is not about a failure: it moves the address wherever it is.
         let earlier = self
             .seen
             .lock()
@@ -249,7 +337,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             .replace(before.token.clone());
         // Nobody holding it now is no takeover (our own cut claim, or a release): the other
         // gates decide, and a hold-down would only keep the address dark.
-        if let Some(earlier) = earlier.filter(|_| before.token.is_some()) {
+        if let Some(earlier) = earlier.filter(|_| before.token.is_some() && planned.is_none()) {
             if earlier != before.token {
                 *last_move = Some(Instant::now());
                 self.holds.record(&self.spec.eip);
@@ -277,12 +365,14 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 );
             }
         };
+        tl.mark("egress_verified", egress.to_string());
         if P::DRY_RUN {
             tracing::info!(event = events::EGRESS_VERIFIED, egress_ip = %egress, dry_run = true);
         } else {
             tracing::info!(event = events::EGRESS_VERIFIED, rule = %ctx.rule, action = %self.spec.name, egress_ip = %egress);
         }
         if before.public_ip == Some(egress) {
+            tl.mark("already_here", format!("egress from {egress}"));
             return ActionOutcome::NoOp(format!(
                 "checkip says this node's traffic already leaves from {egress}: the EIP is ours (the API says it is on {})",
                 before.holder
@@ -296,6 +386,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             if let Some(outcome) = self.last_look(ctx, &before).await {
                 return outcome;
             }
+            tl.mark("last_look", "");
         }
 
         // 6. The move. From the first mutating call to the verified association the claim runs
@@ -306,7 +397,10 @@ impl<P: Provider, L: Local> Gates<P, L> {
         let topic = self.spec.sns_topic_arn.clone();
         let subject = sns_subject(
             &self.subject_prefix,
-            &format!("{} took over {eip}", spot.instance_id()),
+            &match planned {
+                None => format!("{} took over {eip}", spot.instance_id()),
+                Some(p) => format!("{} took over {eip} (planned {})", spot.instance_id(), p.kind),
+            },
         );
         let draft = |association: &str, verified: &str| {
             topic.as_ref().map(|t| Alert {
@@ -334,6 +428,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             ),
         );
         let guard = self.in_flight.enter();
+        tl.mark("first_mutating_call", spot.describe());
         let task = tokio::spawn({
             let (provider, eip, before, spot, verify_for) = (
                 self.provider.clone(),
@@ -374,8 +469,14 @@ impl<P: Provider, L: Local> Gates<P, L> {
         *last_move = Some(Instant::now());
         self.holds.record(&self.spec.eip);
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if planned.is_some() {
+            *self.taken_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(before.clone());
+        }
         let verified = match verified {
-            Verified::Yes => "verified",
+            Verified::Yes => {
+                tl.mark("verified", spot.describe());
+                "verified"
+            }
             Verified::Lost(holder) => {
                 self.holds.claim_settled(eip, None);
                 return refused(
@@ -396,13 +497,192 @@ impl<P: Provider, L: Local> Gates<P, L> {
 
         let alert = draft(&association, verified);
         let id = self.holds.claim_settled(eip, alert.as_ref());
-        if let Some(alert) = alert {
-            self.local.announce(id, alert);
-        }
+        *announce = alert.map(|a| (id, a));
         ActionOutcome::Done(format!(
             "claimed {eip} from {} onto {} ({verified})",
             before.holder,
             spot.describe()
+        ))
+    }
+
+    /// `drill --back`: move the EIP from this node back to where this action's last planned
+    /// takeover found it. The gates that apply to giving an address away: not while stopping
+    /// or paused; the owner read first, and only while the EIP is still on this node (if it
+    /// moved since, someone else has decided: leave it); the same race-safe move and
+    /// verification as a claim, saved first so a crash is settled at the next start; a
+    /// hold-down after it, so this node does not take it straight back; one alert. The other
+    /// node's own readiness is its business: its rules run as usual.
+    async fn give_back(&self, ctx: &ActionContext) -> (ActionOutcome, Timeline) {
+        let mut tl = Timeline::default();
+        tl.mark("claim_started", "back");
+        let mut alert = None;
+        let out = self.given_back(ctx, &mut tl, &mut alert).await;
+        if let Some(took) = tl.between("claim_started", "verified") {
+            self.metrics.claim_took(took);
+        }
+        let (kind, reason, detail) = match &out {
+            ActionOutcome::Done(d) => (Kind::Returned, None, d.clone()),
+            ActionOutcome::NoOp(d) => (Kind::ClaimNoop, None, d.clone()),
+            ActionOutcome::Refused { reason, detail } => {
+                (Kind::ClaimRefused, Some(reason.to_string()), detail.clone())
+            }
+            ActionOutcome::Error(d) => (Kind::ClaimError, None, d.clone()),
+        };
+        let mut entry = Entry::new(kind, detail);
+        entry.action = Some(self.spec.name.clone());
+        entry.reason = reason;
+        entry.by = ctx.planned.as_ref().map(|p| p.by.clone());
+        entry.planned = Some("drill --back".into());
+        entry.timings.claim_started = tl.at("claim_started");
+        entry.timings.first_mutating_call = tl.at("first_mutating_call");
+        entry.timings.verified = tl.at("verified");
+        entry.alert_id = alert.as_ref().map(|(id, _)| *id).filter(|id| *id != 0);
+        self.history.record(entry);
+        if let Some((id, alert)) = alert {
+            self.local.announce(id, alert);
+            tl.mark("alert_queued", "");
+        }
+        (out, tl)
+    }
+
+    async fn given_back(
+        &self,
+        ctx: &ActionContext,
+        tl: &mut Timeline,
+        announce: &mut Option<(u64, Alert)>,
+    ) -> ActionOutcome {
+        let mut last_move = self.last_move.lock().await;
+        let eip = &self.spec.eip;
+        if self.local.stopping() {
+            return refused(
+                "shutting_down",
+                format!("the daemon is stopping; not moving {eip}"),
+            );
+        }
+        if let Some(why) = self.local.paused() {
+            return refused("paused", format!("this node is {why}; not moving {eip}"));
+        }
+        let Some(previous) = self
+            .taken_from
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return refused(
+                "nothing_to_return",
+                format!("no planned takeover of {eip} by this daemon to return"),
+            );
+        };
+        let Some(back_to) = P::spot_of(&previous) else {
+            return refused(
+                "nothing_to_return",
+                format!(
+                    "{eip} was held by {} before the takeover: there is nowhere to return it",
+                    previous.holder
+                ),
+            );
+        };
+        let here = match self.here().await {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+        let now = match self.provider.read(eip).await {
+            Ok(a) => a,
+            Err(e) => return ActionOutcome::Error(e.to_string()),
+        };
+        tl.mark("owner_read", now.holder.clone());
+        if !P::holds(&here, &now) {
+            return refused(
+                "moved_meanwhile",
+                format!(
+                    "{eip} is on {} now, not on this node: leaving it there",
+                    now.holder
+                ),
+            );
+        }
+        let topic = self.spec.sns_topic_arn.clone();
+        let by = ctx.planned.as_ref().map_or("", |p| p.by.as_str()).to_owned();
+        let subject = sns_subject(
+            &self.subject_prefix,
+            &format!("{eip} returned to {} (drill)", back_to.instance_id()),
+        );
+        let draft = |verified: &str| {
+            topic.as_ref().map(|t| Alert {
+                topic_arn: t.clone(),
+                subject: subject.clone(),
+                message: format!(
+                    "Elastic IP {} returned from {} to {} ({verified}).\n\
+                     Why: the end of a drill requested by {by} (drill --back; not a failure).\n\
+                     Time: {}\n",
+                    P::address_label(eip, &now),
+                    here.describe(),
+                    back_to.describe(),
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+                ),
+            })
+        };
+        self.holds.claim_started(
+            eip,
+            back_to.pending(draft("found there after the daemon restarted mid-move").as_ref()),
+        );
+        let guard = self.in_flight.enter();
+        tl.mark("first_mutating_call", back_to.describe());
+        let task = tokio::spawn({
+            let (provider, eip, now, back_to, verify_for) = (
+                self.provider.clone(),
+                eip.clone(),
+                now.clone(),
+                back_to.clone(),
+                self.verify_for,
+            );
+            async move {
+                let _guard = guard;
+                provider.take(&eip, &now, &back_to, verify_for).await
+            }
+        });
+        let result = task.await;
+        // Whatever happened, the address moved under this node's hand or was fought over:
+        // no claim from here for the hold-down.
+        *last_move = Some(Instant::now());
+        self.holds.record(eip);
+        let verified = match result {
+            Ok(MoveResult::Moved(_, Verified::Yes)) => {
+                tl.mark("verified", back_to.describe());
+                "verified"
+            }
+            Ok(MoveResult::Moved(_, Verified::Unknown(why))) => {
+                tracing::warn!(event = events::CLAIM_UNVERIFIED, eip = %eip, detail = %why);
+                "not verified"
+            }
+            Ok(MoveResult::Moved(_, Verified::Lost(holder))) | Ok(MoveResult::Lost(holder)) => {
+                self.holds.claim_settled(eip, None);
+                return refused(
+                    "lost_race",
+                    format!("{eip} went to {holder}, not back to {}", back_to.describe()),
+                );
+            }
+            Ok(MoveResult::Failed(e)) => {
+                self.holds.claim_settled(eip, None);
+                return ActionOutcome::Error(e);
+            }
+            Ok(MoveResult::Rehearsed) => {
+                self.holds.claim_settled(eip, None);
+                return ActionOutcome::NoOp(format!(
+                    "dry run: would return {eip} to {}",
+                    back_to.describe()
+                ));
+            }
+            Err(e) => return ActionOutcome::Error(format!("move task failed: {e}")),
+        };
+        tracing::info!(event = events::EIP_RETURNED, action = %self.spec.name, eip = %eip,
+            from = %here.describe(), to = %back_to.describe(), verified);
+        let alert = draft(verified);
+        let id = self.holds.claim_settled(eip, alert.as_ref());
+        *announce = alert.map(|a| (id, a));
+        ActionOutcome::Done(format!(
+            "returned {eip} from {} to {} ({verified})",
+            here.describe(),
+            back_to.describe()
         ))
     }
 
@@ -420,6 +700,12 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 format!("the daemon is stopping; not claiming {eip}"),
             ));
         }
+        if let Some(why) = self.local.paused() {
+            return Some(refused(
+                "paused",
+                format!("this node is {why}; not claiming {eip}"),
+            ));
+        }
         let local = self.local.haproxy().await;
         if !local.ok {
             return Some(refused(
@@ -427,7 +713,9 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 format!("local HAProxy is not ready: {}", local.detail),
             ));
         }
-        if let Some((check, timeout)) = &ctx.recheck {
+        // The rule's check passing again says someone else fixed a failure; a planned
+        // takeover is not about a failure.
+        if let Some((check, timeout)) = ctx.recheck.as_ref().filter(|_| ctx.planned.is_none()) {
             if let Some(o) = self.local.recheck(check, *timeout).await {
                 if o.ok {
                     return Some(refused(
@@ -508,8 +796,18 @@ impl<P: Provider, L: Local> Gates<P, L> {
 }
 
 impl<P: Provider, L: Local> Claim for Gates<P, L> {
-    fn run<'a>(&'a self, ctx: &'a ActionContext) -> super::BoxFuture<'a, ActionOutcome> {
-        Box::pin(Gates::run(self, ctx))
+    fn run<'a>(
+        &'a self,
+        ctx: &'a ActionContext,
+    ) -> super::BoxFuture<'a, (ActionOutcome, Timeline)> {
+        Box::pin(Gates::run_timed(self, ctx))
+    }
+
+    fn give_back<'a>(
+        &'a self,
+        ctx: &'a ActionContext,
+    ) -> super::BoxFuture<'a, (ActionOutcome, Timeline)> {
+        Box::pin(Gates::give_back(self, ctx))
     }
 
     fn note_owner(&self) {
@@ -534,16 +832,20 @@ fn alert_text<S: Spot>(
         "" => format!("{} ({verified})", spot.describe()),
         a => format!("{} (association {a}, {verified})", spot.describe()),
     };
+    let why = match &ctx.planned {
+        None => format!(
+            "rule {} failed {} consecutive checks; last: {}",
+            ctx.rule, ctx.consecutive, ctx.detail
+        ),
+        Some(p) => format!("planned {} requested by {} (not a failure)", p.kind, p.by),
+    };
     format!(
         "Instance {} took over Elastic IP {address} from {from}.\n\
          Now on: {now_on}.\n\
-         Why: rule {} failed {} consecutive checks; last: {}.\n\
+         Why: {why}.\n\
          Egress verified: this node's traffic leaves from {egress}.\n\
          Time: {}\n",
         spot.instance_id(),
-        ctx.rule,
-        ctx.consecutive,
-        ctx.detail,
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
     )
 }
@@ -687,6 +989,9 @@ mod tests {
         recheck_ok: StdMutex<bool>,
         stopping: StdMutex<bool>,
         alerts: StdMutex<Vec<Alert>>,
+        paused: StdMutex<Option<String>>,
+        /// Set as the pause when checkip is asked: a pause that lands mid-claim.
+        pause_at_egress: StdMutex<Option<String>>,
     }
 
     impl Local for FakeLocal {
@@ -699,6 +1004,9 @@ mod tests {
         }
         async fn egress(&self) -> Result<Ipv4Addr, EgressError> {
             self.calls.push("egress");
+            if let Some(p) = self.pause_at_egress.lock().unwrap().take() {
+                *self.paused.lock().unwrap() = Some(p);
+            }
             self.egress.lock().unwrap().clone()
         }
         async fn recheck(&self, _: &CheckSpec, _: Duration) -> Option<Outcome> {
@@ -710,6 +1018,9 @@ mod tests {
         }
         fn stopping(&self) -> bool {
             *self.stopping.lock().unwrap()
+        }
+        fn paused(&self) -> Option<String> {
+            self.paused.lock().unwrap().clone()
         }
         fn announce(&self, _id: u64, alert: Alert) {
             self.calls.push("announce");
@@ -723,6 +1034,7 @@ mod tests {
         next_take: Arc<StdMutex<VecDeque<MoveResult>>>,
         local: Arc<FakeLocal>,
         gates: Gates<Fake, FakeLocal>,
+        history: History,
     }
 
     fn spec() -> ClaimEipSpec {
@@ -744,6 +1056,8 @@ mod tests {
             recheck_ok: StdMutex::new(false),
             stopping: StdMutex::new(false),
             alerts: StdMutex::default(),
+            paused: StdMutex::default(),
+            pause_at_egress: StdMutex::default(),
         })
     }
 
@@ -759,6 +1073,7 @@ mod tests {
             store: Some(store.clone()),
         };
         let local = local(&calls);
+        let history = History::in_memory();
         let gates = Gates::with(
             spec(),
             fake,
@@ -768,8 +1083,10 @@ mod tests {
             InFlight::default(),
             &HoldDowns::new(store),
             Arc::new(Metrics::new().expect("metrics")),
+            history.clone(),
         );
         Bed {
+            history,
             calls,
             holder,
             next_take,
@@ -797,6 +1114,8 @@ mod tests {
             consecutive: 3,
             retry: false,
             recheck: Some((check, Duration::from_secs(1))),
+            times: Default::default(),
+            planned: None,
         }
     }
 
@@ -1083,6 +1402,7 @@ mod tests {
             InFlight::default(),
             &HoldDowns::default(),
             Arc::new(Metrics::new().expect("metrics")),
+            History::in_memory(),
         );
         gates.note_owner();
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -1187,5 +1507,118 @@ mod tests {
             "settles as soon as a read shows it"
         );
         assert_eq!(reads, 3);
+    }
+
+    fn planned() -> ActionContext {
+        ActionContext {
+            planned: Some(crate::actions::Planned {
+                by: "alice (uid 1000)".into(),
+                kind: "takeover",
+            }),
+            ..ctx()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_node_makes_no_claim_and_no_call() {
+        let b = bed();
+        *b.local.paused.lock().unwrap() = Some("paused by root (\"patching\")".into());
+        let out = b.gates.run(&ctx()).await;
+        assert_eq!(reason(&out), "paused");
+        assert!(b.calls.take().is_empty(), "no probe, no read, no move");
+        assert_eq!(reason(&b.gates.run(&ctx()).await), "paused");
+        // A planned takeover is refused the same way.
+        assert_eq!(reason(&b.gates.run(&planned()).await), "paused");
+        assert!(b.calls.take().is_empty());
+        let h = b.history.entries();
+        assert_eq!(h.len(), 2, "the same refusal twice is one entry: {h:?}");
+        assert_eq!((h[0].reason.as_deref(), h[0].repeats), (Some("paused"), 1));
+        assert_eq!(h[1].planned.as_deref(), Some("takeover"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_that_lands_during_a_claim_stops_it_at_the_last_look() {
+        let b = bed();
+        *b.local.pause_at_egress.lock().unwrap() = Some("paused by bob".into());
+        let out = b.gates.run(&ctx()).await;
+        assert_eq!(reason(&out), "paused");
+        assert_eq!(b.calls.take(), ["haproxy", "here", "read", "egress"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_planned_takeover_overrides_the_hold_down_and_the_recheck_but_keeps_the_safety_gates() {
+        let b = bed();
+        assert!(matches!(b.gates.run(&ctx()).await, ActionOutcome::Done(_)));
+        b.calls.take();
+        // Back on `a`, inside the hold-down: a failing rule would be refused...
+        *b.holder.lock().unwrap() = Some("a");
+        assert_eq!(reason(&b.gates.run(&ctx()).await), "hold_down");
+        b.calls.take();
+        // ...an operator's takeover is not, and does not ask whether the rule still fails.
+        *b.local.recheck_ok.lock().unwrap() = true;
+        let (out, tl) = b.gates.run_timed(&planned()).await;
+        assert!(matches!(&out, ActionOutcome::Done(_)), "{out:?}");
+        assert_eq!(
+            b.calls.take(),
+            ["haproxy", "here", "read", "egress", "haproxy", "take", "announce"]
+        );
+        let names: Vec<&str> = tl.steps.iter().map(|s| s.step.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "claim_started",
+                "local_haproxy_ready",
+                "owner_read",
+                "egress_verified",
+                "last_look",
+                "first_mutating_call",
+                "verified",
+                "alert_queued"
+            ]
+        );
+        assert!(tl.steps.windows(2).all(|w| w[0].at <= w[1].at), "{tl:?}");
+        let alerts = b.local.alerts.lock().unwrap();
+        let last = alerts.last().expect("one alert");
+        assert!(last.subject.contains("(planned takeover)"), "{last:?}");
+        assert!(
+            last.message.contains("planned takeover requested by alice (uid 1000)"),
+            "{last:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_planned_takeover_is_refused_without_a_ready_haproxy_or_verified_egress() {
+        let b = bed();
+        b.local.haproxy.lock().unwrap().push_back(false);
+        assert_eq!(
+            reason(&b.gates.run(&planned()).await),
+            "local_haproxy_unhealthy"
+        );
+        *b.local.egress.lock().unwrap() = Err(EgressError::Timeout("3s".into()));
+        let out = b.gates.run(&planned()).await;
+        assert!(matches!(out, ActionOutcome::Refused { .. }), "{out:?}");
+        assert!(!b.calls.take().contains(&"take"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_is_recorded_in_the_history_with_ordered_timings() {
+        let b = bed();
+        let mut c = ctx();
+        c.times.first_failed_check = Some(crate::history::now_ms().saturating_sub(3000));
+        c.times.rule_failed = Some(crate::history::now_ms().saturating_sub(1000));
+        assert!(matches!(b.gates.run(&c).await, ActionOutcome::Done(_)));
+        let h = b.history.entries();
+        let e = h.last().expect("recorded");
+        assert_eq!(e.kind, crate::history::Kind::Claimed);
+        let t = &e.timings;
+        let order = [
+            t.first_failed_check,
+            t.rule_failed,
+            t.claim_started,
+            t.first_mutating_call,
+            t.verified,
+        ];
+        assert!(order.iter().all(Option::is_some), "{t:?}");
+        assert!(order.windows(2).all(|w| w[0] <= w[1]), "{t:?}");
     }
 }

@@ -75,6 +75,10 @@ pub struct ClaimEnv {
     pub in_flight: InFlight,
     /// The daemon's metrics: claims made and refused, egress verifications failed.
     pub metrics: Arc<crate::telemetry::metrics::Metrics>,
+    /// `watchdog pause` and the maintenance file: no claim starts while paused.
+    pub pause: crate::pause::Pause,
+    /// Where each claim's outcome and timings are recorded (`status --history`).
+    pub history: crate::history::History,
 }
 
 /// When one Elastic IP last moved; its lock also serializes the claims of that EIP.
@@ -171,12 +175,19 @@ impl Drop for InFlightGuard {
 
 /// A configured `claim_eip` action: the gates, bound to the provider the configuration names
 /// (or to a dry run of it when the daemon has no AWS client).
-pub struct ClaimEip(Box<dyn Claim>);
+pub struct ClaimEip(Box<dyn Claim>, crate::config::EipRef, bool);
 
 impl ClaimEip {
     /// Bind `spec` to its provider. Without a client for it (`--dry-run`), the claim is a
     /// dry run: everything up to the first AWS call runs for real, the AWS calls are logged.
     pub fn new(spec: ClaimEipSpec, env: Arc<ClaimEnv>, holds: &HoldDowns) -> Self {
+        let eip = spec.eip.clone();
+        // OpsWorks associates with the instance (its primary private IP); EC2 with the
+        // configured address, or the ENI's primary one when none is set.
+        let on_primary = match spec.provider {
+            ClaimProvider::OpsWorks => true,
+            ClaimProvider::Ec2 => spec.private_ip.is_none() && env.identity.private_ip_is_primary(),
+        };
         let local = Arc::new(gates::LiveLocal::new(&env));
         let ec2_here = || ec2::Here::new(env.identity.clone(), spec.private_ip);
         let ow_here = || opsworks::Here::new(env.opsworks_identity.clone());
@@ -198,7 +209,7 @@ impl ClaimEip {
                 Box::new(gates::Gates::new(spec, p, local, &env, holds))
             }
         };
-        ClaimEip(claim)
+        ClaimEip(claim, eip, on_primary)
     }
 
     /// Note who holds the EIP now, in the background: the rule guarding it just started failing.
@@ -208,7 +219,33 @@ impl ClaimEip {
 
     /// Run the gates and, if they all pass, move the EIP onto this node.
     pub async fn run(&self, ctx: &ActionContext) -> ActionOutcome {
+        self.0.run(ctx).await.0
+    }
+
+    /// [`ClaimEip::run`], with the time of each step it took: what `watchdog takeover` and
+    /// `drill` print (with `ctx.planned` set).
+    pub async fn run_timed(&self, ctx: &ActionContext) -> (ActionOutcome, crate::history::Timeline) {
         self.0.run(ctx).await
+    }
+
+    /// `drill --back`: return the EIP to the node this action's last planned takeover took
+    /// it from (see `Gates::give_back` for its gates), with the time of each step.
+    pub async fn give_back(
+        &self,
+        ctx: &ActionContext,
+    ) -> (ActionOutcome, crate::history::Timeline) {
+        self.0.give_back(ctx).await
+    }
+
+    /// The Elastic IP this action moves.
+    pub fn eip(&self) -> crate::config::EipRef {
+        self.1.clone()
+    }
+
+    /// Whether the address goes to the ENI's primary private IP, where this node's own
+    /// traffic leaves from it (so checkip can prove the public path after a move).
+    pub fn on_primary_ip(&self) -> bool {
+        self.2
     }
 
     /// Settle a claim the previous run had under way when it died: read who holds the EIP
@@ -225,7 +262,14 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// [`gates::Gates`] with its provider type erased.
 trait Claim: Send + Sync {
-    fn run<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, ActionOutcome>;
+    fn run<'a>(
+        &'a self,
+        ctx: &'a ActionContext,
+    ) -> BoxFuture<'a, (ActionOutcome, crate::history::Timeline)>;
+    fn give_back<'a>(
+        &'a self,
+        ctx: &'a ActionContext,
+    ) -> BoxFuture<'a, (ActionOutcome, crate::history::Timeline)>;
     fn note_owner(&self);
     fn reconcile(&self, claim: PendingClaim, stopping: tokio::sync::watch::Receiver<bool>);
 }
@@ -286,6 +330,12 @@ pub(crate) trait Provider: Send + Sync + 'static {
 
     /// Is the EIP already on `spot`?
     fn holds(spot: &Self::Spot, owner: &Owner<Self::State>) -> bool;
+
+    /// Where `owner` has the EIP, as a spot it could be moved back onto (`drill --back`);
+    /// None when nobody holds it or the provider does not say enough.
+    fn spot_of(_owner: &Owner<Self::State>) -> Option<Self::Spot> {
+        None
+    }
 
     /// Move the EIP from `before` onto `spot`, then verify for up to `verify_for`.
     fn take(

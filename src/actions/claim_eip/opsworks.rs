@@ -126,6 +126,10 @@ impl Provider for Claims {
         owner.state.instance_id.as_deref() == Some(spot.0.as_str())
     }
 
+    fn spot_of(owner: &Owner<ElasticIpState>) -> Option<Instance> {
+        owner.state.instance_id.clone().map(Instance)
+    }
+
     async fn take(
         &self,
         _eip: &EipRef,
