@@ -64,9 +64,61 @@ pub enum Command {
     Run,
     /// Check the configuration without touching the network (exit 0 valid, 2 invalid).
     Validate,
-    /// Show each rule's state, counts, last result and last action from the running daemon.
+    /// Show each rule's state, counts, last result and last action from the running daemon,
+    /// and whether this node is paused.
     Status {
         /// Print the daemon's answer as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Show the failover history instead: transitions, claims, refusals and operator
+        /// commands, each with its timings (kept in the state directory, `[control] history`).
+        #[arg(long)]
+        history: bool,
+        /// The daemon's control socket (default: `[control] socket` of the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Pause this node: checks and other actions go on, no claim starts (kept across
+    /// restarts). Exit 0 paused; 1 no daemon answered or it refused.
+    Pause {
+        /// End the pause by itself after this long, like "30m" or "2h".
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_pause_for)]
+        duration: Option<std::time::Duration>,
+        /// Why: shown by `status` and in the history.
+        #[arg(long)]
+        reason: Option<String>,
+        /// The daemon's control socket (default: `[control] socket` of the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// End `pause`. Exit 0 resumed or not paused; 1 the maintenance file still pauses the
+    /// node, or no daemon answered.
+    Resume {
+        /// The daemon's control socket (default: `[control] socket` of the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Planned switchover: move the address onto this node now, through every safety gate
+    /// (the rule need not be failing; no hold-down). Exit 0 when this node holds it after.
+    Takeover {
+        /// The claim_eip action (default: the configuration's only one).
+        action: Option<String>,
+        /// Print the daemon's report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The daemon's control socket (default: `[control] socket` of the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Game day: a takeover measured end to end, up to the rule's check passing and checkip
+    /// showing the address; `--back` returns it afterwards. Exit 0 when every step happened.
+    Drill {
+        /// The claim_eip action (default: the configuration's only one).
+        action: Option<String>,
+        /// Return the address to where it was afterwards (measured too).
+        #[arg(long)]
+        back: bool,
+        /// Print the daemon's report as JSON.
         #[arg(long)]
         json: bool,
         /// The daemon's control socket (default: `[control] socket` of the configuration).
@@ -101,20 +153,58 @@ pub fn main() -> ExitCode {
     ExitCode::from(dispatch(cli))
 }
 
+/// `--for`: a humantime duration, more than nothing.
+fn parse_pause_for(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("a pause of no time is no pause: give e.g. 30m".into()),
+        Ok(d) if d > std::time::Duration::from_secs(366 * 24 * 3600) => {
+            Err("more than a year: pause without --for and resume by hand".into())
+        }
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (like 30m, 2h, 1d)")),
+    }
+}
+
+/// The subcommand's name, for usage errors.
+fn name(c: &Command) -> &'static str {
+    match c {
+        Command::Run => "run",
+        Command::Validate => "validate",
+        Command::Status { .. } => "status",
+        Command::Pause { .. } => "pause",
+        Command::Resume { .. } => "resume",
+        Command::Takeover { .. } => "takeover",
+        Command::Drill { .. } => "drill",
+        Command::ImportMonit { .. } => "import-monit",
+    }
+}
+
 fn dispatch(cli: Cli) -> u8 {
     match (&cli.command, cli.once) {
-        (Some(Command::Validate), false) => validate(&cli),
-        (Some(Command::Validate), true) => usage("--once does not go with validate"),
-        (Some(Command::Status { .. }), true) => usage("--once does not go with status"),
-        (Some(Command::Status { json, socket }), false) => status(&cli, *json, socket.clone()),
-        (Some(Command::ImportMonit { .. }), true) => usage("--once does not go with import-monit"),
+        (Some(c), true) if !matches!(c, Command::Run) => {
+            usage(&format!("--once does not go with {}", name(c)))
+        }
+        (Some(Command::Validate), _) => validate(&cli),
+        (Some(Command::Status { json, history, socket }), _) => {
+            status(&cli, *json, *history, socket.clone())
+        }
+        (Some(Command::Pause { duration, reason, socket }), _) => {
+            pause(&cli, *duration, reason.clone(), socket.clone())
+        }
+        (Some(Command::Resume { socket }), _) => resume(&cli, socket.clone()),
+        (Some(Command::Takeover { action, json, socket }), _) => {
+            takeover(&cli, action.clone(), false, false, *json, socket.clone())
+        }
+        (Some(Command::Drill { action, back, json, socket }), _) => {
+            takeover(&cli, action.clone(), true, *back, *json, socket.clone())
+        }
         (
             Some(Command::ImportMonit {
                 files,
                 root,
                 output,
             }),
-            false,
+            _,
         ) => import_monit(files, root.as_deref(), output.as_deref()),
         (Some(Command::Run), true) | (None, true) => with_runtime(&cli, once),
         (Some(Command::Run), false) => {
@@ -190,7 +280,8 @@ fn validate(cli: &Cli) -> u8 {
     }
 }
 
-fn status(cli: &Cli, json: bool, socket: Option<PathBuf>) -> u8 {
+/// The control socket a command asks, and a runtime to ask it on.
+fn control(cli: &Cli, socket: Option<PathBuf>) -> Result<(PathBuf, tokio::runtime::Runtime), u8> {
     let socket = match socket {
         Some(s) => s,
         None => match crate::control::socket_of(config::load(&cli.config)) {
@@ -200,13 +291,36 @@ fn status(cli: &Cli, json: bool, socket: Option<PathBuf>) -> u8 {
                 }
                 s
             }
-            Err(e) => return usage(&e.to_string()),
+            Err(e) => return Err(usage(&e.to_string())),
         },
     };
-    let rt = match runtime(tokio::runtime::Builder::new_current_thread()) {
-        Ok(rt) => rt,
+    Ok((socket, runtime(tokio::runtime::Builder::new_current_thread())?))
+}
+
+/// Print `e` and exit 1.
+fn failed(e: impl std::fmt::Display) -> u8 {
+    eprintln!("{PROG}: {e}");
+    EXIT_FAILED
+}
+
+fn status(cli: &Cli, json: bool, history: bool, socket: Option<PathBuf>) -> u8 {
+    let (socket, rt) = match control(cli, socket) {
+        Ok(c) => c,
         Err(code) => return code,
     };
+    if history {
+        return match rt.block_on(crate::control::fetch_history(&socket)) {
+            Ok(h) if json => {
+                println!("{}", serde_json::to_string_pretty(&h).unwrap_or_default());
+                EXIT_OK
+            }
+            Ok(h) => {
+                print!("{}", print::history_table(&h));
+                EXIT_OK
+            }
+            Err(e) => failed(e),
+        };
+    }
     match rt.block_on(crate::control::fetch_status(&socket)) {
         Ok(s) if json => {
             println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
@@ -216,10 +330,109 @@ fn status(cli: &Cli, json: bool, socket: Option<PathBuf>) -> u8 {
             print!("{}", print::status_table(&s));
             EXIT_OK
         }
-        Err(e) => {
-            eprintln!("{PROG}: {e}");
-            EXIT_FAILED
+        Err(e) => failed(e),
+    }
+}
+
+/// `SUDO_USER`, sent along so the daemon can say who ran sudo (it trusts only the uid).
+fn sudo_user() -> Option<String> {
+    std::env::var("SUDO_USER").ok().filter(|s| !s.is_empty())
+}
+
+fn pause(
+    cli: &Cli,
+    duration: Option<std::time::Duration>,
+    reason: Option<String>,
+    socket: Option<PathBuf>,
+) -> u8 {
+    let (socket, rt) = match control(cli, socket) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let request = crate::control::PauseRequest {
+        for_ms: duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        reason: reason.unwrap_or_default(),
+        sudo_user: sudo_user(),
+    };
+    let answer: Result<crate::pause::PauseRecord, _> = rt.block_on(crate::control::send(
+        &socket,
+        "/pause",
+        &request,
+        std::time::Duration::from_secs(10),
+    ));
+    match answer {
+        Ok(p) => {
+            println!("{}", print::paused(&p));
+            EXIT_OK
         }
+        Err(e) => failed(e),
+    }
+}
+
+fn resume(cli: &Cli, socket: Option<PathBuf>) -> u8 {
+    let (socket, rt) = match control(cli, socket) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let request = crate::control::ResumeRequest {
+        sudo_user: sudo_user(),
+    };
+    let answer: Result<crate::control::ResumeAnswer, _> = rt.block_on(crate::control::send(
+        &socket,
+        "/resume",
+        &request,
+        std::time::Duration::from_secs(10),
+    ));
+    match answer {
+        Ok(a) => {
+            println!("{}", print::resumed(&a));
+            EXIT_OK
+        }
+        Err(e) => failed(e),
+    }
+}
+
+fn takeover(
+    cli: &Cli,
+    action: Option<String>,
+    drill: bool,
+    back: bool,
+    json: bool,
+    socket: Option<PathBuf>,
+) -> u8 {
+    let (socket, rt) = match control(cli, socket) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let request = crate::control::TakeoverRequest {
+        action,
+        drill,
+        back,
+        sudo_user: sudo_user(),
+    };
+    let answer: Result<crate::control::TakeoverReport, _> = rt.block_on(crate::control::send(
+        &socket,
+        "/takeover",
+        &request,
+        crate::control::COMMAND_LIMIT,
+    ));
+    let report = match answer {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print!("{}", print::takeover_report(&report));
+    }
+    let ok = match report.passed {
+        Some(passed) => passed && report.back.as_ref().is_none_or(|b| b.outcome == "done"),
+        None => report.holds,
+    };
+    if ok {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
     }
 }
 

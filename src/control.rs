@@ -1,9 +1,15 @@
-//! How operators and monitoring see the running daemon: `watchdog status` over a local
-//! control socket, and Prometheus `/metrics` over TCP (off unless `[control] metrics_listen`
-//! is set). Both are plain HTTP/1.1 served by the same handler; neither can change anything.
+//! How operators and monitoring see and steer the running daemon: `watchdog status`,
+//! `pause`, `resume`, `takeover` and `drill` over a local control socket, and Prometheus
+//! `/metrics` over TCP (off unless `[control] metrics_listen` is set). Both are plain HTTP/1.1
+//! served by the same handler. Only the control socket takes commands (`POST`), and only from
+//! root or the daemon's own user, told by the socket's peer credentials (SO_PEERCRED, unix(7));
+//! the metrics address answers `GET /metrics` and nothing else that changes anything.
 
 use crate::engine::threshold::Health;
 use crate::engine::CycleReport;
+use crate::history::{History, Step};
+use crate::pause::{Pause, Paused, PauseRecord};
+use crate::telemetry::events;
 use crate::telemetry::metrics::{Metrics, RuleGauge, EXPOSITION_CONTENT_TYPE};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -45,14 +51,25 @@ pub fn socket_of(
     }
 }
 
-/// The last thing each rule saw and did, kept across configuration reloads.
+/// The last thing each rule saw and did, kept across configuration reloads, with the node's
+/// pause and history.
 #[derive(Clone)]
-pub struct StatusBoard(Arc<Mutex<Board>>, Arc<Metrics>);
+pub struct StatusBoard(Arc<Mutex<Board>>, Arc<Metrics>, Option<(Pause, History)>);
 
 impl StatusBoard {
     /// An empty board whose `/metrics` shows `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        StatusBoard(Arc::default(), metrics)
+        StatusBoard(Arc::default(), metrics, None)
+    }
+
+    /// The board, showing `pause` in `status` and `history` in `status --history`.
+    pub fn with(self, pause: Pause, history: History) -> Self {
+        StatusBoard(self.0, self.1, Some((pause, history)))
+    }
+
+    /// Every history entry, oldest first.
+    pub fn history(&self) -> Vec<crate::history::Entry> {
+        self.2.as_ref().map(|(_, h)| h.entries()).unwrap_or_default()
     }
 }
 
@@ -112,6 +129,9 @@ pub struct Status {
     pub started: Option<String>,
     pub reloaded: Option<String>,
     pub config: Vec<String>,
+    /// Why this node starts no claim now, if it is paused.
+    #[serde(default)]
+    pub paused: Option<Paused>,
     pub rules: Vec<RuleStatus>,
 }
 
@@ -174,6 +194,7 @@ impl StatusBoard {
             started: b.started.map(rfc3339),
             reloaded: b.reloaded.map(rfc3339),
             config: b.sources.iter().map(|p| p.display().to_string()).collect(),
+            paused: self.2.as_ref().and_then(|(p, _)| p.now()),
             rules: b.rules.values().cloned().collect(),
         }
     }
@@ -195,28 +216,204 @@ impl StatusBoard {
     }
 }
 
-fn answer(board: &StatusBoard, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-    let (status, ctype, body) = match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/status") => match serde_json::to_string_pretty(&board.status()) {
-            Ok(j) => (StatusCode::OK, "application/json", j),
-            Err(e) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "text/plain",
-                e.to_string(),
-            ),
-        },
-        ("GET", "/metrics") => (StatusCode::OK, EXPOSITION_CONTENT_TYPE, board.metrics()),
-        ("GET", _) => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "try /status or /metrics\n".into(),
-        ),
-        _ => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "read-only\n".into(),
-        ),
+/// What `watchdog takeover` and `drill` ask the daemon (`POST /takeover`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TakeoverRequest {
+    /// The `claim_eip` action; None: the configuration's only one.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// A drill: measured end to end, up to the rule's check and the public path.
+    #[serde(default)]
+    pub drill: bool,
+    /// With `drill`: return the address to where it was afterwards.
+    #[serde(default)]
+    pub back: bool,
+    /// `SUDO_USER` of the command, shown beside the peer's user (informational only).
+    #[serde(default)]
+    pub sudo_user: Option<String>,
+}
+
+/// What `watchdog pause` asks the daemon (`POST /pause`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PauseRequest {
+    /// `--for`, in milliseconds; None: until `resume`.
+    #[serde(default)]
+    pub for_ms: Option<u64>,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub sudo_user: Option<String>,
+}
+
+/// What the daemon answers to `POST /resume`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResumeAnswer {
+    /// The pause that ended; None: the node was not paused.
+    pub ended: Option<PauseRecord>,
+}
+
+/// What `watchdog resume` asks the daemon (`POST /resume`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResumeRequest {
+    #[serde(default)]
+    pub sudo_user: Option<String>,
+}
+
+/// One move of a takeover or drill, as the daemon reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MoveReport {
+    /// `takeover`, `drill` or `back`.
+    pub kind: String,
+    /// `done`, `no-op`, `refused` or `error`.
+    pub outcome: String,
+    /// The refusing gate, for `refused`.
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub detail: String,
+    /// Every step with its time (ms since the Unix epoch), the command's receipt first.
+    pub steps: Vec<Step>,
+}
+
+/// What the daemon answers to `POST /takeover`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TakeoverReport {
+    pub action: String,
+    pub eip: String,
+    /// Who asked, as the daemon saw it.
+    pub by: String,
+    /// The move onto this node.
+    pub takeover: MoveReport,
+    /// `drill --back`: the move back.
+    #[serde(default)]
+    pub back: Option<MoveReport>,
+    /// Whether this node holds the address at the end (before `--back`).
+    pub holds: bool,
+    /// For a drill: every step it measures happened.
+    #[serde(default)]
+    pub passed: Option<bool>,
+    /// One line: what happened and how long it took.
+    pub summary: String,
+}
+
+/// Why a takeover did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeoverError {
+    /// The configuration has no `claim_eip` action.
+    #[error("the configuration has no claim_eip action to take over with")]
+    NoClaim,
+    /// The named action is not a `claim_eip` action of the running configuration.
+    #[error("no claim_eip action named {name:?}; the configuration has: {}", .have.join(", "))]
+    Unknown { name: String, have: Vec<String> },
+    /// Several `claim_eip` actions and none named.
+    #[error("the configuration has several claim_eip actions: name one ({})", .0.join(", "))]
+    Ambiguous(Vec<String>),
+    /// `--back` without `drill`.
+    #[error("--back goes with drill only")]
+    BackWithoutDrill,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// What runs the control socket's `takeover` and `drill`: the running configuration.
+pub trait Operate: Send + Sync + 'static {
+    /// Run a planned takeover (or drill) as `by` asked. The future owns what it needs: the
+    /// control socket runs it in its own task, so a client that hangs up does not cut it.
+    fn takeover(
+        self: Arc<Self>,
+        request: TakeoverRequest,
+        by: String,
+    ) -> BoxFuture<Result<TakeoverReport, TakeoverError>>;
+}
+
+/// What the control socket's commands act on: the pause, and the running configuration.
+#[derive(Clone)]
+pub struct Commands(Arc<CommandsInner>);
+
+struct CommandsInner {
+    pause: Pause,
+    metrics: Arc<Metrics>,
+    current: Mutex<Option<Arc<dyn Operate>>>,
+    /// One planned move at a time: a second `takeover` waits for the first.
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+impl Commands {
+    /// Commands acting on `pause`; takeovers on what [`Commands::set_current`] gives.
+    pub fn new(pause: Pause, _history: History, metrics: Arc<Metrics>) -> Commands {
+        Commands(Arc::new(CommandsInner {
+            pause,
+            metrics,
+            current: Mutex::new(None),
+            one_at_a_time: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The configuration now running, which `takeover` and `drill` use.
+    pub fn set_current(&self, op: Arc<dyn Operate>) {
+        *self.0.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(op);
+    }
+}
+
+/// Who is on the other end of a connection.
+#[derive(Clone, Copy)]
+enum Peer {
+    /// The control socket, with the caller's uid when the kernel told it.
+    Unix(Option<u32>),
+    /// The metrics address: read-only.
+    Tcp,
+}
+
+/// `user (uid N)`, and who ran sudo when the command says so.
+fn who(uid: u32, sudo_user: Option<&str>) -> String {
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| "unknown user".into());
+    match sudo_user.filter(|s| !s.is_empty() && s.len() <= 64) {
+        Some(s) => format!("{name} (uid {uid}, sudo by {s})"),
+        None => format!("{name} (uid {uid})"),
+    }
+}
+
+type Answer = (StatusCode, &'static str, String);
+
+fn text(code: StatusCode, body: impl Into<String>) -> Answer {
+    (code, "text/plain", body.into())
+}
+
+fn json<T: Serialize>(code: StatusCode, value: &T) -> Answer {
+    match serde_json::to_string_pretty(value) {
+        Ok(j) => (code, "application/json", j),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// A command's JSON body: at most 64 KiB, within 5 s.
+async fn body<T: serde::de::DeserializeOwned>(
+    req: Request<hyper::body::Incoming>,
+) -> Result<T, Answer> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(req.into_body(), 64 * 1024);
+    let bytes = match tokio::time::timeout(Duration::from_secs(5), limited.collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => return Err(text(StatusCode::BAD_REQUEST, format!("request body: {e}\n"))),
+        Err(_) => return Err(text(StatusCode::REQUEST_TIMEOUT, "request body: timed out\n")),
     };
+    if bytes.is_empty() {
+        return serde_json::from_str("{}")
+            .map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| text(StatusCode::BAD_REQUEST, format!("request body: {e}\n")))
+}
+
+async fn answer(
+    board: &StatusBoard,
+    commands: Option<&Commands>,
+    req: Request<hyper::body::Incoming>,
+    peer: Peer,
+) -> Response<Full<Bytes>> {
+    let (status, ctype, body) = route(board, commands, req, peer).await;
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
@@ -225,49 +422,156 @@ fn answer(board: &StatusBoard, req: &Request<hyper::body::Incoming>) -> Response
     resp
 }
 
-/// Serve one connection; a client that stalls is dropped after 10 s.
-async fn serve_conn<S>(io: S, board: StatusBoard)
+async fn route(
+    board: &StatusBoard,
+    commands: Option<&Commands>,
+    req: Request<hyper::body::Incoming>,
+    peer: Peer,
+) -> Answer {
+    let path = req.uri().path().to_owned();
+    match (req.method().as_str(), path.as_str()) {
+        ("GET", "/status") => json(StatusCode::OK, &board.status()),
+        ("GET", "/history") => json(StatusCode::OK, &board.history()),
+        ("GET", "/metrics") => (StatusCode::OK, EXPOSITION_CONTENT_TYPE, board.metrics()),
+        ("GET", _) => text(StatusCode::NOT_FOUND, "try /status, /history or /metrics\n"),
+        ("POST", "/pause" | "/resume" | "/takeover") => {
+            let (Peer::Unix(uid), Some(commands)) = (peer, commands) else {
+                return text(StatusCode::METHOD_NOT_ALLOWED, "read-only\n");
+            };
+            // Root, or the daemon's own user: who may already do anything the daemon does.
+            let me = nix::unistd::geteuid().as_raw();
+            let Some(uid) = uid.filter(|u| *u == 0 || *u == me) else {
+                tracing::warn!(event = events::CONTROL_REFUSED, uid = ?uid, path = %path,
+                    "only root or the daemon's user may pause, resume or take over");
+                return text(
+                    StatusCode::FORBIDDEN,
+                    format!("only root or the daemon's user (uid {me}) may {}: run it with sudo\n", path.trim_start_matches('/')),
+                );
+            };
+            command(commands, req, &path, uid).await
+        }
+        _ => text(StatusCode::METHOD_NOT_ALLOWED, "read-only\n"),
+    }
+}
+
+async fn command(
+    commands: &Commands,
+    req: Request<hyper::body::Incoming>,
+    path: &str,
+    uid: u32,
+) -> Answer {
+    let c = &commands.0;
+    match path {
+        "/pause" => {
+            let r: PauseRequest = match body(req).await {
+                Ok(r) => r,
+                Err(a) => return a,
+            };
+            let by = who(uid, r.sudo_user.as_deref());
+            let rec: PauseRecord = c.pause.pause(r.for_ms.map(Duration::from_millis), &r.reason, &by);
+            json(StatusCode::OK, &rec)
+        }
+        "/resume" => {
+            let r: ResumeRequest = match body(req).await {
+                Ok(r) => r,
+                Err(a) => return a,
+            };
+            match c.pause.resume(&who(uid, r.sudo_user.as_deref())) {
+                Ok(rec) => json(StatusCode::OK, &ResumeAnswer { ended: Some(rec) }),
+                Err(crate::pause::ResumeError::NotPaused) => {
+                    json(StatusCode::OK, &ResumeAnswer { ended: None })
+                }
+                Err(e) => text(StatusCode::CONFLICT, format!("{e}\n")),
+            }
+        }
+        _ => {
+            let r: TakeoverRequest = match body(req).await {
+                Ok(r) => r,
+                Err(a) => return a,
+            };
+            let by = who(uid, r.sudo_user.as_deref());
+            let Some(op) = c.current.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+                return text(StatusCode::SERVICE_UNAVAILABLE, "the daemon has no configuration running yet\n");
+            };
+            let kind = if r.drill { "drill" } else { "takeover" };
+            tracing::info!(event = events::TAKEOVER_REQUESTED, action = ?r.action, by = %by, drill = r.drill, back = r.back);
+            // Its own task: a client that hangs up mid-move must not cut the move (the gates'
+            // steps after the mutating call save, damp and announce it).
+            let inner = commands.0.clone();
+            let task = tokio::spawn(async move {
+                let _one = inner.one_at_a_time.lock().await;
+                op.takeover(r, by).await
+            });
+            match task.await {
+                Ok(Ok(report)) => {
+                    let result = report.takeover.outcome.as_str();
+                    if kind == "drill" {
+                        c.metrics.drill(if report.passed == Some(true) { "passed" } else { "failed" });
+                    } else {
+                        c.metrics.takeover(result);
+                    }
+                    tracing::info!(event = events::TAKEOVER_FINISHED, kind, result, holds = report.holds, summary = %report.summary);
+                    json(StatusCode::OK, &report)
+                }
+                Ok(Err(e)) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("the takeover task failed: {e}\n")),
+            }
+        }
+    }
+}
+
+/// Serve one connection. Its request head must arrive within 10 s; a command then runs to
+/// its end (a takeover or drill is bounded by its own steps' timeouts), and the whole
+/// connection is dropped after `limit`.
+async fn serve_conn<S>(io: S, board: StatusBoard, commands: Option<Commands>, peer: Peer, limit: Duration)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| {
-        let r = answer(&board, &req);
-        async move { Ok::<_, std::convert::Infallible>(r) }
+        let (board, commands) = (board.clone(), commands.clone());
+        async move { Ok::<_, std::convert::Infallible>(answer(&board, commands.as_ref(), req, peer).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
-    let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+    let _ = tokio::time::timeout(limit, conn).await;
 }
 
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+/// The metrics address: a scrape has 10 s.
+const TCP_LIMIT: Duration = Duration::from_secs(10);
+/// The control socket: room for a drill with `--back` (two moves, each verified and
+/// followed by the rule's check and checkip, every step bounded).
+const UNIX_LIMIT: Duration = Duration::from_secs(15 * 60);
+/// How long `takeover` and `drill` wait for the daemon's report.
+pub const COMMAND_LIMIT: Duration = UNIX_LIMIT;
 
 enum Listener {
     Unix(tokio::net::UnixListener),
     Tcp(tokio::net::TcpListener),
 }
 
-impl Listener {
-    async fn accept(&self) -> std::io::Result<Box<dyn Io>> {
-        Ok(match self {
-            Listener::Unix(l) => Box::new(l.accept().await?.0),
-            Listener::Tcp(l) => Box::new(l.accept().await?.0),
-        })
-    }
-}
-
 /// Serve connections until `stop`; then remove `cleanup` (the socket file), if any.
 fn spawn_accept(
     l: Listener,
     board: StatusBoard,
+    commands: Option<Commands>,
     mut stop: watch::Receiver<bool>,
     cleanup: Option<PathBuf>,
 ) {
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                a = l.accept() => if let Ok(s) = a {
-                    tokio::spawn(serve_conn(s, board.clone()));
+                a = accept(&l) => match a {
+                    Ok(Accepted::Unix(s)) => {
+                        let uid = s.peer_cred().ok().map(|c| c.uid());
+                        tokio::spawn(serve_conn(s, board.clone(), commands.clone(), Peer::Unix(uid), UNIX_LIMIT));
+                    }
+                    Ok(Accepted::Tcp(s)) => {
+                        tokio::spawn(serve_conn(s, board.clone(), None, Peer::Tcp, TCP_LIMIT));
+                    }
+                    Err(_) => {}
                 },
                 _ = stop.wait_for(|s| *s) => break,
             }
@@ -278,12 +582,26 @@ fn spawn_accept(
     });
 }
 
+enum Accepted {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+async fn accept(l: &Listener) -> std::io::Result<Accepted> {
+    Ok(match l {
+        Listener::Unix(l) => Accepted::Unix(l.accept().await?.0),
+        Listener::Tcp(l) => Accepted::Tcp(l.accept().await?.0),
+    })
+}
+
 /// Listen on the control socket and/or the metrics address until `stop`. Errors binding are
 /// returned (the daemon logs them and goes on: monitoring is not worth a failover outage).
+/// `commands`: what the control socket's `POST`s act on (None: it is read-only).
 pub async fn serve(
     socket: Option<&Path>,
     metrics: Option<std::net::SocketAddr>,
     board: StatusBoard,
+    commands: Option<Commands>,
     stop: watch::Receiver<bool>,
 ) -> Vec<String> {
     let mut errors = Vec::new();
@@ -299,6 +617,7 @@ pub async fn serve(
             Ok(l) => spawn_accept(
                 Listener::Unix(l),
                 board.clone(),
+                commands,
                 stop.clone(),
                 Some(path.to_owned()),
             ),
@@ -307,7 +626,7 @@ pub async fn serve(
     }
     if let Some(addr) = metrics {
         match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => spawn_accept(Listener::Tcp(l), board.clone(), stop.clone(), None),
+            Ok(l) => spawn_accept(Listener::Tcp(l), board.clone(), None, stop.clone(), None),
             Err(e) => errors.push(format!("metrics address {addr}: {e}")),
         }
     }
@@ -326,22 +645,54 @@ pub enum StatusError {
     /// Sending the request or reading the answer failed.
     #[error("control socket: {0}")]
     Io(#[source] std::io::Error),
-    /// No whole answer within 5 seconds.
-    #[error("the daemon did not answer on its control socket within 5 s")]
-    Timeout,
+    /// No whole answer in time (5 s for `status`; a takeover's own bound for commands).
+    #[error("the daemon did not answer on its control socket within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
     /// The answer has no HTTP head.
     #[error("the control socket's answer is not HTTP")]
     NotHttp,
-    /// An HTTP status other than 200; `line` is the status line.
-    #[error("the control socket answered: {line}")]
-    Refused { line: String },
-    /// The body is not the JSON of a [`Status`].
-    #[error("the control socket's answer is not a status: {0}")]
+    /// An HTTP status other than 200; `line` is the status line, `body` the daemon's reason.
+    #[error("{}", if body.is_empty() { format!("the control socket answered: {line}") } else { body.clone() })]
+    Refused { line: String, body: String },
+    /// The body is not the JSON expected (of a [`Status`], a history, a report).
+    #[error("the control socket's answer is not what this version reads: {0}")]
     NotStatus(#[source] serde_json::Error),
 }
 
 /// `watchdog status`: ask the daemon on its control socket.
 pub async fn fetch_status(socket: &Path) -> Result<Status, StatusError> {
+    let body = request(socket, "GET", "/status", None, Duration::from_secs(5)).await?;
+    serde_json::from_str(&body).map_err(StatusError::NotStatus)
+}
+
+/// `watchdog status --history`: the daemon's history, oldest first.
+pub async fn fetch_history(socket: &Path) -> Result<Vec<crate::history::Entry>, StatusError> {
+    let body = request(socket, "GET", "/history", None, Duration::from_secs(5)).await?;
+    serde_json::from_str(&body).map_err(StatusError::NotStatus)
+}
+
+/// Send one command (`POST path` with `body` as JSON) and read the JSON answer, waiting up to
+/// `limit` for it. Errors: as [`StatusError`]; a refused command's reason is in
+/// [`StatusError::Refused`].
+pub async fn send<Q: Serialize, A: serde::de::DeserializeOwned>(
+    socket: &Path,
+    path: &str,
+    body: &Q,
+    limit: Duration,
+) -> Result<A, StatusError> {
+    let body = serde_json::to_string(body).map_err(StatusError::NotStatus)?;
+    let answer = request(socket, "POST", path, Some(body), limit).await?;
+    serde_json::from_str(&answer).map_err(StatusError::NotStatus)
+}
+
+/// One HTTP/1.1 exchange on the control socket, within `limit`; the body of a 200 answer.
+async fn request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    limit: Duration,
+) -> Result<String, StatusError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let talk = async {
         let mut s = tokio::net::UnixStream::connect(socket)
@@ -350,9 +701,13 @@ pub async fn fetch_status(socket: &Path) -> Result<Status, StatusError> {
                 socket: socket.to_owned(),
                 source,
             })?;
-        s.write_all(b"GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .map_err(StatusError::Io)?;
+        let body = body.unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.map_err(StatusError::Io)?;
+        s.write_all(body.as_bytes()).await.map_err(StatusError::Io)?;
         let mut reply = Vec::new();
         s.take(16 * 1024 * 1024)
             .read_to_end(&mut reply)
@@ -360,17 +715,18 @@ pub async fn fetch_status(socket: &Path) -> Result<Status, StatusError> {
             .map_err(StatusError::Io)?;
         Ok::<_, StatusError>(reply)
     };
-    let reply = tokio::time::timeout(Duration::from_secs(5), talk)
+    let reply = tokio::time::timeout(limit, talk)
         .await
-        .map_err(|_| StatusError::Timeout)??;
+        .map_err(|_| StatusError::Timeout(limit))??;
     let text = String::from_utf8_lossy(&reply);
     let (head, body) = text.split_once("\r\n\r\n").ok_or(StatusError::NotHttp)?;
     if !head.starts_with("HTTP/1.1 200") {
         return Err(StatusError::Refused {
             line: head.lines().next().unwrap_or("").to_owned(),
+            body: body.trim().chars().take(2000).collect(),
         });
     }
-    serde_json::from_str(body).map_err(StatusError::NotStatus)
+    Ok(body.to_owned())
 }
 
 #[cfg(test)]
@@ -419,6 +775,7 @@ mod tests {
             Some(&path),
             None,
             StatusBoard::new(Arc::new(Metrics::new().expect("metrics"))),
+            None,
             rx,
         )
         .await;

@@ -1,4 +1,5 @@
-//! What the command line prints: the `status` table and the `--once` summary.
+//! What the command line prints: the `status` table, the history, takeover and drill
+//! reports, and the `--once` summary.
 
 use crate::actions::ActionOutcome;
 use crate::control::Status;
@@ -22,6 +23,16 @@ pub fn status_table(s: &Status) -> String {
             .map(|r| format!(", reloaded {r}"))
             .unwrap_or_default()
     );
+    if let Some(p) = &s.paused {
+        out.push_str(&format!(
+            "PAUSED: {} since {}{}: no claim starts\n",
+            p,
+            ms_rfc3339(p.since),
+            p.until
+                .map(|u| format!(", until {}", ms_rfc3339(u)))
+                .unwrap_or_default()
+        ));
+    }
     let (w, cw) = widths(s.rules.iter().map(|r| (r.rule.as_str(), r.check.as_str())));
     out.push_str(&format!(
         "{:<w$}  {:<cw$}  {:<5}  {:>5}  {:>5}  LAST RESULT\n",
@@ -137,4 +148,135 @@ pub fn config_ok(c: &crate::config::Config) -> String {
         c.sources.len(),
         plural(c.sources.len())
     )
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339, to the millisecond.
+fn ms_rfc3339(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// `+1.234s` from `t0` to `t`.
+fn plus(t0: u64, t: u64) -> String {
+    format!("+{:.3}s", t.saturating_sub(t0) as f64 / 1000.0)
+}
+
+/// What `watchdog pause` says.
+pub fn paused(p: &crate::pause::PauseRecord) -> String {
+    let until = p
+        .until
+        .map(|u| format!(" until {}", ms_rfc3339(u)))
+        .unwrap_or_else(|| " until `haproxy-watchdog resume`".into());
+    format!(
+        "paused by {}{until}: checks go on, no claim starts{}",
+        p.by,
+        if p.reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({:?})", p.reason)
+        }
+    )
+}
+
+/// What `watchdog resume` says.
+pub fn resumed(a: &crate::control::ResumeAnswer) -> String {
+    match &a.ended {
+        Some(p) => format!(
+            "resumed: the pause {} set at {} has ended; claims may start again",
+            p.by,
+            ms_rfc3339(p.since)
+        ),
+        None => "this node was not paused; nothing to do".into(),
+    }
+}
+
+fn steps(out: &mut String, m: &crate::control::MoveReport, t0: u64) {
+    let w = m.steps.iter().map(|s| s.step.len()).max().unwrap_or(4);
+    for s in &m.steps {
+        out.push_str(&format!(
+            "  {:>9}  {:<w$}  {}\n",
+            plus(t0, s.at),
+            s.step,
+            s.detail
+        ));
+    }
+    let label = match &m.reason {
+        Some(r) => format!("{} ({r})", m.outcome),
+        None => m.outcome.clone(),
+    };
+    out.push_str(&format!("  {label}: {}\n", m.detail));
+}
+
+/// `watchdog takeover` and `drill`: each step with its time from the command, then one line.
+pub fn takeover_report(r: &crate::control::TakeoverReport) -> String {
+    let t0 = r.takeover.steps.first().map_or(0, |s| s.at);
+    let mut out = format!(
+        "{} of {} ({}), asked by {} at {}\n",
+        r.takeover.kind,
+        r.eip,
+        r.action,
+        r.by,
+        ms_rfc3339(t0)
+    );
+    steps(&mut out, &r.takeover, t0);
+    if let Some(b) = &r.back {
+        let tb = b.steps.first().map_or(t0, |s| s.at);
+        out.push_str(&format!("back, at {}\n", ms_rfc3339(tb)));
+        steps(&mut out, b, tb);
+    }
+    out.push_str(&r.summary);
+    out.push('\n');
+    out
+}
+
+/// `watchdog status --history`: one line per entry, oldest first, then its timings.
+pub fn history_table(entries: &[crate::history::Entry]) -> String {
+    if entries.is_empty() {
+        return "no history yet\n".into();
+    }
+    let mut out = String::new();
+    for e in entries {
+        let kind = serde_json::to_value(e.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut what = vec![kind];
+        if let Some(p) = &e.planned {
+            what.push(format!("planned {p}"));
+        }
+        if let Some(r) = &e.rule {
+            what.push(format!("rule {r}"));
+        }
+        if let Some(a) = &e.action {
+            what.push(format!("action {a}"));
+        }
+        if let Some(r) = &e.reason {
+            what.push(format!("reason {r}"));
+        }
+        if let Some(b) = &e.by {
+            what.push(format!("by {b}"));
+        }
+        if e.repeats > 0 {
+            what.push(format!("{} more times", e.repeats));
+        }
+        out.push_str(&format!("{}  {}: {}\n", ms_rfc3339(e.at), what.join(", "), e.detail));
+        let t = &e.timings;
+        let marks = [
+            ("first failed check", t.first_failed_check),
+            ("rule failed", t.rule_failed),
+            ("claim started", t.claim_started),
+            ("first mutating call", t.first_mutating_call),
+            ("verified", t.verified),
+            ("alert sent", t.alert_sent),
+        ];
+        let Some(t0) = marks.iter().find_map(|(_, t)| *t) else {
+            continue;
+        };
+        let line: Vec<String> = marks
+            .iter()
+            .filter_map(|(n, t)| t.map(|t| format!("{n} {}", plus(t0, t))))
+            .collect();
+        out.push_str(&format!("    {}\n", line.join(", ")));
+    }
+    out
 }

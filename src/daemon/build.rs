@@ -10,7 +10,9 @@ use crate::actions::{Action, ActionContext, ActionOutcome};
 use crate::checks::{self, Outcome};
 use crate::config::{ActionSpec, CheckSpec, ClaimProvider, Config, Rule, SourceSpec};
 use crate::control::StatusBoard;
+use crate::engine::threshold::Transition;
 use crate::engine::{CycleReport, Effects, Pacing, RuleState};
+use crate::history::{Entry, History, Kind};
 use crate::providers::aws::{
     ec2::Ec2,
     imds::IdentitySource,
@@ -30,14 +32,20 @@ const VERIFY_FOR: Duration = Duration::from_secs(10);
 
 /// The live world: real probes and real actions.
 pub struct Live {
-    http: reqwest::Client,
-    actions: BTreeMap<String, Action>,
+    pub(super) http: reqwest::Client,
+    pub(super) actions: BTreeMap<String, Action>,
     /// One per rule, by rule name.
     probes: BTreeMap<String, Probe>,
     board: StatusBoard,
     store: StateStore,
     /// Checks run and failed, and rule transitions, by rule.
     metrics: Arc<Metrics>,
+    /// Rule transitions are recorded here.
+    history: History,
+    /// The rules, for `takeover` and `drill` to find the rule behind a claim.
+    pub(super) rules: Vec<Rule>,
+    /// `[egress]`, for a drill's proof that traffic leaves from the address.
+    pub(super) egress: crate::config::EgressSettings,
 }
 
 impl Effects for Live {
@@ -58,8 +66,16 @@ impl Effects for Live {
 
     fn report(&self, report: &CycleReport) {
         self.metrics.check_ran(&report.rule, report.outcome.ok);
+        self.metrics.check_took(&report.rule, report.took);
         if let Some(t) = report.transition {
             self.metrics.rule_flipped(&report.rule, t.as_str());
+            let kind = match t {
+                Transition::Failed => Kind::RuleFailed,
+                Transition::Recovered => Kind::RuleRecovered,
+            };
+            let mut e = Entry::new(kind, report.outcome.detail.clone());
+            e.rule = Some(report.rule.clone());
+            self.history.record(e);
         }
         self.board.record(report);
     }
@@ -203,6 +219,8 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
         stopping: stop_rx.clone(),
         in_flight: deps.in_flight.clone(),
         metrics: metrics.clone(),
+        pause: deps.pause.clone(),
+        history: deps.history.clone(),
     });
     let actions = config
         .actions
@@ -262,6 +280,9 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
             board: deps.board.clone(),
             store: deps.store.clone(),
             metrics,
+            history: deps.history.clone(),
+            rules: config.rules.clone(),
+            egress: config.egress.clone(),
         }),
         stop,
     })

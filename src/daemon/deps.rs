@@ -7,7 +7,9 @@ use super::build::{BuildError, Needs};
 use crate::actions::alerts::{Alert, Alerter};
 use crate::actions::claim_eip::{HoldDowns, InFlight};
 use crate::config::Config;
-use crate::control::StatusBoard;
+use crate::control::{Commands, StatusBoard};
+use crate::history::History;
+use crate::pause::Pause;
 use crate::engine::RuleStates;
 use crate::providers::aws::{self, sns::Sns};
 use crate::state::{OpenError, PendingClaim, Recovered, StateStore};
@@ -44,6 +46,12 @@ pub struct Deps {
     pub state_problem: Option<String>,
     /// Claims the last run died in, by EIP, until a `claim_eip` action of that EIP settles them.
     pub(super) pending_claims: Mutex<BTreeMap<String, PendingClaim>>,
+    /// Transitions, claims, refusals and operator commands (`status --history`).
+    pub history: History,
+    /// `watchdog pause` and the maintenance file.
+    pub pause: Pause,
+    /// What the control socket's commands act on: the running generation.
+    pub commands: Commands,
 }
 
 impl Deps {
@@ -96,8 +104,17 @@ impl Deps {
                 }
             },
         };
-        let (alerter, alert_task) =
-            Alerter::spawn(sns, dry_run, alert_stop_rx, store.clone(), metrics.clone());
+        let history = History::new(config.control.history, recovered.history, store.clone());
+        let pause = Pause::new(recovered.pause, store.clone(), history.clone(), metrics.clone());
+        pause.set_file(config.node.maintenance_file.clone());
+        let (alerter, alert_task) = Alerter::spawn(
+            sns,
+            dry_run,
+            alert_stop_rx,
+            store.clone(),
+            metrics.clone(),
+            history.clone(),
+        );
         for a in recovered.maybe_sent {
             tracing::warn!(event = events::ALERT_MAYBE_SENT, topic = %a.topic_arn, subject = %a.subject,
                 "this alert was being published when the daemon stopped; not sending it again");
@@ -120,7 +137,10 @@ impl Deps {
             holds: HoldDowns::new(store.clone()),
             sdk,
             dry_run,
-            board: StatusBoard::new(metrics.clone()),
+            board: StatusBoard::new(metrics.clone()).with(pause.clone(), history.clone()),
+            commands: Commands::new(pause.clone(), history.clone(), metrics.clone()),
+            history,
+            pause,
             store,
             haproxy: crate::haproxy::Shared::new(metrics.clone()),
             metrics,

@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod deps;
+pub mod operate;
 pub mod probe;
 pub mod signals;
 
@@ -109,17 +110,20 @@ where
     let deps = Deps::start(&config, options.dry_run, options.state_dir.as_deref()).await?;
     let generation = build::build(&deps, &config)?;
     deps.board.configure(&config.sources, &config.rules, false);
+    deps.commands.set_current(generation.live.clone());
     let (control_stop, control_stop_rx) = watch::channel(false);
     for e in crate::control::serve(
         config.control.socket.as_deref(),
         config.control.metrics_listen,
         deps.board.clone(),
-        control_stop_rx,
+        Some(deps.commands.clone()),
+        control_stop_rx.clone(),
     )
     .await
     {
         tracing::warn!(event = events::CONTROL_UNAVAILABLE, error = %e, "`haproxy-watchdog status` or /metrics will not answer");
     }
+    deps.pause.watch(control_stop_rx);
     tracing::info!(event = events::STARTED, rules = config.rules.len(), actions = config.actions.len(), dry_run = options.dry_run,
         config = %config.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
     // systemd (Type=notify): `systemctl start` returns once this is sent, and fails if the
@@ -211,7 +215,10 @@ impl Reloads<build::Live> for FileReloads<'_> {
             );
         }
         match build::build(self.deps, &new) {
-            Ok(g) => Some((new, g)),
+            Ok(g) => {
+                self.deps.commands.set_current(g.live.clone());
+                Some((new, g))
+            }
             Err(e) => {
                 tracing::error!(event = events::RELOAD_REJECTED, errors = %e, "the running configuration stays; restart to apply this one");
                 None
@@ -223,6 +230,9 @@ impl Reloads<build::Live> for FileReloads<'_> {
         self.deps
             .board
             .configure(&config.sources, &config.rules, true);
+        self.deps
+            .pause
+            .set_file(config.node.maintenance_file.clone());
         self.deps.forget_removed_rules(config);
     }
 

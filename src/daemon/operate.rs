@@ -1,0 +1,276 @@
+//! `watchdog takeover` and `watchdog drill` on the running configuration: which `claim_eip`
+//! action, which rule stands behind it, the planned run of its gates, and for a drill the
+//! measurements after the move (the rule's own check passing again, then checkip showing this
+//! node's traffic leaving from the address) and, with `--back`, the move back.
+//!
+//! Pacemaker's `crm_resource --move` and Patroni's `switchover` are the operations this
+//! mirrors; neither measures its own switchover, which a drill does, step by step.
+
+use super::build::Live;
+use crate::actions::claim_eip::ClaimEip;
+use crate::actions::{Action, ActionContext, ActionOutcome, Planned};
+use crate::checks::checkip;
+use crate::config::{CheckSpec, EipRef, Rule};
+use crate::control::{MoveReport, Operate, TakeoverError, TakeoverReport, TakeoverRequest};
+use crate::engine::threshold::Transition;
+use crate::engine::Effects;
+use crate::history::{now_ms, Step, Timeline};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a drill waits for the rule's check to pass, and then for checkip to show the
+/// address, after a verified move: EC2 applies an association within seconds, and a check
+/// that has not passed in a minute says the drill failed.
+const SETTLE_FOR: Duration = Duration::from_secs(60);
+/// Between two looks while a drill waits.
+const LOOK_EVERY: Duration = Duration::from_millis(200);
+
+impl Operate for Live {
+    fn takeover(
+        self: Arc<Self>,
+        request: TakeoverRequest,
+        by: String,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<TakeoverReport, TakeoverError>> + Send>,
+    > {
+        Box::pin(async move { self.planned(request, by).await })
+    }
+}
+
+fn move_report(kind: &str, out: &ActionOutcome, tl: Timeline) -> MoveReport {
+    let (reason, detail) = match out {
+        ActionOutcome::Refused { reason, detail } => (Some(reason.to_string()), detail.clone()),
+        ActionOutcome::Done(d) | ActionOutcome::NoOp(d) | ActionOutcome::Error(d) => {
+            (None, d.clone())
+        }
+    };
+    MoveReport {
+        kind: kind.into(),
+        outcome: out.label().into(),
+        reason,
+        detail,
+        steps: tl.steps,
+    }
+}
+
+/// `+1.52s` from `t0` to the step, when it happened.
+fn after(steps: &[Step], t0: u64, step: &str) -> Option<String> {
+    let at = steps.iter().find(|s| s.step == step)?.at;
+    Some(format!("{:.2}s", at.saturating_sub(t0) as f64 / 1000.0))
+}
+
+impl Live {
+    /// The `claim_eip` action `name` names, or the only one.
+    fn claim_named(&self, name: Option<&str>) -> Result<(String, &ClaimEip), TakeoverError> {
+        let claims: Vec<(&String, &ClaimEip)> = self
+            .actions
+            .iter()
+            .filter_map(|(n, a)| match a {
+                Action::ClaimEip(c) => Some((n, c)),
+                _ => None,
+            })
+            .collect();
+        let names = || claims.iter().map(|(n, _)| n.to_string()).collect();
+        match name {
+            Some(want) => claims
+                .iter()
+                .find(|(n, _)| n.as_str() == want)
+                .map(|(n, c)| (n.to_string(), *c))
+                .ok_or_else(|| TakeoverError::Unknown {
+                    name: want.into(),
+                    have: names(),
+                }),
+            None => match claims.as_slice() {
+                [] => Err(TakeoverError::NoClaim),
+                [(n, c)] => Ok((n.to_string(), *c)),
+                _ => Err(TakeoverError::Ambiguous(names())),
+            },
+        }
+    }
+
+    async fn planned(
+        &self,
+        request: TakeoverRequest,
+        by: String,
+    ) -> Result<TakeoverReport, TakeoverError> {
+        let received = Step {
+            step: "command_received".into(),
+            at: now_ms(),
+            detail: by.clone(),
+        };
+        if request.back && !request.drill {
+            return Err(TakeoverError::BackWithoutDrill);
+        }
+        let (name, claim) = self.claim_named(request.action.as_deref())?;
+        let kind = if request.drill { "drill" } else { "takeover" };
+        // The rule whose failure would have run this claim: its check is what a drill waits
+        // to see pass again.
+        let rule = self.rules.iter().find(|r| r.on_fail.contains(&name));
+        let ctx = ActionContext {
+            rule: rule.map_or_else(|| name.clone(), |r| r.name.clone()),
+            transition: Transition::Failed,
+            detail: format!("planned {kind} requested by {by}"),
+            consecutive: 0,
+            retry: false,
+            recheck: None,
+            times: Default::default(),
+            planned: Some(Planned {
+                by: by.clone(),
+                kind,
+            }),
+        };
+        let (out, mut tl) = claim.run_timed(&ctx).await;
+        tl.steps.insert(0, received.clone());
+        let holds = tl.at("verified").is_some() || tl.at("already_here").is_some();
+        let moved = matches!(out, ActionOutcome::Done(_)) && tl.at("verified").is_some();
+        let eip = claim.eip();
+        let mut passed = None;
+        let mut back = None;
+        if request.drill {
+            let mut ok = moved;
+            if moved {
+                ok &= self.wait_for_check(rule, &mut tl).await;
+                if claim.on_primary_ip() {
+                    let public = match &eip {
+                        EipRef::PublicIp(ip) => Some(*ip),
+                        EipRef::AllocationId(_) => tl.public_ip,
+                    };
+                    ok &= self.wait_for_egress(public, &mut tl).await;
+                }
+            }
+            passed = Some(ok);
+            if request.back && moved {
+                let (out_back, mut tl_back) = claim.give_back(&ctx).await;
+                if tl_back.at("verified").is_some() {
+                    self.wait_for_check(rule, &mut tl_back).await;
+                }
+                back = Some(move_report("back", &out_back, tl_back));
+            }
+        }
+        let takeover = move_report(kind, &out, tl);
+        let summary = summary(kind, &eip, &takeover, back.as_ref(), holds, passed, received.at);
+        Ok(TakeoverReport {
+            action: name,
+            eip: eip.to_string(),
+            by,
+            takeover,
+            back,
+            holds,
+            passed,
+            summary,
+        })
+    }
+
+    /// A drill's "the rule's own check passes again": its probe, each run bounded by the
+    /// rule's deadline, until it passes or [`SETTLE_FOR`] has passed. A rule that cannot be
+    /// run twice (a backend sync) or no rule at all is noted and counts as passed.
+    async fn wait_for_check(&self, rule: Option<&Rule>, tl: &mut Timeline) -> bool {
+        let Some(rule) = rule.filter(|r| !matches!(r.check, CheckSpec::BackendSync(_))) else {
+            tl.mark("check_passes", "no rule's check to wait for");
+            return true;
+        };
+        let until = tokio::time::Instant::now() + SETTLE_FOR;
+        let deadline = self.pacing(rule).deadline;
+        let mut last = String::new();
+        while tokio::time::Instant::now() < until {
+            match tokio::time::timeout(deadline, self.check(rule)).await {
+                Ok(o) if o.ok => {
+                    tl.mark("check_passes", format!("rule {}: {}", rule.name, o.detail));
+                    return true;
+                }
+                Ok(o) => last = o.detail,
+                Err(_) => last = "timed out".into(),
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+        tl.mark(
+            "check_failing",
+            format!("rule {} still fails after {}s: {last}", rule.name, SETTLE_FOR.as_secs()),
+        );
+        false
+    }
+
+    /// A drill's public-path proof: checkip, from this node, answers the address itself.
+    async fn wait_for_egress(&self, public: Option<Ipv4Addr>, tl: &mut Timeline) -> bool {
+        let Some(public) = public else {
+            tl.mark("egress_unproven", "the provider did not say the address's public IPv4");
+            return false;
+        };
+        let until = tokio::time::Instant::now() + SETTLE_FOR;
+        let mut last = String::new();
+        while tokio::time::Instant::now() < until {
+            match checkip::egress_ip(&self.http, &self.egress.checkip_url, self.egress.timeout)
+                .await
+            {
+                Ok(ip) if ip == public => {
+                    tl.mark("egress_from_eip", format!("checkip says {ip}"));
+                    return true;
+                }
+                Ok(ip) => last = format!("checkip says {ip}"),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+        tl.mark(
+            "egress_unproven",
+            format!("traffic does not leave from {public} after {}s: {last}", SETTLE_FOR.as_secs()),
+        );
+        false
+    }
+}
+
+/// The one line `takeover` and `drill` end with.
+fn summary(
+    kind: &str,
+    eip: &EipRef,
+    m: &MoveReport,
+    back: Option<&MoveReport>,
+    holds: bool,
+    passed: Option<bool>,
+    t0: u64,
+) -> String {
+    let steps = &m.steps;
+    let head = match (kind, passed) {
+        ("drill", Some(true)) => "drill passed".to_string(),
+        ("drill", _) => "drill FAILED".to_string(),
+        _ if m.outcome == "done" => "takeover done".to_string(),
+        _ if holds => "takeover: nothing to do".to_string(),
+        _ => format!("takeover {}", m.outcome.to_uppercase()),
+    };
+    let mut parts = Vec::new();
+    if let Some(r) = &m.reason {
+        parts.push(format!("{r}: {}", m.detail));
+    } else if m.outcome != "done" {
+        parts.push(m.detail.clone());
+    }
+    for (label, step) in [
+        ("first mutating call", "first_mutating_call"),
+        ("verified", "verified"),
+        ("check passes", "check_passes"),
+        ("egress from the EIP", "egress_from_eip"),
+    ] {
+        if let Some(t) = after(steps, t0, step) {
+            parts.push(format!("{label} +{t}"));
+        }
+    }
+    let mut line = format!("{head}: {eip}");
+    if holds {
+        line.push_str(" is on this node");
+    }
+    if !parts.is_empty() {
+        line.push_str(&format!(" ({})", parts.join(", ")));
+    }
+    if let Some(b) = back {
+        let t0b = b.steps.first().map_or(t0, |s| s.at);
+        match after(&b.steps, t0b, "verified") {
+            Some(t) if b.outcome == "done" => line.push_str(&format!("; returned, verified +{t}")),
+            _ => line.push_str(&format!(
+                "; NOT returned ({}{})",
+                b.reason.as_deref().map(|r| format!("{r}: ")).unwrap_or_default(),
+                b.detail
+            )),
+        }
+    }
+    line
+}
