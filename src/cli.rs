@@ -294,7 +294,10 @@ fn control(cli: &Cli, socket: Option<PathBuf>) -> Result<(PathBuf, tokio::runtim
             Err(e) => return Err(usage(&e.to_string())),
         },
     };
-    Ok((socket, runtime(tokio::runtime::Builder::new_current_thread())?))
+    Ok((
+        socket,
+        runtime(tokio::runtime::Builder::new_current_thread())?,
+    ))
 }
 
 /// Print `e` and exit 1.
@@ -421,7 +424,10 @@ fn takeover(
         Err(e) => return failed(e),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
         print!("{}", print::takeover_report(&report));
     }

@@ -8,7 +8,7 @@
 use crate::engine::threshold::Health;
 use crate::engine::CycleReport;
 use crate::history::{History, Step};
-use crate::pause::{Pause, Paused, PauseRecord};
+use crate::pause::{Pause, PauseRecord, Paused};
 use crate::telemetry::events;
 use crate::telemetry::metrics::{Metrics, RuleGauge, EXPOSITION_CONTENT_TYPE};
 use bytes::Bytes;
@@ -69,7 +69,10 @@ impl StatusBoard {
 
     /// Every history entry, oldest first.
     pub fn history(&self) -> Vec<crate::history::Entry> {
-        self.2.as_ref().map(|(_, h)| h.entries()).unwrap_or_default()
+        self.2
+            .as_ref()
+            .map(|(_, h)| h.entries())
+            .unwrap_or_default()
     }
 }
 
@@ -397,14 +400,25 @@ async fn body<T: serde::de::DeserializeOwned>(
     let limited = http_body_util::Limited::new(req.into_body(), 64 * 1024);
     let bytes = match tokio::time::timeout(Duration::from_secs(5), limited.collect()).await {
         Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) => return Err(text(StatusCode::BAD_REQUEST, format!("request body: {e}\n"))),
-        Err(_) => return Err(text(StatusCode::REQUEST_TIMEOUT, "request body: timed out\n")),
+        Ok(Err(e)) => {
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                format!("request body: {e}\n"),
+            ))
+        }
+        Err(_) => {
+            return Err(text(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body: timed out\n",
+            ))
+        }
     };
     if bytes.is_empty() {
         return serde_json::from_str("{}")
             .map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")));
     }
-    serde_json::from_slice(&bytes).map_err(|e| text(StatusCode::BAD_REQUEST, format!("request body: {e}\n")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("request body: {e}\n")))
 }
 
 async fn answer(
@@ -445,7 +459,10 @@ async fn route(
                     "only root or the daemon's user may pause, resume or take over");
                 return text(
                     StatusCode::FORBIDDEN,
-                    format!("only root or the daemon's user (uid {me}) may {}: run it with sudo\n", path.trim_start_matches('/')),
+                    format!(
+                        "only root or the daemon's user (uid {me}) may {}: run it with sudo\n",
+                        path.trim_start_matches('/')
+                    ),
                 );
             };
             command(commands, req, &path, uid).await
@@ -468,7 +485,9 @@ async fn command(
                 Err(a) => return a,
             };
             let by = who(uid, r.sudo_user.as_deref());
-            let rec: PauseRecord = c.pause.pause(r.for_ms.map(Duration::from_millis), &r.reason, &by);
+            let rec: PauseRecord =
+                c.pause
+                    .pause(r.for_ms.map(Duration::from_millis), &r.reason, &by);
             json(StatusCode::OK, &rec)
         }
         "/resume" => {
@@ -491,7 +510,10 @@ async fn command(
             };
             let by = who(uid, r.sudo_user.as_deref());
             let Some(op) = c.current.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
-                return text(StatusCode::SERVICE_UNAVAILABLE, "the daemon has no configuration running yet\n");
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the daemon has no configuration running yet\n",
+                );
             };
             let kind = if r.drill { "drill" } else { "takeover" };
             tracing::info!(event = events::TAKEOVER_REQUESTED, action = ?r.action, by = %by, drill = r.drill, back = r.back);
@@ -506,7 +528,11 @@ async fn command(
                 Ok(Ok(report)) => {
                     let result = report.takeover.outcome.as_str();
                     if kind == "drill" {
-                        c.metrics.drill(if report.passed == Some(true) { "passed" } else { "failed" });
+                        c.metrics.drill(if report.passed == Some(true) {
+                            "passed"
+                        } else {
+                            "failed"
+                        });
                     } else {
                         c.metrics.takeover(result);
                     }
@@ -514,7 +540,10 @@ async fn command(
                     json(StatusCode::OK, &report)
                 }
                 Ok(Err(e)) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
-                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("the takeover task failed: {e}\n")),
+                Err(e) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the takeover task failed: {e}\n"),
+                ),
             }
         }
     }
@@ -523,13 +552,20 @@ async fn command(
 /// Serve one connection. Its request head must arrive within 10 s; a command then runs to
 /// its end (a takeover or drill is bounded by its own steps' timeouts), and the whole
 /// connection is dropped after `limit`.
-async fn serve_conn<S>(io: S, board: StatusBoard, commands: Option<Commands>, peer: Peer, limit: Duration)
-where
+async fn serve_conn<S>(
+    io: S,
+    board: StatusBoard,
+    commands: Option<Commands>,
+    peer: Peer,
+    limit: Duration,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| {
         let (board, commands) = (board.clone(), commands.clone());
-        async move { Ok::<_, std::convert::Infallible>(answer(&board, commands.as_ref(), req, peer).await) }
+        async move {
+            Ok::<_, std::convert::Infallible>(answer(&board, commands.as_ref(), req, peer).await)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -706,8 +742,12 @@ async fn request(
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        s.write_all(head.as_bytes()).await.map_err(StatusError::Io)?;
-        s.write_all(body.as_bytes()).await.map_err(StatusError::Io)?;
+        s.write_all(head.as_bytes())
+            .await
+            .map_err(StatusError::Io)?;
+        s.write_all(body.as_bytes())
+            .await
+            .map_err(StatusError::Io)?;
         let mut reply = Vec::new();
         s.take(16 * 1024 * 1024)
             .read_to_end(&mut reply)

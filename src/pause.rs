@@ -54,7 +54,9 @@ impl std::fmt::Display for Paused {
             format!("{:?}", self.reason)
         };
         match self.source.as_str() {
-            "maintenance_file" => write!(f, "paused by the maintenance file {} ({reason})", self.by),
+            "maintenance_file" => {
+                write!(f, "paused by the maintenance file {} ({reason})", self.by)
+            }
             _ => write!(f, "paused by {} ({reason})", self.by),
         }
     }
@@ -227,9 +229,8 @@ impl Pause {
             reason: reason.into(),
             by: by.into(),
             since,
-            until: duration.map(|d| {
-                since.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            }),
+            until: duration
+                .map(|d| since.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
         };
         *self.0.record.lock().unwrap_or_else(|p| p.into_inner()) = Some(record.clone());
         self.0.store.pause_saved(Some(record.clone()));

@@ -251,7 +251,7 @@ mod kept_tests {
             stop_rx,
             StateStore::default(),
             Arc::new(Metrics::new().expect("metrics")),
-                crate::history::History::in_memory(),
+            crate::history::History::in_memory(),
         );
         alerter.send(Alert {
             topic_arn: "t".into(),

@@ -259,7 +259,12 @@ pub fn history_table(entries: &[crate::history::Entry]) -> String {
         if e.repeats > 0 {
             what.push(format!("{} more times", e.repeats));
         }
-        out.push_str(&format!("{}  {}: {}\n", ms_rfc3339(e.at), what.join(", "), e.detail));
+        out.push_str(&format!(
+            "{}  {}: {}\n",
+            ms_rfc3339(e.at),
+            what.join(", "),
+            e.detail
+        ));
         let t = &e.timings;
         let marks = [
             ("first failed check", t.first_failed_check),

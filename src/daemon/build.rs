@@ -69,15 +69,18 @@ impl Effects for Live {
         self.metrics.check_took(&report.rule, report.took);
         if let Some(t) = report.transition {
             self.metrics.rule_flipped(&report.rule, t.as_str());
-            let kind = match t {
-                Transition::Failed => Kind::RuleFailed,
-                Transition::Recovered => Kind::RuleRecovered,
-            };
-            let mut e = Entry::new(kind, report.outcome.detail.clone());
-            e.rule = Some(report.rule.clone());
-            self.history.record(e);
         }
         self.board.record(report);
+    }
+
+    fn transitioned(&self, rule: &str, t: Transition, detail: &str) {
+        let kind = match t {
+            Transition::Failed => Kind::RuleFailed,
+            Transition::Recovered => Kind::RuleRecovered,
+        };
+        let mut e = Entry::new(kind, detail);
+        e.rule = Some(rule.to_owned());
+        self.history.record(e);
     }
 
     fn persist(&self, rule: &str, state: &RuleState) {

@@ -8,9 +8,9 @@ use crate::actions::alerts::{Alert, Alerter};
 use crate::actions::claim_eip::{HoldDowns, InFlight};
 use crate::config::Config;
 use crate::control::{Commands, StatusBoard};
+use crate::engine::RuleStates;
 use crate::history::History;
 use crate::pause::Pause;
-use crate::engine::RuleStates;
 use crate::providers::aws::{self, sns::Sns};
 use crate::state::{OpenError, PendingClaim, Recovered, StateStore};
 use crate::telemetry::events;
@@ -105,7 +105,12 @@ impl Deps {
             },
         };
         let history = History::new(config.control.history, recovered.history, store.clone());
-        let pause = Pause::new(recovered.pause, store.clone(), history.clone(), metrics.clone());
+        let pause = Pause::new(
+            recovered.pause,
+            store.clone(),
+            history.clone(),
+            metrics.clone(),
+        );
         pause.set_file(config.node.maintenance_file.clone());
         let (alerter, alert_task) = Alerter::spawn(
             sns,

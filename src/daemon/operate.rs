@@ -149,7 +149,15 @@ impl Live {
             }
         }
         let takeover = move_report(kind, &out, tl);
-        let summary = summary(kind, &eip, &takeover, back.as_ref(), holds, passed, received.at);
+        let summary = summary(
+            kind,
+            &eip,
+            &takeover,
+            back.as_ref(),
+            holds,
+            passed,
+            received.at,
+        );
         Ok(TakeoverReport {
             action: name,
             eip: eip.to_string(),
@@ -186,7 +194,11 @@ impl Live {
         }
         tl.mark(
             "check_failing",
-            format!("rule {} still fails after {}s: {last}", rule.name, SETTLE_FOR.as_secs()),
+            format!(
+                "rule {} still fails after {}s: {last}",
+                rule.name,
+                SETTLE_FOR.as_secs()
+            ),
         );
         false
     }
@@ -194,7 +206,10 @@ impl Live {
     /// A drill's public-path proof: checkip, from this node, answers the address itself.
     async fn wait_for_egress(&self, public: Option<Ipv4Addr>, tl: &mut Timeline) -> bool {
         let Some(public) = public else {
-            tl.mark("egress_unproven", "the provider did not say the address's public IPv4");
+            tl.mark(
+                "egress_unproven",
+                "the provider did not say the address's public IPv4",
+            );
             return false;
         };
         let until = tokio::time::Instant::now() + SETTLE_FOR;
@@ -214,7 +229,10 @@ impl Live {
         }
         tl.mark(
             "egress_unproven",
-            format!("traffic does not leave from {public} after {}s: {last}", SETTLE_FOR.as_secs()),
+            format!(
+                "traffic does not leave from {public} after {}s: {last}",
+                SETTLE_FOR.as_secs()
+            ),
         );
         false
     }
@@ -267,7 +285,10 @@ fn summary(
             Some(t) if b.outcome == "done" => line.push_str(&format!("; returned, verified +{t}")),
             _ => line.push_str(&format!(
                 "; NOT returned ({}{})",
-                b.reason.as_deref().map(|r| format!("{r}: ")).unwrap_or_default(),
+                b.reason
+                    .as_deref()
+                    .map(|r| format!("{r}: "))
+                    .unwrap_or_default(),
                 b.detail
             )),
         }

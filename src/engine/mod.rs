@@ -31,6 +31,10 @@ pub trait Effects: Send + Sync + 'static {
     /// What a cycle saw and did (for `watchdog status` and the check and transition
     /// counters), in `run` and in `once` alike. Must not block.
     fn report(&self, _report: &CycleReport) {}
+    /// `rule` has just failed or recovered (`detail`: the check outcome that decided it),
+    /// before its actions run: the failover history lists the transition ahead of what it
+    /// caused. Must not block.
+    fn transitioned(&self, _rule: &str, _transition: Transition, _detail: &str) {}
     /// A rule's health or its unfinished actions changed: what a restart must pick up (the
     /// daemon saves it in its state directory, as monit keeps its state file, so a restart
     /// in the middle of an outage does not page again). Not called for streaks alone.
@@ -246,6 +250,7 @@ impl RuleRunner {
             // Saved before the actions run: a restart from here on neither flips the rule
             // nor runs these actions a second time once they are done.
             fx.persist(&rule.name, &self.state());
+            fx.transitioned(&rule.name, t, &outcome.detail);
         }
 
         let mut actions = Vec::new();

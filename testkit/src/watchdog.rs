@@ -117,7 +117,19 @@ impl Watchdog {
     }
 
     fn start_with(mut cmd: Command, name: &str, env: &Env, toml: &str, extra: &[&str]) -> Watchdog {
-        let (dir, path) = write_config(toml);
+        let dir = tempfile::tempdir().unwrap();
+        // Each daemon answers on its own control socket, never the machine's
+        // /run/haproxy-watchdog/control.sock (unless the test sets one).
+        let toml = if toml.contains("[control]") {
+            toml.to_owned()
+        } else {
+            format!(
+                "{toml}\n[control]\nsocket = \"{}\"\n",
+                dir.path().join("control.sock").display()
+            )
+        };
+        let path = dir.path().join("watchdog.toml");
+        std::fs::write(&path, toml).unwrap();
         cmd.arg("run")
             .arg("--config")
             .arg(&path)
@@ -161,6 +173,27 @@ impl Watchdog {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Its control socket (set by [`Watchdog::start`] unless the configuration has `[control]`).
+    pub fn control_socket(&self) -> PathBuf {
+        self._dir.path().join("control.sock")
+    }
+
+    /// The directory of its configuration and (unless `--state-dir` says otherwise) its state.
+    pub fn dir(&self) -> PathBuf {
+        self._dir.path().to_owned()
+    }
+
+    /// `watchdog ARGS --socket <its control socket>` to completion, as root on the host (a
+    /// unix socket is reached through the file system, whatever the namespace).
+    pub async fn ctl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(bin());
+        cmd.args(args).arg("--socket").arg(self.control_socket());
+        tokio::process::Command::from(cmd)
+            .output()
+            .await
+            .expect("run watchdog")
     }
 
     /// The configuration file it was started with (rewrite it, then [`Watchdog::signal`] HUP).

@@ -350,29 +350,9 @@ async fn status_and_metrics_show_what_each_rule_saw_and_did() {
     );
     // A6: the exposition is lint-clean for Prometheus' own checker (`# HELP` on every family,
     // counter names ending in _total); scripts/test-deps.sh installs promtool.
-    let lint = {
-        use std::io::Write;
-        let mut child = std::process::Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("promtool (scripts/test-deps.sh installs it)");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(metrics.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
-    assert!(
-        lint.status.success(),
-        "promtool check metrics: {}{}\n{metrics}",
-        String::from_utf8_lossy(&lint.stdout),
-        String::from_utf8_lossy(&lint.stderr)
-    );
+    if let Some(lint) = testkit::promtool(&metrics) {
+        panic!("promtool check metrics: {lint}\n{metrics}");
+    }
 
     // Without a daemon: a clear error, exit 1.
     let (code, _) = wd.stop().await;

@@ -3,6 +3,7 @@
 //! them is the `testkit` crate (testkit/).
 
 mod cli;
+mod day2;
 mod events;
 mod failover;
 mod field;

@@ -13,9 +13,9 @@ use crate::actions::{ActionContext, ActionOutcome};
 use crate::checks::checkip::{self, EgressError};
 use crate::checks::{self, haproxy, Outcome};
 use crate::config::{ClaimEipSpec, EgressSettings, HaproxyProbeSpec};
+use crate::history::{Entry, History, Kind, Timeline};
 use crate::state::PendingClaim;
 use crate::telemetry::events;
-use crate::history::{Entry, History, Kind, Timeline};
 use crate::telemetry::metrics::Metrics;
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -399,7 +399,11 @@ impl<P: Provider, L: Local> Gates<P, L> {
             &self.subject_prefix,
             &match planned {
                 None => format!("{} took over {eip}", spot.instance_id()),
-                Some(p) => format!("{} took over {eip} (planned {})", spot.instance_id(), p.kind),
+                Some(p) => format!(
+                    "{} took over {eip} (planned {})",
+                    spot.instance_id(),
+                    p.kind
+                ),
             },
         );
         let draft = |association: &str, verified: &str| {
@@ -601,7 +605,11 @@ impl<P: Provider, L: Local> Gates<P, L> {
             );
         }
         let topic = self.spec.sns_topic_arn.clone();
-        let by = ctx.planned.as_ref().map_or("", |p| p.by.as_str()).to_owned();
+        let by = ctx
+            .planned
+            .as_ref()
+            .map_or("", |p| p.by.as_str())
+            .to_owned();
         let subject = sns_subject(
             &self.subject_prefix,
             &format!("{eip} returned to {} (drill)", back_to.instance_id()),
@@ -1546,7 +1554,8 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_planned_takeover_overrides_the_hold_down_and_the_recheck_but_keeps_the_safety_gates() {
+    async fn a_planned_takeover_overrides_the_hold_down_and_the_recheck_but_keeps_the_safety_gates()
+    {
         let b = bed();
         assert!(matches!(b.gates.run(&ctx()).await, ActionOutcome::Done(_)));
         b.calls.take();
@@ -1581,7 +1590,8 @@ mod tests {
         let last = alerts.last().expect("one alert");
         assert!(last.subject.contains("(planned takeover)"), "{last:?}");
         assert!(
-            last.message.contains("planned takeover requested by alice (uid 1000)"),
+            last.message
+                .contains("planned takeover requested by alice (uid 1000)"),
             "{last:?}"
         );
     }

@@ -224,7 +224,10 @@ impl ClaimEip {
 
     /// [`ClaimEip::run`], with the time of each step it took: what `watchdog takeover` and
     /// `drill` print (with `ctx.planned` set).
-    pub async fn run_timed(&self, ctx: &ActionContext) -> (ActionOutcome, crate::history::Timeline) {
+    pub async fn run_timed(
+        &self,
+        ctx: &ActionContext,
+    ) -> (ActionOutcome, crate::history::Timeline) {
         self.0.run(ctx).await
     }
 

@@ -1,0 +1,439 @@
+//! Day-2 operations on the namespace bed (real HAProxy nodes, moto behind the fault proxy,
+//! a client polling the Elastic IP from the internet): `pause`/`resume` and the maintenance
+//! file, planned `takeover`, `drill --back`, and `status --history`.
+
+use serde_json::Value;
+use std::process::Output;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use testkit::eventually;
+use testkit::testbed::TestBed;
+use testkit::watchdog::{bin, Watchdog};
+use tokio::time::Instant;
+
+const T: Duration = Duration::from_secs(30);
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+async fn served_by(bed: &TestBed, node: &str) {
+    eventually(T, &format!("the EIP served by {node}"), || async {
+        (bed.get_eip().await.as_deref() == Some(node)).then_some(())
+    })
+    .await;
+}
+
+async fn refused_at_least(w: &Watchdog, reason: &str, n: usize) {
+    eventually(T, reason, || async {
+        (w.events("action_refused")
+            .iter()
+            .filter(|e| e["reason"] == reason)
+            .count()
+            >= n)
+            .then_some(())
+    })
+    .await;
+}
+
+fn moves(bed: &TestBed) -> usize {
+    bed.proxy.count("AssociateAddress").0 + bed.proxy.count("DisassociateAddress").0
+}
+
+/// `a` holds the EIP; both nodes run a watchdog.
+async fn pair(bed: &TestBed) -> (Watchdog, Watchdog) {
+    let wa = bed.start("a", &bed.conf("a"));
+    let wb = bed.start("b", &bed.conf("b"));
+    wa.wait_event(T, "started").await;
+    wb.wait_event(T, "started").await;
+    (wa, wb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_standby_never_claims_and_claims_within_a_cycle_of_resume() {
+    let mut bed = TestBed::new(&["a", "b"], Some("a")).await;
+    let (_wa, wb) = pair(&bed).await;
+    let said = ok(&wb.ctl(&["pause", "--reason", "kernel patch"]).await);
+    assert!(said.contains("paused by root (uid 0)"), "{said}");
+    let status = ok(&wb.ctl(&["status"]).await);
+    assert!(
+        status.contains("PAUSED") && status.contains("kernel patch"),
+        "{status}"
+    );
+
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    refused_at_least(&wb, "paused", 3).await;
+    assert_eq!(moves(&bed), 0, "no claim while paused");
+    let metrics = testkit::control_get(&wb.control_socket(), "/metrics").await;
+    assert!(metrics.contains("watchdog_paused 1"), "{metrics}");
+    assert!(
+        metrics.contains("watchdog_pauses_total{source=\"command\"} 1"),
+        "{metrics}"
+    );
+    if let Some(lint) = testkit::promtool(&metrics) {
+        panic!("promtool check metrics: {lint}\n{metrics}");
+    }
+
+    let refusals = wb.count("action_refused");
+    let resumed = Instant::now();
+    ok(&wb.ctl(&["resume"]).await);
+    wb.wait_event(T, "eip_claimed").await;
+    let took = resumed.elapsed();
+    // The next cycle (500 ms) claims: no refusal in between, and the claim (gates, two EC2
+    // calls, verification) follows at once.
+    assert_eq!(wb.count("action_refused"), refusals, "{}", wb.log());
+    assert!(
+        took < Duration::from_secs(4),
+        "claimed {took:?} after resume"
+    );
+    served_by(&bed, "b").await;
+    assert_eq!((wb.count("paused"), wb.count("resumed")), (1, 1));
+    // Resuming a node that is not paused is a no-op, not an error.
+    let again = ok(&wb.ctl(&["resume"]).await);
+    assert!(again.contains("not paused"), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maintenance_file_pauses_while_it_exists() {
+    let mut bed = TestBed::new(&["a", "b"], Some("a")).await;
+    let flags = tempfile::tempdir().unwrap();
+    let flag = flags.path().join("maintenance");
+    std::fs::write(&flag, "replacing the NIC\n").unwrap();
+    let wa = bed.start("a", &bed.conf("a"));
+    let toml = format!(
+        "{}\n[node]\nmaintenance_file = \"{}\"\n",
+        bed.conf("b").toml(),
+        flag.display()
+    );
+    let wb = Watchdog::start_in(&bed.nodes["b"].host, &bed.env(), &toml, &[]);
+    wa.wait_event(T, "started").await;
+    wb.wait_event(T, "started").await;
+
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    refused_at_least(&wb, "paused", 3).await;
+    assert_eq!(moves(&bed), 0);
+    let status = ok(&wb.ctl(&["status"]).await);
+    assert!(
+        status.contains("maintenance file") && status.contains("replacing the NIC"),
+        "{status}"
+    );
+    // `resume` cannot delete the operator's file; it says which file to remove.
+    let out = wb.ctl(&["resume"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("remove it"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    std::fs::remove_file(&flag).unwrap();
+    wb.wait_event(T, "eip_claimed").await;
+    served_by(&bed, "b").await;
+    let paused = wb.events("paused");
+    assert_eq!(paused.len(), 1, "{}", wb.log());
+    assert_eq!(paused[0]["source"], "maintenance_file");
+    assert_eq!(wb.events("resumed")[0]["source"], "maintenance_file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_survives_a_restart_and_its_for_runs_out() {
+    let bed = TestBed::new(&["a", "b"], Some("a")).await;
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap().to_owned();
+    let start = || {
+        Watchdog::start_in(
+            &bed.nodes["b"].host,
+            &bed.env(),
+            &bed.conf("b").toml(),
+            &["--state-dir", &state_dir],
+        )
+    };
+    let wb = start();
+    wb.wait_event(T, "started").await;
+    let paused_at = Instant::now();
+    ok(&wb
+        .ctl(&["pause", "--for", "6s", "--reason", "game day"])
+        .await);
+    let (code, _) = wb.stop().await;
+    assert_eq!(code, Some(0));
+
+    let wb = start();
+    wb.wait_event(T, "started").await;
+    let s: Value = serde_json::from_str(&ok(&wb.ctl(&["status", "--json"]).await)).unwrap();
+    assert_eq!(s["paused"]["source"], "command", "{s}");
+    assert_eq!(s["paused"]["reason"], "game day", "{s}");
+    assert!(s["paused"]["until"].as_u64().is_some(), "{s}");
+
+    let ended = wb
+        .wait_for(T, "the pause runs out", |e| {
+            e["event"] == "resumed" && e["by"] == "expiry"
+        })
+        .await;
+    assert!(
+        paused_at.elapsed() >= Duration::from_millis(5500),
+        "ended early: {ended}"
+    );
+    let s: Value = serde_json::from_str(&ok(&wb.ctl(&["status", "--json"]).await)).unwrap();
+    assert!(s["paused"].is_null(), "{s}");
+    // `--for` needs a duration that is one.
+    let out = wb.ctl(&["pause", "--for", "0s"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_moves_a_healthy_pairs_eip_once_with_one_planned_alert() {
+    let bed = TestBed::new(&["a", "b"], Some("a")).await;
+    served_by(&bed, "a").await;
+    let (wa, wb) = pair(&bed).await;
+    let out = ok(&wb.ctl(&["takeover"]).await);
+    assert!(out.contains("takeover done"), "{out}");
+    for step in [
+        "owner_read",
+        "egress_verified",
+        "first_mutating_call",
+        "verified",
+    ] {
+        assert!(out.contains(step), "{step}: {out}");
+    }
+    served_by(&bed, "b").await;
+    assert_eq!(bed.proxy.count("AssociateAddress").0, 1);
+    let alerts = bed.world.alerts(Duration::from_secs(3)).await;
+    assert_eq!(alerts.len(), 1, "one alert");
+    assert!(
+        alerts[0].subject.contains("(planned takeover)"),
+        "{}",
+        alerts[0].subject
+    );
+    assert!(
+        alerts[0].message.contains("requested by root (uid 0)"),
+        "{}",
+        alerts[0].message
+    );
+    // The old holder is healthy and its rule sees the EIP served: it leaves it on b.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
+    assert_eq!(wa.count("eip_claimed") + wb.count("eip_claimed"), 1);
+    // Taking over what this node holds changes nothing and succeeds.
+    let again = ok(&wb.ctl(&["takeover", "claim"]).await);
+    assert!(again.contains("is on this node"), "{again}");
+    assert_eq!(bed.proxy.count("AssociateAddress").0, 1);
+    // An action that is not a claim: a clear error.
+    let out = wb.ctl(&["takeover", "nope"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no claim_eip action named \"nope\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_is_refused_while_paused_without_haproxy_or_without_egress() {
+    let mut bed = TestBed::new(&["a", "b"], Some("a")).await;
+    let (_wa, wb) = pair(&bed).await;
+    let refused = |out: &Output, reason: &str| {
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains(reason),
+            "{reason}: {}",
+            text(&out.stdout)
+        );
+    };
+    ok(&wb.ctl(&["pause"]).await);
+    refused(&wb.ctl(&["takeover"]).await, "paused");
+    ok(&wb.ctl(&["resume"]).await);
+
+    bed.nodes.get_mut("b").unwrap().haproxy.stop();
+    refused(&wb.ctl(&["takeover"]).await, "local_haproxy_unhealthy");
+    bed.nodes.get_mut("b").unwrap().haproxy.restart().await;
+
+    bed.cut_internet("b");
+    refused(&wb.ctl(&["takeover"]).await, "egress_");
+    assert_eq!(moves(&bed), 0);
+    assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
+}
+
+/// The report's wall-clock milliseconds of `step` in `m`.
+fn at(m: &Value, step: &str) -> u64 {
+    m["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == step)
+        .unwrap_or_else(|| panic!("no step {step}: {m}"))["at"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_back_measures_both_moves_as_the_client_sees_them() {
+    let bed = TestBed::new(&["a", "b"], Some("a")).await;
+    served_by(&bed, "a").await;
+    let (_wa, wb) = pair(&bed).await;
+    let poller = bed.poll_eip(Duration::from_millis(50));
+    let (i0, w0) = (Instant::now(), now_ms());
+    let out = wb.ctl(&["drill", "--back", "--json"]).await;
+    let r: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(r["passed"], true, "{r}");
+    assert_eq!(r["back"]["outcome"], "done", "{r}");
+    let wall = |ms: u64| i0 + Duration::from_millis(ms.saturating_sub(w0));
+    let answers = poller.answers();
+    let first = |after: Instant, who: &str| {
+        answers
+            .iter()
+            .find(|(t, a)| *t >= after && a.as_deref() == Some(who))
+            .map(|(t, _)| *t)
+            .unwrap_or_else(|| panic!("{who} never answered after the move: {answers:?}"))
+    };
+    let slack = Duration::from_millis(150);
+    // The client sees b once the move is made, and by the time the drill says the rule's
+    // check passes (the client polls every 50 ms).
+    let m = &r["takeover"];
+    let t_b = first(i0, "b");
+    assert!(t_b + slack >= wall(at(m, "first_mutating_call")), "{r}");
+    assert!(t_b <= wall(at(m, "check_passes")) + slack, "{r}");
+    assert!(at(m, "egress_from_eip") >= at(m, "verified"), "{r}");
+    // And a again after the move back.
+    let back = &r["back"];
+    let t_a = first(t_b, "a");
+    assert!(t_a + slack >= wall(at(back, "first_mutating_call")), "{r}");
+    assert!(t_a <= wall(at(back, "check_passes")) + slack, "{r}");
+    assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
+    let text_out = ok(&wb.ctl(&["drill", "--back"]).await);
+    assert!(text_out.contains("drill passed"), "{text_out}");
+    assert!(text_out.contains("returned, verified +"), "{text_out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_of_a_failover_has_ordered_timings_and_survives_a_restart() {
+    let mut bed = TestBed::new(&["a", "b"], Some("a")).await;
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap().to_owned();
+    let (host, env, toml) = (bed.nodes["b"].host.clone(), bed.env(), bed.conf("b").toml());
+    let start = || Watchdog::start_in(&host, &env, &toml, &["--state-dir", &state_dir]);
+    let wa = bed.start("a", &bed.conf("a"));
+    let wb = start();
+    wa.wait_event(T, "started").await;
+    wb.wait_event(T, "started").await;
+    let stopped = now_ms();
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    wb.wait_event(T, "eip_claimed").await;
+    let seen = now_ms();
+    wb.wait_event(T, "alert_sent").await;
+
+    let history = |out: &Output| -> Vec<Value> { serde_json::from_str(&ok(out)).unwrap() };
+    let h = history(&wb.ctl(&["status", "--history", "--json"]).await);
+    let failed = h.iter().position(|e| e["kind"] == "rule_failed");
+    let claimed = h.iter().position(|e| e["kind"] == "claimed");
+    assert!(failed.is_some() && failed < claimed, "{h:?}");
+    let t = &h[claimed.unwrap()]["timings"];
+    let order: Vec<u64> = [
+        "first_failed_check",
+        "rule_failed",
+        "claim_started",
+        "first_mutating_call",
+        "verified",
+        "alert_sent",
+    ]
+    .iter()
+    .map(|k| t[k].as_u64().unwrap_or_else(|| panic!("no {k}: {t}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] <= w[1]), "{t}");
+    // Consistent with the bed's clock: the streak began after HAProxy stopped, the move was
+    // verified before the test saw it logged.
+    assert!(order[0] >= stopped, "{t} vs stopped at {stopped}");
+    assert!(order[4] <= seen, "{t} vs seen at {seen}");
+    let table = ok(&wb.ctl(&["status", "--history"]).await);
+    assert!(
+        table.contains("claimed") && table.contains("first failed check +0.000s"),
+        "{table}"
+    );
+
+    let (code, _) = wb.stop().await;
+    assert_eq!(code, Some(0));
+    let wb = start();
+    wb.wait_event(T, "started").await;
+    let after = history(&wb.ctl(&["status", "--history", "--json"]).await);
+    assert!(after.len() >= h.len(), "{after:?}");
+    assert_eq!(after[..h.len()], h[..], "kept across the restart");
+}
+
+#[tokio::test]
+async fn commands_from_a_user_neither_root_nor_the_daemons_are_refused() {
+    let target = testkit::http::Stub::start(testkit::http::Reply::ok("ok\n")).await;
+    let toml = format!(
+        "[rules.web]\ncheck = {{ type = \"http\", url = \"{}\" }}\ninterval = \"200ms\"\ntimeout = \"150ms\"\n",
+        target.url()
+    );
+    let wd = Watchdog::start("n", &testkit::watchdog::Env::offline(), &toml, &[]);
+    wd.wait_event(T, "started").await;
+    let socket = wd.control_socket();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin())
+            .args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .output()
+            .expect("setpriv")
+    };
+    let out = as_nobody(&["pause"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("only root or the daemon's user"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        as_nobody(&["status"]).status.code(),
+        Some(0),
+        "status stays open"
+    );
+    assert_eq!(wd.count("control_refused"), 1);
+    assert_eq!(wd.count("paused"), 0);
+    // No claim action: takeover says so.
+    let out = wd.ctl(&["takeover"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no claim_eip action"),
+        "{}",
+        text(&out.stderr)
+    );
+    // No daemon: a clear error, exit 1, for every command.
+    let (code, _) = wd.stop().await;
+    assert_eq!(code, Some(0));
+    for args in [&["pause"][..], &["resume"], &["takeover"], &["drill"]] {
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("cannot reach the daemon's control socket"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
