@@ -119,15 +119,20 @@ impl Watchdog {
     fn start_with(mut cmd: Command, name: &str, env: &Env, toml: &str, extra: &[&str]) -> Watchdog {
         let dir = tempfile::tempdir().unwrap();
         // Each daemon answers on its own control socket, never the machine's
-        // /run/haproxy-watchdog/control.sock (unless the test sets one).
-        let toml = if toml.contains("[control]") {
-            toml.to_owned()
-        } else {
-            format!(
-                "{toml}\n[control]\nsocket = \"{}\"\n",
-                dir.path().join("control.sock").display()
+        // /run/haproxy-watchdog/control.sock (unless the test sets one). In conf.d, so a test
+        // that rewrites the main file for a reload keeps it.
+        if !toml.contains("[control]") {
+            let conf_d = dir.path().join("conf.d");
+            std::fs::create_dir(&conf_d).unwrap();
+            std::fs::write(
+                conf_d.join("control.toml"),
+                format!(
+                    "[control]\nsocket = \"{}\"\n",
+                    dir.path().join("control.sock").display()
+                ),
             )
-        };
+            .unwrap();
+        }
         let path = dir.path().join("watchdog.toml");
         std::fs::write(&path, toml).unwrap();
         cmd.arg("run")

@@ -3,7 +3,9 @@
 //! file, planned `takeover`, `drill --back`, and `status --history`.
 
 use serde_json::Value;
+use std::net::SocketAddr;
 use std::process::Output;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use testkit::eventually;
 use testkit::testbed::TestBed;
@@ -287,34 +289,70 @@ async fn drill_back_measures_both_moves_as_the_client_sees_them() {
     let bed = TestBed::new(&["a", "b"], Some("a")).await;
     served_by(&bed, "a").await;
     let (_wa, wb) = pair(&bed).await;
-    let poller = bed.poll_eip(Duration::from_millis(50));
+    // The client polls the EIP every 50 ms, keeping when each GET started and ended (a GET
+    // sent while the address is between nodes can take up to its 1 s timeout).
+    let answers: Arc<Mutex<Vec<(Instant, Instant, Option<String>)>>> = Arc::default();
+    let poll = {
+        let (answers, client) = (answers.clone(), bed.client.clone());
+        let eip = SocketAddr::new(bed.world.eip.into(), 80);
+        tokio::spawn(async move {
+            loop {
+                let start = Instant::now();
+                let who = testkit::testbed::get(&client, eip).await;
+                answers.lock().unwrap().push((start, Instant::now(), who));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
     let (i0, w0) = (Instant::now(), now_ms());
     let out = wb.ctl(&["drill", "--back", "--json"]).await;
     let r: Value = serde_json::from_str(&ok(&out)).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    poll.abort();
     assert_eq!(r["passed"], true, "{r}");
     assert_eq!(r["back"]["outcome"], "done", "{r}");
     let wall = |ms: u64| i0 + Duration::from_millis(ms.saturating_sub(w0));
-    let answers = poller.answers();
-    let first = |after: Instant, who: &str| {
+    let answers = answers.lock().unwrap().clone();
+    let slack = Duration::from_millis(150);
+    let (m, back) = (&r["takeover"], &r["back"]);
+    let moved = wall(at(m, "first_mutating_call"));
+    let passes = wall(at(m, "check_passes"));
+    let moved_back = wall(at(back, "first_mutating_call"));
+    let passes_back = wall(at(back, "check_passes"));
+    assert!(at(m, "egress_from_eip") >= at(m, "verified"), "{r}");
+    // What the client saw matches the drill's figures: b answered only once the move was
+    // made, and every GET sent after the drill said the check passed (until the move back)
+    // was b's; then a again, the same way.
+    let b_answers: Vec<_> = answers
+        .iter()
+        .filter(|(_, _, w)| w.as_deref() == Some("b"))
+        .collect();
+    assert!(!b_answers.is_empty(), "the client never saw b: {answers:?}");
+    assert!(
+        b_answers.iter().all(|(_, end, _)| *end + slack >= moved),
+        "b answered before the move: {r} {answers:?}"
+    );
+    assert!(
         answers
             .iter()
-            .find(|(t, a)| *t >= after && a.as_deref() == Some(who))
-            .map(|(t, _)| *t)
-            .unwrap_or_else(|| panic!("{who} never answered after the move: {answers:?}"))
-    };
-    let slack = Duration::from_millis(150);
-    // The client sees b once the move is made, and by the time the drill says the rule's
-    // check passes (the client polls every 50 ms).
-    let m = &r["takeover"];
-    let t_b = first(i0, "b");
-    assert!(t_b + slack >= wall(at(m, "first_mutating_call")), "{r}");
-    assert!(t_b <= wall(at(m, "check_passes")) + slack, "{r}");
-    assert!(at(m, "egress_from_eip") >= at(m, "verified"), "{r}");
-    // And a again after the move back.
-    let back = &r["back"];
-    let t_a = first(t_b, "a");
-    assert!(t_a + slack >= wall(at(back, "first_mutating_call")), "{r}");
-    assert!(t_a <= wall(at(back, "check_passes")) + slack, "{r}");
+            .filter(|(start, _, _)| *start >= passes + slack && *start + slack < moved_back)
+            .all(|(_, _, w)| w.as_deref() == Some("b")),
+        "{r} {answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .filter(|(_, end, w)| w.as_deref() == Some("a") && *end > passes)
+            .all(|(_, end, _)| *end + slack >= moved_back),
+        "a answered between the moves: {r} {answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .filter(|(start, _, _)| *start >= passes_back + slack)
+            .all(|(_, _, w)| w.as_deref() == Some("a")),
+        "{r} {answers:?}"
+    );
     assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
     let text_out = ok(&wb.ctl(&["drill", "--back"]).await);
     assert!(text_out.contains("drill passed"), "{text_out}");
