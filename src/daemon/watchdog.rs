@@ -42,9 +42,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 /// on a busy machine, a state file written to a slow disk.
 pub const SLACK: Duration = Duration::from_secs(10);
 
-/// From a SIGHUP until the next configuration runs: loading and building it (a few
-/// milliseconds to a second), then the running rules' [`SHUTDOWN_GRACE`], then [`SLACK`] once
-/// more for the rules' tasks to be cut.
+/// How long a reload (from SIGHUP until the next configuration runs) or a stop may take:
+/// loading and building the configuration (well within [`SLACK`]), the running rules'
+/// [`SHUTDOWN_GRACE`], and [`SLACK`] more for their tasks to be cut. 30 s.
 pub const BETWEEN_GENERATIONS: Duration =
     Duration::from_secs(SHUTDOWN_GRACE.as_secs() + 2 * SLACK.as_secs());
 
@@ -112,7 +112,7 @@ pub struct Overdue {
     /// What the rule is doing (`Waiting` for a reload).
     pub doing: Doing,
     /// For how long.
-    pub for_: Duration,
+    pub stuck_for: Duration,
     /// Its bound, [`SLACK`] not included.
     pub bound: Duration,
 }
@@ -179,7 +179,7 @@ impl Heartbeat {
             worst = Some(Overdue {
                 rule: None,
                 doing: Doing::Waiting,
-                for_: now.duration_since(since),
+                stuck_for: now.duration_since(since),
                 bound: BETWEEN_GENERATIONS,
             });
         }
@@ -194,12 +194,12 @@ impl Heartbeat {
             let past = now.duration_since(slot.since).saturating_sub(slot.bound);
             if worst
                 .as_ref()
-                .is_none_or(|w| past > w.for_.saturating_sub(w.bound))
+                .is_none_or(|w| past > w.stuck_for.saturating_sub(w.bound))
             {
                 worst = Some(Overdue {
                     rule: Some(name.clone()),
                     doing: slot.doing.clone(),
-                    for_: now.duration_since(slot.since),
+                    stuck_for: now.duration_since(slot.since),
                     bound: slot.bound,
                 });
             }
@@ -379,18 +379,18 @@ pub async fn keep_alive(heartbeat: Arc<Heartbeat>, every: Duration, mut ping: im
                     .is_some_and(|w| w.rule == o.rule && w.doing == o.doing);
                 if !same {
                     let since = std::time::SystemTime::now()
-                        .checked_sub(o.for_)
+                        .checked_sub(o.stuck_for)
                         .map(|t| humantime::format_rfc3339_seconds(t).to_string())
                         .unwrap_or_default();
                     match &o.rule {
                         Some(rule) => {
                             tracing::error!(event = events::WATCHDOG_WITHHELD, rule = %rule,
-                            doing = %o.doing, since = %since, stuck_s = o.for_.as_secs(), bound_s = o.bound.as_secs(),
+                            doing = %o.doing, since = %since, stuck_s = o.stuck_for.as_secs(), bound_s = o.bound.as_secs(),
                             "a rule is stuck: no more keep-alive pings, systemd will restart the daemon")
                         }
                         None => {
                             tracing::error!(event = events::WATCHDOG_WITHHELD, doing = "reloading",
-                            since = %since, stuck_s = o.for_.as_secs(), bound_s = o.bound.as_secs(),
+                            since = %since, stuck_s = o.stuck_for.as_secs(), bound_s = o.bound.as_secs(),
                             "a reload has not completed: no more keep-alive pings, systemd will restart the daemon")
                         }
                     }

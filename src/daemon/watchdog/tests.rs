@@ -354,3 +354,23 @@ timeout = "45s"
     );
     assert_eq!(b.get("gone"), Duration::ZERO);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rule_that_starts_no_cycle_within_its_interval_stops_the_pings() {
+    // Registered, but its task never runs a cycle (nothing drives it here).
+    let start = Instant::now();
+    let heartbeat = Arc::new(Heartbeat::default());
+    let fx = Scripted::new(true, false).0;
+    let _fx = Watched::new(Arc::new(fx), heartbeat.clone(), &config(ONE_RULE));
+    let (pings, task) = pinger(heartbeat.clone(), start);
+    tokio::time::sleep(Duration::from_secs(21)).await;
+    task.abort();
+    // Its 1 s interval plus 10 s of slack.
+    assert_eq!(pinged(&pings, 0, 11), ticks(0, 11));
+    assert_eq!(pinged(&pings, 12, 21), Vec::<u64>::new());
+    let stuck = heartbeat.overdue().expect("overdue");
+    assert_eq!(
+        (stuck.rule.as_deref(), stuck.doing),
+        (Some("web"), Doing::Waiting)
+    );
+}
