@@ -83,7 +83,7 @@ check "deb: ... and after a clean stop (only crash loops count)" grep -q '^ExecS
 check "deb: the unit has no SupplementaryGroups (it fails where a group does not exist)" not grep -q '^SupplementaryGroups=' "$UNIT"
 for k in 'Type=notify$' 'NotifyAccess=main$' 'TimeoutStartSec=' 'NoNewPrivileges=yes' 'ProtectSystem=strict' 'CapabilityBoundingSet=$' 'PrivateTmp=yes' \
          'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6' 'User=haproxy-watchdog' 'StateDirectory=haproxy-watchdog' \
-         'Restart=on-failure' 'StartLimitBurst=5$' 'StartLimitIntervalSec=300$'; do
+         'Restart=on-failure' 'StartLimitBurst=5$' 'StartLimitIntervalSec=300$' 'WatchdogSec=30s$'; do
   check "deb: unit has $k" grep -q "^$k" "$UNIT"
 done
 check "deb: not enabled at install (the shipped rules name example addresses)" \

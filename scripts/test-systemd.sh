@@ -2,10 +2,12 @@
 # systemd tests: the .deb installed with apt into a minimal Debian bookworm (debootstrap
 # --variant=minbase plus systemd and dbus; no ca-certificates, no haproxy), booted with
 # systemd-nspawn, and the unit driven with systemctl as an operator would: start, status,
-# reload (valid and invalid), kill -9, ten restarts in a row, a crash loop, an invalid config
-# and one that cannot run, HAProxy installed after us, reinstall, remove and purge.
+# reload (valid and invalid), kill -9, ten restarts in a row, a crash loop, the watchdog
+# restarting a wedged daemon, an invalid config and one that cannot run, HAProxy installed
+# after us, reinstall, remove and purge.
 # Needs root. Ends with a line "systemd: N passed, M failed". Measured here (2 cores): about
-# 1m40s with the cached root (plus the package build), 3m20s when it builds the root first.
+# 1m40s with the cached root (plus the package build), 3m20s when it builds the root first;
+# the watchdog checks add about 20 s.
 #
 #   SYSTEMD_TEST_ROOT  the cached bookworm root (default /var/cache/haproxy-watchdog-test/bookworm;
 #                      built once with debootstrap, about a minute; each run works on a copy)
@@ -264,6 +266,32 @@ sleep 6
 check "and it stays down (no restart after RestartSec)" prop_is ActiveState failed
 check "systemctl reset-failed, then start, brings it back" \
   ct sh -c "systemctl reset-failed $UNIT && systemctl start $UNIT"
+
+# --- the watchdog (WatchdogSec=, sd_notify WATCHDOG=1): pings while the daemon makes progress;
+# a wedged one (here stopped with SIGSTOP) is killed and restarted. A drop-in shortens the
+# unit's 30 s to 4 s to keep the test short.
+check "the unit arms systemd's watchdog (WatchdogUSec=30s)" prop_is WatchdogUSec 30s
+mkdir -p "$ROOT/etc/systemd/system/$UNIT.d"
+printf '[Service]\nWatchdogSec=4s\n' >"$ROOT/etc/systemd/system/$UNIT.d/watchdog-test.conf"
+ct systemctl daemon-reload
+T=$(now)
+check "restarted with a drop-in WatchdogSec=4s" ct systemctl restart "$UNIT"
+check "the daemon pings at half the interval (watchdog_enabled, every 2 s)" \
+  wait_until 5 log_has "$T" "ping_every_ms=2000"
+PID=$(main_pid)
+sleep 10
+check "a daemon that makes progress outlives its watchdog interval (same process 10 s later)" \
+  prop_is MainPID "$PID"
+NR=$(prop NRestarts); T=$(now)
+ct systemctl kill --kill-who=main --signal=STOP "$UNIT"
+check "a stopped (wedged) daemon is killed by the watchdog (Result=watchdog)" \
+  wait_until 20 log_has "$T" "Failed with result 'watchdog'"
+restarted_after() { [ "$(prop NRestarts)" -gt "$1" ] && prop_is ActiveState active && not prop_is MainPID "$2"; }
+check "... and restarted (Restart=on-failure)" wait_until 20 restarted_after "$NR" "$PID"
+rm -r "$ROOT/etc/systemd/system/$UNIT.d"
+ct systemctl daemon-reload
+check "without the drop-in, a manual restart is back to WatchdogSec=30s" \
+  ct sh -c "systemctl restart $UNIT && [ \"\$(systemctl show -P WatchdogUSec $UNIT)\" = 30s ]"
 
 # --- configurations that cannot start
 ct systemctl stop "$UNIT"

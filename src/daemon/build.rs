@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// How long a claim watches the EIP stay on this node after moving it.
-const VERIFY_FOR: Duration = Duration::from_secs(10);
+pub(super) const VERIFY_FOR: Duration = Duration::from_secs(10);
 
 /// The live world: real probes and real actions.
 pub struct Live {

@@ -8,6 +8,7 @@ pub mod deps;
 pub mod operate;
 pub mod probe;
 pub mod signals;
+pub mod watchdog;
 
 use crate::config::{self, AwsSettings, Config, ControlSettings};
 use crate::engine::{self, CycleReport, Effects, RuleStates};
@@ -18,8 +19,10 @@ use deps::Deps;
 use signals::notify_systemd;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use watchdog::{Heartbeat, Watched};
 
 /// How the daemon runs, from the command line.
 #[derive(Debug, Clone, Default)]
@@ -132,6 +135,9 @@ where
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&running_status(&config, &deps)),
     ]);
+    // systemd's watchdog (WatchdogSec=): pinged while every rule makes progress.
+    let heartbeat = Arc::new(Heartbeat::default());
+    let pinger = watchdog::spawn(heartbeat.clone());
     let (stop_tx, mut stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         // Recorded as a string, as the signal's name always was (`signal="SIGTERM"`).
@@ -154,9 +160,13 @@ where
         &mut stop_rx,
         &mut hup,
         &mut reloads,
+        &heartbeat,
     )
     .await;
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
+    if let Some(p) = pinger {
+        p.abort();
+    }
     let _ = last.stop.send(true);
     let _ = control_stop.send(true);
     let metrics = deps.metrics.clone();
@@ -244,7 +254,8 @@ impl Reloads<build::Live> for FileReloads<'_> {
 /// Run generations one after another: each until `stop` turns true (the end), a message on
 /// `hup` that [`Reloads::reload`] turns into a new generation (its rules carry on with the
 /// states of the same names), or a rule task dying (an error). Returns the last generation,
-/// still to be stopped.
+/// still to be stopped. Each generation's rules report their progress into `heartbeat`, for
+/// the systemd watchdog.
 async fn supervise<E: Effects, R: Reloads<E>>(
     mut config: Config,
     mut generation: Generation<E>,
@@ -252,11 +263,13 @@ async fn supervise<E: Effects, R: Reloads<E>>(
     stop: &mut watch::Receiver<bool>,
     hup: &mut mpsc::UnboundedReceiver<()>,
     reloads: &mut R,
+    heartbeat: &Arc<Heartbeat>,
 ) -> (Result<(), DaemonError>, Generation<E>) {
     loop {
+        let watched = Watched::new(generation.live.clone(), heartbeat.clone(), &config);
         let mut engine_task = tokio::spawn(engine::run(
             config.rules.clone(),
-            generation.live.clone(),
+            Arc::new(watched),
             generation.stop.subscribe(),
             SHUTDOWN_GRACE,
             std::mem::take(&mut states),
@@ -265,15 +278,22 @@ async fn supervise<E: Effects, R: Reloads<E>>(
         let next = loop {
             tokio::select! {
                 done = &mut engine_task => break Err(done),
-                _ = stop.wait_for(|s| *s) => break Ok(None),
+                _ = stop.wait_for(|s| *s) => {
+                    heartbeat.changing_generation();
+                    break Ok(None);
+                }
                 Some(()) = hup.recv() => {
                     notify_systemd(&[sd_notify::NotifyState::Reloading]);
+                    heartbeat.changing_generation();
                     let next = reloads.reload();
                     let status = reloads.status(next.as_ref().map_or(&config, |(c, _)| c));
                     notify_systemd(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
                     match next {
                         Some(next) => break Ok(Some(next)),
-                        None => continue,
+                        None => {
+                            heartbeat.generation_kept();
+                            continue;
+                        }
                     }
                 }
             }

@@ -1,5 +1,6 @@
 //! SIGTERM, SIGINT and SIGHUP for `run`, and what the daemon tells systemd (`Type=notify`,
-//! sd_notify(3)): READY once it runs, RELOADING/READY around a SIGHUP, STOPPING at exit.
+//! sd_notify(3)): READY once it runs, RELOADING/READY around a SIGHUP, STOPPING at exit
+//! (and WATCHDOG=1, which `watchdog.rs` decides).
 
 use crate::telemetry::events;
 

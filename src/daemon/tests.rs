@@ -112,6 +112,7 @@ async fn reload_at_one_and_a_half_seconds(
         tokio::time::sleep(Duration::from_millis(1700)).await;
         stop_tx.send(true).unwrap();
     };
+    let heartbeat = Arc::new(Heartbeat::default());
     let ((result, last), ()) = tokio::join!(
         supervise(
             config(),
@@ -119,7 +120,8 @@ async fn reload_at_one_and_a_half_seconds(
             RuleStates::new(),
             &mut stop_rx,
             &mut hup_rx,
-            &mut reloads
+            &mut reloads,
+            &heartbeat,
         ),
         driver
     );
@@ -207,6 +209,7 @@ async fn a_rule_task_that_dies_stops_the_daemon_with_an_error() {
         &mut stop_rx,
         &mut hup_rx,
         &mut Never,
+        &Arc::new(Heartbeat::default()),
     )
     .await;
     let e = result.expect_err("a dead rule task is an error");

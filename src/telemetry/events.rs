@@ -19,6 +19,12 @@ pub const SIGNALS_UNAVAILABLE: &str = "signals_unavailable";
 pub const NOTIFY_FAILED: &str = "notify_failed";
 /// The control socket or the metrics listener could not be set up; the daemon runs without it.
 pub const CONTROL_UNAVAILABLE: &str = "control_unavailable";
+/// systemd asked for keep-alive pings (`WatchdogSec=`): their interval and how often the daemon pings.
+pub const WATCHDOG_ENABLED: &str = "watchdog_enabled";
+/// A rule (or a reload) is stuck past its bound: keep-alive pings to systemd stop, and systemd restarts the daemon after `WatchdogSec=`.
+pub const WATCHDOG_WITHHELD: &str = "watchdog_withheld";
+/// The stuck rule made progress again before systemd acted: keep-alive pings resume.
+pub const WATCHDOG_RESUMED: &str = "watchdog_resumed";
 /// SIGHUP arrived: the configuration is loaded again.
 pub const RELOAD_REQUESTED: &str = "reload_requested";
 /// A reloaded configuration runs, with how many rules kept their state.
@@ -177,6 +183,9 @@ pub const ALL: &[&str] = &[
     COUNTERS,
     SIGNALS_UNAVAILABLE,
     NOTIFY_FAILED,
+    WATCHDOG_ENABLED,
+    WATCHDOG_WITHHELD,
+    WATCHDOG_RESUMED,
     CONTROL_UNAVAILABLE,
     RELOAD_REQUESTED,
     CONFIG_RELOADED,
