@@ -338,6 +338,15 @@ impl<E: Effects> Effects for Watched<E> {
             .enter(self.generation, &report.rule, Doing::Waiting, period);
     }
 
+    fn transitioned(
+        &self,
+        rule: &str,
+        transition: crate::engine::threshold::Transition,
+        detail: &str,
+    ) {
+        self.inner.transitioned(rule, transition, detail);
+    }
+
     fn persist(&self, rule: &str, state: &RuleState) {
         self.inner.persist(rule, state);
     }

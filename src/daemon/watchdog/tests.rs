@@ -374,3 +374,58 @@ async fn a_rule_that_starts_no_cycle_within_its_interval_stops_the_pings() {
         (Some("web"), Doing::Waiting)
     );
 }
+
+/// Every effect the wrapper is handed reaches the configuration's own: a wrapper that kept
+/// one (the failover history's transitions) to itself lost it without a sound.
+#[tokio::test(start_paused = true)]
+async fn the_watchdog_wrapper_passes_every_effect_on() {
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<&'static str>>);
+    impl Effects for Recording {
+        async fn check(&self, _: &Rule) -> Outcome {
+            self.0.lock().unwrap().push("check");
+            Outcome::fail("HTTP 503")
+        }
+        async fn act(&self, _: &str, _: &ActionContext) -> ActionOutcome {
+            self.0.lock().unwrap().push("act");
+            ActionOutcome::NoOp("ok".into())
+        }
+        fn streak_started(&self, _: &str) {
+            self.0.lock().unwrap().push("streak_started");
+        }
+        fn report(&self, _: &CycleReport) {
+            self.0.lock().unwrap().push("report");
+        }
+        fn transitioned(&self, _: &str, _: crate::engine::threshold::Transition, _: &str) {
+            self.0.lock().unwrap().push("transitioned");
+        }
+        fn persist(&self, _: &str, _: &RuleState) {
+            self.0.lock().unwrap().push("persist");
+        }
+        fn pacing(&self, rule: &Rule) -> Pacing {
+            self.0.lock().unwrap().push("pacing");
+            Pacing::every_interval(rule)
+        }
+    }
+    let c = config(ONE_RULE);
+    let inner = Arc::new(Recording::default());
+    let w = Watched::new(inner.clone(), Arc::new(Heartbeat::default()), &c);
+    inner.0.lock().unwrap().clear();
+    // One cycle of a rule that fails at once goes through every effect.
+    let mut runner = crate::engine::RuleRunner::new(c.rules[0].clone());
+    let report = runner.cycle(&w).await;
+    w.report(&report);
+    w.streak_started("hook");
+    let seen = inner.0.lock().unwrap().clone();
+    for effect in [
+        "check",
+        "act",
+        "streak_started",
+        "report",
+        "transitioned",
+        "persist",
+        "pacing",
+    ] {
+        assert!(seen.contains(&effect), "{effect} not passed on: {seen:?}");
+    }
+}
