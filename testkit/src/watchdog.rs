@@ -230,6 +230,21 @@ impl Watchdog {
         self.events(name).len()
     }
 
+    /// Wait until at least `n` `action_refused` events give `reason`; panics with `reason`
+    /// after `within`.
+    pub async fn refused_at_least(&self, within: Duration, reason: &str, n: usize) {
+        crate::eventually(within, reason, || async {
+            (self
+                .events("action_refused")
+                .iter()
+                .filter(|e| e["reason"] == reason)
+                .count()
+                >= n)
+                .then_some(())
+        })
+        .await;
+    }
+
     /// Everything it logged, as text.
     pub fn log(&self) -> String {
         self.raw.lock().unwrap().join("\n")

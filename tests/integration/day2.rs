@@ -43,18 +43,6 @@ async fn served_by(bed: &TestBed, node: &str) {
     .await;
 }
 
-async fn refused_at_least(w: &Watchdog, reason: &str, n: usize) {
-    eventually(T, reason, || async {
-        (w.events("action_refused")
-            .iter()
-            .filter(|e| e["reason"] == reason)
-            .count()
-            >= n)
-            .then_some(())
-    })
-    .await;
-}
-
 fn moves(bed: &TestBed) -> usize {
     bed.proxy.count("AssociateAddress").0 + bed.proxy.count("DisassociateAddress").0
 }
@@ -81,7 +69,7 @@ async fn a_paused_standby_never_claims_and_claims_within_a_cycle_of_resume() {
     );
 
     bed.nodes.get_mut("a").unwrap().haproxy.stop();
-    refused_at_least(&wb, "paused", 3).await;
+    wb.refused_at_least(T, "paused", 3).await;
     assert_eq!(moves(&bed), 0, "no claim while paused");
     let metrics = testkit::control_get(&wb.control_socket(), "/metrics").await;
     assert!(metrics.contains("watchdog_paused 1"), "{metrics}");
@@ -129,7 +117,7 @@ async fn the_maintenance_file_pauses_while_it_exists() {
     wb.wait_event(T, "started").await;
 
     bed.nodes.get_mut("a").unwrap().haproxy.stop();
-    refused_at_least(&wb, "paused", 3).await;
+    wb.refused_at_least(T, "paused", 3).await;
     assert_eq!(moves(&bed), 0);
     let status = ok(&wb.ctl(&["status"]).await);
     assert!(
@@ -272,6 +260,9 @@ async fn takeover_is_refused_while_paused_without_haproxy_or_without_egress() {
     assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
 }
 
+/// One GET of the client: when it started, when it ended, who answered (None: it failed).
+type Timed = (Instant, Instant, Option<String>);
+
 /// The report's wall-clock milliseconds of `step` in `m`.
 fn at(m: &Value, step: &str) -> u64 {
     m["steps"]
@@ -291,7 +282,7 @@ async fn drill_back_measures_both_moves_as_the_client_sees_them() {
     let (_wa, wb) = pair(&bed).await;
     // The client polls the EIP every 50 ms, keeping when each GET started and ended (a GET
     // sent while the address is between nodes can take up to its 1 s timeout).
-    let answers: Arc<Mutex<Vec<(Instant, Instant, Option<String>)>>> = Arc::default();
+    let answers: Arc<Mutex<Vec<Timed>>> = Arc::default();
     let poll = {
         let (answers, client) = (answers.clone(), bed.client.clone());
         let eip = SocketAddr::new(bed.world.eip.into(), 80);

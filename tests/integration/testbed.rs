@@ -75,18 +75,6 @@ fn by_name<'a>(wds: &'a [testkit::watchdog::Watchdog], n: &str) -> &'a testkit::
     wds.iter().find(|w| w.name == n).unwrap()
 }
 
-async fn refused_at_least(w: &testkit::watchdog::Watchdog, reason: &str, n: usize) {
-    eventually(T, reason, || async {
-        (w.events("action_refused")
-            .iter()
-            .filter(|e| e["reason"] == reason)
-            .count()
-            >= n)
-            .then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_without_internet_never_claims() {
     let mut bed = TestBed::new(&["a", "b"], Some("a")).await;
@@ -94,7 +82,9 @@ async fn a_standby_without_internet_never_claims() {
     bed.cut_internet("b");
     bed.nodes.get_mut("a").unwrap().haproxy.stop();
     // b cannot reach the EIP either, so its rule fails; its egress check cannot pass.
-    refused_at_least(by_name(&wds, "b"), "egress_unreachable", 3).await;
+    by_name(&wds, "b")
+        .refused_at_least(T, "egress_unreachable", 3)
+        .await;
     assert_eq!(
         bed.proxy.count("AssociateAddress").0 + bed.proxy.count("DisassociateAddress").0,
         0,
@@ -109,7 +99,9 @@ async fn a_standby_whose_own_haproxy_is_down_never_claims() {
     let wds = start_all(&bed, |_| {}).await;
     bed.nodes.get_mut("b").unwrap().haproxy.stop();
     bed.nodes.get_mut("a").unwrap().haproxy.stop();
-    refused_at_least(by_name(&wds, "b"), "local_haproxy_unhealthy", 3).await;
+    by_name(&wds, "b")
+        .refused_at_least(T, "local_haproxy_unhealthy", 3)
+        .await;
     assert_eq!(
         bed.proxy.count("AssociateAddress").0 + bed.proxy.count("DisassociateAddress").0,
         0,

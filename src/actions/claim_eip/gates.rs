@@ -12,7 +12,7 @@ use crate::actions::notify::sns_subject;
 use crate::actions::{ActionContext, ActionOutcome};
 use crate::checks::checkip::{self, EgressError};
 use crate::checks::{self, haproxy, Outcome};
-use crate::config::{ClaimEipSpec, EgressSettings, HaproxyProbeSpec};
+use crate::config::{ClaimEipSpec, EgressSettings, EipRef, HaproxyProbeSpec};
 use crate::history::{Entry, History, Kind, Timeline};
 use crate::state::PendingClaim;
 use crate::telemetry::events;
@@ -431,21 +431,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 .as_ref(),
             ),
         );
-        let guard = self.in_flight.enter();
-        tl.mark("first_mutating_call", spot.describe());
-        let task = tokio::spawn({
-            let (provider, eip, before, spot, verify_for) = (
-                self.provider.clone(),
-                eip.clone(),
-                before.clone(),
-                spot.clone(),
-                self.verify_for,
-            );
-            async move {
-                let _guard = guard;
-                provider.take(&eip, &before, &spot, verify_for).await
-            }
-        });
+        let task = self.spawn_move(eip, &before, &spot, tl);
 
         // 7. Verify, damp, announce.
         let (association, verified) = match task.await {
@@ -507,6 +493,31 @@ impl<P: Provider, L: Local> Gates<P, L> {
             before.holder,
             spot.describe()
         ))
+    }
+
+    /// The move itself, from `from` onto `to`, in its own task: from the first mutating call
+    /// to the verified association nothing may cut it (a shutdown waits for it through
+    /// `in_flight`; a client hanging up does not drop it).
+    fn spawn_move(
+        &self,
+        eip: &EipRef,
+        from: &Owner<P::State>,
+        to: &P::Spot,
+        tl: &mut Timeline,
+    ) -> tokio::task::JoinHandle<MoveResult> {
+        let guard = self.in_flight.enter();
+        tl.mark("first_mutating_call", to.describe());
+        let (provider, eip, from, to, verify_for) = (
+            self.provider.clone(),
+            eip.clone(),
+            from.clone(),
+            to.clone(),
+            self.verify_for,
+        );
+        tokio::spawn(async move {
+            let _guard = guard;
+            provider.take(&eip, &from, &to, verify_for).await
+        })
     }
 
     /// `drill --back`: move the EIP from this node back to where this action's last planned
@@ -633,21 +644,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             eip,
             back_to.pending(draft("found there after the daemon restarted mid-move").as_ref()),
         );
-        let guard = self.in_flight.enter();
-        tl.mark("first_mutating_call", back_to.describe());
-        let task = tokio::spawn({
-            let (provider, eip, now, back_to, verify_for) = (
-                self.provider.clone(),
-                eip.clone(),
-                now.clone(),
-                back_to.clone(),
-                self.verify_for,
-            );
-            async move {
-                let _guard = guard;
-                provider.take(&eip, &now, &back_to, verify_for).await
-            }
-        });
+        let task = self.spawn_move(eip, &now, &back_to, tl);
         let result = task.await;
         // Whatever happened, the address moved under this node's hand or was fought over:
         // no claim from here for the hold-down.
