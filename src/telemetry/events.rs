@@ -154,6 +154,8 @@ pub const MEMBERSHIP_EVENT_UNREADABLE: &str = "membership_event_unreadable";
 pub const EVENTS_NOT_DELETED: &str = "events_not_deleted";
 /// The metrics could not be written in the exposition format.
 pub const METRICS_UNENCODABLE: &str = "metrics_unencodable";
+/// `preflight` made one check (debug level; its result is also printed).
+pub const PREFLIGHT_CHECK: &str = "preflight_check";
 
 /// Every event, for the tests that keep code, tests and docs in step.
 pub const ALL: &[&str] = &[
@@ -232,6 +234,7 @@ pub const ALL: &[&str] = &[
     MEMBERSHIP_EVENT_UNREADABLE,
     EVENTS_NOT_DELETED,
     METRICS_UNENCODABLE,
+    PREFLIGHT_CHECK,
 ];
 
 #[cfg(test)]

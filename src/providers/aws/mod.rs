@@ -57,6 +57,37 @@ impl AwsError {
         self.code.as_deref() == Some(code)
     }
 
+    /// The caller lacks the permission: EC2's `UnauthorizedOperation`, SNS's
+    /// `AuthorizationError`, the `AccessDenied`/`AccessDeniedException` of the others (and
+    /// of moto for every service).
+    pub fn is_denied(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some(
+                "UnauthorizedOperation"
+                    | "AuthorizationError"
+                    | "AccessDenied"
+                    | "AccessDeniedException"
+            )
+        )
+    }
+
+    /// The credentials themselves were refused (unknown key, bad signature, expired token).
+    pub fn is_bad_credentials(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some(
+                "AuthFailure"
+                    | "InvalidClientTokenId"
+                    | "UnrecognizedClientException"
+                    | "SignatureDoesNotMatch"
+                    | "ExpiredToken"
+                    | "ExpiredTokenException"
+                    | "InvalidAccessKeyId"
+            )
+        )
+    }
+
     /// The error of a failed call, counted in `aws_api_errors_total`.
     fn from_sdk<E, R>(metrics: &Metrics, operation: &'static str, err: SdkError<E, R>) -> Self
     where
