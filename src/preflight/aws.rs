@@ -152,7 +152,12 @@ fn aws_fail(what: String, e: &AwsError, fix: String) -> Check {
     } else if e.is_denied() {
         Check::fail(
             what,
-            format!("{}: the caller lacks {}", e, e.operation),
+            format!(
+                "denied, the caller lacks {} ({}: {})",
+                e.operation,
+                e.code.as_deref().unwrap_or("?"),
+                e.message
+            ),
             format!(
                 "allow {} in the IAM policy of the instance's role (see {POLICIES})",
                 e.operation
