@@ -1,6 +1,5 @@
-//! The AWS checks: who the calls are made as, each Elastic IP, each permission the
-//! configuration needs (mutating EC2 calls with `DryRun`, reads made, the rest said to be
-//! unprovable), each SNS topic, Auto Scaling group and events queue.
+//! The AWS checks: each Elastic IP, each permission the configuration needs (mutating EC2 calls with `DryRun`, reads made, the rest said to be
+//! unprovable, from `needs`), each SNS topic, Auto Scaling group and events queue.
 
 use super::needs::{self, Proof};
 use super::{Check, Report};
@@ -13,7 +12,7 @@ use crate::providers::aws::sns::Sns;
 use crate::providers::aws::sqs::Sqs;
 use crate::providers::aws::{self, AwsError};
 use crate::telemetry::metrics::Metrics;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Where the IAM policies the packages ship are, for the fixes.
@@ -105,32 +104,35 @@ pub(super) async fn all(report: &mut Report, config: &Config, identity: Option<&
                             "check `events_queue` (the queue URL) and the region; see /usr/share/doc/haproxy-watchdog/eventbridge/".to_owned(),
                         )),
                     }
-                    unprovable(
-                        report,
-                        "sqs:ReceiveMessage",
-                        &by,
-                        "receiving would hide the queue's messages from the daemon",
-                    );
-                    unprovable(report, "sqs:DeleteMessage", &by, "SQS has no dry run");
-                }
-                if asg.lifecycle_hook.is_some() {
-                    unprovable(
-                        report,
-                        "autoscaling:CompleteLifecycleAction",
-                        &by,
-                        "Auto Scaling has no dry run",
-                    );
-                    if asg.heartbeat_interval.is_some() {
-                        unprovable(
-                            report,
-                            "autoscaling:RecordLifecycleActionHeartbeat",
-                            &by,
-                            "Auto Scaling has no dry run",
-                        );
-                    }
                 }
             }
         }
+    }
+    unprovable(report, &needs);
+}
+
+/// Each permission that cannot be tried without acting, once per IAM action and resource:
+/// said so, never passed.
+fn unprovable(report: &mut Report, needs: &[needs::Need]) {
+    let mut by: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    for n in needs {
+        if let Some(Proof::Unprovable(_)) = needs::operation(n.iam_action).map(|o| o.proof) {
+            by.entry((n.iam_action, &n.resource))
+                .or_default()
+                .push(&n.by);
+        }
+    }
+    for ((action, resource), users) in by {
+        let why = match needs::operation(action).map(|o| o.proof) {
+            Some(Proof::Unprovable(why)) => why,
+            _ => "",
+        };
+        report.push(Check::skip(
+            format!("{action} on {resource} ({})", users.join(", ")),
+            format!(
+                "not provable without acting ({why}); allow it as the policies in {POLICIES} do"
+            ),
+        ));
     }
 }
 
@@ -180,15 +182,6 @@ fn dry_run(report: &mut Report, what: String, answer: DryRun, fix: &str) {
             report.push(aws_fail(what, &e, fix))
         }
     }
-}
-
-/// A permission that cannot be checked without acting: said so, never passed.
-fn unprovable(report: &mut Report, iam_action: &str, by: &str, why: &str) {
-    debug_assert!(needs::operation(iam_action).is_some_and(|o| o.proof == Proof::Unprovable));
-    report.push(Check::skip(
-        format!("{iam_action} for {by}"),
-        format!("not provable without acting ({why}); allow it as the policies in {POLICIES} do"),
-    ));
 }
 
 async fn claim_ec2(
@@ -294,12 +287,6 @@ async fn claim_opsworks(
             ),
         )),
     }
-    unprovable(
-        report,
-        "opsworks:AssociateElasticIp",
-        &by,
-        "OpsWorks has no dry run",
-    );
 }
 
 /// Each SNS topic once: it exists (GetTopicAttributes); `sns:Publish` itself cannot be proven
@@ -329,9 +316,55 @@ async fn topics(report: &mut Report, ctx: &Ctx, config: &Config) {
                 "check the ARN's region and account".to_owned(),
             )),
         }
-        report.push(Check::skip(
-            format!("sns:Publish to {t}"),
-            format!("not provable without publishing (SNS has no dry run); allow it on the topic as the policies in {POLICIES} do"),
-        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preflight::Outcome;
+
+    /// What cannot be tried is one SKIP per IAM action and resource, naming who needs it and
+    /// why it was not tried; never a PASS.
+    #[test]
+    fn each_unprovable_permission_is_one_skip_line_saying_why() {
+        let toml = r#"
+[actions.claim]
+type = "claim_eip"
+eip = "203.0.113.10"
+sns_topic_arn = "arn:aws:sns:us-east-1:123456789012:t"
+[actions.page]
+type = "sns"
+topic_arn = "arn:aws:sns:us-east-1:123456789012:t"
+[rules.web]
+check = { type = "http", url = "http://127.0.0.1/" }
+on_fail = ["claim", "page"]
+[rules.servers]
+check = { type = "backend_sync", source = { type = "asg", group = "web", events_queue = "https://sqs.us-east-1.amazonaws.com/123456789012/q", lifecycle_hook = "drain" }, backend = "app", port = 8080, stats_socket = "/run/haproxy/admin.sock", haproxy_config = "/etc/haproxy/haproxy.cfg" }
+"#;
+        let config = crate::config::from_sources(&[("t.toml".into(), toml.to_owned())])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut report = Report::default();
+        unprovable(&mut report, &needs::of(&config));
+        let lines: Vec<String> = report.checks.iter().map(|c| c.to_string()).collect();
+        assert!(report
+            .checks
+            .iter()
+            .all(|c| matches!(c.outcome, Outcome::Skip { .. })));
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(lines[0].starts_with(
+            "SKIP autoscaling:CompleteLifecycleAction on group web, hook drain (rule \"servers\"): not provable without acting (Auto Scaling has no dry run)"
+        ), "{lines:#?}");
+        assert!(lines[1].starts_with(
+            "SKIP sns:Publish on arn:aws:sns:us-east-1:123456789012:t (action \"claim\", action \"page\"): not provable without acting (SNS has no dry run: only a real alert proves it); allow it as the policies in"
+        ), "{lines:#?}");
+        assert!(
+            lines[2].starts_with("SKIP sqs:DeleteMessage on https://sqs."),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[3].contains("receiving would hide the queue's messages"),
+            "{lines:#?}"
+        );
     }
 }

@@ -12,8 +12,9 @@ pub enum Proof {
     Read,
     /// A mutating EC2 call: made with `DryRun=true` (`DryRunOperation` = allowed).
     DryRun,
-    /// A mutating call of a service without a dry run: only doing it would prove it.
-    Unprovable,
+    /// A call that cannot be tried without acting (a service without a dry run, or a read
+    /// that changes the queue): why.
+    Unprovable(&'static str),
 }
 
 /// One AWS API operation: the service and operation `providers::aws` count it under
@@ -40,6 +41,12 @@ const fn op(
         proof,
     }
 }
+
+const SNS: &str = "SNS has no dry run: only a real alert proves it";
+const SQS: &str = "SQS has no dry run";
+const RECEIVE: &str = "receiving would hide the queue's messages from the daemon";
+const AUTOSCALING: &str = "Auto Scaling has no dry run";
+const OPSWORKS: &str = "OpsWorks has no dry run";
 
 /// Every operation the providers make. SQS's DeleteMessageBatch is allowed by
 /// `sqs:DeleteMessage` (SQS has no separate batch permission).
@@ -78,9 +85,9 @@ pub const OPERATIONS: &[Operation] = &[
         "opsworks",
         "AssociateElasticIp",
         "opsworks:AssociateElasticIp",
-        Proof::Unprovable,
+        Proof::Unprovable(OPSWORKS),
     ),
-    op("sns", "Publish", "sns:Publish", Proof::Unprovable),
+    op("sns", "Publish", "sns:Publish", Proof::Unprovable(SNS)),
     op(
         "sns",
         "GetTopicAttributes",
@@ -97,25 +104,25 @@ pub const OPERATIONS: &[Operation] = &[
         "autoscaling",
         "CompleteLifecycleAction",
         "autoscaling:CompleteLifecycleAction",
-        Proof::Unprovable,
+        Proof::Unprovable(AUTOSCALING),
     ),
     op(
         "autoscaling",
         "RecordLifecycleActionHeartbeat",
         "autoscaling:RecordLifecycleActionHeartbeat",
-        Proof::Unprovable,
+        Proof::Unprovable(AUTOSCALING),
     ),
     op(
         "sqs",
         "ReceiveMessage",
         "sqs:ReceiveMessage",
-        Proof::Unprovable,
+        Proof::Unprovable(RECEIVE),
     ),
     op(
         "sqs",
         "DeleteMessageBatch",
         "sqs:DeleteMessage",
-        Proof::Unprovable,
+        Proof::Unprovable(SQS),
     ),
     op(
         "sqs",
@@ -133,10 +140,12 @@ pub fn operation(iam_action: &str) -> Option<&'static Operation> {
     OPERATIONS.iter().find(|o| o.iam_action == iam_action)
 }
 
-/// One permission the configuration needs, and what needs it.
+/// One permission the configuration needs, on what, and what needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Need {
     pub iam_action: &'static str,
+    /// What it is used on: the Elastic IP, topic ARN, group or queue URL.
+    pub resource: String,
     /// `action "claim"`, `rule "web-servers"`.
     pub by: String,
 }
@@ -145,36 +154,36 @@ pub struct Need {
 /// with what needs it, in a stable order.
 pub fn of(config: &Config) -> Vec<Need> {
     let mut needs = Vec::new();
-    let mut need = |iam_action: &'static str, by: &str| {
+    let mut need = |iam_action: &'static str, resource: &str, by: &str| {
         needs.push(Need {
             iam_action,
+            resource: resource.to_owned(),
             by: by.to_owned(),
         })
     };
-    let mut alerts = false;
     for (name, a) in &config.actions {
         let by = format!("action {name:?}");
         match a {
             ActionSpec::ClaimEip(c) => {
+                let eip = c.eip.to_string();
                 match c.provider {
                     ClaimProvider::Ec2 => {
-                        need("ec2:DescribeAddresses", &by);
-                        need("ec2:DisassociateAddress", &by);
-                        need("ec2:AssociateAddress", &by);
+                        need("ec2:DescribeAddresses", &eip, &by);
+                        need("ec2:DisassociateAddress", &eip, &by);
+                        need("ec2:AssociateAddress", &eip, &by);
                     }
                     ClaimProvider::OpsWorks => {
-                        need("opsworks:DescribeElasticIps", &by);
-                        need("opsworks:AssociateElasticIp", &by);
+                        need("opsworks:DescribeElasticIps", &eip, &by);
+                        need("opsworks:AssociateElasticIp", &eip, &by);
                     }
                 }
-                alerts |= c.sns_topic_arn.is_some() || config.alerts.sns_topic_arn.is_some();
+                // Validation fills in `[alerts] sns_topic_arn` (one of the two is required).
+                if let Some(t) = &c.sns_topic_arn {
+                    need("sns:Publish", t, &by);
+                }
             }
-            ActionSpec::Sns(_) => alerts = true,
+            ActionSpec::Sns(s) => need("sns:Publish", &s.topic_arn, &by),
             ActionSpec::Exec(_) => {}
-        }
-        if alerts {
-            need("sns:Publish", &by);
-            alerts = false;
         }
     }
     for r in &config.rules {
@@ -185,16 +194,18 @@ pub fn of(config: &Config) -> Vec<Need> {
             continue;
         };
         let by = format!("rule {:?}", r.name);
-        need("autoscaling:DescribeAutoScalingGroups", &by);
-        need("ec2:DescribeInstances", &by);
-        if asg.events_queue.is_some() {
-            need("sqs:ReceiveMessage", &by);
-            need("sqs:DeleteMessage", &by);
+        let group = format!("group {}", asg.group);
+        need("autoscaling:DescribeAutoScalingGroups", &group, &by);
+        need("ec2:DescribeInstances", "the group's instances", &by);
+        if let Some(q) = &asg.events_queue {
+            need("sqs:ReceiveMessage", q, &by);
+            need("sqs:DeleteMessage", q, &by);
         }
-        if asg.lifecycle_hook.is_some() {
-            need("autoscaling:CompleteLifecycleAction", &by);
+        if let Some(hook) = &asg.lifecycle_hook {
+            let hook = format!("{group}, hook {hook}");
+            need("autoscaling:CompleteLifecycleAction", &hook, &by);
             if asg.heartbeat_interval.is_some() {
-                need("autoscaling:RecordLifecycleActionHeartbeat", &by);
+                need("autoscaling:RecordLifecycleActionHeartbeat", &hook, &by);
             }
         }
     }

@@ -4,7 +4,9 @@
 //! down, a stats socket the user cannot open, instance metadata down.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use testkit::bed::Bed;
+use testkit::haproxy::{Haproxy, Mode};
 use testkit::watchdog::{bin, Env};
 
 /// Every permission the bed's configuration needs, and the read preflight adds.
@@ -152,7 +154,7 @@ async fn preflight_passes_every_check_on_a_good_node_and_changes_nothing() {
         "PASS ec2:DisassociateAddress for action \"claim\" (eipassoc-".to_owned(),
         format!("PASS SNS topic {} exists", bed.world.topic_arn),
         format!(
-            "SKIP sns:Publish to {}: not provable without publishing",
+            "SKIP sns:Publish on {} (action \"claim\"): not provable without acting (SNS has no dry run",
             bed.world.topic_arn
         ),
         format!("PASS checkip {}", bed.checkip["a"].url()),
@@ -321,4 +323,100 @@ async fn preflight_fails_on_an_unwritable_state_directory_and_a_bad_config_exits
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// A backend_sync rule on `socket` for the Auto Scaling group `group`, fed by `queue`, with a
+/// lifecycle hook.
+fn sync_rule(socket: &Path, config: &Path, group: &str, queue: &str) -> String {
+    format!(
+        r#"
+[rules.servers]
+timeout = "2s"
+
+[rules.servers.check]
+type = "backend_sync"
+backend = "app"
+port = 8080
+stats_socket = "{}"
+haproxy_config = "{}"
+
+[rules.servers.check.source]
+type = "asg"
+group = "{group}"
+events_queue = "{queue}"
+lifecycle_hook = "drain"
+"#,
+        socket.display(),
+        config.display()
+    )
+}
+
+#[tokio::test]
+async fn preflight_checks_backend_sync_reads_and_the_sockets_admin_level() {
+    let group = testkit::asg::Group::start("web", 2).await;
+    let queue = group.queue("events").await;
+    let env = Env::aws_only(&group.moto.url);
+    let admin = Haproxy::start("lb").await;
+
+    let run = preflight(
+        &env,
+        &sync_rule(&admin.socket, &admin.config, "web", &queue.url),
+        How::default(),
+    )
+    .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    for want in [
+        "SKIP instance metadata: no EC2 claim_eip action needs this node's identity".to_owned(),
+        "PASS autoscaling:DescribeAutoScalingGroups for rule \"servers\": group \"web\" has 2 instance(s) in service".to_owned(),
+        "PASS ec2:DescribeInstances for rule \"servers\" (DryRun: allowed)".to_owned(),
+        format!("PASS SQS events queue {} exists", queue.url),
+        format!("SKIP sqs:ReceiveMessage on {} (rule \"servers\"): not provable without acting (receiving would hide", queue.url),
+        format!("SKIP sqs:DeleteMessage on {} (rule \"servers\")", queue.url),
+        "SKIP autoscaling:CompleteLifecycleAction on group web, hook drain (rule \"servers\")".to_owned(),
+        "SKIP checkip: no claim_eip action or egress rule asks checkip".to_owned(),
+        format!("PASS HAProxy stats socket {} (rule \"servers\") is readable", admin.socket.display()),
+        format!(
+            "PASS HAProxy stats socket {} (rule \"servers\") is writable (level admin, for backend sync)",
+            admin.socket.display()
+        ),
+    ] {
+        assert!(
+            run.stdout.lines().any(|l| l.starts_with(&want)),
+            "no line starting {want:?} in\n{}",
+            run.stdout
+        );
+    }
+
+    // A stats socket at level user: readable, but server changes would be refused.
+    let user = Haproxy::launch(None, Mode::Foreground, testkit::free_port(), |socket| {
+        format!(
+            "global\n  stats socket {} mode 600 level user\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nbackend app\n",
+            socket.display()
+        )
+    })
+    .await;
+    let run = preflight(
+        &env,
+        &sync_rule(&user.socket, &user.config, "web", &queue.url),
+        How::default(),
+    )
+    .await;
+    let line = run.only_failure("is writable (level admin, for backend sync)");
+    assert!(line.contains("its level is \"user\""), "{line}");
+    assert!(line.contains("Fix: add `level admin`"), "{line}");
+
+    // A group that does not exist.
+    let run = preflight(
+        &env,
+        &sync_rule(&admin.socket, &admin.config, "nope", &queue.url),
+        How::default(),
+    )
+    .await;
+    let line = run.only_failure(
+        "FAIL autoscaling:DescribeAutoScalingGroups for rule \"servers\" (group \"nope\")",
+    );
+    assert!(
+        line.contains("no Auto Scaling group named \"nope\""),
+        "{line}"
+    );
 }
