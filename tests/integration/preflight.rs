@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use testkit::bed::Bed;
 use testkit::haproxy::{Haproxy, Mode};
+use testkit::opsworks::OpsWorks;
 use testkit::watchdog::{bin, Env};
 
 /// Every permission the bed's configuration needs, and the read preflight adds.
@@ -419,4 +420,92 @@ async fn preflight_checks_backend_sync_reads_and_the_sockets_admin_level() {
         line.contains("no Auto Scaling group named \"nope\""),
         "{line}"
     );
+}
+
+#[tokio::test]
+async fn preflight_checks_an_opsworks_claim() {
+    let bed = Bed::new(&["a"], None, &[]).await;
+    let eip = bed.world.eip.to_string();
+    let id = "aaaaaaaa-1111-4222-8333-44444444444a";
+    // The stand-in checks each request's signature with the secret the harness gives.
+    let secret = "testing-secret-never-logged";
+    let dir = tempfile::tempdir().unwrap();
+    let agent = dir.path().join("instance-agent.yml");
+    std::fs::write(&agent, format!("---\n:identity: {id}\n")).unwrap();
+    let conf = |ow: &OpsWorks| {
+        let mut toml = bed.conf("a").toml().replace(
+            "type = \"claim_eip\"\n",
+            "type = \"claim_eip\"\nprovider = \"opsworks\"\n",
+        );
+        toml.push_str(&format!(
+            "\n[opsworks]\nendpoint_url = \"{}\"\nagent_config = \"{}\"\n",
+            ow.url(),
+            agent.display()
+        ));
+        toml
+    };
+
+    let ow = OpsWorks::start(&[id], &[&eip], "us-east-1", secret).await;
+    ow.set_holder(&eip, Some(id));
+    let run = preflight(&bed.env("a"), &conf(&ow), How::default()).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    for want in [
+        "SKIP instance metadata: no EC2 claim_eip action needs this node's identity".to_owned(),
+        format!("PASS OpsWorks instance id {id} for action \"claim\""),
+        format!(
+            "PASS Elastic IP {eip} registered with OpsWorks for action \"claim\"; held by OpsWorks instance {id}"
+        ),
+        format!(
+            "SKIP opsworks:AssociateElasticIp on {eip} (action \"claim\"): not provable without acting (OpsWorks has no dry run)"
+        ),
+    ] {
+        assert!(
+            run.stdout.lines().any(|l| l.starts_with(&want)),
+            "no line starting {want:?} in\n{}",
+            run.stdout
+        );
+    }
+    assert!(
+        ow.calls("AssociateElasticIp").is_empty(),
+        "preflight moved the EIP"
+    );
+
+    // An Elastic IP the stack does not know.
+    let other = OpsWorks::start(&[id], &["203.0.113.99"], "us-east-1", secret).await;
+    let run = preflight(&bed.env("a"), &conf(&other), How::default()).await;
+    let line = run.only_failure(&format!(
+        "FAIL Elastic IP {eip} in OpsWorks for action \"claim\""
+    ));
+    assert!(
+        line.contains("register the Elastic IP with the stack"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn preflight_fails_on_a_private_ip_that_is_not_on_the_eni() {
+    let bed = Bed::new(&["a"], None, &["a"]).await;
+    let a = bed.world.node("a").clone();
+    let secondary = a.secondary_ips[0];
+    let mut conf = bed.conf("a");
+    conf.private_ip = Some(secondary.to_string());
+    let run = preflight(&bed.env("a"), &conf.toml(), How::default()).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!(
+            "PASS private IP {secondary} (action \"claim\") is on {}\n",
+            a.eni
+        )),
+        "{}",
+        run.stdout
+    );
+
+    conf.private_ip = Some("10.0.1.250".into());
+    let run = preflight(&bed.env("a"), &conf.toml(), How::default()).await;
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    let want = format!(
+        "FAIL private IP 10.0.1.250 (action \"claim\") is on {}: instance metadata lists {}, {secondary} on it. Fix: assign 10.0.1.250 to {}",
+        a.eni, a.private_ip, a.eni
+    );
+    assert!(run.stdout.contains(&want), "{want}\n{}", run.stdout);
 }
