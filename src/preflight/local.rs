@@ -307,3 +307,36 @@ async fn ask(path: &Path, command: &str, timeout: Duration) -> Result<String, St
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preflight::Outcome;
+
+    #[test]
+    fn the_state_directory_is_tried_with_a_file_that_is_removed_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Report::default();
+        state_dir(&mut r, Some(dir.path()));
+        assert_eq!(r.checks[0].outcome, Outcome::Pass, "{}", r.text());
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+
+        let missing = dir.path().join("missing");
+        state_dir(&mut r, Some(&missing));
+        let line = r.checks[1].to_string();
+        assert!(
+            line.starts_with(&format!(
+                "FAIL state directory {} is writable: cannot create a file in it as ",
+                missing.display()
+            )),
+            "{line}"
+        );
+        assert!(
+            line.contains(". Fix: create it owned by the service user"),
+            "{line}"
+        );
+
+        state_dir(&mut r, None);
+        assert!(matches!(r.checks[2].outcome, Outcome::Skip { .. }));
+    }
+}

@@ -135,6 +135,40 @@ mod tests {
     use super::*;
     use aws_sdk_ec2::operation::describe_addresses::DescribeAddressesError;
 
+    #[test]
+    fn denied_and_refused_credentials_are_told_apart_by_code() {
+        let e = |code: Option<&str>| AwsError {
+            operation: "ec2:AssociateAddress",
+            code: code.map(str::to_owned),
+            message: String::new(),
+        };
+        // EC2, SNS, the others (and moto, for every service).
+        for c in [
+            "UnauthorizedOperation",
+            "AuthorizationError",
+            "AccessDenied",
+            "AccessDeniedException",
+        ] {
+            assert!(
+                e(Some(c)).is_denied() && !e(Some(c)).is_bad_credentials(),
+                "{c}"
+            );
+        }
+        for c in ["AuthFailure", "InvalidClientTokenId", "ExpiredToken"] {
+            assert!(
+                e(Some(c)).is_bad_credentials() && !e(Some(c)).is_denied(),
+                "{c}"
+            );
+        }
+        for c in [
+            Some("DryRunOperation"),
+            Some("InvalidAddress.NotFound"),
+            None,
+        ] {
+            assert!(!e(c).is_denied() && !e(c).is_bad_credentials(), "{c:?}");
+        }
+    }
+
     /// A tester's find: AWS errors without a service message carried the SDK's debug dump
     /// (`DispatchFailure(...)`, `ServiceError { .. }`) into logs and the `--once` summary.
     #[test]
