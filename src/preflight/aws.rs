@@ -1,5 +1,6 @@
-//! The AWS checks: each Elastic IP, each permission the configuration needs (mutating EC2 calls with `DryRun`, reads made, the rest said to be
-//! unprovable, from `needs`), each SNS topic, Auto Scaling group and events queue.
+//! The AWS checks: each Elastic IP, each permission the configuration needs (mutating EC2
+//! calls with `DryRun`, reads made, the rest said to be unprovable, from `needs`), each SNS
+//! topic, Auto Scaling group and events queue.
 
 use super::needs::{self, Proof};
 use super::{Check, Report};
@@ -230,7 +231,10 @@ async fn claim_ec2(
                 "check that the ENI and private IP are this node's ([node], `private_ip`)",
             );
         }
-        (None, _) => report.push(Check::skip(what, "the Elastic IP was not found (above)")),
+        (None, _) => report.push(Check::skip(
+            what,
+            "the Elastic IP could not be read (above)",
+        )),
         (_, None) => report.push(Check::skip(
             what,
             "this node's ENI and private IP are not known (instance metadata, above)",
@@ -248,7 +252,7 @@ async fn claim_ec2(
             what,
             "the Elastic IP is not associated now, and a dry run needs an association to release; allow it as the policies do",
         )),
-        None => report.push(Check::skip(what, "the Elastic IP was not found (above)")),
+        None => report.push(Check::skip(what, "the Elastic IP could not be read (above)")),
     }
 }
 
