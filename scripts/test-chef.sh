@@ -80,11 +80,11 @@ check "templates do not read node attributes" fails grep -q 'node\[' "$CB"/templ
 check "no unified_mode (Chef 12 compatibility)" fails grep -rq unified_mode "$CB" --include=*.rb
 check "no Ruby 2.3+ safe navigation or Hash#dig (Chef 12's Ruby)" fails grep -rqE '&\.[a-z_]|\]\.dig\(' "$CB" --include=*.rb --include=*.erb
 check "the OpsWorks IAM policy is valid JSON" python3 -m json.tool packaging/iam/opsworks-failover-policy.json
-check "the OpsWorks IAM policy allows only the three calls the claim makes" python3 -c '
+check "the OpsWorks IAM policy allows only the three calls the claim makes and preflight's topic read" python3 -c '
 import json
 p = json.load(open("packaging/iam/opsworks-failover-policy.json"))
 acts = sorted(a for s in p["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
-assert acts == ["opsworks:AssociateElasticIp", "opsworks:DescribeElasticIps", "sns:Publish"], acts
+assert acts == ["opsworks:AssociateElasticIp", "opsworks:DescribeElasticIps", "sns:GetTopicAttributes", "sns:Publish"], acts
 assert all(s["Effect"] == "Allow" and s["Resource"] != "*" for s in p["Statement"])'
 
 # --- (1) the seed's custom JSON on OpsWorks, default provider (ec2)

@@ -125,6 +125,16 @@ pub enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
+    /// Check online and read-only what `validate` cannot know: instance metadata, the
+    /// Elastic IPs, each AWS permission the configuration needs (EC2 with DryRun), SNS
+    /// topics, checkip, HAProxy's stats sockets, the state directory. Run it as the service
+    /// user. One PASS/FAIL/SKIP line each (exit 0 none failed, 1 any failed, 2 invalid
+    /// configuration).
+    Preflight {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Convert monit rules into watchdog TOML (exit 0 all translated and valid; 1 something
     /// was not translated, or the result needs editing before it validates; 2 unreadable input).
     ImportMonit {
@@ -175,6 +185,7 @@ fn name(c: &Command) -> &'static str {
         Command::Resume { .. } => "resume",
         Command::Takeover { .. } => "takeover",
         Command::Drill { .. } => "drill",
+        Command::Preflight { .. } => "preflight",
         Command::ImportMonit { .. } => "import-monit",
     }
 }
@@ -197,6 +208,10 @@ fn dispatch(cli: Cli) -> u8 {
         }
         (Some(Command::Drill { action, back, json, socket }), _) => {
             takeover(&cli, action.clone(), true, *back, *json, socket.clone())
+        }
+        (Some(Command::Preflight { json }), _) => {
+            let json = *json;
+            with_runtime(&cli, |c, options| preflight(c, options, json))
         }
         (
             Some(Command::ImportMonit {
@@ -490,6 +505,33 @@ async fn once(config: config::Config, options: daemon::Options) -> u8 {
             eprintln!("{PROG}: {e}");
             EXIT_FAILED
         }
+    }
+}
+
+/// `preflight`: every check, one line each (or JSON), exit 1 when any failed.
+async fn preflight(config: config::Config, options: daemon::Options, json: bool) -> u8 {
+    if options.dry_run {
+        return usage("--dry-run does not go with preflight (it changes nothing anyway)");
+    }
+    if nix::unistd::getuid().is_root() {
+        eprintln!("{PROG}: running as root, which passes permission checks the service user may fail; run it as the service user: sudo -u haproxy-watchdog {PROG} preflight");
+    }
+    let report = crate::preflight::run(
+        &config,
+        &crate::preflight::Options {
+            state_dir: options.state_dir,
+        },
+    )
+    .await;
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    if report.failed() {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
     }
 }
 

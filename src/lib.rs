@@ -3,7 +3,8 @@
 //! `cli` parses the command line; `daemon` builds what runs from a configuration and runs it
 //! (`run`, `once`); `config` reads and validates; `checks` probe; `engine` decides when a rule flips;
 //! `actions` carry out what was decided; `providers::aws` is the only door to AWS; `monit`
-//! converts monit rules (`watchdog import-monit`).
+//! converts monit rules (`watchdog import-monit`); `preflight` checks online, read-only, what
+//! `validate` cannot know (`watchdog preflight`).
 
 pub mod actions;
 pub mod checks;
@@ -16,6 +17,7 @@ pub mod haproxy;
 pub mod history;
 pub mod monit;
 pub mod pause;
+pub mod preflight;
 pub mod providers;
 pub mod state;
 pub mod sync;

@@ -160,6 +160,8 @@ pub const MEMBERSHIP_EVENT_UNREADABLE: &str = "membership_event_unreadable";
 pub const EVENTS_NOT_DELETED: &str = "events_not_deleted";
 /// The metrics could not be written in the exposition format.
 pub const METRICS_UNENCODABLE: &str = "metrics_unencodable";
+/// `preflight` made one check (debug level; its result is also printed).
+pub const PREFLIGHT_CHECK: &str = "preflight_check";
 
 /// This node was paused (`source`: `command` with `by` and `reason`, or `maintenance_file`): no claim starts.
 pub const PAUSED: &str = "paused";
@@ -260,6 +262,7 @@ pub const ALL: &[&str] = &[
     TAKEOVER_REQUESTED,
     TAKEOVER_FINISHED,
     CONTROL_REFUSED,
+    PREFLIGHT_CHECK,
 ];
 
 #[cfg(test)]

@@ -129,6 +129,75 @@ impl Moto {
         false
     }
 
+    /// From now on moto enforces IAM ("IAM-like access control" in its docs): every request
+    /// must be signed with an access key of an IAM user it knows, and that user's policies
+    /// must allow the action. Before, nothing is checked (moto's default). Done with
+    /// `POST /moto-api/reset-auth` (the number of requests left unchecked, here 0), the
+    /// server-mode switch for `INITIAL_NO_AUTH_ACTION_COUNT`: unlike the environment
+    /// variable it needs no count of the set-up's requests. The test's own SDK clients (key
+    /// `testing`) are refused after this; make users with [`Moto::iam_user`] first.
+    pub async fn enforce_iam(&self) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/moto-api/reset-auth", self.url))
+            .body("0")
+            .send()
+            .await
+            .expect("moto reset-auth");
+        assert!(r.status().is_success(), "moto reset-auth: {}", r.status());
+    }
+
+    /// An IAM user `name` whose one inline policy allows `actions` on every resource; returns
+    /// its access key (id, secret). Call it before [`Moto::enforce_iam`].
+    pub async fn iam_user(&self, name: &str, actions: &[&str]) -> (String, String) {
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+        })
+        .to_string();
+        self.iam(&[("Action", "CreateUser"), ("UserName", name)])
+            .await;
+        self.iam(&[
+            ("Action", "PutUserPolicy"),
+            ("UserName", name),
+            ("PolicyName", "preflight-test"),
+            ("PolicyDocument", &policy),
+        ])
+        .await;
+        let key = self
+            .iam(&[("Action", "CreateAccessKey"), ("UserName", name)])
+            .await;
+        let field = |tag: &str| {
+            let open = format!("<{tag}>");
+            let start = key.find(&open).expect(tag) + open.len();
+            let end = key[start..].find('<').expect(tag) + start;
+            key[start..end].to_owned()
+        };
+        (field("AccessKeyId"), field("SecretAccessKey"))
+    }
+
+    /// One IAM query-protocol request, unsigned (moto checks no signature until
+    /// [`Moto::enforce_iam`]); the Authorization header only names the service.
+    async fn iam(&self, params: &[(&str, &str)]) -> String {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter().copied().chain([("Version", "2010-05-08")]))
+            .finish();
+        let r = reqwest::Client::new()
+            .post(format!("{}/", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("moto IAM request");
+        let status = r.status();
+        let text = r.text().await.expect("moto IAM answer");
+        assert!(status.is_success(), "moto IAM {params:?}: {status} {text}");
+        text
+    }
+
     /// Lifecycle actions completed and heartbeats recorded so far.
     pub async fn lifecycle(&self) -> LifecycleLog {
         let r = reqwest::get(format!("{}/moto-api/lifecycle", self.url))

@@ -10,6 +10,7 @@ mod field;
 mod field_sync;
 mod import_monit;
 mod opsworks;
+mod preflight;
 mod sync;
 mod testbed;
 

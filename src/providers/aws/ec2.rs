@@ -5,6 +5,7 @@
 use super::{called, AwsError};
 use crate::config::EipRef;
 use crate::telemetry::metrics::Metrics;
+use aws_sdk_ec2::error::ProvideErrorMetadata as _;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -187,3 +188,85 @@ impl Ec2 {
         Ok(out)
     }
 }
+
+/// What EC2 answered a call made with `DryRun=true`. EC2 checks the caller's permissions (and
+/// the request's parameters) and stops before acting: `DryRunOperation` when the call would
+/// have succeeded, `UnauthorizedOperation` when the caller lacks the permission (EC2 API
+/// reference, "Common Parameters": DryRun). Used by `preflight`; nothing is changed.
+#[derive(Debug, Clone)]
+pub enum DryRun {
+    /// `DryRunOperation`: the call is allowed and its parameters are good.
+    Allowed,
+    /// Any other answer: the error (`UnauthorizedOperation`, `InvalidNetworkInterfaceID.NotFound`, ...).
+    Refused(AwsError),
+}
+
+impl Ec2 {
+    /// Sort a dry run's answer: only `DryRunOperation` means allowed. An answer without an
+    /// error means the endpoint ignored `DryRun` and may have carried the call out: reported
+    /// as refused, so it can never read as a clean pass.
+    fn dry_run_answer<T, E, R>(
+        &self,
+        operation: &'static str,
+        answer: Result<T, aws_sdk_ec2::error::SdkError<E, R>>,
+    ) -> DryRun
+    where
+        E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match answer {
+            Err(e) if e.code() == Some(DRY_RUN_OPERATION) => DryRun::Allowed,
+            Err(e) => DryRun::Refused(AwsError::from_sdk(&self.metrics, operation, e)),
+            Ok(_) => DryRun::Refused(AwsError {
+                operation,
+                code: None,
+                message: "answered as if DryRun had not been set: the endpoint may have carried the call out".into(),
+            }),
+        }
+    }
+
+    /// AssociateAddress as a claim would make it, with `DryRun=true`.
+    pub async fn dry_run_associate(
+        &self,
+        allocation_id: &str,
+        eni: &str,
+        private_ip: Ipv4Addr,
+    ) -> DryRun {
+        called(&self.metrics, "ec2", "AssociateAddress");
+        let answer = self
+            .client
+            .associate_address()
+            .allocation_id(allocation_id)
+            .network_interface_id(eni)
+            .private_ip_address(private_ip.to_string())
+            .allow_reassociation(false)
+            .dry_run(true)
+            .send()
+            .await;
+        self.dry_run_answer("ec2:AssociateAddress", answer)
+    }
+
+    /// DisassociateAddress of an existing association, with `DryRun=true`.
+    pub async fn dry_run_disassociate(&self, association_id: &str) -> DryRun {
+        called(&self.metrics, "ec2", "DisassociateAddress");
+        let answer = self
+            .client
+            .disassociate_address()
+            .association_id(association_id)
+            .dry_run(true)
+            .send()
+            .await;
+        self.dry_run_answer("ec2:DisassociateAddress", answer)
+    }
+
+    /// DescribeInstances with `DryRun=true`: whether backend sync may read its instances'
+    /// addresses, without needing any instance id.
+    pub async fn dry_run_describe_instances(&self) -> DryRun {
+        called(&self.metrics, "ec2", "DescribeInstances");
+        let answer = self.client.describe_instances().dry_run(true).send().await;
+        self.dry_run_answer("ec2:DescribeInstances", answer)
+    }
+}
+
+/// The error code of a dry run that would have succeeded.
+const DRY_RUN_OPERATION: &str = "DryRunOperation";

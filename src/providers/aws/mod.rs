@@ -57,6 +57,37 @@ impl AwsError {
         self.code.as_deref() == Some(code)
     }
 
+    /// The caller lacks the permission: EC2's `UnauthorizedOperation`, SNS's
+    /// `AuthorizationError`, the `AccessDenied`/`AccessDeniedException` of the others (and
+    /// of moto for every service).
+    pub fn is_denied(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some(
+                "UnauthorizedOperation"
+                    | "AuthorizationError"
+                    | "AccessDenied"
+                    | "AccessDeniedException"
+            )
+        )
+    }
+
+    /// The credentials themselves were refused (unknown key, bad signature, expired token).
+    pub fn is_bad_credentials(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some(
+                "AuthFailure"
+                    | "InvalidClientTokenId"
+                    | "UnrecognizedClientException"
+                    | "SignatureDoesNotMatch"
+                    | "ExpiredToken"
+                    | "ExpiredTokenException"
+                    | "InvalidAccessKeyId"
+            )
+        )
+    }
+
     /// The error of a failed call, counted in `aws_api_errors_total`.
     fn from_sdk<E, R>(metrics: &Metrics, operation: &'static str, err: SdkError<E, R>) -> Self
     where
@@ -103,6 +134,40 @@ fn called(metrics: &Metrics, service: &'static str, operation: &'static str) {
 mod tests {
     use super::*;
     use aws_sdk_ec2::operation::describe_addresses::DescribeAddressesError;
+
+    #[test]
+    fn denied_and_refused_credentials_are_told_apart_by_code() {
+        let e = |code: Option<&str>| AwsError {
+            operation: "ec2:AssociateAddress",
+            code: code.map(str::to_owned),
+            message: String::new(),
+        };
+        // EC2, SNS, the others (and moto, for every service).
+        for c in [
+            "UnauthorizedOperation",
+            "AuthorizationError",
+            "AccessDenied",
+            "AccessDeniedException",
+        ] {
+            assert!(
+                e(Some(c)).is_denied() && !e(Some(c)).is_bad_credentials(),
+                "{c}"
+            );
+        }
+        for c in ["AuthFailure", "InvalidClientTokenId", "ExpiredToken"] {
+            assert!(
+                e(Some(c)).is_bad_credentials() && !e(Some(c)).is_denied(),
+                "{c}"
+            );
+        }
+        for c in [
+            Some("DryRunOperation"),
+            Some("InvalidAddress.NotFound"),
+            None,
+        ] {
+            assert!(!e(c).is_denied() && !e(c).is_bad_credentials(), "{c:?}");
+        }
+    }
 
     /// A tester's find: AWS errors without a service message carried the SDK's debug dump
     /// (`DispatchFailure(...)`, `ServiceError { .. }`) into logs and the `--once` summary.

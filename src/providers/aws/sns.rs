@@ -1,4 +1,4 @@
-//! Alerts through SNS.
+//! Alerts through SNS, and (for `preflight`) whether a topic exists.
 
 use super::{called, AwsError};
 use crate::telemetry::metrics::Metrics;
@@ -43,5 +43,18 @@ impl Sns {
             .await
             .map_err(|e| AwsError::from_sdk(&self.metrics, "sns:Publish", e))?;
         Ok(out.message_id().unwrap_or("").to_owned())
+    }
+
+    /// GetTopicAttributes: the topic exists and this caller may read it. It proves nothing
+    /// about `sns:Publish`, which SNS cannot check without publishing.
+    pub async fn topic_exists(&self, topic_arn: &str) -> Result<(), AwsError> {
+        called(&self.metrics, "sns", "GetTopicAttributes");
+        self.client
+            .get_topic_attributes()
+            .topic_arn(topic_arn)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(&self.metrics, "sns:GetTopicAttributes", e))?;
+        Ok(())
     }
 }

@@ -105,4 +105,18 @@ impl Sqs {
         }
         Ok(failed)
     }
+
+    /// GetQueueAttributes (`QueueArn`): the queue exists and this caller may read its
+    /// attributes. Receiving would hide messages from the daemon, so `preflight` stops here.
+    pub async fn queue_exists(&self, queue: &str) -> Result<(), AwsError> {
+        called(&self.metrics, "sqs", "GetQueueAttributes");
+        self.client
+            .get_queue_attributes()
+            .queue_url(queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(&self.metrics, "sqs:GetQueueAttributes", e))?;
+        Ok(())
+    }
 }
