@@ -372,7 +372,7 @@ fn pause(
         reason: reason.unwrap_or_default(),
         sudo_user: sudo_user(),
     };
-    let answer: Result<crate::pause::PauseRecord, _> = rt.block_on(crate::control::send(
+    let answer: Result<crate::control::PauseAnswer, _> = rt.block_on(crate::control::send(
         &socket,
         "/pause",
         &request,

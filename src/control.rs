@@ -248,6 +248,16 @@ pub struct PauseRequest {
     pub sudo_user: Option<String>,
 }
 
+/// What the daemon answers to `POST /pause`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PauseAnswer {
+    /// The pause now in force.
+    pub pause: PauseRecord,
+    /// The pause it replaced, if one was in force (its start is kept).
+    #[serde(default)]
+    pub replaced: Option<PauseRecord>,
+}
+
 /// What the daemon answers to `POST /resume`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ResumeAnswer {
@@ -373,8 +383,11 @@ fn who(uid: u32, sudo_user: Option<&str>) -> String {
         .flatten()
         .map(|u| u.name)
         .unwrap_or_else(|| "unknown user".into());
-    match sudo_user.filter(|s| !s.is_empty() && s.len() <= 64) {
-        Some(s) => format!("{name} (uid {uid}, sudo by {s})"),
+    match sudo_user.filter(|s| !s.is_empty()) {
+        Some(s) => format!(
+            "{name} (uid {uid}, sudo by {})",
+            crate::pause::operator_text(s, 64)
+        ),
         None => format!("{name} (uid {uid})"),
     }
 }
@@ -455,7 +468,8 @@ async fn route(
             // Root, or the daemon's own user: who may already do anything the daemon does.
             let me = nix::unistd::geteuid().as_raw();
             let Some(uid) = uid.filter(|u| *u == 0 || *u == me) else {
-                tracing::warn!(event = events::CONTROL_REFUSED, uid = ?uid, path = %path,
+                let uid = uid.map_or_else(|| "unknown".to_string(), |u| u.to_string());
+                tracing::warn!(event = events::CONTROL_REFUSED, uid = %uid, path = %path,
                     "only root or the daemon's user may pause, resume or take over");
                 return text(
                     StatusCode::FORBIDDEN,
@@ -485,10 +499,10 @@ async fn command(
                 Err(a) => return a,
             };
             let by = who(uid, r.sudo_user.as_deref());
-            let rec: PauseRecord =
+            let (pause, replaced) =
                 c.pause
                     .pause(r.for_ms.map(Duration::from_millis), &r.reason, &by);
-            json(StatusCode::OK, &rec)
+            json(StatusCode::OK, &PauseAnswer { pause, replaced })
         }
         "/resume" => {
             let r: ResumeRequest = match body(req).await {
@@ -516,7 +530,7 @@ async fn command(
                 );
             };
             let kind = if r.drill { "drill" } else { "takeover" };
-            tracing::info!(event = events::TAKEOVER_REQUESTED, action = ?r.action, by = %by, drill = r.drill, back = r.back);
+            tracing::info!(event = events::TAKEOVER_REQUESTED, action = r.action.as_deref().unwrap_or(""), by = %by, drill = r.drill, back = r.back);
             // Its own task: a client that hangs up mid-move must not cut the move (the gates'
             // steps after the mutating call save, damp and announce it).
             let inner = commands.0.clone();
@@ -588,6 +602,10 @@ enum Listener {
     Tcp(tokio::net::TcpListener),
 }
 
+/// At most this many connections are served at once on each listener; more wait in the
+/// kernel's backlog. Idle clients cannot take the daemon's file descriptors from its checks.
+pub const MAX_CONNECTIONS: usize = 32;
+
 /// Serve connections until `stop`; then remove `cleanup` (the socket file), if any.
 fn spawn_accept(
     l: Listener,
@@ -596,16 +614,33 @@ fn spawn_accept(
     mut stop: watch::Receiver<bool>,
     cleanup: Option<PathBuf>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
+            // A slot first: at the cap, new connections wait in the backlog, not in our fds.
+            let slot = tokio::select! {
+                s = slots.clone().acquire_owned() => match s {
+                    Ok(s) => s,
+                    Err(_) => break,
+                },
+                _ = stop.wait_for(|s| *s) => break,
+            };
             tokio::select! {
                 a = accept(&l) => match a {
                     Ok(Accepted::Unix(s)) => {
                         let uid = s.peer_cred().ok().map(|c| c.uid());
-                        tokio::spawn(serve_conn(s, board.clone(), commands.clone(), Peer::Unix(uid), UNIX_LIMIT));
+                        let (board, commands) = (board.clone(), commands.clone());
+                        tokio::spawn(async move {
+                            let _slot = slot;
+                            serve_conn(s, board, commands, Peer::Unix(uid), UNIX_LIMIT).await
+                        });
                     }
                     Ok(Accepted::Tcp(s)) => {
-                        tokio::spawn(serve_conn(s, board.clone(), None, Peer::Tcp, TCP_LIMIT));
+                        let board = board.clone();
+                        tokio::spawn(async move {
+                            let _slot = slot;
+                            serve_conn(s, board, None, Peer::Tcp, TCP_LIMIT).await
+                        });
                     }
                     Err(_) => {}
                 },
@@ -684,8 +719,9 @@ pub enum StatusError {
     /// No whole answer in time (5 s for `status`; a takeover's own bound for commands).
     #[error("the daemon did not answer on its control socket within {}", humantime::format_duration(*.0))]
     Timeout(Duration),
-    /// The answer has no HTTP head.
-    #[error("the control socket's answer is not HTTP")]
+    /// The connection closed before a whole HTTP answer: the daemon stopped (or crashed)
+    /// while answering, or something else listens there.
+    #[error("the daemon closed the connection without a whole answer (is it stopping?); for a takeover or drill, `haproxy-watchdog status --history` says what happened once it runs")]
     NotHttp,
     /// An HTTP status other than 200; `line` is the status line, `body` the daemon's reason.
     #[error("{}", if body.is_empty() { format!("the control socket answered: {line}") } else { body.clone() })]

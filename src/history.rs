@@ -43,6 +43,11 @@ pub enum Kind {
     ClaimRefused,
     /// A claim failed on an error from the outside world (AWS, metadata).
     ClaimError,
+    /// An operator's `takeover` or `drill` reached the daemon (kept even if the daemon dies
+    /// during it).
+    CommandReceived,
+    /// A drill ended: its summary, and the times of what it measured.
+    DrillResult,
     /// An operator paused this node (`watchdog pause`, or the maintenance file appeared).
     Paused,
     /// An operator resumed this node, the pause expired, or the maintenance file went.
@@ -68,6 +73,12 @@ pub struct Timings {
     /// The provider's API showed the address on this node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<u64>,
+    /// A drill: the rule's own check passed on this node after the move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_passes: Option<u64>,
+    /// A drill: checkip showed this node's traffic leaving from the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_from_eip: Option<u64>,
     /// SNS accepted the claim's alert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_sent: Option<u64>,

@@ -17,6 +17,33 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Milliseconds since the Unix epoch as RFC 3339, for log lines.
+fn ms_rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Text an operator (or a file) hands the daemon, made safe to log and print: control
+/// characters (newlines, escape sequences) are written as escapes, so one cannot forge log or
+/// output lines, and it is cut at `max` characters.
+pub fn operator_text(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The longest reason kept, in characters.
+pub const REASON_MAX: usize = 500;
+
 /// An operator's `watchdog pause`, as saved in the state file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PauseRecord {
@@ -39,11 +66,15 @@ pub struct Paused {
     pub reason: String,
     /// Who asked (for `maintenance_file`: the file's path).
     pub by: String,
-    /// Since when, ms since the Unix epoch (the file's modification time for a flag file).
+    /// Since when, ms since the Unix epoch (for a flag file: when the daemon noticed it).
     pub since: u64,
     /// When a `--for` pause ends, ms since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<u64>,
+    /// For a command's pause: the maintenance file, when it also exists (it still pauses the
+    /// node after `resume`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub also_file: Option<String>,
 }
 
 impl std::fmt::Display for Paused {
@@ -55,9 +86,13 @@ impl std::fmt::Display for Paused {
         };
         match self.source.as_str() {
             "maintenance_file" => {
-                write!(f, "paused by the maintenance file {} ({reason})", self.by)
+                return write!(f, "paused by the maintenance file {} ({reason})", self.by)
             }
-            _ => write!(f, "paused by {} ({reason})", self.by),
+            _ => write!(f, "paused by {} ({reason})", self.by)?,
+        }
+        match &self.also_file {
+            Some(file) => write!(f, ", and by the maintenance file {file}"),
+            None => Ok(()),
         }
     }
 }
@@ -65,9 +100,15 @@ impl std::fmt::Display for Paused {
 /// Why `watchdog resume` did not resume.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
-    /// The flag file pauses the node: the daemon does not delete files it does not own.
-    #[error("this node is paused by the maintenance file {}: remove it (`rm {}`) to resume", .0.display(), .0.display())]
-    MaintenanceFile(PathBuf),
+    /// The flag file pauses the node: the daemon does not delete files it does not own. The
+    /// command's pause, if there was one, has ended.
+    #[error("{}this node is paused by the maintenance file {}: remove it (`rm {}`) to resume",
+        .ended.as_ref().map(|p| format!("ended the pause {} set; ", p.by)).unwrap_or_default(),
+        .file.display(), .file.display())]
+    MaintenanceFile {
+        file: PathBuf,
+        ended: Option<PauseRecord>,
+    },
     /// Nothing to resume.
     #[error("this node is not paused")]
     NotPaused,
@@ -81,8 +122,9 @@ struct Inner {
     record: Mutex<Option<PauseRecord>>,
     /// `[node] maintenance_file` of the running configuration.
     file: Mutex<Option<PathBuf>>,
-    /// Whether the last look found the flag file (so its coming and going is logged once).
-    file_seen: Mutex<bool>,
+    /// Since when the flag file has been seen (ms since the Unix epoch), so its coming and
+    /// going is logged once and `since` is when the daemon noticed it.
+    file_seen: Mutex<Option<u64>>,
     store: StateStore,
     history: History,
     metrics: Arc<Metrics>,
@@ -100,17 +142,15 @@ fn flag_file(path: &Path) -> Option<Paused> {
             let _ = f.take(4096).read_to_string(&mut text);
         }
     }
-    let reason = text.lines().next().unwrap_or("").trim().to_owned();
-    let since = meta
-        .modified()
-        .map(crate::history::unix_ms)
-        .unwrap_or_else(|_| now_ms());
+    let reason = operator_text(text.lines().next().unwrap_or("").trim(), REASON_MAX);
     Some(Paused {
         source: "maintenance_file".into(),
         reason,
         by: path.display().to_string(),
-        since,
+        // When the daemon noticed it: set by the caller.
+        since: 0,
         until: None,
+        also_file: None,
     })
 }
 
@@ -123,14 +163,18 @@ impl Pause {
         history: History,
         metrics: Arc<Metrics>,
     ) -> Pause {
-        if let Some(p) = &saved {
+        if let Some(p) = saved
+            .as_ref()
+            .filter(|p| p.until.is_none_or(|u| now_ms() < u))
+        {
             tracing::warn!(event = events::PAUSED, by = %p.by, reason = %p.reason, source = "command",
-                "still paused from before the restart: no claim starts until `haproxy-watchdog resume`");
+                until = %p.until.map(ms_rfc3339).unwrap_or_else(|| "resume".into()),
+                "still paused from before the restart: no claim starts until it ends");
         }
         Pause(Arc::new(Inner {
             record: Mutex::new(saved),
             file: Mutex::new(None),
-            file_seen: Mutex::new(false),
+            file_seen: Mutex::new(None),
             store,
             history,
             metrics,
@@ -153,7 +197,8 @@ impl Pause {
     }
 
     /// Why this node is paused now, if it is: the operator's pause (ended, logged and
-    /// forgotten once its `--for` has passed), else the flag file.
+    /// forgotten once its `--for` has passed; it names the flag file too when that also
+    /// exists), else the flag file.
     pub fn now(&self) -> Option<Paused> {
         let command = {
             let mut r = self.0.record.lock().unwrap_or_else(|p| p.into_inner());
@@ -164,7 +209,7 @@ impl Pause {
                 let ended = r.take();
                 self.0.store.pause_saved(None);
                 if let Some(p) = ended {
-                    tracing::info!(event = events::RESUMED, by = "expiry", reason = %p.reason,
+                    tracing::info!(event = events::RESUMED, source = "command", by = "expiry", reason = %p.reason,
                         "the pause has run its time (--for): claims may start again");
                     let mut e = Entry::new(Kind::Resumed, "the pause ran its time (--for)");
                     e.by = Some("expiry".into());
@@ -179,28 +224,34 @@ impl Pause {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let by_file = file.as_deref().and_then(flag_file);
-        self.file_changed(file.as_deref(), by_file.as_ref());
-        let now = command
-            .map(|p| Paused {
+        let mut by_file = file.as_deref().and_then(flag_file);
+        let noticed = self.file_changed(file.as_deref(), by_file.as_ref());
+        if let (Some(p), Some(since)) = (&mut by_file, noticed) {
+            p.since = since;
+        }
+        let now = match command {
+            Some(p) => Some(Paused {
                 source: "command".into(),
                 reason: p.reason,
                 by: p.by,
                 since: p.since,
                 until: p.until,
-            })
-            .or(by_file);
+                also_file: by_file.map(|f| f.by),
+            }),
+            None => by_file,
+        };
         self.0.metrics.set_paused(now.is_some());
         now
     }
 
-    /// Log and record the flag file appearing or going, once each.
-    fn file_changed(&self, path: Option<&Path>, now: Option<&Paused>) {
+    /// Log and record the flag file appearing or going, once each; since when it has been
+    /// seen.
+    fn file_changed(&self, path: Option<&Path>, now: Option<&Paused>) -> Option<u64> {
         let mut seen = self.0.file_seen.lock().unwrap_or_else(|p| p.into_inner());
-        if *seen == now.is_some() {
-            return;
+        if seen.is_some() == now.is_some() {
+            return *seen;
         }
-        *seen = now.is_some();
+        *seen = now.map(|_| now_ms());
         let path = path.map(|p| p.display().to_string()).unwrap_or_default();
         match now {
             Some(p) => {
@@ -219,35 +270,54 @@ impl Pause {
                 self.0.history.record(e);
             }
         }
+        *seen
     }
 
-    /// `watchdog pause`: pause this node now, for `duration` if given (a new pause replaces
-    /// the one before). Saved, logged, counted and recorded in the history.
-    pub fn pause(&self, duration: Option<Duration>, reason: &str, by: &str) -> PauseRecord {
-        let since = now_ms();
+    /// `watchdog pause`: pause this node now, for `duration` if given. A pause already in
+    /// force is replaced (its reason, who and end) but keeps its start, and comes back as the
+    /// second value so the operator is told. `reason` and `by` are made safe to log
+    /// ([`operator_text`]). Saved, logged, counted and recorded in the history.
+    pub fn pause(
+        &self,
+        duration: Option<Duration>,
+        reason: &str,
+        by: &str,
+    ) -> (PauseRecord, Option<PauseRecord>) {
+        let (reason, by) = (operator_text(reason, REASON_MAX), operator_text(by, 200));
+        let now = now_ms();
+        let mut current = self.0.record.lock().unwrap_or_else(|p| p.into_inner());
+        let before = current.clone().filter(|p| p.until.is_none_or(|u| now < u));
         let record = PauseRecord {
-            reason: reason.into(),
-            by: by.into(),
-            since,
+            reason: reason.clone(),
+            by: by.clone(),
+            since: before.as_ref().map_or(now, |p| p.since),
             until: duration
-                .map(|d| since.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+                .map(|d| now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
         };
-        *self.0.record.lock().unwrap_or_else(|p| p.into_inner()) = Some(record.clone());
+        *current = Some(record.clone());
+        drop(current);
         self.0.store.pause_saved(Some(record.clone()));
         let for_s = duration.map(|d| d.as_secs_f64());
+        let until = match record.until {
+            Some(u) => format!("until {}", ms_rfc3339(u)),
+            None => "until `haproxy-watchdog resume`".into(),
+        };
         tracing::warn!(event = events::PAUSED, source = "command", by = %by, reason = %reason, for_s,
-            "paused: checks go on, no claim starts until `haproxy-watchdog resume`");
+            replaced = before.as_ref().map(|p| p.by.as_str()).unwrap_or(""),
+            "paused: checks go on, no claim starts {until}");
         self.0.metrics.paused_by("command");
         self.0.metrics.set_paused(true);
         let mut e = Entry::new(Kind::Paused, reason);
-        e.by = Some(by.into());
+        e.by = Some(by);
         self.0.history.record(e);
-        record
+        (record, before)
     }
 
     /// `watchdog resume`: end the operator's pause. Errors: the flag file still pauses the
-    /// node (the command's pause, if any, is ended anyway), or nothing pauses it.
+    /// node (the command's pause, if any, is ended anyway, and the error says so), or nothing
+    /// pauses it.
     pub fn resume(&self, by: &str) -> Result<PauseRecord, ResumeError> {
+        let by = operator_text(by, 200);
         let ended = self
             .0
             .record
@@ -258,7 +328,7 @@ impl Pause {
             self.0.store.pause_saved(None);
             tracing::info!(event = events::RESUMED, source = "command", by = %by, "resumed: claims may start again");
             let mut e = Entry::new(Kind::Resumed, format!("ended the pause {} set", p.by));
-            e.by = Some(by.into());
+            e.by = Some(by.clone());
             self.0.history.record(e);
         }
         let file = self
@@ -269,8 +339,11 @@ impl Pause {
             .clone();
         let still = self.now();
         match (ended, still) {
-            (_, Some(p)) if p.source == "maintenance_file" => {
-                Err(ResumeError::MaintenanceFile(file.unwrap_or_default()))
+            (ended, Some(p)) if p.source == "maintenance_file" => {
+                Err(ResumeError::MaintenanceFile {
+                    file: file.unwrap_or_default(),
+                    ended,
+                })
             }
             (Some(p), _) => Ok(p),
             (None, _) => Err(ResumeError::NotPaused),
@@ -312,6 +385,57 @@ mod tests {
         assert!(matches!(p.resume("bob"), Err(ResumeError::NotPaused)));
     }
 
+    /// A tester's find: a reason (or SUDO_USER) with a newline forged lines in the log and
+    /// in `status --history`.
+    #[test]
+    fn operator_text_never_carries_control_characters() {
+        let p = Pause::unpaused();
+        let (rec, _) = p.pause(None, "line1\nFAKE: rule up\n\u{1b}[31mRED", "mallory\nFAKE");
+        assert!(
+            !rec.reason.chars().any(char::is_control),
+            "{:?}",
+            rec.reason
+        );
+        assert!(!rec.by.chars().any(char::is_control), "{:?}", rec.by);
+        assert!(rec.reason.contains("line1\\nFAKE"), "{:?}", rec.reason);
+        assert_eq!(
+            operator_text(&"x".repeat(600), REASON_MAX).chars().count(),
+            REASON_MAX + 1
+        );
+    }
+
+    /// A tester's find: a second pause silently replaced the first, its start included.
+    #[test]
+    fn a_second_pause_keeps_its_start_and_says_what_it_replaced() {
+        let p = Pause::unpaused();
+        let (first, before) = p.pause(None, "patching", "alice (uid 1000)");
+        assert!(before.is_none());
+        std::thread::sleep(Duration::from_millis(5));
+        let (second, before) = p.pause(Some(Duration::from_secs(60)), "longer", "bob (uid 1001)");
+        assert_eq!(before.map(|b| b.by).as_deref(), Some("alice (uid 1000)"));
+        assert_eq!(second.since, first.since, "the pause began with the first");
+        assert_eq!(second.reason, "longer");
+    }
+
+    /// A tester's find: a restart after a `--for` had run out announced the node as still
+    /// paused.
+    #[test]
+    fn an_expired_pause_is_not_announced_or_kept_after_a_restart() {
+        let expired = PauseRecord {
+            reason: "drill".into(),
+            by: "root (uid 0)".into(),
+            since: 1,
+            until: Some(2),
+        };
+        let p = Pause::new(
+            Some(expired),
+            StateStore::default(),
+            History::in_memory(),
+            Arc::new(Metrics::new().expect("metrics")),
+        );
+        assert_eq!(p.now(), None);
+    }
+
     #[test]
     fn a_pause_for_a_duration_ends_by_itself() {
         let p = Pause::unpaused();
@@ -329,11 +453,25 @@ mod tests {
         p.set_file(Some(flag.clone()));
         assert_eq!(p.now(), None);
         std::fs::write(&flag, "replacing the NIC\nmore\n").expect("write");
+        let before = now_ms();
         let now = p.now().expect("paused by the file");
         assert_eq!(now.source, "maintenance_file");
         assert_eq!(now.reason, "replacing the NIC");
+        // Since the daemon noticed it, not the file's (older) modification time.
+        assert!(now.since >= before, "{now:?}");
+        // Both a command's pause and the file: both are said, and resume ends the first.
+        p.pause(None, "kernel", "root (uid 0)");
+        let both = p.now().expect("paused");
+        assert!(
+            both.to_string().contains("and by the maintenance file"),
+            "{both}"
+        );
         let e = p.resume("root (uid 0)").expect_err("the file still pauses");
         assert!(e.to_string().contains("rm "), "{e}");
+        assert!(
+            e.to_string().contains("ended the pause root (uid 0) set"),
+            "{e}"
+        );
         std::fs::remove_file(&flag).expect("rm");
         assert_eq!(p.now(), None);
     }

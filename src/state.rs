@@ -27,7 +27,7 @@ fn set_aside(dir: &Path, path: &Path, why: &str) -> StateFile {
     let aside = dir.join(format!("{FILE}.corrupt-{}", unix(SystemTime::now())));
     let _ = std::fs::rename(path, &aside);
     tracing::error!(event = events::STATE_CORRUPT, file = %path.display(), moved_to = %aside.display(), error = %why,
-        "starting without saved hold-downs and alerts");
+        "starting without saved hold-downs, claims in flight, alerts, rule states, pause and history: if this node was paused, pause it again");
     StateFile::default()
 }
 
@@ -46,12 +46,15 @@ struct StateFile {
     /// Each rule's [`crate::engine::RuleState`], by rule name, as the engine last saved it.
     #[serde(default)]
     rules: BTreeMap<String, serde_json::Value>,
-    /// `watchdog pause`, until `watchdog resume` or its end.
+    /// `watchdog pause`, until `watchdog resume` or its end. Kept as JSON and read on its
+    /// own: a pause another version wrote differently costs only itself (logged), never the
+    /// hold-downs and alerts beside it.
     #[serde(default)]
-    pause: Option<crate::pause::PauseRecord>,
-    /// The failover history (`watchdog status --history`), oldest first.
+    pause: Option<serde_json::Value>,
+    /// The failover history (`watchdog status --history`), oldest first; each entry read on
+    /// its own, for the same reason.
     #[serde(default)]
-    history: Vec<crate::history::Entry>,
+    history: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -150,7 +153,7 @@ pub struct Recovered {
     pub claims: BTreeMap<String, PendingClaim>,
     /// The pause an operator set, if it still held when the last run stopped.
     pub pause: Option<crate::pause::PauseRecord>,
-    /// The failover history, oldest first.
+    /// The failover history, oldest first (entries this version cannot read are left out).
     pub history: Vec<crate::history::Entry>,
 }
 
@@ -220,6 +223,27 @@ impl StateStore {
                 )
             })
             .unwrap_or_default();
+        let pause = pause.and_then(|p| match serde_json::from_value(p) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!(event = events::STATE_CORRUPT, part = "pause", error = %e,
+                    "the saved pause cannot be read: this node is NOT paused; pause it again if it should be");
+                None
+            }
+        });
+        let total = history.len();
+        let history: Vec<crate::history::Entry> = history
+            .into_iter()
+            .filter_map(|e| serde_json::from_value(e).ok())
+            .collect();
+        if history.len() < total {
+            tracing::warn!(
+                event = events::STATE_CORRUPT,
+                part = "history",
+                dropped = total - history.len(),
+                "history entries this version cannot read are left out"
+            );
+        }
         Ok((
             store,
             Recovered {
@@ -242,6 +266,13 @@ impl StateStore {
                     moved_at: unix(SystemTime::now()),
                 },
             );
+        });
+    }
+
+    /// Forget when `eip` last moved: no hold-down from this node's side.
+    pub fn move_forgotten(&self, eip: &str) {
+        self.update(|d| {
+            d.eips.remove(eip);
         });
     }
 
@@ -301,11 +332,16 @@ impl StateStore {
 
     /// Save the operator's pause (None: resumed).
     pub fn pause_saved(&self, pause: Option<crate::pause::PauseRecord>) {
+        let pause = pause.and_then(|p| serde_json::to_value(p).ok());
         self.update(|d| d.pause = pause);
     }
 
     /// Save the failover history, oldest first.
     pub fn history_saved(&self, history: Vec<crate::history::Entry>) {
+        let history = history
+            .into_iter()
+            .filter_map(|e| serde_json::to_value(e).ok())
+            .collect();
         self.update(|d| d.history = history);
     }
 
@@ -406,6 +442,51 @@ fn write(path: &Path, d: &StateFile) -> Result<(), OpenError> {
 
 #[cfg(test)]
 mod tests {
+    /// A tester's find: one history entry of a kind this version does not know (a newer
+    /// daemon's, before a downgrade) moved the whole state file aside, and the node came up
+    /// unpaused.
+    #[test]
+    fn an_unreadable_history_entry_or_pause_costs_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = StateStore::open(dir.path()).unwrap();
+            store.moved("203.0.113.10");
+            store.pause_saved(Some(crate::pause::PauseRecord {
+                reason: "must survive".into(),
+                by: "root (uid 0)".into(),
+                since: 1,
+                until: None,
+            }));
+            store.history_saved(vec![crate::history::Entry::new(
+                crate::history::Kind::Claimed,
+                "kept",
+            )]);
+        }
+        let path = dir.path().join(FILE);
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        v["history"].as_array_mut().unwrap().push(serde_json::json!(
+            {"at": 1, "kind": "from_the_future", "detail": "x", "timings": {}}
+        ));
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        let (store, recovered) = StateStore::open(dir.path()).unwrap();
+        assert_eq!(
+            recovered.pause.map(|p| p.reason).as_deref(),
+            Some("must survive")
+        );
+        assert_eq!(recovered.history.len(), 1, "{:?}", recovered.history);
+        assert!(store.moved_ago("203.0.113.10").is_some(), "hold-down kept");
+        drop(store);
+        // A pause written differently costs only the pause.
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        v["pause"] = serde_json::json!({"future": true});
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        let (store, recovered) = StateStore::open(dir.path()).unwrap();
+        assert!(recovered.pause.is_none());
+        assert!(store.moved_ago("203.0.113.10").is_some(), "hold-down kept");
+    }
+
     use super::*;
 
     #[test]

@@ -162,13 +162,27 @@ fn plus(t0: u64, t: u64) -> String {
 }
 
 /// What `watchdog pause` says.
-pub fn paused(p: &crate::pause::PauseRecord) -> String {
+pub fn paused(a: &crate::control::PauseAnswer) -> String {
+    let p = &a.pause;
     let until = p
         .until
         .map(|u| format!(" until {}", ms_rfc3339(u)))
         .unwrap_or_else(|| " until `haproxy-watchdog resume`".into());
+    let replaced = match &a.replaced {
+        Some(r) => format!(
+            "\n(it replaces the pause {} set{}; paused since {})",
+            r.by,
+            if r.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" for {:?}", r.reason)
+            },
+            ms_rfc3339(p.since)
+        ),
+        None => String::new(),
+    };
     format!(
-        "paused by {}{until}: checks go on, no claim starts{}",
+        "paused by {}{until}: checks go on, no claim starts{}{replaced}",
         p.by,
         if p.reason.is_empty() {
             String::new()
@@ -272,6 +286,8 @@ pub fn history_table(entries: &[crate::history::Entry]) -> String {
             ("claim started", t.claim_started),
             ("first mutating call", t.first_mutating_call),
             ("verified", t.verified),
+            ("check passes", t.check_passes),
+            ("egress from the EIP", t.egress_from_eip),
             ("alert sent", t.alert_sent),
         ];
         let Some(t0) = marks.iter().find_map(|(_, t)| *t) else {

@@ -40,12 +40,14 @@ pub struct Live {
     store: StateStore,
     /// Checks run and failed, and rule transitions, by rule.
     metrics: Arc<Metrics>,
-    /// Rule transitions are recorded here.
-    history: History,
+    /// Rule transitions, and operators' takeovers and drills, are recorded here.
+    pub(super) history: History,
     /// The rules, for `takeover` and `drill` to find the rule behind a claim.
     pub(super) rules: Vec<Rule>,
     /// `[egress]`, for a drill's proof that traffic leaves from the address.
     pub(super) egress: crate::config::EgressSettings,
+    /// Planned moves are waited for at shutdown, like claims.
+    pub(super) in_flight: crate::actions::claim_eip::InFlight,
 }
 
 impl Effects for Live {
@@ -286,6 +288,7 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
             history: deps.history.clone(),
             rules: config.rules.clone(),
             egress: config.egress.clone(),
+            in_flight: deps.in_flight.clone(),
         }),
         stop,
     })

@@ -14,7 +14,7 @@ use crate::config::{CheckSpec, EipRef, Rule};
 use crate::control::{MoveReport, Operate, TakeoverError, TakeoverReport, TakeoverRequest};
 use crate::engine::threshold::Transition;
 use crate::engine::Effects;
-use crate::history::{now_ms, Step, Timeline};
+use crate::history::{now_ms, Entry, Kind, Step, Timeline};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,9 +120,17 @@ impl Live {
                 kind,
             }),
         };
-        let (out, mut tl) = claim.run_timed(&ctx).await;
+        let mut received_entry = Entry::new(Kind::CommandReceived, format!("{kind} of {name}"));
+        received_entry.by = Some(by.clone());
+        received_entry.planned = Some(kind.into());
+        received_entry.action = Some(name.clone());
+        self.history.record(received_entry);
+        let (out, mut tl) = {
+            // Waited for at shutdown, like a claim a rule makes.
+            let _counted = self.in_flight.enter();
+            claim.run_timed(&ctx).await
+        };
         tl.steps.insert(0, received.clone());
-        let holds = tl.at("verified").is_some() || tl.at("already_here").is_some();
         let moved = matches!(out, ActionOutcome::Done(_)) && tl.at("verified").is_some();
         let eip = claim.eip();
         let mut passed = None;
@@ -137,17 +145,35 @@ impl Live {
                         EipRef::AllocationId(_) => tl.public_ip,
                     };
                     ok &= self.wait_for_egress(public, &mut tl).await;
+                } else {
+                    tl.mark(
+                        "egress_not_checked",
+                        "the action moves the address to its own private_ip, not the one this node's traffic leaves from",
+                    );
                 }
+                // What was measured counts only if the address is still here now.
+                ok &= still_here(claim, &mut tl).await;
             }
-            passed = Some(ok);
             if request.back && moved {
-                let (out_back, mut tl_back) = claim.give_back(&ctx).await;
-                if tl_back.at("verified").is_some() {
-                    self.wait_for_check(rule, &mut tl_back).await;
+                let (out_back, mut tl_back) = {
+                    let _counted = self.in_flight.enter();
+                    claim.give_back(&ctx).await
+                };
+                let returned =
+                    matches!(out_back, ActionOutcome::Done(_)) && tl_back.at("verified").is_some();
+                ok &= returned;
+                if returned {
+                    ok &= self.wait_for_check(rule, &mut tl_back).await;
                 }
                 back = Some(move_report("back", &out_back, tl_back));
             }
+            passed = Some(ok);
         }
+        // Where the address is at the end, as the provider says: not what the steps assumed.
+        let holds = match claim.is_here().await {
+            Ok((here, _)) => here,
+            Err(_) => false,
+        };
         let takeover = move_report(kind, &out, tl);
         let summary = summary(
             kind,
@@ -158,6 +184,20 @@ impl Live {
             passed,
             received.at,
         );
+        if request.drill {
+            let mut e = Entry::new(Kind::DrillResult, summary.clone());
+            e.by = Some(by.clone());
+            e.planned = Some(kind.into());
+            e.action = Some(name.clone());
+            e.reason = takeover.reason.clone();
+            let at = |step: &str| takeover.steps.iter().find(|s| s.step == step).map(|s| s.at);
+            e.timings.claim_started = at("claim_started");
+            e.timings.first_mutating_call = at("first_mutating_call");
+            e.timings.verified = at("verified");
+            e.timings.check_passes = at("check_passes");
+            e.timings.egress_from_eip = at("egress_from_eip");
+            self.history.record(e);
+        }
         Ok(TakeoverReport {
             action: name,
             eip: eip.to_string(),
@@ -238,6 +278,28 @@ impl Live {
     }
 }
 
+/// A drill's last look: the provider still shows the address on this node (another node or
+/// an operator may have moved it while the drill measured).
+async fn still_here(claim: &ClaimEip, tl: &mut Timeline) -> bool {
+    match claim.is_here().await {
+        Ok((true, holder)) => {
+            tl.mark("still_here", holder);
+            true
+        }
+        Ok((false, holder)) => {
+            tl.mark("moved_away", format!("the address is on {holder} now"));
+            false
+        }
+        Err(e) => {
+            tl.mark("moved_away", format!("cannot tell who holds it: {e}"));
+            false
+        }
+    }
+}
+
+/// Steps whose presence fails a drill.
+const FAILED_STEPS: &[&str] = &["check_failing", "egress_unproven", "moved_away"];
+
 /// The one line `takeover` and `drill` end with.
 fn summary(
     kind: &str,
@@ -256,7 +318,11 @@ fn summary(
         _ if holds => "takeover: nothing to do".to_string(),
         _ => format!("takeover {}", m.outcome.to_uppercase()),
     };
-    let mut parts = Vec::new();
+    let mut parts: Vec<String> = steps
+        .iter()
+        .filter(|s| FAILED_STEPS.contains(&s.step.as_str()))
+        .map(|s| format!("{}: {}", s.step, s.detail))
+        .collect();
     if let Some(r) = &m.reason {
         parts.push(format!("{r}: {}", m.detail));
     } else if m.outcome != "done" {
@@ -273,15 +339,27 @@ fn summary(
         }
     }
     let mut line = format!("{head}: {eip}");
-    if holds {
-        line.push_str(" is on this node");
-    }
+    line.push_str(if holds {
+        " is on this node"
+    } else {
+        " is not on this node"
+    });
     if !parts.is_empty() {
         line.push_str(&format!(" ({})", parts.join(", ")));
     }
     if let Some(b) = back {
         let t0b = b.steps.first().map_or(t0, |s| s.at);
+        let failed: Vec<String> = b
+            .steps
+            .iter()
+            .filter(|s| FAILED_STEPS.contains(&s.step.as_str()))
+            .map(|s| format!("{}: {}", s.step, s.detail))
+            .collect();
         match after(&b.steps, t0b, "verified") {
+            Some(t) if b.outcome == "done" && !failed.is_empty() => line.push_str(&format!(
+                "; returned, verified +{t}, then {}",
+                failed.join(", ")
+            )),
             Some(t) if b.outcome == "done" => line.push_str(&format!("; returned, verified +{t}")),
             _ => line.push_str(&format!(
                 "; NOT returned ({}{})",

@@ -167,6 +167,8 @@ pub const PREFLIGHT_CHECK: &str = "preflight_check";
 pub const PAUSED: &str = "paused";
 /// The pause ended (`source`/`by`: a `resume` command, `expiry` of `--for`, or the maintenance file gone).
 pub const RESUMED: &str = "resumed";
+/// A move released the Elastic IP but could not associate it: nobody holds it (an alert says so).
+pub const EIP_UNASSOCIATED: &str = "eip_unassociated";
 /// `drill --back` returned the Elastic IP to the node the drill took it from (`from`, `to`).
 pub const EIP_RETURNED: &str = "eip_returned";
 /// An operator asked for a planned takeover or a drill (`action`, `by`, `drill`).
@@ -259,6 +261,7 @@ pub const ALL: &[&str] = &[
     PAUSED,
     RESUMED,
     EIP_RETURNED,
+    EIP_UNASSOCIATED,
     TAKEOVER_REQUESTED,
     TAKEOVER_FINISHED,
     CONTROL_REFUSED,

@@ -372,6 +372,18 @@ impl<P: Provider, L: Local> Gates<P, L> {
             tracing::info!(event = events::EGRESS_VERIFIED, rule = %ctx.rule, action = %self.spec.name, egress_ip = %egress);
         }
         if before.public_ip == Some(egress) {
+            // An operator's takeover trusts the API, which says another node holds it: a NAT
+            // or proxy in this node's path may be what leaves from the EIP.
+            if planned.is_some() {
+                return refused(
+                    "egress_is_the_eip",
+                    format!(
+                        "checkip says this node's traffic leaves from {egress}, the EIP itself, but EC2 says it is on {}: \
+                         a NAT or proxy in this node's path? not moving it",
+                        before.holder
+                    ),
+                );
+            }
             tl.mark("already_here", format!("egress from {egress}"));
             return ActionOutcome::NoOp(format!(
                 "checkip says this node's traffic already leaves from {egress}: the EIP is ours (the API says it is on {})",
@@ -444,7 +456,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             }
             Ok(MoveResult::Failed(e)) => {
                 self.holds.claim_settled(eip, None);
-                return ActionOutcome::Error(e);
+                return ActionOutcome::Error(self.after_failed_move(eip, e, announce).await);
             }
             Ok(MoveResult::Rehearsed) => {
                 self.holds.claim_settled(eip, None);
@@ -493,6 +505,47 @@ impl<P: Provider, L: Local> Gates<P, L> {
             before.holder,
             spot.describe()
         ))
+    }
+
+    /// A move failed (`error`): read where the address is now. When nobody holds it (the
+    /// release went through, the association did not), say so and queue an alert: the
+    /// address is dark until a claim (this node's next cycle, or another node's) takes it.
+    async fn after_failed_move(
+        &self,
+        eip: &EipRef,
+        error: String,
+        announce: &mut Option<(u64, Alert)>,
+    ) -> String {
+        let now = match self.provider.read(eip).await {
+            Ok(o) => o,
+            Err(e) => return format!("{error}; then reading who holds {eip} failed too: {e}"),
+        };
+        if now.token.is_some() {
+            return format!("{error}; {eip} is still on {}", now.holder);
+        }
+        tracing::error!(event = events::EIP_UNASSOCIATED, eip = %eip, error = %error,
+            "the move released the EIP but could not associate it: nobody holds it now");
+        let detail = format!(
+            "{error}; {eip} is now associated with NOBODY (released, not associated): it is dark until a claim takes it"
+        );
+        if let Some(topic) = &self.spec.sns_topic_arn {
+            let alert = Alert {
+                topic_arn: topic.clone(),
+                subject: sns_subject(
+                    &self.subject_prefix,
+                    &format!("{eip} is associated with nobody after a failed move"),
+                ),
+                message: format!(
+                    "Elastic IP {eip} was released but could not be associated: {error}.\n\
+                     Nobody holds it now; the next claim (this node's next cycle, or another node's) takes it.\n\
+                     Time: {}\n",
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+                ),
+            };
+            let id = self.holds.store_alert(&alert);
+            *announce = Some((id, alert));
+        }
+        detail
     }
 
     /// The move itself, from `from` onto `to`, in its own task: from the first mutating call
@@ -646,10 +699,12 @@ impl<P: Provider, L: Local> Gates<P, L> {
         );
         let task = self.spawn_move(eip, &now, &back_to, tl);
         let result = task.await;
-        // Whatever happened, the address moved under this node's hand or was fought over:
-        // no claim from here for the hold-down.
-        *last_move = Some(Instant::now());
-        self.holds.record(eip);
+        // Handed away on purpose: this node must be free to take it back at once if the
+        // other node fails (a hold-down would keep the address dark for its length), and this
+        // move is no other node's takeover for the moved-meanwhile gate.
+        *last_move = None;
+        self.holds.forget(eip);
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let verified = match result {
             Ok(MoveResult::Moved(_, Verified::Yes)) => {
                 tl.mark("verified", back_to.describe());
@@ -668,7 +723,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             }
             Ok(MoveResult::Failed(e)) => {
                 self.holds.claim_settled(eip, None);
-                return ActionOutcome::Error(e);
+                return ActionOutcome::Error(self.after_failed_move(eip, e, announce).await);
             }
             Ok(MoveResult::Rehearsed) => {
                 self.holds.claim_settled(eip, None);
@@ -813,6 +868,18 @@ impl<P: Provider, L: Local> Claim for Gates<P, L> {
         ctx: &'a ActionContext,
     ) -> super::BoxFuture<'a, (ActionOutcome, Timeline)> {
         Box::pin(Gates::give_back(self, ctx))
+    }
+
+    fn is_here(&self) -> super::BoxFuture<'_, Result<(bool, String), String>> {
+        Box::pin(async move {
+            let spot = self.provider.here().await.map_err(|e| e.to_string())?;
+            let owner = self
+                .provider
+                .read(&self.spec.eip)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((P::holds(&spot, &owner), owner.holder))
+        })
     }
 
     fn note_owner(&self) {

@@ -121,6 +121,18 @@ impl HoldDowns {
         self.store.moved(&eip.to_string());
     }
 
+    /// Forget the saved hold-down of `eip` (the caller clears the in-memory time under its
+    /// lock): this node handed it away on purpose.
+    fn forget(&self, eip: &EipRef) {
+        self.store.move_forgotten(&eip.to_string());
+    }
+
+    /// Keep `alert` in the state file until it is delivered; its id.
+    fn store_alert(&self, alert: &Alert) -> u64 {
+        self.store
+            .alert_queued(&alert.topic_arn, &alert.subject, &alert.message)
+    }
+
     /// Save that a claim of `eip` is about to change the provider (its hold-down starts too).
     fn claim_started(&self, eip: &EipRef, claim: PendingClaim) {
         self.store.claim_started(&eip.to_string(), claim);
@@ -140,7 +152,8 @@ impl HoldDowns {
 pub struct InFlight(Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>);
 
 impl InFlight {
-    fn enter(&self) -> InFlightGuard {
+    /// Count a task in until the guard is dropped.
+    pub(crate) fn enter(&self) -> InFlightGuard {
         self.0 .0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         InFlightGuard(self.clone())
     }
@@ -157,7 +170,8 @@ impl InFlight {
     }
 }
 
-struct InFlightGuard(InFlight);
+/// Counts its task in [`InFlight`] while it lives.
+pub(crate) struct InFlightGuard(InFlight);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
@@ -184,10 +198,7 @@ impl ClaimEip {
         let eip = spec.eip.clone();
         // OpsWorks associates with the instance (its primary private IP); EC2 with the
         // configured address, or the ENI's primary one when none is set.
-        let on_primary = match spec.provider {
-            ClaimProvider::OpsWorks => true,
-            ClaimProvider::Ec2 => spec.private_ip.is_none() && env.identity.private_ip_is_primary(),
-        };
+        let on_primary = proves_egress(spec.provider, spec.private_ip);
         let local = Arc::new(gates::LiveLocal::new(&env));
         let ec2_here = || ec2::Here::new(env.identity.clone(), spec.private_ip);
         let ow_here = || opsworks::Here::new(env.opsworks_identity.clone());
@@ -240,6 +251,12 @@ impl ClaimEip {
         self.0.give_back(ctx).await
     }
 
+    /// Whether the provider shows the EIP on this node now, and who holds it (a fresh read).
+    /// Errors: this node's identity or the read failed (the message says which).
+    pub async fn is_here(&self) -> Result<(bool, String), String> {
+        self.0.is_here().await
+    }
+
     /// The Elastic IP this action moves.
     pub fn eip(&self) -> crate::config::EipRef {
         self.1.clone()
@@ -260,6 +277,18 @@ impl ClaimEip {
     }
 }
 
+/// Whether this node's own traffic leaves from the address once a claim has moved it, so
+/// that a drill can prove the public path through checkip: OpsWorks associates with the
+/// instance (its primary private IP); EC2 with the node's private IP (`[node] private_ip`,
+/// else the ENI's primary one) unless the action names its own `private_ip`, a secondary
+/// address by design.
+pub fn proves_egress(provider: ClaimProvider, action_private_ip: Option<Ipv4Addr>) -> bool {
+    match provider {
+        ClaimProvider::OpsWorks => true,
+        ClaimProvider::Ec2 => action_private_ip.is_none(),
+    }
+}
+
 /// A boxed future, so that [`ClaimEip`] can hold the gates of any provider.
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -273,6 +302,7 @@ trait Claim: Send + Sync {
         &'a self,
         ctx: &'a ActionContext,
     ) -> BoxFuture<'a, (ActionOutcome, crate::history::Timeline)>;
+    fn is_here(&self) -> BoxFuture<'_, Result<(bool, String), String>>;
     fn note_owner(&self);
     fn reconcile(&self, claim: PendingClaim, stopping: tokio::sync::watch::Receiver<bool>);
 }
@@ -457,4 +487,21 @@ fn refused(reason: &'static str, detail: String) -> ActionOutcome {
 
 fn fmt_secs(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs().max(1))).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tester's find: with `[node] private_ip` set, a drill skipped its checkip proof and
+    /// passed without it.
+    #[test]
+    fn a_drill_proves_the_public_path_whenever_the_address_goes_to_the_nodes_own_ip() {
+        assert!(proves_egress(ClaimProvider::Ec2, None));
+        assert!(proves_egress(ClaimProvider::OpsWorks, None));
+        assert!(!proves_egress(
+            ClaimProvider::Ec2,
+            Some(Ipv4Addr::new(10, 0, 1, 200))
+        ));
+    }
 }

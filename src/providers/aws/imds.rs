@@ -47,13 +47,6 @@ impl IdentitySource {
         }
     }
 
-    /// True when a claim without its own `private_ip` goes to the ENI's primary private IP,
-    /// the address this node's own traffic leaves from: `[node] private_ip` is unset (then
-    /// it is the ENI's first `local-ipv4s` entry, its primary private IP).
-    pub fn private_ip_is_primary(&self) -> bool {
-        self.settings.private_ip.is_none()
-    }
-
     /// This node's identity. Errors: [`IdentityError::Lookup`], what instance metadata said
     /// or did not say; while a failed lookup's backoff runs, [`IdentityError::BackingOff`]
     /// with that error again, without asking the service.
