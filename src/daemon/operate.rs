@@ -139,20 +139,22 @@ impl Live {
             let mut ok = moved;
             if moved {
                 ok &= self.wait_for_check(rule, &mut tl).await;
-                if claim.on_primary_ip() {
+                // What was measured counts only while the address is still here; gone, the
+                // public path cannot be proven from here either.
+                ok = ok && still_here(claim, &mut tl).await;
+                if ok && claim.on_primary_ip() {
                     let public = match &eip {
                         EipRef::PublicIp(ip) => Some(*ip),
                         EipRef::AllocationId(_) => tl.public_ip,
                     };
                     ok &= self.wait_for_egress(public, &mut tl).await;
-                } else {
+                    ok = ok && still_here(claim, &mut tl).await;
+                } else if ok {
                     tl.mark(
                         "egress_not_checked",
                         "the action moves the address to its own private_ip, not the one this node's traffic leaves from",
                     );
                 }
-                // What was measured counts only if the address is still here now.
-                ok &= still_here(claim, &mut tl).await;
             }
             if request.back && moved {
                 let (out_back, mut tl_back) = {
@@ -372,4 +374,55 @@ fn summary(
         }
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(step: &str, at: u64, detail: &str) -> Step {
+        Step {
+            step: step.into(),
+            at,
+            detail: detail.into(),
+        }
+    }
+
+    /// A tester's find: a failed drill's last line named no failed step, and a `--back` whose
+    /// check then failed still read as returned.
+    #[test]
+    fn a_failed_drills_last_line_names_the_step_that_failed() {
+        let m = MoveReport {
+            kind: "drill".into(),
+            outcome: "done".into(),
+            reason: None,
+            detail: "claimed".into(),
+            steps: vec![
+                step("command_received", 1000, ""),
+                step("first_mutating_call", 1100, ""),
+                step("verified", 1200, ""),
+                step("egress_unproven", 61200, "checkip says 198.51.100.7"),
+            ],
+        };
+        let back = MoveReport {
+            kind: "back".into(),
+            outcome: "done".into(),
+            reason: None,
+            detail: "returned".into(),
+            steps: vec![
+                step("claim_started", 70000, ""),
+                step("verified", 70100, ""),
+                step("check_failing", 130100, "HTTP 502"),
+            ],
+        };
+        let eip = EipRef::PublicIp(Ipv4Addr::new(203, 0, 113, 10));
+        let line = summary("drill", &eip, &m, Some(&back), false, Some(false), 1000);
+        assert!(line.starts_with("drill FAILED"), "{line}");
+        assert!(
+            line.contains("egress_unproven: checkip says 198.51.100.7"),
+            "{line}"
+        );
+        assert!(line.contains("then check_failing: HTTP 502"), "{line}");
+        assert!(line.contains("is not on this node"), "{line}");
+    }
 }

@@ -466,3 +466,121 @@ async fn commands_from_a_user_neither_root_nor_the_daemons_are_refused() {
         );
     }
 }
+
+/// A tester's find: a drill measured the rule's check passing while the address had gone to
+/// the other node, and said "passed" (exit 0, holds true).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_fails_when_the_address_leaves_while_it_measures() {
+    let bed = TestBed::new(&["a", "b"], Some("a")).await;
+    served_by(&bed, "a").await;
+    // b's rule checks a target inside b that the test turns on and off, and never fails
+    // the rule by itself (fail_after is high): the drill waits for it to pass.
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = up.clone();
+    let _target = testkit::http::serve_on(
+        bed.nodes["b"].host.bind("127.0.0.1:9090".parse().unwrap()),
+        Arc::new(move |_| {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                testkit::http::Reply::ok("up")
+            } else {
+                testkit::http::Reply::Status(503, "down".into())
+            }
+        }),
+    );
+    let wa = bed.start("a", &bed.conf("a"));
+    let mut cb = bed.conf("b");
+    cb.target = "http://127.0.0.1:9090/".into();
+    cb.fail_after = 1000;
+    let wb = bed.start("b", &cb);
+    wa.wait_event(T, "started").await;
+    wb.wait_event(T, "started").await;
+    let socket = wb.control_socket();
+    let drill = tokio::spawn(async move {
+        let mut cmd = tokio::process::Command::new(bin());
+        cmd.args(["drill", "--json", "--socket"]).arg(socket);
+        cmd.output().await.unwrap()
+    });
+    wb.wait_event(T, "eip_claimed").await;
+    // While the drill waits for b's check, an operator moves the address back to a.
+    ok(&wa.ctl(&["takeover"]).await);
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = drill.await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["passed"].as_bool(), r["holds"].as_bool()),
+        (Some(false), Some(false)),
+        "{r}"
+    );
+    assert!(r["summary"].as_str().unwrap().contains("moved_away"), "{r}");
+    let metrics = testkit::control_get(&wb.control_socket(), "/metrics").await;
+    assert!(
+        metrics.contains("watchdog_drills_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
+    // The history keeps the command and the drill's result.
+    let h: Vec<Value> =
+        serde_json::from_str(&ok(&wb.ctl(&["status", "--history", "--json"]).await)).unwrap();
+    assert!(h.iter().any(|e| e["kind"] == "command_received"), "{h:?}");
+    assert!(h.iter().any(|e| e["kind"] == "drill_result"), "{h:?}");
+}
+
+/// A tester's find: after `drill --back` handed the address back, this node's hold-down
+/// kept it from taking the address again when the other node failed right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_gave_the_address_back_takes_it_again_when_the_other_fails() {
+    let mut bed = TestBed::new(&["a", "b"], Some("a")).await;
+    served_by(&bed, "a").await;
+    let (_wa, wb) = pair(&bed).await;
+    let r = ok(&wb.ctl(&["drill", "--back"]).await);
+    assert!(r.contains("drill passed"), "{r}");
+    assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
+    let claims = wb.count("eip_claimed");
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    // hold_down is 60 s on the bed: a claim within 15 s means none applied.
+    wb.wait_for(Duration::from_secs(15), "b takes it again", |e| {
+        e["event"] == "eip_claimed"
+    })
+    .await;
+    eventually(Duration::from_secs(15), "a second claim", || async {
+        (wb.count("eip_claimed") > claims).then_some(())
+    })
+    .await;
+    served_by(&bed, "b").await;
+}
+
+/// A tester's find: SIGTERM during a takeover stopped the daemon before the move's alert
+/// was sent (it waited in the state file for the next start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_waits_for_a_planned_move_and_sends_its_alert() {
+    let bed = TestBed::new(&["a", "b"], Some("a")).await;
+    let (_wa, wb) = pair(&bed).await;
+    bed.proxy.inject(
+        "AssociateAddress",
+        testkit::awsproxy::Fault::HoldAnswer(Duration::from_secs(3)),
+        1,
+    );
+    let socket = wb.control_socket();
+    let takeover = tokio::spawn(async move {
+        let mut cmd = tokio::process::Command::new(bin());
+        cmd.args(["takeover", "--socket"]).arg(socket);
+        cmd.output().await.unwrap()
+    });
+    eventually(T, "the associate in flight", || async {
+        (bed.proxy.count("AssociateAddress").0 > 0).then_some(())
+    })
+    .await;
+    wb.signal("TERM");
+    let (code, log) = wb.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    let _ = takeover.await;
+    let pos = |event: &str| {
+        log.lines()
+            .position(|l| l.contains(&format!("\"event\":\"{event}\"")))
+            .unwrap_or_else(|| panic!("no {event}: {log}"))
+    };
+    assert!(pos("eip_claimed") < pos("stopped"), "{log}");
+    assert!(pos("alert_sent") < pos("stopped"), "{log}");
+    assert_eq!(bed.world.alerts(Duration::from_secs(3)).await.len(), 1);
+    assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
+}

@@ -1695,4 +1695,39 @@ mod tests {
         assert!(order.iter().all(Option::is_some), "{t:?}");
         assert!(order.windows(2).all(|w| w[0] <= w[1]), "{t:?}");
     }
+
+    /// A tester's find: checkip answering the EIP made a planned takeover say "nothing to do,
+    /// it is on this node" (exit 0) while EC2 showed it on the other node.
+    #[tokio::test(start_paused = true)]
+    async fn a_planned_takeover_trusts_the_api_over_checkip() {
+        let b = bed();
+        *b.local.egress.lock().unwrap() = Ok(EIP);
+        let (out, tl) = b.gates.run_timed(&planned()).await;
+        assert_eq!(reason(&out), "egress_is_the_eip");
+        assert!(tl.at("already_here").is_none(), "{tl:?}");
+        assert!(!b.calls.take().contains(&"take"));
+    }
+
+    /// A tester's find: a move that released the EIP and failed to associate it left the
+    /// address on nobody without a word.
+    #[tokio::test(start_paused = true)]
+    async fn a_move_that_fails_after_the_release_says_the_address_is_dark() {
+        let b = bed();
+        *b.holder.lock().unwrap() = None;
+        b.next_take.lock().unwrap().push_back(MoveResult::Failed(
+            "ec2:AssociateAddress: InternalError".into(),
+        ));
+        let out = b.gates.run(&planned()).await;
+        assert!(
+            matches!(&out, ActionOutcome::Error(d) if d.contains("NOBODY") && d.contains("InternalError")),
+            "{out:?}"
+        );
+        let alerts = b.local.alerts.lock().unwrap();
+        assert_eq!(alerts.len(), 1, "one alert says the address is dark");
+        assert!(
+            alerts[0].subject.contains("associated with nobody"),
+            "{:?}",
+            alerts[0]
+        );
+    }
 }
