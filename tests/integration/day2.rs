@@ -438,7 +438,13 @@ async fn commands_from_a_user_neither_root_nor_the_daemons_are_refused() {
         Some(0),
         "status stays open"
     );
-    assert_eq!(wd.count("control_refused"), 1);
+    let refused = wd.events("control_refused");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(
+        refused[0]["uid"], "65534",
+        "no Rust formatting: {}",
+        refused[0]
+    );
     assert_eq!(wd.count("paused"), 0);
     // No claim action: takeover says so.
     let out = wd.ctl(&["takeover"]).await;
@@ -583,4 +589,43 @@ async fn a_shutdown_waits_for_a_planned_move_and_sends_its_alert() {
     assert!(pos("alert_sent") < pos("stopped"), "{log}");
     assert_eq!(bed.world.alerts(Duration::from_secs(3)).await.len(), 1);
     assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
+}
+
+/// A tester's find: anyone who could open the control socket could hold hundreds of idle
+/// connections and take the daemon's file descriptors from its checks.
+#[tokio::test]
+async fn a_flood_of_idle_control_connections_is_capped() {
+    let target = testkit::http::Stub::start(testkit::http::Reply::ok("ok\n")).await;
+    let toml = format!(
+        "[rules.web]\ncheck = {{ type = \"http\", url = \"{}\" }}\ninterval = \"200ms\"\ntimeout = \"150ms\"\n",
+        target.url()
+    );
+    let wd = Watchdog::start("n", &testkit::watchdog::Env::offline(), &toml, &[]);
+    wd.wait_event(T, "started").await;
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", wd.pid()))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        use tokio::io::AsyncWriteExt;
+        let mut c = tokio::net::UnixStream::connect(wd.control_socket())
+            .await
+            .unwrap();
+        c.write_all(b"GET /status HTTP/1.1\r\n").await.unwrap();
+        idle.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = fds();
+    assert!(
+        during <= before + haproxy_watchdog::control::MAX_CONNECTIONS + 4,
+        "{before} fds before, {during} with 300 idle clients"
+    );
+    // The rule goes on meanwhile.
+    let checks = wd.count("check_passed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(wd.count("check_passed") > checks, "{}", wd.log());
+    drop(idle);
 }

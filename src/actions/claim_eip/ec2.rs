@@ -168,7 +168,16 @@ impl Provider for Claims {
     }
 
     fn address_label(eip: &EipRef, owner: &Owner<AddressState>) -> String {
-        format!("{eip} ({})", owner.state.allocation_id)
+        label(eip, &owner.state)
+    }
+}
+
+/// The address as alerts name it: its public IPv4 and its allocation id, whichever of the two
+/// the configuration names it by.
+pub fn label(eip: &EipRef, a: &AddressState) -> String {
+    match (eip, a.public_ip) {
+        (EipRef::AllocationId(_), Some(ip)) => format!("{ip} ({})", a.allocation_id),
+        _ => format!("{eip} ({})", a.allocation_id),
     }
 }
 
@@ -261,6 +270,21 @@ mod tests {
             network_interface_id: eni.map(str::to_owned),
             private_ip: ip.map(Ipv4Addr::from),
         }
+    }
+
+    /// A tester's find: with `allocation_id` configured, alerts named the address
+    /// "eipalloc-1 (eipalloc-1)" and never its public IP.
+    #[test]
+    fn alerts_name_the_public_ip_however_the_address_is_configured() {
+        let a = addr(Some("eni-a"), Some([10, 0, 0, 5]));
+        assert_eq!(
+            label(&EipRef::AllocationId("eipalloc-1".into()), &a),
+            "203.0.113.10 (eipalloc-1)"
+        );
+        assert_eq!(
+            label(&EipRef::PublicIp(Ipv4Addr::new(203, 0, 113, 10)), &a),
+            "203.0.113.10 (eipalloc-1)"
+        );
     }
 
     #[test]

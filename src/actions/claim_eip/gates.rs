@@ -407,12 +407,16 @@ impl<P: Provider, L: Local> Gates<P, L> {
         // daemon is in hold-down (unless nobody holds the EIP) and reads who holds it, to
         // announce a move that completed (`reconcile`).
         let topic = self.spec.sns_topic_arn.clone();
+        // The public IP, also when the configuration names the address by allocation id.
+        let shown = before
+            .public_ip
+            .map_or_else(|| eip.to_string(), |ip| ip.to_string());
         let subject = sns_subject(
             &self.subject_prefix,
             &match planned {
-                None => format!("{} took over {eip}", spot.instance_id()),
+                None => format!("{} took over {shown}", spot.instance_id()),
                 Some(p) => format!(
-                    "{} took over {eip} (planned {})",
+                    "{} took over {shown} (planned {})",
                     spot.instance_id(),
                     p.kind
                 ),
