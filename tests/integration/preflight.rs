@@ -203,6 +203,17 @@ async fn preflight_json_says_each_result() {
     assert!(checks.iter().any(|c| c["result"] == "skip"
         && c["what"].as_str().unwrap_or("").starts_with("sns:Publish")
         && c["why"].as_str().is_some()));
+    // Fault kind: a stable JSON shape. The same five keys on every entry, and a `check`
+    // identifier beside the human `what`.
+    for c in checks {
+        let keys: Vec<&String> = c.as_object().expect("object").keys().collect();
+        assert_eq!(keys, ["check", "fix", "result", "what", "why"], "{c}");
+        assert!(c["check"].as_str().is_some_and(|s| !s.is_empty()), "{c}");
+    }
+    assert!(checks
+        .iter()
+        .any(|c| c["check"] == "ec2:AssociateAddress claim" && c["result"] == "pass"));
+    assert!(checks.iter().any(|c| c["check"] == "imds"));
 }
 
 #[tokio::test]
