@@ -222,47 +222,65 @@ pub(super) async fn identity(report: &mut Report, config: &Config) -> Option<Nod
     Some(id)
 }
 
-/// Does EC2's owner of an Elastic IP contradict checkip answering that Elastic IP? Only the
-/// claim's own ENI and private IP may make this node's traffic leave from it. None: no
-/// contradiction.
-fn egress_contradiction(
+/// What checkip's answer says against who EC2 says holds each claim's Elastic IP.
+#[derive(Debug, PartialEq, Eq)]
+enum Egress {
+    /// Another public address, or the Elastic IP on this node's ENI and private IP.
+    Fine,
+    /// The Elastic IP, but who holds it or who this node is could not be read: why.
+    Unknown(String),
+    /// The Elastic IP, held elsewhere: why and the fix.
+    Contradiction(String, String),
+}
+
+/// Does checkip answering `egress` contradict the owner EC2 reports? Only the claim's own ENI
+/// and private IP may make this node's traffic leave from its Elastic IP.
+fn egress_verdict(
     egress: Ipv4Addr,
     owners: &[Owner],
     config: &Config,
     me: Option<&NodeIdentity>,
-) -> Option<(String, String)> {
-    let owner = owners.iter().find(|o| o.public_ip == egress)?;
+) -> Egress {
+    let Some(owner) = owners.iter().find(|o| o.public_ip == egress) else {
+        let unread = claims(config).into_iter().find(|c| {
+            c.provider == ClaimProvider::Ec2 && c.eip == crate::config::EipRef::PublicIp(egress)
+        });
+        return match unread {
+            Some(c) => Egress::Unknown(format!(
+                "it answers {egress}, the Elastic IP of action {:?}, whose holder could not be read (above): whether this node holds it is not known",
+                c.name
+            )),
+            None => Egress::Fine,
+        };
+    };
     let a = &owner.address;
+    let Some(me) = me else {
+        return Egress::Unknown(format!(
+            "it answers {egress}, the Elastic IP of action {:?}, held by {}; this node's ENI is not known (instance metadata, above), so whether that is this node is not known",
+            owner.action,
+            a.holder()
+        ));
+    };
     let claim_ip = config.actions.get(&owner.action).and_then(|s| match s {
         ActionSpec::ClaimEip(c) => c.private_ip,
         _ => None,
     });
-    if let Some(me) = me {
-        let want_ip = claim_ip.unwrap_or(me.private_ip);
-        let on_eni = a.network_interface_id.as_deref() == Some(me.network_interface_id.as_str());
-        // EC2 may not report the private IP; then the ENI decides.
-        if on_eni
-            && a.private_ip
-                .is_none_or(|p| p == want_ip || me.private_ips.contains(&p))
-        {
-            return None;
-        }
+    let want_ip = claim_ip.unwrap_or(me.private_ip);
+    let on_eni = a.network_interface_id.as_deref() == Some(me.network_interface_id.as_str());
+    // EC2 may not report the private IP; then the ENI decides.
+    if on_eni && a.private_ip.is_none_or(|p| p == want_ip) {
+        return Egress::Fine;
     }
-    let here = match me {
-        Some(me) => format!(
-            "this node is {} on {}",
-            me.instance_id, me.network_interface_id
-        ),
-        None => "this node's ENI is not known".into(),
-    };
-    Some((
+    Egress::Contradiction(
         format!(
-            "it answers {egress}, the Elastic IP of action {:?}, but EC2 says {egress} is held by {} and {here}: a NAT or proxy in the path makes this node's traffic leave from the Elastic IP although it does not hold it, and the claim would take that for \"already ours\" and never move the address",
+            "it answers {egress}, the Elastic IP of action {:?}, but EC2 says {egress} is held by {}, and this node is {} on {}, private IP {want_ip}: a NAT or proxy in the path makes this node's traffic leave from the Elastic IP although it does not hold it, and the claim would take that for \"already ours\" and never move the address",
             owner.action,
-            a.holder()
+            a.holder(),
+            me.instance_id,
+            me.network_interface_id
         ),
         "send checkip (and this node's outbound traffic) directly through the instance's own public address or a NAT gateway whose address is not the Elastic IP (route table, proxy settings: HTTPS_PROXY/NO_PROXY in the service's environment), or set [egress] checkip_url to a service reached that way".to_owned(),
-    ))
+    )
 }
 
 /// Each checkip URL in use answers one public IPv4 address: `[egress]`'s when a claim
@@ -324,12 +342,15 @@ pub(super) async fn checkip(
         let check = format!("checkip {url}");
         let what = format!("checkip {url} ({by})");
         match crate::checks::checkip::egress_ip(&client, &url, timeout).await {
-            Ok(ip) => match egress_contradiction(ip, owners, config, me).filter(|_| claims) {
-                None => report.push(Check::pass(
+            Ok(ip) => match (claims, egress_verdict(ip, owners, config, me)) {
+                (false, _) | (true, Egress::Fine) => report.push(Check::pass(
                     check,
                     format!("{what} answers a public IPv4 address: {ip}"),
                 )),
-                Some((why, fix)) => report.push(Check::fail(check, what, why, fix)),
+                (true, Egress::Unknown(why)) => report.push(Check::skip(check, what, why)),
+                (true, Egress::Contradiction(why, fix)) => {
+                    report.push(Check::fail(check, what, why, fix))
+                }
             },
             Err(e) => report.push(Check::fail(
                 check,
@@ -859,7 +880,9 @@ on_fail = ["claim"]
         };
         let eip: Ipv4Addr = "203.0.113.10".parse().unwrap();
         let other = [owner("eni-other", "10.0.1.9")];
-        let (why, fix) = egress_contradiction(eip, &other, &c, Some(&me)).expect("a FAIL");
+        let Egress::Contradiction(why, fix) = egress_verdict(eip, &other, &c, Some(&me)) else {
+            panic!("not a contradiction");
+        };
         assert!(
             why.contains("held by i-0other (eni-other, 10.0.1.9)"),
             "{why}"
@@ -868,13 +891,28 @@ on_fail = ["claim"]
         assert!(!fix.is_empty());
         // Ours: no contradiction.
         let ours = [owner("eni-me", "10.0.1.5")];
-        assert!(egress_contradiction(eip, &ours, &c, Some(&me)).is_none());
+        assert_eq!(egress_verdict(eip, &ours, &c, Some(&me)), Egress::Fine);
         // On our ENI but another private IP than the claim's: still not ours.
         let other_ip = [owner("eni-me", "10.0.1.77")];
-        assert!(egress_contradiction(eip, &other_ip, &c, Some(&me)).is_some());
+        assert!(matches!(
+            egress_verdict(eip, &other_ip, &c, Some(&me)),
+            Egress::Contradiction(..)
+        ));
         // checkip answers another public address: nothing to compare.
         let elsewhere: Ipv4Addr = "198.51.100.7".parse().unwrap();
-        assert!(egress_contradiction(elsewhere, &other, &c, Some(&me)).is_none());
+        assert_eq!(
+            egress_verdict(elsewhere, &other, &c, Some(&me)),
+            Egress::Fine
+        );
+        // The EIP, but its holder or this node unknown: never a PASS.
+        assert!(matches!(
+            egress_verdict(eip, &[], &c, Some(&me)),
+            Egress::Unknown(_)
+        ));
+        assert!(matches!(
+            egress_verdict(eip, &ours, &c, None),
+            Egress::Unknown(_)
+        ));
     }
 
     /// A stats socket answering `show info;show stat` with `reply`, for every connection.
