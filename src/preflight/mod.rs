@@ -350,6 +350,32 @@ mod tests {
         assert_eq!(r.text(), "preflight: 1 passed, 0 failed, 1 skipped\n");
     }
 
+    /// `run_to` streams every line of a whole run to its writer, and leaves the summary.
+    #[tokio::test]
+    async fn run_to_streams_each_line_and_leaves_the_summary() {
+        let toml = r#"
+[rules.web]
+check = { type = "http", url = "http://127.0.0.1:9/" }
+"#;
+        let config = crate::config::from_sources(&[("t.toml".into(), toml.to_owned())])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = Shared::default();
+        let report = run_to(&config, &Options::default(), Some(out.clone())).await;
+        let streamed = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let all: String = report.checks.iter().map(|c| format!("{c}\n")).collect();
+        assert_eq!(streamed, all);
+        assert!(!streamed.is_empty());
+        assert!(
+            report.text().starts_with("preflight: "),
+            "{}",
+            report.text()
+        );
+        assert_eq!(report.text().lines().count(), 1);
+        // Without a writer, the text holds every line.
+        let report = run(&config, &Options::default()).await;
+        assert_eq!(report.text().lines().count(), report.checks.len() + 1);
+    }
+
     /// The daemon runs only the actions an enabled rule lists: the others are one SKIP line
     /// each and are not checked (no AWS call, no FAIL).
     #[tokio::test]
