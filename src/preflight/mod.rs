@@ -371,6 +371,10 @@ check = { type = "http", url = "http://127.0.0.1:9/" }
             report.text()
         );
         assert_eq!(report.text().lines().count(), 1);
+        // The form the command uses: `--json` gives no writer, one document at the end.
+        let json = true;
+        let report = run_to(&config, &Options::default(), (!json).then(std::io::stdout)).await;
+        assert_eq!(report.text().lines().count(), report.checks.len() + 1);
         // Without a writer, the text holds every line.
         let report = run(&config, &Options::default()).await;
         assert_eq!(report.text().lines().count(), report.checks.len() + 1);
