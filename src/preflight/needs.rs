@@ -150,8 +150,8 @@ pub struct Need {
     pub by: String,
 }
 
-/// The IAM actions `config` makes the daemon use (not counting `preflight`'s own reads), each
-/// with what needs it, in a stable order.
+/// The IAM actions `config` makes the daemon use for the actions an enabled rule runs (not
+/// counting `preflight`'s own reads), each with what needs it, in a stable order.
 pub fn of(config: &Config) -> Vec<Need> {
     let mut needs = Vec::new();
     let mut need = |iam_action: &'static str, resource: &str, by: &str| {
@@ -162,6 +162,10 @@ pub fn of(config: &Config) -> Vec<Need> {
         })
     };
     for (name, a) in &config.actions {
+        // The daemon never runs an action no enabled rule lists.
+        if !super::in_use(config, name) {
+            continue;
+        }
         let by = format!("action {name:?}");
         match a {
             ActionSpec::ClaimEip(c) => {

@@ -203,6 +203,17 @@ async fn preflight_json_says_each_result() {
     assert!(checks.iter().any(|c| c["result"] == "skip"
         && c["what"].as_str().unwrap_or("").starts_with("sns:Publish")
         && c["why"].as_str().is_some()));
+    // Fault kind: a stable JSON shape. The same five keys on every entry, and a `check`
+    // identifier beside the human `what`.
+    for c in checks {
+        let keys: Vec<&String> = c.as_object().expect("object").keys().collect();
+        assert_eq!(keys, ["check", "fix", "result", "what", "why"], "{c}");
+        assert!(c["check"].as_str().is_some_and(|s| !s.is_empty()), "{c}");
+    }
+    assert!(checks
+        .iter()
+        .any(|c| c["check"] == "ec2:AssociateAddress claim" && c["result"] == "pass"));
+    assert!(checks.iter().any(|c| c["check"] == "imds"));
 }
 
 #[tokio::test]
@@ -380,6 +391,11 @@ async fn preflight_checks_backend_sync_reads_and_the_sockets_admin_level() {
             "PASS HAProxy stats socket {} (rule \"servers\") is writable (level admin, for backend sync)",
             admin.socket.display()
         ),
+        format!(
+            "PASS directory {} of haproxy_config (rule \"servers\") takes the new file written beside it",
+            admin.config.parent().unwrap().display()
+        ),
+        "SKIP lifecycle hook \"drain\" of group \"web\" (rule \"servers\"): its existence is not checked".to_owned(),
     ] {
         assert!(
             run.stdout.lines().any(|l| l.starts_with(&want)),
@@ -508,4 +524,105 @@ async fn preflight_fails_on_a_private_ip_that_is_not_on_the_eni() {
         a.eni, a.private_ip, a.eni
     );
     assert!(run.stdout.contains(&want), "{want}\n{}", run.stdout);
+}
+
+/// Fault kind: a checkip answer that contradicts the owner EC2 reports. Node b's checkip
+/// answers the Elastic IP (a NAT in its path) while EC2 says node a holds it: the claim would
+/// take that for "already ours" and never move it, so preflight fails.
+#[tokio::test]
+async fn checkip_contradicting_the_owner_fails() {
+    let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
+    bed.checkip["b"].set(testkit::http::Reply::ok(&format!("{}\n", bed.world.eip)));
+    let run = preflight(&bed.env("b"), &bed.conf("b").toml(), How::default()).await;
+    let line = run.only_failure(&format!("FAIL checkip {}", bed.checkip["b"].url()));
+    let a = bed.world.node("a");
+    assert!(
+        line.contains(&format!(
+            "it answers {}, the Elastic IP of action \"claim\", but EC2 says {} is held by",
+            bed.world.eip, bed.world.eip
+        )) && line.contains(&a.eni),
+        "{line}"
+    );
+    assert!(line.contains("a NAT or proxy in the path"), "{line}");
+
+    // On the holder itself the same answer is simply right.
+    let run = preflight(&bed.env("a"), &bed.conf("a").toml(), How::default()).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+}
+
+/// Fault kind: preflight runs the claim's own readiness probe. A `[haproxy] backend` HAProxy
+/// does not have would refuse every claim: it fails here, with the probe's detail.
+#[tokio::test]
+async fn claim_readiness_probe_runs() {
+    let bed = bed().await;
+    let mut conf = bed.conf("a");
+    conf.haproxy_backend = Some("nosuch".into());
+    let run = preflight(&bed.env("a"), &conf.toml(), How::default()).await;
+    let line = run.only_failure("FAIL the claims' HAProxy readiness gate ([haproxy]: ");
+    assert!(line.contains("backend nosuch not found"), "{line}");
+    assert!(line.contains("every claim would be refused"), "{line}");
+}
+
+/// Fault kinds: AWS errors classified (a hanging endpoint is "did not answer", not a
+/// configuration fault) and bounded time with early stop: after the first AWS call that finds
+/// the API unreachable, the other AWS checks are skipped at once.
+#[tokio::test]
+async fn aws_unreachable_stops_the_other_aws_checks_early() {
+    let bed = bed().await;
+    // Accepts connections and never answers.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = hang.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = hang.accept().await {
+            conns.push(c);
+        }
+    });
+    let env = Env {
+        aws_endpoint: format!("http://{addr}"),
+        ..bed.env("a")
+    };
+    let toml = bed.conf("a").toml().replace(
+        "attempt_timeout = \"2s\"\noperation_timeout = \"10s\"\nmax_attempts = 3",
+        "attempt_timeout = \"1s\"\noperation_timeout = \"2s\"\nmax_attempts = 2",
+    );
+    let started = std::time::Instant::now();
+    let run = preflight(&env, &toml, How::default()).await;
+    let took = started.elapsed();
+    held.abort();
+    let line = run.only_failure(&format!(
+        "FAIL Elastic IP {} for action \"claim\"",
+        bed.world.eip
+    ));
+    assert!(line.contains("the AWS API did not answer"), "{line}");
+    assert!(!line.contains("check `eip`"), "{line}");
+    for skipped in [
+        "SKIP ec2:AssociateAddress for action \"claim\"",
+        "SKIP ec2:DisassociateAddress for action \"claim\"",
+        "SKIP SNS topic ",
+    ] {
+        assert!(
+            run.stdout.lines().any(|l| l.starts_with(skipped)
+                && l.ends_with("not checked (AWS API unreachable, see above)")),
+            "no {skipped:?} line in\n{}",
+            run.stdout
+        );
+    }
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+}
+
+/// Fault kind: each fix names the key that is wrong. `[node] network_interface_id` naming an
+/// ENI this instance does not have: the fix names that key and where the attached ENIs are
+/// listed, rather than telling to set it.
+#[tokio::test]
+async fn fix_names_the_wrong_key() {
+    let bed = bed().await;
+    let mut toml = bed.conf("a").toml();
+    toml.push_str("\n[node]\nnetwork_interface_id = \"eni-0123456789abcdef0\"\n");
+    let run = preflight(&bed.env("a"), &toml, How::default()).await;
+    let line = run.only_failure("FAIL instance metadata (IMDSv2)");
+    assert!(
+        line.contains("Fix: [node] network_interface_id = eni-0123456789abcdef0 is not an ENI of this instance: set it to one attached to it"),
+        "{line}"
+    );
 }
