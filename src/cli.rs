@@ -516,11 +516,14 @@ async fn preflight(config: config::Config, options: daemon::Options, json: bool)
     if nix::unistd::getuid().is_root() {
         eprintln!("{PROG}: running as root, which passes permission checks the service user may fail; run it as the service user: sudo -u haproxy-watchdog {PROG} preflight");
     }
-    let report = crate::preflight::run(
+    // Each line as it is decided (a hanging endpoint does not keep the others back); --json
+    // prints one document at the end.
+    let report = crate::preflight::run_to(
         &config,
         &crate::preflight::Options {
             state_dir: options.state_dir,
         },
+        (!json).then(std::io::stdout),
     )
     .await;
     if json {
