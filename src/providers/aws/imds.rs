@@ -263,6 +263,36 @@ async fn resolve(s: &NodeSettings) -> Result<NodeIdentity, MetadataError> {
     })
 }
 
+/// This instance's region (`placement/region`), from the configured metadata endpoint with
+/// the configured timeout, like every other metadata read.
+pub async fn region(s: &NodeSettings) -> Result<String, MetadataError> {
+    let mut imds = Imds {
+        settings: s,
+        client: Imds::client(s)?,
+    };
+    imds.read("placement/region".into(), Kind::Region).await
+}
+
+/// The region provider the SDK configuration ends its chain with: [`region`], logged as one
+/// line when it fails (the SDK's own metadata provider would ask its default endpoint, and
+/// log the whole error context over several lines).
+#[derive(Debug)]
+pub struct MetadataRegion(pub NodeSettings);
+
+impl aws_config::meta::region::ProvideRegion for MetadataRegion {
+    fn region(&self) -> aws_config::meta::region::future::ProvideRegion<'_> {
+        aws_config::meta::region::future::ProvideRegion::new(async move {
+            match region(&self.0).await {
+                Ok(r) => Some(aws_config::Region::new(r)),
+                Err(e) => {
+                    tracing::warn!(event = events::REGION_UNAVAILABLE, error = %e);
+                    None
+                }
+            }
+        })
+    }
+}
+
 /// What a metadata value must be. Every value read is checked in full before it is used:
 /// it comes from outside, and goes into logs, output, later metadata paths and AWS calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

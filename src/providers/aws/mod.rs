@@ -9,17 +9,40 @@ pub mod opsworks;
 pub mod sns;
 pub mod sqs;
 
-use crate::config::AwsSettings;
+use crate::config::{AwsSettings, NodeSettings};
 use crate::telemetry::events;
 use crate::telemetry::metrics::Metrics;
+use aws_config::environment::EnvironmentVariableRegionProvider;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use std::fmt;
 
-/// Load the SDK configuration once; every client is built from it.
+/// Load the SDK configuration once; every client is built from it. Without `[aws] region`,
+/// the region comes from `AWS_REGION`, the profile, then instance metadata as `[node]`
+/// configures it (`imds_endpoint`, `imds_timeout`), like every other metadata read.
+pub async fn sdk_config_for(s: &AwsSettings, node: &NodeSettings) -> aws_config::SdkConfig {
+    let region = match &s.region {
+        Some(r) => RegionProviderChain::first_try(Region::new(r.clone())),
+        None => RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+            .or_else(ProfileFileRegionProvider::new())
+            .or_else(imds::MetadataRegion(node.clone())),
+    };
+    loader(s).region(region).load().await
+}
+
+/// [`sdk_config_for`] with the default `[node]` settings: a region from instance metadata is
+/// asked of `AWS_EC2_METADATA_SERVICE_ENDPOINT` or 169.254.169.254, not of `[node]
+/// imds_endpoint`. Kept for callers that have no `[node]` at hand.
 pub async fn sdk_config(s: &AwsSettings) -> aws_config::SdkConfig {
+    sdk_config_for(s, &NodeSettings::default()).await
+}
+
+/// The settings every client shares: timeouts, retries, the app name, the endpoint.
+fn loader(s: &AwsSettings) -> aws_config::ConfigLoader {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
             TimeoutConfig::builder()
@@ -33,13 +56,10 @@ pub async fn sdk_config(s: &AwsSettings) -> aws_config::SdkConfig {
     if let Ok(name) = AppName::new("haproxy-watchdog") {
         loader = loader.app_name(name);
     }
-    if let Some(r) = &s.region {
-        loader = loader.region(Region::new(r.clone()));
-    }
     if let Some(u) = &s.endpoint_url {
         loader = loader.endpoint_url(u);
     }
-    loader.load().await
+    loader
 }
 
 /// An AWS API call that failed, after the SDK's retries.
