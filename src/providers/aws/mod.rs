@@ -189,6 +189,121 @@ mod tests {
         }
     }
 
+    /// A tester's find: with `[aws] max_attempts = 2`, SNS calls were tried once (its client
+    /// set its own retry config) while EC2's were retried. Every client is built from the one
+    /// SDK configuration and carries its retries and timeouts (SQS's long poll only lengthens
+    /// its attempt and operation timeouts).
+    #[tokio::test]
+    async fn every_aws_client_retries_as_configured() {
+        let aws = AwsSettings {
+            region: Some("eu-west-1".into()),
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            max_attempts: 2,
+            connect_timeout: std::time::Duration::from_millis(700),
+            attempt_timeout: std::time::Duration::from_secs(3),
+            operation_timeout: std::time::Duration::from_secs(9),
+        };
+        let sdk = sdk_config_for(&aws, &NodeSettings::default()).await;
+        let metrics = std::sync::Arc::new(Metrics::new().expect("metrics"));
+        let timeouts = sdk.timeout_config().cloned();
+        assert_eq!(
+            timeouts
+                .as_ref()
+                .and_then(|t| t.operation_attempt_timeout()),
+            Some(aws.attempt_timeout)
+        );
+        let opsworks = crate::config::OpsworksSettings::default();
+        let clients = [
+            (
+                "ec2",
+                ec2::Ec2::new(&sdk, metrics.clone())
+                    .client
+                    .config()
+                    .retry_config()
+                    .cloned(),
+                ec2::Ec2::new(&sdk, metrics.clone())
+                    .client
+                    .config()
+                    .timeout_config()
+                    .cloned(),
+            ),
+            (
+                "sns",
+                sns::Sns::new(&sdk, metrics.clone())
+                    .client
+                    .config()
+                    .retry_config()
+                    .cloned(),
+                sns::Sns::new(&sdk, metrics.clone())
+                    .client
+                    .config()
+                    .timeout_config()
+                    .cloned(),
+            ),
+            (
+                "sqs",
+                sqs::Sqs::new(&sdk, metrics.clone())
+                    .client
+                    .config()
+                    .retry_config()
+                    .cloned(),
+                sqs::Sqs::new(&sdk, metrics.clone())
+                    .client
+                    .config()
+                    .timeout_config()
+                    .cloned(),
+            ),
+            (
+                "sqs long poll",
+                sqs::Sqs::new(&sdk, metrics.clone())
+                    .poll
+                    .config()
+                    .retry_config()
+                    .cloned(),
+                timeouts.clone(),
+            ),
+            (
+                "autoscaling",
+                autoscaling::AutoScaling::new(&sdk, metrics.clone())
+                    .client
+                    .config()
+                    .retry_config()
+                    .cloned(),
+                autoscaling::AutoScaling::new(&sdk, metrics.clone())
+                    .client
+                    .config()
+                    .timeout_config()
+                    .cloned(),
+            ),
+            (
+                "opsworks",
+                opsworks::OpsWorks::new(&sdk, &opsworks, metrics.clone())
+                    .client
+                    .config()
+                    .retry_config()
+                    .cloned(),
+                opsworks::OpsWorks::new(&sdk, &opsworks, metrics.clone())
+                    .client
+                    .config()
+                    .timeout_config()
+                    .cloned(),
+            ),
+        ];
+        for (name, retry, timeout) in clients {
+            assert_eq!(
+                retry.as_ref().map(|r| r.max_attempts()),
+                Some(2),
+                "{name}: {retry:?}"
+            );
+            assert_eq!(
+                retry.as_ref().map(|r| r.mode()),
+                Some(aws_config::retry::RetryMode::Standard),
+                "{name}"
+            );
+            assert_eq!(timeout, timeouts, "{name}");
+        }
+    }
+
     /// A tester's find: AWS errors without a service message carried the SDK's debug dump
     /// (`DispatchFailure(...)`, `ServiceError { .. }`) into logs and the `--once` summary.
     #[test]
