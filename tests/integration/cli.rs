@@ -1,6 +1,8 @@
 //! The command line as an operator and cron use it: validate, --once, --dry-run, exit codes.
 
-use std::process::Command;
+use std::ffi::OsStr;
+use std::os::fd::FromRawFd;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use testkit::bed::Bed;
 use testkit::http::{Reply, Stub};
@@ -368,4 +370,121 @@ async fn status_and_metrics_show_what_each_rule_saw_and_did() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// A write end of a pipe whose read end is already closed: the first write fails with EPIPE.
+fn closed_pipe() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills both descriptors, which nothing else owns; the read end is closed
+    // here and the write end handed to one OwnedFd.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0, "pipe(2)");
+        libc::close(fds[0]);
+        Stdio::from(std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
+/// /dev/full: every write fails with ENOSPC, as on a full disk.
+fn dev_full() -> Stdio {
+    Stdio::from(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full"),
+    )
+}
+
+/// `watchdog ARGS` with standard output on `stdout`: its exit code and standard error.
+async fn with_stdout(args: &[&OsStr], stdout: Stdio) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        // Not `output()`, which would pipe standard output whatever was set.
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    (out.status.code(), text(&out.stderr))
+}
+
+/// A tester's find: `status --json | head -1`, `validate > /dev/full` and the like panicked
+/// ("failed printing to stdout", exit 101). Every print goes through one function: a reader
+/// that went away ends the command quietly with exit 1, any other write error is said on
+/// standard error with exit 1; standard error that cannot be written is no panic either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_to_a_closed_pipe_or_a_full_disk_is_an_error_not_a_panic() {
+    let target = Stub::start(Reply::ok("ok")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let toml = format!(
+        "[control]\nsocket = \"{}\"\n[rules.r]\ncheck = {{ type = \"http\", url = \"{}\" }}\ninterval = \"200ms\"\ntimeout = \"150ms\"\n",
+        socket.display(),
+        target.url()
+    );
+    let (_d, path) = write_config(&toml);
+    let wd = Watchdog::start("n", &testkit::watchdog::Env::offline(), &toml, &[]);
+    wd.wait_event(Duration::from_secs(10), "started").await;
+    testkit::eventually(Duration::from_secs(10), "the control socket", || async {
+        socket.exists().then_some(())
+    })
+    .await;
+
+    let commands: [(&str, Vec<&OsStr>); 2] = [
+        (
+            "validate",
+            vec!["validate".as_ref(), "--config".as_ref(), path.as_os_str()],
+        ),
+        (
+            "status --json",
+            vec![
+                "status".as_ref(),
+                "--json".as_ref(),
+                "--socket".as_ref(),
+                socket.as_os_str(),
+            ],
+        ),
+    ];
+    for (what, args) in &commands {
+        let (code, err) = with_stdout(args, Stdio::null()).await;
+        assert_eq!(code, Some(0), "{what}: {err}");
+
+        let (code, err) = with_stdout(args, dev_full()).await;
+        assert!(!err.contains("panicked"), "{what} > /dev/full: {err}");
+        assert_eq!(code, Some(1), "{what} > /dev/full: {err}");
+        assert!(
+            err.contains(
+                "haproxy-watchdog: cannot write to standard output: No space left on device"
+            ),
+            "{what} > /dev/full: {err}"
+        );
+
+        let (code, err) = with_stdout(args, closed_pipe()).await;
+        assert!(!err.contains("panicked"), "{what} | (closed): {err}");
+        assert_eq!(code, Some(1), "{what} | (closed): {err}");
+        assert_eq!(
+            err, "",
+            "{what} | (closed): a reader that left is not an error to report"
+        );
+    }
+
+    // Standard error that cannot be written: an invalid configuration still exits 2.
+    let (_bad, bad) = write_config("[rules.r]\nintervall = 1\n");
+    for stderr in [dev_full(), closed_pipe()] {
+        let out = tokio::process::Command::new(bin())
+            .args(["validate", "--config"])
+            .arg(&bad)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+            .wait_with_output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    }
+    let (code, log) = wd.stop().await;
+    assert_eq!(code, Some(0), "{log}");
 }
