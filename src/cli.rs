@@ -9,7 +9,8 @@ use crate::config::{self, defaults};
 use crate::daemon::{self, signals::Signals, DaemonError};
 use crate::telemetry::events;
 use crate::telemetry::{self, LogFormat};
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -154,14 +155,70 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
+    let (cli, matches) = match parsed {
+        Ok(p) => p,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { EXIT_CONFIG } else { EXIT_OK });
         }
     };
+    if let Some(msg) = ignored_flag(&cli, &matches) {
+        return ExitCode::from(usage(&msg));
+    }
     ExitCode::from(dispatch(cli))
+}
+
+/// A global flag given to a command that would ignore it, as a usage error: `takeover
+/// --dry-run` made a real move. `--dry-run` counts only for `run` and `--once`; `--once` only
+/// for `run`; `--state-dir` only for `run`, `--once` and `preflight`, and (as it has an
+/// environment variable and a default) only when the command line gives it; `--config` is
+/// read by every command but `import-monit`. `--log-format` and `--log-level` are let through:
+/// they change no behaviour, and scripts pass them to every command alike.
+fn ignored_flag(cli: &Cli, matches: &ArgMatches) -> Option<String> {
+    let command = cli.command.as_ref()?;
+    let name = name(command);
+    if cli.once && !matches!(command, Command::Run) {
+        return Some(format!("--once does not go with {name}"));
+    }
+    // What each command reads of `--dry-run`, `--state-dir` and `--config`.
+    let (dry_run, state_dir, config) = match command {
+        Command::Run => (true, true, true),
+        Command::Preflight { .. } => (false, true, true),
+        Command::ImportMonit { .. } => (false, false, false),
+        _ => (false, false, true),
+    };
+    let given = |id: &str| {
+        matches.value_source(id) == Some(ValueSource::CommandLine)
+            || matches
+                .subcommand()
+                .is_some_and(|(_, m)| m.value_source(id) == Some(ValueSource::CommandLine))
+    };
+    if cli.dry_run && !dry_run {
+        let why = match command {
+            Command::Takeover { .. } | Command::Drill { .. } => {
+                "the daemon would move the address for real; only run and --once honour --dry-run"
+            }
+            Command::Pause { .. } | Command::Resume { .. } => {
+                "the daemon would act on it for real; only run and --once honour --dry-run"
+            }
+            _ => "it changes nothing anyway",
+        };
+        return Some(format!("--dry-run does not go with {name} ({why})"));
+    }
+    if !state_dir && given("state_dir") {
+        return Some(format!(
+            "--state-dir does not go with {name} (only run, --once and preflight use it)"
+        ));
+    }
+    if !config && given("config") {
+        return Some(format!(
+            "--config does not go with {name} (it reads monit files, not a configuration)"
+        ));
+    }
+    None
 }
 
 /// `--for`: a humantime duration, more than nothing.
@@ -193,9 +250,6 @@ fn name(c: &Command) -> &'static str {
 
 fn dispatch(cli: Cli) -> u8 {
     match (&cli.command, cli.once) {
-        (Some(c), true) if !matches!(c, Command::Run) => {
-            usage(&format!("--once does not go with {}", name(c)))
-        }
         (Some(Command::Validate), _) => validate(&cli),
         (Some(Command::Status { json, history, socket }), _) => {
             status(&cli, *json, *history, socket.clone())
@@ -518,9 +572,6 @@ async fn once(config: config::Config, options: daemon::Options) -> u8 {
 
 /// `preflight`: every check, one line each (or JSON), exit 1 when any failed.
 async fn preflight(config: config::Config, options: daemon::Options, json: bool) -> u8 {
-    if options.dry_run {
-        return usage("--dry-run does not go with preflight (it changes nothing anyway)");
-    }
     if nix::unistd::getuid().is_root() {
         say(&format!("running as root, which passes permission checks the service user may fail; run it as the service user: sudo -u haproxy-watchdog {PROG} preflight"));
     }

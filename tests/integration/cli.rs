@@ -488,3 +488,76 @@ async fn output_to_a_closed_pipe_or_a_full_disk_is_an_error_not_a_panic() {
     let (code, log) = wd.stop().await;
     assert_eq!(code, Some(0), "{log}");
 }
+
+/// A tester's find: `takeover --dry-run` was accepted and moved the address for real (the
+/// flag is global; only `run` and `--once` honour it). A global flag the command ignores is a
+/// usage error naming both; `--state-dir` (which has an environment variable and a default)
+/// only when the command line gives it.
+#[tokio::test]
+async fn global_flags_a_command_ignores_are_refused() {
+    let target = Stub::start(Reply::ok("ok")).await;
+    let state = tempfile::tempdir().unwrap();
+    let (_d, path) = write_config(&format!(
+        "[rules.r]\ncheck = {{ type = \"http\", url = \"{}\" }}\n",
+        target.url()
+    ));
+    let config = path.to_str().unwrap();
+    let dir = state.path().to_str().unwrap();
+    let refused: &[(&[&str], &str, &str)] = &[
+        (&["status", "--dry-run"], "--dry-run", "status"),
+        (&["pause", "--dry-run"], "--dry-run", "pause"),
+        (&["resume", "--dry-run"], "--dry-run", "resume"),
+        (&["takeover", "--dry-run"], "--dry-run", "takeover"),
+        (&["--dry-run", "drill", "--back"], "--dry-run", "drill"),
+        (&["validate", "--dry-run"], "--dry-run", "validate"),
+        (&["preflight", "--dry-run"], "--dry-run", "preflight"),
+        (&["validate", "--state-dir", dir], "--state-dir", "validate"),
+        (&["--state-dir", dir, "status"], "--state-dir", "status"),
+        (&["takeover", "--state-dir", dir], "--state-dir", "takeover"),
+        (&["pause", "--once"], "--once", "pause"),
+    ];
+    for (args, flag, command) in refused {
+        let out = Command::new(bin())
+            .args(*args)
+            .args(["--config", config])
+            .env_remove("WATCHDOG_STATE_DIR")
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{flag} does not go with {command}")),
+            "{args:?}: {err}"
+        );
+    }
+    // import-monit reads monit files: a configuration file and the daemon's flags are refused.
+    for (flag, args) in [
+        ("--dry-run", &["--dry-run"][..]),
+        ("--state-dir", &["--state-dir", dir][..]),
+        ("--config", &["--config", config][..]),
+    ] {
+        let out = Command::new(bin())
+            .arg("import-monit")
+            .args(args)
+            .arg("/nonexistent/monitrc")
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(
+            err.contains(&format!("{flag} does not go with import-monit")),
+            "{err}"
+        );
+    }
+    assert_eq!(target.hits(), 0, "a refused command ran");
+
+    // The same flags where they count, and the state directory from the environment.
+    let out = Command::new(bin())
+        .args(["validate", "--config", config])
+        .env("WATCHDOG_STATE_DIR", dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run_to_end(None, &path, &["--once", "--dry-run", "--state-dir", dir]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
