@@ -561,3 +561,39 @@ async fn global_flags_a_command_ignores_are_refused() {
     let out = run_to_end(None, &path, &["--once", "--dry-run", "--state-dir", dir]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+/// A tester's find: with `[aws] max_attempts = 2`, a throttled Publish was tried once (the SNS
+/// client had its own retry setting) while EC2 calls were retried. The first Publish is
+/// throttled: the SDK's second attempt delivers the alert, within the outbox's first try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_aws_client_retries_as_configured() {
+    let world = testkit::world::World::new(&["a"]).await;
+    let (proxy, _task) = testkit::awsproxy::AwsProxy::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        world.moto.url.clone(),
+    );
+    proxy.inject("Publish", testkit::awsproxy::Fault::Throttle, 1);
+    let target = Stub::start(Reply::Status(503, "down".into())).await;
+    let (_d, path) = write_config(&format!(
+        "[aws]\nmax_attempts = 2\nattempt_timeout = \"2s\"\n\
+         [rules.r]\ncheck = {{ type = \"http\", url = \"{}\" }}\nfail_after = 1\non_fail = [\"tell\"]\n\
+         [actions.tell]\ntype = \"sns\"\ntopic_arn = \"{}\"\n",
+        target.url(),
+        world.topic_arn
+    ));
+    let env = testkit::watchdog::Env::aws_only(&proxy.url());
+    let out = run_to_end(Some(&env), &path, &["--once"]).await;
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the check failed: {log}");
+    assert_eq!(
+        world.alerts(Duration::from_secs(2)).await.len(),
+        1,
+        "{}{log}",
+        text(&out.stdout)
+    );
+    assert_eq!(proxy.count("Publish"), (2, 1), "{log}");
+    assert!(
+        !log.contains("\"event\":\"alert_failed\""),
+        "the SDK retried, not the outbox: {log}"
+    );
+}
