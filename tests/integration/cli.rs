@@ -597,3 +597,46 @@ async fn every_aws_client_retries_as_configured() {
         "the SDK retried, not the outbox: {log}"
     );
 }
+
+/// A tester's find: without `[aws] region`, the region was asked of 169.254.169.254 (or
+/// AWS_EC2_METADATA_SERVICE_ENDPOINT), not of `[node] imds_endpoint`, with multi-line
+/// warnings. Every metadata read goes where `[node]` says, the region's included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metadata_read_goes_to_the_configured_endpoint() {
+    let world = testkit::world::World::new(&["a"]).await;
+    let imds = testkit::imds::Imds::start(world.node("a")).await;
+    let target = Stub::start(Reply::Status(503, "down".into())).await;
+    let (_d, path) = write_config(&format!(
+        "[node]\nimds_endpoint = \"{}\"\n\
+         [rules.r]\ncheck = {{ type = \"http\", url = \"{}\" }}\nfail_after = 1\non_fail = [\"tell\"]\n\
+         [actions.tell]\ntype = \"sns\"\ntopic_arn = \"{}\"\n",
+        imds.endpoint(),
+        target.url(),
+        world.topic_arn
+    ));
+    // The SDK's own metadata endpoint leads nowhere, and no region is set anywhere else.
+    let mut cmd = Command::new(bin());
+    testkit::watchdog::Env::aws_only(&world.moto.url).apply(&mut cmd);
+    cmd.env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .args(["--once", "--log-format", "json", "--config"])
+        .arg(&path);
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the check failed: {log}");
+    assert!(!log.contains("no AWS region"), "{log}");
+    assert!(
+        !log.contains("failed to load region from IMDS"),
+        "the SDK's own lookup ran: {log}"
+    );
+    assert!(
+        imds.reads.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "{log}"
+    );
+    assert_eq!(
+        world.alerts(Duration::from_secs(2)).await.len(),
+        1,
+        "{}{log}",
+        text(&out.stdout)
+    );
+}

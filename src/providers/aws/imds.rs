@@ -137,6 +137,28 @@ pub enum MetadataError {
     },
 }
 
+/// The SDK's metadata client at `[node] imds_endpoint` (else `AWS_EC2_METADATA_SERVICE_ENDPOINT`,
+/// else 169.254.169.254), with `imds_timeout` to connect and to read.
+fn builder(s: &NodeSettings) -> Result<aws_config::imds::client::Builder, MetadataError> {
+    let mut b = Client::builder()
+        .connect_timeout(s.imds_timeout)
+        .read_timeout(s.imds_timeout);
+    if let Some(ep) = &s.imds_endpoint {
+        b = b.endpoint(ep).map_err(|e| MetadataError::Endpoint {
+            endpoint: ep.to_string(),
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(b)
+}
+
+/// The metadata client the SDK's credentials chain reads an instance role's credentials
+/// with: the same endpoint and timeouts as every other metadata read, and the SDK's own
+/// retries (its credentials are cached and refreshed ahead of expiry).
+pub fn credentials_client(s: &NodeSettings) -> Result<Client, MetadataError> {
+    Ok(builder(s)?.build())
+}
+
 /// Instance metadata reads through one session token, renewed once when refused.
 struct Imds<'a> {
     settings: &'a NodeSettings,
@@ -147,17 +169,7 @@ impl Imds<'_> {
     fn client(s: &NodeSettings) -> Result<Client, MetadataError> {
         // One attempt per read: a 401 is answered here with a new token, not by the SDK's
         // retry, which would send the refused token again.
-        let mut b = Client::builder()
-            .connect_timeout(s.imds_timeout)
-            .read_timeout(s.imds_timeout)
-            .max_attempts(1);
-        if let Some(ep) = &s.imds_endpoint {
-            b = b.endpoint(ep).map_err(|e| MetadataError::Endpoint {
-                endpoint: ep.to_string(),
-                detail: e.to_string(),
-            })?;
-        }
-        Ok(b.build())
+        Ok(builder(s)?.max_attempts(1).build())
     }
 
     /// Read `path` and check it is a `kind` ([`MetadataError::Invalid`] if not).

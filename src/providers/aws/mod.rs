@@ -12,9 +12,12 @@ pub mod sqs;
 use crate::config::{AwsSettings, NodeSettings};
 use crate::telemetry::events;
 use crate::telemetry::metrics::Metrics;
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::default_provider::token::DefaultTokenChain;
 use aws_config::environment::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region};
@@ -23,15 +26,48 @@ use std::fmt;
 
 /// Load the SDK configuration once; every client is built from it. Without `[aws] region`,
 /// the region comes from `AWS_REGION`, the profile, then instance metadata as `[node]`
-/// configures it (`imds_endpoint`, `imds_timeout`), like every other metadata read.
+/// configures it (`imds_endpoint`, `imds_timeout`), like every other metadata read; an
+/// instance role's credentials are read there too.
 pub async fn sdk_config_for(s: &AwsSettings, node: &NodeSettings) -> aws_config::SdkConfig {
     let region = match &s.region {
-        Some(r) => RegionProviderChain::first_try(Region::new(r.clone())),
-        None => RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
-            .or_else(ProfileFileRegionProvider::new())
-            .or_else(imds::MetadataRegion(node.clone())),
+        Some(r) => Some(Region::new(r.clone())),
+        None => {
+            RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+                .or_else(ProfileFileRegionProvider::new())
+                .or_else(imds::MetadataRegion(node.clone()))
+                .region()
+                .await
+        }
     };
-    loader(s).region(region).load().await
+    // The loader's own credentials and token chains would look the region up again through
+    // the SDK's metadata client when there is none (169.254.169.254, a multi-line warning
+    // each), and the credentials chain read an instance role's credentials from there: these
+    // are told the region, and read metadata where `[node]` says.
+    let provider_config = ProviderConfig::default()
+        .with_region(region.clone())
+        .with_retry_config(retry_config(s))
+        .with_timeout_config(timeout_config(s));
+    let mut credentials = DefaultCredentialsChain::builder()
+        .configure(provider_config)
+        .region(region.clone());
+    match imds::credentials_client(node) {
+        Ok(c) => credentials = credentials.imds_client(c),
+        // The region lookup above has logged it (region_unavailable); the SDK's default
+        // metadata client is all that is left.
+        Err(e) => {
+            tracing::debug!(error = %e, "instance role credentials from the default metadata endpoint")
+        }
+    }
+    let token = DefaultTokenChain::builder()
+        .region(region.clone())
+        .build()
+        .await;
+    loader(s)
+        .region(region)
+        .credentials_provider(credentials.build().await)
+        .token_provider(token)
+        .load()
+        .await
 }
 
 /// [`sdk_config_for`] with the default `[node]` settings: a region from instance metadata is
@@ -44,14 +80,8 @@ pub async fn sdk_config(s: &AwsSettings) -> aws_config::SdkConfig {
 /// The settings every client shares: timeouts, retries, the app name, the endpoint.
 fn loader(s: &AwsSettings) -> aws_config::ConfigLoader {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(s.connect_timeout)
-                .operation_attempt_timeout(s.attempt_timeout)
-                .operation_timeout(s.operation_timeout)
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(s.max_attempts));
+        .timeout_config(timeout_config(s))
+        .retry_config(retry_config(s));
     // Shows in the User-Agent, so CloudTrail (and the tests) can tell our calls apart.
     if let Ok(name) = AppName::new("haproxy-watchdog") {
         loader = loader.app_name(name);
@@ -60,6 +90,20 @@ fn loader(s: &AwsSettings) -> aws_config::ConfigLoader {
         loader = loader.endpoint_url(u);
     }
     loader
+}
+
+/// `[aws]`'s timeouts, for every call of every client.
+fn timeout_config(s: &AwsSettings) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(s.connect_timeout)
+        .operation_attempt_timeout(s.attempt_timeout)
+        .operation_timeout(s.operation_timeout)
+        .build()
+}
+
+/// `[aws] max_attempts` in the SDK's standard retry mode, for every call of every client.
+fn retry_config(s: &AwsSettings) -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(s.max_attempts)
 }
 
 /// An AWS API call that failed, after the SDK's retries.
