@@ -9,7 +9,9 @@ use crate::config::{self, defaults};
 use crate::daemon::{self, signals::Signals, DaemonError};
 use crate::telemetry::events;
 use crate::telemetry::{self, LogFormat};
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -153,14 +155,70 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
+    let (cli, matches) = match parsed {
+        Ok(p) => p,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { EXIT_CONFIG } else { EXIT_OK });
         }
     };
+    if let Some(msg) = ignored_flag(&cli, &matches) {
+        return ExitCode::from(usage(&msg));
+    }
     ExitCode::from(dispatch(cli))
+}
+
+/// A global flag given to a command that would ignore it, as a usage error: `takeover
+/// --dry-run` made a real move. `--dry-run` counts only for `run` and `--once`; `--once` only
+/// for `run`; `--state-dir` only for `run`, `--once` and `preflight`, and (as it has an
+/// environment variable and a default) only when the command line gives it; `--config` is
+/// read by every command but `import-monit`. `--log-format` and `--log-level` are let through:
+/// they change no behaviour, and scripts pass them to every command alike.
+fn ignored_flag(cli: &Cli, matches: &ArgMatches) -> Option<String> {
+    let command = cli.command.as_ref()?;
+    let name = name(command);
+    if cli.once && !matches!(command, Command::Run) {
+        return Some(format!("--once does not go with {name}"));
+    }
+    // What each command reads of `--dry-run`, `--state-dir` and `--config`.
+    let (dry_run, state_dir, config) = match command {
+        Command::Run => (true, true, true),
+        Command::Preflight { .. } => (false, true, true),
+        Command::ImportMonit { .. } => (false, false, false),
+        _ => (false, false, true),
+    };
+    let given = |id: &str| {
+        matches.value_source(id) == Some(ValueSource::CommandLine)
+            || matches
+                .subcommand()
+                .is_some_and(|(_, m)| m.value_source(id) == Some(ValueSource::CommandLine))
+    };
+    if cli.dry_run && !dry_run {
+        let why = match command {
+            Command::Takeover { .. } | Command::Drill { .. } => {
+                "the daemon would move the address for real; only run and --once honour --dry-run"
+            }
+            Command::Pause { .. } | Command::Resume { .. } => {
+                "the daemon would act on it for real; only run and --once honour --dry-run"
+            }
+            _ => "it changes nothing anyway",
+        };
+        return Some(format!("--dry-run does not go with {name} ({why})"));
+    }
+    if !state_dir && given("state_dir") {
+        return Some(format!(
+            "--state-dir does not go with {name} (only run, --once and preflight use it)"
+        ));
+    }
+    if !config && given("config") {
+        return Some(format!(
+            "--config does not go with {name} (it reads monit files, not a configuration)"
+        ));
+    }
+    None
 }
 
 /// `--for`: a humantime duration, more than nothing.
@@ -192,9 +250,6 @@ fn name(c: &Command) -> &'static str {
 
 fn dispatch(cli: Cli) -> u8 {
     match (&cli.command, cli.once) {
-        (Some(c), true) if !matches!(c, Command::Run) => {
-            usage(&format!("--once does not go with {}", name(c)))
-        }
         (Some(Command::Validate), _) => validate(&cli),
         (Some(Command::Status { json, history, socket }), _) => {
             status(&cli, *json, *history, socket.clone())
@@ -240,23 +295,25 @@ fn import_monit(
     let imported = match crate::monit::import(files, root) {
         Ok(i) => i,
         Err(e) => {
-            eprintln!("{PROG}: {e}");
+            say(&e.to_string());
             return EXIT_CONFIG;
         }
     };
-    let written = match output {
-        Some(path) => std::fs::write(path, &imported.toml)
-            .map_err(|e| format!("cannot write {}: {e}", path.display())),
-        None => {
-            print!("{}", imported.toml);
-            Ok(())
+    match output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &imported.toml) {
+                say(&format!("cannot write {}: {e}", path.display()));
+                return EXIT_CONFIG;
+            }
         }
-    };
-    if let Err(e) = written {
-        eprintln!("{PROG}: {e}");
-        return EXIT_CONFIG;
+        None => {
+            let code = emit(&imported.toml, EXIT_OK);
+            if code != EXIT_OK {
+                return code;
+            }
+        }
     }
-    eprint!("{}", print::import_report(&imported));
+    to_stderr(&print::import_report(&imported));
     let valid = config::from_sources(&[(
         output
             .map(std::path::Path::to_path_buf)
@@ -264,7 +321,9 @@ fn import_monit(
         imported.toml.clone(),
     )]);
     if let Err(e) = &valid {
-        eprint!("import-monit: the result needs editing before it validates: {e}");
+        to_stderr(&format!(
+            "import-monit: the result needs editing before it validates: {e}"
+        ));
     }
     if valid.is_ok() && imported.untranslated.is_empty() {
         EXIT_OK
@@ -274,23 +333,50 @@ fn import_monit(
 }
 
 fn usage(msg: &str) -> u8 {
-    eprintln!("{PROG}: {msg}");
+    say(msg);
     EXIT_CONFIG
+}
+
+/// Everything the command line prints on standard output goes through here: `text`, then
+/// `code` is the command's exit code. A write that fails ends the command cleanly instead of
+/// `println!`'s panic (exit 101), with exit 1 and so never a false 0: quietly when the reader
+/// went away (`status --json | head -1`, EPIPE; it asked for no more, and a message would
+/// only clutter the terminal), with a message on standard error otherwise (`> /dev/full`).
+/// Exit 1 rather than the shell's 141 for SIGPIPE: the documented codes are 0, 1 and 2.
+fn emit(text: &str, code: u8) -> u8 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_FAILED,
+        Err(e) => {
+            say(&format!("cannot write to standard output: {e}"));
+            EXIT_FAILED
+        }
+    }
+}
+
+/// `haproxy-watchdog: msg` on standard error.
+fn say(msg: &str) {
+    to_stderr(&format!("{PROG}: {msg}\n"));
+}
+
+/// `text` on standard error as it is. `eprint!` panics when that fails (a closed pipe, a full
+/// disk); with standard error gone there is nowhere left to tell, so the failure is dropped
+/// and the exit code says the rest.
+fn to_stderr(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 fn load(cli: &Cli) -> Result<config::Config, u8> {
     config::load(&cli.config).map_err(|e| {
-        eprint!("{PROG}: {e}");
+        to_stderr(&format!("{PROG}: {e}"));
         EXIT_CONFIG
     })
 }
 
 fn validate(cli: &Cli) -> u8 {
     match load(cli) {
-        Ok(c) => {
-            print!("{}", print::config_ok(&c));
-            EXIT_OK
-        }
+        Ok(c) => emit(&print::config_ok(&c), EXIT_OK),
         Err(code) => code,
     }
 }
@@ -302,7 +388,7 @@ fn control(cli: &Cli, socket: Option<PathBuf>) -> Result<(PathBuf, tokio::runtim
         None => match crate::control::socket_of(config::load(&cli.config)) {
             Ok((s, note)) => {
                 if let Some(note) = note {
-                    eprintln!("{PROG}: {note}");
+                    say(&note.to_string());
                 }
                 s
             }
@@ -317,8 +403,16 @@ fn control(cli: &Cli, socket: Option<PathBuf>) -> Result<(PathBuf, tokio::runtim
 
 /// Print `e` and exit 1.
 fn failed(e: impl std::fmt::Display) -> u8 {
-    eprintln!("{PROG}: {e}");
+    say(&e.to_string());
     EXIT_FAILED
+}
+
+/// `value` as indented JSON and a newline.
+fn json_line(value: &impl serde::Serialize) -> String {
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    )
 }
 
 fn status(cli: &Cli, json: bool, history: bool, socket: Option<PathBuf>) -> u8 {
@@ -328,26 +422,14 @@ fn status(cli: &Cli, json: bool, history: bool, socket: Option<PathBuf>) -> u8 {
     };
     if history {
         return match rt.block_on(crate::control::fetch_history(&socket)) {
-            Ok(h) if json => {
-                println!("{}", serde_json::to_string_pretty(&h).unwrap_or_default());
-                EXIT_OK
-            }
-            Ok(h) => {
-                print!("{}", print::history_table(&h));
-                EXIT_OK
-            }
+            Ok(h) if json => emit(&json_line(&h), EXIT_OK),
+            Ok(h) => emit(&print::history_table(&h), EXIT_OK),
             Err(e) => failed(e),
         };
     }
     match rt.block_on(crate::control::fetch_status(&socket)) {
-        Ok(s) if json => {
-            println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-            EXIT_OK
-        }
-        Ok(s) => {
-            print!("{}", print::status_table(&s));
-            EXIT_OK
-        }
+        Ok(s) if json => emit(&json_line(&s), EXIT_OK),
+        Ok(s) => emit(&print::status_table(&s), EXIT_OK),
         Err(e) => failed(e),
     }
 }
@@ -379,10 +461,7 @@ fn pause(
         std::time::Duration::from_secs(10),
     ));
     match answer {
-        Ok(p) => {
-            println!("{}", print::paused(&p));
-            EXIT_OK
-        }
+        Ok(p) => emit(&format!("{}\n", print::paused(&p)), EXIT_OK),
         Err(e) => failed(e),
     }
 }
@@ -402,10 +481,7 @@ fn resume(cli: &Cli, socket: Option<PathBuf>) -> u8 {
         std::time::Duration::from_secs(10),
     ));
     match answer {
-        Ok(a) => {
-            println!("{}", print::resumed(&a));
-            EXIT_OK
-        }
+        Ok(a) => emit(&format!("{}\n", print::resumed(&a)), EXIT_OK),
         Err(e) => failed(e),
     }
 }
@@ -438,23 +514,16 @@ fn takeover(
         Ok(r) => r,
         Err(e) => return failed(e),
     };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    } else {
-        print!("{}", print::takeover_report(&report));
-    }
     let ok = match report.passed {
         Some(passed) => passed && report.back.as_ref().is_none_or(|b| b.outcome == "done"),
         None => report.holds,
     };
-    if ok {
-        EXIT_OK
+    let text = if json {
+        json_line(&report)
     } else {
-        EXIT_FAILED
-    }
+        print::takeover_report(&report)
+    };
+    emit(&text, if ok { EXIT_OK } else { EXIT_FAILED })
 }
 
 fn with_runtime<F, Fut>(cli: &Cli, f: F) -> u8
@@ -486,35 +555,25 @@ where
 
 fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, u8> {
     builder.enable_all().build().map_err(|e| {
-        eprintln!("{PROG}: cannot start the async runtime: {e}");
+        say(&format!("cannot start the async runtime: {e}"));
         EXIT_FAILED
     })
 }
 
 async fn once(config: config::Config, options: daemon::Options) -> u8 {
     match daemon::once(config, &options).await {
-        Ok(done) => {
-            print!("{}", print::once_report(&done));
-            if done.failed() {
-                EXIT_FAILED
-            } else {
-                EXIT_OK
-            }
-        }
-        Err(e) => {
-            eprintln!("{PROG}: {e}");
-            EXIT_FAILED
-        }
+        Ok(done) => emit(
+            &print::once_report(&done),
+            if done.failed() { EXIT_FAILED } else { EXIT_OK },
+        ),
+        Err(e) => failed(e),
     }
 }
 
 /// `preflight`: every check, one line each (or JSON), exit 1 when any failed.
 async fn preflight(config: config::Config, options: daemon::Options, json: bool) -> u8 {
-    if options.dry_run {
-        return usage("--dry-run does not go with preflight (it changes nothing anyway)");
-    }
     if nix::unistd::getuid().is_root() {
-        eprintln!("{PROG}: running as root, which passes permission checks the service user may fail; run it as the service user: sudo -u haproxy-watchdog {PROG} preflight");
+        say(&format!("running as root, which passes permission checks the service user may fail; run it as the service user: sudo -u haproxy-watchdog {PROG} preflight"));
     }
     // Each line as it is decided (a hanging endpoint does not keep the others back); --json
     // prints one document at the end.
@@ -526,16 +585,19 @@ async fn preflight(config: config::Config, options: daemon::Options, json: bool)
         (!json).then(std::io::stdout),
     )
     .await;
-    if json {
-        println!("{}", report.json());
+    let text = if json {
+        format!("{}\n", report.json())
     } else {
-        print!("{}", report.text());
-    }
-    if report.failed() {
-        EXIT_FAILED
-    } else {
-        EXIT_OK
-    }
+        report.text()
+    };
+    emit(
+        &text,
+        if report.failed() {
+            EXIT_FAILED
+        } else {
+            EXIT_OK
+        },
+    )
 }
 
 /// `run` until SIGTERM or SIGINT; SIGHUP reloads. The signal handlers come first: a signal

@@ -108,6 +108,8 @@ pub const IDENTITY_RESOLVED: &str = "identity_resolved";
 pub const IDENTITY_UNAVAILABLE: &str = "identity_unavailable";
 /// Instance metadata refused the IMDSv2 token (401): a new token is fetched and the call retried.
 pub const IMDS_TOKEN_REFUSED: &str = "imds_token_refused";
+/// No region from `[aws]`, the environment or a profile, and instance metadata did not give one.
+pub const REGION_UNAVAILABLE: &str = "region_unavailable";
 /// No CA store; the configuration has no https URL, so HTTP checks go on without one (debug level).
 pub const TLS_ROOTS_UNAVAILABLE: &str = "tls_roots_unavailable";
 /// A backend sync round changed HAProxy (runtime commands, a reload, or both).
@@ -232,6 +234,7 @@ pub const ALL: &[&str] = &[
     IDENTITY_RESOLVED,
     IDENTITY_UNAVAILABLE,
     IMDS_TOKEN_REFUSED,
+    REGION_UNAVAILABLE,
     TLS_ROOTS_UNAVAILABLE,
     BACKEND_SYNC_APPLIED,
     BACKEND_SYNC_FAILED,

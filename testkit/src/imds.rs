@@ -41,6 +41,8 @@ impl Imds {
             .collect();
         paths.insert("instance-id".to_string(), node.instance_id.clone());
         paths.insert("mac".into(), mac.clone());
+        // The world's region, which the daemon reads when `[aws] region` and AWS_REGION are unset.
+        paths.insert("placement/region".into(), crate::world::REGION.to_owned());
         paths.insert("local-ipv4".into(), node.private_ip.to_string());
         paths.insert("network/interfaces/macs/".into(), format!("{mac}/"));
         paths.insert(

@@ -1,6 +1,8 @@
 //! The command line as an operator and cron use it: validate, --once, --dry-run, exit codes.
 
-use std::process::Command;
+use std::ffi::OsStr;
+use std::os::fd::FromRawFd;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use testkit::bed::Bed;
 use testkit::http::{Reply, Stub};
@@ -367,5 +369,274 @@ async fn status_and_metrics_show_what_each_rule_saw_and_did() {
         text(&out.stderr).contains("cannot reach the daemon's control socket"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// A write end of a pipe whose read end is already closed: the first write fails with EPIPE.
+fn closed_pipe() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills both descriptors, which nothing else owns; the read end is closed
+    // here and the write end handed to one OwnedFd.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0, "pipe(2)");
+        libc::close(fds[0]);
+        Stdio::from(std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
+/// /dev/full: every write fails with ENOSPC, as on a full disk.
+fn dev_full() -> Stdio {
+    Stdio::from(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full"),
+    )
+}
+
+/// `watchdog ARGS` with standard output on `stdout`: its exit code and standard error.
+async fn with_stdout(args: &[&OsStr], stdout: Stdio) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        // Not `output()`, which would pipe standard output whatever was set.
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    (out.status.code(), text(&out.stderr))
+}
+
+/// A tester's find: `status --json | head -1`, `validate > /dev/full` and the like panicked
+/// ("failed printing to stdout", exit 101). Every print goes through one function: a reader
+/// that went away ends the command quietly with exit 1, any other write error is said on
+/// standard error with exit 1; standard error that cannot be written is no panic either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_to_a_closed_pipe_or_a_full_disk_is_an_error_not_a_panic() {
+    let target = Stub::start(Reply::ok("ok")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let toml = format!(
+        "[control]\nsocket = \"{}\"\n[rules.r]\ncheck = {{ type = \"http\", url = \"{}\" }}\ninterval = \"200ms\"\ntimeout = \"150ms\"\n",
+        socket.display(),
+        target.url()
+    );
+    let (_d, path) = write_config(&toml);
+    let wd = Watchdog::start("n", &testkit::watchdog::Env::offline(), &toml, &[]);
+    wd.wait_event(Duration::from_secs(10), "started").await;
+    testkit::eventually(Duration::from_secs(10), "the control socket", || async {
+        socket.exists().then_some(())
+    })
+    .await;
+
+    let commands: [(&str, Vec<&OsStr>); 2] = [
+        (
+            "validate",
+            vec!["validate".as_ref(), "--config".as_ref(), path.as_os_str()],
+        ),
+        (
+            "status --json",
+            vec![
+                "status".as_ref(),
+                "--json".as_ref(),
+                "--socket".as_ref(),
+                socket.as_os_str(),
+            ],
+        ),
+    ];
+    for (what, args) in &commands {
+        let (code, err) = with_stdout(args, Stdio::null()).await;
+        assert_eq!(code, Some(0), "{what}: {err}");
+
+        let (code, err) = with_stdout(args, dev_full()).await;
+        assert!(!err.contains("panicked"), "{what} > /dev/full: {err}");
+        assert_eq!(code, Some(1), "{what} > /dev/full: {err}");
+        assert!(
+            err.contains(
+                "haproxy-watchdog: cannot write to standard output: No space left on device"
+            ),
+            "{what} > /dev/full: {err}"
+        );
+
+        let (code, err) = with_stdout(args, closed_pipe()).await;
+        assert!(!err.contains("panicked"), "{what} | (closed): {err}");
+        assert_eq!(code, Some(1), "{what} | (closed): {err}");
+        assert_eq!(
+            err, "",
+            "{what} | (closed): a reader that left is not an error to report"
+        );
+    }
+
+    // Standard error that cannot be written: an invalid configuration still exits 2.
+    let (_bad, bad) = write_config("[rules.r]\nintervall = 1\n");
+    for stderr in [dev_full(), closed_pipe()] {
+        let out = tokio::process::Command::new(bin())
+            .args(["validate", "--config"])
+            .arg(&bad)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+            .wait_with_output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    }
+    let (code, log) = wd.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}
+
+/// A tester's find: `takeover --dry-run` was accepted and moved the address for real (the
+/// flag is global; only `run` and `--once` honour it). A global flag the command ignores is a
+/// usage error naming both; `--state-dir` (which has an environment variable and a default)
+/// only when the command line gives it.
+#[tokio::test]
+async fn global_flags_a_command_ignores_are_refused() {
+    let target = Stub::start(Reply::ok("ok")).await;
+    let state = tempfile::tempdir().unwrap();
+    let (_d, path) = write_config(&format!(
+        "[rules.r]\ncheck = {{ type = \"http\", url = \"{}\" }}\n",
+        target.url()
+    ));
+    let config = path.to_str().unwrap();
+    let dir = state.path().to_str().unwrap();
+    let refused: &[(&[&str], &str, &str)] = &[
+        (&["status", "--dry-run"], "--dry-run", "status"),
+        (&["pause", "--dry-run"], "--dry-run", "pause"),
+        (&["resume", "--dry-run"], "--dry-run", "resume"),
+        (&["takeover", "--dry-run"], "--dry-run", "takeover"),
+        (&["--dry-run", "drill", "--back"], "--dry-run", "drill"),
+        (&["validate", "--dry-run"], "--dry-run", "validate"),
+        (&["preflight", "--dry-run"], "--dry-run", "preflight"),
+        (&["validate", "--state-dir", dir], "--state-dir", "validate"),
+        (&["--state-dir", dir, "status"], "--state-dir", "status"),
+        (&["takeover", "--state-dir", dir], "--state-dir", "takeover"),
+        (&["pause", "--once"], "--once", "pause"),
+    ];
+    for (args, flag, command) in refused {
+        let out = Command::new(bin())
+            .args(*args)
+            .args(["--config", config])
+            .env_remove("WATCHDOG_STATE_DIR")
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{flag} does not go with {command}")),
+            "{args:?}: {err}"
+        );
+    }
+    // import-monit reads monit files: a configuration file and the daemon's flags are refused.
+    for (flag, args) in [
+        ("--dry-run", &["--dry-run"][..]),
+        ("--state-dir", &["--state-dir", dir][..]),
+        ("--config", &["--config", config][..]),
+    ] {
+        let out = Command::new(bin())
+            .arg("import-monit")
+            .args(args)
+            .arg("/nonexistent/monitrc")
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(
+            err.contains(&format!("{flag} does not go with import-monit")),
+            "{err}"
+        );
+    }
+    assert_eq!(target.hits(), 0, "a refused command ran");
+
+    // The same flags where they count, and the state directory from the environment.
+    let out = Command::new(bin())
+        .args(["validate", "--config", config])
+        .env("WATCHDOG_STATE_DIR", dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run_to_end(None, &path, &["--once", "--dry-run", "--state-dir", dir]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// A tester's find: with `[aws] max_attempts = 2`, a throttled Publish was tried once (the SNS
+/// client had its own retry setting) while EC2 calls were retried. The first Publish is
+/// throttled: the SDK's second attempt delivers the alert, within the outbox's first try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_aws_client_retries_as_configured() {
+    let world = testkit::world::World::new(&["a"]).await;
+    let (proxy, _task) = testkit::awsproxy::AwsProxy::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        world.moto.url.clone(),
+    );
+    proxy.inject("Publish", testkit::awsproxy::Fault::Throttle, 1);
+    let target = Stub::start(Reply::Status(503, "down".into())).await;
+    let (_d, path) = write_config(&format!(
+        "[aws]\nmax_attempts = 2\nattempt_timeout = \"2s\"\n\
+         [rules.r]\ncheck = {{ type = \"http\", url = \"{}\" }}\nfail_after = 1\non_fail = [\"tell\"]\n\
+         [actions.tell]\ntype = \"sns\"\ntopic_arn = \"{}\"\n",
+        target.url(),
+        world.topic_arn
+    ));
+    let env = testkit::watchdog::Env::aws_only(&proxy.url());
+    let out = run_to_end(Some(&env), &path, &["--once"]).await;
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the check failed: {log}");
+    assert_eq!(
+        world.alerts(Duration::from_secs(2)).await.len(),
+        1,
+        "{}{log}",
+        text(&out.stdout)
+    );
+    assert_eq!(proxy.count("Publish"), (2, 1), "{log}");
+    assert!(
+        !log.contains("\"event\":\"alert_failed\""),
+        "the SDK retried, not the outbox: {log}"
+    );
+}
+
+/// A tester's find: without `[aws] region`, the region was asked of 169.254.169.254 (or
+/// AWS_EC2_METADATA_SERVICE_ENDPOINT), not of `[node] imds_endpoint`, with multi-line
+/// warnings. Every metadata read goes where `[node]` says, the region's included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metadata_read_goes_to_the_configured_endpoint() {
+    let world = testkit::world::World::new(&["a"]).await;
+    let imds = testkit::imds::Imds::start(world.node("a")).await;
+    let target = Stub::start(Reply::Status(503, "down".into())).await;
+    let (_d, path) = write_config(&format!(
+        "[node]\nimds_endpoint = \"{}\"\n\
+         [rules.r]\ncheck = {{ type = \"http\", url = \"{}\" }}\nfail_after = 1\non_fail = [\"tell\"]\n\
+         [actions.tell]\ntype = \"sns\"\ntopic_arn = \"{}\"\n",
+        imds.endpoint(),
+        target.url(),
+        world.topic_arn
+    ));
+    // The SDK's own metadata endpoint leads nowhere, and no region is set anywhere else.
+    let mut cmd = Command::new(bin());
+    testkit::watchdog::Env::aws_only(&world.moto.url).apply(&mut cmd);
+    cmd.env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .args(["--once", "--log-format", "json", "--config"])
+        .arg(&path);
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the check failed: {log}");
+    assert!(!log.contains("no AWS region"), "{log}");
+    assert!(
+        !log.contains("failed to load region from IMDS"),
+        "the SDK's own lookup ran: {log}"
+    );
+    assert!(
+        imds.reads.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "{log}"
+    );
+    assert_eq!(
+        world.alerts(Duration::from_secs(2)).await.len(),
+        1,
+        "{}{log}",
+        text(&out.stdout)
     );
 }

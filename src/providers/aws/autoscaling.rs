@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct AutoScaling {
-    client: aws_sdk_autoscaling::Client,
+    pub(super) client: aws_sdk_autoscaling::Client,
     /// Counts each call and each error (`aws_api_calls_total`, `aws_api_errors_total`).
     metrics: Arc<Metrics>,
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// An EC2 client with the daemon's retries and timeouts. Cheap to clone.
 #[derive(Clone)]
 pub struct Ec2 {
-    client: aws_sdk_ec2::Client,
+    pub(super) client: aws_sdk_ec2::Client,
     /// Counts each call and each error (`aws_api_calls_total`, `aws_api_errors_total`).
     metrics: Arc<Metrics>,
 }

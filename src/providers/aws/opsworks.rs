@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// to clone.
 #[derive(Clone)]
 pub struct OpsWorks {
-    client: aws_sdk_opsworks::Client,
+    pub(super) client: aws_sdk_opsworks::Client,
     /// Counts each call and each error (`aws_api_calls_total`, `aws_api_errors_total`).
     metrics: Arc<Metrics>,
 }

@@ -6,26 +6,25 @@ use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct Sns {
-    client: aws_sdk_sns::Client,
+    pub(super) client: aws_sdk_sns::Client,
     /// Counts each call and each error (`aws_api_calls_total`, `aws_api_errors_total`).
     metrics: Arc<Metrics>,
 }
 
 impl Sns {
-    /// One attempt per `publish`: the alert outbox retries with its own backoff and marks
-    /// each attempt in the state file, so a crash can only leave in doubt the one request
-    /// that was on the wire, not a whole series of SDK retries.
+    /// A client from the daemon's SDK configuration, with its retries and timeouts like every
+    /// other client: `[aws] max_attempts` applies to every call. (It used to be one attempt
+    /// per `publish`, left to the alert outbox's backoff; but a throttled or dropped call is
+    /// what the SDK's retries are for, `preflight`'s GetTopicAttributes has no outbox, and a
+    /// request in doubt after a crash is the same one alert either way.)
     pub fn new(config: &aws_config::SdkConfig, metrics: Arc<Metrics>) -> Self {
-        let conf = aws_sdk_sns::config::Builder::from(config)
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-            .build();
         Sns {
-            client: aws_sdk_sns::Client::from_conf(conf),
+            client: aws_sdk_sns::Client::new(config),
             metrics,
         }
     }
 
-    /// Publish; returns the message id. Errors: the SDK's, after one attempt.
+    /// Publish; returns the message id. Errors: the SDK's, after its retries.
     pub async fn publish(
         &self,
         topic_arn: &str,

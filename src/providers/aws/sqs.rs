@@ -13,9 +13,9 @@ pub const LONG_POLL: Duration = Duration::from_secs(20);
 #[derive(Clone)]
 pub struct Sqs {
     /// For the long poll: attempts may last the poll plus the usual attempt timeout.
-    poll: aws_sdk_sqs::Client,
+    pub(super) poll: aws_sdk_sqs::Client,
     /// Everything else, with the shared timeouts.
-    client: aws_sdk_sqs::Client,
+    pub(super) client: aws_sdk_sqs::Client,
     /// Counts each call and each error (`aws_api_calls_total`, `aws_api_errors_total`).
     metrics: Arc<Metrics>,
 }
