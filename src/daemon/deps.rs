@@ -76,7 +76,7 @@ impl Deps {
             if rustls_native_certs::load_native_certs().certs.is_empty() {
                 return Err(BuildError::NoCaStore);
             }
-            let sdk = aws::sdk_config(&config.aws).await;
+            let sdk = aws::sdk_config_for(&config.aws, &config.node).await;
             if sdk.region().is_none() {
                 return Err(BuildError::NoRegion);
             }

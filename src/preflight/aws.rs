@@ -57,7 +57,7 @@ pub(super) async fn all(
         ));
         return owners;
     }
-    let sdk = aws::sdk_config(&config.aws).await;
+    let sdk = aws::sdk_config_for(&config.aws, &config.node).await;
     let Some(region) = sdk.region().map(|r| r.to_string()) else {
         report.push(Check::fail(
             "aws region",

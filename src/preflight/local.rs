@@ -148,9 +148,7 @@ pub(super) async fn identity(report: &mut Report, config: &Config) -> Option<Nod
                     "correct [node] imds_endpoint (an http:// URL), or remove it for the default http://169.254.169.254".to_owned()
                 }
                 IdentityError::Lookup(
-                    MetadataError::NotIpv4 { .. }
-                    | MetadataError::NoIpv4s
-                    | MetadataError::UnexpectedIds { .. },
+                    MetadataError::Invalid { .. } | MetadataError::NoIpv4s,
                 ) => "instance metadata answered something unexpected: retry; if it persists, set instance_id, network_interface_id and private_ip in [node]".to_owned(),
                 _ => "run on the EC2 instance with IMDSv2 reachable (hop limit 2 or more inside containers; the metadata service enabled), or set instance_id, network_interface_id and private_ip in [node]".to_owned(),
             };

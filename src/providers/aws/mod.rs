@@ -70,13 +70,6 @@ pub async fn sdk_config_for(s: &AwsSettings, node: &NodeSettings) -> aws_config:
         .await
 }
 
-/// [`sdk_config_for`] with the default `[node]` settings: a region from instance metadata is
-/// asked of `AWS_EC2_METADATA_SERVICE_ENDPOINT` or 169.254.169.254, not of `[node]
-/// imds_endpoint`. Kept for callers that have no `[node]` at hand.
-pub async fn sdk_config(s: &AwsSettings) -> aws_config::SdkConfig {
-    sdk_config_for(s, &NodeSettings::default()).await
-}
-
 /// The settings every client shares: timeouts, retries, the app name, the endpoint.
 fn loader(s: &AwsSettings) -> aws_config::ConfigLoader {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
