@@ -498,6 +498,16 @@ async fn command(
                 Ok(r) => r,
                 Err(a) => return a,
             };
+            let chars = r.reason.chars().count();
+            if chars > crate::pause::REASON_MAX {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the reason is {chars} characters; say it in at most {}\n",
+                        crate::pause::REASON_MAX
+                    ),
+                );
+            }
             let by = who(uid, r.sudo_user.as_deref());
             let (pause, replaced) =
                 c.pause
@@ -584,7 +594,8 @@ async fn serve_conn<S>(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
+        // A client has sent its request within moments: idle ones give their slot back soon.
+        .header_read_timeout(Duration::from_secs(3));
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), svc);
     let _ = tokio::time::timeout(limit, conn).await;
 }

@@ -32,7 +32,11 @@ pub fn operator_text(s: &str, max: usize) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        // Control characters, and the invisible ones that reorder or hide text on a
+        // terminal: bidirectional overrides and isolates, marks, zero-width characters.
+        let invisible = matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}');
+        if c.is_control() || invisible {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -79,10 +83,11 @@ pub struct Paused {
 
 impl std::fmt::Display for Paused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Already escaped (operator_text): quoted, not escaped twice.
         let reason = if self.reason.is_empty() {
             "no reason given".to_string()
         } else {
-            format!("{:?}", self.reason)
+            format!("\"{}\"", self.reason)
         };
         match self.source.as_str() {
             "maintenance_file" => {
@@ -303,7 +308,7 @@ impl Pause {
             None => "until `haproxy-watchdog resume`".into(),
         };
         tracing::warn!(event = events::PAUSED, source = "command", by = %by, reason = %reason, for_s,
-            replaced = before.as_ref().map(|p| p.by.as_str()).unwrap_or(""),
+            replaced = %before.as_ref().map(|p| p.by.as_str()).unwrap_or(""),
             "paused: checks go on, no claim starts {until}");
         self.0.metrics.paused_by("command");
         self.0.metrics.set_paused(true);
@@ -398,10 +403,21 @@ mod tests {
         );
         assert!(!rec.by.chars().any(char::is_control), "{:?}", rec.by);
         assert!(rec.reason.contains("line1\\nFAKE"), "{:?}", rec.reason);
+        let (rec, _) = p.pause(None, "kernel\u{202e}hctap", "root (uid 0)");
+        assert!(!rec.reason.contains('\u{202e}'), "{:?}", rec.reason);
         assert_eq!(
             operator_text(&"x".repeat(600), REASON_MAX).chars().count(),
             REASON_MAX + 1
         );
+    }
+
+    /// A tester's find: an escaped reason was shown escaped twice (`\\n`).
+    #[test]
+    fn a_pause_reason_is_shown_escaped_once() {
+        let p = Pause::unpaused();
+        p.pause(None, "a\nb", "root (uid 0)");
+        let shown = p.now().expect("paused").to_string();
+        assert!(shown.contains("(\"a\\nb\")"), "{shown}");
     }
 
     /// A tester's find: a second pause silently replaced the first, its start included.

@@ -175,7 +175,7 @@ pub fn paused(a: &crate::control::PauseAnswer) -> String {
             if r.reason.is_empty() {
                 String::new()
             } else {
-                format!(" for {:?}", r.reason)
+                format!(" for \"{}\"", r.reason)
             },
             ms_rfc3339(p.since)
         ),
@@ -187,7 +187,7 @@ pub fn paused(a: &crate::control::PauseAnswer) -> String {
         if p.reason.is_empty() {
             String::new()
         } else {
-            format!(" ({:?})", p.reason)
+            format!(" (\"{}\")", p.reason)
         }
     )
 }

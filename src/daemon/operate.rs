@@ -25,6 +25,8 @@ use std::time::Duration;
 const SETTLE_FOR: Duration = Duration::from_secs(60);
 /// Between two looks while a drill waits.
 const LOOK_EVERY: Duration = Duration::from_millis(200);
+/// Between two reads of the owner while a drill waits for checkip (one DescribeAddresses).
+const HOLDER_EVERY: Duration = Duration::from_secs(2);
 
 impl Operate for Live {
     fn takeover(
@@ -141,14 +143,14 @@ impl Live {
                 ok &= self.wait_for_check(rule, &mut tl).await;
                 // What was measured counts only while the address is still here; gone, the
                 // public path cannot be proven from here either.
-                ok = ok && still_here(claim, &mut tl).await;
+                ok = ok && still_here(claim, &mut tl, true).await;
                 if ok && claim.on_primary_ip() {
                     let public = match &eip {
                         EipRef::PublicIp(ip) => Some(*ip),
                         EipRef::AllocationId(_) => tl.public_ip,
                     };
-                    ok &= self.wait_for_egress(public, &mut tl).await;
-                    ok = ok && still_here(claim, &mut tl).await;
+                    ok &= self.wait_for_egress(public, claim, &mut tl).await;
+                    ok = ok && still_here(claim, &mut tl, true).await;
                 } else if ok {
                     tl.mark(
                         "egress_not_checked",
@@ -246,7 +248,14 @@ impl Live {
     }
 
     /// A drill's public-path proof: checkip, from this node, answers the address itself.
-    async fn wait_for_egress(&self, public: Option<Ipv4Addr>, tl: &mut Timeline) -> bool {
+    /// Every [`HOLDER_EVERY`] it reads the owner too: once the address has left this node,
+    /// checkip cannot show it, and waiting on would only delay the drill's verdict.
+    async fn wait_for_egress(
+        &self,
+        public: Option<Ipv4Addr>,
+        claim: &ClaimEip,
+        tl: &mut Timeline,
+    ) -> bool {
         let Some(public) = public else {
             tl.mark(
                 "egress_unproven",
@@ -256,7 +265,14 @@ impl Live {
         };
         let until = tokio::time::Instant::now() + SETTLE_FOR;
         let mut last = String::new();
+        let mut next_read = tokio::time::Instant::now() + HOLDER_EVERY;
         while tokio::time::Instant::now() < until {
+            if tokio::time::Instant::now() >= next_read {
+                if !still_here(claim, tl, false).await {
+                    return false;
+                }
+                next_read = tokio::time::Instant::now() + HOLDER_EVERY;
+            }
             match checkip::egress_ip(&self.http, &self.egress.checkip_url, self.egress.timeout)
                 .await
             {
@@ -282,10 +298,13 @@ impl Live {
 
 /// A drill's last look: the provider still shows the address on this node (another node or
 /// an operator may have moved it while the drill measured).
-async fn still_here(claim: &ClaimEip, tl: &mut Timeline) -> bool {
+/// `mark`: add a `still_here` step when it is (a look in the middle of a wait adds none).
+async fn still_here(claim: &ClaimEip, tl: &mut Timeline, mark: bool) -> bool {
     match claim.is_here().await {
         Ok((true, holder)) => {
-            tl.mark("still_here", holder);
+            if mark {
+                tl.mark("still_here", holder);
+            }
             true
         }
         Ok((false, holder)) => {
@@ -340,11 +359,12 @@ fn summary(
             parts.push(format!("{label} +{t}"));
         }
     }
+    let returned = back.is_some_and(|b| b.outcome == "done");
     let mut line = format!("{head}: {eip}");
-    line.push_str(if holds {
-        " is on this node"
-    } else {
-        " is not on this node"
+    line.push_str(match (holds, returned) {
+        (true, _) => " is on this node",
+        (false, true) => " moved here and back",
+        (false, false) => " is not on this node",
     });
     if !parts.is_empty() {
         line.push_str(&format!(" ({})", parts.join(", ")));
@@ -423,6 +443,23 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("then check_failing: HTTP 502"), "{line}");
-        assert!(line.contains("is not on this node"), "{line}");
+        assert!(line.contains("moved here and back"), "{line}");
+        // A returned address reads as returned, not as "not on this node".
+        let mut back_ok = back.clone();
+        back_ok.steps.truncate(2);
+        let mut m_ok = m.clone();
+        m_ok.steps.truncate(3);
+        let line = summary(
+            "drill",
+            &eip,
+            &m_ok,
+            Some(&back_ok),
+            false,
+            Some(true),
+            1000,
+        );
+        assert!(line.starts_with("drill passed"), "{line}");
+        assert!(line.contains("moved here and back"), "{line}");
+        assert!(!line.contains("not on this node"), "{line}");
     }
 }

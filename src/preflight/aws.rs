@@ -236,7 +236,13 @@ pub(super) fn classify(e: &AwsError) -> Class {
     };
     match code {
         "RequestExpired" | "RequestTimeTooSkewed" | "RequestInTheFuture" => Class::ClockSkew,
-        "InvalidSignatureException" if e.message.to_ascii_lowercase().contains("expired") => {
+        // SNS and SQS answer a clock more than 15 minutes off with SignatureDoesNotMatch
+        // ("Signature expired: ... is now earlier than ..."), others with
+        // InvalidSignatureException: the message tells skew from bad credentials.
+        "InvalidSignatureException" | "SignatureDoesNotMatch"
+            if e.message.to_ascii_lowercase().contains("signature expired")
+                || e.message.to_ascii_lowercase().contains("expired") =>
+        {
             Class::ClockSkew
         }
         "InvalidSignatureException" => Class::Credentials,
@@ -646,6 +652,7 @@ mod tests {
             (err(Some("Throttling"), "Rate exceeded"), Class::Throttled),
             (err(Some("RequestExpired"), "Request has expired"), Class::ClockSkew),
             (err(Some("InvalidSignatureException"), "Signature expired: 20260101T000000Z is now earlier than"), Class::ClockSkew),
+            (err(Some("SignatureDoesNotMatch"), "Signature expired: 20261130T000000Z is now earlier than 20261130T101500Z (20261130T103000Z - 15 min.)"), Class::ClockSkew),
             (err(Some("InternalError"), "An internal error"), Class::Server),
             (err(Some("ServiceUnavailable"), "try later"), Class::Server),
             (err(None, "timed out"), Class::Unreachable),

@@ -95,6 +95,15 @@ async fn a_paused_standby_never_claims_and_claims_within_a_cycle_of_resume() {
     );
     served_by(&bed, "b").await;
     assert_eq!((wb.count("paused"), wb.count("resumed")), (1, 1));
+    // A reason too long to read is refused, not cut short.
+    let long = "x".repeat(501);
+    let out = wb.ctl(&["pause", "--reason", &long]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("at most 500"),
+        "{}",
+        text(&out.stderr)
+    );
     // Resuming a node that is not paused is a no-op, not an error.
     let again = ok(&wb.ctl(&["resume"]).await);
     assert!(again.contains("not paused"), "{again}");
@@ -193,6 +202,8 @@ async fn takeover_moves_a_healthy_pairs_eip_once_with_one_planned_alert() {
     served_by(&bed, "a").await;
     let (wa, wb) = pair(&bed).await;
     let out = ok(&wb.ctl(&["takeover"]).await);
+    // What docs/operations.md shows (run with --nocapture).
+    eprintln!("{out}");
     assert!(out.contains("takeover done"), "{out}");
     for step in [
         "owner_read",
@@ -323,11 +334,12 @@ async fn drill_back_measures_both_moves_as_the_client_sees_them() {
         b_answers.iter().all(|(_, end, _)| *end + slack >= moved),
         "b answered before the move: {r} {answers:?}"
     );
+    // (A GET may fail on a busy machine: it must not be answered by the other node.)
     assert!(
         answers
             .iter()
             .filter(|(start, _, _)| *start >= passes + slack && *start + slack < moved_back)
-            .all(|(_, _, w)| w.as_deref() == Some("b")),
+            .all(|(_, _, w)| w.as_deref() != Some("a")),
         "{r} {answers:?}"
     );
     assert!(
@@ -341,11 +353,12 @@ async fn drill_back_measures_both_moves_as_the_client_sees_them() {
         answers
             .iter()
             .filter(|(start, _, _)| *start >= passes_back + slack)
-            .all(|(_, _, w)| w.as_deref() == Some("a")),
+            .all(|(_, _, w)| w.as_deref() != Some("b")),
         "{r} {answers:?}"
     );
     assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
     let text_out = ok(&wb.ctl(&["drill", "--back"]).await);
+    eprintln!("{text_out}");
     assert!(text_out.contains("drill passed"), "{text_out}");
     assert!(text_out.contains("returned, verified +"), "{text_out}");
 }
@@ -390,6 +403,7 @@ async fn history_of_a_failover_has_ordered_timings_and_survives_a_restart() {
     assert!(order[0] >= stopped, "{t} vs stopped at {stopped}");
     assert!(order[4] <= seen, "{t} vs seen at {seen}");
     let table = ok(&wb.ctl(&["status", "--history"]).await);
+    eprintln!("{table}");
     assert!(
         table.contains("claimed") && table.contains("first failed check +0.000s"),
         "{table}"
@@ -628,4 +642,54 @@ async fn a_flood_of_idle_control_connections_is_capped() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(wd.count("check_passed") > checks, "{}", wd.log());
     drop(idle);
+    // A few more idle clients than slots: they give their slots back within seconds, and
+    // `status` (which waits 5 s) is answered.
+    let mut idle = Vec::new();
+    for _ in 0..(haproxy_watchdog::control::MAX_CONNECTIONS + 8) {
+        idle.push(
+            tokio::net::UnixStream::connect(wd.control_socket())
+                .await
+                .unwrap(),
+        );
+    }
+    ok(&wd.ctl(&["status"]).await);
+    drop(idle);
+}
+
+/// A tester's find: when the address left while a drill waited for checkip to show it, the
+/// drill waited out its 60 s and blamed checkip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_stops_waiting_for_checkip_once_the_address_has_left() {
+    let bed = TestBed::new(&["a", "b"], Some("a")).await;
+    served_by(&bed, "a").await;
+    // b's checkip (inside b) answers a public address that is never the EIP: its egress
+    // verifies, but a drill can never see the EIP there.
+    let _checkip = testkit::http::serve_on(
+        bed.nodes["b"].host.bind("127.0.0.1:9091".parse().unwrap()),
+        Arc::new(|_| testkit::http::Reply::ok("198.51.100.99\n")),
+    );
+    let wa = bed.start("a", &bed.conf("a"));
+    let mut cb = bed.conf("b");
+    cb.checkip = "http://127.0.0.1:9091/".into();
+    let wb = bed.start("b", &cb);
+    wa.wait_event(T, "started").await;
+    wb.wait_event(T, "started").await;
+    let socket = wb.control_socket();
+    let started = Instant::now();
+    let drill = tokio::spawn(async move {
+        let mut cmd = tokio::process::Command::new(bin());
+        cmd.args(["drill", "--json", "--socket"]).arg(socket);
+        cmd.output().await.unwrap()
+    });
+    wb.wait_event(T, "eip_claimed").await;
+    ok(&wa.ctl(&["takeover"]).await);
+    let out = drill.await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["summary"].as_str().unwrap().contains("moved_away"), "{r}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "waited {:?}: {r}",
+        started.elapsed()
+    );
 }

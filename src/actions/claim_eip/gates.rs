@@ -24,6 +24,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// Where a failed move left the address.
+enum AfterFailure {
+    /// On the move's target after all (the call landed after the SDK gave up): its token.
+    Here(Option<String>),
+    /// Not there: what to say, and the alert to queue when nobody holds it.
+    Not(String, Option<(u64, Alert)>),
+}
+
 /// What the gates look at on this node besides the provider, and where the alert goes.
 pub(crate) trait Local: Send + Sync + 'static {
     /// Probe `[haproxy]` fresh: a node that cannot serve must not take the traffic.
@@ -458,10 +466,15 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 self.holds.claim_settled(eip, None);
                 return refused("lost_race", detail);
             }
-            Ok(MoveResult::Failed(e)) => {
-                self.holds.claim_settled(eip, None);
-                return ActionOutcome::Error(self.after_failed_move(eip, e, announce).await);
-            }
+            Ok(MoveResult::Failed(e)) => match self.after_failed_move(eip, e, &spot).await {
+                // The call landed after the SDK gave up on it: the holder decides.
+                AfterFailure::Here(token) => (token, Verified::Yes),
+                AfterFailure::Not(detail, dark) => {
+                    self.holds.claim_settled(eip, None);
+                    *announce = dark;
+                    return ActionOutcome::Error(detail);
+                }
+            },
             Ok(MoveResult::Rehearsed) => {
                 self.holds.claim_settled(eip, None);
                 return ActionOutcome::NoOp(format!(
@@ -511,28 +524,41 @@ impl<P: Provider, L: Local> Gates<P, L> {
         ))
     }
 
-    /// A move failed (`error`): read where the address is now. When nobody holds it (the
-    /// release went through, the association did not), say so and queue an alert: the
-    /// address is dark until a claim (this node's next cycle, or another node's) takes it.
-    async fn after_failed_move(
-        &self,
-        eip: &EipRef,
-        error: String,
-        announce: &mut Option<(u64, Alert)>,
-    ) -> String {
-        let now = match self.provider.read(eip).await {
-            Ok(o) => o,
-            Err(e) => return format!("{error}; then reading who holds {eip} failed too: {e}"),
+    /// A move failed (`error`): read where the address is now, for up to the verification
+    /// window, since a call the SDK gave up on (a timeout) may still land. On `to`: the move
+    /// happened after all, and is settled as a claim ([`AfterFailure::Here`], with the
+    /// association the read shows). With nobody holding it (released, not associated): say so
+    /// and draft an alert, the address is dark until a claim takes it. Elsewhere: say where.
+    async fn after_failed_move(&self, eip: &EipRef, error: String, to: &P::Spot) -> AfterFailure {
+        let deadline = Instant::now() + self.verify_for;
+        let now = loop {
+            match self.provider.read(eip).await {
+                Ok(o) if P::holds(to, &o) => {
+                    tracing::warn!(event = events::CLAIM_UNVERIFIED, eip = %eip, error = %error,
+                        "the call failed, but the EIP is on this node's target now: the move landed after all");
+                    return AfterFailure::Here(o.token);
+                }
+                Ok(o) if Instant::now() >= deadline => break o,
+                Ok(_) => {}
+                Err(e) if Instant::now() >= deadline => {
+                    return AfterFailure::Not(
+                        format!("{error}; then reading who holds {eip} failed too: {e}"),
+                        None,
+                    )
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         };
         if now.token.is_some() {
-            return format!("{error}; {eip} is still on {}", now.holder);
+            return AfterFailure::Not(format!("{error}; {eip} is still on {}", now.holder), None);
         }
         tracing::error!(event = events::EIP_UNASSOCIATED, eip = %eip, error = %error,
             "the move released the EIP but could not associate it: nobody holds it now");
         let detail = format!(
             "{error}; {eip} is now associated with NOBODY (released, not associated): it is dark until a claim takes it"
         );
-        if let Some(topic) = &self.spec.sns_topic_arn {
+        let dark = self.spec.sns_topic_arn.as_ref().map(|topic| {
             let alert = Alert {
                 topic_arn: topic.clone(),
                 subject: sns_subject(
@@ -546,10 +572,9 @@ impl<P: Provider, L: Local> Gates<P, L> {
                     humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
                 ),
             };
-            let id = self.holds.store_alert(&alert);
-            *announce = Some((id, alert));
-        }
-        detail
+            (self.holds.store_alert(&alert), alert)
+        });
+        AfterFailure::Not(detail, dark)
     }
 
     /// The move itself, from `from` onto `to`, in its own task: from the first mutating call
@@ -725,10 +750,17 @@ impl<P: Provider, L: Local> Gates<P, L> {
                     format!("{eip} went to {holder}, not back to {}", back_to.describe()),
                 );
             }
-            Ok(MoveResult::Failed(e)) => {
-                self.holds.claim_settled(eip, None);
-                return ActionOutcome::Error(self.after_failed_move(eip, e, announce).await);
-            }
+            Ok(MoveResult::Failed(e)) => match self.after_failed_move(eip, e, &back_to).await {
+                AfterFailure::Here(_) => {
+                    tl.mark("verified", back_to.describe());
+                    "verified"
+                }
+                AfterFailure::Not(detail, dark) => {
+                    self.holds.claim_settled(eip, None);
+                    *announce = dark;
+                    return ActionOutcome::Error(detail);
+                }
+            },
             Ok(MoveResult::Rehearsed) => {
                 self.holds.claim_settled(eip, None);
                 return ActionOutcome::NoOp(format!(
@@ -1007,6 +1039,9 @@ mod tests {
         next_take: Arc<StdMutex<VecDeque<MoveResult>>>,
         /// When set, `take` records `saved` first if the claim is already in the state.
         store: Option<StateStore>,
+        /// When set, `take` leaves the EIP on this holder whatever it answers (a call the SDK
+        /// gave up on that landed all the same).
+        lands_on: Arc<StdMutex<Option<Option<&'static str>>>>,
     }
 
     impl Provider for Fake {
@@ -1046,6 +1081,9 @@ mod tests {
                 }
             }
             self.calls.push("take");
+            if let Some(h) = self.lands_on.lock().unwrap().take() {
+                *self.holder.lock().unwrap() = h;
+            }
             match self.next_take.lock().unwrap().pop_front() {
                 Some(r) => r,
                 None => {
@@ -1111,6 +1149,7 @@ mod tests {
         local: Arc<FakeLocal>,
         gates: Gates<Fake, FakeLocal>,
         history: History,
+        lands_on: Arc<StdMutex<Option<Option<&'static str>>>>,
     }
 
     fn spec() -> ClaimEipSpec {
@@ -1142,11 +1181,13 @@ mod tests {
         let calls = Calls::default();
         let holder = Arc::new(StdMutex::new(Some("a")));
         let next_take = Arc::new(StdMutex::new(VecDeque::new()));
+        let lands_on = Arc::new(StdMutex::new(None));
         let fake = Fake {
             calls: calls.clone(),
             holder: holder.clone(),
             next_take: next_take.clone(),
             store: Some(store.clone()),
+            lands_on: lands_on.clone(),
         };
         let local = local(&calls);
         let history = History::in_memory();
@@ -1163,6 +1204,7 @@ mod tests {
         );
         Bed {
             history,
+            lands_on,
             calls,
             holder,
             next_take,
@@ -1733,5 +1775,23 @@ mod tests {
             "{:?}",
             alerts[0]
         );
+    }
+
+    /// A tester's find: an AssociateAddress that timed out but landed was reported as a
+    /// failure ("dark", or "still on" this very node) and the move was never announced.
+    #[tokio::test(start_paused = true)]
+    async fn a_move_the_sdk_gave_up_on_that_landed_is_a_claim_announced_once() {
+        let b = bed();
+        *b.lands_on.lock().unwrap() = Some(Some("me"));
+        b.next_take
+            .lock()
+            .unwrap()
+            .push_back(MoveResult::Failed("ec2:AssociateAddress: timed out".into()));
+        let (out, tl) = b.gates.run_timed(&planned()).await;
+        assert!(matches!(&out, ActionOutcome::Done(_)), "{out:?}");
+        assert!(tl.at("verified").is_some(), "{tl:?}");
+        let alerts = b.local.alerts.lock().unwrap();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert!(alerts[0].subject.contains("took over"), "{:?}", alerts[0]);
     }
 }

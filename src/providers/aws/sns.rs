@@ -24,7 +24,11 @@ impl Sns {
         }
     }
 
-    /// Publish; returns the message id. Errors: the SDK's, after its retries.
+    /// Publish; returns the message id. One request, never retried by the SDK: a Publish
+    /// that timed out may have been delivered, and a standard topic has no deduplication, so
+    /// a retry can page twice. The alert outbox decides about retrying (with its own backoff),
+    /// and the state file says which alert was on the wire when the process died. Errors: the
+    /// SDK's.
     pub async fn publish(
         &self,
         topic_arn: &str,
@@ -38,6 +42,11 @@ impl Sns {
             .topic_arn(topic_arn)
             .subject(subject)
             .message(message)
+            .customize()
+            .config_override(
+                aws_sdk_sns::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(&self.metrics, "sns:Publish", e))?;
