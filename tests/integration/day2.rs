@@ -323,8 +323,9 @@ async fn drill_back_measures_both_moves_as_the_client_sees_them() {
     let passes_back = wall(at(back, "check_passes"));
     assert!(at(m, "egress_from_eip") >= at(m, "verified"), "{r}");
     // What the client saw matches the drill's figures: b answered only once the move was
-    // made, and every GET sent after the drill said the check passed (until the move back)
-    // was b's; then a again, the same way.
+    // made, and no GET sent after the drill said the check passed (until the move back) was
+    // a's; then the other way round. (A GET sent before a move may still be answered, over
+    // its open connection, by the node the address left.)
     let b_answers: Vec<_> = answers
         .iter()
         .filter(|(_, _, w)| w.as_deref() == Some("b"))
@@ -341,13 +342,6 @@ async fn drill_back_measures_both_moves_as_the_client_sees_them() {
             .filter(|(start, _, _)| *start >= passes + slack && *start + slack < moved_back)
             .all(|(_, _, w)| w.as_deref() != Some("a")),
         "{r} {answers:?}"
-    );
-    assert!(
-        answers
-            .iter()
-            .filter(|(_, end, w)| w.as_deref() == Some("a") && *end > passes)
-            .all(|(_, end, _)| *end + slack >= moved_back),
-        "a answered between the moves: {r} {answers:?}"
     );
     assert!(
         answers
