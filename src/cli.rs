@@ -355,6 +355,22 @@ fn emit(text: &str, code: u8) -> u8 {
     }
 }
 
+/// [`emit`] for a command that has already changed the daemon (`pause`, `resume`, `takeover`,
+/// `drill`): its exit code says what happened to the node, whatever became of the output, and
+/// a failed write is said on standard error (a script must not read "not done" from "done,
+/// output lost").
+fn emit_done(text: &str, code: u8) -> u8 {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            say(&format!(
+                "cannot write to standard output: {e} (the command took effect; exit {code} says how)"
+            ));
+        }
+    }
+    code
+}
+
 /// `haproxy-watchdog: msg` on standard error.
 fn say(msg: &str) {
     to_stderr(&format!("{PROG}: {msg}\n"));
@@ -461,7 +477,7 @@ fn pause(
         std::time::Duration::from_secs(10),
     ));
     match answer {
-        Ok(p) => emit(&format!("{}\n", print::paused(&p)), EXIT_OK),
+        Ok(p) => emit_done(&format!("{}\n", print::paused(&p)), EXIT_OK),
         Err(e) => failed(e),
     }
 }
@@ -481,7 +497,7 @@ fn resume(cli: &Cli, socket: Option<PathBuf>) -> u8 {
         std::time::Duration::from_secs(10),
     ));
     match answer {
-        Ok(a) => emit(&format!("{}\n", print::resumed(&a)), EXIT_OK),
+        Ok(a) => emit_done(&format!("{}\n", print::resumed(&a)), EXIT_OK),
         Err(e) => failed(e),
     }
 }
@@ -523,7 +539,7 @@ fn takeover(
     } else {
         print::takeover_report(&report)
     };
-    emit(&text, if ok { EXIT_OK } else { EXIT_FAILED })
+    emit_done(&text, if ok { EXIT_OK } else { EXIT_FAILED })
 }
 
 fn with_runtime<F, Fut>(cli: &Cli, f: F) -> u8

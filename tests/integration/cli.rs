@@ -470,6 +470,20 @@ async fn output_to_a_closed_pipe_or_a_full_disk_is_an_error_not_a_panic() {
         );
     }
 
+    // A command that changed the daemon says so by its exit code even when its output is
+    // lost (a tester's find: `pause > /dev/full` exited 1 with the node paused).
+    let pause: Vec<&OsStr> = vec!["pause".as_ref(), "--socket".as_ref(), socket.as_os_str()];
+    let (code, err) = with_stdout(&pause, dev_full()).await;
+    assert_eq!(code, Some(0), "pause > /dev/full: {err}");
+    assert!(err.contains("the command took effect"), "{err}");
+    let status = Command::new(bin())
+        .args(["status", "--json", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(s["paused"]["source"], "command", "{s}");
+
     // Standard error that cannot be written: an invalid configuration still exits 2.
     let (_bad, bad) = write_config("[rules.r]\nintervall = 1\n");
     for stderr in [dev_full(), closed_pipe()] {

@@ -47,6 +47,14 @@ fn moves(bed: &TestBed) -> usize {
     bed.proxy.count("AssociateAddress").0 + bed.proxy.count("DisassociateAddress").0
 }
 
+/// `watchdog ARGS --socket <w's control socket>` in the background, to act on the bed while
+/// it runs.
+fn in_background(w: &Watchdog, args: &[&str]) -> tokio::task::JoinHandle<Output> {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.args(args).arg("--socket").arg(w.control_socket());
+    tokio::spawn(async move { cmd.output().await.unwrap() })
+}
+
 /// `a` holds the EIP; both nodes run a watchdog.
 async fn pair(bed: &TestBed) -> (Watchdog, Watchdog) {
     let wa = bed.start("a", &bed.conf("a"));
@@ -508,12 +516,7 @@ async fn a_drill_fails_when_the_address_leaves_while_it_measures() {
     let wb = bed.start("b", &cb);
     wa.wait_event(T, "started").await;
     wb.wait_event(T, "started").await;
-    let socket = wb.control_socket();
-    let drill = tokio::spawn(async move {
-        let mut cmd = tokio::process::Command::new(bin());
-        cmd.args(["drill", "--json", "--socket"]).arg(socket);
-        cmd.output().await.unwrap()
-    });
+    let drill = in_background(&wb, &["drill", "--json"]);
     wb.wait_event(T, "eip_claimed").await;
     // While the drill waits for b's check, an operator moves the address back to a.
     ok(&wa.ctl(&["takeover"]).await);
@@ -574,12 +577,7 @@ async fn a_shutdown_waits_for_a_planned_move_and_sends_its_alert() {
         testkit::awsproxy::Fault::HoldAnswer(Duration::from_secs(3)),
         1,
     );
-    let socket = wb.control_socket();
-    let takeover = tokio::spawn(async move {
-        let mut cmd = tokio::process::Command::new(bin());
-        cmd.args(["takeover", "--socket"]).arg(socket);
-        cmd.output().await.unwrap()
-    });
+    let takeover = in_background(&wb, &["takeover"]);
     eventually(T, "the associate in flight", || async {
         (bed.proxy.count("AssociateAddress").0 > 0).then_some(())
     })
@@ -668,13 +666,8 @@ async fn a_drill_stops_waiting_for_checkip_once_the_address_has_left() {
     let wb = bed.start("b", &cb);
     wa.wait_event(T, "started").await;
     wb.wait_event(T, "started").await;
-    let socket = wb.control_socket();
     let started = Instant::now();
-    let drill = tokio::spawn(async move {
-        let mut cmd = tokio::process::Command::new(bin());
-        cmd.args(["drill", "--json", "--socket"]).arg(socket);
-        cmd.output().await.unwrap()
-    });
+    let drill = in_background(&wb, &["drill", "--json"]);
     wb.wait_event(T, "eip_claimed").await;
     ok(&wa.ctl(&["takeover"]).await);
     let out = drill.await.unwrap();
