@@ -122,6 +122,22 @@ impl Ec2 {
         Ok(())
     }
 
+    /// The AssociateAddress a claim makes, built in one place so that preflight's `DryRun`
+    /// asks for exactly the permission the claim needs.
+    fn associate_request(
+        &self,
+        allocation_id: &str,
+        eni: &str,
+        private_ip: Ipv4Addr,
+    ) -> aws_sdk_ec2::operation::associate_address::builders::AssociateAddressFluentBuilder {
+        self.client
+            .associate_address()
+            .allocation_id(allocation_id)
+            .network_interface_id(eni)
+            .private_ip_address(private_ip.to_string())
+            .allow_reassociation(false)
+    }
+
     /// Associate onto an ENI and private IP, refusing to take it from anyone
     /// (`AllowReassociation=false`: EC2 answers `Resource.AlreadyAssociated`): the caller has
     /// already released it from the holder it read, so a conflict means another node won.
@@ -135,12 +151,7 @@ impl Ec2 {
         const OP: &str = "ec2:AssociateAddress";
         called(&self.metrics, "ec2", "AssociateAddress");
         let out = self
-            .client
-            .associate_address()
-            .allocation_id(allocation_id)
-            .network_interface_id(eni)
-            .private_ip_address(private_ip.to_string())
-            .allow_reassociation(false)
+            .associate_request(allocation_id, eni, private_ip)
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(&self.metrics, OP, e))?;
@@ -234,12 +245,7 @@ impl Ec2 {
     ) -> DryRun {
         called(&self.metrics, "ec2", "AssociateAddress");
         let answer = self
-            .client
-            .associate_address()
-            .allocation_id(allocation_id)
-            .network_interface_id(eni)
-            .private_ip_address(private_ip.to_string())
-            .allow_reassociation(false)
+            .associate_request(allocation_id, eni, private_ip)
             .dry_run(true)
             .send()
             .await;
