@@ -352,7 +352,7 @@ struct CommandsInner {
 
 impl Commands {
     /// Commands acting on `pause`; takeovers on what [`Commands::set_current`] gives.
-    pub fn new(pause: Pause, _history: History, metrics: Arc<Metrics>) -> Commands {
+    pub fn new(pause: Pause, metrics: Arc<Metrics>) -> Commands {
         Commands(Arc::new(CommandsInner {
             pause,
             metrics,

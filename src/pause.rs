@@ -187,6 +187,7 @@ impl Pause {
     }
 
     /// A pause that is never set and saves nothing (tests).
+    #[cfg(test)]
     pub fn unpaused() -> Pause {
         Pause::new(
             None,

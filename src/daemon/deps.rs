@@ -143,7 +143,7 @@ impl Deps {
             sdk,
             dry_run,
             board: StatusBoard::new(metrics.clone()).with(pause.clone(), history.clone()),
-            commands: Commands::new(pause.clone(), history.clone(), metrics.clone()),
+            commands: Commands::new(pause.clone(), metrics.clone()),
             history,
             pause,
             store,
