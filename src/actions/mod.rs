@@ -3,7 +3,7 @@
 //! Each kind lives in its own file; [`Action`] dispatches with a `match`.
 
 pub mod alerts;
-pub mod claim_eip;
+pub mod claim;
 pub mod exec;
 pub mod notify;
 
@@ -108,7 +108,7 @@ impl fmt::Display for ActionOutcome {
 
 /// A configured action, ready to run.
 pub enum Action {
-    ClaimEip(claim_eip::ClaimEip),
+    Claim(claim::ClaimAction),
     Sns(notify::SnsNotify),
     Exec(exec::Exec),
 }
@@ -116,7 +116,7 @@ pub enum Action {
 impl Action {
     pub async fn run(&self, ctx: &ActionContext) -> ActionOutcome {
         match self {
-            Action::ClaimEip(a) => a.run(ctx).await,
+            Action::Claim(a) => a.run(ctx).await,
             Action::Sns(a) => a.run(ctx),
             Action::Exec(a) => a.run(ctx).await,
         }

@@ -4,6 +4,7 @@
 pub mod checkip;
 pub mod haproxy;
 pub mod http;
+pub mod reach;
 
 use crate::config::CheckSpec;
 use crate::telemetry::events;

@@ -40,6 +40,12 @@ pub const HAPROXY_TIMEOUT: Duration = secs(2);
 
 // `type = "claim_eip"`.
 pub const HOLD_DOWN: Duration = secs(300);
+/// A private claim's `reachability_timeout`.
+pub const REACHABILITY_TIMEOUT: Duration = secs(2);
+/// A private claim's `owner_poll`.
+pub const OWNER_POLL: Duration = secs(10);
+/// `claim_route`'s `interface`.
+pub const OVERLAY_INTERFACE: &str = "lo";
 
 // `[aws]`.
 pub const AWS_CONNECT_TIMEOUT: Duration = secs(3);
@@ -111,6 +117,8 @@ impl Default for NodeSettings {
             imds_endpoint: None,
             imds_timeout: IMDS_TIMEOUT,
             maintenance_file: Some(MAINTENANCE_FILE.into()),
+            subnet_cidr: None,
+            vpc_cidrs: Vec::new(),
         }
     }
 }
@@ -187,6 +195,7 @@ pub mod limits {
     pub const SHORT_TIMEOUT: Durations = ms(10)..=secs(60);
     pub const AWS_TIMEOUT: Durations = ms(100)..=secs(600);
     pub const HOLD_DOWN: Durations = secs(1)..=secs(86400);
+    pub const OWNER_POLL: Durations = secs(1)..=secs(3600);
     pub const RELOAD_WINDOW: Durations = ms(100)..=secs(600);
     pub const DRAIN_TIMEOUT: Durations = ms(100)..=secs(7200);
     /// Auto Scaling's shortest heartbeat timeout is 30 s.

@@ -36,7 +36,15 @@ impl Config {
             .actions
             .values()
             .any(|a| matches!(a, ActionSpec::ClaimEip(_)));
-        (claims && (https(&self.egress.checkip_url) || probe(&self.haproxy)))
+        let reach = self.actions.values().any(|a| {
+            a.reachability().is_some_and(|r| {
+                r.targets
+                    .iter()
+                    .any(|t| matches!(t, ReachTarget::Http(u) if https(u)))
+            })
+        });
+        reach
+            || (claims && (https(&self.egress.checkip_url) || probe(&self.haproxy)))
             || self.rules.iter().any(|r| match &r.check {
                 CheckSpec::Http(h) => https(&h.url),
                 CheckSpec::Haproxy(h) => probe(h),
@@ -67,6 +75,12 @@ pub struct NodeSettings {
     pub imds_timeout: Duration,
     /// None: no flag file is looked at.
     pub maintenance_file: Option<PathBuf>,
+    /// The subnet of this node's ENI, when `[node]` says: `validate` then refuses a
+    /// `claim_private_ip` outside it. Claims read it from EC2 either way.
+    pub subnet_cidr: Option<ipnet::Ipv4Net>,
+    /// The VPC's IPv4 CIDR blocks, when `[node]` says: `validate` then refuses a
+    /// `claim_route` destination inside them. Claims read them from EC2 either way.
+    pub vpc_cidrs: Vec<ipnet::Ipv4Net>,
 }
 
 /// `[opsworks]`: used only by claims with `provider = "opsworks"`.
@@ -292,6 +306,8 @@ impl std::fmt::Display for StatusSet {
 #[derive(Debug, Clone)]
 pub enum ActionSpec {
     ClaimEip(ClaimEipSpec),
+    ClaimPrivateIp(ClaimPrivateIpSpec),
+    ClaimRoute(ClaimRouteSpec),
     Sns(SnsSpec),
     Exec(ExecSpec),
 }
@@ -304,6 +320,141 @@ pub struct ExecSpec {
     /// Absolute path of the program, then its arguments.
     pub command: Vec<String>,
     pub timeout: Duration,
+}
+
+impl ActionSpec {
+    /// Whether this action moves an address (`claim_eip`, `claim_private_ip`,
+    /// `claim_route`): such actions run only when a rule fails, and take part in
+    /// `watchdog takeover` and `drill`.
+    pub fn is_claim(&self) -> bool {
+        matches!(
+            self,
+            ActionSpec::ClaimEip(_) | ActionSpec::ClaimPrivateIp(_) | ActionSpec::ClaimRoute(_)
+        )
+    }
+
+    /// The reachability probe of a private claim (`claim_private_ip`, `claim_route`).
+    pub fn reachability(&self) -> Option<&ReachSpec> {
+        match self {
+            ActionSpec::ClaimPrivateIp(c) => Some(&c.reachability),
+            ActionSpec::ClaimRoute(c) => Some(&c.reachability),
+            _ => None,
+        }
+    }
+}
+
+/// The address a claim moves: the key of its hold-down and of its saved claim.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AddressRef {
+    /// An Elastic IP (`claim_eip`).
+    Eip(EipRef),
+    /// A secondary private IPv4 address that any ENI of one subnet may hold
+    /// (`claim_private_ip`).
+    SecondaryIp(Ipv4Addr),
+    /// An overlay IPv4 address outside the VPC's CIDRs, reached through a `/32` route in
+    /// route tables (`claim_route`).
+    Overlay(Ipv4Addr),
+}
+
+impl AddressRef {
+    /// What the address is, for alerts: "Elastic IP", "private IP", "overlay IP".
+    pub fn noun(&self) -> &'static str {
+        match self {
+            AddressRef::Eip(_) => "Elastic IP",
+            AddressRef::SecondaryIp(_) => "private IP",
+            AddressRef::Overlay(_) => "overlay IP",
+        }
+    }
+
+    /// The key the state file keeps its hold-down and pending claim under. An Elastic IP's
+    /// is its address or allocation id, as before private claims existed (state files stay
+    /// readable); the others are prefixed, so no two kinds share a key.
+    pub fn key(&self) -> String {
+        match self {
+            AddressRef::Eip(e) => e.to_string(),
+            AddressRef::SecondaryIp(ip) => format!("private-ip:{ip}"),
+            AddressRef::Overlay(ip) => format!("route:{ip}/32"),
+        }
+    }
+
+    /// Whether only the VPC's clients reach it (`claim_private_ip`, `claim_route`): then
+    /// checkip does not prove the path they use, and the claim's `reachability` does.
+    pub fn is_private(&self) -> bool {
+        !matches!(self, AddressRef::Eip(_))
+    }
+}
+
+impl std::fmt::Display for AddressRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddressRef::Eip(e) => e.fmt(f),
+            AddressRef::SecondaryIp(ip) | AddressRef::Overlay(ip) => ip.fmt(f),
+        }
+    }
+}
+
+/// One place a private claim must reach before it takes an address: proof that this node
+/// is connected to the VPC, which checkip (the internet path) does not give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReachTarget {
+    /// `host:port`: a TCP connection must be accepted.
+    Tcp(std::net::SocketAddr),
+    /// An `http://` or `https://` URL: any HTTP answer counts (the status does not matter;
+    /// the point is the path, not the service's health).
+    Http(Url),
+}
+
+impl std::fmt::Display for ReachTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReachTarget::Tcp(a) => a.fmt(f),
+            ReachTarget::Http(u) => u.as_str().fmt(f),
+        }
+    }
+}
+
+/// `reachability` and `reachability_timeout` of a private claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReachSpec {
+    /// Tried together; one answer is enough. Never empty.
+    pub targets: Vec<ReachTarget>,
+    /// Per target.
+    pub timeout: Duration,
+}
+
+/// `type = "claim_private_ip"`: move a secondary private IP onto this node's ENI
+/// (`AssignPrivateIpAddresses` with `AllowReassignment=true`) and add it to a local
+/// interface.
+#[derive(Debug, Clone)]
+pub struct ClaimPrivateIpSpec {
+    pub name: String,
+    /// The secondary private IP.
+    pub private_ip: Ipv4Addr,
+    /// The local interface the address is added to; None: the one that carries this
+    /// node's private IP.
+    pub interface: Option<String>,
+    pub reachability: ReachSpec,
+    pub hold_down: Duration,
+    pub sns_topic_arn: Option<String>,
+    /// How often the holder is read to keep the local address in step with EC2.
+    pub owner_poll: Duration,
+}
+
+/// `type = "claim_route"`: route an overlay IP to this node's ENI in every listed route
+/// table (`ReplaceRoute`, or `CreateRoute` where the route is missing) and add it locally.
+#[derive(Debug, Clone)]
+pub struct ClaimRouteSpec {
+    pub name: String,
+    /// The overlay IP; the route is its `/32`.
+    pub destination: Ipv4Addr,
+    /// `rtb-...`, at least one, no repeats, in the order given.
+    pub route_table_ids: Vec<String>,
+    /// The local interface the address is added to (as a `/32`).
+    pub interface: String,
+    pub reachability: ReachSpec,
+    pub hold_down: Duration,
+    pub sns_topic_arn: Option<String>,
+    pub owner_poll: Duration,
 }
 
 /// Which Elastic IP: by public address or by allocation id.

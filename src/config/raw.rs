@@ -86,6 +86,14 @@ pub struct RawNode {
     /// reason. An absolute path; `""` turns it off. Default /etc/haproxy-watchdog/maintenance.
     /// Looked at before every claim and by `watchdog status`.
     pub maintenance_file: Option<PathBuf>,
+    /// The IPv4 CIDR of this node's subnet (`10.0.1.0/24`). Optional: with it, `validate`
+    /// refuses a `claim_private_ip` address outside the subnet before the daemon starts;
+    /// claims check it against EC2 (`DescribeSubnets`) either way.
+    pub subnet_cidr: Option<String>,
+    /// The VPC's IPv4 CIDR blocks (`["10.0.0.0/16"]`). Optional: with them, `validate`
+    /// refuses a `claim_route` destination inside the VPC before the daemon starts; claims
+    /// check it against EC2 (`DescribeVpcs`) either way.
+    pub vpc_cidrs: Option<Vec<String>>,
 }
 
 /// `[egress]`: how a node proves its own internet path before it claims.
@@ -354,6 +362,8 @@ pub enum StatusPattern {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawAction {
     ClaimEip(RawClaimEip),
+    ClaimPrivateIp(RawClaimPrivateIp),
+    ClaimRoute(RawClaimRoute),
     Sns(RawSns),
     Exec(RawExec),
 }
@@ -394,6 +404,78 @@ pub struct RawClaimEip {
     /// Topic of the one alert each claim sends. Default: `[alerts] sns_topic_arn`; one of
     /// the two is required.
     pub sns_topic_arn: Option<String>,
+}
+
+/// `type = "claim_private_ip"`: move a secondary private IP between the nodes of one subnet
+/// (what Pacemaker's `awsvip` agent does).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimPrivateIp {
+    /// The secondary private IPv4 address clients in the VPC use. Required. It must lie in
+    /// the subnet of this node's ENI (checked against `[node] subnet_cidr` by `validate`
+    /// and against EC2 before every claim), and must not be any node's primary address.
+    /// A claim reads which ENI holds it (`DescribeNetworkInterfaces`), then assigns it to
+    /// this node's ENI with `AssignPrivateIpAddresses` and `AllowReassignment=true`.
+    pub private_ip: Option<String>,
+    /// The local network interface the address is added to once EC2 shows it here (as
+    /// `ip addr add` would, through netlink; needs `CAP_NET_ADMIN`, see the
+    /// `private-claims.conf` unit drop-in). It is removed again when another node holds it.
+    /// Default: the interface that carries this node's private IP. A Linux interface name
+    /// (1 to 15 characters, no `/`, no whitespace).
+    pub interface: Option<String>,
+    /// Proof that this node reaches the VPC before it takes the address; checkip proves
+    /// only the internet path. Required, at least one: `"host:port"` (a TCP connection
+    /// must be accepted) or an `http://` / `https://` URL (any HTTP answer counts). One
+    /// answer among them is enough. Name places that stay up when the other node dies: the
+    /// VPC's DNS resolver (`"10.0.0.2:53"`), a service in another subnet; not only the peer.
+    pub reachability: Option<Vec<String>>,
+    /// Time limit of each reachability attempt. Default 2s, 10ms to 1m.
+    pub reachability_timeout: Option<HumanDuration>,
+    /// After this node moved the address or lost a race for it, no new claim for this long
+    /// (saved across restarts). Default 5m, 1s to 1 day.
+    pub hold_down: Option<HumanDuration>,
+    /// Topic of the one alert each claim sends. Default: `[alerts] sns_topic_arn`; one of
+    /// the two is required.
+    pub sns_topic_arn: Option<String>,
+    /// How often the holder is read to keep the local address in step with EC2: added when
+    /// EC2 shows it here (e.g. after a restart), removed when another node took it.
+    /// Default 10s, 1s to 1h.
+    pub owner_poll: Option<HumanDuration>,
+}
+
+/// `type = "claim_route"`: route an overlay IP outside the VPC's CIDRs to this node, in
+/// every listed route table, across Availability Zones (what Pacemaker's `aws-vpc-move-ip`
+/// agent does).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimRoute {
+    /// The overlay IPv4 address clients use; the route is its `/32`. Required. It must lie
+    /// outside the VPC's CIDR blocks (checked against `[node] vpc_cidrs` by `validate` and
+    /// against EC2 before every claim): routes to addresses inside the VPC are EC2's own.
+    pub destination: Option<String>,
+    /// The route tables that must send the destination to this node: those of every
+    /// subnet whose clients use it. Required, at least one, `rtb-...`, no repeats. A claim
+    /// reads each table's current target, then `ReplaceRoute` (or `CreateRoute` where the
+    /// route is missing) onto this node's ENI; a table that fails is retried until every
+    /// table points here.
+    pub route_table_ids: Option<Vec<String>>,
+    /// The local interface the overlay address is added to (as a `/32`), through netlink
+    /// (needs `CAP_NET_ADMIN`). Default `lo`.
+    pub interface: Option<String>,
+    /// As for `claim_private_ip`: where this node must reach into the VPC before it claims.
+    /// Required.
+    pub reachability: Option<Vec<String>>,
+    /// Time limit of each reachability attempt. Default 2s, 10ms to 1m.
+    pub reachability_timeout: Option<HumanDuration>,
+    /// After this node moved the route or lost a race for it, no new claim for this long
+    /// (saved across restarts). Default 5m, 1s to 1 day.
+    pub hold_down: Option<HumanDuration>,
+    /// Topic of the one alert each claim sends. Default: `[alerts] sns_topic_arn`; one of
+    /// the two is required.
+    pub sns_topic_arn: Option<String>,
+    /// How often the route tables are read to keep the local address in step. Default 10s,
+    /// 1s to 1h.
+    pub owner_poll: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]

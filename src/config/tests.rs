@@ -1,7 +1,9 @@
 //! Every kind of bad input is an error that names its file and rule, all reported at once.
 
 use super::*;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 fn src(files: &[(&str, &str)]) -> Vec<(PathBuf, String)> {
     files
@@ -1110,4 +1112,122 @@ fn an_unreadable_config_file_does_not_hide_the_other_files_errors() {
     for f in ["b.toml", "c.toml", "d.toml"] {
         assert!(files.iter().any(|x| x == f), "{f} missing: {e}");
     }
+}
+
+const PRIVATE: &str = r#"
+[node]
+subnet_cidr = "10.0.1.0/24"
+vpc_cidrs = ["10.0.0.0/16", "10.1.0.0/16"]
+[alerts]
+sns_topic_arn = "arn:aws:sns:us-east-1:123456789012:failover"
+[rules.web]
+check = { type = "http", url = "http://127.0.0.1/" }
+on_fail = ["vip", "overlay"]
+[actions.vip]
+type = "claim_private_ip"
+private_ip = "10.0.1.50"
+reachability = ["10.0.0.2:53", "http://10.0.2.10:8404/health"]
+[actions.overlay]
+type = "claim_route"
+destination = "192.168.100.10"
+route_table_ids = ["rtb-0a", "rtb-0b"]
+reachability = ["10.0.0.2:53"]
+"#;
+
+#[test]
+fn private_claims_get_the_documented_defaults() {
+    let c = from_sources(&src(&[("a.toml", PRIVATE)])).unwrap_or_else(|e| panic!("{e}"));
+    let ActionSpec::ClaimPrivateIp(v) = &c.actions["vip"] else {
+        panic!()
+    };
+    assert_eq!(v.private_ip, Ipv4Addr::new(10, 0, 1, 50));
+    assert_eq!(v.interface, None);
+    assert_eq!(v.reachability.targets.len(), 2);
+    assert_eq!(v.reachability.timeout, Duration::from_secs(2));
+    assert_eq!(v.owner_poll, Duration::from_secs(10));
+    assert_eq!(v.hold_down, Duration::from_secs(300));
+    assert_eq!(
+        v.sns_topic_arn.as_deref(),
+        Some("arn:aws:sns:us-east-1:123456789012:failover")
+    );
+    let ActionSpec::ClaimRoute(r) = &c.actions["overlay"] else {
+        panic!()
+    };
+    assert_eq!(r.interface, "lo");
+    assert_eq!(r.route_table_ids, ["rtb-0a", "rtb-0b"]);
+    assert!(c.actions["overlay"].is_claim());
+}
+
+/// Each misuse the issue names, and the others, all reported at once.
+#[test]
+fn every_misuse_of_a_private_claim_is_an_error() {
+    let bad = PRIVATE
+        .replace("private_ip = \"10.0.1.50\"", "private_ip = \"10.0.2.50\"")
+        .replace(
+            "destination = \"192.168.100.10\"",
+            "destination = \"10.1.4.4\"",
+        )
+        .replace(
+            "route_table_ids = [\"rtb-0a\", \"rtb-0b\"]",
+            "route_table_ids = [\"rtb-0a\", \"rtb-0a\", \"igw-1\"]",
+        )
+        .replace(
+            "reachability = [\"10.0.0.2:53\"]\n",
+            "reachability = [\"10.0.0.2\"]\ninterface = \"a/b\"\n",
+        );
+    let e = errors(&[("a.toml", &bad)]);
+    let want = [
+        "`private_ip` = \"10.0.2.50\" is in another subnet than this node's ([node] subnet_cidr = \"10.0.1.0/24\")",
+        "`destination` = \"10.1.4.4\" is inside the VPC ([node] vpc_cidrs has \"10.1.0.0/16\")",
+        "`route_table_ids` lists rtb-0a twice",
+        "`route_table_ids` = \"igw-1\": expected an id like rtb-",
+        "`reachability` entry \"10.0.0.2\": write \"IPv4:port\"",
+        "`interface` = \"a/b\": not a network interface name",
+    ];
+    for w in want {
+        assert!(e.iter().any(|x| x.contains(w)), "missing {w:?} in {e:#?}");
+    }
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+
+    let missing = "[rules.web]\ncheck = { type = \"http\", url = \"http://127.0.0.1/\" }\non_fail = [\"vip\", \"overlay\"]\n\
+        [actions.vip]\ntype = \"claim_private_ip\"\n[actions.overlay]\ntype = \"claim_route\"\nroute_table_ids = []\nreachability = []\n";
+    let e = errors(&[("a.toml", missing)]);
+    for w in [
+        "action \"vip\": missing `private_ip`",
+        "action \"vip\": missing `reachability`",
+        "action \"vip\": no SNS topic",
+        "action \"overlay\": missing `destination`",
+        "action \"overlay\": `route_table_ids` is empty",
+        "action \"overlay\": `reachability` is empty",
+    ] {
+        assert!(e.iter().any(|x| x.contains(w)), "missing {w:?} in {e:#?}");
+    }
+
+    let twice = format!("{PRIVATE}[actions.again]\ntype = \"claim_private_ip\"\nprivate_ip = \"10.0.1.50\"\nreachability = [\"10.0.0.2:53\"]\n");
+    let e = errors(&[("a.toml", &twice)]);
+    assert!(
+        e.iter().any(|x| x
+            .contains("claims 10.0.1.50 like action \"again\": one claim action per private IP")),
+        "{e:?}"
+    );
+    let on_recover = PRIVATE.replace(
+        "on_fail = [\"vip\", \"overlay\"]",
+        "on_recover = [\"overlay\"]",
+    );
+    let e = errors(&[("a.toml", &on_recover)]);
+    assert!(
+        e.iter()
+            .any(|x| x.contains("`on_recover` lists claim action \"overlay\"")),
+        "{e:?}"
+    );
+    let cidr = PRIVATE.replace(
+        "subnet_cidr = \"10.0.1.0/24\"",
+        "subnet_cidr = \"10.0.1.7/24\"",
+    );
+    let e = errors(&[("a.toml", &cidr)]);
+    assert!(
+        e.iter()
+            .any(|x| x.contains("host bits set; the block is 10.0.1.0/24")),
+        "{e:?}"
+    );
 }

@@ -3,7 +3,7 @@
 
 use super::deps::Deps;
 use super::probe::Probe;
-use crate::actions::claim_eip::{ClaimEip, ClaimEnv};
+use crate::actions::claim::{ClaimAction, ClaimEnv};
 use crate::actions::exec::Exec;
 use crate::actions::notify::SnsNotify;
 use crate::actions::{Action, ActionContext, ActionOutcome};
@@ -47,7 +47,7 @@ pub struct Live {
     /// `[egress]`, for a drill's proof that traffic leaves from the address.
     pub(super) egress: crate::config::EgressSettings,
     /// Planned moves are waited for at shutdown, like claims.
-    pub(super) in_flight: crate::actions::claim_eip::InFlight,
+    pub(super) in_flight: crate::actions::claim::InFlight,
 }
 
 impl Effects for Live {
@@ -93,7 +93,7 @@ impl Effects for Live {
     }
 
     fn streak_started(&self, action: &str) {
-        if let Some(Action::ClaimEip(c)) = self.actions.get(action) {
+        if let Some(Action::Claim(c)) = self.actions.get(action) {
             c.note_owner();
         }
     }
@@ -167,6 +167,10 @@ impl Needs {
                     aws_actions = true;
                     n.opsworks |= c.provider == ClaimProvider::OpsWorks;
                 }
+                ActionSpec::ClaimPrivateIp(_) | ActionSpec::ClaimRoute(_) => {
+                    n.claims = true;
+                    aws_actions = true;
+                }
                 ActionSpec::Sns(_) => aws_actions = true,
                 ActionSpec::Exec(_) => {}
             }
@@ -227,22 +231,31 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
         pause: deps.pause.clone(),
         history: deps.history.clone(),
     });
+    // A claim the last run had under way is settled by the action that now owns its address.
+    let settled = |claim: ClaimAction| {
+        let pending = deps
+            .pending_claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&claim.address().key());
+        if let Some(p) = pending {
+            claim.reconcile(p, deps.alert_stop.subscribe());
+        }
+        Action::Claim(claim)
+    };
     let actions = config
         .actions
         .iter()
         .map(|(name, spec)| {
             let action = match spec {
                 ActionSpec::ClaimEip(c) => {
-                    let claim = ClaimEip::new(c.clone(), claim_env.clone(), &deps.holds);
-                    let pending = deps
-                        .pending_claims
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&c.eip.to_string());
-                    if let Some(p) = pending {
-                        claim.reconcile(p, deps.alert_stop.subscribe());
-                    }
-                    Action::ClaimEip(claim)
+                    settled(ClaimAction::new(c.clone(), claim_env.clone(), &deps.holds))
+                }
+                ActionSpec::ClaimPrivateIp(c) => {
+                    settled(ClaimAction::private_ip(c, claim_env.clone(), &deps.holds))
+                }
+                ActionSpec::ClaimRoute(c) => {
+                    settled(ClaimAction::route(c, claim_env.clone(), &deps.holds))
                 }
                 ActionSpec::Sns(s) => Action::Sns(SnsNotify::new(
                     s.clone(),

@@ -5,7 +5,7 @@
 
 use super::build::{BuildError, Needs};
 use crate::actions::alerts::{Alert, Alerter};
-use crate::actions::claim_eip::{HoldDowns, InFlight};
+use crate::actions::claim::{HoldDowns, InFlight};
 use crate::config::Config;
 use crate::control::{Commands, StatusBoard};
 use crate::engine::RuleStates;

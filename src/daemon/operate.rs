@@ -7,10 +7,10 @@
 //! mirrors; neither measures its own switchover, which a drill does, step by step.
 
 use super::build::Live;
-use crate::actions::claim_eip::ClaimEip;
+use crate::actions::claim::ClaimAction;
 use crate::actions::{Action, ActionContext, ActionOutcome, Planned};
 use crate::checks::checkip;
-use crate::config::{CheckSpec, EipRef, Rule};
+use crate::config::{AddressRef, CheckSpec, EipRef, Rule};
 use crate::control::{MoveReport, Operate, TakeoverError, TakeoverReport, TakeoverRequest};
 use crate::engine::threshold::Transition;
 use crate::engine::Effects;
@@ -64,12 +64,12 @@ fn after(steps: &[Step], t0: u64, step: &str) -> Option<String> {
 
 impl Live {
     /// The `claim_eip` action `name` names, or the only one.
-    fn claim_named(&self, name: Option<&str>) -> Result<(String, &ClaimEip), TakeoverError> {
-        let claims: Vec<(&String, &ClaimEip)> = self
+    fn claim_named(&self, name: Option<&str>) -> Result<(String, &ClaimAction), TakeoverError> {
+        let claims: Vec<(&String, &ClaimAction)> = self
             .actions
             .iter()
             .filter_map(|(n, a)| match a {
-                Action::ClaimEip(c) => Some((n, c)),
+                Action::Claim(c) => Some((n, c)),
                 _ => None,
             })
             .collect();
@@ -134,7 +134,7 @@ impl Live {
         };
         tl.steps.insert(0, received.clone());
         let moved = matches!(out, ActionOutcome::Done(_)) && tl.at("verified").is_some();
-        let eip = claim.eip();
+        let eip = claim.address();
         let mut passed = None;
         let mut back = None;
         if request.drill {
@@ -146,15 +146,19 @@ impl Live {
                 ok = ok && still_here(claim, &mut tl, true).await;
                 if ok && claim.on_primary_ip() {
                     let public = match &eip {
-                        EipRef::PublicIp(ip) => Some(*ip),
-                        EipRef::AllocationId(_) => tl.public_ip,
+                        AddressRef::Eip(EipRef::PublicIp(ip)) => Some(*ip),
+                        _ => tl.public_ip,
                     };
                     ok &= self.wait_for_egress(public, claim, &mut tl).await;
                     ok = ok && still_here(claim, &mut tl, true).await;
                 } else if ok {
                     tl.mark(
                         "egress_not_checked",
-                        "the action moves the address to its own private_ip, not the one this node's traffic leaves from",
+                        if eip.is_private() {
+                            "a private address: this node's traffic to the internet does not leave from it"
+                        } else {
+                            "the action moves the address to its own private_ip, not the one this node's traffic leaves from"
+                        },
                     );
                 }
             }
@@ -253,7 +257,7 @@ impl Live {
     async fn wait_for_egress(
         &self,
         public: Option<Ipv4Addr>,
-        claim: &ClaimEip,
+        claim: &ClaimAction,
         tl: &mut Timeline,
     ) -> bool {
         let Some(public) = public else {
@@ -299,7 +303,7 @@ impl Live {
 /// A drill's last look: the provider still shows the address on this node (another node or
 /// an operator may have moved it while the drill measured).
 /// `mark`: add a `still_here` step when it is (a look in the middle of a wait adds none).
-async fn still_here(claim: &ClaimEip, tl: &mut Timeline, mark: bool) -> bool {
+async fn still_here(claim: &ClaimAction, tl: &mut Timeline, mark: bool) -> bool {
     match claim.is_here().await {
         Ok((true, holder)) => {
             if mark {
@@ -324,7 +328,7 @@ const FAILED_STEPS: &[&str] = &["check_failing", "egress_unproven", "moved_away"
 /// The one line `takeover` and `drill` end with.
 fn summary(
     kind: &str,
-    eip: &EipRef,
+    eip: &AddressRef,
     m: &MoveReport,
     back: Option<&MoveReport>,
     holds: bool,
@@ -435,7 +439,7 @@ mod tests {
                 step("check_failing", 130100, "HTTP 502"),
             ],
         };
-        let eip = EipRef::PublicIp(Ipv4Addr::new(203, 0, 113, 10));
+        let eip = AddressRef::Eip(EipRef::PublicIp(Ipv4Addr::new(203, 0, 113, 10)));
         let line = summary("drill", &eip, &m, Some(&back), false, Some(false), 1000);
         assert!(line.starts_with("drill FAILED"), "{line}");
         assert!(

@@ -246,6 +246,26 @@ impl Budgets {
                         ActionSpec::Sns(_) => Duration::ZERO,
                         // A claim of the same EIP by another rule may be ahead of it.
                         ActionSpec::ClaimEip(_) => claim * 2,
+                        // Checkip's timeout counts, though the reachability probe replaces
+                        // it: a bound may be generous, never short. The provider's own reads
+                        // before the claim, a route claim's per-table writes within its
+                        // verification window, and the local address.
+                        ActionSpec::ClaimPrivateIp(c) => {
+                            (claim
+                                + c.reachability.timeout
+                                + config.aws.operation_timeout * 4
+                                + crate::actions::claim::local_address::NETLINK_TIMEOUT)
+                                * 2
+                        }
+                        ActionSpec::ClaimRoute(c) => {
+                            let tables = u32::try_from(c.route_table_ids.len()).unwrap_or(u32::MAX);
+                            (claim
+                                + c.reachability.timeout
+                                + config.aws.operation_timeout * (4 + 2 * tables.min(1000))
+                                + super::build::VERIFY_FOR
+                                + crate::actions::claim::local_address::NETLINK_TIMEOUT)
+                                * 2
+                        }
                     };
                     (name.clone(), bound)
                 })

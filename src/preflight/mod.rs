@@ -243,6 +243,8 @@ fn unused_actions(report: &mut Report, config: &Config) {
         }
         let kind = match a {
             ActionSpec::ClaimEip(_) => "claim_eip",
+            ActionSpec::ClaimPrivateIp(_) => "claim_private_ip",
+            ActionSpec::ClaimRoute(_) => "claim_route",
             ActionSpec::Sns(_) => "sns",
             ActionSpec::Exec(_) => "exec",
         };

@@ -47,6 +47,8 @@ const SQS: &str = "SQS has no dry run";
 const RECEIVE: &str = "receiving would hide the queue's messages from the daemon";
 const AUTOSCALING: &str = "Auto Scaling has no dry run";
 const OPSWORKS: &str = "OpsWorks has no dry run";
+const ASSIGN: &str = "AssignPrivateIpAddresses has no DryRun parameter";
+const CREATE_ROUTE: &str = "a CreateRoute dry run on an endpoint that ignored DryRun would add the route; the ReplaceRoute dry run proves the same route-table permission";
 
 /// Every operation the providers make. SQS's DeleteMessageBatch is allowed by
 /// `sqs:DeleteMessage` (SQS has no separate batch permission).
@@ -74,6 +76,33 @@ pub const OPERATIONS: &[Operation] = &[
         "DescribeInstances",
         "ec2:DescribeInstances",
         Proof::DryRun,
+    ),
+    op(
+        "ec2",
+        "DescribeNetworkInterfaces",
+        "ec2:DescribeNetworkInterfaces",
+        Proof::Read,
+    ),
+    op(
+        "ec2",
+        "AssignPrivateIpAddresses",
+        "ec2:AssignPrivateIpAddresses",
+        Proof::Unprovable(ASSIGN),
+    ),
+    op("ec2", "DescribeSubnets", "ec2:DescribeSubnets", Proof::Read),
+    op("ec2", "DescribeVpcs", "ec2:DescribeVpcs", Proof::Read),
+    op(
+        "ec2",
+        "DescribeRouteTables",
+        "ec2:DescribeRouteTables",
+        Proof::Read,
+    ),
+    op("ec2", "ReplaceRoute", "ec2:ReplaceRoute", Proof::DryRun),
+    op(
+        "ec2",
+        "CreateRoute",
+        "ec2:CreateRoute",
+        Proof::Unprovable(CREATE_ROUTE),
     ),
     op(
         "opsworks",
@@ -186,6 +215,26 @@ pub fn of(config: &Config) -> Vec<Need> {
                     need("sns:Publish", t, &by);
                 }
             }
+            ActionSpec::ClaimPrivateIp(c) => {
+                let ip = c.private_ip.to_string();
+                need("ec2:DescribeNetworkInterfaces", &ip, &by);
+                need("ec2:DescribeSubnets", "this node's subnet", &by);
+                need("ec2:AssignPrivateIpAddresses", &ip, &by);
+                if let Some(t) = &c.sns_topic_arn {
+                    need("sns:Publish", t, &by);
+                }
+            }
+            ActionSpec::ClaimRoute(c) => {
+                let tables = c.route_table_ids.join(", ");
+                need("ec2:DescribeRouteTables", &tables, &by);
+                need("ec2:DescribeNetworkInterfaces", "this node's ENI", &by);
+                need("ec2:DescribeVpcs", "the tables' VPC", &by);
+                need("ec2:ReplaceRoute", &tables, &by);
+                need("ec2:CreateRoute", &tables, &by);
+                if let Some(t) = &c.sns_topic_arn {
+                    need("sns:Publish", t, &by);
+                }
+            }
             ActionSpec::Sns(s) => need("sns:Publish", &s.topic_arn, &by),
             ActionSpec::Exec(_) => {}
         }
@@ -226,6 +275,7 @@ mod tests {
     fn provider_calls() -> BTreeSet<(String, String)> {
         let sources = [
             include_str!("../providers/aws/ec2.rs"),
+            include_str!("../providers/aws/vpc.rs"),
             include_str!("../providers/aws/sns.rs"),
             include_str!("../providers/aws/sqs.rs"),
             include_str!("../providers/aws/autoscaling.rs"),
@@ -267,6 +317,8 @@ mod tests {
     fn the_shipped_iam_policies_grant_what_the_daemon_and_preflight_call() {
         let policies = [
             include_str!("../../packaging/iam/ec2-failover-policy.json"),
+            include_str!("../../packaging/iam/private-ip-failover-policy.json"),
+            include_str!("../../packaging/iam/route-failover-policy.json"),
             include_str!("../../packaging/iam/opsworks-failover-policy.json"),
             include_str!("../../packaging/iam/backend-sync-asg-policy.json"),
             include_str!("../../packaging/iam/backend-sync-events-policy.json"),
@@ -321,9 +373,18 @@ provider = "opsworks"
 [actions.page]
 type = "sns"
 topic_arn = "arn:aws:sns:us-east-1:123456789012:t"
+[actions.vip]
+type = "claim_private_ip"
+private_ip = "10.0.1.50"
+reachability = ["10.0.0.2:53"]
+[actions.overlay]
+type = "claim_route"
+destination = "192.168.100.10"
+route_table_ids = ["rtb-1", "rtb-2"]
+reachability = ["10.0.0.2:53"]
 [rules.web]
 check = { type = "http", url = "http://127.0.0.1/" }
-on_fail = ["claim", "ow", "page"]
+on_fail = ["claim", "ow", "page", "vip", "overlay"]
 [rules.servers]
 check = { type = "backend_sync", source = { type = "asg", group = "web", events_queue = "https://sqs.us-east-1.amazonaws.com/123456789012/q", lifecycle_hook = "drain", heartbeat_interval = "1m" }, backend = "app", port = 8080, stats_socket = "/run/haproxy/admin.sock", haproxy_config = "/etc/haproxy/haproxy.cfg" }
 "#;

@@ -72,6 +72,18 @@ pub const ACTION_ERROR: &str = "action_error";
 pub const DRY_RUN: &str = "dry_run";
 /// checkip showed this node's own egress address before a claim.
 pub const EGRESS_VERIFIED: &str = "egress_verified";
+/// A private claim reached one of its `reachability` targets in the VPC before claiming.
+pub const REACHABILITY_VERIFIED: &str = "reachability_verified";
+/// A private claim's address was added to a local interface (EC2 shows it on this node).
+pub const LOCAL_ADDRESS_ADDED: &str = "local_address_added";
+/// A private claim's address was removed from a local interface (another node holds it).
+pub const LOCAL_ADDRESS_REMOVED: &str = "local_address_removed";
+/// Adding or removing a private claim's local address failed (netlink's error; retried at
+/// the next owner poll).
+pub const LOCAL_ADDRESS_FAILED: &str = "local_address_failed";
+/// `claim_route`'s route tables disagree: some send the overlay IP to one ENI, some to
+/// another or nowhere.
+pub const ROUTE_SPLIT: &str = "route_split";
 /// This node moved the Elastic IP to itself and verified it.
 pub const EIP_CLAIMED: &str = "eip_claimed";
 /// A claim went ahead inside its hold-down because nobody held the EIP.
@@ -216,6 +228,11 @@ pub const ALL: &[&str] = &[
     ACTION_ERROR,
     DRY_RUN,
     EGRESS_VERIFIED,
+    REACHABILITY_VERIFIED,
+    LOCAL_ADDRESS_ADDED,
+    LOCAL_ADDRESS_REMOVED,
+    LOCAL_ADDRESS_FAILED,
+    ROUTE_SPLIT,
     EIP_CLAIMED,
     HOLD_DOWN_SKIPPED,
     CLAIM_UNVERIFIED,

@@ -1,5 +1,5 @@
 //! Rules that need the whole picture: claims only on failure and never on a backend sync,
-//! one sync per backend and one owner per rendered file, one claim action per Elastic IP,
+//! one sync per backend and one owner per rendered file, one claim action per address,
 //! and at least one enabled rule. A disabled rule is checked like an enabled one, except
 //! for clashes with other rules, which only rules that run can have.
 
@@ -16,7 +16,7 @@ pub(super) fn checks(
     disabled: &[bool],
     errs: &mut Errors,
 ) {
-    let is_claim = |a: &String| matches!(actions.get(a), Some(ActionSpec::ClaimEip(_)));
+    let is_claim = |a: &String| actions.get(a).is_some_and(ActionSpec::is_claim);
     for r in rules {
         let item = format!("rule \"{}\"", r.name);
         let mut cx = Ctx::new(&r.file, &item, errs);
@@ -76,16 +76,20 @@ pub(super) fn checks(
             }
         }
     }
-    let mut by_eip: BTreeMap<&EipRef, &str> = BTreeMap::new();
+    let mut by_address: BTreeMap<AddressRef, &str> = BTreeMap::new();
     for (name, a) in actions {
-        if let ActionSpec::ClaimEip(c) = a {
-            if let Some(first) = by_eip.insert(&c.eip, name) {
-                let item = format!("action \"{name}\"");
-                Ctx::new(&m.actions[name].file, &item, errs).err(format!(
-                    "claims {} like action \"{first}\": one claim action per Elastic IP (list it in several rules instead), so its hold-down covers every rule",
-                    c.eip
-                ));
-            }
+        let address = match a {
+            ActionSpec::ClaimEip(c) => AddressRef::Eip(c.eip.clone()),
+            ActionSpec::ClaimPrivateIp(c) => AddressRef::SecondaryIp(c.private_ip),
+            ActionSpec::ClaimRoute(c) => AddressRef::Overlay(c.destination),
+            _ => continue,
+        };
+        let noun = address.noun();
+        if let Some(first) = by_address.insert(address.clone(), name) {
+            let item = format!("action \"{name}\"");
+            Ctx::new(&m.actions[name].file, &item, errs).err(format!(
+                "claims {address} like action \"{first}\": one claim action per {noun} (list it in several rules instead), so its hold-down covers every rule"
+            ));
         }
     }
     // `rules` holds disabled rules too (validated alike); none of them runs.

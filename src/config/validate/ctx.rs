@@ -114,6 +114,20 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// An IPv4 CIDR block (`10.0.1.0/24`), with no host bits set.
+    pub fn cidr(&mut self, s: &str, what: &str) -> Option<ipnet::Ipv4Net> {
+        match s.parse::<ipnet::Ipv4Net>() {
+            Ok(n) if n.trunc() == n => Some(n),
+            Ok(n) => self.fail(format!(
+                "`{what}` = {s:?}: host bits set; the block is {}",
+                n.trunc()
+            )),
+            Err(_) => self.fail(format!(
+                "`{what}` = {s:?}: not an IPv4 CIDR block (write it like \"10.0.1.0/24\")"
+            )),
+        }
+    }
+
     pub fn ipv4(&mut self, s: &str, what: &str) -> Option<Ipv4Addr> {
         match s.parse::<Ipv4Addr>() {
             Ok(ip) => Some(ip),

@@ -54,7 +54,7 @@ pub(super) fn validate(m: Merged, errs: &mut Errors) -> Option<Config> {
 
     let mut actions = BTreeMap::new();
     for (name, a) in &m.actions {
-        if let Some(spec) = actions::action(name, a, alerts.as_ref(), errs) {
+        if let Some(spec) = actions::action(name, a, alerts.as_ref(), node.as_ref(), errs) {
             actions.insert(name.clone(), spec);
         }
     }

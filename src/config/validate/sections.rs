@@ -86,8 +86,18 @@ pub(super) fn node(raw: Option<&Located<RawNode>>, errs: &mut Errors) -> Option<
         Some(p) => cx.absolute(p, "maintenance_file").map(Some),
         None => Some(NodeSettings::default().maintenance_file),
     };
+    let subnet_cidr = optional(r.subnet_cidr.as_deref(), |s| cx.cidr(s, "subnet_cidr"));
+    let vpc_cidrs: Option<Vec<_>> = match &r.vpc_cidrs {
+        None => Some(Vec::new()),
+        Some(v) => {
+            let all: Vec<_> = v.iter().map(|s| cx.cidr(s, "vpc_cidrs")).collect();
+            all.into_iter().collect()
+        }
+    };
     cx.finish(|| {
         Some(NodeSettings {
+            subnet_cidr: subnet_cidr?,
+            vpc_cidrs: vpc_cidrs?,
             instance_id: instance_id?,
             network_interface_id: network_interface_id?,
             private_ip: private_ip?,

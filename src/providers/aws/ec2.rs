@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub struct Ec2 {
     pub(super) client: aws_sdk_ec2::Client,
     /// Counts each call and each error (`aws_api_calls_total`, `aws_api_errors_total`).
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 /// What EC2 says about one Elastic IP.

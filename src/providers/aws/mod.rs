@@ -8,6 +8,7 @@ pub mod imds;
 pub mod opsworks;
 pub mod sns;
 pub mod sqs;
+pub mod vpc;
 
 use crate::config::{AwsSettings, NodeSettings};
 use crate::telemetry::events;

@@ -10,7 +10,7 @@
 
 use super::{verify_until, HereError, Locate, MoveResult, Owner, Provider, Spot, Verified};
 use crate::actions::alerts::Alert;
-use crate::config::EipRef;
+use crate::config::{AddressRef, EipRef};
 use crate::providers::aws::opsworks::{ElasticIpState, OpsWorks, OpsworksIdentity};
 use crate::providers::aws::AwsError;
 use crate::state::PendingClaim;
@@ -41,7 +41,9 @@ pub struct Instance(pub String);
 
 impl Spot for Instance {
     const PROVIDER: &'static str = "opsworks";
-    const READ_CALL: &'static str = "opsworks:DescribeElasticIps";
+    fn read_call(_: &AddressRef) -> &'static str {
+        "opsworks:DescribeElasticIps"
+    }
 
     fn describe(&self) -> String {
         format!("OpsWorks instance {}", self.0)
@@ -66,7 +68,7 @@ impl Spot for Instance {
         Some(Instance(c.instance_id.clone()))
     }
 
-    fn rehearse(&self, eip: &EipRef) {
+    fn rehearse(&self, eip: &AddressRef) {
         tracing::info!(event = events::DRY_RUN, call = "opsworks:AssociateElasticIp", eip = %eip, instance_id = %self.0);
     }
 }
@@ -95,12 +97,13 @@ impl Locate for Here {
 pub struct Claims {
     ow: OpsWorks,
     here: Here,
+    eip: EipRef,
 }
 
 impl Claims {
-    /// Claims through `ow` onto the instance `here` finds.
-    pub fn new(ow: OpsWorks, here: Here) -> Self {
-        Claims { ow, here }
+    /// Claims of `eip` through `ow` onto the instance `here` finds.
+    pub fn new(ow: OpsWorks, here: Here, eip: EipRef) -> Self {
+        Claims { ow, here, eip }
     }
 }
 
@@ -112,8 +115,8 @@ impl Provider for Claims {
         self.here.here().await
     }
 
-    async fn read(&self, eip: &EipRef) -> Result<Owner<ElasticIpState>, AwsError> {
-        let e = self.ow.describe(address(eip)?).await?;
+    async fn read(&self) -> Result<Owner<ElasticIpState>, AwsError> {
+        let e = self.ow.describe(address(&self.eip)?).await?;
         Ok(Owner {
             token: e.instance_id.clone(),
             holder: e.holder(),
@@ -132,7 +135,6 @@ impl Provider for Claims {
 
     async fn take(
         &self,
-        _eip: &EipRef,
         before: &Owner<ElasticIpState>,
         spot: &Instance,
         verify_for: Duration,
@@ -144,6 +146,10 @@ impl Provider for Claims {
             None,
             verify(&self.ow, &before.state, &spot.0, verify_for).await,
         )
+    }
+
+    fn address_label(&self, _owner: &Owner<ElasticIpState>) -> String {
+        self.eip.to_string()
     }
 }
 

@@ -4,7 +4,7 @@
 //! this node's identity, egress) runs for real through the same gates as a claim.
 
 use super::{HereError, Locate, MoveResult, Owner, Provider, Spot};
-use crate::config::EipRef;
+use crate::config::AddressRef;
 use crate::providers::aws::AwsError;
 use crate::telemetry::events;
 use std::time::Duration;
@@ -12,14 +12,20 @@ use std::time::Duration;
 /// Logs instead of calling AWS; finds this node through `H`, as the real provider would.
 pub struct DryRun<H> {
     here: H,
+    /// The address the claim moves.
+    address: AddressRef,
     /// Where the claim's alert would be published (logged as `sns:Publish`).
     sns_topic: Option<String>,
 }
 
 impl<H> DryRun<H> {
     /// A dry run of a claim onto the spot `here` finds, alerting `sns_topic`.
-    pub fn new(here: H, sns_topic: Option<String>) -> Self {
-        DryRun { here, sns_topic }
+    pub fn new(here: H, address: AddressRef, sns_topic: Option<String>) -> Self {
+        DryRun {
+            here,
+            address,
+            sns_topic,
+        }
     }
 }
 
@@ -35,8 +41,8 @@ impl<H: Locate> Provider for DryRun<H> {
 
     /// Logs the read and answers "nobody known": no token, so the moved-meanwhile gate and
     /// the hold-down's nobody-holds-it exception have nothing to compare.
-    async fn read(&self, eip: &EipRef) -> Result<Owner<()>, AwsError> {
-        tracing::info!(event = events::DRY_RUN, call = H::Spot::READ_CALL, eip = %eip);
+    async fn read(&self) -> Result<Owner<()>, AwsError> {
+        tracing::info!(event = events::DRY_RUN, call = H::Spot::read_call(&self.address), address = %self.address);
         Ok(Owner {
             token: None,
             holder: "unknown (dry run)".into(),
@@ -46,7 +52,7 @@ impl<H: Locate> Provider for DryRun<H> {
     }
 
     /// A dry run notes nothing when a rule starts failing: it would be a read.
-    async fn glance(&self, _eip: &EipRef) -> Option<Option<String>> {
+    async fn glance(&self) -> Option<Option<String>> {
         None
     }
 
@@ -54,17 +60,15 @@ impl<H: Locate> Provider for DryRun<H> {
         false
     }
 
-    async fn take(
-        &self,
-        eip: &EipRef,
-        _before: &Owner<()>,
-        spot: &H::Spot,
-        _verify_for: Duration,
-    ) -> MoveResult {
-        spot.rehearse(eip);
+    async fn take(&self, _before: &Owner<()>, spot: &H::Spot, _verify_for: Duration) -> MoveResult {
+        spot.rehearse(&self.address);
         if let Some(topic) = &self.sns_topic {
             tracing::info!(event = events::DRY_RUN, call = "sns:Publish", topic = %topic);
         }
         MoveResult::Rehearsed
+    }
+
+    fn address_label(&self, _owner: &Owner<()>) -> String {
+        self.address.to_string()
     }
 }

@@ -5,7 +5,7 @@
 
 use super::{verify_until, HereError, Locate, MoveResult, Owner, Provider, Spot, Verified};
 use crate::actions::alerts::Alert;
-use crate::config::EipRef;
+use crate::config::{AddressRef, EipRef};
 use crate::providers::aws::ec2::{AddressState, Ec2};
 use crate::providers::aws::imds::IdentitySource;
 use crate::providers::aws::AwsError;
@@ -28,7 +28,9 @@ pub struct Target {
 
 impl Spot for Target {
     const PROVIDER: &'static str = "ec2";
-    const READ_CALL: &'static str = "ec2:DescribeAddresses";
+    fn read_call(_: &AddressRef) -> &'static str {
+        "ec2:DescribeAddresses"
+    }
 
     fn describe(&self) -> String {
         format!("{} ({}, {})", self.instance_id, self.eni, self.private_ip)
@@ -57,7 +59,7 @@ impl Spot for Target {
         })
     }
 
-    fn rehearse(&self, eip: &EipRef) {
+    fn rehearse(&self, eip: &AddressRef) {
         tracing::info!(event = events::DRY_RUN, call = "ec2:DisassociateAddress", eip = %eip, note = "by the AssociationId read, if the EIP is associated elsewhere");
         tracing::info!(event = events::DRY_RUN, call = "ec2:AssociateAddress", eip = %eip, eni = %self.eni,
             private_ip = %self.private_ip, allow_reassociation = false);
@@ -106,12 +108,13 @@ impl Locate for Here {
 pub struct Claims {
     ec2: Ec2,
     here: Here,
+    eip: EipRef,
 }
 
 impl Claims {
-    /// Claims through `ec2` onto the spot `here` finds.
-    pub fn new(ec2: Ec2, here: Here) -> Self {
-        Claims { ec2, here }
+    /// Claims of `eip` through `ec2` onto the spot `here` finds.
+    pub fn new(ec2: Ec2, here: Here, eip: EipRef) -> Self {
+        Claims { ec2, here, eip }
     }
 }
 
@@ -123,8 +126,8 @@ impl Provider for Claims {
         self.here.here().await
     }
 
-    async fn read(&self, eip: &EipRef) -> Result<Owner<AddressState>, AwsError> {
-        let a = self.ec2.describe(eip).await?;
+    async fn read(&self) -> Result<Owner<AddressState>, AwsError> {
+        let a = self.ec2.describe(&self.eip).await?;
         Ok(Owner {
             token: a.association_id.clone(),
             holder: a.holder(),
@@ -152,11 +155,11 @@ impl Provider for Claims {
     /// Move, then verify.
     async fn take(
         &self,
-        eip: &EipRef,
         before: &Owner<AddressState>,
         target: &Target,
         verify_for: Duration,
     ) -> MoveResult {
+        let eip = &self.eip;
         match move_eip(&self.ec2, eip, &before.state, target).await {
             Ok(association) => {
                 let verified =
@@ -167,8 +170,8 @@ impl Provider for Claims {
         }
     }
 
-    fn address_label(eip: &EipRef, owner: &Owner<AddressState>) -> String {
-        label(eip, &owner.state)
+    fn address_label(&self, owner: &Owner<AddressState>) -> String {
+        label(&self.eip, &owner.state)
     }
 }
 

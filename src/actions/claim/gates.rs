@@ -4,15 +4,15 @@
 //! order; the tests below pin it against a fake provider under paused time.
 
 use super::{
-    fmt_secs, refused, Claim, ClaimEnv, HoldDowns, InFlight, LastMove, MoveResult, Owner, Provider,
-    Spot, Verified,
+    fmt_secs, refused, ClaimEnv, ClaimSpec, Gated, HoldDowns, InFlight, LastMove, MoveResult,
+    Owner, Provider, Spot, Verified,
 };
 use crate::actions::alerts::{Alert, Alerter};
 use crate::actions::notify::sns_subject;
 use crate::actions::{ActionContext, ActionOutcome};
 use crate::checks::checkip::{self, EgressError};
 use crate::checks::{self, haproxy, Outcome};
-use crate::config::{ClaimEipSpec, EgressSettings, EipRef, HaproxyProbeSpec};
+use crate::config::{EgressSettings, HaproxyProbeSpec, ReachSpec};
 use crate::history::{Entry, History, Kind, Timeline};
 use crate::state::PendingClaim;
 use crate::telemetry::events;
@@ -38,6 +38,9 @@ pub(crate) trait Local: Send + Sync + 'static {
     fn haproxy(&self) -> impl Future<Output = Outcome> + Send;
     /// Which public address this node's traffic leaves from (`[egress] checkip_url`).
     fn egress(&self) -> impl Future<Output = Result<Ipv4Addr, EgressError>> + Send;
+    /// Whether this node reaches the VPC: the first target of `reach` that answered, or
+    /// why none did ([`checks::reach::any`]).
+    fn reach(&self, reach: &ReachSpec) -> impl Future<Output = Result<String, String>> + Send;
     /// The rule's check, run once more within its timeout; None when it timed out.
     fn recheck(
         &self,
@@ -84,6 +87,10 @@ impl Local for LiveLocal {
         checkip::egress_ip(&self.http, &self.egress.checkip_url, self.egress.timeout).await
     }
 
+    async fn reach(&self, reach: &ReachSpec) -> Result<String, String> {
+        checks::reach::any(reach, &self.http).await
+    }
+
     async fn recheck(
         &self,
         check: &crate::config::CheckSpec,
@@ -107,9 +114,9 @@ impl Local for LiveLocal {
     }
 }
 
-/// One `claim_eip` action: its gates, its provider and what it remembers between runs.
+/// One claim action (`claim_eip`, `claim_private_ip`, `claim_route`): its gates, its provider and what it remembers between runs.
 pub(crate) struct Gates<P: Provider, L> {
-    spec: ClaimEipSpec,
+    spec: ClaimSpec,
     provider: Arc<P>,
     local: Arc<L>,
     subject_prefix: String,
@@ -133,7 +140,7 @@ pub(crate) struct Gates<P: Provider, L> {
 
 impl<P: Provider, L: Local> Gates<P, L> {
     pub(crate) fn new(
-        spec: ClaimEipSpec,
+        spec: ClaimSpec,
         provider: P,
         local: Arc<L>,
         env: &ClaimEnv,
@@ -154,7 +161,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
 
     #[allow(clippy::too_many_arguments)]
     fn with(
-        spec: ClaimEipSpec,
+        spec: ClaimSpec,
         provider: P,
         local: Arc<L>,
         subject_prefix: String,
@@ -167,7 +174,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
         Gates {
             metrics,
             history,
-            last_move: holds.for_eip(&spec.eip),
+            last_move: holds.for_address(&spec.address),
             holds: holds.clone(),
             spec,
             provider: Arc::new(provider),
@@ -181,14 +188,44 @@ impl<P: Provider, L: Local> Gates<P, L> {
     }
 
     fn note_owner(&self) {
-        let (provider, eip, seen) = (
-            self.provider.clone(),
-            self.spec.eip.clone(),
-            self.seen.clone(),
-        );
+        let (provider, seen) = (self.provider.clone(), self.seen.clone());
         tokio::spawn(async move {
-            if let Some(token) = provider.glance(&eip).await {
+            if let Some(token) = provider.glance().await {
                 *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+            }
+        });
+    }
+
+    /// Read the owner every `every` and let the provider keep this node's local interface
+    /// in step ([`Provider::keep_local`]), until the daemon stops or this action is dropped
+    /// (a reload builds a new one). Each look holds the address's claim lock, so it never
+    /// interleaves with a claim of it.
+    pub(crate) fn poll_owner(&self, every: Duration, mut stopping: watch::Receiver<bool>) {
+        let provider = Arc::downgrade(&self.provider);
+        let lock = self.last_move.clone();
+        let address = self.spec.address.clone();
+        tokio::spawn(async move {
+            loop {
+                {
+                    let Some(provider) = provider.upgrade() else {
+                        return;
+                    };
+                    let _claims_wait = lock.lock().await;
+                    match (provider.here().await, provider.read().await) {
+                        (Ok(spot), Ok(owner)) => provider.keep_local(&owner, &spot).await,
+                        (Err(e), _) => {
+                            tracing::debug!(address = %address, error = %e, "owner poll: this node's identity is not known yet")
+                        }
+                        (_, Err(e)) => {
+                            tracing::warn!(event = events::ACTION_ERROR, address = %address, error = %e,
+                            "owner poll: cannot read who holds the address; the local interface is left as it is")
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
             }
         });
     }
@@ -267,7 +304,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
         announce: &mut Option<(u64, Alert)>,
     ) -> ActionOutcome {
         let mut last_move = self.last_move.lock().await;
-        let eip = &self.spec.eip;
+        let eip = &self.spec.address;
         let planned = ctx.planned.as_ref();
 
         // 0. Paused: no claim of any kind, planned or not.
@@ -281,7 +318,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             if since < self.spec.hold_down {
                 // A hold-down damps ping-pong between nodes; with nobody holding the EIP there
                 // is no one to ping-pong with, and waiting only prolongs the outage.
-                let now = self.provider.read(eip).await.ok();
+                let now = self.provider.read().await.ok();
                 if let (Some(owner), Ok(spot)) = (&now, self.here().await) {
                     if P::holds(&spot, owner) {
                         tl.mark("already_here", spot.describe());
@@ -301,7 +338,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
                         ),
                     );
                 }
-                tracing::warn!(event = events::HOLD_DOWN_SKIPPED, rule = %ctx.rule, action = %self.spec.name, eip = %eip,
+                tracing::warn!(event = events::HOLD_DOWN_SKIPPED, rule = %ctx.rule, action = %self.spec.name, address = %eip,
                     "nobody holds the EIP: claiming despite the hold-down");
             }
         }
@@ -322,7 +359,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
         };
 
         // 3. Current owner.
-        let before = match self.provider.read(eip).await {
+        let before = match self.provider.read().await {
             Ok(a) => a,
             Err(e) => return ActionOutcome::Error(e.to_string()),
         };
@@ -348,7 +385,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
         if let Some(earlier) = earlier.filter(|_| before.token.is_some() && planned.is_none()) {
             if earlier != before.token {
                 *last_move = Some(Instant::now());
-                self.holds.record(&self.spec.eip);
+                self.holds.record(&self.spec.address);
                 return refused("moved_meanwhile", format!(
                     "{eip} moved to {} after this rule started failing: another node took over; leaving it there for the hold-down",
                     before.holder
@@ -356,48 +393,19 @@ impl<P: Provider, L: Local> Gates<P, L> {
             }
         }
 
-        // 4. Egress.
-        let egress = match self.local.egress().await {
-            Ok(ip) => ip,
-            Err(e) if P::DRY_RUN => {
-                return refused(
-                    e.reason(),
-                    format!("dry run: egress not verified, would not claim {eip}: {e}"),
-                )
-            }
-            Err(e) => {
-                self.metrics.egress_failed(e.reason());
-                return refused(
-                    e.reason(),
-                    format!("egress not verified, not claiming {eip}: {e}"),
-                );
-            }
+        // 3b. What the provider itself requires (`claim_route`: source/destination checking
+        // off on this node's ENI, the destination outside the VPC; `claim_private_ip`: the
+        // address in this node's subnet). Read-only; a refusal names the fix.
+        if let Err((reason, detail)) = self.provider.precondition(&spot).await {
+            return refused(reason, detail);
+        }
+
+        // 4. The path the address's clients use: checkip (the internet) for an Elastic IP,
+        // the claim's `reachability` (the VPC) for a private one.
+        let proof = match self.proof(ctx, &before, tl).await {
+            Ok(p) => p,
+            Err(outcome) => return outcome,
         };
-        tl.mark("egress_verified", egress.to_string());
-        if P::DRY_RUN {
-            tracing::info!(event = events::EGRESS_VERIFIED, egress_ip = %egress, dry_run = true);
-        } else {
-            tracing::info!(event = events::EGRESS_VERIFIED, rule = %ctx.rule, action = %self.spec.name, egress_ip = %egress);
-        }
-        if before.public_ip == Some(egress) {
-            // An operator's takeover trusts the API, which says another node holds it: a NAT
-            // or proxy in this node's path may be what leaves from the EIP.
-            if planned.is_some() {
-                return refused(
-                    "egress_is_the_eip",
-                    format!(
-                        "checkip says this node's traffic leaves from {egress}, the EIP itself, but EC2 says it is on {}: \
-                         a NAT or proxy in this node's path? not moving it",
-                        before.holder
-                    ),
-                );
-            }
-            tl.mark("already_here", format!("egress from {egress}"));
-            return ActionOutcome::NoOp(format!(
-                "checkip says this node's traffic already leaves from {egress}: the EIP is ours (the API says it is on {})",
-                before.holder
-            ));
-        }
 
         // 5. Last look before the mutation: our own HAProxy may have died while we asked
         // around, and if another node fixed things since our check failed, taking the EIP from
@@ -435,11 +443,13 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 topic_arn: t.clone(),
                 subject: subject.clone(),
                 message: alert_text(
-                    &P::address_label(eip, &before),
+                    eip.noun(),
+                    P::MOVED_AS,
+                    &self.provider.address_label(&before),
                     &before.holder,
                     &spot,
                     association,
-                    egress,
+                    &proof,
                     ctx,
                     verified,
                 ),
@@ -455,18 +465,18 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 .as_ref(),
             ),
         );
-        let task = self.spawn_move(eip, &before, &spot, tl);
+        let task = self.spawn_move(&before, &spot, tl);
 
         // 7. Verify, damp, announce.
         let (association, verified) = match task.await {
             Ok(MoveResult::Moved(a, v)) => (a, v),
             Ok(MoveResult::Lost(detail)) => {
                 *last_move = Some(Instant::now());
-                self.holds.record(&self.spec.eip);
+                self.holds.record(&self.spec.address);
                 self.holds.claim_settled(eip, None);
                 return refused("lost_race", detail);
             }
-            Ok(MoveResult::Failed(e)) => match self.after_failed_move(eip, e, &spot).await {
+            Ok(MoveResult::Failed(e)) => match self.after_failed_move(e, &spot).await {
                 // The call landed after the SDK gave up on it: the holder decides.
                 AfterFailure::Here(token) => (token, Verified::Yes),
                 AfterFailure::Not(detail, dark) => {
@@ -486,7 +496,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             Err(e) => return ActionOutcome::Error(format!("claim task failed: {e}")),
         };
         *last_move = Some(Instant::now());
-        self.holds.record(&self.spec.eip);
+        self.holds.record(&self.spec.address);
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if planned.is_some() {
             *self.taken_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(before.clone());
@@ -504,13 +514,13 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 );
             }
             Verified::Unknown(why) => {
-                tracing::warn!(event = events::CLAIM_UNVERIFIED, rule = %ctx.rule, eip = %eip, detail = %why);
+                tracing::warn!(event = events::CLAIM_UNVERIFIED, rule = %ctx.rule, address = %eip, detail = %why);
                 "not verified"
             }
         };
         self.metrics.claimed();
         let association = association.unwrap_or_default();
-        tracing::info!(event = events::EIP_CLAIMED, rule = %ctx.rule, action = %self.spec.name, eip = %eip,
+        tracing::info!(event = events::EIP_CLAIMED, rule = %ctx.rule, action = %self.spec.name, address = %eip,
             provider = P::Spot::PROVIDER, from = %before.holder, to = %spot.describe(),
             association = %association, verified);
 
@@ -524,17 +534,102 @@ impl<P: Provider, L: Local> Gates<P, L> {
         ))
     }
 
+    /// Gate 4: proof that this node is on the path the address's clients use. An Elastic
+    /// IP's clients come from the internet: checkip must answer a well-formed address that is
+    /// not the EIP itself. A private address's clients are in the VPC: one of the claim's
+    /// `reachability` targets must answer. Ok: the sentence the alert carries; Err: the
+    /// refusal (or the no-op when checkip shows the EIP already ours).
+    async fn proof(
+        &self,
+        ctx: &ActionContext,
+        before: &Owner<P::State>,
+        tl: &mut Timeline,
+    ) -> Result<String, ActionOutcome> {
+        let eip = &self.spec.address;
+        let planned = ctx.planned.as_ref();
+        if let Some(reach) = &self.spec.reach {
+            return match self.local.reach(reach).await {
+                Ok(which) => {
+                    tl.mark("reachability_verified", which.clone());
+                    tracing::info!(event = events::REACHABILITY_VERIFIED, rule = %ctx.rule, action = %self.spec.name,
+                        reached = %which, dry_run = P::DRY_RUN);
+                    Ok(format!(
+                        "Reachability verified: this node reached {which} in the VPC."
+                    ))
+                }
+                Err(e) => {
+                    if !P::DRY_RUN {
+                        self.metrics.egress_failed("vpc_unreachable");
+                    }
+                    Err(refused(
+                        "vpc_unreachable",
+                        format!(
+                            "{}none of `reachability` answered, not claiming {eip}: {e}",
+                            if P::DRY_RUN { "dry run: " } else { "" }
+                        ),
+                    ))
+                }
+            };
+        }
+        let egress = match self.local.egress().await {
+            Ok(ip) => ip,
+            Err(e) if P::DRY_RUN => {
+                return Err(refused(
+                    e.reason(),
+                    format!("dry run: egress not verified, would not claim {eip}: {e}"),
+                ))
+            }
+            Err(e) => {
+                self.metrics.egress_failed(e.reason());
+                return Err(refused(
+                    e.reason(),
+                    format!("egress not verified, not claiming {eip}: {e}"),
+                ));
+            }
+        };
+        tl.mark("egress_verified", egress.to_string());
+        if P::DRY_RUN {
+            tracing::info!(event = events::EGRESS_VERIFIED, egress_ip = %egress, dry_run = true);
+        } else {
+            tracing::info!(event = events::EGRESS_VERIFIED, rule = %ctx.rule, action = %self.spec.name, egress_ip = %egress);
+        }
+        if before.public_ip == Some(egress) {
+            // An operator's takeover trusts the API, which says another node holds it: a NAT
+            // or proxy in this node's path may be what leaves from the EIP.
+            if planned.is_some() {
+                return Err(refused(
+                    "egress_is_the_eip",
+                    format!(
+                        "checkip says this node's traffic leaves from {egress}, the EIP itself, but EC2 says it is on {}: \
+                         a NAT or proxy in this node's path? not moving it",
+                        before.holder
+                    ),
+                ));
+            }
+            tl.mark("already_here", format!("egress from {egress}"));
+            return Err(ActionOutcome::NoOp(format!(
+                "checkip says this node's traffic already leaves from {egress}: the EIP is ours (the API says it is on {})",
+                before.holder
+            )));
+        }
+
+        Ok(format!(
+            "Egress verified: this node's traffic leaves from {egress}."
+        ))
+    }
+
     /// A move failed (`error`): read where the address is now, for up to the verification
     /// window, since a call the SDK gave up on (a timeout) may still land. On `to`: the move
     /// happened after all, and is settled as a claim ([`AfterFailure::Here`], with the
     /// association the read shows). With nobody holding it (released, not associated): say so
     /// and draft an alert, the address is dark until a claim takes it. Elsewhere: say where.
-    async fn after_failed_move(&self, eip: &EipRef, error: String, to: &P::Spot) -> AfterFailure {
+    async fn after_failed_move(&self, error: String, to: &P::Spot) -> AfterFailure {
+        let eip = &self.spec.address;
         let deadline = Instant::now() + self.verify_for;
         let now = loop {
-            match self.provider.read(eip).await {
+            match self.provider.read().await {
                 Ok(o) if P::holds(to, &o) => {
-                    tracing::warn!(event = events::CLAIM_UNVERIFIED, eip = %eip, error = %error,
+                    tracing::warn!(event = events::CLAIM_UNVERIFIED, address = %eip, error = %error,
                         "the call failed, but the EIP is on this node's target now: the move landed after all");
                     return AfterFailure::Here(o.token);
                 }
@@ -553,7 +648,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
         if now.token.is_some() {
             return AfterFailure::Not(format!("{error}; {eip} is still on {}", now.holder), None);
         }
-        tracing::error!(event = events::EIP_UNASSOCIATED, eip = %eip, error = %error,
+        tracing::error!(event = events::EIP_UNASSOCIATED, address = %eip, error = %error,
             "the move released the EIP but could not associate it: nobody holds it now");
         let detail = format!(
             "{error}; {eip} is now associated with NOBODY (released, not associated): it is dark until a claim takes it"
@@ -566,9 +661,10 @@ impl<P: Provider, L: Local> Gates<P, L> {
                     &format!("{eip} is associated with nobody after a failed move"),
                 ),
                 message: format!(
-                    "Elastic IP {eip} was released but could not be associated: {error}.\n\
+                    "{} {eip} was released but could not be associated: {error}.\n\
                      Nobody holds it now; the next claim (this node's next cycle, or another node's) takes it.\n\
                      Time: {}\n",
+                    eip.noun(),
                     humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
                 ),
             };
@@ -582,23 +678,21 @@ impl<P: Provider, L: Local> Gates<P, L> {
     /// `in_flight`; a client hanging up does not drop it).
     fn spawn_move(
         &self,
-        eip: &EipRef,
         from: &Owner<P::State>,
         to: &P::Spot,
         tl: &mut Timeline,
     ) -> tokio::task::JoinHandle<MoveResult> {
         let guard = self.in_flight.enter();
         tl.mark("first_mutating_call", to.describe());
-        let (provider, eip, from, to, verify_for) = (
+        let (provider, from, to, verify_for) = (
             self.provider.clone(),
-            eip.clone(),
             from.clone(),
             to.clone(),
             self.verify_for,
         );
         tokio::spawn(async move {
             let _guard = guard;
-            provider.take(&eip, &from, &to, verify_for).await
+            provider.take(&from, &to, verify_for).await
         })
     }
 
@@ -649,7 +743,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
         announce: &mut Option<(u64, Alert)>,
     ) -> ActionOutcome {
         let mut last_move = self.last_move.lock().await;
-        let eip = &self.spec.eip;
+        let eip = &self.spec.address;
         if self.local.stopping() {
             return refused(
                 "shutting_down",
@@ -683,7 +777,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             Ok(t) => t,
             Err(outcome) => return outcome,
         };
-        let now = match self.provider.read(eip).await {
+        let now = match self.provider.read().await {
             Ok(a) => a,
             Err(e) => return ActionOutcome::Error(e.to_string()),
         };
@@ -712,10 +806,11 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 topic_arn: t.clone(),
                 subject: subject.clone(),
                 message: format!(
-                    "Elastic IP {} returned from {} to {} ({verified}).\n\
+                    "{} {} returned from {} to {} ({verified}).\n\
                      Why: the end of a drill requested by {by} (drill --back; not a failure).\n\
                      Time: {}\n",
-                    P::address_label(eip, &now),
+                    eip.noun(),
+                    self.provider.address_label(&now),
                     here.describe(),
                     back_to.describe(),
                     humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
@@ -726,7 +821,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             eip,
             back_to.pending(draft("found there after the daemon restarted mid-move").as_ref()),
         );
-        let task = self.spawn_move(eip, &now, &back_to, tl);
+        let task = self.spawn_move(&now, &back_to, tl);
         let result = task.await;
         // Handed away on purpose: this node must be free to take it back at once if the
         // other node fails (a hold-down would keep the address dark for its length), and this
@@ -740,7 +835,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 "verified"
             }
             Ok(MoveResult::Moved(_, Verified::Unknown(why))) => {
-                tracing::warn!(event = events::CLAIM_UNVERIFIED, eip = %eip, detail = %why);
+                tracing::warn!(event = events::CLAIM_UNVERIFIED, address = %eip, detail = %why);
                 "not verified"
             }
             Ok(MoveResult::Moved(_, Verified::Lost(holder))) | Ok(MoveResult::Lost(holder)) => {
@@ -750,7 +845,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
                     format!("{eip} went to {holder}, not back to {}", back_to.describe()),
                 );
             }
-            Ok(MoveResult::Failed(e)) => match self.after_failed_move(eip, e, &back_to).await {
+            Ok(MoveResult::Failed(e)) => match self.after_failed_move(e, &back_to).await {
                 AfterFailure::Here(_) => {
                     tl.mark("verified", back_to.describe());
                     "verified"
@@ -770,7 +865,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             }
             Err(e) => return ActionOutcome::Error(format!("move task failed: {e}")),
         };
-        tracing::info!(event = events::EIP_RETURNED, action = %self.spec.name, eip = %eip,
+        tracing::info!(event = events::EIP_RETURNED, action = %self.spec.name, address = %eip,
             from = %here.describe(), to = %back_to.describe(), verified);
         let alert = draft(verified);
         let id = self.holds.claim_settled(eip, alert.as_ref());
@@ -789,7 +884,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
         ctx: &ActionContext,
         before: &Owner<P::State>,
     ) -> Option<ActionOutcome> {
-        let eip = &self.spec.eip;
+        let eip = &self.spec.address;
         if self.local.stopping() {
             return Some(refused(
                 "shutting_down",
@@ -833,20 +928,20 @@ impl<P: Provider, L: Local> Gates<P, L> {
         }
         let provider_name = P::Spot::PROVIDER;
         if claim.provider != provider_name {
-            tracing::warn!(event = events::CLAIM_UNSETTLED, eip = %self.spec.eip, saved = %claim.provider,
+            tracing::warn!(event = events::CLAIM_UNSETTLED, address = %self.spec.address, saved = %claim.provider,
                 now = provider_name, "the claim was made through another provider; forgetting it");
-            self.holds.claim_settled(&self.spec.eip, None);
+            self.holds.claim_settled(&self.spec.address, None);
             return;
         }
         let Some(spot) = P::Spot::from_pending(&claim) else {
-            tracing::error!(event = events::CLAIM_UNSETTLED, eip = %self.spec.eip,
+            tracing::error!(event = events::CLAIM_UNSETTLED, address = %self.spec.address,
                 "the saved claim lacks its ENI or private IP; forgetting it");
-            self.holds.claim_settled(&self.spec.eip, None);
+            self.holds.claim_settled(&self.spec.address, None);
             return;
         };
         let (provider, eip, holds, local) = (
             self.provider.clone(),
-            self.spec.eip.clone(),
+            self.spec.address.clone(),
             self.holds.clone(),
             self.local.clone(),
         );
@@ -857,10 +952,10 @@ impl<P: Provider, L: Local> Gates<P, L> {
             let _claims_wait = claims_wait;
             let mut backoff = Duration::from_secs(1);
             let owner = loop {
-                match provider.read(&eip).await {
+                match provider.read().await {
                     Ok(o) => break o,
                     Err(e) => {
-                        tracing::warn!(event = events::CLAIM_UNSETTLED, eip = %eip, error = %e,
+                        tracing::warn!(event = events::CLAIM_UNSETTLED, address = %eip, error = %e,
                             retry_in_s = backoff.as_secs(), "cannot read who holds the EIP yet");
                     }
                 }
@@ -877,21 +972,21 @@ impl<P: Provider, L: Local> Gates<P, L> {
                     message,
                 });
                 let id = holds.claim_settled(&eip, alert.as_ref());
-                tracing::info!(event = events::CLAIM_FOUND_AFTER_RESTART, eip = %eip, to = %spot.describe(),
+                tracing::info!(event = events::CLAIM_FOUND_AFTER_RESTART, address = %eip, to = %spot.describe(),
                     alert = alert.is_some(), "the claim the last run had under way completed; announcing it now");
                 if let Some(alert) = alert {
                     local.announce(id, alert);
                 }
             } else {
                 holds.claim_settled(&eip, None);
-                tracing::info!(event = events::CLAIM_NOT_COMPLETED, eip = %eip, holder = %owner.holder,
+                tracing::info!(event = events::CLAIM_NOT_COMPLETED, address = %eip, holder = %owner.holder,
                     "the claim the last run had under way did not complete");
             }
         });
     }
 }
 
-impl<P: Provider, L: Local> Claim for Gates<P, L> {
+impl<P: Provider, L: Local> Gated for Gates<P, L> {
     fn run<'a>(
         &'a self,
         ctx: &'a ActionContext,
@@ -909,11 +1004,7 @@ impl<P: Provider, L: Local> Claim for Gates<P, L> {
     fn is_here(&self) -> super::BoxFuture<'_, Result<(bool, String), String>> {
         Box::pin(async move {
             let spot = self.provider.here().await.map_err(|e| e.to_string())?;
-            let owner = self
-                .provider
-                .read(&self.spec.eip)
-                .await
-                .map_err(|e| e.to_string())?;
+            let owner = self.provider.read().await.map_err(|e| e.to_string())?;
             Ok((P::holds(&spot, &owner), owner.holder))
         })
     }
@@ -927,18 +1018,21 @@ impl<P: Provider, L: Local> Claim for Gates<P, L> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn alert_text<S: Spot>(
+    noun: &str,
+    moved_as: &str,
     address: &str,
     from: &str,
     spot: &S,
     association: &str,
-    egress: Ipv4Addr,
+    proof: &str,
     ctx: &ActionContext,
     verified: &str,
 ) -> String {
     let now_on = match association {
         "" => format!("{} ({verified})", spot.describe()),
-        a => format!("{} (association {a}, {verified})", spot.describe()),
+        a => format!("{} ({moved_as} {a}, {verified})", spot.describe()),
     };
     let why = match &ctx.planned {
         None => format!(
@@ -948,10 +1042,10 @@ fn alert_text<S: Spot>(
         Some(p) => format!("planned {} requested by {} (not a failure)", p.kind, p.by),
     };
     format!(
-        "Instance {} took over Elastic IP {address} from {from}.\n\
+        "Instance {} took over {noun} {address} from {from}.\n\
          Now on: {now_on}.\n\
          Why: {why}.\n\
-         Egress verified: this node's traffic leaves from {egress}.\n\
+         {proof}\n\
          Time: {}\n",
         spot.instance_id(),
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
@@ -966,7 +1060,7 @@ mod tests {
     use super::super::dry_run::DryRun;
     use super::super::{verify_until, HereError, Locate};
     use super::*;
-    use crate::config::{CheckSpec, ClaimProvider, EipRef};
+    use crate::config::{AddressRef, CheckSpec, EipRef};
     use crate::engine::threshold::Transition;
     use crate::providers::aws::AwsError;
     use crate::state::StateStore;
@@ -997,7 +1091,9 @@ mod tests {
 
     impl Spot for Me {
         const PROVIDER: &'static str = "fake";
-        const READ_CALL: &'static str = "fake:Read";
+        fn read_call(_: &AddressRef) -> &'static str {
+            "fake:Read"
+        }
         fn describe(&self) -> String {
             "me".into()
         }
@@ -1017,7 +1113,7 @@ mod tests {
         fn from_pending(_: &PendingClaim) -> Option<Self> {
             Some(Me)
         }
-        fn rehearse(&self, _eip: &EipRef) {}
+        fn rehearse(&self, _address: &AddressRef) {}
     }
 
     /// Finds [`Me`], recording the lookup.
@@ -1042,6 +1138,8 @@ mod tests {
         /// When set, `take` leaves the EIP on this holder whatever it answers (a call the SDK
         /// gave up on that landed all the same).
         lands_on: Arc<StdMutex<Option<Option<&'static str>>>>,
+        /// When set, the provider's precondition refuses with it.
+        refuse: Arc<StdMutex<Option<(&'static str, String)>>>,
     }
 
     impl Provider for Fake {
@@ -1053,7 +1151,7 @@ mod tests {
             Ok(Me)
         }
 
-        async fn read(&self, _eip: &EipRef) -> Result<Owner<Self::State>, AwsError> {
+        async fn read(&self) -> Result<Owner<Self::State>, AwsError> {
             self.calls.push("read");
             let h = *self.holder.lock().unwrap();
             Ok(Owner {
@@ -1068,15 +1166,28 @@ mod tests {
             owner.state == Some("me")
         }
 
+        async fn precondition(&self, _: &Me) -> Result<(), (&'static str, String)> {
+            match self.refuse.lock().unwrap().clone() {
+                Some(r) => {
+                    self.calls.push("precondition");
+                    Err(r)
+                }
+                None => Ok(()),
+            }
+        }
+
+        fn address_label(&self, _: &Owner<Self::State>) -> String {
+            EIP.to_string()
+        }
+
         async fn take(
             &self,
-            eip: &EipRef,
             _before: &Owner<Self::State>,
             _spot: &Me,
             _verify_for: Duration,
         ) -> MoveResult {
             if let Some(s) = &self.store {
-                if s.moved_ago(&eip.to_string()).is_some() {
+                if s.moved_ago(&EIP.to_string()).is_some() {
                     self.calls.push("saved");
                 }
             }
@@ -1106,6 +1217,8 @@ mod tests {
         paused: StdMutex<Option<String>>,
         /// Set as the pause when checkip is asked: a pause that lands mid-claim.
         pause_at_egress: StdMutex<Option<String>>,
+        /// What the reachability probe answers.
+        reach: StdMutex<Result<String, String>>,
     }
 
     impl Local for FakeLocal {
@@ -1122,6 +1235,10 @@ mod tests {
                 *self.paused.lock().unwrap() = Some(p);
             }
             self.egress.lock().unwrap().clone()
+        }
+        async fn reach(&self, _: &ReachSpec) -> Result<String, String> {
+            self.calls.push("reach");
+            self.reach.lock().unwrap().clone()
         }
         async fn recheck(&self, _: &CheckSpec, _: Duration) -> Option<Outcome> {
             self.calls.push("recheck");
@@ -1150,16 +1267,16 @@ mod tests {
         gates: Gates<Fake, FakeLocal>,
         history: History,
         lands_on: Arc<StdMutex<Option<Option<&'static str>>>>,
+        refuse: Arc<StdMutex<Option<(&'static str, String)>>>,
     }
 
-    fn spec() -> ClaimEipSpec {
-        ClaimEipSpec {
+    fn spec() -> ClaimSpec {
+        ClaimSpec {
             name: "claim".into(),
-            eip: EipRef::PublicIp(EIP),
-            provider: ClaimProvider::Ec2,
-            private_ip: None,
+            address: AddressRef::Eip(EipRef::PublicIp(EIP)),
             hold_down: HOLD_DOWN,
             sns_topic_arn: Some("arn:aws:sns:us-east-1:123456789012:ops".into()),
+            reach: None,
         }
     }
 
@@ -1173,26 +1290,33 @@ mod tests {
             alerts: StdMutex::default(),
             paused: StdMutex::default(),
             pause_at_egress: StdMutex::default(),
+            reach: StdMutex::new(Ok("10.0.0.2:53 (TCP)".into())),
         })
     }
 
     /// The EIP is on node `a`; this node is healthy and its egress verifies.
     fn bed_with(store: StateStore) -> Bed {
+        bed_of(store, spec())
+    }
+
+    fn bed_of(store: StateStore, spec: ClaimSpec) -> Bed {
         let calls = Calls::default();
         let holder = Arc::new(StdMutex::new(Some("a")));
         let next_take = Arc::new(StdMutex::new(VecDeque::new()));
         let lands_on = Arc::new(StdMutex::new(None));
+        let refuse = Arc::new(StdMutex::new(None));
         let fake = Fake {
             calls: calls.clone(),
             holder: holder.clone(),
             next_take: next_take.clone(),
             store: Some(store.clone()),
             lands_on: lands_on.clone(),
+            refuse: refuse.clone(),
         };
         let local = local(&calls);
         let history = History::in_memory();
         let gates = Gates::with(
-            spec(),
+            spec,
             fake,
             local.clone(),
             "[watchdog]".into(),
@@ -1203,6 +1327,7 @@ mod tests {
             history.clone(),
         );
         Bed {
+            refuse,
             history,
             lands_on,
             calls,
@@ -1249,6 +1374,81 @@ mod tests {
     const FULL_CLAIM: [&str; 8] = [
         "haproxy", "here", "read", "egress", "haproxy", "recheck", "take", "announce",
     ];
+
+    /// A private address (claim_private_ip, claim_route): the reachability probe into the
+    /// VPC takes checkip's place, and the alert says which target answered.
+    fn private_bed() -> Bed {
+        let mut s = spec();
+        s.address = AddressRef::Overlay(Ipv4Addr::new(192, 168, 100, 10));
+        s.reach = Some(ReachSpec {
+            targets: vec![crate::config::ReachTarget::Tcp(
+                "10.0.0.2:53".parse().unwrap(),
+            )],
+            timeout: Duration::from_secs(1),
+        });
+        bed_of(StateStore::default(), s)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_private_claim_proves_the_vpc_path_not_the_internet_one() {
+        let b = private_bed();
+        let out = b.gates.run(&ctx()).await;
+        assert!(matches!(&out, ActionOutcome::Done(_)), "{out:?}");
+        let calls = b.calls.take();
+        assert!(
+            calls.contains(&"reach") && !calls.contains(&"egress"),
+            "{calls:?}"
+        );
+        let alerts = b.local.alerts.lock().unwrap();
+        assert!(
+            alerts[0].message.contains("took over overlay IP")
+                && alerts[0]
+                    .message
+                    .contains("Reachability verified: this node reached 10.0.0.2:53"),
+            "{:?}",
+            alerts[0]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_cut_off_from_the_vpc_does_not_take_a_private_address() {
+        let b = private_bed();
+        *b.local.reach.lock().unwrap() = Err("10.0.0.2:53: no connection within 1s".into());
+        let out = b.gates.run(&ctx()).await;
+        assert!(
+            matches!(&out, ActionOutcome::Refused { reason: "vpc_unreachable", detail } if detail.contains("10.0.0.2:53")),
+            "{out:?}"
+        );
+        assert!(!b.calls.take().contains(&"take"));
+        assert!(b.local.alerts.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_provider_precondition_refuses_before_any_change() {
+        let b = private_bed();
+        *b.refuse.lock().unwrap() = Some((
+            "source_dest_check",
+            "source/destination checking is on".into(),
+        ));
+        let out = b.gates.run(&ctx()).await;
+        assert!(
+            matches!(
+                &out,
+                ActionOutcome::Refused {
+                    reason: "source_dest_check",
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        let calls = b.calls.take();
+        assert!(
+            calls.contains(&"precondition")
+                && !calls.contains(&"reach")
+                && !calls.contains(&"take"),
+            "{calls:?}"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_gates_run_in_order_and_the_move_comes_last_with_one_alert() {
@@ -1513,7 +1713,11 @@ mod tests {
         let local = local(&calls);
         let gates = Gates::with(
             spec(),
-            DryRun::new(FakeHere(calls.clone()), spec().sns_topic_arn),
+            DryRun::new(
+                FakeHere(calls.clone()),
+                spec().address,
+                spec().sns_topic_arn,
+            ),
             local.clone(),
             "[watchdog]".into(),
             Duration::from_secs(10),

@@ -22,17 +22,22 @@
 //!
 //! The claim is saved in the state directory before its first mutating call and forgotten,
 //! together with queueing its alert, once settled. A claim the process died in is settled at
-//! the next start ([`ClaimEip::reconcile`]): the owner is read, and a move that completed is
+//! the next start ([`ClaimAction::reconcile`]): the owner is read, and a move that completed is
 //! announced then; so every move is announced exactly once, across crashes.
 
 mod dry_run;
 mod ec2;
 mod gates;
+pub mod local_address;
 mod opsworks;
+mod private;
 
 use super::alerts::{Alert, Alerter};
 use super::{ActionContext, ActionOutcome};
-use crate::config::{ClaimEipSpec, ClaimProvider, EgressSettings, EipRef, HaproxyProbeSpec};
+use crate::config::{
+    AddressRef, ClaimEipSpec, ClaimPrivateIpSpec, ClaimProvider, ClaimRouteSpec, EgressSettings,
+    HaproxyProbeSpec, ReachSpec,
+};
 use crate::providers::aws::ec2::Ec2;
 use crate::providers::aws::imds::{IdentityError, IdentitySource};
 use crate::providers::aws::opsworks::{AgentIdentityError, OpsWorks, OpsworksIdentity};
@@ -81,15 +86,42 @@ pub struct ClaimEnv {
     pub history: crate::history::History,
 }
 
-/// When one Elastic IP last moved; its lock also serializes the claims of that EIP.
+/// What the gates need of a claim action's configuration, whatever its kind.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimSpec {
+    /// The action's name.
+    pub name: String,
+    /// The address it moves.
+    pub address: AddressRef,
+    /// No new claim for this long after this node moved the address or lost a race for it.
+    pub hold_down: Duration,
+    /// Where the one alert of each move goes.
+    pub sns_topic_arn: Option<String>,
+    /// A private address's proof of the VPC path (gate 4); None: checkip, for an EIP.
+    pub reach: Option<ReachSpec>,
+}
+
+impl From<&ClaimEipSpec> for ClaimSpec {
+    fn from(c: &ClaimEipSpec) -> Self {
+        ClaimSpec {
+            name: c.name.clone(),
+            address: AddressRef::Eip(c.eip.clone()),
+            hold_down: c.hold_down,
+            sns_topic_arn: c.sns_topic_arn.clone(),
+            reach: None,
+        }
+    }
+}
+
+/// When one address last moved; its lock also serializes the claims of that address.
 pub type LastMove = Arc<Mutex<Option<Instant>>>;
 
-/// When each Elastic IP last moved, by this node's hand or under its eyes: the hold-downs.
+/// When each address last moved, by this node's hand or under its eyes: the hold-downs.
 /// Kept by the daemon across configuration reloads, so a reload never resets one.
 /// Saved in the state directory too, so a restart (even after `kill -9`) keeps them.
 #[derive(Clone, Default)]
 pub struct HoldDowns {
-    map: Arc<std::sync::Mutex<std::collections::HashMap<EipRef, LastMove>>>,
+    map: Arc<std::sync::Mutex<std::collections::HashMap<AddressRef, LastMove>>>,
     store: StateStore,
 }
 
@@ -103,13 +135,13 @@ impl HoldDowns {
     }
 
     /// The last move of `eip`: this run's, or the saved one from before a restart.
-    pub fn for_eip(&self, eip: &EipRef) -> LastMove {
+    pub fn for_address(&self, eip: &AddressRef) -> LastMove {
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(eip.clone())
             .or_insert_with(|| {
                 let saved = self
                     .store
-                    .moved_ago(&eip.to_string())
+                    .moved_ago(&eip.key())
                     .map(|ago| Instant::now().checked_sub(ago).unwrap_or_else(Instant::now));
                 Arc::new(Mutex::new(saved))
             })
@@ -117,14 +149,14 @@ impl HoldDowns {
     }
 
     /// Save that `eip` moved now (the caller sets the in-memory time under its lock).
-    fn record(&self, eip: &EipRef) {
-        self.store.moved(&eip.to_string());
+    fn record(&self, eip: &AddressRef) {
+        self.store.moved(&eip.key());
     }
 
     /// Forget the saved hold-down of `eip` (the caller clears the in-memory time under its
     /// lock): this node handed it away on purpose.
-    fn forget(&self, eip: &EipRef) {
-        self.store.move_forgotten(&eip.to_string());
+    fn forget(&self, eip: &AddressRef) {
+        self.store.move_forgotten(&eip.key());
     }
 
     /// Keep `alert` in the state file until it is delivered; its id.
@@ -134,14 +166,14 @@ impl HoldDowns {
     }
 
     /// Save that a claim of `eip` is about to change the provider (its hold-down starts too).
-    fn claim_started(&self, eip: &EipRef, claim: PendingClaim) {
-        self.store.claim_started(&eip.to_string(), claim);
+    fn claim_started(&self, eip: &AddressRef, claim: PendingClaim) {
+        self.store.claim_started(&eip.key(), claim);
     }
 
     /// Forget the claim of `eip`, queueing `alert` in the same write; the saved alert's id.
-    fn claim_settled(&self, eip: &EipRef, alert: Option<&Alert>) -> u64 {
+    fn claim_settled(&self, eip: &AddressRef, alert: Option<&Alert>) -> u64 {
         self.store.claim_settled(
-            &eip.to_string(),
+            &eip.key(),
             alert.map(|a| (a.topic_arn.as_str(), a.subject.as_str(), a.message.as_str())),
         )
     }
@@ -189,12 +221,14 @@ impl Drop for InFlightGuard {
 
 /// A configured `claim_eip` action: the gates, bound to the provider the configuration names
 /// (or to a dry run of it when the daemon has no AWS client).
-pub struct ClaimEip(Box<dyn Claim>, crate::config::EipRef, bool);
+pub struct ClaimAction(Box<dyn Gated>, AddressRef, bool);
 
-impl ClaimEip {
+impl ClaimAction {
     /// Bind `spec` to its provider. Without a client for it (`--dry-run`), the claim is a
     /// dry run: everything up to the first AWS call runs for real, the AWS calls are logged.
     pub fn new(spec: ClaimEipSpec, env: Arc<ClaimEnv>, holds: &HoldDowns) -> Self {
+        let gate_spec = ClaimSpec::from(&spec);
+        let address = gate_spec.address.clone();
         let eip = spec.eip.clone();
         // OpsWorks associates with the instance (its primary private IP); EC2 with the
         // configured address, or the ENI's primary one when none is set.
@@ -202,25 +236,87 @@ impl ClaimEip {
         let local = Arc::new(gates::LiveLocal::new(&env));
         let ec2_here = || ec2::Here::new(env.identity.clone(), spec.private_ip);
         let ow_here = || opsworks::Here::new(env.opsworks_identity.clone());
-        let claim: Box<dyn Claim> = match (spec.provider, &env.ec2, &env.opsworks) {
+        let topic = spec.sns_topic_arn.clone();
+        let claim: Box<dyn Gated> = match (spec.provider, &env.ec2, &env.opsworks) {
             (ClaimProvider::Ec2, Some(c), _) => {
-                let p = ec2::Claims::new(c.clone(), ec2_here());
-                Box::new(gates::Gates::new(spec, p, local, &env, holds))
+                let p = ec2::Claims::new(c.clone(), ec2_here(), eip);
+                Box::new(gates::Gates::new(gate_spec, p, local, &env, holds))
             }
             (ClaimProvider::Ec2, None, _) => {
-                let p = dry_run::DryRun::new(ec2_here(), spec.sns_topic_arn.clone());
-                Box::new(gates::Gates::new(spec, p, local, &env, holds))
+                let p = dry_run::DryRun::new(ec2_here(), address.clone(), topic);
+                Box::new(gates::Gates::new(gate_spec, p, local, &env, holds))
             }
             (ClaimProvider::OpsWorks, _, Some(c)) => {
-                let p = opsworks::Claims::new(c.clone(), ow_here());
-                Box::new(gates::Gates::new(spec, p, local, &env, holds))
+                let p = opsworks::Claims::new(c.clone(), ow_here(), eip);
+                Box::new(gates::Gates::new(gate_spec, p, local, &env, holds))
             }
             (ClaimProvider::OpsWorks, _, None) => {
-                let p = dry_run::DryRun::new(ow_here(), spec.sns_topic_arn.clone());
+                let p = dry_run::DryRun::new(ow_here(), address.clone(), topic);
+                Box::new(gates::Gates::new(gate_spec, p, local, &env, holds))
+            }
+        };
+        ClaimAction(claim, address, on_primary)
+    }
+
+    /// `claim_private_ip`: bound to EC2, or a dry run without a client. Starts the owner
+    /// poll that keeps the local interface in step (it ends with the action).
+    pub fn private_ip(spec: &ClaimPrivateIpSpec, env: Arc<ClaimEnv>, holds: &HoldDowns) -> Self {
+        let gate_spec = ClaimSpec {
+            name: spec.name.clone(),
+            address: AddressRef::SecondaryIp(spec.private_ip),
+            hold_down: spec.hold_down,
+            sns_topic_arn: spec.sns_topic_arn.clone(),
+            reach: Some(spec.reachability.clone()),
+        };
+        let here = || private::EniHere(env.identity.clone());
+        Self::private(gate_spec, spec.owner_poll, env.clone(), holds, |ec2| {
+            private::PrivateIpClaims::new(ec2, here(), spec.private_ip, spec.interface.clone())
+        })
+    }
+
+    /// `claim_route`: as [`ClaimAction::private_ip`].
+    pub fn route(spec: &ClaimRouteSpec, env: Arc<ClaimEnv>, holds: &HoldDowns) -> Self {
+        let gate_spec = ClaimSpec {
+            name: spec.name.clone(),
+            address: AddressRef::Overlay(spec.destination),
+            hold_down: spec.hold_down,
+            sns_topic_arn: spec.sns_topic_arn.clone(),
+            reach: Some(spec.reachability.clone()),
+        };
+        let here = || private::EniHere(env.identity.clone());
+        Self::private(gate_spec, spec.owner_poll, env.clone(), holds, |ec2| {
+            private::RouteClaims::new(
+                ec2,
+                here(),
+                spec.destination,
+                spec.route_table_ids.clone(),
+                spec.interface.clone(),
+            )
+        })
+    }
+
+    fn private<P: Provider<Spot = private::Eni>>(
+        spec: ClaimSpec,
+        poll: Duration,
+        env: Arc<ClaimEnv>,
+        holds: &HoldDowns,
+        provider: impl FnOnce(Ec2) -> P,
+    ) -> Self {
+        let address = spec.address.clone();
+        let local = Arc::new(gates::LiveLocal::new(&env));
+        let claim: Box<dyn Gated> = match &env.ec2 {
+            Some(ec2) => {
+                let gates = gates::Gates::new(spec, provider(ec2.clone()), local, &env, holds);
+                gates.poll_owner(poll, env.stopping.clone());
+                Box::new(gates)
+            }
+            None => {
+                let here = private::EniHere(env.identity.clone());
+                let p = dry_run::DryRun::new(here, address.clone(), spec.sns_topic_arn.clone());
                 Box::new(gates::Gates::new(spec, p, local, &env, holds))
             }
         };
-        ClaimEip(claim, eip, on_primary)
+        ClaimAction(claim, address, false)
     }
 
     /// Note who holds the EIP now, in the background: the rule guarding it just started failing.
@@ -233,7 +329,7 @@ impl ClaimEip {
         self.0.run(ctx).await.0
     }
 
-    /// [`ClaimEip::run`], with the time of each step it took: what `watchdog takeover` and
+    /// [`ClaimAction::run`], with the time of each step it took: what `watchdog takeover` and
     /// `drill` print (with `ctx.planned` set).
     pub async fn run_timed(
         &self,
@@ -257,8 +353,8 @@ impl ClaimEip {
         self.0.is_here().await
     }
 
-    /// The Elastic IP this action moves.
-    pub fn eip(&self) -> crate::config::EipRef {
+    /// The address this action moves.
+    pub fn address(&self) -> AddressRef {
         self.1.clone()
     }
 
@@ -289,11 +385,11 @@ pub fn proves_egress(provider: ClaimProvider, action_private_ip: Option<Ipv4Addr
     }
 }
 
-/// A boxed future, so that [`ClaimEip`] can hold the gates of any provider.
+/// A boxed future, so that [`ClaimAction`] can hold the gates of any provider.
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// [`gates::Gates`] with its provider type erased.
-trait Claim: Send + Sync {
+trait Gated: Send + Sync {
     fn run<'a>(
         &'a self,
         ctx: &'a ActionContext,
@@ -312,8 +408,8 @@ trait Claim: Send + Sync {
 pub(crate) trait Spot: Clone + Send + Sync + 'static {
     /// The provider's name in the configuration and the state file: `ec2`, `opsworks`.
     const PROVIDER: &'static str;
-    /// The call that reads the owner, as a dry run logs it (`ec2:DescribeAddresses`).
-    const READ_CALL: &'static str;
+    /// The call that reads who holds `address`, as a dry run logs it (`ec2:DescribeAddresses`).
+    fn read_call(address: &AddressRef) -> &'static str;
     /// For logs and alerts: `i-0abc (eni-0def, 10.0.0.5)`, `OpsWorks instance ...`.
     fn describe(&self) -> String;
     /// The instance the EIP goes to, for the alert's subject and text.
@@ -323,8 +419,8 @@ pub(crate) trait Spot: Clone + Send + Sync + 'static {
     fn pending(&self, alert: Option<&Alert>) -> PendingClaim;
     /// The spot a saved claim was moving the EIP onto; None when the record lacks a part.
     fn from_pending(claim: &PendingClaim) -> Option<Self>;
-    /// Log, as a dry run, the mutating calls a claim onto this spot would make.
-    fn rehearse(&self, eip: &EipRef);
+    /// Log, as a dry run, the mutating calls a claim of `address` onto this spot would make.
+    fn rehearse(&self, address: &AddressRef);
 }
 
 /// Finds this node's [`Spot`]: from `[node]` or instance metadata for EC2, from `[opsworks]`
@@ -349,16 +445,25 @@ pub(crate) trait Provider: Send + Sync + 'static {
     /// Where this node would put the EIP.
     fn here(&self) -> impl Future<Output = Result<Self::Spot, HereError>> + Send;
 
-    /// Who holds the EIP now. No side effect.
-    fn read(
-        &self,
-        eip: &EipRef,
-    ) -> impl Future<Output = Result<Owner<Self::State>, AwsError>> + Send;
+    /// How the alert names what a move made (`association eipassoc-...`).
+    const MOVED_AS: &'static str = "association";
+
+    /// Who holds the address now. No side effect.
+    fn read(&self) -> impl Future<Output = Result<Owner<Self::State>, AwsError>> + Send;
 
     /// The owner's token (see [`Owner::token`]) when the rule starts failing, for the
     /// moved-meanwhile gate; None when it cannot be read.
-    fn glance(&self, eip: &EipRef) -> impl Future<Output = Option<Option<String>>> + Send {
-        async move { self.read(eip).await.ok().map(|o| o.token) }
+    fn glance(&self) -> impl Future<Output = Option<Option<String>>> + Send {
+        async move { self.read().await.ok().map(|o| o.token) }
+    }
+
+    /// What this provider requires of this node before a claim (read-only): Err with the
+    /// refusal's reason and detail. Default: nothing.
+    fn precondition(
+        &self,
+        _spot: &Self::Spot,
+    ) -> impl Future<Output = Result<(), (&'static str, String)>> + Send {
+        async { Ok(()) }
     }
 
     /// Is the EIP already on `spot`?
@@ -373,15 +478,23 @@ pub(crate) trait Provider: Send + Sync + 'static {
     /// Move the EIP from `before` onto `spot`, then verify for up to `verify_for`.
     fn take(
         &self,
-        eip: &EipRef,
         before: &Owner<Self::State>,
         spot: &Self::Spot,
         verify_for: Duration,
     ) -> impl Future<Output = MoveResult> + Send;
 
-    /// The address as alerts name it (EC2 adds its allocation id).
-    fn address_label(eip: &EipRef, _owner: &Owner<Self::State>) -> String {
-        eip.to_string()
+    /// The address as alerts name it (EC2 adds an EIP's allocation id).
+    fn address_label(&self, owner: &Owner<Self::State>) -> String;
+
+    /// After each owner poll of a private claim: keep this node's local interface in step
+    /// with `owner` (the address on it while EC2 shows it here, off it otherwise), and
+    /// finish an unfinished move. Default: nothing (an Elastic IP needs no local address).
+    fn keep_local(
+        &self,
+        _owner: &Owner<Self::State>,
+        _spot: &Self::Spot,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
     }
 }
 

@@ -1,0 +1,714 @@
+//! The claims of private addresses: `claim_private_ip` (a secondary private IP that any ENI
+//! of one subnet may hold) and `claim_route` (an overlay IP outside the VPC, routed to one
+//! ENI in several route tables, across Availability Zones). Both run through the same gates
+//! as an Elastic IP (`gates.rs`); what differs is read and moved here, and the address is
+//! kept on a local interface ([`super::local_address`]) while EC2 shows it on this node.
+//!
+//! ## How two racing nodes end with one owner
+//!
+//! Neither call has a condition: `AssignPrivateIpAddresses` with `AllowReassignment=true`
+//! and `ReplaceRoute` both overwrite whatever is there (EC2 API reference), unlike
+//! `AssociateAddress` with `AllowReassociation=false`. What keeps two nodes from fighting:
+//! 1. the gates read the owner first, and leave it when it changed while the rule was failing
+//!    (another node took over);
+//! 2. after its writes the claim reads back until the address is on this node. A private IP
+//!    lives on one ENI, so the last write wins and the other node sees it lost
+//!    (`Verified::Lost`). Route tables are several: two nodes writing at once could each win
+//!    some tables. A table that pointed here after our write and now points to a third ENI
+//!    (neither this node nor the holder before the claim) shows a rival claiming at the same
+//!    moment; both see each other, and both apply the same tie-break: the lower ENI id keeps
+//!    writing until every table is its own, the other stops and reports the race lost;
+//! 3. the loser starts its hold-down, so it does not try again for `hold_down`.
+
+use super::local_address::{self, Interface};
+use super::{verify_until, HereError, Locate, MoveResult, Owner, Provider, Spot, Verified};
+use crate::actions::alerts::Alert;
+use crate::config::AddressRef;
+use crate::providers::aws::ec2::Ec2;
+use crate::providers::aws::imds::IdentitySource;
+use crate::providers::aws::vpc::{InterfaceState, RouteTarget, TableState};
+use crate::providers::aws::AwsError;
+use crate::state::PendingClaim;
+use crate::telemetry::events;
+use ipnet::Ipv4Net;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+/// Where a private claim puts its address: this node's ENI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eni {
+    /// This node's instance id (`i-...`), for logs and the alert.
+    pub instance_id: String,
+    /// `eni-...`.
+    pub eni: String,
+    /// The ENI's own (primary) private IP: where the local interface is found.
+    pub private_ip: Ipv4Addr,
+}
+
+impl Spot for Eni {
+    const PROVIDER: &'static str = "ec2-eni";
+
+    fn read_call(address: &AddressRef) -> &'static str {
+        match address {
+            AddressRef::Overlay(_) => "ec2:DescribeRouteTables",
+            _ => "ec2:DescribeNetworkInterfaces",
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{} ({})", self.instance_id, self.eni)
+    }
+
+    fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    fn pending(&self, alert: Option<&Alert>) -> PendingClaim {
+        PendingClaim {
+            provider: Self::PROVIDER.to_owned(),
+            instance_id: self.instance_id.clone(),
+            network_interface_id: Some(self.eni.clone()),
+            private_ip: Some(self.private_ip.to_string()),
+            alert: alert.map(|a| (a.topic_arn.clone(), a.subject.clone(), a.message.clone())),
+            started_at: 0,
+        }
+    }
+
+    fn from_pending(c: &PendingClaim) -> Option<Self> {
+        Some(Eni {
+            instance_id: c.instance_id.clone(),
+            eni: c.network_interface_id.clone()?,
+            private_ip: c.private_ip.as_deref()?.parse().ok()?,
+        })
+    }
+
+    fn rehearse(&self, address: &AddressRef) {
+        match address {
+            AddressRef::Overlay(ip) => {
+                tracing::info!(event = events::DRY_RUN, call = "ec2:ReplaceRoute",
+                destination = %format!("{ip}/32"), eni = %self.eni, note = "in each route table not pointing here (CreateRoute where the route is missing)")
+            }
+            _ => tracing::info!(event = events::DRY_RUN, call = "ec2:AssignPrivateIpAddresses",
+                private_ip = %address, eni = %self.eni, allow_reassignment = true),
+        }
+    }
+}
+
+/// Finds this node's ENI: `[node]`, else instance metadata (IMDSv2).
+pub struct EniHere(pub Arc<IdentitySource>);
+
+impl Locate for EniHere {
+    type Spot = Eni;
+
+    async fn here(&self) -> Result<Eni, HereError> {
+        let me = self.0.get().await?;
+        Ok(Eni {
+            instance_id: me.instance_id.clone(),
+            eni: me.network_interface_id.clone(),
+            private_ip: me.private_ip,
+        })
+    }
+}
+
+/// Keep the address on a local interface while EC2 shows it on this node, and off it
+/// otherwise; failures are logged (with the fix) and retried at the next owner poll.
+/// Returns the error, for a claim to report.
+async fn keep_local(ip: Ipv4Addr, prefix: u8, iface: &Interface, here: bool) -> Result<(), String> {
+    let r = if here {
+        local_address::add(ip, prefix, iface).await.map(|added| {
+            if added {
+                tracing::info!(event = events::LOCAL_ADDRESS_ADDED, address = %ip, prefix, interface = %iface);
+            }
+        })
+    } else {
+        local_address::remove(ip).await.map(|removed| {
+            if removed {
+                tracing::info!(event = events::LOCAL_ADDRESS_REMOVED, address = %ip,
+                    "another node holds it now: removed from this node's interfaces");
+            }
+        })
+    };
+    r.map_err(|e| {
+        tracing::error!(event = events::LOCAL_ADDRESS_FAILED, address = %ip, error = %e);
+        e.to_string()
+    })
+}
+
+/// What EC2 says about a secondary private IP: the interfaces of the subnet that have it
+/// (one at most, in EC2).
+#[derive(Debug, Clone)]
+pub struct Holders(pub Vec<InterfaceState>);
+
+/// `claim_private_ip` through EC2.
+pub struct PrivateIpClaims {
+    ec2: Ec2,
+    here: EniHere,
+    ip: Ipv4Addr,
+    /// The action's `interface`; None: the one carrying this node's private IP.
+    interface: Option<String>,
+    /// This node's subnet and its CIDR, read once.
+    subnet: OnceCell<(String, Ipv4Net)>,
+}
+
+impl PrivateIpClaims {
+    pub fn new(ec2: Ec2, here: EniHere, ip: Ipv4Addr, interface: Option<String>) -> Self {
+        PrivateIpClaims {
+            ec2,
+            here,
+            ip,
+            interface,
+            subnet: OnceCell::new(),
+        }
+    }
+
+    /// This node's subnet id and CIDR: DescribeNetworkInterfaces of its ENI, then
+    /// DescribeSubnets; read once (an ENI does not change subnets).
+    async fn subnet(&self) -> Result<&(String, Ipv4Net), AwsError> {
+        self.subnet
+            .get_or_try_init(|| async {
+                let eni = self.here.here().await.map_err(|e| AwsError {
+                    operation: "ec2:DescribeNetworkInterfaces",
+                    code: None,
+                    message: e.to_string(),
+                })?;
+                let me = self.ec2.interface(&eni.eni).await?;
+                let cidr = self.ec2.subnet_cidr(&me.subnet_id).await?;
+                Ok((me.subnet_id, cidr))
+            })
+            .await
+    }
+
+    fn local(&self, spot: &Eni) -> Interface {
+        match &self.interface {
+            Some(n) => Interface::Named(n.clone()),
+            None => Interface::Carrying(spot.private_ip),
+        }
+    }
+
+    async fn prefix(&self) -> u8 {
+        self.subnet.get().map_or(32, |(_, net)| net.prefix_len())
+    }
+}
+
+impl Provider for PrivateIpClaims {
+    type Spot = Eni;
+    type State = Holders;
+
+    async fn here(&self) -> Result<Eni, HereError> {
+        self.here.here().await
+    }
+
+    async fn read(&self) -> Result<Owner<Holders>, AwsError> {
+        let (subnet, _) = self.subnet().await?;
+        let holders = self.ec2.holders_of(subnet, self.ip).await?;
+        let (token, holder) = match holders.as_slice() {
+            [] => (None, "nobody (unassigned)".to_owned()),
+            [one] => (Some(one.network_interface_id.clone()), one.holder()),
+            many => (
+                Some(
+                    many.iter()
+                        .map(|n| n.network_interface_id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                format!(
+                    "several interfaces at once: {}",
+                    many.iter()
+                        .map(InterfaceState::holder)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        };
+        Ok(Owner {
+            token,
+            holder,
+            public_ip: None,
+            state: Holders(holders),
+        })
+    }
+
+    fn holds(spot: &Eni, owner: &Owner<Holders>) -> bool {
+        matches!(owner.state.0.as_slice(), [one] if one.network_interface_id == spot.eni)
+    }
+
+    fn spot_of(owner: &Owner<Holders>) -> Option<Eni> {
+        let [one] = owner.state.0.as_slice() else {
+            return None;
+        };
+        Some(Eni {
+            instance_id: one
+                .instance_id
+                .clone()
+                .unwrap_or_else(|| "an ENI without an instance".into()),
+            eni: one.network_interface_id.clone(),
+            private_ip: *one.private_ips.first()?,
+        })
+    }
+
+    async fn precondition(&self, _spot: &Eni) -> Result<(), (&'static str, String)> {
+        let ip = self.ip;
+        let (subnet, cidr) = self.subnet().await.map_err(|e| {
+            (
+                "subnet_unknown",
+                format!("cannot read this node's subnet: {e}"),
+            )
+        })?;
+        if !cidr.contains(&ip) {
+            return Err((
+                "other_subnet",
+                format!("{ip} is not in this node's subnet {subnet} ({cidr}): a secondary private IP moves only within one subnet; use claim_route across subnets"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn take(&self, before: &Owner<Holders>, spot: &Eni, verify_for: Duration) -> MoveResult {
+        if let Some(primary) = before
+            .state
+            .0
+            .iter()
+            .find(|n| n.private_ips.first() == Some(&self.ip))
+        {
+            return MoveResult::Failed(format!(
+                "{} is the primary private IP of {}: EC2 cannot move a primary address",
+                self.ip,
+                primary.holder()
+            ));
+        }
+        if let Err(e) = self.ec2.assign_private_ip(&spot.eni, self.ip).await {
+            return MoveResult::Failed(e.to_string());
+        }
+        let before_token = before.token.clone();
+        let verified = verify_until(
+            verify_for,
+            "DescribeNetworkInterfaces did not show the address on this node in time",
+            || self.read(),
+            |now| {
+                if Self::holds(spot, &now) {
+                    Some(Verified::Yes)
+                } else if now.token.is_some() && now.token != before_token && now.state.0.len() == 1
+                {
+                    Some(Verified::Lost(now.holder))
+                } else {
+                    None
+                }
+            },
+        )
+        .await;
+        let here = matches!(verified, Verified::Yes);
+        let local = keep_local(self.ip, self.prefix().await, &self.local(spot), here).await;
+        match (verified, local) {
+            (Verified::Yes, Err(e)) => MoveResult::Moved(
+                None,
+                Verified::Unknown(format!(
+                    "EC2 shows it here, but adding it to this node's interface failed: {e}"
+                )),
+            ),
+            (v, _) => MoveResult::Moved(None, v),
+        }
+    }
+
+    fn address_label(&self, _owner: &Owner<Holders>) -> String {
+        self.ip.to_string()
+    }
+
+    async fn keep_local(&self, owner: &Owner<Holders>, spot: &Eni) {
+        let _ = keep_local(
+            self.ip,
+            self.prefix().await,
+            &self.local(spot),
+            Self::holds(spot, owner),
+        )
+        .await;
+    }
+}
+
+/// What the route tables say about an overlay IP.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    /// Each configured table, in the configured order.
+    pub tables: Vec<TableState>,
+    /// The instance behind the one ENI every table points to, when they agree and EC2 said.
+    pub instance_id: Option<String>,
+}
+
+impl Routes {
+    /// The one ENI every table sends the destination to; None when they disagree, or a table
+    /// has no route or another kind of target.
+    fn single(&self) -> Option<&str> {
+        let first = match &self.tables.first()?.target {
+            RouteTarget::Interface(e) => e.as_str(),
+            _ => return None,
+        };
+        self.tables
+            .iter()
+            .all(|t| matches!(&t.target, RouteTarget::Interface(e) if e == first))
+            .then_some(first)
+    }
+
+    fn describe(&self) -> String {
+        self.tables
+            .iter()
+            .map(|t| format!("{} → {}", t.route_table_id, t.target))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// `claim_route` through EC2.
+pub struct RouteClaims {
+    ec2: Ec2,
+    here: EniHere,
+    destination: Ipv4Addr,
+    tables: Vec<String>,
+    interface: String,
+    /// After a claim that could not move every table in its window: each table's target
+    /// before the claim. The owner poll keeps moving the tables that still point there (or
+    /// have no route), and stops when one points elsewhere (another node decided).
+    unfinished: std::sync::Mutex<Option<BTreeMap<String, RouteTarget>>>,
+}
+
+impl RouteClaims {
+    pub fn new(
+        ec2: Ec2,
+        here: EniHere,
+        destination: Ipv4Addr,
+        tables: Vec<String>,
+        interface: String,
+    ) -> Self {
+        RouteClaims {
+            ec2,
+            here,
+            destination,
+            tables,
+            interface,
+            unfinished: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn net(&self) -> Ipv4Net {
+        Ipv4Net::from(self.destination)
+    }
+
+    /// Point `table` (whose route is `now`) at `eni`: ReplaceRoute, or CreateRoute where
+    /// the route is missing; each falls back to the other when EC2 says the route's state
+    /// changed under it (`InvalidParameterValue`: no route to replace; `RouteAlreadyExists`).
+    async fn write(
+        &self,
+        table: &str,
+        now: &RouteTarget,
+        eni: &str,
+    ) -> Result<&'static str, AwsError> {
+        let net = self.net();
+        if matches!(now, RouteTarget::Missing) {
+            match self.ec2.create_route(table, net, eni).await {
+                Err(e) if e.is_code("RouteAlreadyExists") => {}
+                other => return other.map(|()| "created"),
+            }
+        }
+        match self.ec2.replace_route(table, net, eni).await {
+            Err(e)
+                if e.is_code("InvalidParameterValue") && !matches!(now, RouteTarget::Missing) =>
+            {
+                self.ec2
+                    .create_route(table, net, eni)
+                    .await
+                    .map(|()| "created")
+            }
+            other => other.map(|()| "replaced"),
+        }
+    }
+
+    fn unfinished(&self) -> std::sync::MutexGuard<'_, Option<BTreeMap<String, RouteTarget>>> {
+        self.unfinished.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Provider for RouteClaims {
+    type Spot = Eni;
+    type State = Routes;
+    const MOVED_AS: &'static str = "route tables";
+
+    async fn here(&self) -> Result<Eni, HereError> {
+        self.here.here().await
+    }
+
+    async fn read(&self) -> Result<Owner<Routes>, AwsError> {
+        let tables = self.ec2.routes_to(&self.tables, self.net()).await?;
+        let mut routes = Routes {
+            tables,
+            instance_id: None,
+        };
+        let token = (!routes
+            .tables
+            .iter()
+            .all(|t| t.target == RouteTarget::Missing))
+        .then(|| {
+            routes
+                .tables
+                .iter()
+                .map(|t| format!("{}={}", t.route_table_id, t.target))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        let holder = match routes.single().map(str::to_owned) {
+            Some(eni) => match self.ec2.interface(&eni).await {
+                Ok(n) => {
+                    routes.instance_id = n.instance_id.clone();
+                    n.holder()
+                }
+                // Only the name is missing: the tables themselves were read.
+                Err(_) => format!("network interface {eni}"),
+            },
+            None if token.is_none() => "nobody (no route in any table)".to_owned(),
+            None => format!("split: {}", routes.describe()),
+        };
+        Ok(Owner {
+            token,
+            holder,
+            public_ip: None,
+            state: routes,
+        })
+    }
+
+    fn holds(spot: &Eni, owner: &Owner<Routes>) -> bool {
+        owner.state.single() == Some(spot.eni.as_str())
+    }
+
+    fn spot_of(owner: &Owner<Routes>) -> Option<Eni> {
+        let eni = owner.state.single()?.to_owned();
+        Some(Eni {
+            instance_id: owner
+                .state
+                .instance_id
+                .clone()
+                .unwrap_or_else(|| "an ENI without an instance".into()),
+            eni,
+            // Only a claim's own spot needs its private IP (to find its local interface).
+            private_ip: Ipv4Addr::UNSPECIFIED,
+        })
+    }
+
+    async fn precondition(&self, spot: &Eni) -> Result<(), (&'static str, String)> {
+        let me = self.ec2.interface(&spot.eni).await.map_err(|e| {
+            (
+                "eni_unknown",
+                format!("cannot read this node's network interface: {e}"),
+            )
+        })?;
+        if me.source_dest_check {
+            return Err((
+                "source_dest_check",
+                format!(
+                    "source/destination checking is on for {}: EC2 drops traffic to {} arriving at it; turn it off \
+                     (aws ec2 modify-network-interface-attribute --network-interface-id {} --no-source-dest-check)",
+                    spot.eni, self.destination, spot.eni
+                ),
+            ));
+        }
+        let tables = self
+            .ec2
+            .routes_to(&self.tables, self.net())
+            .await
+            .map_err(|e| ("route_tables_unknown", e.to_string()))?;
+        let mut vpcs: Vec<&str> = tables
+            .iter()
+            .map(|t| t.vpc_id.as_str())
+            .filter(|v| !v.is_empty())
+            .collect();
+        vpcs.sort_unstable();
+        vpcs.dedup();
+        for vpc in vpcs {
+            let cidrs = self
+                .ec2
+                .vpc_cidrs(vpc)
+                .await
+                .map_err(|e| ("vpc_unknown", e.to_string()))?;
+            if let Some(c) = cidrs.iter().find(|c| c.contains(&self.destination)) {
+                return Err((
+                    "destination_inside_vpc",
+                    format!("{} is inside {vpc}'s CIDR block {c}: an overlay IP must lie outside the VPC; use claim_private_ip for an address in a subnet", self.destination),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn take(&self, before: &Owner<Routes>, spot: &Eni, verify_for: Duration) -> MoveResult {
+        let deadline = Instant::now() + verify_for;
+        let was: BTreeMap<String, RouteTarget> = before
+            .state
+            .tables
+            .iter()
+            .map(|t| (t.route_table_id.clone(), t.target.clone()))
+            .collect();
+        let ours = RouteTarget::Interface(spot.eni.clone());
+        let mut view = before.state.tables.clone();
+        let mut moved: BTreeMap<String, &'static str> = BTreeMap::new();
+        let mut errors: BTreeMap<String, String> = BTreeMap::new();
+        let mut backoff = Duration::from_millis(500);
+        let summary = |moved: &BTreeMap<String, &'static str>| {
+            moved
+                .iter()
+                .map(|(t, how)| format!("{t} ({how})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        loop {
+            for t in view.iter().filter(|t| t.target != ours) {
+                match self.write(&t.route_table_id, &t.target, &spot.eni).await {
+                    Ok(how) => {
+                        moved.insert(t.route_table_id.clone(), how);
+                        errors.remove(&t.route_table_id);
+                    }
+                    Err(e) => {
+                        tracing::warn!(event = events::ROUTE_SPLIT, table = %t.route_table_id, error = %e,
+                            "this table did not take the route yet; retrying");
+                        errors.insert(t.route_table_id.clone(), e.to_string());
+                    }
+                }
+            }
+            match self.read().await {
+                Ok(now) if Self::holds(spot, &now) => {
+                    *self.unfinished() = None;
+                    let here = keep_local(
+                        self.destination,
+                        32,
+                        &Interface::Named(self.interface.clone()),
+                        true,
+                    )
+                    .await;
+                    let verified = match here {
+                        Ok(()) => Verified::Yes,
+                        Err(e) => Verified::Unknown(format!(
+                            "every table points here, but adding it to {} failed: {e}",
+                            self.interface
+                        )),
+                    };
+                    return MoveResult::Moved(Some(summary(&moved)), verified);
+                }
+                Ok(now) => {
+                    // A rival: a table we moved now points to a third ENI.
+                    let rival = now
+                        .state
+                        .tables
+                        .iter()
+                        .filter(|t| moved.contains_key(&t.route_table_id))
+                        .filter_map(|t| match &t.target {
+                            RouteTarget::Interface(e)
+                                if *e != spot.eni
+                                    && Some(&t.target) != was.get(&t.route_table_id) =>
+                            {
+                                Some(e.clone())
+                            }
+                            _ => None,
+                        })
+                        .min();
+                    if let Some(r) = rival {
+                        if r < spot.eni {
+                            *self.unfinished() = None;
+                            return MoveResult::Lost(format!(
+                                "{r} claimed {} at the same time ({}); the lower ENI id keeps it",
+                                self.destination,
+                                now.state.describe()
+                            ));
+                        }
+                    }
+                    view = now.state.tables;
+                }
+                Err(e) => {
+                    errors.insert("read".into(), e.to_string());
+                }
+            }
+            if Instant::now() >= deadline {
+                if moved.is_empty() && errors.len() == self.tables.len() {
+                    return MoveResult::Failed(
+                        errors.values().cloned().collect::<Vec<_>>().join("; "),
+                    );
+                }
+                *self.unfinished() = Some(was);
+                let left: Vec<String> = view
+                    .iter()
+                    .filter(|t| t.target != ours)
+                    .map(|t| match errors.get(&t.route_table_id) {
+                        Some(e) => format!("{} still → {} ({e})", t.route_table_id, t.target),
+                        None => format!("{} still → {}", t.route_table_id, t.target),
+                    })
+                    .collect();
+                return MoveResult::Moved(
+                    Some(summary(&moved)),
+                    Verified::Unknown(format!(
+                        "not every table points here yet: {}; the owner poll keeps moving them",
+                        left.join("; ")
+                    )),
+                );
+            }
+            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn address_label(&self, _owner: &Owner<Routes>) -> String {
+        self.destination.to_string()
+    }
+
+    async fn keep_local(&self, owner: &Owner<Routes>, spot: &Eni) {
+        // Finish an unfinished claim: tables that still point where they did before it.
+        let unfinished = self.unfinished().clone();
+        if let Some(was) = unfinished {
+            let third = owner.state.tables.iter().any(|t| {
+                matches!(&t.target, RouteTarget::Interface(e) if *e != spot.eni)
+                    && Some(&t.target) != was.get(&t.route_table_id)
+            });
+            if third {
+                tracing::warn!(event = events::ROUTE_SPLIT, destination = %self.destination, tables = %owner.state.describe(),
+                    "another node changed a table since this node's unfinished claim: leaving the rest to it");
+                *self.unfinished() = None;
+            } else if !Self::holds(spot, owner) {
+                for t in owner.state.tables.iter().filter(|t| {
+                    Some(&t.target) == was.get(&t.route_table_id)
+                        || t.target == RouteTarget::Missing
+                }) {
+                    if t.target == RouteTarget::Interface(spot.eni.clone()) {
+                        continue;
+                    }
+                    match self.write(&t.route_table_id, &t.target, &spot.eni).await {
+                        Ok(how) => {
+                            tracing::info!(event = events::ROUTE_SPLIT, table = %t.route_table_id, how,
+                            "finished the unfinished claim in this table")
+                        }
+                        Err(e) => {
+                            tracing::warn!(event = events::ROUTE_SPLIT, table = %t.route_table_id, error = %e,
+                            "this table still does not take the route; retrying at the next poll")
+                        }
+                    }
+                }
+                return;
+            } else {
+                *self.unfinished() = None;
+            }
+        } else if owner.token.is_some() && owner.state.single().is_none() {
+            tracing::warn!(event = events::ROUTE_SPLIT, destination = %self.destination, tables = %owner.state.describe(),
+                "the route tables disagree about where the overlay IP goes");
+        }
+        // While any table sends the overlay IP here, this node must accept it.
+        let here = owner
+            .state
+            .tables
+            .iter()
+            .any(|t| matches!(&t.target, RouteTarget::Interface(e) if *e == spot.eni));
+        let _ = keep_local(
+            self.destination,
+            32,
+            &Interface::Named(self.interface.clone()),
+            here,
+        )
+        .await;
+    }
+}
