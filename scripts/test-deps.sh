@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib.sh
-need_commands haproxy:haproxy wrk:wrk ip:iproute2 promtool:prometheus setpriv:util-linux
+need_commands haproxy:haproxy wrk:wrk ip:iproute2 sysctl:procps promtool:prometheus setpriv:util-linux
 
 MOTO_VERSION="5.2.5"
 moto_version() { .venv/bin/python -c 'import moto; print(moto.__version__)' 2>/dev/null || true; }

@@ -254,6 +254,7 @@ impl Budgets {
                             (claim
                                 + c.reachability.timeout
                                 + config.aws.operation_timeout * 4
+                                + crate::actions::claim::SETTLE
                                 + crate::actions::claim::local_address::NETLINK_TIMEOUT)
                                 * 2
                         }
@@ -263,6 +264,7 @@ impl Budgets {
                                 + c.reachability.timeout
                                 + config.aws.operation_timeout * (4 + 2 * tables.min(1000))
                                 + super::build::VERIFY_FOR
+                                + crate::actions::claim::SETTLE
                                 + crate::actions::claim::local_address::NETLINK_TIMEOUT)
                                 * 2
                         }

@@ -84,6 +84,8 @@ pub const LOCAL_ADDRESS_FAILED: &str = "local_address_failed";
 /// `claim_route`'s route tables disagree: some send the overlay IP to one ENI, some to
 /// another or nowhere.
 pub const ROUTE_SPLIT: &str = "route_split";
+/// This node moved a private address (`claim_private_ip`, `claim_route`) to itself.
+pub const ADDRESS_CLAIMED: &str = "address_claimed";
 /// This node moved the Elastic IP to itself and verified it.
 pub const EIP_CLAIMED: &str = "eip_claimed";
 /// A claim went ahead inside its hold-down because nobody held the EIP.
@@ -233,6 +235,7 @@ pub const ALL: &[&str] = &[
     LOCAL_ADDRESS_REMOVED,
     LOCAL_ADDRESS_FAILED,
     ROUTE_SPLIT,
+    ADDRESS_CLAIMED,
     EIP_CLAIMED,
     HOLD_DOWN_SKIPPED,
     CLAIM_UNVERIFIED,

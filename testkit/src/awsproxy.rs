@@ -2,6 +2,13 @@
 //! every EC2/SNS call, so it can (a) answer some of them with throttling errors, 5xx or delays
 //! and (b) remember which private IP each `AssociateAddress` asked for: moto does not record
 //! `PrivateIpAddress`, and the edge needs it to route an EIP on a secondary IP.
+//!
+//! It also makes up for one gap of moto's: `AssignPrivateIpAddresses` with
+//! `AllowReassignment=true` moves the address in EC2 (the API reference: "allow an IP address
+//! that is already assigned to another network interface to be reassigned"), but moto adds it
+//! to the new ENI and leaves it on the old one. So before forwarding such a call, the proxy
+//! unassigns the address from the ENI it last saw it assigned to (through this proxy, or
+//! seeded by the test with [`AwsProxy::assigned`]), as EC2 would. Nothing else is changed.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -36,6 +43,8 @@ struct State {
     associations: HashMap<String, Ipv4Addr>,
     /// Every action seen, when, and whether a fault answered it.
     calls: Vec<(String, bool, tokio::time::Instant)>,
+    /// Secondary private IP -> the ENI it was last assigned to.
+    assigned: HashMap<Ipv4Addr, String>,
 }
 
 #[derive(Clone)]
@@ -89,6 +98,15 @@ impl AwsProxy {
             .push((action.to_owned(), fault, times));
     }
 
+    /// Tell the proxy that `ip` is assigned to `eni` (set up outside it).
+    pub fn assigned(&self, ip: Ipv4Addr, eni: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .assigned
+            .insert(ip, eni.to_owned());
+    }
+
     pub fn private_ip_of(&self, association_id: &str) -> Option<Ipv4Addr> {
         self.state
             .lock()
@@ -119,6 +137,24 @@ impl AwsProxy {
         let all: Vec<_> = st.calls.iter().filter(|c| c.0 == action).collect();
         (all.len(), all.iter().filter(|c| c.1).count())
     }
+}
+
+/// UnassignPrivateIpAddresses of `ip` from `eni`, straight to moto (which checks no
+/// signature unless IAM enforcement is on).
+async fn unassign(client: &reqwest::Client, upstream: &str, eni: &str, ip: Ipv4Addr) {
+    let body = format!(
+        "Action=UnassignPrivateIpAddresses&Version=2016-11-15&NetworkInterfaceId={eni}&PrivateIpAddress.1={ip}"
+    );
+    let _ = client
+        .post(format!("{upstream}/"))
+        .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .body(body)
+        .send()
+        .await;
 }
 
 fn xml_error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
@@ -191,6 +227,26 @@ async fn handle(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
+    if action == "AssignPrivateIpAddresses"
+        && params.get("AllowReassignment").map(String::as_str) == Some("true")
+    {
+        let eni = params
+            .get("NetworkInterfaceId")
+            .cloned()
+            .unwrap_or_default();
+        let ips: Vec<Ipv4Addr> = params
+            .iter()
+            .filter(|(k, _)| k.starts_with("PrivateIpAddress."))
+            .filter_map(|(_, v)| v.parse().ok())
+            .collect();
+        for ip in ips {
+            let before = st.lock().unwrap().assigned.get(&ip).cloned();
+            if let Some(old) = before.filter(|o| *o != eni) {
+                unassign(&client, &upstream, &old, ip).await;
+            }
+            st.lock().unwrap().assigned.insert(ip, eni.clone());
+        }
+    }
     let mut fwd = client.request(parts.method.clone(), format!("{upstream}{path}"));
     for (k, v) in &parts.headers {
         if !matches!(

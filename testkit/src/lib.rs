@@ -22,6 +22,7 @@ pub mod moto;
 pub mod netns;
 pub mod opsworks;
 pub mod testbed;
+pub mod vpc;
 pub mod watchdog;
 pub mod world;
 

@@ -90,8 +90,46 @@ impl Net {
         }
     }
 
+    /// Another bridge in the hub, `name`, with `addr` (CIDR) on it: the hub routes between
+    /// its bridges (IPv4 forwarding is turned on in the hub, and only there), so it is the
+    /// router of the subnets hosts join with [`Net::host_on`].
+    pub fn subnet(&mut self, name: &str, addr: &str) {
+        ip(&["-n", &self.hub, "link", "add", name, "type", "bridge"]);
+        ip(&["-n", &self.hub, "addr", "add", addr, "dev", name]);
+        ip(&["-n", &self.hub, "link", "set", name, "up"]);
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.hub,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ])
+            .output()
+            .expect("sysctl");
+        assert!(
+            out.status.success(),
+            "sysctl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The hub itself, as a host (the router of [`Net::subnet`]s).
+    pub fn hub(&self) -> Host {
+        Host {
+            name: "hub".into(),
+            ns: self.hub.clone(),
+        }
+    }
+
     /// A host on the bridge with `addrs` (CIDR) on its `eth0`.
     pub fn host(&mut self, name: &str, addrs: &[String]) -> Host {
+        self.host_on(name, addrs, "br0")
+    }
+
+    /// A host on bridge `bridge` of the hub ([`Net::subnet`]).
+    pub fn host_on(&mut self, name: &str, addrs: &[String], bridge: &str) -> Host {
         let ns = format!("{}-{name}", self.prefix);
         ip(&["netns", "add", &ns]);
         self.hosts.push(ns.clone());
@@ -101,7 +139,9 @@ impl Net {
             "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &peer, "netns",
             &self.hub,
         ]);
-        ip(&["-n", &self.hub, "link", "set", &peer, "master", "br0", "up"]);
+        ip(&[
+            "-n", &self.hub, "link", "set", &peer, "master", bridge, "up",
+        ]);
         for a in addrs {
             ip(&["-n", &ns, "addr", "add", a, "dev", "eth0"]);
         }

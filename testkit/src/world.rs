@@ -29,6 +29,19 @@ pub struct World {
     pub queue_url: String,
     /// More Elastic IPs (public IP, allocation id), for active/active set-ups.
     pub extra_eips: Vec<(Ipv4Addr, String)>,
+    /// The VPC's subnets and route tables, for [`World::vpc`] worlds.
+    pub vpc: Option<VpcIds>,
+}
+
+/// What [`World::vpc`] made besides the nodes.
+#[derive(Debug, Clone)]
+pub struct VpcIds {
+    pub vpc_id: String,
+    /// Subnet ids by letter: `a` (10.0.1.0/24, us-east-1a), `b` (10.0.2.0/24, us-east-1b),
+    /// `c` (10.0.3.0/24, us-east-1a: the internal clients').
+    pub subnets: std::collections::BTreeMap<char, String>,
+    /// Route tables by letter: `a` serves subnets a and c, `b` serves subnet b.
+    pub tables: std::collections::BTreeMap<char, String>,
 }
 
 /// An SNS alert as it arrived in the subscribed queue.
@@ -118,6 +131,17 @@ impl World {
             });
         }
 
+        World::finish(moto, ec2, sns, sqs, nodes).await
+    }
+
+    /// The EIP (unassociated), the alert topic and the queue subscribed to it.
+    async fn finish(
+        moto: Moto,
+        ec2: aws_sdk_ec2::Client,
+        sns: aws_sdk_sns::Client,
+        sqs: aws_sdk_sqs::Client,
+        nodes: Vec<Node>,
+    ) -> World {
         // A documentation-range address: moto's own picks are in 127.0.0.0/8, which no real
         // Elastic IP (and no sane checkip answer) is.
         let alloc = ec2
@@ -169,7 +193,113 @@ impl World {
             topic_arn,
             queue_url,
             extra_eips: Vec::new(),
+            vpc: None,
         }
+    }
+
+    /// A VPC (10.0.0.0/16) with subnets in two Availability Zones and a route table for
+    /// each, and one instance per `(name, subnet letter)`; every node's ENI has
+    /// source/destination checking off (as a router must), the EIP starts unassociated.
+    pub async fn vpc(layout: &[(&str, char)]) -> World {
+        let moto = Moto::start().await;
+        let cfg = sdk_config(&moto.url).await;
+        let ec2 = aws_sdk_ec2::Client::new(&cfg);
+        let sns = aws_sdk_sns::Client::new(&cfg);
+        let sqs = aws_sdk_sqs::Client::new(&cfg);
+        let vpc = ec2
+            .create_vpc()
+            .cidr_block("10.0.0.0/16")
+            .send()
+            .await
+            .unwrap();
+        let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
+        let mut subnets = std::collections::BTreeMap::new();
+        for (letter, cidr, az) in [
+            ('a', "10.0.1.0/24", "us-east-1a"),
+            ('b', "10.0.2.0/24", "us-east-1b"),
+            ('c', "10.0.3.0/24", "us-east-1a"),
+        ] {
+            let s = ec2
+                .create_subnet()
+                .vpc_id(&vpc_id)
+                .cidr_block(cidr)
+                .availability_zone(az)
+                .send()
+                .await
+                .unwrap();
+            subnets.insert(letter, s.subnet().unwrap().subnet_id().unwrap().to_owned());
+        }
+        let mut tables = std::collections::BTreeMap::new();
+        for (letter, serves) in [('a', &['a', 'c'][..]), ('b', &['b'][..])] {
+            let t = ec2
+                .create_route_table()
+                .vpc_id(&vpc_id)
+                .send()
+                .await
+                .unwrap();
+            let id = t
+                .route_table()
+                .unwrap()
+                .route_table_id()
+                .unwrap()
+                .to_owned();
+            for s in serves {
+                ec2.associate_route_table()
+                    .route_table_id(&id)
+                    .subnet_id(&subnets[s])
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            tables.insert(letter, id);
+        }
+        let images = ec2.describe_images().send().await.unwrap();
+        let ami = images.images()[0].image_id().unwrap().to_owned();
+        let mut nodes = Vec::new();
+        for (name, letter) in layout {
+            let run = ec2
+                .run_instances()
+                .image_id(&ami)
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                .min_count(1)
+                .max_count(1)
+                .subnet_id(&subnets[letter])
+                .send()
+                .await
+                .unwrap();
+            let inst = &run.instances()[0];
+            let eni = &inst.network_interfaces()[0];
+            let eni_id = eni.network_interface_id().unwrap().to_owned();
+            ec2.modify_network_interface_attribute()
+                .network_interface_id(&eni_id)
+                .source_dest_check(
+                    aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                        .value(false)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            nodes.push(Node {
+                name: name.to_string(),
+                instance_id: inst.instance_id().unwrap().to_owned(),
+                eni: eni_id,
+                mac: eni
+                    .mac_address()
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or("0e:00:00:00:00:01")
+                    .to_owned(),
+                private_ip: eni.private_ip_address().unwrap().parse().unwrap(),
+                secondary_ips: Vec::new(),
+            });
+        }
+        let mut world = World::finish(moto, ec2, sns, sqs, nodes).await;
+        world.vpc = Some(VpcIds {
+            vpc_id,
+            subnets,
+            tables,
+        });
+        world
     }
 
     pub fn node(&self, name: &str) -> &Node {

@@ -11,6 +11,7 @@ mod field_sync;
 mod import_monit;
 mod opsworks;
 mod preflight;
+mod private;
 mod sync;
 mod testbed;
 

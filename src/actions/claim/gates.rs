@@ -520,7 +520,12 @@ impl<P: Provider, L: Local> Gates<P, L> {
         };
         self.metrics.claimed();
         let association = association.unwrap_or_default();
-        tracing::info!(event = events::EIP_CLAIMED, rule = %ctx.rule, action = %self.spec.name, address = %eip,
+        let event = if eip.is_private() {
+            events::ADDRESS_CLAIMED
+        } else {
+            events::EIP_CLAIMED
+        };
+        tracing::info!(event, rule = %ctx.rule, action = %self.spec.name, address = %eip,
             provider = P::Spot::PROVIDER, from = %before.holder, to = %spot.describe(),
             association = %association, verified);
 

@@ -31,6 +31,7 @@ mod gates;
 pub mod local_address;
 mod opsworks;
 mod private;
+pub use private::SETTLE;
 
 use super::alerts::{Alert, Alerter};
 use super::{ActionContext, ActionOutcome};

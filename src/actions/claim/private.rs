@@ -11,8 +11,9 @@
 //! `AssociateAddress` with `AllowReassociation=false`. What keeps two nodes from fighting:
 //! 1. the gates read the owner first, and leave it when it changed while the rule was failing
 //!    (another node took over);
-//! 2. after its writes the claim reads back until the address is on this node. A private IP
-//!    lives on one ENI, so the last write wins and the other node sees it lost
+//! 2. after its writes the claim reads back until the address is on this node, and then for
+//!    [`SETTLE`] more, since a rival's write at the same moment may land after ours. A
+//!    private IP lives on one ENI, so the last write wins and the other node sees it lost
 //!    (`Verified::Lost`). Route tables are several: two nodes writing at once could each win
 //!    some tables. A table that pointed here after our write and now points to a third ENI
 //!    (neither this node nor the holder before the claim) shows a rival claiming at the same
@@ -37,6 +38,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
+
+/// How long a private claim keeps seeing its move before it calls it verified: neither
+/// `AssignPrivateIpAddresses` nor `ReplaceRoute` has a condition, so a rival writing at the
+/// same moment shows only in the reads after both writes. Long enough for a few reads.
+pub const SETTLE: Duration = Duration::from_secs(1);
+/// How often the reads of [`SETTLE`] are made.
+const SETTLE_READS: Duration = Duration::from_millis(200);
 
 /// Where a private claim puts its address: this node's ENI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +288,20 @@ impl Provider for PrivateIpClaims {
                 primary.holder()
             ));
         }
+        // The call has no condition: a last read right before it narrows the window in
+        // which another node's claim could land between our read and our write.
+        match self.read().await {
+            Ok(now) if now.token != before.token => {
+                return MoveResult::Lost(format!(
+                    "{} moved to {} while this node was about to claim it",
+                    self.ip, now.holder
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return MoveResult::Failed(format!("the read right before the move failed: {e}"))
+            }
+        }
         if let Err(e) = self.ec2.assign_private_ip(&spot.eni, self.ip).await {
             return MoveResult::Failed(e.to_string());
         }
@@ -300,6 +322,25 @@ impl Provider for PrivateIpClaims {
             },
         )
         .await;
+        // A rival's assignment that landed right after ours shows within SETTLE: the last
+        // write wins, and the node that sees it lost says so.
+        let verified = match verified {
+            Verified::Yes => {
+                let until = Instant::now() + SETTLE;
+                let mut v = Verified::Yes;
+                while Instant::now() < until {
+                    tokio::time::sleep(SETTLE_READS).await;
+                    if let Ok(now) = self.read().await {
+                        if !Self::holds(spot, &now) && now.token.is_some() {
+                            v = Verified::Lost(now.holder);
+                            break;
+                        }
+                    }
+                }
+                v
+            }
+            other => other,
+        };
         let here = matches!(verified, Verified::Yes);
         let local = keep_local(self.ip, self.prefix().await, &self.local(spot), here).await;
         match (verified, local) {
@@ -552,6 +593,21 @@ impl Provider for RouteClaims {
         let mut moved: BTreeMap<String, &'static str> = BTreeMap::new();
         let mut errors: BTreeMap<String, String> = BTreeMap::new();
         let mut backoff = Duration::from_millis(500);
+        // ReplaceRoute has no condition: a last read right before the first write narrows
+        // the window in which another node's claim could land between our read and ours.
+        match self.read().await {
+            Ok(now) if now.token != before.token => {
+                return MoveResult::Lost(format!(
+                    "{} was moved ({}) while this node was about to claim it",
+                    self.destination,
+                    now.state.describe()
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return MoveResult::Failed(format!("the read right before the move failed: {e}"))
+            }
+        }
         let summary = |moved: &BTreeMap<String, &'static str>| {
             moved
                 .iter()
@@ -559,8 +615,13 @@ impl Provider for RouteClaims {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        // When every table first showed this node: it must keep showing it for SETTLE.
+        let mut settled_since: Option<Instant> = None;
         loop {
-            for t in view.iter().filter(|t| t.target != ours) {
+            for t in view
+                .iter()
+                .filter(|t| t.target != ours && settled_since.is_none())
+            {
                 match self.write(&t.route_table_id, &t.target, &spot.eni).await {
                     Ok(how) => {
                         moved.insert(t.route_table_id.clone(), how);
@@ -573,8 +634,14 @@ impl Provider for RouteClaims {
                     }
                 }
             }
+            let mut contested = false;
             match self.read().await {
                 Ok(now) if Self::holds(spot, &now) => {
+                    let since = *settled_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < SETTLE {
+                        tokio::time::sleep(SETTLE_READS).await;
+                        continue;
+                    }
                     *self.unfinished() = None;
                     let here = keep_local(
                         self.destination,
@@ -593,6 +660,7 @@ impl Provider for RouteClaims {
                     return MoveResult::Moved(Some(summary(&moved)), verified);
                 }
                 Ok(now) => {
+                    settled_since = None;
                     // A rival: a table we moved now points to a third ENI.
                     let rival = now
                         .state
@@ -618,6 +686,9 @@ impl Provider for RouteClaims {
                                 now.state.describe()
                             ));
                         }
+                        // Ours is the lower id: write again at once, the rival stops when
+                        // it sees it.
+                        contested = true;
                     }
                     view = now.state.tables;
                 }
@@ -647,6 +718,9 @@ impl Provider for RouteClaims {
                         left.join("; ")
                     )),
                 );
+            }
+            if contested {
+                continue;
             }
             tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
                 .await;

@@ -1,0 +1,297 @@
+//! Private addresses end to end on the VPC bed (testkit/src/vpc.rs): subnets in two
+//! Availability Zones behind a router that follows EC2, real HAProxy nodes, an internal
+//! client, nodes failing. `claim_route` moves an overlay IP across AZs; `claim_private_ip`
+//! a secondary private IP within a subnet.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+use testkit::awsproxy::Fault;
+use testkit::eventually;
+use testkit::vpc::{VpcBed, OVERLAY, VIP};
+use testkit::watchdog::Watchdog;
+
+const T: Duration = Duration::from_secs(30);
+
+async fn served_by(bed: &VpcBed, ip: Ipv4Addr, node: &str) {
+    eventually(
+        T,
+        &format!("{ip} served by {node} to the internal client"),
+        || async { (bed.get_from_client(ip).await.as_deref() == Some(node)).then_some(()) },
+    )
+    .await;
+}
+
+fn start(bed: &VpcBed, node: &str, ip: Ipv4Addr, action: &str) -> Watchdog {
+    bed.start(node, &bed.conf(node, ip, action, ""))
+}
+
+async fn started(wds: &[&Watchdog]) {
+    for w in wds {
+        w.wait_event(T, "started").await;
+    }
+}
+
+/// Both tables send the overlay IP to `node`'s ENI, per EC2.
+async fn both_tables_on(bed: &VpcBed, node: &str) {
+    let eni = bed.world.node(node).eni.clone();
+    eventually(T, &format!("both route tables on {node}"), || async {
+        bed.overlay_targets()
+            .await
+            .iter()
+            .all(|(_, e)| e.as_deref() == Some(eni.as_str()))
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlay_ip_moves_across_azs_and_stays_when_the_old_active_returns() {
+    let mut bed = VpcBed::new(&[("a", 'a'), ("b", 'b')], Some("a"), None).await;
+    served_by(&bed, OVERLAY, "a").await;
+    let action = bed.route_action("60s");
+    let wa = start(&bed, "a", OVERLAY, &action);
+    let wb = start(&bed, "b", OVERLAY, &action);
+    started(&[&wa, &wb]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        wa.count("check_failed") + wb.count("check_failed"),
+        0,
+        "healthy pair"
+    );
+
+    // The active in AZ a dies: its daemon and its HAProxy.
+    drop(wa);
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    let claimed = wb.wait_event(T, "address_claimed").await;
+    both_tables_on(&bed, "b").await;
+    served_by(&bed, OVERLAY, "b").await;
+    assert!(
+        bed.nodes["b"].has_address(OVERLAY),
+        "b accepts the overlay IP"
+    );
+    let (ta, tb) = (bed.table('a'), bed.table('b'));
+    let moved = claimed["association"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(moved.contains(&ta) && moved.contains(&tb), "{claimed}");
+    let alerts = bed.world.alerts(Duration::from_secs(3)).await;
+    assert_eq!(alerts.len(), 1, "one alert: {alerts:?}");
+    assert!(
+        alerts[0].message.contains("overlay IP 192.168.100.10")
+            && alerts[0].message.contains(&ta)
+            && alerts[0].message.contains(&tb)
+            && alerts[0].message.contains("Reachability verified"),
+        "{:?}",
+        alerts[0]
+    );
+
+    // a returns, no failback configured: the route stays on b, and a drops the address it
+    // still carried from before.
+    bed.nodes.get_mut("a").unwrap().haproxy.restart().await;
+    let wa = start(&bed, "a", OVERLAY, &action);
+    wa.wait_event(T, "started").await;
+    eventually(T, "a removed the overlay IP it no longer holds", || async {
+        (!bed.nodes["a"].has_address(OVERLAY)).then_some(())
+    })
+    .await;
+    wa.wait_event(T, "local_address_removed").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    both_tables_on(&bed, "b").await;
+    assert_eq!(bed.get_from_client(OVERLAY).await.as_deref(), Some("b"));
+    assert_eq!(wa.count("address_claimed") + wb.count("address_claimed"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_private_ip_moves_within_its_subnet() {
+    let mut bed = VpcBed::new(&[("a", 'a'), ("b", 'a')], None, Some("a")).await;
+    served_by(&bed, VIP, "a").await;
+    let action = bed.private_ip_action("60s");
+    let wa = start(&bed, "a", VIP, &action);
+    let wb = start(&bed, "b", VIP, &action);
+    started(&[&wa, &wb]).await;
+
+    drop(wa);
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    wb.wait_event(T, "address_claimed").await;
+    served_by(&bed, VIP, "b").await;
+    assert!(bed.nodes["b"].has_address(VIP));
+    // EC2 (through the proxy's reassignment) shows it on b's ENI only.
+    let subnet = bed.world.vpc.as_ref().unwrap().subnets[&'a'].clone();
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name("subnet-id")
+        .values(subnet)
+        .build();
+    let d = bed
+        .world
+        .ec2
+        .describe_network_interfaces()
+        .filters(filter)
+        .send()
+        .await
+        .unwrap();
+    let holders: Vec<&str> = d
+        .network_interfaces()
+        .iter()
+        .filter(|n| {
+            n.private_ip_addresses()
+                .iter()
+                .any(|a| a.private_ip_address() == Some("10.0.1.50"))
+        })
+        .filter_map(|n| n.network_interface_id())
+        .collect();
+    assert_eq!(holders, [bed.world.node("b").eni.as_str()]);
+    assert_eq!(bed.proxy.count("AssignPrivateIpAddresses").0, 1);
+    let alerts = bed.world.alerts(Duration::from_secs(3)).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0].message.contains("private IP 10.0.1.50"),
+        "{:?}",
+        alerts[0]
+    );
+
+    bed.nodes.get_mut("a").unwrap().haproxy.restart().await;
+    let wa = start(&bed, "a", VIP, &action);
+    wa.wait_event(T, "local_address_removed").await;
+    assert!(!bed.nodes["a"].has_address(VIP));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(bed.get_from_client(VIP).await.as_deref(), Some("b"));
+    assert_eq!(wa.count("address_claimed"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_route_table_is_retried_until_the_claim_converges() {
+    let mut bed = VpcBed::new(&[("a", 'a'), ("b", 'b')], Some("a"), None).await;
+    let action = bed.route_action("60s");
+    // One attempt per SDK call: the claim's own retries are what is tested.
+    let conf = bed
+        .conf("b", OVERLAY, &action, "")
+        .replace("max_attempts = 3", "max_attempts = 1");
+    let wb = bed.start("b", &conf);
+    started(&[&wb]).await;
+    bed.proxy.inject("ReplaceRoute", Fault::Throttle, 3);
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    let claimed = wb.wait_event(T, "address_claimed").await;
+    assert_eq!(claimed["verified"], "verified", "{claimed}");
+    both_tables_on(&bed, "b").await;
+    served_by(&bed, OVERLAY, "b").await;
+    let (calls, throttled) = bed.proxy.count("ReplaceRoute");
+    assert_eq!(throttled, 3);
+    assert!(
+        calls >= 5,
+        "two tables, three throttled answers: {calls} calls"
+    );
+    assert!(wb.count("route_split") >= 1, "the throttled table was said");
+    let alerts = bed.world.alerts(Duration::from_secs(3)).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0].message.contains(&bed.table('b')),
+        "{:?}",
+        alerts[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_dest_check_on_refuses_the_route_claim_with_its_reason_and_changes_nothing() {
+    let mut bed = VpcBed::new(&[("a", 'a'), ("b", 'b')], Some("a"), None).await;
+    bed.world
+        .ec2
+        .modify_network_interface_attribute()
+        .network_interface_id(&bed.world.node("b").eni)
+        .source_dest_check(
+            aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                .value(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let wb = start(&bed, "b", OVERLAY, &bed.route_action("60s"));
+    started(&[&wb]).await;
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    wb.refused_at_least(T, "source_dest_check", 2).await;
+    let refused = wb.events("action_refused");
+    assert!(
+        refused.iter().any(|e| e["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("--no-source-dest-check"))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        bed.proxy.count("ReplaceRoute").0 + bed.proxy.count("CreateRoute").0,
+        0
+    );
+    both_tables_on(&bed, "a").await;
+    assert!(bed.world.alerts(Duration::from_secs(2)).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_standbys_racing_for_the_overlay_ip_leave_one_owner_that_stays() {
+    let mut bed = VpcBed::new(&[("a", 'a'), ("b", 'b'), ("c", 'b')], Some("a"), None).await;
+    let action = bed.route_action("60s");
+    let conf = |n: &str| {
+        bed.conf(n, OVERLAY, &action, "")
+            .replace("fail_after = 3", "fail_after = 2")
+    };
+    let wb = bed.start("b", &conf("b"));
+    let wc = bed.start("c", &conf("c"));
+    started(&[&wb, &wc]).await;
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    // Until the claims have run, the tables may point anywhere for a moment.
+    eventually(T, "a claim", || async {
+        (wb.count("address_claimed") + wc.count("address_claimed") > 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t = bed.overlay_targets().await;
+    let owner = t[0].1.clone().unwrap_or_default();
+    assert!(
+        t.iter().all(|(_, e)| e.as_deref() == Some(owner.as_str())),
+        "{t:?}"
+    );
+    let name = bed
+        .world
+        .nodes
+        .iter()
+        .find(|n| n.eni == owner)
+        .map(|n| n.name.clone())
+        .unwrap_or_default();
+    let served = tokio::time::timeout(T, served_by(&bed, OVERLAY, &name)).await;
+    assert!(
+        served.is_ok(),
+        "{OVERLAY} not served by {name}; b:\n{}\nc:\n{}",
+        wb.log(),
+        wc.log()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    both_tables_on(&bed, &name).await;
+    assert_eq!(
+        wb.count("address_claimed") + wc.count("address_claimed"),
+        1,
+        "b:\n{}\nc:\n{}",
+        wb.log(),
+        wc.log()
+    );
+    assert_eq!(bed.world.alerts(Duration::from_secs(2)).await.len(), 1);
+    let other = if name == "b" { "c" } else { "b" };
+    assert!(
+        !bed.nodes[other].has_address(OVERLAY),
+        "the loser does not keep the address"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_cut_off_from_the_vpc_takes_no_private_address() {
+    let mut bed = VpcBed::new(&[("a", 'a'), ("b", 'b')], Some("a"), None).await;
+    let wb = start(&bed, "b", OVERLAY, &bed.route_action("60s"));
+    started(&[&wb]).await;
+    bed.cut_vpc("b");
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    wb.refused_at_least(T, "vpc_unreachable", 2).await;
+    assert_eq!(
+        bed.proxy.count("ReplaceRoute").0 + bed.proxy.count("CreateRoute").0,
+        0
+    );
+    both_tables_on(&bed, "a").await;
+    assert_eq!(wb.count("address_claimed"), 0);
+}
