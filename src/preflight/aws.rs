@@ -88,6 +88,12 @@ pub(super) async fn all(
         if !in_use(config, name) {
             continue;
         }
+        if let ActionSpec::ClaimPrivateIp(c) = a {
+            super::private::private_ip(report, &ctx, c, identity).await;
+        }
+        if let ActionSpec::ClaimRoute(c) = a {
+            super::private::route(report, &ctx, c, identity).await;
+        }
         if let ActionSpec::ClaimEip(c) = a {
             match c.provider {
                 ClaimProvider::Ec2 => {
@@ -182,9 +188,9 @@ fn unprovable(report: &mut Report, needs: &[needs::Need]) {
     }
 }
 
-struct Ctx {
-    region: String,
-    ec2: Ec2,
+pub(super) struct Ctx {
+    pub(super) region: String,
+    pub(super) ec2: Ec2,
     sns: Sns,
 }
 
@@ -281,7 +287,13 @@ pub(super) fn classify(e: &AwsError) -> Class {
 
 /// A failed AWS call as a line, by its [`Class`]: `config_fix` only when the answer points at
 /// the configuration. An unreachable API also skips the AWS checks after it.
-fn fail(report: &mut Report, check: String, what: String, e: &AwsError, config_fix: String) {
+pub(super) fn fail(
+    report: &mut Report,
+    check: String,
+    what: String,
+    e: &AwsError,
+    config_fix: String,
+) {
     let class = classify(e);
     if class == Class::Unreachable {
         report.aws_unreachable = true;
@@ -334,7 +346,7 @@ fn failure(check: String, what: String, e: &AwsError, class: Class, config_fix: 
 
 /// After an AWS call found the API unreachable, the other AWS checks are one SKIP line each,
 /// at once, instead of each waiting out the same timeout. True when `check` was skipped.
-fn down(report: &mut Report, check: &str, what: &str) -> bool {
+pub(super) fn down(report: &mut Report, check: &str, what: &str) -> bool {
     if report.aws_unreachable {
         report.push(Check::skip(
             check,
@@ -345,7 +357,13 @@ fn down(report: &mut Report, check: &str, what: &str) -> bool {
     report.aws_unreachable
 }
 
-fn dry_run(report: &mut Report, check: String, what: String, answer: DryRun, config_fix: &str) {
+pub(super) fn dry_run(
+    report: &mut Report,
+    check: String,
+    what: String,
+    answer: DryRun,
+    config_fix: &str,
+) {
     match answer {
         DryRun::Allowed => report.push(Check::pass(check, format!("{what} (DryRun: allowed)"))),
         DryRun::Refused(e) => {

@@ -39,6 +39,122 @@ fn claims(config: &Config) -> Vec<&ClaimEipSpec> {
         .collect()
 }
 
+/// The `claim_private_ip` and `claim_route` actions an enabled rule runs: (name, spec).
+pub(super) fn private_claims(config: &Config) -> Vec<(&str, &ActionSpec)> {
+    config
+        .actions
+        .iter()
+        .filter(|(name, _)| in_use(config, name))
+        .filter(|(_, a)| a.reachability().is_some())
+        .map(|(n, a)| (n.as_str(), a))
+        .collect()
+}
+
+/// What a private claim needs on this machine: its `reachability` answers (the VPC path,
+/// which checkip does not prove), its local interface is there, and the process may change
+/// addresses (`CAP_NET_ADMIN`).
+pub(super) async fn private(report: &mut Report, config: &Config, me: Option<&NodeIdentity>) {
+    let claims = private_claims(config);
+    if claims.is_empty() {
+        return;
+    }
+    let http = match crate::checks::http_client(config.needs_tls()) {
+        Ok(h) => h,
+        Err(e) => {
+            report.push(Check::fail(
+                "reachability",
+                "reachability probes",
+                format!("cannot set up the HTTP client: {e}"),
+                "install the ca-certificates package",
+            ));
+            return;
+        }
+    };
+    for (name, a) in &claims {
+        let Some(reach) = a.reachability() else {
+            continue;
+        };
+        let id = format!("reachability {name}");
+        let what = format!(
+            "reachability of action {name:?} ({})",
+            reach
+                .targets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        match crate::checks::reach::any(reach, &http).await {
+            Ok(which) => report.push(Check::pass(id, format!("{what}: reached {which}"))),
+            Err(e) => report.push(Check::fail(
+                id,
+                what,
+                format!("none answered: {e}; a claim would be refused (vpc_unreachable)"),
+                format!(
+                    "let this node reach one of them (route, security group, network ACL), or name in `reachability` of action {name:?} a place in the VPC that is up (the VPC's DNS resolver, VPC base address + 2, port 53)"
+                ),
+            )),
+        }
+        let iface = match a {
+            ActionSpec::ClaimPrivateIp(c) => match (&c.interface, me) {
+                (Some(n), _) => Some(crate::actions::claim::local_address::Interface::Named(
+                    n.clone(),
+                )),
+                (None, Some(me)) => Some(
+                    crate::actions::claim::local_address::Interface::Carrying(me.private_ip),
+                ),
+                (None, None) => None,
+            },
+            ActionSpec::ClaimRoute(c) => Some(
+                crate::actions::claim::local_address::Interface::Named(c.interface.clone()),
+            ),
+            _ => None,
+        };
+        let id = format!("interface {name}");
+        let what = format!("local interface of action {name:?}");
+        match iface {
+            None => report.push(Check::skip(id, what, "this node's private IP is not known (instance metadata, above)")),
+            Some(i) => match crate::actions::claim::local_address::find(&i).await {
+                Ok(()) => report.push(Check::pass(id, format!("{what}: {i}"))),
+                Err(e) => report.push(Check::fail(
+                    id,
+                    format!("{what} ({i})"),
+                    e.to_string(),
+                    format!("set `interface` of action {name:?} to one of this machine's interfaces (`ip -br link`)"),
+                )),
+            },
+        }
+    }
+    let what = format!(
+        "CAP_NET_ADMIN for the private claims' local addresses, as {}",
+        whoami()
+    );
+    if has_net_admin() {
+        report.push(Check::pass("cap_net_admin", what));
+    } else {
+        report.push(Check::fail(
+            "cap_net_admin",
+            what,
+            "this process may not add or remove addresses; the daemon needs CAP_NET_ADMIN to add a claimed address to its interface, and without it the address would move in EC2 and be dropped here",
+            "install the unit drop-in: cp /usr/share/doc/haproxy-watchdog/systemd/private-claims.conf /etc/systemd/system/haproxy-watchdog.service.d/ && systemctl daemon-reload && systemctl restart haproxy-watchdog; then run preflight as the daemon runs (root, or with that capability)",
+        ));
+    }
+}
+
+/// Whether this process's effective capabilities include `CAP_NET_ADMIN` (bit 12 of
+/// `CapEff` in /proc/self/status, capabilities(7)).
+fn has_net_admin() -> bool {
+    const CAP_NET_ADMIN: u32 = 12;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+}
+
 /// Why a directory does not take a new file, with the fix: one file is created and removed
 /// at once. `create` is the fix's way to make it when it is missing.
 fn try_dir(dir: &Path, create: &str) -> Result<(), (String, String)> {
@@ -120,11 +236,11 @@ pub(super) async fn identity(report: &mut Report, config: &Config) -> Option<Nod
         .into_iter()
         .filter(|c| c.provider == ClaimProvider::Ec2)
         .collect();
-    if claims.is_empty() {
+    if claims.is_empty() && private_claims(config).is_empty() {
         report.push(Check::skip(
             "imds",
             "instance metadata",
-            "no EC2 claim_eip action needs this node's identity",
+            "no EC2 claim (claim_eip, claim_private_ip, claim_route) needs this node's identity",
         ));
         return None;
     }
@@ -550,7 +666,7 @@ pub(super) async fn readiness(
     config: &Config,
     failed_sockets: &BTreeSet<PathBuf>,
 ) {
-    if claims(config).is_empty() {
+    if claims(config).is_empty() && private_claims(config).is_empty() {
         return;
     }
     let h = &config.haproxy;

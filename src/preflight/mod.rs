@@ -13,6 +13,7 @@
 mod aws;
 mod local;
 pub mod needs;
+mod private;
 
 use crate::config::{ActionSpec, Config};
 use crate::telemetry::events;
@@ -213,6 +214,7 @@ pub async fn run_to<W: Write + Send + 'static>(
     local::checkip(&mut report, config, &owners, identity.as_ref()).await;
     let failed_sockets = local::stats_sockets(&mut report, config).await;
     local::readiness(&mut report, config, &failed_sockets).await;
+    local::private(&mut report, config, identity.as_ref()).await;
     local::backend_sync(&mut report, config).await;
     report
 }

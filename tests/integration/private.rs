@@ -295,3 +295,99 @@ async fn a_standby_cut_off_from_the_vpc_takes_no_private_address() {
     both_tables_on(&bed, "a").await;
     assert_eq!(wb.count("address_claimed"), 0);
 }
+
+/// `watchdog preflight` inside `node` with `toml`: (exit code, stdout).
+async fn preflight_in(bed: &VpcBed, node: &str, toml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("watchdog.toml");
+    std::fs::write(&config, toml).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let mut cmd = bed.nodes[node].host.command(testkit::watchdog::bin());
+    cmd.arg("preflight")
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state);
+    bed.env().apply(&mut cmd);
+    let out = tokio::process::Command::from(cmd)
+        .output()
+        .await
+        .expect("preflight");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn line<'a>(out: &'a str, start: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.contains(start))
+        .unwrap_or_else(|| panic!("no line with {start:?} in:\n{out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_checks_a_private_claims_eni_tables_vpc_reachability_and_capability() {
+    let bed = VpcBed::new(&[("a", 'a'), ("b", 'b')], Some("a"), None).await;
+    let toml = bed.conf("b", OVERLAY, &bed.route_action("60s"), "");
+    let (_, out) = preflight_in(&bed, "b", &toml).await;
+    for l in [
+        "reachability of action \"claim\"",
+        "local interface of action \"claim\": lo",
+        "CAP_NET_ADMIN",
+        "source/destination check off on",
+        "route tables",
+        "192.168.100.10 outside vpc-",
+    ] {
+        assert!(line(&out, l).starts_with("PASS"), "{l}:\n{out}");
+    }
+    // moto ignores DryRun on ReplaceRoute: preflight says so, and its call (onto the route's
+    // current target) changed nothing.
+    let replace = line(&out, "ec2:ReplaceRoute in");
+    assert!(
+        replace.starts_with("FAIL") && replace.contains("as if DryRun had not been set"),
+        "{out}"
+    );
+    both_tables_on(&bed, "a").await;
+    assert_eq!(bed.proxy.count("CreateRoute").0, 0);
+
+    bed.world
+        .ec2
+        .modify_network_interface_attribute()
+        .network_interface_id(&bed.world.node("b").eni)
+        .source_dest_check(
+            aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                .value(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    bed.cut_vpc("b");
+    let (code, out) = preflight_in(&bed, "b", &toml).await;
+    assert_eq!(code, Some(1), "{out}");
+    let sdc = line(&out, "source/destination check off on");
+    assert!(
+        sdc.starts_with("FAIL") && sdc.contains("--no-source-dest-check"),
+        "{out}"
+    );
+    let reach = line(&out, "reachability of action \"claim\"");
+    assert!(
+        reach.starts_with("FAIL") && reach.contains("vpc_unreachable"),
+        "{out}"
+    );
+
+    let toml = bed.conf(
+        "b",
+        VIP,
+        &bed.private_ip_action("60s")
+            .replace("10.0.1.50", "10.0.1.77"),
+        "",
+    );
+    let (_, out) = preflight_in(&bed, "b", &toml).await;
+    let subnet = line(&out, "10.0.1.77 in this node's subnet");
+    assert!(
+        subnet.starts_with("FAIL") && subnet.contains("other_subnet"),
+        "{out}"
+    );
+}

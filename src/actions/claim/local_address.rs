@@ -176,6 +176,16 @@ pub async fn remove(ip: Ipv4Addr) -> Result<bool, LocalError> {
     .unwrap_or(Err(LocalError::Timeout))
 }
 
+/// Whether `iface` is there (by name, or some interface carries its address).
+pub async fn find(iface: &Interface) -> Result<(), LocalError> {
+    tokio::time::timeout(NETLINK_TIMEOUT, async {
+        let handle = connect().await?;
+        index_of(&handle, iface).await.map(|_| ())
+    })
+    .await
+    .unwrap_or(Err(LocalError::Timeout))
+}
+
 /// Whether any local interface has `ip`.
 pub async fn present(ip: Ipv4Addr) -> Result<bool, LocalError> {
     tokio::time::timeout(NETLINK_TIMEOUT, async {

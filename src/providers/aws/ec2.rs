@@ -216,7 +216,7 @@ impl Ec2 {
     /// Sort a dry run's answer: only `DryRunOperation` means allowed. An answer without an
     /// error means the endpoint ignored `DryRun` and may have carried the call out: reported
     /// as refused, so it can never read as a clean pass.
-    fn dry_run_answer<T, E, R>(
+    pub(super) fn dry_run_answer<T, E, R>(
         &self,
         operation: &'static str,
         answer: Result<T, aws_sdk_ec2::error::SdkError<E, R>>,

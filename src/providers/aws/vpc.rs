@@ -324,6 +324,27 @@ impl Ec2 {
         Ok(())
     }
 
+    /// ReplaceRoute with `DryRun=true`, onto the route's current target `eni`: what
+    /// `preflight` asks, so that an endpoint that ignores DryRun changes nothing either.
+    pub async fn dry_run_replace_route(
+        &self,
+        table: &str,
+        destination: Ipv4Net,
+        eni: &str,
+    ) -> super::ec2::DryRun {
+        called(&self.metrics, "ec2", "ReplaceRoute");
+        let answer = self
+            .client
+            .replace_route()
+            .route_table_id(table)
+            .destination_cidr_block(destination.to_string())
+            .network_interface_id(eni)
+            .dry_run(true)
+            .send()
+            .await;
+        self.dry_run_answer("ec2:ReplaceRoute", answer)
+    }
+
     /// CreateRoute of `destination` in `table` onto `eni`. EC2 answers `RouteAlreadyExists`
     /// when another node created it first (then ReplaceRoute is the call).
     pub async fn create_route(
