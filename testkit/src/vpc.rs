@@ -210,15 +210,40 @@ impl VpcBed {
         bed
     }
 
-    /// checkip (the caller's address) and the resolver stand-in, on the router.
+    /// Each node's public address, as checkip answers it (what AWS's NAT would give it).
+    pub fn public_ip(&self, node: &str) -> Ipv4Addr {
+        let i = self
+            .world
+            .nodes
+            .iter()
+            .position(|n| n.name == node)
+            .expect("no such node");
+        Ipv4Addr::new(198, 51, 100, 10 + i as u8)
+    }
+
+    /// checkip (the caller's public address: 198.51.100.10 + its index) and the resolver
+    /// stand-in, on the router.
     fn start_services(&mut self) {
+        let public: BTreeMap<Ipv4Addr, Ipv4Addr> = self
+            .world
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.private_ip, Ipv4Addr::new(198, 51, 100, 10 + i as u8)))
+            .collect();
         let listener = self.router.bind(SocketAddr::new(CHECKIP.into(), 80));
         self.tasks.push(tokio::spawn(async move {
             loop {
                 let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
-                let answer = format!("{}\n", peer.ip());
+                let std::net::IpAddr::V4(src) = peer.ip() else {
+                    continue;
+                };
+                let answer = match public.get(&src) {
+                    Some(p) => format!("{p}\n"),
+                    None => format!("{src}\n"),
+                };
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |_req| {
                         let answer = answer.clone();
