@@ -109,6 +109,7 @@ mod tests {
             recheck: None,
             times: Default::default(),
             planned: None,
+            group: None,
         }
     }
 

@@ -29,6 +29,24 @@ pub struct ActionContext {
     /// Set when an operator asked for this run (`watchdog takeover` or `drill`), not a
     /// failing rule.
     pub planned: Option<Planned>,
+    /// Set when a `claim_group` runs this claim as one of its members.
+    pub group: Option<GroupRole>,
+}
+
+/// How a `claim_group` runs one of its members: first every member is checked, then, once
+/// all may move, each is moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupRole {
+    /// Run the gates up to and including the last look, and stop before any change: the
+    /// outcome says whether this member may move (`NoOp` with a `ready` step), is already
+    /// here (`NoOp`), or may not (`Refused`, `Error`).
+    Check,
+    /// The group decided: move it. Every gate runs again but the two that were decided for
+    /// the whole group and would only split it now: the path proof and the rule's recheck
+    /// (once one member moved, the rule's check may pass because of it). A member whose
+    /// owner changed since the check refuses (moved-meanwhile), as any claim does. No alert
+    /// of its own: the group sends one.
+    Commit,
 }
 
 /// An operator's planned takeover: the claim skips the gates an operator overrides on purpose
@@ -109,6 +127,7 @@ impl fmt::Display for ActionOutcome {
 /// A configured action, ready to run.
 pub enum Action {
     Claim(claim::ClaimAction),
+    Group(claim::ClaimGroup),
     Sns(notify::SnsNotify),
     Exec(exec::Exec),
 }
@@ -117,6 +136,7 @@ impl Action {
     pub async fn run(&self, ctx: &ActionContext) -> ActionOutcome {
         match self {
             Action::Claim(a) => a.run(ctx).await,
+            Action::Group(g) => g.run(ctx).await,
             Action::Sns(a) => a.run(ctx),
             Action::Exec(a) => a.run(ctx).await,
         }

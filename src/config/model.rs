@@ -308,6 +308,7 @@ pub enum ActionSpec {
     ClaimEip(ClaimEipSpec),
     ClaimPrivateIp(ClaimPrivateIpSpec),
     ClaimRoute(ClaimRouteSpec),
+    ClaimGroup(ClaimGroupSpec),
     Sns(SnsSpec),
     Exec(ExecSpec),
 }
@@ -329,7 +330,10 @@ impl ActionSpec {
     pub fn is_claim(&self) -> bool {
         matches!(
             self,
-            ActionSpec::ClaimEip(_) | ActionSpec::ClaimPrivateIp(_) | ActionSpec::ClaimRoute(_)
+            ActionSpec::ClaimEip(_)
+                | ActionSpec::ClaimPrivateIp(_)
+                | ActionSpec::ClaimRoute(_)
+                | ActionSpec::ClaimGroup(_)
         )
     }
 
@@ -455,6 +459,16 @@ pub struct ClaimRouteSpec {
     pub hold_down: Duration,
     pub sns_topic_arn: Option<String>,
     pub owner_poll: Duration,
+}
+
+/// `type = "claim_group"`: its members' gates run once for the whole group, then each
+/// member moves; one alert names them all.
+#[derive(Debug, Clone)]
+pub struct ClaimGroupSpec {
+    pub name: String,
+    /// Claim actions, at least two, in the configured order.
+    pub members: Vec<String>,
+    pub sns_topic_arn: Option<String>,
 }
 
 /// Which Elastic IP: by public address or by allocation id.

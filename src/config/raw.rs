@@ -364,6 +364,7 @@ pub enum RawAction {
     ClaimEip(RawClaimEip),
     ClaimPrivateIp(RawClaimPrivateIp),
     ClaimRoute(RawClaimRoute),
+    ClaimGroup(RawClaimGroup),
     Sns(RawSns),
     Exec(RawExec),
 }
@@ -476,6 +477,21 @@ pub struct RawClaimRoute {
     /// How often the route tables are read to keep the local address in step. Default 10s,
     /// 1s to 1h.
     pub owner_poll: Option<HumanDuration>,
+}
+
+/// `type = "claim_group"`: move several addresses as one decision (keepalived's
+/// `vrrp_sync_group`), e.g. the public Elastic IP and the internal overlay IP of one load
+/// balancer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimGroup {
+    /// The claim actions (`claim_eip`, `claim_private_ip`, `claim_route`) moved together, by
+    /// name. Required, at least two, no repeats. A member belongs to one group and is listed
+    /// by no rule itself: the group runs it.
+    pub members: Option<Vec<String>>,
+    /// Topic of the one alert each move of the group sends, naming every member. Default:
+    /// `[alerts] sns_topic_arn`; one of the two is required.
+    pub sns_topic_arn: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -450,6 +450,20 @@ fn egress_checks_default_to_the_egress_checkip_url() {
 }
 
 #[test]
+fn every_shipped_example_validates() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("packaging/examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&root).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "only {n} examples in {}", root.display());
+}
+
+#[test]
 fn the_active_active_example_validates() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let c =
@@ -1229,5 +1243,59 @@ fn every_misuse_of_a_private_claim_is_an_error() {
         e.iter()
             .any(|x| x.contains("host bits set; the block is 10.0.1.0/24")),
         "{e:?}"
+    );
+}
+
+#[test]
+fn a_group_moves_claim_actions_only_and_is_the_only_one_to_list_them() {
+    let group = format!(
+        "{PRIVATE}[actions.eip]\ntype = \"claim_eip\"\neip = \"203.0.113.10\"\n[actions.lb]\ntype = \"claim_group\"\nmembers = [\"eip\", \"overlay\"]\n"
+    )
+    .replace("on_fail = [\"vip\", \"overlay\"]", "on_fail = [\"lb\", \"vip\"]");
+    let c = from_sources(&src(&[("a.toml", &group)])).unwrap_or_else(|e| panic!("{e}"));
+    let ActionSpec::ClaimGroup(g) = &c.actions["lb"] else {
+        panic!()
+    };
+    assert_eq!(g.members, ["eip", "overlay"]);
+    assert_eq!(
+        g.sns_topic_arn.as_deref(),
+        Some("arn:aws:sns:us-east-1:123456789012:failover")
+    );
+
+    let bad = format!(
+        "{PRIVATE}[actions.page]\ntype = \"sns\"\n[actions.one]\ntype = \"claim_group\"\nmembers = [\"vip\"]\n\
+         [actions.eip]\ntype = \"claim_eip\"\neip = \"203.0.113.10\"\n[actions.g0]\ntype = \"claim_group\"\nmembers = [\"eip\", \"overlay\"]\n\
+         [actions.g1]\ntype = \"claim_group\"\nmembers = [\"vip\", \"page\", \"nope\", \"one\", \"g0\"]\n\
+         [actions.g2]\ntype = \"claim_group\"\nmembers = [\"vip\", \"overlay\", \"overlay\"]\n"
+    );
+    let e = errors(&[("a.toml", &bad)]);
+    for w in [
+        "action \"one\": `members` lists 1 action(s): a group moves at least two addresses together",
+        "action \"g1\": `members` lists \"page\", which is not a claim action",
+        "action \"g1\": `members` lists \"nope\", which is not an action",
+        "action \"g1\": `members` lists group \"g0\"",
+        "action \"g2\": `members` lists [\"overlay\"] twice",
+    ] {
+        assert!(e.iter().any(|x| x.contains(w)), "missing {w:?} in {e:#?}");
+    }
+    assert!(
+        !e.iter().any(|x| x.contains("lists \"one\"")),
+        "a broken member is reported once, by itself: {e:#?}"
+    );
+    let two_groups = format!(
+        "{PRIVATE}[actions.g1]\ntype = \"claim_group\"\nmembers = [\"vip\", \"overlay\"]\n[actions.g2]\ntype = \"claim_group\"\nmembers = [\"overlay\", \"vip\"]\n"
+    )
+    .replace("on_fail = [\"vip\", \"overlay\"]", "on_fail = [\"g1\", \"vip\"]");
+    let e = errors(&[("a.toml", &two_groups)]);
+    assert!(
+        e.iter()
+            .any(|x| x.contains("already a member of group \"g1\"")),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter().any(|x| x.contains(
+            "rule \"web\": lists \"vip\", a member of group \"g1\": list the group instead"
+        )),
+        "{e:#?}"
     );
 }

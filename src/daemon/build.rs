@@ -3,7 +3,7 @@
 
 use super::deps::Deps;
 use super::probe::Probe;
-use crate::actions::claim::{ClaimAction, ClaimEnv};
+use crate::actions::claim::{ClaimAction, ClaimEnv, ClaimGroup};
 use crate::actions::exec::Exec;
 use crate::actions::notify::SnsNotify;
 use crate::actions::{Action, ActionContext, ActionOutcome};
@@ -93,8 +93,10 @@ impl Effects for Live {
     }
 
     fn streak_started(&self, action: &str) {
-        if let Some(Action::Claim(c)) = self.actions.get(action) {
-            c.note_owner();
+        match self.actions.get(action) {
+            Some(Action::Claim(c)) => c.note_owner(),
+            Some(Action::Group(g)) => g.note_owner(),
+            _ => {}
         }
     }
 
@@ -167,7 +169,9 @@ impl Needs {
                     aws_actions = true;
                     n.opsworks |= c.provider == ClaimProvider::OpsWorks;
                 }
-                ActionSpec::ClaimPrivateIp(_) | ActionSpec::ClaimRoute(_) => {
+                ActionSpec::ClaimPrivateIp(_)
+                | ActionSpec::ClaimRoute(_)
+                | ActionSpec::ClaimGroup(_) => {
                     n.claims = true;
                     aws_actions = true;
                 }
@@ -243,10 +247,10 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
         }
         Action::Claim(claim)
     };
-    let actions = config
+    let mut actions: BTreeMap<String, Action> = config
         .actions
         .iter()
-        .map(|(name, spec)| {
+        .filter_map(|(name, spec)| {
             let action = match spec {
                 ActionSpec::ClaimEip(c) => {
                     settled(ClaimAction::new(c.clone(), claim_env.clone(), &deps.holds))
@@ -263,10 +267,27 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
                     config.alerts.subject_prefix.clone(),
                 )),
                 ActionSpec::Exec(x) => Action::Exec(Exec::new(x.clone(), dry_run)),
+                // Built below, once their members are.
+                ActionSpec::ClaimGroup(_) => return None,
             };
-            (name.clone(), action)
+            Some((name.clone(), action))
         })
         .collect();
+    // A group runs its members' claim actions (validation: each is a claim action).
+    for (name, spec) in &config.actions {
+        if let ActionSpec::ClaimGroup(g) = spec {
+            let members = g
+                .members
+                .iter()
+                .filter_map(|m| match actions.get(m) {
+                    Some(Action::Claim(c)) => Some((m.clone(), c.clone())),
+                    _ => None,
+                })
+                .collect();
+            let group = ClaimGroup::new(g.clone(), members, claim_env.clone());
+            actions.insert(name.clone(), Action::Group(group));
+        }
+    }
     let mut probes = BTreeMap::new();
     for rule in &config.rules {
         let probe = match &rule.check {

@@ -121,6 +121,7 @@ impl Live {
                 by: by.clone(),
                 kind,
             }),
+            group: None,
         };
         let mut received_entry = Entry::new(Kind::CommandReceived, format!("{kind} of {name}"));
         received_entry.by = Some(by.clone());

@@ -234,43 +234,63 @@ impl Budgets {
             + config.haproxy.timeout * 2
             + longest_check
             + super::build::VERIFY_FOR;
+        // One claim action's bound (a group's is built from its members').
+        let single = |spec: &ActionSpec| -> Duration {
+            match spec {
+                // Killed at its timeout, with whatever it started.
+                ActionSpec::Exec(x) => x.timeout,
+                // Queues the alert; the outbox publishes it on its own task.
+                ActionSpec::Sns(_) => Duration::ZERO,
+                // A claim of the same EIP by another rule may be ahead of it.
+                ActionSpec::ClaimEip(_) => claim * 2,
+                // Checkip's timeout counts, though the reachability probe replaces it: a
+                // bound may be generous, never short. The provider's own reads before the
+                // claim, a route claim's per-table writes within its verification window,
+                // the settling reads and the local address.
+                ActionSpec::ClaimPrivateIp(c) => {
+                    (claim
+                        + c.reachability.timeout
+                        + config.aws.operation_timeout * 4
+                        + crate::actions::claim::SETTLE
+                        + crate::actions::claim::local_address::NETLINK_TIMEOUT)
+                        * 2
+                }
+                ActionSpec::ClaimRoute(c) => {
+                    let tables = u32::try_from(c.route_table_ids.len()).unwrap_or(u32::MAX);
+                    (claim
+                        + c.reachability.timeout
+                        + config.aws.operation_timeout * (4 + 2 * tables.min(1000))
+                        + super::build::VERIFY_FOR
+                        + crate::actions::claim::SETTLE
+                        + crate::actions::claim::local_address::NETLINK_TIMEOUT)
+                        * 2
+                }
+                ActionSpec::ClaimGroup(_) => Duration::ZERO,
+            }
+        };
+        let bound_of = |spec: &ActionSpec| -> Duration {
+            match spec {
+                // Its members run at once, first checked, then moved, then the ones that
+                // failed retried for up to RETRY_FOR (a round started just before it ends
+                // runs to its end).
+                ActionSpec::ClaimGroup(g) => {
+                    let longest = g
+                        .members
+                        .iter()
+                        .filter_map(|m| config.actions.get(m))
+                        .map(single)
+                        .max()
+                        .unwrap_or_default();
+                    longest * 3 + crate::actions::claim::group::RETRY_FOR
+                }
+                other => single(other),
+            }
+        };
         Budgets(
             config
                 .actions
                 .iter()
-                .map(|(name, spec)| {
-                    let bound = match spec {
-                        // Killed at its timeout, with whatever it started.
-                        ActionSpec::Exec(x) => x.timeout,
-                        // Queues the alert; the outbox publishes it on its own task.
-                        ActionSpec::Sns(_) => Duration::ZERO,
-                        // A claim of the same EIP by another rule may be ahead of it.
-                        ActionSpec::ClaimEip(_) => claim * 2,
-                        // Checkip's timeout counts, though the reachability probe replaces
-                        // it: a bound may be generous, never short. The provider's own reads
-                        // before the claim, a route claim's per-table writes within its
-                        // verification window, and the local address.
-                        ActionSpec::ClaimPrivateIp(c) => {
-                            (claim
-                                + c.reachability.timeout
-                                + config.aws.operation_timeout * 4
-                                + crate::actions::claim::SETTLE
-                                + crate::actions::claim::local_address::NETLINK_TIMEOUT)
-                                * 2
-                        }
-                        ActionSpec::ClaimRoute(c) => {
-                            let tables = u32::try_from(c.route_table_ids.len()).unwrap_or(u32::MAX);
-                            (claim
-                                + c.reachability.timeout
-                                + config.aws.operation_timeout * (4 + 2 * tables.min(1000))
-                                + super::build::VERIFY_FOR
-                                + crate::actions::claim::SETTLE
-                                + crate::actions::claim::local_address::NETLINK_TIMEOUT)
-                                * 2
-                        }
-                    };
-                    (name.clone(), bound)
-                })
+                .map(|(name, spec)| (name.clone(), bound_of(spec)))
                 .collect(),
         )
     }

@@ -267,6 +267,7 @@ impl RuleRunner {
                     .then(|| (rule.check.clone(), rule.timeout)),
                 times: self.times.clone(),
                 planned: None,
+                group: None,
             };
             let before = self.pending.clone();
             let mut still_pending = Vec::new();

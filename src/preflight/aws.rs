@@ -609,6 +609,7 @@ async fn topics(report: &mut Report, ctx: &Ctx, config: &Config) {
             ActionSpec::ClaimEip(c) => topics.extend(c.sns_topic_arn.clone()),
             ActionSpec::ClaimPrivateIp(c) => topics.extend(c.sns_topic_arn.clone()),
             ActionSpec::ClaimRoute(c) => topics.extend(c.sns_topic_arn.clone()),
+            ActionSpec::ClaimGroup(g) => topics.extend(g.sns_topic_arn.clone()),
             ActionSpec::Sns(s) => {
                 topics.insert(s.topic_arn.clone());
             }

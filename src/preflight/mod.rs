@@ -219,14 +219,22 @@ pub async fn run_to<W: Write + Send + 'static>(
     report
 }
 
-/// The actions an enabled rule runs; the daemon never runs the others.
+/// The actions an enabled rule runs, and the members of the groups it runs; the daemon
+/// never runs the others.
 fn used_actions(config: &Config) -> BTreeSet<&str> {
-    config
+    let listed: BTreeSet<&str> = config
         .rules
         .iter()
         .flat_map(|r| r.on_fail.iter().chain(&r.on_recover))
         .map(String::as_str)
-        .collect()
+        .collect();
+    let members = listed
+        .iter()
+        .flat_map(|name| match config.actions.get(*name) {
+            Some(ActionSpec::ClaimGroup(g)) => g.members.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        });
+    members.chain(listed.iter().copied()).collect()
 }
 
 /// Is action `name` one the daemon will run?
@@ -247,6 +255,7 @@ fn unused_actions(report: &mut Report, config: &Config) {
             ActionSpec::ClaimEip(_) => "claim_eip",
             ActionSpec::ClaimPrivateIp(_) => "claim_private_ip",
             ActionSpec::ClaimRoute(_) => "claim_route",
+            ActionSpec::ClaimGroup(_) => "claim_group",
             ActionSpec::Sns(_) => "sns",
             ActionSpec::Exec(_) => "exec",
         };

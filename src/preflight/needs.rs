@@ -235,6 +235,12 @@ pub fn of(config: &Config) -> Vec<Need> {
                     need("sns:Publish", t, &by);
                 }
             }
+            // Its members' needs are their own (they are in use through it).
+            ActionSpec::ClaimGroup(g) => {
+                if let Some(t) = &g.sns_topic_arn {
+                    need("sns:Publish", t, &by);
+                }
+            }
             ActionSpec::Sns(s) => need("sns:Publish", &s.topic_arn, &by),
             ActionSpec::Exec(_) => {}
         }

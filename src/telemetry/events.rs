@@ -84,6 +84,10 @@ pub const LOCAL_ADDRESS_FAILED: &str = "local_address_failed";
 /// `claim_route`'s route tables disagree: some send the overlay IP to one ENI, some to
 /// another or nowhere.
 pub const ROUTE_SPLIT: &str = "route_split";
+/// Every member of a `claim_group` is on this node after its move.
+pub const GROUP_CLAIMED: &str = "group_claimed";
+/// A `claim_group` member did not move yet (retried), or the group ended split across nodes.
+pub const GROUP_SPLIT: &str = "group_split";
 /// This node moved a private address (`claim_private_ip`, `claim_route`) to itself.
 pub const ADDRESS_CLAIMED: &str = "address_claimed";
 /// This node moved the Elastic IP to itself and verified it.
@@ -236,6 +240,8 @@ pub const ALL: &[&str] = &[
     LOCAL_ADDRESS_FAILED,
     ROUTE_SPLIT,
     ADDRESS_CLAIMED,
+    GROUP_CLAIMED,
+    GROUP_SPLIT,
     EIP_CLAIMED,
     HOLD_DOWN_SKIPPED,
     CLAIM_UNVERIFIED,

@@ -391,3 +391,73 @@ async fn preflight_checks_a_private_claims_eni_tables_vpc_reachability_and_capab
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_moves_the_eip_and_the_overlay_ip_together_with_one_alert() {
+    let mut bed = VpcBed::new(&[("a", 'a'), ("b", 'b')], Some("a"), None).await;
+    bed.world.associate("a").await;
+    let members = format!(
+        "type = \"claim_group\"\nmembers = [\"public\", \"internal\"]\n\n[actions.public]\ntype = \"claim_eip\"\neip = \"{}\"\nhold_down = \"60s\"\n\n[actions.internal]\n{}",
+        bed.world.eip,
+        bed.route_action("60s")
+    );
+    let wb = start(&bed, "b", OVERLAY, &members);
+    started(&[&wb]).await;
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    let claimed = wb.wait_event(T, "group_claimed").await;
+    assert!(
+        claimed["members"]
+            .as_str()
+            .is_some_and(|m| m.contains("203.0.113.10") && m.contains("192.168.100.10")),
+        "{claimed}"
+    );
+    both_tables_on(&bed, "b").await;
+    assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
+    served_by(&bed, OVERLAY, "b").await;
+    let alerts = bed.world.alerts(Duration::from_secs(3)).await;
+    assert_eq!(alerts.len(), 1, "one alert for the group: {alerts:?}");
+    assert!(
+        alerts[0].subject.contains("took over group claim")
+            && alerts[0].message.contains("203.0.113.10")
+            && alerts[0].message.contains("192.168.100.10"),
+        "{:?}",
+        alerts[0]
+    );
+    assert_eq!(wb.count("eip_claimed"), 1);
+    assert_eq!(wb.count("address_claimed"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_member_refused_stops_the_whole_group_before_anything_moves() {
+    let mut bed = VpcBed::new(&[("a", 'a'), ("b", 'b')], Some("a"), None).await;
+    bed.world.associate("a").await;
+    // The route member cannot move (source/destination check on): the EIP must not either.
+    bed.world
+        .ec2
+        .modify_network_interface_attribute()
+        .network_interface_id(&bed.world.node("b").eni)
+        .source_dest_check(
+            aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                .value(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let members = format!(
+        "type = \"claim_group\"\nmembers = [\"public\", \"internal\"]\n\n[actions.public]\ntype = \"claim_eip\"\neip = \"{}\"\n\n[actions.internal]\n{}",
+        bed.world.eip,
+        bed.route_action("60s")
+    );
+    let wb = start(&bed, "b", OVERLAY, &members);
+    started(&[&wb]).await;
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    wb.refused_at_least(T, "source_dest_check", 2).await;
+    assert_eq!(
+        bed.proxy.count("AssociateAddress").0 + bed.proxy.count("DisassociateAddress").0,
+        0
+    );
+    assert_eq!(bed.proxy.count("ReplaceRoute").0, 0);
+    assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
+    assert!(bed.world.alerts(Duration::from_secs(2)).await.is_empty());
+}

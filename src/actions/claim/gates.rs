@@ -9,7 +9,7 @@ use super::{
 };
 use crate::actions::alerts::{Alert, Alerter};
 use crate::actions::notify::sns_subject;
-use crate::actions::{ActionContext, ActionOutcome};
+use crate::actions::{ActionContext, ActionOutcome, GroupRole};
 use crate::checks::checkip::{self, EgressError};
 use crate::checks::{self, haproxy, Outcome};
 use crate::config::{EgressSettings, HaproxyProbeSpec, ReachSpec};
@@ -306,6 +306,8 @@ impl<P: Provider, L: Local> Gates<P, L> {
         let mut last_move = self.last_move.lock().await;
         let eip = &self.spec.address;
         let planned = ctx.planned.as_ref();
+        // A claim_group's member, moved once the group decided (see `GroupRole::Commit`).
+        let commit = ctx.group == Some(GroupRole::Commit);
 
         // 0. Paused: no claim of any kind, planned or not.
         if let Some(why) = self.local.paused() {
@@ -402,9 +404,13 @@ impl<P: Provider, L: Local> Gates<P, L> {
 
         // 4. The path the address's clients use: checkip (the internet) for an Elastic IP,
         // the claim's `reachability` (the VPC) for a private one.
-        let proof = match self.proof(ctx, &before, tl).await {
-            Ok(p) => p,
-            Err(outcome) => return outcome,
+        let proof = if commit {
+            "Path verified for the whole group before it moved.".to_owned()
+        } else {
+            match self.proof(ctx, &before, tl).await {
+                Ok(p) => p,
+                Err(outcome) => return outcome,
+            }
         };
 
         // 5. Last look before the mutation: our own HAProxy may have died while we asked
@@ -416,13 +422,22 @@ impl<P: Provider, L: Local> Gates<P, L> {
             }
             tl.mark("last_look", "");
         }
+        if ctx.group == Some(GroupRole::Check) {
+            tl.mark("ready", spot.describe());
+            return ActionOutcome::NoOp(format!(
+                "ready: {eip} would move from {} onto {}",
+                before.holder,
+                spot.describe()
+            ));
+        }
 
         // 6. The move. From the first mutating call to the verified association the claim runs
         // in its own task: a shutdown must not cut it between releasing the EIP and taking it.
         // Saved before the first mutating call: if the process dies mid-claim, the restarted
         // daemon is in hold-down (unless nobody holds the EIP) and reads who holds it, to
         // announce a move that completed (`reconcile`).
-        let topic = self.spec.sns_topic_arn.clone();
+        // A group member's move is announced by the group, in one alert for all members.
+        let topic = self.spec.sns_topic_arn.clone().filter(|_| !commit);
         // The public IP, also when the configuration names the address by allocation id.
         let shown = before
             .public_ip
@@ -911,7 +926,11 @@ impl<P: Provider, L: Local> Gates<P, L> {
         }
         // The rule's check passing again says someone else fixed a failure; a planned
         // takeover is not about a failure.
-        if let Some((check, timeout)) = ctx.recheck.as_ref().filter(|_| ctx.planned.is_none()) {
+        if let Some((check, timeout)) = ctx
+            .recheck
+            .as_ref()
+            .filter(|_| ctx.planned.is_none() && ctx.group != Some(GroupRole::Commit))
+        {
             if let Some(o) = self.local.recheck(check, *timeout).await {
                 if o.ok {
                     return Some(refused(
@@ -1364,6 +1383,7 @@ mod tests {
             recheck: Some((check, Duration::from_secs(1))),
             times: Default::default(),
             planned: None,
+            group: None,
         }
     }
 

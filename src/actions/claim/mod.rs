@@ -28,6 +28,8 @@
 mod dry_run;
 mod ec2;
 mod gates;
+pub mod group;
+pub use group::ClaimGroup;
 pub mod local_address;
 mod opsworks;
 mod private;
@@ -222,7 +224,8 @@ impl Drop for InFlightGuard {
 
 /// A configured `claim_eip` action: the gates, bound to the provider the configuration names
 /// (or to a dry run of it when the daemon has no AWS client).
-pub struct ClaimAction(Box<dyn Gated>, AddressRef, bool);
+#[derive(Clone)]
+pub struct ClaimAction(Arc<dyn Gated>, AddressRef, bool);
 
 impl ClaimAction {
     /// Bind `spec` to its provider. Without a client for it (`--dry-run`), the claim is a
@@ -238,22 +241,22 @@ impl ClaimAction {
         let ec2_here = || ec2::Here::new(env.identity.clone(), spec.private_ip);
         let ow_here = || opsworks::Here::new(env.opsworks_identity.clone());
         let topic = spec.sns_topic_arn.clone();
-        let claim: Box<dyn Gated> = match (spec.provider, &env.ec2, &env.opsworks) {
+        let claim: Arc<dyn Gated> = match (spec.provider, &env.ec2, &env.opsworks) {
             (ClaimProvider::Ec2, Some(c), _) => {
                 let p = ec2::Claims::new(c.clone(), ec2_here(), eip);
-                Box::new(gates::Gates::new(gate_spec, p, local, &env, holds))
+                Arc::new(gates::Gates::new(gate_spec, p, local, &env, holds))
             }
             (ClaimProvider::Ec2, None, _) => {
                 let p = dry_run::DryRun::new(ec2_here(), address.clone(), topic);
-                Box::new(gates::Gates::new(gate_spec, p, local, &env, holds))
+                Arc::new(gates::Gates::new(gate_spec, p, local, &env, holds))
             }
             (ClaimProvider::OpsWorks, _, Some(c)) => {
                 let p = opsworks::Claims::new(c.clone(), ow_here(), eip);
-                Box::new(gates::Gates::new(gate_spec, p, local, &env, holds))
+                Arc::new(gates::Gates::new(gate_spec, p, local, &env, holds))
             }
             (ClaimProvider::OpsWorks, _, None) => {
                 let p = dry_run::DryRun::new(ow_here(), address.clone(), topic);
-                Box::new(gates::Gates::new(gate_spec, p, local, &env, holds))
+                Arc::new(gates::Gates::new(gate_spec, p, local, &env, holds))
             }
         };
         ClaimAction(claim, address, on_primary)
@@ -305,16 +308,16 @@ impl ClaimAction {
     ) -> Self {
         let address = spec.address.clone();
         let local = Arc::new(gates::LiveLocal::new(&env));
-        let claim: Box<dyn Gated> = match &env.ec2 {
+        let claim: Arc<dyn Gated> = match &env.ec2 {
             Some(ec2) => {
                 let gates = gates::Gates::new(spec, provider(ec2.clone()), local, &env, holds);
                 gates.poll_owner(poll, env.stopping.clone());
-                Box::new(gates)
+                Arc::new(gates)
             }
             None => {
                 let here = private::EniHere(env.identity.clone());
                 let p = dry_run::DryRun::new(here, address.clone(), spec.sns_topic_arn.clone());
-                Box::new(gates::Gates::new(spec, p, local, &env, holds))
+                Arc::new(gates::Gates::new(spec, p, local, &env, holds))
             }
         };
         ClaimAction(claim, address, false)

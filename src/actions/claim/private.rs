@@ -341,10 +341,15 @@ impl Provider for PrivateIpClaims {
             }
             other => other,
         };
-        let here = matches!(verified, Verified::Yes);
-        let local = keep_local(self.ip, self.prefix().await, &self.local(spot), here).await;
+        // The address goes to this node (a claim), or away from it (`drill --back`).
+        let mine = self.here.here().await.is_ok_and(|me| me.eni == spot.eni);
+        let here = mine && matches!(verified, Verified::Yes);
+        let local = match self.here.here().await {
+            Ok(me) => keep_local(self.ip, self.prefix().await, &self.local(&me), here).await,
+            Err(e) => Err(e.to_string()),
+        };
         match (verified, local) {
-            (Verified::Yes, Err(e)) => MoveResult::Moved(
+            (Verified::Yes, Err(e)) if mine => MoveResult::Moved(
                 None,
                 Verified::Unknown(format!(
                     "EC2 shows it here, but adding it to this node's interface failed: {e}"
@@ -643,19 +648,22 @@ impl Provider for RouteClaims {
                         continue;
                     }
                     *self.unfinished() = None;
+                    // The address goes to this node (a claim), or away from it
+                    // (`drill --back`).
+                    let mine = self.here.here().await.is_ok_and(|me| me.eni == spot.eni);
                     let here = keep_local(
                         self.destination,
                         32,
                         &Interface::Named(self.interface.clone()),
-                        true,
+                        mine,
                     )
                     .await;
                     let verified = match here {
-                        Ok(()) => Verified::Yes,
-                        Err(e) => Verified::Unknown(format!(
+                        Err(e) if mine => Verified::Unknown(format!(
                             "every table points here, but adding it to {} failed: {e}",
                             self.interface
                         )),
+                        _ => Verified::Yes,
                     };
                     return MoveResult::Moved(Some(summary(&moved)), verified);
                 }
@@ -763,7 +771,6 @@ impl Provider for RouteClaims {
                         }
                     }
                 }
-                return;
             } else {
                 *self.unfinished() = None;
             }

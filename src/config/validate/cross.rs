@@ -76,6 +76,50 @@ pub(super) fn checks(
             }
         }
     }
+    // Groups: members are claim actions (not groups), each in one group, listed by no rule.
+    let mut member_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, a) in actions {
+        let ActionSpec::ClaimGroup(g) = a else {
+            continue;
+        };
+        let item = format!("action \"{name}\"");
+        let mut cx = Ctx::new(&m.actions[name].file, &item, errs);
+        for member in &g.members {
+            match actions.get(member) {
+                // Defined, with errors of its own (reported there).
+                None if m.actions.contains_key(member) => {}
+                None => cx.err(format!(
+                    "`members` lists \"{member}\", which is not an action; defined: {:?}",
+                    actions.keys().collect::<Vec<_>>()
+                )),
+                Some(ActionSpec::ClaimGroup(_)) => cx.err(format!(
+                    "`members` lists group \"{member}\": a group's members are claim actions (claim_eip, claim_private_ip, claim_route)"
+                )),
+                Some(a) if !a.is_claim() => cx.err(format!(
+                    "`members` lists \"{member}\", which is not a claim action (claim_eip, claim_private_ip, claim_route)"
+                )),
+                Some(_) => {
+                    let first = *member_of.entry(member).or_insert(name);
+                    if first != name {
+                        cx.err(format!(
+                            "`members` lists \"{member}\", already a member of group \"{first}\": an address moves with one group"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for r in rules {
+        let item = format!("rule \"{}\"", r.name);
+        let mut cx = Ctx::new(&r.file, &item, errs);
+        for a in r.on_fail.iter().chain(&r.on_recover) {
+            if let Some(group) = member_of.get(a.as_str()) {
+                cx.err(format!(
+                    "lists \"{a}\", a member of group \"{group}\": list the group instead, so that its addresses never move apart"
+                ));
+            }
+        }
+    }
     let mut by_address: BTreeMap<AddressRef, &str> = BTreeMap::new();
     for (name, a) in actions {
         let address = match a {
