@@ -311,15 +311,21 @@ pub struct TakeoverReport {
 /// Why a takeover did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TakeoverError {
-    /// The configuration has no `claim_eip` action.
-    #[error("the configuration has no claim_eip action to take over with")]
+    /// The configuration has no claim action (`claim_eip`, `claim_private_ip`, `claim_route`).
+    #[error("the configuration has no claim action (claim_eip, claim_private_ip, claim_route) to take over with")]
     NoClaim,
-    /// The named action is not a `claim_eip` action of the running configuration.
-    #[error("no claim_eip action named {name:?}; the configuration has: {}", .have.join(", "))]
+    /// The named action is not a claim action of the running configuration.
+    #[error("no claim action named {name:?}; the configuration has: {}", .have.join(", "))]
     Unknown { name: String, have: Vec<String> },
-    /// Several `claim_eip` actions and none named.
-    #[error("the configuration has several claim_eip actions: name one ({})", .0.join(", "))]
+    /// Several claim actions and none named.
+    #[error("the configuration has several claim actions: name one ({})", .0.join(", "))]
     Ambiguous(Vec<String>),
+    /// The named action is a member of a `claim_group`: moving it alone would split the group.
+    #[error("{name:?} is a member of group {group:?}: taking it over alone would split the group; `takeover` and `drill` of a claim_group are not supported yet")]
+    GroupMember { name: String, group: String },
+    /// The named action is a `claim_group`.
+    #[error("{0:?} is a claim_group: `takeover` and `drill` of a group are not supported yet")]
+    Group(String),
     /// `--back` without `drill`.
     #[error("--back goes with drill only")]
     BackWithoutDrill,

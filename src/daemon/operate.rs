@@ -74,6 +74,23 @@ impl Live {
             })
             .collect();
         let names = || claims.iter().map(|(n, _)| n.to_string()).collect();
+        let group_of = |want: &str| {
+            self.actions.iter().find_map(|(g, a)| match a {
+                Action::Group(grp) if grp.members().any(|m| m == want) => Some(g.clone()),
+                _ => None,
+            })
+        };
+        if let Some(want) = name {
+            if matches!(self.actions.get(want), Some(Action::Group(_))) {
+                return Err(TakeoverError::Group(want.into()));
+            }
+            if let Some(group) = group_of(want) {
+                return Err(TakeoverError::GroupMember {
+                    name: want.into(),
+                    group,
+                });
+            }
+        }
         match name {
             Some(want) => claims
                 .iter()
@@ -85,6 +102,10 @@ impl Live {
                 }),
             None => match claims.as_slice() {
                 [] => Err(TakeoverError::NoClaim),
+                [(n, _)] if group_of(n).is_some() => Err(TakeoverError::GroupMember {
+                    name: n.to_string(),
+                    group: group_of(n).unwrap_or_default(),
+                }),
                 [(n, c)] => Ok((n.to_string(), *c)),
                 _ => Err(TakeoverError::Ambiguous(names())),
             },

@@ -247,7 +247,7 @@ async fn takeover_moves_a_healthy_pairs_eip_once_with_one_planned_alert() {
     let out = wb.ctl(&["takeover", "nope"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("no claim_eip action named \"nope\""),
+        text(&out.stderr).contains("no claim action named \"nope\""),
         "{}",
         text(&out.stderr)
     );
@@ -466,7 +466,7 @@ async fn commands_from_a_user_neither_root_nor_the_daemons_are_refused() {
     let out = wd.ctl(&["takeover"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("no claim_eip action"),
+        text(&out.stderr).contains("no claim action"),
         "{}",
         text(&out.stderr)
     );

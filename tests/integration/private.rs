@@ -403,6 +403,19 @@ async fn a_group_moves_the_eip_and_the_overlay_ip_together_with_one_alert() {
     );
     let wb = start(&bed, "b", OVERLAY, &members);
     started(&[&wb]).await;
+    // An operator's takeover of one member would split the group: refused, nothing moves.
+    for (what, needle) in [
+        ("public", "is a member of group \"claim\""),
+        ("claim", "is a claim_group"),
+    ] {
+        let out = wb.ctl(&["takeover", what]).await;
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success() && err.contains(needle),
+            "{what}: {err}"
+        );
+    }
+    assert_eq!(bed.proxy.count("AssociateAddress").0, 0);
     bed.nodes.get_mut("a").unwrap().haproxy.stop();
     let claimed = wb.wait_event(T, "group_claimed").await;
     assert!(
