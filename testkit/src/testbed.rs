@@ -361,6 +361,21 @@ impl Poller {
             .find(|(t, w)| *t > t0 && w.as_deref() == who)
             .map(|(t, _)| *t)
     }
+
+    /// `host` GETting `addr` every `period`, keeping who answered (what [`TestBed::poll_eip`]
+    /// does for the EIP, for any host and address: the VPC bed's internal client).
+    pub fn start(host: &Host, addr: SocketAddr, period: Duration) -> Poller {
+        let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
+        let (a, host) = (answers.clone(), host.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let who = get(&host, addr).await;
+                a.lock().unwrap().push((Instant::now(), who));
+                tokio::time::sleep(period).await;
+            }
+        });
+        Poller { answers, task }
+    }
 }
 
 impl Drop for Poller {

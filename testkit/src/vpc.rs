@@ -475,6 +475,11 @@ on_fail = ["claim"]
     pub async fn get_from_client(&self, ip: Ipv4Addr) -> Option<String> {
         crate::testbed::get(&self.client, SocketAddr::new(ip.into(), 80)).await
     }
+
+    /// The internal client GETting `ip` every `period`, keeping who answered.
+    pub fn poll(&self, ip: Ipv4Addr, period: Duration) -> crate::testbed::Poller {
+        crate::testbed::Poller::start(&self.client, SocketAddr::new(ip.into(), 80), period)
+    }
 }
 
 impl Drop for VpcBed {
