@@ -474,3 +474,39 @@ async fn a_group_member_refused_stops_the_whole_group_before_anything_moves() {
     assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
     assert!(bed.world.alerts(Duration::from_secs(2)).await.is_empty());
 }
+
+/// A tester's find (the benchmark): the address went on the interface only after the claim's
+/// verification, a second after the VPC had started sending its traffic here, and every
+/// connection in between was dropped. It goes on at the first write now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_address_is_served_from_the_first_write_not_after_the_verification() {
+    for (overlay, ip) in [(true, OVERLAY), (false, VIP)] {
+        let mut bed = if overlay {
+            VpcBed::new(&[("a", 'a'), ("b", 'b')], Some("a"), None).await
+        } else {
+            VpcBed::new(&[("a", 'a'), ("b", 'a')], None, Some("a")).await
+        };
+        let action = if overlay {
+            bed.route_action("60s")
+        } else {
+            bed.private_ip_action("60s")
+        };
+        let wb = start(&bed, "b", ip, &action);
+        started(&[&wb]).await;
+        let poller = bed.poll(ip, Duration::from_millis(50));
+        let t0 = tokio::time::Instant::now();
+        bed.nodes.get_mut("a").unwrap().haproxy.stop();
+        wb.wait_event(T, "address_claimed").await;
+        let claimed_seen = tokio::time::Instant::now();
+        served_by(&bed, ip, "b").await;
+        let first = poller.first_after(t0, Some("b")).expect("an answer from b");
+        // The claim settles for a second (SETTLE) after EC2 shows the move: the first answer
+        // from b comes well before the claim says it is done.
+        assert!(
+            first + Duration::from_millis(300) < claimed_seen,
+            "{ip}: first answer from b {:?} after the failure, the claim seen done at {:?}",
+            first - t0,
+            claimed_seen - t0
+        );
+    }
+}

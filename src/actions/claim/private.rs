@@ -305,6 +305,16 @@ impl Provider for PrivateIpClaims {
         if let Err(e) = self.ec2.assign_private_ip(&spot.eni, self.ip).await {
             return MoveResult::Failed(e.to_string());
         }
+        // EC2 sends the address's traffic here from the write on: the kernel must accept it
+        // now, not after the verification (a client's first connection would be dropped and
+        // retried a second later). Taken off again below if the move turns out lost.
+        let mine = self.here.here().await.is_ok_and(|me| me.eni == spot.eni);
+        let early = match (mine, self.here.here().await) {
+            (true, Ok(me)) => {
+                keep_local(self.ip, self.prefix().await, &self.local(&me), true).await
+            }
+            _ => Ok(()),
+        };
         let before_token = before.token.clone();
         let verified = verify_until(
             verify_for,
@@ -342,10 +352,11 @@ impl Provider for PrivateIpClaims {
             other => other,
         };
         // The address goes to this node (a claim), or away from it (`drill --back`).
-        let mine = self.here.here().await.is_ok_and(|me| me.eni == spot.eni);
         let here = mine && matches!(verified, Verified::Yes);
         let local = match self.here.here().await {
-            Ok(me) => keep_local(self.ip, self.prefix().await, &self.local(&me), here).await,
+            Ok(me) => keep_local(self.ip, self.prefix().await, &self.local(&me), here)
+                .await
+                .and(early),
             Err(e) => Err(e.to_string()),
         };
         match (verified, local) {
@@ -622,6 +633,10 @@ impl Provider for RouteClaims {
         };
         // When every table first showed this node: it must keep showing it for SETTLE.
         let mut settled_since: Option<Instant> = None;
+        // The overlay IP goes to this node (a claim), or away from it (`drill --back`); it is
+        // added locally as soon as one table sends it here.
+        let mine = self.here.here().await.is_ok_and(|me| me.eni == spot.eni);
+        let mut early = false;
         loop {
             for t in view
                 .iter()
@@ -631,6 +646,18 @@ impl Provider for RouteClaims {
                     Ok(how) => {
                         moved.insert(t.route_table_id.clone(), how);
                         errors.remove(&t.route_table_id);
+                        // Traffic comes through this table from now on: the kernel must
+                        // accept it before the other tables and the verification are done.
+                        if mine && !early {
+                            early = true;
+                            let _ = keep_local(
+                                self.destination,
+                                32,
+                                &Interface::Named(self.interface.clone()),
+                                true,
+                            )
+                            .await;
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(event = events::ROUTE_SPLIT, table = %t.route_table_id, error = %e,
@@ -648,9 +675,6 @@ impl Provider for RouteClaims {
                         continue;
                     }
                     *self.unfinished() = None;
-                    // The address goes to this node (a claim), or away from it
-                    // (`drill --back`).
-                    let mine = self.here.here().await.is_ok_and(|me| me.eni == spot.eni);
                     let here = keep_local(
                         self.destination,
                         32,
@@ -688,6 +712,17 @@ impl Provider for RouteClaims {
                     if let Some(r) = rival {
                         if r < spot.eni {
                             *self.unfinished() = None;
+                            // The winner is rewriting every table: what this node added
+                            // early goes (the owner poll would, later).
+                            if early {
+                                let _ = keep_local(
+                                    self.destination,
+                                    32,
+                                    &Interface::Named(self.interface.clone()),
+                                    false,
+                                )
+                                .await;
+                            }
                             return MoveResult::Lost(format!(
                                 "{r} claimed {} at the same time ({}); the lower ENI id keeps it",
                                 self.destination,
