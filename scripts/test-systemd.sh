@@ -293,6 +293,23 @@ ct systemctl daemon-reload
 check "without the drop-in, a manual restart is back to WatchdogSec=30s" \
   ct sh -c "systemctl restart $UNIT && [ \"\$(systemctl show -P WatchdogUSec $UNIT)\" = 30s ]"
 
+# --- the private-claims drop-in (docs/private-addresses.md): CAP_NET_ADMIN, only it, and only
+# with the drop-in installed.
+DROPIN=/usr/share/doc/haproxy-watchdog/systemd/private-claims.conf
+cap_eff_is() { [ "$(ct grep '^CapEff:' "/proc/$(main_pid)/status" | awk '{print $2}')" = "$1" ]; }
+check "the package ships the private-claims drop-in" test -f "$ROOT$DROPIN"
+check "without it, the daemon has no capability (CapEff 0)" cap_eff_is 0000000000000000
+mkdir -p "$ROOT/etc/systemd/system/$UNIT.d"
+cp "$ROOT$DROPIN" "$ROOT/etc/systemd/system/$UNIT.d/"
+ct systemctl daemon-reload
+check "restarted with the drop-in" ct systemctl restart "$UNIT"
+check "with it, CAP_NET_ADMIN and nothing else (CapEff 1000)" cap_eff_is 0000000000001000
+check "systemd-analyze verify of the unit with the drop-in is clean" verify_clean "$(prop FragmentPath)"
+rm -r "$ROOT/etc/systemd/system/$UNIT.d"
+ct systemctl daemon-reload
+check "without the drop-in again, no capability after a restart" \
+  ct sh -c "systemctl restart $UNIT && [ \"\$(grep '^CapEff:' /proc/\$(systemctl show -P MainPID $UNIT)/status | awk '{print \$2}')\" = 0000000000000000 ]"
+
 # --- configurations that cannot start
 ct systemctl stop "$UNIT"
 write_conf 60-bad.toml "$INVALID"
