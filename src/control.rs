@@ -795,18 +795,33 @@ async fn request(
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        s.write_all(head.as_bytes())
-            .await
-            .map_err(StatusError::Io)?;
-        s.write_all(body.as_bytes())
-            .await
-            .map_err(StatusError::Io)?;
+        // The daemon may answer (a refusal, 403) and close before it has read the whole
+        // request: a write cut short by that is not the answer, what was sent back is.
+        let sent = match s.write_all(head.as_bytes()).await {
+            Ok(()) => s.write_all(body.as_bytes()).await,
+            Err(e) => Err(e),
+        };
+        let cut = match sent {
+            Ok(()) => None,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                Some(e)
+            }
+            Err(e) => return Err(StatusError::Io(e)),
+        };
         let mut reply = Vec::new();
-        s.take(16 * 1024 * 1024)
-            .read_to_end(&mut reply)
-            .await
-            .map_err(StatusError::Io)?;
-        Ok::<_, StatusError>(reply)
+        let read = s.take(16 * 1024 * 1024).read_to_end(&mut reply).await;
+        match (read, cut) {
+            (Ok(_), Some(e)) if reply.is_empty() => Err(StatusError::Io(e)),
+            (Ok(_), _) => Ok::<_, StatusError>(reply),
+            (Err(_), Some(e)) if reply.is_empty() => Err(StatusError::Io(e)),
+            (Err(_), Some(_)) => Ok(reply),
+            (Err(e), None) => Err(StatusError::Io(e)),
+        }
     };
     let reply = tokio::time::timeout(limit, talk)
         .await
@@ -824,6 +839,38 @@ async fn request(
 
 #[cfg(test)]
 mod tests {
+    /// Found when the suite ran loaded: the daemon refused a user (403) and closed before it
+    /// had read the whole request; the client's write then failed (EPIPE) and it printed
+    /// "Broken pipe" instead of the refusal it had been sent.
+    #[tokio::test]
+    async fn an_answer_sent_before_the_request_was_read_is_what_the_client_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nnot you\r\n")
+                .await
+                .unwrap();
+            // Closed without reading a byte.
+        });
+        // Bigger than the socket's buffers, so the write is cut short.
+        let big = "x".repeat(4 * 1024 * 1024);
+        let err = super::send::<_, serde_json::Value>(
+            &path,
+            "/pause",
+            &big,
+            super::Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, super::StatusError::Refused { line, body } if line.contains("403") && body == "not you"),
+            "{err:?}"
+        );
+    }
+
     /// A tester's find: with a configuration that does not load, `status` asked the default
     /// socket without a word, and then said the daemon was unreachable.
     #[test]

@@ -378,7 +378,7 @@ async fn preflight_checks_backend_sync_reads_and_the_sockets_admin_level() {
     .await;
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     for want in [
-        "SKIP instance metadata: no EC2 claim_eip action needs this node's identity".to_owned(),
+        "SKIP instance metadata: no EC2 claim (claim_eip, claim_private_ip, claim_route) needs this node's identity".to_owned(),
         "PASS autoscaling:DescribeAutoScalingGroups for rule \"servers\": group \"web\" has 2 instance(s) in service".to_owned(),
         "PASS ec2:DescribeInstances for rule \"servers\" (DryRun: allowed)".to_owned(),
         format!("PASS SQS events queue {} exists", queue.url),
@@ -466,7 +466,7 @@ async fn preflight_checks_an_opsworks_claim() {
     let run = preflight(&bed.env("a"), &conf(&ow), How::default()).await;
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     for want in [
-        "SKIP instance metadata: no EC2 claim_eip action needs this node's identity".to_owned(),
+        "SKIP instance metadata: no EC2 claim (claim_eip, claim_private_ip, claim_route) needs this node's identity".to_owned(),
         format!("PASS OpsWorks instance id {id} for action \"claim\""),
         format!(
             "PASS Elastic IP {eip} registered with OpsWorks for action \"claim\"; held by OpsWorks instance {id}"
