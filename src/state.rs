@@ -55,6 +55,10 @@ struct StateFile {
     /// its own, for the same reason.
     #[serde(default)]
     history: Vec<serde_json::Value>,
+    /// The addresses the running configuration's private claims put on local interfaces:
+    /// one the next configuration (after a reload or a restart) no longer claims is taken off.
+    #[serde(default)]
+    private_addresses: Vec<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -287,6 +291,21 @@ impl StateStore {
         });
     }
 
+    /// The claims of `eips` (a group's members) are settled together, and `alert` queued, in
+    /// one write: a crash leaves either every member's own saved alert or the group's.
+    pub fn claims_settled(&self, eips: &[String], alert: Option<(&str, &str, &str)>) -> u64 {
+        let mut id = 0;
+        self.update(|d| {
+            for e in eips {
+                d.claims.remove(e);
+            }
+            if let Some((topic, subject, message)) = alert {
+                id = push_alert(d, topic, subject, message);
+            }
+        });
+        id
+    }
+
     /// The claim of `eip` is settled. `alert` (topic, subject, message), when given, is queued
     /// in the same write that forgets the claim, so a crash never loses or doubles it; its
     /// id comes back (0 when nothing is kept).
@@ -299,6 +318,20 @@ impl StateStore {
             }
         });
         id
+    }
+
+    /// The private addresses the last configuration claimed (see `StateFile`).
+    pub fn private_addresses(&self) -> Vec<std::net::Ipv4Addr> {
+        let Some(inner) = self.0.as_ref() else {
+            return Vec::new();
+        };
+        let d = inner.data.lock().unwrap_or_else(|p| p.into_inner());
+        d.private_addresses.clone()
+    }
+
+    /// Save the private addresses the running configuration claims.
+    pub fn private_addresses_saved(&self, addresses: Vec<std::net::Ipv4Addr>) {
+        self.update(|d| d.private_addresses = addresses);
     }
 
     /// How long ago `eip` last moved, as far as the saved state knows.

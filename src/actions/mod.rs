@@ -41,9 +41,13 @@ pub enum GroupRole {
     /// outcome says whether this member may move (`NoOp` with a `ready` step), is already
     /// here (`NoOp`), or may not (`Refused`, `Error`).
     Check,
-    /// The group decided: move it. Every gate runs again but the two that were decided for
-    /// the whole group and would only split it now: the path proof and the rule's recheck
-    /// (once one member moved, the rule's check may pass because of it). A member whose
+    /// As `Check`, but the hold-down does not apply: part of the group is on this node
+    /// already (a claim cut by a crash, a member that failed), and finishing the group is no
+    /// ping-pong, while leaving it split would be an outage of its own.
+    Finish,
+    /// The group decided: move it. Every gate runs again but those that were decided for the
+    /// whole group and would only split it now: the hold-down, the path proof and the rule's
+    /// recheck (once one member moved, the rule's check may pass because of it). A member whose
     /// owner changed since the check refuses (moved-meanwhile), as any claim does. No alert
     /// of its own: the group sends one.
     Commit,

@@ -1194,7 +1194,7 @@ fn every_misuse_of_a_private_claim_is_an_error() {
         "`private_ip` = \"10.0.2.50\" is in another subnet than this node's ([node] subnet_cidr = \"10.0.1.0/24\")",
         "`destination` = \"10.1.4.4\" is inside the VPC ([node] vpc_cidrs has \"10.1.0.0/16\")",
         "`route_table_ids` lists rtb-0a twice",
-        "`route_table_ids` = \"igw-1\": expected an id like rtb-",
+        "`route_table_ids` entry \"igw-1\": a route table id is \"rtb-\" and hexadecimal digits",
         "`reachability` entry \"10.0.0.2\": write \"IPv4:port\"",
         "`interface` = \"a/b\": not a network interface name",
     ];
@@ -1233,6 +1233,24 @@ fn every_misuse_of_a_private_claim_is_an_error() {
         e.iter()
             .any(|x| x.contains("`on_recover` lists claim action \"overlay\"")),
         "{e:?}"
+    );
+    for reserved in ["10.0.1.0", "10.0.1.2", "10.0.1.3", "10.0.1.255"] {
+        let r = PRIVATE.replace(
+            "private_ip = \"10.0.1.50\"",
+            &format!("private_ip = \"{reserved}\""),
+        );
+        let e = errors(&[("a.toml", &r)]);
+        assert!(
+            e.iter()
+                .any(|x| x.contains("one of the five addresses EC2 reserves")),
+            "{reserved}: {e:#?}"
+        );
+    }
+    let e = errors(&[("a.toml", &PRIVATE.replace("rtb-0b", "rtb-xyz"))]);
+    assert!(
+        e.iter()
+            .any(|x| x.contains("\"rtb-xyz\": a route table id is")),
+        "{e:#?}"
     );
     let cidr = PRIVATE.replace(
         "subnet_cidr = \"10.0.1.0/24\"",

@@ -235,6 +235,37 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
         pause: deps.pause.clone(),
         history: deps.history.clone(),
     });
+    // An address the last configuration (this run's, or the one before a restart) put on an
+    // interface and this one no longer claims would stay there forever, answering this node's
+    // own connections to it: taken off.
+    let claimed_now: Vec<std::net::Ipv4Addr> = config
+        .actions
+        .values()
+        .filter_map(|a| match a {
+            ActionSpec::ClaimPrivateIp(c) => Some(c.private_ip),
+            ActionSpec::ClaimRoute(c) => Some(c.destination),
+            _ => None,
+        })
+        .collect();
+    if !dry_run {
+        for ip in deps.store.private_addresses() {
+            if !claimed_now.contains(&ip) {
+                tokio::spawn(async move {
+                    match crate::actions::claim::local_address::remove(ip).await {
+                        Ok(true) => {
+                            tracing::info!(event = events::LOCAL_ADDRESS_REMOVED, address = %ip,
+                            "no claim of the configuration claims it any more")
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::error!(event = events::LOCAL_ADDRESS_FAILED, address = %ip, error = %e)
+                        }
+                    }
+                });
+            }
+        }
+        deps.store.private_addresses_saved(claimed_now);
+    }
     // A claim the last run had under way is settled by the action that now owns its address.
     let settled = |claim: ClaimAction| {
         let pending = deps
@@ -284,7 +315,7 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
                     _ => None,
                 })
                 .collect();
-            let group = ClaimGroup::new(g.clone(), members, claim_env.clone());
+            let group = ClaimGroup::new(g.clone(), members, claim_env.clone(), deps.holds.clone());
             actions.insert(name.clone(), Action::Group(group));
         }
     }

@@ -129,30 +129,45 @@ pub(super) async fn private(report: &mut Report, config: &Config, me: Option<&No
         "CAP_NET_ADMIN for the private claims' local addresses, as {}",
         whoami()
     );
-    if has_net_admin() {
+    if crate::actions::claim::local_address::may_change_addresses() {
         report.push(Check::pass("cap_net_admin", what));
+    } else if let Some(dropin) = dropin_granting_net_admin() {
+        report.push(Check::skip(
+            "cap_net_admin",
+            what,
+            format!(
+                "this process lacks it, but {} grants it to the daemon's unit",
+                dropin.display()
+            ),
+        ));
     } else {
         report.push(Check::fail(
             "cap_net_admin",
             what,
-            "this process may not add or remove addresses; the daemon needs CAP_NET_ADMIN to add a claimed address to its interface, and without it the address would move in EC2 and be dropped here",
-            "install the unit drop-in: cp /usr/share/doc/haproxy-watchdog/systemd/private-claims.conf /etc/systemd/system/haproxy-watchdog.service.d/ && systemctl daemon-reload && systemctl restart haproxy-watchdog; then run preflight as the daemon runs (root, or with that capability)",
+            "this process may not add or remove addresses, and no unit drop-in grants it; the daemon needs CAP_NET_ADMIN to put a claimed address on its interface, and a claim refuses without it (local_address_unavailable)",
+            "install the unit drop-in: install -D -m 644 /usr/share/doc/haproxy-watchdog/systemd/private-claims.conf /etc/systemd/system/haproxy-watchdog.service.d/private-claims.conf && systemctl daemon-reload && systemctl restart haproxy-watchdog",
         ));
     }
 }
 
-/// Whether this process's effective capabilities include `CAP_NET_ADMIN` (bit 12 of
-/// `CapEff` in /proc/self/status, capabilities(7)).
-fn has_net_admin() -> bool {
-    const CAP_NET_ADMIN: u32 = 12;
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+/// A drop-in of the daemon's unit that grants `CAP_NET_ADMIN` (`AmbientCapabilities=`), if
+/// one is installed: the daemon has the capability although `preflight`, run as another user,
+/// does not.
+fn dropin_granting_net_admin() -> Option<PathBuf> {
+    let dir = Path::new("/etc/systemd/system/haproxy-watchdog.service.d");
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "conf")
+                && std::fs::read_to_string(p).is_ok_and(|t| {
+                    t.lines().any(|l| {
+                        let l = l.trim();
+                        l.starts_with("AmbientCapabilities=") && l.contains("CAP_NET_ADMIN")
+                    })
+                })
         })
-        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
 }
 
 /// Why a directory does not take a new file, with the fix: one file is created and removed

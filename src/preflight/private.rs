@@ -31,6 +31,20 @@ async fn interface(
         return None;
     }
     match ctx.ec2.interface(&me.network_interface_id).await {
+        Ok(n) if n.instance_id.as_ref().is_some_and(|i| *i != me.instance_id) => {
+            report.push(Check::fail(
+                id,
+                what,
+                format!(
+                    "{} is attached to {}, not to this node ({}): a claim would move the address there (refused: eni_not_this_instance)",
+                    n.network_interface_id,
+                    n.instance_id.as_deref().unwrap_or("?"),
+                    me.instance_id
+                ),
+                "check [node] network_interface_id and instance_id (or leave them unset: instance metadata knows)",
+            ));
+            None
+        }
         Ok(n) => {
             report.push(Check::pass(
                 id,

@@ -88,6 +88,9 @@ pub const ROUTE_SPLIT: &str = "route_split";
 pub const GROUP_CLAIMED: &str = "group_claimed";
 /// A `claim_group` member did not move yet (retried), or the group ended split across nodes.
 pub const GROUP_SPLIT: &str = "group_split";
+/// A private claim this node made and verified was overwritten right after by another node's
+/// (its write landed last): corrected in the history and by an alert.
+pub const CLAIM_OVERTAKEN: &str = "claim_overtaken";
 /// This node moved a private address (`claim_private_ip`, `claim_route`) to itself.
 pub const ADDRESS_CLAIMED: &str = "address_claimed";
 /// This node moved the Elastic IP to itself and verified it.
@@ -240,6 +243,7 @@ pub const ALL: &[&str] = &[
     LOCAL_ADDRESS_FAILED,
     ROUTE_SPLIT,
     ADDRESS_CLAIMED,
+    CLAIM_OVERTAKEN,
     GROUP_CLAIMED,
     GROUP_SPLIT,
     EIP_CLAIMED,

@@ -510,3 +510,192 @@ async fn a_moved_address_is_served_from_the_first_write_not_after_the_verificati
         );
     }
 }
+
+/// `watchdog run` of `node` with `toml` and a state directory that outlives the process.
+fn start_with_state(bed: &VpcBed, node: &str, toml: &str, state: &std::path::Path) -> Watchdog {
+    Watchdog::start_in(
+        &bed.nodes[node].host,
+        &bed.env(),
+        toml,
+        &["--state-dir", state.to_str().unwrap()],
+    )
+}
+
+/// A breaker's find: kill -9 between the two tables' writes left the overlay IP split for the
+/// whole hold-down, and no alert said anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_a_route_claim_finishes_it_and_announces_it_once() {
+    let mut bed = VpcBed::new(&[("a", 'a'), ("b", 'b')], Some("a"), None).await;
+    let state = tempfile::tempdir().unwrap();
+    let toml = bed.conf("b", OVERLAY, &bed.route_action("60s"), "");
+    let wb = start_with_state(&bed, "b", &toml, state.path());
+    started(&[&wb]).await;
+    // The first table's write goes through; the second is held and never reaches EC2.
+    bed.proxy
+        .inject("ReplaceRoute", Fault::Delay(Duration::from_millis(1)), 1);
+    bed.proxy
+        .inject("ReplaceRoute", Fault::Blackhole(Duration::from_secs(30)), 1);
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    eventually(T, "the second table's write in flight", || async {
+        (bed.proxy.count("ReplaceRoute").0 >= 2).then_some(())
+    })
+    .await;
+    wb.signal("KILL");
+    let split = bed.overlay_targets().await;
+    let b_eni = bed.world.node("b").eni.clone();
+    assert_eq!(
+        split
+            .iter()
+            .filter(|(_, e)| e.as_deref() == Some(b_eni.as_str()))
+            .count(),
+        1,
+        "one table moved before the crash: {split:?}"
+    );
+    let wb = start_with_state(&bed, "b", &toml, state.path());
+    let found = wb.wait_event(T, "claim_found_after_restart").await;
+    assert_eq!(found["partly"], true, "{found}");
+    both_tables_on(&bed, "b").await;
+    served_by(&bed, OVERLAY, "b").await;
+    let alerts = bed.world.alerts(Duration::from_secs(3)).await;
+    assert_eq!(alerts.len(), 1, "the move is announced once: {alerts:?}");
+}
+
+/// A breaker's find: kill -9 in the middle of a group's move: the member that moved was
+/// never announced, and the rest waited out its hold-down, the group split meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_cut_by_a_crash_is_announced_and_finished_after_the_restart() {
+    let mut bed = VpcBed::new(&[("a", 'a'), ("b", 'b')], Some("a"), None).await;
+    bed.world.associate("a").await;
+    let state = tempfile::tempdir().unwrap();
+    let members = format!(
+        "type = \"claim_group\"\nmembers = [\"public\", \"internal\"]\n\n[actions.public]\ntype = \"claim_eip\"\neip = \"{}\"\nhold_down = \"60s\"\n\n[actions.internal]\n{}",
+        bed.world.eip,
+        bed.route_action("60s")
+    );
+    let toml = bed.conf("b", OVERLAY, &members, "");
+    let wb = start_with_state(&bed, "b", &toml, state.path());
+    started(&[&wb]).await;
+    bed.proxy
+        .inject("ReplaceRoute", Fault::Blackhole(Duration::from_secs(30)), 1);
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    wb.wait_event(T, "eip_claimed").await;
+    eventually(T, "the route's write in flight", || async {
+        (bed.proxy.count("ReplaceRoute").0 >= 1).then_some(())
+    })
+    .await;
+    wb.signal("KILL");
+    assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
+    both_tables_on(&bed, "a").await;
+
+    let wb = start_with_state(&bed, "b", &toml, state.path());
+    wb.wait_event(T, "claim_found_after_restart").await;
+    wb.wait_event(T, "group_claimed").await;
+    both_tables_on(&bed, "b").await;
+    let alerts = bed.world.alerts(Duration::from_secs(3)).await;
+    assert_eq!(
+        alerts.len(),
+        2,
+        "each move announced once: the EIP's, then the group's: {alerts:?}"
+    );
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.subject.contains("took over 203.0.113.10")),
+        "{alerts:?}"
+    );
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.subject.contains("took over group claim")),
+        "{alerts:?}"
+    );
+}
+
+/// A breaker's find: a rival's write landing after this node's claim said verified (a write
+/// slower than the settling reads) left a "took over (verified)" alert and history standing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_overtaken_right_after_it_said_verified_is_corrected() {
+    let mut bed = VpcBed::new(&[("a", 'a'), ("b", 'b'), ("c", 'b')], Some("a"), None).await;
+    let wb = start(&bed, "b", OVERLAY, &bed.route_action("60s"));
+    started(&[&wb]).await;
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    wb.wait_event(T, "address_claimed").await;
+    // Another node's write lands now, after b's claim was verified.
+    let c_eni = bed.world.node("c").eni.clone();
+    for t in [bed.table('a'), bed.table('b')] {
+        bed.world
+            .ec2
+            .replace_route()
+            .route_table_id(t)
+            .destination_cidr_block(format!("{OVERLAY}/32"))
+            .network_interface_id(&c_eni)
+            .send()
+            .await
+            .unwrap();
+    }
+    let overtaken = wb.wait_event(T, "claim_overtaken").await;
+    assert!(
+        overtaken["holder"]
+            .as_str()
+            .is_some_and(|h| h.contains(&c_eni)),
+        "{overtaken}"
+    );
+    wb.wait_event(T, "local_address_removed").await;
+    let alerts = bed.world.alerts(Duration::from_secs(3)).await;
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert!(
+        alerts.iter().any(|a| a.subject.contains("(correction)")),
+        "{alerts:?}"
+    );
+    let history = wb.ctl(&["status", "--history", "--json"]).await;
+    let text = String::from_utf8_lossy(&history.stdout);
+    assert!(text.contains("right after this node's claim"), "{text}");
+    // Said once, not at every poll.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(wb.count("claim_overtaken"), 1);
+}
+
+/// Breaker's finds: a node that could not put the address on its interface (no such
+/// interface, no CAP_NET_ADMIN), or whose `[node] network_interface_id` names another
+/// instance's ENI, still moved the address in EC2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_receive_the_address_changes_nothing_in_ec2() {
+    let mut bed = VpcBed::new(&[("a", 'a'), ("b", 'a')], None, Some("a")).await;
+    let no_iface = bed.private_ip_action("60s") + "interface = \"nosuch0\"\n";
+    let wb = start(&bed, "b", VIP, &no_iface);
+    started(&[&wb]).await;
+    bed.nodes.get_mut("a").unwrap().haproxy.stop();
+    wb.refused_at_least(T, "local_address_unavailable", 2).await;
+    drop(wb);
+    let (a, b) = (bed.world.node("a").clone(), bed.world.node("b").clone());
+    let wrong_eni = format!(
+        "[node]\ninstance_id = \"{}\"\nnetwork_interface_id = \"{}\"\nprivate_ip = \"{}\"\n",
+        b.instance_id, a.eni, b.private_ip
+    );
+    let wb = bed.start(
+        "b",
+        &bed.conf("b", VIP, &bed.private_ip_action("60s"), &wrong_eni),
+    );
+    wb.refused_at_least(T, "eni_not_this_instance", 2).await;
+    assert_eq!(bed.proxy.count("AssignPrivateIpAddresses").0, 0);
+    assert!(bed.world.alerts(Duration::from_secs(1)).await.is_empty());
+}
+
+/// A breaker's find: an address the configuration stopped claiming (reload, restart) stayed
+/// on the interface forever, answering the node's own connections to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_no_longer_claimed_is_taken_off_the_interface() {
+    let bed = VpcBed::new(&[("a", 'a'), ("b", 'b')], Some("a"), None).await;
+    let wa = start(&bed, "a", OVERLAY, &bed.route_action("60s"));
+    started(&[&wa]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(bed.nodes["a"].has_address(OVERLAY));
+    let other = bed
+        .route_action("60s")
+        .replace("192.168.100.10", "192.168.100.20");
+    std::fs::write(wa.config_path(), bed.conf("a", OVERLAY, &other, "")).unwrap();
+    wa.signal("HUP");
+    wa.wait_event(T, "config_reloaded").await;
+    wa.wait_event(T, "local_address_removed").await;
+    assert!(!bed.nodes["a"].has_address(OVERLAY));
+}

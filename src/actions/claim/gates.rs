@@ -136,6 +136,9 @@ pub(crate) struct Gates<P: Provider, L> {
     /// Who held the EIP before this node's last planned takeover moved it here: where
     /// `drill --back` returns it.
     taken_from: std::sync::Mutex<Option<Owner<P::State>>>,
+    /// When this node last claimed the address, and onto what: the owner poll of a private
+    /// claim corrects the record when a rival's write lands after this claim said verified.
+    claimed: Arc<std::sync::Mutex<Option<(Instant, String)>>>,
 }
 
 impl<P: Provider, L: Local> Gates<P, L> {
@@ -184,6 +187,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             in_flight,
             seen: Arc::default(),
             taken_from: std::sync::Mutex::new(None),
+            claimed: Arc::default(),
         }
     }
 
@@ -204,6 +208,18 @@ impl<P: Provider, L: Local> Gates<P, L> {
         let provider = Arc::downgrade(&self.provider);
         let lock = self.last_move.clone();
         let address = self.spec.address.clone();
+        let (claimed, hold_down, name) = (
+            self.claimed.clone(),
+            self.spec.hold_down,
+            self.spec.name.clone(),
+        );
+        let (history, local, holds, topic, prefix) = (
+            self.history.clone(),
+            self.local.clone(),
+            self.holds.clone(),
+            self.spec.sns_topic_arn.clone(),
+            self.subject_prefix.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 {
@@ -212,7 +228,40 @@ impl<P: Provider, L: Local> Gates<P, L> {
                     };
                     let _claims_wait = lock.lock().await;
                     match (provider.here().await, provider.read().await) {
-                        (Ok(spot), Ok(owner)) => provider.keep_local(&owner, &spot).await,
+                        (Ok(spot), Ok(owner)) => {
+                            provider.keep_local(&owner, &spot).await;
+                            // A rival's write that landed after this node's claim said
+                            // verified (a write slower than the settling reads): say so, once.
+                            let recent = claimed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .take_if(|(at, _)| at.elapsed() < hold_down);
+                            if let (Some((_, onto)), false) = (
+                                recent.clone(),
+                                P::holds(&spot, &owner) || P::partly_holds(&spot, &owner),
+                            ) {
+                                let detail = format!(
+                                    "{address} moved to {} right after this node's claim onto {onto} said verified: another node claimed it at the same time, and its write landed last",
+                                    owner.holder
+                                );
+                                tracing::warn!(event = events::CLAIM_OVERTAKEN, action = %name, address = %address, holder = %owner.holder, "{detail}");
+                                let mut entry = Entry::new(Kind::ClaimRefused, detail.clone());
+                                entry.action = Some(name.clone());
+                                entry.reason = Some("lost_race".into());
+                                history.record(entry);
+                                if let Some(topic) = &topic {
+                                    let alert = Alert {
+                                        topic_arn: topic.clone(),
+                                        subject: sns_subject(&prefix, &format!("{address} went on to {} (correction)", owner.holder)),
+                                        message: format!("{detail}.\nThe earlier alert of this node's claim no longer holds.\nTime: {}\n", humantime::format_rfc3339_seconds(std::time::SystemTime::now())),
+                                    };
+                                    local.announce(holds.store_alert(&alert), alert);
+                                }
+                            } else if recent.is_some() {
+                                // Still here: keep watching for the rest of the hold-down.
+                                *claimed.lock().unwrap_or_else(|p| p.into_inner()) = recent;
+                            }
+                        }
                         (Err(e), _) => {
                             tracing::debug!(address = %address, error = %e, "owner poll: this node's identity is not known yet")
                         }
@@ -315,7 +364,9 @@ impl<P: Provider, L: Local> Gates<P, L> {
         }
 
         // 1. Hold-down; an operator's takeover overrides it on purpose.
-        if let Some(at) = (*last_move).filter(|_| planned.is_none()) {
+        // A group decided, or finishes what is partly here already (`GroupRole`).
+        let group_decided = matches!(ctx.group, Some(GroupRole::Finish | GroupRole::Commit));
+        if let Some(at) = (*last_move).filter(|_| planned.is_none() && !group_decided) {
             let since = at.elapsed();
             if since < self.spec.hold_down {
                 // A hold-down damps ping-pong between nodes; with nobody holding the EIP there
@@ -398,7 +449,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
         // 3b. What the provider itself requires (`claim_route`: source/destination checking
         // off on this node's ENI, the destination outside the VPC; `claim_private_ip`: the
         // address in this node's subnet). Read-only; a refusal names the fix.
-        if let Err((reason, detail)) = self.provider.precondition(&spot).await {
+        if let Err((reason, detail)) = self.provider.precondition(&spot, &before).await {
             return refused(reason, detail);
         }
 
@@ -422,7 +473,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             }
             tl.mark("last_look", "");
         }
-        if ctx.group == Some(GroupRole::Check) {
+        if matches!(ctx.group, Some(GroupRole::Check | GroupRole::Finish)) {
             tl.mark("ready", spot.describe());
             return ActionOutcome::NoOp(format!(
                 "ready: {eip} would move from {} onto {}",
@@ -436,8 +487,10 @@ impl<P: Provider, L: Local> Gates<P, L> {
         // Saved before the first mutating call: if the process dies mid-claim, the restarted
         // daemon is in hold-down (unless nobody holds the EIP) and reads who holds it, to
         // announce a move that completed (`reconcile`).
-        // A group member's move is announced by the group, in one alert for all members.
-        let topic = self.spec.sns_topic_arn.clone().filter(|_| !commit);
+        // A group member's move is announced by the group, in one alert for all members; its
+        // own alert is still saved with the claim, so a move the process died in is announced
+        // after the restart all the same.
+        let topic = self.spec.sns_topic_arn.clone();
         // The public IP, also when the configuration names the address by allocation id.
         let shown = before
             .public_ip
@@ -544,8 +597,20 @@ impl<P: Provider, L: Local> Gates<P, L> {
             provider = P::Spot::PROVIDER, from = %before.holder, to = %spot.describe(),
             association = %association, verified);
 
-        let alert = draft(&association, verified);
-        let id = self.holds.claim_settled(eip, alert.as_ref());
+        let alert = if commit {
+            None
+        } else {
+            draft(&association, verified)
+        };
+        *self.claimed.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), spot.describe()));
+        // A group member's claim stays saved, with its own alert, until the group settles
+        // every member together with its one alert (`ClaimGroup::run`).
+        let id = if commit {
+            0
+        } else {
+            self.holds.claim_settled(eip, alert.as_ref())
+        };
         *announce = alert.map(|a| (id, a));
         ActionOutcome::Done(format!(
             "claimed {eip} from {} onto {} ({verified})",
@@ -989,7 +1054,13 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             };
-            if P::holds(&spot, &owner) {
+            let partly = P::partly_holds(&spot, &owner);
+            if partly {
+                // Part of the move landed (a route in some tables): traffic already comes
+                // here, so the move is announced, and the owner poll finishes the rest.
+                provider.resume(&owner, &spot);
+            }
+            if P::holds(&spot, &owner) || partly {
                 let alert = claim.alert.map(|(topic_arn, subject, message)| Alert {
                     topic_arn,
                     subject,
@@ -997,7 +1068,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 });
                 let id = holds.claim_settled(&eip, alert.as_ref());
                 tracing::info!(event = events::CLAIM_FOUND_AFTER_RESTART, address = %eip, to = %spot.describe(),
-                    alert = alert.is_some(), "the claim the last run had under way completed; announcing it now");
+                    alert = alert.is_some(), partly, "the claim the last run had under way completed (or partly, and the owner poll finishes it); announcing it now");
                 if let Some(alert) = alert {
                     local.announce(id, alert);
                 }
@@ -1190,7 +1261,11 @@ mod tests {
             owner.state == Some("me")
         }
 
-        async fn precondition(&self, _: &Me) -> Result<(), (&'static str, String)> {
+        async fn precondition(
+            &self,
+            _: &Me,
+            _: &Owner<Self::State>,
+        ) -> Result<(), (&'static str, String)> {
             match self.refuse.lock().unwrap().clone() {
                 Some(r) => {
                     self.calls.push("precondition");

@@ -13,10 +13,11 @@
 //! 3. One alert names every member and where each went. A group left split across nodes
 //!    is an error (`group_split`), said in that alert.
 
-use super::{ClaimAction, ClaimEnv};
+use super::{ClaimAction, ClaimEnv, HoldDowns};
 use crate::actions::alerts::Alert;
 use crate::actions::notify::sns_subject;
 use crate::actions::{ActionContext, ActionOutcome, GroupRole};
+use crate::config::AddressRef;
 use crate::config::ClaimGroupSpec;
 use crate::history::{Entry, Kind};
 use crate::telemetry::events;
@@ -34,6 +35,8 @@ pub struct ClaimGroup {
     spec: ClaimGroupSpec,
     members: Vec<(String, ClaimAction)>,
     env: Arc<ClaimEnv>,
+    /// Where the members' saved claims are settled with the group's alert.
+    holds: HoldDowns,
     /// One run of the group at a time.
     running: tokio::sync::Mutex<()>,
 }
@@ -42,6 +45,7 @@ pub struct ClaimGroup {
 struct Moved {
     name: String,
     address: String,
+    address_ref: AddressRef,
     outcome: ActionOutcome,
 }
 
@@ -60,11 +64,13 @@ impl ClaimGroup {
         spec: ClaimGroupSpec,
         members: Vec<(String, ClaimAction)>,
         env: Arc<ClaimEnv>,
+        holds: HoldDowns,
     ) -> Self {
         ClaimGroup {
             spec,
             members,
             env,
+            holds,
             running: tokio::sync::Mutex::new(()),
         }
     }
@@ -92,26 +98,76 @@ impl ClaimGroup {
         let checked = join_all(self.members.iter().map(|(_, m)| m.run_timed(&check))).await;
         let mut to_move = Vec::new();
         let mut already = Vec::new();
+        let mut held = Vec::new();
+        let mut refusal = None;
         for ((name, m), (out, tl)) in self.members.iter().zip(checked) {
             match out {
                 ActionOutcome::NoOp(_) if tl.at("ready").is_some() => to_move.push((name, m)),
                 ActionOutcome::NoOp(_) | ActionOutcome::Done(_) => already.push(name.as_str()),
+                ActionOutcome::Refused {
+                    reason: "hold_down",
+                    detail,
+                } => {
+                    held.push((name, m));
+                    refusal.get_or_insert((name, m, Err(("hold_down", detail))));
+                }
                 ActionOutcome::Refused { reason, detail } => {
-                    return ActionOutcome::Refused {
-                        reason,
-                        detail: format!(
-                            "member {name} ({}): {detail}; no member of group {group} moved",
-                            m.address()
-                        ),
-                    }
+                    refusal = Some((name, m, Err((reason, detail))));
+                    break;
                 }
                 ActionOutcome::Error(e) => {
-                    return ActionOutcome::Error(format!(
-                        "member {name} ({}): {e}; no member of group {group} moved",
-                        m.address()
-                    ))
+                    refusal = Some((name, m, Ok(e)));
+                    break;
                 }
             }
+        }
+        // Part of the group is here and the rest only waits out its hold-down (a crash or a
+        // failure cut the last move): finishing the group is no ping-pong, a split is.
+        let only_held = matches!(&refusal, Some((_, _, Err(("hold_down", _)))));
+        if only_held && !already.is_empty() {
+            let finish = ActionContext {
+                group: Some(GroupRole::Finish),
+                ..ctx.clone()
+            };
+            refusal = None;
+            let rechecked = join_all(held.iter().map(|(_, m)| m.run_timed(&finish))).await;
+            for ((name, m), (out, tl)) in held.into_iter().zip(rechecked) {
+                match out {
+                    ActionOutcome::NoOp(_) if tl.at("ready").is_some() => to_move.push((name, m)),
+                    ActionOutcome::NoOp(_) | ActionOutcome::Done(_) => already.push(name.as_str()),
+                    ActionOutcome::Refused { reason, detail } => {
+                        refusal = Some((name, m, Err((reason, detail))));
+                        break;
+                    }
+                    ActionOutcome::Error(e) => {
+                        refusal = Some((name, m, Ok(e)));
+                        break;
+                    }
+                }
+            }
+        }
+        let here_note = if already.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} already on this node)", already.join(", "))
+        };
+        match refusal {
+            Some((name, m, Err((reason, detail)))) => {
+                return ActionOutcome::Refused {
+                    reason,
+                    detail: format!(
+                    "member {name} ({}): {detail}; so group {group} moves nothing now{here_note}",
+                    m.address()
+                ),
+                }
+            }
+            Some((name, m, Ok(e))) => {
+                return ActionOutcome::Error(format!(
+                    "member {name} ({}): {e}; so group {group} moves nothing now{here_note}",
+                    m.address()
+                ))
+            }
+            None => {}
         }
         if to_move.is_empty() {
             return ActionOutcome::NoOp(format!(
@@ -140,6 +196,7 @@ impl ClaimGroup {
                 done.push(Moved {
                     name: name.clone(),
                     address: m.address().to_string(),
+                    address_ref: m.address(),
                     outcome,
                 });
                 if retry {
@@ -190,7 +247,7 @@ impl ClaimGroup {
             if whole {
                 format!("instance {instance} took over every member")
             } else {
-                "not every member moved; the addresses are on different nodes until an operator or the next failure moves them".to_owned()
+                "not every member moved; the addresses are on different nodes. The group runs again at the rule's next cycle while the rule stays failed, and at its next failure".to_owned()
             },
             lines.join("\n"),
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
@@ -209,12 +266,26 @@ impl ClaimGroup {
         entry.rule = Some(ctx.rule.clone());
         entry.action = Some(group.clone());
         self.env.history.record(entry);
-        if let (Some(topic), true) = (&self.spec.sns_topic_arn, moved_any) {
-            self.env.alerter.send(Alert {
+        // Each member that moved kept its claim saved, with its own alert: settled here with
+        // the group's one alert, in one write.
+        let moved: Vec<AddressRef> = done
+            .iter()
+            .filter(|d| matches!(d.outcome, ActionOutcome::Done(_)))
+            .map(|d| d.address_ref.clone())
+            .collect();
+        let alert = self
+            .spec
+            .sns_topic_arn
+            .as_ref()
+            .filter(|_| moved_any)
+            .map(|topic| Alert {
                 topic_arn: topic.clone(),
                 subject: sns_subject(&self.env.subject_prefix, &subject),
                 message,
             });
+        let id = self.holds.group_settled(&moved, alert.as_ref());
+        if let Some(alert) = alert {
+            self.env.alerter.resend(id, alert);
         }
         if whole {
             tracing::info!(event = events::GROUP_CLAIMED, group = %group, members = %names.join(", "));

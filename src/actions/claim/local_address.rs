@@ -186,6 +186,32 @@ pub async fn find(iface: &Interface) -> Result<(), LocalError> {
     .unwrap_or(Err(LocalError::Timeout))
 }
 
+/// Whether this process may add and remove addresses: `CAP_NET_ADMIN` among its effective
+/// capabilities (bit 12 of `CapEff` in /proc/self/status, capabilities(7)).
+pub fn may_change_addresses() -> bool {
+    const CAP_NET_ADMIN: u32 = 12;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+}
+
+/// What a claim needs before its first write: the interface is there and the process may
+/// change addresses on it. Err: why not, with the fix. Without it the address would move in
+/// EC2 and its traffic be dropped here.
+pub async fn ready(iface: &Interface) -> Result<(), String> {
+    if !may_change_addresses() {
+        return Err("this process lacks CAP_NET_ADMIN, so it could not put the address on its interface (install the private-claims.conf unit drop-in, docs/private-addresses.md)".into());
+    }
+    find(iface).await.map_err(|e| {
+        format!("{e}: the address would have nowhere to go on this node (check `interface`)")
+    })
+}
+
 /// Whether any local interface has `ip`.
 pub async fn present(ip: Ipv4Addr) -> Result<bool, LocalError> {
     tokio::time::timeout(NETLINK_TIMEOUT, async {

@@ -162,6 +162,16 @@ impl HoldDowns {
         self.store.move_forgotten(&eip.key());
     }
 
+    /// A group's moved members' claims are settled and its `alert` queued, in one write (see
+    /// [`StateStore::claims_settled`]); the alert's id.
+    pub(crate) fn group_settled(&self, members: &[AddressRef], alert: Option<&Alert>) -> u64 {
+        let keys: Vec<String> = members.iter().map(AddressRef::key).collect();
+        self.store.claims_settled(
+            &keys,
+            alert.map(|a| (a.topic_arn.as_str(), a.subject.as_str(), a.message.as_str())),
+        )
+    }
+
     /// Keep `alert` in the state file until it is delivered; its id.
     fn store_alert(&self, alert: &Alert) -> u64 {
         self.store
@@ -463,9 +473,11 @@ pub(crate) trait Provider: Send + Sync + 'static {
 
     /// What this provider requires of this node before a claim (read-only): Err with the
     /// refusal's reason and detail. Default: nothing.
+    /// `owner` is what gate 3 read.
     fn precondition(
         &self,
         _spot: &Self::Spot,
+        _owner: &Owner<Self::State>,
     ) -> impl Future<Output = Result<(), (&'static str, String)>> + Send {
         async { Ok(()) }
     }
@@ -489,6 +501,16 @@ pub(crate) trait Provider: Send + Sync + 'static {
 
     /// The address as alerts name it (EC2 adds an EIP's allocation id).
     fn address_label(&self, owner: &Owner<Self::State>) -> String;
+
+    /// Whether `owner` shows a move onto `spot` that got part of the way (a route in some of
+    /// its tables, not all): a restart finishes it ([`Provider::resume`]).
+    fn partly_holds(_spot: &Self::Spot, _owner: &Owner<Self::State>) -> bool {
+        false
+    }
+
+    /// Let the owner poll finish a move onto this node that `owner` shows part of the way,
+    /// found after a restart.
+    fn resume(&self, _owner: &Owner<Self::State>, _spot: &Self::Spot) {}
 
     /// After each owner poll of a private claim: keep this node's local interface in step
     /// with `owner` (the address on it while EC2 shows it here, off it otherwise), and
@@ -518,6 +540,15 @@ pub(crate) enum HereError {
     /// Neither `[opsworks] instance_id` nor the agent's file says.
     #[error("cannot tell which OpsWorks instance this is: {0}")]
     OpsWorks(#[from] AgentIdentityError),
+    /// The ENI this node would take the address onto is attached to another instance
+    /// (`[node] network_interface_id` naming another node's): every read and move would be
+    /// about that node.
+    #[error("{eni} is attached to {attached_to}, not to this node ({instance}): check [node] network_interface_id and instance_id")]
+    NotThisInstance {
+        eni: String,
+        attached_to: String,
+        instance: String,
+    },
 }
 
 impl HereError {
@@ -527,6 +558,7 @@ impl HereError {
             HereError::Identity(IdentityError::BackingOff(_)) => {
                 refused("identity_unavailable", self.to_string())
             }
+            HereError::NotThisInstance { .. } => refused("eni_not_this_instance", self.to_string()),
             e => ActionOutcome::Error(e.to_string()),
         }
     }

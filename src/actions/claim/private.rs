@@ -146,6 +146,52 @@ async fn keep_local(ip: Ipv4Addr, prefix: u8, iface: &Interface, here: bool) -> 
     })
 }
 
+/// This node's ENI as EC2 describes it, refused unless it is attached to this node's
+/// instance: `[node] network_interface_id` naming another instance's ENI would move the
+/// address there while this node put it on its own interface.
+async fn own_eni(ec2: &Ec2, spot: &Eni) -> Result<InterfaceState, (&'static str, String)> {
+    let me = ec2.interface(&spot.eni).await.map_err(|e| {
+        (
+            "eni_unknown",
+            format!("cannot read this node's network interface: {e}"),
+        )
+    })?;
+    match &me.instance_id {
+        Some(i) if *i != spot.instance_id => Err((
+            "eni_not_this_instance",
+            format!(
+                "{} is attached to {i}, not to this node ({}): check [node] network_interface_id and instance_id",
+                spot.eni, spot.instance_id
+            ),
+        )),
+        _ => Ok(me),
+    }
+}
+
+/// Before this node's ENI is used for anything (the owner read compares with it): EC2 must
+/// show it attached to this node's instance, else `[node] network_interface_id` names another
+/// node's and the claim would read and move that node's address. Checked until it holds once;
+/// a read that fails lets the claim go on (its own calls fail the same way, and say why).
+async fn ensure_own(ec2: &Ec2, spot: &Eni, own: &OnceCell<()>) -> Result<(), HereError> {
+    if own.get().is_some() {
+        return Ok(());
+    }
+    match ec2.interface(&spot.eni).await {
+        Ok(n) => match n.instance_id {
+            Some(i) if i != spot.instance_id => Err(HereError::NotThisInstance {
+                eni: spot.eni.clone(),
+                attached_to: i,
+                instance: spot.instance_id.clone(),
+            }),
+            _ => {
+                let _ = own.set(());
+                Ok(())
+            }
+        },
+        Err(_) => Ok(()),
+    }
+}
+
 /// What EC2 says about a secondary private IP: the interfaces of the subnet that have it
 /// (one at most, in EC2).
 #[derive(Debug, Clone)]
@@ -160,6 +206,8 @@ pub struct PrivateIpClaims {
     interface: Option<String>,
     /// This node's subnet and its CIDR, read once.
     subnet: OnceCell<(String, Ipv4Net)>,
+    /// Set once EC2 showed this node's ENI attached to this node's instance.
+    own: OnceCell<()>,
 }
 
 impl PrivateIpClaims {
@@ -170,6 +218,7 @@ impl PrivateIpClaims {
             ip,
             interface,
             subnet: OnceCell::new(),
+            own: OnceCell::new(),
         }
     }
 
@@ -207,7 +256,9 @@ impl Provider for PrivateIpClaims {
     type State = Holders;
 
     async fn here(&self) -> Result<Eni, HereError> {
-        self.here.here().await
+        let spot = self.here.here().await?;
+        ensure_own(&self.ec2, &spot, &self.own).await?;
+        Ok(spot)
     }
 
     async fn read(&self) -> Result<Owner<Holders>, AwsError> {
@@ -258,8 +309,30 @@ impl Provider for PrivateIpClaims {
         })
     }
 
-    async fn precondition(&self, _spot: &Eni) -> Result<(), (&'static str, String)> {
+    async fn precondition(
+        &self,
+        spot: &Eni,
+        owner: &Owner<Holders>,
+    ) -> Result<(), (&'static str, String)> {
         let ip = self.ip;
+        if let Some(primary) = owner
+            .state
+            .0
+            .iter()
+            .find(|n| n.private_ips.first() == Some(&ip))
+        {
+            return Err((
+                "primary_address",
+                format!(
+                    "{ip} is the primary private IP of {}: EC2 cannot move a primary address; use a secondary one",
+                    primary.holder()
+                ),
+            ));
+        }
+        own_eni(&self.ec2, spot).await?;
+        if let Err(e) = local_address::ready(&self.local(spot)).await {
+            return Err(("local_address_unavailable", e));
+        }
         let (subnet, cidr) = self.subnet().await.map_err(|e| {
             (
                 "subnet_unknown",
@@ -276,18 +349,6 @@ impl Provider for PrivateIpClaims {
     }
 
     async fn take(&self, before: &Owner<Holders>, spot: &Eni, verify_for: Duration) -> MoveResult {
-        if let Some(primary) = before
-            .state
-            .0
-            .iter()
-            .find(|n| n.private_ips.first() == Some(&self.ip))
-        {
-            return MoveResult::Failed(format!(
-                "{} is the primary private IP of {}: EC2 cannot move a primary address",
-                self.ip,
-                primary.holder()
-            ));
-        }
         // The call has no condition: a last read right before it narrows the window in
         // which another node's claim could land between our read and our write.
         match self.read().await {
@@ -428,6 +489,8 @@ pub struct RouteClaims {
     /// before the claim. The owner poll keeps moving the tables that still point there (or
     /// have no route), and stops when one points elsewhere (another node decided).
     unfinished: std::sync::Mutex<Option<BTreeMap<String, RouteTarget>>>,
+    /// Set once EC2 showed this node's ENI attached to this node's instance.
+    own: OnceCell<()>,
 }
 
 impl RouteClaims {
@@ -445,6 +508,7 @@ impl RouteClaims {
             tables,
             interface,
             unfinished: std::sync::Mutex::new(None),
+            own: OnceCell::new(),
         }
     }
 
@@ -492,7 +556,9 @@ impl Provider for RouteClaims {
     const MOVED_AS: &'static str = "route tables";
 
     async fn here(&self) -> Result<Eni, HereError> {
-        self.here.here().await
+        let spot = self.here.here().await?;
+        ensure_own(&self.ec2, &spot, &self.own).await?;
+        Ok(spot)
     }
 
     async fn read(&self) -> Result<Owner<Routes>, AwsError> {
@@ -537,6 +603,28 @@ impl Provider for RouteClaims {
         owner.state.single() == Some(spot.eni.as_str())
     }
 
+    fn partly_holds(spot: &Eni, owner: &Owner<Routes>) -> bool {
+        !Self::holds(spot, owner)
+            && owner
+                .state
+                .tables
+                .iter()
+                .any(|t| matches!(&t.target, RouteTarget::Interface(e) if *e == spot.eni))
+    }
+
+    /// The tables that do not point here yet are finished by the owner poll, as after a
+    /// claim that ran out of its window.
+    fn resume(&self, owner: &Owner<Routes>, spot: &Eni) {
+        let was = owner
+            .state
+            .tables
+            .iter()
+            .filter(|t| !matches!(&t.target, RouteTarget::Interface(e) if *e == spot.eni))
+            .map(|t| (t.route_table_id.clone(), t.target.clone()))
+            .collect();
+        *self.unfinished() = Some(was);
+    }
+
     fn spot_of(owner: &Owner<Routes>) -> Option<Eni> {
         let eni = owner.state.single()?.to_owned();
         Some(Eni {
@@ -551,13 +639,15 @@ impl Provider for RouteClaims {
         })
     }
 
-    async fn precondition(&self, spot: &Eni) -> Result<(), (&'static str, String)> {
-        let me = self.ec2.interface(&spot.eni).await.map_err(|e| {
-            (
-                "eni_unknown",
-                format!("cannot read this node's network interface: {e}"),
-            )
-        })?;
+    async fn precondition(
+        &self,
+        spot: &Eni,
+        _owner: &Owner<Routes>,
+    ) -> Result<(), (&'static str, String)> {
+        let me = own_eni(&self.ec2, spot).await?;
+        if let Err(e) = local_address::ready(&Interface::Named(self.interface.clone())).await {
+            return Err(("local_address_unavailable", e));
+        }
         if me.source_dest_check {
             return Err((
                 "source_dest_check",

@@ -146,6 +146,16 @@ pub(super) fn private_ip(
                  a secondary private IP moves only between ENIs of one subnet; use `claim_route` across subnets"
             ));
         }
+        if let Some(net) = node.subnet_cidr.filter(|n| n.contains(&ip)) {
+            // EC2 keeps the first four addresses of a subnet and its last for itself (VPC
+            // User Guide, "Subnet CIDR blocks"): no interface can be given one.
+            let offset = u32::from(ip) - u32::from(net.network());
+            if offset < 4 || ip == net.broadcast() {
+                cx.err(format!(
+                    "`private_ip` = \"{ip}\" is one of the five addresses EC2 reserves in {net} (the first four and the last): no interface can hold it"
+                ));
+            }
+        }
         if node.private_ip == Some(ip) {
             cx.err(format!(
                 "`private_ip` = \"{ip}\" is this node's own private IP ([node] private_ip): the moving address must be a secondary one"
@@ -209,7 +219,14 @@ pub(super) fn route(
             let mut seen = std::collections::BTreeSet::new();
             let mut ok = Vec::new();
             for t in list {
-                if let Some(id) = cx.prefixed_id(t, "rtb-", "route_table_ids") {
+                let hex = t
+                    .strip_prefix("rtb-")
+                    .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()));
+                if !hex {
+                    ok.push(cx.fail(format!(
+                        "`route_table_ids` entry {t:?}: a route table id is \"rtb-\" and hexadecimal digits, like rtb-0123456789abcdef0"
+                    )));
+                } else if let Some(id) = cx.prefixed_id(t, "rtb-", "route_table_ids") {
                     if seen.insert(id.clone()) {
                         ok.push(Some(id));
                     } else {
