@@ -569,6 +569,8 @@ impl<P: Provider, L: Local> Gates<P, L> {
         if planned.is_some() {
             *self.taken_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(before.clone());
         }
+        // The alert says why a move is not verified (a breaker's find: it said only that).
+        let mut unverified = None;
         let verified = match verified {
             Verified::Yes => {
                 tl.mark("verified", spot.describe());
@@ -583,6 +585,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             }
             Verified::Unknown(why) => {
                 tracing::warn!(event = events::CLAIM_UNVERIFIED, rule = %ctx.rule, address = %eip, detail = %why);
+                unverified = Some(format!("not verified: {why}"));
                 "not verified"
             }
         };
@@ -600,7 +603,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
         let alert = if commit {
             None
         } else {
-            draft(&association, verified)
+            draft(&association, unverified.as_deref().unwrap_or(verified))
         };
         *self.claimed.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((Instant::now(), spot.describe()));
@@ -1774,7 +1777,13 @@ mod tests {
         {
             let alerts = b.local.alerts.lock().unwrap();
             assert_eq!(alerts.len(), 1);
-            assert!(alerts[0].message.contains("not verified"));
+            assert!(
+                alerts[0]
+                    .message
+                    .contains("not verified: DescribeAddresses did not show it"),
+                "the alert says why: {}",
+                alerts[0].message
+            );
         }
 
         // The provider failed: an error to retry, nothing announced, no hold-down.
