@@ -211,16 +211,3 @@ pub async fn ready(iface: &Interface) -> Result<(), String> {
         format!("{e}: the address would have nowhere to go on this node (check `interface`)")
     })
 }
-
-/// Whether any local interface has `ip`.
-pub async fn present(ip: Ipv4Addr) -> Result<bool, LocalError> {
-    tokio::time::timeout(NETLINK_TIMEOUT, async {
-        let handle = connect().await?;
-        Ok(all_addresses(&handle)
-            .await?
-            .iter()
-            .any(|m| ipv4_of(m) == Some(ip)))
-    })
-    .await
-    .unwrap_or(Err(LocalError::Timeout))
-}

@@ -329,7 +329,7 @@ impl Provider for PrivateIpClaims {
                 ),
             ));
         }
-        own_eni(&self.ec2, spot).await?;
+        // This node's ENI was checked to be this instance's in `here()`.
         if let Err(e) = local_address::ready(&self.local(spot)).await {
             return Err(("local_address_unavailable", e));
         }
