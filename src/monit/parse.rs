@@ -1917,4 +1917,36 @@ check host h with address 10.0.0.1
             let _ = parse(odd, Path::new("monitrc"));
         }
     }
+
+    #[test]
+    fn an_exec_tail_stops_at_the_next_statement_and_an_if_without_then_keeps_the_block() {
+        let (s, others) = services(
+            r#"check host h with address 10.0.0.1
+  if failed port 80 protocol http then exec "/bin/x" as uid www and gid www repeat every 3 cycles
+  group www
+  if failed port 81 protocol http then exec "/bin/y"
+  depends on db
+  if failed port 82
+"#,
+        );
+        assert_eq!(s[0].tests.len(), 2, "{others:?}");
+        assert_eq!(s[0].tests[0].on_fail, Action::Exec("/bin/x".into()));
+        assert!(
+            s[0].tests[0].text.ends_with("repeat every 3 cycles"),
+            "{}",
+            s[0].tests[0].text
+        );
+        let lines: Vec<&str> = others
+            .iter()
+            .map(|o| o.split(" -- ").next().unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "monitrc:3: group www",
+                "monitrc:5: depends on db",
+                "monitrc:6: if failed port 82"
+            ]
+        );
+    }
 }
