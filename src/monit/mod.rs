@@ -1017,6 +1017,13 @@ check host web.example.com with address 203.0.113.20
         assert!(listed.contains("then alert -- no equivalent"), "{listed}");
     }
 
+    /// What was written validates as is.
+    fn assert_valid(out: &Imported) {
+        if let Err(e) = crate::config::from_sources(&[("out.toml".into(), out.toml.clone())]) {
+            panic!("{e}\n{}", out.toml);
+        }
+    }
+
     /// The rule named `name` of `t`, with what its `check` is.
     fn check<'a>(t: &'a toml::Table, rule: &str) -> &'a toml::Value {
         &t["rules"][rule]["check"]
@@ -1072,6 +1079,7 @@ check process php matching "php-fpm: master.*"
             toml::toml! { type = "process"  name = "nginx" }
         );
         assert!(t["rules"].get("php").is_none());
+        assert_valid(&out);
 
         let listed = out.untranslated.join("\n");
         for want in [
@@ -1122,6 +1130,7 @@ check program quiet with path /usr/local/bin/x
         assert!(out.approximate.iter().any(|a| a
             == "monitrc:5: monit's program timeout (300s, its default) is longer than the 30 s cycle; cut to the cycle"));
         assert!(t["rules"].get("relative").is_none());
+        assert_valid(&out);
         let listed = out.untranslated.join("\n");
         assert!(listed.contains("monitrc:7: if status != 0 then alert -- the program \"check_haproxy\" is not an absolute path"), "{listed}");
         assert!(
@@ -1172,6 +1181,7 @@ check file rel with path run/flag
         );
         assert_eq!(check(&t, "flag")["exists"].as_bool(), Some(true));
         assert!(t["rules"].get("rel").is_none());
+        assert_valid(&out);
         let listed = out.untranslated.join("\n");
         for want in [
             "monitrc:8: if timestamp > 31 days then alert -- an age of 2678400 s: max_age takes 1s to 30d",
@@ -1226,6 +1236,7 @@ check file maint with path /etc/maint
             );
         }
         assert_eq!(t["actions"].as_table().unwrap().len(), 1);
+        assert_valid(&out);
         assert_eq!(
             t["actions"]["claim-54.173.141.243"]["type"].as_str(),
             Some("claim_eip")
