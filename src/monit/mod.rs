@@ -1250,4 +1250,25 @@ check file maint with path /etc/maint
         let (_, b) = convert_text(text);
         assert_eq!(a.toml, b.toml);
     }
+
+    /// Every prefix of the fixture's monit files (tests cut anywhere), converted without a
+    /// panic, and whatever was written is TOML.
+    #[test]
+    fn no_input_panics_the_conversion() {
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/monit/kinds/etc/monit");
+        let mut text = std::fs::read_to_string(dir.join("monitrc")).unwrap();
+        for f in ["haproxy.conf", "maintenance.conf", "redis.conf"] {
+            text.push_str(&std::fs::read_to_string(dir.join("conf.d").join(f)).unwrap());
+        }
+        text.push_str("check host h with address ::1\n if failed port 1 send \"\\0x01\" expect \"a.b$\" then alert\ncheck file t with path /t\n if timestamp > 0 seconds then alert\n");
+        for end in (0..=text.len()).filter(|&e| text.is_char_boundary(e)) {
+            let out = convert(
+                parse::parse(&text[..end], Path::new("monitrc")),
+                vec![],
+                None,
+            );
+            assert!(out.toml.parse::<toml::Table>().is_ok(), "{}", out.toml);
+        }
+    }
 }
