@@ -1041,19 +1041,21 @@ fn unescape(s: &str) -> Result<String, Untranslatable> {
             Some(' ') => out.push(' '),
             Some('\\') => out.push('\\'),
             Some('0') => {
+                // `0xHH`, after the `0` peeked at.
                 let rest: String = chars.clone().skip(1).take(3).collect();
-                match rest.strip_prefix('x').filter(|h| h.len() == 2) {
-                    Some(h) if u8::from_str_radix(h, 16).is_ok() => {
-                        let b = u8::from_str_radix(h, 16).unwrap_or(0);
-                        if b > 0x7f {
-                            return Err(Untranslatable::Byte { hex: h.to_owned() });
-                        }
-                        out.push(char::from(b));
-                        for _ in 0..3 {
-                            chars.next();
-                        }
+                let byte = rest
+                    .strip_prefix('x')
+                    .filter(|h| h.len() == 2)
+                    .and_then(|h| Some((h, u8::from_str_radix(h, 16).ok()?)));
+                match byte {
+                    Some((h, b)) if b > 0x7f => {
+                        return Err(Untranslatable::Byte { hex: h.to_owned() })
                     }
-                    _ => {
+                    Some((_, b)) => {
+                        out.push(char::from(b));
+                        chars.nth(2);
+                    }
+                    None => {
                         out.push('\\');
                         continue;
                     }
