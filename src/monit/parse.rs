@@ -597,17 +597,20 @@ fn action(t: &[Token], i: usize) -> (Action, usize) {
         // `as uid U [and gid G]`, `repeat every N cycles`: the watchdog runs as its own user
         // and runs an action once per transition. What follows them is the block's next
         // statement (`group`, `start program`, ...), not part of the action.
-        while let Some(w) = t.get(n).filter(|w| !w.quoted) {
-            if w.is("as") || w.is("and") || w.is("repeat") || w.is("every") {
+        let is = |k: usize, word: &str| t.get(k).is_some_and(|x| x.is(word));
+        loop {
+            if is(n, "as") || (is(n, "and") && (is(n + 1, "uid") || is(n + 1, "gid"))) {
                 n += 1;
-            } else if w.is("uid")
-                || w.is("gid")
-                || (t[n - 1].is("every")
-                    && t.get(n + 1)
-                        .is_some_and(|c| c.is("cycles") || c.is("cycle")))
-            {
-                // `uid U`, `gid G`, `every N cycles`.
+            } else if is(n, "uid") || is(n, "gid") {
                 n += 2;
+            } else if is(n, "repeat") && is(n + 1, "every") {
+                // `repeat every cycle`, `repeat every N cycles`.
+                n += 2;
+                if is(n, "cycle") {
+                    n += 1;
+                } else if is(n + 1, "cycles") || is(n + 1, "cycle") {
+                    n += 2;
+                }
             } else {
                 break;
             }
@@ -1926,7 +1929,7 @@ check host h with address 10.0.0.1
             r#"check host h with address 10.0.0.1
   if failed port 80 protocol http then exec "/bin/x" as uid www and gid www repeat every 3 cycles
   group www
-  if failed port 81 protocol http then exec "/bin/y"
+  if failed port 81 protocol http then exec "/bin/y" every 2 cycles
   depends on db
   if failed port 82
 "#,
@@ -1946,6 +1949,7 @@ check host h with address 10.0.0.1
             lines,
             [
                 "monitrc:3: group www",
+                "monitrc:4: every 2 cycles",
                 "monitrc:5: depends on db",
                 "monitrc:6: if failed port 82"
             ]
