@@ -566,8 +566,16 @@ where
         dry_run: cli.dry_run,
         state_dir: Some(PathBuf::from(&cli.state_dir)).filter(|d| !d.as_os_str().is_empty()),
     };
-    rt.block_on(f(config, options))
+    let code = rt.block_on(f(config, options));
+    // Not waiting for blocking threads that do not come back (a read on a hung NFS mount):
+    // every task is dropped, so the programs checks run are killed with their groups, and the
+    // process exits.
+    rt.shutdown_timeout(RUNTIME_SHUTDOWN);
+    code
 }
+
+/// How long the end of a command waits for the runtime's blocking threads.
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, u8> {
     builder.enable_all().build().map_err(|e| {
@@ -576,13 +584,37 @@ fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runti
     })
 }
 
+/// `--once`: one cycle of every rule. SIGINT or SIGTERM stops it: what is in flight is
+/// dropped (a check's program is killed with its process group) and the exit code is 128 plus
+/// the signal's number, as a shell reports it.
 async fn once(config: config::Config, options: daemon::Options) -> u8 {
-    match daemon::once(config, &options).await {
-        Ok(done) => emit(
-            &print::once_report(&done),
-            if done.failed() { EXIT_FAILED } else { EXIT_OK },
-        ),
-        Err(e) => failed(e),
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut int, mut term) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            say(&format!("cannot handle SIGINT/SIGTERM: {e}"));
+            return EXIT_FAILED;
+        }
+    };
+    let interrupted = |name: &str, code: u8| {
+        say(&format!(
+            "stopped by {name}: the checks in flight were abandoned and their programs killed"
+        ));
+        code
+    };
+    tokio::select! {
+        r = daemon::once(config, &options) => match r {
+            Ok(done) => emit(
+                &print::once_report(&done),
+                if done.failed() { EXIT_FAILED } else { EXIT_OK },
+            ),
+            Err(e) => failed(e),
+        },
+        _ = int.recv() => interrupted("SIGINT", 130),
+        _ = term.recv() => interrupted("SIGTERM", 143),
     }
 }
 

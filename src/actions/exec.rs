@@ -5,7 +5,7 @@
 //! next cycle while the rule stays in the same state.
 
 use super::{ActionContext, ActionOutcome};
-use crate::checks::program::{self, Ended};
+use crate::checks::program::{self, Ended, Leftovers};
 use crate::config::ExecSpec;
 use crate::telemetry::events;
 
@@ -34,7 +34,7 @@ impl Exec {
             ("WATCHDOG_DETAIL", ctx.detail.clone()),
             ("WATCHDOG_CONSECUTIVE", ctx.consecutive.to_string()),
         ];
-        let ran = program::run(argv, &env, self.spec.timeout).await;
+        let ran = program::run(argv, &env, self.spec.timeout, Leftovers::Keep).await;
         let output = ran.tail(OUTPUT_LIMIT);
         match ran.ended {
             Ended::Exited(0) => ActionOutcome::Done(format!("{} exited 0{output}", argv[0])),

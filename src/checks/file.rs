@@ -8,11 +8,8 @@ use crate::config::FileCheckSpec;
 use std::time::SystemTime;
 
 pub async fn probe(spec: &FileCheckSpec) -> Outcome {
-    let spec = spec.clone();
-    match tokio::task::spawn_blocking(move || judge(&spec, SystemTime::now())).await {
-        Ok(o) => o,
-        Err(e) => Outcome::fail(format!("the file check stopped: {e}")),
-    }
+    let s = spec.clone();
+    super::look_at(&spec.path, move || judge(&s, SystemTime::now())).await
 }
 
 fn judge(spec: &FileCheckSpec, now: SystemTime) -> Outcome {
@@ -39,7 +36,11 @@ fn judge(spec: &FileCheckSpec, now: SystemTime) -> Outcome {
         Err(e) => return Outcome::fail(format!("cannot read {shown}'s modification time: {e}")),
     };
     // A modification time in the future (a clock step) counts as fresh.
-    let age = now.duration_since(modified).unwrap_or_default();
+    let Ok(age) = now.duration_since(modified) else {
+        return Outcome::ok(format!(
+            "{shown} was modified in the future by this node's clock (a clock step?); counted as fresh"
+        ));
+    };
     let secs = |d: std::time::Duration| {
         humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
     };

@@ -37,6 +37,53 @@ impl Outcome {
     }
 }
 
+/// Paths a probe is looking at on a blocking thread, and since when.
+static LOOKING: std::sync::Mutex<
+    std::collections::BTreeMap<std::path::PathBuf, std::time::Instant>,
+> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Run `look` (file system calls about `path`, which may block: a hung NFS or FUSE mount) on
+/// a blocking thread. The rule's timeout abandons the wait but cannot stop the thread, so at
+/// most one look per path is in flight: while an earlier one has not returned, the probe fails
+/// at once saying so, instead of stacking up threads until the runtime's blocking pool (which
+/// name resolution shares) is exhausted.
+pub(crate) async fn look_at(
+    path: &std::path::Path,
+    look: impl FnOnce() -> Outcome + Send + 'static,
+) -> Outcome {
+    {
+        let mut busy = LOOKING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(since) = busy.get(path) {
+            return Outcome::fail(format!(
+                "an earlier look at {} has not returned for {} (a hung file system?); not starting another",
+                path.display(),
+                humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
+            ));
+        }
+        busy.insert(path.to_owned(), std::time::Instant::now());
+    }
+    /// Takes the path off the list when the look returns (or its thread unwinds).
+    struct Returned(std::path::PathBuf);
+    impl Drop for Returned {
+        fn drop(&mut self) {
+            LOOKING
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.0);
+        }
+    }
+    let returned = Returned(path.to_owned());
+    match tokio::task::spawn_blocking(move || {
+        let _returned = returned;
+        look()
+    })
+    .await
+    {
+        Ok(o) => o,
+        Err(e) => Outcome::fail(format!("the look at {} stopped: {e}", path.display())),
+    }
+}
+
 /// The HTTP client every probe shares: no redirects (a 301 is judged by its status), no proxy
 /// (a check of the Elastic IP or of our own egress must not go through someone else's path).
 ///
@@ -149,4 +196,47 @@ pub(crate) fn excerpt(bytes: &[u8], max: usize) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_probe_that_blocks_on_the_file_system_does_not_stack_up_threads() {
+        let path = std::path::Path::new("/hung/nfs/flag");
+        // The rule's timeout gives up on a look that blocks for a second.
+        let first = tokio::time::timeout(
+            Duration::from_millis(50),
+            look_at(path, || {
+                std::thread::sleep(Duration::from_secs(1));
+                Outcome::ok("late")
+            }),
+        )
+        .await;
+        assert!(first.is_err());
+        // While it has not returned, the next cycle fails at once, without a thread.
+        let started = std::time::Instant::now();
+        let second = look_at(path, || Outcome::ok("should not run")).await;
+        assert!(started.elapsed() < Duration::from_millis(100));
+        assert!(
+            !second.ok
+                && second
+                    .detail
+                    .starts_with("an earlier look at /hung/nfs/flag has not returned"),
+            "{second:?}"
+        );
+        // Another path is not held up.
+        assert!(
+            look_at(std::path::Path::new("/other"), || Outcome::ok("ok"))
+                .await
+                .ok
+        );
+        // Once it returns, looking works again.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(
+            look_at(path, || Outcome::ok("back")).await,
+            Outcome::ok("back")
+        );
+    }
 }

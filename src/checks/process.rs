@@ -20,11 +20,9 @@ const PIDFILE_LIMIT: u64 = 4096;
 const DROP_IN: &str = "/usr/share/doc/haproxy-watchdog/systemd/process-checks.conf";
 
 pub async fn probe(spec: &ProcessCheckSpec) -> Outcome {
-    let spec = spec.clone();
-    match tokio::task::spawn_blocking(move || judge(&spec, Path::new("/proc"))).await {
-        Ok(o) => o,
-        Err(e) => Outcome::fail(format!("the process check stopped: {e}")),
-    }
+    let s = spec.clone();
+    let key = spec.pidfile.as_deref().unwrap_or(Path::new("/proc"));
+    super::look_at(key, move || judge(&s, Path::new("/proc"))).await
 }
 
 /// What `/proc/PID` says about a PID that `kill(pid, 0)` found.
@@ -51,21 +49,9 @@ fn judge(spec: &ProcessCheckSpec, proc: &Path) -> Outcome {
 
 fn by_pidfile(pidfile: &Path, name: Option<&str>, proc: &Path) -> Outcome {
     let shown = pidfile.display();
-    let text = match std::fs::metadata(pidfile) {
-        Ok(m) if m.len() > PIDFILE_LIMIT => {
-            return Outcome::fail(format!(
-                "pidfile {shown} is {} bytes, not a pidfile",
-                m.len()
-            ))
-        }
-        Ok(_) => match std::fs::read(pidfile) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-            Err(e) => return Outcome::fail(format!("cannot read pidfile {shown}: {e}")),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Outcome::fail(format!("pidfile {shown} does not exist"))
-        }
-        Err(e) => return Outcome::fail(format!("cannot read pidfile {shown}: {e}")),
+    let text = match read_pidfile(pidfile) {
+        Ok(t) => t,
+        Err(why) => return Outcome::fail(why),
     };
     let mut pids = Vec::new();
     for word in text.split_whitespace() {
@@ -110,6 +96,40 @@ fn by_pidfile(pidfile: &Path, name: Option<&str>, proc: &Path) -> Outcome {
         Some(n) => format!("{n} running as PID {}", list.join(", ")),
         None => format!("PID {} from {shown} running", list.join(", ")),
     })
+}
+
+/// The pidfile's text. Opened without blocking (a FIFO put in its place would wait for a
+/// writer forever) and read only when it is a regular file of at most [`PIDFILE_LIMIT`]
+/// bytes (`/dev/zero` never ends).
+fn read_pidfile(pidfile: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = pidfile.display();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(pidfile)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("pidfile {shown} does not exist"),
+            _ => format!("cannot read pidfile {shown}: {e}"),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read pidfile {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("pidfile {shown} is not a regular file"));
+    }
+    if meta.len() > PIDFILE_LIMIT {
+        return Err(format!(
+            "pidfile {shown} is {} bytes, not a pidfile",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(PIDFILE_LIMIT)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read pidfile {shown}: {e}"))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn by_name(name: &str, proc: &Path) -> Outcome {
@@ -304,6 +324,21 @@ mod tests {
         assert!(judge(&spec(Some(&p), None), proc())
             .detail
             .contains("not a pidfile"));
+    }
+
+    #[test]
+    fn a_pidfile_that_is_not_a_regular_file_is_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.pid");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // A FIFO with no writer would block a plain open forever.
+        let out = judge(&spec(Some(&fifo), None), proc());
+        assert!(out.detail.ends_with("is not a regular file"), "{out:?}");
+        let out = judge(&spec(Some(Path::new("/dev/zero")), None), proc());
+        assert_eq!(
+            out,
+            Outcome::fail("pidfile /dev/zero is not a regular file")
+        );
     }
 
     #[test]

@@ -3,9 +3,13 @@
 //!
 //! No shell and no PATH search. The program runs as the daemon's user, in a process group of
 //! its own, so that a timeout kills whatever it started too; the group is also killed when the
-//! run is abandoned (the engine's own deadline, a shutdown). Its output is kept up to
-//! [`CAPTURE_LIMIT`] bytes per stream (the last ones) while the rest is read and dropped, so a
-//! chatty program never blocks on a full pipe.
+//! run is abandoned (the engine's own deadline, a shutdown), and a check's group when the
+//! program exits (a check has no side effects: nothing it started outlives it). The kernel
+//! kills the program itself if the daemon dies (`PR_SET_PDEATHSIG`, prctl(2)). Its output is
+//! kept up to [`CAPTURE_LIMIT`] bytes per stream (the last ones) while the rest is read and
+//! dropped, so a chatty program never blocks on a full pipe; control characters in it are
+//! escaped before it is shown anywhere. The daemon's own systemd variables (`NOTIFY_SOCKET`,
+//! `WATCHDOG_USEC`, ...) are not passed on: a program must not ping the unit's watchdog for it.
 
 use super::Outcome;
 use crate::config::ProgramCheckSpec;
@@ -39,6 +43,26 @@ pub enum Ended {
     Wait(std::io::Error),
 }
 
+/// What becomes of the program's process group once the program has exited on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftovers {
+    /// Killed: a check starts nothing that outlives it.
+    Kill,
+    /// Left alone: an `exec` action may start a daemon on purpose.
+    Keep,
+}
+
+/// Variables of the daemon's environment that belong to its systemd unit (sd_notify(3),
+/// sd_listen_fds(3)): never passed on.
+const UNIT_VARIABLES: [&str; 6] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
+
 /// A finished run: how it ended and the last [`CAPTURE_LIMIT`] bytes of each stream.
 #[derive(Debug)]
 pub struct Ran {
@@ -63,8 +87,28 @@ impl Ran {
         let skip = text.chars().count().saturating_sub(limit);
         let start = text.char_indices().nth(skip).map_or(0, |(i, _)| i);
         let cut = if start > 0 { "…" } else { "" };
-        format!(": {cut}{}", text[start..].replace('\n', " | "))
+        format!(": {cut}{}", printable(&text[start..]))
     }
+}
+
+/// `text` on one line that is safe in a log, a terminal, an alert and an environment
+/// variable: lines joined by ` | `, other control characters (NUL, ESC, CR, ...) escaped as
+/// Rust writes them (`\0`, `\u{1b}`, `\r`).
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push_str(" | ");
+        }
+        for c in line.chars() {
+            if c.is_control() {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    out
 }
 
 /// Kills the process group when dropped while armed: a run abandoned half-way leaves nothing.
@@ -109,8 +153,14 @@ async fn read_some<R: tokio::io::AsyncRead + Unpin>(
 }
 
 /// Run `argv` (an absolute program and its arguments) with `env` added to the daemon's
-/// environment, stdin from /dev/null, for at most `limit`.
-pub async fn run(argv: &[String], env: &[(&str, String)], limit: Duration) -> Ran {
+/// environment (a NUL in a value is written `\0`: the kernel cannot pass one), stdin from
+/// /dev/null, for at most `limit`.
+pub async fn run(
+    argv: &[String],
+    env: &[(&str, String)],
+    limit: Duration,
+    leftovers: Leftovers,
+) -> Ran {
     let ran = |ended| Ran {
         ended,
         stdout: Vec::new(),
@@ -120,12 +170,24 @@ pub async fn run(argv: &[String], env: &[(&str, String)], limit: Duration) -> Ra
         return ran(Ended::Spawn(std::io::Error::other("no program given")));
     };
     let mut cmd = std::process::Command::new(program);
+    for var in UNIT_VARIABLES {
+        cmd.env_remove(var);
+    }
     cmd.args(&argv[1..])
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v.replace('\0', "\\0"))))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    // SAFETY: prctl(2) is async-signal-safe and touches only the child's own settings. The
+    // "parent" whose death sends the signal is the thread that forks: a runtime worker or the
+    // main thread, which live as long as the daemon.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.kill_on_drop(true);
     let mut child = match cmd.spawn() {
@@ -171,9 +233,10 @@ pub async fn run(argv: &[String], env: &[(&str, String)], limit: Duration) -> Ra
                 }
             })
             .await;
-            // It is done; whatever it left running in its group is its business (an exec
-            // action may start a daemon on purpose).
-            guard.0 = None;
+            match leftovers {
+                Leftovers::Kill => guard.kill(),
+                Leftovers::Keep => guard.0 = None,
+            }
             match (status.code(), status.signal()) {
                 (Some(code), _) => Ended::Exited(code),
                 (None, Some(sig)) => Ended::Signal(sig),
@@ -205,7 +268,7 @@ pub(crate) fn own_deadline(timeout: Duration) -> Duration {
 pub async fn probe(spec: &ProgramCheckSpec) -> Outcome {
     let env = [("WATCHDOG_RULE", spec.rule.clone())];
     let limit = own_deadline(spec.timeout);
-    let ran = run(&spec.command, &env, limit).await;
+    let ran = run(&spec.command, &env, limit, Leftovers::Kill).await;
     let program = &spec.command[0];
     let output = ran.tail(DETAIL_LIMIT);
     match ran.ended {
@@ -301,6 +364,7 @@ mod tests {
             ],
             &[],
             Duration::from_secs(10),
+            Leftovers::Kill,
         )
         .await;
         assert!(matches!(r.ended, Ended::Exited(0)), "{:?}", r.ended);
@@ -341,6 +405,65 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(!marker.exists(), "the script's own child was killed too");
+    }
+
+    #[tokio::test]
+    async fn control_bytes_in_program_output_are_escaped_and_never_reach_an_environment_raw() {
+        let out = probe(&spec(
+            &[
+                "/bin/sh",
+                "-c",
+                "printf 'bad \\377 \\033[31mred\\nline2\\r\\n\\000nul' >&2; exit 4",
+            ],
+            Duration::from_secs(5),
+        ))
+        .await;
+        assert_eq!(
+            out.detail,
+            "/bin/sh exited 4, expected 0: bad \u{fffd} \\u{1b}[31mred | line2\\r | \\0nul"
+        );
+        // A value with a NUL (from anywhere) still reaches the program, escaped.
+        let r = run(
+            &["/bin/sh".into(), "-c".into(), "printf %s \"$V\"".into()],
+            &[("V", "a\0b".into())],
+            Duration::from_secs(5),
+            Leftovers::Kill,
+        )
+        .await;
+        assert!(matches!(r.ended, Ended::Exited(0)), "{:?}", r.ended);
+        assert_eq!(r.stdout, b"a\\0b");
+    }
+
+    #[tokio::test]
+    async fn a_check_programs_background_children_do_not_outlive_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("left-behind");
+        let script = format!("(sleep 1; touch {}) & exit 1", marker.display());
+        let out = probe(&spec(&["/bin/sh", "-c", &script], Duration::from_secs(5))).await;
+        assert!(!out.ok);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            !marker.exists(),
+            "the background child was killed with the group"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_units_notify_socket_is_not_passed_to_programs() {
+        std::env::set_var("NOTIFY_SOCKET", "/run/systemd/notify");
+        let r = run(
+            &[
+                "/bin/sh".into(),
+                "-c".into(),
+                "test -z \"$NOTIFY_SOCKET$WATCHDOG_USEC\"".into(),
+            ],
+            &[],
+            Duration::from_secs(5),
+            Leftovers::Kill,
+        )
+        .await;
+        std::env::remove_var("NOTIFY_SOCKET");
+        assert!(matches!(r.ended, Ended::Exited(0)), "{:?}", r.ended);
     }
 
     #[tokio::test]
