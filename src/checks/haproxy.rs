@@ -124,6 +124,7 @@ pub fn judge(reply: &str, spec: &HaproxyProbeSpec) -> Result<String, NotReady> {
     let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
         return Err(NotReady::MissingColumns);
     };
+    let weight = col("weight");
     let status_of = |proxy: &str, kind: &str| {
         rows.iter()
             .find(|r| r.get(px) == Some(&proxy) && r.get(sv) == Some(&kind))
@@ -151,7 +152,7 @@ pub fn judge(reply: &str, spec: &HaproxyProbeSpec) -> Result<String, NotReady> {
             Some("UP") if spec.min_up.is_none() && spec.min_up_ratio.is_none() => {
                 detail.push(format!("backend {b} UP"))
             }
-            Some("UP") => detail.push(servers_up(&rows, (px, sv, st), b, spec)?),
+            Some("UP") => detail.push(servers_up(&rows, (px, sv, st, weight), b, spec)?),
             Some(s) => {
                 return Err(NotReady::Backend {
                     backend: b.to_owned(),
@@ -171,11 +172,13 @@ pub fn judge(reply: &str, spec: &HaproxyProbeSpec) -> Result<String, NotReady> {
 /// Count the backend's servers against `min_up` / `min_up_ratio`. A server's `status` is UP
 /// (also `UP 1/3`, going down), DOWN, NOLB, DRAIN, MAINT, `no check`... (HAProxy management
 /// guide, "9.1. CSV format", field 17). `UP` and `no check` (a server without health checks,
-/// which HAProxy sends traffic to) count as up; MAINT (also `MAINT (via ...)`) is left out of
-/// the count altogether, as an empty backend-sync slot is.
+/// which HAProxy sends traffic to) count as up, unless its effective `weight` (field 18) is 0:
+/// it then takes no traffic, like DRAIN. MAINT in every form (`MAINT`, `MAINT (via ...)`,
+/// `MAINT (resolution)`) is left out of the count altogether, as an empty backend-sync slot or
+/// server-template slot is.
 fn servers_up(
     rows: &[Vec<&str>],
-    (px, sv, st): (usize, usize, usize),
+    (px, sv, st, weight): (usize, usize, usize, Option<usize>),
     backend: &str,
     spec: &HaproxyProbeSpec,
 ) -> Result<String, NotReady> {
@@ -190,7 +193,8 @@ fn servers_up(
             continue;
         }
         counted += 1;
-        if status == "UP" || status.starts_with("UP ") || status == "no check" {
+        let weightless = weight.and_then(|w| r.get(w)) == Some(&"0");
+        if (status == "UP" || status.starts_with("UP ") || status == "no check") && !weightless {
             up += 1;
         }
     }
@@ -293,6 +297,18 @@ app,slot6,MAINT,\napp,slot7,MAINT (via x/y),\napp,BACKEND,UP,\nother,a,UP,\n";
         assert_eq!(
             judge(FIVE, &s).unwrap_err().to_string(),
             "backend app: 3 of 5 servers UP, 2 in maintenance, fewer than min_up 4"
+        );
+    }
+
+    #[test]
+    fn a_server_with_weight_zero_is_not_up() {
+        let reply = "Name: HAProxy\nStopping: 0\n\n\
+# pxname,svname,status,weight,\napp,a,UP,1,\napp,b,UP,0,\napp,c,UP,1,\napp,BACKEND,UP,2,\n";
+        let mut s = spec(None, Some("app"));
+        s.min_up = Some(3);
+        assert_eq!(
+            judge(reply, &s).unwrap_err().to_string(),
+            "backend app: 2 of 3 servers UP, fewer than min_up 3"
         );
     }
 

@@ -92,9 +92,14 @@ fn by_pidfile(pidfile: &Path, name: Option<&str>, proc: &Path) -> Outcome {
         }
     }
     let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+    let hidden = if pids.iter().any(|&p| matches!(look(p, proc), Seen::Hidden)) {
+        format!(" (taken on kill(2)'s word: this daemon's /proc hides it, so a zombie would pass too; {DROP_IN} lifts that)")
+    } else {
+        String::new()
+    };
     Outcome::ok(match name {
         Some(n) => format!("{n} running as PID {}", list.join(", ")),
-        None => format!("PID {} from {shown} running", list.join(", ")),
+        None => format!("PID {} from {shown} running{hidden}", list.join(", ")),
     })
 }
 
@@ -200,15 +205,20 @@ fn look(pid: i32, proc: &Path) -> Seen {
     Seen::Running { comm, argv0 }
 }
 
-/// `name` is the process's: its comm (15 bytes kept by the kernel) or its first argument's
-/// file name.
+/// `name` is the process's: its comm or its first argument's file name. The kernel keeps
+/// only 15 bytes of comm, so a longer name is matched by its first argument; by comm's 15
+/// bytes only when the process has no first argument to read (a kernel thread), since
+/// `php-fpm-pool-a` and `php-fpm-pool-b` share theirs.
 fn is_named(name: &str, comm: &str, argv0: &str) -> bool {
+    if comm == name || argv0 == name {
+        return true;
+    }
     let short = name
         .char_indices()
         .take_while(|(i, c)| i + c.len_utf8() <= 15)
         .last()
         .map_or("", |(i, c)| &name[..i + c.len_utf8()]);
-    comm == name || (name.len() > 15 && comm == short) || argv0 == name
+    name.len() > 15 && argv0.is_empty() && comm == short
 }
 
 /// Is `proc` mounted so that other users' processes are hidden (`hidepid=`, which
@@ -305,6 +315,25 @@ mod tests {
     }
 
     #[test]
+    fn a_pid_that_proc_hides_is_running_on_kills_word_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("me.pid");
+        std::fs::write(&pidfile, std::process::id().to_string()).unwrap();
+        // An empty /proc: what ProtectProc=invisible shows of another user's process.
+        let empty = tempfile::tempdir().unwrap();
+        let out = judge(&spec(Some(&pidfile), None), empty.path());
+        assert!(
+            out.ok && out.detail.contains("hides it, so a zombie would pass too"),
+            "{out:?}"
+        );
+        let named = judge(&spec(Some(&pidfile), Some("x")), empty.path());
+        assert!(
+            !named.ok && named.detail.contains("ProtectProc=invisible"),
+            "{named:?}"
+        );
+    }
+
+    #[test]
     fn missing_empty_and_garbage_pidfiles_say_so() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.pid");
@@ -353,8 +382,28 @@ mod tests {
     #[test]
     fn long_names_match_the_kernels_fifteen_bytes() {
         assert!(is_named("haproxy-watchdog", "haproxy-watchdo", ""));
+        assert!(is_named(
+            "haproxy-watchdog",
+            "haproxy-watchdo",
+            "haproxy-watchdog"
+        ));
         assert!(is_named("haproxy", "haproxy", "haproxy"));
         assert!(is_named("python-app", "python3", "python-app"));
         assert!(!is_named("haproxy", "haproxy-wrapper", "x"));
+    }
+
+    #[test]
+    fn a_long_name_is_not_matched_by_its_first_fifteen_bytes_alone() {
+        // comm "a-very-long-pro" is shared by every name that starts that way.
+        assert!(!is_named(
+            "a-very-long-proZZZZZZ",
+            "a-very-long-pro",
+            "a-very-long-process-name-x"
+        ));
+        assert!(!is_named(
+            "php-fpm-pool-b",
+            "php-fpm-pool-a",
+            "php-fpm-pool-a"
+        ));
     }
 }

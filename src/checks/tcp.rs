@@ -21,13 +21,15 @@ const SHOWN: usize = 80;
 enum Stage {
     Resolving,
     Connecting(Vec<String>),
+    Sending(SocketAddr),
     Answer(SocketAddr, Vec<u8>),
 }
 
 pub async fn probe(spec: &TcpCheckSpec) -> Outcome {
     let limit = own_deadline(spec.timeout);
     let mut stage = Stage::Resolving;
-    match tokio::time::timeout(limit, run(spec, &mut stage)).await {
+    let deadline = tokio::time::Instant::now() + limit;
+    match tokio::time::timeout_at(deadline, run(spec, deadline, &mut stage)).await {
         Ok(o) => o,
         Err(_) => {
             let took = humantime::format_duration(limit);
@@ -40,6 +42,9 @@ pub async fn probe(spec: &TcpCheckSpec) -> Outcome {
                     "{}: no connection within {took} ({})",
                     target(spec),
                     tried.join("; ")
+                ),
+                Stage::Sending(addr) => format!(
+                    "{addr}: connected, but the peer did not take all of `send` within {took}"
                 ),
                 Stage::Answer(addr, got) => format!(
                     "{addr}: connected, but {:?} was not in the answer within {took} (got \"{}\")",
@@ -60,7 +65,7 @@ fn target(spec: &TcpCheckSpec) -> String {
     }
 }
 
-async fn run(spec: &TcpCheckSpec, stage: &mut Stage) -> Outcome {
+async fn run(spec: &TcpCheckSpec, deadline: tokio::time::Instant, stage: &mut Stage) -> Outcome {
     let addrs: Vec<SocketAddr> =
         match tokio::net::lookup_host((spec.host.as_str(), spec.port)).await {
             Ok(a) => a.collect(),
@@ -70,27 +75,14 @@ async fn run(spec: &TcpCheckSpec, stage: &mut Stage) -> Outcome {
         return Outcome::fail(format!("{} resolves to no address", spec.host));
     }
     *stage = Stage::Connecting(Vec::new());
-    let mut stream = None;
-    for addr in &addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => {
-                stream = Some((s, *addr));
-                break;
-            }
-            Err(e) => {
-                if let Stage::Connecting(tried) = stage {
-                    tried.push(format!("{addr}: {e}"));
-                }
-            }
-        }
-    }
-    let Some((mut s, addr)) = stream else {
+    let Some((mut s, addr)) = connect_any(&addrs, deadline, stage).await else {
         let Stage::Connecting(tried) = stage else {
             return Outcome::fail(format!("{}: cannot connect", target(spec)));
         };
         return Outcome::fail(format!("cannot connect: {}", tried.join("; ")));
     };
     if let Some(send) = &spec.send {
+        *stage = Stage::Sending(addr);
         if let Err(e) = s.write_all(send.as_bytes()).await {
             return Outcome::fail(format!("{addr}: connected, but sending failed: {e}"));
         }
@@ -128,6 +120,29 @@ async fn run(spec: &TcpCheckSpec, stage: &mut Stage) -> Outcome {
             Err(e) => return Outcome::fail(format!("{addr}: reading the answer failed: {e}")),
         }
     }
+}
+
+/// Connect to the first of `addrs` that answers, in order. Each gets an equal share of the
+/// time left before `deadline`, so one that drops the SYN (a dead address of a dual-stack
+/// name) does not use up the others' turn. What each failed try saw goes into `stage`.
+async fn connect_any(
+    addrs: &[SocketAddr],
+    deadline: tokio::time::Instant,
+    stage: &mut Stage,
+) -> Option<(TcpStream, SocketAddr)> {
+    for (i, addr) in addrs.iter().enumerate() {
+        let share = deadline.saturating_duration_since(tokio::time::Instant::now())
+            / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
+        let why = match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => return Some((s, *addr)),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {}", humantime::format_duration(share)),
+        };
+        if let Stage::Connecting(tried) = stage {
+            tried.push(format!("{addr}: {why}"));
+        }
+    }
+    None
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -223,6 +238,46 @@ mod tests {
                     .detail
                     .contains("connected, but \"220\" was not in the answer within"),
             "{out:?}"
+        );
+    }
+
+    /// A loopback listener whose accept queue is full: the kernel drops further SYNs, so a
+    /// connect to it hangs, as to a dead address.
+    async fn black_hole() -> (std::net::TcpListener, Vec<TcpStream>, SocketAddr) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // SAFETY: listen(2) again on our own listening socket, only changing its backlog.
+        assert_eq!(
+            unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l), 0) },
+            0
+        );
+        let addr = l.local_addr().unwrap();
+        let mut held = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => held.push(s),
+                Ok(Err(e)) => panic!("{e}"),
+                Err(_) => return (l, held, addr),
+            }
+            assert!(held.len() < 64, "the accept queue never filled");
+        }
+    }
+
+    #[tokio::test]
+    async fn one_address_that_never_answers_does_not_use_up_the_others_turn() {
+        let (_l, _held, dead) = black_hole().await;
+        let port = server(b"", false).await;
+        let live: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(600);
+        let mut stage = Stage::Connecting(Vec::new());
+        let got = connect_any(&[dead, live], deadline, &mut stage).await;
+        assert!(matches!(&got, Some((_, a)) if *a == live));
+        let Stage::Connecting(tried) = stage else {
+            panic!()
+        };
+        assert_eq!(tried.len(), 1);
+        assert!(
+            tried[0].starts_with(&format!("{dead}: no answer within 29")),
+            "{tried:?}"
         );
     }
 

@@ -364,9 +364,10 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
                     }
                 }
                 table = without(&p);
-                if p.1.is_none() {
-                    unparsed.push(p.0.clone());
-                }
+                unparsed.push(match &p.1 {
+                    None => p.0.clone(),
+                    Some(inner) => format!("{}.{inner}", p.0),
+                });
                 removed.push(p.1.unwrap_or(p.0));
             }
             None => return (None, problems, unparsed),

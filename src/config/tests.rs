@@ -1373,9 +1373,8 @@ check = { type = "haproxy", backend = "app", min_up = 2, min_up_ratio = 0.5 }
 
 #[test]
 fn bad_values_of_the_new_check_kinds_are_all_reported() {
-    let errs = errors(&[(
-        "bad.toml",
-        r#"
+    let long = "x".repeat(5000);
+    let text = r#"
 [rules.a]
 check = { type = "tcp", host = "[::1]", port = 70000, send = "" }
 [rules.b]
@@ -1396,8 +1395,13 @@ check = { type = "file", path = "/x", max_age = "0s" }
 check = { type = "haproxy", min_up = 0, min_up_ratio = 1.5 }
 [rules.j]
 check = { type = "haproxy", min_up = 2 }
-"#,
-    )]);
+[rules.k]
+check = { type = "program", command = "/bin/true" }
+[rules.l]
+check = { type = "tcp", host = "127.0.0.1", port = 1, expect = "EXPECT_LONG" }
+"#
+    .replace("EXPECT_LONG", &long);
+    let errs = errors(&[("bad.toml", &text)]);
     let all = errors_text(&errs);
     for want in [
         "rule \"a\": `host` = \"[::1]\": write an IPv6 address without brackets",
@@ -1418,9 +1422,13 @@ check = { type = "haproxy", min_up = 2 }
         "rule \"i\": `min_up` = 0: must be between 1 and 10000 servers",
         "rule \"i\": `min_up_ratio` = 1.5: must be more than 0 and at most 1",
         "rule \"j\": `min_up` and `min_up_ratio` count the servers of a backend: set `backend` too",
+        "rule \"k\": invalid type: string \"/bin/true\", expected a sequence",
+        "rule \"l\": `expect` is 5000 bytes: only the answer's first 4096 bytes are looked at",
     ] {
         assert!(all.contains(want), "missing {want:?} in:\n{all}");
     }
+    // A `command` that did not parse is not also reported missing.
+    assert!(!all.contains("rule \"k\": missing `command`"), "{all}");
 }
 
 fn errors_text(errs: &[String]) -> String {
@@ -1441,6 +1449,8 @@ check = { type = "haproxy" }
 check = { type = "haproxy", backend = "api" }
 [rules.own-minimum]
 check = { type = "haproxy", backend = "app", min_up_ratio = 0.5 }
+[rules.its-backend-own-minimum]
+check = { type = "haproxy", min_up_ratio = 0.25 }
 "#,
     )]))
     .unwrap();
@@ -1451,5 +1461,9 @@ check = { type = "haproxy", backend = "app", min_up_ratio = 0.5 }
     assert_eq!(by("inherits"), (Some("app".into()), Some(3), None));
     assert_eq!(by("own-backend"), (Some("api".into()), None, None));
     assert_eq!(by("own-minimum"), (Some("app".into()), None, Some(0.5)));
+    assert_eq!(
+        by("its-backend-own-minimum"),
+        (Some("app".into()), None, Some(0.25))
+    );
     assert_eq!((c.haproxy.min_up, c.haproxy.min_up_ratio), (Some(3), None));
 }

@@ -329,7 +329,7 @@ const MASTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// answers and closes (left open, it waits for more).
 async fn master_command(path: &Path, line: &str) -> Result<String, ReloadError> {
     let io = async {
-        let mut s = tokio::net::UnixStream::connect(path).await?;
+        let mut s = super::socket::connect(path).await?;
         s.write_all(format!("{line}\n").as_bytes()).await?;
         s.shutdown().await?;
         let mut reply = String::new();

@@ -43,21 +43,43 @@ pub enum SocketError {
     NotUtf8 { path: PathBuf },
 }
 
+/// How long a connect refused with EAGAIN is retried: the socket's accept queue (its
+/// `backlog`, HAProxy configuration manual "5.1. Bind options") is full for a moment while
+/// other clients (more rules, a monitoring agent) are being served.
+const BUSY_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// connect(2), retried with a short backoff while the accept queue is full (EAGAIN on a unix
+/// socket, unix(7)), for up to [`BUSY_RETRY_FOR`]; the caller's timeout bounds it too.
+pub(crate) async fn connect(path: &Path) -> std::io::Result<tokio::net::UnixStream> {
+    let deadline = tokio::time::Instant::now() + BUSY_RETRY_FOR;
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        match tokio::net::UnixStream::connect(path).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Send one non-interactive command line to a stats socket and read the whole reply.
 pub async fn command(path: &Path, command: &str) -> Result<String, SocketError> {
-    let mut stream = tokio::net::UnixStream::connect(path)
-        .await
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::PermissionDenied => SocketError::Denied {
-                path: path.to_owned(),
-                hint: access_hint(path),
-                source,
-            },
-            _ => SocketError::Connect {
-                path: path.to_owned(),
-                source,
-            },
-        })?;
+    let mut stream = connect(path).await.map_err(|source| match source.kind() {
+        std::io::ErrorKind::PermissionDenied => SocketError::Denied {
+            path: path.to_owned(),
+            hint: access_hint(path),
+            source,
+        },
+        _ => SocketError::Connect {
+            path: path.to_owned(),
+            source,
+        },
+    })?;
     stream
         .write_all(format!("{command}\n").as_bytes())
         .await
@@ -123,4 +145,45 @@ fn access_hint(path: &Path) -> String {
     format!(
         "user {user} (uid {uid}) lacks read-write access to it (mode {mode:o}, owner {owner}:{group}); {advice}"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A unix socket listening with a backlog of 0: one connection waiting fills its queue.
+    fn tiny_listener(path: &Path) -> std::os::unix::net::UnixListener {
+        let l = std::os::unix::net::UnixListener::bind(path).unwrap();
+        // SAFETY: listen(2) again on our own listening socket, only changing its backlog.
+        assert_eq!(
+            unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l), 0) },
+            0
+        );
+        l
+    }
+
+    #[tokio::test]
+    async fn a_busy_stats_socket_is_retried_not_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sock");
+        let listener = tiny_listener(&path);
+        // Someone else's connection waits in the queue, so ours gets EAGAIN at first.
+        let other = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let serving = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            use std::io::{Read, Write};
+            for i in 0..2 {
+                let (mut s, _) = listener.accept().unwrap();
+                if i == 1 {
+                    let mut line = [0u8; 64];
+                    let _ = s.read(&mut line);
+                    s.write_all(b"Name: HAProxy\n").unwrap();
+                }
+            }
+        });
+        let reply = command(&path, "show info").await;
+        assert_eq!(reply.unwrap(), "Name: HAProxy\n");
+        serving.join().unwrap();
+        drop(other);
+    }
 }

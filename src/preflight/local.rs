@@ -901,9 +901,49 @@ pub(super) fn programs(report: &mut Report, config: &Config) {
                 format!("{} may not execute it", whoami()),
                 format!("chmod a+x {program} (or make it executable by the daemon's user)"),
             )),
-            Ok(_) => report.push(Check::pass(check, what)),
+            Ok(_) => match interpreter(path) {
+                Ok(()) => report.push(Check::pass(check, what)),
+                Err((why, fix)) => report.push(Check::fail(check, what, why, fix)),
+            },
         }
     }
+}
+
+/// What execve(2) needs of an executable file: an ELF binary, or a `#!` line naming an
+/// interpreter that exists and may be executed. Anything else fails with ENOEXEC ("Exec format
+/// error"), and a missing interpreter with ENOENT, which reads as if the program were missing.
+fn interpreter(program: &Path) -> Result<(), (String, String)> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    if let Err(e) = std::fs::File::open(program).and_then(|f| f.take(256).read_to_end(&mut head)) {
+        return Err((
+            format!("cannot read it: {e}"),
+            "make it readable by the daemon's user".into(),
+        ));
+    }
+    if head.starts_with(b"\x7fELF") {
+        return Ok(());
+    }
+    let Some(line) = head.strip_prefix(b"#!") else {
+        return Err((
+            "it is neither a #! script nor an ELF binary, so it cannot be executed (Exec format error)".into(),
+            "start the script with a #! line such as #!/bin/sh".into(),
+        ));
+    };
+    let line = String::from_utf8_lossy(line.split(|&b| b == b'\n').next().unwrap_or(b""));
+    let Some(interp) = line.split_whitespace().next() else {
+        return Err((
+            "its #! line names no interpreter".into(),
+            "write one, such as #!/bin/sh".into(),
+        ));
+    };
+    if nix::unistd::access(interp, nix::unistd::AccessFlags::X_OK).is_err() {
+        return Err((
+            format!("its interpreter {interp} (#! line) does not exist or may not be executed"),
+            format!("install {interp}, or correct the #! line"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -951,6 +991,31 @@ command = ["{d}/nope", "ops"]
         ] {
             assert!(text.contains(&want), "missing {want:?} in\n{text}");
         }
+        let shebangless = dir.path().join("no-shebang");
+        std::fs::write(&shebangless, "echo hi\n").unwrap();
+        let bad_interp = dir.path().join("bad-interp");
+        std::fs::write(&bad_interp, "#!/nonexistent/interp\n").unwrap();
+        for f in [&shebangless, &bad_interp] {
+            std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let toml2 = format!(
+            "[rules.a]\ncheck = {{ type = \"program\", command = [\"{d}/no-shebang\"] }}\n\
+             [rules.b]\ncheck = {{ type = \"program\", command = [\"{d}/bad-interp\"] }}\n"
+        );
+        let config2 = crate::config::from_sources(&[("t.toml".into(), toml2)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut r2 = Report::default();
+        programs(&mut r2, &config2);
+        let text2: Vec<String> = r2.checks.iter().map(ToString::to_string).collect();
+        assert!(
+            text2[0].contains("neither a #! script nor an ELF binary"),
+            "{text2:?}"
+        );
+        assert!(
+            text2[1].contains("its interpreter /nonexistent/interp (#! line) does not exist"),
+            "{text2:?}"
+        );
         // Root may execute a file without any x bit only when some x bit is set: none is.
         assert!(
             text.contains(&format!(

@@ -41,7 +41,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// Was `key` written but reported as unparsable? Then it is not missing: a check for it
-    /// says nothing more, so the item gets that key's one error only.
+    /// says nothing more, so the item gets that key's one error only. A key of a nested table
+    /// is written with its table's: `check.command`.
     pub fn unparsed(&self, key: &str) -> bool {
         self.unparsed.iter().any(|k| k == key)
     }
@@ -202,7 +203,8 @@ impl<'a> Ctx<'a> {
     /// not empty, an absolute program, no NUL byte. `example` shows the shape in the error.
     pub fn command(&mut self, c: Option<&[String]>, example: &str) -> Option<Vec<String>> {
         match c {
-            None if self.unparsed("command") => None,
+            // An action's own key, or a check's (`check.command` of its rule).
+            None if self.unparsed("command") || self.unparsed("check.command") => None,
             None | Some([]) => self.fail(format!(
                 "missing `command`: the program and its arguments, like {example}"
             )),

@@ -52,11 +52,14 @@ pub(in super::super) fn probe(
                 stats_socket = f.stats_socket.clone();
                 health_url = Some(f.health_url.clone());
                 frontend = frontend.or_else(|| f.frontend.clone());
-                // `[haproxy]`'s minimums belong to its backend: they come along only with it.
-                if backend.is_none() && min_up.is_none() && min_up_ratio.is_none() {
+                // `[haproxy]`'s minimums belong to its backend: they come along only with it,
+                // and only when the check sets none of its own.
+                if backend.is_none() {
                     backend = f.backend.clone();
-                    min_up = f.min_up;
-                    min_up_ratio = f.min_up_ratio;
+                    if min_up.is_none() && min_up_ratio.is_none() {
+                        min_up = f.min_up;
+                        min_up_ratio = f.min_up_ratio;
+                    }
                 }
             }
             None => stats_socket = Some(defaults::HAPROXY_SOCKET.into()),

@@ -4,6 +4,7 @@ use super::super::super::defaults::limits;
 use super::super::super::model::TcpCheckSpec;
 use super::super::super::raw::RawTcpCheck;
 use super::super::ctx::Ctx;
+use crate::checks::tcp::EXPECT_LIMIT;
 use std::time::Duration;
 
 pub(super) fn check(
@@ -21,6 +22,12 @@ pub(super) fn check(
         if value.as_deref() == Some("") {
             cx.err(format!("`{key}` is empty: remove it or give the text"));
         }
+    }
+    if let Some(e) = t.expect.as_deref().filter(|e| e.len() > EXPECT_LIMIT) {
+        cx.err(format!(
+            "`expect` is {} bytes: only the answer's first {EXPECT_LIMIT} bytes are looked at, so it could never be found",
+            e.len()
+        ));
     }
     cx.finish(|| {
         Some(TcpCheckSpec {
