@@ -310,6 +310,32 @@ ct systemctl daemon-reload
 check "without the drop-in again, no capability after a restart" \
   ct sh -c "systemctl restart $UNIT && [ \"\$(grep '^CapEff:' /proc/\$(systemctl show -P MainPID $UNIT)/status | awk '{print \$2}')\" = 0000000000000000 ]"
 
+# --- the process-checks drop-in: the unit's ProtectProc=invisible hides other users' processes,
+# so a process check of a process of root's cannot read its name; with the drop-in it can.
+PDROPIN=/usr/share/doc/haproxy-watchdog/systemd/process-checks.conf
+check "the package ships the process-checks drop-in" test -f "$ROOT$PDROPIN"
+ct systemd-run --quiet --unit=test-sleeper /bin/sleep 100000
+ct sh -c 'systemctl show -P MainPID test-sleeper > /run/test-sleeper.pid'
+write_conf 55-process.toml '[rules.sleeper]
+check = { type = "process", pidfile = "/run/test-sleeper.pid", name = "sleep" }
+interval = "1s"
+timeout = "500ms"'
+sleeper_says() { ct haproxy-watchdog status --json | grep -qF -- "$1"; }
+check "restarted with a process check" ct systemctl restart "$UNIT"
+check "under ProtectProc=invisible, the check says /proc hides root's process, and the fix" \
+  wait_until 10 sleeper_says "install /usr/share/doc/haproxy-watchdog/systemd/process-checks.conf as a drop-in"
+mkdir -p "$ROOT/etc/systemd/system/$UNIT.d"
+cp "$ROOT$PDROPIN" "$ROOT/etc/systemd/system/$UNIT.d/"
+ct systemctl daemon-reload
+check "restarted with the process-checks drop-in" ct systemctl restart "$UNIT"
+check "with it, the check sees the process run by name" \
+  wait_until 10 sleeper_says "sleep running as PID $(ct cat /run/test-sleeper.pid)"
+ct systemctl stop test-sleeper
+check "the process stopped: its pidfile is stale" wait_until 10 sleeper_says "stale pidfile /run/test-sleeper.pid"
+rm -r "$ROOT/etc/systemd/system/$UNIT.d" "$ROOT$CONFD/55-process.toml"
+ct systemctl daemon-reload
+ct systemctl restart "$UNIT"
+
 # --- configurations that cannot start
 ct systemctl stop "$UNIT"
 write_conf 60-bad.toml "$INVALID"

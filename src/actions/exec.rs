@@ -5,12 +5,11 @@
 //! next cycle while the rule stays in the same state.
 
 use super::{ActionContext, ActionOutcome};
+use crate::checks::program::{self, Ended};
 use crate::config::ExecSpec;
 use crate::telemetry::events;
-use std::os::unix::process::CommandExt;
-use std::process::Stdio;
 
-/// How much of the program's output is kept for the log.
+/// How many characters of the program's output are kept for the log (the last ones).
 const OUTPUT_LIMIT: usize = 2048;
 
 pub struct Exec {
@@ -29,68 +28,31 @@ impl Exec {
             tracing::info!(event = events::DRY_RUN, action = %self.spec.name, command = ?argv);
             return ActionOutcome::NoOp(format!("dry run: would run {argv:?}"));
         }
-        let mut cmd = std::process::Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .env("WATCHDOG_RULE", &ctx.rule)
-            .env("WATCHDOG_EVENT", ctx.transition.as_str())
-            .env("WATCHDOG_DETAIL", &ctx.detail)
-            .env("WATCHDOG_CONSECUTIVE", ctx.consecutive.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let mut cmd = tokio::process::Command::from(cmd);
-        cmd.kill_on_drop(true);
-        let child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => return ActionOutcome::Error(format!("cannot run {}: {e}", argv[0])),
-        };
-        let pid = child.id();
-        match tokio::time::timeout(self.spec.timeout, child.wait_with_output()).await {
-            Ok(Ok(out)) => {
-                let output = tail(&out.stdout, &out.stderr);
-                match out.status.code() {
-                    Some(0) => ActionOutcome::Done(format!("{} exited 0{output}", argv[0])),
-                    Some(code) => {
-                        ActionOutcome::Error(format!("{} exited {code}{output}", argv[0]))
-                    }
-                    None => {
-                        ActionOutcome::Error(format!("{} was killed by a signal{output}", argv[0]))
-                    }
-                }
+        let env = [
+            ("WATCHDOG_RULE", ctx.rule.clone()),
+            ("WATCHDOG_EVENT", ctx.transition.as_str().to_owned()),
+            ("WATCHDOG_DETAIL", ctx.detail.clone()),
+            ("WATCHDOG_CONSECUTIVE", ctx.consecutive.to_string()),
+        ];
+        let ran = program::run(argv, &env, self.spec.timeout).await;
+        let output = ran.tail(OUTPUT_LIMIT);
+        match ran.ended {
+            Ended::Exited(0) => ActionOutcome::Done(format!("{} exited 0{output}", argv[0])),
+            Ended::Exited(code) => {
+                ActionOutcome::Error(format!("{} exited {code}{output}", argv[0]))
             }
-            Ok(Err(e)) => ActionOutcome::Error(format!("waiting for {}: {e}", argv[0])),
-            Err(_) => {
-                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    // SAFETY: kill(2) with a negative pid signals that process group; the
-                    // group is the child's own (process_group(0) above).
-                    unsafe {
-                        libc::kill(-pid, libc::SIGKILL);
-                    }
-                }
-                ActionOutcome::Error(format!(
-                    "{} did not finish within {}; killed it and its process group",
-                    argv[0],
-                    humantime::format_duration(self.spec.timeout)
-                ))
+            Ended::Signal(_) => {
+                ActionOutcome::Error(format!("{} was killed by a signal{output}", argv[0]))
             }
+            Ended::Spawn(e) => ActionOutcome::Error(format!("cannot run {}: {e}", argv[0])),
+            Ended::Wait(e) => ActionOutcome::Error(format!("waiting for {}: {e}", argv[0])),
+            Ended::TimedOut => ActionOutcome::Error(format!(
+                "{} did not finish within {}; killed it and its process group",
+                argv[0],
+                humantime::format_duration(self.spec.timeout)
+            )),
         }
     }
-}
-
-/// `: <last lines of output>`, or nothing when it printed nothing.
-fn tail(stdout: &[u8], stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(if stderr.is_empty() { stdout } else { stderr });
-    let text = text.trim();
-    if text.is_empty() {
-        return String::new();
-    }
-    let start = text
-        .char_indices()
-        .map(|(i, _)| i)
-        .find(|&i| text.len() - i <= OUTPUT_LIMIT)
-        .unwrap_or(0);
-    format!(": {}", text[start..].replace('\n', " | "))
 }
 
 #[cfg(test)]

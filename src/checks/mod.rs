@@ -2,9 +2,13 @@
 //! a run of outcomes means is the engine's job.
 
 pub mod checkip;
+pub mod file;
 pub mod haproxy;
 pub mod http;
+pub mod process;
+pub mod program;
 pub mod reach;
+pub mod tcp;
 
 use crate::config::CheckSpec;
 use crate::telemetry::events;
@@ -72,6 +76,10 @@ pub async fn run(spec: &CheckSpec, client: &reqwest::Client) -> Outcome {
         CheckSpec::Http(h) => http::probe(client, h).await,
         CheckSpec::Haproxy(h) => haproxy::probe(h, client).await,
         CheckSpec::Egress(e) => egress(client, e).await,
+        CheckSpec::Tcp(t) => tcp::probe(t).await,
+        CheckSpec::Program(p) => program::probe(p).await,
+        CheckSpec::Process(p) => process::probe(p).await,
+        CheckSpec::File(f) => file::probe(f).await,
         // Not a check: a backend sync changes HAProxy and keeps state between rounds, so it is
         // never run twice (the engine gives a claim no last look on it) nor from here; the
         // daemon builds it as its own probe (daemon::probe).

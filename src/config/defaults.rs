@@ -145,6 +145,8 @@ impl Default for HaproxyProbeSpec {
             frontend: None,
             backend: None,
             timeout: HAPROXY_TIMEOUT,
+            min_up: None,
+            min_up_ratio: None,
         }
     }
 }
@@ -200,6 +202,8 @@ pub mod limits {
     pub const DRAIN_TIMEOUT: Durations = ms(100)..=secs(7200);
     /// Auto Scaling's shortest heartbeat timeout is 30 s.
     pub const HEARTBEAT: Durations = secs(1)..=secs(3600);
+    /// A `file` check's `max_age`.
+    pub const MAX_AGE: Durations = secs(1)..=secs(30 * 86400);
 
     pub const AWS_MAX_ATTEMPTS: RangeInclusive<u32> = 1..=10;
     /// `fail_after` and `recover_after`, in cycles.

@@ -49,6 +49,10 @@ impl Config {
                 CheckSpec::Http(h) => https(&h.url),
                 CheckSpec::Haproxy(h) => probe(h),
                 CheckSpec::Egress(e) => https(&e.checkip_url),
+                CheckSpec::Tcp(_)
+                | CheckSpec::Program(_)
+                | CheckSpec::Process(_)
+                | CheckSpec::File(_) => false,
                 CheckSpec::BackendSync(b) => {
                     matches!(&b.source, SourceSpec::Consul(c) if https(&c.address))
                 }
@@ -110,6 +114,10 @@ pub struct HaproxyProbeSpec {
     /// Through the stats socket: this backend must be UP (at least one server up).
     pub backend: Option<String>,
     pub timeout: Duration,
+    /// Only with `backend`: the fewest servers UP, as a count and as a share of those not
+    /// in maintenance. Each set one must hold.
+    pub min_up: Option<u32>,
+    pub min_up_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,8 +154,57 @@ pub enum CheckSpec {
     Http(HttpCheckSpec),
     Haproxy(HaproxyProbeSpec),
     Egress(EgressCheckSpec),
+    Tcp(TcpCheckSpec),
+    Program(ProgramCheckSpec),
+    Process(ProcessCheckSpec),
+    File(FileCheckSpec),
     /// Boxed: a backend sync's settings are several times the size of a check's.
     BackendSync(Box<BackendSyncSpec>),
+}
+
+/// `type = "tcp"`: a connection to `host`:`port` opens and, if asked, answers `expect`.
+#[derive(Debug, Clone)]
+pub struct TcpCheckSpec {
+    /// An IP address or a DNS name, resolved on every check.
+    pub host: String,
+    pub port: u16,
+    /// Written once connected.
+    pub send: Option<String>,
+    /// Looked for in the answer's first bytes.
+    pub expect: Option<String>,
+    /// The rule's `timeout`: the probe ends itself just before it, to say what it was
+    /// waiting for.
+    pub timeout: Duration,
+}
+
+/// `type = "program"`: a program's exit status.
+#[derive(Debug, Clone)]
+pub struct ProgramCheckSpec {
+    /// The rule's name, given to the program as `WATCHDOG_RULE`.
+    pub rule: String,
+    /// Absolute path of the program, then its arguments.
+    pub command: Vec<String>,
+    /// Exit statuses that pass.
+    pub expect_exit: Vec<i32>,
+    /// The rule's `timeout`: the program's process group is killed just before it.
+    pub timeout: Duration,
+}
+
+/// `type = "process"`: a process runs. At least one of the two is set.
+#[derive(Debug, Clone)]
+pub struct ProcessCheckSpec {
+    pub pidfile: Option<PathBuf>,
+    /// The command name the process must have.
+    pub name: Option<String>,
+}
+
+/// `type = "file"`: a path exists (and is fresh), or does not.
+#[derive(Debug, Clone)]
+pub struct FileCheckSpec {
+    pub path: PathBuf,
+    pub exists: bool,
+    /// Only with `exists`: the longest time since the last modification.
+    pub max_age: Option<Duration>,
 }
 
 impl CheckSpec {
@@ -156,6 +213,10 @@ impl CheckSpec {
             CheckSpec::Http(_) => "http",
             CheckSpec::Haproxy(_) => "haproxy",
             CheckSpec::Egress(_) => "egress",
+            CheckSpec::Tcp(_) => "tcp",
+            CheckSpec::Program(_) => "program",
+            CheckSpec::Process(_) => "process",
+            CheckSpec::File(_) => "file",
             CheckSpec::BackendSync(_) => "backend_sync",
         }
     }

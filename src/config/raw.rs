@@ -125,6 +125,13 @@ pub struct RawHaproxy {
     pub backend: Option<String>,
     /// Time limit of the whole probe. Default 2s, 10ms to 1m.
     pub timeout: Option<HumanDuration>,
+    /// With `backend`: at least this many of its servers must be UP (`show stat`), 1 to
+    /// 10000. A server in maintenance (MAINT, as backend-sync's empty slots are) is not
+    /// counted; DRAIN and NOLB are not UP. The idea of an NLB's minimum healthy targets.
+    pub min_up: Option<i64>,
+    /// With `backend`: at least this share of its servers not in maintenance must be UP,
+    /// more than 0 and at most 1 (0.5: half, rounded up). A backend with no such server fails.
+    pub min_up_ratio: Option<f64>,
 }
 
 /// `[alerts]`: where failover alerts go.
@@ -163,7 +170,8 @@ pub struct RawControl {
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     /// Required; optional here so that a rule without it still has its other keys checked.
-    /// What to check: a table with `type` = "http", "haproxy", "egress" or "backend_sync".
+    /// What to check: a table with `type` = "http", "tcp", "haproxy", "program", "process",
+    /// "file", "egress" or "backend_sync".
     pub check: Option<RawCheck>,
     /// How often the check runs, 100ms to 1h. Default 10s; for a backend sync, its
     /// poll (`asg`, default 30s; 5m with `events_queue`) or longest blocking query (`consul`, 60s).
@@ -194,7 +202,71 @@ pub enum RawCheck {
     Http(RawHttpCheck),
     Haproxy(RawHaproxy),
     Egress(RawEgressCheck),
+    Tcp(RawTcpCheck),
+    Program(RawProgramCheck),
+    Process(RawProcessCheck),
+    File(RawFileCheck),
     BackendSync(Box<RawBackendSync>),
+}
+
+/// `type = "tcp"`: a TCP connection opens (and, if asked, answers as expected); monit's
+/// `if failed port N` with `send`/`expect`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcpCheck {
+    /// An IPv4 or IPv6 address (`"::1"`, no brackets) or a DNS name, resolved on every check;
+    /// each address it resolves to is tried in turn until one connects.
+    pub host: String,
+    /// 1 to 65535.
+    pub port: i64,
+    /// Written once the connection is open, as is (TOML escapes such as `"\r\n"` work).
+    /// Not empty. Default: nothing is sent.
+    pub send: Option<String>,
+    /// The answer's first bytes (up to 4 KiB, read until it appears, the peer closes or the
+    /// rule's `timeout`) must contain this text (not a regular expression). Not empty.
+    /// Default: connecting is enough.
+    pub expect: Option<String>,
+}
+
+/// `type = "program"`: a program's exit status (keepalived's `vrrp_script`, monit's
+/// `check program`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProgramCheck {
+    /// The program and its arguments, run without a shell: `["/usr/local/bin/check", "-q"]`.
+    /// Required; the program is an absolute path (no PATH search). It runs as the daemon's
+    /// user, in its own process group, which is killed at the rule's `timeout`; its
+    /// environment has `WATCHDOG_RULE`.
+    pub command: Option<Vec<String>>,
+    /// The exit statuses that pass, 0 to 255. Default [0]. Death by a signal never passes.
+    pub expect_exit: Option<Vec<i64>>,
+}
+
+/// `type = "process"`: a process is running (monit's `check process`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProcessCheck {
+    /// A file holding the PID (one per line; every one must be running). A missing or empty
+    /// file, or a PID that is not running (a stale pidfile), fails. An absolute path.
+    pub pidfile: Option<PathBuf>,
+    /// The process's command name (`/proc/PID/comm`, or the file name of its first argument):
+    /// with `pidfile`, the PID must be this program; without, some process of that name must
+    /// run. Not empty, no `/`. At least one of `pidfile` and `name` is required.
+    pub name: Option<String>,
+}
+
+/// `type = "file"`: a path exists, or does not (a maintenance flag: keepalived's
+/// `track_file`, monit's `check file`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileCheck {
+    /// An absolute path. Symbolic links are followed.
+    pub path: PathBuf,
+    /// `true` (default): the check passes while the path exists; `false`: while it does not.
+    pub exists: Option<bool>,
+    /// With `exists = true`: the path's last modification must be no older than this
+    /// (a heartbeat file). 1s to 30d. Default: any age.
+    pub max_age: Option<HumanDuration>,
 }
 
 /// `type = "backend_sync"`: keep a HAProxy backend's servers equal to a discovery source.

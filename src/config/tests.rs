@@ -1317,3 +1317,112 @@ fn a_group_moves_claim_actions_only_and_is_the_only_one_to_list_them() {
         "{e:#?}"
     );
 }
+
+#[test]
+fn the_new_check_kinds_get_their_defaults_and_the_rules_timeout() {
+    let c = from_sources(&src(&[(
+        "a.toml",
+        r#"
+[rules.port]
+check = { type = "tcp", host = "::1", port = 6379, send = "PING\r\n", expect = "+PONG" }
+timeout = "3s"
+[rules.script]
+check = { type = "program", command = ["/usr/local/bin/check", "-q"] }
+[rules.proc]
+check = { type = "process", pidfile = "/run/haproxy.pid" }
+[rules.flag]
+check = { type = "file", path = "/etc/haproxy/maintenance", exists = false }
+[rules.beat]
+check = { type = "file", path = "/var/lib/app/beat", max_age = "2m" }
+[rules.capacity]
+check = { type = "haproxy", backend = "app", min_up = 2, min_up_ratio = 0.5 }
+"#,
+    )]))
+    .unwrap();
+    let by = |n: &str| &c.rules.iter().find(|r| r.name == n).unwrap().check;
+    let CheckSpec::Tcp(t) = by("port") else {
+        panic!()
+    };
+    assert_eq!((t.port, t.timeout), (6379, Duration::from_secs(3)));
+    assert_eq!(t.send.as_deref(), Some("PING\r\n"));
+    let CheckSpec::Program(p) = by("script") else {
+        panic!()
+    };
+    assert_eq!(
+        (p.expect_exit.as_slice(), p.timeout, p.rule.as_str()),
+        (&[0][..], defaults::TIMEOUT, "script")
+    );
+    let CheckSpec::File(f) = by("flag") else {
+        panic!()
+    };
+    assert!(!f.exists && f.max_age.is_none());
+    let CheckSpec::File(f) = by("beat") else {
+        panic!()
+    };
+    assert!(f.exists && f.max_age == Some(Duration::from_secs(120)));
+    let CheckSpec::Haproxy(h) = by("capacity") else {
+        panic!()
+    };
+    assert_eq!((h.min_up, h.min_up_ratio), (Some(2), Some(0.5)));
+    // From [haproxy]: its socket, this backend and minimums.
+    assert_eq!(
+        h.stats_socket.as_deref(),
+        Some(std::path::Path::new(defaults::HAPROXY_SOCKET))
+    );
+}
+
+#[test]
+fn bad_values_of_the_new_check_kinds_are_all_reported() {
+    let errs = errors(&[(
+        "bad.toml",
+        r#"
+[rules.a]
+check = { type = "tcp", host = "[::1]", port = 70000, send = "" }
+[rules.b]
+check = { type = "tcp", host = "10.0.0.1:80", port = 80, expect = "" }
+[rules.c]
+check = { type = "program", command = ["check.sh"], expect_exit = [256] }
+[rules.d]
+check = { type = "program", command = [], expect_exit = [] }
+[rules.e]
+check = { type = "process" }
+[rules.f]
+check = { type = "process", pidfile = "run/x.pid", name = "/usr/sbin/haproxy" }
+[rules.g]
+check = { type = "file", path = "maintenance", exists = false, max_age = "5m" }
+[rules.h]
+check = { type = "file", path = "/x", max_age = "0s" }
+[rules.i]
+check = { type = "haproxy", min_up = 0, min_up_ratio = 1.5 }
+[rules.j]
+check = { type = "haproxy", min_up = 2 }
+"#,
+    )]);
+    let all = errors_text(&errs);
+    for want in [
+        "rule \"a\": `host` = \"[::1]\": write an IPv6 address without brackets",
+        "rule \"a\": `port` = 70000: must be between 1 and 65535",
+        "rule \"a\": `send` is empty",
+        "rule \"b\": `host` = \"10.0.0.1:80\": not an IP address or a DNS name (the port goes in `port`)",
+        "rule \"b\": `expect` is empty",
+        "rule \"c\": `command`: the program \"check.sh\" must be an absolute path",
+        "rule \"c\": `expect_exit`: 256 is not an exit status (0 to 255)",
+        "rule \"d\": missing `command`",
+        "rule \"d\": `expect_exit` is empty",
+        "rule \"e\": set `pidfile`",
+        "rule \"f\": `pidfile` = \"run/x.pid\": use an absolute path",
+        "rule \"f\": `name` = \"/usr/sbin/haproxy\": a command name",
+        "rule \"g\": `path` = \"maintenance\": use an absolute path",
+        "rule \"g\": `max_age` needs `exists = true`",
+        "rule \"h\": `max_age` must be greater than zero",
+        "rule \"i\": `min_up` = 0: must be between 1 and 10000 servers",
+        "rule \"i\": `min_up_ratio` = 1.5: must be more than 0 and at most 1",
+        "rule \"j\": `min_up` and `min_up_ratio` count the servers of a backend: set `backend` too",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in:\n{all}");
+    }
+}
+
+fn errors_text(errs: &[String]) -> String {
+    errs.join("\n")
+}

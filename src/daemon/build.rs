@@ -325,6 +325,10 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
             CheckSpec::Http(h) => Probe::Http(h.clone()),
             CheckSpec::Haproxy(h) => Probe::Haproxy(h.clone()),
             CheckSpec::Egress(e) => Probe::Egress(e.clone()),
+            c @ (CheckSpec::Tcp(_)
+            | CheckSpec::Program(_)
+            | CheckSpec::Process(_)
+            | CheckSpec::File(_)) => Probe::Plain(c.clone()),
             CheckSpec::BackendSync(spec) => {
                 let source = sync::source(spec, &http, discovery, dry_run, &metrics)
                     .ok_or(BuildError::AwsNotStarted)?;

@@ -3,7 +3,7 @@
 //! paces itself. Each owns its [`Pacing`]; the engine only runs probes and counts results.
 
 use crate::checks::{self, Outcome};
-use crate::config::{EgressCheckSpec, HaproxyProbeSpec, HttpCheckSpec, Rule};
+use crate::config::{CheckSpec, EgressCheckSpec, HaproxyProbeSpec, HttpCheckSpec, Rule};
 use crate::engine::Pacing;
 use crate::sync::{self, Syncer};
 
@@ -15,6 +15,8 @@ pub enum Probe {
     Haproxy(HaproxyProbeSpec),
     /// `type = "egress"`: this node's traffic leaves from the expected address.
     Egress(EgressCheckSpec),
+    /// `type = "tcp"`, `"program"`, `"process"` and `"file"`: no state between runs.
+    Plain(CheckSpec),
     /// `type = "backend_sync"`: one round of the rule's syncer. Only its own rule's task uses
     /// it; the mutex only makes that visible to the compiler.
     Sync {
@@ -38,6 +40,7 @@ impl Probe {
             Probe::Http(h) => checks::http::probe(http, h).await,
             Probe::Haproxy(h) => checks::haproxy::probe(h, http).await,
             Probe::Egress(e) => checks::egress(http, e).await,
+            Probe::Plain(c) => checks::run(c, http).await,
             Probe::Sync { syncer, .. } => syncer.lock().await.round().await,
         }
     }

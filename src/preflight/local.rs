@@ -859,6 +859,56 @@ mod tests {
     use crate::preflight::Outcome;
 
     #[test]
+    fn every_program_the_daemon_may_run_is_looked_at_and_none_is_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "#!/bin/sh\ntouch ran\n").unwrap();
+        let toml = format!(
+            r#"
+[rules.ok]
+check = {{ type = "program", command = ["/bin/true"] }}
+on_fail = ["page"]
+[rules.missing]
+check = {{ type = "program", command = ["{d}/nope"] }}
+[rules.dir]
+check = {{ type = "program", command = ["{d}"] }}
+[rules.noexec]
+check = {{ type = "program", command = ["{d}/plain"] }}
+[actions.page]
+type = "exec"
+command = ["{d}/nope", "ops"]
+"#
+        );
+        let config = crate::config::from_sources(&[("t.toml".into(), toml)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut r = Report::default();
+        programs(&mut r, &config);
+        let lines: Vec<String> = r.checks.iter().map(ToString::to_string).collect();
+        let text = lines.join("\n");
+        for want in [
+            "PASS program /bin/true (check of rule \"ok\") can be run".to_owned(),
+            format!(
+                "FAIL program {d}/nope (check of rule \"missing\") can be run: it does not exist"
+            ),
+            format!(
+                "FAIL program {d} (check of rule \"dir\") can be run: it is not a regular file"
+            ),
+            format!("FAIL program {d}/nope (exec action \"page\") can be run: it does not exist"),
+        ] {
+            assert!(text.contains(&want), "missing {want:?} in\n{text}");
+        }
+        // Root may execute a file without any x bit only when some x bit is set: none is.
+        assert!(
+            text.contains(&format!(
+                "FAIL program {d}/plain (check of rule \"noexec\") can be run: "
+            )),
+            "{text}"
+        );
+        assert!(!dir.path().join("ran").exists());
+    }
+
+    #[test]
     fn the_state_directory_is_tried_with_a_file_that_is_removed_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = Report::default();
@@ -1163,5 +1213,58 @@ service = "web"
         assert!(first.starts_with("SKIP HAProxy master CLI"), "{first}");
         let last = r.checks.last().unwrap().to_string();
         assert!(last.starts_with("SKIP lifecycle hook \"drain\" of group \"web\" (rule \"servers\"): its existence is not checked"), "{last}");
+    }
+}
+
+/// Every program the daemon may run, a `program` check's or an `exec` action's: it exists, is
+/// a regular file and can be executed by whoever runs preflight (run it as the service user,
+/// docs/operations.md, to know for the daemon). Nothing is run.
+pub(super) fn programs(report: &mut Report, config: &Config) {
+    let mut seen = BTreeSet::new();
+    let checks = config.rules.iter().filter_map(|r| match &r.check {
+        CheckSpec::Program(p) => {
+            Some((p.command[0].as_str(), format!("check of rule {:?}", r.name)))
+        }
+        _ => None,
+    });
+    let actions = config.actions.iter().filter_map(|(name, a)| match a {
+        ActionSpec::Exec(x) => Some((x.command[0].as_str(), format!("exec action {name:?}"))),
+        _ => None,
+    });
+    for (program, by) in checks.chain(actions) {
+        if !seen.insert((program, by.clone())) {
+            continue;
+        }
+        let check = format!("program {program}");
+        let what = format!("program {program} ({by}) can be run");
+        let path = Path::new(program);
+        let runnable = nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok();
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.push(Check::fail(
+                check,
+                what,
+                "it does not exist",
+                "install it there, or correct the path in `command`",
+            )),
+            Err(e) => report.push(Check::fail(
+                check,
+                what,
+                format!("cannot look at it: {e}"),
+                "make the path and its directories readable by the daemon's user",
+            )),
+            Ok(m) if !m.is_file() => report.push(Check::fail(
+                check,
+                what,
+                "it is not a regular file",
+                "point `command` at the program itself",
+            )),
+            Ok(_) if !runnable => report.push(Check::fail(
+                check,
+                what,
+                format!("{} may not execute it", whoami()),
+                format!("chmod a+x {program} (or make it executable by the daemon's user)"),
+            )),
+            Ok(_) => report.push(Check::pass(check, what)),
+        }
     }
 }

@@ -216,6 +216,7 @@ pub async fn run_to<W: Write + Send + 'static>(
     local::readiness(&mut report, config, &failed_sockets).await;
     local::private(&mut report, config, identity.as_ref()).await;
     local::backend_sync(&mut report, config).await;
+    local::programs(&mut report, config);
     report
 }
 

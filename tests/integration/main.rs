@@ -2,6 +2,7 @@
 //! SQS subscription), Debian's HAProxy, and the `watchdog` binary. The harness that starts
 //! them is the `testkit` crate (testkit/).
 
+mod checks;
 mod cli;
 mod day2;
 mod events;

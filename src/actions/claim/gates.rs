@@ -1451,6 +1451,8 @@ mod tests {
             frontend: None,
             backend: None,
             timeout: Duration::from_secs(1),
+            min_up: None,
+            min_up_ratio: None,
         });
         ActionContext {
             rule: "peer".into(),

@@ -198,6 +198,23 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A program and its arguments, run without a shell (`exec` actions, `program` checks):
+    /// not empty, an absolute program, no NUL byte. `example` shows the shape in the error.
+    pub fn command(&mut self, c: Option<&[String]>, example: &str) -> Option<Vec<String>> {
+        match c {
+            None if self.unparsed("command") => None,
+            None | Some([]) => self.fail(format!(
+                "missing `command`: the program and its arguments, like {example}"
+            )),
+            Some([program, ..]) if !program.starts_with('/') => self.fail(format!(
+                "`command`: the program {program:?} must be an absolute path (the daemon does not search PATH, and runs no shell)")),
+            Some(c) if c.iter().any(|a| a.contains('\0')) => {
+                self.fail("`command`: an argument contains a NUL byte")
+            }
+            Some(c) => Some(c.to_vec()),
+        }
+    }
+
     /// A HAProxy proxy name as `[haproxy]` and `type = "haproxy"` name it. "Names may contain
     /// upper and lower case letters, digits, '-', '_', '.' and ':'" (HAProxy configuration
     /// manual); what is refused here is what can never be in one and would split the name in

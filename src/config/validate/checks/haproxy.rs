@@ -28,6 +28,21 @@ pub(in super::super) fn probe(
             cx.haproxy_name(n, what);
         }
     }
+    let mut min_up = match r.min_up {
+        None => None,
+        Some(n) if (1..=limits::SERVERS_MAX).contains(&n) => Some(n as u32),
+        Some(n) => cx.fail(format!(
+            "`min_up` = {n}: must be between 1 and {} servers",
+            limits::SERVERS_MAX
+        )),
+    };
+    let mut min_up_ratio = match r.min_up_ratio {
+        None => None,
+        Some(x) if x > 0.0 && x <= 1.0 => Some(x),
+        Some(x) => cx.fail(format!(
+            "`min_up_ratio` = {x}: must be more than 0 and at most 1 (0.5 is half the servers)"
+        )),
+    };
     let mut stats_socket = r.stats_socket.clone();
     let mut frontend = r.frontend.clone();
     let mut backend = r.backend.clone();
@@ -37,10 +52,18 @@ pub(in super::super) fn probe(
                 stats_socket = f.stats_socket.clone();
                 health_url = Some(f.health_url.clone());
                 frontend = frontend.or_else(|| f.frontend.clone());
-                backend = backend.or_else(|| f.backend.clone());
+                // `[haproxy]`'s minimums belong to its backend: they come along only with it.
+                if backend.is_none() && min_up.is_none() && min_up_ratio.is_none() {
+                    backend = f.backend.clone();
+                    min_up = f.min_up;
+                    min_up_ratio = f.min_up_ratio;
+                }
             }
             None => stats_socket = Some(defaults::HAPROXY_SOCKET.into()),
         }
+    }
+    if (r.min_up.is_some() || r.min_up_ratio.is_some()) && backend.is_none() {
+        cx.err("`min_up` and `min_up_ratio` count the servers of a backend: set `backend` too");
     }
     if (frontend.is_some() || backend.is_some()) && stats_socket.is_none() {
         cx.err(
@@ -54,6 +77,8 @@ pub(in super::super) fn probe(
             frontend,
             backend,
             timeout: timeout?,
+            min_up,
+            min_up_ratio,
         })
     })
 }

@@ -1,0 +1,27 @@
+//! `type = "process"`: a process is running, by pidfile and/or command name.
+
+use super::super::super::model::ProcessCheckSpec;
+use super::super::super::raw::RawProcessCheck;
+use super::super::ctx::Ctx;
+
+pub(super) fn check(p: &RawProcessCheck, mut cx: Ctx<'_>) -> Option<ProcessCheckSpec> {
+    if let Some(f) = &p.pidfile {
+        cx.absolute(f, "pidfile");
+    }
+    if let Some(n) = &p.name {
+        if n.is_empty() || n.contains('/') || n.chars().any(char::is_control) {
+            cx.err(format!(
+                "`name` = {n:?}: a command name, like \"haproxy\" (no `/`; a path goes in `pidfile`)"
+            ));
+        }
+    }
+    if p.pidfile.is_none() && p.name.is_none() {
+        cx.err("set `pidfile` (like \"/run/haproxy.pid\"), `name` (like \"haproxy\") or both");
+    }
+    cx.finish(|| {
+        Some(ProcessCheckSpec {
+            pidfile: p.pidfile.clone(),
+            name: p.name.clone(),
+        })
+    })
+}
