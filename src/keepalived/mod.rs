@@ -1131,6 +1131,39 @@ vrrp_instance VI_1 {
     }
 
     #[test]
+    fn an_eip_instance_with_a_topic_validates_as_written() {
+        let (t, out) = convert_text(
+            r#"vrrp_script chk_haproxy {
+    script "/usr/bin/killall -0 haproxy"
+    interval 2
+}
+vrrp_instance VI_1 {
+    unicast_peer {
+        10.0.1.12
+    }
+    notify_master "/bin/sh -c 'aws ec2 associate-address --allocation-id eipalloc-0abc && aws sns publish --topic-arn arn:aws:sns:us-east-1:123456789012:ha --message x'"
+}
+"#,
+        );
+        assert!(out.untranslated.is_empty(), "{:?}", out.untranslated);
+        assert_eq!(
+            t["actions"]["claim-eipalloc-0abc"]["allocation_id"].as_str(),
+            Some("eipalloc-0abc")
+        );
+        assert_eq!(
+            t["alerts"]["sns_topic_arn"].as_str(),
+            Some("arn:aws:sns:us-east-1:123456789012:ha")
+        );
+        assert_eq!(
+            t["haproxy"]["stats_socket"].as_str(),
+            Some("/run/haproxy/admin.sock")
+        );
+        if let Err(e) = crate::config::from_sources(&[("out.toml".into(), out.toml.clone())]) {
+            panic!("{e}\n{}", out.toml);
+        }
+    }
+
+    #[test]
     fn the_same_input_gives_the_same_output_and_garbage_never_panics() {
         let text = "vrrp_script a { script /bin/true }\nvrrp_instance X { unicast_peer { 10.0.0.1 } notify \"/bin/sh -c 'aws ec2 replace-route --route-table-id rtb-2 --destination-cidr-block 10.1.0.0/16'\" }\n";
         let (_, a) = convert_text(text);
