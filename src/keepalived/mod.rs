@@ -217,9 +217,11 @@ impl Out {
     fn rule_name(&mut self, base: &str) -> String {
         let base = if base.is_empty() { "keepalived" } else { base };
         let mut n = name(base);
+        // Room for the suffix within the 64 characters of a name.
+        let short: String = base.chars().take(56).collect();
         let mut i = 2;
         while self.used_rules.contains(&n) {
-            n = name(&format!("{base}-{i}"));
+            n = name(&format!("{short}-{i}"));
             i += 1;
         }
         self.used_rules.insert(n.clone());
@@ -491,7 +493,6 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
     let mut advert: Option<(u64, At, String)> = None;
     let mut vips: Vec<(String, At, String)> = Vec::new();
     let mut claims = Claims::default();
-    let mut listed: Vec<(At, String, &'static str)> = Vec::new();
     for st in s.block.iter().flatten() {
         let key = st.key();
         match key {
@@ -521,27 +522,20 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
                     vips.push((ip, v.at.clone(), v.text()));
                 }
             }
-            _ => match vrrp_only(key) {
-                Some(why) => listed.push((st.at.clone(), st.text(), why)),
-                None => listed.push((
-                    st.at.clone(),
-                    st.text(),
+            _ => {
+                let why = vrrp_only(key).unwrap_or(
                     "not understood in a vrrp_instance: no watchdog equivalent is known",
-                )),
-            },
+                );
+                out.untranslated
+                    .push(format!("{}: {} -- {why}", st.at, st.text()));
+            }
         }
     }
 
     let members = write_claims(&claims, o, out);
     let has_claims = !members.is_empty();
     if let (false, Some((_, at, text))) = (has_claims, &advert) {
-        listed.push((
-            at.clone(),
-            text.clone(),
-            vrrp_only("advert_int").unwrap_or(""),
-        ));
-    }
-    for (at, text, why) in listed {
+        let why = vrrp_only("advert_int").unwrap_or("");
         out.untranslated.push(format!("{at}: {text} -- {why}"));
     }
     let claimed: BTreeSet<&str> = claims
@@ -587,7 +581,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
     let on_fail = if members.len() == 1 {
         members[0].clone()
     } else {
-        let group = format!("move-{}", name(&instance));
+        let group = name(&format!("move-{instance}"));
         let list: Vec<String> = members.iter().map(|m| q(m)).collect();
         o.actions.insert(
             group.clone(),
@@ -795,8 +789,8 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
     let mut names = Vec::new();
     for (at, (alloc, public, private)) in &c.eips {
         let (key, addr) = match (alloc, public) {
-            (Some(a), _) => (format!("claim-{}", name(a)), format!("allocation_id = {}\n", q(a))),
-            (None, Some(p)) => (format!("claim-{}", name(p)), format!("eip = {}\n", q(p))),
+            (Some(a), _) => (name(&format!("claim-{a}")), format!("allocation_id = {}\n", q(a))),
+            (None, Some(p)) => (name(&format!("claim-{p}")), format!("eip = {}\n", q(p))),
             (None, None) => (
                 "claim-eip".into(),
                 "# allocation_id = \"eipalloc-...\"   # REQUIRED: the script's allocation id was not a literal\n".into(),
@@ -820,7 +814,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
     for (at, ip) in &c.private {
         let (key, addr) = match ip {
             Some(ip) => (
-                format!("claim-{}", name(ip)),
+                name(&format!("claim-{ip}")),
                 format!("private_ip = {}\n", q(ip)),
             ),
             None => (
@@ -840,10 +834,19 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
     }
     for (dest, (at, tables, unresolved)) in &c.routes {
         let (key, d) = match dest {
+            Some(d) if d.contains('/') && !d.ends_with("/32") => {
+                out.untranslated.push(format!(
+                    "{at}: --destination-cidr-block {d} -- a claim_route routes one address (a /32): route one overlay IP to the holder and fill it in where the TOML says REQUIRED"
+                ));
+                (
+                    name(&format!("claim-route-{d}")),
+                    format!("# destination = \"...\"   # REQUIRED: one address; the script routed {d}\n"),
+                )
+            }
             Some(d) => {
                 let ip = d.strip_suffix("/32").unwrap_or(d);
                 (
-                    format!("claim-route-{}", name(ip)),
+                    name(&format!("claim-route-{ip}")),
                     format!("destination = {}\n", q(ip)),
                 )
             }
@@ -1166,9 +1169,19 @@ vrrp_instance VI_1 {
     #[test]
     fn the_same_input_gives_the_same_output_and_garbage_never_panics() {
         let text = "vrrp_script a { script /bin/true }\nvrrp_instance X { unicast_peer { 10.0.0.1 } notify \"/bin/sh -c 'aws ec2 replace-route --route-table-id rtb-2 --destination-cidr-block 10.1.0.0/16'\" }\n";
-        let (_, a) = convert_text(text);
+        let (t, a) = convert_text(text);
         let (_, b) = convert_text(text);
         assert_eq!(a.toml, b.toml);
+        assert!(t["actions"]["claim-route-10.1.0.0-16"]
+            .get("destination")
+            .is_none());
+        assert!(a.untranslated.iter().any(|u| u
+            .contains("--destination-cidr-block 10.1.0.0/16 -- a claim_route routes one address")));
+        let mut o = Out::default();
+        let long = "x".repeat(100);
+        let names: BTreeSet<String> = (0..3).map(|_| o.rule_name(&long)).collect();
+        assert_eq!(names.len(), 3);
+        assert!(names.iter().all(|n| n.len() <= 64), "{names:?}");
         for garbage in [
             "{{{{ }}}} vrrp_instance { } vrrp_script { script }".to_owned(),
             "vrrp_instance\n{\nnotify_master\nunicast_peer {\n}\n".to_owned(),
