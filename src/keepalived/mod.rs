@@ -210,6 +210,8 @@ struct Out {
     first_claim: Option<At>,
     /// The port of a `virtual_server`.
     service_port: Option<u16>,
+    /// A claim_eip was written, which proves this node's egress first.
+    eip: bool,
 }
 
 impl Out {
@@ -810,6 +812,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
             q(&key)
         ));
         names.push(key);
+        o.eip = true;
     }
     for (at, ip) in &c.private {
         let (key, addr) = match ip {
@@ -896,6 +899,9 @@ fn write(o: Out, mut out: Imported) -> Imported {
                     "{at}: the notify script publishes to no SNS topic -- every claim sends one alert: set [alerts] sns_topic_arn where the TOML says REQUIRED"
                 ));
             }
+        }
+        if o.eip {
+            globals.push_str("# [egress] checkip_url is left at its default (https://checkip.amazonaws.com): before it\n# takes the Elastic IP, a node proves its own traffic reaches the internet, and that it\n# does not already leave from the EIP. keepalived's script did not check.\n\n");
         }
         globals.push_str("[haproxy]\n# A claim goes ahead only while this node's HAProxy is ready, as keepalived's track_script\n# made a node master only while its check passed. Name the backend HAProxy serves (or a\n# health_url): the socket alone only shows that the process runs.\nstats_socket = \"/run/haproxy/admin.sock\"\n# backend = \"app\"\n\n");
     }

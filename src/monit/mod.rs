@@ -42,7 +42,9 @@ pub enum ImportError {
     /// A file named on the command line, or included, could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read.
         source: std::io::Error,
     },
 }
