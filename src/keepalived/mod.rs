@@ -80,7 +80,12 @@ impl Reader {
     ) -> Result<Vec<Stmt>, ImportError> {
         let mut out = Vec::new();
         for mut s in stmts {
-            if s.key() == "include" && s.block.is_none() {
+            // The variants only add checks keepalived makes on what matched.
+            let include = matches!(
+                s.key(),
+                "include" | "includer" | "includem" | "includew" | "includeb"
+            );
+            if include && s.block.is_none() {
                 out.extend(self.include(&s, file, depth)?);
                 continue;
             }

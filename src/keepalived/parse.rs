@@ -1,8 +1,8 @@
 //! keepalived.conf's syntax: one statement per line (a keyword and its words), `{ ... }`
 //! blocks (opened at the end of a line or at the start of the next, closed anywhere, also on
-//! one line: `unicast_peer { 10.0.1.12 }`), `#` and `!` comments, `"quoted strings"`. The
-//! result is a tree of [`Stmt`]s with their lines; what is malformed (an unmatched brace, an
-//! unterminated quote) is reported, never fatal.
+//! one line: `unicast_peer { 10.0.1.12 }`), `#` and `!` comments from anywhere outside quotes,
+//! `"quoted strings"`. The result is a tree of [`Stmt`]s with their lines; what is malformed
+//! (an unmatched brace, an unterminated quote) is reported, never fatal.
 
 use crate::monit::parse::At;
 use std::path::Path;
@@ -116,7 +116,8 @@ fn tokens(line: &str) -> (Vec<Tok>, bool) {
             _ => {
                 let mut s = String::new();
                 while let Some(&d) = chars.peek() {
-                    if d.is_whitespace() || matches!(d, '{' | '}' | '"') {
+                    // A comment may start anywhere outside quotes (keepalived.conf(5)).
+                    if d.is_whitespace() || matches!(d, '{' | '}' | '"' | '#' | '!') {
                         break;
                     }
                     s.push(d);
@@ -260,7 +261,7 @@ mod tests {
         let p = parse(
             r#"! Configuration File for keepalived
 global_defs {
-   router_id LVS_DEVEL   # this node
+   router_id LVS_DEVEL# this node
 }
 vrrp_script chk_haproxy {
     script "/usr/bin/killall -0 haproxy"
