@@ -889,7 +889,7 @@ fn write(o: Out, mut out: Imported) -> Imported {
     if let Some(r) = &o.region {
         let _ = writeln!(
             globals,
-            "[aws]\n# The notify script's --region.\nregion = {}\n",
+            "[aws]\n# The notify script's region.\nregion = {}\n",
             q(r)
         );
     }

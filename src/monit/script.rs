@@ -162,7 +162,8 @@ pub enum Move {
 pub struct Moves {
     /// Each call, with the script's line it starts on.
     pub moves: Vec<(usize, Move)>,
-    /// The first literal `--region` of those calls.
+    /// The first literal `--region` of those calls, else the script's `AWS_REGION` or
+    /// `AWS_DEFAULT_REGION`.
     pub region: Option<String>,
     /// The topic of an `aws sns publish`, when literal.
     pub topic_arn: Option<String>,
@@ -348,6 +349,12 @@ pub fn moves(text: &str, args: &[String]) -> Moves {
         }
         m.moves.push((*n, call));
     }
+    if m.region.is_none() && !m.moves.is_empty() {
+        m.region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .find_map(|v| vars.get(*v).cloned().flatten())
+            .filter(|r| !r.contains('$'));
+    }
     m
 }
 
@@ -472,5 +479,24 @@ aws sns publish --topic-arn "$1" --message "took over"
             moves("#!/bin/sh\nsystemctl restart haproxy\n", &[]),
             Moves::default()
         );
+        // The shape of many published scripts: the region from the environment, the EIP by
+        // its address, the instance id from metadata, a disassociate first (not needed).
+        let m = moves(
+            "export AWS_DEFAULT_REGION=eu-central-1\nEIP=203.0.113.7\nID=`curl -s http://169.254.169.254/latest/meta-data/instance-id`\naws ec2 disassociate-address --public-ip $EIP\naws ec2 associate-address --public-ip $EIP --instance-id $ID\n",
+            &[],
+        );
+        assert_eq!(m.region.as_deref(), Some("eu-central-1"));
+        assert_eq!(
+            m.moves,
+            [(
+                5,
+                Move::Eip {
+                    allocation_id: None,
+                    public_ip: Some("203.0.113.7".into()),
+                    private_ip: None
+                }
+            )]
+        );
+        assert!(m.unresolved.is_empty());
     }
 }
