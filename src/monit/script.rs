@@ -299,6 +299,22 @@ pub fn moves(text: &str, args: &[String]) -> Moves {
         }
         None
     };
+    // `for NAME in A B C`: the literal values a loop variable takes.
+    let loops: std::collections::BTreeMap<&str, Vec<String>> = lines
+        .iter()
+        .filter_map(|(_, w)| match w.as_slice() {
+            [f, name, i, values @ ..] if f == "for" && i == "in" => {
+                let values: Vec<String> = values
+                    .iter()
+                    .take_while(|v| !matches!(v.as_str(), "do" | ";"))
+                    .cloned()
+                    .collect();
+                (!values.is_empty() && values.iter().all(|v| !v.contains(['$', '`', '*'])))
+                    .then_some((name.as_str(), values))
+            }
+            _ => None,
+        })
+        .collect();
     let mut m = Moves::default();
     for (n, l) in &lines {
         let has = |w: &str| l.iter().any(|x| x == w);
@@ -337,9 +353,30 @@ pub fn moves(text: &str, args: &[String]) -> Moves {
             }
             Move::PrivateIp { addresses }
         } else if has("replace-route") || has("create-route") {
+            let destination = get("--destination-cidr-block", &mut m);
+            // `for rt in rtb-1 rtb-2; do aws ec2 replace-route --route-table-id $rt ...`
+            let each = flag(l, "--route-table-id")
+                .as_deref()
+                .and_then(reference)
+                .and_then(|v| loops.get(v));
+            if let Some(tables) = each {
+                for t in tables {
+                    m.moves.push((
+                        *n,
+                        Move::Route {
+                            table: Some(t.clone()),
+                            destination: destination.clone(),
+                        },
+                    ));
+                }
+                if let Some(r) = get("--region", &mut m) {
+                    m.region.get_or_insert(r);
+                }
+                continue;
+            }
             Move::Route {
                 table: get("--route-table-id", &mut m),
-                destination: get("--destination-cidr-block", &mut m),
+                destination,
             }
         } else {
             continue;
@@ -431,8 +468,9 @@ aws ec2 associate-address --region us-east-1 \
     --allow-reassociation
 aws ec2 assign-private-ip-addresses --network-interface-id $ENI \
     --private-ip-addresses 10.0.1.50 "$2" --allow-reassignment
+aws ec2 replace-route --route-table-id ${TABLE} --destination-cidr-block 192.168.100.1/32 --network-interface-id $ENI
 for rt in rtb-1 rtb-2; do
-  aws ec2 replace-route --route-table-id ${TABLE} --destination-cidr-block 192.168.100.1/32 --network-interface-id $ENI
+  aws ec2 replace-route --route-table-id $rt --destination-cidr-block 192.168.100.1/32 --network-interface-id $ENI
 done
 aws sns publish --topic-arn "$1" --message "took over"
 "#;
@@ -455,9 +493,23 @@ aws sns publish --topic-arn "$1" --message "took over"
                     }
                 ),
                 (
-                    12,
+                    11,
                     Move::Route {
                         table: None,
+                        destination: Some("192.168.100.1/32".into())
+                    }
+                ),
+                (
+                    13,
+                    Move::Route {
+                        table: Some("rtb-1".into()),
+                        destination: Some("192.168.100.1/32".into())
+                    }
+                ),
+                (
+                    13,
+                    Move::Route {
+                        table: Some("rtb-2".into()),
                         destination: Some("192.168.100.1/32".into())
                     }
                 ),
@@ -472,7 +524,7 @@ aws sns publish --topic-arn "$1" --message "took over"
             m.unresolved,
             [
                 "9: --private-ip-addresses $2",
-                "12: --route-table-id ${TABLE}"
+                "11: --route-table-id ${TABLE}"
             ]
         );
         assert_eq!(
