@@ -500,15 +500,31 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
     let mut advert: Option<(u64, At, String)> = None;
     let mut vips: Vec<(String, At, String)> = Vec::new();
     let mut claims = Claims::default();
+    let mut src_stmt = None;
     for st in s.block.iter().flatten() {
         let key = st.key();
+        let block = matches!(
+            key,
+            "unicast_peer" | "track_script" | "virtual_ipaddress" | "virtual_ipaddress_excluded"
+        );
+        if block && st.block.is_none() {
+            out.untranslated.push(format!(
+                "{}: {} -- `{key}` takes a block `{{ ... }}`: not read",
+                st.at,
+                st.text()
+            ));
+            continue;
+        }
         match key {
             "unicast_peer" => {
                 for p in st.block.iter().flatten() {
                     peers.push((p.key().to_owned(), p.at.clone()));
                 }
             }
-            "unicast_src_ip" => src = st.args().first().map(|w| w.text.clone()),
+            "unicast_src_ip" => {
+                src = st.args().first().map(|w| w.text.clone());
+                src_stmt = Some(st);
+            }
             "track_script" => {
                 for t in st.block.iter().flatten() {
                     tracked.push((t.text(), t.at.clone()));
@@ -576,6 +592,13 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
         }
     }
     if !has_claims {
+        if let Some(st) = src_stmt {
+            out.untranslated.push(format!(
+                "{}: {} -- no rule watches the peer: the instance's notify scripts move no AWS address",
+                st.at,
+                st.text()
+            ));
+        }
         for (p, at) in &peers {
             out.untranslated.push(format!(
                 "{at}: unicast_peer {p} -- no rule watches the peer: the instance's notify scripts move no AWS address"
@@ -1116,7 +1139,7 @@ vrrp_instance VI_1 {
     #[test]
     fn without_a_peer_the_rule_is_disabled_and_without_an_aws_move_nothing_is_claimed() {
         let (t, out) = convert_text(
-            "vrrp_instance A {\n  notify_master \"/bin/sh -c 'aws ec2 assign-private-ip-addresses --private-ip-addresses 10.0.1.50'\"\n}\nvrrp_instance LAN {\n  unicast_peer { 10.0.0.2 }\n  virtual_ipaddress {\n    192.168.1.1\n  }\n}\n",
+            "vrrp_instance A {\n  notify_master \"/bin/sh -c 'aws ec2 assign-private-ip-addresses --private-ip-addresses 10.0.1.50'\"\n}\nvrrp_instance LAN {\n  unicast_peer { 10.0.0.2 }\n  track_script chk\n  unicast_src_ip 10.0.0.1\n  virtual_ipaddress {\n    192.168.1.1\n  }\n}\n",
         );
         let rule = &t["rules"]["A-peer"];
         assert_eq!(rule["enabled"].as_bool(), Some(false));
@@ -1138,7 +1161,13 @@ vrrp_instance VI_1 {
             "{listed}"
         );
         assert!(
-            listed.contains("keepalived.conf:7: virtual_ipaddress 192.168.1.1 -- "),
+            listed.contains("keepalived.conf:9: virtual_ipaddress 192.168.1.1 -- ")
+                && listed.contains(
+                    "keepalived.conf:6: track_script chk -- `track_script` takes a block"
+                )
+                && listed.contains(
+                    "keepalived.conf:7: unicast_src_ip 10.0.0.1 -- no rule watches the peer"
+                ),
             "{listed}"
         );
         assert_located(&out);
