@@ -1426,3 +1426,30 @@ check = { type = "haproxy", min_up = 2 }
 fn errors_text(errs: &[String]) -> String {
     errs.join("\n")
 }
+
+#[test]
+fn haproxy_minimums_come_along_only_with_their_backend() {
+    let c = from_sources(&src(&[(
+        "a.toml",
+        r#"
+[haproxy]
+backend = "app"
+min_up = 3
+[rules.inherits]
+check = { type = "haproxy" }
+[rules.own-backend]
+check = { type = "haproxy", backend = "api" }
+[rules.own-minimum]
+check = { type = "haproxy", backend = "app", min_up_ratio = 0.5 }
+"#,
+    )]))
+    .unwrap();
+    let by = |n: &str| match &c.rules.iter().find(|r| r.name == n).unwrap().check {
+        CheckSpec::Haproxy(h) => (h.backend.clone(), h.min_up, h.min_up_ratio),
+        _ => panic!(),
+    };
+    assert_eq!(by("inherits"), (Some("app".into()), Some(3), None));
+    assert_eq!(by("own-backend"), (Some("api".into()), None, None));
+    assert_eq!(by("own-minimum"), (Some("app".into()), None, Some(0.5)));
+    assert_eq!((c.haproxy.min_up, c.haproxy.min_up_ratio), (Some(3), None));
+}

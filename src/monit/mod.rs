@@ -7,13 +7,17 @@
 pub(crate) mod parse;
 pub(crate) mod script;
 
-use parse::{Action, At, Item, Rate, Status, Test};
+use parse::{Action, At, Cond, Item, Kind, Rate, Service, Status, Test};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// monit's own timeout of a connection test when none is written.
 const MONIT_TIMEOUT_SECS: u64 = 5;
+/// monit's own timeout of a `check program` when none is written (5 minutes).
+const MONIT_PROGRAM_TIMEOUT_SECS: u64 = 300;
+/// The longest `max_age` the watchdog takes (30 days).
+const MAX_AGE_LIMIT_SECS: u64 = 30 * 86400;
 /// The cycle of OpsWorks' monit, used when no `set daemon` says otherwise.
 const DEFAULT_CYCLE_SECS: u64 = 60;
 /// Scripts larger than this are not failover scripts of the kind recognized here.
@@ -161,9 +165,28 @@ pub(crate) fn wildcard(pattern: &str, name: &str) -> bool {
     !name.starts_with('.') && go(&p, &n)
 }
 
-/// A TOML basic string.
+/// A TOML string on one line: control characters (a `send "...\r\n"`) escaped, where the
+/// toml crate would write a multi-line string inside an inline table.
 pub(crate) fn q(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
+    if !s.chars().any(char::is_control) {
+        return toml::Value::String(s.to_owned()).to_string();
+    }
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A valid watchdog name (`A-Z a-z 0-9 - _ .`, at most 64) made from `s`.
@@ -204,7 +227,7 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
         ..Default::default()
     };
     let mut cycle = None;
-    let mut hosts = Vec::new();
+    let mut services = Vec::new();
     for item in items {
         match item {
             Item::Daemon { seconds, at } => {
@@ -214,7 +237,7 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
                 }
                 cycle = Some(seconds);
             }
-            Item::Host(h) => hosts.push(h),
+            Item::Service(s) => services.push(s),
             Item::Other { text, at, why } => {
                 out.untranslated.push(format!("{at}: {text} -- {why}"))
             }
@@ -232,11 +255,23 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
     let mut actions: BTreeMap<String, Out> = BTreeMap::new();
     let mut rules = String::new();
     let mut used_rules = std::collections::BTreeSet::new();
-    for h in &hosts {
-        for (i, t) in h.tests.iter().enumerate() {
-            let mut rule = name(&h.name);
+    for s in &services {
+        for (i, t) in s.tests.iter().enumerate() {
+            // Before the actions, so that a test that does not translate leaves none behind.
+            let probe = match probe(s, t, &mut out) {
+                Ok(p) => p,
+                Err(why) => {
+                    out.untranslated.push(format!(
+                        "{}: {} -- {why}",
+                        t.at,
+                        t.text.replace('\n', " ")
+                    ));
+                    continue;
+                }
+            };
+            let mut rule = name(&s.name);
             if i > 0 || used_rules.contains(&rule) {
-                rule = name(&format!("{}-{}", h.name, i + 1));
+                rule = name(&format!("{}-{}", s.name, i + 1));
             }
             used_rules.insert(rule.clone());
             let on_fail = action_for(&t.on_fail, t, root, &mut actions, &mut out);
@@ -245,7 +280,7 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
                 .as_ref()
                 .and_then(|a| action_for(a, t, root, &mut actions, &mut out));
             rules.push_str(&rule_toml(
-                &rule, &h.address, t, interval, on_fail, on_recover, &mut out,
+                &rule, probe, t, interval, on_fail, on_recover, &mut out,
             ));
             out.rules += 1;
         }
@@ -366,6 +401,24 @@ fn action_for(
 ) -> Option<String> {
     let cmd = match a {
         Action::Exec(cmd) => cmd,
+        Action::Implicit => {
+            out.untranslated.push(format!(
+                "{}: {} -- when it fails, monit restarts the service (its `start program`) or alerts; no equivalent: the watchdog does not restart services, let systemd do it (Restart=on-failure in the service's unit). The rule is written with no action: add one to on_fail if something should follow",
+                t.at, t.text
+            ));
+            return None;
+        }
+        Action::Other(word)
+            if ["restart", "start", "stop"]
+                .iter()
+                .any(|w| word.eq_ignore_ascii_case(w)) =>
+        {
+            out.untranslated.push(format!(
+                "{}: then {word} -- no equivalent: monit {word}s the service, the watchdog does not; let systemd restart it (Restart=on-failure in the service's unit), and give the rule an action if something should follow",
+                t.at
+            ));
+            return None;
+        }
         Action::Other(word) => {
             out.untranslated.push(format!(
                 "{}: then {word} -- no equivalent: monit's {word} acts on monit itself or sends mail; add an `sns` or `exec` action to the rule",
@@ -526,15 +579,225 @@ fn count(rate: Option<Rate>, what: &str, at: &At, out: &mut Imported) -> u32 {
     .max(1)
 }
 
-fn rule_toml(
-    rule: &str,
-    address: &str,
-    t: &Test,
-    interval: u64,
-    on_fail: Option<String>,
-    on_recover: Option<String>,
-    out: &mut Imported,
-) -> String {
+/// What a test checks, as a watchdog `check` table, and the timeout monit gave it.
+struct Probe {
+    check: String,
+    /// The timeout monit used and what to call it in a note; None: monit has none (a
+    /// process or file test), the watchdog's default applies.
+    timeout: Option<(u64, String)>,
+}
+
+/// The `check` of test `t` of block `s`, or why it has none.
+fn probe(s: &Service, t: &Test, out: &mut Imported) -> Result<Probe, String> {
+    match (&t.cond, &s.kind) {
+        (Cond::Connection, kind) => {
+            let ms = t.timeout_ms.unwrap_or(MONIT_TIMEOUT_SECS * 1000).max(1);
+            let check = if t.tcp {
+                tcp_check(kind.address(), t, out)
+            } else {
+                http_check(kind.address(), t, out)
+            };
+            Ok(Probe {
+                check,
+                timeout: Some((ms, format!("timeout {}", duration(ms)))),
+            })
+        }
+        (Cond::Missing, Kind::Process { pidfile, matching }) => {
+            let check = match (pidfile, matching) {
+                (Some(p), _) if p.starts_with('/') => {
+                    format!("{{ type = \"process\", pidfile = {} }}", q(p))
+                }
+                (Some(p), _) => {
+                    return Err(format!(
+                        "pidfile {p:?} is not an absolute path; write `pidfile` by hand"
+                    ))
+                }
+                (None, Some(re)) => {
+                    let Some(n) = process_name(re) else {
+                        return Err(format!(
+                            "matching {re:?} is a regular expression, not a plain process name: monit matched it against the whole command line, the watchdog compares the command name (`name`) or reads a `pidfile`; write one of them by hand"
+                        ));
+                    };
+                    out.approximate.push(format!(
+                        "{}: matching {re:?}: monit matched it anywhere in the command line; the watchdog wants a process whose command name is {n:?}",
+                        t.at
+                    ));
+                    format!("{{ type = \"process\", name = {} }}", q(&n))
+                }
+                (None, None) => return Err("neither pidfile nor matching".into()),
+            };
+            Ok(Probe {
+                check,
+                timeout: None,
+            })
+        }
+        (Cond::Missing | Cond::Present, Kind::File { path }) => {
+            absolute(path)?;
+            Ok(Probe {
+                check: format!(
+                    "{{ type = \"file\", path = {}, exists = {} }}",
+                    q(path),
+                    t.cond == Cond::Missing
+                ),
+                timeout: None,
+            })
+        }
+        (
+            Cond::OlderThan {
+                seconds,
+                either_time,
+            },
+            Kind::File { path },
+        ) => {
+            absolute(path)?;
+            if !(1..=MAX_AGE_LIMIT_SECS).contains(seconds) {
+                return Err(format!("an age of {seconds} s: max_age takes 1s to 30d"));
+            }
+            if *either_time {
+                out.approximate.push(format!(
+                    "{}: `timestamp` is the later of the file's change and modification times to monit; max_age looks at the modification time (a chmod or chown no longer makes the file young)",
+                    t.at
+                ));
+            }
+            if !s.tests.iter().any(|o| o.cond == Cond::Missing) {
+                out.approximate.push(format!(
+                    "{}: a missing file fails this rule too (monit ran its own existence test for that)",
+                    t.at
+                ));
+            }
+            Ok(Probe {
+                check: format!(
+                    "{{ type = \"file\", path = {}, exists = true, max_age = \"{}\" }}",
+                    q(path),
+                    age(*seconds)
+                ),
+                timeout: None,
+            })
+        }
+        (Cond::ExitCodes(pass), Kind::Program { path, timeout_ms }) => {
+            // monit splits the path on blanks and runs it without a shell.
+            let argv: Vec<&str> = path.split_whitespace().collect();
+            match argv.first() {
+                Some(p) if p.starts_with('/') => {}
+                _ => {
+                    return Err(format!(
+                        "the program {:?} is not an absolute path: the watchdog runs it without a shell or PATH search; write `command` with the full path by hand",
+                        argv.first().copied().unwrap_or("")
+                    ))
+                }
+            }
+            let command: Vec<String> = argv.iter().map(|a| q(a)).collect();
+            let codes: Vec<String> = pass.iter().map(u8::to_string).collect();
+            let timeout = match timeout_ms {
+                Some(ms) => (*ms, format!("timeout {}", duration(*ms))),
+                None => (
+                    MONIT_PROGRAM_TIMEOUT_SECS * 1000,
+                    format!(
+                        "monit's program timeout ({}, its default)",
+                        duration(MONIT_PROGRAM_TIMEOUT_SECS * 1000)
+                    ),
+                ),
+            };
+            Ok(Probe {
+                check: format!(
+                    "{{ type = \"program\", command = [{}], expect_exit = [{}] }}",
+                    command.join(", "),
+                    codes.join(", ")
+                ),
+                timeout: Some(timeout),
+            })
+        }
+        // The parser makes no other pair.
+        (cond, kind) => Err(format!("{cond:?} in a {kind:?}: not translated")),
+    }
+}
+
+fn absolute(path: &str) -> Result<(), String> {
+    if path.starts_with('/') {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path:?} is not an absolute path; write `path` by hand"
+        ))
+    }
+}
+
+/// A `matching` regular expression that is a plain process name: letters, digits, `-`, `_`
+/// and `.`, perhaps between `^` and `$`.
+fn process_name(re: &str) -> Option<String> {
+    let n = re.strip_prefix('^').unwrap_or(re);
+    let n = n.strip_suffix('$').unwrap_or(n);
+    (!n.is_empty()
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    .then(|| n.to_owned())
+}
+
+/// An age in watchdog syntax, in the largest unit that divides it.
+fn age(seconds: u64) -> String {
+    if seconds % 3600 == 0 {
+        format!("{}h", seconds / 3600)
+    } else if seconds % 60 == 0 {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// The literal text a monit regular expression (`content`, `expect`) stands for, with notes
+/// on what differs; None (listed) when no one text stands for it.
+fn literal_for(what: &str, re: &str, fix: &str, t: &Test, out: &mut Imported) -> Option<String> {
+    let Some(l) = regex_literal(re) else {
+        out.untranslated.push(format!(
+            "{}: {what} = {re:?} -- a regular expression that no literal text stands for; {fix}",
+            t.at
+        ));
+        return None;
+    };
+    if l.anchored {
+        out.approximate.push(format!(
+            "{}: {what} = {re:?}: the anchors ^ and $ are dropped; the watchdog looks for {:?} anywhere in the {}",
+            t.at,
+            l.text,
+            if what == "content" { "body" } else { "answer" }
+        ));
+    }
+    if l.dots {
+        out.approximate.push(format!(
+            "{}: {what} = {re:?}: `.` matches any character to monit; the watchdog looks for the literal text {:?}",
+            t.at, l.text
+        ));
+    }
+    Some(l.text)
+}
+
+/// `if failed [host H] port P [type tcp] [send S] [expect E]`.
+fn tcp_check(address: &str, t: &Test, out: &mut Imported) -> String {
+    let host = t.host.as_deref().unwrap_or(address);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let mut check = format!(
+        "{{ type = \"tcp\", host = {}, port = {}",
+        q(host),
+        t.port.unwrap_or(0)
+    );
+    if let Some(s) = t.send.as_deref().filter(|s| !s.is_empty()) {
+        let _ = write!(check, ", send = {}", q(s));
+    }
+    if let Some(e) = t.expect.as_deref().filter(|e| !e.is_empty()) {
+        let fix = "the check only connects (and sends): set `expect` by hand";
+        if let Some(text) = literal_for("expect", e, fix, t, out) {
+            let _ = write!(check, ", expect = {}", q(&text));
+        }
+    }
+    check.push_str(" }");
+    check
+}
+
+/// `if failed [host H] port P protocol HTTP[S] ...` or `if failed url URL ...`.
+fn http_check(address: &str, t: &Test, out: &mut Imported) -> String {
     let url = match &t.url {
         Some(u) => u.clone(),
         None => {
@@ -555,21 +818,6 @@ fn rule_toml(
             format!("{scheme}://{host}:{port}{request}")
         }
     };
-    for d in &t.dropped {
-        out.untranslated.push(format!("{}: {d}", t.at));
-    }
-    let mut disabled = String::new();
-    if let Some(user) = &t.url_user {
-        out.untranslated.push(format!(
-            "{}: the URL's user name ({user:?}) and password -- not copied into the TOML; the rule is written with `enabled = false`: put the credentials in its URL yourself, or let the endpoint answer without them, then remove that line",
-            t.at
-        ));
-        let _ = write!(
-            disabled,
-            "# monit sent user {} and a password with this URL; they are not copied here.\nenabled = false\n",
-            q(user)
-        );
-    }
     let status = match &t.status {
         None => vec!["\"2xx\"".to_owned(), "\"3xx\"".to_owned()],
         Some(Status::Equal(n)) => vec![n.to_string()],
@@ -588,29 +836,40 @@ fn rule_toml(
         let _ = write!(check, ", host = {}", q(h));
     }
     if let Some(c) = &t.content {
-        match regex_literal(c) {
-            Some(l) => {
-                if l.anchored {
-                    out.approximate.push(format!(
-                        "{}: content = {c:?}: the anchors ^ and $ are dropped; the watchdog looks for {:?} anywhere in the body",
-                        t.at, l.text
-                    ));
-                }
-                if l.dots {
-                    out.approximate.push(format!(
-                        "{}: content = {c:?}: `.` matches any character to monit; the watchdog looks for the literal text {:?}",
-                        t.at, l.text
-                    ));
-                }
-                let _ = write!(check, ", body_contains = {}", q(&l.text));
-            }
-            None => out.untranslated.push(format!(
-                "{}: content = {c:?} -- a regular expression that no literal text stands for; the check does not look at the body: set `body_contains` by hand",
-                t.at
-            )),
+        let fix = "the check does not look at the body: set `body_contains` by hand";
+        if let Some(text) = literal_for("content", c, fix, t, out) {
+            let _ = write!(check, ", body_contains = {}", q(&text));
         }
     }
     check.push_str(" }");
+    check
+}
+
+fn rule_toml(
+    rule: &str,
+    probe: Probe,
+    t: &Test,
+    interval: u64,
+    on_fail: Option<String>,
+    on_recover: Option<String>,
+    out: &mut Imported,
+) -> String {
+    for d in &t.dropped {
+        out.untranslated.push(format!("{}: {d}", t.at));
+    }
+    let mut disabled = String::new();
+    if let Some(user) = &t.url_user {
+        out.untranslated.push(format!(
+            "{}: the URL's user name ({user:?}) and password -- not copied into the TOML; the rule is written with `enabled = false`: put the credentials in its URL yourself, or let the endpoint answer without them, then remove that line",
+            t.at
+        ));
+        let _ = write!(
+            disabled,
+            "# monit sent user {} and a password with this URL; they are not copied here.\nenabled = false\n",
+            q(user)
+        );
+    }
+    let check = probe.check;
     let fail_after = count(t.fail_rate, "failed", &t.at, out);
     let recover_after = count(t.recover_rate, "succeeded", &t.at, out);
     if let Some(n) = t.retry {
@@ -619,16 +878,17 @@ fn rule_toml(
             t.at
         ));
     }
-    let timeout_ms = t.timeout_ms.unwrap_or(MONIT_TIMEOUT_SECS * 1000).max(1);
-    let timeout = if timeout_ms > interval * 1000 {
-        out.approximate.push(format!(
-            "{}: timeout {} is longer than the {interval} s cycle; cut to the cycle",
-            t.at,
-            duration(timeout_ms)
-        ));
-        interval * 1000
-    } else {
-        timeout_ms
+    let timeout = match probe.timeout {
+        Some((ms, what)) if ms > interval * 1000 => {
+            out.approximate.push(format!(
+                "{}: {what} is longer than the {interval} s cycle; cut to the cycle",
+                t.at
+            ));
+            interval * 1000
+        }
+        Some((ms, _)) => ms,
+        // The watchdog's default, within the cycle.
+        None => (MONIT_TIMEOUT_SECS * 1000).min(interval * 1000),
     };
     let list = |a: Option<String>| {
         a.map(|n| format!("[{}]", q(&n)))
@@ -656,6 +916,21 @@ mod tests {
         assert!(!wildcard("*.conf", "haproxywatch.monitrc"));
         assert!(wildcard("h?proxy*", "haproxy.conf"));
         assert!(!wildcard("*", ".hidden"));
+    }
+
+    #[test]
+    fn strings_with_control_characters_stay_on_one_line() {
+        for s in [
+            "PING\r\n",
+            "a\"b\\c\t\u{0}\u{7f}",
+            "plain",
+            "it's \"quoted\"",
+        ] {
+            let text = format!("x = {}", q(s));
+            assert!(!text.contains('\n'), "{text}");
+            let t: toml::Table = text.parse().unwrap();
+            assert_eq!(t["x"].as_str(), Some(s), "{text}");
+        }
     }
 
     #[test]
@@ -749,5 +1024,260 @@ check host web.example.com with address 203.0.113.20
             "{listed}"
         );
         assert!(listed.contains("then alert -- no equivalent"), "{listed}");
+    }
+
+    /// What was written validates as is.
+    fn assert_valid(out: &Imported) {
+        if let Err(e) = crate::config::from_sources(&[("out.toml".into(), out.toml.clone())]) {
+            panic!("{e}\n{}", out.toml);
+        }
+    }
+
+    /// The rule named `name` of `t`, with what its `check` is.
+    fn check<'a>(t: &'a toml::Table, rule: &str) -> &'a toml::Value {
+        &t["rules"][rule]["check"]
+    }
+
+    #[test]
+    fn a_process_becomes_a_process_rule_and_its_port_tests_tcp_or_http_rules() {
+        let (t, out) = convert_text(
+            r#"set daemon 10
+check process haproxy with pidfile /var/run/haproxy.pid
+  start program = "/etc/init.d/haproxy start"
+  if does not exist for 3 cycles then exec "/usr/local/bin/failover"
+     else if succeeded for 2 cycles then exec "/usr/local/bin/failback"
+  if failed port 443 type tcp with timeout 2 seconds 2 times within 4 cycles then exec "/usr/local/bin/failover"
+  if failed host 127.0.0.1 port 6379 send "PING\r\n" expect "^\+PONG" then exec "/usr/local/bin/failover"
+  if failed port 80 protocol http request "/health" then restart
+check process nginx matching "nginx"
+check process php matching "php-fpm: master.*"
+"#,
+        );
+        let haproxy = check(&t, "haproxy");
+        assert_eq!(haproxy.as_table().unwrap().len(), 2, "{haproxy}");
+        assert_eq!(haproxy["type"].as_str(), Some("process"));
+        assert_eq!(haproxy["pidfile"].as_str(), Some("/var/run/haproxy.pid"));
+        let r = &t["rules"]["haproxy"];
+        assert_eq!(r["fail_after"].as_integer(), Some(3));
+        assert_eq!(r["recover_after"].as_integer(), Some(2));
+        assert_eq!(r["timeout"].as_str(), Some("5s"));
+        assert_eq!(r["on_fail"][0].as_str(), Some("exec-failover"));
+        assert_eq!(r["on_recover"][0].as_str(), Some("exec-failback"));
+
+        let tcp = check(&t, "haproxy-2");
+        assert_eq!(
+            tcp.as_table().unwrap().clone(),
+            toml::toml! { type = "tcp"  host = "localhost"  port = 443 }
+        );
+        assert_eq!(t["rules"]["haproxy-2"]["timeout"].as_str(), Some("2s"));
+        assert_eq!(t["rules"]["haproxy-2"]["fail_after"].as_integer(), Some(2));
+        let redis = check(&t, "haproxy-3");
+        assert_eq!(
+            redis.as_table().unwrap().clone(),
+            toml::toml! { type = "tcp"  host = "127.0.0.1"  port = 6379  send = "PING\r\n"  expect = "+PONG" }
+        );
+        let http = check(&t, "haproxy-4");
+        assert_eq!(http["url"].as_str(), Some("http://localhost:80/health"));
+        assert_eq!(
+            t["rules"]["haproxy-4"]["on_fail"].as_array().unwrap().len(),
+            0
+        );
+
+        assert_eq!(
+            check(&t, "nginx").as_table().unwrap().clone(),
+            toml::toml! { type = "process"  name = "nginx" }
+        );
+        assert!(t["rules"].get("php").is_none());
+        assert_valid(&out);
+
+        let listed = out.untranslated.join("\n");
+        for want in [
+            "monitrc:3: start program = \"/etc/init.d/haproxy start\" -- no equivalent: monit starts, stops and restarts services, the watchdog does not; let systemd restart the service (Restart=on-failure in its unit)",
+            "monitrc:8: then restart -- no equivalent: monit restarts the service, the watchdog does not; let systemd restart it (Restart=on-failure",
+            "monitrc:9: check process nginx matching \"nginx\" (monit's own test: does it exist) -- when it fails, monit restarts the service",
+            "monitrc:10: check process php matching \"php-fpm: master.*\" (monit's own test: does it exist) -- matching \"php-fpm: master.*\" is a regular expression, not a plain process name",
+        ] {
+            assert!(listed.contains(want), "{want}\n{listed}");
+        }
+        let approx = out.approximate.join("\n");
+        for want in [
+            "monitrc:6: failed `2 times within 4 cycles` became 2 consecutive failed cycles",
+            "monitrc:7: expect = \"^\\\\+PONG\": the anchors ^ and $ are dropped; the watchdog looks for \"+PONG\" anywhere in the answer",
+            "monitrc:9: matching \"nginx\": monit matched it anywhere in the command line; the watchdog wants a process whose command name is \"nginx\"",
+        ] {
+            assert!(approx.contains(want), "{want}\n{approx}");
+        }
+    }
+
+    #[test]
+    fn a_program_becomes_a_program_rule_with_its_timeout_cut_to_the_cycle() {
+        let (t, out) = convert_text(
+            r#"set daemon 30
+check program haproxy-config with path "/usr/sbin/haproxy -c -f /etc/haproxy/haproxy.cfg" with timeout 10 seconds
+  if status != 0 for 2 cycles then exec "/usr/local/bin/page config"
+check program slow with path /usr/local/bin/slow-check
+  if status > 1 then alert
+check program relative with path "check_haproxy --quiet"
+  if status != 0 then alert
+check program quiet with path /usr/local/bin/x
+"#,
+        );
+        let r = &t["rules"]["haproxy-config"];
+        assert_eq!(
+            r["check"].as_table().unwrap().clone(),
+            toml::toml! {
+                type = "program"
+                command = ["/usr/sbin/haproxy", "-c", "-f", "/etc/haproxy/haproxy.cfg"]
+                expect_exit = [0]
+            }
+        );
+        assert_eq!(r["timeout"].as_str(), Some("10s"));
+        assert_eq!(r["fail_after"].as_integer(), Some(2));
+        let slow = &t["rules"]["slow"];
+        assert_eq!(slow["check"]["expect_exit"].as_array().unwrap().len(), 2);
+        assert_eq!(slow["timeout"].as_str(), Some("30s"));
+        assert!(out.approximate.iter().any(|a| a
+            == "monitrc:5: monit's program timeout (300s, its default) is longer than the 30 s cycle; cut to the cycle"));
+        assert!(t["rules"].get("relative").is_none());
+        assert_valid(&out);
+        let listed = out.untranslated.join("\n");
+        assert!(listed.contains("monitrc:7: if status != 0 then alert -- the program \"check_haproxy\" is not an absolute path"), "{listed}");
+        assert!(
+            listed.contains(
+                "monitrc:8: check program quiet with path /usr/local/bin/x -- no `if status` test"
+            ),
+            "{listed}"
+        );
+        // No action left behind by the test that did not translate.
+        assert!(t
+            .get("actions")
+            .is_some_and(|a| a.as_table().unwrap().len() == 1));
+    }
+
+    #[test]
+    fn a_file_becomes_file_rules_for_existence_and_age() {
+        let (t, out) = convert_text(
+            r#"set daemon 60
+check file maintenance with path /etc/haproxy/maintenance
+  if exist then exec "/usr/local/bin/standby"
+check file heartbeat with path /var/run/app.heartbeat
+  if does not exist then exec "/usr/local/bin/failover"
+  if timestamp > 2 hours then exec "/usr/local/bin/failover"
+  if mtime > 90 seconds for 2 cycles then exec "/usr/local/bin/failover"
+  if timestamp > 31 days then alert
+  if changed timestamp then alert
+check file flag with path /run/flag
+check file rel with path run/flag
+"#,
+        );
+        assert_eq!(
+            check(&t, "maintenance").as_table().unwrap().clone(),
+            toml::toml! { type = "file"  path = "/etc/haproxy/maintenance"  exists = false }
+        );
+        assert_eq!(
+            t["rules"]["maintenance"]["on_fail"][0].as_str(),
+            Some("exec-standby")
+        );
+        assert_eq!(
+            check(&t, "heartbeat").as_table().unwrap().clone(),
+            toml::toml! { type = "file"  path = "/var/run/app.heartbeat"  exists = true }
+        );
+        assert_eq!(check(&t, "heartbeat-2")["max_age"].as_str(), Some("2h"));
+        assert_eq!(check(&t, "heartbeat-3")["max_age"].as_str(), Some("90s"));
+        assert_eq!(
+            t["rules"]["heartbeat-3"]["fail_after"].as_integer(),
+            Some(2)
+        );
+        assert_eq!(check(&t, "flag")["exists"].as_bool(), Some(true));
+        assert!(t["rules"].get("rel").is_none());
+        assert_valid(&out);
+        let listed = out.untranslated.join("\n");
+        for want in [
+            "monitrc:8: if timestamp > 31 days then alert -- an age of 2678400 s: max_age takes 1s to 30d",
+            "monitrc:9: if changed timestamp then alert -- no equivalent",
+            "monitrc:10: check file flag with path /run/flag (monit's own test: does it exist) -- when it fails, monit restarts the service",
+            "monitrc:11: check file rel with path run/flag (monit's own test: does it exist) -- \"run/flag\" is not an absolute path",
+        ] {
+            assert!(listed.contains(want), "{want}\n{listed}");
+        }
+        assert!(out
+            .approximate
+            .iter()
+            .any(|a| a.starts_with("monitrc:6: `timestamp` is the later")));
+        assert!(!out
+            .approximate
+            .iter()
+            .any(|a| a.starts_with("monitrc:7: `timestamp`")));
+    }
+
+    #[test]
+    fn cycles_and_failover_scripts_work_for_every_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("failtome.sh"),
+            std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/monit/etc/failtome.sh"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let text = r#"set daemon 10
+check process haproxy with pidfile /run/haproxy.pid
+  if does not exist 2 times within 3 cycles then exec "/failtome.sh"
+check program cfg with path /usr/sbin/check
+  if status != 0 for 4 cycles then exec "/failtome.sh"
+check file maint with path /etc/maint
+  if exist for 5 cycles then exec "/failtome.sh"
+"#;
+        let out = convert(
+            parse::parse(text, Path::new("monitrc")),
+            vec![],
+            Some(dir.path()),
+        );
+        let t: toml::Table = out.toml.parse().unwrap();
+        for (rule, fail_after) in [("haproxy", 2), ("cfg", 4), ("maint", 5)] {
+            let r = &t["rules"][rule];
+            assert_eq!(r["fail_after"].as_integer(), Some(fail_after), "{rule}");
+            assert_eq!(
+                r["on_fail"][0].as_str(),
+                Some("claim-54.173.141.243"),
+                "{rule}"
+            );
+        }
+        assert_eq!(t["actions"].as_table().unwrap().len(), 1);
+        assert_valid(&out);
+        assert_eq!(
+            t["actions"]["claim-54.173.141.243"]["type"].as_str(),
+            Some("claim_eip")
+        );
+    }
+
+    #[test]
+    fn the_same_input_gives_the_same_output() {
+        let text = "check process a with pidfile /a.pid\n if failed port 1 then alert\ncheck file f with path /f\ncheck program p with path /p\n if status > 3 then alert\n";
+        let (_, a) = convert_text(text);
+        let (_, b) = convert_text(text);
+        assert_eq!(a.toml, b.toml);
+    }
+
+    /// Every prefix of the fixture's monit files (tests cut anywhere), converted without a
+    /// panic, and whatever was written is TOML.
+    #[test]
+    fn no_input_panics_the_conversion() {
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/monit/kinds/etc/monit");
+        let mut text = std::fs::read_to_string(dir.join("monitrc")).unwrap();
+        for f in ["haproxy.conf", "maintenance.conf", "redis.conf"] {
+            text.push_str(&std::fs::read_to_string(dir.join("conf.d").join(f)).unwrap());
+        }
+        text.push_str("check host h with address ::1\n if failed port 1 send \"\\0x01\" expect \"a.b$\" then alert\ncheck file t with path /t\n if timestamp > 0 seconds then alert\n");
+        for end in (0..=text.len()).filter(|&e| text.is_char_boundary(e)) {
+            let out = convert(
+                parse::parse(&text[..end], Path::new("monitrc")),
+                vec![],
+                None,
+            );
+            assert!(out.toml.parse::<toml::Table>().is_ok(), "{}", out.toml);
+        }
     }
 }

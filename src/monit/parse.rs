@@ -1,5 +1,5 @@
 //! monit's control file, the shapes operators have: `set daemon N`, `include GLOB`, and
-//! `check host NAME with address ADDR` blocks of `if failed ... then ACTION [else if succeeded
+//! `check host|process|program|file NAME ...` blocks of `if ... then ACTION [else if succeeded
 //! then ACTION]`. monit's grammar is free-form (a test may span lines, as the OpsWorks recipe's
 //! does), so the file is read as a stream of tokens. Anything else becomes an [`Item::Other`]
 //! with its lines, for the report: nothing is dropped.
@@ -43,7 +43,7 @@ pub enum Item {
         pattern: String,
         at: At,
     },
-    Host(Host),
+    Service(Service),
     /// A statement with no watchdog equivalent (or not understood), as written.
     Other {
         text: String,
@@ -57,23 +57,82 @@ pub enum Item {
     },
 }
 
+/// One `check KIND NAME ...` block and its tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Host {
+pub struct Service {
     pub name: String,
-    pub address: String,
+    pub kind: Kind,
     pub at: At,
+    /// `check ...` up to its first test or statement, as written.
+    pub text: String,
     pub tests: Vec<Test>,
 }
 
-/// One `if failed ... then ...` of a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// `check host NAME with address ADDR`.
+    Host { address: String },
+    /// `check process NAME with pidfile PATH` (or `path PATH`), or `matching "REGEX"`.
+    Process {
+        pidfile: Option<String>,
+        matching: Option<String>,
+    },
+    /// `check program NAME with path "PROGRAM ARGS" [with timeout N seconds]`.
+    Program {
+        /// As written: monit splits it on blanks and runs it without a shell.
+        path: String,
+        timeout_ms: Option<u64>,
+    },
+    /// `check file NAME with path PATH`.
+    File { path: String },
+}
+
+impl Kind {
+    /// Where the block's connection tests connect when they name no `host`.
+    pub fn address(&self) -> &str {
+        match self {
+            Kind::Host { address } => address,
+            // monit connects to localhost for a process's port tests.
+            _ => "localhost",
+        }
+    }
+}
+
+/// What a test looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cond {
+    /// `if failed port|url ...`: the connection fields of the [`Test`].
+    Connection,
+    /// `if does not exist` (process, file), and a process's or file's own test.
+    Missing,
+    /// `if exist` (file).
+    Present,
+    /// `if status OP N` (program): the exit statuses, 0 to 255, that pass.
+    ExitCodes(Vec<u8>),
+    /// `if [modification] timestamp > N UNIT` (file): the oldest the file may be.
+    OlderThan {
+        seconds: u64,
+        /// Plain `timestamp`: monit takes the later of the change and modification times.
+        either_time: bool,
+    },
+}
+
+/// One `if ... then ...` of a block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Test {
     pub at: At,
     /// The statement as written, passwords replaced by `***`.
     pub text: String,
+    pub cond: Cond,
     pub host: Option<String>,
     pub port: Option<u16>,
     pub https: bool,
+    /// No `protocol`: the port only has to accept a connection (and answer `expect`).
+    pub tcp: bool,
+    /// `send "..."`, monit's escapes (`\r`, `\n`, `\0xHH`, ...) read.
+    pub send: Option<String>,
+    /// `expect "REGEX"`, monit's escapes read.
+    pub expect: Option<String>,
     /// `url URL`: the URL as written, without user name, password or fragment.
     pub url: Option<String>,
     /// The user name of a `url` that had a password; the password is never kept.
@@ -118,6 +177,9 @@ pub enum Action {
     Exec(String),
     /// `alert`, `restart`, ...: no equivalent; the word is kept for the report.
     Other(String),
+    /// A process's or file's own test, which has no `then`: monit restarts the service (its
+    /// `start program`) or alerts.
+    Implicit,
 }
 
 /// Split `text` into tokens; an unterminated quote runs to the end of its line (the OpsWorks
@@ -298,11 +360,15 @@ pub fn parse(text: &str, file: &Path) -> Vec<Item> {
                 }),
                 _ => items.push(other("`include` takes one path or pattern")),
             }
-        } else if stmt.get(1).is_some_and(|t| t.is("host")) {
-            host(stmt, file, &mut items);
+        } else if first.is("check")
+            && stmt
+                .get(1)
+                .is_some_and(|t| t.is("host") || t.is("process") || t.is("program") || t.is("file"))
+        {
+            service(stmt, file, &mut items);
         } else if first.is("check") {
             items.push(other(
-                "only `check host` is translated; the watchdog checks HTTP endpoints and HAProxy, not processes, files or the system",
+                "only `check host`, `check process`, `check program` and `check file` are translated; the watchdog does not check filesystems, directories, fifos, networks or the system",
             ));
         } else {
             items.push(other("not a monit statement this importer knows"));
@@ -311,44 +377,129 @@ pub fn parse(text: &str, file: &Path) -> Vec<Item> {
     items
 }
 
-/// `check host NAME with address ADDR` and the tests that follow it.
-fn host(stmt: &[Token], file: &Path, items: &mut Vec<Item>) {
+/// Why a statement of a block that is not an `if` has no equivalent.
+const RESTART_WHY: &str = "no equivalent: monit starts, stops and restarts services, the watchdog does not; let systemd restart the service (Restart=on-failure in its unit)";
+
+/// Statements of a block other than `if`, each up to the next `if` or the next of these.
+fn block_statement(t: &Token) -> bool {
+    [
+        "start", "stop", "restart", "group", "depends", "every", "mode", "alert", "noalert",
+        "onreboot",
+    ]
+    .iter()
+    .any(|w| t.is(w))
+}
+
+/// `check KIND NAME with ...`: the kind and where the block's tests start.
+fn header(stmt: &[Token]) -> Result<(Kind, usize), &'static str> {
+    let word = |i: usize| stmt.get(i).filter(|t| !t.quoted);
+    let kind = &stmt[1];
+    let expected = if kind.is("host") {
+        "expected `check host NAME with address ADDRESS`"
+    } else if kind.is("process") {
+        "expected `check process NAME with pidfile PATH` or `check process NAME matching \"REGEX\"`"
+    } else if kind.is("program") {
+        "expected `check program NAME with path \"PROGRAM ARGS\" [with timeout N seconds]`"
+    } else {
+        "expected `check file NAME with path PATH`"
+    };
+    if stmt.get(2).is_none() {
+        return Err(expected);
+    }
+    let mut i = 3;
+    if word(i).is_some_and(|t| t.is("with")) {
+        i += 1;
+    }
+    let (Some(key), Some(value)) = (word(i), stmt.get(i + 1)) else {
+        return Err(expected);
+    };
+    let value = value.text.clone();
+    let kind = if kind.is("host") && (key.is("address") || key.is("addr")) {
+        Kind::Host { address: value }
+    } else if kind.is("process") && (key.is("pidfile") || key.is("path")) {
+        Kind::Process {
+            pidfile: Some(value),
+            matching: None,
+        }
+    } else if kind.is("process") && key.is("matching") {
+        Kind::Process {
+            pidfile: None,
+            matching: Some(value),
+        }
+    } else if kind.is("file") && key.is("path") {
+        Kind::File { path: value }
+    } else if kind.is("program") && key.is("path") {
+        i += 2;
+        // [with] timeout N second[s]
+        let with = usize::from(word(i).is_some_and(|t| t.is("with")));
+        let mut timeout_ms = None;
+        if word(i + with).is_some_and(|t| t.is("timeout")) {
+            let n: u64 = word(i + with + 1)
+                .and_then(|t| t.text.parse().ok())
+                .ok_or(expected)?;
+            i += with + 2;
+            if word(i).is_some_and(|t| t.is("seconds") || t.is("second")) {
+                i += 1;
+            }
+            timeout_ms = Some(n.saturating_mul(1000));
+        }
+        return Ok((
+            Kind::Program {
+                path: value,
+                timeout_ms,
+            },
+            i,
+        ));
+    } else {
+        return Err(expected);
+    };
+    Ok((kind, i + 2))
+}
+
+/// `check host|process|program|file NAME ...` and the tests that follow it.
+fn service(stmt: &[Token], file: &Path, items: &mut Vec<Item>) {
     let at = |line: usize| At {
         file: file.to_path_buf(),
         line,
     };
-    // check host NAME with address|addr ADDR
-    let address = match stmt.get(3..5) {
-        Some([w, a]) if w.is("with") && (a.is("address") || a.is("addr")) => stmt.get(5),
-        _ => None,
+    let (kind, body_start) = match header(stmt) {
+        Ok(h) => h,
+        Err(why) => {
+            items.push(Item::Other {
+                text: join(stmt),
+                at: at(stmt[0].line),
+                why: why.into(),
+            });
+            return;
+        }
     };
-    let (Some(name), Some(address)) = (stmt.get(2), address) else {
-        items.push(Item::Other {
-            text: join(stmt),
-            at: at(stmt[0].line),
-            why: "expected `check host NAME with address ADDRESS`".into(),
-        });
-        return;
-    };
-    let mut h = Host {
-        name: name.text.clone(),
-        address: address.text.clone(),
+    let mut s = Service {
+        name: stmt[2].text.clone(),
+        kind,
         at: at(stmt[0].line),
+        text: join(&stmt[..body_start]),
         tests: Vec::new(),
     };
-    let body = &stmt[6..];
+    let body = &stmt[body_start..];
     let mut i = 0;
     while i < body.len() {
         let start = i;
         if !body[i].is("if") {
-            // `group`, `depends on`, `every`, `mode`, ...: up to the next `if`.
-            while i < body.len() && !body[i].is("if") {
+            // `start program`, `group`, `depends on`, `every`, `mode`, ...
+            i += 1;
+            while i < body.len() && !body[i].is("if") && !block_statement(&body[i]) {
                 i += 1;
             }
+            let first = &body[start];
+            let why = if first.is("start") || first.is("stop") || first.is("restart") {
+                RESTART_WHY
+            } else {
+                "no equivalent in a watchdog rule"
+            };
             items.push(Item::Other {
                 text: join(&body[start..i]),
-                at: at(body[start].line),
-                why: "no equivalent in a watchdog rule".into(),
+                at: at(first.line),
+                why: why.into(),
             });
             continue;
         }
@@ -359,7 +510,7 @@ fn host(stmt: &[Token], file: &Path, items: &mut Vec<Item>) {
                 at: at(body[start].line),
                 why: "an `if` without `then`".into(),
             });
-            return;
+            break;
         };
         let (on_fail, mut next) = action(body, then + 1);
         let mut on_recover = None;
@@ -383,8 +534,8 @@ fn host(stmt: &[Token], file: &Path, items: &mut Vec<Item>) {
             }
         }
         let stmt_tokens = &body[start..next];
-        match condition(&body[start + 1..then]).and_then(|c| Ok((c, recover_rate?))) {
-            Ok((c, recover_rate)) => h.tests.push(Test {
+        match condition(&body[start + 1..then], &s.kind).and_then(|c| Ok((c, recover_rate?))) {
+            Ok((c, recover_rate)) => s.tests.push(Test {
                 at: at(body[start].line),
                 text: join(stmt_tokens),
                 on_fail,
@@ -400,7 +551,37 @@ fn host(stmt: &[Token], file: &Path, items: &mut Vec<Item>) {
         }
         i = next;
     }
-    items.push(Item::Host(h));
+    let has = |f: fn(&Cond) -> bool| s.tests.iter().any(|t| f(&t.cond));
+    let implicit = match s.kind {
+        Kind::Process { .. } => !has(|c| *c == Cond::Missing),
+        Kind::File { .. } => {
+            !has(|c| matches!(c, Cond::Missing | Cond::Present | Cond::OlderThan { .. }))
+        }
+        Kind::Host { .. } | Kind::Program { .. } => false,
+    };
+    if implicit {
+        s.tests.insert(
+            0,
+            Test {
+                at: s.at.clone(),
+                text: format!("{} (monit's own test: does it exist)", s.text),
+                cond: Cond::Missing,
+                on_fail: Action::Implicit,
+                ..blank()
+            },
+        );
+    }
+    // The existence test first: it is the one named after the block.
+    s.tests.sort_by_key(|t| t.cond != Cond::Missing);
+    if matches!(s.kind, Kind::Program { .. }) && s.tests.is_empty() {
+        items.push(Item::Other {
+            text: s.text.clone(),
+            at: s.at.clone(),
+            why: "no `if status` test that translates: monit only ran the program, so no rule is written".into(),
+        });
+        return;
+    }
+    items.push(Item::Service(s));
 }
 
 /// The action starting at `i`, and where the tokens after it start.
@@ -414,11 +595,27 @@ fn action(t: &[Token], i: usize) -> (Action, usize) {
         };
         let mut n = i + 2;
         // `as uid U [and gid G]`, `repeat every N cycles`: the watchdog runs as its own user
-        // and runs an action once per transition.
-        while n < t.len() && !t[n].is("if") && !t[n].is("else") {
-            n += 1;
+        // and runs an action once per transition. What follows them is the block's next
+        // statement (`group`, `start program`, ...), not part of the action.
+        let is = |k: usize, word: &str| t.get(k).is_some_and(|x| x.is(word));
+        loop {
+            if is(n, "as") || (is(n, "and") && (is(n + 1, "uid") || is(n + 1, "gid"))) {
+                n += 1;
+            } else if is(n, "uid") || is(n, "gid") {
+                n += 2;
+            } else if is(n, "repeat") && is(n + 1, "every") {
+                // `repeat every cycle`, `repeat every N cycles`.
+                n += 2;
+                if is(n, "cycle") {
+                    n += 1;
+                } else if is(n + 1, "cycles") || is(n + 1, "cycle") {
+                    n += 2;
+                }
+            } else {
+                break;
+            }
         }
-        (Action::Exec(cmd.text.clone()), n)
+        (Action::Exec(cmd.text.clone()), n.min(t.len()))
     } else {
         (Action::Other(first.text.clone()), i + 1)
     }
@@ -445,9 +642,46 @@ pub enum Untranslatable {
     /// An `else if succeeded` whose rate is not one or is followed by more.
     #[error("expected `else if succeeded [for N cycles] then`")]
     BadRecoverRate,
-    /// A resource test (`if cpu ...`, `if memory ...`), not `if failed`.
-    #[error("only `if failed ...` connection tests are translated (resource tests such as cpu or memory have no equivalent)")]
-    NotAConnectionTest,
+    /// A resource test (`if cpu ...`, `if memory ...`) or another test with no equivalent.
+    #[error("only connection (`if failed ...`), existence, `status` and `timestamp` tests are translated (resource tests such as cpu or memory have no equivalent)")]
+    NotATest,
+    /// A test monit allows in another kind of block only.
+    #[error("not a test of a `check {kind}`")]
+    NotForKind { kind: &'static str },
+    /// `if changed ...`.
+    #[error("no equivalent: the watchdog does not compare one cycle's result with the last one's")]
+    Changed,
+    /// `status OP N` that every exit status, or none, fails.
+    #[error("`status {op} {n}` fails {which} exit status (0 to 255): no rule to write")]
+    StatusAll {
+        op: String,
+        n: i64,
+        which: &'static str,
+    },
+    /// An operator that is not one of monit's.
+    #[error("expected an operator (<, >, <=, >=, =, !=) or a number, not `{op}`")]
+    Operator { op: String },
+    /// `if access|change timestamp ...`.
+    #[error("the {what} time has no equivalent: max_age looks at the modification time")]
+    TimestampKind { what: String },
+    /// `timestamp < N` and the like: only an upper bound on the age maps onto `max_age`.
+    #[error("`timestamp {op}` has no equivalent: max_age only fails a file older than a limit (`timestamp > N`)")]
+    TimestampOperator { op: String },
+    /// `send`/`expect` other than one `send`, one `expect`, or `send` then `expect`.
+    #[error("only one `send` followed by one `expect` is translated (the watchdog sends once and reads one answer)")]
+    Dialog,
+    /// `send`/`expect` with `protocol` or `url`.
+    #[error("`send` and `expect` go without `protocol` and `url`")]
+    DialogWithProtocol,
+    /// A `\0xHH` escape above 0x7f.
+    #[error("a byte above 0x7f (`\\0x{hex}`) cannot be written in the watchdog's text")]
+    Byte { hex: String },
+    /// `request`, `status`, `content` or `hostheader` without `protocol HTTP`.
+    #[error("`{word}` goes with `protocol HTTP`")]
+    HttpOnly { word: &'static str },
+    /// A connection test with neither `port` nor `url`.
+    #[error("expected `port N` or `url URL`")]
+    NoPort,
     /// A keyword that takes a number without one.
     #[error("expected a number after `{after}`")]
     NumberExpected { after: String },
@@ -484,9 +718,6 @@ pub enum Untranslatable {
     /// A protocol other than HTTP and HTTPS.
     #[error("protocol {protocol}: only HTTP and HTTPS tests are translated")]
     Protocol { protocol: String },
-    /// A bare port test (no `protocol`).
-    #[error("a test without `protocol HTTP` only checks that the port accepts a connection; the watchdog checks HTTP")]
-    NoProtocol,
     /// The `url` argument does not parse (the `url` crate's `ParseError`, which reqwest
     /// does not re-export by name).
     #[error("not a URL ({0})")]
@@ -545,17 +776,21 @@ fn rate(t: &[Token], k: usize) -> Result<Option<(Rate, usize)>, Untranslatable> 
     }
 }
 
-/// The tokens between `if` and `then`: `failed` and a port/protocol or URL connection test.
-fn condition(t: &[Token]) -> Result<Test, Untranslatable> {
-    let mut c = Test {
+/// A [`Test`] with nothing set, to be filled in.
+fn blank() -> Test {
+    Test {
         at: At {
             file: PathBuf::new(),
             line: 0,
         },
         text: String::new(),
+        cond: Cond::Connection,
         host: None,
         port: None,
         https: false,
+        tcp: false,
+        send: None,
+        expect: None,
         url: None,
         url_user: None,
         request: None,
@@ -569,10 +804,279 @@ fn condition(t: &[Token]) -> Result<Test, Untranslatable> {
         dropped: Vec::new(),
         on_fail: Action::Other(String::new()),
         on_recover: None,
-    };
-    if !t.first().is_some_and(|f| f.is("failed")) {
-        return Err(Untranslatable::NotAConnectionTest);
     }
+}
+
+fn kind_name(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Host { .. } => "host",
+        Kind::Process { .. } => "process",
+        Kind::Program { .. } => "program",
+        Kind::File { .. } => "file",
+    }
+}
+
+/// The tokens between `if` and `then`, in a block of `kind`.
+fn condition(t: &[Token], kind: &Kind) -> Result<Test, Untranslatable> {
+    let first = t.first().ok_or(Untranslatable::NotATest)?;
+    let not_here = || Untranslatable::NotForKind {
+        kind: kind_name(kind),
+    };
+    let timestamp = [
+        "timestamp",
+        "mtime",
+        "ctime",
+        "atime",
+        "modification",
+        "modify",
+        "change",
+        "access",
+    ];
+    if first.is("failed") {
+        match kind {
+            Kind::Host { .. } | Kind::Process { .. } => connection(t),
+            _ => Err(not_here()),
+        }
+    } else if first.is("does") || first.is("not") || first.is("exist") || first.is("exists") {
+        existence(t, kind)
+    } else if first.is("status") {
+        match kind {
+            Kind::Program { .. } => status(t),
+            _ => Err(not_here()),
+        }
+    } else if first.is("changed") {
+        Err(Untranslatable::Changed)
+    } else if timestamp.iter().any(|w| first.is(w)) {
+        match kind {
+            Kind::File { .. } => older_than(t),
+            _ => Err(not_here()),
+        }
+    } else {
+        Err(Untranslatable::NotATest)
+    }
+}
+
+/// What may follow a test's condition: noise words and one rate.
+fn tail(t: &[Token], mut k: usize, c: &mut Test) -> Result<(), Untranslatable> {
+    while k < t.len() {
+        if t[k].is("with") || t[k].is("and") {
+            k += 1;
+        } else if let Some((r, next)) = rate(t, k)? {
+            if c.fail_rate.is_some() {
+                return Err(Untranslatable::TwoRates);
+            }
+            c.fail_rate = Some(r);
+            k = next;
+        } else {
+            return Err(Untranslatable::NoEquivalent {
+                word: t[k].text.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `[does] not exist` or `exist`.
+fn existence(t: &[Token], kind: &Kind) -> Result<Test, Untranslatable> {
+    let mut c = blank();
+    let mut k = usize::from(t[0].is("does"));
+    let missing = t.get(k).is_some_and(|x| x.is("not"));
+    k += usize::from(missing);
+    if !t.get(k).is_some_and(|x| x.is("exist") || x.is("exists")) {
+        return Err(Untranslatable::NotATest);
+    }
+    c.cond = if missing {
+        Cond::Missing
+    } else {
+        Cond::Present
+    };
+    match (kind, missing) {
+        (Kind::File { .. }, _) | (Kind::Process { .. }, true) => {}
+        _ => {
+            return Err(Untranslatable::NotForKind {
+                kind: kind_name(kind),
+            })
+        }
+    }
+    tail(t, k + 1, &mut c)?;
+    Ok(c)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+    Ne,
+}
+
+/// monit's operator at `k`, in any of its spellings, and where the number starts; `=` when
+/// there is none (monit's default).
+fn operator(t: &[Token], k: usize) -> Result<(Op, usize), Untranslatable> {
+    let Some(w) = t.get(k) else {
+        return Ok((Op::Eq, k));
+    };
+    let op = match w.text.to_ascii_lowercase().as_str() {
+        ">" | "gt" | "greater" => Op::Gt,
+        ">=" | "ge" => Op::Ge,
+        "<" | "lt" | "less" => Op::Lt,
+        "<=" | "le" => Op::Le,
+        "=" | "==" | "eq" | "equal" => Op::Eq,
+        "!=" | "<>" | "ne" | "notequal" => Op::Ne,
+        x if x.parse::<i64>().is_ok() => return Ok((Op::Eq, k)),
+        x => return Err(Untranslatable::Operator { op: x.to_owned() }),
+    };
+    Ok((op, k + 1))
+}
+
+/// The number at `k`.
+fn number_at(t: &[Token], k: usize) -> Result<i64, Untranslatable> {
+    t.get(k)
+        .and_then(|x| x.text.parse().ok())
+        .ok_or_else(|| Untranslatable::NumberExpected {
+            after: t[k - 1].text.clone(),
+        })
+}
+
+/// `status [OP] N`: the exit statuses that do not fail it pass.
+fn status(t: &[Token]) -> Result<Test, Untranslatable> {
+    let mut c = blank();
+    let (op, k) = operator(t, 1)?;
+    let n = number_at(t, k)?;
+    let fails = |code: i64| match op {
+        Op::Gt => code > n,
+        Op::Ge => code >= n,
+        Op::Lt => code < n,
+        Op::Le => code <= n,
+        Op::Eq => code == n,
+        Op::Ne => code != n,
+    };
+    let pass: Vec<u8> = (0..=255u8).filter(|&code| !fails(code.into())).collect();
+    let op_text = t[k - 1].text.clone();
+    let op_text = if k == 1 { "=".to_owned() } else { op_text };
+    match pass.len() {
+        0 => Err(Untranslatable::StatusAll {
+            op: op_text,
+            n,
+            which: "every",
+        }),
+        256 => Err(Untranslatable::StatusAll {
+            op: op_text,
+            n,
+            which: "no",
+        }),
+        _ => {
+            c.cond = Cond::ExitCodes(pass);
+            tail(t, k + 1, &mut c)?;
+            Ok(c)
+        }
+    }
+}
+
+/// `[modification] timestamp [OP] N [UNIT]`: only `>` (and `>=`) map onto `max_age`.
+fn older_than(t: &[Token]) -> Result<Test, Untranslatable> {
+    let mut c = blank();
+    let first = &t[0];
+    let (either_time, mut k) = if first.is("timestamp") {
+        (true, 1)
+    } else if first.is("mtime") {
+        (false, 1)
+    } else if (first.is("modification") || first.is("modify"))
+        && t.get(1).is_some_and(|x| x.is("timestamp") || x.is("time"))
+    {
+        (false, 2)
+    } else {
+        return Err(Untranslatable::TimestampKind {
+            what: first.text.clone(),
+        });
+    };
+    let (op, at) = operator(t, k)?;
+    if !matches!(op, Op::Gt | Op::Ge) {
+        return Err(Untranslatable::TimestampOperator {
+            op: if at == k {
+                "=".to_owned()
+            } else {
+                t[k].text.clone()
+            },
+        });
+    }
+    k = at;
+    let n = u64::try_from(number_at(t, k)?).map_err(|_| Untranslatable::NumberExpected {
+        after: t[k - 1].text.clone(),
+    })?;
+    k += 1;
+    let unit = match t.get(k).map(|u| u.text.to_ascii_lowercase()) {
+        Some(u) if matches!(u.as_str(), "second" | "seconds" | "sec" | "s") => 1,
+        Some(u) if matches!(u.as_str(), "minute" | "minutes" | "min" | "m") => 60,
+        Some(u) if matches!(u.as_str(), "hour" | "hours" | "h") => 3600,
+        Some(u) if matches!(u.as_str(), "day" | "days" | "d") => 86400,
+        // monit's default unit is the second.
+        _ => {
+            k -= 1;
+            1
+        }
+    };
+    k += 1;
+    c.cond = Cond::OlderThan {
+        seconds: n.saturating_mul(unit),
+        either_time,
+    };
+    tail(t, k, &mut c)?;
+    Ok(c)
+}
+
+/// monit's escapes in `send` and `expect` (its `Util_handleEscapes`): `\n`, `\r`, `\t`,
+/// `\ ` (a blank), `\\` and `\0xHH`; a backslash before anything else stays.
+fn unescape(s: &str) -> Result<String, Untranslatable> {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some(' ') => out.push(' '),
+            Some('\\') => out.push('\\'),
+            Some('0') => {
+                // `0xHH`, after the `0` peeked at.
+                let rest: String = chars.clone().skip(1).take(3).collect();
+                let byte = rest
+                    .strip_prefix('x')
+                    .filter(|h| h.len() == 2)
+                    .and_then(|h| Some((h, u8::from_str_radix(h, 16).ok()?)));
+                match byte {
+                    Some((h, b)) if b > 0x7f => {
+                        return Err(Untranslatable::Byte { hex: h.to_owned() })
+                    }
+                    Some((_, b)) => {
+                        out.push(char::from(b));
+                        chars.nth(2);
+                    }
+                    None => {
+                        out.push('\\');
+                        continue;
+                    }
+                }
+            }
+            _ => {
+                out.push('\\');
+                continue;
+            }
+        }
+        chars.next();
+    }
+    Ok(out)
+}
+
+/// `failed` and a port/protocol or URL connection test, or a port with `send`/`expect`.
+fn connection(t: &[Token]) -> Result<Test, Untranslatable> {
+    let mut c = blank();
     let number = |k: usize| -> Result<u64, Untranslatable> {
         t.get(k)
             .and_then(|x| x.text.parse().ok())
@@ -666,6 +1170,19 @@ fn condition(t: &[Token]) -> Result<Test, Untranslatable> {
             c.retry =
                 Some(u32::try_from(number(k + 1)?).map_err(|_| Untranslatable::RetryOutOfRange)?);
             k += 2;
+        } else if w.is("send") || w.is("expect") {
+            // One `send`, one `expect`, or `send` then `expect`: what the watchdog's one
+            // write and one read can do.
+            let text = unescape(&t.get(k + 1).ok_or(Untranslatable::Dialog)?.text)?;
+            if c.expect.is_some() || (w.is("send") && c.send.is_some()) {
+                return Err(Untranslatable::Dialog);
+            }
+            if w.is("send") {
+                c.send = Some(text);
+            } else {
+                c.expect = Some(text);
+            }
+            k += 2;
         } else if let Some((r, next)) = rate(t, k)? {
             if c.fail_rate.is_some() {
                 return Err(Untranslatable::TwoRates);
@@ -678,11 +1195,18 @@ fn condition(t: &[Token]) -> Result<Test, Untranslatable> {
             });
         }
     }
+    let dialog = c.send.is_some() || c.expect.is_some();
     if c.url.is_some() {
         if c.port.is_some() || protocol.is_some() || c.request.is_some() {
             return Err(Untranslatable::UrlWithPort);
         }
+        if dialog {
+            return Err(Untranslatable::DialogWithProtocol);
+        }
         return Ok(c);
+    }
+    if c.port.is_none() {
+        return Err(Untranslatable::NoPort);
     }
     match protocol.as_deref() {
         Some("http") => {}
@@ -692,7 +1216,23 @@ fn condition(t: &[Token]) -> Result<Test, Untranslatable> {
                 protocol: p.to_owned(),
             })
         }
-        None => return Err(Untranslatable::NoProtocol),
+        None => {
+            // A bare port test: the port accepts a connection (and answers `expect`).
+            let http_only = [
+                ("request", c.request.is_some()),
+                ("status", c.status.is_some()),
+                ("content", c.content.is_some()),
+                ("hostheader", c.host_header.is_some()),
+            ];
+            if let Some((word, _)) = http_only.iter().find(|(_, set)| *set) {
+                return Err(Untranslatable::HttpOnly { word });
+            }
+            c.tcp = true;
+            return Ok(c);
+        }
+    }
+    if dialog {
+        return Err(Untranslatable::DialogWithProtocol);
     }
     Ok(c)
 }
@@ -735,10 +1275,10 @@ mod tests {
     #[test]
     fn the_seed_monitrc_is_one_host_with_one_test() {
         let items = parse(SEED, Path::new("haproxywatch.monitrc"));
-        let Some(Item::Host(h)) = items.iter().find(|i| matches!(i, Item::Host(_))) else {
+        let Some(Item::Service(h)) = items.iter().find(|i| matches!(i, Item::Service(_))) else {
             panic!("{items:?}")
         };
-        assert_eq!(h.address, "54.173.141.243");
+        assert_eq!(h.kind.address(), "54.173.141.243");
         let t = &h.tests[0];
         assert_eq!(
             (
@@ -794,7 +1334,7 @@ check host web with address 10.0.0.5
                 (2, "with start delay 240"),
                 (3, "set logfile syslog"),
                 (4, "set alert ops@example.com"),
-                (6, "check process haproxy with pidfile /run/haproxy.pid start program = \"/etc/init.d/haproxy start\""),
+                (7, "start program = \"/etc/init.d/haproxy start\""),
                 (9, "group www"),
                 (13, "if failed port 25 protocol smtp then alert"),
                 (14, "if cpu > 80% then alert"),
@@ -810,7 +1350,10 @@ check host web with address 10.0.0.5
         assert!(items
             .iter()
             .any(|i| matches!(i, Item::Include { pattern, .. } if pattern == "/etc/monit.d/*")));
-        let Some(Item::Host(h)) = items.iter().find(|i| matches!(i, Item::Host(_))) else {
+        let Some(Item::Service(h)) = items
+            .iter()
+            .find(|i| matches!(i, Item::Service(s) if matches!(s.kind, Kind::Host { .. })))
+        else {
             panic!()
         };
         assert_eq!(h.tests.len(), 1);
@@ -830,7 +1373,7 @@ check host web with address 10.0.0.5
         let mut others = Vec::new();
         for i in items {
             match i {
-                Item::Host(h) => tests.extend(h.tests),
+                Item::Service(h) => tests.extend(h.tests),
                 Item::Other { text, at, why } => others.push(format!("{at}: {text} -- {why}")),
                 _ => {}
             }
@@ -1023,5 +1566,393 @@ check host h with address 10.0.0.1
         assert_eq!(t[0].content, None);
         assert_eq!(t[0].fail_rate, Some(Rate::Cycles(2)));
         assert!(t[0].dropped[0].starts_with("content != \"error\" -- no equivalent"));
+    }
+
+    /// The blocks of `text` and what was not translated, as `file:line: text -- why`.
+    fn services(text: &str) -> (Vec<Service>, Vec<String>) {
+        let mut services = Vec::new();
+        let mut others = Vec::new();
+        for i in parse(text, Path::new("monitrc")) {
+            match i {
+                Item::Service(s) => services.push(s),
+                Item::Other { text, at, why } => others.push(format!("{at}: {text} -- {why}")),
+                _ => {}
+            }
+        }
+        (services, others)
+    }
+
+    #[test]
+    fn a_process_block_has_its_existence_test_first_and_its_port_tests() {
+        let (s, others) = services(
+            r#"check process haproxy with pidfile /var/run/haproxy.pid
+  start program = "/etc/init.d/haproxy start" with timeout 60 seconds
+  stop program = "/etc/init.d/haproxy stop"
+  if failed port 443 type tcp for 2 cycles then exec "/etc/failtome.sh"
+  if failed host 127.0.0.1 port 6379 send "PING\r\n" expect "PONG" then exec "/usr/local/bin/page" as uid nobody
+  group lb
+  if does not exist for 3 cycles then exec "/etc/failtome.sh"
+     else if succeeded 2 cycles then exec "/usr/local/bin/page up"
+  if 5 restarts within 5 cycles then unmonitor
+"#,
+        );
+        let p = &s[0];
+        assert_eq!(
+            p.kind,
+            Kind::Process {
+                pidfile: Some("/var/run/haproxy.pid".into()),
+                matching: None
+            }
+        );
+        let t = &p.tests;
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert_eq!(
+            (&t[0].cond, t[0].at.line, t[0].fail_rate, t[0].recover_rate),
+            (
+                &Cond::Missing,
+                7,
+                Some(Rate::Cycles(3)),
+                Some(Rate::Cycles(2))
+            )
+        );
+        assert_eq!(t[0].on_fail, Action::Exec("/etc/failtome.sh".into()));
+        assert_eq!(
+            (t[1].tcp, t[1].port, t[1].host.as_deref(), t[1].fail_rate),
+            (true, Some(443), None, Some(Rate::Cycles(2)))
+        );
+        assert_eq!(
+            (t[2].host.as_deref(), t[2].port),
+            (Some("127.0.0.1"), Some(6379))
+        );
+        assert_eq!(
+            (t[2].send.as_deref(), t[2].expect.as_deref()),
+            (Some("PING\r\n"), Some("PONG"))
+        );
+        assert_eq!(t[2].on_fail, Action::Exec("/usr/local/bin/page".into()));
+        // `as uid nobody` belongs to the action; `group lb` is the next statement.
+        assert_eq!(others.len(), 4, "{others:?}");
+        assert!(others[0].starts_with("monitrc:2: start program = \"/etc/init.d/haproxy start\" with timeout 60 seconds -- no equivalent: monit starts, stops and restarts services"), "{others:?}");
+        assert!(others[0].contains("Restart=on-failure"), "{others:?}");
+        assert!(
+            others[1].starts_with("monitrc:3: stop program"),
+            "{others:?}"
+        );
+        assert!(
+            others[2].starts_with("monitrc:6: group lb -- "),
+            "{others:?}"
+        );
+        assert!(
+            others[3].starts_with(
+                "monitrc:9: if 5 restarts within 5 cycles then unmonitor -- only connection"
+            ),
+            "{others:?}"
+        );
+    }
+
+    #[test]
+    fn a_process_without_a_does_not_exist_test_gets_monits_own_test() {
+        let (s, others) = services(
+            "check process nginx matching \"nginx\"\n  if failed port 80 protocol http then restart\n",
+        );
+        assert!(others.is_empty(), "{others:?}");
+        let t = &s[0].tests;
+        assert_eq!(
+            (&t[0].cond, &t[0].on_fail, t[0].at.line),
+            (&Cond::Missing, &Action::Implicit, 1)
+        );
+        assert!(
+            t[0].text
+                .starts_with("check process nginx matching \"nginx\""),
+            "{}",
+            t[0].text
+        );
+        assert_eq!(
+            (&t[1].cond, t[1].tcp, t[1].port),
+            (&Cond::Connection, false, Some(80))
+        );
+        assert_eq!(t[1].on_fail, Action::Other("restart".into()));
+        assert_eq!(s[0].kind.address(), "localhost");
+    }
+
+    #[test]
+    fn program_status_tests_become_the_exit_statuses_that_pass() {
+        let pass = |cond: &str| {
+            let (s, others) = services(&format!(
+                "check program p with path \"/usr/local/bin/check -q\" with timeout 10 seconds\n  if {cond} then alert\n"
+            ));
+            match s.first().map(|s| (&s.kind, &s.tests[0].cond)) {
+                Some((Kind::Program { path, timeout_ms }, Cond::ExitCodes(c))) => {
+                    assert_eq!(
+                        (path.as_str(), *timeout_ms),
+                        ("/usr/local/bin/check -q", Some(10_000))
+                    );
+                    Ok(c.clone())
+                }
+                _ => Err(others),
+            }
+        };
+        assert_eq!(pass("status != 0"), Ok(vec![0]));
+        assert_eq!(pass("status ne 0"), Ok(vec![0]));
+        assert_eq!(pass("status > 1"), Ok(vec![0, 1]));
+        assert_eq!(pass("status greater 1"), Ok(vec![0, 1]));
+        assert_eq!(pass("status >= 2"), Ok(vec![0, 1]));
+        assert_eq!(
+            pass("status = 2"),
+            Ok((0..=255).filter(|&c| c != 2).collect())
+        );
+        assert_eq!(
+            pass("status 2"),
+            Ok((0..=255).filter(|&c| c != 2).collect())
+        );
+        assert_eq!(pass("status < 3"), Ok((3..=255).collect()));
+        assert_eq!(pass("status <= 3"), Ok((4..=255).collect()));
+        assert_eq!(pass("status != 0 for 3 cycles"), Ok(vec![0]));
+        for bad in [
+            "status >= 0",
+            "status > 255",
+            "status ~ 1",
+            "changed status",
+            "status",
+        ] {
+            let others = pass(bad).unwrap_err();
+            assert!(
+                others.len() == 2 && others[0].starts_with("monitrc:2: "),
+                "{bad}: {others:?}"
+            );
+            assert!(
+                others[1].contains("no `if status` test"),
+                "{bad}: {others:?}"
+            );
+        }
+        let (s, _) = services("check program p with path /bin/true\n if status != 0 then alert\n");
+        assert_eq!(
+            s[0].kind,
+            Kind::Program {
+                path: "/bin/true".into(),
+                timeout_ms: None
+            }
+        );
+    }
+
+    #[test]
+    fn file_tests_existence_and_age() {
+        let (s, others) = services(
+            r#"check file maintenance with path /etc/haproxy/maintenance
+  if exist then exec "/usr/local/bin/standby"
+check file heartbeat with path /var/run/app.heartbeat
+  if timestamp > 5 minutes for 2 cycles then exec "/etc/failtome.sh"
+  if does not exist then alert
+  if modification timestamp > 90 seconds then alert
+  if changed timestamp then alert
+  if access time > 1 hour then alert
+  if timestamp < 1 hour then alert
+check file cfg with path /etc/haproxy/haproxy.cfg
+  if changed checksum then alert
+"#,
+        );
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].tests.len(), 1);
+        assert_eq!(s[0].tests[0].cond, Cond::Present);
+        let t = &s[1].tests;
+        assert_eq!(
+            t.iter().map(|t| (&t.cond, t.at.line)).collect::<Vec<_>>(),
+            [
+                (&Cond::Missing, 5),
+                (
+                    &Cond::OlderThan {
+                        seconds: 300,
+                        either_time: true
+                    },
+                    4
+                ),
+                (
+                    &Cond::OlderThan {
+                        seconds: 90,
+                        either_time: false
+                    },
+                    6
+                ),
+            ]
+        );
+        assert_eq!(t[1].fail_rate, Some(Rate::Cycles(2)));
+        // No test of its own that translates: monit's own existence test.
+        assert_eq!(
+            (&s[2].tests[0].cond, &s[2].tests[0].on_fail),
+            (&Cond::Missing, &Action::Implicit)
+        );
+        let lines: Vec<&str> = others
+            .iter()
+            .map(|o| o.split(" -- ").next().unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "monitrc:7: if changed timestamp then alert",
+                "monitrc:8: if access time > 1 hour then alert",
+                "monitrc:9: if timestamp < 1 hour then alert",
+                "monitrc:11: if changed checksum then alert",
+            ]
+        );
+        assert!(
+            others[0].contains("does not compare one cycle's result"),
+            "{others:?}"
+        );
+        assert!(
+            others[2].contains("`timestamp <` has no equivalent"),
+            "{others:?}"
+        );
+    }
+
+    #[test]
+    fn port_tests_without_protocol_are_tcp_and_what_tcp_cannot_do_is_listed() {
+        let (s, others) = services(
+            r#"check host redis with address 10.0.0.7
+  if failed port 6379 then alert
+  if failed port 25 expect "^220" send "QUIT\r\n" then alert
+  if failed port 53 type udp then alert
+  if failed port 80 request "/x" then alert
+  if failed port 80 protocol http send "x" then alert
+  if failed port 9 send "\0xff" then alert
+  if failed port 9 send "a\0x41\ b\q\\" expect "\0x00" then alert
+  if does not exist then alert
+"#,
+        );
+        let t = &s[0].tests;
+        assert_eq!(t.len(), 2, "{others:?}");
+        assert!(t[0].tcp && t[0].send.is_none() && t[0].expect.is_none());
+        assert_eq!(t[1].send.as_deref(), Some("aA b\\q\\"));
+        assert_eq!(t[1].expect.as_deref(), Some("\0"));
+        let why: Vec<&str> = others
+            .iter()
+            .map(|o| o.split(" -- ").nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            why,
+            [
+                "only one `send` followed by one `expect` is translated (the watchdog sends once and reads one answer)",
+                "only TCP connection tests are translated",
+                "`request` goes with `protocol HTTP`",
+                "`send` and `expect` go without `protocol` and `url`",
+                "a byte above 0x7f (`\\0xff`) cannot be written in the watchdog's text",
+                "not a test of a `check host`",
+            ]
+        );
+    }
+
+    #[test]
+    fn block_headers_that_do_not_parse_are_listed() {
+        for (text, why) in [
+            (
+                "check process",
+                "expected `check process NAME with pidfile PATH`",
+            ),
+            (
+                "check process x with",
+                "expected `check process NAME with pidfile PATH`",
+            ),
+            (
+                "check file x with address /a",
+                "expected `check file NAME with path PATH`",
+            ),
+            ("check program x path", "expected `check program NAME"),
+            (
+                "check program x path /bin/x timeout",
+                "expected `check program NAME",
+            ),
+            (
+                "check host h",
+                "expected `check host NAME with address ADDRESS`",
+            ),
+            ("check system web", "only `check host`, `check process`"),
+            (
+                "check filesystem rootfs with path /",
+                "only `check host`, `check process`",
+            ),
+        ] {
+            let (s, others) = services(text);
+            assert!(s.is_empty(), "{text}");
+            assert!(
+                others.len() == 1 && others[0].contains(why),
+                "{text}: {others:?}"
+            );
+        }
+        // `with` is a noise word.
+        let (s, _) = services(
+            "check process haproxy pidfile /run/haproxy.pid\ncheck host h address 10.0.0.1\n",
+        );
+        assert_eq!(s.len(), 2);
+    }
+
+    /// Every prefix of every shape above, and some nonsense: parsed without a panic.
+    #[test]
+    fn no_input_panics_the_parser() {
+        let text = r#"set daemon 30 with start delay 10
+check process haproxy with pidfile /var/run/haproxy.pid
+  start program = "/etc/init.d/haproxy start" as uid root and gid root with timeout 60 seconds
+  if failed host 127.0.0.1 port 6379 send "PING\r\n\0x4" expect "PONG" with timeout 2 seconds 3 times within 5 cycles then exec "/bin/x" as uid a repeat every 2 cycles else if succeeded for 2 cycles then exec "/bin/y"
+  if does not exist for 3 cycles then restart
+check program p with path "/bin/check a" with timeout 70 seconds
+  if status >= 3 then alert
+check file f with path /f
+  if timestamp > 2 days then alert
+  if exist then alert
+check host h with address 10.0.0.1
+  if failed url http://u:p@h/ content = "x" then alert
+"#;
+        for end in (0..=text.len()).filter(|&e| text.is_char_boundary(e)) {
+            let _ = parse(&text[..end], Path::new("monitrc"));
+        }
+        for odd in [
+            "if",
+            "then",
+            "else if succeeded then",
+            "check",
+            "check process p matching",
+            "check file f with path /f if",
+            "check program p with path /x if status",
+            "check program p with path /x if status > then alert",
+            "check host h with address a if failed port then",
+            "check process p with pidfile /p if failed send",
+            "\"",
+            "check file f path /f if timestamp > 99999999999999999999 days then alert",
+            "check program p with path /x with timeout 99999999999999999999 seconds",
+            "check host h with address a if failed port 1 send \"\\0x\" then alert",
+            "check host h with address a if failed port 1 send \"\\0xé\" then alert",
+        ] {
+            let _ = parse(odd, Path::new("monitrc"));
+        }
+    }
+
+    #[test]
+    fn an_exec_tail_stops_at_the_next_statement_and_an_if_without_then_keeps_the_block() {
+        let (s, others) = services(
+            r#"check host h with address 10.0.0.1
+  if failed port 80 protocol http then exec "/bin/x" as uid www and gid www repeat every 3 cycles
+  group www
+  if failed port 81 protocol http then exec "/bin/y" every 2 cycles
+  depends on db
+  if failed port 82
+"#,
+        );
+        assert_eq!(s[0].tests.len(), 2, "{others:?}");
+        assert_eq!(s[0].tests[0].on_fail, Action::Exec("/bin/x".into()));
+        assert!(
+            s[0].tests[0].text.ends_with("repeat every 3 cycles"),
+            "{}",
+            s[0].tests[0].text
+        );
+        let lines: Vec<&str> = others
+            .iter()
+            .map(|o| o.split(" -- ").next().unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "monitrc:3: group www",
+                "monitrc:4: every 2 cycles",
+                "monitrc:5: depends on db",
+                "monitrc:6: if failed port 82"
+            ]
+        );
     }
 }

@@ -853,6 +853,59 @@ pub(super) async fn backend_sync(report: &mut Report, config: &Config) {
     }
 }
 
+/// Every program the daemon may run, a `program` check's or an `exec` action's: it exists, is
+/// a regular file and can be executed by whoever runs preflight (run it as the service user,
+/// docs/operations.md, to know for the daemon). Nothing is run.
+pub(super) fn programs(report: &mut Report, config: &Config) {
+    let mut seen = BTreeSet::new();
+    let checks = config.rules.iter().filter_map(|r| match &r.check {
+        CheckSpec::Program(p) => {
+            Some((p.command[0].as_str(), format!("check of rule {:?}", r.name)))
+        }
+        _ => None,
+    });
+    let actions = config.actions.iter().filter_map(|(name, a)| match a {
+        ActionSpec::Exec(x) => Some((x.command[0].as_str(), format!("exec action {name:?}"))),
+        _ => None,
+    });
+    for (program, by) in checks.chain(actions) {
+        if !seen.insert((program, by.clone())) {
+            continue;
+        }
+        let check = format!("program {program}");
+        let what = format!("program {program} ({by}) can be run");
+        let path = Path::new(program);
+        let runnable = nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok();
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.push(Check::fail(
+                check,
+                what,
+                "it does not exist",
+                "install it there, or correct the path in `command`",
+            )),
+            Err(e) => report.push(Check::fail(
+                check,
+                what,
+                format!("cannot look at it: {e}"),
+                "make the path and its directories readable by the daemon's user",
+            )),
+            Ok(m) if !m.is_file() => report.push(Check::fail(
+                check,
+                what,
+                "it is not a regular file",
+                "point `command` at the program itself",
+            )),
+            Ok(_) if !runnable => report.push(Check::fail(
+                check,
+                what,
+                format!("{} may not execute it", whoami()),
+                format!("chmod a+x {program} (or make it executable by the daemon's user)"),
+            )),
+            Ok(_) => report.push(Check::pass(check, what)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1213,58 +1266,5 @@ service = "web"
         assert!(first.starts_with("SKIP HAProxy master CLI"), "{first}");
         let last = r.checks.last().unwrap().to_string();
         assert!(last.starts_with("SKIP lifecycle hook \"drain\" of group \"web\" (rule \"servers\"): its existence is not checked"), "{last}");
-    }
-}
-
-/// Every program the daemon may run, a `program` check's or an `exec` action's: it exists, is
-/// a regular file and can be executed by whoever runs preflight (run it as the service user,
-/// docs/operations.md, to know for the daemon). Nothing is run.
-pub(super) fn programs(report: &mut Report, config: &Config) {
-    let mut seen = BTreeSet::new();
-    let checks = config.rules.iter().filter_map(|r| match &r.check {
-        CheckSpec::Program(p) => {
-            Some((p.command[0].as_str(), format!("check of rule {:?}", r.name)))
-        }
-        _ => None,
-    });
-    let actions = config.actions.iter().filter_map(|(name, a)| match a {
-        ActionSpec::Exec(x) => Some((x.command[0].as_str(), format!("exec action {name:?}"))),
-        _ => None,
-    });
-    for (program, by) in checks.chain(actions) {
-        if !seen.insert((program, by.clone())) {
-            continue;
-        }
-        let check = format!("program {program}");
-        let what = format!("program {program} ({by}) can be run");
-        let path = Path::new(program);
-        let runnable = nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok();
-        match std::fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.push(Check::fail(
-                check,
-                what,
-                "it does not exist",
-                "install it there, or correct the path in `command`",
-            )),
-            Err(e) => report.push(Check::fail(
-                check,
-                what,
-                format!("cannot look at it: {e}"),
-                "make the path and its directories readable by the daemon's user",
-            )),
-            Ok(m) if !m.is_file() => report.push(Check::fail(
-                check,
-                what,
-                "it is not a regular file",
-                "point `command` at the program itself",
-            )),
-            Ok(_) if !runnable => report.push(Check::fail(
-                check,
-                what,
-                format!("{} may not execute it", whoami()),
-                format!("chmod a+x {program} (or make it executable by the daemon's user)"),
-            )),
-            Ok(_) => report.push(Check::pass(check, what)),
-        }
     }
 }

@@ -1,5 +1,6 @@
-//! `watchdog import-monit` on the seed's OpsWorks setup (tests/fixtures/monit) and on the other
-//! shapes operators have: the output validates, and nothing is dropped without being listed.
+//! `watchdog import-monit` on the seed's OpsWorks setup (tests/fixtures/monit), on a load
+//! balancer's process, program, file and port checks (tests/fixtures/monit/kinds) and on the
+//! other shapes operators have: the output validates, and nothing is dropped without being listed.
 
 use std::process::{Command, Output};
 use testkit::repo;
@@ -129,7 +130,7 @@ check process haproxy with pidfile /run/haproxy.pid
         "monitrc:2: set mailserver localhost",
         "web.conf:2: group www",
         "web.conf:6: then alert -- no equivalent",
-        "web.conf:7: if cpu > 80% then alert -- only `if failed ...` connection tests",
+        "web.conf:7: if cpu > 80% then alert -- only connection (`if failed ...`), existence",
         "web.conf:8: check process haproxy with pidfile /run/haproxy.pid",
     ] {
         assert!(stderr.contains(line), "{line}: {stderr}");
@@ -324,4 +325,122 @@ check host web with address 203.0.113.20
     std::fs::write(&path, &toml_text).unwrap();
     let v = validate(&path);
     assert_eq!(v.status.code(), Some(0), "{}", text(&v.stderr));
+}
+
+#[test]
+fn process_program_file_and_port_checks_become_rules_that_validate_the_same_every_time() {
+    let root = repo().join("tests/fixtures/monit/kinds");
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("watchdog.toml");
+    let run = || {
+        let out = import(&[
+            "--root".as_ref(),
+            root.as_os_str(),
+            root.join("etc/monit/monitrc").as_os_str(),
+            "--output".as_ref(),
+            out_path.as_os_str(),
+        ]);
+        (out, std::fs::read(&out_path).unwrap())
+    };
+    let (out, written) = run();
+    let (again, written_again) = run();
+    assert!(written == written_again, "two runs, two outputs");
+    assert_eq!(text(&out.stderr), text(&again.stderr));
+    // And on standard output, the same bytes again.
+    let stdout = import(&[
+        "--root".as_ref(),
+        root.as_os_str(),
+        root.join("etc/monit/monitrc").as_os_str(),
+    ]);
+    assert!(stdout.stdout == written, "stdout differs from --output");
+    let stderr = text(&out.stderr);
+    // Listed: what has no equivalent, so exit 1; but what was written validates as is.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("needs editing before it validates"),
+        "{stderr}"
+    );
+    let written = text(&written);
+    let v = validate(&out_path);
+    assert_eq!(v.status.code(), Some(0), "{}\n{written}", text(&v.stderr));
+    assert!(
+        stderr.contains("import-monit: 4 files, 10 rules, 6 actions"),
+        "{stderr}"
+    );
+    for line in [
+        "haproxy.conf:2: start program = \"/etc/init.d/haproxy start\" with timeout 60 seconds -- no equivalent: monit starts, stops and restarts services, the watchdog does not; let systemd restart the service (Restart=on-failure in its unit)",
+        "haproxy.conf:3: stop program = \"/etc/init.d/haproxy stop\" -- no equivalent",
+        "haproxy.conf:7: if totalmem > 1 GB for 5 cycles then restart -- only connection",
+        "haproxy.conf:17: then restart -- no equivalent: monit restarts the service, the watchdog does not; let systemd restart it (Restart=on-failure",
+        "maintenance.conf:6: if changed timestamp then alert -- no equivalent",
+        "maintenance.conf:9: if status > 1 then alert -- the program \"check_backends\" is not an absolute path",
+        "redis.conf:1: check process redis with pidfile /var/run/redis/redis-server.pid (monit's own test: does it exist) -- when it fails, monit restarts the service",
+        "redis.conf:8: check process sentinel matching \"redis-sentinel.*26379\" (monit's own test: does it exist) -- matching \"redis-sentinel.*26379\" is a regular expression, not a plain process name",
+    ] {
+        assert!(stderr.contains(line), "{line}: {stderr}");
+        assert!(written.contains(line), "{line}: {written}");
+    }
+    for line in [
+        "haproxy.conf:17: matching \"keepalived\": monit matched it anywhere in the command line",
+        "maintenance.conf:5: `timestamp` is the later of the file's change and modification times",
+        "redis.conf:3: failed `2 times within 3 cycles` became 2 consecutive failed cycles",
+    ] {
+        assert!(stderr.contains(line), "{line}: {stderr}");
+    }
+
+    let t: toml::Table = written.parse().unwrap();
+    let rule = |name: &str| t["rules"][name].as_table().unwrap().clone();
+    let check = |name: &str| rule(name)["check"].as_table().unwrap().clone();
+    assert_eq!(
+        check("haproxy"),
+        toml::toml! { type = "process"  pidfile = "/var/run/haproxy.pid" }
+    );
+    assert_eq!(rule("haproxy")["fail_after"].as_integer(), Some(3));
+    let claim = rule("haproxy")["on_fail"][0].as_str().unwrap().to_owned();
+    assert_eq!(t["actions"][&claim]["type"].as_str(), Some("claim_eip"));
+    assert_eq!(
+        check("haproxy-2"),
+        toml::toml! { type = "tcp"  host = "localhost"  port = 443 }
+    );
+    assert_eq!(rule("haproxy-2")["timeout"].as_str(), Some("2s"));
+    assert_eq!(
+        rule("haproxy-2")["on_fail"][0].as_str(),
+        Some(claim.as_str())
+    );
+    assert_eq!(
+        check("haproxy-3")["url"].as_str(),
+        Some("http://localhost:80/haproxy?health")
+    );
+    assert_eq!(
+        check("haproxy-config"),
+        toml::toml! {
+            type = "program"
+            command = ["/usr/sbin/haproxy", "-c", "-f", "/etc/haproxy/haproxy.cfg"]
+            expect_exit = [0]
+        }
+    );
+    assert_eq!(rule("haproxy-config")["timeout"].as_str(), Some("5s"));
+    assert_eq!(
+        check("keepalived"),
+        toml::toml! { type = "process"  name = "keepalived" }
+    );
+    assert_eq!(
+        check("maintenance"),
+        toml::toml! { type = "file"  path = "/etc/haproxy/maintenance"  exists = false }
+    );
+    assert_eq!(
+        check("stats-heartbeat"),
+        toml::toml! { type = "file"  path = "/var/lib/haproxy/stats.heartbeat"  exists = true  max_age = "2m" }
+    );
+    assert_eq!(rule("stats-heartbeat")["fail_after"].as_integer(), Some(2));
+    assert_eq!(
+        check("redis-2"),
+        toml::toml! { type = "tcp"  host = "127.0.0.1"  port = 6379  send = "PING\r\n"  expect = "PONG" }
+    );
+    assert_eq!(rule("redis-2")["recover_after"].as_integer(), Some(2));
+    assert_eq!(
+        check("sentinel-2"),
+        toml::toml! { type = "tcp"  host = "localhost"  port = 26379 }
+    );
+    assert!(t["rules"].get("backends").is_none() && t["rules"].get("sentinel").is_none());
 }
