@@ -654,7 +654,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
     ));
     let timeout_ms = interval_ms.min(2000);
     let head = format!(
-        "# keepalived, {}: vrrp_instance {instance}{}.\n# VRRP made this node master when the peer's adverts stopped. Here the claims run when this\n# rule fails: the peer stops accepting connections for {PEER_FAIL_AFTER} checks in a row. A claim goes\n# ahead only while this node's own HAProxy is ready ([haproxy]).\n",
+        "# keepalived, {}: vrrp_instance {instance}{}.\n# VRRP made this node master when the peer's adverts stopped. Here the claims run when this\n# rule fails: the peer stops accepting connections for {PEER_FAIL_AFTER} checks in a row. A claim goes\n# ahead only while this node's own HAProxy is ready ([haproxy]). The peer's HAProxy must\n# accept connections on the peer's own address too, not only on the shared one: else this\n# rule fails while the peer serves, and this node takes the address from it.\n",
         s.at,
         src.as_deref().map(|a| format!(" on {a}")).unwrap_or_default()
     );
@@ -858,7 +858,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
             out.untranslated.push(needs_reachability(at, &key));
         }
         o.actions.entry(key.clone()).or_insert_with(|| format!(
-            "# From {at} (aws ec2 assign-private-ip-addresses).\n# The claim adds the address to this node's interface once EC2 shows it here.\n[actions.{}]\ntype = \"claim_private_ip\"\n{addr}{REACHABILITY}hold_down = \"5m\"\n",
+            "# From {at} (aws ec2 assign-private-ip-addresses).\n# The claim adds the address to this node's interface once EC2 shows it here; HAProxy\n# must bind it before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived).\n[actions.{}]\ntype = \"claim_private_ip\"\n{addr}{REACHABILITY}hold_down = \"5m\"\n",
             q(&key)
         ));
         names.push(key);
@@ -897,7 +897,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
             out.untranslated.push(needs_reachability(at, &key));
         }
         o.actions.entry(key.clone()).or_insert_with(|| format!(
-            "# From {at} (aws ec2 replace-route), every table in one claim.\n# The claim adds the address to `lo` while the tables point here.\n[actions.{}]\ntype = \"claim_route\"\n{d}{tables}{REACHABILITY}hold_down = \"5m\"\n",
+            "# From {at} (aws ec2 replace-route), every table in one claim.\n# The claim adds the address to `lo` while the tables point here; HAProxy must bind it\n# before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived). Source/destination checking\n# must be off on both nodes' ENIs, as keepalived's routing already needed.\n[actions.{}]\ntype = \"claim_route\"\n{d}{tables}{REACHABILITY}hold_down = \"5m\"\n",
             q(&key)
         ));
         names.push(key);
