@@ -616,7 +616,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
         o.actions.insert(
             group.clone(),
             format!(
-                "# vrrp_instance {instance}'s notify script moved these together: one decision, one alert.\n[actions.{}]\ntype = \"claim_group\"\nmembers = [{}]\n",
+                "# vrrp_instance {instance}'s notify script moved these together: one decision, one alert.\n[actions.{}]\ntype = \"claim_group\"\nmembers = [{}]\n{TOPIC}",
                 q(&group),
                 list.join(", ")
             ),
@@ -807,6 +807,9 @@ fn notify(
     }
 }
 
+/// Where an action's `sns_topic_arn` goes, filled in once every notify script is read.
+const TOPIC: &str = "@@TOPIC@@\n";
+
 const REACHABILITY: &str = "# reachability = [\"10.0.0.2:53\"]   # REQUIRED: where this node proves it reaches the VPC\n# before it takes the address (one answer is enough): the VPC's DNS resolver (its base\n# address + 2), a service in another subnet. keepalived had no equivalent.\n";
 
 /// The entry saying that claim `key` needs a `reachability` list.
@@ -836,7 +839,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
             })
             .unwrap_or_default();
         o.actions.entry(key.clone()).or_insert_with(|| format!(
-            "# From {at} (aws ec2 associate-address).\n# The claim also checks this node's HAProxy and its egress first, reads the owner,\n# verifies the move and holds down after it.\n[actions.{}]\ntype = \"claim_eip\"\n{addr}{private}hold_down = \"5m\"\n",
+            "# From {at} (aws ec2 associate-address).\n# The claim also checks this node's HAProxy and its egress first, reads the owner,\n# verifies the move and holds down after it.\n[actions.{}]\ntype = \"claim_eip\"\n{addr}{private}hold_down = \"5m\"\n{TOPIC}",
             q(&key)
         ));
         names.push(key);
@@ -858,7 +861,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
             out.untranslated.push(needs_reachability(at, &key));
         }
         o.actions.entry(key.clone()).or_insert_with(|| format!(
-            "# From {at} (aws ec2 assign-private-ip-addresses).\n# The claim adds the address to this node's interface once EC2 shows it here; HAProxy\n# must bind it before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived).\n[actions.{}]\ntype = \"claim_private_ip\"\n{addr}{REACHABILITY}hold_down = \"5m\"\n",
+            "# From {at} (aws ec2 assign-private-ip-addresses).\n# The claim adds the address to this node's interface once EC2 shows it here; HAProxy\n# must bind it before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived).\n[actions.{}]\ntype = \"claim_private_ip\"\n{addr}{REACHABILITY}hold_down = \"5m\"\n{TOPIC}",
             q(&key)
         ));
         names.push(key);
@@ -897,7 +900,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
             out.untranslated.push(needs_reachability(at, &key));
         }
         o.actions.entry(key.clone()).or_insert_with(|| format!(
-            "# From {at} (aws ec2 replace-route), every table in one claim.\n# The claim adds the address to `lo` while the tables point here; HAProxy must bind it\n# before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived). Source/destination checking\n# must be off on both nodes' ENIs, as keepalived's routing already needed.\n[actions.{}]\ntype = \"claim_route\"\n{d}{tables}{REACHABILITY}hold_down = \"5m\"\n",
+            "# From {at} (aws ec2 replace-route), every table in one claim.\n# The claim adds the address to `lo` while the tables point here; HAProxy must bind it\n# before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived). Source/destination checking\n# must be off on both nodes' ENIs, as keepalived's routing already needed.\n[actions.{}]\ntype = \"claim_route\"\n{d}{tables}{REACHABILITY}hold_down = \"5m\"\n{TOPIC}",
             q(&key)
         ));
         names.push(key);
@@ -908,35 +911,41 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
 
 /// The TOML: what was not translated first, then the sections, the rules and the actions.
 fn write(o: Out, mut out: Imported) -> Imported {
+    // No global sections: they are set in one file only, and the packaged watchdog.toml
+    // already has them; the output goes into conf.d as it is.
     let mut globals = String::new();
-    if let Some(r) = &o.region {
-        let _ = writeln!(
-            globals,
-            "[aws]\n# The notify script's region.\nregion = {}\n",
-            q(r)
-        );
-    }
-    if let Some(at) = &o.first_claim {
-        match &o.topic {
-            Some(t) => {
-                let _ = writeln!(globals, "[alerts]\n# From the notify script's `aws sns publish`: every claim sends one alert here.\nsns_topic_arn = {}\n", q(t));
-            }
-            None => {
-                globals.push_str("[alerts]\n# sns_topic_arn = \"arn:aws:sns:REGION:ACCOUNT:NAME\"   # REQUIRED: every claim sends one alert\n\n");
-                out.untranslated.push(format!(
-                    "{at}: the notify script publishes to no SNS topic -- every claim sends one alert: set [alerts] sns_topic_arn where the TOML says REQUIRED"
-                ));
-            }
+    let topic = match (&o.first_claim, &o.topic) {
+        (_, Some(t)) => format!(
+            "sns_topic_arn = {}   # from the notify script's `aws sns publish`\n",
+            q(t)
+        ),
+        (Some(at), None) => {
+            out.untranslated.push(format!(
+                "{at}: the notify script publishes to no SNS topic -- every claim sends one alert: set sns_topic_arn where the TOML says REQUIRED (or once in watchdog.toml's [alerts])"
+            ));
+            "# sns_topic_arn = \"arn:aws:sns:REGION:ACCOUNT:NAME\"   # REQUIRED (or [alerts] in watchdog.toml): every claim sends one alert\n".into()
         }
+        (None, None) => String::new(),
+    };
+    if o.first_claim.is_some() {
+        globals.push_str("# For watchdog.toml, whose sections this file leaves alone (each is set in one file only):\n");
+        if let Some(r) = &o.region {
+            let _ = writeln!(
+                globals,
+                "#   [aws] region = {}: the notify script's; on EC2 the default, from instance metadata,\n#   is this node's region.",
+                q(r)
+            );
+        }
+        globals.push_str("#   [haproxy]: a claim goes ahead only while this node's HAProxy is ready, as keepalived's\n#   track_script made a node master only while its check passed. The stats socket\n#   /run/haproxy/admin.sock is read by default: name the backend HAProxy serves (backend =\n#   \"app\") for more than the process answering.\n");
         if o.eip {
-            globals.push_str("# [egress] checkip_url is left at its default (https://checkip.amazonaws.com): before it\n# takes the Elastic IP, a node proves its own traffic reaches the internet, and that it\n# does not already leave from the EIP. keepalived's script did not check.\n\n");
+            globals.push_str("#   [egress]: before it takes the Elastic IP, a node proves through checkip_url (default\n#   https://checkip.amazonaws.com) that its own traffic reaches the internet and does not\n#   already leave from the EIP. keepalived's script did not check.\n");
         }
-        globals.push_str("[haproxy]\n# A claim goes ahead only while this node's HAProxy is ready, as keepalived's track_script\n# made a node master only while its check passed. Name the backend HAProxy serves (or a\n# health_url): the socket alone only shows that the process runs.\nstats_socket = \"/run/haproxy/admin.sock\"\n# backend = \"app\"\n\n");
+        globals.push('\n');
     }
     let mut acts = String::new();
     for a in o.actions.values() {
         out.actions += 1;
-        acts.push_str(a);
+        acts.push_str(&a.replace(TOPIC, &topic));
         acts.push('\n');
     }
     let mut head =
@@ -1099,8 +1108,13 @@ vrrp_instance VI_1 {
         let route = &t["actions"]["claim-route-192.168.100.10"];
         assert_eq!(route["destination"].as_str(), Some("192.168.100.10"));
         assert_eq!(route["route_table_ids"][0].as_str(), Some("rtb-1"));
-        assert_eq!(t["aws"]["region"].as_str(), Some("us-west-2"));
-        assert!(t["alerts"].get("sns_topic_arn").is_none());
+        assert!(
+            out.toml.contains("#   [aws] region = \"us-west-2\""),
+            "{}",
+            out.toml
+        );
+        assert!(t.get("aws").is_none() && t.get("alerts").is_none() && t.get("haproxy").is_none());
+        assert!(eip.get("sns_topic_arn").is_none());
         assert!(out
             .toml
             .contains("# sns_topic_arn = \"arn:aws:sns:REGION:ACCOUNT:NAME\"   # REQUIRED"));
@@ -1194,13 +1208,12 @@ vrrp_instance VI_1 {
             Some("eipalloc-0abc")
         );
         assert_eq!(
-            t["alerts"]["sns_topic_arn"].as_str(),
+            t["actions"]["claim-eipalloc-0abc"]["sns_topic_arn"].as_str(),
             Some("arn:aws:sns:us-east-1:123456789012:ha")
         );
-        assert_eq!(
-            t["haproxy"]["stats_socket"].as_str(),
-            Some("/run/haproxy/admin.sock")
-        );
+        assert!(out
+            .toml
+            .contains("#   [haproxy]: a claim goes ahead only while"));
         if let Err(e) = crate::config::from_sources(&[("out.toml".into(), out.toml.clone())]) {
             panic!("{e}\n{}", out.toml);
         }

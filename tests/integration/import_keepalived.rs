@@ -152,10 +152,15 @@ fn eip_failover_with_unicast_peers_and_chk_haproxy_becomes_a_program_rule_and_a_
         Some("eipalloc-0123456789abcdef0")
     );
     assert_eq!(
-        t["alerts"]["sns_topic_arn"].as_str(),
+        claim["sns_topic_arn"].as_str(),
         Some("arn:aws:sns:us-east-1:123456789012:haproxy-failover")
     );
-    assert_eq!(t["aws"]["region"].as_str(), Some("us-east-1"));
+    // No global section: the packaged watchdog.toml has them all, each set in one file only.
+    assert!(t.get("aws").is_none() && t.get("alerts").is_none() && t.get("haproxy").is_none());
+    assert!(
+        toml_text.contains("#   [aws] region = \"us-east-1\""),
+        "{toml_text}"
+    );
 
     // Written with -o, the same bytes, and valid as they are.
     let dir = tempfile::tempdir().unwrap();
@@ -177,6 +182,18 @@ fn eip_failover_with_unicast_peers_and_chk_haproxy_becomes_a_program_rule_and_a_
     );
     let v = validate(&out_path);
     assert_eq!(v.status.code(), Some(0), "{}\n{toml_text}", text(&v.stderr));
+
+    // Dropped into conf.d beside the packaged watchdog.toml, as the docs say.
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(etc.join("conf.d")).unwrap();
+    std::fs::copy(
+        repo().join("packaging/watchdog.toml"),
+        etc.join("watchdog.toml"),
+    )
+    .unwrap();
+    std::fs::write(etc.join("conf.d/10-from-keepalived.toml"), &toml_text).unwrap();
+    let v = validate(&etc.join("watchdog.toml"));
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v.stderr));
 }
 
 #[test]
@@ -219,7 +236,7 @@ fn a_secondary_private_ip_becomes_claim_private_ip_and_validates_once_filled_in(
     let claim = &t["actions"]["claim-10.0.1.50"];
     assert_eq!(claim["type"].as_str(), Some("claim_private_ip"));
     assert_eq!(claim["private_ip"].as_str(), Some("10.0.1.50"));
-    assert_eq!(t["aws"]["region"].as_str(), Some("eu-west-1"));
+    assert!(toml_text.contains("#   [aws] region = \"eu-west-1\""));
 
     let dir = tempfile::tempdir().unwrap();
     let v = validate_text(dir.path(), &toml_text);
