@@ -209,6 +209,8 @@ struct Out {
     used_rules: BTreeSet<String>,
     /// vrrp_script name -> its rule.
     checks: BTreeMap<String, Check>,
+    /// vrrp_track_process name -> its rule.
+    processes: BTreeMap<String, String>,
     region: Option<String>,
     topic: Option<String>,
     /// Where the first claim came from, for the notes on what the claims need.
@@ -242,6 +244,7 @@ fn convert(stmts: Vec<Stmt>, mut out: Imported, root: Option<&Path>) -> Imported
     for s in &stmts {
         match s.key() {
             "vrrp_script" => vrrp_script(s, root, &mut o, &mut out),
+            "vrrp_track_process" => vrrp_track_process(s, &mut o, &mut out),
             "virtual_server" => {
                 if let Some(p) = s.args().get(1).and_then(|w| w.text.parse().ok()) {
                     o.service_port.get_or_insert(p);
@@ -253,7 +256,7 @@ fn convert(stmts: Vec<Stmt>, mut out: Imported, root: Option<&Path>) -> Imported
     for s in &stmts {
         let untranslated = |why: &str| format!("{}: {} -- {why}", s.at, s.text());
         match s.key() {
-            "vrrp_script" => {}
+            "vrrp_script" | "vrrp_track_process" => {}
             "vrrp_instance" => vrrp_instance(s, root, &mut o, &mut out),
             "global_defs" => global_defs(s, &mut out),
             "virtual_server" | "virtual_server_group" => out.untranslated.push(untranslated(
@@ -261,9 +264,6 @@ fn convert(stmts: Vec<Stmt>, mut out: Imported, root: Option<&Path>) -> Imported
             )),
             "vrrp_sync_group" => out.untranslated.push(untranslated(
                 "no equivalent written: to move several addresses as one decision, list the instances' claims as the `members` of one `claim_group` action and put that in the rule's on_fail",
-            )),
-            "vrrp_track_process" => out.untranslated.push(untranslated(
-                "not translated: write a rule with a `process` check (`check = { type = \"process\", name = \"haproxy\" }`)",
             )),
             "vrrp_track_file" | "track_file" => out.untranslated.push(untranslated(
                 "not translated: write a rule with a `file` check (`check = { type = \"file\", path = \"...\" }`)",
@@ -445,6 +445,71 @@ fn vrrp_script(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported) {
     );
 }
 
+/// A `vrrp_track_process` becomes a rule with a `process` check and no actions.
+fn vrrp_track_process(s: &Stmt, o: &mut Out, out: &mut Imported) {
+    let track_name = s.args().first().map(|w| w.text.clone()).unwrap_or_default();
+    if s.block.is_none() || track_name.is_empty() || o.processes.contains_key(&track_name) {
+        out.untranslated.push(format!(
+            "{}: {} -- a vrrp_track_process needs a name of its own and a block",
+            s.at,
+            s.text()
+        ));
+        return;
+    }
+    let mut process = None;
+    for st in s.block.iter().flatten() {
+        let at = &st.at;
+        match st.key() {
+            "process" => match st.args() {
+                [] => out
+                    .untranslated
+                    .push(format!("{at}: {} -- no process named", st.text())),
+                [p, rest @ ..] => {
+                    if !rest.is_empty() {
+                        out.approximate.push(format!(
+                            "{at}: {}: its parameters are not matched; the check looks for a process named {:?}",
+                            st.text(),
+                            p.text
+                        ));
+                    }
+                    process = Some(p.text.clone());
+                }
+            },
+            "weight" | "quorum" | "quorum_max" | "delay" | "terminate_delay" | "fork_delay"
+            | "param_match" | "full_command" => out.approximate.push(format!(
+                "{at}: {}: no equivalent: the rule fails while no process of that name runs (a count, a delay or a weight of keepalived's has none here)",
+                st.text()
+            )),
+            _ => out.untranslated.push(format!(
+                "{at}: {} -- not understood in a vrrp_track_process",
+                st.text()
+            )),
+        }
+    }
+    let Some(process) = process else {
+        out.untranslated.push(format!(
+            "{}: {} -- no `process`: nothing to check",
+            s.at,
+            s.text()
+        ));
+        return;
+    };
+    let rule = o.rule_name(&track_name);
+    out.approximate.push(format!(
+        "{}: vrrp_track_process {track_name}: keepalived heard of the process at once from the kernel; rule {rule} looks every second. A process of another user (HAProxy's) is seen only with the process-checks.conf drop-in of the packaged unit",
+        s.at
+    ));
+    let _ = write!(
+        o.rules,
+        "# keepalived, {}: vrrp_track_process {track_name}\n[rules.{}]\ncheck = {{ type = \"process\", name = {} }}\ninterval = \"1s\"\ntimeout = \"1s\"\nfail_after = 1\nrecover_after = 1\non_fail = []\non_recover = []\n\n",
+        s.at,
+        q(&rule),
+        q(&process),
+    );
+    out.rules += 1;
+    o.processes.insert(track_name, rule);
+}
+
 /// `ms` within the watchdog's bounds of an interval, with a note when it was not.
 fn clamp_interval(ms: u64, at: &At, out: &mut Imported) -> u64 {
     let c = ms.clamp(INTERVAL_MIN_MS, INTERVAL_MAX_MS);
@@ -496,7 +561,8 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
     let instance = s.args().first().map(|w| w.text.clone()).unwrap_or_default();
     let mut peers: Vec<(String, At)> = Vec::new();
     let mut src = None;
-    let mut tracked: Vec<(String, At)> = Vec::new();
+    // (track_script or track_process, the entry as written, where)
+    let mut tracked: Vec<(&str, String, At)> = Vec::new();
     let mut advert: Option<(u64, At, String)> = None;
     let mut vips: Vec<(String, At, String)> = Vec::new();
     let mut claims = Claims::default();
@@ -505,7 +571,11 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
         let key = st.key();
         let block = matches!(
             key,
-            "unicast_peer" | "track_script" | "virtual_ipaddress" | "virtual_ipaddress_excluded"
+            "unicast_peer"
+                | "track_script"
+                | "track_process"
+                | "virtual_ipaddress"
+                | "virtual_ipaddress_excluded"
         );
         if block && st.block.is_none() {
             out.untranslated.push(format!(
@@ -525,9 +595,9 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
                 src = st.args().first().map(|w| w.text.clone());
                 src_stmt = Some(st);
             }
-            "track_script" => {
+            "track_script" | "track_process" => {
                 for t in st.block.iter().flatten() {
-                    tracked.push((t.text(), t.at.clone()));
+                    tracked.push((key, t.text(), t.at.clone()));
                 }
             }
             "notify_master" | "notify" => notify(st, &instance, root, &mut claims, o, out),
@@ -579,15 +649,24 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
             ));
         }
     }
-    for (t, at) in &tracked {
-        let script_name = t.split_whitespace().next().unwrap_or("");
-        match o.checks.get(script_name) {
-            Some(c) => out.approximate.push(format!(
-                "{at}: track_script {t}: keepalived made this node master only while it passed; here a claim goes ahead only while this node's HAProxy is ready ([haproxy]), and rule {} runs and reports but gates nothing (give it actions if it should act)",
-                c.rule
+    for (kind, t, at) in &tracked {
+        let tracked_name = t.split_whitespace().next().unwrap_or("");
+        let rule = if *kind == "track_script" {
+            o.checks.get(tracked_name).map(|c| &c.rule)
+        } else {
+            o.processes.get(tracked_name)
+        };
+        let what = if *kind == "track_script" {
+            "vrrp_script"
+        } else {
+            "vrrp_track_process"
+        };
+        match rule {
+            Some(rule) => out.approximate.push(format!(
+                "{at}: {kind} {t}: keepalived made this node master only while it passed; here a claim goes ahead only while this node's HAProxy is ready ([haproxy]), and rule {rule} runs and reports but gates nothing (give it actions if it should act)"
             )),
             None => out.untranslated.push(format!(
-                "{at}: track_script {t} -- no vrrp_script of that name was translated"
+                "{at}: {kind} {t} -- no {what} of that name was translated"
             )),
         }
     }
@@ -626,7 +705,8 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
 
     let port = tracked
         .iter()
-        .filter_map(|(t, _)| o.checks.get(t.split_whitespace().next().unwrap_or("")))
+        .filter(|(kind, ..)| *kind == "track_script")
+        .filter_map(|(_, t, _)| o.checks.get(t.split_whitespace().next().unwrap_or("")))
         .chain(o.checks.values())
         .find_map(|c| c.port)
         .or(o.service_port);
@@ -1214,6 +1294,52 @@ vrrp_instance VI_1 {
         assert!(out
             .toml
             .contains("#   [haproxy]: a claim goes ahead only while"));
+        if let Err(e) = crate::config::from_sources(&[("out.toml".into(), out.toml.clone())]) {
+            panic!("{e}\n{}", out.toml);
+        }
+    }
+
+    #[test]
+    fn vrrp_track_process_becomes_a_process_rule() {
+        let (t, out) = convert_text(
+            r#"vrrp_track_process track_haproxy {
+    process haproxy -f /etc/haproxy/haproxy.cfg
+    weight 10
+    quorum 1
+    bogus 1
+}
+vrrp_instance VI_1 {
+    unicast_peer { 10.0.1.12 }
+    track_process {
+        track_haproxy
+        nothing
+    }
+    notify_master "/bin/sh -c 'aws ec2 associate-address --public-ip 203.0.113.10; aws sns publish --topic-arn arn:aws:sns:us-east-1:123456789012:ha'"
+}
+"#,
+        );
+        let r = &t["rules"]["track_haproxy"];
+        assert_eq!(r["check"]["type"].as_str(), Some("process"));
+        assert_eq!(r["check"]["name"].as_str(), Some("haproxy"));
+        assert_eq!(r["interval"].as_str(), Some("1s"));
+        let notes = out.approximate.join("\n");
+        for n in [
+            "keepalived.conf:2: process haproxy -f /etc/haproxy/haproxy.cfg: its parameters are not matched",
+            "keepalived.conf:3: weight 10: no equivalent",
+            "keepalived.conf:10: track_process track_haproxy: keepalived made this node master only while it passed",
+            "process-checks.conf",
+        ] {
+            assert!(notes.contains(n), "{n}: {notes}");
+        }
+        let listed = out.untranslated.join("\n");
+        assert!(
+            listed.contains("keepalived.conf:5: bogus 1 -- not understood"),
+            "{listed}"
+        );
+        assert!(
+            listed.contains("keepalived.conf:11: track_process nothing -- no vrrp_track_process"),
+            "{listed}"
+        );
         if let Err(e) = crate::config::from_sources(&[("out.toml".into(), out.toml.clone())]) {
             panic!("{e}\n{}", out.toml);
         }
