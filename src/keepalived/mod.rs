@@ -1,7 +1,7 @@
 //! `watchdog import-keepalived`: keepalived.conf -> watchdog TOML. `parse` reads keepalived's
 //! syntax into a tree; this file follows `include`s, turns `vrrp_script`s into `program`
-//! rules and `vrrp_instance`s whose notify script moves an AWS address into claims on a rule
-//! that watches the peer, and writes the TOML. The notify scripts are read by
+//! rules, `vrrp_track_process`es into `process` rules and `vrrp_instance`s whose notify script
+//! moves an AWS address into claims on a rule that watches the peer, and writes the TOML. The notify scripts are read by
 //! [`crate::monit::script::moves`], shared with `import-monit`'s recognizer.
 //!
 //! Every statement is accounted for: translated, translated approximately (with a note), or
