@@ -152,6 +152,22 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Convert keepalived's vrrp_scripts and the AWS moves of its notify scripts into watchdog
+    /// TOML (exit 0 all translated and valid; 1 something was not translated, or the result
+    /// needs editing before it validates; 2 unreadable input).
+    ImportKeepalived {
+        /// keepalived configuration files, e.g. /etc/keepalived/keepalived.conf; their
+        /// `include`s are followed.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Look absolute paths (includes, scripts, notify scripts) up under this directory,
+        /// such as a copy of another host's /etc.
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Write the TOML to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -175,7 +191,7 @@ pub fn main() -> ExitCode {
 /// --dry-run` made a real move. `--dry-run` counts only for `run` and `--once`; `--once` only
 /// for `run`; `--state-dir` only for `run`, `--once` and `preflight`, and (as it has an
 /// environment variable and a default) only when the command line gives it; `--config` is
-/// read by every command but `import-monit`. `--log-format` and `--log-level` are let through:
+/// read by every command but the importers. `--log-format` and `--log-level` are let through:
 /// they change no behaviour, and scripts pass them to every command alike.
 fn ignored_flag(cli: &Cli, matches: &ArgMatches) -> Option<String> {
     let command = cli.command.as_ref()?;
@@ -187,7 +203,7 @@ fn ignored_flag(cli: &Cli, matches: &ArgMatches) -> Option<String> {
     let (dry_run, state_dir, config) = match command {
         Command::Run => (true, true, true),
         Command::Preflight { .. } => (false, true, true),
-        Command::ImportMonit { .. } => (false, false, false),
+        Command::ImportMonit { .. } | Command::ImportKeepalived { .. } => (false, false, false),
         _ => (false, false, true),
     };
     let given = |id: &str| {
@@ -215,7 +231,7 @@ fn ignored_flag(cli: &Cli, matches: &ArgMatches) -> Option<String> {
     }
     if !config && given("config") {
         return Some(format!(
-            "--config does not go with {name} (it reads monit files, not a configuration)"
+            "--config does not go with {name} (it reads the files it converts, not a configuration)"
         ));
     }
     None
@@ -245,6 +261,7 @@ fn name(c: &Command) -> &'static str {
         Command::Drill { .. } => "drill",
         Command::Preflight { .. } => "preflight",
         Command::ImportMonit { .. } => "import-monit",
+        Command::ImportKeepalived { .. } => "import-keepalived",
     }
 }
 
@@ -275,7 +292,23 @@ fn dispatch(cli: Cli) -> u8 {
                 output,
             }),
             _,
-        ) => import_monit(files, root.as_deref(), output.as_deref()),
+        ) => import(
+            "import-monit",
+            crate::monit::import(files, root.as_deref()),
+            output.as_deref(),
+        ),
+        (
+            Some(Command::ImportKeepalived {
+                files,
+                root,
+                output,
+            }),
+            _,
+        ) => import(
+            "import-keepalived",
+            crate::keepalived::import(files, root.as_deref()),
+            output.as_deref(),
+        ),
         (Some(Command::Run), true) | (None, true) => with_runtime(&cli, once),
         (Some(Command::Run), false) => {
             let path = cli.config.clone();
@@ -287,12 +320,15 @@ fn dispatch(cli: Cli) -> u8 {
     }
 }
 
-fn import_monit(
-    files: &[PathBuf],
-    root: Option<&std::path::Path>,
+/// The importers' last step: write the TOML, report on standard error, validate the result.
+/// Exit 0 when it validates and nothing was left untranslated, 1 otherwise, 2 when the input
+/// could not be read or the output written.
+fn import(
+    command: &str,
+    result: Result<crate::monit::Imported, crate::monit::ImportError>,
     output: Option<&std::path::Path>,
 ) -> u8 {
-    let imported = match crate::monit::import(files, root) {
+    let imported = match result {
         Ok(i) => i,
         Err(e) => {
             say(&e.to_string());
@@ -313,16 +349,16 @@ fn import_monit(
             }
         }
     }
-    to_stderr(&print::import_report(&imported));
+    to_stderr(&print::import_report(command, &imported));
     let valid = config::from_sources(&[(
         output
             .map(std::path::Path::to_path_buf)
-            .unwrap_or_else(|| "import-monit output".into()),
+            .unwrap_or_else(|| format!("{command} output").into()),
         imported.toml.clone(),
     )]);
     if let Err(e) = &valid {
         to_stderr(&format!(
-            "import-monit: the result needs editing before it validates: {e}"
+            "{command}: the result needs editing before it validates: {e}"
         ));
     }
     if valid.is_ok() && imported.untranslated.is_empty() {

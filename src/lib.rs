@@ -3,7 +3,8 @@
 //! `cli` parses the command line; `daemon` builds what runs from a configuration and runs it
 //! (`run`, `once`); `config` reads and validates; `checks` probe; `engine` decides when a rule flips;
 //! `actions` carry out what was decided; `providers::aws` is the only door to AWS; `monit`
-//! converts monit rules (`watchdog import-monit`); `preflight` checks online, read-only, what
+//! converts monit rules (`watchdog import-monit`), `keepalived` keepalived.conf
+//! (`watchdog import-keepalived`); `preflight` checks online, read-only, what
 //! `validate` cannot know (`watchdog preflight`).
 
 pub mod actions;
@@ -15,6 +16,7 @@ pub mod daemon;
 pub mod engine;
 pub mod haproxy;
 pub mod history;
+pub mod keepalived;
 pub mod monit;
 pub mod pause;
 pub mod preflight;

@@ -104,11 +104,11 @@ pub fn summary(reports: &[CycleReport]) -> String {
     out
 }
 
-/// What `import-monit` says on standard error: the counts, then what was translated only
-/// approximately and what was not translated at all.
-pub fn import_report(imported: &Imported) -> String {
+/// What an importer (`command`: `import-monit`, `import-keepalived`) says on standard error:
+/// the counts, then what was translated only approximately and what was not translated at all.
+pub fn import_report(command: &str, imported: &Imported) -> String {
     let mut out = format!(
-        "import-monit: {} file{}, {} rule{}, {} action{}\n",
+        "{command}: {} file{}, {} rule{}, {} action{}\n",
         imported.files.len(),
         plural(imported.files.len()),
         imported.rules,

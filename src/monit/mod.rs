@@ -4,8 +4,8 @@
 //! Every statement is accounted for: translated, translated approximately (with a note), or
 //! listed as not translated, both at the top of the output and in [`Imported::untranslated`].
 
-mod parse;
-mod script;
+pub(crate) mod parse;
+pub(crate) mod script;
 
 use parse::{Action, At, Cond, Item, Kind, Rate, Service, Status, Test};
 use std::collections::BTreeMap;
@@ -21,25 +21,34 @@ const MAX_AGE_LIMIT_SECS: u64 = 30 * 86400;
 /// The cycle of OpsWorks' monit, used when no `set daemon` says otherwise.
 const DEFAULT_CYCLE_SECS: u64 = 60;
 /// Scripts larger than this are not failover scripts of the kind recognized here.
-const SCRIPT_LIMIT: u64 = 256 * 1024;
+pub(crate) const SCRIPT_LIMIT: u64 = 256 * 1024;
 
+/// What an importer (`import-monit`, `import-keepalived`) made of its input.
 #[derive(Debug, Default)]
 pub struct Imported {
+    /// The watchdog TOML, what was not translated listed at its top as comments.
     pub toml: String,
     /// `file:line: statement -- why`, for what has no equivalent.
     pub untranslated: Vec<String>,
     /// Translated, but not exactly: what differs.
     pub approximate: Vec<String>,
+    /// Every file read, includes included, in the order read.
     pub files: Vec<PathBuf>,
+    /// Rules written.
     pub rules: usize,
+    /// Actions written.
     pub actions: usize,
 }
 
+/// Input an importer could not read at all (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// A file named on the command line, or included, could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read.
         source: std::io::Error,
     },
 }
@@ -65,7 +74,7 @@ struct Reader {
 }
 
 /// `path` as seen from here: absolute paths go under `root`.
-fn under(root: Option<&Path>, path: &Path) -> PathBuf {
+pub(crate) fn under(root: Option<&Path>, path: &Path) -> PathBuf {
     match (root, path.strip_prefix("/")) {
         (Some(r), Ok(rel)) => r.join(rel),
         _ => path.to_path_buf(),
@@ -142,7 +151,7 @@ impl Reader {
 }
 
 /// Shell-style `*` and `?` (no character classes).
-fn wildcard(pattern: &str, name: &str) -> bool {
+pub(crate) fn wildcard(pattern: &str, name: &str) -> bool {
     fn go(p: &[char], n: &[char]) -> bool {
         match (p.first(), n.first()) {
             (None, None) => true,
@@ -158,7 +167,7 @@ fn wildcard(pattern: &str, name: &str) -> bool {
 
 /// A TOML string on one line: control characters (a `send "...\r\n"`) escaped, where the
 /// toml crate would write a multi-line string inside an inline table.
-fn q(s: &str) -> String {
+pub(crate) fn q(s: &str) -> String {
     if !s.chars().any(char::is_control) {
         return toml::Value::String(s.to_owned()).to_string();
     }
@@ -181,7 +190,7 @@ fn q(s: &str) -> String {
 }
 
 /// A valid watchdog name (`A-Z a-z 0-9 - _ .`, at most 64) made from `s`.
-fn name(s: &str) -> String {
+pub(crate) fn name(s: &str) -> String {
     let n: String = s
         .chars()
         .map(|c| {
@@ -546,7 +555,7 @@ fn regex_literal(re: &str) -> Option<Literal> {
 }
 
 /// A duration in watchdog syntax.
-fn duration(ms: u64) -> String {
+pub(crate) fn duration(ms: u64) -> String {
     if ms % 1000 == 0 {
         format!("{}s", ms / 1000)
     } else {

@@ -2,6 +2,10 @@
 //! `aws opsworks associate-elastic-ip` or `aws ec2 associate-address`, then `aws sns publish`.
 //! Such a script becomes a `claim_eip` action (which does all three, with more care); any
 //! other script stays an `exec` action.
+//!
+//! [`moves`] reads the other shape, keepalived's `notify_master` scripts: `aws ec2` calls that
+//! move an Elastic IP, a secondary private IP or a route, with shell variables assigned a
+//! literal (or the script's own arguments) resolved.
 
 /// What a failover script does, as far as its literal arguments tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,7 +28,7 @@ pub struct Failover {
 
 /// Shell words of one logical line (continuations joined), quotes removed. Good enough for
 /// the argument lists of `aws` calls; anything with `$` is kept as written.
-fn words(line: &str) -> Vec<String> {
+pub(crate) fn words(line: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quote = None;
@@ -125,6 +129,272 @@ pub fn recognize(text: &str) -> Option<Failover> {
     Some(f)
 }
 
+/// An `aws ec2` call that moves an address, with the arguments a claim needs. `None` is an
+/// argument missing or computed by the script (listed in [`Moves::unresolved`]). The instance
+/// and ENI ids are left out: a claim finds this node's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Move {
+    /// `associate-address`.
+    Eip {
+        /// `--allocation-id`.
+        allocation_id: Option<String>,
+        /// `--public-ip`.
+        public_ip: Option<String>,
+        /// `--private-ip-address`: where on the ENI the address goes.
+        private_ip: Option<String>,
+    },
+    /// `assign-private-ip-addresses`: each of `--private-ip-addresses`.
+    PrivateIp {
+        /// The literal addresses; empty when none was.
+        addresses: Vec<String>,
+    },
+    /// `replace-route` (or `create-route`) in one table.
+    Route {
+        /// `--route-table-id`.
+        table: Option<String>,
+        /// `--destination-cidr-block`.
+        destination: Option<String>,
+    },
+}
+
+/// What [`moves`] found in one script.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Moves {
+    /// Each call, with the script's line it starts on.
+    pub moves: Vec<(usize, Move)>,
+    /// The first literal `--region` of those calls, else the script's `AWS_REGION` or
+    /// `AWS_DEFAULT_REGION`.
+    pub region: Option<String>,
+    /// The topic of an `aws sns publish`, when literal.
+    pub topic_arn: Option<String>,
+    /// `line: --flag VALUE` for each needed argument computed by the script.
+    pub unresolved: Vec<String>,
+}
+
+/// The script's logical lines (`\` continuations joined), each with the line it starts on.
+fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    let mut open = false;
+    for (i, raw) in text.lines().enumerate() {
+        let (body, cont) = match raw.strip_suffix('\\') {
+            Some(b) => (b, true),
+            None => (raw, false),
+        };
+        match out.last_mut() {
+            Some((_, l)) if open => {
+                l.push(' ');
+                l.push_str(body);
+            }
+            _ => out.push((i + 1, body.to_owned())),
+        }
+        open = cont;
+    }
+    out
+}
+
+/// `NAME=VALUE` (after `export`/`local`/`readonly`), as (NAME, VALUE).
+fn assignment(words: &[String]) -> Option<(&str, &str)> {
+    let w = match words.first().map(String::as_str) {
+        Some("export" | "local" | "readonly" | "declare") => words.get(1)?,
+        _ => words.first()?,
+    };
+    let (name, value) = w.split_once('=')?;
+    let mut chars = name.chars();
+    let first = chars.next()?;
+    ((first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    .then_some((name, value))
+}
+
+/// Every value after `--flag` up to the next option (`--flag A B`, `--flag=A,B`).
+fn flag_values(words: &[String], name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        if w == name {
+            out.extend(
+                words[i + 1..]
+                    .iter()
+                    .take_while(|v| !v.starts_with("--"))
+                    .cloned(),
+            );
+        } else if let Some(v) = w.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+            out.push(v.to_owned());
+        }
+    }
+    out.iter()
+        .flat_map(|v| v.split(','))
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// One line's words split into its commands at `;`, `&&`, `||` and `|`.
+fn commands(words: Vec<String>) -> Vec<Vec<String>> {
+    let mut out = vec![Vec::new()];
+    for w in words {
+        if matches!(w.as_str(), ";" | "&&" | "||" | "|") {
+            out.push(Vec::new());
+        } else if let Some(w) = w.strip_suffix(';') {
+            if let Some(last) = out.last_mut() {
+                last.push(w.to_owned());
+            }
+            out.push(Vec::new());
+        } else if let Some(last) = out.last_mut() {
+            last.push(w);
+        }
+    }
+    out.retain(|c| !c.is_empty());
+    out
+}
+
+/// `NAME` of a value that is one variable reference: `$NAME`, `${NAME}`, `$1`.
+fn reference(v: &str) -> Option<&str> {
+    let name = v
+        .strip_prefix("${")
+        .and_then(|r| r.strip_suffix('}'))
+        .or_else(|| v.strip_prefix('$'))?;
+    (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then_some(name)
+}
+
+/// Recognize the `aws ec2` calls of a keepalived notify script. `args` are the arguments the
+/// script is called with (`$1`, `$2`, ...). A variable counts as a literal when every
+/// assignment of it in the script gives the same literal.
+pub fn moves(text: &str, args: &[String]) -> Moves {
+    let lines: Vec<(usize, Vec<String>)> = logical_lines(text)
+        .into_iter()
+        .flat_map(|(n, l)| commands(words(&l)).into_iter().map(move |c| (n, c)))
+        .collect();
+    // None: assigned something computed, or two different things. A value may be one
+    // reference to another variable or an argument (`VIP=$1`), resolved when used.
+    let mut vars: std::collections::BTreeMap<String, Option<String>> = Default::default();
+    for (_, w) in &lines {
+        if let Some((name, value)) = assignment(w) {
+            let alone = w.len() == 1
+                || (w.len() == 2
+                    && matches!(w[0].as_str(), "export" | "local" | "readonly" | "declare"));
+            let v = (alone && (!value.contains(['$', '`', '(']) || reference(value).is_some()))
+                .then(|| value.to_owned());
+            vars.entry(name.to_owned())
+                .and_modify(|old| {
+                    if *old != v {
+                        *old = None
+                    }
+                })
+                .or_insert(v);
+        }
+    }
+    let resolve = |v: &str| -> Option<String> {
+        let mut v = v.to_owned();
+        // A few hops at most: `A=$B`, `B=$1`; a loop (`A=$A`) ends here too.
+        for _ in 0..8 {
+            if !v.contains(['$', '`']) {
+                return Some(v);
+            }
+            let name = reference(&v)?;
+            v = match name.parse::<usize>() {
+                Ok(n) => n.checked_sub(1).and_then(|i| args.get(i)).cloned()?,
+                Err(_) => vars.get(name).cloned().flatten()?,
+            };
+        }
+        None
+    };
+    // `for NAME in A B C`: the literal values a loop variable takes.
+    let loops: std::collections::BTreeMap<&str, Vec<String>> = lines
+        .iter()
+        .filter_map(|(_, w)| match w.as_slice() {
+            [f, name, i, values @ ..] if f == "for" && i == "in" => {
+                let values: Vec<String> = values
+                    .iter()
+                    .take_while(|v| !matches!(v.as_str(), "do" | ";"))
+                    .cloned()
+                    .collect();
+                (!values.is_empty() && values.iter().all(|v| !v.contains(['$', '`', '*'])))
+                    .then_some((name.as_str(), values))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut m = Moves::default();
+    for (n, l) in &lines {
+        let has = |w: &str| l.iter().any(|x| x == w);
+        let get = |flag_name: &str, m: &mut Moves| -> Option<String> {
+            let v = flag(l, flag_name)?;
+            let r = resolve(&v);
+            if r.is_none() {
+                m.unresolved.push(format!("{n}: {flag_name} {v}"));
+            }
+            r
+        };
+        if has("sns") && has("publish") {
+            if let Some(t) = get("--topic-arn", &mut m) {
+                m.topic_arn.get_or_insert(t);
+            }
+            continue;
+        }
+        if !has("ec2") {
+            continue;
+        }
+        let call = if has("associate-address") {
+            Move::Eip {
+                allocation_id: get("--allocation-id", &mut m),
+                public_ip: get("--public-ip", &mut m),
+                private_ip: get("--private-ip-address", &mut m),
+            }
+        } else if has("assign-private-ip-addresses") {
+            let mut addresses = Vec::new();
+            for v in flag_values(l, "--private-ip-addresses") {
+                match resolve(&v) {
+                    Some(a) => addresses.push(a),
+                    None => m
+                        .unresolved
+                        .push(format!("{n}: --private-ip-addresses {v}")),
+                }
+            }
+            Move::PrivateIp { addresses }
+        } else if has("replace-route") || has("create-route") {
+            let destination = get("--destination-cidr-block", &mut m);
+            // `for rt in rtb-1 rtb-2; do aws ec2 replace-route --route-table-id $rt ...`
+            let each = flag(l, "--route-table-id")
+                .as_deref()
+                .and_then(reference)
+                .and_then(|v| loops.get(v));
+            if let Some(tables) = each {
+                for t in tables {
+                    m.moves.push((
+                        *n,
+                        Move::Route {
+                            table: Some(t.clone()),
+                            destination: destination.clone(),
+                        },
+                    ));
+                }
+                if let Some(r) = get("--region", &mut m) {
+                    m.region.get_or_insert(r);
+                }
+                continue;
+            }
+            Move::Route {
+                table: get("--route-table-id", &mut m),
+                destination,
+            }
+        } else {
+            continue;
+        };
+        if let Some(r) = get("--region", &mut m) {
+            m.region.get_or_insert(r);
+        }
+        m.moves.push((*n, call));
+    }
+    if m.region.is_none() && !m.moves.is_empty() {
+        m.region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .find_map(|v| vars.get(*v).cloned().flatten())
+            .filter(|r| !r.contains('$'));
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +454,101 @@ fi
         assert_eq!(f.private_ip.as_deref(), Some("10.0.0.6"));
         assert_eq!(f.unresolved, ["--allocation-id $EIP"]);
         assert_eq!(recognize("#!/bin/sh\nsystemctl restart haproxy\n"), None);
+    }
+
+    #[test]
+    fn keepalived_notify_scripts_with_variables_continuations_and_arguments() {
+        let script = r#"#!/bin/bash
+# notify_master for EIP failover
+EIP_ALLOC=eipalloc-0a1b2c3d4e5f60718
+INSTANCE_ID=$(curl -s http://169.254.169.254/latest/meta-data/instance-id)
+ENI=`curl -s http://169.254.169.254/latest/meta-data/network/interfaces/macs/$MAC/interface-id`
+aws ec2 associate-address --region us-east-1 \
+    --allocation-id $EIP_ALLOC --instance-id $INSTANCE_ID \
+    --allow-reassociation
+aws ec2 assign-private-ip-addresses --network-interface-id $ENI \
+    --private-ip-addresses 10.0.1.50 "$2" --allow-reassignment
+aws ec2 replace-route --route-table-id ${TABLE} --destination-cidr-block 192.168.100.1/32 --network-interface-id $ENI
+for rt in rtb-1 rtb-2; do
+  aws ec2 replace-route --route-table-id $rt --destination-cidr-block 192.168.100.1/32 --network-interface-id $ENI
+done
+aws sns publish --topic-arn "$1" --message "took over"
+"#;
+        let m = moves(script, &["arn:aws:sns:us-east-1:123456789012:t".into()]);
+        assert_eq!(
+            m.moves,
+            [
+                (
+                    6,
+                    Move::Eip {
+                        allocation_id: Some("eipalloc-0a1b2c3d4e5f60718".into()),
+                        public_ip: None,
+                        private_ip: None
+                    }
+                ),
+                (
+                    9,
+                    Move::PrivateIp {
+                        addresses: vec!["10.0.1.50".into()]
+                    }
+                ),
+                (
+                    11,
+                    Move::Route {
+                        table: None,
+                        destination: Some("192.168.100.1/32".into())
+                    }
+                ),
+                (
+                    13,
+                    Move::Route {
+                        table: Some("rtb-1".into()),
+                        destination: Some("192.168.100.1/32".into())
+                    }
+                ),
+                (
+                    13,
+                    Move::Route {
+                        table: Some("rtb-2".into()),
+                        destination: Some("192.168.100.1/32".into())
+                    }
+                ),
+            ]
+        );
+        assert_eq!(m.region.as_deref(), Some("us-east-1"));
+        assert_eq!(
+            m.topic_arn.as_deref(),
+            Some("arn:aws:sns:us-east-1:123456789012:t")
+        );
+        assert_eq!(
+            m.unresolved,
+            [
+                "9: --private-ip-addresses $2",
+                "11: --route-table-id ${TABLE}"
+            ]
+        );
+        assert_eq!(
+            moves("#!/bin/sh\nsystemctl restart haproxy\n", &[]),
+            Moves::default()
+        );
+        // The shape of many published scripts: the region from the environment, the EIP by
+        // its address, the instance id from metadata, a disassociate first (not needed).
+        let m = moves(
+            "export AWS_DEFAULT_REGION=eu-central-1\nEIP=203.0.113.7\nID=`curl -s http://169.254.169.254/latest/meta-data/instance-id`\naws ec2 disassociate-address --public-ip $EIP\naws ec2 associate-address --public-ip $EIP --instance-id $ID\n",
+            &[],
+        );
+        assert_eq!(m.region.as_deref(), Some("eu-central-1"));
+        assert_eq!(
+            m.moves,
+            [(
+                5,
+                Move::Eip {
+                    allocation_id: None,
+                    public_ip: Some("203.0.113.7".into()),
+                    private_ip: None
+                }
+            )]
+        );
+        assert!(m.unresolved.is_empty());
     }
 }

@@ -544,24 +544,27 @@ async fn global_flags_a_command_ignores_are_refused() {
             "{args:?}: {err}"
         );
     }
-    // import-monit reads monit files: a configuration file and the daemon's flags are refused.
+    // The importers read the files they convert: a configuration file and the daemon's flags
+    // are refused.
     for (flag, args) in [
         ("--dry-run", &["--dry-run"][..]),
         ("--state-dir", &["--state-dir", dir][..]),
         ("--config", &["--config", config][..]),
     ] {
-        let out = Command::new(bin())
-            .arg("import-monit")
-            .args(args)
-            .arg("/nonexistent/monitrc")
-            .output()
-            .unwrap();
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
-        assert!(
-            err.contains(&format!("{flag} does not go with import-monit")),
-            "{err}"
-        );
+        for importer in ["import-monit", "import-keepalived"] {
+            let out = Command::new(bin())
+                .arg(importer)
+                .args(args)
+                .arg("/nonexistent/input")
+                .output()
+                .unwrap();
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{importer} {flag}: {err}");
+            assert!(
+                err.contains(&format!("{flag} does not go with {importer}")),
+                "{err}"
+            );
+        }
     }
     assert_eq!(target.hits(), 0, "a refused command ran");
 

@@ -9,6 +9,7 @@ mod events;
 mod failover;
 mod field;
 mod field_sync;
+mod import_keepalived;
 mod import_monit;
 mod opsworks;
 mod preflight;
