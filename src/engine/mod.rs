@@ -191,6 +191,13 @@ impl RuleRunner {
     /// One cycle: probe (bounded by the rule's timeout), count, act on a transition or retry
     /// what is pending.
     pub async fn cycle<E: Effects>(&mut self, fx: &E) -> CycleReport {
+        let (outcome, took) = self.probe(fx).await;
+        self.settle(fx, outcome, took).await
+    }
+
+    /// The probe of a cycle, bounded by the rule's deadline: what it saw and how long it took.
+    /// It changes nothing, so it can be abandoned (a reload or shutdown coming mid-check).
+    pub async fn probe<E: Effects>(&self, fx: &E) -> (Outcome, std::time::Duration) {
         let rule = &self.rule;
         let deadline = fx.pacing(rule).deadline;
         let started = tokio::time::Instant::now();
@@ -201,7 +208,18 @@ impl RuleRunner {
                 humantime::format_duration(deadline)
             )),
         };
-        let took = started.elapsed();
+        (outcome, started.elapsed())
+    }
+
+    /// The rest of a cycle: count the probe's outcome, act on a transition or retry what is
+    /// pending.
+    pub async fn settle<E: Effects>(
+        &mut self,
+        fx: &E,
+        outcome: Outcome,
+        took: std::time::Duration,
+    ) -> CycleReport {
+        let rule = &self.rule;
         let transition = self.threshold.observe(outcome.ok);
         if !outcome.ok
             && self.threshold.health() == Health::Up
@@ -411,7 +429,21 @@ async fn rule_loop<E: Effects>(
         if *shutdown.borrow() {
             return runner;
         }
-        let report = runner.cycle(fx.as_ref()).await;
+        // A check in flight when a reload or shutdown comes is abandoned (it changes nothing,
+        // and its program is killed with its group), so one slow check does not hold up the
+        // swap for every rule. A backend sync's round changes HAProxy: it is let finish.
+        let report = if matches!(runner.rule.check, CheckSpec::BackendSync(_)) {
+            runner.cycle(fx.as_ref()).await
+        } else {
+            let probed = tokio::select! {
+                p = runner.probe(fx.as_ref()) => Some(p),
+                _ = shutdown.wait_for(|stop| *stop) => None,
+            };
+            let Some((outcome, took)) = probed else {
+                return runner;
+            };
+            runner.settle(fx.as_ref(), outcome, took).await
+        };
         fx.report(&report);
     }
 }

@@ -360,3 +360,34 @@ fn renamed_unfinished_action_runs_under_its_new_name() {
     .unwrap();
     assert!(legacy.listed.is_empty());
 }
+
+/// Breaker's find: a reload waited for a slow check to finish, so every rule stood still
+/// meanwhile. A check in flight is abandoned; nothing is counted for it.
+#[tokio::test(start_paused = true)]
+async fn a_slow_check_does_not_hold_up_a_reload() {
+    let start = Instant::now();
+    let fx = Arc::new(Script {
+        hang: vec!["slow".into()],
+        ..Script::new(start)
+    });
+    let (tx, rx) = watch::channel(false);
+    let engine = tokio::spawn(run(
+        vec![rule("slow", 60, 50, 1, 1), rule("fast", 1, 1, 3, 1)],
+        fx.clone(),
+        rx,
+        Duration::from_secs(10),
+        RuleStates::new(),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let asked = Instant::now();
+    tx.send(true).unwrap();
+    let (result, states) = engine.await.unwrap();
+    result.unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_millis(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    // The abandoned cycle left the rule as it was: no failure counted.
+    assert_eq!(states["slow"].threshold.consecutive_failures(), 0);
+}
