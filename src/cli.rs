@@ -321,8 +321,8 @@ fn dispatch(cli: Cli) -> u8 {
 }
 
 /// The importers' last step: write the TOML, report on standard error, validate the result.
-/// Exit 0 when it validates and nothing was left untranslated, 1 otherwise, 2 when the input
-/// could not be read or the output written.
+/// Exit 0 when it validates and nothing was left untranslated or to set by hand in the main
+/// file, 1 otherwise, 2 when the input could not be read or the output written.
 fn import(
     command: &str,
     result: Result<crate::monit::Imported, crate::monit::ImportError>,
@@ -361,7 +361,7 @@ fn import(
             "{command}: the result needs editing before it validates: {e}"
         ));
     }
-    if valid.is_ok() && imported.untranslated.is_empty() {
+    if valid.is_ok() && imported.untranslated.is_empty() && imported.by_hand.is_empty() {
         EXIT_OK
     } else {
         EXIT_FAILED

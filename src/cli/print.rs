@@ -105,7 +105,8 @@ pub fn summary(reports: &[CycleReport]) -> String {
 }
 
 /// What an importer (`command`: `import-monit`, `import-keepalived`) says on standard error:
-/// the counts, then what was translated only approximately and what was not translated at all.
+/// the counts, then what was translated only approximately, what to set by hand in the main
+/// file and what was not translated at all.
 pub fn import_report(command: &str, imported: &Imported) -> String {
     let mut out = format!(
         "{command}: {} file{}, {} rule{}, {} action{}\n",
@@ -118,6 +119,12 @@ pub fn import_report(command: &str, imported: &Imported) -> String {
     );
     for a in &imported.approximate {
         out.push_str(&format!("  approximately: {a}\n"));
+    }
+    for b in &imported.by_hand {
+        out.push_str(&format!(
+            "  SET BY HAND in {}: {b}\n",
+            crate::monit::MAIN_FILE
+        ));
     }
     for u in &imported.untranslated {
         out.push_str(&format!("  NOT TRANSLATED: {u}\n"));

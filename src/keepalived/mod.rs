@@ -12,7 +12,9 @@ mod parse;
 
 use crate::monit::parse::At;
 use crate::monit::script::{self, Move};
-use crate::monit::{duration, name, q, under, wildcard, ImportError, Imported, SCRIPT_LIMIT};
+use crate::monit::{
+    duration, main_file, name, q, under, wildcard, ImportError, Imported, MainSetting, SCRIPT_LIMIT,
+};
 use parse::Stmt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -1008,19 +1010,21 @@ fn write(o: Out, mut out: Imported) -> Imported {
         (None, None) => String::new(),
     };
     if o.first_claim.is_some() {
-        globals.push_str("# For watchdog.toml, whose sections this file leaves alone (each is set in one file only):\n");
-        if let Some(r) = &o.region {
-            let _ = writeln!(
-                globals,
-                "#   [aws] region = {}: the notify script's; on EC2 the default, from instance metadata,\n#   is this node's region.",
-                q(r)
-            );
-        }
-        globals.push_str("#   [haproxy]: a claim goes ahead only while this node's HAProxy is ready, as keepalived's\n#   track_script made a node master only while its check passed. The stats socket\n#   /run/haproxy/admin.sock is read by default: name the backend HAProxy serves (backend =\n#   \"app\") for more than the process answering.\n");
+        let settings: Vec<MainSetting> = o
+            .region
+            .iter()
+            .map(|r| MainSetting {
+                section: "aws",
+                key: "region",
+                value: q(r),
+                why: "the notify script's `--region` (or its AWS_REGION). The daemon calls EC2 and SNS in this one region; unset, on EC2, it is this node's region (from instance metadata)".into(),
+            })
+            .collect();
+        let mut notes = String::from("#   [haproxy]: a claim goes ahead only while this node's HAProxy is ready, as keepalived's\n#   track_script made a node master only while its check passed. The stats socket\n#   /run/haproxy/admin.sock is read by default: name the backend HAProxy serves (backend =\n#   \"app\") for more than the process answering.\n");
         if o.eip {
-            globals.push_str("#   [egress]: before it takes the Elastic IP, a node proves through checkip_url (default\n#   https://checkip.amazonaws.com) that its own traffic reaches the internet and does not\n#   already leave from the EIP. keepalived's script did not check.\n");
+            notes.push_str("#   [egress]: before it takes the Elastic IP, a node proves through checkip_url (default\n#   https://checkip.amazonaws.com) that its own traffic reaches the internet and does not\n#   already leave from the EIP. keepalived's script did not check.\n");
         }
-        globals.push('\n');
+        globals = main_file(&settings, &notes, &mut out);
     }
     let mut acts = String::new();
     for a in o.actions.values() {
@@ -1194,6 +1198,8 @@ vrrp_instance VI_1 {
             out.toml
         );
         assert!(t.get("aws").is_none() && t.get("alerts").is_none() && t.get("haproxy").is_none());
+        assert_eq!(out.by_hand.len(), 1, "{:?}", out.by_hand);
+        assert!(out.by_hand[0].starts_with("[aws] region = \"us-west-2\" -- the notify script's"));
         assert!(eip.get("sns_topic_arn").is_none());
         assert!(out
             .toml

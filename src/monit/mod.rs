@@ -32,12 +32,65 @@ pub struct Imported {
     pub untranslated: Vec<String>,
     /// Translated, but not exactly: what differs.
     pub approximate: Vec<String>,
+    /// `[section] key = value -- why`, for a value found that belongs in a section of the
+    /// main file: the output leaves those sections alone, so it is written as a comment there
+    /// and set by hand (see [`main_file`]).
+    pub by_hand: Vec<String>,
     /// Every file read, includes included, in the order read.
     pub files: Vec<PathBuf>,
     /// Rules written.
     pub rules: usize,
     /// Actions written.
     pub actions: usize,
+}
+
+/// The packaged main file, installed there; an importer's output goes into its `conf.d/`.
+pub(crate) const MAIN_FILE: &str = "/etc/haproxy-watchdog/watchdog.toml";
+
+/// A value an importer found for a section of the main file (`[aws]`, `[egress]`,
+/// `[opsworks]`, ...).
+pub(crate) struct MainSetting {
+    /// `aws`, `egress`, `opsworks`.
+    pub section: &'static str,
+    pub key: &'static str,
+    /// The value as TOML.
+    pub value: String,
+    /// Where it came from, and what applies without it.
+    pub why: String,
+}
+
+/// The output's comment block for the main file's sections: each of `settings` (also listed
+/// in [`Imported::by_hand`], for the report), then `notes` (comment lines, `#   `).
+///
+/// An importer writes no section of its own: each section is set in one file only, and the
+/// packaged main file has them all, so a section in the output would fail
+/// `validate` once the output is in `conf.d/` beside it.
+pub(crate) fn main_file(settings: &[MainSetting], notes: &str, out: &mut Imported) -> String {
+    if settings.is_empty() && notes.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "# SET THESE IN {MAIN_FILE} by hand. This file goes into its\n# conf.d/ and leaves the sections to it: each section is set in one file only.\n"
+    );
+    for m in settings {
+        let line = format!("[{}] {} = {}", m.section, m.key, m.value);
+        let why = m.why.replace(['\n', '\r'], " ");
+        out.by_hand.push(format!("{line} -- {why}"));
+        let _ = writeln!(s, "#   {line}");
+        let mut cur = String::from("#     ");
+        for w in why.split_whitespace() {
+            if cur.len() > 6 && cur.len() + 1 + w.len() > 92 {
+                let _ = writeln!(s, "{}", cur.trim_end());
+                cur = String::from("#     ");
+            }
+            cur.push_str(w);
+            cur.push(' ');
+        }
+        let _ = writeln!(s, "{}", cur.trim_end());
+    }
+    s.push_str(notes);
+    s.push('\n');
+    s
 }
 
 /// Input an importer could not read at all (exit 2).
