@@ -339,48 +339,72 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
         }
     }
 
-    let mut globals = String::new();
-    let claims: Vec<&script::Failover> = actions
+    // Each claim's failover script, and the program that ran it.
+    let claims: Vec<(&script::Failover, &str)> = actions
         .values()
         .filter_map(|a| match a {
-            Out::Claim { f, .. } => Some(&**f),
+            Out::Claim { f, from } => Some((&**f, from.as_str())),
             Out::Exec { .. } => None,
         })
         .collect();
+    let mut settings = Vec::new();
     // SNS lives in the topic's region; the script's --region is the next best hint.
-    let region = claims.iter().find_map(|f| {
-        f.topic_arn
+    let region = claims.iter().find_map(|(f, from)| {
+        let (r, what) = f
+            .topic_arn
             .as_deref()
             .and_then(|t| t.split(':').nth(3))
-            .map(str::to_owned)
-            .or_else(|| f.sns_region.clone())
-            .or_else(|| f.region.clone())
+            .map(|r| (r.to_owned(), "its SNS topic's region"))
+            .or_else(|| {
+                f.sns_region
+                    .clone()
+                    .map(|r| (r, "the --region of its SNS call"))
+            })
+            .or_else(|| {
+                f.region
+                    .clone()
+                    .map(|r| (r, "the --region of its associate call"))
+            })?;
+        Some((r, what, from))
     });
-    if let Some(r) = &region {
-        let _ = writeln!(globals, "[aws]\nregion = {}\n", q(r));
+    if let Some((r, what, from)) = region {
+        settings.push(MainSetting {
+            section: "aws",
+            key: "region",
+            value: q(&r),
+            why: format!("from {from}: {what}. The daemon calls EC2 and SNS in this one region; unset, on EC2, it is this node's region (from instance metadata), which must then be the topic's too"),
+        });
     }
-    if let Some(u) = claims.iter().find_map(|f| f.checkip_url.clone()) {
-        let _ = writeln!(
-            globals,
-            "[egress]\n# From the failover script: a claim needs this service to say which public\n# address this node's traffic leaves from (and that it is not the EIP).\ncheckip_url = {}\n",
-            q(&u)
-        );
+    if let Some((u, from)) = claims
+        .iter()
+        .find_map(|(f, from)| f.checkip_url.clone().map(|u| (u, from)))
+    {
+        settings.push(MainSetting {
+            section: "egress",
+            key: "checkip_url",
+            value: q(&u),
+            why: format!("from {from}: before a claim, this service says which public address this node's traffic leaves from (and that it is not the EIP); without it, https://checkip.amazonaws.com"),
+        });
     }
-    if let Some(f) = claims.iter().find(|f| f.provider == "opsworks") {
-        globals.push_str("[opsworks]\n");
+    if let Some((f, from)) = claims.iter().find(|(f, _)| f.provider == "opsworks") {
         if let Some(r) = &f.region {
-            let _ = writeln!(globals, "# The script called OpsWorks in this region. Stacks made before OpsWorks had\n# regional endpoints answer only in us-east-1 (the default).\nregion = {}", q(r));
+            settings.push(MainSetting {
+                section: "opsworks",
+                key: "region",
+                value: q(r),
+                why: format!("from {from}: the region it called OpsWorks in; without it, us-east-1, where stacks made before OpsWorks had regional endpoints answer"),
+            });
         }
-        match &f.opsworks_instance_id {
-            Some(id) => {
-                let _ = writeln!(globals, "# This node's OpsWorks instance id, from the script. Each node has its own:\n# leave it out to read it from the OpsWorks agent's file instead.\ninstance_id = {}", q(id));
-            }
-            None => {
-                globals.push_str("# instance_id: read from /etc/aws/opsworks/instance-agent.yml\n")
-            }
+        if let Some(id) = &f.opsworks_instance_id {
+            settings.push(MainSetting {
+                section: "opsworks",
+                key: "instance_id",
+                value: q(id),
+                why: format!("from {from}: this node's OpsWorks instance id (each node has its own); without it, it is read from the OpsWorks agent's file, /etc/aws/opsworks/instance-agent.yml"),
+            });
         }
-        globals.push('\n');
     }
+    let globals = main_file(&settings, "", &mut out);
 
     let mut acts = String::new();
     for (n, a) in &actions {
@@ -440,6 +464,7 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
             let _ = writeln!(head, "#   {}", a.replace('\n', " "));
         }
     }
+    // No section of the main file: see `main_file`.
     out.toml = format!("{head}\n{globals}{rules}{acts}");
     out
 }
@@ -1303,6 +1328,72 @@ check file maint with path /etc/maint
             t["actions"]["claim-54.173.141.243"]["type"].as_str(),
             Some("claim_eip")
         );
+    }
+
+    /// A tester's find: the output held `[aws]`, `[egress]` and `[opsworks]`, which the
+    /// packaged main file already sets, so the documented layout (the output in its conf.d/)
+    /// did not validate. The failover script's values are comments and report lines now.
+    #[test]
+    fn a_failover_claim_writes_no_section_of_the_main_file_and_lists_its_values_to_set_by_hand() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/monit");
+        let main = (
+            PathBuf::from("watchdog.toml"),
+            std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/watchdog.toml"),
+            )
+            .unwrap(),
+        );
+        for (root, want) in [
+            // The seed's OpsWorks script.
+            (
+                fixtures.clone(),
+                &[
+                    "[aws] region = \"us-east-1\" -- from /etc/failtome.sh: its SNS topic's region",
+                    "[egress] checkip_url = \"http://checkip.amazonaws.com\" -- from /etc/failtome.sh",
+                    "[opsworks] region = \"us-east-1\" -- from /etc/failtome.sh",
+                    "[opsworks] instance_id = \"4d6d1710-ded9-42a1-b08e-b043ad7af1e2\" -- from /etc/failtome.sh",
+                ][..],
+            ),
+            // An EC2 one.
+            (
+                fixtures.join("kinds"),
+                &[
+                    "[aws] region = \"eu-west-1\" -- from /etc/failtome.sh: its SNS topic's region",
+                    "[egress] checkip_url = \"https://checkip.amazonaws.com\" -- from /etc/failtome.sh",
+                ][..],
+            ),
+        ] {
+            let text = "set daemon 10\ncheck process haproxy with pidfile /run/haproxy.pid\n  if does not exist then exec \"/etc/failtome.sh\"\n";
+            let out = convert(parse::parse(text, Path::new("monitrc")), vec![], Some(&root));
+            let t: toml::Table = out.toml.parse().unwrap();
+            for section in ["aws", "egress", "opsworks", "alerts", "haproxy", "node"] {
+                assert!(t.get(section).is_none(), "[{section}]\n{}", out.toml);
+            }
+            assert_eq!(out.by_hand.len(), want.len(), "{:?}", out.by_hand);
+            for (got, want) in out.by_hand.iter().zip(want) {
+                assert!(got.starts_with(want), "{got}\n{want}");
+                // And in the output, under the heading, as a comment.
+                let (line, _) = got.split_once(" -- ").unwrap();
+                assert!(
+                    out.toml.contains(&format!("\n#   {line}\n")),
+                    "{line}\n{}",
+                    out.toml
+                );
+            }
+            assert!(out
+                .toml
+                .contains("# SET THESE IN /etc/haproxy-watchdog/watchdog.toml by hand."));
+            assert!(out.untranslated.is_empty(), "{:?}", out.untranslated);
+            // The claim keeps its topic, and validates beside the packaged main file.
+            let claim = t["actions"].as_table().unwrap().values().next().unwrap();
+            assert_eq!(claim["type"].as_str(), Some("claim_eip"));
+            assert!(claim["sns_topic_arn"].as_str().is_some());
+            let conf_d = (PathBuf::from("conf.d/10-from-monit.toml"), out.toml.clone());
+            if let Err(e) = crate::config::from_sources(&[main.clone(), conf_d]) {
+                panic!("{e}\n{}", out.toml);
+            }
+            assert_valid(&out);
+        }
     }
 
     #[test]
