@@ -81,15 +81,97 @@ fn the_seeds_monit_rule_and_failtome_sh_become_a_rule_and_an_opsworks_claim() {
         claim["sns_topic_arn"].as_str(),
         Some("arn:aws:sns:us-east-1:123456789012:haproxy-failover")
     );
-    assert_eq!(
-        t["opsworks"]["instance_id"].as_str(),
-        Some("4d6d1710-ded9-42a1-b08e-b043ad7af1e2")
-    );
-    assert_eq!(
-        t["egress"]["checkip_url"].as_str(),
-        Some("http://checkip.amazonaws.com")
-    );
-    assert_eq!(t["aws"]["region"].as_str(), Some("us-east-1"));
+    // The script's settings for the main file: comments, and on stderr to set by hand.
+    assert!(t.get("opsworks").is_none() && t.get("egress").is_none() && t.get("aws").is_none());
+    for line in [
+        "[opsworks] instance_id = \"4d6d1710-ded9-42a1-b08e-b043ad7af1e2\"",
+        "[opsworks] region = \"us-east-1\"",
+        "[egress] checkip_url = \"http://checkip.amazonaws.com\"",
+        "[aws] region = \"us-east-1\"",
+    ] {
+        assert!(
+            written.contains(&format!("#   {line}\n")),
+            "{line}: {written}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "SET BY HAND in /etc/haproxy-watchdog/watchdog.toml: {line} -- from /etc/failtome.sh"
+            )),
+            "{line}: {stderr}"
+        );
+    }
+}
+
+/// A tester's find: docs/migration.md puts the output in conf.d/, but it held `[aws]`,
+/// `[egress]` and `[opsworks]`, which the packaged watchdog.toml already sets; each section is
+/// set in one file only, so `validate` of the installed layout failed. The claims translated
+/// from failover scripts (OpsWorks and EC2) validate there now, with nothing lost.
+#[test]
+fn import_monit_output_validates_in_conf_d_beside_the_packaged_main_file() {
+    for (fixture, region) in [("", "us-east-1"), ("kinds", "eu-west-1")] {
+        let root = repo().join("tests/fixtures/monit").join(fixture);
+        let etc = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(etc.path().join("conf.d")).unwrap();
+        std::fs::copy(
+            repo().join("packaging/watchdog.toml"),
+            etc.path().join("watchdog.toml"),
+        )
+        .unwrap();
+        let out_path = etc.path().join("conf.d/10-from-monit.toml");
+        let out = import(&[
+            root.join("etc/monit/monitrc").as_os_str(),
+            "--root".as_ref(),
+            root.as_os_str(),
+            "-o".as_ref(),
+            out_path.as_os_str(),
+        ]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{fixture}: {stderr}");
+        assert!(!stderr.contains("needs editing"), "{fixture}: {stderr}");
+        let written = std::fs::read_to_string(&out_path).unwrap();
+
+        let v = validate(&etc.path().join("watchdog.toml"));
+        assert_eq!(
+            v.status.code(),
+            Some(0),
+            "{fixture}: {}\n{written}",
+            text(&v.stderr)
+        );
+        assert!(
+            text(&v.stdout).contains("from 2 files"),
+            "{}",
+            text(&v.stdout)
+        );
+
+        // The claim is there, with its topic; what belongs in the main file is said twice.
+        let t: toml::Table = written.parse().unwrap();
+        let claims: Vec<&toml::Value> = t["actions"]
+            .as_table()
+            .unwrap()
+            .values()
+            .filter(|a| a["type"].as_str() == Some("claim_eip"))
+            .collect();
+        assert_eq!(claims.len(), 1, "{fixture}: {written}");
+        assert!(claims[0]["sns_topic_arn"].as_str().is_some());
+        assert!(
+            written.contains("# SET THESE IN /etc/haproxy-watchdog/watchdog.toml by hand."),
+            "{written}"
+        );
+        let line = format!("[aws] region = \"{region}\"");
+        assert!(written.contains(&format!("#   {line}\n")), "{written}");
+        assert!(
+            stderr.contains(&format!(
+                "SET BY HAND in /etc/haproxy-watchdog/watchdog.toml: {line}"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(
+                "SET BY HAND in /etc/haproxy-watchdog/watchdog.toml: [egress] checkip_url = "
+            ),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]
