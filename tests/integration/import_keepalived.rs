@@ -161,6 +161,12 @@ fn eip_failover_with_unicast_peers_and_chk_haproxy_becomes_a_program_rule_and_a_
         toml_text.contains("#   [aws] region = \"us-east-1\""),
         "{toml_text}"
     );
+    assert!(
+        stderr.contains(
+            "SET BY HAND in /etc/haproxy-watchdog/watchdog.toml: [aws] region = \"us-east-1\" -- "
+        ),
+        "{stderr}"
+    );
 
     // Written with -o, the same bytes, and valid as they are.
     let dir = tempfile::tempdir().unwrap();
