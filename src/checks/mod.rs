@@ -37,42 +37,53 @@ impl Outcome {
     }
 }
 
-/// Paths a probe is looking at on a blocking thread, and since when.
-static LOOKING: std::sync::Mutex<
-    std::collections::BTreeMap<std::path::PathBuf, std::time::Instant>,
-> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+/// Looks in progress on blocking threads: each with its path, an id and when it started.
+static LOOKING: std::sync::Mutex<Vec<(std::path::PathBuf, u64, std::time::Instant)>> =
+    std::sync::Mutex::new(Vec::new());
+/// Ids for [`LOOKING`].
+static LOOK_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// A look at a path that has not returned after this long is taken as hung. Reading a pidfile,
+/// stat(2) of a flag or a scan of /proc takes far less, even on a loaded machine.
+pub(crate) const LOOK_HUNG_AFTER: Duration = Duration::from_secs(2);
 
 /// Run `look` (file system calls about `path`, which may block: a hung NFS or FUSE mount) on
-/// a blocking thread. The rule's timeout abandons the wait but cannot stop the thread, so at
-/// most one look per path is in flight: while an earlier one has not returned, the probe fails
-/// at once saying so, instead of stacking up threads until the runtime's blocking pool (which
-/// name resolution shares) is exhausted.
+/// a blocking thread. The rule's timeout abandons the wait but cannot stop the thread, so
+/// while a look at the same path has been in progress for [`LOOK_HUNG_AFTER`] (the file
+/// system is hung), the probe fails at once saying so, instead of stacking up threads until
+/// the runtime's blocking pool (which name resolution shares) is exhausted. Looks that are
+/// merely at the same time (several rules on one path) run side by side.
 pub(crate) async fn look_at(
     path: &std::path::Path,
     look: impl FnOnce() -> Outcome + Send + 'static,
 ) -> Outcome {
+    let id = LOOK_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     {
         let mut busy = LOOKING.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(since) = busy.get(path) {
+        let hung = busy
+            .iter()
+            .filter(|(p, _, since)| p == path && since.elapsed() >= LOOK_HUNG_AFTER)
+            .map(|(_, _, since)| since.elapsed())
+            .max();
+        if let Some(for_how_long) = hung {
             return Outcome::fail(format!(
                 "an earlier look at {} has not returned for {} (a hung file system?); not starting another",
                 path.display(),
-                humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
+                humantime::format_duration(Duration::from_secs(for_how_long.as_secs()))
             ));
         }
-        busy.insert(path.to_owned(), std::time::Instant::now());
+        busy.push((path.to_owned(), id, std::time::Instant::now()));
     }
-    /// Takes the path off the list when the look returns (or its thread unwinds).
-    struct Returned(std::path::PathBuf);
+    /// Takes the look off the list when it returns (or its thread unwinds).
+    struct Returned(u64);
     impl Drop for Returned {
         fn drop(&mut self) {
             LOOKING
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&self.0);
+                .retain(|(_, id, _)| *id != self.0);
         }
     }
-    let returned = Returned(path.to_owned());
+    let returned = Returned(id);
     match tokio::task::spawn_blocking(move || {
         let _returned = returned;
         look()
@@ -205,17 +216,18 @@ mod tests {
     #[tokio::test]
     async fn a_probe_that_blocks_on_the_file_system_does_not_stack_up_threads() {
         let path = std::path::Path::new("/hung/nfs/flag");
-        // The rule's timeout gives up on a look that blocks for a second.
+        // The rule's timeout gives up on a look that blocks for 3 s.
         let first = tokio::time::timeout(
             Duration::from_millis(50),
             look_at(path, || {
-                std::thread::sleep(Duration::from_secs(1));
+                std::thread::sleep(Duration::from_secs(3));
                 Outcome::ok("late")
             }),
         )
         .await;
         assert!(first.is_err());
-        // While it has not returned, the next cycle fails at once, without a thread.
+        // Past LOOK_HUNG_AFTER, the next cycle fails at once, without a thread.
+        tokio::time::sleep(LOOK_HUNG_AFTER).await;
         let started = std::time::Instant::now();
         let second = look_at(path, || Outcome::ok("should not run")).await;
         assert!(started.elapsed() < Duration::from_millis(100));
@@ -223,7 +235,7 @@ mod tests {
             !second.ok
                 && second
                     .detail
-                    .starts_with("an earlier look at /hung/nfs/flag has not returned"),
+                    .starts_with("an earlier look at /hung/nfs/flag has not returned for 2s"),
             "{second:?}"
         );
         // Another path is not held up.
@@ -238,5 +250,20 @@ mod tests {
             look_at(path, || Outcome::ok("back")).await,
             Outcome::ok("back")
         );
+    }
+
+    #[tokio::test]
+    async fn rules_looking_at_the_same_path_do_not_fail_each_other() {
+        let path = std::path::Path::new("/run/shared.pid");
+        let slow = || {
+            std::thread::sleep(Duration::from_millis(200));
+            Outcome::ok("seen")
+        };
+        let (a, b, c) = tokio::join!(
+            look_at(path, slow),
+            look_at(path, slow),
+            look_at(path, slow)
+        );
+        assert_eq!((a.ok, b.ok, c.ok), (true, true, true), "{a:?} {b:?} {c:?}");
     }
 }

@@ -1397,6 +1397,8 @@ check = { type = "haproxy", min_up = 0, min_up_ratio = 1.5 }
 check = { type = "haproxy", min_up = 2 }
 [rules.k]
 check = { type = "program", command = "/bin/true" }
+[rules.m]
+check = { type = "process", pidfile = "/proc/kmsg" }
 [rules.l]
 check = { type = "tcp", host = "127.0.0.1", port = 1, expect = "EXPECT_LONG" }
 "#
@@ -1423,6 +1425,7 @@ check = { type = "tcp", host = "127.0.0.1", port = 1, expect = "EXPECT_LONG" }
         "rule \"i\": `min_up_ratio` = 1.5: must be more than 0 and at most 1",
         "rule \"j\": `min_up` and `min_up_ratio` count the servers of a backend: set `backend` too",
         "rule \"k\": invalid type: string \"/bin/true\", expected a sequence",
+        "rule \"m\": `pidfile` = \"/proc/kmsg\": a file under /proc, /sys or /dev is not a pidfile",
         "rule \"l\": `expect` is 5000 bytes: only the answer's first 4096 bytes are looked at",
     ] {
         assert!(all.contains(want), "missing {want:?} in:\n{all}");

@@ -931,6 +931,12 @@ fn interpreter(program: &Path) -> Result<(), (String, String)> {
         ));
     };
     let line = String::from_utf8_lossy(line.split(|&b| b == b'\n').next().unwrap_or(b""));
+    if line.ends_with('\r') {
+        return Err((
+            "its #! line ends in a carriage return (CRLF line endings), so the kernel looks for an interpreter whose name ends in \\r and finds none (\"No such file or directory\")".into(),
+            format!("convert it to LF line endings: sed -i 's/\\r$//' {}", program.display()),
+        ));
+    }
     let Some(interp) = line.split_whitespace().next() else {
         return Err((
             "its #! line names no interpreter".into(),
@@ -995,13 +1001,16 @@ command = ["{d}/nope", "ops"]
         std::fs::write(&shebangless, "echo hi\n").unwrap();
         let bad_interp = dir.path().join("bad-interp");
         std::fs::write(&bad_interp, "#!/nonexistent/interp\n").unwrap();
-        for f in [&shebangless, &bad_interp] {
+        let crlf = dir.path().join("crlf");
+        std::fs::write(&crlf, "#!/bin/sh\r\nexit 0\r\n").unwrap();
+        for f in [&shebangless, &bad_interp, &crlf] {
             std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                 .unwrap();
         }
         let toml2 = format!(
             "[rules.a]\ncheck = {{ type = \"program\", command = [\"{d}/no-shebang\"] }}\n\
-             [rules.b]\ncheck = {{ type = \"program\", command = [\"{d}/bad-interp\"] }}\n"
+             [rules.b]\ncheck = {{ type = \"program\", command = [\"{d}/bad-interp\"] }}\n\
+             [rules.c]\ncheck = {{ type = \"program\", command = [\"{d}/crlf\"] }}\n"
         );
         let config2 = crate::config::from_sources(&[("t.toml".into(), toml2)])
             .unwrap_or_else(|e| panic!("{e}"));
@@ -1016,6 +1025,7 @@ command = ["{d}/nope", "ops"]
             text2[1].contains("its interpreter /nonexistent/interp (#! line) does not exist"),
             "{text2:?}"
         );
+        assert!(text2[2].contains("CRLF line endings"), "{text2:?}");
         // Root may execute a file without any x bit only when some x bit is set: none is.
         assert!(
             text.contains(&format!(

@@ -7,6 +7,13 @@ use super::super::ctx::Ctx;
 pub(super) fn check(p: &RawProcessCheck, mut cx: Ctx<'_>) -> Option<ProcessCheckSpec> {
     if let Some(f) = &p.pidfile {
         cx.absolute(f, "pidfile");
+        // Files there are the kernel's: reading /proc/kmsg consumes the kernel log.
+        if ["/proc", "/sys", "/dev"].iter().any(|d| f.starts_with(d)) {
+            cx.err(format!(
+                "`pidfile` = {:?}: a file under /proc, /sys or /dev is not a pidfile (reading some of them has effects); give the file the service writes its PID to",
+                f.display().to_string()
+            ));
+        }
     }
     if let Some(n) = &p.name {
         if n.is_empty() || n.contains('/') || n.chars().any(char::is_control) {
