@@ -505,35 +505,58 @@ fn action_for(
             return None;
         }
     };
-    // monit splits the string on blanks and runs it without a shell.
-    let argv: Vec<String> = cmd.split_whitespace().map(str::to_owned).collect();
-    let program = argv.first()?;
-    let path = under(root, Path::new(program));
-    let text = std::fs::metadata(&path)
-        .ok()
-        .filter(|m| m.len() <= SCRIPT_LIMIT)
-        .and_then(|_| std::fs::read_to_string(&path).ok());
-    let failover = match &text {
-        Some(text) => script::recognize(text),
-        None => {
-            out.approximate.push(format!(
-                "{}: could not read {} to see whether it is a failover script; it stays an `exec` action",
+    // monit splits the string on blanks, a '...' word one argument, and runs it without a
+    // shell.
+    let argv = match parse::argv(cmd) {
+        Ok(a) => a,
+        Err(why) => {
+            out.untranslated.push(format!(
+                "{}: exec {} -- {why}; write the action's `command` by hand",
                 t.at,
-                path.display()
+                q(cmd)
             ));
-            None
+            return None;
         }
+    };
+    let program = argv.first()?;
+    // `/bin/sh -c '...'`: the script is the argument, as for import-keepalived's notify.
+    let inline = (program.ends_with("sh") && argv.get(1).is_some_and(|a| a == "-c"))
+        .then(|| argv.get(2).cloned())
+        .flatten();
+    let text = match &inline {
+        Some(s) => Some(s.clone()),
+        None => {
+            let path = under(root, Path::new(program));
+            let text = std::fs::metadata(&path)
+                .ok()
+                .filter(|m| m.len() <= SCRIPT_LIMIT)
+                .and_then(|_| std::fs::read_to_string(&path).ok());
+            if text.is_none() {
+                out.approximate.push(format!(
+                    "{}: could not read {} to see whether it is a failover script; it stays an `exec` action",
+                    t.at,
+                    path.display()
+                ));
+            }
+            text
+        }
+    };
+    let failover = text.as_deref().and_then(script::recognize);
+    // What the claim came from, for its notes.
+    let from = match inline {
+        Some(_) => format!("{program} -c '...'"),
+        None => program.clone(),
     };
     if let Some(f) = failover {
         for u in &f.unresolved {
             out.approximate.push(format!(
-                "{}: {program}: {u} is computed by the script; fill it in by hand",
+                "{}: {from}: {u} is computed by the script; fill it in by hand",
                 t.at
             ));
         }
         if f.provider == "opsworks" && f.allocation_id.is_some() {
             out.approximate.push(format!(
-                "{}: {program}: OpsWorks names the EIP by its address",
+                "{}: {from}: OpsWorks names the EIP by its address",
                 t.at
             ));
         }
@@ -544,7 +567,7 @@ fn action_for(
         };
         actions.entry(key.clone()).or_insert(Out::Claim {
             f: Box::new(f),
-            from: program.clone(),
+            from,
         });
         return Some(key);
     }
@@ -753,16 +776,16 @@ fn probe(s: &Service, t: &Test, out: &mut Imported) -> Result<Probe, String> {
             })
         }
         (Cond::ExitCodes(pass), Kind::Program { path, timeout_ms }) => {
-            // monit splits the path on blanks and runs it without a shell.
-            let argv: Vec<&str> = path.split_whitespace().collect();
-            match argv.first() {
-                Some(p) if p.starts_with('/') => {}
-                _ => {
-                    return Err(format!(
-                        "the program {:?} is not an absolute path: the watchdog runs it without a shell or PATH search; write `command` with the full path by hand",
-                        argv.first().copied().unwrap_or("")
-                    ))
-                }
+            // monit splits the path on blanks, a '...' word one argument, and runs it
+            // without a shell.
+            let argv = parse::argv(path).map_err(|why| {
+                format!("{why}; write the rule's `command` by hand")
+            })?;
+            if !argv[0].starts_with('/') {
+                return Err(format!(
+                    "the program {:?} is not an absolute path: the watchdog runs it without a shell or PATH search; write `command` with the full path by hand",
+                    argv[0]
+                ));
             }
             let command: Vec<String> = argv.iter().map(|a| q(a)).collect();
             let codes: Vec<String> = pass.iter().map(u8::to_string).collect();
@@ -1394,6 +1417,70 @@ check file maint with path /etc/maint
             }
             assert_valid(&out);
         }
+    }
+
+    /// A tester's find: command strings were split on blanks, so `'two words'` became two
+    /// arguments and `/bin/sh -c '...'` a check that could never pass. monit groups a
+    /// '...' word into one argument, in program paths and exec actions alike; what cannot be
+    /// split unambiguously is listed, not written.
+    #[test]
+    fn command_strings_are_split_as_monit_splits_them_quoted_words_kept_whole() {
+        let (t, out) = convert_text(
+            r#"set daemon 30
+check program web with path "/bin/sh -c 'curl -sf http://127.0.0.1/ | grep -q ok'"
+  if status != 0 then exec "/usr/local/bin/page 'web is down' now"
+check program chk with path "/usr/local/bin/check.sh arg1 'two words'"
+  if status != 0 then exec "/usr/local/bin/x it's"
+check program odd with path "/usr/local/bin/check.sh 'a'b"
+  if status != 0 then alert
+"#,
+        );
+        assert_eq!(
+            t["rules"]["web"]["check"]["command"],
+            toml::Value::Array(
+                ["/bin/sh", "-c", "curl -sf http://127.0.0.1/ | grep -q ok"]
+                    .map(|a| toml::Value::String(a.into()))
+                    .to_vec()
+            )
+        );
+        assert_eq!(
+            t["actions"]["exec-page"]["command"],
+            toml::Value::Array(
+                ["/usr/local/bin/page", "web is down", "now"]
+                    .map(|a| toml::Value::String(a.into()))
+                    .to_vec()
+            )
+        );
+        assert_eq!(
+            t["rules"]["chk"]["check"]["command"][2].as_str(),
+            Some("two words")
+        );
+        assert!(t["rules"].get("odd").is_none());
+        assert_eq!(t["actions"].as_table().unwrap().len(), 1);
+        let listed = out.untranslated.join("\n");
+        for want in [
+            "monitrc:5: exec \"/usr/local/bin/x it's\" -- a quote inside a word",
+            "monitrc:7: if status != 0 then alert -- a quote inside a word of \"/usr/local/bin/check.sh 'a'b\"",
+        ] {
+            assert!(listed.contains(want), "{want}\n{listed}");
+        }
+        assert_valid(&out);
+    }
+
+    /// `exec "/bin/bash -c '...aws ec2 associate-address...'"`: the inline script reaches the
+    /// failover recognizer, as import-keepalived's `/bin/sh -c '...'` does.
+    #[test]
+    fn command_strings_an_inline_shell_script_is_read_for_a_failover() {
+        let (t, _) = convert_text(
+            "check process haproxy with pidfile /run/haproxy.pid\n  if failed port 443 type tcp then exec \"/bin/bash -c 'aws ec2 associate-address --allocation-id eipalloc-1 --allow-reassociation'\"\n",
+        );
+        let claim = &t["actions"]["claim-eipalloc-1"];
+        assert_eq!(claim["type"].as_str(), Some("claim_eip"));
+        assert_eq!(claim["allocation_id"].as_str(), Some("eipalloc-1"));
+        assert_eq!(
+            t["rules"]["haproxy-2"]["on_fail"][0].as_str(),
+            Some("claim-eipalloc-1")
+        );
     }
 
     #[test]

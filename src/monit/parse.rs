@@ -1027,6 +1027,51 @@ fn older_than(t: &[Token]) -> Result<Test, Untranslatable> {
     Ok(c)
 }
 
+/// A command string (`check program ... with path "..."`, `exec "..."`, `start program = "..."`)
+/// split as monit splits it (its lexer's argument state): on blanks, a word that starts with
+/// `'` running to the next `'` is one argument, quotes removed and monit's escapes read. The
+/// program is run without a shell. Err (why) where the string cannot be split unambiguously: a
+/// quote inside a word (`a'b c'`, `'a'b`), which monit and a shell read differently, an
+/// unbalanced quote, or nothing to run.
+pub(crate) fn argv(cmd: &str) -> Result<Vec<String>, String> {
+    let blank = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
+    let mut out = Vec::new();
+    let mut rest = cmd;
+    loop {
+        rest = rest.trim_start_matches(blank);
+        if rest.is_empty() {
+            break;
+        }
+        let end = rest.find(blank).unwrap_or(rest.len());
+        if let Some(inner) = rest.strip_prefix('\'') {
+            let Some(close) = inner.find('\'') else {
+                return Err(format!("an unbalanced quote in {cmd:?}"));
+            };
+            let after = &inner[close + 1..];
+            if after.starts_with(|c: char| !blank(c)) {
+                return Err(format!(
+                    "a quote inside a word of {cmd:?}: monit and a shell split it differently"
+                ));
+            }
+            out.push(unescape(&inner[..close]).map_err(|e| e.to_string())?);
+            rest = after;
+        } else {
+            let word = &rest[..end];
+            if word.contains(['\'', '"']) {
+                return Err(format!(
+                    "a quote inside a word of {cmd:?}: monit and a shell split it differently"
+                ));
+            }
+            out.push(word.to_owned());
+            rest = &rest[end..];
+        }
+    }
+    if out.is_empty() {
+        return Err("an empty command".into());
+    }
+    Ok(out)
+}
+
 /// monit's escapes in `send` and `expect` (its `Util_handleEscapes`): `\n`, `\r`, `\t`,
 /// `\ ` (a blank), `\\` and `\0xHH`; a backslash before anything else stays.
 fn unescape(s: &str) -> Result<String, Untranslatable> {
@@ -1566,6 +1611,21 @@ check host h with address 10.0.0.1
         assert_eq!(t[0].content, None);
         assert_eq!(t[0].fail_rate, Some(Rate::Cycles(2)));
         assert!(t[0].dropped[0].starts_with("content != \"error\" -- no equivalent"));
+    }
+
+    #[test]
+    fn command_strings_are_split_on_blanks_with_quoted_words_whole() {
+        let ok = |s: &str| argv(s).unwrap();
+        assert_eq!(ok("/bin/x  a\tb"), ["/bin/x", "a", "b"]);
+        assert_eq!(
+            ok("/bin/sh -c 'curl -sf http://h/ | grep -q \"ok\"'"),
+            ["/bin/sh", "-c", "curl -sf http://h/ | grep -q \"ok\""]
+        );
+        assert_eq!(ok("/bin/x '' 'two words'"), ["/bin/x", "", "two words"]);
+        assert_eq!(ok("/bin/x 'a\\tb'"), ["/bin/x", "a\tb"]);
+        for bad in ["", "  ", "/bin/x 'open", "/bin/x it's", "/bin/x 'a'b", "/bin/x a'b c'"] {
+            assert!(argv(bad).is_err(), "{bad}");
+        }
     }
 
     /// The blocks of `text` and what was not translated, as `file:line: text -- why`.
