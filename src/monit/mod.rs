@@ -919,6 +919,12 @@ fn http_check(address: &str, t: &Test, out: &mut Imported) -> String {
             format!("{scheme}://{host}:{port}{request}")
         }
     };
+    if url.starts_with("https://") {
+        out.approximate.push(format!(
+            "{}: https: monit did not verify the server's certificate (not unless told to, `ssl verify enable`), the watchdog does: a self-signed certificate, or one for another name, fails the rule; check the http port instead, or give the server a certificate this machine trusts",
+            t.at
+        ));
+    }
     let status = match &t.status {
         None => vec!["\"2xx\"".to_owned(), "\"3xx\"".to_owned()],
         Some(Status::Equal(n)) => vec![n.to_string()],
@@ -1481,6 +1487,30 @@ check program odd with path "/usr/local/bin/check.sh 'a'b"
             t["rules"]["haproxy-2"]["on_fail"][0].as_str(),
             Some("claim-eipalloc-1")
         );
+    }
+
+    /// A tester's find: `protocol https` became an http check that verifies the certificate,
+    /// which monit's did not; the watchdog has no key to turn verification off, so every https
+    /// translation says so.
+    #[test]
+    fn https_translations_note_that_the_watchdog_verifies_the_certificate_monit_did_not() {
+        let (t, out) = convert_text(
+            "set daemon 10\ncheck host lb with address 127.0.0.1\n  if failed port 18443 protocol https then alert\n  if failed url https://lb.example.com/ then alert\n  if failed port 80 protocol http then alert\n",
+        );
+        assert_eq!(
+            check(&t, "lb")["url"].as_str(),
+            Some("https://127.0.0.1:18443/")
+        );
+        let notes: Vec<&String> = out
+            .approximate
+            .iter()
+            .filter(|a| a.contains("monit did not verify the server's certificate"))
+            .collect();
+        assert_eq!(notes.len(), 2, "{:?}", out.approximate);
+        assert!(notes[0].starts_with("monitrc:3: https: "), "{notes:?}");
+        assert!(notes[0].contains("a self-signed certificate"), "{notes:?}");
+        assert!(notes[1].starts_with("monitrc:4: "), "{notes:?}");
+        assert_valid(&out);
     }
 
     #[test]
