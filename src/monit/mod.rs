@@ -751,6 +751,12 @@ fn probe(s: &Service, t: &Test, out: &mut Imported) -> Result<Probe, String> {
             Kind::File { path },
         ) => {
             absolute(path)?;
+            if let Some(present) = s.tests.iter().find(|o| o.cond == Cond::Present) {
+                return Err(format!(
+                    "monit tests the age only while the file exists, and this block's normal state is absent (`if exist`, line {}): a rule with max_age would fail every cycle the file is absent, so none is written; if the file's age matters once it appears, write a `program` rule that tests it",
+                    present.at.line
+                ));
+            }
             if !(1..=MAX_AGE_LIMIT_SECS).contains(seconds) {
                 return Err(format!("an age of {seconds} s: max_age takes 1s to 30d"));
             }
@@ -1510,6 +1516,27 @@ check program odd with path "/usr/local/bin/check.sh 'a'b"
         assert!(notes[0].starts_with("monitrc:3: https: "), "{notes:?}");
         assert!(notes[0].contains("a self-signed certificate"), "{notes:?}");
         assert!(notes[1].starts_with("monitrc:4: "), "{notes:?}");
+        assert_valid(&out);
+    }
+
+    /// A tester's find: `if exist` with `if timestamp > N` gave an `exists = true, max_age`
+    /// rule that failed every cycle while the file was absent, its normal state. monit tests
+    /// the age only while the file exists: that is listed, not written.
+    #[test]
+    fn a_timestamp_test_in_a_block_whose_normal_state_is_absent_is_listed_not_written() {
+        let (t, out) = convert_text(
+            "set daemon 30\ncheck file maint with path /etc/haproxy/maintenance\n  if exist then exec \"/usr/local/bin/standby\"\n  if modification timestamp > 2 hours then alert\n",
+        );
+        assert_eq!(
+            check(&t, "maint").as_table().unwrap().clone(),
+            toml::toml! { type = "file"  path = "/etc/haproxy/maintenance"  exists = false }
+        );
+        assert_eq!(t["rules"].as_table().unwrap().len(), 1, "{}", out.toml);
+        let listed = out.untranslated.join("\n");
+        assert!(
+            listed.contains("monitrc:4: if modification timestamp > 2 hours then alert -- monit tests the age only while the file exists, and this block's normal state is absent (`if exist`, line 3)"),
+            "{listed}"
+        );
         assert_valid(&out);
     }
 
