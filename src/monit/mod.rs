@@ -513,7 +513,7 @@ fn action_for(
             out.untranslated.push(format!(
                 "{}: exec {} -- {why}; write the action's `command` by hand",
                 t.at,
-                q(cmd)
+                q(&parse::redact(cmd))
             ));
             return None;
         }
@@ -573,8 +573,9 @@ fn action_for(
     }
     if !program.starts_with('/') {
         out.untranslated.push(format!(
-            "{}: exec {cmd:?} -- the program must be an absolute path",
-            t.at
+            "{}: exec {:?} -- the program must be an absolute path",
+            t.at,
+            parse::redact(cmd)
         ));
         return None;
     }
@@ -1472,7 +1473,7 @@ check program odd with path "/usr/local/bin/check.sh 'a'b"
         let listed = out.untranslated.join("\n");
         for want in [
             "monitrc:5: exec \"/usr/local/bin/x it's\" -- a quote inside a word",
-            "monitrc:7: if status != 0 then alert -- a quote inside a word of \"/usr/local/bin/check.sh 'a'b\"",
+            "monitrc:7: if status != 0 then alert -- a quote inside a word of the command",
         ] {
             assert!(listed.contains(want), "{want}\n{listed}");
         }
@@ -1538,6 +1539,45 @@ check program odd with path "/usr/local/bin/check.sh 'a'b"
             "{listed}"
         );
         assert_valid(&out);
+    }
+
+    /// A tester's find: `with http headers [Authorization: Basic ...]` was echoed into the
+    /// report and the TOML's comments, and the test listed as "`http` has no equivalent".
+    #[test]
+    fn secrets_in_echoed_statements_are_redacted_and_http_headers_listed_with_why() {
+        let (t, out) = convert_text(
+            r#"set daemon 30
+check host web with address 10.0.0.1
+  if failed port 80 protocol http with http headers [Authorization: Basic YWRtaW46UGE1NXdvcmQ=, Cookie: sid=s3cr3t1] then alert
+  if failed port 81 protocol http then exec "/usr/local/bin/notify --token t0k3n2 relative's"
+check program p with path "/usr/local/bin/check --password=hunter2 -H 'Authorization: Bearer abcdef3'"
+  if status != 0 then alert
+  start program = "/usr/bin/x --secret sekrit4"
+"#,
+        );
+        for secret in ["YWRtaW46UGE1NXdvcmQ=", "s3cr3t1", "t0k3n2", "hunter2", "abcdef3", "sekrit4"] {
+            let report = format!("{:?} {:?}", out.untranslated, out.approximate);
+            assert!(!report.contains(secret), "{secret}: {report}");
+            // The comments; the program's own command is the translation, not an echo.
+            let comments: String = out
+                .toml
+                .lines()
+                .filter(|l| l.starts_with('#'))
+                .collect();
+            assert!(!comments.contains(secret), "{secret}: {comments}");
+        }
+        let listed = out.untranslated.join("\n");
+        assert!(
+            listed.contains("monitrc:3: if failed port 80 protocol http with http headers [Authorization: ***, Cookie: ***] then alert -- `http headers [...]`: the watchdog's http check sends a Host header only"),
+            "{listed}"
+        );
+        assert!(!listed.contains("`http` has no equivalent"), "{listed}");
+        assert_eq!(
+            check(&t, "web")["url"].as_str(),
+            Some("http://10.0.0.1:81/")
+        );
+        assert_eq!(t["rules"].as_table().unwrap().len(), 2, "{}", out.toml);
+        assert!(listed.contains("--secret \"***\"") || listed.contains("--secret ***"), "{listed}");
     }
 
     #[test]
