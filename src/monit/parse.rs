@@ -389,6 +389,8 @@ fn redact_allow(s: &str) -> String {
 
 /// Parse one file's text.
 pub fn parse(text: &str, file: &Path) -> Vec<Item> {
+    // A UTF-8 byte order mark, which some Windows editors write first.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut items = Vec::new();
     let tokens = tokenize(text, file, &mut items);
     let at = |line: usize| At {
@@ -1733,6 +1735,19 @@ check host h with address 10.0.0.1
         ] {
             assert_eq!(redact(text), want, "{text}");
         }
+    }
+
+    /// A tester's find: a file starting with a UTF-8 byte order mark had its first block
+    /// listed as not understood.
+    #[test]
+    fn a_utf8_bom_at_the_start_of_a_file_is_stripped() {
+        let (s, others) = services(
+            "\u{feff}check process haproxy with pidfile /run/haproxy.pid\n  if failed port 80 protocol http then alert\n",
+        );
+        assert!(others.is_empty(), "{others:?}");
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].name, "haproxy");
+        assert_eq!(s[0].tests.len(), 2);
     }
 
     /// The blocks of `text` and what was not translated, as `file:line: text -- why`.
