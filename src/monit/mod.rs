@@ -309,7 +309,46 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
     let mut rules = String::new();
     let mut used_rules = std::collections::BTreeSet::new();
     for s in &services {
-        for (i, t) in s.tests.iter().enumerate() {
+        // Every block is accounted for: a rule, or a listed line.
+        if s.tests.is_empty() {
+            out.untranslated.push(format!(
+                "{}: {} -- no test of the block translates (any it has is listed), so no rule is written",
+                s.at,
+                s.text.replace('\n', " ")
+            ));
+        }
+        let mut tests = s.tests.clone();
+        let mut written = 0;
+        let mut i = 0;
+        loop {
+            if i == tests.len() {
+                // A file's timestamp tests stood for monit's own existence test; when none
+                // translates, that test is still there (a rule, or listed).
+                let no_existence = !tests
+                    .iter()
+                    .any(|t| matches!(t.cond, Cond::Missing | Cond::Present));
+                if written > 0
+                    || !no_existence
+                    || tests.is_empty()
+                    || !matches!(s.kind, Kind::File { .. })
+                {
+                    break;
+                }
+                tests.push(Test {
+                    at: s.at.clone(),
+                    text: format!("{} (monit's own test: does it exist)", s.text),
+                    cond: Cond::Missing,
+                    on_fail: Action::Implicit,
+                    on_recover: None,
+                    fail_rate: None,
+                    recover_rate: None,
+                    dropped: Vec::new(),
+                    ..tests[0].clone()
+                });
+            }
+            let t = &tests[i];
+            i += 1;
+            let i = i - 1;
             // Before the actions, so that a test that does not translate leaves none behind.
             let probe = match probe(s, t, &mut out) {
                 Ok(p) => p,
@@ -323,7 +362,7 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
                 }
             };
             let mut rule = name(&s.name);
-            if i > 0 || used_rules.contains(&rule) {
+            if (i > 0 && t.on_fail != Action::Implicit) || used_rules.contains(&rule) {
                 rule = name(&format!("{}-{}", s.name, i + 1));
             }
             used_rules.insert(rule.clone());
@@ -336,6 +375,7 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
                 &rule, probe, t, interval, on_fail, on_recover, &mut out,
             ));
             out.rules += 1;
+            written += 1;
         }
     }
 
@@ -1578,6 +1618,43 @@ check program p with path "/usr/local/bin/check --password=hunter2 -H 'Authoriza
         );
         assert_eq!(t["rules"].as_table().unwrap().len(), 2, "{}", out.toml);
         assert!(listed.contains("--secret \"***\"") || listed.contains("--secret ***"), "{listed}");
+    }
+
+    /// A tester's find: a `check file` whose only tests did not translate got no rule, and
+    /// monit's own existence test was not listed either.
+    #[test]
+    fn every_block_is_accounted_for_a_rule_or_a_listed_line() {
+        let (t, out) = convert_text(
+            r#"set daemon 30
+check file old with path /var/run/old
+  if timestamp > 40 days then alert
+  if access time > 1 hour then alert
+check file rel with path var/run/rel
+  if timestamp > 40 days then alert
+check host quiet with address 10.0.0.9
+check host bad with address 10.0.0.8
+  if failed port 53 type udp then alert
+"#,
+        );
+        assert_eq!(
+            check(&t, "old").as_table().unwrap().clone(),
+            toml::toml! { type = "file"  path = "/var/run/old"  exists = true }
+        );
+        assert_eq!(t["rules"].as_table().unwrap().len(), 1, "{}", out.toml);
+        let listed = out.untranslated.join("\n");
+        for want in [
+            "monitrc:3: if timestamp > 40 days then alert -- an age of 3456000 s",
+            "monitrc:4: if access time > 1 hour then alert -- ",
+            "monitrc:2: check file old with path /var/run/old (monit's own test: does it exist) -- when it fails, monit restarts the service",
+            "monitrc:6: if timestamp > 40 days then alert -- \"var/run/rel\" is not an absolute path",
+            "monitrc:5: check file rel with path var/run/rel (monit's own test: does it exist) -- \"var/run/rel\" is not an absolute path",
+            "monitrc:7: check host quiet with address 10.0.0.9 -- no test of the block translates",
+            "monitrc:8: check host bad with address 10.0.0.8 -- no test of the block translates",
+            "monitrc:9: if failed port 53 type udp then alert -- only TCP",
+        ] {
+            assert!(listed.contains(want), "{want}\n{listed}");
+        }
+        assert_valid(&out);
     }
 
     #[test]
