@@ -825,9 +825,8 @@ fn probe(s: &Service, t: &Test, out: &mut Imported) -> Result<Probe, String> {
         (Cond::ExitCodes(pass), Kind::Program { path, timeout_ms }) => {
             // monit splits the path on blanks, a '...' word one argument, and runs it
             // without a shell.
-            let argv = parse::argv(path).map_err(|why| {
-                format!("{why}; write the rule's `command` by hand")
-            })?;
+            let argv = parse::argv(path)
+                .map_err(|why| format!("{why}; write the rule's `command` by hand"))?;
             if !argv[0].starts_with('/') {
                 return Err(format!(
                     "the program {:?} is not an absolute path: the watchdog runs it without a shell or PATH search; write `command` with the full path by hand",
@@ -1595,15 +1594,18 @@ check program p with path "/usr/local/bin/check --password=hunter2 -H 'Authoriza
   start program = "/usr/bin/x --secret sekrit4"
 "#,
         );
-        for secret in ["YWRtaW46UGE1NXdvcmQ=", "s3cr3t1", "t0k3n2", "hunter2", "abcdef3", "sekrit4"] {
+        for secret in [
+            "YWRtaW46UGE1NXdvcmQ=",
+            "s3cr3t1",
+            "t0k3n2",
+            "hunter2",
+            "abcdef3",
+            "sekrit4",
+        ] {
             let report = format!("{:?} {:?}", out.untranslated, out.approximate);
             assert!(!report.contains(secret), "{secret}: {report}");
             // The comments; the program's own command is the translation, not an echo.
-            let comments: String = out
-                .toml
-                .lines()
-                .filter(|l| l.starts_with('#'))
-                .collect();
+            let comments: String = out.toml.lines().filter(|l| l.starts_with('#')).collect();
             assert!(!comments.contains(secret), "{secret}: {comments}");
         }
         let listed = out.untranslated.join("\n");
@@ -1617,7 +1619,10 @@ check program p with path "/usr/local/bin/check --password=hunter2 -H 'Authoriza
             Some("http://10.0.0.1:81/")
         );
         assert_eq!(t["rules"].as_table().unwrap().len(), 2, "{}", out.toml);
-        assert!(listed.contains("--secret \"***\"") || listed.contains("--secret ***"), "{listed}");
+        assert!(
+            listed.contains("--secret \"***\"") || listed.contains("--secret ***"),
+            "{listed}"
+        );
     }
 
     /// A tester's find: a `check file` whose only tests did not translate got no rule, and

@@ -283,7 +283,10 @@ fn join(tokens: &[Token]) -> String {
 /// `client_secret`, `token`, `--api-token`, `pass`.
 fn secret_key(k: &str) -> bool {
     let k = k.trim_start_matches('-').to_ascii_lowercase();
-    k == "pass" || ["password", "passwd", "secret", "token"].iter().any(|s| k.ends_with(s))
+    k == "pass"
+        || ["password", "passwd", "secret", "token"]
+            .iter()
+            .any(|s| k.ends_with(s))
 }
 
 /// `s` with its secrets replaced by `***`: the value of an `Authorization`,
@@ -296,7 +299,11 @@ pub(crate) fn redact(s: &str) -> String {
     let lead = |w: &str| w.len() - w.trim_start_matches(['[', '"', '\'']).len();
     let hidden = |w: &str| {
         let trail = w.len() - w.trim_end_matches(ENDS).len();
-        format!("{}***{}", &w[..lead(w).min(w.len() - trail)], &w[w.len() - trail..])
+        format!(
+            "{}***{}",
+            &w[..lead(w).min(w.len() - trail)],
+            &w[w.len() - trail..]
+        )
     };
     let mut out: Vec<String> = Vec::new();
     let mut i = 0;
@@ -306,9 +313,14 @@ pub(crate) fn redact(s: &str) -> String {
         let bare_at = w.len() - w.trim_start_matches(['[', ',', '"', '\'']).len();
         let bare = &w[bare_at..];
         let lower = bare.to_ascii_lowercase();
-        if let Some(h) = ["proxy-authorization:", "authorization:", "set-cookie:", "cookie:"]
-            .iter()
-            .find(|h| lower.starts_with(**h))
+        if let Some(h) = [
+            "proxy-authorization:",
+            "authorization:",
+            "set-cookie:",
+            "cookie:",
+        ]
+        .iter()
+        .find(|h| lower.starts_with(**h))
         {
             // The header's value runs to a `]`, `,` or closing quote, else to the end.
             let head = &w[..bare_at + h.len()];
@@ -1708,7 +1720,14 @@ check host h with address 10.0.0.1
         );
         assert_eq!(ok("/bin/x '' 'two words'"), ["/bin/x", "", "two words"]);
         assert_eq!(ok("/bin/x 'a\\tb'"), ["/bin/x", "a\tb"]);
-        for bad in ["", "  ", "/bin/x 'open", "/bin/x it's", "/bin/x 'a'b", "/bin/x a'b c'"] {
+        for bad in [
+            "",
+            "  ",
+            "/bin/x 'open",
+            "/bin/x it's",
+            "/bin/x 'a'b",
+            "/bin/x a'b c'",
+        ] {
             assert!(argv(bad).is_err(), "{bad}");
         }
     }
@@ -1729,8 +1748,14 @@ check host h with address 10.0.0.1
                 "\"/bin/x -H 'Authorization: ***' -q\"",
             ),
             ("\"/bin/x --password hunter2\"", "\"/bin/x --password ***\""),
-            ("/bin/x --api-token=t secret: s pass \"p\"", "/bin/x --api-token=*** secret: *** pass \"***\""),
-            ("check program token-refresh with path /x", "check program token-refresh with path /x"),
+            (
+                "/bin/x --api-token=t secret: s pass \"p\"",
+                "/bin/x --api-token=*** secret: *** pass \"***\"",
+            ),
+            (
+                "check program token-refresh with path /x",
+                "check program token-refresh with path /x",
+            ),
             ("password", "password"),
         ] {
             assert_eq!(redact(text), want, "{text}");
