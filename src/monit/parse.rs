@@ -280,13 +280,12 @@ fn join(tokens: &[Token]) -> String {
 }
 
 /// A name whose value is a secret: `password`, `--password`, `passwd`, `secret`,
-/// `client_secret`, `token`, `--api-token`, `pass`.
+/// `client_secret`, `token`, `--api-token`, `auth_pass`.
 fn secret_key(k: &str) -> bool {
     let k = k.trim_start_matches('-').to_ascii_lowercase();
-    k == "pass"
-        || ["password", "passwd", "secret", "token"]
-            .iter()
-            .any(|s| k.ends_with(s))
+    ["password", "passwd", "secret", "token", "_pass", "-pass"]
+        .iter()
+        .any(|s| k.ends_with(s))
 }
 
 /// `s` with its secrets replaced by `***`: the value of an `Authorization`,
@@ -358,6 +357,7 @@ pub(crate) fn redact(s: &str) -> String {
             ));
         } else if secret_key(bare.trim_end_matches(ENDS).trim_end_matches([':', '=']))
             && i < words.len()
+            && !secret_key(words[i].trim_start_matches(['[', ',', '"', '\'']))
         {
             out.push(w.to_owned());
             out.push(hidden(words[i]));
@@ -1749,9 +1749,14 @@ check host h with address 10.0.0.1
             ),
             ("\"/bin/x --password hunter2\"", "\"/bin/x --password ***\""),
             (
-                "/bin/x --api-token=t secret: s pass \"p\"",
-                "/bin/x --api-token=*** secret: *** pass \"***\"",
+                "/bin/x --api-token=t secret: s auth_pass \"p\"",
+                "/bin/x --api-token=*** secret: *** auth_pass \"***\"",
             ),
+            (
+                "auth_type PASS auth_pass s3cr3t",
+                "auth_type PASS auth_pass ***",
+            ),
+            ("password secret hunter2", "password secret ***"),
             (
                 "check program token-refresh with path /x",
                 "check program token-refresh with path /x",
