@@ -309,7 +309,46 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
     let mut rules = String::new();
     let mut used_rules = std::collections::BTreeSet::new();
     for s in &services {
-        for (i, t) in s.tests.iter().enumerate() {
+        // Every block is accounted for: a rule, or a listed line.
+        if s.tests.is_empty() {
+            out.untranslated.push(format!(
+                "{}: {} -- no test of the block translates (any it has is listed), so no rule is written",
+                s.at,
+                s.text.replace('\n', " ")
+            ));
+        }
+        let mut tests = s.tests.clone();
+        let mut written = 0;
+        let mut i = 0;
+        loop {
+            if i == tests.len() {
+                // A file's timestamp tests stood for monit's own existence test; when none
+                // translates, that test is still there (a rule, or listed).
+                let no_existence = !tests
+                    .iter()
+                    .any(|t| matches!(t.cond, Cond::Missing | Cond::Present));
+                if written > 0
+                    || !no_existence
+                    || tests.is_empty()
+                    || !matches!(s.kind, Kind::File { .. })
+                {
+                    break;
+                }
+                tests.push(Test {
+                    at: s.at.clone(),
+                    text: format!("{} (monit's own test: does it exist)", s.text),
+                    cond: Cond::Missing,
+                    on_fail: Action::Implicit,
+                    on_recover: None,
+                    fail_rate: None,
+                    recover_rate: None,
+                    dropped: Vec::new(),
+                    ..tests[0].clone()
+                });
+            }
+            let t = &tests[i];
+            i += 1;
+            let i = i - 1;
             // Before the actions, so that a test that does not translate leaves none behind.
             let probe = match probe(s, t, &mut out) {
                 Ok(p) => p,
@@ -323,7 +362,7 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
                 }
             };
             let mut rule = name(&s.name);
-            if i > 0 || used_rules.contains(&rule) {
+            if (i > 0 && t.on_fail != Action::Implicit) || used_rules.contains(&rule) {
                 rule = name(&format!("{}-{}", s.name, i + 1));
             }
             used_rules.insert(rule.clone());
@@ -336,6 +375,7 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
                 &rule, probe, t, interval, on_fail, on_recover, &mut out,
             ));
             out.rules += 1;
+            written += 1;
         }
     }
 
@@ -505,35 +545,58 @@ fn action_for(
             return None;
         }
     };
-    // monit splits the string on blanks and runs it without a shell.
-    let argv: Vec<String> = cmd.split_whitespace().map(str::to_owned).collect();
-    let program = argv.first()?;
-    let path = under(root, Path::new(program));
-    let text = std::fs::metadata(&path)
-        .ok()
-        .filter(|m| m.len() <= SCRIPT_LIMIT)
-        .and_then(|_| std::fs::read_to_string(&path).ok());
-    let failover = match &text {
-        Some(text) => script::recognize(text),
-        None => {
-            out.approximate.push(format!(
-                "{}: could not read {} to see whether it is a failover script; it stays an `exec` action",
+    // monit splits the string on blanks, a '...' word one argument, and runs it without a
+    // shell.
+    let argv = match parse::argv(cmd) {
+        Ok(a) => a,
+        Err(why) => {
+            out.untranslated.push(format!(
+                "{}: exec {} -- {why}; write the action's `command` by hand",
                 t.at,
-                path.display()
+                q(&parse::redact(cmd))
             ));
-            None
+            return None;
         }
+    };
+    let program = argv.first()?;
+    // `/bin/sh -c '...'`: the script is the argument, as for import-keepalived's notify.
+    let inline = (program.ends_with("sh") && argv.get(1).is_some_and(|a| a == "-c"))
+        .then(|| argv.get(2).cloned())
+        .flatten();
+    let text = match &inline {
+        Some(s) => Some(s.clone()),
+        None => {
+            let path = under(root, Path::new(program));
+            let text = std::fs::metadata(&path)
+                .ok()
+                .filter(|m| m.len() <= SCRIPT_LIMIT)
+                .and_then(|_| std::fs::read_to_string(&path).ok());
+            if text.is_none() {
+                out.approximate.push(format!(
+                    "{}: could not read {} to see whether it is a failover script; it stays an `exec` action",
+                    t.at,
+                    path.display()
+                ));
+            }
+            text
+        }
+    };
+    let failover = text.as_deref().and_then(script::recognize);
+    // What the claim came from, for its notes.
+    let from = match inline {
+        Some(_) => format!("{program} -c '...'"),
+        None => program.clone(),
     };
     if let Some(f) = failover {
         for u in &f.unresolved {
             out.approximate.push(format!(
-                "{}: {program}: {u} is computed by the script; fill it in by hand",
+                "{}: {from}: {u} is computed by the script; fill it in by hand",
                 t.at
             ));
         }
         if f.provider == "opsworks" && f.allocation_id.is_some() {
             out.approximate.push(format!(
-                "{}: {program}: OpsWorks names the EIP by its address",
+                "{}: {from}: OpsWorks names the EIP by its address",
                 t.at
             ));
         }
@@ -544,14 +607,15 @@ fn action_for(
         };
         actions.entry(key.clone()).or_insert(Out::Claim {
             f: Box::new(f),
-            from: program.clone(),
+            from,
         });
         return Some(key);
     }
     if !program.starts_with('/') {
         out.untranslated.push(format!(
-            "{}: exec {cmd:?} -- the program must be an absolute path",
-            t.at
+            "{}: exec {:?} -- the program must be an absolute path",
+            t.at,
+            parse::redact(cmd)
         ));
         return None;
     }
@@ -728,6 +792,12 @@ fn probe(s: &Service, t: &Test, out: &mut Imported) -> Result<Probe, String> {
             Kind::File { path },
         ) => {
             absolute(path)?;
+            if let Some(present) = s.tests.iter().find(|o| o.cond == Cond::Present) {
+                return Err(format!(
+                    "monit tests the age only while the file exists, and this block's normal state is absent (`if exist`, line {}): a rule with max_age would fail every cycle the file is absent, so none is written; if the file's age matters once it appears, write a `program` rule that tests it",
+                    present.at.line
+                ));
+            }
             if !(1..=MAX_AGE_LIMIT_SECS).contains(seconds) {
                 return Err(format!("an age of {seconds} s: max_age takes 1s to 30d"));
             }
@@ -753,16 +823,15 @@ fn probe(s: &Service, t: &Test, out: &mut Imported) -> Result<Probe, String> {
             })
         }
         (Cond::ExitCodes(pass), Kind::Program { path, timeout_ms }) => {
-            // monit splits the path on blanks and runs it without a shell.
-            let argv: Vec<&str> = path.split_whitespace().collect();
-            match argv.first() {
-                Some(p) if p.starts_with('/') => {}
-                _ => {
-                    return Err(format!(
-                        "the program {:?} is not an absolute path: the watchdog runs it without a shell or PATH search; write `command` with the full path by hand",
-                        argv.first().copied().unwrap_or("")
-                    ))
-                }
+            // monit splits the path on blanks, a '...' word one argument, and runs it
+            // without a shell.
+            let argv = parse::argv(path)
+                .map_err(|why| format!("{why}; write the rule's `command` by hand"))?;
+            if !argv[0].starts_with('/') {
+                return Err(format!(
+                    "the program {:?} is not an absolute path: the watchdog runs it without a shell or PATH search; write `command` with the full path by hand",
+                    argv[0]
+                ));
             }
             let command: Vec<String> = argv.iter().map(|a| q(a)).collect();
             let codes: Vec<String> = pass.iter().map(u8::to_string).collect();
@@ -896,6 +965,12 @@ fn http_check(address: &str, t: &Test, out: &mut Imported) -> String {
             format!("{scheme}://{host}:{port}{request}")
         }
     };
+    if url.starts_with("https://") {
+        out.approximate.push(format!(
+            "{}: https: monit did not verify the server's certificate (not unless told to, `ssl verify enable`), the watchdog does: a self-signed certificate, or one for another name, fails the rule; check the http port instead, or give the server a certificate this machine trusts",
+            t.at
+        ));
+    }
     let status = match &t.status {
         None => vec!["\"2xx\"".to_owned(), "\"3xx\"".to_owned()],
         Some(Status::Equal(n)) => vec![n.to_string()],
@@ -1394,6 +1469,197 @@ check file maint with path /etc/maint
             }
             assert_valid(&out);
         }
+    }
+
+    /// A tester's find: command strings were split on blanks, so `'two words'` became two
+    /// arguments and `/bin/sh -c '...'` a check that could never pass. monit groups a
+    /// '...' word into one argument, in program paths and exec actions alike; what cannot be
+    /// split unambiguously is listed, not written.
+    #[test]
+    fn command_strings_are_split_as_monit_splits_them_quoted_words_kept_whole() {
+        let (t, out) = convert_text(
+            r#"set daemon 30
+check program web with path "/bin/sh -c 'curl -sf http://127.0.0.1/ | grep -q ok'"
+  if status != 0 then exec "/usr/local/bin/page 'web is down' now"
+check program chk with path "/usr/local/bin/check.sh arg1 'two words'"
+  if status != 0 then exec "/usr/local/bin/x it's"
+check program odd with path "/usr/local/bin/check.sh 'a'b"
+  if status != 0 then alert
+"#,
+        );
+        assert_eq!(
+            t["rules"]["web"]["check"]["command"],
+            toml::Value::Array(
+                ["/bin/sh", "-c", "curl -sf http://127.0.0.1/ | grep -q ok"]
+                    .map(|a| toml::Value::String(a.into()))
+                    .to_vec()
+            )
+        );
+        assert_eq!(
+            t["actions"]["exec-page"]["command"],
+            toml::Value::Array(
+                ["/usr/local/bin/page", "web is down", "now"]
+                    .map(|a| toml::Value::String(a.into()))
+                    .to_vec()
+            )
+        );
+        assert_eq!(
+            t["rules"]["chk"]["check"]["command"][2].as_str(),
+            Some("two words")
+        );
+        assert!(t["rules"].get("odd").is_none());
+        assert_eq!(t["actions"].as_table().unwrap().len(), 1);
+        let listed = out.untranslated.join("\n");
+        for want in [
+            "monitrc:5: exec \"/usr/local/bin/x it's\" -- a quote inside a word",
+            "monitrc:7: if status != 0 then alert -- a quote inside a word of the command",
+        ] {
+            assert!(listed.contains(want), "{want}\n{listed}");
+        }
+        assert_valid(&out);
+    }
+
+    /// `exec "/bin/bash -c '...aws ec2 associate-address...'"`: the inline script reaches the
+    /// failover recognizer, as import-keepalived's `/bin/sh -c '...'` does.
+    #[test]
+    fn command_strings_an_inline_shell_script_is_read_for_a_failover() {
+        let (t, _) = convert_text(
+            "check process haproxy with pidfile /run/haproxy.pid\n  if failed port 443 type tcp then exec \"/bin/bash -c 'aws ec2 associate-address --allocation-id eipalloc-1 --allow-reassociation'\"\n",
+        );
+        let claim = &t["actions"]["claim-eipalloc-1"];
+        assert_eq!(claim["type"].as_str(), Some("claim_eip"));
+        assert_eq!(claim["allocation_id"].as_str(), Some("eipalloc-1"));
+        assert_eq!(
+            t["rules"]["haproxy-2"]["on_fail"][0].as_str(),
+            Some("claim-eipalloc-1")
+        );
+    }
+
+    /// A tester's find: `protocol https` became an http check that verifies the certificate,
+    /// which monit's did not; the watchdog has no key to turn verification off, so every https
+    /// translation says so.
+    #[test]
+    fn https_translations_note_that_the_watchdog_verifies_the_certificate_monit_did_not() {
+        let (t, out) = convert_text(
+            "set daemon 10\ncheck host lb with address 127.0.0.1\n  if failed port 18443 protocol https then alert\n  if failed url https://lb.example.com/ then alert\n  if failed port 80 protocol http then alert\n",
+        );
+        assert_eq!(
+            check(&t, "lb")["url"].as_str(),
+            Some("https://127.0.0.1:18443/")
+        );
+        let notes: Vec<&String> = out
+            .approximate
+            .iter()
+            .filter(|a| a.contains("monit did not verify the server's certificate"))
+            .collect();
+        assert_eq!(notes.len(), 2, "{:?}", out.approximate);
+        assert!(notes[0].starts_with("monitrc:3: https: "), "{notes:?}");
+        assert!(notes[0].contains("a self-signed certificate"), "{notes:?}");
+        assert!(notes[1].starts_with("monitrc:4: "), "{notes:?}");
+        assert_valid(&out);
+    }
+
+    /// A tester's find: `if exist` with `if timestamp > N` gave an `exists = true, max_age`
+    /// rule that failed every cycle while the file was absent, its normal state. monit tests
+    /// the age only while the file exists: that is listed, not written.
+    #[test]
+    fn a_timestamp_test_in_a_block_whose_normal_state_is_absent_is_listed_not_written() {
+        let (t, out) = convert_text(
+            "set daemon 30\ncheck file maint with path /etc/haproxy/maintenance\n  if exist then exec \"/usr/local/bin/standby\"\n  if modification timestamp > 2 hours then alert\n",
+        );
+        assert_eq!(
+            check(&t, "maint").as_table().unwrap().clone(),
+            toml::toml! { type = "file"  path = "/etc/haproxy/maintenance"  exists = false }
+        );
+        assert_eq!(t["rules"].as_table().unwrap().len(), 1, "{}", out.toml);
+        let listed = out.untranslated.join("\n");
+        assert!(
+            listed.contains("monitrc:4: if modification timestamp > 2 hours then alert -- monit tests the age only while the file exists, and this block's normal state is absent (`if exist`, line 3)"),
+            "{listed}"
+        );
+        assert_valid(&out);
+    }
+
+    /// A tester's find: `with http headers [Authorization: Basic ...]` was echoed into the
+    /// report and the TOML's comments, and the test listed as "`http` has no equivalent".
+    #[test]
+    fn secrets_in_echoed_statements_are_redacted_and_http_headers_listed_with_why() {
+        let (t, out) = convert_text(
+            r#"set daemon 30
+check host web with address 10.0.0.1
+  if failed port 80 protocol http with http headers [Authorization: Basic YWRtaW46UGE1NXdvcmQ=, Cookie: sid=s3cr3t1] then alert
+  if failed port 81 protocol http then exec "/usr/local/bin/notify --token t0k3n2 relative's"
+check program p with path "/usr/local/bin/check --password=hunter2 -H 'Authorization: Bearer abcdef3'"
+  if status != 0 then alert
+  start program = "/usr/bin/x --secret sekrit4"
+"#,
+        );
+        for secret in [
+            "YWRtaW46UGE1NXdvcmQ=",
+            "s3cr3t1",
+            "t0k3n2",
+            "hunter2",
+            "abcdef3",
+            "sekrit4",
+        ] {
+            let report = format!("{:?} {:?}", out.untranslated, out.approximate);
+            assert!(!report.contains(secret), "{secret}: {report}");
+            // The comments; the program's own command is the translation, not an echo.
+            let comments: String = out.toml.lines().filter(|l| l.starts_with('#')).collect();
+            assert!(!comments.contains(secret), "{secret}: {comments}");
+        }
+        let listed = out.untranslated.join("\n");
+        assert!(
+            listed.contains("monitrc:3: if failed port 80 protocol http with http headers [Authorization: ***, Cookie: ***] then alert -- `http headers [...]`: the watchdog's http check sends a Host header only"),
+            "{listed}"
+        );
+        assert!(!listed.contains("`http` has no equivalent"), "{listed}");
+        assert_eq!(
+            check(&t, "web")["url"].as_str(),
+            Some("http://10.0.0.1:81/")
+        );
+        assert_eq!(t["rules"].as_table().unwrap().len(), 2, "{}", out.toml);
+        assert!(
+            listed.contains("--secret \"***\"") || listed.contains("--secret ***"),
+            "{listed}"
+        );
+    }
+
+    /// A tester's find: a `check file` whose only tests did not translate got no rule, and
+    /// monit's own existence test was not listed either.
+    #[test]
+    fn every_block_is_accounted_for_a_rule_or_a_listed_line() {
+        let (t, out) = convert_text(
+            r#"set daemon 30
+check file old with path /var/run/old
+  if timestamp > 40 days then alert
+  if access time > 1 hour then alert
+check file rel with path var/run/rel
+  if timestamp > 40 days then alert
+check host quiet with address 10.0.0.9
+check host bad with address 10.0.0.8
+  if failed port 53 type udp then alert
+"#,
+        );
+        assert_eq!(
+            check(&t, "old").as_table().unwrap().clone(),
+            toml::toml! { type = "file"  path = "/var/run/old"  exists = true }
+        );
+        assert_eq!(t["rules"].as_table().unwrap().len(), 1, "{}", out.toml);
+        let listed = out.untranslated.join("\n");
+        for want in [
+            "monitrc:3: if timestamp > 40 days then alert -- an age of 3456000 s",
+            "monitrc:4: if access time > 1 hour then alert -- ",
+            "monitrc:2: check file old with path /var/run/old (monit's own test: does it exist) -- when it fails, monit restarts the service",
+            "monitrc:6: if timestamp > 40 days then alert -- \"var/run/rel\" is not an absolute path",
+            "monitrc:5: check file rel with path var/run/rel (monit's own test: does it exist) -- \"var/run/rel\" is not an absolute path",
+            "monitrc:7: check host quiet with address 10.0.0.9 -- no test of the block translates",
+            "monitrc:8: check host bad with address 10.0.0.8 -- no test of the block translates",
+            "monitrc:9: if failed port 53 type udp then alert -- only TCP",
+        ] {
+            assert!(listed.contains(want), "{want}\n{listed}");
+        }
+        assert_valid(&out);
     }
 
     #[test]

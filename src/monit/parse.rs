@@ -249,9 +249,10 @@ fn top_level(t: &Token) -> bool {
 }
 
 /// The tokens as written, for the report: passwords become `***` (the password of a URL, the
-/// word after `password`, and `allow USER:PASSWORD` of `set httpd`).
+/// word after `password`, and `allow USER:PASSWORD` of `set httpd`), and so do the other
+/// secrets [`redact`] finds.
 fn join(tokens: &[Token]) -> String {
-    tokens
+    let text = tokens
         .iter()
         .enumerate()
         .map(|(i, t)| {
@@ -274,7 +275,98 @@ fn join(tokens: &[Token]) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    redact(&text)
+}
+
+/// A name whose value is a secret: `password`, `--password`, `passwd`, `secret`,
+/// `client_secret`, `token`, `--api-token`, `auth_pass`.
+fn secret_key(k: &str) -> bool {
+    let k = k.trim_start_matches('-').to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "_pass", "-pass"]
+        .iter()
+        .any(|s| k.ends_with(s))
+}
+
+/// `s` with its secrets replaced by `***`: the value of an `Authorization`,
+/// `Proxy-Authorization` or `Cookie` header (monit's `http headers [...]`, a `curl -H` in a
+/// command), and any `password`, `secret` or `token` value (`--password X`, `token=X`,
+/// `secret: X`). Quotes and brackets around a value are kept.
+pub(crate) fn redact(s: &str) -> String {
+    const ENDS: [char; 4] = [']', ',', '"', '\''];
+    let words: Vec<&str> = s.split(' ').collect();
+    let lead = |w: &str| w.len() - w.trim_start_matches(['[', '"', '\'']).len();
+    let hidden = |w: &str| {
+        let trail = w.len() - w.trim_end_matches(ENDS).len();
+        format!(
+            "{}***{}",
+            &w[..lead(w).min(w.len() - trail)],
+            &w[w.len() - trail..]
+        )
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        i += 1;
+        let bare_at = w.len() - w.trim_start_matches(['[', ',', '"', '\'']).len();
+        let bare = &w[bare_at..];
+        let lower = bare.to_ascii_lowercase();
+        if let Some(h) = [
+            "proxy-authorization:",
+            "authorization:",
+            "set-cookie:",
+            "cookie:",
+        ]
+        .iter()
+        .find(|h| lower.starts_with(**h))
+        {
+            // The header's value runs to a `]`, `,` or closing quote, else to the end.
+            let head = &w[..bare_at + h.len()];
+            let rest = &w[head.len()..];
+            let mut last = rest;
+            if rest.is_empty() || !rest.ends_with(ENDS) {
+                while i < words.len() {
+                    last = words[i];
+                    i += 1;
+                    if last.ends_with(ENDS) {
+                        break;
+                    }
+                }
+            }
+            let trail = last.len() - last.trim_end_matches(ENDS).len();
+            let value = format!("***{}", &last[last.len() - trail..]);
+            if rest.is_empty() && last.is_empty() {
+                out.push(head.to_owned());
+            } else if rest.is_empty() {
+                out.push(head.to_owned());
+                out.push(value);
+            } else {
+                out.push(format!("{head}{value}"));
+            }
+        } else if let Some(sep) = bare
+            .find(['=', ':'])
+            .filter(|&p| secret_key(&bare[..p]) && p + 1 < bare.len())
+        {
+            let value = &w[bare_at + sep + 1..];
+            let trail = value.len() - value.trim_end_matches(ENDS).len();
+            out.push(format!(
+                "{}***{}",
+                &w[..bare_at + sep + 1],
+                &value[value.len() - trail..]
+            ));
+        } else if secret_key(bare.trim_end_matches(ENDS).trim_end_matches([':', '=']))
+            && i < words.len()
+            && !secret_key(words[i].trim_start_matches(['[', ',', '"', '\'']))
+        {
+            out.push(w.to_owned());
+            out.push(hidden(words[i]));
+            i += 1;
+        } else {
+            out.push(w.to_owned());
+        }
+    }
+    out.join(" ")
 }
 
 /// `scheme://user:password@rest` -> `scheme://user:***@rest`.
@@ -309,6 +401,8 @@ fn redact_allow(s: &str) -> String {
 
 /// Parse one file's text.
 pub fn parse(text: &str, file: &Path) -> Vec<Item> {
+    // A UTF-8 byte order mark, which some Windows editors write first.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut items = Vec::new();
     let tokens = tokenize(text, file, &mut items);
     let at = |line: usize| At {
@@ -712,6 +806,9 @@ pub enum Untranslatable {
     /// A word of the test the watchdog has nothing for.
     #[error("`{word}` has no equivalent")]
     NoEquivalent { word: String },
+    /// `with http headers [...]`.
+    #[error("`http headers [...]`: the watchdog's http check sends a Host header only (`hostheader` translates, as its `host`); test an endpoint that answers without the others, or write a `program` rule that sends them (curl -H)")]
+    HttpHeaders,
     /// `url` together with `port`, `protocol` or `request`.
     #[error("`url` goes without `port`, `protocol` and `request`")]
     UrlWithPort,
@@ -1027,6 +1124,49 @@ fn older_than(t: &[Token]) -> Result<Test, Untranslatable> {
     Ok(c)
 }
 
+/// A command string (`check program ... with path "..."`, `exec "..."`, `start program = "..."`)
+/// split as monit splits it (its lexer's argument state): on blanks, a word that starts with
+/// `'` running to the next `'` is one argument, quotes removed and monit's escapes read. The
+/// program is run without a shell. Err (why) where the string cannot be split unambiguously: a
+/// quote inside a word (`a'b c'`, `'a'b`), which monit and a shell read differently, an
+/// unbalanced quote, or nothing to run.
+pub(crate) fn argv(cmd: &str) -> Result<Vec<String>, String> {
+    const QUOTE_IN_WORD: &str =
+        "a quote inside a word of the command: monit and a shell split it differently";
+    let blank = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
+    let mut out = Vec::new();
+    let mut rest = cmd;
+    loop {
+        rest = rest.trim_start_matches(blank);
+        if rest.is_empty() {
+            break;
+        }
+        let end = rest.find(blank).unwrap_or(rest.len());
+        if let Some(inner) = rest.strip_prefix('\'') {
+            let Some(close) = inner.find('\'') else {
+                return Err("an unbalanced quote in the command".into());
+            };
+            let after = &inner[close + 1..];
+            if after.starts_with(|c: char| !blank(c)) {
+                return Err(QUOTE_IN_WORD.into());
+            }
+            out.push(unescape(&inner[..close]).map_err(|e| e.to_string())?);
+            rest = after;
+        } else {
+            let word = &rest[..end];
+            if word.contains(['\'', '"']) {
+                return Err(QUOTE_IN_WORD.into());
+            }
+            out.push(word.to_owned());
+            rest = &rest[end..];
+        }
+    }
+    if out.is_empty() {
+        return Err("an empty command".into());
+    }
+    Ok(out)
+}
+
 /// monit's escapes in `send` and `expect` (its `Util_handleEscapes`): `\n`, `\r`, `\t`,
 /// `\ ` (a blank), `\\` and `\0xHH`; a backslash before anything else stays.
 fn unescape(s: &str) -> Result<String, Untranslatable> {
@@ -1121,6 +1261,8 @@ fn connection(t: &[Token]) -> Result<Test, Untranslatable> {
         } else if w.is("request") {
             c.request = t.get(k + 1).map(|x| x.text.clone());
             k += 2;
+        } else if w.is("http") && t.get(k + 1).is_some_and(|x| x.is("headers")) {
+            return Err(Untranslatable::HttpHeaders);
         } else if w.is("hostheader") {
             c.host_header = t.get(k + 1).map(|x| x.text.clone());
             k += 2;
@@ -1566,6 +1708,76 @@ check host h with address 10.0.0.1
         assert_eq!(t[0].content, None);
         assert_eq!(t[0].fail_rate, Some(Rate::Cycles(2)));
         assert!(t[0].dropped[0].starts_with("content != \"error\" -- no equivalent"));
+    }
+
+    #[test]
+    fn command_strings_are_split_on_blanks_with_quoted_words_whole() {
+        let ok = |s: &str| argv(s).unwrap();
+        assert_eq!(ok("/bin/x  a\tb"), ["/bin/x", "a", "b"]);
+        assert_eq!(
+            ok("/bin/sh -c 'curl -sf http://h/ | grep -q \"ok\"'"),
+            ["/bin/sh", "-c", "curl -sf http://h/ | grep -q \"ok\""]
+        );
+        assert_eq!(ok("/bin/x '' 'two words'"), ["/bin/x", "", "two words"]);
+        assert_eq!(ok("/bin/x 'a\\tb'"), ["/bin/x", "a\tb"]);
+        for bad in [
+            "",
+            "  ",
+            "/bin/x 'open",
+            "/bin/x it's",
+            "/bin/x 'a'b",
+            "/bin/x a'b c'",
+        ] {
+            assert!(argv(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_in_echoed_statements_are_redacted() {
+        for (text, want) in [
+            (
+                "with http headers [Authorization: Basic YWRtaW4=]",
+                "with http headers [Authorization: ***]",
+            ),
+            (
+                "[authorization:Basic x, Cookie: a=b c=d, Accept: */*]",
+                "[authorization:***, Cookie: ***, Accept: */*]",
+            ),
+            (
+                "\"/bin/x -H 'Authorization: Bearer t' -q\"",
+                "\"/bin/x -H 'Authorization: ***' -q\"",
+            ),
+            ("\"/bin/x --password hunter2\"", "\"/bin/x --password ***\""),
+            (
+                "/bin/x --api-token=t secret: s auth_pass \"p\"",
+                "/bin/x --api-token=*** secret: *** auth_pass \"***\"",
+            ),
+            (
+                "auth_type PASS auth_pass s3cr3t",
+                "auth_type PASS auth_pass ***",
+            ),
+            ("password secret hunter2", "password secret ***"),
+            (
+                "check program token-refresh with path /x",
+                "check program token-refresh with path /x",
+            ),
+            ("password", "password"),
+        ] {
+            assert_eq!(redact(text), want, "{text}");
+        }
+    }
+
+    /// A tester's find: a file starting with a UTF-8 byte order mark had its first block
+    /// listed as not understood.
+    #[test]
+    fn a_utf8_bom_at_the_start_of_a_file_is_stripped() {
+        let (s, others) = services(
+            "\u{feff}check process haproxy with pidfile /run/haproxy.pid\n  if failed port 80 protocol http then alert\n",
+        );
+        assert!(others.is_empty(), "{others:?}");
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].name, "haproxy");
+        assert_eq!(s[0].tests.len(), 2);
     }
 
     /// The blocks of `text` and what was not translated, as `file:line: text -- why`.

@@ -526,3 +526,40 @@ fn process_program_file_and_port_checks_become_rules_that_validate_the_same_ever
     );
     assert!(t["rules"].get("backends").is_none() && t["rules"].get("sentinel").is_none());
 }
+
+/// A tester's find: `with http headers [Authorization: Basic ...]` reached stderr and the
+/// output's comments. Also through the binary: a file with a UTF-8 BOM, quoted command
+/// words, an https note.
+#[test]
+fn secrets_in_echoed_statements_never_reach_stderr_or_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("monitrc");
+    std::fs::write(
+        &path,
+        "\u{feff}set daemon 10\ncheck host lb with address 127.0.0.1\n  if failed port 18443 protocol https with http headers [Authorization: Basic YWRtaW46UGE1NXdvcmQ=] then alert\n  if failed port 18443 protocol https then alert\ncheck program web with path \"/bin/sh -c 'curl -sf http://127.0.0.1/ | grep -q ok'\"\n  if status != 0 then exec \"/usr/local/bin/notify --password hunter2 it's\"\n",
+    )
+    .unwrap();
+    let out = import(&["--root".as_ref(), dir.path().as_os_str(), path.as_os_str()]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for secret in ["YWRtaW46UGE1NXdvcmQ=", "hunter2"] {
+        assert!(!stderr.contains(secret), "{stderr}");
+        assert!(!stdout.contains(secret), "{stdout}");
+    }
+    assert!(stderr.contains("[Authorization: ***]"), "{stderr}");
+    assert!(stderr.contains("sends a Host header only"), "{stderr}");
+    assert!(
+        stderr.contains("monit did not verify the server's certificate"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not a monit statement"), "{stderr}");
+    let t: toml::Table = stdout.parse().unwrap();
+    assert_eq!(
+        t["rules"]["web"]["check"]["command"][2].as_str(),
+        Some("curl -sf http://127.0.0.1/ | grep -q ok")
+    );
+    assert_eq!(
+        t["rules"]["lb"]["check"]["url"].as_str(),
+        Some("https://127.0.0.1:18443/")
+    );
+}
