@@ -823,21 +823,49 @@ fn notify(
     // keepalived calls `notify` with the instance, its name and the new state after the
     // script's own arguments; only MASTER moves an address.
     let mut args: Vec<String> = argv.iter().skip(1).cloned().collect();
-    if kw == "notify" {
+    let state_arg = (kw == "notify").then(|| {
         args.extend(["INSTANCE".into(), instance.to_owned(), "MASTER".into()]);
+        args.len()
+    });
+    let m = script::moves(&text, &args, state_arg);
+    for (line, states, call) in &m.ignored {
+        out.approximate.push(format!(
+            "{}: {program}:{line}: {call}: ignored: run for {states}, not MASTER (keepalived passes the state as ${}); only the MASTER branch's calls become claims",
+            st.at,
+            state_arg.unwrap_or(3)
+        ));
     }
-    let m = script::moves(&text, &args);
+    if !m.unsure.is_empty() {
+        for (line, why, call) in &m.unsure {
+            out.untranslated.push(format!(
+                "{}: {program}:{line}: {call} -- {why}: not translated; write the claim for the MASTER branch by hand",
+                st.at
+            ));
+        }
+        return;
+    }
     if m.moves.is_empty() {
-        out.untranslated.push(untranslated(format!(
-            "{program} makes no `aws ec2 associate-address`, `assign-private-ip-addresses` or `replace-route` call: run it from an `exec` action in the on_fail of the rule that should trigger it"
-        )));
+        let why = if m.ignored.is_empty() {
+            format!("{program} makes no `aws ec2 associate-address`, `assign-private-ip-addresses` or `replace-route` call: run it from an `exec` action in the on_fail of the rule that should trigger it")
+        } else {
+            format!("{program} makes no `aws ec2` move in its MASTER branch: nothing is claimed")
+        };
+        out.untranslated.push(untranslated(why));
         return;
     }
     if kw == "notify" {
+        let what = if m.branching {
+            "its `aws ec2` calls in the branch for MASTER (the state keepalived passes) are translated; the other branches' calls are listed as ignored"
+        } else {
+            "it does not branch on the state keepalived passes, so its `aws ec2` calls are taken as what it does on MASTER (keepalived also runs it on BACKUP, FAULT and STOP)"
+        };
+        out.approximate
+            .push(format!("{}: {}: {what}", st.at, st.text()));
+    }
+    for t in &m.targets {
         out.approximate.push(format!(
-            "{}: {}: its `aws ec2` calls are taken as what it does on MASTER; what it does on BACKUP or FAULT is not translated",
-            st.at,
-            st.text()
+            "{}: {program}:{t}: not used: the claim moves the address to this node's own instance and network interface (from instance metadata)",
+            st.at
         ));
     }
     for u in &m.unresolved {
