@@ -175,7 +175,7 @@ fn command(s: &Stmt) -> Vec<String> {
         .map(|w| w.text.as_str())
         .collect::<Vec<_>>()
         .join(" ");
-    script::words(&line)
+    script::argv_words(&line)
 }
 
 /// The port a check command talks to, when it shows one: a URL, or `nc -z HOST PORT`.

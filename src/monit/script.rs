@@ -27,8 +27,67 @@ pub struct Failover {
 }
 
 /// Shell words of one logical line (continuations joined), quotes removed. Good enough for
-/// the argument lists of `aws` calls; anything with `$` is kept as written.
+/// the argument lists of `aws` calls; anything with `$` is kept as written. A word ends at
+/// unquoted shell syntax: `;`, `&`, `|`, `<`, `>` (a run of them is one word of its own, such
+/// as `;;`, `&&` or `2>&1`'s `>&`), `)` and `` ` `` (each a word of its own), so
+/// `$(curl -s https://checkip.amazonaws.com);` gives the URL alone. A backslash outside single
+/// quotes keeps the next character as it is.
 pub(crate) fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote = None;
+    let mut any = false;
+    let mut chars = line.chars().peekable();
+    let end = |cur: &mut String, any: &mut bool, out: &mut Vec<String>| {
+        if *any || !cur.is_empty() {
+            out.push(std::mem::take(cur));
+        }
+        *any = false;
+    };
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, '#') if cur.is_empty() && !any => break,
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                any = true;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (None | Some('"'), '\\') => {
+                if let Some(n) = chars.next() {
+                    // In double quotes, a backslash escapes only these.
+                    if quote.is_some() && !matches!(n, '"' | '\\' | '$' | '`') {
+                        cur.push('\\');
+                    }
+                    cur.push(n);
+                }
+            }
+            (None, c) if c.is_whitespace() => end(&mut cur, &mut any, &mut out),
+            (None, ';' | '&' | '|' | '<' | '>') => {
+                end(&mut cur, &mut any, &mut out);
+                let mut op = String::from(c);
+                while let Some(&n) = chars.peek() {
+                    if !matches!(n, ';' | '&' | '|' | '<' | '>') {
+                        break;
+                    }
+                    op.push(n);
+                    chars.next();
+                }
+                out.push(op);
+            }
+            (None, ')' | '`') => {
+                end(&mut cur, &mut any, &mut out);
+                out.push(c.to_string());
+            }
+            (_, c) => cur.push(c),
+        }
+    }
+    end(&mut cur, &mut any, &mut out);
+    out
+}
+
+/// keepalived's own splitting of a `script` or `notify` command: blanks separate words,
+/// double quotes group, a backslash escapes the next character. No shell syntax.
+pub(crate) fn argv_words(line: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quote = None;
@@ -54,6 +113,16 @@ pub(crate) fn words(line: &str) -> Vec<String> {
         out.push(cur);
     }
     out
+}
+
+/// A literal http(s) URL, or why it is not one.
+fn url(v: &str) -> Result<String, String> {
+    match reqwest::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            Ok(v.to_owned())
+        }
+        _ => Err(format!("checkip URL {v:?} (not a valid http(s) URL)")),
+    }
 }
 
 /// `--flag VALUE` or `--flag=VALUE`.
@@ -123,7 +192,14 @@ pub fn recognize(text: &str) -> Option<Failover> {
             let url = l
                 .iter()
                 .find(|w| w.starts_with("http://") || w.starts_with("https://"));
-            f.checkip_url = literal(url.cloned(), "checkip URL", u);
+            f.checkip_url = match literal(url.cloned(), "checkip URL", u).map(|v| self::url(&v)) {
+                Some(Ok(v)) => Some(v),
+                Some(Err(e)) => {
+                    u.push(e);
+                    None
+                }
+                None => None,
+            };
         }
     }
     Some(f)
@@ -511,32 +587,53 @@ fn flag_values(words: &[String], name: &str) -> Vec<String> {
         .collect()
 }
 
-/// One line's words split into its commands at `;`, `&&`, `||` and `|`.
+/// One line's words split into its commands at `;`, `&&`, `||`, `|` and `&`; `;;` (the end
+/// of a `case` arm) is a command of its own, and a `case` arm's pattern (`MASTER | BACKUP )`)
+/// is one word (`MASTER|BACKUP)`).
 fn commands(words: Vec<String>) -> Vec<Vec<String>> {
+    let plain = |w: &str| !w.is_empty() && !w.contains(['$', '`', '(']) && !is_op(w);
     let mut out = vec![Vec::new()];
-    for w in words {
-        if matches!(w.as_str(), ";" | "&&" | "||" | "|") {
-            out.push(Vec::new());
-        } else if let Some(w) = w.strip_suffix(";;") {
-            // The end of a `case` arm: a command of its own.
-            if !w.is_empty() {
-                if let Some(last) = out.last_mut() {
-                    last.push(w.to_owned());
-                }
+    let mut i = 0;
+    while i < words.len() {
+        let w = &words[i];
+        let start = out.last().is_some_and(|c| {
+            c.is_empty() || (c.first().is_some_and(|x| x == "case") && c.last().is_some_and(|x| x == "in"))
+        });
+        if start && plain(w) {
+            // PATTERN ( `|` PATTERN )* `)` at the start of a command.
+            let mut j = i;
+            let mut alts = vec![w.clone()];
+            while words.get(j + 1).is_some_and(|x| x == "|")
+                && words.get(j + 2).is_some_and(|x| plain(x))
+            {
+                alts.push(words[j + 2].clone());
+                j += 2;
             }
+            if words.get(j + 1).is_some_and(|x| x == ")") {
+                if let Some(last) = out.last_mut() {
+                    last.push(format!("{})", alts.join("|")));
+                }
+                i = j + 2;
+                continue;
+            }
+        }
+        if matches!(w.as_str(), ";" | "&&" | "||" | "|" | "&" | "|&") {
+            out.push(Vec::new());
+        } else if matches!(w.as_str(), ";;" | ";&" | ";;&") {
             out.push(vec![";;".to_owned()]);
             out.push(Vec::new());
-        } else if let Some(w) = w.strip_suffix(';') {
-            if let Some(last) = out.last_mut() {
-                last.push(w.to_owned());
-            }
-            out.push(Vec::new());
         } else if let Some(last) = out.last_mut() {
-            last.push(w);
+            last.push(w.clone());
         }
+        i += 1;
     }
     out.retain(|c| !c.is_empty());
     out
+}
+
+/// A word [`words`] made of shell operators.
+fn is_op(w: &str) -> bool {
+    !w.is_empty() && w.chars().all(|c| matches!(c, ';' | '&' | '|' | '<' | '>' | ')' | '`'))
 }
 
 /// `NAME` of a value that is one variable reference: `$NAME`, `${NAME}`, `$1`.
@@ -970,5 +1067,39 @@ aws sns publish --topic-arn "$1" --message "took over"
             None,
         );
         assert_eq!(eips(&m), ["eipalloc-b"]);
+    }
+
+    #[test]
+    fn a_literal_taken_from_shell_text_ends_at_shell_syntax() {
+        for (script, want) in [
+            ("MYIP=$(curl -s https://checkip.amazonaws.com)\n", Some("https://checkip.amazonaws.com")),
+            ("MYIP=$(curl -fsS \"https://checkip.amazonaws.com\")\n", Some("https://checkip.amazonaws.com")),
+            ("MYIP=$(curl -s https://ifconfig.me/ip);\n", Some("https://ifconfig.me/ip")),
+            ("MYIP=`curl -s http://checkip.amazonaws.com`\n", Some("http://checkip.amazonaws.com")),
+            ("curl -s http://checkip.amazonaws.com|tr -d x>/tmp/ip\n", Some("http://checkip.amazonaws.com")),
+            ("curl -s 'https://checkip.amazonaws.com/a;b'&\n", Some("https://checkip.amazonaws.com/a;b")),
+            ("curl -s https://\n", None),
+        ] {
+            let f = recognize(&format!(
+                "{script}aws ec2 associate-address --allocation-id eipalloc-1 --region us-east-1; aws sns publish --topic-arn arn:aws:sns:us-east-1:1:t>/dev/null\n"
+            ))
+            .unwrap();
+            assert_eq!(f.checkip_url.as_deref(), want, "{script}");
+            assert_eq!(f.region.as_deref(), Some("us-east-1"), "{script}");
+            assert_eq!(f.topic_arn.as_deref(), Some("arn:aws:sns:us-east-1:1:t"));
+            assert_eq!(f.allocation_id.as_deref(), Some("eipalloc-1"));
+            if want.is_none() {
+                assert!(f.unresolved.iter().any(|u| u.contains("not a valid http(s) URL")), "{:?}", f.unresolved);
+            }
+        }
+        assert_eq!(words("a\\ b \"c\\\"d\" e)f"), ["a b", "c\"d", "e", ")", "f"]);
+        // A `case` arm's pattern on the `case` line, split by `|`.
+        let m = moves(
+            "case $3 in MASTER | FAULT) aws ec2 associate-address --allocation-id eipalloc-a;; BACKUP)aws ec2 associate-address --allocation-id eipalloc-b;; esac\n",
+            &["I".into(), "V".into(), "MASTER".into()],
+            Some(3),
+        );
+        assert_eq!(m.moves.len(), 1, "{m:?}");
+        assert_eq!(m.ignored.len(), 1);
     }
 }
