@@ -627,7 +627,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
         }
     }
 
-    let members = write_claims(&claims, o, out);
+    let members = write_claims(&claims, &instance, o, out);
     let has_claims = !members.is_empty();
     if let (false, Some((_, at, text))) = (has_claims, &advert) {
         let why = vrrp_only("advert_int").unwrap_or("");
@@ -927,15 +927,36 @@ fn needs_reachability(at: &At, key: &str) -> String {
     format!("{at}: reachability of action {key} -- keepalived had no equivalent, and a private address's claim needs one: name a place in the VPC this node must reach first where the TOML says REQUIRED")
 }
 
-/// Write each claim as an action; the names, in order.
-fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
+/// A name for the claim of an address the script computes: `base` (made of the instance's
+/// name), with a number when taken, so that no two such claims share one action.
+fn unknown_name(base: &str, o: &Out) -> String {
+    let base = if base.ends_with('-') {
+        format!("{base}keepalived")
+    } else {
+        base.to_owned()
+    };
+    let base = base.as_str();
+    let mut n = name(base);
+    let short: String = base.chars().take(56).collect();
+    let mut i = 2;
+    while o.actions.contains_key(&n) {
+        n = name(&format!("{short}-{i}"));
+        i += 1;
+    }
+    n
+}
+
+/// Write each claim as an action; the names, in order. Claims of the same literal address
+/// are one action; a claim whose address the script computes gets an action of its own,
+/// named after `instance`.
+fn write_claims(c: &Claims, instance: &str, o: &mut Out, out: &mut Imported) -> Vec<String> {
     let mut names = Vec::new();
     for (at, (alloc, public, private)) in &c.eips {
         let (key, addr) = match (alloc, public) {
             (Some(a), _) => (name(&format!("claim-{a}")), format!("allocation_id = {}\n", q(a))),
             (None, Some(p)) => (name(&format!("claim-{p}")), format!("eip = {}\n", q(p))),
             (None, None) => (
-                "claim-eip".into(),
+                unknown_name(&format!("claim-{instance}"), o),
                 "# allocation_id = \"eipalloc-...\"   # REQUIRED: the script's allocation id was not a literal\n".into(),
             ),
         };
@@ -949,7 +970,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
             })
             .unwrap_or_default();
         o.actions.entry(key.clone()).or_insert_with(|| format!(
-            "# From {at} (aws ec2 associate-address).\n# The claim also checks this node's HAProxy and its egress first, reads the owner,\n# verifies the move and holds down after it.\n[actions.{}]\ntype = \"claim_eip\"\n{addr}{private}hold_down = \"5m\"\n{TOPIC}",
+            "# From {at} (aws ec2 associate-address), vrrp_instance {instance}.\n# The claim also checks this node's HAProxy and its egress first, reads the owner,\n# verifies the move and holds down after it.\n[actions.{}]\ntype = \"claim_eip\"\n{addr}{private}hold_down = \"5m\"\n{TOPIC}",
             q(&key)
         ));
         names.push(key);
@@ -962,7 +983,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
                 format!("private_ip = {}\n", q(ip)),
             ),
             None => (
-                "claim-private-ip".into(),
+                unknown_name(&format!("claim-private-ip-{instance}"), o),
                 "# private_ip = \"...\"   # REQUIRED: the script's address was not a literal\n"
                     .into(),
             ),
@@ -971,7 +992,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
             out.untranslated.push(needs_reachability(at, &key));
         }
         o.actions.entry(key.clone()).or_insert_with(|| format!(
-            "# From {at} (aws ec2 assign-private-ip-addresses).\n# The claim adds the address to this node's interface once EC2 shows it here; HAProxy\n# must bind it before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived).\n[actions.{}]\ntype = \"claim_private_ip\"\n{addr}{REACHABILITY}hold_down = \"5m\"\n{TOPIC}",
+            "# From {at} (aws ec2 assign-private-ip-addresses), vrrp_instance {instance}.\n# The claim adds the address to this node's interface once EC2 shows it here; HAProxy\n# must bind it before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived).\n[actions.{}]\ntype = \"claim_private_ip\"\n{addr}{REACHABILITY}hold_down = \"5m\"\n{TOPIC}",
             q(&key)
         ));
         names.push(key);
@@ -995,7 +1016,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
                 )
             }
             None => (
-                "claim-route".into(),
+                unknown_name(&format!("claim-route-{instance}"), o),
                 "# destination = \"...\"   # REQUIRED: the script's CIDR block was not a literal\n"
                     .into(),
             ),
@@ -1010,7 +1031,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
             out.untranslated.push(needs_reachability(at, &key));
         }
         o.actions.entry(key.clone()).or_insert_with(|| format!(
-            "# From {at} (aws ec2 replace-route), every table in one claim.\n# The claim adds the address to `lo` while the tables point here; HAProxy must bind it\n# before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived). Source/destination checking\n# must be off on both nodes' ENIs, as keepalived's routing already needed.\n[actions.{}]\ntype = \"claim_route\"\n{d}{tables}{REACHABILITY}hold_down = \"5m\"\n{TOPIC}",
+            "# From {at} (aws ec2 replace-route), vrrp_instance {instance}, every table in one claim.\n# The claim adds the address to `lo` while the tables point here; HAProxy must bind it\n# before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived). Source/destination checking\n# must be off on both nodes' ENIs, as keepalived's routing already needed.\n[actions.{}]\ntype = \"claim_route\"\n{d}{tables}{REACHABILITY}hold_down = \"5m\"\n{TOPIC}",
             q(&key)
         ));
         names.push(key);
@@ -1407,5 +1428,47 @@ vrrp_instance VI_1 {
             let out = convert(parsed.stmts, Imported::default(), None);
             assert!(out.toml.parse::<toml::Table>().is_ok(), "{garbage}");
         }
+    }
+
+    #[test]
+    fn claims_of_computed_addresses_get_an_action_each_named_after_the_instance() {
+        let (t, out) = convert_text(
+            r#"vrrp_instance VI_A {
+    unicast_peer { 10.0.1.12 }
+    notify_master "/bin/sh -c 'aws ec2 associate-address --allocation-id $(cat /etc/eip-a); aws ec2 assign-private-ip-addresses --private-ip-addresses $(cat /a); aws ec2 replace-route --route-table-id rtb-1 --destination-cidr-block $(cat /d)'"
+}
+vrrp_instance VI_B {
+    unicast_peer { 10.0.1.12 }
+    notify_master "/bin/sh -c 'aws ec2 associate-address --allocation-id $(cat /etc/eip-b); aws ec2 associate-address --allocation-id $X'"
+}
+vrrp_instance VI_C {
+    unicast_peer { 10.0.1.12 }
+    notify_master "/bin/sh -c 'aws ec2 associate-address --allocation-id eipalloc-1'"
+}
+vrrp_instance VI_D {
+    unicast_peer { 10.0.1.12 }
+    notify_master "/bin/sh -c 'aws ec2 associate-address --allocation-id eipalloc-1'"
+}
+"#,
+        );
+        let actions = t["actions"].as_table().unwrap();
+        for a in [
+            "claim-VI_A",
+            "claim-private-ip-VI_A",
+            "claim-route-VI_A",
+            "claim-VI_B",
+            "claim-VI_B-2",
+            "claim-eipalloc-1",
+        ] {
+            assert!(actions.contains_key(a), "{a}: {}", out.toml);
+        }
+        assert!(!actions.contains_key("claim-eip"));
+        assert_eq!(t["rules"]["VI_A-peer"]["on_fail"][0].as_str(), Some("move-VI_A"));
+        assert_eq!(t["rules"]["VI_B-peer"]["on_fail"][0].as_str(), Some("move-VI_B"));
+        // The same literal address is one claim.
+        assert_eq!(t["rules"]["VI_C-peer"]["on_fail"][0].as_str(), Some("claim-eipalloc-1"));
+        assert_eq!(t["rules"]["VI_D-peer"]["on_fail"][0].as_str(), Some("claim-eipalloc-1"));
+        let b = out.toml.find("[actions.\"claim-VI_B\"]").unwrap();
+        assert!(out.toml[..b].ends_with("vrrp_instance VI_B.\n# The claim also checks this node's HAProxy and its egress first, reads the owner,\n# verifies the move and holds down after it.\n"), "{}", out.toml);
     }
 }

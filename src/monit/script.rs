@@ -125,15 +125,37 @@ fn url(v: &str) -> Result<String, String> {
     }
 }
 
+/// The word at `i`, with the rest of a command substitution it opens (`$(cat /x)`, whose
+/// words [`words`] split), and the index after it.
+fn value_at(words: &[String], i: usize, first: &str) -> (String, usize) {
+    let mut v = first.to_owned();
+    let mut j = i + 1;
+    let mut open = first.matches("$(").count();
+    while open > 0 {
+        let Some(w) = words.get(j) else { break };
+        if w == ")" {
+            open -= 1;
+            v.push(')');
+        } else {
+            open += w.matches("$(").count();
+            v.push(' ');
+            v.push_str(w);
+        }
+        j += 1;
+    }
+    (v, j)
+}
+
 /// `--flag VALUE` or `--flag=VALUE`.
 fn flag(words: &[String], name: &str) -> Option<String> {
     words.iter().enumerate().find_map(|(i, w)| {
         if w == name {
-            words.get(i + 1).cloned()
+            let first = words.get(i + 1)?;
+            Some(value_at(words, i + 1, first).0)
         } else {
             w.strip_prefix(name)
                 .and_then(|r| r.strip_prefix('='))
-                .map(str::to_owned)
+                .map(|first| value_at(words, i, first).0)
         }
     })
 }
@@ -570,18 +592,27 @@ fn flag_values(words: &[String], name: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (i, w) in words.iter().enumerate() {
         if w == name {
-            out.extend(
-                words[i + 1..]
-                    .iter()
-                    .take_while(|v| !v.starts_with("--"))
-                    .cloned(),
-            );
+            let mut j = i + 1;
+            while let Some(v) = words.get(j) {
+                if v.starts_with("--") || is_op(v) {
+                    break;
+                }
+                let (v, next) = value_at(words, j, v);
+                out.push(v);
+                j = next;
+            }
         } else if let Some(v) = w.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
-            out.push(v.to_owned());
+            out.push(value_at(words, i, v).0);
         }
     }
     out.iter()
-        .flat_map(|v| v.split(','))
+        .flat_map(|v| {
+            if v.contains(['$', '`']) {
+                vec![v.as_str()]
+            } else {
+                v.split(',').collect()
+            }
+        })
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
         .collect()
