@@ -854,10 +854,10 @@ fn notify(
         return;
     }
     if kw == "notify" {
-        let what = if m.branching {
-            "its `aws ec2` calls in the branch for MASTER (the state keepalived passes) are translated; the other branches' calls are listed as ignored"
-        } else {
-            "it does not branch on the state keepalived passes, so its `aws ec2` calls are taken as what it does on MASTER (keepalived also runs it on BACKUP, FAULT and STOP)"
+        let what = match (m.branching, m.ignored.is_empty()) {
+            (true, true) => "its `aws ec2` calls in its branch for MASTER (the state keepalived passes) are translated; no other branch makes one",
+            (true, false) => "its `aws ec2` calls in its branch for MASTER (the state keepalived passes) are translated; the other branches' calls are listed as ignored",
+            (false, _) => "it does not branch on the state keepalived passes, so its `aws ec2` calls are taken as what it does on MASTER (keepalived also runs it on BACKUP, FAULT and STOP)",
         };
         out.approximate
             .push(format!("{}: {}: {what}", st.at, st.text()));

@@ -268,7 +268,7 @@ fn replace_route_in_two_tables_becomes_one_claim_route_and_includes_are_followed
     assert!(!toml_text.contains("old.conf.bak") && !stderr.contains("not keepalived syntax"));
     assert_listed_with_lines(&stderr, &toml_text);
     assert!(
-        stderr.contains("20-overlay.conf:16: notify \"/etc/keepalived/overlay-notify.sh\": its `aws ec2` calls are taken as what it does on MASTER"),
+        stderr.contains("20-overlay.conf:16: notify \"/etc/keepalived/overlay-notify.sh\": its `aws ec2` calls in its branch for MASTER (the state keepalived passes) are translated; no other branch makes one"),
         "{stderr}"
     );
 
