@@ -557,6 +557,45 @@ fn vrrp_only(key: &str) -> Option<&'static str> {
     })
 }
 
+/// The entries of a block that lists values (`unicast_peer`, `virtual_ipaddress`,
+/// `track_script`), one a statement, also when several are on one line (`unicast_peer {
+/// 10.0.1.12 10.0.1.13 }`). In a block of `addresses`, an entry starts at each address, the
+/// words after it its options (`10.0.0.5/24 dev eth0`); in a block of names, at each word but
+/// an option (`chk weight 10`, `chk reverse`).
+fn entries(st: &Stmt, addresses: bool) -> Vec<Stmt> {
+    let is_addr = |w: &str| {
+        let a = w.split('/').next().unwrap_or("");
+        a.parse::<std::net::IpAddr>().is_ok()
+    };
+    let mut out = Vec::new();
+    for e in st.block.iter().flatten() {
+        let mut cur: Vec<parse::Word> = Vec::new();
+        let mut after_weight = false;
+        for w in &e.words {
+            let starts = if addresses {
+                is_addr(&w.text)
+            } else {
+                !after_weight && !matches!(w.text.as_str(), "weight" | "reverse")
+            };
+            after_weight = w.text == "weight";
+            if starts && !cur.is_empty() {
+                out.push(Stmt {
+                    words: std::mem::take(&mut cur),
+                    at: e.at.clone(),
+                    block: None,
+                });
+            }
+            cur.push(w.clone());
+        }
+        out.push(Stmt {
+            words: cur,
+            at: e.at.clone(),
+            block: e.block.clone(),
+        });
+    }
+    out
+}
+
 /// A `vrrp_instance`: the AWS moves of its notify scripts become claims on a rule that
 /// watches the peer; VRRP's own statements are listed.
 fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported) {
@@ -589,7 +628,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
         }
         match key {
             "unicast_peer" => {
-                for p in st.block.iter().flatten() {
+                for p in &entries(st, true) {
                     peers.push((p.key().to_owned(), p.at.clone()));
                 }
             }
@@ -598,7 +637,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
                 src_stmt = Some(st);
             }
             "track_script" | "track_process" => {
-                for t in st.block.iter().flatten() {
+                for t in &entries(st, false) {
                     tracked.push((key, t.text(), t.at.clone()));
                 }
             }
@@ -612,7 +651,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
                 )),
             },
             "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
-                for v in st.block.iter().flatten() {
+                for v in &entries(st, true) {
                     let ip = v.key().split('/').next().unwrap_or("").to_owned();
                     vips.push((ip, v.at.clone(), v.text()));
                 }
@@ -1470,5 +1509,41 @@ vrrp_instance VI_D {
         assert_eq!(t["rules"]["VI_D-peer"]["on_fail"][0].as_str(), Some("claim-eipalloc-1"));
         let b = out.toml.find("[actions.\"claim-VI_B\"]").unwrap();
         assert!(out.toml[..b].ends_with("vrrp_instance VI_B.\n# The claim also checks this node's HAProxy and its egress first, reads the owner,\n# verifies the move and holds down after it.\n"), "{}", out.toml);
+    }
+
+    #[test]
+    fn a_block_listing_values_on_one_line_reads_as_one_a_line() {
+        let conf = |peers: &str, vips: &str, tracks: &str| {
+            format!("vrrp_script a {{\n script \"/bin/true\"\n}}\nvrrp_script b {{\n script \"/bin/true\"\n}}\nvrrp_instance V {{\n unicast_peer {peers}\n virtual_ipaddress {vips}\n track_script {tracks}\n notify_master \"/bin/sh -c 'aws ec2 assign-private-ip-addresses --private-ip-addresses 10.0.0.5'\"\n}}\n")
+        };
+        let (t1, one) = convert_text(&conf(
+            "{ 10.0.1.12 10.0.1.13 }",
+            "{ 10.0.0.5/24 dev eth0 10.0.0.6 }",
+            "{ a weight 10 b }",
+        ));
+        let (t2, many) = convert_text(&conf(
+            "{\n 10.0.1.12\n 10.0.1.13\n }",
+            "{\n 10.0.0.5/24 dev eth0\n 10.0.0.6\n }",
+            "{\n a weight 10\n b\n }",
+        ));
+        assert_eq!(t1["rules"]["V-peer"]["check"]["host"].as_str(), Some("10.0.1.12"));
+        assert_eq!(t1["rules"], t2["rules"]);
+        let strip = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .map(|l| l.split_once(": ").map_or(l.clone(), |(_, r)| r.split_once(": ").map_or(r.to_owned(), |(_, r)| r.to_owned())))
+                .collect()
+        };
+        assert_eq!(strip(&one.approximate), strip(&many.approximate));
+        assert_eq!(strip(&one.untranslated), strip(&many.untranslated));
+        let notes = one.approximate.join("\n");
+        for n in [
+            "unicast_peer 10.0.1.13: rule V-peer watches the first peer only",
+            "virtual_ipaddress 10.0.0.5/24 dev eth0: the claim of 10.0.0.5",
+            "track_script a weight 10:",
+            "track_script b:",
+        ] {
+            assert!(notes.contains(n), "{n}: {notes}");
+        }
+        assert!(one.untranslated.join("\n").contains("virtual_ipaddress 10.0.0.6 --"));
     }
 }
