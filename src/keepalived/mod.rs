@@ -1546,4 +1546,16 @@ vrrp_instance VI_D {
         }
         assert!(one.untranslated.join("\n").contains("virtual_ipaddress 10.0.0.6 --"));
     }
+
+    #[test]
+    fn a_keyword_carrying_a_secret_is_redacted_in_the_report_and_the_toml() {
+        let (_, out) = convert_text(
+            "global_defs {\n  smtp_auth_password Sup3rSecretSMTP\n}\nvrrp_instance V {\n  authentication {\n    auth_type PASS\n    auth_pass s3cr3t\n  }\n  auth_pass s3cr3t\n}\nmy_token_keyword abc123\n",
+        );
+        let all = format!("{}\n{:?}\n{:?}", out.toml, out.untranslated, out.approximate);
+        for secret in ["Sup3rSecretSMTP", "s3cr3t", "abc123"] {
+            assert!(!all.contains(secret), "{secret}: {all}");
+        }
+        assert!(out.toml.contains("smtp_auth_password <redacted>"), "{}", out.toml);
+    }
 }
