@@ -352,3 +352,48 @@ fn a_configuration_of_checks_alone_translates_cleanly_and_exits_0() {
     let v = validate_text(dir.path(), &text(&out.stdout));
     assert_eq!(v.status.code(), Some(0), "{}", text(&v.stderr));
 }
+
+#[test]
+fn import_output_that_is_an_input_file_is_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("keepalived.conf");
+    let included = dir.path().join("inc.conf");
+    let original = "include inc.conf\nvrrp_script a {\n  script \"/bin/true\"\n}\n";
+    std::fs::write(&conf, original).unwrap();
+    std::fs::write(&included, "vrrp_script b {\n  script \"/bin/true\"\n}\n").unwrap();
+    std::os::unix::fs::symlink(&conf, dir.path().join("link.conf")).unwrap();
+    std::fs::write(dir.path().join("monitrc"), "set daemon 10\n").unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    for (importer, input, output) in [
+        ("import-keepalived", conf.clone(), conf.clone()),
+        ("import-keepalived", conf.clone(), sub.join("../keepalived.conf")),
+        ("import-keepalived", conf.clone(), dir.path().join("link.conf")),
+        ("import-keepalived", conf.clone(), included.clone()),
+        ("import-monit", dir.path().join("monitrc"), dir.path().join("./monitrc")),
+    ] {
+        let before = std::fs::read(&input).unwrap();
+        let out = Command::new(bin())
+            .arg(importer)
+            .arg(&input)
+            .arg("-o")
+            .arg(&output)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{importer} {output:?}: {stderr}");
+        assert!(stderr.contains("refusing to overwrite it"), "{stderr}");
+        assert_eq!(std::fs::read(&input).unwrap(), before);
+    }
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), original);
+    assert!(std::fs::read_to_string(&included).unwrap().contains("vrrp_script b"));
+    // Another file is written as before.
+    let out = Command::new(bin())
+        .arg("import-keepalived")
+        .arg(&conf)
+        .arg("-o")
+        .arg(dir.path().join("out.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
