@@ -166,16 +166,106 @@ fn count(s: &Stmt) -> Option<u32> {
     }
 }
 
-/// A statement's arguments as the command keepalived runs: one quoted string, or the rest of
-/// the line, split on blanks with quotes honoured; no shell.
-fn command(s: &Stmt) -> Vec<String> {
-    let line = s
+/// keepalived's splitting of a string into words (its `alloc_strvec_quoted_escaped`): blanks
+/// separate words; `"` and `'` group; a backslash, in quotes or not, escapes the next
+/// character (`\n`, `\t` and the like are control characters, `\x41` and `\101` codes).
+fn split_escaped(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (_, '\\') => {
+                any = true;
+                let Some(e) = chars.next() else { break };
+                let code = |chars: &mut std::iter::Peekable<std::str::Chars>, radix: u32, max: usize, first: u32| {
+                    let mut v = first;
+                    for _ in 1..max {
+                        match chars.peek().and_then(|d| d.to_digit(radix)) {
+                            Some(d) => {
+                                v = v * radix + d;
+                                chars.next();
+                            }
+                            None => break,
+                        }
+                    }
+                    char::from_u32(v & 0xff).unwrap_or('?')
+                };
+                cur.push(match e {
+                    'x' if chars.peek().is_some_and(char::is_ascii_hexdigit) => {
+                        let first = chars.next().and_then(|d| d.to_digit(16)).unwrap_or(0);
+                        code(&mut chars, 16, 2, first)
+                    }
+                    '0'..='7' => code(&mut chars, 8, 3, e.to_digit(8).unwrap_or(0)),
+                    'a' => '\u{7}',
+                    'b' => '\u{8}',
+                    'E' => '\u{1b}',
+                    'f' => '\u{c}',
+                    'n' => '\n',
+                    'r' => '\r',
+                    't' => '\t',
+                    'v' => '\u{b}',
+                    e => e,
+                });
+            }
+            (Some(q), c) if c == q => quote = None,
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if any || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            (_, c) => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// A statement's arguments as the command keepalived runs, no shell: the arguments are split
+/// as keepalived splits its line (quotes removed, escapes applied), then each word split again
+/// (so `"/bin/sh -c \"test -S /run/x.sock\""` is `/bin/sh`, `-c`, `test -S /run/x.sock`).
+/// A blank escaped outside quotes (`check\ with\ space.sh`) is split by some keepalived
+/// versions and not by others: an error, for the command to be written by hand.
+fn command(s: &Stmt) -> Result<Vec<String>, String> {
+    let raw = s
         .args()
         .iter()
-        .map(|w| w.text.as_str())
+        .map(|w| {
+            if w.quoted {
+                format!("\"{}\"", w.text)
+            } else {
+                w.text.clone()
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ");
-    script::argv_words(&line)
+    if s.args().iter().any(|w| {
+        !w.quoted && w.text.contains("\\") && {
+            let mut it = w.text.chars();
+            let mut found = false;
+            while let Some(c) = it.next() {
+                if c == '\\' && it.next().is_some_and(char::is_whitespace) {
+                    found = true;
+                }
+            }
+            found
+        }
+    }) {
+        return Err("a blank escaped with `\\` outside quotes: keepalived versions split it differently, so the command's words are not certain; write them by hand".into());
+    }
+    Ok(split_escaped(&raw)
+        .iter()
+        .flat_map(|w| split_escaped(w))
+        .collect())
 }
 
 /// The port a check command talks to, when it shows one: a URL, or `nc -z HOST PORT`.
@@ -323,6 +413,7 @@ fn vrrp_script(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported) {
         return;
     }
     let mut argv: Option<(Vec<String>, At)> = None;
+    let mut unsure = false;
     let mut interval = None;
     let mut timeout = None;
     let (mut fall, mut rise) = (1u32, 1u32);
@@ -331,7 +422,13 @@ fn vrrp_script(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported) {
         let at = &st.at;
         let bad = |what: &str| format!("{at}: {} -- {what}", st.text());
         match st.key() {
-            "script" => argv = Some((command(st), at.clone())),
+            "script" => match command(st) {
+                Ok(a) => argv = Some((a, at.clone())),
+                Err(why) => {
+                    out.untranslated.push(bad(&why));
+                    unsure = true;
+                }
+            },
             "interval" => match seconds(st) {
                 Some(ms) => interval = Some((ms, at.clone())),
                 None => out.untranslated.push(bad("not a number of seconds")),
@@ -366,6 +463,9 @@ fn vrrp_script(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported) {
         }
     }
     let Some((mut argv, script_at)) = argv.filter(|(a, _)| !a.is_empty()) else {
+        if unsure {
+            return;
+        }
         out.untranslated.push(format!(
             "{}: {} -- no `script`: nothing to check",
             s.at,
@@ -820,8 +920,14 @@ fn notify(
     out: &mut Imported,
 ) {
     let kw = st.key();
-    let argv = command(st);
     let untranslated = |why: String| format!("{}: {} -- {why}", st.at, st.text());
+    let argv = match command(st) {
+        Ok(a) => a,
+        Err(why) => {
+            out.untranslated.push(untranslated(why));
+            return;
+        }
+    };
     let Some(program) = argv.first() else {
         out.untranslated
             .push(untranslated("no script named".into()));
@@ -1557,5 +1663,45 @@ vrrp_instance VI_D {
             assert!(!all.contains(secret), "{secret}: {all}");
         }
         assert!(out.toml.contains("smtp_auth_password <redacted>"), "{}", out.toml);
+    }
+
+    #[test]
+    fn a_command_with_backslash_escapes_is_split_as_keepalived_splits_it() {
+        let (t, out) = convert_text(
+            r#"vrrp_script sock {
+    script "/bin/sh -c \"test -S /run/haproxy/admin.sock\""
+}
+vrrp_script tab {
+    script "/usr/bin/printf a\tb \\ \'x y\'"
+}
+vrrp_script space {
+    script /usr/local/bin/check\ with\ space.sh
+}
+vrrp_script plain {
+    script /usr/bin/killall -0 haproxy
+}
+"#,
+        );
+        let cmd = |r: &str| -> Vec<String> {
+            t["rules"][r]["check"]["command"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(cmd("sock"), ["/bin/sh", "-c", "test -S /run/haproxy/admin.sock"]);
+        // keepalived splits twice, escapes applied each time: `\t` is a blank at the second.
+        assert_eq!(cmd("tab"), ["/usr/bin/printf", "a", "b", " x y"]);
+        assert_eq!(cmd("plain"), ["/usr/bin/killall", "-0", "haproxy"]);
+        assert!(t["rules"].get("space").is_none());
+        assert!(
+            out.untranslated
+                .iter()
+                .any(|u| u.starts_with("keepalived.conf:8: script /usr/local/bin/check\\ with\\ space.sh -- a blank escaped")),
+            "{:?}",
+            out.untranslated
+        );
+        assert_eq!(out.untranslated.len(), 1, "{:?}", out.untranslated);
     }
 }

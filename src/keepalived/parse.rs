@@ -114,12 +114,19 @@ fn tokens(line: &str) -> (Vec<Tok>, bool) {
                 chars.next();
                 let mut s = String::new();
                 unterminated = true;
-                for d in chars.by_ref() {
+                while let Some(d) = chars.next() {
                     if d == '"' {
                         unterminated = false;
                         break;
                     }
                     s.push(d);
+                    // `\"` does not end the string: the escape is kept, for the command's
+                    // words to be read as keepalived reads them.
+                    if d == '\\' {
+                        if let Some(e) = chars.next() {
+                            s.push(e);
+                        }
+                    }
                 }
                 out.push(Tok::Word(Word {
                     text: s,
@@ -135,6 +142,12 @@ fn tokens(line: &str) -> (Vec<Tok>, bool) {
                     }
                     s.push(d);
                     chars.next();
+                    // `\ ` is part of the word, escape kept.
+                    if d == '\\' {
+                        if let Some(e) = chars.next() {
+                            s.push(e);
+                        }
+                    }
                 }
                 out.push(Tok::Word(Word {
                     text: s,

@@ -85,36 +85,6 @@ pub(crate) fn words(line: &str) -> Vec<String> {
     out
 }
 
-/// keepalived's own splitting of a `script` or `notify` command: blanks separate words,
-/// double quotes group, a backslash escapes the next character. No shell syntax.
-pub(crate) fn argv_words(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quote = None;
-    let mut any = false;
-    for c in line.chars() {
-        match (quote, c) {
-            (None, '#') if cur.is_empty() => break,
-            (None, '"' | '\'') => {
-                quote = Some(c);
-                any = true;
-            }
-            (Some(q), c) if c == q => quote = None,
-            (None, c) if c.is_whitespace() => {
-                if any || !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-                any = false;
-            }
-            (_, c) => cur.push(c),
-        }
-    }
-    if any || !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
 /// A literal http(s) URL, or why it is not one.
 fn url(v: &str) -> Result<String, String> {
     match reqwest::Url::parse(v) {
