@@ -474,6 +474,18 @@ fn vrrp_script(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported) {
         return;
     };
     let rule = o.rule_name(&script_name);
+    if rule != script_name {
+        notes.push(format!(
+            "{}: vrrp_script {}: written as rule {rule} ({}); a track_script naming it is resolved to that rule",
+            s.at,
+            q(&script_name),
+            if name(&script_name) == rule {
+                "a rule name takes letters, digits, `-` and `_`"
+            } else {
+                "the name is taken by another rule"
+            }
+        ));
+    }
     let mut required = String::new();
     if !argv[0].starts_with('/') {
         let program = argv[0].clone();
@@ -597,6 +609,13 @@ fn vrrp_track_process(s: &Stmt, o: &mut Out, out: &mut Imported) {
         return;
     };
     let rule = o.rule_name(&track_name);
+    if rule != track_name {
+        out.approximate.push(format!(
+            "{}: vrrp_track_process {}: written as rule {rule}; a track_process naming it is resolved to that rule",
+            s.at,
+            q(&track_name)
+        ));
+    }
     out.approximate.push(format!(
         "{}: vrrp_track_process {track_name}: keepalived heard of the process at once from the kernel; rule {rule} looks every second. A process of another user (HAProxy's) is seen only with the process-checks.conf drop-in of the packaged unit",
         s.at
@@ -703,7 +722,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
     let mut peers: Vec<(String, At)> = Vec::new();
     let mut src = None;
     // (track_script or track_process, the entry as written, where)
-    let mut tracked: Vec<(&str, String, At)> = Vec::new();
+    let mut tracked: Vec<(&str, String, At, String)> = Vec::new();
     let mut advert: Option<(u64, At, String)> = None;
     let mut vips: Vec<(String, At, String)> = Vec::new();
     let mut claims = Claims::default();
@@ -738,7 +757,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
             }
             "track_script" | "track_process" => {
                 for t in &entries(st, false) {
-                    tracked.push((key, t.text(), t.at.clone()));
+                    tracked.push((key, t.text(), t.at.clone(), t.key().to_owned()));
                 }
             }
             "notify_master" | "notify" => notify(st, &instance, root, &mut claims, o, out),
@@ -790,8 +809,8 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
             ));
         }
     }
-    for (kind, t, at) in &tracked {
-        let tracked_name = t.split_whitespace().next().unwrap_or("");
+    for (kind, t, at, tracked_name) in &tracked {
+        let tracked_name = tracked_name.as_str();
         let rule = if *kind == "track_script" {
             o.checks.get(tracked_name).map(|c| &c.rule)
         } else {
@@ -847,7 +866,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
     let port = tracked
         .iter()
         .filter(|(kind, ..)| *kind == "track_script")
-        .filter_map(|(_, t, _)| o.checks.get(t.split_whitespace().next().unwrap_or("")))
+        .filter_map(|(.., tracked_name)| o.checks.get(tracked_name))
         .chain(o.checks.values())
         .find_map(|c| c.port)
         .or(o.service_port);
@@ -1703,5 +1722,36 @@ vrrp_script plain {
             out.untranslated
         );
         assert_eq!(out.untranslated.len(), 1, "{:?}", out.untranslated);
+    }
+
+    #[test]
+    fn a_renamed_vrrp_script_is_reported_and_track_script_resolves_through_it() {
+        let (t, out) = convert_text(
+            r#"vrrp_script chk-haproxy {
+    script "/bin/true"
+}
+vrrp_script "chk haproxy" {
+    script "/bin/false"
+}
+vrrp_instance V {
+    unicast_peer { 10.0.1.12 }
+    track_script {
+        "chk haproxy" weight 2
+        chk-haproxy
+    }
+    notify_master "/bin/sh -c 'aws ec2 associate-address --allocation-id eipalloc-1'"
+}
+"#,
+        );
+        assert_eq!(t["rules"]["chk-haproxy-2"]["check"]["command"][0].as_str(), Some("/bin/false"));
+        let notes = out.approximate.join("\n");
+        for n in [
+            "keepalived.conf:4: vrrp_script \"chk haproxy\": written as rule chk-haproxy-2 (the name is taken by another rule)",
+            "keepalived.conf:10: track_script \"chk haproxy\" weight 2: keepalived made this node master only while it passed; here a claim goes ahead only while this node's HAProxy is ready ([haproxy]), and rule chk-haproxy-2 runs",
+            "keepalived.conf:11: track_script chk-haproxy: keepalived made this node master only while it passed; here a claim goes ahead only while this node's HAProxy is ready ([haproxy]), and rule chk-haproxy runs",
+        ] {
+            assert!(notes.contains(n), "{n}: {notes}");
+        }
+        assert!(!out.untranslated.join("\n").contains("no vrrp_script"), "{:?}", out.untranslated);
     }
 }
