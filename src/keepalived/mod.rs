@@ -434,6 +434,11 @@ fn vrrp_script(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported) {
                 None => out.untranslated.push(bad("not a number of seconds")),
             },
             "timeout" => match seconds(st) {
+                // keepalived takes 0 as not set: the timeout is the interval.
+                Some(0) => notes.push(format!(
+                    "{at}: {}: keepalived takes 0 as not set, so the timeout is the interval",
+                    st.text()
+                )),
                 Some(ms) => timeout = Some((ms, at.clone())),
                 None => out.untranslated.push(bad("not a number of seconds")),
             },
@@ -1753,5 +1758,18 @@ vrrp_instance V {
             assert!(notes.contains(n), "{n}: {notes}");
         }
         assert!(!out.untranslated.join("\n").contains("no vrrp_script"), "{:?}", out.untranslated);
+    }
+
+    #[test]
+    fn a_timeout_of_zero_means_not_set_as_in_keepalived() {
+        let (t, out) = convert_text(
+            "vrrp_script a {\n  script \"/bin/true\"\n  interval 3\n  timeout 0\n}\nvrrp_script b {\n  script \"/bin/true\"\n  timeout 0.0\n}\n",
+        );
+        assert_eq!(t["rules"]["a"]["timeout"].as_str(), Some("3s"));
+        assert_eq!(t["rules"]["b"]["timeout"].as_str(), Some("1s"));
+        let notes = out.approximate.join("\n");
+        assert!(notes.contains("keepalived.conf:4: timeout 0: keepalived takes 0 as not set"), "{notes}");
+        assert!(notes.contains("keepalived.conf:8: timeout 0.0: keepalived takes 0 as not set"), "{notes}");
+        assert!(!notes.contains("raised to 10ms"), "{notes}");
     }
 }
