@@ -61,11 +61,16 @@ struct Reader {
 
 impl Reader {
     fn file(&mut self, path: &Path, depth: usize) -> Result<Vec<Stmt>, ImportError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+        let (text, bad) = script::read_text(path).map_err(|source| ImportError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         self.out.files.push(path.to_path_buf());
+        if let Some(line) = bad {
+            self.out
+                .approximate
+                .push(format!("{}:{line}: {}", path.display(), script::NOT_UTF8));
+        }
         let parsed = parse::parse(&text, path);
         for (at, problem) in parsed.problems {
             self.out.approximate.push(format!("{at}: {problem}"));
@@ -976,8 +981,14 @@ fn notify(
                 )));
                 return;
             }
-            _ => match std::fs::read_to_string(&path) {
-                Ok(t) => Some(t),
+            _ => match script::read_text(&path) {
+                Ok((t, bad)) => {
+                    if let Some(line) = bad {
+                        out.approximate
+                            .push(format!("{}:{line}: {}", path.display(), script::NOT_UTF8));
+                    }
+                    Some(t)
+                }
                 Err(e) => {
                     out.untranslated.push(untranslated(format!(
                         "cannot read {}: {e}; nothing it does is translated",

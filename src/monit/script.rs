@@ -7,6 +7,24 @@
 //! move an Elastic IP, a secondary private IP or a route, with shell variables assigned a
 //! literal (or the script's own arguments) resolved.
 
+/// A file's text, read also when it is not all UTF-8 (a Latin-1 comment, say): each invalid
+/// byte becomes U+FFFD, and the line of the first is returned, for a note.
+pub(crate) fn read_text(path: &std::path::Path) -> std::io::Result<(String, Option<usize>)> {
+    let bytes = std::fs::read(path)?;
+    match String::from_utf8(bytes) {
+        Ok(t) => Ok((t, None)),
+        Err(e) => {
+            let bad = e.utf8_error().valid_up_to();
+            let bytes = e.into_bytes();
+            let line = bytes[..bad].iter().filter(|b| **b == b'\n').count() + 1;
+            Ok((String::from_utf8_lossy(&bytes).into_owned(), Some(line)))
+        }
+    }
+}
+
+/// The note on a file [`read_text`] found not all UTF-8, after `file:line: `.
+pub(crate) const NOT_UTF8: &str = "not valid UTF-8 from this line on (Latin-1?): read with each invalid byte as U+FFFD, so what those lines say is approximate";
+
 /// What a failover script does, as far as its literal arguments tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Failover {
@@ -1102,5 +1120,17 @@ aws sns publish --topic-arn "$1" --message "took over"
         );
         assert_eq!(m.moves.len(), 1, "{m:?}");
         assert_eq!(m.ignored.len(), 1);
+    }
+
+    #[test]
+    fn a_file_that_is_not_all_utf8_is_read_lossily_with_its_first_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"a\nb caf\xe9\nc \xff\n").unwrap();
+        let (t, line) = read_text(&p).unwrap();
+        assert_eq!(line, Some(2));
+        assert_eq!(t, "a\nb caf\u{fffd}\nc \u{fffd}\n");
+        std::fs::write(&p, "ok \u{e9}\n").unwrap();
+        assert_eq!(read_text(&p).unwrap(), ("ok \u{e9}\n".into(), None));
     }
 }

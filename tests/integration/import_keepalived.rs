@@ -397,3 +397,42 @@ fn import_output_that_is_an_input_file_is_refused_before_writing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+#[test]
+fn import_input_that_is_not_all_utf8_is_read_lossily_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("keepalived.conf");
+    std::fs::write(
+        &conf,
+        b"! caf\xe9\nvrrp_script chk {\n  script \"/bin/true\"\n}\n# \xff again\n".as_slice(),
+    )
+    .unwrap();
+    let monitrc = dir.path().join("monitrc");
+    std::fs::write(
+        &monitrc,
+        b"set daemon 10\n# r\xe9seau\ncheck host peer with address 10.0.1.12\n  if failed port 80 then alert\n"
+            .as_slice(),
+    )
+    .unwrap();
+    for (importer, input, line) in [
+        ("import-keepalived", &conf, 1),
+        ("import-monit", &monitrc, 2),
+    ] {
+        let out = Command::new(bin())
+            .arg(importer)
+            .arg(input)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_ne!(out.status.code(), Some(2), "{importer}: {stderr}");
+        let note = format!("{}:{line}: not valid UTF-8 from this line on", input.display());
+        assert!(stderr.contains(&note), "{importer}: {stderr}");
+        assert!(text(&out.stdout).contains(&note), "{importer}");
+    }
+    let out = Command::new(bin())
+        .arg("import-keepalived")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(text(&out.stdout).contains("[rules.\"chk\"]"));
+}
