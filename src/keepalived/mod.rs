@@ -185,7 +185,10 @@ fn split_escaped(s: &str) -> Vec<String> {
             (_, '\\') => {
                 any = true;
                 let Some(e) = chars.next() else { break };
-                let code = |chars: &mut std::iter::Peekable<std::str::Chars>, radix: u32, max: usize, first: u32| {
+                let code = |chars: &mut std::iter::Peekable<std::str::Chars>,
+                            radix: u32,
+                            max: usize,
+                            first: u32| {
                     let mut v = first;
                     for _ in 1..max {
                         match chars.peek().and_then(|d| d.to_digit(radix)) {
@@ -984,8 +987,11 @@ fn notify(
             _ => match script::read_text(&path) {
                 Ok((t, bad)) => {
                     if let Some(line) = bad {
-                        out.approximate
-                            .push(format!("{}:{line}: {}", path.display(), script::NOT_UTF8));
+                        out.approximate.push(format!(
+                            "{}:{line}: {}",
+                            path.display(),
+                            script::NOT_UTF8
+                        ));
                     }
                     Some(t)
                 }
@@ -1643,11 +1649,23 @@ vrrp_instance VI_D {
             assert!(actions.contains_key(a), "{a}: {}", out.toml);
         }
         assert!(!actions.contains_key("claim-eip"));
-        assert_eq!(t["rules"]["VI_A-peer"]["on_fail"][0].as_str(), Some("move-VI_A"));
-        assert_eq!(t["rules"]["VI_B-peer"]["on_fail"][0].as_str(), Some("move-VI_B"));
+        assert_eq!(
+            t["rules"]["VI_A-peer"]["on_fail"][0].as_str(),
+            Some("move-VI_A")
+        );
+        assert_eq!(
+            t["rules"]["VI_B-peer"]["on_fail"][0].as_str(),
+            Some("move-VI_B")
+        );
         // The same literal address is one claim.
-        assert_eq!(t["rules"]["VI_C-peer"]["on_fail"][0].as_str(), Some("claim-eipalloc-1"));
-        assert_eq!(t["rules"]["VI_D-peer"]["on_fail"][0].as_str(), Some("claim-eipalloc-1"));
+        assert_eq!(
+            t["rules"]["VI_C-peer"]["on_fail"][0].as_str(),
+            Some("claim-eipalloc-1")
+        );
+        assert_eq!(
+            t["rules"]["VI_D-peer"]["on_fail"][0].as_str(),
+            Some("claim-eipalloc-1")
+        );
         let b = out.toml.find("[actions.\"claim-VI_B\"]").unwrap();
         assert!(out.toml[..b].ends_with("vrrp_instance VI_B.\n# The claim also checks this node's HAProxy and its egress first, reads the owner,\n# verifies the move and holds down after it.\n"), "{}", out.toml);
     }
@@ -1667,11 +1685,19 @@ vrrp_instance VI_D {
             "{\n 10.0.0.5/24 dev eth0\n 10.0.0.6\n }",
             "{\n a weight 10\n b\n }",
         ));
-        assert_eq!(t1["rules"]["V-peer"]["check"]["host"].as_str(), Some("10.0.1.12"));
+        assert_eq!(
+            t1["rules"]["V-peer"]["check"]["host"].as_str(),
+            Some("10.0.1.12")
+        );
         assert_eq!(t1["rules"], t2["rules"]);
         let strip = |v: &[String]| -> Vec<String> {
             v.iter()
-                .map(|l| l.split_once(": ").map_or(l.clone(), |(_, r)| r.split_once(": ").map_or(r.to_owned(), |(_, r)| r.to_owned())))
+                .map(|l| {
+                    l.split_once(": ").map_or(l.clone(), |(_, r)| {
+                        r.split_once(": ")
+                            .map_or(r.to_owned(), |(_, r)| r.to_owned())
+                    })
+                })
                 .collect()
         };
         assert_eq!(strip(&one.approximate), strip(&many.approximate));
@@ -1685,7 +1711,10 @@ vrrp_instance VI_D {
         ] {
             assert!(notes.contains(n), "{n}: {notes}");
         }
-        assert!(one.untranslated.join("\n").contains("virtual_ipaddress 10.0.0.6 --"));
+        assert!(one
+            .untranslated
+            .join("\n")
+            .contains("virtual_ipaddress 10.0.0.6 --"));
     }
 
     #[test]
@@ -1693,11 +1722,18 @@ vrrp_instance VI_D {
         let (_, out) = convert_text(
             "global_defs {\n  smtp_auth_password Sup3rSecretSMTP\n}\nvrrp_instance V {\n  authentication {\n    auth_type PASS\n    auth_pass s3cr3t\n  }\n  auth_pass s3cr3t\n}\nmy_token_keyword abc123\n",
         );
-        let all = format!("{}\n{:?}\n{:?}", out.toml, out.untranslated, out.approximate);
+        let all = format!(
+            "{}\n{:?}\n{:?}",
+            out.toml, out.untranslated, out.approximate
+        );
         for secret in ["Sup3rSecretSMTP", "s3cr3t", "abc123"] {
             assert!(!all.contains(secret), "{secret}: {all}");
         }
-        assert!(out.toml.contains("smtp_auth_password <redacted>"), "{}", out.toml);
+        assert!(
+            out.toml.contains("smtp_auth_password <redacted>"),
+            "{}",
+            out.toml
+        );
     }
 
     #[test]
@@ -1725,7 +1761,10 @@ vrrp_script plain {
                 .map(|v| v.as_str().unwrap().to_owned())
                 .collect()
         };
-        assert_eq!(cmd("sock"), ["/bin/sh", "-c", "test -S /run/haproxy/admin.sock"]);
+        assert_eq!(
+            cmd("sock"),
+            ["/bin/sh", "-c", "test -S /run/haproxy/admin.sock"]
+        );
         // keepalived splits twice, escapes applied each time: `\t` is a blank at the second.
         assert_eq!(cmd("tab"), ["/usr/bin/printf", "a", "b", " x y"]);
         assert_eq!(cmd("plain"), ["/usr/bin/killall", "-0", "haproxy"]);
@@ -1759,7 +1798,10 @@ vrrp_instance V {
 }
 "#,
         );
-        assert_eq!(t["rules"]["chk-haproxy-2"]["check"]["command"][0].as_str(), Some("/bin/false"));
+        assert_eq!(
+            t["rules"]["chk-haproxy-2"]["check"]["command"][0].as_str(),
+            Some("/bin/false")
+        );
         let notes = out.approximate.join("\n");
         for n in [
             "keepalived.conf:4: vrrp_script \"chk haproxy\": written as rule chk-haproxy-2 (the name is taken by another rule)",
@@ -1768,7 +1810,11 @@ vrrp_instance V {
         ] {
             assert!(notes.contains(n), "{n}: {notes}");
         }
-        assert!(!out.untranslated.join("\n").contains("no vrrp_script"), "{:?}", out.untranslated);
+        assert!(
+            !out.untranslated.join("\n").contains("no vrrp_script"),
+            "{:?}",
+            out.untranslated
+        );
     }
 
     #[test]
@@ -1779,8 +1825,14 @@ vrrp_instance V {
         assert_eq!(t["rules"]["a"]["timeout"].as_str(), Some("3s"));
         assert_eq!(t["rules"]["b"]["timeout"].as_str(), Some("1s"));
         let notes = out.approximate.join("\n");
-        assert!(notes.contains("keepalived.conf:4: timeout 0: keepalived takes 0 as not set"), "{notes}");
-        assert!(notes.contains("keepalived.conf:8: timeout 0.0: keepalived takes 0 as not set"), "{notes}");
+        assert!(
+            notes.contains("keepalived.conf:4: timeout 0: keepalived takes 0 as not set"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("keepalived.conf:8: timeout 0.0: keepalived takes 0 as not set"),
+            "{notes}"
+        );
         assert!(!notes.contains("raised to 10ms"), "{notes}");
     }
 }

@@ -383,7 +383,13 @@ vrrp_instance VI_1
             "global_defs {\n smtp_auth_password Sup3rSecretSMTP\n auth_pass \"p w\"\n api_token t0k\n Client_Secret s\n ssh_key k\n smtp_server 10.0.0.1\n}\n",
             Path::new("k"),
         );
-        let texts: Vec<String> = p.stmts[0].block.as_ref().unwrap().iter().map(Stmt::text).collect();
+        let texts: Vec<String> = p.stmts[0]
+            .block
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(Stmt::text)
+            .collect();
         assert_eq!(
             texts,
             [

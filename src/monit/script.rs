@@ -385,10 +385,7 @@ fn condition(c: &[String], is_state: &dyn Fn(&str) -> bool) -> Cond {
     if lit.contains(['$', '`', '*', '?', '[']) {
         return Cond::Unknown;
     }
-    let mask = STATES
-        .iter()
-        .position(|s| s == lit)
-        .map_or(0, |i| 1u8 << i);
+    let mask = STATES.iter().position(|s| s == lit).map_or(0, |i| 1u8 << i);
     let mask = match op.as_str() {
         "=" | "==" => mask,
         "!=" => ALL_STATES & !mask,
@@ -399,7 +396,10 @@ fn condition(c: &[String], is_state: &dyn Fn(&str) -> bool) -> Cond {
 
 /// The branch each of `lines`' commands is in, and whether any branch is on the state.
 /// `is_state` tells a word that is the state (`$3`, `$STATE`).
-fn branches(lines: &[(usize, Vec<String>)], is_state: &dyn Fn(&str) -> bool) -> (Vec<Branch>, bool) {
+fn branches(
+    lines: &[(usize, Vec<String>)],
+    is_state: &dyn Fn(&str) -> bool,
+) -> (Vec<Branch>, bool) {
     let mut stack: Vec<Frame> = Vec::new();
     let mut out = Vec::with_capacity(lines.len());
     let mut branching = false;
@@ -430,10 +430,7 @@ fn branches(lines: &[(usize, Vec<String>)], is_state: &dyn Fn(&str) -> bool) -> 
     for (_, l) in lines {
         let mut w: &[String] = l;
         // The words of a command may open, switch or close a branch before the command.
-        loop {
-            let Some(first) = w.first().map(String::as_str) else {
-                break;
-            };
+        while let Some(first) = w.first().map(String::as_str) {
             let top = stack.last_mut();
             match (first, top) {
                 ("case", _) => {
@@ -616,7 +613,8 @@ fn commands(words: Vec<String>) -> Vec<Vec<String>> {
     while i < words.len() {
         let w = &words[i];
         let start = out.last().is_some_and(|c| {
-            c.is_empty() || (c.first().is_some_and(|x| x == "case") && c.last().is_some_and(|x| x == "in"))
+            c.is_empty()
+                || (c.first().is_some_and(|x| x == "case") && c.last().is_some_and(|x| x == "in"))
         });
         if start && plain(w) {
             // PATTERN ( `|` PATTERN )* `)` at the start of a command.
@@ -652,7 +650,9 @@ fn commands(words: Vec<String>) -> Vec<Vec<String>> {
 
 /// A word [`words`] made of shell operators.
 fn is_op(w: &str) -> bool {
-    !w.is_empty() && w.chars().all(|c| matches!(c, ';' | '&' | '|' | '<' | '>' | ')' | '`'))
+    !w.is_empty()
+        && w.chars()
+            .all(|c| matches!(c, ';' | '&' | '|' | '<' | '>' | ')' | '`'))
 }
 
 /// `NAME` of a value that is one variable reference: `$NAME`, `${NAME}`, `$1`.
@@ -738,7 +738,13 @@ pub fn moves(text: &str, args: &[String], state_arg: Option<usize>) -> Moves {
             if name.parse::<usize>() == Ok(pos) {
                 return true;
             }
-            match vars.get(&name).cloned().flatten().as_deref().and_then(reference) {
+            match vars
+                .get(&name)
+                .cloned()
+                .flatten()
+                .as_deref()
+                .and_then(reference)
+            {
                 Some(n) => name = n.to_owned(),
                 None => return false,
             }
@@ -770,8 +776,11 @@ pub fn moves(text: &str, args: &[String], state_arg: Option<usize>) -> Moves {
                     continue;
                 }
                 Branch::Unknown => {
-                    m.unsure
-                        .push((*n, "in a branch on the state that could not be read".into(), call));
+                    m.unsure.push((
+                        *n,
+                        "in a branch on the state that could not be read".into(),
+                        call,
+                    ));
                     continue;
                 }
                 Branch::Plain if branching => {
@@ -948,7 +957,11 @@ for rt in rtb-1 rtb-2; do
 done
 aws sns publish --topic-arn "$1" --message "took over"
 "#;
-        let m = moves(script, &["arn:aws:sns:us-east-1:123456789012:t".into()], None);
+        let m = moves(
+            script,
+            &["arn:aws:sns:us-east-1:123456789012:t".into()],
+            None,
+        );
         assert_eq!(
             m.moves,
             [
@@ -1091,12 +1104,30 @@ aws sns publish --topic-arn "$1" --message "took over"
     #[test]
     fn a_literal_taken_from_shell_text_ends_at_shell_syntax() {
         for (script, want) in [
-            ("MYIP=$(curl -s https://checkip.amazonaws.com)\n", Some("https://checkip.amazonaws.com")),
-            ("MYIP=$(curl -fsS \"https://checkip.amazonaws.com\")\n", Some("https://checkip.amazonaws.com")),
-            ("MYIP=$(curl -s https://ifconfig.me/ip);\n", Some("https://ifconfig.me/ip")),
-            ("MYIP=`curl -s http://checkip.amazonaws.com`\n", Some("http://checkip.amazonaws.com")),
-            ("curl -s http://checkip.amazonaws.com|tr -d x>/tmp/ip\n", Some("http://checkip.amazonaws.com")),
-            ("curl -s 'https://checkip.amazonaws.com/a;b'&\n", Some("https://checkip.amazonaws.com/a;b")),
+            (
+                "MYIP=$(curl -s https://checkip.amazonaws.com)\n",
+                Some("https://checkip.amazonaws.com"),
+            ),
+            (
+                "MYIP=$(curl -fsS \"https://checkip.amazonaws.com\")\n",
+                Some("https://checkip.amazonaws.com"),
+            ),
+            (
+                "MYIP=$(curl -s https://ifconfig.me/ip);\n",
+                Some("https://ifconfig.me/ip"),
+            ),
+            (
+                "MYIP=`curl -s http://checkip.amazonaws.com`\n",
+                Some("http://checkip.amazonaws.com"),
+            ),
+            (
+                "curl -s http://checkip.amazonaws.com|tr -d x>/tmp/ip\n",
+                Some("http://checkip.amazonaws.com"),
+            ),
+            (
+                "curl -s 'https://checkip.amazonaws.com/a;b'&\n",
+                Some("https://checkip.amazonaws.com/a;b"),
+            ),
             ("curl -s https://\n", None),
         ] {
             let f = recognize(&format!(
@@ -1108,10 +1139,19 @@ aws sns publish --topic-arn "$1" --message "took over"
             assert_eq!(f.topic_arn.as_deref(), Some("arn:aws:sns:us-east-1:1:t"));
             assert_eq!(f.allocation_id.as_deref(), Some("eipalloc-1"));
             if want.is_none() {
-                assert!(f.unresolved.iter().any(|u| u.contains("not a valid http(s) URL")), "{:?}", f.unresolved);
+                assert!(
+                    f.unresolved
+                        .iter()
+                        .any(|u| u.contains("not a valid http(s) URL")),
+                    "{:?}",
+                    f.unresolved
+                );
             }
         }
-        assert_eq!(words("a\\ b \"c\\\"d\" e)f"), ["a b", "c\"d", "e", ")", "f"]);
+        assert_eq!(
+            words("a\\ b \"c\\\"d\" e)f"),
+            ["a b", "c\"d", "e", ")", "f"]
+        );
         // A `case` arm's pattern on the `case` line, split by `|`.
         let m = moves(
             "case $3 in MASTER | FAULT) aws ec2 associate-address --allocation-id eipalloc-a;; BACKUP)aws ec2 associate-address --allocation-id eipalloc-b;; esac\n",

@@ -367,10 +367,22 @@ fn import_output_that_is_an_input_file_is_refused_before_writing() {
     std::fs::create_dir(&sub).unwrap();
     for (importer, input, output) in [
         ("import-keepalived", conf.clone(), conf.clone()),
-        ("import-keepalived", conf.clone(), sub.join("../keepalived.conf")),
-        ("import-keepalived", conf.clone(), dir.path().join("link.conf")),
+        (
+            "import-keepalived",
+            conf.clone(),
+            sub.join("../keepalived.conf"),
+        ),
+        (
+            "import-keepalived",
+            conf.clone(),
+            dir.path().join("link.conf"),
+        ),
         ("import-keepalived", conf.clone(), included.clone()),
-        ("import-monit", dir.path().join("monitrc"), dir.path().join("./monitrc")),
+        (
+            "import-monit",
+            dir.path().join("monitrc"),
+            dir.path().join("./monitrc"),
+        ),
     ] {
         let before = std::fs::read(&input).unwrap();
         let out = Command::new(bin())
@@ -381,12 +393,18 @@ fn import_output_that_is_an_input_file_is_refused_before_writing() {
             .output()
             .unwrap();
         let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{importer} {output:?}: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{importer} {output:?}: {stderr}"
+        );
         assert!(stderr.contains("refusing to overwrite it"), "{stderr}");
         assert_eq!(std::fs::read(&input).unwrap(), before);
     }
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), original);
-    assert!(std::fs::read_to_string(&included).unwrap().contains("vrrp_script b"));
+    assert!(std::fs::read_to_string(&included)
+        .unwrap()
+        .contains("vrrp_script b"));
     // Another file is written as before.
     let out = Command::new(bin())
         .arg("import-keepalived")
@@ -425,7 +443,10 @@ fn import_input_that_is_not_all_utf8_is_read_lossily_with_a_note() {
             .unwrap();
         let stderr = text(&out.stderr);
         assert_ne!(out.status.code(), Some(2), "{importer}: {stderr}");
-        let note = format!("{}:{line}: not valid UTF-8 from this line on", input.display());
+        let note = format!(
+            "{}:{line}: not valid UTF-8 from this line on",
+            input.display()
+        );
         assert!(stderr.contains(&note), "{importer}: {stderr}");
         assert!(text(&out.stdout).contains(&note), "{importer}");
     }
