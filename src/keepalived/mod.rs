@@ -669,6 +669,8 @@ struct Claims {
     private: Vec<(At, Option<String>)>,
     /// Destination -> (where, route tables, a table was not a literal).
     routes: BTreeMap<Option<String>, (At, Vec<String>, bool)>,
+    /// A notify script's claim is left to write by hand (its branch for MASTER not known).
+    by_hand: bool,
 }
 
 /// What keepalived's VRRP statements are, and what replaces them here.
@@ -844,17 +846,18 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
         }
     }
     if !has_claims {
+        let why = if claims.by_hand {
+            "no rule watches the peer: the notify script's claim is to be written by hand (listed), and a rule checking the peer with it in on_fail"
+        } else {
+            "no rule watches the peer: the instance's notify scripts move no AWS address"
+        };
         if let Some(st) = src_stmt {
-            out.untranslated.push(format!(
-                "{}: {} -- no rule watches the peer: the instance's notify scripts move no AWS address",
-                st.at,
-                st.text()
-            ));
+            out.untranslated
+                .push(format!("{}: {} -- {why}", st.at, st.text()));
         }
         for (p, at) in &peers {
-            out.untranslated.push(format!(
-                "{at}: unicast_peer {p} -- no rule watches the peer: the instance's notify scripts move no AWS address"
-            ));
+            out.untranslated
+                .push(format!("{at}: unicast_peer {p} -- {why}"));
         }
         return;
     }
@@ -1028,6 +1031,7 @@ fn notify(
                 st.at
             ));
         }
+        claims.by_hand = true;
         return;
     }
     if m.moves.is_empty() {
@@ -1834,5 +1838,35 @@ vrrp_instance V {
             "{notes}"
         );
         assert!(!notes.contains("raised to 10ms"), "{notes}");
+    }
+
+    #[test]
+    fn a_notify_script_branching_on_the_state_unreadably_leaves_the_claim_to_write_by_hand() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("notify.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\naws ec2 associate-address --allocation-id eipalloc-x\ncase \"$3\" in\n  BACKUP) aws ec2 associate-address --allocation-id eipalloc-b --instance-id i-0peer ;;\nesac\n",
+        )
+        .unwrap();
+        let (t, out) = convert_text(&format!(
+            "vrrp_instance V {{\n  unicast_peer {{ 10.0.1.12 }}\n  notify {}\n}}\n",
+            script.display()
+        ));
+        assert!(t.get("actions").is_none(), "{}", out.toml);
+        let listed = out.untranslated.join("\n");
+        assert!(
+            listed.contains(":2: aws ec2 associate-address --allocation-id eipalloc-x -- outside the script's branches on the state")
+                && listed.contains("write the claim for the MASTER branch by hand")
+                && listed.contains("unicast_peer 10.0.1.12 -- no rule watches the peer: the notify script's claim is to be written by hand"),
+            "{listed}"
+        );
+        let notes = out.approximate.join("\n");
+        assert!(notes.contains(":4: aws ec2 associate-address --allocation-id eipalloc-b --instance-id i-0peer: ignored: run for BACKUP, not MASTER"), "{notes}");
+        assert!(
+            !notes.contains("BACKUP or FAULT is not translated"),
+            "{notes}"
+        );
+        assert_located(&out);
     }
 }

@@ -764,7 +764,12 @@ pub fn moves(text: &str, args: &[String], state_arg: Option<usize>) -> Moves {
                 || has("replace-route")
                 || has("create-route"));
         if moving {
-            let call = l.join(" ");
+            // From `aws` on: not the `BACKUP)` or `then` before it.
+            let from = l
+                .iter()
+                .position(|w| w == "aws" || w.ends_with("/aws"))
+                .unwrap_or(0);
+            let call = l[from..].join(" ");
             let call: String = if call.chars().count() > 160 {
                 call.chars().take(160).chain("...".chars()).collect()
             } else {
