@@ -337,6 +337,14 @@ fn import(
     };
     match output {
         Some(path) => {
+            if let Some(input) = imported.files.iter().find(|f| same_file(f, path)) {
+                say(&format!(
+                    "{command}: the output {} is the input {}: refusing to overwrite it; write the output elsewhere (conf.d/, say)",
+                    path.display(),
+                    input.display()
+                ));
+                return EXIT_CONFIG;
+            }
             if let Err(e) = std::fs::write(path, &imported.toml) {
                 say(&format!("cannot write {}: {e}", path.display()));
                 return EXIT_CONFIG;
@@ -365,6 +373,16 @@ fn import(
         EXIT_OK
     } else {
         EXIT_FAILED
+    }
+}
+
+/// `a` and `b` are the same existing file, whatever the spelling (`./x`, a symlink, a hard
+/// link).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
     }
 }
 

@@ -61,11 +61,16 @@ struct Reader {
 
 impl Reader {
     fn file(&mut self, path: &Path, depth: usize) -> Result<Vec<Stmt>, ImportError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+        let (text, bad) = script::read_text(path).map_err(|source| ImportError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         self.out.files.push(path.to_path_buf());
+        if let Some(line) = bad {
+            self.out
+                .approximate
+                .push(format!("{}:{line}: {}", path.display(), script::NOT_UTF8));
+        }
         let parsed = parse::parse(&text, path);
         for (at, problem) in parsed.problems {
             self.out.approximate.push(format!("{at}: {problem}"));
@@ -166,16 +171,109 @@ fn count(s: &Stmt) -> Option<u32> {
     }
 }
 
-/// A statement's arguments as the command keepalived runs: one quoted string, or the rest of
-/// the line, split on blanks with quotes honoured; no shell.
-fn command(s: &Stmt) -> Vec<String> {
-    let line = s
+/// keepalived's splitting of a string into words (its `alloc_strvec_quoted_escaped`): blanks
+/// separate words; `"` and `'` group; a backslash, in quotes or not, escapes the next
+/// character (`\n`, `\t` and the like are control characters, `\x41` and `\101` codes).
+fn split_escaped(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (_, '\\') => {
+                any = true;
+                let Some(e) = chars.next() else { break };
+                let code = |chars: &mut std::iter::Peekable<std::str::Chars>,
+                            radix: u32,
+                            max: usize,
+                            first: u32| {
+                    let mut v = first;
+                    for _ in 1..max {
+                        match chars.peek().and_then(|d| d.to_digit(radix)) {
+                            Some(d) => {
+                                v = v * radix + d;
+                                chars.next();
+                            }
+                            None => break,
+                        }
+                    }
+                    char::from_u32(v & 0xff).unwrap_or('?')
+                };
+                cur.push(match e {
+                    'x' if chars.peek().is_some_and(char::is_ascii_hexdigit) => {
+                        let first = chars.next().and_then(|d| d.to_digit(16)).unwrap_or(0);
+                        code(&mut chars, 16, 2, first)
+                    }
+                    '0'..='7' => code(&mut chars, 8, 3, e.to_digit(8).unwrap_or(0)),
+                    'a' => '\u{7}',
+                    'b' => '\u{8}',
+                    'E' => '\u{1b}',
+                    'f' => '\u{c}',
+                    'n' => '\n',
+                    'r' => '\r',
+                    't' => '\t',
+                    'v' => '\u{b}',
+                    e => e,
+                });
+            }
+            (Some(q), c) if c == q => quote = None,
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if any || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            (_, c) => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// A statement's arguments as the command keepalived runs, no shell: the arguments are split
+/// as keepalived splits its line (quotes removed, escapes applied), then each word split again
+/// (so `"/bin/sh -c \"test -S /run/x.sock\""` is `/bin/sh`, `-c`, `test -S /run/x.sock`).
+/// A blank escaped outside quotes (`check\ with\ space.sh`) is split by some keepalived
+/// versions and not by others: an error, for the command to be written by hand.
+fn command(s: &Stmt) -> Result<Vec<String>, String> {
+    let raw = s
         .args()
         .iter()
-        .map(|w| w.text.as_str())
+        .map(|w| {
+            if w.quoted {
+                format!("\"{}\"", w.text)
+            } else {
+                w.text.clone()
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ");
-    script::words(&line)
+    if s.args().iter().any(|w| {
+        !w.quoted && w.text.contains("\\") && {
+            let mut it = w.text.chars();
+            let mut found = false;
+            while let Some(c) = it.next() {
+                if c == '\\' && it.next().is_some_and(char::is_whitespace) {
+                    found = true;
+                }
+            }
+            found
+        }
+    }) {
+        return Err("a blank escaped with `\\` outside quotes: keepalived versions split it differently, so the command's words are not certain; write them by hand".into());
+    }
+    Ok(split_escaped(&raw)
+        .iter()
+        .flat_map(|w| split_escaped(w))
+        .collect())
 }
 
 /// The port a check command talks to, when it shows one: a URL, or `nc -z HOST PORT`.
@@ -323,6 +421,7 @@ fn vrrp_script(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported) {
         return;
     }
     let mut argv: Option<(Vec<String>, At)> = None;
+    let mut unsure = false;
     let mut interval = None;
     let mut timeout = None;
     let (mut fall, mut rise) = (1u32, 1u32);
@@ -331,12 +430,23 @@ fn vrrp_script(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported) {
         let at = &st.at;
         let bad = |what: &str| format!("{at}: {} -- {what}", st.text());
         match st.key() {
-            "script" => argv = Some((command(st), at.clone())),
+            "script" => match command(st) {
+                Ok(a) => argv = Some((a, at.clone())),
+                Err(why) => {
+                    out.untranslated.push(bad(&why));
+                    unsure = true;
+                }
+            },
             "interval" => match seconds(st) {
                 Some(ms) => interval = Some((ms, at.clone())),
                 None => out.untranslated.push(bad("not a number of seconds")),
             },
             "timeout" => match seconds(st) {
+                // keepalived takes 0 as not set: the timeout is the interval.
+                Some(0) => notes.push(format!(
+                    "{at}: {}: keepalived takes 0 as not set, so the timeout is the interval",
+                    st.text()
+                )),
                 Some(ms) => timeout = Some((ms, at.clone())),
                 None => out.untranslated.push(bad("not a number of seconds")),
             },
@@ -366,6 +476,9 @@ fn vrrp_script(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported) {
         }
     }
     let Some((mut argv, script_at)) = argv.filter(|(a, _)| !a.is_empty()) else {
+        if unsure {
+            return;
+        }
         out.untranslated.push(format!(
             "{}: {} -- no `script`: nothing to check",
             s.at,
@@ -374,6 +487,18 @@ fn vrrp_script(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported) {
         return;
     };
     let rule = o.rule_name(&script_name);
+    if rule != script_name {
+        notes.push(format!(
+            "{}: vrrp_script {}: written as rule {rule} ({}); a track_script naming it is resolved to that rule",
+            s.at,
+            q(&script_name),
+            if name(&script_name) == rule {
+                "a rule name takes letters, digits, `-` and `_`"
+            } else {
+                "the name is taken by another rule"
+            }
+        ));
+    }
     let mut required = String::new();
     if !argv[0].starts_with('/') {
         let program = argv[0].clone();
@@ -497,6 +622,13 @@ fn vrrp_track_process(s: &Stmt, o: &mut Out, out: &mut Imported) {
         return;
     };
     let rule = o.rule_name(&track_name);
+    if rule != track_name {
+        out.approximate.push(format!(
+            "{}: vrrp_track_process {}: written as rule {rule}; a track_process naming it is resolved to that rule",
+            s.at,
+            q(&track_name)
+        ));
+    }
     out.approximate.push(format!(
         "{}: vrrp_track_process {track_name}: keepalived heard of the process at once from the kernel; rule {rule} looks every second. A process of another user (HAProxy's) is seen only with the process-checks.conf drop-in of the packaged unit",
         s.at
@@ -537,6 +669,8 @@ struct Claims {
     private: Vec<(At, Option<String>)>,
     /// Destination -> (where, route tables, a table was not a literal).
     routes: BTreeMap<Option<String>, (At, Vec<String>, bool)>,
+    /// A notify script's claim is left to write by hand (its branch for MASTER not known).
+    by_hand: bool,
 }
 
 /// What keepalived's VRRP statements are, and what replaces them here.
@@ -557,6 +691,45 @@ fn vrrp_only(key: &str) -> Option<&'static str> {
     })
 }
 
+/// The entries of a block that lists values (`unicast_peer`, `virtual_ipaddress`,
+/// `track_script`), one a statement, also when several are on one line (`unicast_peer {
+/// 10.0.1.12 10.0.1.13 }`). In a block of `addresses`, an entry starts at each address, the
+/// words after it its options (`10.0.0.5/24 dev eth0`); in a block of names, at each word but
+/// an option (`chk weight 10`, `chk reverse`).
+fn entries(st: &Stmt, addresses: bool) -> Vec<Stmt> {
+    let is_addr = |w: &str| {
+        let a = w.split('/').next().unwrap_or("");
+        a.parse::<std::net::IpAddr>().is_ok()
+    };
+    let mut out = Vec::new();
+    for e in st.block.iter().flatten() {
+        let mut cur: Vec<parse::Word> = Vec::new();
+        let mut after_weight = false;
+        for w in &e.words {
+            let starts = if addresses {
+                is_addr(&w.text)
+            } else {
+                !after_weight && !matches!(w.text.as_str(), "weight" | "reverse")
+            };
+            after_weight = w.text == "weight";
+            if starts && !cur.is_empty() {
+                out.push(Stmt {
+                    words: std::mem::take(&mut cur),
+                    at: e.at.clone(),
+                    block: None,
+                });
+            }
+            cur.push(w.clone());
+        }
+        out.push(Stmt {
+            words: cur,
+            at: e.at.clone(),
+            block: e.block.clone(),
+        });
+    }
+    out
+}
+
 /// A `vrrp_instance`: the AWS moves of its notify scripts become claims on a rule that
 /// watches the peer; VRRP's own statements are listed.
 fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported) {
@@ -564,7 +737,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
     let mut peers: Vec<(String, At)> = Vec::new();
     let mut src = None;
     // (track_script or track_process, the entry as written, where)
-    let mut tracked: Vec<(&str, String, At)> = Vec::new();
+    let mut tracked: Vec<(&str, String, At, String)> = Vec::new();
     let mut advert: Option<(u64, At, String)> = None;
     let mut vips: Vec<(String, At, String)> = Vec::new();
     let mut claims = Claims::default();
@@ -589,7 +762,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
         }
         match key {
             "unicast_peer" => {
-                for p in st.block.iter().flatten() {
+                for p in &entries(st, true) {
                     peers.push((p.key().to_owned(), p.at.clone()));
                 }
             }
@@ -598,8 +771,8 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
                 src_stmt = Some(st);
             }
             "track_script" | "track_process" => {
-                for t in st.block.iter().flatten() {
-                    tracked.push((key, t.text(), t.at.clone()));
+                for t in &entries(st, false) {
+                    tracked.push((key, t.text(), t.at.clone(), t.key().to_owned()));
                 }
             }
             "notify_master" | "notify" => notify(st, &instance, root, &mut claims, o, out),
@@ -612,7 +785,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
                 )),
             },
             "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
-                for v in st.block.iter().flatten() {
+                for v in &entries(st, true) {
                     let ip = v.key().split('/').next().unwrap_or("").to_owned();
                     vips.push((ip, v.at.clone(), v.text()));
                 }
@@ -627,7 +800,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
         }
     }
 
-    let members = write_claims(&claims, o, out);
+    let members = write_claims(&claims, &instance, o, out);
     let has_claims = !members.is_empty();
     if let (false, Some((_, at, text))) = (has_claims, &advert) {
         let why = vrrp_only("advert_int").unwrap_or("");
@@ -651,8 +824,8 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
             ));
         }
     }
-    for (kind, t, at) in &tracked {
-        let tracked_name = t.split_whitespace().next().unwrap_or("");
+    for (kind, t, at, tracked_name) in &tracked {
+        let tracked_name = tracked_name.as_str();
         let rule = if *kind == "track_script" {
             o.checks.get(tracked_name).map(|c| &c.rule)
         } else {
@@ -673,17 +846,18 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
         }
     }
     if !has_claims {
+        let why = if claims.by_hand {
+            "no rule watches the peer: the notify script's claim is to be written by hand (listed), and a rule checking the peer with it in on_fail"
+        } else {
+            "no rule watches the peer: the instance's notify scripts move no AWS address"
+        };
         if let Some(st) = src_stmt {
-            out.untranslated.push(format!(
-                "{}: {} -- no rule watches the peer: the instance's notify scripts move no AWS address",
-                st.at,
-                st.text()
-            ));
+            out.untranslated
+                .push(format!("{}: {} -- {why}", st.at, st.text()));
         }
         for (p, at) in &peers {
-            out.untranslated.push(format!(
-                "{at}: unicast_peer {p} -- no rule watches the peer: the instance's notify scripts move no AWS address"
-            ));
+            out.untranslated
+                .push(format!("{at}: unicast_peer {p} -- {why}"));
         }
         return;
     }
@@ -708,7 +882,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
     let port = tracked
         .iter()
         .filter(|(kind, ..)| *kind == "track_script")
-        .filter_map(|(_, t, _)| o.checks.get(t.split_whitespace().next().unwrap_or("")))
+        .filter_map(|(.., tracked_name)| o.checks.get(tracked_name))
         .chain(o.checks.values())
         .find_map(|c| c.port)
         .or(o.service_port);
@@ -781,8 +955,14 @@ fn notify(
     out: &mut Imported,
 ) {
     let kw = st.key();
-    let argv = command(st);
     let untranslated = |why: String| format!("{}: {} -- {why}", st.at, st.text());
+    let argv = match command(st) {
+        Ok(a) => a,
+        Err(why) => {
+            out.untranslated.push(untranslated(why));
+            return;
+        }
+    };
     let Some(program) = argv.first() else {
         out.untranslated
             .push(untranslated("no script named".into()));
@@ -807,8 +987,17 @@ fn notify(
                 )));
                 return;
             }
-            _ => match std::fs::read_to_string(&path) {
-                Ok(t) => Some(t),
+            _ => match script::read_text(&path) {
+                Ok((t, bad)) => {
+                    if let Some(line) = bad {
+                        out.approximate.push(format!(
+                            "{}:{line}: {}",
+                            path.display(),
+                            script::NOT_UTF8
+                        ));
+                    }
+                    Some(t)
+                }
                 Err(e) => {
                     out.untranslated.push(untranslated(format!(
                         "cannot read {}: {e}; nothing it does is translated",
@@ -823,21 +1012,50 @@ fn notify(
     // keepalived calls `notify` with the instance, its name and the new state after the
     // script's own arguments; only MASTER moves an address.
     let mut args: Vec<String> = argv.iter().skip(1).cloned().collect();
-    if kw == "notify" {
+    let state_arg = (kw == "notify").then(|| {
         args.extend(["INSTANCE".into(), instance.to_owned(), "MASTER".into()]);
+        args.len()
+    });
+    let m = script::moves(&text, &args, state_arg);
+    for (line, states, call) in &m.ignored {
+        out.approximate.push(format!(
+            "{}: {program}:{line}: {call}: ignored: run for {states}, not MASTER (keepalived passes the state as ${}); only the MASTER branch's calls become claims",
+            st.at,
+            state_arg.unwrap_or(3)
+        ));
     }
-    let m = script::moves(&text, &args);
+    if !m.unsure.is_empty() {
+        for (line, why, call) in &m.unsure {
+            out.untranslated.push(format!(
+                "{}: {program}:{line}: {call} -- {why}: not translated; write the claim for the MASTER branch by hand",
+                st.at
+            ));
+        }
+        claims.by_hand = true;
+        return;
+    }
     if m.moves.is_empty() {
-        out.untranslated.push(untranslated(format!(
-            "{program} makes no `aws ec2 associate-address`, `assign-private-ip-addresses` or `replace-route` call: run it from an `exec` action in the on_fail of the rule that should trigger it"
-        )));
+        let why = if m.ignored.is_empty() {
+            format!("{program} makes no `aws ec2 associate-address`, `assign-private-ip-addresses` or `replace-route` call: run it from an `exec` action in the on_fail of the rule that should trigger it")
+        } else {
+            format!("{program} makes no `aws ec2` move in its MASTER branch: nothing is claimed")
+        };
+        out.untranslated.push(untranslated(why));
         return;
     }
     if kw == "notify" {
+        let what = match (m.branching, m.ignored.is_empty()) {
+            (true, true) => "its `aws ec2` calls in its branch for MASTER (the state keepalived passes) are translated; no other branch makes one",
+            (true, false) => "its `aws ec2` calls in its branch for MASTER (the state keepalived passes) are translated; the other branches' calls are listed as ignored",
+            (false, _) => "it does not branch on the state keepalived passes, so its `aws ec2` calls are taken as what it does on MASTER (keepalived also runs it on BACKUP, FAULT and STOP)",
+        };
+        out.approximate
+            .push(format!("{}: {}: {what}", st.at, st.text()));
+    }
+    for t in &m.targets {
         out.approximate.push(format!(
-            "{}: {}: its `aws ec2` calls are taken as what it does on MASTER; what it does on BACKUP or FAULT is not translated",
-            st.at,
-            st.text()
+            "{}: {program}:{t}: not used: the claim moves the address to this node's own instance and network interface (from instance metadata)",
+            st.at
         ));
     }
     for u in &m.unresolved {
@@ -899,15 +1117,36 @@ fn needs_reachability(at: &At, key: &str) -> String {
     format!("{at}: reachability of action {key} -- keepalived had no equivalent, and a private address's claim needs one: name a place in the VPC this node must reach first where the TOML says REQUIRED")
 }
 
-/// Write each claim as an action; the names, in order.
-fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
+/// A name for the claim of an address the script computes: `base` (made of the instance's
+/// name), with a number when taken, so that no two such claims share one action.
+fn unknown_name(base: &str, o: &Out) -> String {
+    let base = if base.ends_with('-') {
+        format!("{base}keepalived")
+    } else {
+        base.to_owned()
+    };
+    let base = base.as_str();
+    let mut n = name(base);
+    let short: String = base.chars().take(56).collect();
+    let mut i = 2;
+    while o.actions.contains_key(&n) {
+        n = name(&format!("{short}-{i}"));
+        i += 1;
+    }
+    n
+}
+
+/// Write each claim as an action; the names, in order. Claims of the same literal address
+/// are one action; a claim whose address the script computes gets an action of its own,
+/// named after `instance`.
+fn write_claims(c: &Claims, instance: &str, o: &mut Out, out: &mut Imported) -> Vec<String> {
     let mut names = Vec::new();
     for (at, (alloc, public, private)) in &c.eips {
         let (key, addr) = match (alloc, public) {
             (Some(a), _) => (name(&format!("claim-{a}")), format!("allocation_id = {}\n", q(a))),
             (None, Some(p)) => (name(&format!("claim-{p}")), format!("eip = {}\n", q(p))),
             (None, None) => (
-                "claim-eip".into(),
+                unknown_name(&format!("claim-{instance}"), o),
                 "# allocation_id = \"eipalloc-...\"   # REQUIRED: the script's allocation id was not a literal\n".into(),
             ),
         };
@@ -921,7 +1160,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
             })
             .unwrap_or_default();
         o.actions.entry(key.clone()).or_insert_with(|| format!(
-            "# From {at} (aws ec2 associate-address).\n# The claim also checks this node's HAProxy and its egress first, reads the owner,\n# verifies the move and holds down after it.\n[actions.{}]\ntype = \"claim_eip\"\n{addr}{private}hold_down = \"5m\"\n{TOPIC}",
+            "# From {at} (aws ec2 associate-address), vrrp_instance {instance}.\n# The claim also checks this node's HAProxy and its egress first, reads the owner,\n# verifies the move and holds down after it.\n[actions.{}]\ntype = \"claim_eip\"\n{addr}{private}hold_down = \"5m\"\n{TOPIC}",
             q(&key)
         ));
         names.push(key);
@@ -934,7 +1173,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
                 format!("private_ip = {}\n", q(ip)),
             ),
             None => (
-                "claim-private-ip".into(),
+                unknown_name(&format!("claim-private-ip-{instance}"), o),
                 "# private_ip = \"...\"   # REQUIRED: the script's address was not a literal\n"
                     .into(),
             ),
@@ -943,7 +1182,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
             out.untranslated.push(needs_reachability(at, &key));
         }
         o.actions.entry(key.clone()).or_insert_with(|| format!(
-            "# From {at} (aws ec2 assign-private-ip-addresses).\n# The claim adds the address to this node's interface once EC2 shows it here; HAProxy\n# must bind it before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived).\n[actions.{}]\ntype = \"claim_private_ip\"\n{addr}{REACHABILITY}hold_down = \"5m\"\n{TOPIC}",
+            "# From {at} (aws ec2 assign-private-ip-addresses), vrrp_instance {instance}.\n# The claim adds the address to this node's interface once EC2 shows it here; HAProxy\n# must bind it before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived).\n[actions.{}]\ntype = \"claim_private_ip\"\n{addr}{REACHABILITY}hold_down = \"5m\"\n{TOPIC}",
             q(&key)
         ));
         names.push(key);
@@ -967,7 +1206,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
                 )
             }
             None => (
-                "claim-route".into(),
+                unknown_name(&format!("claim-route-{instance}"), o),
                 "# destination = \"...\"   # REQUIRED: the script's CIDR block was not a literal\n"
                     .into(),
             ),
@@ -982,7 +1221,7 @@ fn write_claims(c: &Claims, o: &mut Out, out: &mut Imported) -> Vec<String> {
             out.untranslated.push(needs_reachability(at, &key));
         }
         o.actions.entry(key.clone()).or_insert_with(|| format!(
-            "# From {at} (aws ec2 replace-route), every table in one claim.\n# The claim adds the address to `lo` while the tables point here; HAProxy must bind it\n# before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived). Source/destination checking\n# must be off on both nodes' ENIs, as keepalived's routing already needed.\n[actions.{}]\ntype = \"claim_route\"\n{d}{tables}{REACHABILITY}hold_down = \"5m\"\n{TOPIC}",
+            "# From {at} (aws ec2 replace-route), vrrp_instance {instance}, every table in one claim.\n# The claim adds the address to `lo` while the tables point here; HAProxy must bind it\n# before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived). Source/destination checking\n# must be off on both nodes' ENIs, as keepalived's routing already needed.\n[actions.{}]\ntype = \"claim_route\"\n{d}{tables}{REACHABILITY}hold_down = \"5m\"\n{TOPIC}",
             q(&key)
         ));
         names.push(key);
@@ -1379,5 +1618,255 @@ vrrp_instance VI_1 {
             let out = convert(parsed.stmts, Imported::default(), None);
             assert!(out.toml.parse::<toml::Table>().is_ok(), "{garbage}");
         }
+    }
+
+    #[test]
+    fn claims_of_computed_addresses_get_an_action_each_named_after_the_instance() {
+        let (t, out) = convert_text(
+            r#"vrrp_instance VI_A {
+    unicast_peer { 10.0.1.12 }
+    notify_master "/bin/sh -c 'aws ec2 associate-address --allocation-id $(cat /etc/eip-a); aws ec2 assign-private-ip-addresses --private-ip-addresses $(cat /a); aws ec2 replace-route --route-table-id rtb-1 --destination-cidr-block $(cat /d)'"
+}
+vrrp_instance VI_B {
+    unicast_peer { 10.0.1.12 }
+    notify_master "/bin/sh -c 'aws ec2 associate-address --allocation-id $(cat /etc/eip-b); aws ec2 associate-address --allocation-id $X'"
+}
+vrrp_instance VI_C {
+    unicast_peer { 10.0.1.12 }
+    notify_master "/bin/sh -c 'aws ec2 associate-address --allocation-id eipalloc-1'"
+}
+vrrp_instance VI_D {
+    unicast_peer { 10.0.1.12 }
+    notify_master "/bin/sh -c 'aws ec2 associate-address --allocation-id eipalloc-1'"
+}
+"#,
+        );
+        let actions = t["actions"].as_table().unwrap();
+        for a in [
+            "claim-VI_A",
+            "claim-private-ip-VI_A",
+            "claim-route-VI_A",
+            "claim-VI_B",
+            "claim-VI_B-2",
+            "claim-eipalloc-1",
+        ] {
+            assert!(actions.contains_key(a), "{a}: {}", out.toml);
+        }
+        assert!(!actions.contains_key("claim-eip"));
+        assert_eq!(
+            t["rules"]["VI_A-peer"]["on_fail"][0].as_str(),
+            Some("move-VI_A")
+        );
+        assert_eq!(
+            t["rules"]["VI_B-peer"]["on_fail"][0].as_str(),
+            Some("move-VI_B")
+        );
+        // The same literal address is one claim.
+        assert_eq!(
+            t["rules"]["VI_C-peer"]["on_fail"][0].as_str(),
+            Some("claim-eipalloc-1")
+        );
+        assert_eq!(
+            t["rules"]["VI_D-peer"]["on_fail"][0].as_str(),
+            Some("claim-eipalloc-1")
+        );
+        let b = out.toml.find("[actions.\"claim-VI_B\"]").unwrap();
+        assert!(out.toml[..b].ends_with("vrrp_instance VI_B.\n# The claim also checks this node's HAProxy and its egress first, reads the owner,\n# verifies the move and holds down after it.\n"), "{}", out.toml);
+    }
+
+    #[test]
+    fn a_block_listing_values_on_one_line_reads_as_one_a_line() {
+        let conf = |peers: &str, vips: &str, tracks: &str| {
+            format!("vrrp_script a {{\n script \"/bin/true\"\n}}\nvrrp_script b {{\n script \"/bin/true\"\n}}\nvrrp_instance V {{\n unicast_peer {peers}\n virtual_ipaddress {vips}\n track_script {tracks}\n notify_master \"/bin/sh -c 'aws ec2 assign-private-ip-addresses --private-ip-addresses 10.0.0.5'\"\n}}\n")
+        };
+        let (t1, one) = convert_text(&conf(
+            "{ 10.0.1.12 10.0.1.13 }",
+            "{ 10.0.0.5/24 dev eth0 10.0.0.6 }",
+            "{ a weight 10 b }",
+        ));
+        let (t2, many) = convert_text(&conf(
+            "{\n 10.0.1.12\n 10.0.1.13\n }",
+            "{\n 10.0.0.5/24 dev eth0\n 10.0.0.6\n }",
+            "{\n a weight 10\n b\n }",
+        ));
+        assert_eq!(
+            t1["rules"]["V-peer"]["check"]["host"].as_str(),
+            Some("10.0.1.12")
+        );
+        assert_eq!(t1["rules"], t2["rules"]);
+        let strip = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .map(|l| {
+                    l.split_once(": ").map_or(l.clone(), |(_, r)| {
+                        r.split_once(": ")
+                            .map_or(r.to_owned(), |(_, r)| r.to_owned())
+                    })
+                })
+                .collect()
+        };
+        assert_eq!(strip(&one.approximate), strip(&many.approximate));
+        assert_eq!(strip(&one.untranslated), strip(&many.untranslated));
+        let notes = one.approximate.join("\n");
+        for n in [
+            "unicast_peer 10.0.1.13: rule V-peer watches the first peer only",
+            "virtual_ipaddress 10.0.0.5/24 dev eth0: the claim of 10.0.0.5",
+            "track_script a weight 10:",
+            "track_script b:",
+        ] {
+            assert!(notes.contains(n), "{n}: {notes}");
+        }
+        assert!(one
+            .untranslated
+            .join("\n")
+            .contains("virtual_ipaddress 10.0.0.6 --"));
+    }
+
+    #[test]
+    fn a_keyword_carrying_a_secret_is_redacted_in_the_report_and_the_toml() {
+        let (_, out) = convert_text(
+            "global_defs {\n  smtp_auth_password Sup3rSecretSMTP\n}\nvrrp_instance V {\n  authentication {\n    auth_type PASS\n    auth_pass s3cr3t\n  }\n  auth_pass s3cr3t\n}\nmy_token_keyword abc123\n",
+        );
+        let all = format!(
+            "{}\n{:?}\n{:?}",
+            out.toml, out.untranslated, out.approximate
+        );
+        for secret in ["Sup3rSecretSMTP", "s3cr3t", "abc123"] {
+            assert!(!all.contains(secret), "{secret}: {all}");
+        }
+        assert!(
+            out.toml.contains("smtp_auth_password <redacted>"),
+            "{}",
+            out.toml
+        );
+    }
+
+    #[test]
+    fn a_command_with_backslash_escapes_is_split_as_keepalived_splits_it() {
+        let (t, out) = convert_text(
+            r#"vrrp_script sock {
+    script "/bin/sh -c \"test -S /run/haproxy/admin.sock\""
+}
+vrrp_script tab {
+    script "/usr/bin/printf a\tb \\ \'x y\'"
+}
+vrrp_script space {
+    script /usr/local/bin/check\ with\ space.sh
+}
+vrrp_script plain {
+    script /usr/bin/killall -0 haproxy
+}
+"#,
+        );
+        let cmd = |r: &str| -> Vec<String> {
+            t["rules"][r]["check"]["command"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            cmd("sock"),
+            ["/bin/sh", "-c", "test -S /run/haproxy/admin.sock"]
+        );
+        // keepalived splits twice, escapes applied each time: `\t` is a blank at the second.
+        assert_eq!(cmd("tab"), ["/usr/bin/printf", "a", "b", " x y"]);
+        assert_eq!(cmd("plain"), ["/usr/bin/killall", "-0", "haproxy"]);
+        assert!(t["rules"].get("space").is_none());
+        assert!(
+            out.untranslated
+                .iter()
+                .any(|u| u.starts_with("keepalived.conf:8: script /usr/local/bin/check\\ with\\ space.sh -- a blank escaped")),
+            "{:?}",
+            out.untranslated
+        );
+        assert_eq!(out.untranslated.len(), 1, "{:?}", out.untranslated);
+    }
+
+    #[test]
+    fn a_renamed_vrrp_script_is_reported_and_track_script_resolves_through_it() {
+        let (t, out) = convert_text(
+            r#"vrrp_script chk-haproxy {
+    script "/bin/true"
+}
+vrrp_script "chk haproxy" {
+    script "/bin/false"
+}
+vrrp_instance V {
+    unicast_peer { 10.0.1.12 }
+    track_script {
+        "chk haproxy" weight 2
+        chk-haproxy
+    }
+    notify_master "/bin/sh -c 'aws ec2 associate-address --allocation-id eipalloc-1'"
+}
+"#,
+        );
+        assert_eq!(
+            t["rules"]["chk-haproxy-2"]["check"]["command"][0].as_str(),
+            Some("/bin/false")
+        );
+        let notes = out.approximate.join("\n");
+        for n in [
+            "keepalived.conf:4: vrrp_script \"chk haproxy\": written as rule chk-haproxy-2 (the name is taken by another rule)",
+            "keepalived.conf:10: track_script \"chk haproxy\" weight 2: keepalived made this node master only while it passed; here a claim goes ahead only while this node's HAProxy is ready ([haproxy]), and rule chk-haproxy-2 runs",
+            "keepalived.conf:11: track_script chk-haproxy: keepalived made this node master only while it passed; here a claim goes ahead only while this node's HAProxy is ready ([haproxy]), and rule chk-haproxy runs",
+        ] {
+            assert!(notes.contains(n), "{n}: {notes}");
+        }
+        assert!(
+            !out.untranslated.join("\n").contains("no vrrp_script"),
+            "{:?}",
+            out.untranslated
+        );
+    }
+
+    #[test]
+    fn a_timeout_of_zero_means_not_set_as_in_keepalived() {
+        let (t, out) = convert_text(
+            "vrrp_script a {\n  script \"/bin/true\"\n  interval 3\n  timeout 0\n}\nvrrp_script b {\n  script \"/bin/true\"\n  timeout 0.0\n}\n",
+        );
+        assert_eq!(t["rules"]["a"]["timeout"].as_str(), Some("3s"));
+        assert_eq!(t["rules"]["b"]["timeout"].as_str(), Some("1s"));
+        let notes = out.approximate.join("\n");
+        assert!(
+            notes.contains("keepalived.conf:4: timeout 0: keepalived takes 0 as not set"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("keepalived.conf:8: timeout 0.0: keepalived takes 0 as not set"),
+            "{notes}"
+        );
+        assert!(!notes.contains("raised to 10ms"), "{notes}");
+    }
+
+    #[test]
+    fn a_notify_script_branching_on_the_state_unreadably_leaves_the_claim_to_write_by_hand() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("notify.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\naws ec2 associate-address --allocation-id eipalloc-x\ncase \"$3\" in\n  BACKUP) aws ec2 associate-address --allocation-id eipalloc-b --instance-id i-0peer ;;\nesac\n",
+        )
+        .unwrap();
+        let (t, out) = convert_text(&format!(
+            "vrrp_instance V {{\n  unicast_peer {{ 10.0.1.12 }}\n  notify {}\n}}\n",
+            script.display()
+        ));
+        assert!(t.get("actions").is_none(), "{}", out.toml);
+        let listed = out.untranslated.join("\n");
+        assert!(
+            listed.contains(":2: aws ec2 associate-address --allocation-id eipalloc-x -- outside the script's branches on the state")
+                && listed.contains("write the claim for the MASTER branch by hand")
+                && listed.contains("unicast_peer 10.0.1.12 -- no rule watches the peer: the notify script's claim is to be written by hand"),
+            "{listed}"
+        );
+        let notes = out.approximate.join("\n");
+        assert!(notes.contains(":4: aws ec2 associate-address --allocation-id eipalloc-b --instance-id i-0peer: ignored: run for BACKUP, not MASTER"), "{notes}");
+        assert!(
+            !notes.contains("BACKUP or FAULT is not translated"),
+            "{notes}"
+        );
+        assert_located(&out);
     }
 }

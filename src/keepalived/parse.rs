@@ -42,10 +42,20 @@ impl Stmt {
         self.words.get(1..).unwrap_or(&[])
     }
 
-    /// The statement as written (quotes put back), without its block.
+    /// The keyword carries a secret (its name says pass, secret, token, key or auth:
+    /// `auth_pass`, `smtp_auth_password`), so its value is never echoed.
+    pub fn secret(&self) -> bool {
+        let k = self.key().to_ascii_lowercase();
+        ["pass", "secret", "token", "key", "auth"]
+            .iter()
+            .any(|s| k.contains(s))
+    }
+
+    /// The statement as written (quotes put back), without its block; the value of a
+    /// [`secret`](Self::secret) keyword is `<redacted>`.
     pub fn text(&self) -> String {
-        let mut s = self
-            .words
+        let shown = if self.secret() { 1 } else { self.words.len() };
+        let mut words: Vec<String> = self.words[..shown.min(self.words.len())]
             .iter()
             .map(|w| {
                 if w.quoted {
@@ -54,8 +64,11 @@ impl Stmt {
                     w.text.clone()
                 }
             })
-            .collect::<Vec<_>>()
-            .join(" ");
+            .collect();
+        if self.words.len() > shown {
+            words.push("<redacted>".into());
+        }
+        let mut s = words.join(" ");
         if self.block.is_some() {
             s.push_str(if s.is_empty() { "{ ... }" } else { " { ... }" });
         }
@@ -101,12 +114,19 @@ fn tokens(line: &str) -> (Vec<Tok>, bool) {
                 chars.next();
                 let mut s = String::new();
                 unterminated = true;
-                for d in chars.by_ref() {
+                while let Some(d) = chars.next() {
                     if d == '"' {
                         unterminated = false;
                         break;
                     }
                     s.push(d);
+                    // `\"` does not end the string: the escape is kept, for the command's
+                    // words to be read as keepalived reads them.
+                    if d == '\\' {
+                        if let Some(e) = chars.next() {
+                            s.push(e);
+                        }
+                    }
                 }
                 out.push(Tok::Word(Word {
                     text: s,
@@ -122,6 +142,12 @@ fn tokens(line: &str) -> (Vec<Tok>, bool) {
                     }
                     s.push(d);
                     chars.next();
+                    // `\ ` is part of the word, escape kept.
+                    if d == '\\' {
+                        if let Some(e) = chars.next() {
+                            s.push(e);
+                        }
+                    }
                 }
                 out.push(Tok::Word(Word {
                     text: s,
@@ -349,5 +375,31 @@ vrrp_instance VI_1
             .iter()
             .any(|(_, s)| s.contains("nested more than")));
         assert_eq!(deep.stmts.len(), 1);
+    }
+
+    #[test]
+    fn a_keyword_carrying_a_secret_is_echoed_redacted() {
+        let p = parse(
+            "global_defs {\n smtp_auth_password Sup3rSecretSMTP\n auth_pass \"p w\"\n api_token t0k\n Client_Secret s\n ssh_key k\n smtp_server 10.0.0.1\n}\n",
+            Path::new("k"),
+        );
+        let texts: Vec<String> = p.stmts[0]
+            .block
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(Stmt::text)
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "smtp_auth_password <redacted>",
+                "auth_pass <redacted>",
+                "api_token <redacted>",
+                "Client_Secret <redacted>",
+                "ssh_key <redacted>",
+                "smtp_server 10.0.0.1",
+            ]
+        );
     }
 }

@@ -136,11 +136,20 @@ pub(crate) fn under(root: Option<&Path>, path: &Path) -> PathBuf {
 
 impl Reader {
     fn file(&mut self, path: &Path, depth: usize) -> Result<(), ImportError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+        let (text, bad) = script::read_text(path).map_err(|source| ImportError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         self.files.push(path.to_path_buf());
+        if let Some(line) = bad {
+            self.items.push(Item::Warning {
+                at: At {
+                    file: path.to_path_buf(),
+                    line,
+                },
+                text: script::NOT_UTF8.into(),
+            });
+        }
         for item in parse::parse(&text, path) {
             match item {
                 Item::Include { pattern, at } => self.include(&pattern, at, depth)?,
@@ -570,7 +579,17 @@ fn action_for(
             let text = std::fs::metadata(&path)
                 .ok()
                 .filter(|m| m.len() <= SCRIPT_LIMIT)
-                .and_then(|_| std::fs::read_to_string(&path).ok());
+                .and_then(|_| script::read_text(&path).ok())
+                .map(|(text, bad)| {
+                    if let Some(line) = bad {
+                        out.approximate.push(format!(
+                            "{}:{line}: {}",
+                            path.display(),
+                            script::NOT_UTF8
+                        ));
+                    }
+                    text
+                });
             if text.is_none() {
                 out.approximate.push(format!(
                     "{}: could not read {} to see whether it is a failover script; it stays an `exec` action",

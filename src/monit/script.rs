@@ -7,6 +7,24 @@
 //! move an Elastic IP, a secondary private IP or a route, with shell variables assigned a
 //! literal (or the script's own arguments) resolved.
 
+/// A file's text, read also when it is not all UTF-8 (a Latin-1 comment, say): each invalid
+/// byte becomes U+FFFD, and the line of the first is returned, for a note.
+pub(crate) fn read_text(path: &std::path::Path) -> std::io::Result<(String, Option<usize>)> {
+    let bytes = std::fs::read(path)?;
+    match String::from_utf8(bytes) {
+        Ok(t) => Ok((t, None)),
+        Err(e) => {
+            let bad = e.utf8_error().valid_up_to();
+            let bytes = e.into_bytes();
+            let line = bytes[..bad].iter().filter(|b| **b == b'\n').count() + 1;
+            Ok((String::from_utf8_lossy(&bytes).into_owned(), Some(line)))
+        }
+    }
+}
+
+/// The note on a file [`read_text`] found not all UTF-8, after `file:line: `.
+pub(crate) const NOT_UTF8: &str = "not valid UTF-8 from this line on (Latin-1?): read with each invalid byte as U+FFFD, so what those lines say is approximate";
+
 /// What a failover script does, as far as its literal arguments tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Failover {
@@ -27,44 +45,105 @@ pub struct Failover {
 }
 
 /// Shell words of one logical line (continuations joined), quotes removed. Good enough for
-/// the argument lists of `aws` calls; anything with `$` is kept as written.
+/// the argument lists of `aws` calls; anything with `$` is kept as written. A word ends at
+/// unquoted shell syntax: `;`, `&`, `|`, `<`, `>` (a run of them is one word of its own, such
+/// as `;;`, `&&` or `2>&1`'s `>&`), `)` and `` ` `` (each a word of its own), so
+/// `$(curl -s https://checkip.amazonaws.com);` gives the URL alone. A backslash outside single
+/// quotes keeps the next character as it is.
 pub(crate) fn words(line: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quote = None;
     let mut any = false;
-    for c in line.chars() {
+    let mut chars = line.chars().peekable();
+    let end = |cur: &mut String, any: &mut bool, out: &mut Vec<String>| {
+        if *any || !cur.is_empty() {
+            out.push(std::mem::take(cur));
+        }
+        *any = false;
+    };
+    while let Some(c) = chars.next() {
         match (quote, c) {
-            (None, '#') if cur.is_empty() => break,
+            (None, '#') if cur.is_empty() && !any => break,
             (None, '"' | '\'') => {
                 quote = Some(c);
                 any = true;
             }
             (Some(q), c) if c == q => quote = None,
-            (None, c) if c.is_whitespace() => {
-                if any || !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
+            (None | Some('"'), '\\') => {
+                if let Some(n) = chars.next() {
+                    // In double quotes, a backslash escapes only these.
+                    if quote.is_some() && !matches!(n, '"' | '\\' | '$' | '`') {
+                        cur.push('\\');
+                    }
+                    cur.push(n);
                 }
-                any = false;
+            }
+            (None, c) if c.is_whitespace() => end(&mut cur, &mut any, &mut out),
+            (None, ';' | '&' | '|' | '<' | '>') => {
+                end(&mut cur, &mut any, &mut out);
+                let mut op = String::from(c);
+                while let Some(&n) = chars.peek() {
+                    if !matches!(n, ';' | '&' | '|' | '<' | '>') {
+                        break;
+                    }
+                    op.push(n);
+                    chars.next();
+                }
+                out.push(op);
+            }
+            (None, ')' | '`') => {
+                end(&mut cur, &mut any, &mut out);
+                out.push(c.to_string());
             }
             (_, c) => cur.push(c),
         }
     }
-    if any || !cur.is_empty() {
-        out.push(cur);
-    }
+    end(&mut cur, &mut any, &mut out);
     out
+}
+
+/// A literal http(s) URL, or why it is not one.
+fn url(v: &str) -> Result<String, String> {
+    match reqwest::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            Ok(v.to_owned())
+        }
+        _ => Err(format!("checkip URL {v:?} (not a valid http(s) URL)")),
+    }
+}
+
+/// The word at `i`, with the rest of a command substitution it opens (`$(cat /x)`, whose
+/// words [`words`] split), and the index after it.
+fn value_at(words: &[String], i: usize, first: &str) -> (String, usize) {
+    let mut v = first.to_owned();
+    let mut j = i + 1;
+    let mut open = first.matches("$(").count();
+    while open > 0 {
+        let Some(w) = words.get(j) else { break };
+        if w == ")" {
+            open -= 1;
+            v.push(')');
+        } else {
+            open += w.matches("$(").count();
+            v.push(' ');
+            v.push_str(w);
+        }
+        j += 1;
+    }
+    (v, j)
 }
 
 /// `--flag VALUE` or `--flag=VALUE`.
 fn flag(words: &[String], name: &str) -> Option<String> {
     words.iter().enumerate().find_map(|(i, w)| {
         if w == name {
-            words.get(i + 1).cloned()
+            let first = words.get(i + 1)?;
+            Some(value_at(words, i + 1, first).0)
         } else {
             w.strip_prefix(name)
                 .and_then(|r| r.strip_prefix('='))
-                .map(str::to_owned)
+                .map(|first| value_at(words, i, first).0)
         }
     })
 }
@@ -123,7 +202,14 @@ pub fn recognize(text: &str) -> Option<Failover> {
             let url = l
                 .iter()
                 .find(|w| w.starts_with("http://") || w.starts_with("https://"));
-            f.checkip_url = literal(url.cloned(), "checkip URL", u);
+            f.checkip_url = match literal(url.cloned(), "checkip URL", u).map(|v| self::url(&v)) {
+                Some(Ok(v)) => Some(v),
+                Some(Err(e)) => {
+                    u.push(e);
+                    None
+                }
+                None => None,
+            };
         }
     }
     Some(f)
@@ -169,6 +255,286 @@ pub struct Moves {
     pub topic_arn: Option<String>,
     /// `line: --flag VALUE` for each needed argument computed by the script.
     pub unresolved: Vec<String>,
+    /// The script branches on keepalived's state (`case "$3" in`, `if [ "$3" = MASTER ]`).
+    pub branching: bool,
+    /// Calls in a branch not taken for MASTER: (line, the states it is taken for, the call).
+    pub ignored: Vec<(usize, String, String)>,
+    /// Calls of a branching script whose branch is not known: (line, why, the call). Their
+    /// claim is not guessed.
+    pub unsure: Vec<(usize, String, String)>,
+    /// `line: --instance-id i-...` (or `--network-interface-id eni-...`): literal targets of
+    /// the calls translated, which a claim does not use (it moves the address to this node).
+    pub targets: Vec<String>,
+}
+
+/// keepalived's states, as `notify` passes them in its third argument.
+const STATES: [&str; 4] = ["MASTER", "BACKUP", "FAULT", "STOP"];
+const ALL_STATES: u8 = 0b1111;
+const MASTER: u8 = 0b0001;
+
+/// Which states a command runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Branch {
+    /// In no branch on the state.
+    Plain,
+    /// Only for these states (a bit per [`STATES`]).
+    States(u8),
+    /// In a branch on the state that could not be read.
+    Unknown,
+}
+
+impl Branch {
+    fn and(self, other: Branch) -> Branch {
+        match (self, other) {
+            (Branch::Unknown, _) | (_, Branch::Unknown) => Branch::Unknown,
+            (Branch::Plain, b) | (b, Branch::Plain) => b,
+            (Branch::States(a), Branch::States(b)) => Branch::States(a & b),
+        }
+    }
+}
+
+/// The names of the states in `mask`, `|`-separated ("none" for no state).
+fn state_names(mask: u8) -> String {
+    let n: Vec<&str> = STATES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, s)| *s)
+        .collect();
+    if n.is_empty() {
+        "no state".into()
+    } else {
+        n.join("|")
+    }
+}
+
+/// What a condition says about the state.
+enum Cond {
+    /// Nothing: it tests something else.
+    Other,
+    States(u8),
+    Unknown,
+}
+
+/// An open `if` or `case`, and the branch its current part is taken for.
+struct Frame {
+    case: bool,
+    /// A `case` on the state.
+    on_state: bool,
+    /// A `case` arm is open (between `PATTERN)` and `;;`).
+    in_arm: bool,
+    /// An `if` whose condition is still being read (up to `then`).
+    in_cond: bool,
+    /// Some condition so far was on the state.
+    any_state: bool,
+    /// The states the parts so far were taken for; None once one was not readable.
+    seen: Option<u8>,
+    branch: Branch,
+}
+
+/// The states a `case` pattern (`MASTER`, `"BACKUP"|FAULT`, `*`) matches, past `seen`.
+fn pattern(p: &str, seen: Option<u8>) -> Branch {
+    let p = p.trim_start_matches('(');
+    let mut mask = 0u8;
+    for alt in p.split('|') {
+        let alt = alt.trim_matches(['"', '\'']);
+        if alt == "*" {
+            match seen {
+                Some(s) => mask |= ALL_STATES & !s,
+                None => return Branch::Unknown,
+            }
+        } else if let Some(i) = STATES.iter().position(|s| *s == alt) {
+            mask |= 1 << i;
+        } else if alt.contains(['*', '?', '[', '$', '`']) {
+            return Branch::Unknown;
+        }
+        // Any other literal never matches: keepalived passes one of STATES.
+    }
+    match seen {
+        Some(s) => Branch::States(mask & !s),
+        None => Branch::Unknown,
+    }
+}
+
+/// What the condition words `c` (after `if`/`elif`) say about the state, `is_state` telling a
+/// reference to it.
+fn condition(c: &[String], is_state: &dyn Fn(&str) -> bool) -> Cond {
+    if !c.iter().any(|w| is_state(w)) {
+        return Cond::Other;
+    }
+    let (neg, c) = match c.split_first() {
+        Some((n, rest)) if n == "!" => (true, rest),
+        _ => (false, c),
+    };
+    let inner: &[String] = match c {
+        [o, inner @ .., e] if o == "[" && e == "]" => inner,
+        [o, inner @ .., e] if o == "[[" && e == "]]" => inner,
+        [t, inner @ ..] if t == "test" => inner,
+        _ => return Cond::Unknown,
+    };
+    let [a, op, b] = inner else {
+        return Cond::Unknown;
+    };
+    let lit = if is_state(a) {
+        b
+    } else if is_state(b) {
+        a
+    } else {
+        return Cond::Unknown;
+    };
+    if lit.contains(['$', '`', '*', '?', '[']) {
+        return Cond::Unknown;
+    }
+    let mask = STATES.iter().position(|s| s == lit).map_or(0, |i| 1u8 << i);
+    let mask = match op.as_str() {
+        "=" | "==" => mask,
+        "!=" => ALL_STATES & !mask,
+        _ => return Cond::Unknown,
+    };
+    Cond::States(if neg { ALL_STATES & !mask } else { mask })
+}
+
+/// The branch each of `lines`' commands is in, and whether any branch is on the state.
+/// `is_state` tells a word that is the state (`$3`, `$STATE`).
+fn branches(
+    lines: &[(usize, Vec<String>)],
+    is_state: &dyn Fn(&str) -> bool,
+) -> (Vec<Branch>, bool) {
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut branching = false;
+    let open = |f: &mut Frame, c: Cond| {
+        // The part taken when this condition holds and none before did.
+        let prev = f.seen;
+        f.branch = match c {
+            Cond::Other if f.any_state => match prev {
+                Some(p) => Branch::States(ALL_STATES & !p),
+                None => Branch::Unknown,
+            },
+            Cond::Other => Branch::Plain,
+            Cond::States(m) => {
+                f.any_state = true;
+                f.seen = prev.map(|p| p | m);
+                match prev {
+                    Some(p) => Branch::States(m & !p),
+                    None => Branch::Unknown,
+                }
+            }
+            Cond::Unknown => {
+                f.any_state = true;
+                f.seen = None;
+                Branch::Unknown
+            }
+        };
+    };
+    for (_, l) in lines {
+        let mut w: &[String] = l;
+        // The words of a command may open, switch or close a branch before the command.
+        while let Some(first) = w.first().map(String::as_str) {
+            let top = stack.last_mut();
+            match (first, top) {
+                ("case", _) => {
+                    let subject = w.get(1).map(String::as_str).unwrap_or("");
+                    let on_state = is_state(subject);
+                    branching |= on_state;
+                    stack.push(Frame {
+                        case: true,
+                        on_state,
+                        in_arm: false,
+                        in_cond: false,
+                        any_state: on_state,
+                        seen: Some(0),
+                        branch: Branch::Plain,
+                    });
+                    let skip = w.iter().position(|x| x == "in").map_or(w.len(), |i| i + 1);
+                    w = &w[skip..];
+                }
+                ("esac", _) => {
+                    if stack.last().is_some_and(|f| f.case) {
+                        stack.pop();
+                    }
+                    w = &w[1..];
+                }
+                (";;" | ";&" | ";;&", Some(f)) if f.case => {
+                    f.in_arm = false;
+                    f.branch = Branch::Plain;
+                    w = &w[1..];
+                }
+                (p, Some(f)) if f.case && !f.in_arm && p.ends_with(')') => {
+                    f.in_arm = true;
+                    f.branch = if f.on_state {
+                        let b = pattern(p.trim_end_matches(')'), f.seen);
+                        f.seen = match (b, f.seen) {
+                            (Branch::States(m), Some(s)) => Some(s | m),
+                            _ => None,
+                        };
+                        b
+                    } else {
+                        Branch::Plain
+                    };
+                    w = &w[1..];
+                }
+                ("if", _) => {
+                    let mut f = Frame {
+                        case: false,
+                        on_state: false,
+                        in_arm: false,
+                        in_cond: true,
+                        any_state: false,
+                        seen: Some(0),
+                        branch: Branch::Plain,
+                    };
+                    let c = condition(&w[1..], is_state);
+                    branching |= !matches!(c, Cond::Other);
+                    open(&mut f, c);
+                    stack.push(f);
+                    w = &[];
+                }
+                ("elif", Some(f)) if !f.case => {
+                    let c = condition(&w[1..], is_state);
+                    branching |= !matches!(c, Cond::Other);
+                    f.in_cond = true;
+                    open(f, c);
+                    w = &[];
+                }
+                ("then", Some(f)) if !f.case => {
+                    f.in_cond = false;
+                    w = &w[1..];
+                }
+                ("else", Some(f)) if !f.case => {
+                    f.branch = if f.any_state {
+                        match f.seen {
+                            Some(p) => Branch::States(ALL_STATES & !p),
+                            None => Branch::Unknown,
+                        }
+                    } else {
+                        Branch::Plain
+                    };
+                    w = &w[1..];
+                }
+                ("fi", _) => {
+                    if stack.last().is_some_and(|f| !f.case) {
+                        stack.pop();
+                    }
+                    w = &w[1..];
+                }
+                (_, Some(f)) if !f.case && f.in_cond => {
+                    // `if [ "$3" = MASTER ] && [ -f x ]`: more of the condition.
+                    if w.iter().any(|x| is_state(x)) {
+                        f.any_state = true;
+                        f.seen = None;
+                        f.branch = Branch::Unknown;
+                        branching = true;
+                    }
+                    w = &[];
+                }
+                _ => break,
+            }
+        }
+        let b = stack.iter().fold(Branch::Plain, |b, f| b.and(f.branch));
+        out.push(b);
+    }
+    (out, branching)
 }
 
 /// The script's logical lines (`\` continuations joined), each with the line it starts on.
@@ -211,40 +577,82 @@ fn flag_values(words: &[String], name: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (i, w) in words.iter().enumerate() {
         if w == name {
-            out.extend(
-                words[i + 1..]
-                    .iter()
-                    .take_while(|v| !v.starts_with("--"))
-                    .cloned(),
-            );
+            let mut j = i + 1;
+            while let Some(v) = words.get(j) {
+                if v.starts_with("--") || is_op(v) {
+                    break;
+                }
+                let (v, next) = value_at(words, j, v);
+                out.push(v);
+                j = next;
+            }
         } else if let Some(v) = w.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
-            out.push(v.to_owned());
+            out.push(value_at(words, i, v).0);
         }
     }
     out.iter()
-        .flat_map(|v| v.split(','))
+        .flat_map(|v| {
+            if v.contains(['$', '`']) {
+                vec![v.as_str()]
+            } else {
+                v.split(',').collect()
+            }
+        })
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
         .collect()
 }
 
-/// One line's words split into its commands at `;`, `&&`, `||` and `|`.
+/// One line's words split into its commands at `;`, `&&`, `||`, `|` and `&`; `;;` (the end
+/// of a `case` arm) is a command of its own, and a `case` arm's pattern (`MASTER | BACKUP )`)
+/// is one word (`MASTER|BACKUP)`).
 fn commands(words: Vec<String>) -> Vec<Vec<String>> {
+    let plain = |w: &str| !w.is_empty() && !w.contains(['$', '`', '(']) && !is_op(w);
     let mut out = vec![Vec::new()];
-    for w in words {
-        if matches!(w.as_str(), ";" | "&&" | "||" | "|") {
-            out.push(Vec::new());
-        } else if let Some(w) = w.strip_suffix(';') {
-            if let Some(last) = out.last_mut() {
-                last.push(w.to_owned());
+    let mut i = 0;
+    while i < words.len() {
+        let w = &words[i];
+        let start = out.last().is_some_and(|c| {
+            c.is_empty()
+                || (c.first().is_some_and(|x| x == "case") && c.last().is_some_and(|x| x == "in"))
+        });
+        if start && plain(w) {
+            // PATTERN ( `|` PATTERN )* `)` at the start of a command.
+            let mut j = i;
+            let mut alts = vec![w.clone()];
+            while words.get(j + 1).is_some_and(|x| x == "|")
+                && words.get(j + 2).is_some_and(|x| plain(x))
+            {
+                alts.push(words[j + 2].clone());
+                j += 2;
             }
+            if words.get(j + 1).is_some_and(|x| x == ")") {
+                if let Some(last) = out.last_mut() {
+                    last.push(format!("{})", alts.join("|")));
+                }
+                i = j + 2;
+                continue;
+            }
+        }
+        if matches!(w.as_str(), ";" | "&&" | "||" | "|" | "&" | "|&") {
+            out.push(Vec::new());
+        } else if matches!(w.as_str(), ";;" | ";&" | ";;&") {
+            out.push(vec![";;".to_owned()]);
             out.push(Vec::new());
         } else if let Some(last) = out.last_mut() {
-            last.push(w);
+            last.push(w.clone());
         }
+        i += 1;
     }
     out.retain(|c| !c.is_empty());
     out
+}
+
+/// A word [`words`] made of shell operators.
+fn is_op(w: &str) -> bool {
+    !w.is_empty()
+        && w.chars()
+            .all(|c| matches!(c, ';' | '&' | '|' | '<' | '>' | ')' | '`'))
 }
 
 /// `NAME` of a value that is one variable reference: `$NAME`, `${NAME}`, `$1`.
@@ -260,7 +668,11 @@ fn reference(v: &str) -> Option<&str> {
 /// Recognize the `aws ec2` calls of a keepalived notify script. `args` are the arguments the
 /// script is called with (`$1`, `$2`, ...). A variable counts as a literal when every
 /// assignment of it in the script gives the same literal.
-pub fn moves(text: &str, args: &[String]) -> Moves {
+///
+/// `state_arg` is the position of keepalived's state among `args` (`notify`'s `$3`, after the
+/// script's own arguments): in a script that branches on it, only the calls of a branch taken
+/// for MASTER count.
+pub fn moves(text: &str, args: &[String], state_arg: Option<usize>) -> Moves {
     let lines: Vec<(usize, Vec<String>)> = logical_lines(text)
         .into_iter()
         .flat_map(|(n, l)| commands(words(&l)).into_iter().map(move |c| (n, c)))
@@ -315,9 +727,85 @@ pub fn moves(text: &str, args: &[String]) -> Moves {
             _ => None,
         })
         .collect();
-    let mut m = Moves::default();
-    for (n, l) in &lines {
+    // The state's own reference (`$3`) and the variables assigned it (`STATE=$3`).
+    let is_state = |w: &str| -> bool {
+        let Some(pos) = state_arg else { return false };
+        let mut name = match reference(w) {
+            Some(n) => n.to_owned(),
+            None => return false,
+        };
+        for _ in 0..8 {
+            if name.parse::<usize>() == Ok(pos) {
+                return true;
+            }
+            match vars
+                .get(&name)
+                .cloned()
+                .flatten()
+                .as_deref()
+                .and_then(reference)
+            {
+                Some(n) => name = n.to_owned(),
+                None => return false,
+            }
+        }
+        false
+    };
+    let (branch, branching) = branches(&lines, &is_state);
+    let mut m = Moves {
+        branching,
+        ..Default::default()
+    };
+    for ((n, l), b) in lines.iter().zip(branch) {
         let has = |w: &str| l.iter().any(|x| x == w);
+        let moving = has("ec2")
+            && (has("associate-address")
+                || has("assign-private-ip-addresses")
+                || has("replace-route")
+                || has("create-route"));
+        if moving {
+            // From `aws` on: not the `BACKUP)` or `then` before it.
+            let from = l
+                .iter()
+                .position(|w| w == "aws" || w.ends_with("/aws"))
+                .unwrap_or(0);
+            let call = l[from..].join(" ");
+            let call: String = if call.chars().count() > 160 {
+                call.chars().take(160).chain("...".chars()).collect()
+            } else {
+                call
+            };
+            match b {
+                Branch::States(s) if s & MASTER == 0 => {
+                    m.ignored.push((*n, state_names(s), call));
+                    continue;
+                }
+                Branch::Unknown => {
+                    m.unsure.push((
+                        *n,
+                        "in a branch on the state that could not be read".into(),
+                        call,
+                    ));
+                    continue;
+                }
+                Branch::Plain if branching => {
+                    m.unsure.push((
+                        *n,
+                        "outside the script's branches on the state, so run in every state".into(),
+                        call,
+                    ));
+                    continue;
+                }
+                _ => {}
+            }
+            for f in ["--instance-id", "--network-interface-id"] {
+                if let Some(v) = flag(l, f) {
+                    if let Some(r) = resolve(&v) {
+                        m.targets.push(format!("{n}: {f} {r}"));
+                    }
+                }
+            }
+        }
         let get = |flag_name: &str, m: &mut Moves| -> Option<String> {
             let v = flag(l, flag_name)?;
             let r = resolve(&v);
@@ -474,7 +962,11 @@ for rt in rtb-1 rtb-2; do
 done
 aws sns publish --topic-arn "$1" --message "took over"
 "#;
-        let m = moves(script, &["arn:aws:sns:us-east-1:123456789012:t".into()]);
+        let m = moves(
+            script,
+            &["arn:aws:sns:us-east-1:123456789012:t".into()],
+            None,
+        );
         assert_eq!(
             m.moves,
             [
@@ -528,7 +1020,7 @@ aws sns publish --topic-arn "$1" --message "took over"
             ]
         );
         assert_eq!(
-            moves("#!/bin/sh\nsystemctl restart haproxy\n", &[]),
+            moves("#!/bin/sh\nsystemctl restart haproxy\n", &[], None),
             Moves::default()
         );
         // The shape of many published scripts: the region from the environment, the EIP by
@@ -536,6 +1028,7 @@ aws sns publish --topic-arn "$1" --message "took over"
         let m = moves(
             "export AWS_DEFAULT_REGION=eu-central-1\nEIP=203.0.113.7\nID=`curl -s http://169.254.169.254/latest/meta-data/instance-id`\naws ec2 disassociate-address --public-ip $EIP\naws ec2 associate-address --public-ip $EIP --instance-id $ID\n",
             &[],
+            None,
         );
         assert_eq!(m.region.as_deref(), Some("eu-central-1"));
         assert_eq!(
@@ -550,5 +1043,139 @@ aws sns publish --topic-arn "$1" --message "took over"
             )]
         );
         assert!(m.unresolved.is_empty());
+    }
+
+    #[test]
+    fn a_notify_script_branching_on_the_state_counts_only_the_master_branch() {
+        let eips = |m: &Moves| -> Vec<String> {
+            m.moves
+                .iter()
+                .filter_map(|(_, mv)| match mv {
+                    Move::Eip { allocation_id, .. } => allocation_id.clone(),
+                    _ => None,
+                })
+                .collect()
+        };
+        let args: Vec<String> = ["INSTANCE", "VI_1", "MASTER"].map(String::from).to_vec();
+        // `case` on $3, the peer's instance in the BACKUP arm.
+        let m = moves(
+            "STATE=$3\ncase \"$3\" in\n  BACKUP)\n    aws ec2 associate-address --allocation-id eipalloc-b --instance-id i-0peer\n    ;;\n  MASTER) aws ec2 associate-address --allocation-id eipalloc-a --instance-id i-0self ;;\n  *) aws ec2 associate-address --allocation-id eipalloc-c ;;\nesac\n",
+            &args,
+            Some(3),
+        );
+        assert!(m.branching);
+        assert_eq!(eips(&m), ["eipalloc-a"]);
+        assert_eq!(m.targets, ["6: --instance-id i-0self"]);
+        let ignored: Vec<(usize, &str)> =
+            m.ignored.iter().map(|(l, s, _)| (*l, s.as_str())).collect();
+        assert_eq!(ignored, [(4, "BACKUP"), (7, "FAULT|STOP")]);
+        assert!(m.ignored[0].2.contains("i-0peer"));
+        assert!(m.unsure.is_empty());
+        // `if`/`elif`/`else` on a variable assigned $3.
+        let m = moves(
+            "S=$3\nif [ \"$S\" == \"BACKUP\" ]; then\n  aws ec2 associate-address --allocation-id eipalloc-b\nelif [[ $S = MASTER ]]\nthen\n  aws ec2 associate-address --allocation-id eipalloc-a\nelse\n  aws ec2 associate-address --allocation-id eipalloc-c\nfi\nif [ \"$3\" != MASTER ]; then exit 0; fi\naws ec2 associate-address --allocation-id eipalloc-d\n",
+            &args,
+            Some(3),
+        );
+        assert_eq!(eips(&m), ["eipalloc-a"]);
+        assert_eq!(m.ignored.len(), 2);
+        // A call after the branches runs in every state: not guessed.
+        assert_eq!(m.unsure.len(), 1);
+        assert_eq!(m.unsure[0].0, 11);
+        // A branch whose states cannot be read is not guessed either.
+        let m = moves(
+            "case $3 in\n  MAST*) aws ec2 associate-address --allocation-id eipalloc-a ;;\nesac\n",
+            &args,
+            Some(3),
+        );
+        assert!(m.moves.is_empty() && m.unsure.len() == 1);
+        // Not branching on the state: every call counts, as before.
+        let m = moves(
+            "if [ -f /x ]; then aws ec2 associate-address --allocation-id eipalloc-a; fi\n",
+            &args,
+            Some(3),
+        );
+        assert!(!m.branching);
+        assert_eq!(eips(&m), ["eipalloc-a"]);
+        // notify_master's $3 is no state.
+        let m = moves(
+            "case $3 in BACKUP) aws ec2 associate-address --allocation-id eipalloc-b ;; esac\n",
+            &[],
+            None,
+        );
+        assert_eq!(eips(&m), ["eipalloc-b"]);
+    }
+
+    #[test]
+    fn a_literal_taken_from_shell_text_ends_at_shell_syntax() {
+        for (script, want) in [
+            (
+                "MYIP=$(curl -s https://checkip.amazonaws.com)\n",
+                Some("https://checkip.amazonaws.com"),
+            ),
+            (
+                "MYIP=$(curl -fsS \"https://checkip.amazonaws.com\")\n",
+                Some("https://checkip.amazonaws.com"),
+            ),
+            (
+                "MYIP=$(curl -s https://ifconfig.me/ip);\n",
+                Some("https://ifconfig.me/ip"),
+            ),
+            (
+                "MYIP=`curl -s http://checkip.amazonaws.com`\n",
+                Some("http://checkip.amazonaws.com"),
+            ),
+            (
+                "curl -s http://checkip.amazonaws.com|tr -d x>/tmp/ip\n",
+                Some("http://checkip.amazonaws.com"),
+            ),
+            (
+                "curl -s 'https://checkip.amazonaws.com/a;b'&\n",
+                Some("https://checkip.amazonaws.com/a;b"),
+            ),
+            ("curl -s https://\n", None),
+        ] {
+            let f = recognize(&format!(
+                "{script}aws ec2 associate-address --allocation-id eipalloc-1 --region us-east-1; aws sns publish --topic-arn arn:aws:sns:us-east-1:1:t>/dev/null\n"
+            ))
+            .unwrap();
+            assert_eq!(f.checkip_url.as_deref(), want, "{script}");
+            assert_eq!(f.region.as_deref(), Some("us-east-1"), "{script}");
+            assert_eq!(f.topic_arn.as_deref(), Some("arn:aws:sns:us-east-1:1:t"));
+            assert_eq!(f.allocation_id.as_deref(), Some("eipalloc-1"));
+            if want.is_none() {
+                assert!(
+                    f.unresolved
+                        .iter()
+                        .any(|u| u.contains("not a valid http(s) URL")),
+                    "{:?}",
+                    f.unresolved
+                );
+            }
+        }
+        assert_eq!(
+            words("a\\ b \"c\\\"d\" e)f"),
+            ["a b", "c\"d", "e", ")", "f"]
+        );
+        // A `case` arm's pattern on the `case` line, split by `|`.
+        let m = moves(
+            "case $3 in MASTER | FAULT) aws ec2 associate-address --allocation-id eipalloc-a;; BACKUP)aws ec2 associate-address --allocation-id eipalloc-b;; esac\n",
+            &["I".into(), "V".into(), "MASTER".into()],
+            Some(3),
+        );
+        assert_eq!(m.moves.len(), 1, "{m:?}");
+        assert_eq!(m.ignored.len(), 1);
+    }
+
+    #[test]
+    fn a_file_that_is_not_all_utf8_is_read_lossily_with_its_first_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"a\nb caf\xe9\nc \xff\n").unwrap();
+        let (t, line) = read_text(&p).unwrap();
+        assert_eq!(line, Some(2));
+        assert_eq!(t, "a\nb caf\u{fffd}\nc \u{fffd}\n");
+        std::fs::write(&p, "ok \u{e9}\n").unwrap();
+        assert_eq!(read_text(&p).unwrap(), ("ok \u{e9}\n".into(), None));
     }
 }

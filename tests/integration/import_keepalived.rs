@@ -268,7 +268,7 @@ fn replace_route_in_two_tables_becomes_one_claim_route_and_includes_are_followed
     assert!(!toml_text.contains("old.conf.bak") && !stderr.contains("not keepalived syntax"));
     assert_listed_with_lines(&stderr, &toml_text);
     assert!(
-        stderr.contains("20-overlay.conf:16: notify \"/etc/keepalived/overlay-notify.sh\": its `aws ec2` calls are taken as what it does on MASTER"),
+        stderr.contains("20-overlay.conf:16: notify \"/etc/keepalived/overlay-notify.sh\": its `aws ec2` calls in its branch for MASTER (the state keepalived passes) are translated; no other branch makes one"),
         "{stderr}"
     );
 
@@ -351,4 +351,109 @@ fn a_configuration_of_checks_alone_translates_cleanly_and_exits_0() {
     assert!(stderr.contains("1 file, 1 rule, 0 actions"), "{stderr}");
     let v = validate_text(dir.path(), &text(&out.stdout));
     assert_eq!(v.status.code(), Some(0), "{}", text(&v.stderr));
+}
+
+#[test]
+fn import_output_that_is_an_input_file_is_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("keepalived.conf");
+    let included = dir.path().join("inc.conf");
+    let original = "include inc.conf\nvrrp_script a {\n  script \"/bin/true\"\n}\n";
+    std::fs::write(&conf, original).unwrap();
+    std::fs::write(&included, "vrrp_script b {\n  script \"/bin/true\"\n}\n").unwrap();
+    std::os::unix::fs::symlink(&conf, dir.path().join("link.conf")).unwrap();
+    std::fs::write(dir.path().join("monitrc"), "set daemon 10\n").unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    for (importer, input, output) in [
+        ("import-keepalived", conf.clone(), conf.clone()),
+        (
+            "import-keepalived",
+            conf.clone(),
+            sub.join("../keepalived.conf"),
+        ),
+        (
+            "import-keepalived",
+            conf.clone(),
+            dir.path().join("link.conf"),
+        ),
+        ("import-keepalived", conf.clone(), included.clone()),
+        (
+            "import-monit",
+            dir.path().join("monitrc"),
+            dir.path().join("./monitrc"),
+        ),
+    ] {
+        let before = std::fs::read(&input).unwrap();
+        let out = Command::new(bin())
+            .arg(importer)
+            .arg(&input)
+            .arg("-o")
+            .arg(&output)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{importer} {output:?}: {stderr}"
+        );
+        assert!(stderr.contains("refusing to overwrite it"), "{stderr}");
+        assert_eq!(std::fs::read(&input).unwrap(), before);
+    }
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), original);
+    assert!(std::fs::read_to_string(&included)
+        .unwrap()
+        .contains("vrrp_script b"));
+    // Another file is written as before.
+    let out = Command::new(bin())
+        .arg("import-keepalived")
+        .arg(&conf)
+        .arg("-o")
+        .arg(dir.path().join("out.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn import_input_that_is_not_all_utf8_is_read_lossily_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("keepalived.conf");
+    std::fs::write(
+        &conf,
+        b"! caf\xe9\nvrrp_script chk {\n  script \"/bin/true\"\n}\n# \xff again\n".as_slice(),
+    )
+    .unwrap();
+    let monitrc = dir.path().join("monitrc");
+    std::fs::write(
+        &monitrc,
+        b"set daemon 10\n# r\xe9seau\ncheck host peer with address 10.0.1.12\n  if failed port 80 then alert\n"
+            .as_slice(),
+    )
+    .unwrap();
+    for (importer, input, line) in [
+        ("import-keepalived", &conf, 1),
+        ("import-monit", &monitrc, 2),
+    ] {
+        let out = Command::new(bin())
+            .arg(importer)
+            .arg(input)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_ne!(out.status.code(), Some(2), "{importer}: {stderr}");
+        let note = format!(
+            "{}:{line}: not valid UTF-8 from this line on",
+            input.display()
+        );
+        assert!(stderr.contains(&note), "{importer}: {stderr}");
+        assert!(text(&out.stdout).contains(&note), "{importer}");
+    }
+    let out = Command::new(bin())
+        .arg("import-keepalived")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(text(&out.stdout).contains("[rules.\"chk\"]"));
 }
