@@ -1644,6 +1644,84 @@ check program p with path "/usr/local/bin/check --password=hunter2 -H 'Authoriza
         );
     }
 
+    /// A tester's find: an `AWS_SECRET_ACCESS_KEY=` assignment, `--api-key X`, `-pPASSWORD`
+    /// and a request's `?api_key=` were echoed in clear, on stderr and in the rule's
+    /// `# monit, file:line:` comment. Every echo is redacted; what the translation runs (the
+    /// program's command, the action's command, the URL) is written as it is, so it works.
+    #[test]
+    fn secrets_are_redacted_in_every_echo_and_kept_in_what_the_translation_runs() {
+        let (t, out) = convert_text(
+            r#"set daemon 10
+check program chk with path "/usr/bin/env AWS_SECRET_ACCESS_KEY=AWSSK16 /usr/local/bin/chk --api-key APIKEY17 -pMYSQLPW15"
+  if status != 0 then exec "/usr/local/bin/page.sh --key KEY18 --auth-token=AT19"
+check host web with address 127.0.0.1
+  if failed port 80 protocol http request "/health?api_key=APIKEY13&x=1" then exec "/usr/local/bin/page.sh secret=SECR14"
+  if cpu > 95% then exec "/usr/bin/env DB_PASSWORD=DBPW20 /usr/local/bin/page.sh -H 'Authorization: Bearer BEARER21'"
+"#,
+        );
+        let secrets = [
+            "AWSSK16",
+            "APIKEY17",
+            "MYSQLPW15",
+            "KEY18",
+            "AT19",
+            "APIKEY13",
+            "SECR14",
+            "DBPW20",
+            "BEARER21",
+        ];
+        let report = format!("{:?} {:?}", out.untranslated, out.approximate);
+        let comments: String = out
+            .toml
+            .lines()
+            .filter(|l| l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for secret in secrets {
+            assert!(!report.contains(secret), "{secret}: {report}");
+            assert!(!comments.contains(secret), "{secret}: {comments}");
+        }
+        assert!(
+            comments.contains("monitrc:3: if status != 0 then exec \"/usr/local/bin/page.sh --key *** --auth-token=***\""),
+            "{comments}"
+        );
+        assert!(
+            comments.contains("request \"/health?api_key=***&x=1\""),
+            "{comments}"
+        );
+        // The translation, as written.
+        assert_eq!(
+            check(&t, "chk")["command"],
+            toml::Value::Array(
+                [
+                    "/usr/bin/env",
+                    "AWS_SECRET_ACCESS_KEY=AWSSK16",
+                    "/usr/local/bin/chk",
+                    "--api-key",
+                    "APIKEY17",
+                    "-pMYSQLPW15"
+                ]
+                .map(|a| toml::Value::String(a.into()))
+                .to_vec()
+            )
+        );
+        assert_eq!(
+            check(&t, "web")["url"].as_str(),
+            Some("http://127.0.0.1:80/health?api_key=APIKEY13&x=1")
+        );
+        let commands: Vec<String> = t["actions"]
+            .as_table()
+            .unwrap()
+            .values()
+            .map(|a| a["command"].to_string())
+            .collect();
+        let commands = commands.join(" ");
+        for secret in ["KEY18", "AT19", "SECR14"] {
+            assert!(commands.contains(secret), "{secret}: {commands}");
+        }
+        assert_valid(&out);
+    }
+
     /// A tester's find: a `check file` whose only tests did not translate got no rule, and
     /// monit's own existence test was not listed either.
     #[test]

@@ -279,31 +279,129 @@ fn join(tokens: &[Token]) -> String {
     redact(&text)
 }
 
-/// A name whose value is a secret: `password`, `--password`, `passwd`, `secret`,
-/// `client_secret`, `token`, `--api-token`, `auth_pass`.
+/// A bare word whose next word is a secret: `password`, `passwd`, `secret`, `client_secret`,
+/// `token`, `auth_pass`, `api_key`, `apikey`, `credentials`. Stricter than [`secret_name`]:
+/// a bare word is as likely to be a name (`token-refresh`) or a keyword (`passed`).
 fn secret_key(k: &str) -> bool {
     let k = k.trim_start_matches('-').to_ascii_lowercase();
-    ["password", "passwd", "secret", "token", "_pass", "-pass"]
-        .iter()
-        .any(|s| k.ends_with(s))
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "_pass",
+        "-pass",
+        "_key",
+        "-key",
+        "apikey",
+        "credential",
+        "credentials",
+    ]
+    .iter()
+    .any(|s| k.ends_with(s))
 }
 
-/// `s` with its secrets replaced by `***`: the value of an `Authorization`,
-/// `Proxy-Authorization` or `Cookie` header (monit's `http headers [...]`, a `curl -H` in a
-/// command), and any `password`, `secret` or `token` value (`--password X`, `token=X`,
-/// `secret: X`). Quotes and brackets around a value are kept.
-pub(crate) fn redact(s: &str) -> String {
-    const ENDS: [char; 4] = [']', ',', '"', '\''];
-    let words: Vec<&str> = s.split(' ').collect();
-    let lead = |w: &str| w.len() - w.trim_start_matches(['[', '"', '\'']).len();
-    let hidden = |w: &str| {
-        let trail = w.len() - w.trim_end_matches(ENDS).len();
-        format!(
-            "{}***{}",
-            &w[..lead(w).min(w.len() - trail)],
-            &w[w.len() - trail..]
-        )
+/// An option (`--api-key`, `-password`), an assignment's name (`AWS_SECRET_ACCESS_KEY=`,
+/// `api_key=` in a URL's query) or a `Name:` whose value is a secret: the name contains
+/// `key`, `secret`, `token`, `pass`, `auth` or `credential`, in any case.
+fn secret_name(n: &str) -> bool {
+    let n = n.to_ascii_lowercase();
+    ["key", "secret", "token", "pass", "auth", "credential"]
+        .iter()
+        .any(|s| n.contains(s))
+}
+
+/// What closes a value: a list's `]` or `,`, a quote.
+const ENDS: [char; 4] = [']', ',', '"', '\''];
+
+/// `prefix` and `***`, with what closed `value` (a quote, a bracket) kept.
+fn hide_after(prefix: &str, value: &str) -> String {
+    let trail = value.len() - value.trim_end_matches(ENDS).len();
+    format!("{prefix}***{}", &value[value.len() - trail..])
+}
+
+/// `w` as `***`, with the quote or bracket that opened it and what closed it kept.
+fn hide_word(w: &str) -> String {
+    let lead = w.len() - w.trim_start_matches(['[', '"', '\'']).len();
+    let trail = w.len() - w.trim_end_matches(ENDS).len();
+    format!(
+        "{}***{}",
+        &w[..lead.min(w.len() - trail)],
+        &w[w.len() - trail..]
+    )
+}
+
+/// One word (no blank), its secrets replaced: a URL's password and the values of its query's
+/// secret names (`?api_key=***&page=2`), `NAME=***` and `NAME:***` for a secret name (the
+/// value of an option that is not a secret is looked into: `--header=X-Api-Key:***`), and
+/// mysql's `-p***`.
+fn redact_word(w: &str) -> String {
+    let lead = w.len() - w.trim_start_matches(['[', ',', '"', '\'']).len();
+    let (head, bare) = w.split_at(lead);
+    let trail = bare.len() - bare.trim_end_matches(ENDS).len();
+    let (core, tail) = bare.split_at(bare.len() - trail);
+    if core.is_empty() {
+        return w.to_owned();
+    }
+    let core = redact_url(core);
+    // A URL, or a request path, with a query.
+    if let Some((path, query)) = core
+        .split_once('?')
+        .filter(|(p, _)| p.contains("://") || p.starts_with('/'))
+    {
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) if secret_name(k) && !v.is_empty() => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        return format!("{head}{path}?{}{tail}", query.join("&"));
+    }
+    // mysql's `-pPASSWORD` (its password joined to the option).
+    if core.len() > 2 && core.starts_with("-p") && !core.starts_with("--") {
+        return format!("{head}-p***{tail}");
+    }
+    format!("{head}{}{tail}", redact_assignment(&core))
+}
+
+/// `NAME=VALUE` or `NAME:VALUE`: the value hidden when NAME is a secret's, else looked into.
+fn redact_assignment(s: &str) -> String {
+    let Some(sep) = s.find(['=', ':']) else {
+        return s.to_owned();
     };
+    let (name, value) = (&s[..sep], &s[sep + 1..]);
+    // A name as an environment variable, an option or a header has it, not a host or path.
+    let identifier = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    if value.is_empty() {
+        s.to_owned()
+    } else if identifier && secret_name(name) {
+        format!("{}***", &s[..=sep])
+    } else {
+        format!("{}{}", &s[..=sep], redact_assignment(value))
+    }
+}
+
+/// `s` with its secrets replaced by `***`, for any text an importer echoes (the report, the
+/// output's comments); `import-monit` and `import-keepalived` both call it. What a translation
+/// runs (a `command`, a `url`) is never passed through it: it has to work as written.
+///
+/// Hidden, quotes and brackets around a value kept:
+/// - the value of an `Authorization` (`Basic ...`, `Bearer ...`), `Proxy-Authorization`,
+///   `Cookie` or `Set-Cookie` header (monit's `http headers [...]`, a `curl -H`);
+/// - `NAME=VALUE` and `NAME: VALUE` whose NAME contains `key`, `secret`, `token`, `pass`,
+///   `auth` or `credential`, any case: environment assignments (`AWS_SECRET_ACCESS_KEY=...`),
+///   `--api-key=...`, `X-Api-Key: ...`, the query of a URL or request path (`?api_key=...`);
+/// - the word after an option so named (`--api-key X`, `--key X`, `--auth-token X`,
+///   `-password X`), unless it is another `--option`;
+/// - the word after a bare `password`, `passwd`, `secret`, `token`, `auth_pass`, `api_key`,
+///   `credentials` (see [`secret_key`]);
+/// - mysql's `-pPASSWORD`, and a URL's password (`scheme://user:***@host`).
+pub(crate) fn redact(s: &str) -> String {
+    let words: Vec<&str> = s.split(' ').collect();
     let mut out: Vec<String> = Vec::new();
     let mut i = 0;
     while i < words.len() {
@@ -312,6 +410,27 @@ pub(crate) fn redact(s: &str) -> String {
         let bare_at = w.len() - w.trim_start_matches(['[', ',', '"', '\'']).len();
         let bare = &w[bare_at..];
         let lower = bare.to_ascii_lowercase();
+        let name = bare.trim_end_matches(ENDS);
+        // `password secret X`: `secret` names the value that follows it.
+        let next_key = |n: &str| {
+            let n = n
+                .trim_start_matches(['[', ',', '"', '\''])
+                .trim_end_matches([':', '='])
+                .to_ascii_lowercase();
+            [
+                "password",
+                "passwd",
+                "secret",
+                "token",
+                "auth_pass",
+                "api_key",
+            ]
+            .contains(&n.as_str())
+        };
+        let option = name.starts_with('-') && !name.contains('=') && secret_name(name);
+        let keyword = !name.starts_with('-')
+            && (secret_key(name.trim_end_matches([':', '=']))
+                || (name.ends_with(':') && secret_name(name)));
         if let Some(h) = [
             "proxy-authorization:",
             "authorization:",
@@ -334,8 +453,7 @@ pub(crate) fn redact(s: &str) -> String {
                     }
                 }
             }
-            let trail = last.len() - last.trim_end_matches(ENDS).len();
-            let value = format!("***{}", &last[last.len() - trail..]);
+            let value = hide_after("", last);
             if rest.is_empty() && last.is_empty() {
                 out.push(head.to_owned());
             } else if rest.is_empty() {
@@ -344,26 +462,18 @@ pub(crate) fn redact(s: &str) -> String {
             } else {
                 out.push(format!("{head}{value}"));
             }
-        } else if let Some(sep) = bare
-            .find(['=', ':'])
-            .filter(|&p| secret_key(&bare[..p]) && p + 1 < bare.len())
+        } else if i < words.len()
+            && name.len() == bare.len()
+            && !words[i].is_empty()
+            && !words[i].starts_with("--")
+            && (option || (keyword && !next_key(words[i])))
         {
-            let value = &w[bare_at + sep + 1..];
-            let trail = value.len() - value.trim_end_matches(ENDS).len();
-            out.push(format!(
-                "{}***{}",
-                &w[..bare_at + sep + 1],
-                &value[value.len() - trail..]
-            ));
-        } else if secret_key(bare.trim_end_matches(ENDS).trim_end_matches([':', '=']))
-            && i < words.len()
-            && !secret_key(words[i].trim_start_matches(['[', ',', '"', '\'']))
-        {
+            // `--api-key X`, `-password X`, `password X`, `X-Api-Key: X`: the name as written.
             out.push(w.to_owned());
-            out.push(hidden(words[i]));
+            out.push(hide_word(words[i]));
             i += 1;
         } else {
-            out.push(w.to_owned());
+            out.push(redact_word(w));
         }
     }
     out.join(" ")
@@ -1288,7 +1398,7 @@ fn connection(t: &[Token]) -> Result<Test, Untranslatable> {
                 Some("=" | "==") => c.content = text,
                 Some("!=") => c.dropped.push(format!(
                     "content != {:?} -- no equivalent: the watchdog cannot fail on text that is present; the rest of the test is translated",
-                    text.unwrap_or_default()
+                    redact(&text.unwrap_or_default())
                 )),
                 _ => return Err(Untranslatable::BadContent),
             }
@@ -1762,6 +1872,63 @@ check host h with address 10.0.0.1
                 "check program token-refresh with path /x",
             ),
             ("password", "password"),
+        ] {
+            assert_eq!(redact(text), want, "{text}");
+        }
+    }
+
+    /// A tester's find: `AWS_SECRET_ACCESS_KEY=...`, `--api-key X`, `-pPASSWORD` and
+    /// `?api_key=...` were echoed in clear while `--passwd` and `--auth-token` were hidden. Every
+    /// shape of secret, by its name: an environment assignment, an option (`--opt X`,
+    /// `--opt=X`), mysql's `-p`, a URL's query, an Authorization header.
+    #[test]
+    fn redaction_covers_secret_env_assignments_options_mysql_passwords_queries_and_auth_headers() {
+        for (text, want) in [
+            (
+                "\"/usr/bin/env AWS_SECRET_ACCESS_KEY=AWSSK16 /usr/local/bin/page.sh\"",
+                "\"/usr/bin/env AWS_SECRET_ACCESS_KEY=*** /usr/local/bin/page.sh\"",
+            ),
+            (
+                "env GITHUB_TOKEN=a DB_PASS=b MY_CREDENTIALS=c X_AUTH=d HOME=/root /x",
+                "env GITHUB_TOKEN=*** DB_PASS=*** MY_CREDENTIALS=*** X_AUTH=*** HOME=/root /x",
+            ),
+            (
+                "\"/x --api-key APIKEY17 --passwd P18 --auth-token AT19 --key K20 -v\"",
+                "\"/x --api-key *** --passwd *** --auth-token *** --key *** -v\"",
+            ),
+            (
+                "/x -password MyPassword --password PASSWORD password secret hunter2",
+                "/x -password *** --password *** password secret ***",
+            ),
+            (
+                "/x --api-key=K1 --client-secret=S2 --Credentials=C3 --timeout=5",
+                "/x --api-key=*** --client-secret=*** --Credentials=*** --timeout=5",
+            ),
+            ("/x --api-key --verbose", "/x --api-key --verbose"),
+            (
+                "\"/usr/bin/mysql -uroot -pMYSQLPW15 -e 'select 1'\"",
+                "\"/usr/bin/mysql -uroot -p*** -e 'select 1'\"",
+            ),
+            (
+                "request \"/health?api_key=APIKEY13\" then alert",
+                "request \"/health?api_key=***\" then alert",
+            ),
+            (
+                "url http://h:8080/x?page=2&Token=T1&auth=A2 then alert",
+                "url http://h:8080/x?page=2&Token=***&auth=*** then alert",
+            ),
+            (
+                "\"/x -H 'Authorization: Basic QVVUSA==' -H 'X-Api-Key: K3' -H 'Accept: */*'\"",
+                "\"/x -H 'Authorization: ***' -H 'X-Api-Key: ***' -H 'Accept: */*'\"",
+            ),
+            (
+                "/x --header=X-Auth-Token:T4 http://auth.example.com:8443/",
+                "/x --header=X-Auth-Token:*** http://auth.example.com:8443/",
+            ),
+            (
+                "if failed port 80 for 2 cycles then alert else if passed then exec \"/x\"",
+                "if failed port 80 for 2 cycles then alert else if passed then exec \"/x\"",
+            ),
         ] {
             assert_eq!(redact(text), want, "{text}");
         }

@@ -563,3 +563,89 @@ fn secrets_in_echoed_statements_never_reach_stderr_or_the_output() {
         Some("https://127.0.0.1:18443/")
     );
 }
+
+/// A third tester's find, through the binary: `AWS_SECRET_ACCESS_KEY=...`, `--api-key X`,
+/// `-pPASSWORD` and `request "/health?api_key=..."` reached stderr and the output's comments.
+/// No secret of any kind is echoed; the translated URL and command keep theirs, to work.
+#[test]
+fn secrets_of_every_kind_never_reach_stderr_or_comments_but_the_translation_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("monitrc");
+    std::fs::write(
+        &path,
+        r#"set daemon 10
+set mailserver localhost username "u" password "MAILPW1"
+set httpd port 2812 allow admin:MONITPW2 allow guest:"GUESTPW3" read-only
+check program nodb with path "/usr/bin/mysql --password=DBPW4 -e 'select 1'"
+check program nodb2 with path "/usr/local/bin/check --token SECRETTOK5"
+check process hp with pidfile /run/haproxy.pid
+  if cpu > 80% then exec "/usr/local/bin/page.sh --password PAGEPW6"
+  if failed port 80 protocol http request "/health" with http headers [Authorization: Basic QVVUSEhEUjc=, Cookie: sid=COOKIE8] then alert
+  start program = "/usr/bin/curl -H 'Authorization: Bearer STARTTOK9' http://127.0.0.1/start"
+  if failed url http://user:URLPW10@127.0.0.1/x then alert
+  if failed port 80 protocol http request "/health?token=QTOK11&apikey=APIKEY12" then alert
+  if failed port 80 protocol http request "/health?api_key=APIKEY13" then exec "/usr/local/bin/page.sh secret=SECR14"
+  if cpu > 90% then exec "/usr/local/bin/page.sh -pMYSQLPW15"
+  if cpu > 95% then exec "/usr/bin/env AWS_SECRET_ACCESS_KEY=AWSSK16 /usr/local/bin/page.sh"
+  if cpu > 96% then exec "/usr/local/bin/page.sh --api-key APIKEY17 --passwd PASSWD18 --auth-token AT19"
+"#,
+    )
+    .unwrap();
+    let out = import(&["--root".as_ref(), dir.path().as_os_str(), path.as_os_str()]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    let comments: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with('#'))
+        .collect();
+    let comments = comments.join("\n");
+    for secret in [
+        "MAILPW1",
+        "MONITPW2",
+        "GUESTPW3",
+        "DBPW4",
+        "SECRETTOK5",
+        "PAGEPW6",
+        "QVVUSEhEUjc=",
+        "COOKIE8",
+        "STARTTOK9",
+        "URLPW10",
+        "QTOK11",
+        "APIKEY12",
+        "APIKEY13",
+        "SECR14",
+        "MYSQLPW15",
+        "AWSSK16",
+        "APIKEY17",
+        "PASSWD18",
+        "AT19",
+    ] {
+        assert!(!stderr.contains(secret), "{secret}: {stderr}");
+        assert!(!comments.contains(secret), "{secret}: {comments}");
+    }
+    for want in [
+        "AWS_SECRET_ACCESS_KEY=*** /usr/local/bin/page.sh",
+        "--api-key *** --passwd *** --auth-token ***",
+        "page.sh -p***",
+    ] {
+        assert!(stderr.contains(want), "{want}\n{stderr}");
+    }
+    assert!(
+        comments.contains("# monit, ") && comments.contains("request \"/health?api_key=***\""),
+        "{comments}"
+    );
+    let t: toml::Table = stdout.parse().unwrap();
+    let urls: Vec<&str> = t["rules"]
+        .as_table()
+        .unwrap()
+        .values()
+        .filter_map(|r| r["check"].get("url").and_then(|u| u.as_str()))
+        .collect();
+    assert!(
+        urls.contains(&"http://localhost:80/health?api_key=APIKEY13"),
+        "{urls:?}"
+    );
+    assert_eq!(
+        t["actions"]["exec-page.sh"]["command"][1].as_str(),
+        Some("secret=SECR14")
+    );
+}
