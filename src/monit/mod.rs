@@ -20,6 +20,15 @@ const MONIT_PROGRAM_TIMEOUT_SECS: u64 = 300;
 const MAX_AGE_LIMIT_SECS: u64 = 30 * 86400;
 /// The cycle of OpsWorks' monit, used when no `set daemon` says otherwise.
 const DEFAULT_CYCLE_SECS: u64 = 60;
+/// The longest `interval` the watchdog takes (1h).
+const MAX_INTERVAL_SECS: u64 = 3600;
+
+/// How often a block's rules check: monit's cycle, times N for `every N cycles`.
+#[derive(Clone, Copy)]
+struct Interval {
+    secs: u64,
+    every: Option<u32>,
+}
 /// Scripts larger than this are not failover scripts of the kind recognized here.
 pub(crate) const SCRIPT_LIMIT: u64 = 256 * 1024;
 
@@ -307,7 +316,7 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
             Item::Include { .. } => {}
         }
     }
-    let interval = cycle.unwrap_or_else(|| {
+    let cycle = cycle.unwrap_or_else(|| {
         out.approximate.push(format!(
             "no `set daemon`: rules check every {DEFAULT_CYCLE_SECS} s, the cycle of OpsWorks' monit"
         ));
@@ -318,6 +327,31 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
     let mut rules = String::new();
     let mut used_rules = std::collections::BTreeSet::new();
     for s in &services {
+        // `every N cycles`: monit tests the block on every Nth cycle, so its rules check every
+        // N cycles, and `for M cycles` counts M of those checks, as it did for monit.
+        let interval = match &s.every {
+            None => Interval {
+                secs: cycle,
+                every: None,
+            },
+            Some((n, at)) => {
+                let mut secs = cycle.saturating_mul(u64::from(*n));
+                let mut note = format!(
+                    "{at}: every {n} cycles: the block's rules check every {secs} s ({n} x the {cycle} s cycle), their fail_after and recover_after counting those checks as monit counted cycles"
+                );
+                if secs > MAX_INTERVAL_SECS && cycle <= MAX_INTERVAL_SECS {
+                    secs = MAX_INTERVAL_SECS;
+                    note = format!(
+                        "{at}: every {n} cycles: {n} x the {cycle} s cycle is longer than 1h, the longest interval; the block's rules check every 1h"
+                    );
+                }
+                out.approximate.push(note);
+                Interval {
+                    secs,
+                    every: Some(*n),
+                }
+            }
+        };
         // Every block is accounted for: a rule, or a listed line.
         if s.tests.is_empty() {
             out.untranslated.push(format!(
@@ -1021,7 +1055,7 @@ fn rule_toml(
     rule: &str,
     probe: Probe,
     t: &Test,
-    interval: u64,
+    interval: Interval,
     on_fail: Option<String>,
     on_recover: Option<String>,
     out: &mut Imported,
@@ -1050,12 +1084,22 @@ fn rule_toml(
             t.at
         ));
     }
+    let Interval {
+        secs: interval,
+        every,
+    } = interval;
     let timeout = match probe.timeout {
         Some((ms, what)) if ms > interval * 1000 => {
-            out.approximate.push(format!(
-                "{}: {what} is longer than the {interval} s cycle; cut to the cycle",
-                t.at
-            ));
+            out.approximate.push(match every {
+                None => format!(
+                    "{}: {what} is longer than the {interval} s cycle; cut to the cycle",
+                    t.at
+                ),
+                Some(n) => format!(
+                    "{}: {what} is longer than the rule's {interval} s interval (every {n} cycles); cut to the interval",
+                    t.at
+                ),
+            });
             interval * 1000
         }
         Some((ms, _)) => ms,
@@ -1719,6 +1763,71 @@ check host web with address 127.0.0.1
         for secret in ["KEY18", "AT19", "SECR14"] {
             assert!(commands.contains(secret), "{secret}: {commands}");
         }
+        assert_valid(&out);
+    }
+
+    /// A tester's find: `every 2 cycles` was listed as "no equivalent" and the block's rules
+    /// checked every cycle, so `for 3 cycles` failed after 45 s where monit took 90 s; and an
+    /// exec's `repeat every N cycles` and `as uid U and gid G` were dropped silently. The
+    /// interval is N cycles (a timeout cut to it, 1h at most), noted; `every "CRON"` and the
+    /// exec tails are listed with why.
+    #[test]
+    fn every_n_cycles_multiplies_the_interval_and_exec_tails_are_listed_with_why() {
+        let (t, out) = convert_text(
+            r#"set daemon 15
+check host a with address 127.0.0.1
+  every 2 cycles
+  if failed port 80 for 3 cycles then exec "/usr/local/bin/page.sh a"
+check host b with address 127.0.0.1
+  if failed port 81 for 3 cycles then exec "/usr/local/bin/page.sh b"
+check program c with path "/usr/local/bin/c.sh" with timeout 40 seconds
+  every 2 cycles
+  if status != 0 for 2 cycles then exec "/usr/local/bin/page.sh c" repeat every 5 cycles
+check program d with path "/usr/local/bin/d.sh" timeout 20 seconds
+  if status != 0 then exec "/usr/local/bin/page.sh d" as uid nobody and gid nogroup
+check host e with address 127.0.0.1
+  every "* 8-19 * * 1-5"
+  if failed port 82 then exec "/usr/local/bin/page.sh e"
+check host f with address 127.0.0.1
+  every 300 cycles
+  if failed port 83 then exec "/usr/local/bin/page.sh f"
+"#,
+        );
+        let rule = |n: &str| {
+            let r = &t["rules"][n];
+            (
+                r["interval"].as_str().unwrap().to_owned(),
+                r["timeout"].as_str().unwrap().to_owned(),
+                r["fail_after"].as_integer().unwrap(),
+            )
+        };
+        // 3 checks 30 s apart: 90 s, as monit took.
+        assert_eq!(rule("a"), ("30s".into(), "5s".into(), 3));
+        assert_eq!(rule("b"), ("15s".into(), "5s".into(), 3));
+        assert_eq!(rule("c"), ("30s".into(), "30s".into(), 2));
+        assert_eq!(rule("d"), ("15s".into(), "15s".into(), 1));
+        assert_eq!(rule("e"), ("15s".into(), "5s".into(), 1));
+        assert_eq!(rule("f"), ("3600s".into(), "5s".into(), 1));
+        let notes = out.approximate.join("\n");
+        for want in [
+            "monitrc:3: every 2 cycles: the block's rules check every 30 s (2 x the 15 s cycle)",
+            "monitrc:9: timeout 40s is longer than the rule's 30 s interval (every 2 cycles); cut to the interval",
+            "monitrc:11: timeout 20s is longer than the 15 s cycle; cut to the cycle",
+            "monitrc:16: every 300 cycles: 300 x the 15 s cycle is longer than 1h",
+        ] {
+            assert!(notes.contains(want), "{want}\n{notes}");
+        }
+        let listed = out.untranslated.join("\n");
+        for want in [
+            "monitrc:9: exec \"/usr/local/bin/page.sh c\" repeat every 5 cycles -- no equivalent: the watchdog runs an action once per transition",
+            "monitrc:11: exec \"/usr/local/bin/page.sh d\" as uid nobody and gid nogroup -- no equivalent: an `exec` action runs as the daemon's user",
+            "monitrc:13: every \"* 8-19 * * 1-5\" -- no equivalent: the watchdog checks at a fixed interval, not on a schedule",
+        ] {
+            assert!(listed.contains(want), "{want}\n{listed}");
+        }
+        assert!(!listed.contains("every 2 cycles"), "{listed}");
+        // The actions are written, without their tails.
+        assert_eq!(t["actions"].as_table().unwrap().len(), 6, "{}", out.toml);
         assert_valid(&out);
     }
 

@@ -66,6 +66,8 @@ pub struct Service {
     /// `check ...` up to its first test or statement, as written.
     pub text: String,
     pub tests: Vec<Test>,
+    /// `every N cycles`: monit tests the block on every Nth cycle only; where it was written.
+    pub every: Option<(u32, At)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -683,6 +685,7 @@ fn service(stmt: &[Token], file: &Path, items: &mut Vec<Item>) {
         at: at(stmt[0].line),
         text: join(&stmt[..body_start]),
         tests: Vec::new(),
+        every: None,
     };
     let body = &stmt[body_start..];
     let mut i = 0;
@@ -695,8 +698,27 @@ fn service(stmt: &[Token], file: &Path, items: &mut Vec<Item>) {
                 i += 1;
             }
             let first = &body[start];
+            if first.is("every") {
+                // `every N cycles`: the block's rules check every N cycles.
+                let n = match &body[start + 1..i] {
+                    [n, c] if !n.quoted && (c.is("cycles") || c.is("cycle")) => {
+                        n.text.parse::<u32>().ok().filter(|&n| n > 0)
+                    }
+                    _ => None,
+                };
+                if let (Some(n), None) = (n, &s.every) {
+                    s.every = Some((n, at(first.line)));
+                    continue;
+                }
+            }
             let why = if first.is("start") || first.is("stop") || first.is("restart") {
                 RESTART_WHY
+            } else if first.is("every") && s.every.is_some() {
+                "a second `every` in the block; the first counts"
+            } else if first.is("every") && body.get(start + 1).is_some_and(|t| t.quoted) {
+                "no equivalent: the watchdog checks at a fixed interval, not on a schedule (a cron spec); the block's rules are written to check every cycle: set `enabled = false` on them, or a longer `interval`, by hand"
+            } else if first.is("every") {
+                "expected `every N cycles` or `every \"CRON SPEC\"`"
             } else {
                 "no equivalent in a watchdog rule"
             };
@@ -716,7 +738,7 @@ fn service(stmt: &[Token], file: &Path, items: &mut Vec<Item>) {
             });
             break;
         };
-        let (on_fail, mut next) = action(body, then + 1);
+        let (on_fail, mut next, mut tails) = action(body, then + 1);
         let mut on_recover = None;
         let mut recover_rate = Ok(None);
         // else if succeeded|passed [RATE] then ACTION
@@ -732,21 +754,25 @@ fn service(stmt: &[Token], file: &Path, items: &mut Vec<Item>) {
                     Ok(_) => Err(Untranslatable::BadRecoverRate),
                     Err(e) => Err(e),
                 };
-                let (a, n) = action(body, then + 1);
+                let (a, n, more) = action(body, then + 1);
                 on_recover = Some(a);
                 next = n;
+                tails.extend(more);
             }
         }
         let stmt_tokens = &body[start..next];
         match condition(&body[start + 1..then], &s.kind).and_then(|c| Ok((c, recover_rate?))) {
-            Ok((c, recover_rate)) => s.tests.push(Test {
-                at: at(body[start].line),
-                text: join(stmt_tokens),
-                on_fail,
-                on_recover,
-                recover_rate,
-                ..c
-            }),
+            Ok((mut c, recover_rate)) => {
+                c.dropped.extend(tails);
+                s.tests.push(Test {
+                    at: at(body[start].line),
+                    text: join(stmt_tokens),
+                    on_fail,
+                    on_recover,
+                    recover_rate,
+                    ..c
+                });
+            }
             Err(why) => items.push(Item::Other {
                 text: join(stmt_tokens),
                 at: at(body[start].line),
@@ -788,25 +814,36 @@ fn service(stmt: &[Token], file: &Path, items: &mut Vec<Item>) {
     items.push(Item::Service(s));
 }
 
-/// The action starting at `i`, and where the tokens after it start.
-fn action(t: &[Token], i: usize) -> (Action, usize) {
+/// Why an exec action's `as uid U [and gid G]` has no equivalent.
+const AS_USER_WHY: &str = "no equivalent: an `exec` action runs as the daemon's user (haproxy-watchdog under the packaged unit), not as another user; the action is written without it: give that user what the program needs";
+
+/// Why an exec action's `repeat every N cycles` has no equivalent.
+const REPEAT_WHY: &str = "no equivalent: the watchdog runs an action once per transition (the rule failing, or recovering), retried on the following cycles only while it fails (a non-zero exit); monit ran it again every N cycles while the test kept failing. The action is written to run once";
+
+/// The action starting at `i`, where the tokens after it start, and the parts of an `exec`
+/// with no equivalent (`as uid U [and gid G]`, `repeat every N cycles`), each with why.
+fn action(t: &[Token], i: usize) -> (Action, usize, Vec<String>) {
     let Some(first) = t.get(i) else {
-        return (Action::Other("nothing".into()), i);
+        return (Action::Other("nothing".into()), i, Vec::new());
     };
     if first.is("exec") {
         let Some(cmd) = t.get(i + 1) else {
-            return (Action::Other("exec".into()), i + 1);
+            return (Action::Other("exec".into()), i + 1, Vec::new());
         };
         let mut n = i + 2;
         // `as uid U [and gid G]`, `repeat every N cycles`: the watchdog runs as its own user
         // and runs an action once per transition. What follows them is the block's next
         // statement (`group`, `start program`, ...), not part of the action.
         let is = |k: usize, word: &str| t.get(k).is_some_and(|x| x.is(word));
+        let (mut user, mut repeat) = (Vec::new(), Vec::new());
         loop {
-            if is(n, "as") || (is(n, "and") && (is(n + 1, "uid") || is(n + 1, "gid"))) {
+            let from = n;
+            let part = if is(n, "as") || (is(n, "and") && (is(n + 1, "uid") || is(n + 1, "gid"))) {
                 n += 1;
+                &mut user
             } else if is(n, "uid") || is(n, "gid") {
                 n += 2;
+                &mut user
             } else if is(n, "repeat") && is(n + 1, "every") {
                 // `repeat every cycle`, `repeat every N cycles`.
                 n += 2;
@@ -815,13 +852,23 @@ fn action(t: &[Token], i: usize) -> (Action, usize) {
                 } else if is(n + 1, "cycles") || is(n + 1, "cycle") {
                     n += 2;
                 }
+                &mut repeat
             } else {
                 break;
-            }
+            };
+            part.extend_from_slice(&t[from.min(t.len())..n.min(t.len())]);
         }
-        (Action::Exec(cmd.text.clone()), n.min(t.len()))
+        let exec = join(&t[i..i + 2]);
+        let mut tails = Vec::new();
+        if !user.is_empty() {
+            tails.push(format!("{exec} {} -- {AS_USER_WHY}", join(&user)));
+        }
+        if !repeat.is_empty() {
+            tails.push(format!("{exec} {} -- {REPEAT_WHY}", join(&repeat)));
+        }
+        (Action::Exec(cmd.text.clone()), n.min(t.len()), tails)
     } else {
-        (Action::Other(first.text.clone()), i + 1)
+        (Action::Other(first.text.clone()), i + 1, Vec::new())
     }
 }
 
@@ -2320,6 +2367,18 @@ check host h with address 10.0.0.1
             "{}",
             s[0].tests[0].text
         );
+        assert_eq!(
+            s[0].tests[0].dropped,
+            [
+                format!("exec \"/bin/x\" as uid www and gid www -- {AS_USER_WHY}"),
+                format!("exec \"/bin/x\" repeat every 3 cycles -- {REPEAT_WHY}"),
+            ]
+        );
+        // `every 2 cycles` is the block's, not the action's.
+        assert_eq!(
+            s[0].every.as_ref().map(|(n, at)| (*n, at.line)),
+            Some((2, 4))
+        );
         let lines: Vec<&str> = others
             .iter()
             .map(|o| o.split(" -- ").next().unwrap())
@@ -2328,7 +2387,6 @@ check host h with address 10.0.0.1
             lines,
             [
                 "monitrc:3: group www",
-                "monitrc:4: every 2 cycles",
                 "monitrc:5: depends on db",
                 "monitrc:6: if failed port 82"
             ]
