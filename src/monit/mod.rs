@@ -962,9 +962,16 @@ fn literal_for(what: &str, re: &str, fix: &str, t: &Test, out: &mut Imported) ->
             if what == "content" { "body" } else { "answer" }
         ));
     }
+    // Stricter than monit's test, never looser: it fails closed, where a dropped `content`
+    // would pass a body monit failed.
     if l.dots {
+        let (field, whole) = if what == "content" {
+            ("body_contains", "a body")
+        } else {
+            ("expect", "an answer")
+        };
         out.approximate.push(format!(
-            "{}: {what} = {re:?}: `.` matches any character to monit; the watchdog looks for the literal text {:?}",
+            "{}: {what} = {re:?}: `.` matches any character to monit; the watchdog looks for the literal text {:?}, a stricter test: {whole} with another character there fails the rule (edit `{field}` if that can happen)",
             t.at, l.text
         ));
     }
@@ -1828,6 +1835,45 @@ check host f with address 127.0.0.1
         assert!(!listed.contains("every 2 cycles"), "{listed}");
         // The actions are written, without their tails.
         assert_eq!(t["actions"].as_table().unwrap().len(), 6, "{}", out.toml);
+        assert_valid(&out);
+    }
+
+    /// A tester's find: docs/migration.md said a regular expression that no literal text stands
+    /// for is listed, but `content = "a.b"` was translated as the literal `a.b`. That stays (the
+    /// docs now say so): a `.` taken literally makes the check stricter than monit's, so it
+    /// fails closed, where listing it and checking the status alone would pass a body monit
+    /// failed. The note says so, for `content` and `expect` alike.
+    #[test]
+    fn a_dot_in_a_content_or_expect_regex_is_a_literal_dot_a_stricter_check_noted() {
+        let (t, out) = convert_text(
+            r#"set daemon 10
+check host h with address 127.0.0.1
+  if failed port 80 protocol http request "/v" content = "v1.2" then alert
+  if failed port 6379 send "INFO\r\n" expect "role:master.connected" then alert
+  if failed port 81 protocol http content = "v1.*" then alert
+"#,
+        );
+        assert_eq!(check(&t, "h")["body_contains"].as_str(), Some("v1.2"));
+        assert_eq!(
+            check(&t, "h-2")["expect"].as_str(),
+            Some("role:master.connected")
+        );
+        let notes = out.approximate.join("\n");
+        for want in [
+            "monitrc:3: content = \"v1.2\": `.` matches any character to monit; the watchdog looks for the literal text \"v1.2\", a stricter test: a body with another character there fails the rule (edit `body_contains`",
+            "monitrc:4: expect = \"role:master.connected\": `.` matches any character to monit; the watchdog looks for the literal text \"role:master.connected\", a stricter test: an answer with another character there fails the rule (edit `expect`",
+        ] {
+            assert!(notes.contains(want), "{want}\n{notes}");
+        }
+        // An operator other than `.`: no one text stands for it, listed.
+        assert!(check(&t, "h-3").get("body_contains").is_none());
+        assert!(
+            out.untranslated
+                .join("\n")
+                .contains("monitrc:5: content = \"v1.*\" -- a regular expression that no literal text stands for"),
+            "{:?}",
+            out.untranslated
+        );
         assert_valid(&out);
     }
 
