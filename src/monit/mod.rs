@@ -280,6 +280,51 @@ pub(crate) fn name(s: &str) -> String {
     }
 }
 
+/// `name` with `-N` after it, cut to fit a name's 64 characters.
+fn suffixed(name: &str, n: usize) -> String {
+    let suffix = format!("-{n}");
+    // ASCII only: see [`name`].
+    let keep = name.len().min(64 - suffix.len());
+    format!("{}{suffix}", &name[..keep])
+}
+
+/// The rule name for `wanted` (monit's block name, `-N` for its Nth test): made valid, then,
+/// when that is taken, `-N`, `-N+1`... after it (`first` first). Any change is noted.
+fn rule_name(
+    wanted: &str,
+    first: usize,
+    used: &BTreeMap<String, At>,
+    t: &Test,
+    out: &mut Imported,
+) -> String {
+    let valid = name(wanted);
+    if valid != wanted {
+        out.approximate.push(format!(
+            "{}: rule {}: monit's name {wanted:?} made a valid watchdog name (A-Z a-z 0-9 - _ ., at most 64 characters)",
+            t.at,
+            q(&valid)
+        ));
+    }
+    let Some(taken_by) = used.get(&valid) else {
+        return valid;
+    };
+    let mut n = first;
+    let rule = loop {
+        let r = suffixed(&valid, n);
+        if !used.contains_key(&r) {
+            break r;
+        }
+        n += 1;
+    };
+    out.approximate.push(format!(
+        "{}: rule {}: renamed, as {} is the rule of {taken_by} already",
+        t.at,
+        q(&rule),
+        q(&valid)
+    ));
+    rule
+}
+
 /// An action to write, keyed by its name.
 enum Out {
     /// Boxed: a failover script's settings are far larger than an argv.
@@ -325,7 +370,8 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
 
     let mut actions: BTreeMap<String, Out> = BTreeMap::new();
     let mut rules = String::new();
-    let mut used_rules = std::collections::BTreeSet::new();
+    // Each rule name written, and the test it came from.
+    let mut used_rules: BTreeMap<String, At> = BTreeMap::new();
     for s in &services {
         // `every N cycles`: monit tests the block on every Nth cycle, so its rules check every
         // N cycles, and `for M cycles` counts M of those checks, as it did for monit.
@@ -404,11 +450,15 @@ fn convert(items: Vec<Item>, files: Vec<PathBuf>, root: Option<&Path>) -> Import
                     continue;
                 }
             };
-            let mut rule = name(&s.name);
-            if (i > 0 && t.on_fail != Action::Implicit) || used_rules.contains(&rule) {
-                rule = name(&format!("{}-{}", s.name, i + 1));
-            }
-            used_rules.insert(rule.clone());
+            // The block's name, `-N` for its Nth test; a name taken already (block `web-2`
+            // after block `web`'s second test), or made valid, is noted.
+            let wanted = if i > 0 && t.on_fail != Action::Implicit {
+                format!("{}-{}", s.name, i + 1)
+            } else {
+                s.name.clone()
+            };
+            let rule = rule_name(&wanted, i + 1, &used_rules, t, &mut out);
+            used_rules.insert(rule.clone(), t.at.clone());
             let on_fail = action_for(&t.on_fail, t, root, &mut actions, &mut out);
             let on_recover = t
                 .on_recover
@@ -1874,6 +1924,56 @@ check host h with address 127.0.0.1
             "{:?}",
             out.untranslated
         );
+        assert_valid(&out);
+    }
+
+    /// A tester's find: block `web-2` was silently named `web-2-1`, as block `web`'s second
+    /// test had `web-2` already. Every rule not named as its block (and test number) is noted,
+    /// and no two rules share a name, however long or odd the block's name.
+    #[test]
+    fn every_rule_renamed_from_its_blocks_name_is_noted_and_names_never_clash() {
+        let long = "x".repeat(70);
+        let (t, out) = convert_text(&format!(
+            r#"set daemon 10
+check host web with address 127.0.0.1
+  if failed port 80 then alert
+  if failed port 81 then alert
+check host web-2 with address 127.0.0.1
+  if failed port 82 then alert
+check host "web 2" with address 127.0.0.1
+  if failed port 83 then alert
+check host {long} with address 127.0.0.1
+  if failed port 84 then alert
+  if failed port 85 then alert
+"#
+        ));
+        let mut rules: Vec<&String> = t["rules"].as_table().unwrap().keys().collect();
+        rules.sort();
+        let x64 = "x".repeat(64);
+        let x62 = format!("{}-2", "x".repeat(62));
+        assert_eq!(
+            rules,
+            [
+                "web",
+                "web-2",
+                "web-2-1",
+                "web-2-2",
+                x62.as_str(),
+                x64.as_str()
+            ],
+            "{}",
+            out.toml
+        );
+        let notes = out.approximate.join("\n");
+        for want in [
+            "monitrc:6: rule \"web-2-1\": renamed, as \"web-2\" is the rule of monitrc:4 already",
+            "monitrc:8: rule \"web-2\": monit's name \"web 2\" made a valid watchdog name",
+            "monitrc:8: rule \"web-2-2\": renamed, as \"web-2\" is the rule of monitrc:4 already",
+            &format!("monitrc:10: rule \"{x64}\": monit's name \"{long}\" made a valid watchdog name"),
+            &format!("monitrc:11: rule \"{x62}\": renamed, as \"{x64}\" is the rule of monitrc:10 already"),
+        ] {
+            assert!(notes.contains(want), "{want}\n{notes}");
+        }
         assert_valid(&out);
     }
 
