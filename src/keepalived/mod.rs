@@ -659,6 +659,9 @@ fn clamp_interval(ms: u64, at: &At, out: &mut Imported) -> u64 {
 /// `associate-address`'s arguments: allocation id, public IP, private IP.
 type Eip = (Option<String>, Option<String>, Option<String>);
 
+/// A route's claim: where, its route tables, a table was not a literal, the topic.
+type Route = (At, Vec<String>, bool, Option<String>);
+
 /// The claims an instance's notify scripts ask for.
 #[derive(Default)]
 struct Claims {
@@ -667,7 +670,7 @@ struct Claims {
     /// Where, the address (None for one that was not a literal), and the topic.
     private: Vec<(At, Option<String>, Option<String>)>,
     /// Destination -> (where, route tables, a table was not a literal, the topic).
-    routes: BTreeMap<Option<String>, (At, Vec<String>, bool, Option<String>)>,
+    routes: BTreeMap<Option<String>, Route>,
     /// A notify script's claim is left to write by hand (its branch for MASTER not known).
     by_hand: bool,
 }
@@ -1813,11 +1816,7 @@ vrrp_instance VI_D {
         for secret in ["Sup3rSecretSMTP", "s3cr3t", "abc123"] {
             assert!(!all.contains(secret), "{secret}: {all}");
         }
-        assert!(
-            out.toml.contains("smtp_auth_password <redacted>"),
-            "{}",
-            out.toml
-        );
+        assert!(out.toml.contains("smtp_auth_password ***"), "{}", out.toml);
     }
 
     #[test]
