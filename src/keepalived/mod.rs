@@ -1321,12 +1321,17 @@ fn write_claims(
 /// The TOML: what was not translated first, then the sections, the rules and the actions.
 fn write(o: Out, mut out: Imported) -> Imported {
     // Every echoed statement and script line, with its secrets hidden.
+    // What is echoed comes before ` -- `, the why after it: a header's value with no closing
+    // quote would otherwise run into the why.
     for l in out
         .untranslated
         .iter_mut()
         .chain(out.approximate.iter_mut())
     {
-        *l = script::redact(l);
+        *l = match l.split_once(" -- ") {
+            Some((head, why)) => format!("{} -- {why}", script::redact(head)),
+            None => script::redact(l),
+        };
     }
     // No global sections: they are set in one file only, and the packaged watchdog.toml
     // already has them; the output goes into conf.d as it is.
@@ -2129,7 +2134,7 @@ vrrp_instance V {
             );
         }
         assert!(
-            listed.contains("the watchdog does not run it: add an `exec` action if it must happen")
+            listed.contains(":3: curl -s -X POST -H Authorization: *** -- the watchdog does not run it: add an `exec` action if it must happen")
         );
         assert!(
             !listed.contains("SLACK1") && !listed.contains("T2"),
