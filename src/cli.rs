@@ -335,9 +335,16 @@ fn import(
             return EXIT_CONFIG;
         }
     };
+    // Every file the importer read, the scripts it ran through included.
+    let read: Vec<std::path::PathBuf> = imported
+        .files
+        .iter()
+        .cloned()
+        .chain(crate::monit::script::files_read())
+        .collect();
     match output {
         Some(path) => {
-            if let Some(input) = imported.files.iter().find(|f| same_file(f, path)) {
+            if let Some(input) = read.iter().find(|f| same_file(f, path)) {
                 say(&format!(
                     "{command}: the output {} is the input {}: refusing to overwrite it; write the output elsewhere (conf.d/, say)",
                     path.display(),

@@ -312,7 +312,6 @@ struct Out {
     /// vrrp_track_process name -> its rule.
     processes: BTreeMap<String, String>,
     region: Option<String>,
-    topic: Option<String>,
     /// Where the first claim came from, for the notes on what the claims need.
     first_claim: Option<At>,
     /// The port of a `virtual_server`.
@@ -660,15 +659,18 @@ fn clamp_interval(ms: u64, at: &At, out: &mut Imported) -> u64 {
 /// `associate-address`'s arguments: allocation id, public IP, private IP.
 type Eip = (Option<String>, Option<String>, Option<String>);
 
+/// A route's claim: where, its route tables, a table was not a literal, the topic.
+type Route = (At, Vec<String>, bool, Option<String>);
+
 /// The claims an instance's notify scripts ask for.
 #[derive(Default)]
 struct Claims {
-    /// Where, and the call's arguments.
-    eips: Vec<(At, Eip)>,
-    /// Where, and the address; None for one that was not a literal.
-    private: Vec<(At, Option<String>)>,
-    /// Destination -> (where, route tables, a table was not a literal).
-    routes: BTreeMap<Option<String>, (At, Vec<String>, bool)>,
+    /// Where, the call's arguments, and the topic its script publishes to in the same branch.
+    eips: Vec<(At, Eip, Option<String>)>,
+    /// Where, the address (None for one that was not a literal), and the topic.
+    private: Vec<(At, Option<String>, Option<String>)>,
+    /// Destination -> (where, route tables, a table was not a literal, the topic).
+    routes: BTreeMap<Option<String>, Route>,
     /// A notify script's claim is left to write by hand (its branch for MASTER not known).
     by_hand: bool,
 }
@@ -742,6 +744,8 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
     let mut vips: Vec<(String, At, String)> = Vec::new();
     let mut claims = Claims::default();
     let mut src_stmt = None;
+    // Read once the peers are known: a move to a peer is not this node's claim.
+    let mut notifies = Vec::new();
     for st in s.block.iter().flatten() {
         let key = st.key();
         let block = matches!(
@@ -775,7 +779,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
                     tracked.push((key, t.text(), t.at.clone(), t.key().to_owned()));
                 }
             }
-            "notify_master" | "notify" => notify(st, &instance, root, &mut claims, o, out),
+            "notify_master" | "notify" => notifies.push(st),
             "advert_int" => match seconds(st) {
                 Some(ms) => advert = Some((ms, st.at.clone(), st.text())),
                 None => out.untranslated.push(format!(
@@ -800,6 +804,31 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
         }
     }
 
+    let peer_ips: Vec<String> = peers
+        .iter()
+        .map(|(p, _)| p.split('/').next().unwrap_or(p).to_owned())
+        .filter(|p| src.as_deref() != Some(p.as_str()))
+        .collect();
+    for st in notifies {
+        notify(st, &instance, &peer_ips, root, &mut claims, o, out);
+    }
+    // keepalived ignores its own address in unicast_peer: never watch this node as its peer.
+    if let Some(own) = src.as_deref() {
+        peers.retain(|(p, at)| {
+            let mine = p.split('/').next() == Some(own);
+            if mine {
+                out.approximate.push(format!(
+                    "{at}: unicast_peer {p}: this node's own address (unicast_src_ip {own}), which keepalived ignores in the list: skipped, not watched as a peer"
+                ));
+            }
+            !mine
+        });
+    } else if peers.len() > 1 {
+        out.approximate.push(format!(
+            "{}: vrrp_instance {instance} has several unicast_peer and no unicast_src_ip: the list may include this node's own address (keepalived ignores it); check that the peer the rule watches is not this node",
+            s.at
+        ));
+    }
     let members = write_claims(&claims, &instance, o, out);
     let has_claims = !members.is_empty();
     if let (false, Some((_, at, text))) = (has_claims, &advert) {
@@ -809,7 +838,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
     let claimed: BTreeSet<&str> = claims
         .private
         .iter()
-        .filter_map(|(_, ip)| ip.as_deref())
+        .filter_map(|(_, ip, _)| ip.as_deref())
         .chain(claims.routes.keys().filter_map(|d| d.as_deref()))
         .map(|a| a.split('/').next().unwrap_or(a))
         .collect();
@@ -864,14 +893,22 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
 
     // One claim, or several moved as one decision.
     let on_fail = if members.len() == 1 {
-        members[0].clone()
+        members[0].0.clone()
     } else {
         let group = name(&format!("move-{instance}"));
-        let list: Vec<String> = members.iter().map(|m| q(m)).collect();
+        let list: Vec<String> = members.iter().map(|(m, _)| q(m)).collect();
+        // The group's alert: the topic of its members' branch, when they share one.
+        let first = members[0].1.clone();
+        let common = first.filter(|t| {
+            members
+                .iter()
+                .all(|(_, m)| m.as_deref() == Some(t.as_str()))
+        });
+        let topic = topic_line(&common, &s.at, &group, out);
         o.actions.insert(
             group.clone(),
             format!(
-                "# vrrp_instance {instance}'s notify script moved these together: one decision, one alert.\n[actions.{}]\ntype = \"claim_group\"\nmembers = [{}]\n{TOPIC}",
+                "# vrrp_instance {instance}'s notify script moved these together: one decision, one alert.\n[actions.{}]\ntype = \"claim_group\"\nmembers = [{}]\n{topic}",
                 q(&group),
                 list.join(", ")
             ),
@@ -949,6 +986,7 @@ fn vrrp_instance(s: &Stmt, root: Option<&Path>, o: &mut Out, out: &mut Imported)
 fn notify(
     st: &Stmt,
     instance: &str,
+    peers: &[String],
     root: Option<&Path>,
     claims: &mut Claims,
     o: &mut Out,
@@ -1016,12 +1054,27 @@ fn notify(
         args.extend(["INSTANCE".into(), instance.to_owned(), "MASTER".into()]);
         args.len()
     });
-    let m = script::moves(&text, &args, state_arg);
+    let m = script::moves(&text, &args, state_arg, peers);
+    let passed = match state_arg {
+        Some(n) => format!("keepalived passes the state as ${n}"),
+        None => "the script's own arguments substituted".into(),
+    };
     for (line, states, call) in &m.ignored {
         out.approximate.push(format!(
-            "{}: {program}:{line}: {call}: ignored: run for {states}, not MASTER (keepalived passes the state as ${}); only the MASTER branch's calls become claims",
+            "{}: {program}:{line}: {call}: ignored: run for {states}, not MASTER ({passed}); only the MASTER branch's calls become claims",
             st.at,
-            state_arg.unwrap_or(3)
+        ));
+    }
+    for (line, cmd) in &m.other {
+        out.untranslated.push(format!(
+            "{}: {program}:{line}: {cmd} -- the watchdog does not run it: add an `exec` action if it must happen",
+            st.at
+        ));
+    }
+    for (line, target, call) in &m.elsewhere {
+        out.untranslated.push(format!(
+            "{}: {program}:{line}: {call} -- listed: the script gives the address to {target}, which may be the peer; if it is this node, write the claim by hand",
+            st.at
         ));
     }
     if !m.unsure.is_empty() {
@@ -1031,6 +1084,16 @@ fn notify(
                 st.at
             ));
         }
+        for (line, call) in &m.seen {
+            out.untranslated.push(format!(
+                "{}: {program}:{line}: {call} -- in the branch for MASTER, but the script's other calls' branches are not known: not translated; write the claim for the MASTER branch by hand",
+                st.at
+            ));
+        }
+        claims.by_hand = true;
+        return;
+    }
+    if m.moves.is_empty() && !m.elsewhere.is_empty() {
         claims.by_hand = true;
         return;
     }
@@ -1043,7 +1106,7 @@ fn notify(
         out.untranslated.push(untranslated(why));
         return;
     }
-    if kw == "notify" {
+    if kw == "notify" || m.branching {
         let what = match (m.branching, m.ignored.is_empty()) {
             (true, true) => "its `aws ec2` calls in its branch for MASTER (the state keepalived passes) are translated; no other branch makes one",
             (true, false) => "its `aws ec2` calls in its branch for MASTER (the state keepalived passes) are translated; the other branches' calls are listed as ignored",
@@ -1067,9 +1130,8 @@ fn notify(
     if o.region.is_none() {
         o.region = m.region.clone();
     }
-    if o.topic.is_none() {
-        o.topic = m.topic_arn.clone();
-    }
+    // Only this script's topic, of the branch its claims are in.
+    let topic = m.topic_arn.clone();
     o.first_claim.get_or_insert_with(|| st.at.clone());
     let at = |line: usize| At {
         file: PathBuf::from(program),
@@ -1081,22 +1143,24 @@ fn notify(
                 allocation_id,
                 public_ip,
                 private_ip,
-            } => claims
-                .eips
-                .push((at(line), (allocation_id, public_ip, private_ip))),
+            } => claims.eips.push((
+                at(line),
+                (allocation_id, public_ip, private_ip),
+                topic.clone(),
+            )),
             Move::PrivateIp { addresses } if addresses.is_empty() => {
-                claims.private.push((at(line), None))
+                claims.private.push((at(line), None, topic.clone()))
             }
             Move::PrivateIp { addresses } => {
                 for a in addresses {
-                    claims.private.push((at(line), Some(a)));
+                    claims.private.push((at(line), Some(a), topic.clone()));
                 }
             }
             Move::Route { table, destination } => {
                 let e = claims
                     .routes
                     .entry(destination)
-                    .or_insert_with(|| (at(line), Vec::new(), false));
+                    .or_insert_with(|| (at(line), Vec::new(), false, topic.clone()));
                 match table {
                     Some(t) if !e.1.contains(&t) => e.1.push(t),
                     Some(_) => {}
@@ -1107,8 +1171,22 @@ fn notify(
     }
 }
 
-/// Where an action's `sns_topic_arn` goes, filled in once every notify script is read.
-const TOPIC: &str = "@@TOPIC@@\n";
+/// An action's `sns_topic_arn`: the topic of the same script's `aws sns publish` in the same
+/// branch as its move; else REQUIRED, and listed.
+fn topic_line(topic: &Option<String>, at: &At, key: &str, out: &mut Imported) -> String {
+    match topic {
+        Some(t) => format!(
+            "sns_topic_arn = {}   # from the notify script's `aws sns publish` in the same branch\n",
+            q(t)
+        ),
+        None => {
+            out.untranslated.push(format!(
+                "{at}: action {key}: the notify script publishes to no SNS topic in the branch of this move -- every claim sends one alert: set sns_topic_arn where the TOML says REQUIRED (or once in watchdog.toml's [alerts])"
+            ));
+            "# sns_topic_arn = \"arn:aws:sns:REGION:ACCOUNT:NAME\"   # REQUIRED (or [alerts] in watchdog.toml): every claim sends one alert\n".into()
+        }
+    }
+}
 
 const REACHABILITY: &str = "# reachability = [\"10.0.0.2:53\"]   # REQUIRED: where this node proves it reaches the VPC\n# before it takes the address (one answer is enough): the VPC's DNS resolver (its base\n# address + 2), a service in another subnet. keepalived had no equivalent.\n";
 
@@ -1139,9 +1217,14 @@ fn unknown_name(base: &str, o: &Out) -> String {
 /// Write each claim as an action; the names, in order. Claims of the same literal address
 /// are one action; a claim whose address the script computes gets an action of its own,
 /// named after `instance`.
-fn write_claims(c: &Claims, instance: &str, o: &mut Out, out: &mut Imported) -> Vec<String> {
+fn write_claims(
+    c: &Claims,
+    instance: &str,
+    o: &mut Out,
+    out: &mut Imported,
+) -> Vec<(String, Option<String>)> {
     let mut names = Vec::new();
-    for (at, (alloc, public, private)) in &c.eips {
+    for (at, (alloc, public, private), topic) in &c.eips {
         let (key, addr) = match (alloc, public) {
             (Some(a), _) => (name(&format!("claim-{a}")), format!("allocation_id = {}\n", q(a))),
             (None, Some(p)) => (name(&format!("claim-{p}")), format!("eip = {}\n", q(p))),
@@ -1159,14 +1242,17 @@ fn write_claims(c: &Claims, instance: &str, o: &mut Out, out: &mut Imported) -> 
                 )
             })
             .unwrap_or_default();
-        o.actions.entry(key.clone()).or_insert_with(|| format!(
-            "# From {at} (aws ec2 associate-address), vrrp_instance {instance}.\n# The claim also checks this node's HAProxy and its egress first, reads the owner,\n# verifies the move and holds down after it.\n[actions.{}]\ntype = \"claim_eip\"\n{addr}{private}hold_down = \"5m\"\n{TOPIC}",
-            q(&key)
-        ));
-        names.push(key);
+        if !o.actions.contains_key(&key) {
+            let topic = topic_line(topic, at, &key, out);
+            o.actions.insert(key.clone(), format!(
+                "# From {at} (aws ec2 associate-address), vrrp_instance {instance}.\n# The claim also checks this node's HAProxy and its egress first, reads the owner,\n# verifies the move and holds down after it.\n[actions.{}]\ntype = \"claim_eip\"\n{addr}{private}hold_down = \"5m\"\n{topic}",
+                q(&key)
+            ));
+        }
+        names.push((key, topic.clone()));
         o.eip = true;
     }
-    for (at, ip) in &c.private {
+    for (at, ip, topic) in &c.private {
         let (key, addr) = match ip {
             Some(ip) => (
                 name(&format!("claim-{ip}")),
@@ -1180,14 +1266,15 @@ fn write_claims(c: &Claims, instance: &str, o: &mut Out, out: &mut Imported) -> 
         };
         if !o.actions.contains_key(&key) {
             out.untranslated.push(needs_reachability(at, &key));
+            let topic = topic_line(topic, at, &key, out);
+            o.actions.insert(key.clone(), format!(
+                "# From {at} (aws ec2 assign-private-ip-addresses), vrrp_instance {instance}.\n# The claim adds the address to this node's interface once EC2 shows it here; HAProxy\n# must bind it before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived).\n[actions.{}]\ntype = \"claim_private_ip\"\n{addr}{REACHABILITY}hold_down = \"5m\"\n{topic}",
+                q(&key)
+            ));
         }
-        o.actions.entry(key.clone()).or_insert_with(|| format!(
-            "# From {at} (aws ec2 assign-private-ip-addresses), vrrp_instance {instance}.\n# The claim adds the address to this node's interface once EC2 shows it here; HAProxy\n# must bind it before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived).\n[actions.{}]\ntype = \"claim_private_ip\"\n{addr}{REACHABILITY}hold_down = \"5m\"\n{TOPIC}",
-            q(&key)
-        ));
-        names.push(key);
+        names.push((key, topic.clone()));
     }
-    for (dest, (at, tables, unresolved)) in &c.routes {
+    for (dest, (at, tables, unresolved, topic)) in &c.routes {
         let (key, d) = match dest {
             Some(d) if d.contains('/') && !d.ends_with("/32") => {
                 out.untranslated.push(format!(
@@ -1219,35 +1306,36 @@ fn write_claims(c: &Claims, instance: &str, o: &mut Out, out: &mut Imported) -> 
         };
         if !o.actions.contains_key(&key) {
             out.untranslated.push(needs_reachability(at, &key));
+            let topic = topic_line(topic, at, &key, out);
+            o.actions.insert(key.clone(), format!(
+                "# From {at} (aws ec2 replace-route), vrrp_instance {instance}, every table in one claim.\n# The claim adds the address to `lo` while the tables point here; HAProxy must bind it\n# before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived). Source/destination checking\n# must be off on both nodes' ENIs, as keepalived's routing already needed.\n[actions.{}]\ntype = \"claim_route\"\n{d}{tables}{REACHABILITY}hold_down = \"5m\"\n{topic}",
+                q(&key)
+            ));
         }
-        o.actions.entry(key.clone()).or_insert_with(|| format!(
-            "# From {at} (aws ec2 replace-route), vrrp_instance {instance}, every table in one claim.\n# The claim adds the address to `lo` while the tables point here; HAProxy must bind it\n# before (net.ipv4.ip_nonlocal_bind = 1, as with keepalived). Source/destination checking\n# must be off on both nodes' ENIs, as keepalived's routing already needed.\n[actions.{}]\ntype = \"claim_route\"\n{d}{tables}{REACHABILITY}hold_down = \"5m\"\n{TOPIC}",
-            q(&key)
-        ));
-        names.push(key);
+        names.push((key, topic.clone()));
     }
-    names.dedup();
+    names.dedup_by(|a, b| a.0 == b.0);
     names
 }
 
 /// The TOML: what was not translated first, then the sections, the rules and the actions.
 fn write(o: Out, mut out: Imported) -> Imported {
+    // Every echoed statement and script line, with its secrets hidden.
+    // What is echoed comes before ` -- `, the why after it: a header's value with no closing
+    // quote would otherwise run into the why.
+    for l in out
+        .untranslated
+        .iter_mut()
+        .chain(out.approximate.iter_mut())
+    {
+        *l = match l.split_once(" -- ") {
+            Some((head, why)) => format!("{} -- {why}", script::redact(head)),
+            None => script::redact(l),
+        };
+    }
     // No global sections: they are set in one file only, and the packaged watchdog.toml
     // already has them; the output goes into conf.d as it is.
     let mut globals = String::new();
-    let topic = match (&o.first_claim, &o.topic) {
-        (_, Some(t)) => format!(
-            "sns_topic_arn = {}   # from the notify script's `aws sns publish`\n",
-            q(t)
-        ),
-        (Some(at), None) => {
-            out.untranslated.push(format!(
-                "{at}: the notify script publishes to no SNS topic -- every claim sends one alert: set sns_topic_arn where the TOML says REQUIRED (or once in watchdog.toml's [alerts])"
-            ));
-            "# sns_topic_arn = \"arn:aws:sns:REGION:ACCOUNT:NAME\"   # REQUIRED (or [alerts] in watchdog.toml): every claim sends one alert\n".into()
-        }
-        (None, None) => String::new(),
-    };
     if o.first_claim.is_some() {
         let settings: Vec<MainSetting> = o
             .region
@@ -1268,7 +1356,7 @@ fn write(o: Out, mut out: Imported) -> Imported {
     let mut acts = String::new();
     for a in o.actions.values() {
         out.actions += 1;
-        acts.push_str(&a.replace(TOPIC, &topic));
+        acts.push_str(a);
         acts.push('\n');
     }
     let mut head =
@@ -1733,11 +1821,7 @@ vrrp_instance VI_D {
         for secret in ["Sup3rSecretSMTP", "s3cr3t", "abc123"] {
             assert!(!all.contains(secret), "{secret}: {all}");
         }
-        assert!(
-            out.toml.contains("smtp_auth_password <redacted>"),
-            "{}",
-            out.toml
-        );
+        assert!(out.toml.contains("smtp_auth_password ***"), "{}", out.toml);
     }
 
     #[test]
@@ -1868,5 +1952,224 @@ vrrp_instance V {
             "{notes}"
         );
         assert_located(&out);
+    }
+
+    /// A notify script at `dir/n.sh` with `body`, and the instance `conf` around `notify`.
+    fn with_script(body: &str, conf: &str) -> (toml::Table, Imported, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("n.sh");
+        std::fs::write(&script, body).unwrap();
+        let text = conf.replace("SCRIPT", &script.display().to_string());
+        let (t, out) = convert_text(&text);
+        (t, out, dir)
+    }
+
+    #[test]
+    fn this_nodes_own_address_is_never_taken_as_its_peer() {
+        let (t, out, _d) = with_script(
+            "aws ec2 associate-address --allocation-id eipalloc-0a\n",
+            "vrrp_instance V {\n  unicast_src_ip 10.0.1.11\n  unicast_peer { 10.0.1.11 10.0.1.12 10.0.1.13 }\n  notify_master \"SCRIPT\"\n}\n",
+        );
+        let rule = &t["rules"]["V-peer"];
+        assert_eq!(
+            rule["check"]["host"].as_str(),
+            Some("10.0.1.12"),
+            "{}",
+            out.toml
+        );
+        let notes = out.approximate.join("\n");
+        assert!(
+            notes.contains(
+                "unicast_peer 10.0.1.11: this node's own address (unicast_src_ip 10.0.1.11)"
+            ),
+            "{notes}"
+        );
+        // Without unicast_src_ip, several peers may include this node.
+        let (_, out, _d) = with_script(
+            "aws ec2 associate-address --allocation-id eipalloc-0a\n",
+            "vrrp_instance V {\n  unicast_peer { 10.0.1.11 10.0.1.12 }\n  notify_master \"SCRIPT\"\n}\n",
+        );
+        let notes = out.approximate.join("\n");
+        assert!(
+            notes.contains("may include this node's own address"),
+            "{notes}"
+        );
+        assert_located(&out);
+    }
+
+    const INSTANCE: &str = "vrrp_instance V {\n  unicast_src_ip 10.0.1.11\n  unicast_peer { 10.0.1.12 }\n  notify \"SCRIPT\"\n}\n";
+
+    #[test]
+    fn a_notify_script_testing_the_state_in_any_form_claims_only_its_master_branch() {
+        // notify_master "x.sh MASTER": the script's $1 is the state.
+        let (t, out, _d) = with_script(
+            "STATE=$1\ncase $STATE in\n  MASTER)\n    aws ec2 associate-address --allocation-id eipalloc-0mine\n    ;;\n  BACKUP|FAULT)\n    aws ec2 associate-address --allocation-id eipalloc-0peer\n    ;;\nesac\n",
+            "vrrp_instance V {\n  unicast_peer { 10.0.1.12 }\n  notify_master \"SCRIPT MASTER\"\n}\n",
+        );
+        let actions = t["actions"].as_table().unwrap();
+        assert_eq!(
+            actions.keys().collect::<Vec<_>>(),
+            ["claim-eipalloc-0mine"],
+            "{}",
+            out.toml
+        );
+        // `[ "$3" = X ] && aws ...`
+        let (t, out, _d) = with_script(
+            "[ \"$3\" = \"BACKUP\" ] && aws ec2 associate-address --allocation-id eipalloc-0peer\n[ \"$3\" = \"MASTER\" ] && aws ec2 associate-address --allocation-id eipalloc-0mine\n",
+            INSTANCE,
+        );
+        let actions = t["actions"].as_table().unwrap();
+        assert_eq!(
+            actions.keys().collect::<Vec<_>>(),
+            ["claim-eipalloc-0mine"],
+            "{}",
+            out.toml
+        );
+        assert!(
+            !out.approximate.join("\n").contains("does not branch"),
+            "{:?}",
+            out.approximate
+        );
+        // A branch not readable: by hand, with the MASTER branch's own call shown.
+        let (t, out, _d) = with_script(
+            "case \"$3\" in\n  MASTER) aws ec2 associate-address --allocation-id eipalloc-0m ;;\nesac\naws ec2 associate-address --allocation-id eipalloc-0all\n",
+            INSTANCE,
+        );
+        assert!(t.get("actions").is_none(), "{}", out.toml);
+        let listed = out.untranslated.join("\n");
+        assert!(listed.contains(":2: aws ec2 associate-address --allocation-id eipalloc-0m -- in the branch for MASTER"), "{listed}");
+        assert!(
+            listed
+                .contains(":4: aws ec2 associate-address --allocation-id eipalloc-0all -- outside"),
+            "{listed}"
+        );
+        assert_located(&out);
+    }
+
+    #[test]
+    fn a_move_aimed_at_a_named_target_is_listed_never_claimed() {
+        let (t, out, _d) = with_script(
+            "aws ec2 associate-address --allocation-id eipalloc-0n --network-interface-id eni-0peer --private-ip-address 10.0.1.12\naws ec2 associate-address --allocation-id eipalloc-0p --private-ip-address 10.0.1.12\n",
+            INSTANCE,
+        );
+        assert!(t.get("actions").is_none(), "{}", out.toml);
+        let listed = out.untranslated.join("\n");
+        assert!(listed.contains(":1: aws ec2 associate-address --allocation-id eipalloc-0n --network-interface-id eni-0peer --private-ip-address 10.0.1.12 -- listed: the script gives the address to --network-interface-id eni-0peer, which may be the peer; if it is this node, write the claim by hand"), "{listed}");
+        assert!(
+            listed.contains("--private-ip-address 10.0.1.12 (a unicast_peer)"),
+            "{listed}"
+        );
+        assert_located(&out);
+    }
+
+    #[test]
+    fn a_topic_comes_only_from_the_same_script_and_branch_as_its_claim() {
+        let (t, out, _d) = with_script(
+            "case \"$3\" in\n  MASTER)\n    aws ec2 associate-address --allocation-id eipalloc-0o\n    ;;\n  BACKUP)\n    aws sns publish --topic-arn arn:aws:sns:us-east-1:1:backup --message b\n    ;;\nesac\n",
+            INSTANCE,
+        );
+        let claim = &t["actions"]["claim-eipalloc-0o"];
+        assert!(claim.get("sns_topic_arn").is_none(), "{}", out.toml);
+        assert!(out.toml.contains("# REQUIRED"), "{}", out.toml);
+        assert!(
+            out.untranslated
+                .join("\n")
+                .contains("action claim-eipalloc-0o: the notify script publishes to no SNS topic"),
+            "{:?}",
+            out.untranslated
+        );
+        // Another instance's script's topic is not this one's.
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.sh");
+        let b = dir.path().join("b.sh");
+        std::fs::write(&a, "aws ec2 associate-address --allocation-id eipalloc-0a\naws sns publish --topic-arn arn:aws:sns:us-east-1:1:a\n").unwrap();
+        std::fs::write(
+            &b,
+            "aws ec2 associate-address --allocation-id eipalloc-0b\n",
+        )
+        .unwrap();
+        let (t, out) = convert_text(&format!(
+            "vrrp_instance A {{\n  unicast_peer {{ 10.0.1.12 }}\n  notify_master \"{}\"\n}}\nvrrp_instance B {{\n  unicast_peer {{ 10.0.1.13 }}\n  notify_master \"{}\"\n}}\n",
+            a.display(),
+            b.display()
+        ));
+        assert_eq!(
+            t["actions"]["claim-eipalloc-0a"]["sns_topic_arn"].as_str(),
+            Some("arn:aws:sns:us-east-1:1:a")
+        );
+        assert!(
+            t["actions"]["claim-eipalloc-0b"]
+                .get("sns_topic_arn")
+                .is_none(),
+            "{}",
+            out.toml
+        );
+    }
+
+    #[test]
+    fn every_command_of_a_notify_script_not_translated_is_listed() {
+        let (t, out, _d) = with_script(
+            "#!/bin/bash\nnotify_slack() {\n  curl -s -X POST -H \"Authorization: Bearer xoxb-SLACK1\" https://hooks.slack.com/x?token=T2\n}\nLOG=/var/log/x\nsystemctl start haproxy\necho switching\naws ec2 associate-address --allocation-id eipalloc-0q\naws ec2 disassociate-address --association-id eipassoc-0x\naws route53 change-resource-record-sets --hosted-zone-id Z1 --change-batch file:///r.json\nnotify_slack\nexit 0\n",
+            "vrrp_instance V {\n  unicast_peer { 10.0.1.12 }\n  notify_master \"SCRIPT\"\n}\n",
+        );
+        assert!(
+            t["actions"].get("claim-eipalloc-0q").is_some(),
+            "{}",
+            out.toml
+        );
+        let listed = out.untranslated.join("\n");
+        for (line, cmd) in [
+            (3, "curl -s -X POST -H Authorization:"),
+            (6, "systemctl start haproxy"),
+            (
+                9,
+                "aws ec2 disassociate-address --association-id eipassoc-0x",
+            ),
+            (10, "aws route53 change-resource-record-sets"),
+            (11, "notify_slack"),
+        ] {
+            assert!(
+                listed.contains(&format!("n.sh:{line}: {cmd}")),
+                "{line} {cmd}: {listed}"
+            );
+        }
+        assert!(
+            listed.contains(":3: curl -s -X POST -H Authorization: *** -- the watchdog does not run it: add an `exec` action if it must happen")
+        );
+        assert!(
+            !listed.contains("SLACK1") && !listed.contains("T2"),
+            "{listed}"
+        );
+        assert!(
+            !listed.contains("echo switching")
+                && !listed.contains(":5: LOG")
+                && !listed.contains("exit 0"),
+            "{listed}"
+        );
+        assert_located(&out);
+    }
+
+    #[test]
+    fn every_echoed_statement_goes_through_the_shared_redaction() {
+        let (_, out) = convert_text(
+            "vrrp_instance V {\n  unicast_peer { 10.0.1.14 }\n  notify_backup \"/etc/keepalived/backup.sh --api-token APITOK3 --password PW4\"\n  notify_fault \"/usr/bin/curl -H 'Authorization: Bearer BEARER5' https://hooks.example/x?api_key=K6\"\n}\n",
+        );
+        let all = format!(
+            "{}\n{:?}\n{:?}",
+            out.toml, out.untranslated, out.approximate
+        );
+        for secret in ["APITOK3", "PW4", "BEARER5", "K6"] {
+            assert!(!all.contains(secret), "{secret}: {all}");
+        }
+    }
+
+    #[test]
+    fn every_file_read_scripts_included_is_known_to_the_output_check() {
+        let _ = script::files_read();
+        let (_, _, d) = with_script(
+            "aws ec2 associate-address --allocation-id eipalloc-0a\n",
+            "vrrp_instance V {\n  unicast_peer { 10.0.1.12 }\n  notify_master \"SCRIPT\"\n}\n",
+        );
+        assert!(script::files_read().contains(&d.path().join("n.sh")));
     }
 }

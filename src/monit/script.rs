@@ -10,6 +10,7 @@
 /// A file's text, read also when it is not all UTF-8 (a Latin-1 comment, say): each invalid
 /// byte becomes U+FFFD, and the line of the first is returned, for a note.
 pub(crate) fn read_text(path: &std::path::Path) -> std::io::Result<(String, Option<usize>)> {
+    READ.with(|r| r.borrow_mut().push(path.to_path_buf()));
     let bytes = std::fs::read(path)?;
     match String::from_utf8(bytes) {
         Ok(t) => Ok((t, None)),
@@ -22,8 +23,107 @@ pub(crate) fn read_text(path: &std::path::Path) -> std::io::Result<(String, Opti
     }
 }
 
+thread_local! {
+    /// Every file [`read_text`] was asked to read on this thread: configuration files and
+    /// the scripts they run, none of which an importer's output may overwrite.
+    static READ: std::cell::RefCell<Vec<std::path::PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The files [`read_text`] read on this thread since the last call (an importer runs on
+/// the thread that writes its output).
+pub(crate) fn files_read() -> Vec<std::path::PathBuf> {
+    READ.with(|r| std::mem::take(&mut *r.borrow_mut()))
+}
+
 /// The note on a file [`read_text`] found not all UTF-8, after `file:line: `.
 pub(crate) const NOT_UTF8: &str = "not valid UTF-8 from this line on (Latin-1?): read with each invalid byte as U+FFFD, so what those lines say is approximate";
+
+/// `s` with its secrets replaced by `***`, for what an importer echoes (a statement, a script's
+/// line): the shared [`crate::monit::parse::redact`], then what it does not know: `--api-key
+/// X` (any name ending in `key`), `Bearer X`/`Basic X`, `-pPASSWORD`, `NAME_KEY=`/`SECRET=`/
+/// `TOKEN=`/`PASSWORD=` assignments, and `api_key=`/`token=` URL query values.
+pub(crate) fn redact(s: &str) -> String {
+    let s = crate::monit::parse::redact(s);
+    let secret = |name: &str| {
+        let n = name
+            .trim_start_matches(['-', '"', '\'', '['])
+            .trim_end_matches([':', '='])
+            .to_ascii_lowercase();
+        [
+            "key",
+            "secret",
+            "token",
+            "password",
+            "passwd",
+            "credentials",
+            "signature",
+            "_pass",
+            "-pass",
+        ]
+        .iter()
+        .any(|k| n.ends_with(k))
+            || matches!(n.as_str(), "pass" | "pw" | "sig" | "auth")
+    };
+    let hide = |w: &str| -> String {
+        let lead = w.len() - w.trim_start_matches(['"', '\'', '[']).len();
+        let body = &w[lead..];
+        let trail = body.len() - body.trim_end_matches(['"', '\'', ']', ',']).len();
+        if body.len() == trail || body.starts_with("***") {
+            w.to_owned()
+        } else {
+            format!("{}***{}", &w[..lead], &body[body.len() - trail..])
+        }
+    };
+    let words: Vec<&str> = s.split(' ').collect();
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        i += 1;
+        let bare = w.trim_start_matches(['"', '\'', '[']);
+        let lower = bare.to_ascii_lowercase();
+        if matches!(lower.as_str(), "bearer" | "basic")
+            || (secret(w) && !w.contains('=') && !w.contains("://"))
+        {
+            out.push(w.to_owned());
+            if let Some(next) = words.get(i) {
+                out.push(hide(next));
+                i += 1;
+            }
+            continue;
+        }
+        if bare.starts_with("-p") && !bare.starts_with("--") && bare.len() > 2 {
+            let lead = w.len() - bare.len();
+            out.push(format!("{}-p{}", &w[..lead], hide(&bare[2..])));
+            continue;
+        }
+        // `NAME=VALUE`, and each `name=value` of a URL's query (`?a=1&token=X`).
+        let mut piece = String::new();
+        let mut rest = w;
+        loop {
+            let cut = rest.find(['?', '&']).map_or(rest.len(), |p| p + 1);
+            let (part, next) = rest.split_at(cut);
+            match part.split_once('=') {
+                Some((name, value))
+                    if secret(name) && !value.is_empty() && !name.contains("://") =>
+                {
+                    let v = value.trim_end_matches(['?', '&']);
+                    piece.push_str(name);
+                    piece.push('=');
+                    piece.push_str(&hide(v));
+                    piece.push_str(&value[v.len()..]);
+                }
+                _ => piece.push_str(part),
+            }
+            if next.is_empty() {
+                break;
+            }
+            rest = next;
+        }
+        out.push(piece);
+    }
+    out.join(" ")
+}
 
 /// What a failover script does, as far as its literal arguments tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,6 +142,9 @@ pub struct Failover {
     pub checkip_url: Option<String>,
     /// Arguments that were shell expressions, so their value is unknown here.
     pub unresolved: Vec<String>,
+    /// Why the move is not this node's claim: it gives the address to a named instance or ENI
+    /// (`--instance-id i-...`), often the peer.
+    pub elsewhere: Option<String>,
 }
 
 /// Shell words of one logical line (continuations joined), quotes removed. Good enough for
@@ -159,9 +262,32 @@ fn literal(v: Option<String>, what: &str, unresolved: &mut Vec<String>) -> Optio
     }
 }
 
+/// [`classify`], unless the script gives the address to a named target
+/// ([`Failover::elsewhere`]): such a script is no claim of this node's, and stays what it was.
 pub fn recognize(text: &str) -> Option<Failover> {
-    let joined = text.replace("\\\n", " ");
-    let lines: Vec<Vec<String>> = joined.lines().map(words).collect();
+    classify(text).filter(|f| f.elsewhere.is_none())
+}
+
+/// What a failover script does. Only commands are read: not comments, here-documents or what
+/// `echo`, `printf` and `logger` print.
+pub fn classify(text: &str) -> Option<Failover> {
+    let lines: Vec<Vec<String>> = logical_lines(text)
+        .into_iter()
+        .flat_map(|(_, l)| commands(words(&l)))
+        .filter(|c| !separator(c))
+        .map(|c| body(&c).to_vec())
+        // `IP=$(curl -s https://checkip.amazonaws.com)` is read for its URL.
+        .filter(|c| !c.is_empty() && (assignment(c).is_some() || !control(c)))
+        .collect();
+    // Variables assigned a literal (`PEER=i-0...`), for the target of a move.
+    let assigned: std::collections::BTreeMap<String, String> = logical_lines(text)
+        .into_iter()
+        .flat_map(|(_, l)| commands(words(&l)))
+        .filter_map(|c| {
+            let (n, v) = assignment(&c)?;
+            (c.len() == 1 && !v.contains(['$', '`', '('])).then(|| (n.to_owned(), v.to_owned()))
+        })
+        .collect();
     let has = |w: &str| lines.iter().any(|l| l.iter().any(|x| x == w));
     let provider = if has("associate-elastic-ip") {
         "opsworks"
@@ -193,6 +319,21 @@ pub fn recognize(text: &str) -> Option<Failover> {
                 set(&mut f.opsworks_instance_id, "--instance-id", u);
             }
             set(&mut f.region, "--region", u);
+            // A named instance or ENI (not OpsWorks' own id, which names this node's).
+            let targets: &[&str] = if provider == "opsworks" {
+                &["--network-interface-id"]
+            } else {
+                &["--instance-id", "--network-interface-id"]
+            };
+            for t in targets {
+                let v = flag(l, t).map(|v| match reference(&v) {
+                    Some(n) => assigned.get(n).cloned().unwrap_or(v),
+                    None => v,
+                });
+                if let Some(v) = v.filter(|v| !v.contains(['$', '`'])) {
+                    f.elsewhere.get_or_insert(format!("the script gives the address to {t} {v}, which may be the peer; if it is this node, write the claim by hand"));
+                }
+            }
         }
         if l.iter().any(|w| w == "publish") && l.iter().any(|w| w == "sns") {
             set(&mut f.topic_arn, "--topic-arn", u);
@@ -262,9 +403,17 @@ pub struct Moves {
     /// Calls of a branching script whose branch is not known: (line, why, the call). Their
     /// claim is not guessed.
     pub unsure: Vec<(usize, String, String)>,
-    /// `line: --instance-id i-...` (or `--network-interface-id eni-...`): literal targets of
-    /// the calls translated, which a claim does not use (it moves the address to this node).
+    /// `line: --instance-id $ID` (or `--network-interface-id ...`): computed targets of the
+    /// calls translated, which a claim does not use (it moves the address to this node).
     pub targets: Vec<String>,
+    /// The calls translated: (line, the call).
+    pub seen: Vec<(usize, String)>,
+    /// Calls that give the address to a named target (`--instance-id i-...`,
+    /// `--network-interface-id eni-...`, a peer's `--private-ip-address`), often the peer:
+    /// (line, the target, the call). Not claims.
+    pub elsewhere: Vec<(usize, String, String)>,
+    /// Every other command the script runs, not translated: (line, the command).
+    pub other: Vec<(usize, String)>,
 }
 
 /// keepalived's states, as `notify` passes them in its third argument.
@@ -360,7 +509,13 @@ fn pattern(p: &str, seen: Option<u8>) -> Branch {
 /// reference to it.
 fn condition(c: &[String], is_state: &dyn Fn(&str) -> bool) -> Cond {
     if !c.iter().any(|w| is_state(w)) {
-        return Cond::Other;
+        // A test of a state word on something not known to be the state (`$(cat /run/x)`,
+        // a variable read elsewhere): a branch on the state that cannot be read.
+        return if c.iter().any(|w| state_word(w)) {
+            Cond::Unknown
+        } else {
+            Cond::Other
+        };
     }
     let (neg, c) = match c.split_first() {
         Some((n, rest)) if n == "!" => (true, rest),
@@ -427,7 +582,23 @@ fn branches(
             }
         };
     };
-    for (_, l) in lines {
+    // `[ "$3" = MASTER ] && ...`: the branch the rest of the line's commands are in.
+    let mut pending = Branch::Plain;
+    for (i, (n, l)) in lines.iter().enumerate() {
+        if i == 0 || lines[i - 1].0 != *n {
+            pending = Branch::Plain;
+        }
+        let next = lines
+            .get(i + 1)
+            .filter(|(m, _)| m == n)
+            .map(|(_, c)| c.as_slice());
+        if separator(l) && l[0] != ";;" {
+            if l[0] == ";" {
+                pending = Branch::Plain;
+            }
+            out.push(Branch::Plain);
+            continue;
+        }
         let mut w: &[String] = l;
         // The words of a command may open, switch or close a branch before the command.
         while let Some(first) = w.first().map(String::as_str) {
@@ -462,6 +633,15 @@ fn branches(
                 }
                 (p, Some(f)) if f.case && !f.in_arm && p.ends_with(')') => {
                     f.in_arm = true;
+                    // A `case` on something not known to be the state, with a state as a
+                    // pattern: a branch on the state that cannot be read.
+                    let unread = !f.on_state && state_word(p);
+                    if unread {
+                        f.on_state = true;
+                        f.any_state = true;
+                        f.seen = None;
+                        branching = true;
+                    }
                     f.branch = if f.on_state {
                         let b = pattern(p.trim_end_matches(')'), f.seen);
                         f.seen = match (b, f.seen) {
@@ -531,17 +711,54 @@ fn branches(
                 _ => break,
             }
         }
-        let b = stack.iter().fold(Branch::Plain, |b, f| b.and(f.branch));
+        let b = stack.iter().fold(pending, |b, f| b.and(f.branch));
+        let in_cond = stack.last().is_some_and(|f| !f.case && f.in_cond);
+        let op = next.and_then(|c| c.first()).map(String::as_str);
+        if !in_cond && test_command(w) {
+            // `[ "$3" = MASTER ] && cmd`, `[ "$3" != MASTER ] || cmd`, `test ...`.
+            let c = condition(w, is_state);
+            branching |= !matches!(c, Cond::Other);
+            let holds = match c {
+                Cond::Other => Branch::Plain,
+                Cond::States(m) => Branch::States(m),
+                Cond::Unknown => Branch::Unknown,
+            };
+            let then = match (op, holds) {
+                (Some("&&"), h) => h,
+                (Some("||"), Branch::States(m)) => Branch::States(ALL_STATES & !m),
+                (Some("||"), h) => h,
+                _ => Branch::Plain,
+            };
+            pending = pending.and(then);
+        } else if op == Some("||") && pending != Branch::Plain {
+            // `[ ... ] && a || b`: b runs when either failed.
+            pending = Branch::Unknown;
+        }
         out.push(b);
     }
     (out, branching)
 }
 
 /// The script's logical lines (`\` continuations joined), each with the line it starts on.
+/// A here-document's body (`<<EOT` ... `EOT`, `<<-'EOT'`, `<<"EOT"`) is text, not commands:
+/// it is left out.
 fn logical_lines(text: &str) -> Vec<(usize, String)> {
     let mut out: Vec<(usize, String)> = Vec::new();
     let mut open = false;
+    // The delimiters of the here-documents still to skip, and whether tabs lead them (`<<-`).
+    let mut heredocs: std::collections::VecDeque<(String, bool)> = Default::default();
     for (i, raw) in text.lines().enumerate() {
+        if let Some((delim, dash)) = heredocs.front() {
+            let end = if *dash {
+                raw.trim_start_matches('\t')
+            } else {
+                raw
+            };
+            if end == delim {
+                heredocs.pop_front();
+            }
+            continue;
+        }
         let (body, cont) = match raw.strip_suffix('\\') {
             Some(b) => (b, true),
             None => (raw, false),
@@ -554,6 +771,22 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
             _ => out.push((i + 1, body.to_owned())),
         }
         open = cont;
+        if !open {
+            if let Some((_, l)) = out.last() {
+                let w = words(l);
+                for (j, x) in w.iter().enumerate() {
+                    if x == "<<" {
+                        if let Some(d) = w.get(j + 1) {
+                            let dash = d.starts_with('-');
+                            let d = d.trim_start_matches('-');
+                            if !d.is_empty() {
+                                heredocs.push_back((d.to_owned(), dash));
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
     out
 }
@@ -603,8 +836,9 @@ fn flag_values(words: &[String], name: &str) -> Vec<String> {
         .collect()
 }
 
-/// One line's words split into its commands at `;`, `&&`, `||`, `|` and `&`; `;;` (the end
-/// of a `case` arm) is a command of its own, and a `case` arm's pattern (`MASTER | BACKUP )`)
+/// One line's words split into its commands at `;`, `&&`, `||`, `|` and `&`, each separator a
+/// command of its own ([`SEPARATORS`]: `&&`, `||`, and `;` for the others); `;;` (the end
+/// of a `case` arm) is a command of its own too, and a `case` arm's pattern (`MASTER | BACKUP )`)
 /// is one word (`MASTER|BACKUP)`).
 fn commands(words: Vec<String>) -> Vec<Vec<String>> {
     let plain = |w: &str| !w.is_empty() && !w.contains(['$', '`', '(']) && !is_op(w);
@@ -634,7 +868,12 @@ fn commands(words: Vec<String>) -> Vec<Vec<String>> {
                 continue;
             }
         }
-        if matches!(w.as_str(), ";" | "&&" | "||" | "|" | "&" | "|&") {
+        if matches!(w.as_str(), "&&" | "||") {
+            // Kept, as a command of its own: `[ "$3" = MASTER ] && aws ...` runs on a test.
+            out.push(vec![w.clone()]);
+            out.push(Vec::new());
+        } else if matches!(w.as_str(), ";" | "|" | "&" | "|&") {
+            out.push(vec![";".to_owned()]);
             out.push(Vec::new());
         } else if matches!(w.as_str(), ";;" | ";&" | ";;&") {
             out.push(vec![";;".to_owned()]);
@@ -646,6 +885,117 @@ fn commands(words: Vec<String>) -> Vec<Vec<String>> {
     }
     out.retain(|c| !c.is_empty());
     out
+}
+
+/// The separators [`commands`] keeps as commands of their own.
+const SEPARATORS: [&str; 4] = ["&&", "||", ";", ";;"];
+
+/// A command that is only a separator.
+fn separator(c: &[String]) -> bool {
+    matches!(c, [w] if SEPARATORS.contains(&w.as_str()))
+}
+
+/// A command that tests something: `[ ... ]`, `[[ ... ]]`, `test ...`, `! ...`.
+fn test_command(c: &[String]) -> bool {
+    matches!(
+        c.first().map(String::as_str),
+        Some("[" | "[[" | "test" | "!")
+    )
+}
+
+/// `w` names one of keepalived's states (`MASTER`, `"BACKUP"`, `FAULT|STOP)`).
+fn state_word(w: &str) -> bool {
+    w.trim_start_matches('(')
+        .trim_end_matches(')')
+        .split('|')
+        .any(|a| STATES.contains(&a.trim_matches(['"', '\''])))
+}
+
+/// A command without what leads into it: `then`, `else`, `do`, `{`, a `case` pattern
+/// (`MASTER)`), `if`/`elif`/`while`/`until`/`!` before a command, and `NAME=value`
+/// assignments before a command (`AWS_REGION=x aws ...`).
+fn body(c: &[String]) -> &[String] {
+    let mut c = c;
+    // `case WORD in PATTERN) command` on one line: the command.
+    if c.first().is_some_and(|w| w == "case") {
+        if let Some(i) = c.iter().position(|w| w == "in") {
+            c = &c[i + 1..];
+        }
+    }
+    while let Some(first) = c.first() {
+        let lead = matches!(
+            first.as_str(),
+            "then"
+                | "else"
+                | "do"
+                | "{"
+                | "}"
+                | "("
+                | ")"
+                | "fi"
+                | "done"
+                | "esac"
+                | "if"
+                | "elif"
+                | "while"
+                | "until"
+                | "!"
+        ) || (first.ends_with(')') && !first.contains(['$', '`', '(']))
+            || (c.len() > 1
+                && c[1] != "`"
+                && assignment(&c[..1]).is_some_and(|(_, v)| !v.contains(['$', '`', '('])));
+        if !lead {
+            break;
+        }
+        c = &c[1..];
+    }
+    c
+}
+
+/// A command that does nothing the watchdog would need to do: an assignment, a test,
+/// control syntax, a function's definition, output (`echo`, `printf`, `logger`), `exit`.
+fn control(c: &[String]) -> bool {
+    let first = c[0].as_str();
+    assignment(c).is_some()
+        || test_command(c)
+        || first.ends_with('(')
+        || c.get(1).is_some_and(|w| w == "(" || w == ")" || w == "()")
+        || matches!(
+            first,
+            "case"
+                | "for"
+                | "select"
+                | "function"
+                | "echo"
+                | "printf"
+                | "logger"
+                | "exit"
+                | "return"
+                | "true"
+                | "false"
+                | ":"
+                | "set"
+                | "shift"
+                | "local"
+                | "export"
+                | "readonly"
+                | "declare"
+                | "unset"
+                | "sleep"
+                | "wait"
+                | ";;"
+                | "in"
+        )
+}
+
+/// A command as listed: its words, at most 160 characters.
+fn shown(c: &[String]) -> String {
+    let call = c.join(" ");
+    if call.chars().count() > 160 {
+        call.chars().take(160).chain("...".chars()).collect()
+    } else {
+        call
+    }
 }
 
 /// A word [`words`] made of shell operators.
@@ -666,13 +1016,14 @@ fn reference(v: &str) -> Option<&str> {
 }
 
 /// Recognize the `aws ec2` calls of a keepalived notify script. `args` are the arguments the
-/// script is called with (`$1`, `$2`, ...). A variable counts as a literal when every
+/// script is called with (`$1`, `$2`, ...); `peers` the peers' addresses (a call that gives
+/// the address to one is not this node's claim). A variable counts as a literal when every
 /// assignment of it in the script gives the same literal.
 ///
 /// `state_arg` is the position of keepalived's state among `args` (`notify`'s `$3`, after the
 /// script's own arguments): in a script that branches on it, only the calls of a branch taken
 /// for MASTER count.
-pub fn moves(text: &str, args: &[String], state_arg: Option<usize>) -> Moves {
+pub fn moves(text: &str, args: &[String], state_arg: Option<usize>, peers: &[String]) -> Moves {
     let lines: Vec<(usize, Vec<String>)> = logical_lines(text)
         .into_iter()
         .flat_map(|(n, l)| commands(words(&l)).into_iter().map(move |c| (n, c)))
@@ -727,16 +1078,17 @@ pub fn moves(text: &str, args: &[String], state_arg: Option<usize>) -> Moves {
             _ => None,
         })
         .collect();
-    // The state's own reference (`$3`) and the variables assigned it (`STATE=$3`).
+    // The state's own reference (`$3`) and the variables assigned it (`STATE=$3`); also an
+    // argument the script is given as `MASTER` (`notify_master "/x.sh MASTER"`'s `$1`).
     let is_state = |w: &str| -> bool {
-        let Some(pos) = state_arg else { return false };
         let mut name = match reference(w) {
             Some(n) => n.to_owned(),
             None => return false,
         };
         for _ in 0..8 {
-            if name.parse::<usize>() == Ok(pos) {
-                return true;
+            if let Ok(pos) = name.parse::<usize>() {
+                return state_arg == Some(pos)
+                    || (pos > 0 && args.get(pos - 1).is_some_and(|a| a == "MASTER"));
             }
             match vars
                 .get(&name)
@@ -757,27 +1109,44 @@ pub fn moves(text: &str, args: &[String], state_arg: Option<usize>) -> Moves {
         ..Default::default()
     };
     for ((n, l), b) in lines.iter().zip(branch) {
+        if separator(l) {
+            continue;
+        }
+        let l = body(l);
         let has = |w: &str| l.iter().any(|x| x == w);
         let moving = has("ec2")
             && (has("associate-address")
                 || has("assign-private-ip-addresses")
                 || has("replace-route")
                 || has("create-route"));
+        // Output is never a call; an assignment is one only when it runs a move
+        // (`ID=$(aws ec2 associate-address ...)`).
+        let output = matches!(
+            l.first().map(String::as_str),
+            Some("echo" | "printf" | "logger")
+        );
+        if l.is_empty() || output || (control(l) && !moving) {
+            continue;
+        }
+        let call = shown(l);
+        let master = match b {
+            Branch::States(s) => s == MASTER,
+            Branch::Plain => !branching,
+            Branch::Unknown => false,
+        };
         if moving {
-            // From `aws` on: not the `BACKUP)` or `then` before it.
-            let from = l
-                .iter()
-                .position(|w| w == "aws" || w.ends_with("/aws"))
-                .unwrap_or(0);
-            let call = l[from..].join(" ");
-            let call: String = if call.chars().count() > 160 {
-                call.chars().take(160).chain("...".chars()).collect()
-            } else {
-                call
-            };
             match b {
                 Branch::States(s) if s & MASTER == 0 => {
                     m.ignored.push((*n, state_names(s), call));
+                    continue;
+                }
+                Branch::States(s) if s != MASTER => {
+                    // Only a MASTER-only branch is a claim's.
+                    m.unsure.push((
+                        *n,
+                        format!("in a branch run for {}, not MASTER only", state_names(s)),
+                        call,
+                    ));
                     continue;
                 }
                 Branch::Unknown => {
@@ -798,13 +1167,36 @@ pub fn moves(text: &str, args: &[String], state_arg: Option<usize>) -> Moves {
                 }
                 _ => {}
             }
+            // A move aimed at a named instance or ENI (or the peer's private IP) gives the
+            // address to that target, often the peer: not this node's claim.
+            let mut aimed = None;
             for f in ["--instance-id", "--network-interface-id"] {
                 if let Some(v) = flag(l, f) {
-                    if let Some(r) = resolve(&v) {
-                        m.targets.push(format!("{n}: {f} {r}"));
+                    match resolve(&v) {
+                        Some(r) => aimed = aimed.or(Some(format!("{f} {r}"))),
+                        None => m.targets.push(format!("{n}: {f} {v}")),
                     }
                 }
             }
+            if aimed.is_none() {
+                if let Some(ip) = flag(l, "--private-ip-address").and_then(|v| resolve(&v)) {
+                    if peers.contains(&ip) {
+                        aimed = Some(format!("--private-ip-address {ip} (a unicast_peer)"));
+                    }
+                }
+            }
+            if let Some(target) = aimed {
+                m.elsewhere.push((*n, target, call));
+                continue;
+            }
+            m.seen.push((*n, call.clone()));
+        } else if !(has("sns") && has("publish") && master) {
+            let when = match b {
+                Branch::States(s) if s & MASTER == 0 => format!(" (run for {})", state_names(s)),
+                _ => String::new(),
+            };
+            m.other.push((*n, format!("{call}{when}")));
+            continue;
         }
         let get = |flag_name: &str, m: &mut Moves| -> Option<String> {
             let v = flag(l, flag_name)?;
@@ -933,10 +1325,11 @@ fi
 
     #[test]
     fn an_ec2_script_with_shell_variables_and_an_ordinary_script() {
-        let f = recognize(
-            "EIP=eipalloc-1\naws ec2 associate-address --allocation-id $EIP --network-interface-id eni-1 --private-ip-address=10.0.0.6 --allow-reassociation\n",
-        )
-        .unwrap();
+        let text = "EIP=eipalloc-1\naws ec2 associate-address --allocation-id $EIP --network-interface-id eni-1 --private-ip-address=10.0.0.6 --allow-reassociation\n";
+        // A named ENI: not this node's claim.
+        assert_eq!(recognize(text), None);
+        let f = classify(text).unwrap();
+        assert!(f.elsewhere.is_some(), "{f:?}");
         assert_eq!(f.provider, "ec2");
         assert_eq!(f.allocation_id, None);
         assert_eq!(f.private_ip.as_deref(), Some("10.0.0.6"));
@@ -966,6 +1359,7 @@ aws sns publish --topic-arn "$1" --message "took over"
             script,
             &["arn:aws:sns:us-east-1:123456789012:t".into()],
             None,
+            &[],
         );
         assert_eq!(
             m.moves,
@@ -1020,8 +1414,8 @@ aws sns publish --topic-arn "$1" --message "took over"
             ]
         );
         assert_eq!(
-            moves("#!/bin/sh\nsystemctl restart haproxy\n", &[], None),
-            Moves::default()
+            moves("#!/bin/sh\nsystemctl restart haproxy\n", &[], None, &[]).moves,
+            []
         );
         // The shape of many published scripts: the region from the environment, the EIP by
         // its address, the instance id from metadata, a disassociate first (not needed).
@@ -1029,6 +1423,7 @@ aws sns publish --topic-arn "$1" --message "took over"
             "export AWS_DEFAULT_REGION=eu-central-1\nEIP=203.0.113.7\nID=`curl -s http://169.254.169.254/latest/meta-data/instance-id`\naws ec2 disassociate-address --public-ip $EIP\naws ec2 associate-address --public-ip $EIP --instance-id $ID\n",
             &[],
             None,
+            &[],
         );
         assert_eq!(m.region.as_deref(), Some("eu-central-1"));
         assert_eq!(
@@ -1062,10 +1457,13 @@ aws sns publish --topic-arn "$1" --message "took over"
             "STATE=$3\ncase \"$3\" in\n  BACKUP)\n    aws ec2 associate-address --allocation-id eipalloc-b --instance-id i-0peer\n    ;;\n  MASTER) aws ec2 associate-address --allocation-id eipalloc-a --instance-id i-0self ;;\n  *) aws ec2 associate-address --allocation-id eipalloc-c ;;\nesac\n",
             &args,
             Some(3),
+            &[],
         );
         assert!(m.branching);
-        assert_eq!(eips(&m), ["eipalloc-a"]);
-        assert_eq!(m.targets, ["6: --instance-id i-0self"]);
+        // The MASTER arm's call names an instance: not this node's claim, listed.
+        assert!(eips(&m).is_empty());
+        assert_eq!(m.elsewhere[0].0, 6);
+        assert_eq!(m.elsewhere[0].1, "--instance-id i-0self");
         let ignored: Vec<(usize, &str)> =
             m.ignored.iter().map(|(l, s, _)| (*l, s.as_str())).collect();
         assert_eq!(ignored, [(4, "BACKUP"), (7, "FAULT|STOP")]);
@@ -1076,6 +1474,7 @@ aws sns publish --topic-arn "$1" --message "took over"
             "S=$3\nif [ \"$S\" == \"BACKUP\" ]; then\n  aws ec2 associate-address --allocation-id eipalloc-b\nelif [[ $S = MASTER ]]\nthen\n  aws ec2 associate-address --allocation-id eipalloc-a\nelse\n  aws ec2 associate-address --allocation-id eipalloc-c\nfi\nif [ \"$3\" != MASTER ]; then exit 0; fi\naws ec2 associate-address --allocation-id eipalloc-d\n",
             &args,
             Some(3),
+            &[],
         );
         assert_eq!(eips(&m), ["eipalloc-a"]);
         assert_eq!(m.ignored.len(), 2);
@@ -1087,6 +1486,7 @@ aws sns publish --topic-arn "$1" --message "took over"
             "case $3 in\n  MAST*) aws ec2 associate-address --allocation-id eipalloc-a ;;\nesac\n",
             &args,
             Some(3),
+            &[],
         );
         assert!(m.moves.is_empty() && m.unsure.len() == 1);
         // Not branching on the state: every call counts, as before.
@@ -1094,16 +1494,20 @@ aws sns publish --topic-arn "$1" --message "took over"
             "if [ -f /x ]; then aws ec2 associate-address --allocation-id eipalloc-a; fi\n",
             &args,
             Some(3),
+            &[],
         );
         assert!(!m.branching);
         assert_eq!(eips(&m), ["eipalloc-a"]);
-        // notify_master's $3 is no state.
+        // notify_master's $3 is no state known here, but a test of a state word on it is a
+        // branch on the state that cannot be read: not guessed.
         let m = moves(
             "case $3 in BACKUP) aws ec2 associate-address --allocation-id eipalloc-b ;; esac\n",
             &[],
             None,
+            &[],
         );
-        assert_eq!(eips(&m), ["eipalloc-b"]);
+        assert!(m.moves.is_empty() && m.unsure.len() == 1, "{m:?}");
+        assert!(m.unsure[0].2.starts_with("aws ec2"), "{m:?}");
     }
 
     #[test]
@@ -1162,8 +1566,11 @@ aws sns publish --topic-arn "$1" --message "took over"
             "case $3 in MASTER | FAULT) aws ec2 associate-address --allocation-id eipalloc-a;; BACKUP)aws ec2 associate-address --allocation-id eipalloc-b;; esac\n",
             &["I".into(), "V".into(), "MASTER".into()],
             Some(3),
+            &[],
         );
-        assert_eq!(m.moves.len(), 1, "{m:?}");
+        // MASTER | FAULT is not a MASTER-only branch: not guessed.
+        assert_eq!(m.moves.len(), 0, "{m:?}");
+        assert_eq!(m.unsure.len(), 1, "{m:?}");
         assert_eq!(m.ignored.len(), 1);
     }
 
@@ -1177,5 +1584,132 @@ aws sns publish --topic-arn "$1" --message "took over"
         assert_eq!(t, "a\nb caf\u{fffd}\nc \u{fffd}\n");
         std::fs::write(&p, "ok \u{e9}\n").unwrap();
         assert_eq!(read_text(&p).unwrap(), ("ok \u{e9}\n".into(), None));
+    }
+
+    #[test]
+    fn a_script_testing_a_state_word_in_any_form_branches_on_the_state() {
+        let notify = |text: &str| {
+            moves(
+                text,
+                &["I".into(), "V".into(), "MASTER".into()],
+                Some(3),
+                &[],
+            )
+        };
+        // `[ ] &&`, `[ ] ||`, `test`, on $3.
+        let m = notify("[ \"$3\" = \"BACKUP\" ] && aws ec2 associate-address --allocation-id eipalloc-0peer\n[ \"$3\" = \"MASTER\" ] && aws ec2 associate-address --allocation-id eipalloc-0mine\ntest \"$3\" != MASTER || aws ec2 associate-address --allocation-id eipalloc-0also\n");
+        assert!(m.branching);
+        let ids: Vec<String> = m
+            .moves
+            .iter()
+            .filter_map(|(_, mv)| match mv {
+                Move::Eip { allocation_id, .. } => allocation_id.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, ["eipalloc-0mine", "eipalloc-0also"], "{m:?}");
+        assert_eq!(m.ignored.len(), 1, "{m:?}");
+        // `notify_master "/x.sh MASTER"`: the script's own $1 is MASTER.
+        let text = "STATE=$1\ncase $STATE in\n  MASTER)\n    aws ec2 associate-address --allocation-id eipalloc-0mine\n    ;;\n  BACKUP|FAULT)\n    aws ec2 associate-address --allocation-id eipalloc-0peer\n    ;;\nesac\n";
+        let m = moves(text, &["MASTER".into()], None, &[]);
+        assert_eq!(m.moves.len(), 1, "{m:?}");
+        assert_eq!(m.ignored.len(), 1, "{m:?}");
+        // A state word tested on something not known to be the state: nothing is guessed,
+        // and the MASTER branch's own call is shown.
+        let m = moves(
+            "S=$(cat /run/state)\ncase $S in\n  MASTER) aws ec2 associate-address --allocation-id eipalloc-0a ;;\nesac\nif [ \"$S\" = BACKUP ]; then aws ec2 associate-address --allocation-id eipalloc-0b; fi\n",
+            &[],
+            None,
+            &[],
+        );
+        assert!(m.branching && m.moves.is_empty(), "{m:?}");
+        assert_eq!(m.unsure.len(), 2, "{m:?}");
+        assert!(m.unsure[0].2.contains("eipalloc-0a"), "{m:?}");
+    }
+
+    #[test]
+    fn a_move_aimed_at_a_named_target_is_not_this_nodes_claim() {
+        let m = moves(
+            "PEER=i-0peer\naws ec2 associate-address --allocation-id eipalloc-0a --instance-id $PEER\naws ec2 replace-route --route-table-id rtb-1 --destination-cidr-block 0.0.0.0/0 --instance-id i-0abc\naws ec2 assign-private-ip-addresses --network-interface-id eni-0peer --private-ip-addresses 10.0.1.100\naws ec2 associate-address --allocation-id eipalloc-0b --private-ip-address 10.0.1.12\n",
+            &[],
+            None,
+            &["10.0.1.12".into()],
+        );
+        assert!(m.moves.is_empty(), "{m:?}");
+        let targets: Vec<&str> = m.elsewhere.iter().map(|(_, t, _)| t.as_str()).collect();
+        assert_eq!(
+            targets,
+            [
+                "--instance-id i-0peer",
+                "--instance-id i-0abc",
+                "--network-interface-id eni-0peer",
+                "--private-ip-address 10.0.1.12 (a unicast_peer)"
+            ]
+        );
+        // The recognizer both importers use.
+        let text = "PEER_INSTANCE=i-0peer1\naws ec2 associate-address --public-ip 54.20.20.20 --instance-id $PEER_INSTANCE\n";
+        let f = classify(text).unwrap();
+        assert!(
+            f.elsewhere
+                .as_deref()
+                .is_some_and(|e| e.contains("--instance-id i-0peer1, which may be the peer")),
+            "{f:?}"
+        );
+        assert_eq!(recognize(text), None);
+        // This node's own id, from instance metadata, is a claim as before.
+        let own = "ID=$(curl -s http://169.254.169.254/latest/meta-data/instance-id)\naws ec2 associate-address --public-ip 54.20.20.20 --instance-id $ID\n";
+        assert!(recognize(own).is_some());
+    }
+
+    #[test]
+    fn text_that_is_not_a_command_is_never_read_as_a_call() {
+        let text = "# aws ec2 associate-address --allocation-id eipalloc-0comment\necho aws ec2 associate-address --allocation-id eipalloc-0echo\nprintf '%s' aws ec2 associate-address --allocation-id eipalloc-0printf\nlogger aws ec2 associate-address --allocation-id eipalloc-0logger\ncat <<EOT > /tmp/note\naws ec2 associate-address --allocation-id eipalloc-0heredoc\nEOT\ncat <<-'X'\n\taws ec2 associate-address --allocation-id eipalloc-0dash\n\tX\naws ec2 associate-address --allocation-id eipalloc-0real\n";
+        let m = moves(text, &[], None, &[]);
+        assert_eq!(
+            m.moves,
+            [(
+                11,
+                Move::Eip {
+                    allocation_id: Some("eipalloc-0real".into()),
+                    public_ip: None,
+                    private_ip: None
+                }
+            )],
+            "{m:?}"
+        );
+        let f = classify("cat <<EOT\naws ec2 associate-address --allocation-id eipalloc-0heredoc\nEOT\necho aws opsworks associate-elastic-ip\n");
+        assert_eq!(f, None);
+    }
+
+    #[test]
+    fn every_echoed_line_goes_through_the_shared_redaction() {
+        for (secret, line) in [
+            ("APITOK3", "/x/backup.sh --api-token APITOK3 --password PW4"),
+            ("PW4", "/x/backup.sh --api-token APITOK3 --password PW4"),
+            (
+                "BEARER5",
+                "/usr/bin/curl -H 'Authorization: Bearer BEARER5' https://h/x",
+            ),
+            (
+                "xoxb-1",
+                "curl -H Authorization: Bearer xoxb-1 https://hooks/x",
+            ),
+            ("K1", "tool --api-key K1 run"),
+            ("K2", "curl -H 'X-Api-Key: K2' http://x"),
+            ("PW5", "mysql -uroot -pPW5 db"),
+            ("S1", "AWS_SECRET_ACCESS_KEY=S1 aws ec2 associate-address"),
+            ("S2", "MY_TOKEN=S2 x"),
+            ("S3", "PASSWORD=S3"),
+            ("S4", "curl https://h/x?a=1&api_key=S4&b=2"),
+            ("S5", "curl 'https://h/x?token=S5'"),
+        ] {
+            let r = redact(line);
+            assert!(!r.contains(secret), "{line} -> {r}");
+            assert!(r.contains("***"), "{line} -> {r}");
+        }
+        assert_eq!(
+            redact("aws ec2 associate-address --allocation-id eipalloc-0a --region us-east-1"),
+            "aws ec2 associate-address --allocation-id eipalloc-0a --region us-east-1"
+        );
     }
 }

@@ -457,3 +457,47 @@ fn import_input_that_is_not_all_utf8_is_read_lossily_with_a_note() {
         .unwrap();
     assert!(text(&out.stdout).contains("[rules.\"chk\"]"));
 }
+
+#[test]
+fn import_output_that_is_any_file_read_scripts_included_is_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sh");
+    let failover = dir.path().join("failover.sh");
+    let body = "#!/bin/sh\naws ec2 associate-address --allocation-id eipalloc-0a\n";
+    std::fs::write(&notify, body).unwrap();
+    std::fs::write(&failover, body).unwrap();
+    let conf = dir.path().join("keepalived.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "vrrp_instance V {{\n  unicast_peer {{ 10.0.1.12 }}\n  notify_master \"{}\"\n}}\n",
+            notify.display()
+        ),
+    )
+    .unwrap();
+    let monitrc = dir.path().join("monitrc");
+    std::fs::write(
+        &monitrc,
+        format!(
+            "set daemon 10\ncheck host peer with address 10.0.1.12\n  if failed port 80 for 3 cycles then exec \"{}\"\n",
+            failover.display()
+        ),
+    )
+    .unwrap();
+    for (importer, input, script) in [
+        ("import-keepalived", &conf, &notify),
+        ("import-monit", &monitrc, &failover),
+    ] {
+        let out = Command::new(bin())
+            .arg(importer)
+            .arg(input)
+            .arg("-o")
+            .arg(script)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{importer}: {stderr}");
+        assert!(stderr.contains("refusing to overwrite it"), "{stderr}");
+        assert_eq!(std::fs::read_to_string(script).unwrap(), body);
+    }
+}
