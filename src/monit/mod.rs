@@ -684,11 +684,23 @@ fn action_for(
             text
         }
     };
-    let failover = text.as_deref().and_then(script::recognize);
     // What the claim came from, for its notes.
     let from = match inline {
         Some(_) => format!("{program} -c '...'"),
         None => program.clone(),
+    };
+    // A move aimed at a named instance or ENI (often the peer's) is no claim of this node's:
+    // listed, and the exec stays an exec.
+    let failover = match text.as_deref().and_then(script::classify) {
+        Some(f) => match &f.elsewhere {
+            Some(reason) => {
+                out.untranslated
+                    .push(format!("{}: {from}: {}", t.at, script::redact(reason)));
+                None
+            }
+            None => Some(f),
+        },
+        None => None,
     };
     if let Some(f) = failover {
         for u in &f.unresolved {
@@ -1481,6 +1493,48 @@ check file rel with path run/flag
             .approximate
             .iter()
             .any(|a| a.starts_with("monitrc:7: `timestamp`")));
+    }
+
+    /// A tester's find: `exec "/usr/local/bin/give_eip_to_peer.sh"`, whose script runs
+    /// `aws ec2 associate-address ... --instance-id $PEER_INSTANCE` (a literal), became this
+    /// node claiming the address on its own failure.
+    #[test]
+    fn a_script_that_moves_the_address_to_a_named_instance_is_listed_not_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("give.sh"),
+            "#!/bin/sh\nPEER_INSTANCE=i-0peer0000000000001\n\
+             aws ec2 associate-address --public-ip 54.20.20.20 --instance-id $PEER_INSTANCE --allow-reassociation\n",
+        )
+        .unwrap();
+        let text = r#"set daemon 10
+check host web with address 127.0.0.1
+  if failed port 80 protocol http for 3 cycles then exec "/give.sh"
+"#;
+        let out = convert(
+            parse::parse(text, Path::new("monitrc")),
+            vec![],
+            Some(dir.path()),
+        );
+        let t: toml::Table = out.toml.parse().unwrap();
+        let actions = t
+            .get("actions")
+            .and_then(|a| a.as_table())
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            actions
+                .values()
+                .all(|a| a["type"].as_str() != Some("claim_eip")),
+            "{}",
+            out.toml
+        );
+        let listed = out.untranslated.join("\n");
+        assert!(
+            listed.contains("monitrc:3: /give.sh: the script gives the address to")
+                && listed.contains("which may be the peer"),
+            "{listed}"
+        );
     }
 
     #[test]

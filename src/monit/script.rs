@@ -264,6 +264,8 @@ fn literal(v: Option<String>, what: &str, unresolved: &mut Vec<String>) -> Optio
 
 /// [`classify`], unless the script gives the address to a named target
 /// ([`Failover::elsewhere`]): such a script is no claim of this node's, and stays what it was.
+/// The importers use [`classify`] to list such a script; the tests use this.
+#[cfg(test)]
 pub fn recognize(text: &str) -> Option<Failover> {
     classify(text).filter(|f| f.elsewhere.is_none())
 }
