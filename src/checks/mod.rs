@@ -37,6 +37,12 @@ impl Outcome {
     }
 }
 
+/// How long before the rule's `timeout` a probe that ends itself stops, so that its own
+/// account of what it was waiting for is the one reported: a tenth of it, at most 100 ms.
+pub(crate) fn own_deadline(timeout: Duration) -> Duration {
+    timeout.saturating_sub((timeout / 10).min(Duration::from_millis(100)))
+}
+
 /// Looks in progress on blocking threads: each with its path, an id and when it started.
 static LOOKING: std::sync::Mutex<Vec<(std::path::PathBuf, u64, std::time::Instant)>> =
     std::sync::Mutex::new(Vec::new());

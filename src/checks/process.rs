@@ -68,6 +68,7 @@ fn by_pidfile(pidfile: &Path, name: Option<&str>, proc: &Path) -> Outcome {
     if pids.is_empty() {
         return Outcome::fail(format!("pidfile {shown} is empty"));
     }
+    let mut any_hidden = false;
     for &pid in &pids {
         if !exists(pid) {
             return Outcome::fail(format!("stale pidfile {shown}: PID {pid} is not running"));
@@ -88,11 +89,12 @@ fn by_pidfile(pidfile: &Path, name: Option<&str>, proc: &Path) -> Outcome {
                     "PID {pid} from {shown} is {comm:?}, not {n:?} (the pidfile is stale and its PID reused)"
                 ))
             }
+            (Seen::Hidden, None) => any_hidden = true,
             _ => {}
         }
     }
     let list: Vec<String> = pids.iter().map(i32::to_string).collect();
-    let hidden = if pids.iter().any(|&p| matches!(look(p, proc), Seen::Hidden)) {
+    let hidden = if any_hidden {
         format!(" (taken on kill(2)'s word: this daemon's /proc hides it, so a zombie would pass too; {DROP_IN} lifts that)")
     } else {
         String::new()

@@ -11,7 +11,7 @@
 //! escaped before it is shown anywhere. The daemon's own systemd variables (`NOTIFY_SOCKET`,
 //! `WATCHDOG_USEC`, ...) are not passed on: a program must not ping the unit's watchdog for it.
 
-use super::Outcome;
+use super::{own_deadline, Outcome};
 use crate::config::ProgramCheckSpec;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Stdio;
@@ -256,12 +256,6 @@ pub async fn run(
         stdout,
         stderr,
     }
-}
-
-/// How long before the rule's `timeout` a probe that ends itself stops, so that its own
-/// account of what it was waiting for is the one reported: a tenth of it, at most 100 ms.
-pub(crate) fn own_deadline(timeout: Duration) -> Duration {
-    timeout.saturating_sub((timeout / 10).min(Duration::from_millis(100)))
 }
 
 /// One run of the check.

@@ -5,8 +5,7 @@
 //! resolves to is tried in turn. The probe ends itself just before the rule's timeout so that
 //! the failure says what it was waiting for.
 
-use super::program::own_deadline;
-use super::{excerpt, Outcome};
+use super::{excerpt, own_deadline, Outcome};
 use crate::config::TcpCheckSpec;
 use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
