@@ -247,13 +247,7 @@ fn command(s: &Stmt) -> Result<Vec<String>, String> {
     let raw = s
         .args()
         .iter()
-        .map(|w| {
-            if w.quoted {
-                format!("\"{}\"", w.text)
-            } else {
-                w.text.clone()
-            }
-        })
+        .map(parse::Word::written)
         .collect::<Vec<_>>()
         .join(" ");
     if s.args().iter().any(|w| {

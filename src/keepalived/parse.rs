@@ -20,6 +20,17 @@ pub struct Word {
     pub quoted: bool,
 }
 
+impl Word {
+    /// The word as written, its double quotes put back.
+    pub fn written(&self) -> String {
+        if self.quoted {
+            format!("\"{}\"", self.text)
+        } else {
+            self.text.clone()
+        }
+    }
+}
+
 /// A statement: its words, where it starts, and its block when it opens one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stmt {
@@ -57,13 +68,7 @@ impl Stmt {
         let shown = if self.secret() { 1 } else { self.words.len() };
         let mut words: Vec<String> = self.words[..shown.min(self.words.len())]
             .iter()
-            .map(|w| {
-                if w.quoted {
-                    format!("\"{}\"", w.text)
-                } else {
-                    w.text.clone()
-                }
-            })
+            .map(Word::written)
             .collect();
         if self.words.len() > shown {
             words.push("<redacted>".into());
