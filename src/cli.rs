@@ -336,12 +336,7 @@ fn import(
         }
     };
     // Every file the importer read, the scripts it ran through included.
-    let read: Vec<std::path::PathBuf> = imported
-        .files
-        .iter()
-        .cloned()
-        .chain(crate::monit::script::files_read())
-        .collect();
+    let read: Vec<&std::path::PathBuf> = imported.files.iter().chain(&imported.scripts).collect();
     match output {
         Some(path) => {
             if let Some(input) = read.iter().find(|f| same_file(f, path)) {

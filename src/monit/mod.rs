@@ -47,6 +47,9 @@ pub struct Imported {
     pub by_hand: Vec<String>,
     /// Every file read, includes included, in the order read.
     pub files: Vec<PathBuf>,
+    /// The scripts read to translate actions (failover and notify scripts): with `files`,
+    /// what `-o` must not overwrite.
+    pub scripts: Vec<PathBuf>,
     /// Rules written.
     pub rules: usize,
     /// Actions written.
@@ -663,7 +666,10 @@ fn action_for(
             let text = std::fs::metadata(&path)
                 .ok()
                 .filter(|m| m.len() <= SCRIPT_LIMIT)
-                .and_then(|_| script::read_text(&path).ok())
+                .and_then(|_| {
+                    out.scripts.push(path.clone());
+                    script::read_text(&path).ok()
+                })
                 .map(|(text, bad)| {
                     if let Some(line) = bad {
                         out.approximate.push(format!(

@@ -10,7 +10,6 @@
 /// A file's text, read also when it is not all UTF-8 (a Latin-1 comment, say): each invalid
 /// byte becomes U+FFFD, and the line of the first is returned, for a note.
 pub(crate) fn read_text(path: &std::path::Path) -> std::io::Result<(String, Option<usize>)> {
-    READ.with(|r| r.borrow_mut().push(path.to_path_buf()));
     let bytes = std::fs::read(path)?;
     match String::from_utf8(bytes) {
         Ok(t) => Ok((t, None)),
@@ -21,18 +20,6 @@ pub(crate) fn read_text(path: &std::path::Path) -> std::io::Result<(String, Opti
             Ok((String::from_utf8_lossy(&bytes).into_owned(), Some(line)))
         }
     }
-}
-
-thread_local! {
-    /// Every file [`read_text`] was asked to read on this thread: configuration files and
-    /// the scripts they run, none of which an importer's output may overwrite.
-    static READ: std::cell::RefCell<Vec<std::path::PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// The files [`read_text`] read on this thread since the last call (an importer runs on
-/// the thread that writes its output).
-pub(crate) fn files_read() -> Vec<std::path::PathBuf> {
-    READ.with(|r| std::mem::take(&mut *r.borrow_mut()))
 }
 
 /// The note on a file [`read_text`] found not all UTF-8, after `file:line: `.
