@@ -21,6 +21,7 @@ async fn main() -> std::process::ExitCode {
     let conf = |name: &str| NodeConf {
         interval: "1s",
         timeout: "500ms",
+        fast_interval: None,
         fail_after: 3,
         recover_after: 2,
         hold_down: "5m",

@@ -75,6 +75,7 @@ impl Bed {
             topic_arn: Some(self.world.topic_arn.clone()),
             interval: "200ms",
             timeout: "150ms",
+            fast_interval: None,
             fail_after: 3,
             recover_after: 1,
             hold_down: "60s",

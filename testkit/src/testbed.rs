@@ -275,6 +275,7 @@ impl TestBed {
             topic_arn: Some(self.world.topic_arn.clone()),
             interval: "500ms",
             timeout: "400ms",
+            fast_interval: None,
             fail_after: 3,
             recover_after: 2,
             hold_down: "60s",

@@ -318,6 +318,8 @@ pub struct NodeConf {
     pub topic_arn: Option<String>,
     pub interval: &'static str,
     pub timeout: &'static str,
+    /// The rule's `fast_interval`: how often it checks while it is changing state.
+    pub fast_interval: Option<&'static str>,
     pub fail_after: u32,
     pub recover_after: u32,
     pub hold_down: &'static str,
@@ -372,6 +374,12 @@ hold_down = "{hold_down}"
             hold_down = self.hold_down,
             egress_timeout = self.egress_timeout,
         );
+        if let Some(f) = self.fast_interval {
+            s = s.replace(
+                "on_fail = [\"claim\"]\n",
+                &format!("fast_interval = \"{f}\"\non_fail = [\"claim\"]\n"),
+            );
+        }
         if let Some(t) = &self.topic_arn {
             s.push_str(&format!("sns_topic_arn = \"{t}\"\n"));
         }
