@@ -142,6 +142,9 @@ pub struct Rule {
     pub file: PathBuf,
     pub interval: Duration,
     pub timeout: Duration,
+    /// Between the starts of two cycles while the rule is changing state (see
+    /// [`crate::engine::RuleRunner::next_period`]); None: always `interval`.
+    pub fast_interval: Option<Duration>,
     pub fail_after: u32,
     pub recover_after: u32,
     pub check: CheckSpec,

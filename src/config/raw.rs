@@ -178,6 +178,11 @@ pub struct RawRule {
     pub interval: Option<HumanDuration>,
     /// A check slower than this fails. Default 5s, 10ms to 5m; must not exceed `interval`.
     pub timeout: Option<HumanDuration>,
+    /// How often the check runs while the rule is changing state: after a failed check while
+    /// the rule is up, and after a good one while it is down, until it fails, recovers or the
+    /// streak breaks (HAProxy's `fastinter`). 100ms to `interval`. Default: none, every cycle
+    /// is `interval` apart. Not for a backend sync, which paces itself.
+    pub fast_interval: Option<HumanDuration>,
     /// Consecutive failed cycles before the rule fails and `on_fail` runs (monit's
     /// `for N cycles`). Default 3, 1 to 1000.
     pub fail_after: Option<i64>,

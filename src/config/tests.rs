@@ -161,6 +161,52 @@ timeout = "3s"
 }
 
 #[test]
+fn fast_interval_is_optional_bounded_by_interval_and_for_checks_only() {
+    let c = from_sources(&src(&[("a.toml", GOOD)])).unwrap();
+    assert_eq!(c.rules[0].fast_interval, None);
+    let c = from_sources(&src(&[(
+        "a.toml",
+        &GOOD.replace(
+            "on_fail",
+            "interval = \"1s\"\ntimeout = \"200ms\"\nfast_interval = \"100ms\"\non_fail",
+        ),
+    )]))
+    .unwrap();
+    assert_eq!(c.rules[0].fast_interval, Some(Duration::from_millis(100)));
+    let e = errors(&[(
+        "a.toml",
+        r#"
+[rules.a]
+check = { type = "http", url = "http://x/" }
+interval = "1s"
+timeout = "500ms"
+fast_interval = "2s"
+[rules.b]
+check = { type = "http", url = "http://x/" }
+fast_interval = "10ms"
+"#,
+    )])
+    .into_iter()
+    .chain(errors(&[(
+        "s.toml",
+        &SYNC
+            .replace(
+                "[rules.app.check]",
+                "fast_interval = \"1s\"\n[rules.app.check]",
+            )
+            .replace("app", "c"),
+    )]))
+    .collect::<Vec<_>>();
+    for want in [
+        "rule \"a\": `fast_interval` (2s) must not exceed `interval` (1s)",
+        "rule \"b\": `fast_interval` = \"10ms\": must be between 100ms and 1h",
+        "rule \"c\": `fast_interval` is for checks: a backend sync paces itself",
+    ] {
+        assert!(e.iter().any(|e| e.contains(want)), "{want}: {e:?}");
+    }
+}
+
+#[test]
 fn duplicate_names_across_files_and_within_a_file() {
     let e = errors(&[("10-a.toml", GOOD), ("20-b.toml", GOOD)]);
     assert!(

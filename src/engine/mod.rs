@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use threshold::{Health, Threshold, Transition};
 use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 /// What the engine needs from the outside world: probe a rule's check, run a named action.
 pub trait Effects: Send + Sync + 'static {
@@ -193,6 +193,19 @@ impl RuleRunner {
     pub async fn cycle<E: Effects>(&mut self, fx: &E) -> CycleReport {
         let (outcome, took) = self.probe(fx).await;
         self.settle(fx, outcome, took).await
+    }
+
+    /// How long after the start of the cycle that just ended the next one starts: the rule's
+    /// `fast_interval`, when it has one, while the rule is changing state (up with a failed
+    /// check counted, or down with a good one), as HAProxy paces a server in transition with
+    /// `fastinter` (HAProxy configuration manual, `fastinter`); `period` otherwise. A failure
+    /// is then confirmed, or a recovery counted, in `(fail_after - 1) x fast_interval` after
+    /// the first failed (good) check rather than in `(fail_after - 1) x interval`.
+    pub fn next_period(&self, period: Duration) -> Duration {
+        match self.rule.fast_interval {
+            Some(fast) if self.threshold.transitioning() => fast.min(period),
+            _ => period,
+        }
     }
 
     /// The probe of a cycle, bounded by the rule's deadline: what it saw and how long it took.
@@ -418,17 +431,20 @@ async fn rule_loop<E: Effects>(
     fx: Arc<E>,
     mut shutdown: watch::Receiver<bool>,
 ) -> RuleRunner {
-    let mut ticks = tokio::time::interval(fx.pacing(&runner.rule).period);
-    // A slow cycle delays the next one rather than causing a burst of catch-up cycles.
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let period = fx.pacing(&runner.rule).period;
+    let next = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(next);
     loop {
         tokio::select! {
-            _ = ticks.tick() => {}
+            _ = &mut next => {}
             _ = shutdown.wait_for(|stop| *stop) => return runner,
         }
         if *shutdown.borrow() {
             return runner;
         }
+        // Due times follow the schedule, not when the task got to run: rules that start
+        // together stay together (one wake-up serves them all) and never drift apart.
+        let due = next.deadline();
         // A check in flight when a reload or shutdown comes is abandoned (it changes nothing,
         // and its program is killed with its group), so one slow check does not hold up the
         // swap for every rule. A backend sync's round changes HAProxy: it is let finish.
@@ -445,6 +461,9 @@ async fn rule_loop<E: Effects>(
             runner.settle(fx.as_ref(), outcome, took).await
         };
         fx.report(&report);
+        // A slow cycle delays the next one rather than causing a burst of catch-up cycles.
+        let due = due + runner.next_period(period);
+        next.as_mut().reset(due.max(Instant::now()));
     }
 }
 

@@ -90,6 +90,7 @@ fn rule(name: &str, interval: u64, timeout: u64, fail_after: u32, recover_after:
         file: "test.toml".into(),
         interval: Duration::from_secs(interval),
         timeout: Duration::from_secs(timeout),
+        fast_interval: None,
         fail_after,
         recover_after,
         check: CheckSpec::Http(HttpCheckSpec {
@@ -390,4 +391,73 @@ async fn a_slow_check_does_not_hold_up_a_reload() {
     );
     // The abandoned cycle left the rule as it was: no failure counted.
     assert_eq!(states["slow"].threshold.consecutive_failures(), 0);
+}
+
+fn fast(mut r: Rule, fast_secs: u64) -> Rule {
+    r.fast_interval = Some(Duration::from_secs(fast_secs));
+    r
+}
+
+fn check_times(fx: &Script) -> Vec<u64> {
+    fx.checks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.1.as_secs())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_check_brings_the_next_ones_at_the_fast_interval_until_the_rule_fails() {
+    let fx = Arc::new(Script::new(Instant::now()).results("eip", "+-----"));
+    run_for(vec![fast(rule("eip", 10, 1, 3, 2), 2)], fx.clone(), 35).await;
+    // Good at 0; the failure seen at 10 brings 12 and 14, which fails the rule; failed, it is
+    // no longer changing state: back to every 10 s.
+    assert_eq!(check_times(&fx), vec![0, 10, 12, 14, 24, 34]);
+    let acts = fx.acts.lock().unwrap().clone();
+    assert_eq!(acts.len(), 1, "{acts:?}");
+    assert_eq!((acts[0].1, acts[0].3.as_secs()), (Transition::Failed, 14));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_good_check_of_a_failed_rule_brings_the_next_ones_at_the_fast_interval() {
+    let fx = Arc::new(Script::new(Instant::now()).results("eip", "-+-+++"));
+    run_for(vec![fast(rule("eip", 10, 1, 1, 2), 2)], fx.clone(), 27).await;
+    // Fails at 0; the good check at 10 brings 12, whose failure breaks the streak: 22 is an
+    // interval on. 22 is good again, 24 recovers the rule, then every 10 s.
+    assert_eq!(check_times(&fx), vec![0, 10, 12, 22, 24]);
+    let acts: Vec<_> = fx
+        .acts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| (a.1, a.3.as_secs()))
+        .collect();
+    assert_eq!(
+        acts,
+        vec![(Transition::Failed, 0), (Transition::Recovered, 24)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn blips_shorter_than_fail_after_never_act_at_the_fast_interval() {
+    // 503, 503, 200 repeated: each streak is checked at the fast interval, and each breaks
+    // one short of fail_after.
+    let fx = Arc::new(Script::new(Instant::now()).results("eip", &"--+".repeat(20)));
+    run_for(vec![fast(rule("eip", 10, 1, 3, 2), 1)], fx.clone(), 300).await;
+    assert!(fx.acts.lock().unwrap().is_empty());
+    let times = check_times(&fx);
+    assert!(times.windows(2).any(|w| w[1] - w[0] == 1), "{times:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_check_delays_the_next_fast_one_without_a_burst() {
+    // A hung check takes its whole timeout (3 s) and the fast interval is 1 s: the next check
+    // starts as the slow one ends, never two at once and never a catch-up burst.
+    let mut fx = Script::new(Instant::now());
+    fx.hang.push("eip".into());
+    let fx = Arc::new(fx);
+    run_for(vec![fast(rule("eip", 10, 3, 3, 2), 1)], fx.clone(), 20).await;
+    // 0 (times out at 3) -> 3 -> 6, which fails the rule at 9; then every 10 s from 6.
+    assert_eq!(check_times(&fx), vec![0, 3, 6, 16]);
 }

@@ -74,6 +74,14 @@ impl Threshold {
         self.health
     }
 
+    /// Changing state: up with a failed check counted, or down with a good one counted.
+    pub fn transitioning(&self) -> bool {
+        match self.health {
+            Health::Up => self.consecutive_failures > 0,
+            Health::Down => self.consecutive_successes > 0,
+        }
+    }
+
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures
     }

@@ -47,6 +47,18 @@ pub(super) fn rule(
                 humantime::format_duration(t), humantime::format_duration(i)));
         }
     }
+    let fast_interval = v.fast_interval.as_deref().map(|text| {
+        let fast = cx.duration(Some(text), interval.unwrap_or_default(), limits::INTERVAL, "fast_interval")?;
+        if let Some(i) = interval.filter(|i| fast > *i) {
+            return cx.fail(format!(
+                "`fast_interval` ({}) must not exceed `interval` ({}): it is the faster cadence while the rule is changing state",
+                humantime::format_duration(fast), humantime::format_duration(i)));
+        }
+        if matches!(v.check, Some(RawCheck::BackendSync(_))) {
+            return cx.fail("`fast_interval` is for checks: a backend sync paces itself (its `interval` is its poll or longest blocking query)");
+        }
+        Some(fast)
+    });
     let mut cycles = |n: Option<i64>, default: u32, what: &str| -> u32 {
         match n {
             None => default,
@@ -83,6 +95,10 @@ pub(super) fn rule(
             file: r.file.clone(),
             interval: interval?,
             timeout: timeout?,
+            fast_interval: match fast_interval {
+                None => None,
+                Some(f) => Some(f?),
+            },
             fail_after,
             recover_after,
             check: check?,
