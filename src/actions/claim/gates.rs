@@ -55,6 +55,69 @@ pub(crate) trait Local: Send + Sync + 'static {
     fn announce(&self, id: u64, alert: Alert);
 }
 
+/// The last look's run of the rule's check (gate 5), started when the gates start so that a
+/// check that hangs (a hung target: each run takes the rule's whole timeout) overlaps gates 2
+/// to 4 instead of adding its timeout after them. A planned takeover and a group's commit do
+/// not run it (they are not about a failure), nor does a dry run.
+///
+/// Still in flight when the other gates have passed: its answer is awaited. Already answered:
+/// the check runs once more, from there, since a quick answer (a refused connection, a 503) is
+/// cheap to repeat and so is exactly as fresh as when the recheck ran after the other gates.
+/// Only a check still running when they pass is older than it was: it began when the claim
+/// did, and a hung target that begins answering while it runs passes it all the same.
+pub(super) struct Recheck(Option<AbortOnDrop<Option<Outcome>>>);
+
+impl Recheck {
+    fn start<P: Provider, L: Local>(gates: &Gates<P, L>, ctx: &ActionContext) -> Recheck {
+        let wanted = ctx.recheck.clone().filter(|_| {
+            !P::DRY_RUN && ctx.planned.is_none() && ctx.group != Some(GroupRole::Commit)
+        });
+        Recheck(wanted.map(|(check, timeout)| {
+            let local = gates.local.clone();
+            AbortOnDrop(tokio::spawn(
+                async move { local.recheck(&check, timeout).await },
+            ))
+        }))
+    }
+
+    /// The check's outcome (None: not run, or it timed out).
+    async fn outcome<P: Provider, L: Local>(
+        self,
+        gates: &Gates<P, L>,
+        ctx: &ActionContext,
+    ) -> Option<Outcome> {
+        let running = self.0?;
+        if !running.0.is_finished() {
+            return match running.await {
+                Ok(o) => o,
+                Err(e) => Some(Outcome::fail(format!("the recheck stopped: {e}"))),
+            };
+        }
+        let (check, timeout) = ctx.recheck.as_ref()?;
+        gates.local.recheck(check, *timeout).await
+    }
+}
+
+/// A task that is aborted when this is dropped: a claim refused before its last look, or
+/// abandoned, stops its recheck (a program check's process group is killed with it).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The real node: HTTP probes, checkip, the daemon's stop signal and its alert outbox.
 pub(crate) struct LiveLocal {
     http: reqwest::Client,
@@ -396,6 +459,11 @@ impl<P: Provider, L: Local> Gates<P, L> {
             }
         }
 
+        // The last look's recheck of the rule's check starts now and runs alongside gates 2
+        // to 4: a hung target's recheck takes the rule's whole timeout, which then overlaps
+        // the other gates instead of coming after them. Gate 5 uses it (see `Recheck`).
+        let recheck = Recheck::start(self, ctx);
+
         // 2. Local HAProxy.
         let local = self.local.haproxy().await;
         if !local.ok {
@@ -468,7 +536,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
         // around, and if another node fixed things since our check failed, taking the EIP from
         // it would turn its repair into a new outage. A dry run changes nothing to guard.
         if !P::DRY_RUN {
-            if let Some(outcome) = self.last_look(ctx, &before).await {
+            if let Some(outcome) = self.last_look(ctx, &before, recheck).await {
                 return outcome;
             }
             tl.mark("last_look", "");
@@ -966,11 +1034,12 @@ impl<P: Provider, L: Local> Gates<P, L> {
     }
 
     /// Gate 5: not while stopping, not without a ready HAProxy, not once the rule's check
-    /// passes again. Some(outcome) refuses the claim.
+    /// passes again (`recheck`, started with the gates). Some(outcome) refuses the claim.
     async fn last_look(
         &self,
         ctx: &ActionContext,
         before: &Owner<P::State>,
+        recheck: Recheck,
     ) -> Option<ActionOutcome> {
         let eip = &self.spec.address;
         if self.local.stopping() {
@@ -992,24 +1061,15 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 format!("local HAProxy is not ready: {}", local.detail),
             ));
         }
-        // The rule's check passing again says someone else fixed a failure; a planned
-        // takeover is not about a failure.
-        if let Some((check, timeout)) = ctx
-            .recheck
-            .as_ref()
-            .filter(|_| ctx.planned.is_none() && ctx.group != Some(GroupRole::Commit))
-        {
-            if let Some(o) = self.local.recheck(check, *timeout).await {
-                if o.ok {
-                    return Some(refused(
-                        "check_passes_again",
-                        format!(
-                            "the rule's check passes again ({}); {eip} stays on {}",
-                            o.detail, before.holder
-                        ),
-                    ));
-                }
-            }
+        // The rule's check passing again says someone else fixed a failure.
+        if let Some(o) = recheck.outcome(self, ctx).await.filter(|o| o.ok) {
+            return Some(refused(
+                "check_passes_again",
+                format!(
+                    "the rule's check passes again ({}); {eip} stays on {}",
+                    o.detail, before.holder
+                ),
+            ));
         }
         None
     }
@@ -1321,6 +1381,14 @@ mod tests {
         pause_at_egress: StdMutex<Option<String>>,
         /// What the reachability probe answers.
         reach: StdMutex<Result<String, String>>,
+        /// How long checkip takes to answer.
+        egress_takes: StdMutex<Duration>,
+        /// The rule's check starts passing once checkip has answered: a repair mid-claim.
+        repaired_at_egress: StdMutex<bool>,
+        /// How long the rule's check takes; from its timeout on, it times out (a hung target).
+        recheck_takes: StdMutex<Duration>,
+        /// Rechecks that ran to their end.
+        rechecks_ended: StdMutex<u32>,
     }
 
     impl Local for FakeLocal {
@@ -1333,6 +1401,11 @@ mod tests {
         }
         async fn egress(&self) -> Result<Ipv4Addr, EgressError> {
             self.calls.push("egress");
+            let takes = *self.egress_takes.lock().unwrap();
+            tokio::time::sleep(takes).await;
+            if *self.repaired_at_egress.lock().unwrap() {
+                *self.recheck_ok.lock().unwrap() = true;
+            }
             if let Some(p) = self.pause_at_egress.lock().unwrap().take() {
                 *self.paused.lock().unwrap() = Some(p);
             }
@@ -1342,8 +1415,14 @@ mod tests {
             self.calls.push("reach");
             self.reach.lock().unwrap().clone()
         }
-        async fn recheck(&self, _: &CheckSpec, _: Duration) -> Option<Outcome> {
+        async fn recheck(&self, _: &CheckSpec, timeout: Duration) -> Option<Outcome> {
             self.calls.push("recheck");
+            let takes = *self.recheck_takes.lock().unwrap();
+            tokio::time::sleep(takes.min(timeout)).await;
+            *self.rechecks_ended.lock().unwrap() += 1;
+            if takes >= timeout {
+                return None;
+            }
             Some(match *self.recheck_ok.lock().unwrap() {
                 true => Outcome::ok("HTTP 200"),
                 false => Outcome::fail("HTTP 503"),
@@ -1393,6 +1472,10 @@ mod tests {
             paused: StdMutex::default(),
             pause_at_egress: StdMutex::default(),
             reach: StdMutex::new(Ok("10.0.0.2:53 (TCP)".into())),
+            egress_takes: StdMutex::new(Duration::ZERO),
+            repaired_at_egress: StdMutex::new(false),
+            recheck_takes: StdMutex::new(Duration::ZERO),
+            rechecks_ended: StdMutex::new(0),
         })
     }
 
@@ -1676,6 +1759,49 @@ mod tests {
             "{out:?}"
         );
         assert_eq!(b.calls.take(), ["haproxy", "here", "read", "egress"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_recheck_overlaps_the_other_gates_instead_of_adding_its_timeout() {
+        // The target hangs: the rule's check times out after its 1 s; checkip takes 600 ms.
+        let b = bed();
+        *b.local.recheck_takes.lock().unwrap() = Duration::from_secs(5);
+        *b.local.egress_takes.lock().unwrap() = Duration::from_millis(600);
+        let started = Instant::now();
+        let out = b.gates.run(&ctx()).await;
+        assert!(matches!(out, ActionOutcome::Done(_)), "{out:?}");
+        // One timeout, not checkip's 600 ms followed by the timeout.
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        // The recheck's task first runs when the claim first waits (on checkip here).
+        assert_eq!(
+            b.calls.take(),
+            ["haproxy", "here", "read", "egress", "recheck", "haproxy", "take", "announce"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recheck_answered_before_the_gates_passed_runs_again_at_the_last_look() {
+        // The check fails at once (a stopped target) while checkip is asked; meanwhile the
+        // target is repaired: the check that counts is the one after checkip, as before.
+        let b = bed();
+        *b.local.egress_takes.lock().unwrap() = Duration::from_millis(600);
+        *b.local.repaired_at_egress.lock().unwrap() = true;
+        assert_eq!(reason(&b.gates.run(&ctx()).await), "check_passes_again");
+        assert_eq!(
+            b.calls.take(),
+            ["haproxy", "here", "read", "egress", "recheck", "haproxy", "recheck"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_refused_before_its_last_look_stops_its_recheck() {
+        let b = bed();
+        *b.local.recheck_takes.lock().unwrap() = Duration::from_millis(900);
+        *b.local.egress_takes.lock().unwrap() = Duration::from_millis(100);
+        *b.local.egress.lock().unwrap() = Err(EgressError::Garbage("<html>".into()));
+        assert_eq!(reason(&b.gates.run(&ctx()).await), "egress_garbage");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(*b.local.rechecks_ended.lock().unwrap(), 0);
     }
 
     #[tokio::test(start_paused = true)]

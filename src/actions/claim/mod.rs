@@ -15,7 +15,8 @@
 //!    started failing (read then, in the background), another node has taken over: leave it;
 //! 4. verify egress through checkip: a well-formed address that is not the EIP itself;
 //! 5. probe the local HAProxy again and run the rule's check once more: if it passes now,
-//!    someone else fixed it;
+//!    someone else fixed it (the check starts with gate 2 and runs alongside gates 2 to 4:
+//!    `gates::Recheck`);
 //! 6. claim through the provider; a node that loses a race starts a hold-down instead of
 //!    fighting back;
 //! 7. verify (the provider shows the EIP here) and queue one SNS alert.
