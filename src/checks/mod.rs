@@ -121,7 +121,7 @@ pub fn http_client(needs_tls: bool) -> reqwest::Result<reqwest::Client> {
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(0)
-            .user_agent(concat!("haproxy-watchdog/", env!("CARGO_PKG_VERSION")))
+            .user_agent(http::USER_AGENT)
     };
     match builder().build() {
         Ok(c) => Ok(c),
