@@ -138,6 +138,14 @@ pub struct Status {
     pub rules: Vec<RuleStatus>,
 }
 
+/// `to` = `value`, in the string's own buffer.
+fn set(to: &mut String, value: &str) {
+    if to != value {
+        to.clear();
+        to.push_str(value);
+    }
+}
+
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -165,22 +173,38 @@ impl StatusBoard {
     pub fn record(&self, r: &CycleReport) {
         let now = rfc3339(SystemTime::now());
         let mut b = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = b
-            .rules
-            .entry(r.rule.clone())
-            .or_insert_with(|| RuleStatus::new(&r.rule, r.check));
-        entry.check = r.check.into();
-        entry.state = match r.health {
-            Health::Up => "up".into(),
-            Health::Down => "down".into(),
+        // Called on every check: the entry's strings are reused, not made anew.
+        let entry = match b.rules.get_mut(&r.rule) {
+            Some(e) => e,
+            None => b
+                .rules
+                .entry(r.rule.clone())
+                .or_insert_with(|| RuleStatus::new(&r.rule, r.check)),
         };
+        set(&mut entry.check, r.check);
+        set(
+            &mut entry.state,
+            match r.health {
+                Health::Up => "up",
+                Health::Down => "down",
+            },
+        );
         entry.consecutive_failures = r.consecutive_failures;
         entry.consecutive_successes = r.consecutive_successes;
-        entry.last_result = Some(LastResult {
-            ok: r.outcome.ok,
-            detail: r.outcome.detail.clone(),
-            at: now.clone(),
-        });
+        match &mut entry.last_result {
+            Some(last) => {
+                last.ok = r.outcome.ok;
+                set(&mut last.detail, &r.outcome.detail);
+                set(&mut last.at, &now);
+            }
+            None => {
+                entry.last_result = Some(LastResult {
+                    ok: r.outcome.ok,
+                    detail: r.outcome.detail.clone(),
+                    at: now.clone(),
+                })
+            }
+        }
         if let Some((name, outcome)) = r.actions.last() {
             entry.last_action = Some(LastAction {
                 action: name.clone(),

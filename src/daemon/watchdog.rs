@@ -159,14 +159,18 @@ impl Heartbeat {
         if b.generation != generation {
             return;
         }
-        b.rules.insert(
-            rule.to_owned(),
-            Slot {
-                doing,
-                since: Instant::now(),
-                bound,
-            },
-        );
+        let slot = Slot {
+            doing,
+            since: Instant::now(),
+            bound,
+        };
+        // Every rule has its slot from `generation`: no key to allocate on each check.
+        match b.rules.get_mut(rule) {
+            Some(s) => *s = slot,
+            None => {
+                b.rules.insert(rule.to_owned(), slot);
+            }
+        }
     }
 
     /// What has been going on longest past its bound plus [`SLACK`], if anything.
@@ -333,12 +337,12 @@ impl<E: Effects> Watched<E> {
 
     /// Marks `rule` as doing `doing` until the guard is dropped (the future completed or was
     /// cut by the engine's timeout), then as counting.
-    fn doing(&self, rule: &str, doing: Doing, bound: Duration) -> Leave<'_> {
+    fn doing<'a>(&'a self, rule: &'a str, doing: Doing, bound: Duration) -> Leave<'a> {
         self.heartbeat.enter(self.generation, rule, doing, bound);
         Leave {
             heartbeat: &self.heartbeat,
             generation: self.generation,
-            rule: rule.to_owned(),
+            rule,
         }
     }
 }
@@ -346,13 +350,13 @@ impl<E: Effects> Watched<E> {
 struct Leave<'a> {
     heartbeat: &'a Heartbeat,
     generation: u64,
-    rule: String,
+    rule: &'a str,
 }
 
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
         self.heartbeat
-            .enter(self.generation, &self.rule, Doing::Counting, Duration::ZERO);
+            .enter(self.generation, self.rule, Doing::Counting, Duration::ZERO);
     }
 }
 
