@@ -22,8 +22,9 @@ use std::time::Duration;
 
 /// How much of a body `body_contains` looks at.
 const BODY_LIMIT: usize = 256 * 1024;
-/// How long one address may take to accept the connection (as the reqwest client's
-/// `connect_timeout`); the rule's `timeout` bounds the whole check.
+/// How long each address of a name that resolves to several may take to accept the
+/// connection (as the reqwest client's `connect_timeout`); the rule's `timeout` bounds the
+/// whole check.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The `User-Agent` of every request the daemon makes.
 pub const USER_AGENT: &str = concat!("haproxy-watchdog/", env!("CARGO_PKG_VERSION"));
@@ -31,7 +32,8 @@ pub const USER_AGENT: &str = concat!("haproxy-watchdog/", env!("CARGO_PKG_VERSIO
 pub async fn probe(client: &reqwest::Client, spec: &HttpCheckSpec) -> Outcome {
     let url = &spec.url;
     if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
-        return through_reqwest(client, spec).await;
+        // Boxed: the reqwest client's future would make every rule's task larger.
+        return Box::pin(through_reqwest(client, spec)).await;
     }
     plain(spec).await.unwrap_or_else(Outcome::fail)
 }
@@ -159,11 +161,16 @@ async fn connect(host: &str, port: u16) -> Result<tokio::net::TcpStream, String>
             .map_err(|e| format!("cannot connect: cannot resolve {host}: {e}"))?
             .collect(),
     };
+    if let [addr] = addrs[..] {
+        // The rule's timeout bounds it: no timer of its own.
+        return tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"));
+    }
     let mut tried = Vec::new();
     for addr in &addrs {
         match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(s)) => return Ok(s),
-            Ok(Err(e)) if addrs.len() == 1 => return Err(format!("cannot connect: {e}")),
             Ok(Err(e)) => tried.push(format!("{addr}: {e}")),
             Err(_) => tried.push(format!(
                 "{addr}: no answer within {}",

@@ -35,13 +35,20 @@ impl Probe {
     }
 
     /// One run. `http`: the configuration's HTTP client.
+    ///
+    /// Only the `http` check's future is kept inline: each rule's task is as large as the
+    /// largest future it may await, and a backend sync's round or a check through the AWS SDK
+    /// or the reqwest client would make every rule's task several times its size (memory per
+    /// rule, docs/benchmarks.md). Those are boxed, one allocation per run.
     pub async fn run(&self, http: &reqwest::Client) -> Outcome {
         match self {
             Probe::Http(h) => checks::http::probe(http, h).await,
-            Probe::Haproxy(h) => checks::haproxy::probe(h, http).await,
-            Probe::Egress(e) => checks::egress(http, e).await,
-            Probe::Plain(c) => checks::run(c, http).await,
-            Probe::Sync { syncer, .. } => syncer.lock().await.round().await,
+            Probe::Haproxy(h) => Box::pin(checks::haproxy::probe(h, http)).await,
+            Probe::Egress(e) => Box::pin(checks::egress(http, e)).await,
+            Probe::Plain(c) => Box::pin(checks::run(c, http)).await,
+            Probe::Sync { syncer, .. } => {
+                Box::pin(async { syncer.lock().await.round().await }).await
+            }
         }
     }
 

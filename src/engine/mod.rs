@@ -303,7 +303,9 @@ impl RuleRunner {
             let before = self.pending.clone();
             let mut still_pending = Vec::new();
             for name in std::mem::take(&mut self.pending) {
-                let result = fx.act(&name, &ctx).await;
+                // Boxed: a claim's future (the AWS SDK's calls) is many times a check's, and
+                // inline it would make every rule's task that large.
+                let result = Box::pin(fx.act(&name, &ctx)).await;
                 result.log(&rule.name, &name);
                 if result.wants_retry() {
                     still_pending.push(name.clone());
@@ -378,14 +380,16 @@ pub async fn run<E: Effects>(
 ) -> (Result<(), EngineError>, RuleStates) {
     let mut set = tokio::task::JoinSet::new();
     let states = Arc::new(std::sync::Mutex::new(RuleStates::new()));
-    for rule in rules {
+    let periods: Vec<Duration> = rules.iter().map(|r| fx.pacing(r).period).collect();
+    let firsts = first_cycles(&periods, Instant::now());
+    for (rule, first) in rules.into_iter().zip(firsts) {
         let fx = fx.clone();
         let shutdown = shutdown.clone();
         let name = rule.name.clone();
         let runner = RuleRunner::resume(rule, carried.remove(&name));
         let states = states.clone();
         set.spawn(async move {
-            let runner = rule_loop(runner, fx, shutdown).await;
+            let runner = rule_loop(runner, fx, shutdown, first).await;
             states
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -426,13 +430,44 @@ pub async fn run<E: Effects>(
     (result, states)
 }
 
+/// Rules whose checks start at the same moment, at most. Of more rules with one interval, the
+/// groups' first cycles are spread evenly over it, as HAProxy spreads its servers' first
+/// health checks over `inter`: at most this many checks are in flight at once (the memory
+/// of a burst of connections), and one wake-up still serves a whole group (CPU).
+pub const START_GROUP: usize = 32;
+
+/// When each rule's first cycle starts, for rules with these `periods` (in order): in groups
+/// of [`START_GROUP`] rules of one period, the first group `now`, the others spread evenly
+/// over the period. A configuration of up to [`START_GROUP`] rules per period starts at once.
+pub fn first_cycles(periods: &[Duration], now: Instant) -> Vec<Instant> {
+    let mut of_period: std::collections::HashMap<Duration, (usize, usize)> =
+        std::collections::HashMap::new();
+    for p in periods {
+        of_period.entry(*p).or_default().1 += 1;
+    }
+    periods
+        .iter()
+        .map(|p| {
+            let Some((seen, total)) = of_period.get_mut(p) else {
+                return now;
+            };
+            let group = *seen / START_GROUP;
+            *seen += 1;
+            let groups = total.div_ceil(START_GROUP).max(1);
+            // group < groups, so the offset stays below one period.
+            now + p.mul_f64(group as f64 / groups as f64)
+        })
+        .collect()
+}
+
 async fn rule_loop<E: Effects>(
     mut runner: RuleRunner,
     fx: Arc<E>,
     mut shutdown: watch::Receiver<bool>,
+    first: Instant,
 ) -> RuleRunner {
     let period = fx.pacing(&runner.rule).period;
-    let next = tokio::time::sleep_until(Instant::now());
+    let next = tokio::time::sleep_until(first);
     tokio::pin!(next);
     loop {
         tokio::select! {

@@ -461,3 +461,40 @@ async fn a_slow_check_delays_the_next_fast_one_without_a_burst() {
     // 0 (times out at 3) -> 3 -> 6, which fails the rule at 9; then every 10 s from 6.
     assert_eq!(check_times(&fx), vec![0, 3, 6, 16]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn many_rules_start_in_groups_spread_evenly_over_their_interval() {
+    let now = Instant::now();
+    let at = |i: usize, firsts: &[Instant]| firsts[i].duration_since(now);
+    // Up to a group's worth of rules start at once.
+    let firsts = first_cycles(&[Duration::from_secs(10); START_GROUP], now);
+    assert!(firsts.iter().all(|t| *t == now));
+    // 100 rules of 10 s: four groups (32, 32, 32, 4) at 0, 2.5, 5 and 7.5 s; 20 rules of 1 s
+    // among them form one group of their own.
+    let mut periods = vec![Duration::from_secs(10); 100];
+    periods.splice(50..50, [Duration::from_secs(1); 20]);
+    let firsts = first_cycles(&periods, now);
+    let tens: Vec<Duration> = (0..120)
+        .filter(|i| !(50..70).contains(i))
+        .map(|i| at(i, &firsts))
+        .collect();
+    for (i, t) in tens.iter().enumerate() {
+        assert_eq!(
+            *t,
+            Duration::from_millis(2500 * (i / START_GROUP) as u64),
+            "rule {i}"
+        );
+    }
+    assert!((50..70).all(|i| at(i, &firsts).is_zero()));
+
+    // And the engine starts each rule's first check then.
+    let fx = Arc::new(Script::new(Instant::now()));
+    let rules: Vec<Rule> = (0..40)
+        .map(|i| rule(&format!("r{i:02}"), 10, 1, 3, 2))
+        .collect();
+    run_for(rules, fx.clone(), 1).await;
+    let mut checks = fx.checks.lock().unwrap().clone();
+    checks.sort();
+    assert_eq!(checks.len(), 32, "{checks:?}");
+    assert!(checks.iter().all(|c| c.1.is_zero()), "{checks:?}");
+}
