@@ -2,20 +2,26 @@
 //! (monit with the seed's `haproxywatch.monitrc` and a `failtome.sh` that uses the AWS CLI),
 //! at the same interval and cycle count; then idle RSS and CPU with 10 and 1,000 rules.
 //!
-//! Run it with `scripts/bench.sh [--runs K] [--monit-default] [--skip-idle]`.
+//! Run it with `scripts/bench.sh [--runs K] [--interval D] [--timeout D] [--fast-interval D]
+//! [--skip-monit] [--monit-default] [--skip-idle]`.
 //!
 //! For each run: a fresh bed with nodes a (holding the EIP) and b (standby, running the
 //! system under test), a client polling the EIP every 50 ms, then a's HAProxy fails, either
 //! *stopped* (killed: connections refused) or *hung* (SIGSTOP: connections accepted, never
-//! answered). Measured from the failure: the first AssociateAddress call at the AWS endpoint
-//! (the claim), and the first request through the EIP answered by b (traffic restored).
+//! answered), at a uniformly random point of the system's whole check cycle (the watchdog's
+//! `interval`, monit's `set daemon`). Measured from the failure: the first AssociateAddress
+//! call at the AWS endpoint (the claim), and the first request through the EIP answered by b
+//! (traffic restored).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use testkit::measure::{cpu_percent, cpu_ticks, percentile, rss_mb};
+use testkit::measure::{cpu_percent, cpu_ticks, rss_mb, uniform, Summary};
 use testkit::testbed::{self, TestBed};
 use tokio::time::Instant;
+
+/// The rule fails after this many failed checks in a row (monit: `for 3 cycles`).
+const FAIL_AFTER: u32 = 3;
 
 #[derive(Clone, Copy, PartialEq)]
 enum System {
@@ -24,11 +30,48 @@ enum System {
     Monit(u64),
 }
 
+/// The watchdog's check cadence under test.
+#[derive(Clone, Copy)]
+struct Cadence {
+    /// As given (`1s`, `250ms`), for the configuration and the label.
+    interval: &'static str,
+    timeout: &'static str,
+    fast_interval: Option<&'static str>,
+    /// `interval` parsed: failures land uniformly over [0, cycle).
+    cycle: Duration,
+}
+
+impl Cadence {
+    /// The whole seconds of the interval when it is one (monit's `set daemon` takes seconds).
+    fn whole_seconds(self) -> Option<u64> {
+        (self.cycle.subsec_nanos() == 0 && self.cycle.as_secs() > 0).then(|| self.cycle.as_secs())
+    }
+}
+
 impl System {
-    fn label(self) -> String {
+    fn label(self, c: Cadence) -> String {
         match self {
-            System::Watchdog => "watchdog (1 s, 3 cycles)".into(),
-            System::Monit(n) => format!("monit + failtome.sh ({n} s, 3 cycles)"),
+            System::Watchdog => {
+                let fast = c
+                    .fast_interval
+                    .map(|f| format!(", fast_interval {f}"))
+                    .unwrap_or_default();
+                format!(
+                    "watchdog ({} × {FAIL_AFTER}, timeout {}{fast})",
+                    c.interval, c.timeout
+                )
+            }
+            System::Monit(n) => {
+                format!("monit + failtome.sh ({n}s × {FAIL_AFTER}, request timeout 30s)")
+            }
+        }
+    }
+
+    /// The check cycle a failure lands in.
+    fn cycle(self, c: Cadence) -> Duration {
+        match self {
+            System::Watchdog => c.cycle,
+            System::Monit(n) => Duration::from_secs(n),
         }
     }
 }
@@ -41,25 +84,62 @@ enum Failure {
 
 struct Args {
     runs: usize,
+    cadence: Cadence,
+    monit: bool,
     monit_default: bool,
     idle: bool,
 }
 
+const USAGE: &str = "use --runs K, --interval D, --timeout D, --fast-interval D, --skip-monit, \
+--monit-default, --skip-idle";
+
+/// A duration argument: kept as written (it goes into the configuration as it is), checked
+/// with humantime, as the daemon parses it.
+fn duration(flag: &str, v: Option<String>) -> (&'static str, Duration) {
+    let v = v.unwrap_or_else(|| panic!("{flag} needs a duration (1s, 250ms)"));
+    let d = humantime::parse_duration(&v)
+        .unwrap_or_else(|e| panic!("{flag} {v}: not a duration: {e}"));
+    assert!(!d.is_zero(), "{flag} must be more than 0");
+    (Box::leak(v.into_boxed_str()), d)
+}
+
 fn args() -> Args {
     let mut a = Args {
-        runs: 5,
+        runs: 20,
+        cadence: Cadence {
+            interval: "1s",
+            timeout: "500ms",
+            fast_interval: None,
+            cycle: Duration::from_secs(1),
+        },
+        monit: true,
         monit_default: false,
         idle: true,
+    };
+    let number = |flag: &str, v: Option<String>| -> usize {
+        v.and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{flag} needs a number"))
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         match x.as_str() {
-            "--runs" => a.runs = it.next().and_then(|n| n.parse().ok()).expect("--runs N"),
+            "--runs" => a.runs = number("--runs", it.next()),
+            "--interval" => {
+                let (text, d) = duration("--interval", it.next());
+                a.cadence.interval = text;
+                a.cadence.cycle = d;
+            }
+            "--timeout" => a.cadence.timeout = duration("--timeout", it.next()).0,
+            "--fast-interval" => {
+                a.cadence.fast_interval = Some(duration("--fast-interval", it.next()).0)
+            }
+            "--skip-monit" => a.monit = false,
             "--monit-default" => a.monit_default = true,
             "--skip-idle" => a.idle = false,
-            other => panic!("unknown argument {other}: use --runs K, --monit-default, --skip-idle"),
+            other => panic!("unknown argument {other}: {USAGE}"),
         }
     }
+    assert!(a.runs > 0, "--runs must be at least 1");
     a
 }
 
@@ -68,45 +148,7 @@ async fn main() {
     let a = args();
     let watchdog = testkit::watchdog::bin();
     println!("watchdog binary: {}", watchdog.display());
-    println!("runs per case: {}\n", a.runs);
-    let mut cases = vec![(System::Watchdog, a.runs), (System::Monit(1), a.runs)];
-    if a.monit_default {
-        cases.push((System::Monit(60), 1));
-    }
-    let mut rows = Vec::new();
-    for (system, runs) in cases {
-        for failure in [Failure::Stopped, Failure::Hung] {
-            let mut claims = Vec::new();
-            let mut restored = Vec::new();
-            let mut most_calls = 0;
-            for run in 0..runs {
-                let (c, r, calls) = failover(system, failure).await;
-                eprintln!(
-                    "{} / {}: run {}: claim {c:.2} s, restored {r:.2} s, {calls} AssociateAddress",
-                    system.label(),
-                    name(failure),
-                    run + 1
-                );
-                claims.push(c);
-                restored.push(r);
-                most_calls = most_calls.max(calls);
-            }
-            rows.push((system, failure, runs, claims, restored, most_calls));
-        }
-    }
-    println!("| system | failure | runs | claim median | claim p95 | restored median | restored p95 | AssociateAddress per run (max) |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for (system, failure, runs, mut c, mut r, calls) in rows {
-        println!(
-            "| {} | {} | {runs} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {calls} |",
-            system.label(),
-            name(failure),
-            percentile(&mut c, 50.0),
-            percentile(&mut c, 95.0),
-            percentile(&mut r, 50.0),
-            percentile(&mut r, 95.0)
-        );
-    }
+    failover_table(&a).await;
     if a.idle {
         println!();
         println!("| idle, 1 s interval | rules | RSS | CPU |");
@@ -125,6 +167,69 @@ async fn main() {
     }
 }
 
+/// The failover runs and their table.
+async fn failover_table(a: &Args) {
+    let c = a.cadence;
+    println!("runs per case: {}", a.runs);
+    let mut cases = vec![(System::Watchdog, a.runs)];
+    match (a.monit, c.whole_seconds()) {
+        (false, _) => println!("monit: skipped (--skip-monit)"),
+        (true, Some(n)) => cases.push((System::Monit(n), a.runs)),
+        (true, None) => println!(
+            "monit: skipped: its `set daemon` takes whole seconds and the interval is {}; the watchdog only",
+            c.interval
+        ),
+    }
+    if a.monit && a.monit_default {
+        cases.push((System::Monit(60), 1));
+    }
+    println!();
+    let mut rows = Vec::new();
+    for (system, runs) in cases {
+        for failure in [Failure::Stopped, Failure::Hung] {
+            let mut claims = Vec::new();
+            let mut restored = Vec::new();
+            let mut most_calls = 0;
+            for run in 0..runs {
+                let r = failover(system, c, failure).await;
+                eprintln!(
+                    "{} / {}: run {}: failure at {:.0} ms of the {:.0} ms cycle, claim {:.2} s, restored {:.2} s, {} AssociateAddress",
+                    system.label(c),
+                    name(failure),
+                    run + 1,
+                    r.offset.as_secs_f64() * 1000.0,
+                    system.cycle(c).as_secs_f64() * 1000.0,
+                    r.claim,
+                    r.restored,
+                    r.calls
+                );
+                claims.push(r.claim);
+                restored.push(r.restored);
+                most_calls = most_calls.max(r.calls);
+            }
+            rows.push((system, failure, claims, restored, most_calls));
+        }
+    }
+    println!(
+        "| system | failure | n | {} | {} | AssociateAddress per run (max) |",
+        Summary::header("claim"),
+        Summary::header("restored")
+    );
+    println!("|---|---|---|{}|", "---|".repeat(11));
+    let secs = |x: f64| format!("{x:.2} s");
+    for (system, failure, c_, r, calls) in rows {
+        let (c_, r) = (Summary::of(&c_), Summary::of(&r));
+        println!(
+            "| {} | {} | {} | {} | {} | {calls} |",
+            system.label(c),
+            name(failure),
+            c_.n,
+            c_.cells(secs),
+            r.cells(secs)
+        );
+    }
+}
+
 fn name(f: Failure) -> &'static str {
     match f {
         Failure::Stopped => "stopped",
@@ -132,16 +237,29 @@ fn name(f: Failure) -> &'static str {
     }
 }
 
-/// One failover; returns (seconds to the claim, seconds to traffic restored, AssociateAddress
-/// calls made in the run, counted 2 s after traffic was restored: more than 1 is a false claim).
-async fn failover(system: System, failure: Failure) -> (f64, f64, usize) {
+/// One failover's figures.
+struct Run {
+    /// Where in the check cycle the failure landed: after the bed settled, a uniformly
+    /// random offset over [0, cycle).
+    offset: Duration,
+    /// Seconds from the failure to the first AssociateAddress at the AWS endpoint.
+    claim: f64,
+    /// Seconds from the failure to the first request through the EIP answered by b.
+    restored: f64,
+    /// AssociateAddress calls made in the run, counted 2 s after traffic was restored: more
+    /// than 1 is a false claim.
+    calls: usize,
+}
+
+async fn failover(system: System, cadence: Cadence, failure: Failure) -> Run {
     let mut bed = TestBed::new(&["a", "b"], Some("a")).await;
     let _runner = match system {
         System::Watchdog => {
             let mut conf = bed.conf("b");
-            conf.interval = "1s";
-            conf.timeout = "500ms";
-            conf.fail_after = 3;
+            conf.interval = cadence.interval;
+            conf.timeout = cadence.timeout;
+            conf.fast_interval = cadence.fast_interval;
+            conf.fail_after = FAIL_AFTER;
             let w = bed.start("b", &conf);
             w.wait_event(Duration::from_secs(30), "started").await;
             Runner::Watchdog(w)
@@ -157,23 +275,19 @@ async fn failover(system: System, failure: Failure) -> (f64, f64, usize) {
     );
 
     let client = bed.poll_eip(Duration::from_millis(50));
-    // Failures arrive at any point of a check cycle: a random offset of up to one cycle keeps
-    // the phase from being the same in every run (for both systems).
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    tokio::time::sleep(Duration::from_millis(u64::from(nanos % 1000))).await;
+    // Failures arrive at any point of a check cycle: whatever the phase of the system's
+    // cycle is now, a uniformly random offset over one whole cycle makes the failure's phase
+    // uniform (for both systems, each at its own cycle).
+    let cycle = system.cycle(cadence);
+    let offset = uniform(cycle);
+    tokio::time::sleep(offset).await;
     let t0 = Instant::now();
     let a = bed.nodes.get_mut("a").unwrap();
     match failure {
         Failure::Stopped => a.haproxy.stop(),
         Failure::Hung => a.haproxy.hang(),
     }
-    let limit = match system {
-        System::Monit(n) if n > 5 => Duration::from_secs(n * 6 + 120),
-        _ => Duration::from_secs(120),
-    };
+    let limit = cycle * 6 + Duration::from_secs(120);
     let restored = testkit::eventually(limit, "traffic restored through the EIP", || async {
         client.first_after(t0, Some("b"))
     })
@@ -185,11 +299,12 @@ async fn failover(system: System, failure: Failure) -> (f64, f64, usize) {
         .expect("no claim reached the AWS endpoint");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let calls = bed.proxy.count("AssociateAddress").0;
-    (
-        (claim - t0).as_secs_f64(),
-        (restored - t0).as_secs_f64(),
+    Run {
+        offset,
+        claim: (claim - t0).as_secs_f64(),
+        restored: (restored - t0).as_secs_f64(),
         calls,
-    )
+    }
 }
 
 /// Held only for its `Drop`, which stops the system under test.
