@@ -1,9 +1,10 @@
 //! Failover benchmark on the namespace test bed: the watchdog against the seed's own setup
 //! (monit with the seed's `haproxywatch.monitrc` and a `failtome.sh` that uses the AWS CLI),
-//! at the same interval and cycle count; then idle RSS and CPU with 10 and 1,000 rules.
+//! at the same interval and cycle count; then the idle cost of 10 and 1,000 HTTP checks.
 //!
 //! Run it with `scripts/bench.sh [--runs K] [--interval D] [--timeout D] [--fast-interval D]
-//! [--skip-monit] [--monit-default] [--skip-idle]`.
+//! [--skip-monit] [--monit-default] [--skip-idle | --idle-only] [--rules N[,N...]]
+//! [--idle-rounds K]`.
 //!
 //! For each run: a fresh bed with nodes a (holding the EIP) and b (standby, running the
 //! system under test), a client polling the EIP every 50 ms, then a's HAProxy fails, either
@@ -12,11 +13,17 @@
 //! `interval`, monit's `set daemon`). Measured from the failure: the first AssociateAddress
 //! call at the AWS endpoint (the claim), and the first request through the EIP answered by b
 //! (traffic restored).
+//!
+//! Idle: one real HAProxy on loopback answers every check with a static 200; the checks
+//! each system actually performed are HAProxy's `CumReq` at the end of the measured window
+//! less at its start, and the system's CPU time over the window is divided by them. The
+//! watchdog and monit are measured in turns (W, M, W, M ...) in the same run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use testkit::measure::{cpu_percent, cpu_ticks, rss_mb, uniform, Summary};
+use testkit::haproxy::{Haproxy, Mode};
+use testkit::measure::{cpu_ticks, cpu_time, rss_mb, uniform, Summary};
 use testkit::testbed::{self, TestBed};
 use tokio::time::Instant;
 
@@ -87,11 +94,14 @@ struct Args {
     cadence: Cadence,
     monit: bool,
     monit_default: bool,
+    failover: bool,
     idle: bool,
+    rules: Vec<usize>,
+    idle_rounds: usize,
 }
 
 const USAGE: &str = "use --runs K, --interval D, --timeout D, --fast-interval D, --skip-monit, \
---monit-default, --skip-idle";
+--monit-default, --skip-idle, --idle-only, --rules N[,N...] (repeatable), --idle-rounds K";
 
 /// A duration argument: kept as written (it goes into the configuration as it is), checked
 /// with humantime, as the daemon parses it.
@@ -114,7 +124,10 @@ fn args() -> Args {
         },
         monit: true,
         monit_default: false,
+        failover: true,
         idle: true,
+        rules: Vec::new(),
+        idle_rounds: 2,
     };
     let number = |flag: &str, v: Option<String>| -> usize {
         v.and_then(|n| n.parse().ok())
@@ -136,10 +149,23 @@ fn args() -> Args {
             "--skip-monit" => a.monit = false,
             "--monit-default" => a.monit_default = true,
             "--skip-idle" => a.idle = false,
+            "--idle-only" => a.failover = false,
+            "--rules" => {
+                let v = it.next().unwrap_or_default();
+                for n in v.split(',') {
+                    a.rules.push(number("--rules", Some(n.trim().to_owned())));
+                }
+            }
+            "--idle-rounds" => a.idle_rounds = number("--idle-rounds", it.next()),
             other => panic!("unknown argument {other}: {USAGE}"),
         }
     }
+    if a.rules.is_empty() {
+        a.rules = vec![10, 1000];
+    }
     assert!(a.runs > 0, "--runs must be at least 1");
+    assert!(a.idle_rounds > 0, "--idle-rounds must be at least 1");
+    assert!(a.failover || a.idle, "--idle-only and --skip-idle leave nothing to run");
     a
 }
 
@@ -148,22 +174,11 @@ async fn main() {
     let a = args();
     let watchdog = testkit::watchdog::bin();
     println!("watchdog binary: {}", watchdog.display());
-    failover_table(&a).await;
+    if a.failover {
+        failover_table(&a).await;
+    }
     if a.idle {
-        println!();
-        println!("| idle, 1 s interval | rules | RSS | CPU |");
-        println!("|---|---|---|---|");
-        for n in [10, 1000] {
-            for system in [System::Watchdog, System::Monit(1)] {
-                let (rss, cpu) = idle(system, n).await;
-                let label = if system == System::Watchdog {
-                    "watchdog"
-                } else {
-                    "monit"
-                };
-                println!("| {label} | {n} | {rss:.1} MB | {cpu:.1} % of one core |");
-            }
-        }
+        idle_tables(&a).await;
     }
 }
 
@@ -393,29 +408,173 @@ impl Drop for Monit {
     }
 }
 
-/// RSS (MB) and CPU (% of one core) of `system` running `n` HTTP checks at a 1 s interval
-/// against a loopback server, measured over 20 s after a 5 s warm-up.
-async fn idle(system: System, n: usize) -> (f64, f64) {
-    let target = testkit::http::Stub::start(testkit::http::Reply::ok("ok")).await;
-    let port = target.server.addr.port();
+/// Idle: warm-up before the measured window, and the window.
+const WARM_UP: Duration = Duration::from_secs(5);
+const WINDOW: Duration = Duration::from_secs(20);
+
+/// One system's idle cost over one window.
+struct Idle {
+    /// Checks performed per second (HAProxy's `CumReq` over the window).
+    rate: f64,
+    rss_mb: f64,
+    /// CPU time over the window, % of one core.
+    cpu_percent: f64,
+    /// CPU time over the window / checks performed, in µs.
+    us_per_check: f64,
+    /// Where the CPU time came from.
+    source: &'static str,
+}
+
+/// The idle rounds (W, M, W, M ... at each size) and their summary.
+async fn idle_tables(a: &Args) {
+    let haproxy = target().await;
+    let systems: &[System] = if a.monit {
+        &[System::Watchdog, System::Monit(1)]
+    } else {
+        &[System::Watchdog]
+    };
+    println!(
+        "\nidle: HTTP GET http://127.0.0.1:{}/rN every 1 s (the watchdog: timeout 500ms; monit: \
+         `set daemon 1`, timeout 1 seconds), answered by HAProxy ({}) with a static 200; \
+         checks counted by its CumReq over {} s after a {} s warm-up; {} round(s), the systems \
+         in turns{}\n",
+        haproxy.port,
+        testkit::haproxy_bin(),
+        WINDOW.as_secs(),
+        WARM_UP.as_secs(),
+        a.idle_rounds,
+        if a.monit { "" } else { " (monit skipped: --skip-monit)" }
+    );
+    println!("| round | system | rules | checks/s (expected) | RSS | CPU | CPU per check | CPU time from |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut all: Vec<(System, usize, Vec<Idle>)> = Vec::new();
+    for &n in &a.rules {
+        let first = all.len();
+        for &s in systems {
+            all.push((s, n, Vec::new()));
+        }
+        for round in 1..=a.idle_rounds {
+            for (k, &system) in systems.iter().enumerate() {
+                let m = idle(&haproxy, system, n).await;
+                println!(
+                    "| {round} | {} | {n} | {:.1} ({n}) | {:.1} MB | {:.2} % | {:.1} µs | {} |",
+                    idle_label(system),
+                    m.rate,
+                    m.rss_mb,
+                    m.cpu_percent,
+                    m.us_per_check,
+                    m.source
+                );
+                all[first + k].2.push(m);
+            }
+        }
+    }
+    println!(
+        "\nSummary: the nearest-rank median over the rounds (`testkit::measure::Summary`: of an \
+         even number of rounds, the lower middle one), min–max in brackets:\n"
+    );
+    println!("| idle, 1 s interval | rules | rounds | checks/s performed (expected) | RSS | CPU, % of one core | CPU per check |");
+    println!("|---|---|---|---|---|---|---|");
+    for (system, n, ms) in all {
+        let s = |f: fn(&Idle) -> f64| Summary::of(&ms.iter().map(f).collect::<Vec<_>>());
+        let (rate, rss, cpu, per) = (
+            s(|m| m.rate),
+            s(|m| m.rss_mb),
+            s(|m| m.cpu_percent),
+            s(|m| m.us_per_check),
+        );
+        println!(
+            "| {} | {n} | {} | {:.1} ({n}) | {:.1} MB | {:.2} % ({:.2}–{:.2}) | {:.1} µs ({:.1}–{:.1}) |",
+            idle_label(system),
+            rate.n,
+            rate.median,
+            rss.median,
+            cpu.median,
+            cpu.min,
+            cpu.max,
+            per.median,
+            per.min,
+            per.max
+        );
+    }
+}
+
+fn idle_label(s: System) -> &'static str {
+    match s {
+        System::Watchdog => "watchdog",
+        System::Monit(_) => "monit",
+    }
+}
+
+/// The checks' target: a real HAProxy on loopback answering every request with a static
+/// 200, with a stats socket and room for many more connections than the checks make (8000:
+/// twice that in file descriptors, within the hard limit of 20000 here).
+async fn target() -> Haproxy {
+    let port = testkit::free_port();
+    Haproxy::launch(None, Mode::Foreground, port, |socket| {
+        format!(
+            "global\n  stats socket {} mode 600 level admin\n  maxconn 8000\n\
+             defaults\n  mode http\n  timeout connect 1s\n  timeout client 10s\n  timeout server 10s\n\
+             frontend checks\n  bind 127.0.0.1:{port}\n  maxconn 8000\n\
+             \x20 http-request return status 200 content-type text/plain string ok\n",
+            socket.display()
+        )
+    })
+    .await
+}
+
+/// HAProxy's count of HTTP requests since it started (`CumReq` of `show info`).
+async fn cum_req(h: &Haproxy) -> u64 {
+    let info = haproxy_watchdog::haproxy::socket::command(&h.socket, "show info")
+        .await
+        .expect("show info on HAProxy's stats socket");
+    info.lines()
+        .find_map(|l| l.strip_prefix("CumReq:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no CumReq in show info:\n{info}"))
+}
+
+/// A process's CPU time so far, and where it came from: its CPU-time clock (ns), else
+/// /proc/PID/stat (10 ms ticks).
+fn cpu_now(pid: u32) -> (Duration, &'static str) {
+    match cpu_time(pid) {
+        Some(d) => (d, "CPU clock (ns)"),
+        None => (
+            Duration::from_millis(cpu_ticks(pid).own * 10),
+            "/proc/PID/stat (10 ms ticks)",
+        ),
+    }
+}
+
+/// `system` running `n` HTTP checks at a 1 s interval against `haproxy`, measured over
+/// [`WINDOW`] after [`WARM_UP`].
+async fn idle(haproxy: &Haproxy, system: System, n: usize) -> Idle {
+    let port = haproxy.port;
     let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
     let mut child = match system {
         System::Watchdog => {
-            let mut toml = String::new();
+            // Its own control socket and state directory, never the machine's.
+            let mut toml = format!(
+                "[control]\nsocket = \"{}\"\n",
+                d.join("control.sock").display()
+            );
             for i in 0..n {
                 toml.push_str(&format!(
                     "[rules.r{i}]\ncheck = {{ type = \"http\", url = \"http://127.0.0.1:{port}/r{i}\" }}\ninterval = \"1s\"\ntimeout = \"500ms\"\n"
                 ));
             }
-            let path = dir.path().join("watchdog.toml");
+            let path = d.join("watchdog.toml");
             std::fs::write(&path, toml).unwrap();
-            Command::new(testkit::watchdog::bin())
-                .args(["run", "--log-level", "warn", "--config"])
+            let mut cmd = Command::new(testkit::watchdog::bin());
+            cmd.args(["run", "--log-level", "warn", "--config"])
                 .arg(&path)
-                .stdout(Stdio::null())
+                .env("WATCHDOG_STATE_DIR", d);
+            testkit::watchdog::Env::offline().apply(&mut cmd);
+            cmd.stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .unwrap()
+                .expect("start watchdog")
         }
         System::Monit(interval) => {
             let mut checks = String::new();
@@ -424,24 +583,39 @@ async fn idle(system: System, n: usize) -> (f64, f64) {
                     "check host r{i} with address 127.0.0.1\n    if failed port {port} protocol HTTP request /r{i} timeout 1 seconds then alert\n"
                 ));
             }
-            let rc = monitrc(dir.path(), interval, &checks);
+            let rc = monitrc(d, interval, &checks);
             Command::new("monit")
                 .args(["-I", "-c"])
                 .arg(&rc)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .unwrap()
+                .expect("start monit (scripts/bench-deps.sh installs it)")
         }
     };
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(WARM_UP).await;
     let pid = child.id();
-    let over = Duration::from_secs(20);
-    let t1 = cpu_ticks(pid);
-    tokio::time::sleep(over).await;
-    let t2 = cpu_ticks(pid);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "{} exited during its warm-up",
+        idle_label(system)
+    );
+    let (r1, (c1, source), t1) = (cum_req(haproxy).await, cpu_now(pid), Instant::now());
+    tokio::time::sleep(WINDOW).await;
+    let (r2, (c2, _), t2) = (cum_req(haproxy).await, cpu_now(pid), Instant::now());
     let rss = rss_mb(pid);
     let _ = child.kill();
     let _ = child.wait();
-    (rss, cpu_percent(t2.own - t1.own, over))
+    let (checks, secs, cpu) = (r2 - r1, (t2 - t1).as_secs_f64(), (c2 - c1).as_secs_f64());
+    Idle {
+        rate: checks as f64 / secs,
+        rss_mb: rss,
+        cpu_percent: cpu / secs * 100.0,
+        us_per_check: if checks == 0 {
+            f64::NAN
+        } else {
+            cpu * 1e6 / checks as f64
+        },
+        source,
+    }
 }
