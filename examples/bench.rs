@@ -230,7 +230,7 @@ async fn failover_table(a: &Args) {
         Summary::header("claim"),
         Summary::header("restored")
     );
-    println!("|---|---|---|{}|", "---|".repeat(11));
+    println!("|---|---|---|{}", "---|".repeat(11));
     let secs = |x: f64| format!("{x:.2} s");
     for (system, failure, c_, r, calls) in rows {
         let (c_, r) = (Summary::of(&c_), Summary::of(&r));

@@ -173,12 +173,12 @@ async fn main() {
         Summary::header("verified"),
         Summary::header("first good request")
     );
-    println!("|---|---|---|{}|", "---|".repeat(17));
+    println!("|---|---|---|{}", "---|".repeat(17));
     let secs = |x: f64| format!("{x:.2} s");
     for (kind, cadence, samples, failed) in rows {
         if samples.is_empty() {
             println!(
-                "| {} | {} | 0 | {}| – | {failed} |",
+                "| {} | {} | 0 | {}– | {failed} |",
                 kind.label(),
                 cadence.label(),
                 "– | ".repeat(15)
