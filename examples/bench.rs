@@ -107,8 +107,8 @@ const USAGE: &str = "use --runs K, --interval D, --timeout D, --fast-interval D,
 /// with humantime, as the daemon parses it.
 fn duration(flag: &str, v: Option<String>) -> (&'static str, Duration) {
     let v = v.unwrap_or_else(|| panic!("{flag} needs a duration (1s, 250ms)"));
-    let d = humantime::parse_duration(&v)
-        .unwrap_or_else(|e| panic!("{flag} {v}: not a duration: {e}"));
+    let d =
+        humantime::parse_duration(&v).unwrap_or_else(|e| panic!("{flag} {v}: not a duration: {e}"));
     assert!(!d.is_zero(), "{flag} must be more than 0");
     (Box::leak(v.into_boxed_str()), d)
 }
@@ -165,7 +165,10 @@ fn args() -> Args {
     }
     assert!(a.runs > 0, "--runs must be at least 1");
     assert!(a.idle_rounds > 0, "--idle-rounds must be at least 1");
-    assert!(a.failover || a.idle, "--idle-only and --skip-idle leave nothing to run");
+    assert!(
+        a.failover || a.idle,
+        "--idle-only and --skip-idle leave nothing to run"
+    );
     a
 }
 
@@ -443,7 +446,11 @@ async fn idle_tables(a: &Args) {
         WINDOW.as_secs(),
         WARM_UP.as_secs(),
         a.idle_rounds,
-        if a.monit { "" } else { " (monit skipped: --skip-monit)" }
+        if a.monit {
+            ""
+        } else {
+            " (monit skipped: --skip-monit)"
+        }
     );
     println!("| round | system | rules | checks/s (expected) | RSS | CPU | CPU per check | CPU time from |");
     println!("|---|---|---|---|---|---|---|---|");

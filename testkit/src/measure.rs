@@ -198,7 +198,10 @@ mod tests {
     #[test]
     fn summary_cells_and_header_line_up() {
         let s = Summary::of(&[3.0, 1.0, 2.0]);
-        assert_eq!(s.cells(|x| format!("{x:.1} s")), "1.0 s | 2.0 s | 3.0 s | 3.0 s | 3.0 s");
+        assert_eq!(
+            s.cells(|x| format!("{x:.1} s")),
+            "1.0 s | 2.0 s | 3.0 s | 3.0 s | 3.0 s"
+        );
         assert_eq!(
             Summary::header("claim"),
             "claim min | claim median | claim p95 | claim p99 | claim max"
