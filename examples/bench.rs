@@ -51,7 +51,7 @@ struct Cadence {
 impl Cadence {
     /// The whole seconds of the interval when it is one (monit's `set daemon` takes seconds).
     fn whole_seconds(self) -> Option<u64> {
-        (self.cycle.subsec_nanos() == 0 && self.cycle.as_secs() > 0).then(|| self.cycle.as_secs())
+        (self.cycle.subsec_nanos() == 0 && self.cycle.as_secs() > 0).then_some(self.cycle.as_secs())
     }
 }
 
