@@ -235,15 +235,15 @@ async fn failover_table(a: &Args) {
     );
     println!("|---|---|---|{}", "---|".repeat(11));
     let secs = |x: f64| format!("{x:.2} s");
-    for (system, failure, c_, r, calls) in rows {
-        let (c_, r) = (Summary::of(&c_), Summary::of(&r));
+    for (system, failure, claims, restored, calls) in rows {
+        let (claim, restored) = (Summary::of(&claims), Summary::of(&restored));
         println!(
             "| {} | {} | {} | {} | {} | {calls} |",
             system.label(c),
             name(failure),
-            c_.n,
-            c_.cells(secs),
-            r.cells(secs)
+            claim.n,
+            claim.cells(secs),
+            restored.cells(secs)
         );
     }
 }
