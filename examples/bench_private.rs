@@ -13,7 +13,8 @@
 //! For each run: a fresh bed; only b runs `watchdog` (a is the active that fails, its own
 //! daemon plays no part); once b has started and checked for 2 s, the client polls the address
 //! every 50 ms (the internal client on the VPC bed, the internet client on the EIP bed), then
-//! a's HAProxy is stopped (killed: connections refused) at a random point of the check cycle.
+//! a's HAProxy is stopped (killed: connections refused) at a uniformly random point of the
+//! whole check cycle.
 //! Measured from the failure:
 //! - *mutating call*: the first call that moves the address reaching the AWS endpoint
 //!   (`ReplaceRoute`/`CreateRoute`, `AssignPrivateIpAddresses`, `AssociateAddress`);
@@ -24,7 +25,7 @@
 
 use std::time::Duration;
 use testkit::awsproxy::AwsProxy;
-use testkit::measure::percentile;
+use testkit::measure::{uniform, Summary};
 use testkit::testbed::{Poller, TestBed};
 use testkit::vpc::{VpcBed, OVERLAY, VIP};
 use testkit::watchdog::Watchdog;
@@ -71,7 +72,7 @@ impl Kind {
 struct Cadence {
     interval: &'static str,
     timeout: &'static str,
-    /// The interval in ms: the failure lands at a random point of one.
+    /// The interval in ms: the failure lands at a uniformly random point of one.
     cycle_ms: u64,
 }
 
@@ -166,32 +167,35 @@ async fn main() {
             rows.push((kind, cadence, samples, failed));
         }
     }
-    println!("| kind | checks | n | mutating call median | p95 | verified median | p95 | first good request median | p95 | mutating calls per run (max) | failed runs |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| kind | checks | n | {} | {} | {} | mutating calls per run (max) | failed runs |",
+        Summary::header("mutating call"),
+        Summary::header("verified"),
+        Summary::header("first good request")
+    );
+    println!("|---|---|---|{}", "---|".repeat(17));
+    let secs = |x: f64| format!("{x:.2} s");
     for (kind, cadence, samples, failed) in rows {
-        let n = samples.len();
-        if n == 0 {
+        if samples.is_empty() {
             println!(
-                "| {} | {} | 0 | – | – | – | – | – | – | – | {failed} |",
+                "| {} | {} | 0 | {}– | {failed} |",
                 kind.label(),
-                cadence.label()
+                cadence.label(),
+                "– | ".repeat(15)
             );
             continue;
         }
-        let mut c: Vec<f64> = samples.iter().map(|s| s.call).collect();
-        let mut v: Vec<f64> = samples.iter().map(|s| s.verified).collect();
-        let mut r: Vec<f64> = samples.iter().map(|s| s.restored).collect();
+        let of = |f: fn(&Sample) -> f64| Summary::of(&samples.iter().map(f).collect::<Vec<_>>());
+        let (c, v, r) = (of(|s| s.call), of(|s| s.verified), of(|s| s.restored));
         let calls = samples.iter().map(|s| s.calls).max().unwrap_or(0);
         println!(
-            "| {} | {} | {n} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {calls} | {failed} |",
+            "| {} | {} | {} | {} | {} | {} | {calls} | {failed} |",
             kind.label(),
             cadence.label(),
-            percentile(&mut c, 50.0),
-            percentile(&mut c, 95.0),
-            percentile(&mut v, 50.0),
-            percentile(&mut v, 95.0),
-            percentile(&mut r, 50.0),
-            percentile(&mut r, 95.0)
+            c.n,
+            c.cells(secs),
+            v.cells(secs),
+            r.cells(secs)
         );
     }
     println!(
@@ -274,17 +278,11 @@ async fn eip_run(cadence: Cadence) -> Sample {
     measure(Kind::Eip, t0, &wb, &client, &bed.proxy).await
 }
 
-/// Wait up to one check cycle (a random offset, so the failure does not land at the same
-/// phase in every run), then return the failure's instant: the caller fails a right away.
+/// Wait a uniformly random offset over [0, one check cycle) (from /dev/urandom, so the
+/// failure's phase in the daemon's cycle is uniform whatever it was), then return the
+/// failure's instant: the caller fails a right away.
 async fn fail_at_random_point(cadence: Cadence) -> Instant {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    tokio::time::sleep(Duration::from_millis(
-        u64::from(nanos) % (cadence.cycle_ms * 1_000_000) / 1_000_000,
-    ))
-    .await;
+    tokio::time::sleep(uniform(Duration::from_millis(cadence.cycle_ms))).await;
     Instant::now()
 }
 

@@ -1,8 +1,10 @@
 //! Backend-sync benchmark on real HAProxy 2.6 (loopback, master-worker), moto's Auto Scaling
 //! and the Consul stand-in:
 //!
-//! 1. latency from a change in the source to HAProxy serving the new server (median, p95),
-//!    for Consul blocking queries and for Auto Scaling polling;
+//! 1. latency from a change in the source to HAProxy serving the new server (n, min,
+//!    nearest-rank median, p95, p99, max: `testkit::measure::Summary`), for Consul blocking
+//!    queries and for Auto Scaling polling (each change at a uniformly random point of the
+//!    whole poll cycle);
 //! 2. failed requests per 1,000 changes under `wrk` load, in runtime and in reload mode;
 //! 3. the daemon's RSS and CPU with a 1,000-server backend, idle and with one change a second.
 //!
@@ -14,7 +16,7 @@ use std::time::Duration;
 use testkit::asg::Group;
 use testkit::consul::{instances, Consul, Instance};
 use testkit::lb::{self, Backends, Lb};
-use testkit::measure::{cpu_percent, cpu_ticks, percentile, rss_mb};
+use testkit::measure::{cpu_percent, cpu_ticks, rss_mb, uniform, Summary};
 use testkit::watchdog::{Env, Watchdog};
 use tokio::time::Instant;
 
@@ -89,7 +91,11 @@ async fn consul_latency(samples: usize) -> Vec<f64> {
     out
 }
 
+/// The Auto Scaling poll interval of the latency samples.
+const ASG_POLL: &str = "2s";
+
 async fn asg_latency(samples: usize, interval: &str) -> Vec<f64> {
+    let cycle = humantime::parse_duration(interval).expect("a poll interval");
     let group = Group::start("web-asg", 2).await;
     let lb = Lb::start(&lb::block(6, 8080)).await;
     let env = Env::aws_only(&group.moto.url);
@@ -105,12 +111,14 @@ async fn asg_latency(samples: usize, interval: &str) -> Vec<f64> {
     until(&lb, Instant::now(), |s| s == &first).await;
     let mut out = Vec::new();
     for k in 0..samples {
+        // Each change lands at a uniformly random point of the whole poll cycle: whatever
+        // the phase of the daemon's polls is now (just after one, when HAProxy has just
+        // followed), a uniform offset over one cycle makes it uniform.
+        tokio::time::sleep(uniform(cycle)).await;
         let t = Instant::now();
         group.set_capacity(if k % 2 == 0 { 3 } else { 2 }).await;
         let want = target(group.serving_ips().await);
         out.push(until(&lb, t, |s| s == &want).await);
-        // Start the next change at a random point of the poll cycle.
-        tokio::time::sleep(Duration::from_millis(137 * (k as u64 % 7))).await;
     }
     out
 }
@@ -200,21 +208,16 @@ async fn thousand_servers() -> (f64, f64, f64, f64) {
 async fn main() {
     let a = args();
     println!("## Backend sync benchmark\n");
-    println!("| source | samples | median | p95 |\n| --- | --- | --- | --- |");
-    let mut c = consul_latency(a.samples).await;
-    println!(
-        "| Consul, blocking queries | {} | {:.0} ms | {:.0} ms |",
-        c.len(),
-        percentile(&mut c, 50.0),
-        percentile(&mut c, 95.0)
-    );
+    println!("| source | n | min | median | p95 | p99 | max |\n| --- | --- | --- | --- | --- | --- | --- |");
+    let ms = |x: f64| format!("{x:.0} ms");
+    let c = Summary::of(&consul_latency(a.samples).await);
+    println!("| Consul, blocking queries | {} | {} |", c.n, c.cells(ms));
     let n = (a.samples / 3).max(5);
-    let mut g = asg_latency(n, "2s").await;
+    let g = Summary::of(&asg_latency(n, ASG_POLL).await);
     println!(
-        "| Auto Scaling, polled every 2 s | {} | {:.0} ms | {:.0} ms |",
-        g.len(),
-        percentile(&mut g, 50.0),
-        percentile(&mut g, 95.0)
+        "| Auto Scaling, polled every {ASG_POLL} (changes uniform over the cycle) | {} | {} |",
+        g.n,
+        g.cells(ms)
     );
 
     println!("\n| mode | changes | requests | failed | failed per 1,000 changes | reloads |\n| --- | --- | --- | --- | --- | --- |");

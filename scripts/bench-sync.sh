@@ -3,9 +3,10 @@
 # blocking queries and Auto Scaling polling, failed requests per 1,000 changes under wrk in
 # runtime and reload mode, and the daemon's RSS/CPU with 1,000 servers.
 #   scripts/bench-sync.sh [--changes N] [--samples N]
-# Set WATCHDOG_BIN to measure another build of the daemon (default: target/debug/watchdog).
+# Set WATCHDOG_BIN to measure another build of the daemon (default: the debug build's
+# watchdog, in $CARGO_TARGET_DIR or target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test-deps.sh
 cargo build --bin watchdog --example bench_sync
-exec target/debug/examples/bench_sync "$@"
+exec "${CARGO_TARGET_DIR:-target}/debug/examples/bench_sync" "$@"
