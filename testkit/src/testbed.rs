@@ -320,20 +320,11 @@ impl TestBed {
 
     /// The client GETting the EIP every `period`, keeping who answered.
     pub fn poll_eip(&self, period: Duration) -> Poller {
-        let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
-        let (a, client, eip) = (
-            answers.clone(),
-            self.client.clone(),
+        Poller::start(
+            &self.client,
             SocketAddr::new(self.world.eip.into(), 80),
-        );
-        let task = tokio::spawn(async move {
-            loop {
-                let who = get(&client, eip).await;
-                a.lock().unwrap().push((Instant::now(), who));
-                tokio::time::sleep(period).await;
-            }
-        });
-        Poller { answers, task }
+            period,
+        )
     }
 }
 
@@ -364,15 +355,28 @@ impl Poller {
     }
 
     /// `host` GETting `addr` every `period`, keeping who answered (what [`TestBed::poll_eip`]
-    /// does for the EIP, for any host and address: the VPC bed's internal client).
+    /// does for the EIP, for any host and address: the VPC bed's internal client). A new
+    /// request starts every `period` whether or not the earlier ones have been answered, as
+    /// clients keep arriving: a request stuck on a hung HAProxy (up to its 1 s) does not hold
+    /// back the next one, so the first good answer is not late by that wait. Answers are kept
+    /// in the order they came.
     pub fn start(host: &Host, addr: SocketAddr, period: Duration) -> Poller {
         let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
         let (a, host) = (answers.clone(), host.clone());
         let task = tokio::spawn(async move {
+            let mut requests = tokio::task::JoinSet::new();
+            let mut ticks = tokio::time::interval(period);
             loop {
-                let who = get(&host, addr).await;
-                a.lock().unwrap().push((Instant::now(), who));
-                tokio::time::sleep(period).await;
+                tokio::select! {
+                    _ = ticks.tick() => {
+                        let (a, host) = (a.clone(), host.clone());
+                        requests.spawn(async move {
+                            let who = get(&host, addr).await;
+                            a.lock().unwrap().push((Instant::now(), who));
+                        });
+                    }
+                    Some(_) = requests.join_next() => {}
+                }
             }
         });
         Poller { answers, task }
