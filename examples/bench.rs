@@ -91,6 +91,8 @@ enum Failure {
 
 struct Args {
     runs: usize,
+    /// Runs of monit's hung case, which take ~95 s each (its 30 s check timeout, 3 cycles).
+    monit_hung_runs: Option<usize>,
     cadence: Cadence,
     monit: bool,
     monit_default: bool,
@@ -100,7 +102,7 @@ struct Args {
     idle_rounds: usize,
 }
 
-const USAGE: &str = "use --runs K, --interval D, --timeout D, --fast-interval D, --skip-monit, \
+const USAGE: &str = "use --runs K, --monit-hung-runs K, --interval D, --timeout D, --fast-interval D, --skip-monit, \
 --monit-default, --skip-idle, --idle-only, --rules N[,N...] (repeatable), --idle-rounds K";
 
 /// A duration argument: kept as written (it goes into the configuration as it is), checked
@@ -116,6 +118,7 @@ fn duration(flag: &str, v: Option<String>) -> (&'static str, Duration) {
 fn args() -> Args {
     let mut a = Args {
         runs: 20,
+        monit_hung_runs: None,
         cadence: Cadence {
             interval: "1s",
             timeout: "500ms",
@@ -137,6 +140,7 @@ fn args() -> Args {
     while let Some(x) = it.next() {
         match x.as_str() {
             "--runs" => a.runs = number("--runs", it.next()),
+            "--monit-hung-runs" => a.monit_hung_runs = Some(number("--monit-hung-runs", it.next())),
             "--interval" => {
                 let (text, d) = duration("--interval", it.next());
                 a.cadence.interval = text;
@@ -205,6 +209,10 @@ async fn failover_table(a: &Args) {
     let mut rows = Vec::new();
     for (system, runs) in cases {
         for failure in [Failure::Stopped, Failure::Hung] {
+            let runs = match (system, failure) {
+                (System::Monit(_), Failure::Hung) => a.monit_hung_runs.unwrap_or(runs),
+                _ => runs,
+            };
             let mut claims = Vec::new();
             let mut restored = Vec::new();
             let mut most_calls = 0;

@@ -21,8 +21,8 @@ use crate::providers::aws::{
 use crate::state::StateStore;
 use crate::sync::{self, Syncer};
 use crate::telemetry::events;
-use crate::telemetry::metrics::Metrics;
-use std::collections::BTreeMap;
+use crate::telemetry::metrics::{Metrics, RuleSeries};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -34,8 +34,8 @@ pub(super) const VERIFY_FOR: Duration = Duration::from_secs(10);
 pub struct Live {
     pub(super) http: reqwest::Client,
     pub(super) actions: BTreeMap<String, Action>,
-    /// One per rule, by rule name.
-    probes: BTreeMap<String, Probe>,
+    /// One per rule, by rule name, with the rule's metric series (looked up on every check).
+    probes: HashMap<String, (Probe, RuleSeries)>,
     board: StatusBoard,
     store: StateStore,
     /// Checks run and failed, and rule transitions, by rule.
@@ -53,7 +53,7 @@ pub struct Live {
 impl Effects for Live {
     async fn check(&self, rule: &Rule) -> Outcome {
         match self.probes.get(&rule.name) {
-            Some(p) => p.run(&self.http).await,
+            Some((p, _)) => p.run(&self.http).await,
             // `build` makes one for every rule of the configuration this runs.
             None => Outcome::fail(format!("no probe for rule {}", rule.name)),
         }
@@ -61,14 +61,21 @@ impl Effects for Live {
 
     fn pacing(&self, rule: &Rule) -> Pacing {
         match self.probes.get(&rule.name) {
-            Some(p) => p.pacing(rule),
+            Some((p, _)) => p.pacing(rule),
             None => Pacing::every_interval(rule),
         }
     }
 
     fn report(&self, report: &CycleReport) {
-        self.metrics.check_ran(&report.rule, report.outcome.ok);
-        self.metrics.check_took(&report.rule, report.took);
+        match self.probes.get(&report.rule) {
+            Some((_, series)) => self
+                .metrics
+                .check_counted(series, report.outcome.ok, report.took),
+            None => {
+                self.metrics.check_ran(&report.rule, report.outcome.ok);
+                self.metrics.check_took(&report.rule, report.took);
+            }
+        }
         if let Some(t) = report.transition {
             self.metrics.rule_flipped(&report.rule, t.as_str());
         }
@@ -319,7 +326,7 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
             actions.insert(name.clone(), Action::Group(group));
         }
     }
-    let mut probes = BTreeMap::new();
+    let mut probes = HashMap::new();
     for rule in &config.rules {
         let probe = match &rule.check {
             CheckSpec::Http(h) => Probe::Http(h.clone()),
@@ -344,7 +351,7 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
                 Probe::sync(rule, spec, syncer)
             }
         };
-        probes.insert(rule.name.clone(), probe);
+        probes.insert(rule.name.clone(), (probe, metrics.rule_series(&rule.name)));
     }
     Ok(Generation {
         live: Arc::new(Live {

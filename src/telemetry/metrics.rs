@@ -4,8 +4,17 @@
 //! and handed to what counts (the daemon's `Deps` own it); tests make their own.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+/// One rule's handles on the series each of its checks counts ([`Metrics::rule_series`]).
+#[derive(Clone)]
+pub struct RuleSeries {
+    rule: String,
+    run: IntCounter,
+    took: Histogram,
+}
 
 /// What `/metrics` answers with.
 pub const EXPOSITION_CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -245,6 +254,27 @@ impl Metrics {
             )?,
             registry: r,
         })
+    }
+
+    /// `rule`'s series that every check counts, looked up once: a label lookup hashes the
+    /// rule's name and takes the family's lock on every call.
+    pub fn rule_series(&self, rule: &str) -> RuleSeries {
+        RuleSeries {
+            rule: rule.to_owned(),
+            run: self.checks_run.with_label_values(&[rule]),
+            took: self.check_duration.with_label_values(&[rule]),
+        }
+    }
+
+    /// One check ran, through its rule's [`RuleSeries`]: `checks_run_total`,
+    /// `check_duration_seconds` and, unless `ok`, `checks_failed_total` (whose series appears
+    /// with a rule's first failure).
+    pub fn check_counted(&self, series: &RuleSeries, ok: bool, took: std::time::Duration) {
+        series.run.inc();
+        series.took.observe(took.as_secs_f64());
+        if !ok {
+            self.checks_failed.with_label_values(&[&series.rule]).inc();
+        }
     }
 
     /// One check of `rule` ran (`checks_run_total`), and failed unless `ok`
