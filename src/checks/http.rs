@@ -22,10 +22,16 @@ use std::time::Duration;
 
 /// How much of a body `body_contains` looks at.
 const BODY_LIMIT: usize = 256 * 1024;
-/// How long each address of a name that resolves to several may take to accept the
-/// connection (as the reqwest client's `connect_timeout`); the rule's `timeout` bounds the
-/// whole check.
+/// How long connecting may take, all of a name's addresses together (the reqwest client's
+/// `connect_timeout`, which https checks use); the rule's `timeout` bounds the whole check.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Each of `addresses` gets an equal share of [`CONNECT_TIMEOUT`], as hyper-util's connector
+/// (behind reqwest) divides it: an address that drops the SYN (a dead zone of a name with
+/// several) leaves the others their turn.
+fn connect_share(addresses: usize) -> Duration {
+    CONNECT_TIMEOUT / u32::try_from(addresses.max(1)).unwrap_or(u32::MAX)
+}
 /// The `User-Agent` of every request the daemon makes.
 pub const USER_AGENT: &str = concat!("haproxy-watchdog/", env!("CARGO_PKG_VERSION"));
 
@@ -161,20 +167,22 @@ async fn connect(host: &str, port: u16) -> Result<tokio::net::TcpStream, String>
             .map_err(|e| format!("cannot connect: cannot resolve {host}: {e}"))?
             .collect(),
     };
-    if let [addr] = addrs[..] {
-        // The rule's timeout bounds it: no timer of its own.
-        return tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("cannot connect: {e}"));
-    }
+    let share = connect_share(addrs.len());
     let mut tried = Vec::new();
     for addr in &addrs {
-        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+        match tokio::time::timeout(share, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) if addrs.len() == 1 => return Err(format!("cannot connect: {e}")),
             Ok(Err(e)) => tried.push(format!("{addr}: {e}")),
+            Err(_) if addrs.len() == 1 => {
+                return Err(format!(
+                    "cannot connect: no answer within {}",
+                    humantime::format_duration(share)
+                ))
+            }
             Err(_) => tried.push(format!(
                 "{addr}: no answer within {}",
-                humantime::format_duration(CONNECT_TIMEOUT)
+                humantime::format_duration(share)
             )),
         }
     }
@@ -329,6 +337,41 @@ mod tests {
                 "request failed: connection closed before message completed"
             )
         );
+    }
+
+    #[test]
+    fn every_address_of_a_name_gets_a_share_of_the_connect_budget() {
+        assert_eq!(connect_share(1), CONNECT_TIMEOUT);
+        assert_eq!(connect_share(2), CONNECT_TIMEOUT / 2);
+        assert_eq!(connect_share(0), CONNECT_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_literal_and_a_chunked_body_are_requested_and_read_as_written() {
+        let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+            panic!("this machine has no IPv6 loopback");
+        };
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut c, _) = listener.accept().await.unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.ends_with(b"\r\n\r\n") {
+                let got = c.read(&mut buf).await.unwrap();
+                req.extend_from_slice(&buf[..got]);
+            }
+            c.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&req).into_owned()
+        });
+        let client = crate::checks::http_client(false).unwrap();
+        let mut s = spec(&format!("http://[::1]:{port}/"));
+        s.body_contains = Some("llo".into());
+        let o = probe(&client, &s).await;
+        assert_eq!((o.ok, o.detail.as_str()), (true, "HTTP 200, body matched"));
+        let req = server.await.unwrap();
+        assert!(req.contains(&format!("host: [::1]:{port}\r\n")), "{req}");
     }
 
     #[test]
