@@ -55,17 +55,33 @@ pub(crate) trait Local: Send + Sync + 'static {
     fn announce(&self, id: u64, alert: Alert);
 }
 
-/// The last look's run of the rule's check (gate 5), started when the gates start so that a
-/// check that hangs (a hung target: each run takes the rule's whole timeout) overlaps gates 2
-/// to 4 instead of adding its timeout after them. A planned takeover and a group's commit do
-/// not run it (they are not about a failure), nor does a dry run.
+/// The last look's runs of the rule's check (gate 5). The first starts when the gates do and
+/// runs alongside gates 2 to 4, so that on a target that does not answer (each run takes the
+/// rule's whole timeout) its wait overlaps the other gates instead of following them. A
+/// planned takeover and a group's commit do not run it (they are not about a failure), nor
+/// does a dry run. At the last look ([`Recheck::outcome`]):
 ///
-/// Still in flight when the other gates have passed: its answer is awaited. Already answered:
-/// the check runs once more, from there, since a quick answer (a refused connection, a 503) is
-/// cheap to repeat and so is exactly as fresh as when the recheck ran after the other gates.
-/// Only a check still running when they pass is older than it was: it began when the claim
-/// did, and a hung target that begins answering while it runs passes it all the same.
-pub(super) struct Recheck(Option<AbortOnDrop<Option<Outcome>>>);
+/// - a first run that passed refuses the claim, whatever a later run says;
+/// - a first run that ended without passing (a refused connection, a 503: a quick answer) is
+///   followed by a fresh run, awaited whole, as the last look always did;
+/// - a first run still waiting (a hung target) is joined by a fresh run, so that a repair
+///   made while the other gates ran is seen on a new connection (a restarted or reloaded
+///   HAProxy answers new connections, not the one stuck in the old process). Either passing
+///   refuses the claim. The wait ends when the first run ends (its timeout), and at least a
+///   quarter of the rule's timeout after the fresh run started ([`FRESH_AT_LEAST`]): a
+///   repaired target answers a new connection within that, and a hung one costs one
+///   timeout in all, not one after the other gates.
+pub(super) struct Recheck(Option<Early>);
+
+/// The first run: its task and when it started.
+struct Early {
+    task: AbortOnDrop<Option<Outcome>>,
+    started: Instant,
+}
+
+/// The least share of the rule's timeout a fresh run at the last look gets while the first
+/// run is still waiting on a hung target.
+pub(super) const FRESH_AT_LEAST: u32 = 4;
 
 impl Recheck {
     fn start<P: Provider, L: Local>(gates: &Gates<P, L>, ctx: &ActionContext) -> Recheck {
@@ -74,27 +90,56 @@ impl Recheck {
         });
         Recheck(wanted.map(|(check, timeout)| {
             let local = gates.local.clone();
-            AbortOnDrop(tokio::spawn(
-                async move { local.recheck(&check, timeout).await },
-            ))
+            Early {
+                task: AbortOnDrop(tokio::spawn(
+                    async move { local.recheck(&check, timeout).await },
+                )),
+                started: Instant::now(),
+            }
         }))
     }
 
-    /// The check's outcome (None: not run, or it timed out).
+    /// A run that passed, if any did (None: no run passed, or none was wanted).
     async fn outcome<P: Provider, L: Local>(
         self,
         gates: &Gates<P, L>,
         ctx: &ActionContext,
     ) -> Option<Outcome> {
-        let running = self.0?;
-        if !running.0.is_finished() {
-            return match running.await {
-                Ok(o) => o,
-                Err(e) => Some(Outcome::fail(format!("the recheck stopped: {e}"))),
-            };
-        }
+        let early = self.0?;
         let (check, timeout) = ctx.recheck.as_ref()?;
-        gates.local.recheck(check, *timeout).await
+        let passed = |r: Result<Option<Outcome>, tokio::task::JoinError>| match r {
+            Ok(o) => o.filter(|o| o.ok),
+            Err(e) => {
+                // A bug in the check (it panicked): the fresh run still looks.
+                tracing::error!(event = events::RULE_TASK_CRASHED, rule = %ctx.rule, error = %e,
+                    "the last look's first run of the rule's check stopped");
+                None
+            }
+        };
+        if early.task.0.is_finished() {
+            if let Some(o) = passed(early.task.await) {
+                return Some(o);
+            }
+            return gates.local.recheck(check, *timeout).await.filter(|o| o.ok);
+        }
+        let until = (early.started + *timeout).max(Instant::now() + *timeout / FRESH_AT_LEAST);
+        let mut early_task = std::pin::pin!(early.task);
+        let mut early_ended = false;
+        let mut fresh = std::pin::pin!(gates.local.recheck(check, *timeout));
+        let give_up = tokio::time::sleep_until(until);
+        tokio::pin!(give_up);
+        loop {
+            tokio::select! {
+                r = &mut early_task, if !early_ended => {
+                    early_ended = true;
+                    if let Some(o) = passed(r) {
+                        return Some(o);
+                    }
+                }
+                o = &mut fresh => return o.filter(|o| o.ok),
+                _ = &mut give_up => return None,
+            }
+        }
     }
 }
 
@@ -1389,6 +1434,9 @@ mod tests {
         recheck_takes: StdMutex<Duration>,
         /// Rechecks that ran to their end.
         rechecks_ended: StdMutex<u32>,
+        /// Each recheck in turn, before the settings above: how long it takes and whether it
+        /// passes (it times out from the rule's timeout on).
+        recheck_plan: StdMutex<VecDeque<(Duration, bool)>>,
     }
 
     impl Local for FakeLocal {
@@ -1417,13 +1465,15 @@ mod tests {
         }
         async fn recheck(&self, _: &CheckSpec, timeout: Duration) -> Option<Outcome> {
             self.calls.push("recheck");
-            let takes = *self.recheck_takes.lock().unwrap();
+            let planned = self.recheck_plan.lock().unwrap().pop_front();
+            let takes = planned.map_or(*self.recheck_takes.lock().unwrap(), |p| p.0);
             tokio::time::sleep(takes.min(timeout)).await;
             *self.rechecks_ended.lock().unwrap() += 1;
             if takes >= timeout {
                 return None;
             }
-            Some(match *self.recheck_ok.lock().unwrap() {
+            let ok = planned.map_or(*self.recheck_ok.lock().unwrap(), |p| p.1);
+            Some(match ok {
                 true => Outcome::ok("HTTP 200"),
                 false => Outcome::fail("HTTP 503"),
             })
@@ -1476,6 +1526,7 @@ mod tests {
             repaired_at_egress: StdMutex::new(false),
             recheck_takes: StdMutex::new(Duration::ZERO),
             rechecks_ended: StdMutex::new(0),
+            recheck_plan: StdMutex::default(),
         })
     }
 
@@ -1772,11 +1823,59 @@ mod tests {
         assert!(matches!(out, ActionOutcome::Done(_)), "{out:?}");
         // One timeout, not checkip's 600 ms followed by the timeout.
         assert_eq!(started.elapsed(), Duration::from_secs(1));
-        // The recheck's task first runs when the claim first waits (on checkip here).
+        // The recheck's task first runs when the claim first waits (on checkip here); a fresh
+        // one joins it at the last look, and both wait out the first one's timeout.
         assert_eq!(
             b.calls.take(),
-            ["haproxy", "here", "read", "egress", "recheck", "haproxy", "take", "announce"]
+            [
+                "haproxy", "here", "read", "egress", "recheck", "haproxy", "recheck", "take",
+                "announce"
+            ]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_repair_while_the_gates_ran_is_seen_on_a_fresh_connection_though_the_first_is_stuck()
+    {
+        // The first recheck hangs on the stuck process; meanwhile the target was restarted,
+        // and a fresh check passes at once.
+        let b = bed();
+        b.local
+            .recheck_plan
+            .lock()
+            .unwrap()
+            .extend([(Duration::from_secs(5), false), (Duration::ZERO, true)]);
+        *b.local.egress_takes.lock().unwrap() = Duration::from_millis(300);
+        let started = Instant::now();
+        assert_eq!(reason(&b.gates.run(&ctx()).await), "check_passes_again");
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_recheck_that_passed_refuses_the_claim_whatever_the_next_says() {
+        let b = bed();
+        b.local
+            .recheck_plan
+            .lock()
+            .unwrap()
+            .extend([(Duration::ZERO, true), (Duration::ZERO, false)]);
+        *b.local.egress_takes.lock().unwrap() = Duration::from_millis(300);
+        assert_eq!(reason(&b.gates.run(&ctx()).await), "check_passes_again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_recheck_gets_a_quarter_timeout_when_the_gates_took_nearly_all_of_it() {
+        // Gates take 950 ms of the 1 s timeout; the fresh run would pass after 200 ms: it
+        // gets 250 ms, and refuses.
+        let b = bed();
+        b.local.recheck_plan.lock().unwrap().extend([
+            (Duration::from_secs(5), false),
+            (Duration::from_millis(200), true),
+        ]);
+        *b.local.egress_takes.lock().unwrap() = Duration::from_millis(950);
+        let started = Instant::now();
+        assert_eq!(reason(&b.gates.run(&ctx()).await), "check_passes_again");
+        assert_eq!(started.elapsed(), Duration::from_millis(1150));
     }
 
     #[tokio::test(start_paused = true)]
