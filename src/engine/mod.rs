@@ -78,6 +78,8 @@ pub struct RuleRunner {
     listed: Vec<String>,
     /// When the current failure streak began and the rule failed, for the history.
     times: StreakTimes,
+    /// When the next cycle is due, once the rule's loop has stopped.
+    next_due: Option<Instant>,
 }
 
 /// When a rule's failure streak began and when it failed, in ms since the Unix epoch: what the
@@ -116,6 +118,9 @@ pub struct RuleState {
     listed: Vec<String>,
     #[serde(default)]
     times: StreakTimes,
+    /// When the rule's next cycle was due as it stopped (a reload carries it; not saved).
+    #[serde(skip)]
+    next_due: Option<Instant>,
 }
 
 /// Rule states by rule name.
@@ -131,6 +136,7 @@ impl RuleRunner {
             pending_transition: None,
             listed: Vec::new(),
             times: StreakTimes::default(),
+            next_due: None,
         }
     }
 
@@ -174,6 +180,7 @@ impl RuleRunner {
             pending_transition: st.pending_transition,
             listed: list.clone(),
             times: st.times,
+            next_due: st.next_due,
             rule,
         }
     }
@@ -185,6 +192,7 @@ impl RuleRunner {
             pending_transition: self.pending_transition,
             listed: self.listed.clone(),
             times: self.times.clone(),
+            next_due: self.next_due,
         }
     }
 
@@ -381,12 +389,20 @@ pub async fn run<E: Effects>(
     let mut set = tokio::task::JoinSet::new();
     let states = Arc::new(std::sync::Mutex::new(RuleStates::new()));
     let periods: Vec<Duration> = rules.iter().map(|r| fx.pacing(r).period).collect();
-    let firsts = first_cycles(&periods, Instant::now());
-    for (rule, first) in rules.into_iter().zip(firsts) {
+    let now = Instant::now();
+    let firsts = first_cycles(&periods, now);
+    for ((rule, first), period) in rules.into_iter().zip(firsts).zip(periods) {
         let fx = fx.clone();
         let shutdown = shutdown.clone();
         let name = rule.name.clone();
-        let runner = RuleRunner::resume(rule, carried.remove(&name));
+        let state = carried.remove(&name);
+        // A rule carried across a reload keeps its schedule (no later than one new period
+        // away): reloads, however frequent, neither hold its checks back nor bunch them up.
+        let first = match state.as_ref().and_then(|s| s.next_due) {
+            Some(due) => due.clamp(now, now + period),
+            None => first,
+        };
+        let runner = RuleRunner::resume(rule, state);
         let states = states.clone();
         set.spawn(async move {
             let runner = rule_loop(runner, fx, shutdown, first).await;
@@ -472,10 +488,10 @@ async fn rule_loop<E: Effects>(
     loop {
         tokio::select! {
             _ = &mut next => {}
-            _ = shutdown.wait_for(|stop| *stop) => return runner,
+            _ = shutdown.wait_for(|stop| *stop) => break,
         }
         if *shutdown.borrow() {
-            return runner;
+            break;
         }
         // Due times follow the schedule, not when the task got to run: rules that start
         // together stay together (one wake-up serves them all) and never drift apart.
@@ -491,7 +507,7 @@ async fn rule_loop<E: Effects>(
                 _ = shutdown.wait_for(|stop| *stop) => None,
             };
             let Some((outcome, took)) = probed else {
-                return runner;
+                break;
             };
             runner.settle(fx.as_ref(), outcome, took).await
         };
@@ -500,6 +516,8 @@ async fn rule_loop<E: Effects>(
         let due = due + runner.next_period(period);
         next.as_mut().reset(due.max(Instant::now()));
     }
+    runner.next_due = Some(next.deadline());
+    runner
 }
 
 #[cfg(test)]

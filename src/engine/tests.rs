@@ -143,12 +143,13 @@ async fn a_reload_keeps_each_rules_streak_and_health() {
     .await;
     assert!(fx.acts.lock().unwrap().is_empty());
     assert_eq!(states["eip"].threshold.consecutive_failures(), 2);
-    // The reloaded rule's first cycle is its third failure: it fails now, not three cycles on.
-    // A rule that is new in the reloaded configuration starts from a clean count.
+    // The reloaded rule's next cycle (due at 20, its schedule kept) is its third failure: it
+    // fails then, not three cycles on. A rule that is new in the reloaded configuration starts
+    // from a clean count.
     let states = run_carrying(
         vec![rule("eip", 10, 5, 3, 2), rule("new", 10, 5, 3, 2)],
         fx.clone(),
-        5,
+        6,
         states,
     )
     .await;
@@ -341,6 +342,7 @@ fn renamed_unfinished_action_runs_under_its_new_name() {
         pending_transition: Some(Transition::Failed),
         listed: old.on_fail.clone(),
         times: Default::default(),
+        next_due: None,
     };
     let mut new = old.clone();
     new.on_fail = vec!["page".into(), "claim-public-eip".into()];
@@ -497,4 +499,25 @@ async fn many_rules_start_in_groups_spread_evenly_over_their_interval() {
     checks.sort();
     assert_eq!(checks.len(), 32, "{checks:?}");
     assert!(checks.iter().all(|c| c.1.is_zero()), "{checks:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_keeps_each_carried_rules_schedule() {
+    let start = Instant::now();
+    let fx = Arc::new(Script::new(start));
+    // Checks at 0 and 10; reloads at 15 and 17 do not bring them forward or hold them back.
+    let states = run_carrying(
+        vec![rule("eip", 10, 5, 3, 2)],
+        fx.clone(),
+        15,
+        RuleStates::new(),
+    )
+    .await;
+    let states = run_carrying(vec![rule("eip", 10, 5, 3, 2)], fx.clone(), 2, states).await;
+    let states = run_carrying(vec![rule("eip", 10, 5, 3, 2)], fx.clone(), 10, states).await;
+    assert_eq!(check_times(&fx), vec![0, 10, 20]);
+    // A shorter interval after a reload: the next check comes within the new one.
+    let states = run_carrying(vec![rule("eip", 2, 1, 3, 2)], fx.clone(), 5, states).await;
+    assert_eq!(check_times(&fx), vec![0, 10, 20, 29, 31]);
+    assert!(states.contains_key("eip"));
 }
