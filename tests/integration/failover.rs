@@ -249,9 +249,12 @@ async fn a_flapping_check_moves_the_eip_at_most_once_per_hold_down() {
     let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
     let b = bed.world.node("b").clone();
     let down = || Reply::Status(503, "down".into());
-    // Down twice, up once, forever: with fail_after 2 / recover_after 1 the rule flaps.
+    // Down three times, up once, forever: with fail_after 2 / recover_after 1 the rule flaps.
+    // (A claim looks at the target twice, its last look's first run and a fresh one, and
+    // refuses if either passes: down, down, up repeated would be up at one of every claim's
+    // looks, and the rule would never claim at all.)
     let flaps: Vec<Reply> = (0..200)
-        .flat_map(|_| [down(), down(), Reply::ok("ok")])
+        .flat_map(|_| [down(), down(), down(), Reply::ok("ok")])
         .collect();
     bed.target.script(flaps);
     let mut conf = bed.conf("b");
