@@ -23,15 +23,9 @@ use std::time::Duration;
 /// How much of a body `body_contains` looks at.
 const BODY_LIMIT: usize = 256 * 1024;
 /// How long connecting may take, all of a name's addresses together (the reqwest client's
-/// `connect_timeout`, which https checks use); the rule's `timeout` bounds the whole check.
+/// `connect_timeout`, which https checks use), shared between them by
+/// [`super::tcp::connect_any`]; the rule's `timeout` bounds the whole check.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Each of `addresses` gets an equal share of [`CONNECT_TIMEOUT`], as hyper-util's connector
-/// (behind reqwest) divides it: an address that drops the SYN (a dead zone of a name with
-/// several) leaves the others their turn.
-fn connect_share(addresses: usize) -> Duration {
-    CONNECT_TIMEOUT / u32::try_from(addresses.max(1)).unwrap_or(u32::MAX)
-}
 /// The `User-Agent` of every request the daemon makes.
 pub const USER_AGENT: &str = concat!("haproxy-watchdog/", env!("CARGO_PKG_VERSION"));
 
@@ -77,9 +71,16 @@ async fn plain(spec: &HttpCheckSpec) -> Result<Outcome, String> {
     let url = &spec.url;
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(80);
-    let stream = connect(host, port).await?;
+    let stream = connect(host, port, CONNECT_TIMEOUT).await?;
+    // Closed with a reset once the answer is read, as HAProxy closes its own health checks
+    // (its checks.c: else "we end up with many TIME_WAITs and eat all the source port range
+    // quickly"): at 1,000 checks a second a FIN close leaves 60,000 sockets in TIME_WAIT on
+    // the checked host. The answer is complete when the check returns, so nothing is lost.
+    stream
+        .set_zero_linger()
+        .map_err(|e| format!("cannot connect: setting SO_LINGER: {e}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(
-        hyper_util::rt::TokioIo::new(stream),
+        hyper_util::rt::TokioIo::new(Abortive(stream)),
     )
     .await
     .map_err(|e| describe_hyper("request failed", &e))?;
@@ -156,9 +157,61 @@ async fn plain(spec: &HttpCheckSpec) -> Result<Outcome, String> {
     Ok(judge_body(status, needle, read))
 }
 
-/// A connection to the first address of `host` that accepts one, in order. `host` is the
-/// URL's: an IPv4 address, an IPv6 address in brackets, or a name resolved now.
-async fn connect(host: &str, port: u16) -> Result<tokio::net::TcpStream, String> {
+/// A check's connection as hyper drives it, with `shutdown` left out: hyper half-closes a
+/// `Connection: close` exchange before dropping it, a system call and a FIN the reset close
+/// (`SO_LINGER` 0) that follows makes moot.
+struct Abortive(tokio::net::TcpStream);
+
+impl tokio::io::AsyncRead for Abortive {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Abortive {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// A connection to the first address of `host` that accepts one within its share of
+/// `budget`, in order. `host` is the URL's: an IPv4 address, an IPv6 address in brackets, or
+/// a name resolved now. Err: why, worded as reqwest words it.
+async fn connect(host: &str, port: u16, budget: Duration) -> Result<tokio::net::TcpStream, String> {
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = match literal.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
@@ -167,29 +220,20 @@ async fn connect(host: &str, port: u16) -> Result<tokio::net::TcpStream, String>
             .map_err(|e| format!("cannot connect: cannot resolve {host}: {e}"))?
             .collect(),
     };
-    let share = connect_share(addrs.len());
     let mut tried = Vec::new();
-    for addr in &addrs {
-        match tokio::time::timeout(share, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => return Ok(s),
-            Ok(Err(e)) if addrs.len() == 1 => return Err(format!("cannot connect: {e}")),
-            Ok(Err(e)) => tried.push(format!("{addr}: {e}")),
-            Err(_) if addrs.len() == 1 => {
-                return Err(format!(
-                    "cannot connect: no answer within {}",
-                    humantime::format_duration(share)
-                ))
-            }
-            Err(_) => tried.push(format!(
-                "{addr}: no answer within {}",
-                humantime::format_duration(share)
-            )),
-        }
+    let deadline = tokio::time::Instant::now() + budget;
+    if let Some((s, _)) = super::tcp::connect_any(&addrs, deadline, &mut tried).await {
+        return Ok(s);
     }
-    if tried.is_empty() {
-        return Err(format!("cannot connect: {host} resolves to no address"));
+    match (addrs.as_slice(), tried.as_slice()) {
+        ([], _) => Err(format!("cannot connect: {host} resolves to no address")),
+        // One address: the cause alone, as reqwest says it.
+        ([addr], [one]) => Err(format!(
+            "cannot connect: {}",
+            one.get(addr.to_string().len() + 2..).unwrap_or(one)
+        )),
+        _ => Err(format!("cannot connect: {}", tried.join("; "))),
     }
-    Err(format!("cannot connect: {}", tried.join("; ")))
 }
 
 /// Some(failure) when `status` is not one the check accepts.
@@ -241,9 +285,20 @@ mod tests {
         }
     }
 
-    /// Accepts `n` connections; for each, the request it read and whether the client closed
-    /// its end after the answer.
-    async fn answer(listener: tokio::net::TcpListener, n: usize) -> Vec<(String, bool)> {
+    /// How a client left a connection after its answer.
+    #[derive(Debug, PartialEq)]
+    enum Close {
+        /// A FIN: the read saw the end of the stream.
+        Fin,
+        /// A reset (`SO_LINGER` 0).
+        Reset,
+        /// Still open 2 s later.
+        Open,
+    }
+
+    /// Accepts `n` connections; for each, the request it read and how the client closed its
+    /// end after the answer.
+    async fn answer(listener: tokio::net::TcpListener, n: usize) -> Vec<(String, Close)> {
         let mut seen = Vec::new();
         for _ in 0..n {
             let (mut c, _) = listener.accept().await.unwrap();
@@ -257,10 +312,12 @@ mod tests {
             c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
                 .await
                 .unwrap();
-            let closed = matches!(
-                tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf)).await,
-                Ok(Ok(0))
-            );
+            let closed = match tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf)).await
+            {
+                Ok(Ok(0)) => Close::Fin,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => Close::Reset,
+                _ => Close::Open,
+            };
             seen.push((String::from_utf8_lossy(&req).into_owned(), closed));
         }
         seen
@@ -287,8 +344,16 @@ mod tests {
         }
         let seen = server.await.unwrap();
         assert_eq!(seen.len(), 3, "one connection per check");
+        // The plain client resets its connection (as HAProxy's checks do); reqwest's FIN is
+        // its own affair.
+        assert_eq!(seen[0].1, Close::Reset, "{}", seen[0].0);
+        assert_eq!(seen[1].1, Close::Reset, "{}", seen[1].0);
         for (req, closed) in &seen {
-            assert!(closed, "the check left its connection open: {req}");
+            assert_ne!(
+                closed,
+                &Close::Open,
+                "the check left its connection open: {req}"
+            );
             assert!(req.contains("connection: close\r\n"), "{req}");
             assert!(
                 req.contains(&format!("host: 127.0.0.1:{port}\r\n")),
@@ -305,6 +370,58 @@ mod tests {
             seen[2].0.contains("authorization: Basic dXNlcjpwdw==\r\n"),
             "{}",
             seen[2].0
+        );
+    }
+
+    /// Sockets of local port `port` in TIME_WAIT (state 06 of /proc/net/tcp).
+    fn time_waits(port: u16) -> usize {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let local = format!(":{port:04X} ");
+        table
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && format!("{} ", f[1]).ends_with(&local) && f[3] == "06"
+            })
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_plain_check_leaves_no_time_wait_behind_on_the_checked_host() {
+        // The checked server closes first after its answer, as HAProxy does on
+        // `Connection: close`: with a FIN close by the client, each check would leave the
+        // server's socket in TIME_WAIT for a minute.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            for _ in 0..5 {
+                let (mut c, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let mut req = Vec::new();
+                while !req.ends_with(b"\r\n\r\n") {
+                    let got = c.read(&mut buf).await.unwrap();
+                    assert!(got > 0, "closed mid-request");
+                    req.extend_from_slice(&buf[..got]);
+                }
+                c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                    .await
+                    .unwrap();
+                drop(c);
+            }
+        });
+        let client = crate::checks::http_client(false).unwrap();
+        let s = spec(&format!("http://127.0.0.1:{port}/"));
+        for _ in 0..5 {
+            let o = probe(&client, &s).await;
+            assert!(o.ok, "{}", o.detail);
+        }
+        server.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            time_waits(port),
+            0,
+            "sockets left in TIME_WAIT on port {port}"
         );
     }
 
@@ -339,11 +456,27 @@ mod tests {
         );
     }
 
-    #[test]
-    fn every_address_of_a_name_gets_a_share_of_the_connect_budget() {
-        assert_eq!(connect_share(1), CONNECT_TIMEOUT);
-        assert_eq!(connect_share(2), CONNECT_TIMEOUT / 2);
-        assert_eq!(connect_share(0), CONNECT_TIMEOUT);
+    #[tokio::test]
+    async fn every_address_of_a_name_gets_a_share_of_the_connect_budget() {
+        let (_l, _held, dead) = crate::checks::tcp::tests::black_hole().await;
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_addr = live.local_addr().unwrap();
+        // Both addresses behind one "name": the dead one gets half the budget, then the live
+        // one its turn.
+        let budget = Duration::from_millis(600);
+        let addrs = [dead, live_addr];
+        let mut tried = Vec::new();
+        let started = tokio::time::Instant::now();
+        let got = super::super::tcp::connect_any(&addrs, started + budget, &mut tried).await;
+        assert!(matches!(&got, Some((_, a)) if *a == live_addr), "{tried:?}");
+        assert!(started.elapsed() >= budget / 2 && started.elapsed() < budget);
+        // One address that never answers: the whole budget, and the cause alone.
+        let started = tokio::time::Instant::now();
+        let e = connect(&dead.ip().to_string(), dead.port(), budget)
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() >= budget, "{:?}", started.elapsed());
+        assert_eq!(e, "cannot connect: no answer within 600ms");
     }
 
     #[tokio::test]
