@@ -448,8 +448,15 @@ async fn blips_shorter_than_fail_after_never_act_at_the_fast_interval() {
     let fx = Arc::new(Script::new(Instant::now()).results("eip", &"--+".repeat(20)));
     run_for(vec![fast(rule("eip", 10, 1, 3, 2), 1)], fx.clone(), 300).await;
     assert!(fx.acts.lock().unwrap().is_empty());
+    // Each blip: its two failures and the good check that ends it 1 s apart, then an interval
+    // on from there to the next blip (12 s a blip); after the last, every 10 s.
+    let mut expected: Vec<u64> = (0..20)
+        .flat_map(|k| [12 * k, 12 * k + 1, 12 * k + 2])
+        .collect();
+    expected.extend([240, 250, 260, 270, 280, 290]);
     let times = check_times(&fx);
-    assert!(times.windows(2).any(|w| w[1] - w[0] == 1), "{times:?}");
+    assert_eq!(times[..times.len().min(66)], expected[..], "{times:?}");
+    assert!(times.len() <= 67, "{times:?}");
 }
 
 #[tokio::test(start_paused = true)]
