@@ -17,7 +17,9 @@
 //! Idle: one real HAProxy on loopback answers every check with a static 200; the checks
 //! each system actually performed are HAProxy's `CumReq` at the end of the measured window
 //! less at its start, and the system's CPU time over the window is divided by them. The
-//! watchdog and monit are measured in turns (W, M, W, M ...) in the same run.
+//! watchdog and monit are measured in turns (W, M, F, W, M, F ...) in the same run, with the
+//! floor (F): the same checks made with bare blocking system calls, the least a checker that
+//! opens a connection per check can spend.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,6 +37,11 @@ enum System {
     Watchdog,
     /// monit with `set daemon N`.
     Monit(u64),
+    /// The floor of the idle rounds: this program (`--floor-child`) making each check's
+    /// system calls and nothing else, in one thread: connect, send the request, read the
+    /// answer to its end, close with a reset (as the watchdog's `http` checks close). No
+    /// checker that opens a connection per check can spend less per check.
+    Floor,
 }
 
 /// The watchdog's check cadence under test.
@@ -71,6 +78,7 @@ impl System {
             System::Monit(n) => {
                 format!("monit + failtome.sh ({n}s × {FAIL_AFTER}, request timeout 30s)")
             }
+            System::Floor => unreachable!("the floor only takes part in the idle rounds"),
         }
     }
 
@@ -79,6 +87,7 @@ impl System {
         match self {
             System::Watchdog => c.cycle,
             System::Monit(n) => Duration::from_secs(n),
+            System::Floor => unreachable!("the floor only takes part in the idle rounds"),
         }
     }
 }
@@ -176,8 +185,61 @@ fn args() -> Args {
     a
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
+    let mut argv = std::env::args().skip(1);
+    if argv.next().as_deref() == Some("--floor-child") {
+        let port = argv.next().and_then(|p| p.parse().ok());
+        let n = argv.next().and_then(|n| n.parse().ok());
+        let (Some(port), Some(n)) = (port, n) else {
+            panic!("--floor-child PORT N");
+        };
+        floor(port, n);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(run());
+}
+
+/// `--floor-child PORT N`: every second, N checks of http://127.0.0.1:PORT/ one after the
+/// other with blocking system calls, each on its own connection closed with a reset; never
+/// returns.
+fn floor(port: u16, n: usize) -> ! {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let request = b"GET /floor HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
+    let mut buf = [0u8; 4096];
+    let mut next = std::time::Instant::now();
+    loop {
+        for _ in 0..n {
+            let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                continue;
+            };
+            let _ = c.write_all(request);
+            while matches!(c.read(&mut buf), Ok(k) if k > 0) {}
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: a valid socket and a `linger` of the size given.
+            unsafe {
+                libc::setsockopt(
+                    c.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        }
+        next += Duration::from_secs(1);
+        std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+    }
+}
+
+async fn run() {
     let a = args();
     let watchdog = testkit::watchdog::bin();
     println!("watchdog binary: {}", watchdog.display());
@@ -291,6 +353,7 @@ async fn failover(system: System, cadence: Cadence, failure: Failure) -> Run {
             Runner::Watchdog(w)
         }
         System::Monit(interval) => Runner::Monit(Monit::start(&bed, interval)),
+        System::Floor => unreachable!("the floor only takes part in the idle rounds"),
     };
     // Let it settle for a few cycles while the EIP is healthy.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -436,13 +499,13 @@ struct Idle {
     source: &'static str,
 }
 
-/// The idle rounds (W, M, W, M ... at each size) and their summary.
+/// The idle rounds (W, M, F, W, M, F ... at each size) and their summary.
 async fn idle_tables(a: &Args) {
     let haproxy = target().await;
     let systems: &[System] = if a.monit {
-        &[System::Watchdog, System::Monit(1)]
+        &[System::Watchdog, System::Monit(1), System::Floor]
     } else {
-        &[System::Watchdog]
+        &[System::Watchdog, System::Floor]
     };
     println!(
         "\nidle: HTTP GET http://127.0.0.1:{}/rN every 1 s (the watchdog: timeout 500ms; monit: \
@@ -518,6 +581,7 @@ fn idle_label(s: System) -> &'static str {
     match s {
         System::Watchdog => "watchdog",
         System::Monit(_) => "monit",
+        System::Floor => "floor (bare system calls)",
     }
 }
 
@@ -607,6 +671,11 @@ async fn idle(haproxy: &Haproxy, system: System, n: usize) -> Idle {
                 .spawn()
                 .expect("start monit (scripts/bench-deps.sh installs it)")
         }
+        System::Floor => Command::new(std::env::current_exe().expect("this program's path"))
+            .args(["--floor-child", &port.to_string(), &n.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the floor loop"),
     };
     tokio::time::sleep(WARM_UP).await;
     let pid = child.id();
