@@ -43,6 +43,9 @@ async fn through_reqwest(client: &reqwest::Client, spec: &HttpCheckSpec) -> Outc
     let mut req = client
         .request(spec.method.clone(), spec.url.clone())
         .header(header::CONNECTION, "close");
+    if defines_content(&spec.method) {
+        req = req.header(header::CONTENT_LENGTH, "0");
+    }
     if let Some(host) = &spec.host {
         req = req.header(header::HOST, host);
     }
@@ -95,13 +98,17 @@ async fn plain(spec: &HttpCheckSpec) -> Result<Outcome, String> {
         (None, Some(p)) => format!("{host}:{p}"),
         (None, None) => host.to_owned(),
     };
-    let req = hyper::Request::builder()
+    let mut req = hyper::Request::builder()
         .method(spec.method.clone())
         .uri(target)
         .header(header::HOST, authority)
         .header(header::USER_AGENT, USER_AGENT)
         .header(header::ACCEPT, "*/*")
-        .header(header::CONNECTION, "close")
+        .header(header::CONNECTION, "close");
+    if defines_content(&spec.method) {
+        req = req.header(header::CONTENT_LENGTH, "0");
+    }
+    let req = req
         .body(Empty::new())
         .map_err(|e| format!("request failed: {e}"))?;
 
@@ -145,9 +152,12 @@ async fn plain(spec: &HttpCheckSpec) -> Result<Outcome, String> {
             Some(Err(e)) => break Err(describe_hyper("bad response body", &e)),
             Some(Ok(f)) => {
                 if let Ok(data) = f.into_data() {
+                    // The text may straddle this frame and the last: look from a needle's
+                    // length back. Found: judged now, the rest of the body not awaited.
+                    let from = got.len().saturating_sub(needle.len());
                     let room = BODY_LIMIT.saturating_sub(got.len());
                     got.extend_from_slice(&data[..data.len().min(room)]);
-                    if got.len() >= BODY_LIMIT {
+                    if got.len() >= BODY_LIMIT || contains(&got[from..], needle.as_bytes()) {
                         break Ok(got);
                     }
                 }
@@ -234,6 +244,17 @@ async fn connect(host: &str, port: u16, budget: Duration) -> Result<tokio::net::
         )),
         _ => Err(format!("cannot connect: {}", tried.join("; "))),
     }
+}
+
+/// Whether `method` gives a request's content a meaning (POST, PUT, PATCH): its empty body is
+/// then announced with `Content-Length: 0`, as RFC 9110 §8.6 says a client should.
+fn defines_content(method: &reqwest::Method) -> bool {
+    [
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::PATCH,
+    ]
+    .contains(method)
 }
 
 /// Some(failure) when `status` is not one the check accepts.
@@ -423,6 +444,68 @@ mod tests {
             0,
             "sockets left in TIME_WAIT on port {port}"
         );
+    }
+
+    /// Serves one connection: reads the request head, writes `answer`, then holds the
+    /// connection open for 5 s. Returns the request head.
+    async fn hold_after(listener: tokio::net::TcpListener, answer: &'static [u8]) -> String {
+        let (mut c, _) = listener.accept().await.unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.ends_with(b"\r\n\r\n") {
+            let got = c.read(&mut buf).await.unwrap();
+            assert!(got > 0, "closed mid-request");
+            req.extend_from_slice(&buf[..got]);
+        }
+        c.write_all(answer).await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await;
+        String::from_utf8_lossy(&req).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_body_check_passes_as_soon_as_the_text_arrives() {
+        // 1,000 bytes announced, the text among the first sent, the rest never comes.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(hold_after(
+            listener,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nall is NEE",
+        ));
+        let client = crate::checks::http_client(false).unwrap();
+        let mut s = spec(&format!("http://127.0.0.1:{port}/"));
+        s.body_contains = Some("NEE".into());
+        let started = std::time::Instant::now();
+        let o = probe(&client, &s).await;
+        assert_eq!((o.ok, o.detail.as_str()), (true, "HTTP 200, body matched"));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_method_defines_content_says_it_has_none() {
+        for (method, announced) in [
+            (reqwest::Method::POST, true),
+            (reqwest::Method::PUT, true),
+            (reqwest::Method::GET, false),
+        ] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = tokio::spawn(hold_after(
+                listener,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            ));
+            let client = crate::checks::http_client(false).unwrap();
+            let mut s = spec(&format!("http://127.0.0.1:{port}/"));
+            s.method = method.clone();
+            let o = probe(&client, &s).await;
+            assert!(o.ok, "{method}: {}", o.detail);
+            let head = server.await.unwrap();
+            assert_eq!(head.contains("content-length: 0\r\n"), announced, "{head}");
+        }
     }
 
     #[tokio::test]
