@@ -317,19 +317,26 @@ mod tests {
         Open,
     }
 
+    /// Reads a request's head (through its blank line) from `c`.
+    async fn read_head(c: &mut tokio::net::TcpStream) -> Vec<u8> {
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.ends_with(b"\r\n\r\n") {
+            let got = c.read(&mut buf).await.unwrap();
+            assert!(got > 0, "closed mid-request");
+            req.extend_from_slice(&buf[..got]);
+        }
+        req
+    }
+
     /// Accepts `n` connections; for each, the request it read and how the client closed its
     /// end after the answer.
     async fn answer(listener: tokio::net::TcpListener, n: usize) -> Vec<(String, Close)> {
         let mut seen = Vec::new();
         for _ in 0..n {
             let (mut c, _) = listener.accept().await.unwrap();
-            let mut req = Vec::new();
+            let req = read_head(&mut c).await;
             let mut buf = [0u8; 1024];
-            while !req.ends_with(b"\r\n\r\n") {
-                let got = c.read(&mut buf).await.unwrap();
-                assert!(got > 0, "closed mid-request");
-                req.extend_from_slice(&buf[..got]);
-            }
             c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
                 .await
                 .unwrap();
@@ -418,13 +425,7 @@ mod tests {
         let server = tokio::spawn(async move {
             for _ in 0..5 {
                 let (mut c, _) = listener.accept().await.unwrap();
-                let mut buf = [0u8; 1024];
-                let mut req = Vec::new();
-                while !req.ends_with(b"\r\n\r\n") {
-                    let got = c.read(&mut buf).await.unwrap();
-                    assert!(got > 0, "closed mid-request");
-                    req.extend_from_slice(&buf[..got]);
-                }
+                read_head(&mut c).await;
                 c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
                     .await
                     .unwrap();
@@ -450,13 +451,8 @@ mod tests {
     /// connection open for 5 s. Returns the request head.
     async fn hold_after(listener: tokio::net::TcpListener, answer: &'static [u8]) -> String {
         let (mut c, _) = listener.accept().await.unwrap();
-        let mut req = Vec::new();
+        let req = read_head(&mut c).await;
         let mut buf = [0u8; 1024];
-        while !req.ends_with(b"\r\n\r\n") {
-            let got = c.read(&mut buf).await.unwrap();
-            assert!(got > 0, "closed mid-request");
-            req.extend_from_slice(&buf[..got]);
-        }
         c.write_all(answer).await.unwrap();
         let _ = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await;
         String::from_utf8_lossy(&req).into_owned()
