@@ -53,10 +53,21 @@ pub struct Alert {
 
 pub const REGION: &str = "us-east-1";
 
+/// The SDK configuration test code uses to reach moto at `endpoint`.
+///
+/// Every call has a timeout (2 s to connect, 10 s an attempt, 30 s in all): the bed's
+/// background loops poll moto for the whole test, and one answer that never comes would
+/// otherwise freeze what they follow (an EIP's route) for the rest of it.
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(30))
+        .build();
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
+        .timeout_config(timeouts)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
         .load()
         .await

@@ -297,10 +297,25 @@ async fn active_active(failback: bool) {
     let mut bed = TestBed::active_active().await;
     let (eip_a, eip_b) = (bed.world.eip, bed.world.extra_eips[0].0);
     let (a, b) = (bed.world.node("a").clone(), bed.world.node("b").clone());
+    // What the client saw while waiting, printed as it changes: if the bed never settles, the
+    // failure says whether the route or the answer was missing.
+    let seen = std::sync::Mutex::new(String::new());
     eventually(T, "each EIP on its home node", || async {
-        (bed.get_ip(eip_a).await.as_deref() == Some("a")
-            && bed.get_ip(eip_b).await.as_deref() == Some("b"))
-        .then_some(())
+        let (got_a, got_b) = (bed.get_ip(eip_a).await, bed.get_ip(eip_b).await);
+        if got_a.as_deref() == Some("a") && got_b.as_deref() == Some("b") {
+            return Some(());
+        }
+        let now = format!(
+            "a's EIP answers {got_a:?} routed to {:?}; b's EIP answers {got_b:?} routed to {:?}",
+            bed.route_of(eip_a),
+            bed.route_of(eip_b)
+        );
+        let mut last = seen.lock().unwrap();
+        if *last != now {
+            eprintln!("bed: {now}");
+            *last = now;
+        }
+        None
     })
     .await;
     let wa = testkit::watchdog::Watchdog::start_in(
