@@ -105,6 +105,10 @@ struct Args {
     cadence: Cadence,
     monit: bool,
     monit_default: bool,
+    /// The watchdog's failover runs (off with `--skip-watchdog`: monit's alone).
+    watchdog: bool,
+    /// The failure modes to run (`--failure stopped|hung`; both by default).
+    failures: Vec<Failure>,
     failover: bool,
     idle: bool,
     rules: Vec<usize>,
@@ -112,7 +116,7 @@ struct Args {
 }
 
 const USAGE: &str = "use --runs K, --monit-hung-runs K, --interval D, --timeout D, --fast-interval D, --skip-monit, \
---monit-default, --skip-idle, --idle-only, --rules N[,N...] (repeatable), --idle-rounds K";
+--skip-watchdog, --failure stopped|hung, --monit-default, --skip-idle, --idle-only, --rules N[,N...] (repeatable), --idle-rounds K";
 
 /// A duration argument: kept as written (it goes into the configuration as it is), checked
 /// with humantime, as the daemon parses it.
@@ -136,6 +140,8 @@ fn args() -> Args {
         },
         monit: true,
         monit_default: false,
+        watchdog: true,
+        failures: vec![Failure::Stopped, Failure::Hung],
         failover: true,
         idle: true,
         rules: Vec::new(),
@@ -160,6 +166,14 @@ fn args() -> Args {
                 a.cadence.fast_interval = Some(duration("--fast-interval", it.next()).0)
             }
             "--skip-monit" => a.monit = false,
+            "--skip-watchdog" => a.watchdog = false,
+            "--failure" => {
+                a.failures = match it.next().as_deref() {
+                    Some("stopped") => vec![Failure::Stopped],
+                    Some("hung") => vec![Failure::Hung],
+                    other => panic!("--failure takes stopped or hung, not {other:?}"),
+                }
+            }
             "--monit-default" => a.monit_default = true,
             "--skip-idle" => a.idle = false,
             "--idle-only" => a.failover = false,
@@ -181,6 +195,10 @@ fn args() -> Args {
     assert!(
         a.failover || a.idle,
         "--idle-only and --skip-idle leave nothing to run"
+    );
+    assert!(
+        a.watchdog || a.monit || !a.failover,
+        "--skip-watchdog and --skip-monit leave no failover runs"
     );
     a
 }
@@ -255,7 +273,12 @@ async fn run() {
 async fn failover_table(a: &Args) {
     let c = a.cadence;
     println!("runs per case: {}", a.runs);
-    let mut cases = vec![(System::Watchdog, a.runs)];
+    let mut cases = Vec::new();
+    if a.watchdog {
+        cases.push((System::Watchdog, a.runs));
+    } else {
+        println!("watchdog: skipped (--skip-watchdog)");
+    }
     match (a.monit, c.whole_seconds()) {
         (false, _) => println!("monit: skipped (--skip-monit)"),
         (true, Some(n)) => cases.push((System::Monit(n), a.runs)),
@@ -270,7 +293,7 @@ async fn failover_table(a: &Args) {
     println!();
     let mut rows = Vec::new();
     for (system, runs) in cases {
-        for failure in [Failure::Stopped, Failure::Hung] {
+        for failure in a.failures.iter().copied() {
             let runs = match (system, failure) {
                 (System::Monit(_), Failure::Hung) => a.monit_hung_runs.unwrap_or(runs),
                 _ => runs,

@@ -4,6 +4,7 @@
 # system's whole check cycle; then the idle cost (a real HAProxy counts the checks performed:
 # CPU per check), the watchdog and monit measured in turns. Needs root (network namespaces).
 #   scripts/bench.sh [--runs K] [--interval D] [--timeout D] [--fast-interval D] [--skip-monit]
+#                    [--skip-watchdog] [--failure stopped|hung] [--monit-hung-runs K]
 #                    [--monit-default] [--skip-idle | --idle-only] [--rules N[,N...]]
 #                    [--idle-rounds K]
 #   K = 20 runs per case; D = 1s interval, 500ms timeout (monit only at whole seconds);
