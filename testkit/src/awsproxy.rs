@@ -51,7 +51,21 @@ struct State {
 pub struct AwsProxy {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    /// Woken when a call that moves an address or a route has succeeded in moto.
+    moved: Arc<tokio::sync::Notify>,
 }
+
+/// The EC2 calls after which the bed's data plane (the edge, the VPC router) should look at
+/// EC2 again at once rather than at its next poll.
+const MOVES: &[&str] = &[
+    "AssociateAddress",
+    "DisassociateAddress",
+    "AssignPrivateIpAddresses",
+    "UnassignPrivateIpAddresses",
+    "CreateRoute",
+    "ReplaceRoute",
+    "DeleteRoute",
+];
 
 impl AwsProxy {
     /// Serve on `listener` (bound inside a host), forwarding to `upstream` (moto's URL).
@@ -61,20 +75,22 @@ impl AwsProxy {
     ) -> (AwsProxy, tokio::task::JoinHandle<()>) {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State::default()));
+        let moved = Arc::new(tokio::sync::Notify::new());
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        let st = state.clone();
+        let (st, mv) = (state.clone(), moved.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (st, client, upstream) = (st.clone(), client.clone(), upstream.clone());
+                let (st, mv, client, upstream) =
+                    (st.clone(), mv.clone(), client.clone(), upstream.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
-                        handle(req, st.clone(), client.clone(), upstream.clone())
+                        handle(req, st.clone(), mv.clone(), client.clone(), upstream.clone())
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
@@ -82,7 +98,21 @@ impl AwsProxy {
                 });
             }
         });
-        (AwsProxy { addr, state }, task)
+        (
+            AwsProxy {
+                addr,
+                state,
+                moved,
+            },
+            task,
+        )
+    }
+
+    /// Woken (one permit kept when nobody waits) each time an address or a route has moved in
+    /// moto through this proxy: what follows EC2 looks again at once, so its poll period does
+    /// not add to a measured failover.
+    pub fn moves(&self) -> Arc<tokio::sync::Notify> {
+        self.moved.clone()
     }
 
     pub fn url(&self) -> String {
@@ -171,6 +201,7 @@ fn xml_error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
 async fn handle(
     req: Request<Incoming>,
     st: Arc<Mutex<State>>,
+    moved: Arc<tokio::sync::Notify>,
     client: reqwest::Client,
     upstream: String,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
@@ -275,6 +306,9 @@ async fn handle(
         ) {
             st.lock().unwrap().associations.insert(a.to_owned(), ip);
         }
+    }
+    if status.is_success() && MOVES.contains(&action.as_str()) {
+        moved.notify_one();
     }
     if let Some(Fault::HoldAnswer(d)) = fault {
         tokio::time::sleep(d).await;

@@ -164,6 +164,7 @@ impl TestBed {
             self.proxy.clone(),
             self.routes.clone(),
         );
+        let moves = self.proxy.moves();
         self.tasks.push(tokio::spawn(async move {
             loop {
                 if let Ok(d) = ec2.describe_addresses().send().await {
@@ -185,7 +186,11 @@ impl TestBed {
                     }
                     *routes.lock().unwrap() = now;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Every 50 ms, and at once after a move went through the proxy.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = moves.notified() => {}
+                }
             }
         }));
 
