@@ -90,7 +90,13 @@ impl AwsProxy {
                     (st.clone(), mv.clone(), client.clone(), upstream.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
-                        handle(req, st.clone(), mv.clone(), client.clone(), upstream.clone())
+                        handle(
+                            req,
+                            st.clone(),
+                            mv.clone(),
+                            client.clone(),
+                            upstream.clone(),
+                        )
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
@@ -98,14 +104,7 @@ impl AwsProxy {
                 });
             }
         });
-        (
-            AwsProxy {
-                addr,
-                state,
-                moved,
-            },
-            task,
-        )
+        (AwsProxy { addr, state, moved }, task)
     }
 
     /// Woken (one permit kept when nobody waits) each time an address or a route has moved in
