@@ -59,6 +59,11 @@ struct StateFile {
     /// one the next configuration (after a reload or a restart) no longer claims is taken off.
     #[serde(default)]
     private_addresses: Vec<std::net::Ipv4Addr>,
+    /// By address: who held it when the rule guarding it started failing (an association or
+    /// route token; `null`: nobody). The claim's "moved meanwhile" gate compares it with the
+    /// owner it reads, so a restart in the middle of an outage must not forget it.
+    #[serde(default)]
+    owners_seen: BTreeMap<String, Option<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -85,6 +90,18 @@ pub struct PendingClaim {
     pub alert: Option<(String, String, String)>,
     /// Seconds since the Unix epoch.
     pub started_at: u64,
+    /// Who held the address as the claim started (absent in files of older versions). A
+    /// restart that finds the claim not completed and this same holder still in place knows
+    /// nothing moved, so no hold-down applies.
+    #[serde(default)]
+    pub from: Option<SeenOwner>,
+}
+
+/// A holder as a claim saw it: the provider's token (EC2's AssociationId, the OpsWorks
+/// instance, the route's target); None: nobody held the address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SeenOwner {
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -332,6 +349,33 @@ impl StateStore {
     /// Save the private addresses the running configuration claims.
     pub fn private_addresses_saved(&self, addresses: Vec<std::net::Ipv4Addr>) {
         self.update(|d| d.private_addresses = addresses);
+    }
+
+    /// Who held `address` when the rule guarding it started failing, as saved (None: nothing
+    /// noted; `Some(None)`: nobody held it).
+    pub fn owner_seen(&self, address: &str) -> Option<Option<String>> {
+        let inner = self.0.as_ref()?;
+        let d = inner.data.lock().unwrap_or_else(|p| p.into_inner());
+        d.owners_seen.get(address).cloned()
+    }
+
+    /// Save who held `address` when the rule guarding it started failing (None: forget it).
+    /// Written only when it changes.
+    pub fn owner_noted(&self, address: &str, token: Option<Option<String>>) {
+        let same = self
+            .with(|d| d.owners_seen.get(address) == token.as_ref())
+            .unwrap_or(true);
+        if same {
+            return;
+        }
+        self.update(|d| match token {
+            Some(t) => {
+                d.owners_seen.insert(address.to_owned(), t);
+            }
+            None => {
+                d.owners_seen.remove(address);
+            }
+        });
     }
 
     /// How long ago `eip` last moved, as far as the saved state knows.

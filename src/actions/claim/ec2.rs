@@ -48,6 +48,7 @@ impl Spot for Target {
             private_ip: Some(self.private_ip.to_string()),
             alert: alert.map(|a| (a.topic_arn.clone(), a.subject.clone(), a.message.clone())),
             started_at: 0,
+            from: None,
         }
     }
 

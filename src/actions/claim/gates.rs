@@ -282,6 +282,8 @@ impl<P: Provider, L: Local> Gates<P, L> {
         metrics: Arc<Metrics>,
         history: History,
     ) -> Self {
+        // Saved before a restart: the rule may be failing still (its state is restored too).
+        let seen = holds.owner_seen(&spec.address);
         Gates {
             metrics,
             history,
@@ -293,19 +295,39 @@ impl<P: Provider, L: Local> Gates<P, L> {
             subject_prefix,
             verify_for,
             in_flight,
-            seen: Arc::default(),
+            seen: Arc::new(std::sync::Mutex::new(seen)),
             taken_from: std::sync::Mutex::new(None),
             claimed: Arc::default(),
         }
     }
 
+    /// The rule guarding the address started failing: note who holds it now, in the
+    /// background, and save it with the hold-downs (a restart mid-outage keeps the "moved
+    /// meanwhile" gate). What an earlier streak noted is dropped at once.
     fn note_owner(&self) {
-        let (provider, seen) = (self.provider.clone(), self.seen.clone());
+        self.set_seen(None);
+        let (provider, seen, holds, address) = (
+            self.provider.clone(),
+            self.seen.clone(),
+            self.holds.clone(),
+            self.spec.address.clone(),
+        );
         tokio::spawn(async move {
             if let Some(token) = provider.glance().await {
-                *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+                *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+                holds.owner_noted(&address, Some(token));
             }
         });
+    }
+
+    /// Set the owner seen (in memory and in the state file); the one it replaces.
+    fn set_seen(&self, token: Option<Option<String>>) -> Option<Option<String>> {
+        let old = std::mem::replace(
+            &mut *self.seen.lock().unwrap_or_else(|p| p.into_inner()),
+            token.clone(),
+        );
+        self.holds.owner_noted(&self.spec.address, token);
+        old
     }
 
     /// Read the owner every `every` and let the provider keep this node's local interface
@@ -541,11 +563,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
         // Moved since our failures began? Then they were about the previous holder, and another
         // node has just taken over: moving it again would only add an outage. An operator's
         // takeover is not about a failure: it moves the address wherever it is.
-        let earlier = self
-            .seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replace(before.token.clone());
+        let earlier = self.set_seen(Some(before.token.clone()));
         // Nobody holding it now is no takeover (our own cut claim, or a release): the other
         // gates decide, and a hold-down would only keep the address dark.
         if let Some(earlier) = earlier.filter(|_| before.token.is_some() && planned.is_none()) {
@@ -638,13 +656,18 @@ impl<P: Provider, L: Local> Gates<P, L> {
         };
         self.holds.claim_started(
             eip,
-            spot.pending(
-                draft(
-                    "",
-                    "found on this node after the daemon restarted mid-claim",
+            PendingClaim {
+                from: Some(crate::state::SeenOwner {
+                    token: before.token.clone(),
+                }),
+                ..spot.pending(
+                    draft(
+                        "",
+                        "found on this node after the daemon restarted mid-claim",
+                    )
+                    .as_ref(),
                 )
-                .as_ref(),
-            ),
+            },
         );
         let task = self.spawn_move(&before, &spot, tl);
 
@@ -678,7 +701,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
         };
         *last_move = Some(Instant::now());
         self.holds.record(&self.spec.address);
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.set_seen(None);
         if planned.is_some() {
             *self.taken_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(before.clone());
         }
@@ -1029,7 +1052,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
         // move is no other node's takeover for the moved-meanwhile gate.
         *last_move = None;
         self.holds.forget(eip);
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.set_seen(None);
         let verified = match result {
             Ok(MoveResult::Moved(_, Verified::Yes)) => {
                 tl.mark("verified", back_to.describe());
@@ -1146,7 +1169,6 @@ impl<P: Provider, L: Local> Gates<P, L> {
         // restarted rule and this settling could both announce the same move.
         let claims_wait = self.last_move.clone().try_lock_owned().ok();
         tokio::spawn(async move {
-            let _claims_wait = claims_wait;
             let mut backoff = Duration::from_secs(1);
             let owner = loop {
                 match provider.read().await {
@@ -1182,8 +1204,18 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 }
             } else {
                 holds.claim_settled(&eip, None);
+                // Still with the holder the claim started from: nothing moved, so the hold-down
+                // the claim started (saved before its first call) does not apply; the gates
+                // decide the next claim as if the crash had not happened.
+                let unmoved = claim.from.as_ref().is_some_and(|f| f.token == owner.token);
+                if unmoved {
+                    if let Some(mut last_move) = claims_wait {
+                        *last_move = None;
+                        holds.forget(&eip);
+                    }
+                }
                 tracing::info!(event = events::CLAIM_NOT_COMPLETED, address = %eip, holder = %owner.holder,
-                    "the claim the last run had under way did not complete");
+                    hold_down = !unmoved, "the claim the last run had under way did not complete");
             }
         });
     }
@@ -1311,6 +1343,7 @@ mod tests {
                 private_ip: None,
                 alert: alert.map(|a| (a.topic_arn.clone(), a.subject.clone(), a.message.clone())),
                 started_at: 0,
+                from: None,
             }
         }
         fn from_pending(_: &PendingClaim) -> Option<Self> {
@@ -2120,6 +2153,76 @@ mod tests {
         b.gates.reconcile(claim, stopping);
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert!(b.calls.take().is_empty());
+    }
+
+    /// A store in `dir`, waiting out a lock a dropped bed's tasks may hold for a moment.
+    async fn reopen(dir: &std::path::Path) -> (StateStore, crate::state::Recovered) {
+        let mut reopened = StateStore::open(dir);
+        for _ in 0..100 {
+            if !matches!(reopened, Err(crate::state::OpenError::Busy(_))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            reopened = StateStore::open(dir);
+        }
+        reopened.expect("the state directory")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_owner_noted_as_the_rule_started_failing_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = bed_with(StateStore::open(dir.path()).unwrap().0);
+        b.gates.note_owner(); // the rule starts failing: `a` holds the EIP
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(b.calls.take(), ["read"]);
+        drop(b); // the daemon stops, mid-outage
+
+        // Meanwhile another standby takes over; the restarted daemon's rule is still failing.
+        let b = bed_with(reopen(dir.path()).await.0);
+        *b.holder.lock().unwrap() = Some("b");
+        let out = b.gates.run(&ctx()).await;
+        assert_eq!(reason(&out), "moved_meanwhile");
+        assert_eq!(b.calls.take(), ["haproxy", "here", "read"], "no move");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_cut_before_anything_moved_leaves_no_hold_down_after_the_restart() {
+        // (holder as the claim started, holder found after the restart, a hold-down applies)
+        for (from, found, held) in [
+            (Some(Some("a")), "a", false), // nothing moved: the claim is made again at once
+            (Some(Some("a")), "b", true),  // another node took it meanwhile
+            (None, "a", true),             // a file of an older version: as before
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let (store, _) = StateStore::open(dir.path()).unwrap();
+            let mut claim = Me.pending(None);
+            claim.from = from.map(|t: Option<&str>| crate::state::SeenOwner {
+                token: t.map(str::to_owned),
+            });
+            store.claim_started(&EIP.to_string(), claim);
+            drop(store); // kill -9 before the first call reached the provider
+
+            let (store, recovered) = reopen(dir.path()).await;
+            let claim = recovered
+                .claims
+                .into_values()
+                .next()
+                .expect("the saved claim");
+            let b = bed_with(store);
+            *b.holder.lock().unwrap() = Some(found);
+            let (_stop, stopping) = watch::channel(false);
+            b.gates.reconcile(claim, stopping);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            assert_eq!(b.calls.take(), ["read"], "{from:?} {found}");
+            let out = b.gates.run(&ctx()).await;
+            if held {
+                assert_eq!(reason(&out), "hold_down", "{from:?} {found}");
+            } else {
+                assert!(matches!(out, ActionOutcome::Done(_)), "{out:?}");
+                let calls = b.calls.take();
+                assert!(calls.contains(&"take"), "{calls:?}");
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -157,6 +157,16 @@ impl HoldDowns {
         self.store.moved(&eip.key());
     }
 
+    /// Who held `eip` when the rule guarding it started failing, as saved before a restart.
+    fn owner_seen(&self, eip: &AddressRef) -> Option<Option<String>> {
+        self.store.owner_seen(&eip.key())
+    }
+
+    /// Save who held `eip` when the rule guarding it started failing (None: forget it).
+    fn owner_noted(&self, eip: &AddressRef, token: Option<Option<String>>) {
+        self.store.owner_noted(&eip.key(), token);
+    }
+
     /// Forget the saved hold-down of `eip` (the caller clears the in-memory time under its
     /// lock): this node handed it away on purpose.
     fn forget(&self, eip: &AddressRef) {

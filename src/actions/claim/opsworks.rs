@@ -61,6 +61,7 @@ impl Spot for Instance {
             private_ip: None,
             alert: alert.map(|a| (a.topic_arn.clone(), a.subject.clone(), a.message.clone())),
             started_at: 0,
+            from: None,
         }
     }
 

@@ -83,6 +83,7 @@ impl Spot for Eni {
             private_ip: Some(self.private_ip.to_string()),
             alert: alert.map(|a| (a.topic_arn.clone(), a.subject.clone(), a.message.clone())),
             started_at: 0,
+            from: None,
         }
     }
 
