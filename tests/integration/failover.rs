@@ -175,17 +175,12 @@ async fn no_claim_without_verified_egress_and_claim_once_it_is_back() {
         wd.stop().await;
     }
 
-    // checkip says our traffic already leaves from the EIP: it is ours, never "fail over to itself".
+    // checkip says our traffic already leaves from the EIP while EC2 has it on `a`: never
+    // "fail over to itself", and never silent either: refused, and tried again.
     checkip.set(Reply::ok(&bed.world.eip.to_string()));
     let wd = bed.start("b", &bed.conf("b"));
-    let noop = wd.wait_event(T, "action_noop").await;
-    assert!(
-        noop["detail"]
-            .as_str()
-            .unwrap()
-            .contains("already leaves from"),
-        "{noop}"
-    );
+    refused_twice(&bed, &wd, "egress_is_the_eip").await;
+    assert_eq!(wd.count("action_noop"), 0);
     assert!(bed.world.moto.watchdog_mutations().is_empty());
     wd.stop().await;
 

@@ -770,7 +770,6 @@ impl<P: Provider, L: Local> Gates<P, L> {
         tl: &mut Timeline,
     ) -> Result<String, ActionOutcome> {
         let eip = &self.spec.address;
-        let planned = ctx.planned.as_ref();
         if let Some(reach) = &self.spec.reach {
             return match self.local.reach(reach).await {
                 Ok(which) => {
@@ -818,23 +817,19 @@ impl<P: Provider, L: Local> Gates<P, L> {
             tracing::info!(event = events::EGRESS_VERIFIED, rule = %ctx.rule, action = %self.spec.name, egress_ip = %egress);
         }
         if before.public_ip == Some(egress) {
-            // An operator's takeover trusts the API, which says another node holds it: a NAT
-            // or proxy in this node's path may be what leaves from the EIP.
-            if planned.is_some() {
-                return Err(refused(
-                    "egress_is_the_eip",
-                    format!(
-                        "checkip says this node's traffic leaves from {egress}, the EIP itself, but EC2 says it is on {}: \
-                         a NAT or proxy in this node's path? not moving it",
-                        before.holder
-                    ),
-                ));
-            }
-            tl.mark("already_here", format!("egress from {egress}"));
-            return Err(ActionOutcome::NoOp(format!(
-                "checkip says this node's traffic already leaves from {egress}: the EIP is ours (the API says it is on {})",
-                before.holder
-            )));
+            // EC2 (read in gate 3) says another node holds it, yet our traffic leaves from it:
+            // a NAT or proxy in this node's path, or a checkip that answers wrong. Neither is
+            // "ours": moving it could take it off the NAT, and calling it done would leave a
+            // failing rule silent for the whole outage (a breaker's find). A refusal is
+            // logged, counted and tried again at the rule's next failed check.
+            return Err(refused(
+                "egress_is_the_eip",
+                format!(
+                    "checkip says this node's traffic leaves from {egress}, the EIP itself, but EC2 says it is on {}: \
+                     a NAT or proxy in this node's path, or a wrong checkip answer? not moving it",
+                    before.holder
+                ),
+            ));
         }
 
         Ok(format!(
@@ -1834,15 +1829,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn egress_already_from_the_eip_means_it_is_ours() {
+    async fn egress_from_the_eip_while_ec2_shows_it_elsewhere_is_refused_every_time() {
         let b = bed();
         *b.local.egress.lock().unwrap() = Ok(EIP);
-        let out = b.gates.run(&ctx()).await;
-        assert!(
-            matches!(&out, ActionOutcome::NoOp(d) if d.contains("the EIP is ours")),
-            "{out:?}"
-        );
-        assert_eq!(b.calls.take(), ["haproxy", "here", "read", "egress"]);
+        for _ in 0..2 {
+            let out = b.gates.run(&ctx()).await;
+            assert_eq!(reason(&out), "egress_is_the_eip", "{out:?}");
+            assert_eq!(
+                b.calls.take(),
+                ["haproxy", "here", "read", "egress"],
+                "no move"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
