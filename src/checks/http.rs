@@ -74,7 +74,9 @@ async fn plain(spec: &HttpCheckSpec) -> Result<Outcome, String> {
     let url = &spec.url;
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(80);
-    let stream = connect(host, port, CONNECT_TIMEOUT).await?;
+    // Within the rule's timeout: a budget longer than it would give the first address of a
+    // name (a dead one) the whole check, and the next never its turn.
+    let stream = connect(host, port, CONNECT_TIMEOUT.min(spec.timeout)).await?;
     // Closed with a reset once the answer is read, as HAProxy closes its own health checks
     // (its checks.c: else "we end up with many TIME_WAITs and eat all the source port range
     // quickly"): at 1,000 checks a second a FIN close leaves 60,000 sockets in TIME_WAIT on
@@ -303,6 +305,7 @@ mod tests {
             expect_status: StatusSet::default_ok(),
             body_contains: None,
             host: None,
+            timeout: Duration::from_secs(5),
         }
     }
 
@@ -556,6 +559,31 @@ mod tests {
             .unwrap_err();
         assert!(started.elapsed() >= budget, "{:?}", started.elapsed());
         assert_eq!(e, "cannot connect: no answer within 600ms");
+    }
+
+    #[tokio::test]
+    async fn the_connect_budget_of_a_check_is_never_longer_than_its_rules_timeout() {
+        // A budget longer than the rule's timeout gave the first (dead) address of a name more
+        // than the whole check, and the next address never its turn (a breaker's find: with
+        // `timeout = "1s"` a name whose first address is dead failed although its second
+        // answered). With the rule's 300 ms, the dead address alone gets it all.
+        let (_l, _held, dead) = crate::checks::tcp::tests::black_hole().await;
+        let client = crate::checks::http_client(false).unwrap();
+        let mut s = spec(&format!("http://{dead}/"));
+        s.timeout = Duration::from_millis(300);
+        let started = tokio::time::Instant::now();
+        let o = tokio::time::timeout(Duration::from_secs(2), probe(&client, &s))
+            .await
+            .expect("the check ends itself within the rule's timeout");
+        assert!(
+            started.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            (o.ok, o.detail.as_str()),
+            (false, "cannot connect: no answer within 300ms")
+        );
     }
 
     #[tokio::test]

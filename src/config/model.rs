@@ -335,6 +335,10 @@ pub struct HttpCheckSpec {
     pub expect_status: StatusSet,
     pub body_contains: Option<String>,
     pub host: Option<String>,
+    /// The rule's `timeout`: a plain `http` check's connect budget, shared between the
+    /// addresses of a name, is no longer than it, so each address gets its turn before the
+    /// rule gives up on the check.
+    pub timeout: Duration,
 }
 
 /// The HTTP statuses a check accepts. Default: 200-399, like monit's `protocol HTTP`.

@@ -99,6 +99,7 @@ fn rule(name: &str, interval: u64, timeout: u64, fail_after: u32, recover_after:
             expect_status: StatusSet::default_ok(),
             body_contains: None,
             host: None,
+            timeout: Duration::from_secs(timeout),
         }),
         on_fail: vec!["claim".into()],
         on_recover: vec!["notify".into()],

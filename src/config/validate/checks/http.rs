@@ -47,7 +47,11 @@ impl From<Method> for reqwest::Method {
     }
 }
 
-pub(super) fn check(h: &RawHttpCheck, mut cx: Ctx<'_>) -> Option<HttpCheckSpec> {
+pub(super) fn check(
+    h: &RawHttpCheck,
+    timeout: Option<std::time::Duration>,
+    mut cx: Ctx<'_>,
+) -> Option<HttpCheckSpec> {
     let url = cx.url(&h.url, "url");
     let method = match h.method.as_deref().map(Method::from_str) {
         None => Some(defaults::HTTP_METHOD),
@@ -88,6 +92,7 @@ pub(super) fn check(h: &RawHttpCheck, mut cx: Ctx<'_>) -> Option<HttpCheckSpec> 
             expect_status: expect_status?,
             body_contains: h.body_contains.clone(),
             host: h.host.clone(),
+            timeout: timeout?,
         })
     })
 }

@@ -26,7 +26,7 @@ pub(super) fn check(
     cx: Ctx<'_>,
 ) -> Option<CheckSpec> {
     match raw {
-        RawCheck::Http(h) => http::check(h, cx).map(CheckSpec::Http),
+        RawCheck::Http(h) => http::check(h, timeout, cx).map(CheckSpec::Http),
         RawCheck::Haproxy(h) => haproxy::probe(h, env.haproxy, cx).map(CheckSpec::Haproxy),
         RawCheck::Egress(e) => egress::check(e, env.egress, cx).map(CheckSpec::Egress),
         RawCheck::Tcp(t) => tcp::check(t, timeout, cx).map(CheckSpec::Tcp),
