@@ -184,6 +184,19 @@ pub fn main() -> ExitCode {
     if let Some(msg) = ignored_flag(&cli, &matches) {
         return ExitCode::from(usage(&msg));
     }
+    let mut cli = cli;
+    // `--once` keeps state only in a directory asked for (`--state-dir` or
+    // WATCHDOG_STATE_DIR): by default it runs beside the service, whose directory it must
+    // not take. Asked for, it honours the hold-downs and claims saved there and saves its own.
+    let asked = |m: &ArgMatches| {
+        matches!(
+            m.value_source("state_dir"),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    if cli.once && !asked(&matches) && !matches.subcommand().is_some_and(|(_, m)| asked(m)) {
+        cli.state_dir = std::ffi::OsString::new();
+    }
     ExitCode::from(dispatch(cli))
 }
 

@@ -75,11 +75,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const SHUTDOWN_ALERT_FLUSH: Duration = Duration::from_secs(5);
 
 /// `--once`: every rule of `config` exactly one cycle, concurrently, then the alerts flushed.
-/// Nothing is kept across runs.
+/// Hold-downs and claims are kept across runs only in a state directory asked for
+/// (`options.state_dir`; the CLI leaves it out unless `--state-dir` or WATCHDOG_STATE_DIR is given).
 ///
 /// Errors: [`DaemonError::Start`] when the configuration cannot run here.
 pub async fn once(config: Config, options: &Options) -> Result<OnceReport, DaemonError> {
-    let deps = Deps::start(&config, options.dry_run, None).await?;
+    let deps = Deps::start(&config, options.dry_run, options.state_dir.as_deref()).await?;
     let generation = build::build(&deps, &config)?;
     let reports = engine::once(config.rules.clone(), generation.live.clone()).await;
     let _ = generation.stop.send(true);

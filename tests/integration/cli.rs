@@ -159,6 +159,65 @@ async fn dry_run_logs_every_aws_call_and_makes_none() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_with_a_state_dir_honours_the_hold_down_its_earlier_runs_saved() {
+    let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
+    bed.target.set(Reply::Status(503, "down".into()));
+    let mut conf = bed.conf("b");
+    conf.fail_after = 1;
+    let (_d, path) = write_config(&conf.toml());
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let once = |args: &'static [&'static str]| {
+        let mut all = vec!["--once"];
+        all.extend_from_slice(args);
+        all
+    };
+
+    // A cron run claims, and saves the move in its state directory.
+    let args = once(&[]);
+    let out = run_to_end(
+        Some(&bed.env("b")),
+        &path,
+        &[args.as_slice(), &["--state-dir", state_dir]].concat(),
+    )
+    .await;
+    assert!(
+        text(&out.stdout).contains("action claim: done: claimed"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
+
+    // The address goes back to `a` (an operator, a failback); the next run is within the
+    // hold-down: no claim.
+    bed.world.associate("a").await;
+    let out = run_to_end(
+        Some(&bed.env("b")),
+        &path,
+        &[args.as_slice(), &["--state-dir", state_dir]].concat(),
+    )
+    .await;
+    assert!(
+        text(&out.stdout).contains("hold_down"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
+
+    // Without a state directory, --once keeps nothing: it claims again.
+    let out = run_to_end(Some(&bed.env("b")), &path, &args).await;
+    assert!(
+        text(&out.stdout).contains("action claim: done: claimed"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(bed.world.alerts(Duration::from_secs(2)).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_stops_cleanly_on_sigterm_and_sigint() {
     let target = Stub::start(Reply::ok("ok")).await;
     let toml = format!("[rules.r]\ncheck = {{ type = \"http\", url = \"{}\" }}\ninterval = \"100ms\"\ntimeout = \"50ms\"\n", target.url());
