@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The backend-sync benchmark (examples/bench_sync.rs): source-to-HAProxy latency for Consul
 # blocking queries and Auto Scaling polling, failed requests per 1,000 changes under wrk in
-# runtime and reload mode, and the daemon's RSS/CPU with 1,000 servers.
-#   scripts/bench-sync.sh [--changes N] [--samples N]
+# runtime and reload mode, and the daemon's RSS/CPU with 1,000 servers. One part alone:
+# `--only latency` (the latency table), `--only many` (100 Consul services, 1,000 servers,
+# 10 changes a second; `--many-changes N` recorded, `--many-rate N` a second) or
+# `--only events` (Auto Scaling events through SQS; `--event-samples N`).
+#   scripts/bench-sync.sh [--changes N] [--samples N] [--only latency|many|events]
+#                         [--many-changes N] [--many-rate N] [--event-samples N]
 # Set WATCHDOG_BIN to measure another build of the daemon (default: the debug build's
 # watchdog, in $CARGO_TARGET_DIR or target/).
 set -euo pipefail

@@ -1,7 +1,8 @@
 //! A load balancer for backend-sync tests: HAProxy in master-worker mode on loopback
 //! ([`Haproxy`] in [`Mode::MasterWorker`]), with one backend `app` whose servers the watchdog
-//! manages, and real backend servers on 127.0.0.N addresses (all of 127.0.0.0/8 is loopback,
-//! so no address is added anywhere).
+//! manages ([`Lb::start`]) or many ([`Lb::start_many`]: one managed block each, for the
+//! many-services benchmark), and real backend servers on 127.0.0.N addresses (all of
+//! 127.0.0.0/8 is loopback, so no address is added anywhere).
 
 use crate::haproxy::{Haproxy, Mode, GLOBAL};
 use haproxy_watchdog::haproxy::runtime;
@@ -44,6 +45,33 @@ backend app\n  balance roundrobin\n{servers}",
     )
 }
 
+/// The configuration of [`Lb::start_many`]: a frontend whose default backend is the first of
+/// `backends`, then each backend (name, body) in order.
+pub fn config_many(socket: &std::path::Path, port: u16, backends: &[(String, String)]) -> String {
+    let mut s = format!(
+        "global\n  stats socket {} mode 600 level admin expose-fd listeners\n{GLOBAL}\
+frontend www\n  bind 127.0.0.1:{port}\n  default_backend {}\n",
+        socket.display(),
+        backends.first().map_or("none", |b| b.0.as_str())
+    );
+    for (name, body) in backends {
+        s.push_str(&format!("backend {name}\n  balance roundrobin\n{body}"));
+    }
+    s
+}
+
+/// A managed block of `backend` with `n` free slots named `<backend>1..<backend>N` (the
+/// daemon's default `server_prefix` is the backend's name), with no health check: what a rule
+/// with `server_options = ""` writes.
+pub fn block_of(backend: &str, n: usize, port: u16) -> String {
+    let mut s = format!("  # BEGIN haproxy-watchdog servers of {backend}\n");
+    for i in 1..=n {
+        s.push_str(&format!("  server {backend}{i} 0.0.0.0:{port} disabled\n"));
+    }
+    s.push_str(&format!("  # END haproxy-watchdog servers of {backend}\n"));
+    s
+}
+
 /// `ip:port` for each of `ips` (what HAProxy should serve for a group's private IPs).
 pub fn addrs(ips: impl IntoIterator<Item = Ipv4Addr>, port: u16) -> BTreeSet<SocketAddr> {
     ips.into_iter()
@@ -83,9 +111,26 @@ impl Lb {
         Lb { haproxy }
     }
 
+    /// Start with the backends (name, body) of [`config_many`]; each body is typically a
+    /// [`block_of`] its name.
+    pub async fn start_many(backends: &[(String, String)]) -> Lb {
+        let port = crate::free_port();
+        let haproxy = Haproxy::launch(None, Mode::MasterWorker, port, |socket| {
+            config_many(socket, port, backends)
+        })
+        .await;
+        Lb { haproxy }
+    }
+
     /// What backend `app` serves now: its servers that are not in maintenance.
     pub async fn serving(&self) -> Option<BTreeSet<SocketAddr>> {
-        let slots = runtime::servers(&self.socket, "app", Duration::from_secs(5))
+        self.serving_in("app").await
+    }
+
+    /// What `backend` serves now (`show servers state <backend>`: its servers that are not in
+    /// maintenance). None when the stats socket does not answer or has no such backend.
+    pub async fn serving_in(&self, backend: &str) -> Option<BTreeSet<SocketAddr>> {
+        let slots = runtime::servers(&self.socket, backend, Duration::from_secs(5))
             .await
             .ok()?;
         Some(
@@ -96,6 +141,37 @@ impl Lb {
                 .map(|t| SocketAddr::from((t.ip, t.port)))
                 .collect(),
         )
+    }
+
+    /// Whether `backend` serves `addr` now: one `show servers state <backend>`, a few lines
+    /// however many backends HAProxy has.
+    pub async fn serves(&self, backend: &str, addr: SocketAddr) -> bool {
+        self.serving_in(backend)
+            .await
+            .is_some_and(|s| s.contains(&addr))
+    }
+
+    /// What each of `backends` serves now, from one `show servers state` of them all.
+    pub async fn serving_all(
+        &self,
+        backends: &[String],
+    ) -> Option<std::collections::BTreeMap<String, BTreeSet<SocketAddr>>> {
+        let reply = haproxy_watchdog::haproxy::socket::command(&self.socket, "show servers state")
+            .await
+            .ok()?;
+        backends
+            .iter()
+            .map(|b| {
+                let slots = runtime::parse_servers_state(&reply, b).ok()?;
+                let serving = slots
+                    .iter()
+                    .filter(|s| s.serving())
+                    .filter_map(|s| s.target)
+                    .map(|t| SocketAddr::from((t.ip, t.port)))
+                    .collect();
+                Some((b.clone(), serving))
+            })
+            .collect()
     }
 
     /// Wait (up to 15 s) until HAProxy serves exactly `want`, and the file on disk says the

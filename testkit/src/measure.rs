@@ -73,6 +73,18 @@ pub fn uniform(below: Duration) -> Duration {
     Duration::from_nanos(scale(u64::from_le_bytes(b), below.as_nanos() as u64))
 }
 
+/// An integer uniformly distributed over [0, `n`), from the same source as [`uniform`]: which
+/// service a benchmark changes next. Panics when `n` is zero.
+pub fn below(n: usize) -> usize {
+    assert!(n > 0, "below(0)");
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("read /dev/urandom");
+    scale(u64::from_le_bytes(b), n as u64) as usize
+}
+
 /// `r`, uniform over the u64s, mapped onto [0, n) by multiplying and keeping the high word
 /// (bias below n / 2^64).
 fn scale(r: u64, n: u64) -> u64 {
@@ -226,6 +238,9 @@ mod tests {
         // 200 draws all in one half of the cycle: 2^-199 by chance.
         assert!(draws.iter().any(|d| *d < cycle / 2));
         assert!(draws.iter().any(|d| *d >= cycle / 2));
+        let picks: Vec<usize> = (0..200).map(|_| below(3)).collect();
+        assert!(picks.iter().all(|p| *p < 3));
+        assert!((0..3).all(|k| picks.contains(&k)));
     }
 
     #[test]

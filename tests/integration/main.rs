@@ -4,6 +4,7 @@
 
 mod checks;
 mod cli;
+mod consul;
 mod day2;
 mod events;
 mod failover;
