@@ -319,11 +319,20 @@ impl Syncer {
     /// (an operator's `server web7` outside the block is never one, even when its name looks
     /// like a slot's), and whose names are the prefix and a number.
     async fn slots(&self) -> Result<Vec<Slot>, SyncError> {
-        let all =
-            runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
         let text = configfile::read(&self.spec.haproxy_config).await?;
         let block = configfile::find_block(&text, &self.spec.backend)?;
-        let ours = configfile::block_server_names(&text, &block);
+        self.slots_in(&text, &block).await
+    }
+
+    /// [`Syncer::slots`], with the file already read as `text` (its managed block `block`).
+    async fn slots_in(
+        &self,
+        text: &str,
+        block: &configfile::Block,
+    ) -> Result<Vec<Slot>, SyncError> {
+        let all =
+            runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
+        let ours = configfile::block_server_names(text, block);
         let mut slots: Vec<Slot> = all
             .into_iter()
             .filter(|s| ours.contains(&s.name) && self.slot_number(&s.name).is_some())
@@ -350,13 +359,16 @@ impl Syncer {
             .is_some_and(|t| s.name == template::server_name(&self.spec.server_prefix, &t))
     }
 
-    /// Check and install `text` as the HAProxy configuration (unless the file already is
-    /// `text`), then reload (coalesced).
-    async fn install_and_reload(&self, text: &str) -> Result<(), SyncError> {
+    /// Check and install `text` as the HAProxy configuration (unless the file, `current` as
+    /// read under `file`, its lock, already is `text`); release the lock, then reload
+    /// (coalesced): the reload window is never waited out holding the file.
+    async fn install_and_reload(
+        &self,
+        file: tokio::sync::OwnedMutexGuard<()>,
+        current: &str,
+        text: &str,
+    ) -> Result<(), SyncError> {
         let spec = &self.spec;
-        let current = tokio::fs::read_to_string(&spec.haproxy_config)
-            .await
-            .unwrap_or_default();
         if current != text {
             configfile::install(
                 &spec.haproxy_config,
@@ -367,6 +379,7 @@ impl Syncer {
             .await?;
             self.reload_owed.store(true, Ordering::Relaxed);
         }
+        drop(file);
         self.coalesced_reload().await
     }
 

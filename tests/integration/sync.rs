@@ -520,3 +520,124 @@ async fn consul_acl_token_and_tags_are_sent_and_the_token_never_logged() {
         .await;
     assert!(!wd.log().contains("s3cret-consul-token"));
 }
+
+/// A `haproxy_bin` for the daemon in `dir`: a script that appends a line to `dir/checks` each
+/// time it is run with `-c`, sleeps `sleep_s` seconds then, and otherwise runs the real
+/// HAProxy ([`testkit::haproxy_bin`]) with the same arguments.
+pub(crate) fn haproxy_wrapper(dir: &std::path::Path, sleep_s: f64) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("haproxy-wrapper");
+    let checks = dir.join("checks");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = \"-c\" ]; then\n    echo check >> '{}'\n    sleep {sleep_s}\n  fi\ndone\nexec '{}' \"$@\"\n",
+            checks.display(),
+            testkit::haproxy_bin()
+        ),
+    )
+    .expect("write the haproxy wrapper");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the haproxy wrapper");
+    path
+}
+
+/// How many times the wrapper of [`haproxy_wrapper`] in `dir` was run with `-c`.
+pub(crate) fn checks_run(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("checks"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// What backend `backend` of `lb` serves now.
+async fn serving_in(lb: &Lb, backend: &str) -> BTreeSet<SocketAddr> {
+    haproxy_watchdog::haproxy::runtime::servers(&lb.socket, backend, Duration::from_secs(5))
+        .await
+        .map(|slots| {
+            slots
+                .iter()
+                .filter(|s| s.serving())
+                .filter_map(|s| s.target)
+                .map(|t| SocketAddr::from((t.ip, t.port)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A tester's find: rule A's file rewrite (with its `haproxy -c`, hundreds of ms on a big
+/// configuration) held the file's lock from its first runtime command on, so rule B, keeping
+/// another backend of the same file, could not change HAProxy live until A's check was done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrite_of_the_file_by_one_rule_does_not_hold_up_anothers_live_change() {
+    let b = Backends::start(4).await;
+    let app = Consul::start("web", instances(&b, &[0])).await;
+    let api = Consul::start("web", instances(&b, &[1])).await;
+    let api_block = format!(
+        "backend api\n  balance roundrobin\n  # BEGIN haproxy-watchdog servers of api\n{}  # END haproxy-watchdog servers of api\n",
+        (1..=2)
+            .map(|i| format!("  server api{i} 0.0.0.0:{} check inter 500ms disabled\n", b.port))
+            .collect::<String>()
+    );
+    let lb = Lb::start(&format!("{}{api_block}", lb::block(2, b.port))).await;
+    // Every `haproxy -c` takes 3 s, as on a large configuration on a busy machine.
+    let wrapper = haproxy_wrapper(lb.dir.path(), 3.0);
+    let bin = format!("haproxy_bin = \"{}\"", testkit::haproxy_bin());
+    let ours = format!("haproxy_bin = \"{}\"", wrapper.display());
+    let toml = format!(
+        "{}{}",
+        rule(&lb, "", &app.source()).replace(&bin, &ours),
+        rule(&lb, "", &api.source())
+            .replace(&bin, &ours)
+            .replace("[rules.app", "[rules.api")
+            .replace("backend = \"app\"", "backend = \"api\"")
+    );
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &[]);
+    let long = Duration::from_secs(30);
+    let api_on_disk = |a: SocketAddr| {
+        let text = std::fs::read_to_string(&lb.config).unwrap_or_default();
+        text.contains(&format!(" {a} check inter 500ms\n"))
+    };
+    testkit::eventually(long, "both backends synced, live and on disk", || async {
+        (serving_in(&lb, "app").await == b.addrs(&[0])
+            && serving_in(&lb, "api").await == b.addrs(&[1])
+            && lb.file_serving() == b.addrs(&[0])
+            && api_on_disk(b.addr(1)))
+        .then_some(())
+    })
+    .await;
+
+    // An operator's note: the next rewrite of the file is checked in full, whatever it changes.
+    let text = std::fs::read_to_string(&lb.config).expect("read haproxy.cfg");
+    std::fs::write(&lb.config, format!("{text}# an operator's note\n")).expect("edit haproxy.cfg");
+    let before = checks_run(lb.dir.path());
+    app.set(instances(&b, &[2]));
+    testkit::eventually(long, "rule app's rewrite running haproxy -c", || async {
+        (checks_run(lb.dir.path()) > before).then_some(())
+    })
+    .await;
+    let t = std::time::Instant::now();
+    api.set(instances(&b, &[3]));
+    testkit::eventually(long, "rule api's new server serving", || async {
+        serving_in(&lb, "api")
+            .await
+            .contains(&b.addr(3))
+            .then_some(())
+    })
+    .await;
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "rule api's live change waited {took:?} for rule app's haproxy -c\n{}",
+        wd.log()
+    );
+
+    // Both files' blocks end as HAProxy serves them.
+    testkit::eventually(long, "both blocks on disk", || async {
+        (lb.file_serving() == b.addrs(&[2]) && api_on_disk(b.addr(3))).then_some(())
+    })
+    .await;
+    assert_eq!(serving_in(&lb, "app").await, b.addrs(&[2]));
+    assert_eq!(serving_in(&lb, "api").await, b.addrs(&[3]));
+    let text = std::fs::read_to_string(&lb.config).expect("read haproxy.cfg");
+    assert!(text.ends_with("# an operator's note\n"), "{text}");
+}
