@@ -96,15 +96,11 @@ impl Syncer {
         }
         if text != current {
             // Under the file's lock, as every rule that writes it: read again, then installed.
-            let _file = self.file_lock.clone().lock_owned().await;
-            if text != read_or_empty(&spec.haproxy_config).await? {
-                configfile::install(
-                    &spec.haproxy_config,
-                    &text,
-                    &spec.haproxy_bin,
-                    spec.reload.timeout,
-                )
-                .await?;
+            let mut file = self.file_lock.clone().lock_owned().await;
+            let now = read_or_empty(&spec.haproxy_config).await?;
+            if text != now {
+                self.install(&mut file, configfile::CheckPolicy::Always, &now, &text)
+                    .await?;
                 self.reload_owed.store(true, Ordering::Relaxed);
             }
         }

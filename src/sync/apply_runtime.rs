@@ -188,7 +188,7 @@ impl Syncer {
     /// state at that moment, not the one the round began with.
     async fn write_block(&self) -> Result<(), SyncError> {
         let spec = &self.spec;
-        let _file = self.file_lock.clone().lock_owned().await;
+        let mut file = self.file_lock.clone().lock_owned().await;
         let text = configfile::read(&spec.haproxy_config).await?;
         let block = configfile::find_block(&text, &spec.backend)?;
         let live = self.slots_in(&text, &block).await?;
@@ -196,11 +196,13 @@ impl Syncer {
         if new_text == text {
             return Ok(());
         }
-        configfile::install(
-            &spec.haproxy_config,
+        // Only addresses and `disabled` of the block's servers changed, from a text HAProxy
+        // accepted: no `haproxy -c` (docs/backend-sync.md, "When haproxy -c runs").
+        self.install(
+            &mut file,
+            configfile::CheckPolicy::UnlessOnlyServersMoved,
+            &text,
             &new_text,
-            &spec.haproxy_bin,
-            spec.reload.timeout,
         )
         .await
         .map_err(|source| SyncError::BlockNotUpdated {

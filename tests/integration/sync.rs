@@ -641,3 +641,188 @@ async fn a_rewrite_of_the_file_by_one_rule_does_not_hold_up_anothers_live_change
     let text = std::fs::read_to_string(&lb.config).expect("read haproxy.cfg");
     assert!(text.ends_with("# an operator's note\n"), "{text}");
 }
+
+/// Runtime mode at scale: every rewrite of the file ran `haproxy -c`, most of the daemon's
+/// CPU during churn, though an address change cannot make a file HAProxy accepted invalid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_address_change_installs_the_file_without_haproxy_c() {
+    let b = Backends::start(6).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1])).await;
+    let lb = Lb::start(&lb::block(4, b.port)).await;
+    let wrapper = haproxy_wrapper(lb.dir.path(), 0.0);
+    // With `port`, free slots are written `0.0.0.0:<port> ... disabled`; without it (Consul
+    // gives each server's port) they say port 0, and each rewrite that frees one is checked.
+    let port = format!("port = {}", b.port);
+    let toml = rule(&lb, &port, &consul.source()).replace(
+        &format!("haproxy_bin = \"{}\"", testkit::haproxy_bin()),
+        &format!("haproxy_bin = \"{}\"", wrapper.display()),
+    );
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &[]);
+    let checks = || checks_run(lb.dir.path());
+    let installs = |check: &str| {
+        wd.events("config_installed")
+            .iter()
+            .filter(|e| e["check"] == check)
+            .count()
+    };
+
+    // The first rewrite in this process is checked.
+    lb.converges(&b.addrs(&[0, 1]), "first sync").await;
+    assert_eq!(checks(), 1, "{}", wd.log());
+    assert_eq!(installs("run"), 1);
+
+    // Servers moving in and out of slots: installed, never checked.
+    for (k, set) in [&[0, 2][..], &[3], &[1, 3, 4], &[5]].iter().enumerate() {
+        consul.set(instances(&b, set));
+        lb.converges(&b.addrs(set), &format!("change {k}")).await;
+    }
+    assert_eq!(checks(), 1, "address changes ran haproxy -c\n{}", wd.log());
+    assert!(installs("skipped") >= 4, "{}", wd.log());
+    let metrics = testkit::control_get(&wd.control_socket(), "/metrics").await;
+    assert!(
+        metrics.contains("watchdog_haproxy_config_installs_total{check=\"skipped\",rule=\"app\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("watchdog_haproxy_config_installs_total{check=\"run\",rule=\"app\"} 1"),
+        "{metrics}"
+    );
+
+    // An operator's edit of a line outside the block: the next rewrite is checked in full.
+    let text = std::fs::read_to_string(&lb.config).expect("read haproxy.cfg");
+    assert!(text.contains("balance roundrobin"), "{text}");
+    std::fs::write(
+        &lb.config,
+        text.replace("balance roundrobin", "balance leastconn"),
+    )
+    .expect("edit haproxy.cfg");
+    consul.set(instances(&b, &[0]));
+    lb.converges(&b.addrs(&[0]), "after the operator's edit")
+        .await;
+    assert_eq!(checks(), 2, "{}", wd.log());
+    let last = wd.events("config_installed").pop().expect("an install");
+    assert_eq!(last["check"], "run", "{last}");
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("the file changed since"),
+        "{last}"
+    );
+    // And from that checked text on, address changes go unchecked again.
+    consul.set(instances(&b, &[1, 2]));
+    lb.converges(&b.addrs(&[1, 2]), "after the checked rewrite")
+        .await;
+    assert_eq!(checks(), 2, "{}", wd.log());
+
+    // Out of slots: the grown block is checked.
+    consul.set(instances(&b, &[0, 1, 2, 3, 4, 5]));
+    lb.converges(&b.addrs(&[0, 1, 2, 3, 4, 5]), "grown").await;
+    assert_eq!(checks(), 3, "{}", wd.log());
+    assert_eq!(wd.count("slots_exhausted"), 1, "{}", wd.log());
+    assert!(std::fs::read_to_string(&lb.config)
+        .expect("read haproxy.cfg")
+        .contains("balance leastconn"));
+}
+
+/// The edge cases of what an unchecked install may write: every line the skip path accepts
+/// (by `servers_only_moved`) from a file HAProxy accepted is one the real `haproxy -c` accepts.
+#[test]
+fn every_line_a_skipped_check_may_install_is_one_haproxy_accepts() {
+    use haproxy_watchdog::haproxy::configfile::{
+        begin_marker, end_marker, server_line, servers_only_moved,
+    };
+    use haproxy_watchdog::haproxy::{Slot, Target};
+    use std::net::Ipv4Addr;
+    let addresses = [
+        "0.0.0.0",
+        "0.0.0.1",
+        "10.0.0.1",
+        "127.0.0.1",
+        "255.255.255.254",
+        "255.255.255.255",
+    ];
+    let ports = [1u16, 80, 65535];
+    // The forms `server_options` takes: none, the default, the examples', several keywords,
+    // and spaces kept as written.
+    let options = [
+        "",
+        "check",
+        "check inter 500ms",
+        "check inter 2s fall 3 rise 2 weight 10 maxconn 100",
+        "check  inter 500ms",
+        "check port 9000 inter 1s",
+        "weight 0",
+        "backup",
+    ];
+    let slot = |name: String, ip: Ipv4Addr, port: u16, serving: bool| Slot {
+        name,
+        target: (!ip.is_unspecified()).then_some(Target { ip, port }),
+        addressable: true,
+        maint: !serving,
+        draining: false,
+    };
+    let (mut old, mut new) = (String::new(), String::new());
+    let mut lines = 0;
+    for (k, opts) in options.iter().enumerate() {
+        let backend = format!("app{k}");
+        for text in [&mut old, &mut new] {
+            text.push_str(&format!(
+                "backend {backend}\n  balance roundrobin\n  {}\n",
+                begin_marker(&backend)
+            ));
+        }
+        let mut n = 0;
+        for a in addresses {
+            for port in ports {
+                for serving in [true, false] {
+                    n += 1;
+                    let ip: Ipv4Addr = a.parse().expect("an address");
+                    let name = format!("{backend}_{n}");
+                    // The accepted text: every slot at one ordinary address, serving.
+                    let before = server_line(
+                        &slot(name.clone(), Ipv4Addr::new(10, 9, 9, 9), 8080, true),
+                        port,
+                        opts,
+                    );
+                    let after = server_line(&slot(name, ip, port, serving), port, opts);
+                    old.push_str(&format!("  {before}\n"));
+                    new.push_str(&format!("  {after}\n"));
+                    lines += 1;
+                }
+            }
+        }
+        for text in [&mut old, &mut new] {
+            text.push_str(&format!("  {}\n", end_marker(&backend)));
+        }
+    }
+    let head = lb::config_text(
+        std::path::Path::new("/nonexistent/stats.sock"),
+        testkit::free_port(),
+        "  server seed 127.0.0.1:9 disabled\n",
+    );
+    let (old, new) = (format!("{head}{old}"), format!("{head}{new}"));
+    assert_eq!(
+        servers_only_moved(&old, &new),
+        Ok(()),
+        "the skip path takes every case"
+    );
+    assert!(new.contains(" 0.0.0.0:65535 check disabled\n"), "{new}");
+    assert!(new.contains(" 255.255.255.255:1\n"), "{new}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (what, text) in [("accepted", &old), ("moved", &new)] {
+        let path = dir.path().join(format!("{what}.cfg"));
+        std::fs::write(&path, text).expect("write");
+        let out = std::process::Command::new(testkit::haproxy_bin())
+            .arg("-c")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("run haproxy -c");
+        assert!(
+            out.status.success(),
+            "haproxy -c rejects the {what} text ({lines} managed server lines):\n{}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
