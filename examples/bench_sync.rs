@@ -8,7 +8,8 @@
 //! 2. failed requests per 1,000 changes under `wrk` load, in runtime and in reload mode;
 //! 3. the daemon's RSS and CPU with a 1,000-server backend, idle and with one change a second.
 //!
-//! Run it with `scripts/bench-sync.sh [--changes N] [--samples N]`.
+//! Run it with `scripts/bench-sync.sh [--changes N] [--samples N]`; `--resources-only` runs
+//! only the CPU and RSS figures (3., and the CPU of 10 Auto Scaling changes in runtime mode).
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -23,12 +24,14 @@ use tokio::time::Instant;
 struct Args {
     changes: usize,
     samples: usize,
+    resources_only: bool,
 }
 
 fn args() -> Args {
     let mut a = Args {
         changes: 1000,
         samples: 50,
+        resources_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -36,6 +39,7 @@ fn args() -> Args {
         match x.as_str() {
             "--changes" => a.changes = n(),
             "--samples" => a.samples = n(),
+            "--resources-only" => a.resources_only = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -207,6 +211,10 @@ async fn thousand_servers() -> (f64, f64, f64, f64) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
+    if a.resources_only {
+        resources().await;
+        return;
+    }
     println!("## Backend sync benchmark\n");
     println!("| source | n | min | median | p95 | p99 | max |\n| --- | --- | --- | --- | --- | --- | --- |");
     let ms = |x: f64| format!("{x:.0} ms");
@@ -241,4 +249,51 @@ async fn main() {
     let (rss, idle, busy, checks) = thousand_servers().await;
     println!("\n| 1,000 servers | RSS | CPU idle | CPU, one change a second | its `haproxy -c` runs |\n| --- | --- | --- | --- | --- |");
     println!("| watchdog, runtime mode, Consul | {rss:.1} MB | {idle:.1} % | {busy:.1} % of one core | {checks:.1} % of one core |");
+}
+
+/// `--resources-only`: the 1,000-server table and the CPU of Auto Scaling churn, nothing else.
+async fn resources() {
+    println!("## Backend sync: resources\n");
+    let (rss, idle, busy, checks) = thousand_servers().await;
+    println!("| 1,000 servers | RSS | CPU idle | CPU, one change a second | its `haproxy -c` runs |\n| --- | --- | --- | --- | --- |");
+    println!("| watchdog, runtime mode, Consul | {rss:.1} MB | {idle:.1} % | {busy:.1} % of one core | {checks:.1} % of one core |");
+    let (n, own, children) = asg_churn_cpu(10).await;
+    println!("\n| Auto Scaling churn, runtime mode, 1,100-slot block | changes | daemon CPU | its children's CPU (`haproxy -c`) | total per change |\n| --- | --- | --- | --- | --- |");
+    println!(
+        "| polled every 1s | {n} | {own:.2} s | {children:.2} s | {:.0} ms |",
+        (own + children) * 1000.0 / n as f64
+    );
+}
+
+/// `changes` Auto Scaling changes (capacity 2 -> 3 -> 2 ...) in runtime mode, each waited
+/// for until HAProxy serves it and the file on disk says so, with a block of 1,100 slots (the
+/// file size of a 1,000-server backend): (changes, daemon CPU s, its children's CPU s).
+async fn asg_churn_cpu(changes: usize) -> (usize, f64, f64) {
+    let group = Group::start("web-asg", 2).await;
+    let lb = Lb::start(&lb::block(1100, 8080)).await;
+    let env = Env::aws_only(&group.moto.url);
+    let toml = rule(
+        &lb,
+        "1s",
+        "port = 8080\nserver_options = \"\"",
+        "type = \"asg\"\ngroup = \"web-asg\"",
+    );
+    let wd = Watchdog::start("lb", &env, &toml, &[]);
+    let target = |ips| lb::addrs(ips, 8080);
+    lb.converges(&target(group.serving_ips().await), "first sync")
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t1 = cpu_ticks(wd.pid());
+    for k in 0..changes {
+        group.set_capacity(if k % 2 == 0 { 3 } else { 2 }).await;
+        lb.converges(&target(group.serving_ips().await), "an Auto Scaling change")
+            .await;
+    }
+    let t2 = cpu_ticks(wd.pid());
+    let secs = |ticks: u64| ticks as f64 / 100.0;
+    (
+        changes,
+        secs(t2.own - t1.own),
+        secs(t2.children - t1.children),
+    )
 }
