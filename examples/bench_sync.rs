@@ -18,8 +18,10 @@
 //!    event to HAProxy serving the new instance, and from a termination event to HAProxy no
 //!    longer serving it.
 //!
-//! Run it with `scripts/bench-sync.sh [--changes N] [--samples N] [--only latency|many|events]
+//! Run it with `scripts/bench-sync.sh [--changes N] [--samples N] [--only latency|many|events|resources]
 //! [--many-changes N] [--many-rate N] [--event-samples N]`. Without `--only`: parts 1 to 3.
+//! `--only resources` (or `--resources-only`) runs only the CPU and RSS figures (3., and the
+//! CPU of 10 Auto Scaling changes in runtime mode).
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -34,7 +36,7 @@ use tokio::time::Instant;
 struct Args {
     changes: usize,
     samples: usize,
-    /// `latency`, `many` or `events`; None: parts 1 to 3.
+    /// `latency`, `many`, `events` or `resources`; None: parts 1 to 3.
     only: Option<String>,
     /// Recorded changes of the many-services part (after its warm-up).
     many_changes: usize,
@@ -56,10 +58,10 @@ fn args() -> Args {
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         if x == "--only" {
-            let part = it.next().expect("--only latency|many|events");
+            let part = it.next().expect("--only latency|many|events|resources");
             assert!(
-                ["latency", "many", "events"].contains(&part.as_str()),
-                "--only takes latency, many or events, not {part}"
+                ["latency", "many", "events", "resources"].contains(&part.as_str()),
+                "--only takes latency, many, events or resources, not {part}"
             );
             a.only = Some(part);
             continue;
@@ -71,6 +73,7 @@ fn args() -> Args {
             "--many-changes" => a.many_changes = n(),
             "--event-samples" => a.event_samples = n(),
             "--many-rate" => a.many_rate = n() as u32,
+            "--resources-only" => a.only = Some("resources".into()),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -722,6 +725,10 @@ async fn main() {
             println!("\nLoad average at the end: {}.", loadavg());
             return;
         }
+        Some("resources") => {
+            resources().await;
+            return;
+        }
         _ => {}
     }
     println!("## Backend sync benchmark\n");
@@ -761,4 +768,51 @@ async fn main() {
     let (rss, idle, busy, checks) = thousand_servers().await;
     println!("\n| 1,000 servers | RSS | CPU idle | CPU, one change a second | its `haproxy -c` runs |\n| --- | --- | --- | --- | --- |");
     println!("| watchdog, runtime mode, Consul | {rss:.1} MB | {idle:.1} % | {busy:.1} % of one core | {checks:.1} % of one core |");
+}
+
+/// `--resources-only`: the 1,000-server table and the CPU of Auto Scaling churn, nothing else.
+async fn resources() {
+    println!("## Backend sync: resources\n");
+    let (rss, idle, busy, checks) = thousand_servers().await;
+    println!("| 1,000 servers | RSS | CPU idle | CPU, one change a second | its `haproxy -c` runs |\n| --- | --- | --- | --- | --- |");
+    println!("| watchdog, runtime mode, Consul | {rss:.1} MB | {idle:.1} % | {busy:.1} % of one core | {checks:.1} % of one core |");
+    let (n, own, children) = asg_churn_cpu(10).await;
+    println!("\n| Auto Scaling churn, runtime mode, 1,100-slot block | changes | daemon CPU | its children's CPU (`haproxy -c`) | total per change |\n| --- | --- | --- | --- | --- |");
+    println!(
+        "| polled every 1s | {n} | {own:.2} s | {children:.2} s | {:.0} ms |",
+        (own + children) * 1000.0 / n as f64
+    );
+}
+
+/// `changes` Auto Scaling changes (capacity 2 -> 3 -> 2 ...) in runtime mode, each waited
+/// for until HAProxy serves it and the file on disk says so, with a block of 1,100 slots (the
+/// file size of a 1,000-server backend): (changes, daemon CPU s, its children's CPU s).
+async fn asg_churn_cpu(changes: usize) -> (usize, f64, f64) {
+    let group = Group::start("web-asg", 2).await;
+    let lb = Lb::start(&lb::block(1100, 8080)).await;
+    let env = Env::aws_only(&group.moto.url);
+    let toml = rule(
+        &lb,
+        "1s",
+        "port = 8080\nserver_options = \"\"",
+        "type = \"asg\"\ngroup = \"web-asg\"",
+    );
+    let wd = Watchdog::start("lb", &env, &toml, &[]);
+    let target = |ips| lb::addrs(ips, 8080);
+    lb.converges(&target(group.serving_ips().await), "first sync")
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t1 = cpu_ticks(wd.pid());
+    for k in 0..changes {
+        group.set_capacity(if k % 2 == 0 { 3 } else { 2 }).await;
+        lb.converges(&target(group.serving_ips().await), "an Auto Scaling change")
+            .await;
+    }
+    let t2 = cpu_ticks(wd.pid());
+    let secs = |ticks: u64| ticks as f64 / 100.0;
+    (
+        changes,
+        secs(t2.own - t1.own),
+        secs(t2.children - t1.children),
+    )
 }

@@ -316,8 +316,9 @@ pub struct RawBackendSync {
     /// A minijinja template rendered into `haproxy_config`; required with `apply = "reload"`
     /// and only allowed there. Variables: `nodes`, `servers`, `backend`, `server_options`.
     pub template: Option<PathBuf>,
-    /// The HAProxy binary that checks each file written (`haproxy -c -f`). Default "haproxy"
-    /// (searched in PATH).
+    /// The HAProxy binary that checks each file written (`haproxy -c -f`), except runtime-mode
+    /// rewrites that only move servers (docs/backend-sync.md, "When haproxy -c runs").
+    /// Default "haproxy" (searched in PATH).
     pub haproxy_bin: Option<PathBuf>,
     /// How HAProxy is reloaded (`reload` and `peers` modes, and runtime mode to grow slots).
     pub reload: Option<RawReload>,

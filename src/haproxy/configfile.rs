@@ -231,18 +231,281 @@ pub fn replace_block(text: &str, block: &Block, servers: &[String]) -> String {
     out
 }
 
+/// A SHA-256 digest of a configuration text.
+type Digest = [u8; 32];
+
+fn digest(text: &str) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes()).into()
+}
+
+/// What this process knows about one HAProxy configuration file: the contents of its lock
+/// ([`FileLocks`]), so it is read and changed only by whoever holds the lock, between
+/// reading the file and installing its next text.
+#[derive(Debug, Default)]
+pub struct FileState {
+    /// SHA-256 of the last text `haproxy -c` accepted as this file, in this process.
+    accepted: Option<Digest>,
+    /// SHA-256 of the last text this process installed as this file, checked or not.
+    installed: Option<Digest>,
+}
+
+/// The lock of one configuration file, with what this process knows about it.
+pub type FileLock = Arc<tokio::sync::Mutex<FileState>>;
+
 /// One lock per HAProxy configuration file: rules keeping blocks of the same file write one at
 /// a time. Owned by the daemon, so a rule of the next configuration waits for a write of the
-/// last one.
+/// last one, and knows which of the file's texts `haproxy -c` accepted.
 #[derive(Default)]
-pub struct FileLocks(Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>);
+pub struct FileLocks(Mutex<HashMap<PathBuf, FileLock>>);
 
 impl FileLocks {
     /// The lock of `path`, made on first use.
-    pub fn lock_for(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    pub fn lock_for(&self, path: &Path) -> FileLock {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(path.to_owned()).or_default().clone()
     }
+}
+
+/// Whether an install may go without `haproxy -c`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckPolicy {
+    /// Always check (reload mode, peers, a grown block).
+    Always,
+    /// Runtime mode: skip the check when the new text differs from the file as it is, a text
+    /// this process had accepted or installed, only in what [`servers_only_moved`] allows.
+    UnlessOnlyServersMoved,
+}
+
+/// Whether `haproxy -c` ran for an install, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckDecision {
+    /// Not run: the new text differs from one HAProxy accepted only in the addresses, ports
+    /// and `disabled` keywords of managed server lines.
+    Skipped,
+    /// Run, for this reason.
+    Ran(WhyChecked),
+}
+
+impl CheckDecision {
+    /// `run` or `skipped`: the `check` label of `watchdog_haproxy_config_installs_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CheckDecision::Skipped => "skipped",
+            CheckDecision::Ran(_) => "run",
+        }
+    }
+}
+
+impl std::fmt::Display for CheckDecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckDecision::Skipped => f.write_str(
+                "only addresses, ports or `disabled` of managed server lines changed from a text haproxy -c accepted",
+            ),
+            CheckDecision::Ran(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+/// Why `haproxy -c` ran for an install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhyChecked {
+    /// The caller always checks: reload mode, peers, a grown block.
+    Always,
+    /// `haproxy -c` has not accepted a text of this file in this process yet.
+    NothingAcceptedYet,
+    /// The file is neither the last text `haproxy -c` accepted nor the last this process
+    /// installed: someone else (an operator, a package) changed it since.
+    ChangedOutside,
+    /// The new text changes more than server addresses and `disabled`.
+    Differs(Difference),
+}
+
+impl std::fmt::Display for WhyChecked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WhyChecked::Always => f.write_str("this kind of change is always checked"),
+            WhyChecked::NothingAcceptedYet => {
+                f.write_str("haproxy -c has not accepted this file in this process yet")
+            }
+            WhyChecked::ChangedOutside => {
+                f.write_str("the file changed since this process last checked or installed it")
+            }
+            WhyChecked::Differs(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+/// The first difference between two configuration texts that an unchecked install may not
+/// carry (line numbers count from 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Difference {
+    /// The texts have different numbers of lines.
+    LineCount { old: usize, new: usize },
+    /// A line outside the managed blocks of servers differs.
+    OutsideManagedBlocks { line: usize },
+    /// A differing line in a managed block is not a `server NAME IPV4:PORT ...` line as
+    /// [`server_line`] writes it (a name, IPv6, a port range, a leading zero, a comment).
+    NotAServerAddress { line: usize },
+    /// A server's port is 0 (HAProxy then needs a check port, or uses the client's port).
+    PortZero { line: usize },
+    /// A server's name, indentation or options differ, not only its address or `disabled`.
+    NameOrOptions { line: usize },
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Difference::LineCount { old, new } => {
+                write!(f, "the number of lines changes ({old} to {new})")
+            }
+            Difference::OutsideManagedBlocks { line } => {
+                write!(f, "line {line}, outside the managed blocks, changes")
+            }
+            Difference::NotAServerAddress { line } => write!(
+                f,
+                "line {line} is not a server line with an IPv4 address and a port"
+            ),
+            Difference::PortZero { line } => write!(f, "line {line} has port 0"),
+            Difference::NameOrOptions { line } => write!(
+                f,
+                "line {line} changes a server's name or options, not only its address or `disabled`"
+            ),
+        }
+    }
+}
+
+/// One `server` line split as [`server_line`] writes it: indentation, name, address, the
+/// options after it (with their leading space) and whether it ends in ` disabled`.
+struct ServerLine<'a> {
+    indent: &'a str,
+    name: &'a str,
+    port: u16,
+    options: &'a str,
+}
+
+/// `line` as a server line the watchdog writes: `server NAME A.B.C.D:PORT[ OPTIONS][
+/// disabled]`, the address in dotted-quad form without leading zeros and the port a decimal
+/// without one (HAProxy's configuration manual, 5.2 "Server and default-server options":
+/// `<address>[:port]`). Anything else (names, IPv6, `ipv4@`, port ranges or offsets): None.
+fn parse_server_line(line: &str) -> Option<ServerLine<'_>> {
+    let body = line.trim_start_matches([' ', '\t']);
+    let indent = &line[..line.len() - body.len()];
+    let rest = body.strip_prefix("server ")?;
+    let (name, rest) = rest.split_once(' ')?;
+    let (addr, options) = match rest.find(' ') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (ip, port) = addr.split_once(':')?;
+    let parsed_ip: std::net::Ipv4Addr = ip.parse().ok()?;
+    let parsed_port: u16 = port.parse().ok()?;
+    if name.is_empty()
+        || parsed_ip.to_string() != ip
+        || parsed_port.to_string() != port
+        || options.chars().any(|c| c.is_control())
+    {
+        return None;
+    }
+    let options = options.strip_suffix(" disabled").unwrap_or(options);
+    Some(ServerLine {
+        indent,
+        name,
+        port: parsed_port,
+        options,
+    })
+}
+
+/// Whether `new` differs from `old` only where an unchecked install may change a file that
+/// `haproxy -c` accepted as `old`: the IPv4 address and port, and the `disabled` keyword, of
+/// `server` lines inside managed blocks (`# BEGIN haproxy-watchdog servers of ...`), in the
+/// forms [`server_line`] writes, with no port 0. The same number of lines, every other line
+/// identical, server names and options unchanged. Errors: the first difference that needs
+/// `haproxy -c`.
+pub fn servers_only_moved(old: &str, new: &str) -> Result<(), Difference> {
+    let (a, b): (Vec<&str>, Vec<&str>) = (old.split('\n').collect(), new.split('\n').collect());
+    if a.len() != b.len() {
+        return Err(Difference::LineCount {
+            old: a.len(),
+            new: b.len(),
+        });
+    }
+    let mut in_block = false;
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        let line = i + 1;
+        if x == y {
+            // Identical lines, the markers among them: both texts agree on where blocks are.
+            let t = x.trim();
+            if t.starts_with("# BEGIN haproxy-watchdog servers of ") {
+                in_block = true;
+            } else if t.starts_with("# END haproxy-watchdog servers of ") {
+                in_block = false;
+            }
+            continue;
+        }
+        if !in_block {
+            return Err(Difference::OutsideManagedBlocks { line });
+        }
+        let (Some(p), Some(q)) = (parse_server_line(x), parse_server_line(y)) else {
+            return Err(Difference::NotAServerAddress { line });
+        };
+        if p.port == 0 || q.port == 0 {
+            return Err(Difference::PortZero { line });
+        }
+        if p.indent != q.indent || p.name != q.name || p.options != q.options {
+            return Err(Difference::NameOrOptions { line });
+        }
+    }
+    Ok(())
+}
+
+impl FileState {
+    /// Whether installing `new` over `current` (the file as read under the lock) needs
+    /// `haproxy -c` under `policy`.
+    pub fn decide(&self, policy: CheckPolicy, current: &str, new: &str) -> CheckDecision {
+        if policy == CheckPolicy::Always {
+            return CheckDecision::Ran(WhyChecked::Always);
+        }
+        let Some(accepted) = self.accepted else {
+            return CheckDecision::Ran(WhyChecked::NothingAcceptedYet);
+        };
+        let now = digest(current);
+        if now != accepted && Some(now) != self.installed {
+            return CheckDecision::Ran(WhyChecked::ChangedOutside);
+        }
+        match servers_only_moved(current, new) {
+            Ok(()) => CheckDecision::Skipped,
+            Err(d) => CheckDecision::Ran(WhyChecked::Differs(d)),
+        }
+    }
+}
+
+/// Install `new` as `path`, whose text is `current` as read while holding its lock (`state`
+/// is that lock's contents): with `haproxy -c` ([`install`]) unless `policy` allows going
+/// without it and [`FileState::decide`] finds the change cannot make the file invalid, then
+/// written the same way (temporary file, fsync, rename, fsync of the directory). Returns
+/// whether the check ran and why. Errors: as [`install`]; the old file stays.
+pub async fn install_tracked(
+    state: &mut FileState,
+    policy: CheckPolicy,
+    path: &Path,
+    current: &str,
+    new: &str,
+    haproxy_bin: &Path,
+    timeout: Duration,
+) -> Result<CheckDecision, ConfigFileError> {
+    let decision = state.decide(policy, current, new);
+    let digest = digest(new);
+    match decision {
+        CheckDecision::Skipped => put(path, new, None).await?,
+        CheckDecision::Ran(_) => {
+            put(path, new, Some((haproxy_bin, timeout))).await?;
+            state.accepted = Some(digest);
+        }
+    }
+    state.installed = Some(digest);
+    Ok(decision)
 }
 
 pub async fn read(path: &Path) -> Result<String, ConfigFileError> {
@@ -262,6 +525,16 @@ pub async fn install(
     text: &str,
     haproxy_bin: &Path,
     timeout: Duration,
+) -> Result<(), ConfigFileError> {
+    put(path, text, Some((haproxy_bin, timeout))).await
+}
+
+/// Write `text` beside `path` and fsync it, have `check` (`haproxy -c` and its timeout)
+/// accept it when given, rename it over `path` and fsync the directory.
+async fn put(
+    path: &Path,
+    text: &str,
+    check: Option<(&Path, Duration)>,
 ) -> Result<(), ConfigFileError> {
     let dir = path
         .parent()
@@ -283,7 +556,9 @@ pub async fn install(
                 path: tmp.clone(),
                 source,
             })?;
-        check_config(haproxy_bin, &tmp, timeout).await?;
+        if let Some((haproxy_bin, timeout)) = check {
+            check_config(haproxy_bin, &tmp, timeout).await?;
+        }
         tokio::fs::rename(&tmp, path)
             .await
             .map_err(|source| ConfigFileError::Rename {
@@ -471,6 +746,227 @@ mod tests {
         assert_eq!(
             server_line(&free, 8080, "check"),
             "server app1 0.0.0.0:8080 check disabled"
+        );
+    }
+
+    /// A managed block of `app` with `servers` between the markers, inside a small file.
+    fn file(servers: &[&str]) -> String {
+        let mut t = String::from("global\n    maxconn 100\nbackend app\n    balance roundrobin\n    # BEGIN haproxy-watchdog servers of app\n");
+        for s in servers {
+            t.push_str("    ");
+            t.push_str(s);
+            t.push('\n');
+        }
+        t.push_str(
+            "    # END haproxy-watchdog servers of app\n    server outside 10.9.9.9:80 check\n",
+        );
+        t
+    }
+
+    #[test]
+    fn only_addresses_ports_and_disabled_of_managed_servers_may_skip_the_check() {
+        let old = file(&[
+            "server app1 10.0.0.1:8080 check",
+            "server app2 0.0.0.0:8080 check disabled",
+            "server app3 10.0.0.3:8080 check",
+        ]);
+        let new = file(&[
+            "server app1 10.0.0.1:8080 check disabled",
+            "server app2 192.168.1.7:9090 check",
+            "server app3 255.255.255.254:1 check",
+        ]);
+        assert_eq!(servers_only_moved(&old, &new), Ok(()));
+        assert_eq!(servers_only_moved(&new, &old), Ok(()));
+        assert_eq!(servers_only_moved(&old, &old), Ok(()));
+        // No options at all, as `server_options = ""` writes them.
+        let bare = file(&["server app1 10.0.0.1:80", "server app2 0.0.0.0:80 disabled"]);
+        let moved = file(&[
+            "server app1 10.0.0.9:65535 disabled",
+            "server app2 10.0.0.2:80",
+        ]);
+        assert_eq!(servers_only_moved(&bare, &moved), Ok(()));
+    }
+
+    #[test]
+    fn a_port_of_zero_always_runs_the_check() {
+        let old = file(&["server app1 10.0.0.1:8080 check"]);
+        let new = file(&["server app1 10.0.0.2:0 check"]);
+        assert_eq!(
+            servers_only_moved(&old, &new),
+            Err(Difference::PortZero { line: 6 })
+        );
+        assert_eq!(
+            servers_only_moved(&new, &old),
+            Err(Difference::PortZero { line: 6 })
+        );
+    }
+
+    #[test]
+    fn a_changed_line_outside_the_managed_blocks_always_runs_the_check() {
+        let old = file(&["server app1 10.0.0.1:8080 check"]);
+        let new = old.replace("balance roundrobin", "balance leastconn");
+        assert_eq!(
+            servers_only_moved(&old, &new),
+            Err(Difference::OutsideManagedBlocks { line: 4 })
+        );
+        // A server line of the same backend outside the block is the operator's.
+        let new = old.replace("outside 10.9.9.9:80", "outside 10.9.9.8:80");
+        assert_eq!(
+            servers_only_moved(&old, &new),
+            Err(Difference::OutsideManagedBlocks { line: 8 })
+        );
+    }
+
+    #[test]
+    fn a_different_number_of_lines_always_runs_the_check() {
+        let old = file(&["server app1 10.0.0.1:8080 check"]);
+        let new = file(&[
+            "server app1 10.0.0.1:8080 check",
+            "server app2 0.0.0.0:8080 check disabled",
+        ]);
+        assert_eq!(
+            servers_only_moved(&old, &new),
+            Err(Difference::LineCount { old: 9, new: 10 })
+        );
+        // A trailing newline more or less is a line too.
+        assert!(servers_only_moved(&old, old.trim_end()).is_err());
+    }
+
+    #[test]
+    fn a_new_server_name_indentation_or_option_always_runs_the_check() {
+        let old = file(&["server app1 10.0.0.1:8080 check"]);
+        for changed in [
+            "server app9 10.0.0.1:8080 check",
+            "server app1 10.0.0.1:8080 check inter 1s",
+            "server app1 10.0.0.1:8080",
+            "server app1 10.0.0.2:8080 check disabled backup",
+        ] {
+            let new = file(&[changed]);
+            assert_eq!(
+                servers_only_moved(&old, &new),
+                Err(Difference::NameOrOptions { line: 6 }),
+                "{changed}"
+            );
+        }
+        let new = old.replace("    server app1", "  server app1");
+        assert_eq!(
+            servers_only_moved(&old, &new),
+            Err(Difference::NameOrOptions { line: 6 })
+        );
+    }
+
+    #[test]
+    fn an_address_not_written_as_the_watchdog_writes_it_runs_the_check() {
+        let old = file(&["server app1 10.0.0.1:8080 check"]);
+        for changed in [
+            "server app1 010.0.0.1:8080 check",
+            "server app1 10.0.0.1:08080 check",
+            "server app1 10.0.0.1:65536 check",
+            "server app1 10.0.0.1 check",
+            "server app1 web.example:8080 check",
+            "server app1 ipv4@10.0.0.2:8080 check",
+            "server app1 [::1]:8080 check",
+            "server app1 10.0.0.2:8080-8090 check",
+            "server app1 10.0.0.2:+1 check",
+            "server  app1 10.0.0.2:8080 check",
+            "# server app1 10.0.0.2:8080 check",
+            "default-server 10.0.0.2:8080 check",
+        ] {
+            let new = file(&[changed]);
+            assert_eq!(
+                servers_only_moved(&old, &new),
+                Err(Difference::NotAServerAddress { line: 6 }),
+                "{changed}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_check_is_skipped_only_from_a_text_this_process_had_accepted_or_installed() {
+        let accepted = file(&["server app1 10.0.0.1:8080 check"]);
+        let moved = file(&["server app1 10.0.0.2:8080 check"]);
+        let again = file(&["server app1 10.0.0.3:8080 check disabled"]);
+        let policy = CheckPolicy::UnlessOnlyServersMoved;
+        let mut state = FileState::default();
+        assert_eq!(
+            state.decide(policy, &accepted, &moved),
+            CheckDecision::Ran(WhyChecked::NothingAcceptedYet)
+        );
+        state.accepted = Some(digest(&accepted));
+        state.installed = Some(digest(&accepted));
+        assert_eq!(
+            state.decide(policy, &accepted, &moved),
+            CheckDecision::Skipped
+        );
+        // From what was installed without a check, and again from what was accepted.
+        state.installed = Some(digest(&moved));
+        assert_eq!(state.decide(policy, &moved, &again), CheckDecision::Skipped);
+        assert_eq!(
+            state.decide(policy, &accepted, &again),
+            CheckDecision::Skipped
+        );
+        // An operator's edit in between: the file is neither.
+        let edited = moved.replace("maxconn 100", "maxconn 200");
+        let from_edited = edited.replace("10.0.0.2:8080", "10.0.0.3:8080");
+        assert_eq!(
+            state.decide(policy, &edited, &from_edited),
+            CheckDecision::Ran(WhyChecked::ChangedOutside)
+        );
+        // Reload mode, peers, a grown block: always.
+        assert_eq!(
+            state.decide(CheckPolicy::Always, &accepted, &moved),
+            CheckDecision::Ran(WhyChecked::Always)
+        );
+        assert_eq!(
+            state.decide(
+                policy,
+                &accepted,
+                &accepted.replace("maxconn 100", "maxconn 1")
+            ),
+            CheckDecision::Ran(WhyChecked::Differs(Difference::OutsideManagedBlocks {
+                line: 2
+            }))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unchecked_install_never_runs_haproxy_and_a_checked_one_records_its_text() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("haproxy.cfg");
+        let accepted = file(&["server app1 10.0.0.1:8080 check"]);
+        let moved = file(&["server app1 10.0.0.2:8080 check"]);
+        std::fs::write(&path, &accepted).expect("write");
+        // `true` as HAProxy accepts everything; a missing binary would fail any check.
+        let yes = Path::new("/bin/true");
+        let none = Path::new("/nonexistent/haproxy");
+        let t = Duration::from_secs(5);
+        let policy = CheckPolicy::UnlessOnlyServersMoved;
+        let mut state = FileState::default();
+        let d = install_tracked(&mut state, policy, &path, "", &accepted, yes, t)
+            .await
+            .expect("checked");
+        assert_eq!(d, CheckDecision::Ran(WhyChecked::NothingAcceptedYet));
+        let d = install_tracked(&mut state, policy, &path, &accepted, &moved, none, t)
+            .await
+            .expect("not checked: the binary is never run");
+        assert_eq!(d, CheckDecision::Skipped);
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), moved);
+        let e = install_tracked(
+            &mut state,
+            CheckPolicy::Always,
+            &path,
+            &moved,
+            &accepted,
+            none,
+            t,
+        )
+        .await
+        .expect_err("checked, and the binary is missing");
+        assert!(matches!(e, ConfigFileError::Run { .. }), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            moved,
+            "the old file stays"
         );
     }
 }

@@ -14,8 +14,8 @@ impl Syncer {
         names: &BTreeMap<String, Target>,
     ) -> Result<String, SyncError> {
         let spec = self.spec.clone();
-        let lock = self.file_lock.clone();
-        let _file = lock.lock().await;
+        // Held from reading the file to installing its next text, not over the reload.
+        let file = self.file_lock.clone().lock_owned().await;
         let text = configfile::read(&spec.haproxy_config).await?;
         let block = configfile::find_peers_block(&text, &spec.backend)?;
         let local = match configfile::local_peer_name(&text) {
@@ -54,7 +54,7 @@ impl Syncer {
                 lines.len()
             ));
         }
-        self.install_and_reload(&new_text).await?;
+        self.install_and_reload(file, &text, &new_text).await?;
         self.metrics.peers_updated(&self.rule);
         tracing::info!(event = crate::telemetry::events::PEERS_APPLIED, rule = %self.rule, peers_section = %spec.backend, peers = lines.len(), localpeer = %local);
         Ok(format!("{} peers (reloaded){outside}", lines.len()))

@@ -52,17 +52,7 @@ impl Syncer {
             &spec.server_options,
             &targets,
         )?;
-        let current = match tokio::fs::read_to_string(&spec.haproxy_config).await {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => {
-                return Err(ConfigFileError::Read {
-                    path: spec.haproxy_config.clone(),
-                    source,
-                }
-                .into())
-            }
-        };
+        let current = read_or_empty(&spec.haproxy_config).await?;
         let live = self.live_targets().await.ok();
         if !std::mem::replace(&mut self.checked_loaded, true) && text == current {
             self.owed_since_before_start().await;
@@ -105,14 +95,14 @@ impl Syncer {
             ));
         }
         if text != current {
-            configfile::install(
-                &spec.haproxy_config,
-                &text,
-                &spec.haproxy_bin,
-                spec.reload.timeout,
-            )
-            .await?;
-            self.reload_owed.store(true, Ordering::Relaxed);
+            // Under the file's lock, as every rule that writes it: read again, then installed.
+            let mut file = self.file_lock.clone().lock_owned().await;
+            let now = read_or_empty(&spec.haproxy_config).await?;
+            if text != now {
+                self.install(&mut file, configfile::CheckPolicy::Always, &now, &text)
+                    .await?;
+                self.reload_owed.store(true, Ordering::Relaxed);
+            }
         }
         self.coalesced_reload().await?;
         if let Err(e) = self.wait_live(desired, false).await {
@@ -182,5 +172,18 @@ impl Syncer {
             }
             self.seen_maint = maint;
         }
+    }
+}
+
+/// The configuration file's text; empty when there is none yet (reload mode writes it whole).
+async fn read_or_empty(path: &std::path::Path) -> Result<String, SyncError> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(ConfigFileError::Read {
+            path: path.to_owned(),
+            source,
+        }
+        .into()),
     }
 }

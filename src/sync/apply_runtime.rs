@@ -27,12 +27,13 @@ impl Syncer {
     ) -> Result<String, SyncError> {
         let spec = self.spec.clone();
         let spec = &spec;
-        let lock = self.file_lock.clone();
-        let _file = lock.lock().await;
+        // Read without the file's lock: only the file's rewrite below takes it, so another
+        // rule's rewrite of the same file (its `haproxy -c`) never holds up this rule's live
+        // changes.
         let text = configfile::read(&spec.haproxy_config).await?;
         let block = configfile::find_block(&text, &spec.backend)?;
         self.forget_refusals_after_a_reload().await;
-        let mut slots = self.slots().await?;
+        let mut slots = self.slots_in(&text, &block).await?;
         let mut plan = plan::plan_draining(&slots, desired, drain);
         // Runtime mode: the source wins over a maintenance set by hand on a wanted server
         // (reload mode keeps it; docs/backend-sync.md). Say so by name when it happens.
@@ -105,25 +106,13 @@ impl Syncer {
             }
             after
         };
-        let default_port = spec.port.unwrap_or(0);
         if plan.unplaced.is_empty() {
-            let lines: Vec<String> = after
-                .iter()
-                .map(|s| configfile::server_line(s, default_port, &spec.server_options))
-                .collect();
-            let new_text = configfile::replace_block(&text, &block, &lines);
-            if new_text != text {
-                configfile::install(
-                    &spec.haproxy_config,
-                    &new_text,
-                    &spec.haproxy_bin,
-                    spec.reload.timeout,
-                )
-                .await
-                .map_err(|source| SyncError::BlockNotUpdated {
-                    path: spec.haproxy_config.clone(),
-                    source,
-                })?;
+            // Most rounds change nothing, and the file already says what HAProxy runs: the
+            // file's lock is not taken.
+            let in_step = plan.commands.is_empty()
+                && configfile::replace_block(&text, &block, &self.server_lines(&after)) == text;
+            if !in_step {
+                self.write_block().await?;
             }
             return Ok(self.summary(&plan, desired.len(), None));
         }
@@ -158,12 +147,13 @@ impl Syncer {
             });
             next_n += 1;
         }
-        let lines: Vec<String> = layout
-            .iter()
-            .map(|s| configfile::server_line(s, default_port, &spec.server_options))
-            .collect();
+        let lines = self.server_lines(&layout);
+        // The file as it is now, under its lock: another rule may have rewritten it since.
+        let file = self.file_lock.clone().lock_owned().await;
+        let text = configfile::read(&spec.haproxy_config).await?;
+        let block = configfile::find_block(&text, &spec.backend)?;
         let new_text = configfile::replace_block(&text, &block, &lines);
-        self.install_and_reload(&new_text).await?;
+        self.install_and_reload(file, &text, &new_text).await?;
         // Counted once HAProxy runs the grown block, never for an attempt it rejected.
         self.metrics.slots_grown(&self.rule);
         // The block wrote every slot afresh: refused ones are ordinary free slots now.
@@ -181,5 +171,43 @@ impl Syncer {
             desired.len(),
             Some(format!("grew slots from {have} to {want} with one reload")),
         ))
+    }
+
+    /// The managed block's lines for `slots`, as the file keeps them.
+    fn server_lines(&self, slots: &[Slot]) -> Vec<String> {
+        let default_port = self.spec.port.unwrap_or(0);
+        slots
+            .iter()
+            .map(|s| configfile::server_line(s, default_port, &self.spec.server_options))
+            .collect()
+    }
+
+    /// Runtime mode, once HAProxy runs what the round set: the managed block rewritten to
+    /// what HAProxy runs now. Under the file's lock, the file is read again (another rule
+    /// may have rewritten it) and so are the live slots, so the block written is HAProxy's
+    /// state at that moment, not the one the round began with.
+    async fn write_block(&self) -> Result<(), SyncError> {
+        let spec = &self.spec;
+        let mut file = self.file_lock.clone().lock_owned().await;
+        let text = configfile::read(&spec.haproxy_config).await?;
+        let block = configfile::find_block(&text, &spec.backend)?;
+        let live = self.slots_in(&text, &block).await?;
+        let new_text = configfile::replace_block(&text, &block, &self.server_lines(&live));
+        if new_text == text {
+            return Ok(());
+        }
+        // Only addresses and `disabled` of the block's servers changed, from a text HAProxy
+        // accepted: no `haproxy -c` (docs/backend-sync.md, "When haproxy -c runs").
+        self.install(
+            &mut file,
+            configfile::CheckPolicy::UnlessOnlyServersMoved,
+            &text,
+            &new_text,
+        )
+        .await
+        .map_err(|source| SyncError::BlockNotUpdated {
+            path: spec.haproxy_config.clone(),
+            source,
+        })
     }
 }

@@ -70,8 +70,9 @@ pub struct Syncer {
     reloader: Arc<reload::Reloader>,
     /// Changes, peer updates and slot growths are counted here.
     metrics: Arc<crate::telemetry::metrics::Metrics>,
-    /// The lock of `spec.haproxy_config`, shared with every rule that writes that file.
-    file_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The lock of `spec.haproxy_config`, shared with every rule that writes that file, with
+    /// what `haproxy -c` accepted of it.
+    file_lock: configfile::FileLock,
     started: bool,
     /// Set after a failed round: wait this long, then try again.
     backoff: Option<Duration>,
@@ -319,11 +320,20 @@ impl Syncer {
     /// (an operator's `server web7` outside the block is never one, even when its name looks
     /// like a slot's), and whose names are the prefix and a number.
     async fn slots(&self) -> Result<Vec<Slot>, SyncError> {
-        let all =
-            runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
         let text = configfile::read(&self.spec.haproxy_config).await?;
         let block = configfile::find_block(&text, &self.spec.backend)?;
-        let ours = configfile::block_server_names(&text, &block);
+        self.slots_in(&text, &block).await
+    }
+
+    /// [`Syncer::slots`], with the file already read as `text` (its managed block `block`).
+    async fn slots_in(
+        &self,
+        text: &str,
+        block: &configfile::Block,
+    ) -> Result<Vec<Slot>, SyncError> {
+        let all =
+            runtime::servers(&self.spec.stats_socket, &self.spec.backend, self.timeout).await?;
+        let ours = configfile::block_server_names(text, block);
         let mut slots: Vec<Slot> = all
             .into_iter()
             .filter(|s| ours.contains(&s.name) && self.slot_number(&s.name).is_some())
@@ -350,24 +360,50 @@ impl Syncer {
             .is_some_and(|t| s.name == template::server_name(&self.spec.server_prefix, &t))
     }
 
-    /// Check and install `text` as the HAProxy configuration (unless the file already is
-    /// `text`), then reload (coalesced).
-    async fn install_and_reload(&self, text: &str) -> Result<(), SyncError> {
-        let spec = &self.spec;
-        let current = tokio::fs::read_to_string(&spec.haproxy_config)
-            .await
-            .unwrap_or_default();
+    /// Check and install `text` as the HAProxy configuration (unless the file, `current` as
+    /// read under `file`, its lock, already is `text`); release the lock, then reload
+    /// (coalesced): the reload window is never waited out holding the file.
+    async fn install_and_reload(
+        &self,
+        mut file: tokio::sync::OwnedMutexGuard<configfile::FileState>,
+        current: &str,
+        text: &str,
+    ) -> Result<(), SyncError> {
         if current != text {
-            configfile::install(
-                &spec.haproxy_config,
-                text,
-                &spec.haproxy_bin,
-                spec.reload.timeout,
-            )
-            .await?;
+            self.install(&mut file, configfile::CheckPolicy::Always, current, text)
+                .await?;
             self.reload_owed.store(true, Ordering::Relaxed);
         }
+        drop(file);
         self.coalesced_reload().await
+    }
+
+    /// Install `new` over `current`, the file as read while holding `file` (its lock's
+    /// contents), with `haproxy -c` unless `policy` and what `file` knows allow going without
+    /// ([`configfile::install_tracked`]). Counted in `watchdog_haproxy_config_installs_total`
+    /// and logged (`config_installed`, debug level) with whether the check ran and why.
+    async fn install(
+        &self,
+        file: &mut configfile::FileState,
+        policy: configfile::CheckPolicy,
+        current: &str,
+        new: &str,
+    ) -> Result<(), ConfigFileError> {
+        let spec = &self.spec;
+        let decision = configfile::install_tracked(
+            file,
+            policy,
+            &spec.haproxy_config,
+            current,
+            new,
+            &spec.haproxy_bin,
+            spec.reload.timeout,
+        )
+        .await?;
+        self.metrics.config_installed(&self.rule, decision.label());
+        tracing::debug!(event = crate::telemetry::events::CONFIG_INSTALLED, rule = %self.rule,
+            file = %spec.haproxy_config.display(), check = decision.label(), reason = %decision);
+        Ok(())
     }
 
     /// Wait out the reload window (other changes meanwhile fold into this reload), then reload.

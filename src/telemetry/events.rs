@@ -157,6 +157,9 @@ pub const CONFIG_NOT_LOADED: &str = "config_not_loaded";
 pub const HAPROXY_RELOADED: &str = "haproxy_reloaded";
 /// A HAProxy reload failed, with HAProxy's own alert lines.
 pub const HAPROXY_RELOAD_FAILED: &str = "haproxy_reload_failed";
+/// A HAProxy configuration file was installed (debug level): `check` says whether `haproxy -c`
+/// ran (`run`) or not (`skipped`), `reason` why.
+pub const CONFIG_INSTALLED: &str = "config_installed";
 /// The `peers` section was rewritten to follow the group and HAProxy reloaded.
 pub const PEERS_APPLIED: &str = "peers_applied";
 /// A terminating instance's server had no sessions left and went to maintenance.
@@ -278,6 +281,7 @@ pub const ALL: &[&str] = &[
     CONFIG_NOT_LOADED,
     HAPROXY_RELOADED,
     HAPROXY_RELOAD_FAILED,
+    CONFIG_INSTALLED,
     PEERS_APPLIED,
     DRAIN_FINISHED,
     DRAIN_TIMED_OUT,

@@ -41,6 +41,7 @@ pub struct Metrics {
     backend_sync_slot_growths: IntCounterVec,
     haproxy_reloads: IntCounterVec,
     haproxy_reload_failures: IntCounterVec,
+    haproxy_config_installs: IntCounterVec,
     rule_up: IntGaugeVec,
     rule_failures: IntGaugeVec,
     paused: IntGaugeVec,
@@ -194,6 +195,12 @@ impl Metrics {
                 &r,
                 "haproxy_reload_failures_total",
                 "HAProxy reloads that failed",
+            )?,
+            haproxy_config_installs: vec(
+                &r,
+                "haproxy_config_installs_total",
+                "HAProxy configuration files installed, by rule and whether haproxy -c checked them (check: run, skipped)",
+                &["rule", "check"],
             )?,
             rule_up: gauge(
                 &r,
@@ -383,6 +390,14 @@ impl Metrics {
     pub fn haproxy_reload_failed(&self) {
         self.haproxy_reload_failures
             .with_label_values::<&str>(&[])
+            .inc();
+    }
+
+    /// `rule` installed a HAProxy configuration file; `check` is `run` when `haproxy -c`
+    /// checked it, `skipped` when only server addresses and `disabled` changed.
+    pub fn config_installed(&self, rule: &str, check: &str) {
+        self.haproxy_config_installs
+            .with_label_values(&[rule, check])
             .inc();
     }
 

@@ -520,3 +520,309 @@ async fn consul_acl_token_and_tags_are_sent_and_the_token_never_logged() {
         .await;
     assert!(!wd.log().contains("s3cret-consul-token"));
 }
+
+/// A `haproxy_bin` for the daemon in `dir`: a script that appends a line to `dir/checks` each
+/// time it is run with `-c`, sleeps `sleep_s` seconds then, and otherwise runs the real
+/// HAProxy ([`testkit::haproxy_bin`]) with the same arguments.
+pub(crate) fn haproxy_wrapper(dir: &std::path::Path, sleep_s: f64) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("haproxy-wrapper");
+    let checks = dir.join("checks");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = \"-c\" ]; then\n    echo check >> '{}'\n    sleep {sleep_s}\n  fi\ndone\nexec '{}' \"$@\"\n",
+            checks.display(),
+            testkit::haproxy_bin()
+        ),
+    )
+    .expect("write the haproxy wrapper");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the haproxy wrapper");
+    path
+}
+
+/// How many times the wrapper of [`haproxy_wrapper`] in `dir` was run with `-c`.
+pub(crate) fn checks_run(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("checks"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// What backend `backend` of `lb` serves now.
+async fn serving_in(lb: &Lb, backend: &str) -> BTreeSet<SocketAddr> {
+    haproxy_watchdog::haproxy::runtime::servers(&lb.socket, backend, Duration::from_secs(5))
+        .await
+        .map(|slots| {
+            slots
+                .iter()
+                .filter(|s| s.serving())
+                .filter_map(|s| s.target)
+                .map(|t| SocketAddr::from((t.ip, t.port)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A tester's find: rule A's file rewrite (with its `haproxy -c`, hundreds of ms on a big
+/// configuration) held the file's lock from its first runtime command on, so rule B, keeping
+/// another backend of the same file, could not change HAProxy live until A's check was done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrite_of_the_file_by_one_rule_does_not_hold_up_anothers_live_change() {
+    let b = Backends::start(4).await;
+    let app = Consul::start("web", instances(&b, &[0])).await;
+    let api = Consul::start("web", instances(&b, &[1])).await;
+    let api_block = format!(
+        "backend api\n  balance roundrobin\n  # BEGIN haproxy-watchdog servers of api\n{}  # END haproxy-watchdog servers of api\n",
+        (1..=2)
+            .map(|i| format!("  server api{i} 0.0.0.0:{} check inter 500ms disabled\n", b.port))
+            .collect::<String>()
+    );
+    let lb = Lb::start(&format!("{}{api_block}", lb::block(2, b.port))).await;
+    // Every `haproxy -c` takes 3 s, as on a large configuration on a busy machine.
+    let wrapper = haproxy_wrapper(lb.dir.path(), 3.0);
+    let bin = format!("haproxy_bin = \"{}\"", testkit::haproxy_bin());
+    let ours = format!("haproxy_bin = \"{}\"", wrapper.display());
+    let toml = format!(
+        "{}{}",
+        rule(&lb, "", &app.source()).replace(&bin, &ours),
+        rule(&lb, "", &api.source())
+            .replace(&bin, &ours)
+            .replace("[rules.app", "[rules.api")
+            .replace("backend = \"app\"", "backend = \"api\"")
+    );
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &[]);
+    let long = Duration::from_secs(30);
+    let api_on_disk = |a: SocketAddr| {
+        let text = std::fs::read_to_string(&lb.config).unwrap_or_default();
+        text.contains(&format!(" {a} check inter 500ms\n"))
+    };
+    testkit::eventually(long, "both backends synced, live and on disk", || async {
+        (serving_in(&lb, "app").await == b.addrs(&[0])
+            && serving_in(&lb, "api").await == b.addrs(&[1])
+            && lb.file_serving() == b.addrs(&[0])
+            && api_on_disk(b.addr(1)))
+        .then_some(())
+    })
+    .await;
+
+    // An operator's note: the next rewrite of the file is checked in full, whatever it changes.
+    let text = std::fs::read_to_string(&lb.config).expect("read haproxy.cfg");
+    std::fs::write(&lb.config, format!("{text}# an operator's note\n")).expect("edit haproxy.cfg");
+    let before = checks_run(lb.dir.path());
+    app.set(instances(&b, &[2]));
+    testkit::eventually(long, "rule app's rewrite running haproxy -c", || async {
+        (checks_run(lb.dir.path()) > before).then_some(())
+    })
+    .await;
+    let t = std::time::Instant::now();
+    api.set(instances(&b, &[3]));
+    testkit::eventually(long, "rule api's new server serving", || async {
+        serving_in(&lb, "api")
+            .await
+            .contains(&b.addr(3))
+            .then_some(())
+    })
+    .await;
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "rule api's live change waited {took:?} for rule app's haproxy -c\n{}",
+        wd.log()
+    );
+
+    // Both files' blocks end as HAProxy serves them.
+    testkit::eventually(long, "both blocks on disk", || async {
+        (lb.file_serving() == b.addrs(&[2]) && api_on_disk(b.addr(3))).then_some(())
+    })
+    .await;
+    assert_eq!(serving_in(&lb, "app").await, b.addrs(&[2]));
+    assert_eq!(serving_in(&lb, "api").await, b.addrs(&[3]));
+    let text = std::fs::read_to_string(&lb.config).expect("read haproxy.cfg");
+    assert!(text.ends_with("# an operator's note\n"), "{text}");
+}
+
+/// Runtime mode at scale: every rewrite of the file ran `haproxy -c`, most of the daemon's
+/// CPU during churn, though an address change cannot make a file HAProxy accepted invalid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_address_change_installs_the_file_without_haproxy_c() {
+    let b = Backends::start(6).await;
+    let consul = Consul::start("web", instances(&b, &[0, 1])).await;
+    let lb = Lb::start(&lb::block(4, b.port)).await;
+    let wrapper = haproxy_wrapper(lb.dir.path(), 0.0);
+    // With `port`, free slots are written `0.0.0.0:<port> ... disabled`; without it (Consul
+    // gives each server's port) they say port 0, and each rewrite that frees one is checked.
+    let port = format!("port = {}", b.port);
+    let toml = rule(&lb, &port, &consul.source()).replace(
+        &format!("haproxy_bin = \"{}\"", testkit::haproxy_bin()),
+        &format!("haproxy_bin = \"{}\"", wrapper.display()),
+    );
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &[]);
+    let checks = || checks_run(lb.dir.path());
+    let installs = |check: &str| {
+        wd.events("config_installed")
+            .iter()
+            .filter(|e| e["check"] == check)
+            .count()
+    };
+
+    // The first rewrite in this process is checked.
+    lb.converges(&b.addrs(&[0, 1]), "first sync").await;
+    assert_eq!(checks(), 1, "{}", wd.log());
+    assert_eq!(installs("run"), 1);
+
+    // Servers moving in and out of slots: installed, never checked.
+    for (k, set) in [&[0, 2][..], &[3], &[1, 3, 4], &[5]].iter().enumerate() {
+        consul.set(instances(&b, set));
+        lb.converges(&b.addrs(set), &format!("change {k}")).await;
+    }
+    assert_eq!(checks(), 1, "address changes ran haproxy -c\n{}", wd.log());
+    assert!(installs("skipped") >= 4, "{}", wd.log());
+    let metrics = testkit::control_get(&wd.control_socket(), "/metrics").await;
+    assert!(
+        metrics.contains("watchdog_haproxy_config_installs_total{check=\"skipped\",rule=\"app\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("watchdog_haproxy_config_installs_total{check=\"run\",rule=\"app\"} 1"),
+        "{metrics}"
+    );
+
+    // An operator's edit of a line outside the block: the next rewrite is checked in full.
+    let text = std::fs::read_to_string(&lb.config).expect("read haproxy.cfg");
+    assert!(text.contains("balance roundrobin"), "{text}");
+    std::fs::write(
+        &lb.config,
+        text.replace("balance roundrobin", "balance leastconn"),
+    )
+    .expect("edit haproxy.cfg");
+    consul.set(instances(&b, &[0]));
+    lb.converges(&b.addrs(&[0]), "after the operator's edit")
+        .await;
+    assert_eq!(checks(), 2, "{}", wd.log());
+    let last = wd.events("config_installed").pop().expect("an install");
+    assert_eq!(last["check"], "run", "{last}");
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("the file changed since"),
+        "{last}"
+    );
+    // And from that checked text on, address changes go unchecked again.
+    consul.set(instances(&b, &[1, 2]));
+    lb.converges(&b.addrs(&[1, 2]), "after the checked rewrite")
+        .await;
+    assert_eq!(checks(), 2, "{}", wd.log());
+
+    // Out of slots: the grown block is checked.
+    consul.set(instances(&b, &[0, 1, 2, 3, 4, 5]));
+    lb.converges(&b.addrs(&[0, 1, 2, 3, 4, 5]), "grown").await;
+    assert_eq!(checks(), 3, "{}", wd.log());
+    assert_eq!(wd.count("slots_exhausted"), 1, "{}", wd.log());
+    assert!(std::fs::read_to_string(&lb.config)
+        .expect("read haproxy.cfg")
+        .contains("balance leastconn"));
+}
+
+/// The edge cases of what an unchecked install may write: every line the skip path accepts
+/// (by `servers_only_moved`) from a file HAProxy accepted is one the real `haproxy -c` accepts.
+#[test]
+fn every_line_a_skipped_check_may_install_is_one_haproxy_accepts() {
+    use haproxy_watchdog::haproxy::configfile::{
+        begin_marker, end_marker, server_line, servers_only_moved,
+    };
+    use haproxy_watchdog::haproxy::{Slot, Target};
+    use std::net::Ipv4Addr;
+    let addresses = [
+        "0.0.0.0",
+        "0.0.0.1",
+        "10.0.0.1",
+        "127.0.0.1",
+        "255.255.255.254",
+        "255.255.255.255",
+    ];
+    let ports = [1u16, 80, 65535];
+    // The forms `server_options` takes: none, the default, the examples', several keywords,
+    // and spaces kept as written.
+    let options = [
+        "",
+        "check",
+        "check inter 500ms",
+        "check inter 2s fall 3 rise 2 weight 10 maxconn 100",
+        "check  inter 500ms",
+        "check port 9000 inter 1s",
+        "weight 0",
+        "backup",
+    ];
+    let slot = |name: String, ip: Ipv4Addr, port: u16, serving: bool| Slot {
+        name,
+        target: (!ip.is_unspecified()).then_some(Target { ip, port }),
+        addressable: true,
+        maint: !serving,
+        draining: false,
+    };
+    let (mut old, mut new) = (String::new(), String::new());
+    let mut lines = 0;
+    for (k, opts) in options.iter().enumerate() {
+        let backend = format!("app{k}");
+        for text in [&mut old, &mut new] {
+            text.push_str(&format!(
+                "backend {backend}\n  balance roundrobin\n  {}\n",
+                begin_marker(&backend)
+            ));
+        }
+        let mut n = 0;
+        for a in addresses {
+            for port in ports {
+                for serving in [true, false] {
+                    n += 1;
+                    let ip: Ipv4Addr = a.parse().expect("an address");
+                    let name = format!("{backend}_{n}");
+                    // The accepted text: every slot at one ordinary address, serving.
+                    let before = server_line(
+                        &slot(name.clone(), Ipv4Addr::new(10, 9, 9, 9), 8080, true),
+                        port,
+                        opts,
+                    );
+                    let after = server_line(&slot(name, ip, port, serving), port, opts);
+                    old.push_str(&format!("  {before}\n"));
+                    new.push_str(&format!("  {after}\n"));
+                    lines += 1;
+                }
+            }
+        }
+        for text in [&mut old, &mut new] {
+            text.push_str(&format!("  {}\n", end_marker(&backend)));
+        }
+    }
+    let head = lb::config_text(
+        std::path::Path::new("/nonexistent/stats.sock"),
+        testkit::free_port(),
+        "  server seed 127.0.0.1:9 disabled\n",
+    );
+    let (old, new) = (format!("{head}{old}"), format!("{head}{new}"));
+    assert_eq!(
+        servers_only_moved(&old, &new),
+        Ok(()),
+        "the skip path takes every case"
+    );
+    assert!(new.contains(" 0.0.0.0:65535 check disabled\n"), "{new}");
+    assert!(new.contains(" 255.255.255.255:1\n"), "{new}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (what, text) in [("accepted", &old), ("moved", &new)] {
+        let path = dir.path().join(format!("{what}.cfg"));
+        std::fs::write(&path, text).expect("write");
+        let out = std::process::Command::new(testkit::haproxy_bin())
+            .arg("-c")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("run haproxy -c");
+        assert!(
+            out.status.success(),
+            "haproxy -c rejects the {what} text ({lines} managed server lines):\n{}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
