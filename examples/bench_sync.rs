@@ -374,7 +374,10 @@ async fn many_services(recorded: usize, rate: u32) -> (Vec<ManySample>, ManyCost
             .collect(),
     )
     .await;
-    // 15 slots a backend: 10 servers, and room for a change's new server beside them.
+    // 15 slots a backend: 10 servers, and room for a change's new server beside them. Every
+    // server listens on 8080 and the rules say so (`port`), as docs/backend-sync.md advises
+    // for runtime mode: a never-used slot is then written with that port, and the rewrite
+    // that first fills it needs no `haproxy -c` (a slot written `0.0.0.0:0` does).
     let lb = std::sync::Arc::new(
         Lb::start_many(
             &names
@@ -390,7 +393,7 @@ async fn many_services(recorded: usize, rate: u32) -> (Vec<ManySample>, ManyCost
             format!(
                 "[rules.{n}]\ninterval = \"60s\"\ntimeout = \"2s\"\n[rules.{n}.check]\ntype = \"backend_sync\"\nbackend = \"{n}\"\n\
                  stats_socket = \"{}\"\nhaproxy_config = \"{}\"\nhaproxy_bin = \"{}\"\nserver_options = \"\"\n\
-                 reload = {{ master_socket = \"{}\", window = \"1s\" }}\n[rules.{n}.check.source]\n{}\n",
+                 port = 8080\nreload = {{ master_socket = \"{}\", window = \"1s\" }}\n[rules.{n}.check.source]\n{}\n",
                 lb.socket.display(),
                 lb.config.display(),
                 testkit::haproxy_bin(),

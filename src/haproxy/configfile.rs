@@ -69,6 +69,11 @@ pub enum ConfigFileError {
         status: std::process::ExitStatus,
         detail: String,
     },
+    /// The file changed while its new text was being checked (an operator's edit): the new
+    /// text was made from the old one, so installing it would undo that edit. Nothing was
+    /// installed; the next round starts from the file as it is now.
+    #[error("{} changed while its new text was being checked (an edit by hand?): not installed, so that change is kept; the next round rewrites from it", path.display())]
+    ChangedMeanwhile { path: PathBuf },
 }
 
 /// The markers of the managed block of `peers` section `section`.
@@ -498,9 +503,9 @@ pub async fn install_tracked(
     let decision = state.decide(policy, current, new);
     let digest = digest(new);
     match decision {
-        CheckDecision::Skipped => put(path, new, None).await?,
+        CheckDecision::Skipped => put(path, new, None, Some(current)).await?,
         CheckDecision::Ran(_) => {
-            put(path, new, Some((haproxy_bin, timeout))).await?;
+            put(path, new, Some((haproxy_bin, timeout)), Some(current)).await?;
             state.accepted = Some(digest);
         }
     }
@@ -526,16 +531,37 @@ pub async fn install(
     haproxy_bin: &Path,
     timeout: Duration,
 ) -> Result<(), ConfigFileError> {
-    put(path, text, Some((haproxy_bin, timeout))).await
+    put(path, text, Some((haproxy_bin, timeout)), None).await
 }
 
 /// Write `text` beside `path` and fsync it, have `check` (`haproxy -c` and its timeout)
 /// accept it when given, rename it over `path` and fsync the directory.
+///
+/// `based_on`: the text of `path` that `text` was made from. Read again just before the
+/// rename; if the file holds something else by then (an operator edited it while `haproxy -c`
+/// ran, which can take seconds on a large file), nothing is installed
+/// ([`ConfigFileError::ChangedMeanwhile`]) rather than undoing that edit. A `path` that is a
+/// symbolic link is followed: the file it names is replaced and the link stays.
 async fn put(
     path: &Path,
     text: &str,
     check: Option<(&Path, Duration)>,
+    based_on: Option<&str>,
 ) -> Result<(), ConfigFileError> {
+    let followed;
+    let path = match tokio::fs::symlink_metadata(path).await {
+        Ok(m) if m.file_type().is_symlink() => {
+            followed =
+                tokio::fs::canonicalize(path)
+                    .await
+                    .map_err(|source| ConfigFileError::Read {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+            followed.as_path()
+        }
+        _ => path,
+    };
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -558,6 +584,24 @@ async fn put(
             })?;
         if let Some((haproxy_bin, timeout)) = check {
             check_config(haproxy_bin, &tmp, timeout).await?;
+        }
+        if let Some(before) = based_on {
+            // A file that is not there yet reads as empty, as its callers read it.
+            let now = match tokio::fs::read_to_string(path).await {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(source) => {
+                    return Err(ConfigFileError::Read {
+                        path: path.to_owned(),
+                        source,
+                    })
+                }
+            };
+            if now != before {
+                return Err(ConfigFileError::ChangedMeanwhile {
+                    path: path.to_owned(),
+                });
+            }
         }
         tokio::fs::rename(&tmp, path)
             .await
@@ -643,6 +687,82 @@ pub async fn check_config(
 mod tests {
     use super::*;
     use crate::haproxy::server::Target;
+
+    /// A `haproxy_bin` that, asked to check a file, appends `# edited by hand` to `target`
+    /// (an operator's edit while `haproxy -c` runs) and accepts.
+    fn editing_checker(dir: &Path, target: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = dir.join("haproxy-editing");
+        std::fs::write(
+            &bin,
+            format!(
+                "#!/bin/sh\necho '# edited by hand' >> '{}'\nexit 0\n",
+                target.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        bin
+    }
+
+    #[tokio::test]
+    async fn an_edit_made_while_the_new_text_is_checked_is_kept_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, CFG).unwrap();
+        let bin = editing_checker(dir.path(), &path);
+        let new = CFG.replace("1.2.3.4:80", "10.0.0.9:80");
+        let mut state = FileState::default();
+        let e = install_tracked(
+            &mut state,
+            CheckPolicy::Always,
+            &path,
+            CFG,
+            &new,
+            &bin,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, ConfigFileError::ChangedMeanwhile { .. }), "{e}");
+        let now = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(now, format!("{CFG}# edited by hand\n"), "the edit is kept");
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with("watchdog-new")),
+            "no temporary file left"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_symlinked_configuration_is_written_through_its_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.cfg");
+        std::fs::write(&real, CFG).unwrap();
+        let link = dir.path().join("haproxy.cfg");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let new = CFG.replace("1.2.3.4:80", "10.0.0.9:80");
+        let mut state = FileState::default();
+        install_tracked(
+            &mut state,
+            CheckPolicy::Always,
+            &link,
+            CFG,
+            &new,
+            Path::new("true"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), new);
+    }
 
     const CFG: &str = "backend app\n    balance roundrobin\n    # BEGIN haproxy-watchdog servers of app\n    server old 1.2.3.4:80\n    # END haproxy-watchdog servers of app\n\nbackend other\n";
 
@@ -935,7 +1055,7 @@ mod tests {
         let path = dir.path().join("haproxy.cfg");
         let accepted = file(&["server app1 10.0.0.1:8080 check"]);
         let moved = file(&["server app1 10.0.0.2:8080 check"]);
-        std::fs::write(&path, &accepted).expect("write");
+        // No file yet (it reads as empty): the first install creates it.
         // `true` as HAProxy accepts everything; a missing binary would fail any check.
         let yes = Path::new("/bin/true");
         let none = Path::new("/nonexistent/haproxy");

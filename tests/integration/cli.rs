@@ -158,6 +158,14 @@ async fn dry_run_logs_every_aws_call_and_makes_none() {
     assert_eq!(bed.world.alerts(Duration::from_secs(2)).await.len(), 1);
 }
 
+/// One `--once` run of node `b` (with `state_dir` when given): its report, then its log.
+async fn cron_run(bed: &Bed, path: &std::path::Path, state_dir: Option<&str>) -> String {
+    let mut args = vec!["--once"];
+    args.extend(state_dir.iter().flat_map(|d| ["--state-dir", d]));
+    let out = run_to_end(Some(&bed.env("b")), path, &args).await;
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_with_a_state_dir_honours_the_hold_down_its_earlier_runs_saved() {
     let bed = Bed::new(&["a", "b"], Some("a"), &[]).await;
@@ -166,54 +174,23 @@ async fn once_with_a_state_dir_honours_the_hold_down_its_earlier_runs_saved() {
     conf.fail_after = 1;
     let (_d, path) = write_config(&conf.toml());
     let state = tempfile::tempdir().unwrap();
-    let state_dir = state.path().to_str().unwrap();
-    let once = |args: &'static [&'static str]| {
-        let mut all = vec!["--once"];
-        all.extend_from_slice(args);
-        all
-    };
+    let state_dir = state.path().to_str();
 
     // A cron run claims, and saves the move in its state directory.
-    let args = once(&[]);
-    let out = run_to_end(
-        Some(&bed.env("b")),
-        &path,
-        &[args.as_slice(), &["--state-dir", state_dir]].concat(),
-    )
-    .await;
-    assert!(
-        text(&out.stdout).contains("action claim: done: claimed"),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let out = cron_run(&bed, &path, state_dir).await;
+    assert!(out.contains("action claim: done: claimed"), "{out}");
     assert_eq!(bed.world.holder().await.as_deref(), Some("b"));
 
     // The address goes back to `a` (an operator, a failback); the next run is within the
     // hold-down: no claim.
     bed.world.associate("a").await;
-    let out = run_to_end(
-        Some(&bed.env("b")),
-        &path,
-        &[args.as_slice(), &["--state-dir", state_dir]].concat(),
-    )
-    .await;
-    assert!(
-        text(&out.stdout).contains("hold_down"),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let out = cron_run(&bed, &path, state_dir).await;
+    assert!(out.contains("hold_down"), "{out}");
     assert_eq!(bed.world.holder().await.as_deref(), Some("a"));
 
     // Without a state directory, --once keeps nothing: it claims again.
-    let out = run_to_end(Some(&bed.env("b")), &path, &args).await;
-    assert!(
-        text(&out.stdout).contains("action claim: done: claimed"),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let out = cron_run(&bed, &path, None).await;
+    assert!(out.contains("action claim: done: claimed"), "{out}");
     assert_eq!(bed.world.alerts(Duration::from_secs(2)).await.len(), 2);
 }
 
