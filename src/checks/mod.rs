@@ -20,6 +20,10 @@ pub struct Outcome {
     pub ok: bool,
     /// What was seen, for logs and the summary: `HTTP 200`, `connection refused`, ...
     pub detail: String,
+    /// The run was cut short by a reload or shutdown before it could say anything (a
+    /// backend sync's round is let finish, and ends early when told to stop): the engine
+    /// counts it neither as a pass nor as a failure.
+    pub cancelled: bool,
 }
 
 impl Outcome {
@@ -27,12 +31,22 @@ impl Outcome {
         Outcome {
             ok: true,
             detail: detail.into(),
+            cancelled: false,
         }
     }
     pub fn fail(detail: impl Into<String>) -> Self {
         Outcome {
             ok: false,
             detail: detail.into(),
+            cancelled: false,
+        }
+    }
+    /// A run cut short by a reload or shutdown: not counted (see the `cancelled` field).
+    pub fn cancelled(detail: impl Into<String>) -> Self {
+        Outcome {
+            ok: false,
+            detail: detail.into(),
+            cancelled: true,
         }
     }
 }

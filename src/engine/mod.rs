@@ -35,9 +35,11 @@ pub trait Effects: Send + Sync + 'static {
     /// before its actions run: the failover history lists the transition ahead of what it
     /// caused. Must not block.
     fn transitioned(&self, _rule: &str, _transition: Transition, _detail: &str) {}
-    /// A rule's health or its unfinished actions changed: what a restart must pick up (the
-    /// daemon saves it in its state directory, as monit keeps its state file, so a restart
-    /// in the middle of an outage does not page again). Not called for streaks alone.
+    /// A rule's health or its unfinished actions changed, or a failure streak began or ended
+    /// while the rule was up: what a restart must pick up (the daemon saves it in its state
+    /// directory, as monit keeps its state file, so a restart in the middle of an outage does
+    /// not page again, and one in the middle of a count goes on counting). At most two calls
+    /// per streak that does not fail the rule; none for the checks in between.
     fn persist(&self, _rule: &str, _state: &RuleState) {}
     /// How often `rule`'s probe runs and how long one run may take. Each probe owns its
     /// pacing: a check runs once per `interval` within `timeout`; a backend sync paces itself
@@ -126,6 +128,16 @@ pub struct RuleState {
 /// Rule states by rule name.
 pub type RuleStates = std::collections::BTreeMap<String, RuleState>;
 
+/// How long a restart may take and still leave a rule's failure streak in progress to go on.
+pub const RESTART_ALLOWANCE: Duration = Duration::from_secs(30);
+
+/// How old a saved failure streak of a rule still up may be and go on after a restart: the
+/// longest the rule can count before failing (`fail_after` x `interval`, and one `timeout`)
+/// plus [`RESTART_ALLOWANCE`]. An older one had checks missed while the daemon was down.
+pub fn streak_kept_for(rule: &Rule) -> Duration {
+    rule.interval * rule.fail_after + rule.timeout + RESTART_ALLOWANCE
+}
+
 impl RuleRunner {
     pub fn new(rule: Rule) -> Self {
         let threshold = Threshold::new(rule.fail_after, rule.recover_after);
@@ -145,10 +157,30 @@ impl RuleRunner {
     /// lists. When an unfinished action is gone from the list (renamed, replaced), the
     /// actions the new list adds become unfinished in its place: a renamed claim is still
     /// made. Actions already done are not run again.
+    ///
+    /// A failure streak of a rule still up, read back after a restart, goes on only when it
+    /// began recently enough to be the same one (within [`streak_kept_for`]); an older one
+    /// was broken by the time the daemon was down, and the count starts again.
     pub fn resume(rule: Rule, state: Option<RuleState>) -> Self {
-        let Some(st) = state else {
+        let Some(mut st) = state else {
             return RuleRunner::new(rule);
         };
+        if st.next_due.is_none()
+            && st.threshold.health() == Health::Up
+            && st.threshold.consecutive_failures() > 0
+        {
+            let age = st
+                .times
+                .first_failed_check
+                .map(|t| Duration::from_millis(crate::history::now_ms().saturating_sub(t)));
+            if age.is_none_or(|a| a > streak_kept_for(&rule)) {
+                tracing::info!(event = events::STREAK_NOT_RESUMED, rule = %rule.name,
+                    consecutive_failures = st.threshold.consecutive_failures(),
+                    "the failure streak saved before the restart is too old to go on; counting starts again");
+                st.threshold = Threshold::new(rule.fail_after, rule.recover_after);
+                st.times = StreakTimes::default();
+            }
+        }
         let threshold = st
             .threshold
             .with_limits(rule.fail_after, rule.recover_after);
@@ -241,15 +273,23 @@ impl RuleRunner {
         took: std::time::Duration,
     ) -> CycleReport {
         let rule = &self.rule;
+        let failing_before = self.threshold.consecutive_failures();
         let transition = self.threshold.observe(outcome.ok);
-        if !outcome.ok
-            && self.threshold.health() == Health::Up
-            && self.threshold.consecutive_failures() == 1
-        {
+        let up = self.threshold.health() == Health::Up;
+        if !outcome.ok && up && self.threshold.consecutive_failures() == 1 {
             self.times.first_failed_check = Some(crate::history::now_ms());
             for a in &rule.on_fail {
                 fx.streak_started(a);
             }
+            // Saved, so that a restart before the rule fails goes on counting this streak
+            // and keeps what its actions noted as it began (see `RuleRunner::resume`).
+            if transition.is_none() {
+                fx.persist(&rule.name, &self.state());
+            }
+        } else if outcome.ok && up && failing_before > 0 && transition.is_none() {
+            // A streak that ended without failing the rule: a restart must not resume it.
+            self.times.first_failed_check = None;
+            fx.persist(&rule.name, &self.state());
         }
         let (fails, oks) = (
             self.threshold.consecutive_failures(),
@@ -500,7 +540,13 @@ async fn rule_loop<E: Effects>(
         // and its program is killed with its group), so one slow check does not hold up the
         // swap for every rule. A backend sync's round changes HAProxy: it is let finish.
         let report = if matches!(runner.rule.check, CheckSpec::BackendSync(_)) {
-            runner.cycle(fx.as_ref()).await
+            let (outcome, took) = runner.probe(fx.as_ref()).await;
+            // A round the reload or shutdown cut short saw nothing: counting it as a pass
+            // would end a failing rule's streak, or recover it, on a reload.
+            if outcome.cancelled {
+                break;
+            }
+            runner.settle(fx.as_ref(), outcome, took).await
         } else {
             let probed = tokio::select! {
                 p = runner.probe(fx.as_ref()) => Some(p),

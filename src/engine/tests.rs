@@ -17,6 +17,13 @@ struct Script {
     /// Actions that refuse this many times before they succeed.
     refuse_first: Mutex<BTreeMap<String, u32>>,
     start: Option<Instant>,
+    /// With this, a rule whose scripted results have run out waits for it to turn true and
+    /// ends as `Outcome::cancelled` (a backend sync's round told to stop).
+    stop: Option<watch::Receiver<bool>>,
+    /// What `persist` was last given, by rule: what the state directory would hold.
+    persisted: Mutex<BTreeMap<String, RuleState>>,
+    /// `streak_started` calls: the action and when.
+    streaks: Mutex<Vec<(String, Duration)>>,
 }
 
 use std::collections::BTreeMap;
@@ -49,6 +56,19 @@ impl Effects for Script {
         if self.hang.contains(&rule.name) {
             std::future::pending::<()>().await;
         }
+        if let Some(stop) = &self.stop {
+            let ran_out = self
+                .results
+                .lock()
+                .unwrap()
+                .get(&rule.name)
+                .is_none_or(|q| q.is_empty());
+            if ran_out {
+                let mut stop = stop.clone();
+                let _ = stop.wait_for(|s| *s).await;
+                return Outcome::cancelled("stopping");
+            }
+        }
         let next = self
             .results
             .lock()
@@ -63,6 +83,17 @@ impl Effects for Script {
         } else {
             Outcome::fail("broken")
         }
+    }
+
+    fn persist(&self, rule: &str, state: &RuleState) {
+        self.persisted
+            .lock()
+            .unwrap()
+            .insert(rule.into(), state.clone());
+    }
+
+    fn streak_started(&self, action: &str) {
+        self.streaks.lock().unwrap().push((action.into(), self.t()));
     }
 
     async fn act(&self, action: &str, ctx: &ActionContext) -> ActionOutcome {
@@ -528,4 +559,143 @@ async fn a_reload_keeps_each_carried_rules_schedule() {
     let states = run_carrying(vec![rule("eip", 2, 1, 3, 2)], fx.clone(), 5, states).await;
     assert_eq!(check_times(&fx), vec![0, 10, 20, 29, 31]);
     assert!(states.contains_key("eip"));
+}
+
+/// A backend-sync rule (its loop lets a round finish on a reload or shutdown).
+fn sync_rule(name: &str, fail_after: u32) -> Rule {
+    let toml = format!(
+        "[rules.{name}]\ninterval = \"10s\"\nfail_after = {fail_after}\nrecover_after = 1\n[rules.{name}.check]\ntype = \"backend_sync\"\nbackend = \"app\"\nport = 8080\n[rules.{name}.check.source]\ntype = \"asg\"\ngroup = \"web\"\n"
+    );
+    let c = crate::config::from_sources(&[("s.toml".into(), toml)])
+        .unwrap_or_else(|e| panic!("test config invalid: {e}"));
+    c.rules[0].clone()
+}
+
+/// Breaker's find: on SIGHUP a failing backend sync's round, told to stop, came back as a
+/// pass ("stopping") and was counted: the rule's streak ended, or the rule recovered and
+/// ran its `on_recover` actions, because of a reload.
+#[tokio::test(start_paused = true)]
+async fn a_round_cut_short_by_a_reload_or_shutdown_counts_neither_way() {
+    for (fail_after, seq) in [(1, "-"), (3, "--")] {
+        let start = Instant::now();
+        let (tx, rx) = watch::channel(false);
+        let fx = Arc::new(Script {
+            stop: Some(rx.clone()),
+            ..Script::new(start)
+        });
+        fx.results
+            .lock()
+            .unwrap()
+            .insert("sync".into(), seq.chars().map(|c| c == '+').collect());
+        let rule = sync_rule("sync", fail_after);
+        let engine = tokio::spawn(run(
+            vec![rule],
+            fx.clone(),
+            rx,
+            Duration::from_secs(10),
+            RuleStates::new(),
+        ));
+        // The failures at t = 0 (and 10 s); the next round waits, and the stop comes half a
+        // second into it (before the round's deadline).
+        tokio::time::sleep(Duration::from_millis(seq.len() as u64 * 10_000 + 500)).await;
+        tx.send(true).unwrap();
+        let (result, states) = engine.await.unwrap();
+        result.unwrap();
+        let st = &states["sync"];
+        let want_down = fail_after == 1;
+        assert_eq!(
+            st.threshold.health() == Health::Down,
+            want_down,
+            "fail_after {fail_after}: {st:?}"
+        );
+        assert_eq!(st.threshold.consecutive_successes(), 0, "{st:?}");
+        assert_eq!(
+            st.threshold.consecutive_failures(),
+            seq.len() as u32,
+            "the failures before the stop are all still counted: {st:?}"
+        );
+        let acts = fx.acts.lock().unwrap().clone();
+        assert!(
+            acts.iter().all(|a| a.1 == Transition::Failed),
+            "no on_recover action ran: {acts:?}"
+        );
+        assert_eq!(fx.checks.lock().unwrap().len(), seq.len() + 1);
+    }
+}
+
+/// What the state directory holds for `rule`, read back as a restart reads it.
+fn saved(fx: &Script, rule: &str) -> RuleStates {
+    let st = fx.persisted.lock().unwrap()[rule].clone();
+    let json = serde_json::to_value(&st).unwrap();
+    [(rule.to_string(), serde_json::from_value(json).unwrap())].into()
+}
+
+/// Breaker's find: a restart while a rule was counting (2 failures into 3) forgot the count
+/// and what its claim noted as the streak began; the next failure began a new streak and
+/// noted the owner afresh, so an address another node took meanwhile was taken back.
+#[tokio::test(start_paused = true)]
+async fn a_restart_in_the_middle_of_the_count_goes_on_counting_and_keeps_the_owner_noted() {
+    let start = Instant::now();
+    let fx = Arc::new(Script::new(start).results("eip", "--"));
+    // Failures at t = 0 and 10; the daemon is killed at 15 (nothing saved at the stop).
+    run_carrying(
+        vec![rule("eip", 10, 5, 3, 2)],
+        fx.clone(),
+        15,
+        RuleStates::new(),
+    )
+    .await;
+    assert_eq!(fx.streaks.lock().unwrap().len(), 1);
+    let restored = saved(&fx, "eip");
+    assert_eq!(
+        restored["eip"].threshold.consecutive_failures(),
+        1,
+        "saved as the streak began"
+    );
+    let fx2 = Arc::new(Script::new(start).results("eip", "---"));
+    let states = run_carrying(vec![rule("eip", 10, 5, 3, 2)], fx2.clone(), 15, restored).await;
+    assert!(
+        fx2.streaks.lock().unwrap().is_empty(),
+        "the streak goes on: its owner note is not taken afresh"
+    );
+    let acts = fx2.acts.lock().unwrap().clone();
+    assert_eq!(
+        acts.len(),
+        1,
+        "failed at the second failed check after the restart: {acts:?}"
+    );
+    assert_eq!(fx2.checks.lock().unwrap().len(), 2);
+    assert_eq!(states["eip"].threshold.health(), Health::Down);
+
+    // A streak that began long before the restart is not the same one: counting starts again.
+    let mut old = saved(&fx, "eip");
+    if let Some(st) = old.get_mut("eip") {
+        let t = st.times.first_failed_check.unwrap();
+        st.times.first_failed_check = Some(t - 3_600_000);
+    }
+    let fx3 = Arc::new(Script::new(start).results("eip", "---"));
+    let states = run_carrying(vec![rule("eip", 10, 5, 3, 2)], fx3.clone(), 15, old).await;
+    assert_eq!(
+        fx3.streaks.lock().unwrap().len(),
+        1,
+        "a new streak, a new owner note"
+    );
+    assert!(
+        fx3.acts.lock().unwrap().is_empty(),
+        "two failures of three: not failed yet"
+    );
+    assert_eq!(states["eip"].threshold.consecutive_failures(), 2);
+
+    // A blip that ended before the restart leaves nothing to go on.
+    let fx4 = Arc::new(Script::new(start).results("eip", "-+"));
+    run_carrying(
+        vec![rule("eip", 10, 5, 3, 2)],
+        fx4.clone(),
+        15,
+        RuleStates::new(),
+    )
+    .await;
+    let after_blip = saved(&fx4, "eip");
+    assert_eq!(after_blip["eip"].threshold.consecutive_failures(), 0);
+    assert_eq!(after_blip["eip"].times.first_failed_check, None);
 }

@@ -258,6 +258,12 @@ impl Consul {
             .collect())
     }
 
+    /// Whether the next query can block until Consul's index moves (an answer with an index
+    /// came back): then a wait for a change costs one query per change or per `wait`.
+    pub fn can_block(&self) -> bool {
+        self.index > 0
+    }
+
     /// Read fresh on every query, so a rotated token file needs no restart.
     fn token(&self) -> Result<Option<String>, ConsulError> {
         let t = match &self.spec.token {

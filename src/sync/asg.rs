@@ -158,6 +158,34 @@ impl AsgSource {
         !*stopping.borrow()
     }
 
+    /// A failed round's backoff: wait until `until`, or until an event arrives (it may be
+    /// what mends the failure, and it is what HAProxy should run once the failure passes).
+    /// A queue error meanwhile does not end the wait: it is reported with the next round.
+    /// False on shutdown.
+    pub async fn wait_backoff(&mut self, stopping: &watch::Receiver<bool>, until: Instant) -> bool {
+        self.start_receiver(stopping);
+        let mut stop = stopping.clone();
+        while self.inbox.is_empty() {
+            let Some(r) = self.receiver.as_mut() else {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    _ = stop.wait_for(|s| *s) => return false,
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => break,
+                m = r.rx.recv() => match m {
+                    Some(Ok(m)) => self.inbox.extend(m),
+                    Some(Err(e)) => self.queue_error = Some(Box::new(e)),
+                    // The receiver ended: the next round starts it again.
+                    None => self.receiver = None,
+                },
+                _ = stop.wait_for(|s| *s) => return false,
+            }
+        }
+        !*stopping.borrow()
+    }
+
     fn start_receiver(&mut self, stopping: &watch::Receiver<bool>) {
         let (Some(sqs), Some(queue), None) = (&self.sqs, &self.spec.events_queue, &self.receiver)
         else {

@@ -109,3 +109,17 @@ pub enum SyncError {
     #[error("refusing to write a peers section without its local peer {local}")]
     NoLocalPeer { local: String },
 }
+
+impl SyncError {
+    /// The round stopped because the daemon is stopping or reloading, not because anything
+    /// failed: the engine counts it neither way ([`Outcome::cancelled()`]).
+    pub fn stopped_short(&self) -> bool {
+        match self {
+            SyncError::StoppingBeforeReload => true,
+            SyncError::AfterGrowing { source, .. } | SyncError::Discovery { source } => {
+                source.stopped_short()
+            }
+            _ => false,
+        }
+    }
+}

@@ -174,14 +174,30 @@ impl Syncer {
     pub async fn round(&mut self) -> Outcome {
         let first = !std::mem::replace(&mut self.started, true);
         let retrying = self.backoff.is_some();
+        // A change at the source ends a failed round's backoff at once: it may be what mends
+        // the failure (an entry HAProxy cannot take, fixed in Consul), and it is what HAProxy
+        // should run as soon as the failure passes.
+        let mut changed = None;
         if let Some(b) = self.backoff {
-            if !self.sleep_until(Instant::now() + b).await {
-                return Outcome::ok("stopping");
+            let until = Instant::now() + b;
+            let waited = match &mut self.source {
+                Source::Asg(a) => a.wait_backoff(&self.stopping, until).await,
+                Source::Consul(_) if self.apply_failed => match self.consul_change(until).await {
+                    None => !*self.stopping.borrow(),
+                    Some(d) => {
+                        changed = Some(d);
+                        true
+                    }
+                },
+                Source::Consul(_) => self.sleep_until(until).await,
+            };
+            if !waited {
+                return Outcome::cancelled("stopping");
             }
         } else if !first {
             if let Source::Asg(a) = &mut self.source {
                 if !a.wait(&self.stopping).await {
-                    return Outcome::ok("stopping");
+                    return Outcome::cancelled("stopping");
                 }
             }
         }
@@ -200,14 +216,15 @@ impl Syncer {
                 names: BTreeMap::new(),
                 note: "the last answer, reused".into(),
             });
-        let discovered = match cached {
-            Some(d) => Ok(d),
-            None => {
+        let discovered = match (changed, cached) {
+            (Some(d), _) => d,
+            (None, Some(d)) => Ok(d),
+            (None, None) => {
                 let block = !first && !retrying;
                 let mut stop = self.stopping.clone();
                 tokio::select! {
                     d = self.discover(block, first) => d,
-                    _ = stop.wait_for(|s| *s) => return Outcome::ok("stopping"),
+                    _ = stop.wait_for(|s| *s) => return Outcome::cancelled("stopping"),
                 }
             }
         };
@@ -248,6 +265,8 @@ impl Syncer {
                 self.backoff = None;
                 Outcome::ok(detail)
             }
+            // Cut short by a reload or shutdown: nothing to count either way.
+            Err(e) if e.stopped_short() => Outcome::cancelled(e.to_string()),
             Err(e) => {
                 let next = self
                     .backoff
@@ -258,6 +277,47 @@ impl Syncer {
                 tracing::warn!(event = crate::telemetry::events::BACKEND_SYNC_FAILED, rule = %self.rule, backend = %self.spec.backend, error = %e,
                     retry_in = %humantime::format_duration(next));
                 Outcome::fail(e.to_string())
+            }
+        }
+    }
+
+    /// A Consul source after a failed apply: wait until `until` for Consul to list servers
+    /// other than the answer that failed (blocking queries: one per change, or one for the
+    /// whole wait). The new answer, or the error of the query; None when the wait ran out
+    /// with the list unchanged (or shutdown came).
+    async fn consul_change(&mut self, until: Instant) -> Option<Result<Discovered, SyncError>> {
+        let failed = self.last_answer.as_ref().map(|(_, t)| t.clone());
+        let port = self.spec.port;
+        let timeout = self.timeout;
+        let mut stop = self.stopping.clone();
+        let Source::Consul(c) = &mut self.source else {
+            return None;
+        };
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || *stop.borrow() {
+                return None;
+            }
+            if !c.can_block() {
+                // No index to block on: wait the backoff out, as without a change.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+                return None;
+            }
+            let answer = tokio::select! {
+                a = c.instances(Some(left), timeout) => a,
+                _ = stop.wait_for(|s| *s) => return None,
+            };
+            match answer {
+                Err(e) => return Some(Err(e.into())),
+                Ok(list) => {
+                    let d = consul_source::discovered(&list, port);
+                    if failed.as_ref() != Some(&d.targets) {
+                        return Some(Ok(d));
+                    }
+                }
             }
         }
     }

@@ -42,6 +42,9 @@ pub const STATE_CORRUPT: &str = "state_corrupt";
 pub const STATE_NOT_SAVED: &str = "state_not_saved";
 /// Rules resumed the health and unfinished actions the last run saved.
 pub const RULE_STATES_RESTORED: &str = "rule_states_restored";
+/// A failure streak saved before a restart began too long ago to go on: the rule counts
+/// again from its next check.
+pub const STREAK_NOT_RESUMED: &str = "streak_not_resumed";
 /// A rule's saved state no longer reads: the rule starts afresh.
 pub const RULE_STATE_UNREADABLE: &str = "rule_state_unreadable";
 /// One check passed (debug level), with the streak of passes.
@@ -231,6 +234,7 @@ pub const ALL: &[&str] = &[
     RULE_FAILED,
     RULE_RECOVERED,
     ACTIONS_DROPPED,
+    STREAK_NOT_RESUMED,
     PENDING_ACTIONS_REPLACED,
     RULE_TASK_CRASHED,
     SHUTDOWN_FORCED,

@@ -169,3 +169,75 @@ async fn consul_many_services_each_rule_follows_its_own_backend() {
         .collect();
     assert_eq!(woken, ["s1"], "{}", wd.log());
 }
+
+/// Breaker's find: while a rule's rewrite of the file kept failing, each retry reused the
+/// answer that had failed, for a whole `interval`: a change in Consul (the fix of a bad entry,
+/// or just the next change) waited up to that long to reach HAProxy. A change at the source
+/// now ends a failed round's backoff at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_at_the_source_reaches_haproxy_while_the_rule_keeps_failing() {
+    let consul = Consul::start("app", list(&[1, 2])).await;
+    let lb = Lb::start(&lb::block_of("app", 4, 8080)).await;
+    // `haproxy -c` refuses everything: every rewrite of the file fails, after the round's
+    // live changes went through.
+    let dir = tempfile::tempdir().unwrap();
+    let refuses = dir.path().join("haproxy-refuses-check");
+    std::fs::write(
+        &refuses,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = -c ] && {{ echo '[ALERT] (test) refused' >&2; exit 1; }}; done\nexec {} \"$@\"\n",
+            testkit::haproxy_bin()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&refuses, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let toml = format!(
+        "[rules.app]\ninterval = \"60s\"\n[rules.app.check]\ntype = \"backend_sync\"\nbackend = \"app\"\n\
+         stats_socket = \"{}\"\nhaproxy_config = \"{}\"\nhaproxy_bin = \"{}\"\nserver_options = \"\"\n\
+         [rules.app.check.source]\n{}\n",
+        lb.socket.display(),
+        lb.config.display(),
+        refuses.display(),
+        consul.source_for("app")
+    );
+    let wd = Watchdog::start("lb", &Env::offline(), &toml, &[]);
+    let addr = |i: u8| SocketAddr::from((Ipv4Addr::new(127, 3, 0, i), 8080));
+    testkit::eventually(WITHIN, "HAProxy serves the first answer", || async {
+        (lb.serving().await? == [addr(1), addr(2)].into()).then_some(())
+    })
+    .await;
+    wd.wait_event(WITHIN, "backend_sync_failed").await;
+    // A few failed rounds: the backoff has grown past its first second.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    consul.set(list(&[1, 3]));
+    let changed = Instant::now();
+    testkit::eventually(WITHIN, "HAProxy serves the change", || async {
+        (lb.serving().await? == [addr(1), addr(3)].into()).then_some(())
+    })
+    .await;
+    let took = changed.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "the change reached HAProxy only after {took:?} (interval 60 s)\n{}",
+        wd.log()
+    );
+    // The file is still refused: the rule keeps failing, and says why.
+    let failed = wd.events("backend_sync_failed");
+    assert!(failed.len() >= 3, "{}", wd.log());
+    assert!(
+        failed
+            .iter()
+            .all(|e| e.to_string().contains("rejects the new configuration")),
+        "{failed:?}"
+    );
+    // Waiting for a change costs one blocking query per change or per backoff, not a poll.
+    let queries = consul.request_log().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        consul.request_log().len() <= queries + 3,
+        "{} queries in 3 s",
+        consul.request_log().len() - queries
+    );
+}
