@@ -243,7 +243,10 @@ impl AsgSource {
             let (snap, left_out) = self.snapshot(port).await?;
             self.left_out = left_out;
             self.next_resync = Some(now + self.resync_period(interval));
-            self.membership.resync(&snap, Instant::now());
+            for id in self.membership.resync(&snap, Instant::now()) {
+                tracing::warn!(event = crate::telemetry::events::MEMBERSHIP_EVENT_CONTRADICTED, rule, instance = %id,
+                    "an event took this instance out, and the group still lists it InService, Healthy and running: it serves again");
+            }
         } else {
             let ids = self.membership.take_lookups();
             if !ids.is_empty() {

@@ -1,8 +1,10 @@
 //! Who is in an Auto Scaling group, decided in one place and kept pure. Events are hints, a
 //! resync is the truth: an event can add a server only once a lookup confirms its address,
 //! and can take one out (termination is final, so a late or repeated event changes nothing);
-//! a resync replaces the whole picture, except that it never brings back an instance that
-//! has been seen terminating. A terminating instance's server drains first; its lifecycle
+//! a resync replaces the whole picture, except that for [`TOMBSTONE_GRACE`] it does not bring
+//! back an instance that has been seen terminating (its read may predate the termination).
+//! A resync after that which still lists the instance InService, Healthy and running is
+//! believed over the event. A terminating instance's server drains first; its lifecycle
 //! action is handed out for completion only after the server is out of HAProxy.
 
 use crate::haproxy::Target;
@@ -13,6 +15,13 @@ use tokio::time::Instant;
 
 /// Terminated instance ids are never reused; a tombstone only has to outlive late events.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(3600);
+
+/// How long an event saying an instance is leaving outweighs a resync that still lists it
+/// serving: the Auto Scaling and EC2 APIs are eventually consistent (AWS docs, "Eventual
+/// consistency" in the EC2 API reference), so a read just after a termination may not show
+/// it yet. A resync this long after the event that still lists the instance InService,
+/// Healthy and running says the event was wrong (another group's, replayed, or forged).
+pub const TOMBSTONE_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct Drain {
@@ -187,13 +196,32 @@ impl Membership {
         added
     }
 
-    /// The whole group, read from the API: it replaces what events said.
-    pub fn resync(&mut self, snap: &Snapshot, now: Instant) {
+    /// The whole group, read from the API: it replaces what events said. Returns the
+    /// instances an event had taken out (gone, or draining) that this resync, read more than
+    /// [`TOMBSTONE_GRACE`] after the event, still lists serving: they are back.
+    pub fn resync(&mut self, snap: &Snapshot, now: Instant) -> Vec<String> {
         self.gone
             .retain(|_, at| now.duration_since(*at) < TOMBSTONE_TTL);
         self.completed
             .retain(|_, at| now.duration_since(*at) < TOMBSTONE_TTL);
         self.lookups.clear();
+        let mut back = Vec::new();
+        for id in snap.serving.keys() {
+            if snap.terminating.contains_key(id) {
+                continue;
+            }
+            let since = self
+                .draining
+                .get(id)
+                .map(|d| d.since)
+                .or_else(|| self.gone.get(id).copied());
+            if since.is_some_and(|at| now.duration_since(at) >= TOMBSTONE_GRACE) {
+                self.gone.remove(id);
+                self.completed.remove(id);
+                self.draining.remove(id);
+                back.push(id.clone());
+            }
+        }
         for (id, address) in &snap.terminating {
             let action = self.hook.clone().map(|hook| LifecycleAction {
                 group: self.group.clone(),
@@ -212,6 +240,7 @@ impl Membership {
             .filter(|(id, _)| !self.gone.contains_key(*id) && !self.draining.contains_key(*id))
             .map(|(id, t)| (id.clone(), *t))
             .collect();
+        back
     }
 
     /// Instances whose servers take new traffic, by instance id.
@@ -471,5 +500,52 @@ mod tests {
         assert!(m.wanted().is_empty());
         m.resync(&snap(&[("i-1", 1)], &[]), now);
         assert_eq!(m.wanted(), [t(1)].into(), "it came back");
+    }
+
+    /// Breaker's find: one "terminate successful" event for an instance the group still ran
+    /// took its server out for good; every resync after it kept it out.
+    #[tokio::test(start_paused = true)]
+    async fn an_event_the_group_contradicts_is_undone_by_a_later_resync() {
+        let now = Instant::now();
+        let mut m = Membership::new("web", Some("drain"));
+        m.resync(&snap(&[("i-1", 1), ("i-2", 2)], &[]), now);
+        m.hint(
+            &Hint::Gone {
+                instance: "i-2".into(),
+            },
+            now,
+        );
+        m.hint(&term("i-1", "drain"), now);
+        assert_eq!(m.wanted(), [t(1)].into());
+        assert_eq!(m.draining_targets(), [t(1)].into());
+        // A resync read just after the events may predate them: the events hold.
+        let soon = now + TOMBSTONE_GRACE / 2;
+        assert!(m
+            .resync(&snap(&[("i-1", 1), ("i-2", 2)], &[]), soon)
+            .is_empty());
+        assert_eq!(m.wanted(), [t(1)].into());
+        assert_eq!(m.draining_targets(), [t(1)].into());
+        // Later, the group still lists both InService, Healthy and running: it is right.
+        let later = now + TOMBSTONE_GRACE;
+        let back = m.resync(&snap(&[("i-1", 1), ("i-2", 2)], &[]), later);
+        assert_eq!(back, vec!["i-1".to_string(), "i-2".to_string()]);
+        assert_eq!(m.wanted(), [t(1), t(2)].into());
+        assert!(m.draining_targets().is_empty());
+        assert!(
+            m.take_completions().is_empty(),
+            "nothing to complete for i-1"
+        );
+        // They are ordinary members again: a real termination later is followed.
+        m.hint(
+            &Hint::Gone {
+                instance: "i-2".into(),
+            },
+            later,
+        );
+        assert_eq!(m.wanted(), [t(1)].into());
+        // And an instance the group lists as terminating stays out whatever the age.
+        m.hint(&term("i-1", "drain"), later);
+        m.resync(&snap(&[("i-1", 1)], &["i-1"]), later + TOMBSTONE_GRACE * 2);
+        assert_eq!(m.draining_targets(), [t(1)].into());
     }
 }

@@ -185,6 +185,12 @@ pub const MEMBERSHIP_EVENT_APPLIED: &str = "membership_event_applied";
 pub const MEMBERSHIP_EVENT_NO_CHANGE: &str = "membership_event_no_change";
 /// A message on the events queue is not an event this daemon reads; it is deleted.
 pub const MEMBERSHIP_EVENT_UNREADABLE: &str = "membership_event_unreadable";
+/// A resync, read a while after an event took an instance out, still lists it InService,
+/// Healthy and running: the resync is believed and its server is back.
+pub const MEMBERSHIP_EVENT_CONTRADICTED: &str = "membership_event_contradicted";
+/// EC2 does not know an instance id it was asked about (`InvalidInstanceID.NotFound`): it is
+/// left out like an instance that is not running.
+pub const INSTANCE_UNKNOWN: &str = "instance_unknown";
 /// Events could not be deleted from the queue; they come back after their visibility timeout.
 pub const EVENTS_NOT_DELETED: &str = "events_not_deleted";
 /// The metrics could not be written in the exposition format.
@@ -228,13 +234,13 @@ pub const ALL: &[&str] = &[
     STATE_CORRUPT,
     STATE_NOT_SAVED,
     RULE_STATES_RESTORED,
+    STREAK_NOT_RESUMED,
     RULE_STATE_UNREADABLE,
     CHECK_PASSED,
     CHECK_FAILED,
     RULE_FAILED,
     RULE_RECOVERED,
     ACTIONS_DROPPED,
-    STREAK_NOT_RESUMED,
     PENDING_ACTIONS_REPLACED,
     RULE_TASK_CRASHED,
     SHUTDOWN_FORCED,
@@ -297,6 +303,8 @@ pub const ALL: &[&str] = &[
     MEMBERSHIP_EVENT_APPLIED,
     MEMBERSHIP_EVENT_NO_CHANGE,
     MEMBERSHIP_EVENT_UNREADABLE,
+    MEMBERSHIP_EVENT_CONTRADICTED,
+    INSTANCE_UNKNOWN,
     EVENTS_NOT_DELETED,
     METRICS_UNENCODABLE,
     PAUSED,
