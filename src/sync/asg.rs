@@ -318,7 +318,9 @@ impl AsgSource {
         let mut left_out = members.others;
         for id in &members.serving {
             if !ips.contains_key(id) {
-                left_out.push(format!("{id} (not running or no private IP)"));
+                left_out.push(format!(
+                    "{id} (not running, unknown to EC2, or no private IP)"
+                ));
             }
         }
         let snap = Snapshot {

@@ -412,3 +412,42 @@ async fn a_steady_minute_costs_at_most_one_auto_scaling_or_ec2_call() {
     assert_eq!(lb.serving().await, Some(want));
     drop(wd);
 }
+
+/// Breaker's find: a launch event for an instance EC2 does not know failed the whole
+/// `DescribeInstances` lookup (`InvalidInstanceID.NotFound`), and so the rule, round after
+/// round until the next resync; a real new instance in the same lookup waited with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_event_for_an_instance_ec2_does_not_know_fails_nothing() {
+    let group = Group::start_in("web", 2, Some(())).await;
+    let q = group.queue("node-a").await;
+    let lb = Lb::start(&lb::block(6, 8080)).await;
+    let wd = Watchdog::start(
+        "lb",
+        &Env::aws_only(&group.moto.url),
+        &rule(&lb, &q, 8080, Some("10m"), ""),
+        &[],
+    );
+    lb.converges(&addrs(group.serving_ips().await, 8080), "first sync")
+        .await;
+
+    let before = group.instance_ids().await;
+    group.set_capacity(3).await;
+    let new = new_instance(&group, &before).await;
+    let want = addrs(group.serving_ips().await, 8080);
+    // The unknown instance's event first, the real one's after it: one lookup, or two.
+    q.send(&event(
+        "launch-successful.json",
+        "web",
+        "i-0123456789abcdef0",
+    ))
+    .await;
+    let sent = Instant::now();
+    q.send(&event("launch-successful.json", "web", &new)).await;
+    let took = follows(&lb, &want, sent).await;
+    assert!(took < ONE_SECOND, "scale out took {took:?}\n{}", wd.log());
+    let unknown = wd.wait_event(WITHIN, "instance_unknown").await;
+    assert_eq!(unknown["instance"], "i-0123456789abcdef0", "{unknown}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(wd.count("backend_sync_failed"), 0, "{}", wd.log());
+    assert_eq!(lb.serving().await, Some(want));
+}

@@ -167,37 +167,74 @@ impl Ec2 {
     /// Primary private IPv4 address of each running instance in `ids`, batched (one call per
     /// 100 ids, paginated). Instances that are not running, or have no private address, are
     /// left out: the caller compares what it asked for with what it got.
+    ///
+    /// An id EC2 does not know fails the whole `DescribeInstances` call
+    /// (`InvalidInstanceID.NotFound`, or `.Malformed` for one that cannot be an id; EC2 API
+    /// reference, "Error codes"): that batch is then asked again one id at a time, and each
+    /// unknown id is logged (`instance_unknown`) and left out like an instance that is not
+    /// running, so one bad id (a launch event for a foreign or made-up instance) never hides
+    /// the others. Errors: any other failure of the call.
     pub async fn private_ips(&self, ids: &[String]) -> Result<Vec<(String, Ipv4Addr)>, AwsError> {
-        const OP: &str = "ec2:DescribeInstances";
         let mut out = Vec::new();
         for batch in ids.chunks(100) {
-            let mut token: Option<String> = None;
-            loop {
-                called(&self.metrics, "ec2", "DescribeInstances");
-                let page = self
-                    .client
-                    .describe_instances()
-                    .set_instance_ids(Some(batch.to_vec()))
-                    .set_next_token(token.take())
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk(&self.metrics, OP, e))?;
-                for inst in page.reservations().iter().flat_map(|r| r.instances()) {
-                    let running =
-                        inst.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running");
-                    let ip = inst.private_ip_address().and_then(|s| s.parse().ok());
-                    if let (true, Some(id), Some(ip)) = (running, inst.instance_id(), ip) {
-                        out.push((id.to_owned(), ip));
+            match self.describe_running(batch).await {
+                Ok(found) => out.extend(found),
+                Err(e) if unknown_id(&e) => {
+                    for id in batch {
+                        match self.describe_running(std::slice::from_ref(id)).await {
+                            Ok(found) => out.extend(found),
+                            Err(e) if unknown_id(&e) => {
+                                tracing::warn!(event = crate::telemetry::events::INSTANCE_UNKNOWN, instance = %id, code = e.code.as_deref().unwrap_or(""),
+                                    "EC2 does not know this instance: left out like one that is not running");
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                 }
-                match page.next_token() {
-                    Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                    _ => break,
-                }
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
     }
+
+    /// One batch of [`Ec2::private_ips`] (up to 100 ids), every page of it.
+    async fn describe_running(
+        &self,
+        batch: &[String],
+    ) -> Result<Vec<(String, Ipv4Addr)>, AwsError> {
+        const OP: &str = "ec2:DescribeInstances";
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            called(&self.metrics, "ec2", "DescribeInstances");
+            let page = self
+                .client
+                .describe_instances()
+                .set_instance_ids(Some(batch.to_vec()))
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(&self.metrics, OP, e))?;
+            for inst in page.reservations().iter().flat_map(|r| r.instances()) {
+                let running =
+                    inst.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running");
+                let ip = inst.private_ip_address().and_then(|s| s.parse().ok());
+                if let (true, Some(id), Some(ip)) = (running, inst.instance_id(), ip) {
+                    out.push((id.to_owned(), ip));
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// EC2's answer for an instance id it does not know, or one that cannot be an id.
+fn unknown_id(e: &AwsError) -> bool {
+    e.is_code("InvalidInstanceID.NotFound") || e.is_code("InvalidInstanceID.Malformed")
 }
 
 /// What EC2 answered a call made with `DryRun=true`. EC2 checks the caller's permissions (and
