@@ -760,6 +760,11 @@ pub enum StatusError {
     /// No whole answer in time (5 s for `status`; a takeover's own bound for commands).
     #[error("the daemon did not answer on its control socket within {}", humantime::format_duration(*.0))]
     Timeout(Duration),
+    /// A command (`pause`, `resume`, `takeover`, `drill`) got no whole answer within the
+    /// bound: it was sent, so the daemon may still carry it out (a daemon stopped with
+    /// SIGSTOP, or busy, reads it when it runs again).
+    #[error("no answer to `{command}` within {}: it was sent, and the daemon may still carry it out when it gets to it; `haproxy-watchdog status` (and `status --history` for a takeover) shows whether it did", humantime::format_duration(*limit))]
+    CommandTimeout { command: String, limit: Duration },
     /// The connection closed before a whole HTTP answer: the daemon stopped (or crashed)
     /// while answering, or something else listens there.
     #[error("the daemon closed the connection without a whole answer (is it stopping?); for a takeover or drill, `haproxy-watchdog status --history` says what happened once it runs")]
@@ -794,7 +799,15 @@ pub async fn send<Q: Serialize, A: serde::de::DeserializeOwned>(
     limit: Duration,
 ) -> Result<A, StatusError> {
     let body = serde_json::to_string(body).map_err(StatusError::NotStatus)?;
-    let answer = request(socket, "POST", path, Some(body), limit).await?;
+    let answer = request(socket, "POST", path, Some(body), limit)
+        .await
+        .map_err(|e| match e {
+            StatusError::Timeout(limit) => StatusError::CommandTimeout {
+                command: path.trim_start_matches('/').to_owned(),
+                limit,
+            },
+            e => e,
+        })?;
     serde_json::from_str(&answer).map_err(StatusError::NotStatus)
 }
 
@@ -863,6 +876,46 @@ async fn request(
 
 #[cfg(test)]
 mod tests {
+    /// Breaker's find: `pause` against a daemon that did not answer in time said it failed,
+    /// and the pause took effect later anyway. A command that timed out says it may still.
+    #[tokio::test]
+    async fn a_command_without_an_answer_in_time_says_it_may_still_be_carried_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let e = super::send::<_, serde_json::Value>(
+            &path,
+            "/pause",
+            &serde_json::json!({}),
+            std::time::Duration::from_millis(200),
+        )
+        .await
+        .expect_err("no answer");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("no answer to `pause` within 200ms"),
+            "{text}"
+        );
+        assert!(text.contains("may still carry it out"), "{text}");
+        // `status` is no command: its timeout says only that the daemon did not answer.
+        let e = super::request(
+            &path,
+            "GET",
+            "/status",
+            None,
+            std::time::Duration::from_millis(200),
+        )
+        .await
+        .expect_err("no answer");
+        assert!(matches!(e, super::StatusError::Timeout(_)), "{e}");
+    }
+
     /// Found when the suite ran loaded: the daemon refused a user (403) and closed before it
     /// had read the whole request; the client's write then failed (EPIPE) and it printed
     /// "Broken pipe" instead of the refusal it had been sent.
