@@ -200,6 +200,9 @@ pub(super) struct Ctx {
 pub(super) enum Class {
     /// The credentials themselves were refused.
     Credentials,
+    /// No credentials could be loaded: the SDK sent nothing (its credential chain found none,
+    /// or a provider of it failed), so nothing is known of the network.
+    NoCredentials,
     /// The caller lacks the permission.
     Denied,
     /// The thing named does not exist or the request is invalid: the configuration's fault.
@@ -219,6 +222,13 @@ pub(super) enum Class {
 pub(super) fn classify(e: &AwsError) -> Class {
     let Some(code) = e.code.as_deref() else {
         let m = e.message.to_ascii_lowercase();
+        // The SDK's words when its credential chain gave nothing: "an error occurred while
+        // loading credentials", "no providers in chain provided credentials", "the credential
+        // provider was not enabled". They come inside a "dispatch failure", which alone would
+        // read as the network's fault.
+        if m.contains("credential") {
+            return Class::NoCredentials;
+        }
         let transport = [
             "timed out",
             "timeout",
@@ -306,6 +316,10 @@ fn failure(check: String, what: String, e: &AwsError, class: Class, config_fix: 
         Class::Credentials => (
             format!("{e}: the credentials were refused"),
             format!("give the instance an instance profile (role) with the policies in {POLICIES}, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the service's environment"),
+        ),
+        Class::NoCredentials => (
+            format!("{e}: no AWS credentials could be loaded, so nothing was sent (this says nothing about the network)"),
+            format!("give the instance an instance profile (role) with the policies in {POLICIES} and check that the instance metadata service answers, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the service's environment"),
         ),
         Class::Denied => (
             format!(
@@ -658,6 +672,22 @@ mod tests {
         }
     }
 
+    /// Breaker's find: preflight without credentials said the AWS API did not answer and
+    /// advised opening the network, and skipped the other AWS checks as unreachable.
+    #[test]
+    fn missing_credentials_are_not_blamed_on_the_network() {
+        let e = err(None, "dispatch failure: other: an error occurred while loading credentials: the credential provider was not enabled: no providers in chain provided credentials");
+        let mut report = Report::default();
+        fail(&mut report, "c".into(), "w".into(), &e, "CONFIG-FIX".into());
+        assert!(!report.aws_unreachable, "the other checks still run");
+        let line = report.checks[0].to_string();
+        assert!(
+            line.contains("no AWS credentials could be loaded"),
+            "{line}"
+        );
+        assert!(!line.contains("security group"), "{line}");
+    }
+
     /// Every AWS failure is put in one class, and only a class that points at the
     /// configuration gets the configuration's fix; the others say what really happened.
     #[test]
@@ -680,6 +710,9 @@ mod tests {
             (err(None, "dispatch failure: io error: error trying to connect: tcp connect error: Connection refused (os error 111)"), Class::Unreachable),
             (err(None, "dispatch failure: io error: connection closed before message completed"), Class::Unreachable),
             (err(None, "unhandled error (Unknown)"), Class::Unknown),
+            // Breaker's find: missing credentials read as an unreachable network.
+            (err(None, "dispatch failure: other: an error occurred while loading credentials: the credential provider was not enabled: no providers in chain provided credentials"), Class::NoCredentials),
+            (err(None, "dispatch failure: other: failed to load credentials from IMDS: error trying to connect: tcp connect error"), Class::NoCredentials),
             (err(Some("SomethingNew"), "?"), Class::Unknown),
         ];
         let config_fix = "CONFIG-FIX";
