@@ -99,8 +99,13 @@ impl ActionOutcome {
         }
     }
 
-    pub fn log(&self, rule: &str, action: &str) {
+    /// Log the outcome as its `event`. `loud`: a refusal at warning level (false: the same
+    /// refusal again, at debug level).
+    pub fn log(&self, rule: &str, action: &str, loud: bool) {
         match self {
+            ActionOutcome::Refused { reason, detail } if !loud => {
+                tracing::debug!(event = events::ACTION_REFUSED, rule, action, reason, detail = %detail, repeated = true)
+            }
             ActionOutcome::Done(d) => {
                 tracing::info!(event = events::ACTION_DONE, rule, action, detail = %d)
             }

@@ -82,7 +82,15 @@ pub struct RuleRunner {
     times: StreakTimes,
     /// When the next cycle is due, once the rule's loop has stopped.
     next_due: Option<Instant>,
+    /// Each action's last refusal logged at warning level: its reason and when. A refusal
+    /// retried every cycle for the same reason (a hold-down of minutes, egress down) is
+    /// logged at warning level once per [`REFUSAL_REMINDER`], at debug level in between.
+    refusals_logged: std::collections::BTreeMap<String, (&'static str, Instant)>,
 }
+
+/// How often an action refused again and again for the same reason is logged at warning
+/// level (`action_refused`); in between, at debug level. A new reason is logged at once.
+pub const REFUSAL_REMINDER: Duration = Duration::from_secs(60);
 
 /// When a rule's failure streak began and when it failed, in ms since the Unix epoch: what the
 /// failover history and `watchdog_failover_duration_seconds` measure from.
@@ -149,6 +157,7 @@ impl RuleRunner {
             listed: Vec::new(),
             times: StreakTimes::default(),
             next_due: None,
+            refusals_logged: Default::default(),
         }
     }
 
@@ -213,6 +222,7 @@ impl RuleRunner {
             listed: list.clone(),
             times: st.times,
             next_due: st.next_due,
+            refusals_logged: Default::default(),
             rule,
         }
     }
@@ -354,7 +364,23 @@ impl RuleRunner {
                 // Boxed: a claim's future (the AWS SDK's calls) is many times a check's, and
                 // inline it would make every rule's task that large.
                 let result = Box::pin(fx.act(&name, &ctx)).await;
-                result.log(&rule.name, &name);
+                let loud = match &result {
+                    ActionOutcome::Refused { reason, .. } => {
+                        let now = Instant::now();
+                        let repeat = self.refusals_logged.get(&name).is_some_and(|(r, at)| {
+                            r == reason && now.duration_since(*at) < REFUSAL_REMINDER
+                        });
+                        if !repeat {
+                            self.refusals_logged.insert(name.clone(), (reason, now));
+                        }
+                        !repeat
+                    }
+                    _ => {
+                        self.refusals_logged.remove(&name);
+                        true
+                    }
+                };
+                result.log(&rule.name, &name, loud);
                 if result.wants_retry() {
                     still_pending.push(name.clone());
                 }

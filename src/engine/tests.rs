@@ -699,3 +699,50 @@ async fn a_restart_in_the_middle_of_the_count_goes_on_counting_and_keeps_the_own
     assert_eq!(after_blip["eip"].threshold.consecutive_failures(), 0);
     assert_eq!(after_blip["eip"].times.first_failed_check, None);
 }
+
+/// Breaker's find: a claim held back by its hold-down logged `action_refused` at warning level
+/// on every cycle, 300 lines for a 5-minute hold-down at 1 s. The same refusal is now loud once
+/// a minute (and at once when its reason changes), quiet in between.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_repeated_for_the_same_reason_is_logged_loudly_once_a_minute() {
+    use std::io::Write;
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let start = Instant::now();
+    let fx = Arc::new(Script::new(start).results("eip", "-"));
+    fx.refuse_first.lock().unwrap().insert("claim".into(), 1000);
+    // Fails at t = 0 (fail_after 1), refused every second for 125 s.
+    run_for(vec![rule("eip", 1, 1, 1, 1)], fx.clone(), 125).await;
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let refusals: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"action_refused\""))
+        .collect();
+    let warn = refusals.iter().filter(|l| l.contains("\"WARN\"")).count();
+    let debug = refusals.iter().filter(|l| l.contains("\"DEBUG\"")).count();
+    assert!(
+        refusals.len() >= 120,
+        "every refusal is logged: {}",
+        refusals.len()
+    );
+    assert_eq!(warn, 3, "at 0, 60 and 120 s: {refusals:#?}");
+    assert_eq!(debug, refusals.len() - 3);
+}
