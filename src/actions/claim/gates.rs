@@ -1154,12 +1154,23 @@ impl<P: Provider, L: Local> Gates<P, L> {
             self.holds.claim_settled(&self.spec.address, None);
             return;
         };
-        let (provider, eip, holds, local) = (
+        let (provider, eip, holds, local, history, action) = (
             self.provider.clone(),
             self.spec.address.clone(),
             self.holds.clone(),
             self.local.clone(),
+            self.history.clone(),
+            self.spec.name.clone(),
         );
+        // What the last run did not live to record: the history says how its claim ended.
+        let started_ms = claim.started_at.saturating_mul(1000);
+        let record = move |kind: Kind, detail: String, alert_id: Option<u64>| {
+            let mut entry = Entry::new(kind, detail);
+            entry.action = Some(action);
+            entry.timings.claim_started = Some(started_ms);
+            entry.alert_id = alert_id.filter(|id| *id != 0);
+            history.record(entry);
+        };
         // Claims of this EIP wait until the saved one is settled: otherwise a claim of the
         // restarted rule and this settling could both announce the same move.
         let claims_wait = self.last_move.clone().try_lock_owned().ok();
@@ -1194,6 +1205,15 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 let id = holds.claim_settled(&eip, alert.as_ref());
                 tracing::info!(event = events::CLAIM_FOUND_AFTER_RESTART, address = %eip, to = %spot.describe(),
                     alert = alert.is_some(), partly, "the claim the last run had under way completed (or partly, and the owner poll finishes it); announcing it now");
+                record(
+                    Kind::Claimed,
+                    format!(
+                        "{eip} moved onto this node, {}: the claim the last run had under way completed{} (found after the restart)",
+                        spot.describe(),
+                        if partly { " in part, and the owner poll finishes it" } else { "" }
+                    ),
+                    alert.as_ref().map(|_| id),
+                );
                 if let Some(alert) = alert {
                     local.announce(id, alert);
                 }
@@ -1211,6 +1231,14 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 }
                 tracing::info!(event = events::CLAIM_NOT_COMPLETED, address = %eip, holder = %owner.holder,
                     hold_down = !unmoved, "the claim the last run had under way did not complete");
+                record(
+                    Kind::ClaimError,
+                    format!(
+                        "the claim of {eip} the last run had under way did not complete (found after the restart); {eip} is with {}",
+                        owner.holder
+                    ),
+                    None,
+                );
             }
         });
     }
@@ -2151,6 +2179,31 @@ mod tests {
         b.gates.reconcile(claim, stopping);
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert!(b.calls.take().is_empty());
+    }
+
+    /// Breaker's find: a claim the killed process had under way, found completed (or not)
+    /// after the restart, was announced but missing from `status --history`.
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_settled_after_a_restart_is_in_the_history() {
+        for (holder, kind) in [
+            (Some("me"), crate::history::Kind::Claimed),
+            (Some("b"), crate::history::Kind::ClaimError),
+        ] {
+            let b = bed();
+            *b.holder.lock().unwrap() = holder;
+            let (_stop, stopping) = watch::channel(false);
+            let mut claim = Me.pending(None);
+            claim.alert = Some(("arn:t".into(), "subject".into(), "message".into()));
+            let started = claim.started_at;
+            b.gates.reconcile(claim, stopping);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let h = b.history.entries();
+            let e = h.last().expect("recorded");
+            assert_eq!(e.kind, kind, "{holder:?}: {e:?}");
+            assert!(e.detail.contains("found after the restart"), "{e:?}");
+            assert_eq!(e.timings.claim_started, Some(started * 1000));
+            assert_eq!(e.action.as_deref(), Some("claim"), "{e:?}");
+        }
     }
 
     /// A store in `dir`, waiting out a lock a dropped bed's tasks may hold for a moment.
