@@ -49,14 +49,31 @@ pub fn log_filter(
         Some(v) => ("RUST_LOG", v),
         None => ("--log-level", flag),
     };
-    tracing_subscriber::EnvFilter::builder()
+    let filter = tracing_subscriber::EnvFilter::builder()
         .parse(value)
         .map_err(|e| BadLogFilter {
             source_name,
             value: value.to_owned(),
             detail: e.to_string(),
-        })
+        })?;
+    // rustls-platform-verifier logs every certificate it refuses at ERROR level, without our
+    // `event` field; the check that made the connection reports the same refusal as its own
+    // `check_failed`. Silenced unless the filter names the crate.
+    Ok(if value.contains(QUIET_LIBRARY) {
+        filter
+    } else {
+        filter.add_directive(format!("{QUIET_LIBRARY}=off").parse().map_err(
+            |e: tracing_subscriber::filter::ParseError| BadLogFilter {
+                source_name,
+                value: value.to_owned(),
+                detail: e.to_string(),
+            },
+        )?)
+    })
 }
+
+/// A library whose log lines repeat what a check reports (see [`log_filter`]).
+const QUIET_LIBRARY: &str = "rustls_platform_verifier";
 
 /// Log to stderr (the journal under systemd) through `filter` ([`log_filter`]).
 pub fn init_logging(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
@@ -68,7 +85,10 @@ pub fn init_logging(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
         LogFormat::Plain => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init(),
+        // A line from a library carries no `event`; its `target` (the module that logged it)
+        // says where it came from.
         LogFormat::Json => builder
+            .with_target(true)
             .json()
             .flatten_event(true)
             .with_current_span(false)
@@ -82,6 +102,18 @@ pub fn init_logging(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
 #[cfg(test)]
 mod tests {
     use super::log_filter;
+
+    /// Breaker's find: a certificate the platform verifier refused logged an ERROR line with
+    /// no `event` field beside the check's own `check_failed`.
+    #[test]
+    fn a_librarys_duplicate_error_lines_are_silenced_unless_asked_for() {
+        let f = log_filter(None, "info").unwrap().to_string();
+        assert!(f.contains("rustls_platform_verifier=off"), "{f}");
+        let f = log_filter(None, "info,rustls_platform_verifier=debug")
+            .unwrap()
+            .to_string();
+        assert!(!f.contains("rustls_platform_verifier=off"), "{f}");
+    }
 
     /// A tester's find: `--log-level 'bogus[[['` ran at the default level without a word.
     #[test]
