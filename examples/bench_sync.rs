@@ -19,7 +19,9 @@
 //!    longer serving it.
 //!
 //! Run it with `scripts/bench-sync.sh [--changes N] [--samples N] [--only latency|many|events|resources]
-//! [--many-changes N] [--many-rate N] [--event-samples N]`. Without `--only`: parts 1 to 3.
+//! [--many-changes N] [--many-rate N] [--many-without-port] [--event-samples N]`. Without
+//! `--only`: parts 1 to 3. `--many-without-port`: the many-services rules leave `port` unset,
+//! so their never-used slots are written `0.0.0.0:0`.
 //! `--only resources` (or `--resources-only`) runs only the CPU and RSS figures (3., and the
 //! CPU of 10 Auto Scaling changes in runtime mode).
 
@@ -44,6 +46,8 @@ struct Args {
     event_samples: usize,
     /// Changes a second of the many-services part.
     many_rate: u32,
+    /// The many-services part's rules leave `port` unset (never-used slots `0.0.0.0:0`).
+    many_without_port: bool,
 }
 
 fn args() -> Args {
@@ -54,6 +58,7 @@ fn args() -> Args {
         many_changes: 300,
         event_samples: 30,
         many_rate: CHANGES_PER_SECOND,
+        many_without_port: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -64,6 +69,10 @@ fn args() -> Args {
                 "--only takes latency, many, events or resources, not {part}"
             );
             a.only = Some(part);
+            continue;
+        }
+        if x == "--many-without-port" {
+            a.many_without_port = true;
             continue;
         }
         let mut n = || it.next().and_then(|n| n.parse().ok()).expect("a number");
@@ -361,7 +370,11 @@ struct ManyCosts {
 
 /// 100 services x 10 servers, one rule each, `rate` changes a second; the recorded samples
 /// and what the file's rewrite costs.
-async fn many_services(recorded: usize, rate: u32) -> (Vec<ManySample>, ManyCosts) {
+async fn many_services(
+    recorded: usize,
+    rate: u32,
+    without_port: bool,
+) -> (Vec<ManySample>, ManyCosts) {
     let names: Vec<String> = (0..SERVICES).map(|s| format!("svc{s}")).collect();
     let mut current: Vec<Vec<SocketAddr>> = (0..SERVICES)
         .map(|s| (0..PER_SERVICE).map(|k| many_addr(s, k)).collect())
@@ -382,7 +395,10 @@ async fn many_services(recorded: usize, rate: u32) -> (Vec<ManySample>, ManyCost
         Lb::start_many(
             &names
                 .iter()
-                .map(|n| (n.clone(), lb::block_of(n, PER_SERVICE + 5, 8080)))
+                .map(|n| {
+                    let slot_port = if without_port { 0 } else { 8080 };
+                    (n.clone(), lb::block_of(n, PER_SERVICE + 5, slot_port))
+                })
                 .collect::<Vec<_>>(),
         )
         .await,
@@ -393,10 +409,11 @@ async fn many_services(recorded: usize, rate: u32) -> (Vec<ManySample>, ManyCost
             format!(
                 "[rules.{n}]\ninterval = \"60s\"\ntimeout = \"2s\"\n[rules.{n}.check]\ntype = \"backend_sync\"\nbackend = \"{n}\"\n\
                  stats_socket = \"{}\"\nhaproxy_config = \"{}\"\nhaproxy_bin = \"{}\"\nserver_options = \"\"\n\
-                 port = 8080\nreload = {{ master_socket = \"{}\", window = \"1s\" }}\n[rules.{n}.check.source]\n{}\n",
+                 {}reload = {{ master_socket = \"{}\", window = \"1s\" }}\n[rules.{n}.check.source]\n{}\n",
                 lb.socket.display(),
                 lb.config.display(),
                 testkit::haproxy_bin(),
+                if without_port { "" } else { "port = 8080\n" },
                 lb.master.display(),
                 consul.source_for(n)
             )
@@ -703,7 +720,8 @@ async fn main() {
     match a.only.as_deref() {
         Some("many") => {
             eprintln!("load average at the start: {}", loadavg());
-            let (samples, costs) = many_services(a.many_changes, a.many_rate).await;
+            let (samples, costs) =
+                many_services(a.many_changes, a.many_rate, a.many_without_port).await;
             print_many(&samples, &costs, a.many_rate);
             return;
         }

@@ -7,7 +7,7 @@
 # `--only events` (Auto Scaling events through SQS; `--event-samples N`), or `--only resources`
 # (alias `--resources-only`: only the CPU and RSS figures, 1,000 servers and Auto Scaling churn).
 #   scripts/bench-sync.sh [--changes N] [--samples N] [--only latency|many|events|resources]
-#                         [--many-changes N] [--many-rate N] [--event-samples N]
+#                         [--many-changes N] [--many-rate N] [--many-without-port] [--event-samples N]
 # Set WATCHDOG_BIN to measure another build of the daemon (default: the debug build's
 # watchdog, in $CARGO_TARGET_DIR or target/).
 set -euo pipefail

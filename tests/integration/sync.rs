@@ -779,12 +779,21 @@ fn every_line_a_skipped_check_may_install_is_one_haproxy_accepts() {
                     n += 1;
                     let ip: Ipv4Addr = a.parse().expect("an address");
                     let name = format!("{backend}_{n}");
-                    // The accepted text: every slot at one ordinary address, serving.
-                    let before = server_line(
-                        &slot(name.clone(), Ipv4Addr::new(10, 9, 9, 9), 8080, true),
-                        port,
-                        opts,
-                    );
+                    // The accepted text: slots at one ordinary address, serving, and
+                    // never-used ones as a rule without `port` writes them (`0.0.0.0:0`).
+                    let before = if n % 2 == 0 {
+                        server_line(
+                            &slot(name.clone(), Ipv4Addr::UNSPECIFIED, 0, false),
+                            0,
+                            opts,
+                        )
+                    } else {
+                        server_line(
+                            &slot(name.clone(), Ipv4Addr::new(10, 9, 9, 9), 8080, true),
+                            port,
+                            opts,
+                        )
+                    };
                     let after = server_line(&slot(name, ip, port, serving), port, opts);
                     old.push_str(&format!("  {before}\n"));
                     new.push_str(&format!("  {after}\n"));
