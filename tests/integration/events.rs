@@ -66,6 +66,23 @@ async fn follows(lb: &Lb, want: &BTreeSet<SocketAddr>, since: Instant) -> Durati
     }
 }
 
+/// Two InService instances, node-a's queue, a HAProxy with 6 slots, and a watchdog following
+/// the group (`interval`: the resync), converged on the group.
+async fn following(interval: Option<&str>) -> (Group, Queue, Lb, Watchdog) {
+    let group = Group::start_in("web", 2, Some(())).await;
+    let q = group.queue("node-a").await;
+    let lb = Lb::start(&lb::block(6, 8080)).await;
+    let wd = Watchdog::start(
+        "lb",
+        &Env::aws_only(&group.moto.url),
+        &rule(&lb, &q, 8080, interval, ""),
+        &[],
+    );
+    lb.converges(&addrs(group.serving_ips().await, 8080), "first sync")
+        .await;
+    (group, q, lb, wd)
+}
+
 async fn new_instance(g: &Group, before: &[String]) -> String {
     g.instance_ids()
         .await
@@ -76,18 +93,8 @@ async fn new_instance(g: &Group, before: &[String]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_move_haproxy_within_a_second_and_are_only_hints() {
-    let group = Group::start_in("web", 2, Some(())).await;
-    let q = group.queue("node-a").await;
-    let lb = Lb::start(&lb::block(6, 8080)).await;
     // A 10-minute resync: within this test only the events can move HAProxy.
-    let wd = Watchdog::start(
-        "lb",
-        &Env::aws_only(&group.moto.url),
-        &rule(&lb, &q, 8080, Some("10m"), ""),
-        &[],
-    );
-    lb.converges(&addrs(group.serving_ips().await, 8080), "first sync")
-        .await;
+    let (group, q, lb, wd) = following(Some("10m")).await;
 
     // Scale out: the instance is InService, then its Launch Successful event arrives.
     let before = group.instance_ids().await;
@@ -166,17 +173,7 @@ async fn events_move_haproxy_within_a_second_and_are_only_hints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_events_are_made_good_by_the_resync() {
-    let group = Group::start_in("web", 2, Some(())).await;
-    let q = group.queue("node-a").await;
-    let lb = Lb::start(&lb::block(6, 8080)).await;
-    let wd = Watchdog::start(
-        "lb",
-        &Env::aws_only(&group.moto.url),
-        &rule(&lb, &q, 8080, Some("2s"), ""),
-        &[],
-    );
-    lb.converges(&addrs(group.serving_ips().await, 8080), "first sync")
-        .await;
+    let (group, _q, lb, wd) = following(Some("2s")).await;
 
     // No event at all for a scale-out and a termination.
     group.set_capacity(4).await;
@@ -418,18 +415,7 @@ async fn a_steady_minute_costs_at_most_one_auto_scaling_or_ec2_call() {
 /// round until the next resync; a real new instance in the same lookup waited with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_event_for_an_instance_ec2_does_not_know_fails_nothing() {
-    let group = Group::start_in("web", 2, Some(())).await;
-    let q = group.queue("node-a").await;
-    let lb = Lb::start(&lb::block(6, 8080)).await;
-    let wd = Watchdog::start(
-        "lb",
-        &Env::aws_only(&group.moto.url),
-        &rule(&lb, &q, 8080, Some("10m"), ""),
-        &[],
-    );
-    lb.converges(&addrs(group.serving_ips().await, 8080), "first sync")
-        .await;
-
+    let (group, q, lb, wd) = following(Some("10m")).await;
     let before = group.instance_ids().await;
     group.set_capacity(3).await;
     let new = new_instance(&group, &before).await;
