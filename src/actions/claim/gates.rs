@@ -1154,6 +1154,7 @@ impl<P: Provider, L: Local> Gates<P, L> {
             self.holds.claim_settled(&self.spec.address, None);
             return;
         };
+        let verify_for = self.verify_for;
         let (provider, eip, holds, local, history, action) = (
             self.provider.clone(),
             self.spec.address.clone(),
@@ -1175,21 +1176,45 @@ impl<P: Provider, L: Local> Gates<P, L> {
         // restarted rule and this settling could both announce the same move.
         let claims_wait = self.last_move.clone().try_lock_owned().ok();
         tokio::spawn(async move {
-            let mut backoff = Duration::from_secs(1);
-            let owner = loop {
-                match provider.read().await {
-                    Ok(o) => break o,
-                    Err(e) => {
-                        tracing::warn!(event = events::CLAIM_UNSETTLED, address = %eip, error = %e,
-                            retry_in_s = backoff.as_secs(), "cannot read who holds the EIP yet");
+            let read = |provider: Arc<P>, mut stopping: watch::Receiver<bool>, eip: String| async move {
+                let mut backoff = Duration::from_secs(1);
+                loop {
+                    match provider.read().await {
+                        Ok(o) => return Some(o),
+                        Err(e) => {
+                            tracing::warn!(event = events::CLAIM_UNSETTLED, address = %eip, error = %e,
+                                retry_in_s = backoff.as_secs(), "cannot read who holds the EIP yet");
+                        }
                     }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stopping.wait_for(|s| *s) => return None,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
+            };
+            let Some(mut owner) = read(provider.clone(), stopping.clone(), eip.to_string()).await
+            else {
+                return;
+            };
+            // Nobody holds it, and somebody did as the claim started: the move may be on its
+            // way (OpsWorks applies it asynchronously, detaching first). It gets the
+            // verification window to land before it is judged, so that a move that does land
+            // is announced with the holder it was taken from, not as a claim from nobody.
+            let in_transit = |o: &Owner<P::State>| {
+                o.token.is_none() && claim.from.as_ref().is_some_and(|f| f.token.is_some())
+            };
+            let until = Instant::now() + verify_for;
+            while in_transit(&owner) && Instant::now() < until {
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = stopping.wait_for(|s| *s) => return,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            };
+                match read(provider.clone(), stopping.clone(), eip.to_string()).await {
+                    Some(o) => owner = o,
+                    None => return,
+                }
+            }
             let partly = P::partly_holds(&spot, &owner);
             if partly {
                 // Part of the move landed (a route in some tables): traffic already comes
@@ -2179,6 +2204,48 @@ mod tests {
         b.gates.reconcile(claim, stopping);
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert!(b.calls.take().is_empty());
+    }
+
+    /// Breaker's find: a claim killed while its move was on its way (OpsWorks detaches the
+    /// address first, then attaches it, asynchronously) was judged on one read showing nobody:
+    /// not completed; the next claim then announced a move "from nobody" (or the move landed
+    /// unannounced). The move now gets the verification window to land.
+    #[tokio::test(start_paused = true)]
+    async fn a_move_still_on_its_way_after_a_restart_is_given_time_to_land() {
+        let b = bed();
+        *b.holder.lock().unwrap() = None; // detached from `a`, not attached here yet
+        let (_stop, stopping) = watch::channel(false);
+        let mut claim = Me.pending(None);
+        claim.alert = Some(("arn:t".into(), "subject".into(), "from a".into()));
+        claim.from = Some(crate::state::SeenOwner {
+            token: Some("a".into()),
+        });
+        b.gates.reconcile(claim, stopping);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(b.local.alerts.lock().unwrap().is_empty(), "not judged yet");
+        *b.holder.lock().unwrap() = Some("me"); // it lands
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            b.local.alerts.lock().unwrap().len(),
+            1,
+            "announced once, with the saved text"
+        );
+        let h = b.history.entries();
+        assert!(
+            h.last()
+                .is_some_and(|e| e.kind == crate::history::Kind::Claimed),
+            "{h:?}"
+        );
+
+        // Nobody held it as the claim started either: nothing is on its way; judged at once.
+        let b = bed();
+        *b.holder.lock().unwrap() = None;
+        let (_stop, stopping) = watch::channel(false);
+        let mut claim = Me.pending(None);
+        claim.from = Some(crate::state::SeenOwner { token: None });
+        b.gates.reconcile(claim, stopping);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(b.calls.take(), ["read"]);
     }
 
     /// Breaker's find: a claim the killed process had under way, found completed (or not)
