@@ -760,6 +760,10 @@ pub enum StatusError {
     /// No whole answer in time (5 s for `status`; a takeover's own bound for commands).
     #[error("the daemon did not answer on its control socket within {}", humantime::format_duration(*.0))]
     Timeout(Duration),
+    /// The daemon did not answer a status request within `limit`, so the command was not
+    /// sent (a daemon stopped with SIGSTOP would carry it out whenever it ran again).
+    #[error("the daemon did not answer on its control socket within {} (stopped, or wedged?): `{command}` was not sent", humantime::format_duration(*limit))]
+    NotSent { command: String, limit: Duration },
     /// A command (`pause`, `resume`, `takeover`, `drill`) got no whole answer within the
     /// bound: it was sent, so the daemon may still carry it out (a daemon stopped with
     /// SIGSTOP, or busy, reads it when it runs again).
@@ -779,9 +783,13 @@ pub enum StatusError {
 
 /// `watchdog status`: ask the daemon on its control socket.
 pub async fn fetch_status(socket: &Path) -> Result<Status, StatusError> {
-    let body = request(socket, "GET", "/status", None, Duration::from_secs(5)).await?;
+    let body = request(socket, "GET", "/status", None, STATUS_LIMIT).await?;
     serde_json::from_str(&body).map_err(StatusError::NotStatus)
 }
+
+/// How long `status` waits for the daemon's answer; a command first asks for the status
+/// within this long, and is not sent to a daemon that does not answer.
+pub const STATUS_LIMIT: Duration = Duration::from_secs(5);
 
 /// `watchdog status --history`: the daemon's history, oldest first.
 pub async fn fetch_history(socket: &Path) -> Result<Vec<crate::history::Entry>, StatusError> {
@@ -799,13 +807,23 @@ pub async fn send<Q: Serialize, A: serde::de::DeserializeOwned>(
     limit: Duration,
 ) -> Result<A, StatusError> {
     let body = serde_json::to_string(body).map_err(StatusError::NotStatus)?;
+    let command = path.trim_start_matches('/').to_owned();
+    // A daemon that does not answer a status request now (stopped with SIGSTOP, wedged) is
+    // not sent the command: it would carry it out whenever it ran again, long after the
+    // client had given up on it.
+    // Any other answer to it (a refusal, a closed connection) is left to the command's own
+    // request to report.
+    let probe = STATUS_LIMIT.min(limit);
+    if let Err(StatusError::Timeout(_)) = request(socket, "GET", "/status", None, probe).await {
+        return Err(StatusError::NotSent {
+            command,
+            limit: probe,
+        });
+    }
     let answer = request(socket, "POST", path, Some(body), limit)
         .await
         .map_err(|e| match e {
-            StatusError::Timeout(limit) => StatusError::CommandTimeout {
-                command: path.trim_start_matches('/').to_owned(),
-                limit,
-            },
+            StatusError::Timeout(limit) => StatusError::CommandTimeout { command, limit },
             e => e,
         })?;
     serde_json::from_str(&answer).map_err(StatusError::NotStatus)
@@ -883,9 +901,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        // It answers a status request, and then sits on the command.
         let _silent = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let mut held = Vec::new();
-            while let Ok((s, _)) = listener.accept().await {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut byte).await.is_ok() {
+                    head.push(byte[0]);
+                }
+                if head.starts_with(b"GET ") {
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                        )
+                        .await;
+                    continue;
+                }
                 held.push(s);
             }
         });
@@ -903,17 +936,51 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("may still carry it out"), "{text}");
-        // `status` is no command: its timeout says only that the daemon did not answer.
-        let e = super::request(
+    }
+
+    /// Breaker's find: `takeover` against a daemon stopped with SIGSTOP waited its whole
+    /// 15 minutes, and the takeover ran when the daemon was continued, long after. A command
+    /// is sent only to a daemon that answers a status request first.
+    #[tokio::test]
+    async fn a_command_is_not_sent_to_a_daemon_that_does_not_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let _stopped = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut held = Vec::new();
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut head = [0u8; 4];
+                if s.read_exact(&mut head).await.is_ok() {
+                    seen.lock().unwrap().push(head.to_vec());
+                }
+                held.push(s);
+            }
+        });
+        let started = std::time::Instant::now();
+        let e = super::send::<_, serde_json::Value>(
             &path,
-            "GET",
-            "/status",
-            None,
-            std::time::Duration::from_millis(200),
+            "/takeover",
+            &serde_json::json!({}),
+            std::time::Duration::from_secs(900),
         )
         .await
         .expect_err("no answer");
-        assert!(matches!(e, super::StatusError::Timeout(_)), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("`takeover` was not sent"), "{text}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(7),
+            "{:?}",
+            started.elapsed()
+        );
+        let requests = requests.lock().unwrap().clone();
+        assert_eq!(
+            requests,
+            [b"GET ".to_vec()],
+            "only the status request went out"
+        );
     }
 
     /// Found when the suite ran loaded: the daemon refused a user (403) and closed before it
@@ -926,11 +993,13 @@ mod tests {
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
-            let (mut s, _) = listener.accept().await.unwrap();
-            s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nnot you\r\n")
-                .await
-                .unwrap();
-            // Closed without reading a byte.
+            // Every connection (the command's status request first, then the command).
+            while let Ok((mut s, _)) = listener.accept().await {
+                let _ = s
+                    .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nnot you\r\n")
+                    .await;
+                // Closed without reading a byte.
+            }
         });
         // Bigger than the socket's buffers, so the write is cut short.
         let big = "x".repeat(4 * 1024 * 1024);
