@@ -119,6 +119,25 @@ pub fn haproxy_bin() -> String {
         .unwrap_or_else(|| "haproxy".to_owned())
 }
 
+/// A `haproxy` in `dir` that refuses every configuration `-c` checks (`[ALERT] (test)
+/// refused`, exit 1) and is [`haproxy_bin`] otherwise: a rule's rewrites of the file then
+/// keep failing, after its live changes went through.
+pub fn haproxy_refusing_checks(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("haproxy-refuses-check");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = -c ] && {{ echo '[ALERT] (test) refused' >&2; exit 1; }}; done\nexec {} \"$@\"\n",
+            haproxy_bin()
+        ),
+    )
+    .expect("the wrapper is written");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .expect("the wrapper is made executable");
+    path
+}
+
 /// The repository root (this crate lives in its `testkit/`).
 pub fn repo() -> std::path::PathBuf {
     testkit_dir()

@@ -181,17 +181,7 @@ async fn a_change_at_the_source_reaches_haproxy_while_the_rule_keeps_failing() {
     // `haproxy -c` refuses everything: every rewrite of the file fails, after the round's
     // live changes went through.
     let dir = tempfile::tempdir().unwrap();
-    let refuses = dir.path().join("haproxy-refuses-check");
-    std::fs::write(
-        &refuses,
-        format!(
-            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = -c ] && {{ echo '[ALERT] (test) refused' >&2; exit 1; }}; done\nexec {} \"$@\"\n",
-            testkit::haproxy_bin()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&refuses, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let refuses = testkit::haproxy_refusing_checks(dir.path());
     let toml = format!(
         "[rules.app]\ninterval = \"60s\"\n[rules.app.check]\ntype = \"backend_sync\"\nbackend = \"app\"\n\
          stats_socket = \"{}\"\nhaproxy_config = \"{}\"\nhaproxy_bin = \"{}\"\nserver_options = \"\"\n\

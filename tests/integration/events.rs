@@ -437,3 +437,40 @@ async fn a_launch_event_for_an_instance_ec2_does_not_know_fails_nothing() {
     assert_eq!(wd.count("backend_sync_failed"), 0, "{}", wd.log());
     assert_eq!(lb.serving().await, Some(want));
 }
+
+/// The Auto Scaling side of breaker 3's find (a change at the source waited out a failing
+/// rule's backoff): an event that arrives while the rule's rewrites keep failing reaches
+/// HAProxy's live state at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_reaches_haproxy_while_the_rule_keeps_failing() {
+    let group = Group::start_in("web", 2, Some(())).await;
+    let q = group.queue("node-a").await;
+    let lb = Lb::start(&lb::block(6, 8080)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let refuses = testkit::haproxy_refusing_checks(dir.path());
+    let toml = rule(&lb, &q, 8080, Some("10m"), "").replace(
+        &format!("haproxy_bin = \"{}\"", testkit::haproxy_bin()),
+        &format!("haproxy_bin = \"{}\"", refuses.display()),
+    );
+    assert!(toml.contains("haproxy-refuses-check"), "{toml}");
+    let wd = Watchdog::start("lb", &Env::aws_only(&group.moto.url), &toml, &[]);
+    // Live only: the file is never rewritten.
+    let first = addrs(group.serving_ips().await, 8080);
+    testkit::eventually(WITHIN, "HAProxy serves the group", || async {
+        (lb.serving().await? == first).then_some(())
+    })
+    .await;
+    wd.wait_event(WITHIN, "backend_sync_failed").await;
+    // A few failed rounds: the backoff has grown past its first seconds.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let before = group.instance_ids().await;
+    group.set_capacity(3).await;
+    let new = new_instance(&group, &before).await;
+    let want = addrs(group.serving_ips().await, 8080);
+    let sent = Instant::now();
+    q.send(&event("launch-successful.json", "web", &new)).await;
+    let took = follows(&lb, &want, sent).await;
+    assert!(took < ONE_SECOND, "the event took {took:?}\n{}", wd.log());
+    assert!(wd.count("backend_sync_failed") >= 2, "{}", wd.log());
+}
