@@ -4,9 +4,11 @@
 //! The index is handled as Consul's documentation asks (API docs, "Blocking Queries",
 //! implementation details): a query returns when the index moves past ours or `wait` runs out;
 //! an index that goes backwards (a restored or re-elected cluster) resets ours to 0; an index
-//! below 1 is treated as 1; and while answers come back without the index moving forward,
-//! queries are rate-limited to one per [`STALLED_GAP`], so a Consul that answers every blocking
-//! query at once is not asked in a busy loop.
+//! below 1 is treated as 1; and while answers come back without the index moving forward, or
+//! with it moving and the same instances listed (a health check's output that changes, which
+//! moves the index and nothing a backend uses), queries are rate-limited to one per
+//! [`STALLED_GAP`], so a Consul that answers every blocking query at once is not asked in a
+//! busy loop (the docs ask clients to rate-limit both).
 //!
 //! An answer that says `X-Consul-KnownLeader: false` (a stale read while the servers elect a
 //! leader) is not used: it may list fewer instances than there are.
@@ -32,8 +34,11 @@ pub struct Consul {
     index: u64,
     /// When the last query was sent.
     last_sent: Option<Instant>,
-    /// The last answer's index did not move past the one we sent: rate-limit the next query.
+    /// The last answer's index did not move past the one we sent, or it moved and listed the
+    /// same instances as the answer before: rate-limit the next query.
     stalled: bool,
+    /// A hash of the instances the last answer listed (None: no answer yet).
+    last_list: Option<u64>,
 }
 
 /// Why Consul's health API gave no list of instances to use (Consul API docs, "Health - List
@@ -117,7 +122,7 @@ pub fn next_index(old: u64, header: Option<&str>) -> Result<NextIndex, ConsulErr
 }
 
 /// One service instance as the health API lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Instance {
     /// `node/service-id`, for logs.
     pub id: String,
@@ -161,6 +166,7 @@ impl Consul {
             index: 0,
             last_sent: None,
             stalled: false,
+            last_list: None,
         }
     }
 
@@ -244,7 +250,7 @@ impl Consul {
                 source,
                 excerpt: excerpt(&body, 120),
             })?;
-        Ok(entries
+        let list: Vec<Instance> = entries
             .into_iter()
             .map(|e| Instance {
                 id: format!("{}/{}", e.node.node, e.service.id),
@@ -255,7 +261,17 @@ impl Consul {
                 },
                 port: u16::try_from(e.service.port).unwrap_or(0),
             })
-            .collect())
+            .collect();
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            list.hash(&mut h);
+            h.finish()
+        };
+        if self.last_list.replace(hash) == Some(hash) {
+            self.stalled = true;
+        }
+        Ok(list)
     }
 
     /// Whether the next query can block until Consul's index moves (an answer with an index

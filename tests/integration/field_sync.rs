@@ -69,6 +69,43 @@ async fn consul_index_that_does_not_move_is_asked_at_most_once_a_second() {
     );
 }
 
+/// Breaker's find: a Consul whose index kept moving while the service's instances stayed the
+/// same (a health check's changing output moves it) was asked about 20 times a second. Such
+/// answers are rate-limited like an index that does not move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moving_index_with_an_unchanged_list_is_asked_at_most_once_a_second() {
+    let b = Backends::start(3).await;
+    let consul = Arc::new(Consul::start("web", instances(&b, &[0, 1])).await);
+    let lb = Lb::start(&lb::block(4, b.port)).await;
+    let wd = Watchdog::start("lb", &Env::offline(), &rule(&lb, "", &consul.source()), &[]);
+    lb.converges(&b.addrs(&[0, 1]), "first sync").await;
+
+    // The index moves every 20 ms; the list does not.
+    let flapping = Arc::new(AtomicBool::new(true));
+    let (c, f) = (consul.clone(), flapping.clone());
+    let flap = tokio::spawn(async move {
+        while f.load(Ordering::SeqCst) {
+            c.set(c.instances());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let from = consul.request_log().len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let asked = consul.request_log().len() - from;
+    assert!(
+        (2..=7).contains(&asked),
+        "{asked} queries in 5 s while the index moves and the list does not\n{}",
+        wd.log()
+    );
+    // A real change still gets through, within the rate limit.
+    consul.set(instances(&b, &[0, 1, 2]));
+    lb.converges(&b.addrs(&[0, 1, 2]), "a change among the flapping")
+        .await;
+    flapping.store(false, Ordering::SeqCst);
+    flap.await.unwrap();
+}
+
 /// A stale read during a Consul election (`X-Consul-KnownLeader: false`) is not applied,
 /// even an empty one with `allow_empty`; the next answer from a known leader is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
