@@ -112,10 +112,17 @@ pub fn printable(text: &str) -> String {
 }
 
 /// Kills the process group when dropped while armed: a run abandoned half-way leaves nothing.
-struct GroupGuard(Option<i32>);
+/// The group must be the child's own (`process_group(0)`); disarm it once the child has been
+/// reaped normally.
+pub(crate) struct GroupGuard(pub(crate) Option<i32>);
 
 impl GroupGuard {
-    fn kill(&mut self) {
+    /// Armed for the group of the child with this pid (None: nothing to kill).
+    pub(crate) fn of(pid: Option<u32>) -> Self {
+        GroupGuard(pid.and_then(|p| i32::try_from(p).ok()))
+    }
+
+    pub(crate) fn kill(&mut self) {
         if let Some(pgid) = self.0.take() {
             // SAFETY: kill(2) with a negative pid signals that process group; the group is
             // the child's own (process_group(0)), so nothing else is in it.

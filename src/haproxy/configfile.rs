@@ -648,26 +648,36 @@ pub async fn check_config(
     timeout: Duration,
 ) -> Result<(), ConfigFileError> {
     let mut cmd = tokio::process::Command::new(haproxy_bin);
-    // Not `-q`: it silences the very alerts that say what is wrong.
+    // Not `-q`: it silences the very alerts that say what is wrong. In a process group of
+    // its own: a timeout kills the whole group, so a wrapper's children (a `haproxy` that is
+    // a script, a chroot's chain) do not outlive it.
     cmd.arg("-c")
         .arg("-f")
         .arg(file)
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
-    let out = match tokio::time::timeout(timeout, cmd.output()).await {
+    let run_error = |source| ConfigFileError::Run {
+        bin: haproxy_bin.to_owned(),
+        source,
+    };
+    let child = cmd.spawn().map_err(run_error)?;
+    let mut group = crate::checks::program::GroupGuard::of(child.id());
+    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        // Dropping the guard kills the group.
         Err(_) => {
             return Err(ConfigFileError::CheckTimeout {
                 bin: haproxy_bin.to_owned(),
                 timeout,
             })
         }
-        Ok(Err(source)) => {
-            return Err(ConfigFileError::Run {
-                bin: haproxy_bin.to_owned(),
-                source,
-            })
+        Ok(Err(source)) => return Err(run_error(source)),
+        Ok(Ok(o)) => {
+            group.0 = None;
+            o
         }
-        Ok(Ok(o)) => o,
     };
     if out.status.success() {
         return Ok(());
@@ -910,6 +920,46 @@ mod tests {
             "server app2 10.0.0.2:80",
         ]);
         assert_eq!(servers_only_moved(&bare, &moved), Ok(()));
+    }
+
+    /// Breaker's find: a `haproxy -c` cut at its timeout left its own children running (a
+    /// wrapper's `sleep 40`, orphaned). The whole process group goes.
+    #[tokio::test]
+    async fn a_timed_out_haproxy_check_kills_its_whole_process_group() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("child.pid");
+        let bin = dir.path().join("haproxy");
+        std::fs::write(
+            &bin,
+            format!(
+                "#!/bin/sh\nsleep 60 &\necho $! > {}\nwait\n",
+                pidfile.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = check_config(&bin, &dir.path().join("h.cfg"), Duration::from_millis(500))
+            .await
+            .expect_err("it never finishes");
+        assert!(matches!(e, ConfigFileError::CheckTimeout { .. }), "{e}");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let mut alive = true;
+        for _ in 0..50 {
+            // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+            alive = unsafe { libc::kill(pid, 0) } == 0
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "));
+            if !alive {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!alive, "the wrapper's child {pid} outlived the check");
     }
 
     #[test]
