@@ -141,6 +141,9 @@ impl Entry {
     fn repeats_of(&self, other: &Entry) -> bool {
         matches!(self.kind, Kind::ClaimRefused | Kind::ClaimError)
             && self.kind == other.kind
+            // A claim that made a mutating call has its own times: never folded into another.
+            && self.timings.first_mutating_call.is_none()
+            && other.timings.first_mutating_call.is_none()
             && self.rule == other.rule
             && self.action == other.action
             && self.reason == other.reason
@@ -234,12 +237,11 @@ impl History {
     /// in that one (and is saved with the next new entry, not on every cycle).
     pub fn record(&self, entry: Entry) {
         let mut e = self.0.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(last) = e
-            .iter_mut()
-            .rev()
-            .find(|l| l.rule == entry.rule && l.action == entry.action)
-        {
-            if last.repeats_of(&entry) {
+        // Only into the latest entry about the same rule: anything in between for it (a
+        // recovery, a claim, another reason) starts a new entry, so a second outage is never
+        // folded into the first.
+        if let Some(last) = e.iter_mut().rev().find(|l| l.rule == entry.rule) {
+            if last.action == entry.action && last.repeats_of(&entry) {
                 last.repeats = last.repeats.saturating_add(1);
                 last.at = entry.at;
                 last.detail = entry.detail;
@@ -308,6 +310,40 @@ mod tests {
         assert_eq!(e.len(), 3, "{e:?}");
         assert_eq!(e[0].repeats, 49);
         assert_eq!(e[1].repeats, 0);
+    }
+
+    /// Breaker's find: a second outage's refusal was folded into the first outage's entry
+    /// (a recovery in between), and a claim error with its own times overwrote an older one.
+    #[test]
+    fn a_second_outage_is_never_folded_into_the_first() {
+        let h = History::in_memory();
+        h.record(refused("web", "egress_bad_status"));
+        h.record(refused("web", "egress_bad_status"));
+        let mut recovered = Entry::new(Kind::RuleRecovered, "ok again");
+        recovered.rule = Some("web".into());
+        h.record(recovered);
+        h.record(refused("web", "egress_bad_status"));
+        let kinds: Vec<(Kind, u32)> = h.entries().iter().map(|e| (e.kind, e.repeats)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (Kind::ClaimRefused, 1),
+                (Kind::RuleRecovered, 0),
+                (Kind::ClaimRefused, 0)
+            ]
+        );
+        // Errors of claims that started a move are each their own entry.
+        let h = History::in_memory();
+        for at in [1_000, 41_000] {
+            let mut e = Entry::new(Kind::ClaimError, format!("error at {at}"));
+            e.rule = Some("web".into());
+            e.action = Some("claim".into());
+            e.timings.claim_started = Some(at);
+            e.timings.first_mutating_call = Some(at + 50);
+            h.record(e);
+        }
+        assert_eq!(h.entries().len(), 2);
+        assert_eq!(h.entries()[0].detail, "error at 1000");
     }
 
     #[test]
