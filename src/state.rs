@@ -442,6 +442,12 @@ impl StateStore {
     }
 
     /// Read the state under its lock (None for a memory-only store).
+    /// The claim of `eip` saved as in flight (tests look at what a move saved).
+    #[cfg(test)]
+    pub fn pending_claim(&self, eip: &str) -> Option<PendingClaim> {
+        self.with(|d| d.claims.get(eip).cloned()).flatten()
+    }
+
     fn with<T>(&self, f: impl FnOnce(&StateFile) -> T) -> Option<T> {
         let inner = self.0.as_ref()?;
         let d = inner.data.lock().unwrap_or_else(|p| p.into_inner());

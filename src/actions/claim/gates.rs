@@ -1036,9 +1036,16 @@ impl<P: Provider, L: Local> Gates<P, L> {
                 ),
             })
         };
+        // With who holds it now (this node), like a claim: a restart that finds the return
+        // still on its way (nobody holds the address yet) gives it time to land.
         self.holds.claim_started(
             eip,
-            back_to.pending(draft("found there after the daemon restarted mid-move").as_ref()),
+            PendingClaim {
+                from: Some(crate::state::SeenOwner {
+                    token: now.token.clone(),
+                }),
+                ..back_to.pending(draft("found there after the daemon restarted mid-move").as_ref())
+            },
         );
         let task = self.spawn_move(&now, &back_to, tl);
         let result = task.await;
@@ -1424,6 +1431,8 @@ mod tests {
         lands_on: Arc<StdMutex<Option<Option<&'static str>>>>,
         /// When set, the provider's precondition refuses with it.
         refuse: Arc<StdMutex<Option<(&'static str, String)>>>,
+        /// The `from` of the claim saved in `store` as each `take` ran.
+        saved_from: Arc<StdMutex<Vec<Option<crate::state::SeenOwner>>>>,
     }
 
     impl Provider for Fake {
@@ -1444,6 +1453,10 @@ mod tests {
                 public_ip: Some(EIP),
                 state: h,
             })
+        }
+
+        fn spot_of(owner: &Owner<Self::State>) -> Option<Me> {
+            owner.token.as_ref().map(|_| Me)
         }
 
         fn holds(_: &Me, owner: &Owner<Self::State>) -> bool {
@@ -1477,6 +1490,9 @@ mod tests {
             if let Some(s) = &self.store {
                 if s.moved_ago(&EIP.to_string()).is_some() {
                     self.calls.push("saved");
+                }
+                if let Some(c) = s.pending_claim(&EIP.to_string()) {
+                    self.saved_from.lock().unwrap().push(c.from);
                 }
             }
             self.calls.push("take");
@@ -1580,6 +1596,7 @@ mod tests {
         history: History,
         lands_on: Arc<StdMutex<Option<Option<&'static str>>>>,
         refuse: Arc<StdMutex<Option<(&'static str, String)>>>,
+        saved_from: Arc<StdMutex<Vec<Option<crate::state::SeenOwner>>>>,
     }
 
     fn spec() -> ClaimSpec {
@@ -1622,6 +1639,7 @@ mod tests {
         let next_take = Arc::new(StdMutex::new(VecDeque::new()));
         let lands_on = Arc::new(StdMutex::new(None));
         let refuse = Arc::new(StdMutex::new(None));
+        let saved_from = Arc::new(StdMutex::new(Vec::new()));
         let fake = Fake {
             calls: calls.clone(),
             holder: holder.clone(),
@@ -1629,6 +1647,7 @@ mod tests {
             store: Some(store.clone()),
             lands_on: lands_on.clone(),
             refuse: refuse.clone(),
+            saved_from: saved_from.clone(),
         };
         let local = local(&calls);
         let history = History::in_memory();
@@ -1647,6 +1666,7 @@ mod tests {
             refuse,
             history,
             lands_on,
+            saved_from,
             calls,
             holder,
             next_take,
@@ -2204,6 +2224,29 @@ mod tests {
         b.gates.reconcile(claim, stopping);
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert!(b.calls.take().is_empty());
+    }
+
+    /// Breaker's find: a `drill --back` return cut by kill -9 was saved without who held the
+    /// address as it started, so the restart judged it at once ("with nobody") and the move
+    /// that landed 6 s later was never announced. Every saved move names its starting holder.
+    #[tokio::test(start_paused = true)]
+    async fn every_move_saved_in_flight_names_who_held_the_address_as_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = bed_with(StateStore::open(dir.path()).unwrap().0);
+        *b.local.recheck_ok.lock().unwrap() = true;
+        let (out, _) = b.gates.run_timed(&planned()).await;
+        assert!(matches!(&out, ActionOutcome::Done(_)), "{out:?}");
+        // (The fake moves everything onto this node: the return's outcome says nothing here.)
+        let _ = Gated::give_back(&b.gates, &planned()).await;
+        let saved: Vec<Option<String>> = b
+            .saved_from
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_ref().and_then(|f| f.token.clone()))
+            .collect();
+        // The takeover started from `a`; the return from this node.
+        assert_eq!(saved, [Some("a".to_string()), Some("me".to_string())]);
     }
 
     /// Breaker's find: a claim killed while its move was on its way (OpsWorks detaches the
