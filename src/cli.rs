@@ -589,9 +589,10 @@ fn takeover(
         back,
         sudo_user: sudo_user(),
     };
-    let answer: Result<crate::control::TakeoverReport, _> = rt.block_on(crate::control::send(
+    let answer: Result<crate::control::TakeoverReport, _> = rt.block_on(crate::control::send_as(
         &socket,
         "/takeover",
+        if drill { "drill" } else { "takeover" },
         &request,
         crate::control::COMMAND_LIMIT,
     ));

@@ -806,8 +806,19 @@ pub async fn send<Q: Serialize, A: serde::de::DeserializeOwned>(
     body: &Q,
     limit: Duration,
 ) -> Result<A, StatusError> {
+    send_as(socket, path, path.trim_start_matches('/'), body, limit).await
+}
+
+/// [`send`], naming the command `command` in its errors (`drill` goes to `/takeover`).
+pub async fn send_as<Q: Serialize, A: serde::de::DeserializeOwned>(
+    socket: &Path,
+    path: &str,
+    command: &str,
+    body: &Q,
+    limit: Duration,
+) -> Result<A, StatusError> {
     let body = serde_json::to_string(body).map_err(StatusError::NotStatus)?;
-    let command = path.trim_start_matches('/').to_owned();
+    let command = command.to_owned();
     // A daemon that does not answer a status request now (stopped with SIGSTOP, wedged) is
     // not sent the command: it would carry it out whenever it ran again, long after the
     // client had given up on it.
