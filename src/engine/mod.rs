@@ -182,12 +182,24 @@ impl RuleRunner {
                 .times
                 .first_failed_check
                 .map(|t| Duration::from_millis(crate::history::now_ms().saturating_sub(t)));
-            if age.is_none_or(|a| a > streak_kept_for(&rule)) {
-                tracing::info!(event = events::STREAK_NOT_RESUMED, rule = %rule.name,
-                    consecutive_failures = st.threshold.consecutive_failures(),
-                    "the failure streak saved before the restart is too old to go on; counting starts again");
-                st.threshold = Threshold::new(rule.fail_after, rule.recover_after);
-                st.times = StreakTimes::default();
+            match age {
+                Some(age) if age <= streak_kept_for(&rule) => {
+                    // Its next check comes no sooner than one interval after the failure
+                    // saved: a restart must not squeeze the streak's checks together (a blip
+                    // shorter than (fail_after - 1) x interval never fails the rule).
+                    let spacing = rule
+                        .fast_interval
+                        .unwrap_or(rule.interval)
+                        .min(rule.interval);
+                    st.next_due = Some(Instant::now() + spacing.saturating_sub(age));
+                }
+                _ => {
+                    tracing::info!(event = events::STREAK_NOT_RESUMED, rule = %rule.name,
+                        consecutive_failures = st.threshold.consecutive_failures(),
+                        "the failure streak saved before the restart is too old to go on; counting starts again");
+                    st.threshold = Threshold::new(rule.fail_after, rule.recover_after);
+                    st.times = StreakTimes::default();
+                }
             }
         }
         let threshold = st
@@ -313,6 +325,9 @@ impl RuleRunner {
         }
 
         if let Some(t) = transition {
+            // A new outage (or recovery): its first refusal is logged loudly whatever the
+            // last one said.
+            self.refusals_logged.clear();
             match t {
                 Transition::Failed => {
                     let now = crate::history::now_ms();
@@ -461,17 +476,22 @@ pub async fn run<E: Effects>(
         let fx = fx.clone();
         let shutdown = shutdown.clone();
         let name = rule.name.clone();
-        let state = carried.remove(&name);
+        let runner = RuleRunner::resume(rule, carried.remove(&name));
         // A rule carried across a reload keeps its schedule (no later than one new period
         // away): reloads, however frequent, neither hold its checks back nor bunch them up.
-        let first = match state.as_ref().and_then(|s| s.next_due) {
+        // So does a failure streak resumed after a restart (see `RuleRunner::resume`).
+        let first = match runner.next_due {
             Some(due) => due.clamp(now, now + period),
             None => first,
         };
-        let runner = RuleRunner::resume(rule, state);
+        // Kept from the start: a rule cut before its first cycle ends hands on what it resumed.
+        states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone(), runner.state());
         let states = states.clone();
         set.spawn(async move {
-            let runner = rule_loop(runner, fx, shutdown, first).await;
+            let runner = rule_loop(runner, fx, shutdown, first, &states).await;
             states
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -542,11 +562,15 @@ pub fn first_cycles(periods: &[Duration], now: Instant) -> Vec<Instant> {
         .collect()
 }
 
+/// `states`: where the rule's state is kept after each cycle, so that a rule whose task is cut
+/// at the end of the grace period (a cycle still running: a long action, a slow sync round)
+/// hands on its last settled state to the reloaded configuration instead of none.
 async fn rule_loop<E: Effects>(
     mut runner: RuleRunner,
     fx: Arc<E>,
     mut shutdown: watch::Receiver<bool>,
     first: Instant,
+    states: &std::sync::Mutex<RuleStates>,
 ) -> RuleRunner {
     let period = fx.pacing(&runner.rule).period;
     let next = tokio::time::sleep_until(first);
@@ -584,6 +608,13 @@ async fn rule_loop<E: Effects>(
             runner.settle(fx.as_ref(), outcome, took).await
         };
         fx.report(&report);
+        if let Some(kept) = states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&runner.rule.name)
+        {
+            *kept = runner.state();
+        }
         // A slow cycle delays the next one rather than causing a burst of catch-up cycles.
         let due = due + runner.next_period(period);
         next.as_mut().reset(due.max(Instant::now()));

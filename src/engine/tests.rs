@@ -24,6 +24,9 @@ struct Script {
     persisted: Mutex<BTreeMap<String, RuleState>>,
     /// `streak_started` calls: the action and when.
     streaks: Mutex<Vec<(String, Duration)>>,
+    /// Rules whose run, once their scripted results have run out, never ends, whatever
+    /// happens (a backend sync's round stuck in a 40-second `haproxy -c`).
+    stuck_when_done: Vec<String>,
 }
 
 use std::collections::BTreeMap;
@@ -54,6 +57,16 @@ impl Effects for Script {
             .unwrap()
             .push((rule.name.clone(), self.t()));
         if self.hang.contains(&rule.name) {
+            std::future::pending::<()>().await;
+        }
+        if self.stuck_when_done.contains(&rule.name)
+            && self
+                .results
+                .lock()
+                .unwrap()
+                .get(&rule.name)
+                .is_none_or(|q| q.is_empty())
+        {
             std::future::pending::<()>().await;
         }
         if let Some(stop) = &self.stop {
@@ -652,8 +665,10 @@ async fn a_restart_in_the_middle_of_the_count_goes_on_counting_and_keeps_the_own
         1,
         "saved as the streak began"
     );
+    // Its next check one interval after the first failure (about 10 s into the new run, as
+    // this test's wall clock barely moves), the one after 10 s later.
     let fx2 = Arc::new(Script::new(start).results("eip", "---"));
-    let states = run_carrying(vec![rule("eip", 10, 5, 3, 2)], fx2.clone(), 15, restored).await;
+    let states = run_carrying(vec![rule("eip", 10, 5, 3, 2)], fx2.clone(), 25, restored).await;
     assert!(
         fx2.streaks.lock().unwrap().is_empty(),
         "the streak goes on: its owner note is not taken afresh"
@@ -700,23 +715,21 @@ async fn a_restart_in_the_middle_of_the_count_goes_on_counting_and_keeps_the_own
     assert_eq!(after_blip["eip"].times.first_failed_check, None);
 }
 
-/// Breaker's find: a claim held back by its hold-down logged `action_refused` at warning level
-/// on every cycle, 300 lines for a 5-minute hold-down at 1 s. The same refusal is now loud once
-/// a minute (and at once when its reason changes), quiet in between.
-#[tokio::test(start_paused = true)]
-async fn a_refusal_repeated_for_the_same_reason_is_logged_loudly_once_a_minute() {
-    use std::io::Write;
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-    impl Write for Lines {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+/// What this thread logs, as JSON lines at debug level, while the guard lives.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
     }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_json_logs() -> (Lines, tracing::subscriber::DefaultGuard) {
     let lines = Lines::default();
     let writer = lines.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -724,7 +737,43 @@ async fn a_refusal_repeated_for_the_same_reason_is_logged_loudly_once_a_minute()
         .with_max_level(tracing::Level::DEBUG)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (lines, tracing::subscriber::set_default(subscriber))
+}
+
+/// The `level` of each `action_refused` line logged.
+fn refusal_levels(lines: &Lines) -> Vec<String> {
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    text.lines()
+        .filter(|l| l.contains("\"action_refused\""))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["level"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Breaker's find: the once-a-minute timer of a repeated refusal carried over a recovery, so
+/// a second outage within the minute showed `rule_failed` and no warning of why no claim
+/// followed. A transition starts the count afresh.
+#[tokio::test(start_paused = true)]
+async fn the_first_refusal_of_a_new_outage_is_logged_loudly() {
+    let (lines, _guard) = capture_json_logs();
+    let start = Instant::now();
+    // Fails at 0, recovers at 10, fails again at 20: refused each time.
+    let fx = Arc::new(Script::new(start).results("eip", "-+-"));
+    fx.refuse_first.lock().unwrap().insert("claim".into(), 1000);
+    run_for(vec![rule("eip", 10, 5, 1, 1)], fx.clone(), 25).await;
+    assert_eq!(refusal_levels(&lines), ["WARN", "WARN"]);
+}
+
+/// Breaker's find: a claim held back by its hold-down logged `action_refused` at warning level
+/// on every cycle, 300 lines for a 5-minute hold-down at 1 s. The same refusal is now loud once
+/// a minute (and at once when its reason changes), quiet in between.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_repeated_for_the_same_reason_is_logged_loudly_once_a_minute() {
+    let (lines, _guard) = capture_json_logs();
 
     let start = Instant::now();
     let fx = Arc::new(Script::new(start).results("eip", "-"));
@@ -745,4 +794,88 @@ async fn a_refusal_repeated_for_the_same_reason_is_logged_loudly_once_a_minute()
     );
     assert_eq!(warn, 3, "at 0, 60 and 120 s: {refusals:#?}");
     assert_eq!(debug, refusals.len() - 3);
+}
+
+/// Breaker's find: a reload whose rules did not all stop within the grace period (a sync
+/// round held up by a 40-second `haproxy -c`) cut their tasks and handed on no state: the
+/// reloaded rules started afresh, a failed rule failed again, and `on_fail` paged a second
+/// time for one outage. A cut rule now hands on its last settled state.
+#[tokio::test(start_paused = true)]
+async fn a_rule_cut_at_the_end_of_the_grace_period_keeps_its_state_across_the_reload() {
+    let start = Instant::now();
+    let fx = Arc::new(Script {
+        stuck_when_done: vec!["sync".into()],
+        ..Script::new(start).results("sync", "---")
+    });
+    let mut paging = sync_rule("sync", 2);
+    paging.on_fail = vec!["page".into()];
+    let (tx, rx) = watch::channel(false);
+    let engine = tokio::spawn(run(
+        vec![paging.clone()],
+        fx.clone(),
+        rx,
+        Duration::from_secs(10),
+        RuleStates::new(),
+    ));
+    // Failures at 0, 10 (the rule fails and pages) and 20; the round at 30 never ends.
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    tx.send(true).unwrap();
+    let (result, states) = engine.await.unwrap();
+    result.unwrap();
+    let st = &states["sync"];
+    assert_eq!(st.threshold.health(), Health::Down, "{st:?}");
+    // (3 or more: the stuck round may have timed out once as this harness paces it.)
+    assert!(st.threshold.consecutive_failures() >= 3, "{st:?}");
+    assert_eq!(st.pending_transition, Some(Transition::Failed), "{st:?}");
+    assert_eq!(fx.acts.lock().unwrap().len(), 1, "paged once");
+
+    // The reloaded rule goes on failing: no second transition, no second page.
+    let fx2 = Arc::new(Script::new(start).results("sync", "--"));
+    let states = run_carrying(vec![paging], fx2.clone(), 15, states).await;
+    assert!(
+        fx2.acts.lock().unwrap().is_empty(),
+        "{:?}",
+        fx2.acts.lock().unwrap()
+    );
+    assert_eq!(states["sync"].threshold.health(), Health::Down);
+}
+
+/// Breaker's find: killed 0.2 s after a rule's first failed check and started again, the
+/// daemon checked at once, counted that as the second failure, and failed the rule 6.5 s after
+/// the first failure instead of 9 s (interval 3 s, fail_after 4): a restart squeezed the
+/// streak's checks together. A resumed streak keeps its schedule.
+#[tokio::test(start_paused = true)]
+async fn a_resumed_streak_keeps_its_schedule_after_a_quick_restart() {
+    let start = Instant::now();
+    let fx = Arc::new(Script::new(start).results("eip", "-"));
+    run_carrying(
+        vec![rule("eip", 10, 5, 3, 2)],
+        fx.clone(),
+        1,
+        RuleStates::new(),
+    )
+    .await;
+    let restored = saved(&fx, "eip");
+    let restart = Instant::now();
+    let fx2 = Arc::new(Script::new(restart).results("eip", "--"));
+    let states = run_carrying(vec![rule("eip", 10, 5, 3, 2)], fx2.clone(), 25, restored).await;
+    let times: Vec<u128> = fx2
+        .checks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.1.as_millis())
+        .collect();
+    // The first check after the restart comes one interval after the first failure (the
+    // wall clock's, which barely moved here: this test's time is tokio's), the next one
+    // interval later; the rule fails at its third failed check, as without the restart.
+    assert_eq!(times.len(), 2, "{times:?}");
+    assert!(
+        times[0] >= 9_900,
+        "checked {} ms after the restart",
+        times[0]
+    );
+    assert_eq!(times[1] - times[0], 10_000, "{times:?}");
+    assert_eq!(states["eip"].threshold.health(), Health::Down);
+    assert_eq!(fx2.acts.lock().unwrap().len(), 1);
 }
