@@ -99,6 +99,13 @@ impl Effects for Live {
         }
     }
 
+    fn persist_soon(&self, rule: &str, state: &RuleState) {
+        match serde_json::to_value(state) {
+            Ok(v) => self.store.rule_saved_soon(rule, v),
+            Err(e) => tracing::error!(event = events::STATE_NOT_SAVED, rule = %rule, error = %e),
+        }
+    }
+
     fn streak_started(&self, action: &str) {
         match self.actions.get(action) {
             Some(Action::Claim(c)) => c.note_owner(),

@@ -35,12 +35,18 @@ pub trait Effects: Send + Sync + 'static {
     /// before its actions run: the failover history lists the transition ahead of what it
     /// caused. Must not block.
     fn transitioned(&self, _rule: &str, _transition: Transition, _detail: &str) {}
-    /// A rule's health or its unfinished actions changed, or a failure streak began or ended
-    /// while the rule was up: what a restart must pick up (the daemon saves it in its state
-    /// directory, as monit keeps its state file, so a restart in the middle of an outage does
-    /// not page again, and one in the middle of a count goes on counting). At most two calls
-    /// per streak that does not fail the rule; none for the checks in between.
+    /// A rule's health or its unfinished actions changed: what a restart must pick up (the
+    /// daemon saves it in its state directory at once, as monit keeps its state file, so a
+    /// restart in the middle of an outage does not page again). A failure streak that began or
+    /// ended while the rule was up goes to [`Effects::persist_soon`] instead.
     fn persist(&self, _rule: &str, _state: &RuleState) {}
+    /// [`Effects::persist`] within a moment rather than at once (the daemon writes the state
+    /// file at most every 250 ms for these): for a failure streak that began or ended, which
+    /// many rules may do together (a blip of a HAProxy they all check), and whose last
+    /// moment a crash may lose. Must not block.
+    fn persist_soon(&self, rule: &str, state: &RuleState) {
+        self.persist(rule, state);
+    }
     /// How often `rule`'s probe runs and how long one run may take. Each probe owns its
     /// pacing: a check runs once per `interval` within `timeout`; a backend sync paces itself
     /// (see `sync::pacing`).
@@ -306,12 +312,12 @@ impl RuleRunner {
             // Saved, so that a restart before the rule fails goes on counting this streak
             // and keeps what its actions noted as it began (see `RuleRunner::resume`).
             if transition.is_none() {
-                fx.persist(&rule.name, &self.state());
+                fx.persist_soon(&rule.name, &self.state());
             }
         } else if outcome.ok && up && failing_before > 0 && transition.is_none() {
             // A streak that ended without failing the rule: a restart must not resume it.
             self.times.first_failed_check = None;
-            fx.persist(&rule.name, &self.state());
+            fx.persist_soon(&rule.name, &self.state());
         }
         let (fails, oks) = (
             self.threshold.consecutive_failures(),
