@@ -1204,14 +1204,20 @@ impl<P: Provider, L: Local> Gates<P, L> {
             else {
                 return;
             };
-            // Nobody holds it, and somebody did as the claim started: the move may be on its
-            // way (OpsWorks applies it asynchronously, detaching first). It gets the
-            // verification window to land before it is judged, so that a move that does land
-            // is announced with the holder it was taken from, not as a claim from nobody.
+            // Nobody holds it, and somebody did as the claim started: with a provider that
+            // applies moves after answering (OpsWorks detaches first, then attaches), the move
+            // may be on its way. It gets the verification window to land before it is judged,
+            // so that a move that does land is announced with the holder it was taken from,
+            // not as a claim from nobody. (EC2's calls are done when they answer.)
             let in_transit = |o: &Owner<P::State>| {
                 o.token.is_none() && claim.from.as_ref().is_some_and(|f| f.token.is_some())
             };
-            let until = Instant::now() + verify_for;
+            let until = Instant::now()
+                + if P::MOVES_LAND_LATE {
+                    verify_for
+                } else {
+                    Duration::ZERO
+                };
             while in_transit(&owner) && Instant::now() < until {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -1438,6 +1444,7 @@ mod tests {
     impl Provider for Fake {
         type Spot = Me;
         type State = Option<&'static str>;
+        const MOVES_LAND_LATE: bool = true;
 
         async fn here(&self) -> Result<Me, HereError> {
             self.calls.push("here");

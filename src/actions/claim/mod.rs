@@ -472,6 +472,11 @@ pub(crate) trait Provider: Send + Sync + 'static {
 
     /// How the alert names what a move made (`association eipassoc-...`).
     const MOVED_AS: &'static str = "association";
+    /// The provider applies a move after answering the call (OpsWorks detaches, then
+    /// attaches, on its own time): a restart that finds nobody holding the address, where
+    /// somebody did as its claim started, reads it again for the verification window before
+    /// judging the claim. EC2's calls are done when they answer: judged at once.
+    const MOVES_LAND_LATE: bool = false;
 
     /// Who holds the address now. No side effect.
     fn read(&self) -> impl Future<Output = Result<Owner<Self::State>, AwsError>> + Send;

@@ -111,6 +111,8 @@ impl Claims {
 impl Provider for Claims {
     type Spot = Instance;
     type State = ElasticIpState;
+    /// `AssociateElasticIp` answers before OpsWorks has moved the address.
+    const MOVES_LAND_LATE: bool = true;
 
     async fn here(&self) -> Result<Instance, HereError> {
         self.here.here().await
