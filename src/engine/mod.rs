@@ -92,6 +92,11 @@ pub struct RuleRunner {
     /// retried every cycle for the same reason (a hold-down of minutes, egress down) is
     /// logged at warning level once per [`REFUSAL_REMINDER`], at debug level in between.
     refusals_logged: std::collections::BTreeMap<String, (&'static str, Instant)>,
+    /// Where `run` keeps each rule's latest state: updated as the rule flips (before its
+    /// actions run), as its unfinished actions change, and after each cycle, so that a rule
+    /// whose task is cut at the end of a reload's grace period (a long action, a slow sync
+    /// round) hands on what it had reached, not nothing.
+    shared: Option<Arc<std::sync::Mutex<RuleStates>>>,
 }
 
 /// How often an action refused again and again for the same reason is logged at warning
@@ -164,6 +169,7 @@ impl RuleRunner {
             times: StreakTimes::default(),
             next_due: None,
             refusals_logged: Default::default(),
+            shared: None,
         }
     }
 
@@ -241,7 +247,21 @@ impl RuleRunner {
             times: st.times,
             next_due: st.next_due,
             refusals_logged: Default::default(),
+            shared: None,
             rule,
+        }
+    }
+
+    /// Put the rule's state where `run` keeps it (see `shared`).
+    fn share(&self) {
+        if let Some(states) = &self.shared {
+            if let Some(kept) = states
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&self.rule.name)
+            {
+                *kept = self.state();
+            }
         }
     }
 
@@ -360,6 +380,7 @@ impl RuleRunner {
             // Saved before the actions run: a restart from here on neither flips the rule
             // nor runs these actions a second time once they are done.
             fx.persist(&rule.name, &self.state());
+            self.share();
             fx.transitioned(&rule.name, t, &outcome.detail);
         }
 
@@ -412,6 +433,7 @@ impl RuleRunner {
                 fx.persist(&rule.name, &self.state());
             }
         }
+        self.share();
 
         CycleReport {
             rule: rule.name.clone(),
@@ -482,7 +504,8 @@ pub async fn run<E: Effects>(
         let fx = fx.clone();
         let shutdown = shutdown.clone();
         let name = rule.name.clone();
-        let runner = RuleRunner::resume(rule, carried.remove(&name));
+        let mut runner = RuleRunner::resume(rule, carried.remove(&name));
+        runner.shared = Some(states.clone());
         // A rule carried across a reload keeps its schedule (no later than one new period
         // away): reloads, however frequent, neither hold its checks back nor bunch them up.
         // So does a failure streak resumed after a restart (see `RuleRunner::resume`).
@@ -497,7 +520,7 @@ pub async fn run<E: Effects>(
             .insert(name.clone(), runner.state());
         let states = states.clone();
         set.spawn(async move {
-            let runner = rule_loop(runner, fx, shutdown, first, &states).await;
+            let runner = rule_loop(runner, fx, shutdown, first).await;
             states
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -568,15 +591,11 @@ pub fn first_cycles(periods: &[Duration], now: Instant) -> Vec<Instant> {
         .collect()
 }
 
-/// `states`: where the rule's state is kept after each cycle, so that a rule whose task is cut
-/// at the end of the grace period (a cycle still running: a long action, a slow sync round)
-/// hands on its last settled state to the reloaded configuration instead of none.
 async fn rule_loop<E: Effects>(
     mut runner: RuleRunner,
     fx: Arc<E>,
     mut shutdown: watch::Receiver<bool>,
     first: Instant,
-    states: &std::sync::Mutex<RuleStates>,
 ) -> RuleRunner {
     let period = fx.pacing(&runner.rule).period;
     let next = tokio::time::sleep_until(first);
@@ -614,13 +633,6 @@ async fn rule_loop<E: Effects>(
             runner.settle(fx.as_ref(), outcome, took).await
         };
         fx.report(&report);
-        if let Some(kept) = states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&runner.rule.name)
-        {
-            *kept = runner.state();
-        }
         // A slow cycle delays the next one rather than causing a burst of catch-up cycles.
         let due = due + runner.next_period(period);
         next.as_mut().reset(due.max(Instant::now()));

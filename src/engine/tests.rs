@@ -27,6 +27,8 @@ struct Script {
     /// Rules whose run, once their scripted results have run out, never ends, whatever
     /// happens (a backend sync's round stuck in a 40-second `haproxy -c`).
     stuck_when_done: Vec<String>,
+    /// Actions that never end (an `exec` of a 40-second script).
+    hang_acts: Vec<String>,
 }
 
 use std::collections::BTreeMap;
@@ -114,6 +116,9 @@ impl Effects for Script {
             .lock()
             .unwrap()
             .push((action.into(), ctx.transition, ctx.retry, self.t()));
+        if self.hang_acts.iter().any(|a| a == action) {
+            std::future::pending::<()>().await;
+        }
         let mut refuse = self.refuse_first.lock().unwrap();
         match refuse.get_mut(action) {
             Some(n) if *n > 0 => {
@@ -878,4 +883,40 @@ async fn a_resumed_streak_keeps_its_schedule_after_a_quick_restart() {
     assert_eq!(times[1] - times[0], 10_000, "{times:?}");
     assert_eq!(states["eip"].threshold.health(), Health::Down);
     assert_eq!(fx2.acts.lock().unwrap().len(), 1);
+}
+
+/// Breaker's find: a reload while a rule's `on_fail` action (an `exec` of a 40-second script)
+/// still ran cut the rule after the grace period with the state of its cycle before the
+/// failure: the reloaded rule failed again, logged a second `rule_failed` and paged a second
+/// time, and `status` showed it up meanwhile. The state reached at the failure is handed on.
+#[tokio::test(start_paused = true)]
+async fn a_rule_cut_while_its_action_runs_does_not_fail_again_after_the_reload() {
+    let start = Instant::now();
+    let fx = Arc::new(Script {
+        hang_acts: vec!["claim".into()],
+        ..Script::new(start).results("eip", "-")
+    });
+    let states = run_carrying(
+        vec![rule("eip", 2, 1, 1, 2)],
+        fx.clone(),
+        1,
+        RuleStates::new(),
+    )
+    .await;
+    let st = &states["eip"];
+    assert_eq!(st.threshold.health(), Health::Down, "{st:?}");
+    assert_eq!(st.pending_transition, Some(Transition::Failed), "{st:?}");
+    // The cut action did not complete: it is still owed, and retried; the rule does not fail
+    // again.
+    assert_eq!(st.pending, ["claim"], "{st:?}");
+    let fx2 = Arc::new(Script::new(start).results("eip", "-"));
+    let states = run_carrying(vec![rule("eip", 2, 1, 1, 2)], fx2.clone(), 3, states).await;
+    let acts = fx2.acts.lock().unwrap().clone();
+    assert!(!acts.is_empty(), "the owed action is retried");
+    assert!(
+        acts.iter()
+            .all(|(_, t, retry, _)| *t == Transition::Failed && *retry),
+        "a retry, not a second failure: {acts:?}"
+    );
+    assert_eq!(states["eip"].threshold.health(), Health::Down);
 }

@@ -682,7 +682,12 @@ pub async fn check_config(
     if out.status.success() {
         return Ok(());
     }
-    let text = String::from_utf8_lossy(&out.stderr);
+    // HAProxy writes its alerts to stderr; a wrapper may print them on stdout: both are read.
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     let first: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("[ALERT]") || l.contains("error"))
@@ -960,6 +965,21 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(!alive, "the wrapper's child {pid} outlived the check");
+    }
+
+    /// Breaker's find: a `haproxy` wrapper that printed its `[ALERT]` on stdout was logged as
+    /// "HAProxy rejects the new configuration (exit status: 1): " and nothing more.
+    #[tokio::test]
+    async fn a_rejection_quotes_what_haproxy_said_on_either_stream() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("haproxy");
+        std::fs::write(&bin, "#!/bin/sh\necho '[ALERT] forced failure'\nexit 1\n").unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = check_config(&bin, &dir.path().join("h.cfg"), Duration::from_secs(5))
+            .await
+            .expect_err("refused");
+        assert!(e.to_string().contains("[ALERT] forced failure"), "{e}");
     }
 
     #[test]
