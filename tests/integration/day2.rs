@@ -299,8 +299,10 @@ async fn drill_back_measures_both_moves_as_the_client_sees_them() {
     let bed = TestBed::new(&["a", "b"], Some("a")).await;
     served_by(&bed, "a").await;
     let (_wa, wb) = pair(&bed).await;
-    // The client polls the EIP every 50 ms, keeping when each GET started and ended (a GET
-    // sent while the address is between nodes can take up to its 1 s timeout).
+    // The client polls the EIP every 10 ms, keeping when each GET started and ended (a GET
+    // sent while the address is between nodes can take up to its 1 s timeout). (At 50 ms it
+    // missed b now and then: b serves from its move until the drill's check and checkip
+    // have passed, which can be as little as 60 ms on the bed.)
     let answers: Arc<Mutex<Vec<Timed>>> = Arc::default();
     let poll = {
         let (answers, client) = (answers.clone(), bed.client.clone());
@@ -310,7 +312,7 @@ async fn drill_back_measures_both_moves_as_the_client_sees_them() {
                 let start = Instant::now();
                 let who = testkit::testbed::get(&client, eip).await;
                 answers.lock().unwrap().push((start, Instant::now(), who));
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
     };
