@@ -92,10 +92,11 @@ pub struct RuleRunner {
     /// retried every cycle for the same reason (a hold-down of minutes, egress down) is
     /// logged at warning level once per [`REFUSAL_REMINDER`], at debug level in between.
     refusals_logged: std::collections::BTreeMap<String, (&'static str, Instant)>,
-    /// Where `run` keeps each rule's latest state: updated as the rule flips (before its
-    /// actions run), as its unfinished actions change, and after each cycle, so that a rule
-    /// whose task is cut at the end of a reload's grace period (a long action, a slow sync
-    /// round) hands on what it had reached, not nothing.
+    /// Where `run` keeps each rule's latest state: updated wherever the state is saved for a
+    /// restart (the rule flips, before its actions run; its unfinished actions change; a
+    /// failure streak begins or ends), never on a cycle that changes none of that, so that a
+    /// rule whose task is cut at the end of a reload's grace period (a long action, a slow
+    /// sync round) hands on what a restart would resume, not nothing.
     shared: Option<Arc<std::sync::Mutex<RuleStates>>>,
 }
 
@@ -333,11 +334,13 @@ impl RuleRunner {
             // and keeps what its actions noted as it began (see `RuleRunner::resume`).
             if transition.is_none() {
                 fx.persist_soon(&rule.name, &self.state());
+                self.share();
             }
         } else if outcome.ok && up && failing_before > 0 && transition.is_none() {
             // A streak that ended without failing the rule: a restart must not resume it.
             self.times.first_failed_check = None;
             fx.persist_soon(&rule.name, &self.state());
+            self.share();
         }
         let (fails, oks) = (
             self.threshold.consecutive_failures(),
@@ -431,9 +434,9 @@ impl RuleRunner {
             self.pending = still_pending;
             if self.pending != before {
                 fx.persist(&rule.name, &self.state());
+                self.share();
             }
         }
-        self.share();
 
         CycleReport {
             rule: rule.name.clone(),

@@ -462,7 +462,6 @@ pub fn servers_only_moved(old: &str, new: &str) -> Result<(), Difference> {
         if q.port == 0 {
             return Err(Difference::PortZero { line });
         }
-        let _ = p.port;
         if p.indent != q.indent || p.name != q.name || p.options != q.options {
             return Err(Difference::NameOrOptions { line });
         }
