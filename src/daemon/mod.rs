@@ -8,6 +8,7 @@ pub mod deps;
 pub mod operate;
 pub mod probe;
 pub mod signals;
+pub mod startup_pages;
 pub mod watchdog;
 
 use crate::config::{self, AwsSettings, Config, ControlSettings};
@@ -136,6 +137,8 @@ where
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&running_status(&config, &deps)),
     ]);
+    // What only starting ran need not stay mapped (docs/benchmarks.md, "Memory").
+    startup_pages::release_soon();
     // systemd's watchdog (WatchdogSec=): pinged while every rule makes progress.
     let heartbeat = Arc::new(Heartbeat::default());
     let pinger = watchdog::spawn(heartbeat.clone());
@@ -289,6 +292,8 @@ async fn supervise<E: Effects, R: Reloads<E>>(
                     let next = reloads.reload();
                     let status = reloads.status(next.as_ref().map_or(&config, |(c, _)| c));
                     notify_systemd(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+                    // Reading and building it mapped start-up's code again.
+                    startup_pages::release_soon();
                     match next {
                         Some(next) => break Ok(Some(next)),
                         None => {

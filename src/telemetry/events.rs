@@ -5,6 +5,8 @@
 
 /// The daemon runs: its rules and actions are loaded and systemd was told READY.
 pub const STARTED: &str = "started";
+/// Some time after start-up or a reload: the kB of the binary's pages only starting used that were given back to the page cache (`released_kb`), or why not (`error`).
+pub const STARTUP_PAGES_RELEASED: &str = "startup_pages_released";
 /// The first configuration could not be made to run (no AWS region, no CA store, state directory busy); exit 1.
 pub const STARTUP_FAILED: &str = "startup_failed";
 /// SIGTERM or SIGINT arrived (`signal`); rules finish their cycle.
@@ -216,6 +218,7 @@ pub const CONTROL_REFUSED: &str = "control_refused";
 /// Every event, for the tests that keep code, tests and docs in step.
 pub const ALL: &[&str] = &[
     STARTED,
+    STARTUP_PAGES_RELEASED,
     STARTUP_FAILED,
     STOPPING,
     STOPPED,
