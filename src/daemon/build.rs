@@ -344,7 +344,7 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
             | CheckSpec::Process(_)
             | CheckSpec::File(_)) => Probe::Plain(c.clone()),
             CheckSpec::BackendSync(spec) => {
-                let source = sync::source(spec, &http, discovery, dry_run, &metrics)
+                let source = sync::source(spec, &http, discovery, dry_run, &metrics, &deps.queues)
                     .ok_or(BuildError::AwsNotStarted)?;
                 let syncer = Syncer::new(
                     rule,

@@ -39,6 +39,8 @@ pub struct Deps {
     pub(super) store: StateStore,
     /// HAProxy reload windows and configuration-file locks, by HAProxy.
     pub(super) haproxy: crate::haproxy::Shared,
+    /// The events queues' receivers, kept across reloads (`sync::queues`).
+    pub(super) queues: crate::sync::queues::EventQueues,
     /// The rule states the state directory held at start, until the daemon takes them.
     saved_rules: Mutex<BTreeMap<String, serde_json::Value>>,
     /// Why the state directory could not be used (the daemon then keeps nothing across a
@@ -148,6 +150,7 @@ impl Deps {
             pause,
             store,
             haproxy: crate::haproxy::Shared::new(metrics.clone()),
+            queues: crate::sync::queues::EventQueues::default(),
             metrics,
             saved_rules: Mutex::new(recovered.rules),
             pending_claims: Mutex::new(recovered.claims),

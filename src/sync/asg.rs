@@ -5,17 +5,18 @@
 
 use super::events::{self, Hint};
 use super::membership::{Membership, Snapshot};
+use super::queues::{EventQueues, QueueReceiver};
 use crate::config::AsgSourceSpec;
 use crate::haproxy::Target;
 use crate::providers::aws::autoscaling::{AutoScaling, LifecycleAction};
 use crate::providers::aws::ec2::Ec2;
-use crate::providers::aws::sqs::{self, Message, Sqs};
+use crate::providers::aws::sqs::{Message, Sqs};
 use crate::providers::aws::AwsError;
 use crate::telemetry::metrics::Metrics;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Why the Auto Scaling source could not say who serves, or could not finish what it owes
@@ -62,7 +63,12 @@ pub struct AsgSource {
     sqs: Option<Sqs>,
     metrics: Arc<Metrics>,
     pub membership: Membership,
-    receiver: Option<Receiver>,
+    /// The events queue's receiver, shared with this rule's successor across a reload.
+    receiver: Option<QueueReceiver>,
+    /// Where the receiver came from, to start it again should it end.
+    queues: EventQueues,
+    /// No round has run yet: the first takes the membership a reload handed on.
+    first_round: bool,
     next_resync: Option<Instant>,
     /// Messages received and not yet applied.
     inbox: Vec<Message>,
@@ -74,15 +80,15 @@ pub struct AsgSource {
     left_out: Vec<String>,
 }
 
-struct Receiver {
-    rx: mpsc::Receiver<Result<Vec<Message>, AsgError>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Receiver {
-    /// A reload builds a new source: the old long poll must not swallow a message.
+impl Drop for AsgSource {
+    /// A reload builds a new source before it drops this one: messages taken and not applied
+    /// go to the new one, which reads the same receiver (`sync::queues`).
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(r) = &self.receiver {
+            r.give_back(std::mem::take(&mut self.inbox));
+            let fresh = Membership::new(&self.spec.group, self.spec.lifecycle_hook.as_deref());
+            r.hand_on(std::mem::replace(&mut self.membership, fresh));
+        }
     }
 }
 
@@ -94,11 +100,15 @@ pub struct Found {
 
 impl AsgSource {
     /// `metrics`: counts the API calls, the events read and the lifecycle actions completed.
+    /// `queues`: the daemon's events-queue receivers; the source takes its queue's (started
+    /// now if no rule reads that queue yet), so a reload's new source carries on from the
+    /// old one's long poll.
     pub fn new(
         spec: AsgSourceSpec,
         sdk: &aws_config::SdkConfig,
         dry_run: bool,
         metrics: Arc<Metrics>,
+        queues: &EventQueues,
     ) -> Self {
         let sqs = match (&spec.events_queue, dry_run) {
             (Some(q), true) => {
@@ -108,6 +118,10 @@ impl AsgSource {
             (Some(_), false) => Some(Sqs::new(sdk, metrics.clone())),
             (None, _) => None,
         };
+        let receiver = match (&sqs, &spec.events_queue) {
+            (Some(sqs), Some(q)) => Some(queues.subscribe(q, sqs)),
+            _ => None,
+        };
         AsgSource {
             membership: Membership::new(&spec.group, spec.lifecycle_hook.as_deref()),
             spec,
@@ -115,7 +129,9 @@ impl AsgSource {
             ec2: Ec2::new(sdk, metrics.clone()),
             metrics,
             sqs,
-            receiver: None,
+            receiver,
+            queues: queues.clone(),
+            first_round: true,
             next_resync: None,
             inbox: Vec::new(),
             queue_error: None,
@@ -126,7 +142,7 @@ impl AsgSource {
     /// Wait for the next resync, an event, or (while draining) the next session count.
     /// False on shutdown.
     pub async fn wait(&mut self, stopping: &watch::Receiver<bool>) -> bool {
-        self.start_receiver(stopping);
+        self.restart_receiver();
         let mut until = self.next_resync.unwrap_or_else(Instant::now);
         if self.membership.drains().next().is_some() {
             until = until.min(Instant::now() + DRAIN_POLL);
@@ -135,10 +151,10 @@ impl AsgSource {
             return true;
         }
         let mut stop = stopping.clone();
-        let got = match self.receiver.as_mut() {
+        let got = match &self.receiver {
             Some(r) => tokio::select! {
                 _ = tokio::time::sleep_until(until) => None,
-                m = r.rx.recv() => m,
+                m = r.recv() => m,
                 _ = stop.wait_for(|s| *s) => return false,
             },
             None => tokio::select! {
@@ -149,10 +165,7 @@ impl AsgSource {
         match got {
             Some(Ok(m)) => self.inbox.extend(m),
             Some(Err(e)) => self.queue_error = Some(Box::new(e)),
-            // Woken by the timer; or the receiver ended: restart it next round.
-            None if self.receiver.as_ref().is_some_and(|r| r.task.is_finished()) => {
-                self.receiver = None;
-            }
+            // Woken by the timer; or the receiver ended: restarted next round.
             None => {}
         }
         !*stopping.borrow()
@@ -163,10 +176,10 @@ impl AsgSource {
     /// A queue error meanwhile does not end the wait: it is reported with the next round.
     /// False on shutdown.
     pub async fn wait_backoff(&mut self, stopping: &watch::Receiver<bool>, until: Instant) -> bool {
-        self.start_receiver(stopping);
+        self.restart_receiver();
         let mut stop = stopping.clone();
         while self.inbox.is_empty() {
-            let Some(r) = self.receiver.as_mut() else {
+            let Some(r) = &self.receiver else {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => break,
                     _ = stop.wait_for(|s| *s) => return false,
@@ -174,11 +187,11 @@ impl AsgSource {
             };
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => break,
-                m = r.rx.recv() => match m {
+                m = r.recv() => match m {
                     Some(Ok(m)) => self.inbox.extend(m),
                     Some(Err(e)) => self.queue_error = Some(Box::new(e)),
                     // The receiver ended: the next round starts it again.
-                    None => self.receiver = None,
+                    None => break,
                 },
                 _ = stop.wait_for(|s| *s) => return false,
             }
@@ -186,45 +199,14 @@ impl AsgSource {
         !*stopping.borrow()
     }
 
-    fn start_receiver(&mut self, stopping: &watch::Receiver<bool>) {
-        let (Some(sqs), Some(queue), None) = (&self.sqs, &self.spec.events_queue, &self.receiver)
-        else {
+    /// A receiver that ended (it only does when aborted) is started again.
+    fn restart_receiver(&mut self) {
+        let (Some(sqs), Some(queue)) = (&self.sqs, &self.spec.events_queue) else {
             return;
         };
-        let (tx, rx) = mpsc::channel(16);
-        let (sqs, queue, mut stop) = (sqs.clone(), queue.clone(), stopping.clone());
-        let task = tokio::spawn(async move {
-            let mut backoff = Duration::from_secs(1);
-            loop {
-                let r = tokio::select! {
-                    r = sqs.receive(&queue, sqs::LONG_POLL) => r,
-                    _ = stop.wait_for(|s| *s) => return,
-                };
-                match r {
-                    Ok(m) => {
-                        backoff = Duration::from_secs(1);
-                        if !m.is_empty() && tx.send(Ok(m)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(err) => {
-                        let msg = AsgError::Queue {
-                            err,
-                            retry_in: backoff,
-                        };
-                        if tx.send(Err(msg)).await.is_err() {
-                            return;
-                        }
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = stop.wait_for(|s| *s) => return,
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(60));
-                    }
-                }
-            }
-        });
-        self.receiver = Some(Receiver { rx, task });
+        if self.receiver.as_ref().is_none_or(|r| r.is_finished()) {
+            self.receiver = Some(self.queues.subscribe(queue, sqs));
+        }
     }
 
     /// Apply what arrived, then ask AWS what is due: the whole group when the resync is due
@@ -236,6 +218,16 @@ impl AsgSource {
         interval: Duration,
         force: bool,
     ) -> Result<Found, AsgError> {
+        if std::mem::take(&mut self.first_round) {
+            let (group, hook) = (&self.spec.group, self.spec.lifecycle_hook.as_deref());
+            if let Some(m) = self
+                .receiver
+                .as_ref()
+                .and_then(|r| r.take_membership(group, hook))
+            {
+                self.membership = m;
+            }
+        }
         self.take_events(rule).await;
         let now = Instant::now();
         if force || self.next_resync.is_none_or(|t| now >= t) {
@@ -341,8 +333,8 @@ impl AsgSource {
     /// Parse and apply the received messages, then delete them from the queue: the
     /// membership holds what they said, and the resync covers a restart.
     async fn take_events(&mut self, rule: &str) {
-        if let Some(r) = self.receiver.as_mut() {
-            while let Ok(m) = r.rx.try_recv() {
+        if let Some(r) = &self.receiver {
+            while let Some(m) = r.try_recv() {
                 match m {
                     Ok(m) => self.inbox.extend(m),
                     Err(e) => self.queue_error = Some(Box::new(e)),

@@ -60,6 +60,12 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// Whether this membership follows `group` and completes through `hook`: one a reload
+    /// hands on is only taken by a rule that follows the same (`sync::queues`).
+    pub fn follows(&self, group: &str, hook: Option<&str>) -> bool {
+        self.group == group && self.hook.as_deref() == hook
+    }
+
     pub fn new(group: &str, hook: Option<&str>) -> Self {
         Membership {
             group: group.to_owned(),

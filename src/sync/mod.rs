@@ -11,6 +11,7 @@ pub mod asg;
 pub mod events;
 pub mod membership;
 pub mod plan;
+pub mod queues;
 
 mod apply_peers;
 mod apply_reload;
@@ -615,13 +616,15 @@ fn gate(spec: &BackendSyncSpec, d: &Discovered) -> Result<(), SyncError> {
     Ok(())
 }
 
-/// Build the source a rule names (`asg` needs the AWS SDK configuration).
+/// Build the source a rule names (`asg` needs the AWS SDK configuration; with an events queue
+/// it reads the queue through `queues`, the daemon's receivers kept across reloads).
 pub fn source(
     spec: &BackendSyncSpec,
     http: &reqwest::Client,
     sdk: Option<&aws_config::SdkConfig>,
     dry_run: bool,
     metrics: &Arc<crate::telemetry::metrics::Metrics>,
+    queues: &queues::EventQueues,
 ) -> Option<Source> {
     match &spec.source {
         SourceSpec::Asg(a) => sdk.map(|sdk| {
@@ -630,6 +633,7 @@ pub fn source(
                 sdk,
                 dry_run,
                 metrics.clone(),
+                queues,
             )))
         }),
         SourceSpec::Consul(c) => Some(Source::Consul(Box::new(Consul::new(

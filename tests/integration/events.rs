@@ -474,3 +474,66 @@ async fn an_event_reaches_haproxy_while_the_rule_keeps_failing() {
     assert!(took < ONE_SECOND, "the event took {took:?}\n{}", wd.log());
     assert!(wd.count("backend_sync_failed") >= 2, "{}", wd.log());
 }
+
+/// Breaker 4's open find: a reload ended the events queue's long poll with its generation,
+/// and a message SQS had handed to the abandoned poll (or one received and not yet applied)
+/// came back only after the queue's visibility timeout, 30 s. The receiver is now the
+/// daemon's, kept across reloads (`sync::queues`), and so is what the events taught the
+/// membership: a reload's first round is a resync, which an event outweighs for 60 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_queues_long_poll_and_what_its_events_said() {
+    let (group, q, lb, wd) = following(Some("10m")).await;
+    let polls = || group.moto.watchdog_calls("ReceiveMessage").len();
+
+    // A storm of reloads goes on with the one long poll (SQS ends it after 20 s of quiet).
+    let polls_before = polls();
+    let reloaded_before = wd.count("config_reloaded");
+    for _ in 0..12 {
+        wd.signal("HUP");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    eventually(WITHIN, "the storm's reloads", || async {
+        (wd.count("config_reloaded") >= reloaded_before + 3).then_some(())
+    })
+    .await;
+    let new_polls = polls() - polls_before;
+    assert!(
+        new_polls <= 1,
+        "{new_polls} ReceiveMessage calls during {} reloads\n{}",
+        wd.count("config_reloaded") - reloaded_before,
+        wd.log()
+    );
+
+    // An event sent as a reload starts reaches HAProxy at once. It says an instance the group
+    // still lists InService terminated: each reload's first round resyncs, so only the
+    // event can take it out, and only what the event taught keeps it out.
+    let serving = addrs(group.serving_ips().await, 8080);
+    let gone = group.instance_ids().await[0].clone();
+    let gone_at = SocketAddr::from((group.private_ip(&gone).await, 8080));
+    let want: BTreeSet<SocketAddr> = serving.iter().copied().filter(|a| *a != gone_at).collect();
+    assert_eq!(want.len(), serving.len() - 1);
+    let sent = Instant::now();
+    q.send(&event("terminate-successful.json", "web", &gone))
+        .await;
+    wd.signal("HUP");
+    let took = follows(&lb, &want, sent).await;
+    eprintln!("the event sent as a reload started followed in {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "the event took {took:?}\n{}",
+        wd.log()
+    );
+    // A reload after it: the new configuration's resync still lists the instance.
+    let reloaded = wd.count("config_reloaded");
+    wd.signal("HUP");
+    eventually(WITHIN, "the reload after the event", || async {
+        (wd.count("config_reloaded") > reloaded).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(lb.serving().await, Some(want), "{}", wd.log());
+    eventually(WITHIN, "the event deleted from the queue", || async {
+        (q.left().await == 0).then_some(())
+    })
+    .await;
+}
