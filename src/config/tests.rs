@@ -597,6 +597,32 @@ fn one_sync_per_backend_and_no_claims_on_sync_failure() {
     assert!(e.contains("lists claim action \"claim\""), "{e}");
 }
 
+/// Two rules on one events queue: SQS hands each message to one reader, and each rule deletes
+/// what it read, so each would miss the other's share of the events.
+#[test]
+fn an_events_queue_shared_by_two_rules_is_refused() {
+    let q =
+        "group = \"web\"\nevents_queue = \"https://sqs.us-east-1.amazonaws.com/123456789012/q\"";
+    let one = SYNC.replace("group = \"web\"", q);
+    let peers = one
+        .replace("rules.app", "rules.peers")
+        .replace("backend = \"app\"", "backend = \"other\"");
+    let e = errors(&[("s.toml", &format!("{one}{peers}"))]).join("\n");
+    assert!(
+        e.contains("is already read by rule \"app\"") && e.contains("a queue of its own"),
+        "{e}"
+    );
+    // A queue each is fine; so is a second rule that is disabled.
+    let own = peers.replace("/q\"", "/q2\"");
+    assert!(from_sources(&src(&[("s.toml", &format!("{one}{own}"))])).is_ok());
+    let off = peers.replace("[rules.peers]\n", "[rules.peers]\nenabled = false\n");
+    assert!(
+        from_sources(&src(&[("s.toml", &format!("{one}{off}"))])).is_ok(),
+        "{:?}",
+        errors(&[("s.toml", &format!("{one}{off}"))])
+    );
+}
+
 #[test]
 fn consul_source_settings() {
     let consul = SYNC.replace(

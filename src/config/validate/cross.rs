@@ -1,5 +1,5 @@
 //! Rules that need the whole picture: claims only on failure and never on a backend sync,
-//! one sync per backend and one owner per rendered file, one claim action per address,
+//! one sync per backend, one reader per events queue and one owner per rendered file, one claim action per address,
 //! and at least one enabled rule. A disabled rule is checked like an enabled one, except
 //! for clashes with other rules, which only rules that run can have.
 
@@ -31,6 +31,7 @@ pub(super) fn checks(
     // alternatives can wait side by side, disabled (packaging/examples/backend-sync.toml).
     let mut synced: BTreeMap<(&Path, &str), &str> = BTreeMap::new();
     let mut rendered: BTreeMap<&Path, &str> = BTreeMap::new();
+    let mut queues: BTreeMap<&str, &str> = BTreeMap::new();
     for (r, &off) in rules.iter().zip(disabled) {
         let CheckSpec::BackendSync(b) = &r.check else {
             continue;
@@ -54,6 +55,18 @@ pub(super) fn checks(
             cx.err(format!(
                 "backend {:?} is already kept in step by rule \"{first}\": one backend_sync rule per backend",
                 b.backend));
+        }
+        // SQS hands each message to one receiver: two rules on one queue would each miss
+        // what the other read (and delete it).
+        if let SourceSpec::Asg(AsgSourceSpec {
+            events_queue: Some(q),
+            ..
+        }) = &b.source
+        {
+            if let Some(first) = queues.insert(q.as_str(), &r.name) {
+                cx.err(format!(
+                    "events_queue {q:?} is already read by rule \"{first}\": each message reaches one reader, so each rule needs a queue of its own (one EventBridge rule can target several queues)"));
+            }
         }
         if let ApplyMode::Reload { .. } = b.apply {
             if let Some(first) = rendered.insert(b.haproxy_config.as_path(), &r.name) {
