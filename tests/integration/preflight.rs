@@ -516,11 +516,17 @@ async fn preflight_fails_on_a_private_ip_that_is_not_on_the_eni() {
         run.stdout
     );
 
-    conf.private_ip = Some("10.0.1.250".into());
+    // An address of the subnet the ENI does not have (moto draws its addresses at random:
+    // a fixed one was, once in a few hundred runs, the secondary itself).
+    let absent = (200..=254u8)
+        .map(|n| std::net::Ipv4Addr::new(10, 0, 1, n))
+        .find(|ip| *ip != a.private_ip && !a.secondary_ips.contains(ip))
+        .expect("a free address");
+    conf.private_ip = Some(absent.to_string());
     let run = preflight(&bed.env("a"), &conf.toml(), How::default()).await;
     assert_eq!(run.code, Some(1), "{}", run.stdout);
     let want = format!(
-        "FAIL private IP 10.0.1.250 (action \"claim\") is on {}: instance metadata lists {}, {secondary} on it. Fix: assign 10.0.1.250 to {}",
+        "FAIL private IP {absent} (action \"claim\") is on {}: instance metadata lists {}, {secondary} on it. Fix: assign {absent} to {}",
         a.eni, a.private_ip, a.eni
     );
     assert!(run.stdout.contains(&want), "{want}\n{}", run.stdout);

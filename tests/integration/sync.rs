@@ -689,6 +689,12 @@ async fn a_runtime_address_change_installs_the_file_without_haproxy_c() {
     );
 
     // An operator's edit of a line outside the block: the next rewrite is checked in full.
+    // HAProxy serves a change before its file is written: the edit waits for the file, or
+    // it would land before the last change's install (which it then makes a checked one).
+    testkit::eventually(WITHIN, "the last change's file installed", || async {
+        (lb.file_serving() == b.addrs(&[5])).then_some(())
+    })
+    .await;
     let text = std::fs::read_to_string(&lb.config).expect("read haproxy.cfg");
     assert!(text.contains("balance roundrobin"), "{text}");
     std::fs::write(
@@ -699,6 +705,10 @@ async fn a_runtime_address_change_installs_the_file_without_haproxy_c() {
     consul.set(instances(&b, &[0]));
     lb.converges(&b.addrs(&[0]), "after the operator's edit")
         .await;
+    testkit::eventually(WITHIN, "the edited file's rewrite installed", || async {
+        (lb.file_serving() == b.addrs(&[0])).then_some(())
+    })
+    .await;
     assert_eq!(checks(), 2, "{}", wd.log());
     let last = wd.events("config_installed").pop().expect("an install");
     assert_eq!(last["check"], "run", "{last}");
