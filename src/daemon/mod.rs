@@ -137,8 +137,10 @@ where
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&running_status(&config, &deps)),
     ]);
-    // What only starting ran need not stay mapped (docs/benchmarks.md, "Memory").
+    // What only starting ran need not stay mapped, nor what a burst freed (docs/benchmarks.md,
+    // "Memory").
     startup_pages::release_soon();
+    let housekeeping = startup_pages::housekeeping();
     // systemd's watchdog (WatchdogSec=): pinged while every rule makes progress.
     let heartbeat = Arc::new(Heartbeat::default());
     let pinger = watchdog::spawn(heartbeat.clone());
@@ -171,6 +173,7 @@ where
     if let Some(p) = pinger {
         p.abort();
     }
+    housekeeping.abort();
     let _ = last.stop.send(true);
     let _ = control_stop.send(true);
     let metrics = deps.metrics.clone();
