@@ -612,6 +612,28 @@ fn an_events_queue_shared_by_two_rules_is_refused() {
         e.contains("is already read by rule \"app\"") && e.contains("a queue of its own"),
         "{e}"
     );
+    // However the URL is spelled (breaker 7: `//`, a trailing `/`, a query, percent-encoding,
+    // SQS's older host names all passed).
+    for spelling in [
+        "https://sqs.us-east-1.amazonaws.com//123456789012/q",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/q/",
+        "HTTPS://SQS.us-east-1.amazonaws.com:443/123456789012/q?x=1",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/%71",
+        "https://queue.amazonaws.com/123456789012/q",
+        "https://us-east-1.queue.amazonaws.com/123456789012/q",
+        "https://vpce-0a1b.sqs.us-east-1.vpce.amazonaws.com/123456789012/q",
+    ] {
+        let other = peers.replace(
+            "https://sqs.us-east-1.amazonaws.com/123456789012/q",
+            spelling,
+        );
+        assert!(other.contains(spelling), "{other}");
+        let e = errors(&[("s.toml", &format!("{one}{other}"))]).join("\n");
+        assert!(
+            e.contains("is already read by rule \"app\" (as "),
+            "{spelling}: {e}"
+        );
+    }
     // A queue each is fine; so is a second rule that is disabled.
     let own = peers.replace("/q\"", "/q2\"");
     assert!(from_sources(&src(&[("s.toml", &format!("{one}{own}"))])).is_ok());

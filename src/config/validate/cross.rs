@@ -31,7 +31,7 @@ pub(super) fn checks(
     // alternatives can wait side by side, disabled (packaging/examples/backend-sync.toml).
     let mut synced: BTreeMap<(&Path, &str), &str> = BTreeMap::new();
     let mut rendered: BTreeMap<&Path, &str> = BTreeMap::new();
-    let mut queues: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut queues: BTreeMap<String, (&str, &str)> = BTreeMap::new();
     for (r, &off) in rules.iter().zip(disabled) {
         let CheckSpec::BackendSync(b) = &r.check else {
             continue;
@@ -63,9 +63,14 @@ pub(super) fn checks(
             ..
         }) = &b.source
         {
-            if let Some(first) = queues.insert(q.as_str(), &r.name) {
+            if let Some((first, their)) = queues.insert(queue_identity(q), (&r.name, q.as_str())) {
+                let same = if their == q {
+                    String::new()
+                } else {
+                    format!(" (as {their:?})")
+                };
                 cx.err(format!(
-                    "events_queue {q:?} is already read by rule \"{first}\": each message reaches one reader, so each rule needs a queue of its own (one EventBridge rule can target several queues)"));
+                    "events_queue {q:?} is already read by rule \"{first}\"{same}: each message reaches one reader, so each rule needs a queue of its own (one EventBridge rule can target several queues)"));
             }
         }
         if let ApplyMode::Reload { .. } = b.apply {
@@ -163,5 +168,35 @@ pub(super) fn checks(
             None,
             "every rule is disabled (`enabled = false`): nothing to watch",
         );
+    }
+}
+
+/// Which SQS queue a queue URL names, however it is spelled: its account and name, the last
+/// two segments of its path, percent-decoded (`https://sqs.us-east-1.amazonaws.com/123456789012/q`,
+/// the older `https://queue.amazonaws.com/123456789012/q`, a VPC endpoint's, `//`, a trailing
+/// `/` or a query all name `123456789012/q`; "Amazon SQS queue and message identifiers"). A
+/// URL with fewer segments is its own identity.
+fn queue_identity(url: &str) -> String {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return url.to_owned();
+    };
+    let segments: Vec<String> = u
+        .path_segments()
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    match segments.as_slice() {
+        [.., account, name] => format!("{account}/{name}"),
+        _ => format!(
+            "{}{}",
+            u.host_str().unwrap_or_default(),
+            u.path().trim_end_matches('/')
+        ),
     }
 }
