@@ -5,7 +5,7 @@
 
 use super::events::{self, Hint};
 use super::membership::{Membership, Snapshot};
-use super::queues::{EventQueues, QueueReceiver};
+use super::queues::{EventQueues, Handed, QueueReceiver};
 use crate::config::AsgSourceSpec;
 use crate::haproxy::Target;
 use crate::providers::aws::autoscaling::{AutoScaling, LifecycleAction};
@@ -67,8 +67,9 @@ pub struct AsgSource {
     receiver: Option<QueueReceiver>,
     /// Where the receiver came from, to start it again should it end.
     queues: EventQueues,
-    /// No round has run yet: the first takes the membership a reload handed on.
-    first_round: bool,
+    /// The rule and port of the last round (None before the first, which takes what a reload
+    /// handed on, `sync::queues`).
+    ran: Option<(String, u16)>,
     next_resync: Option<Instant>,
     /// Messages received and not yet applied.
     inbox: Vec<Message>,
@@ -86,9 +87,21 @@ impl Drop for AsgSource {
     fn drop(&mut self) {
         if let Some(r) = &self.receiver {
             r.give_back(std::mem::take(&mut self.inbox));
-            let fresh = Membership::new(&self.spec.group, self.spec.lifecycle_hook.as_deref());
-            r.hand_on(std::mem::replace(&mut self.membership, fresh));
         }
+        // A source that never ran a round knows nothing, and left what it was handed in place.
+        let Some((rule, port)) = self.ran.take() else {
+            return;
+        };
+        let fresh = Membership::new(&self.spec.group, self.spec.lifecycle_hook.as_deref());
+        self.queues.hand_on(Handed {
+            rule,
+            group: self.spec.group.clone(),
+            membership: std::mem::replace(&mut self.membership, fresh),
+            next_resync: self.next_resync,
+            port,
+            left_out: std::mem::take(&mut self.left_out),
+            at: Instant::now(),
+        });
     }
 }
 
@@ -100,9 +113,10 @@ pub struct Found {
 
 impl AsgSource {
     /// `metrics`: counts the API calls, the events read and the lifecycle actions completed.
-    /// `queues`: the daemon's events-queue receivers; the source takes its queue's (started
-    /// now if no rule reads that queue yet), so a reload's new source carries on from the
-    /// old one's long poll.
+    /// `queues`: the daemon's events-queue receivers and what sources hand on across reloads;
+    /// the source takes its queue's receiver (started now if no rule reads that queue yet),
+    /// so a reload's new source carries on from the old one's long poll, and its first round
+    /// takes what its predecessor knew of the group.
     pub fn new(
         spec: AsgSourceSpec,
         sdk: &aws_config::SdkConfig,
@@ -131,7 +145,7 @@ impl AsgSource {
             sqs,
             receiver,
             queues: queues.clone(),
-            first_round: true,
+            ran: None,
             next_resync: None,
             inbox: Vec::new(),
             queue_error: None,
@@ -218,16 +232,21 @@ impl AsgSource {
         interval: Duration,
         force: bool,
     ) -> Result<Found, AsgError> {
-        if std::mem::take(&mut self.first_round) {
-            let (group, hook) = (&self.spec.group, self.spec.lifecycle_hook.as_deref());
-            if let Some(m) = self
-                .receiver
-                .as_ref()
-                .and_then(|r| r.take_membership(group, hook))
-            {
-                self.membership = m;
+        let mut force = force;
+        if self.ran.is_none() {
+            if let Some(h) = self.queues.take_handed(rule, &self.spec.group) {
+                self.membership = h.membership;
+                self.membership
+                    .set_hook(self.spec.lifecycle_hook.as_deref());
+                // The same servers: the resync stays when it was due. A new port: now.
+                if h.port == port {
+                    self.next_resync = h.next_resync;
+                    self.left_out = h.left_out;
+                    force = false;
+                }
             }
         }
+        self.ran = Some((rule.to_owned(), port));
         self.take_events(rule).await;
         let now = Instant::now();
         if force || self.next_resync.is_none_or(|t| now >= t) {

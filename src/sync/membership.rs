@@ -60,10 +60,10 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Whether this membership follows `group` and completes through `hook`: one a reload
-    /// hands on is only taken by a rule that follows the same (`sync::queues`).
-    pub fn follows(&self, group: &str, hook: Option<&str>) -> bool {
-        self.group == group && self.hook.as_deref() == hook
+    /// The hook resync-found `Terminating:Wait` instances are completed through from now on
+    /// (a reload may change it; the membership is kept, `sync::queues`).
+    pub fn set_hook(&mut self, hook: Option<&str>) {
+        self.hook = hook.map(str::to_owned);
     }
 
     pub fn new(group: &str, hook: Option<&str>) -> Self {

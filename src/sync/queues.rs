@@ -8,10 +8,13 @@
 //! HAProxy 30 s late. So the receivers live in [`EventQueues`], which the daemon keeps for its
 //! whole life: the next generation's rule reading the same queue takes the same receiver,
 //! with whatever it received meanwhile and whatever the last reader took and had not applied
-//! ([`QueueReceiver`]'s drop gives those back). What the old rule's membership learned from
-//! the events goes with them: an event outweighs a resync for 60 s (the APIs are eventually
-//! consistent, `membership.rs`), and the new rule's first round is a resync. A receiver no
-//! rule reads any more (its rule removed, or the daemon stopping) ends with its last reader.
+//! ([`QueueReceiver`]'s drop gives those back). A receiver no rule reads any more (its rule
+//! removed, or the daemon stopping) ends with its last reader.
+//!
+//! What an Auto Scaling source knows goes across a reload too, by group ([`Handed`]): what
+//! the events taught its membership (an event outweighs a resync for 60 s, the APIs being
+//! eventually consistent, `membership.rs`) and when its next resync is due, so a reload
+//! neither brings back a server an event took out nor costs a resync of its own.
 
 use super::asg::AsgError;
 use super::membership::Membership;
@@ -27,7 +30,31 @@ pub type Batch = Result<Vec<Message>, AsgError>;
 /// Every events queue's receiver, by queue URL (see the module documentation). Cloning
 /// shares them.
 #[derive(Clone, Default)]
-pub struct EventQueues(Arc<Mutex<HashMap<String, Weak<Pooled>>>>);
+pub struct EventQueues {
+    receivers: Arc<Mutex<HashMap<String, Weak<Pooled>>>>,
+    /// What Auto Scaling sources handed on as their configuration ended, by group.
+    handed: Arc<Mutex<Vec<Handed>>>,
+}
+
+/// What an Auto Scaling source hands to its successor after a reload.
+pub struct Handed {
+    /// The rule it belonged to, and the group it followed.
+    pub rule: String,
+    pub group: String,
+    pub membership: Membership,
+    /// When its next resync was due, and the port its servers had (a new port resyncs now).
+    pub next_resync: Option<tokio::time::Instant>,
+    pub port: u16,
+    /// What its last resync left out, and why, for the note.
+    pub left_out: Vec<String>,
+    /// When it was handed on: what nobody took within [`HANDED_FOR`] is dropped.
+    pub at: tokio::time::Instant,
+}
+
+/// How long a source's knowledge waits for a successor: a reload builds the new rules before
+/// it ends the old ones, so it is taken at once or never; an event outweighs a resync for no
+/// longer than this anyway.
+pub const HANDED_FOR: Duration = Duration::from_secs(60);
 
 /// One queue's receiver and what it holds for its reader.
 pub struct Pooled {
@@ -37,8 +64,6 @@ pub struct Pooled {
     returned: Mutex<Vec<Message>>,
     /// Wakes a reader waiting on the channel when messages are given back.
     given_back: Notify,
-    /// The membership the last reader kept, for its successor.
-    handed_on: Mutex<Option<Membership>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -54,7 +79,7 @@ impl EventQueues {
     /// The receiver of `queue`: the one running if a rule reads it already (a reload's new
     /// generation takes its predecessor's), else a new one started now on `sqs`.
     pub fn subscribe(&self, queue: &str, sqs: &Sqs) -> QueueReceiver {
-        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.receivers.lock().unwrap_or_else(|p| p.into_inner());
         all.retain(|_, w| w.strong_count() > 0);
         if let Some(p) = all.get(queue).and_then(Weak::upgrade) {
             if !p.task.is_finished() {
@@ -66,7 +91,6 @@ impl EventQueues {
             rx: tokio::sync::Mutex::new(rx),
             returned: Mutex::new(Vec::new()),
             given_back: Notify::new(),
-            handed_on: Mutex::new(None),
             task: tokio::spawn(receive(sqs.clone(), queue.to_owned(), tx)),
         });
         all.insert(queue.to_owned(), Arc::downgrade(&pooled));
@@ -75,11 +99,35 @@ impl EventQueues {
 
     /// How many receivers run (for tests).
     pub fn running(&self) -> usize {
-        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let all = self.receivers.lock().unwrap_or_else(|p| p.into_inner());
         all.values()
             .filter_map(Weak::upgrade)
             .filter(|p| !p.task.is_finished())
             .count()
+    }
+}
+
+impl EventQueues {
+    /// Keeps what a source knew for its successor (see [`Handed`]).
+    pub fn hand_on(&self, h: Handed) {
+        let mut all = self.handed.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|o| o.at.elapsed() < HANDED_FOR && !(o.rule == h.rule && o.group == h.group));
+        all.push(h);
+    }
+
+    /// What the source of `rule` following `group` was handed: its own rule's (same name), or
+    /// else the one source of that group there is (a renamed rule). None when nothing is
+    /// there, or several rules followed the group and none had this name.
+    pub fn take_handed(&self, rule: &str, group: &str) -> Option<Handed> {
+        let mut all = self.handed.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|o| o.at.elapsed() < HANDED_FOR);
+        let of_group = || all.iter().enumerate().filter(|(_, o)| o.group == group);
+        let i = match of_group().find(|(_, o)| o.rule == rule) {
+            Some((i, _)) => i,
+            None if of_group().count() == 1 => of_group().next()?.0,
+            None => return None,
+        };
+        Some(all.remove(i))
     }
 }
 
@@ -153,23 +201,6 @@ impl QueueReceiver {
             .unwrap_or_else(|p| p.into_inner())
             .extend(messages);
         self.0.given_back.notify_one();
-    }
-
-    /// Hands what a rule's membership learned to the queue's next reader (see
-    /// [`QueueReceiver::take_membership`]).
-    pub fn hand_on(&self, membership: Membership) {
-        *self.0.handed_on.lock().unwrap_or_else(|p| p.into_inner()) = Some(membership);
-    }
-
-    /// The membership the queue's last reader handed on, if it follows `group` through
-    /// `hook` (else it is dropped: the rule's first resync starts afresh).
-    pub fn take_membership(&self, group: &str, hook: Option<&str>) -> Option<Membership> {
-        self.0
-            .handed_on
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .filter(|m| m.follows(group, hook))
     }
 
     /// Whether the receiver's task ended (it only does when aborted or its channel closed).

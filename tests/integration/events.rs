@@ -479,14 +479,19 @@ async fn an_event_reaches_haproxy_while_the_rule_keeps_failing() {
 /// and a message SQS had handed to the abandoned poll (or one received and not yet applied)
 /// came back only after the queue's visibility timeout, 30 s. The receiver is now the
 /// daemon's, kept across reloads (`sync::queues`), and so is what the events taught the
-/// membership: a reload's first round is a resync, which an event outweighs for 60 s.
+/// membership (an event outweighs a resync for 60 s) and when the resync is due: breaker 7
+/// found a reload, or a new queue or hook, bringing back a server an event took out, and
+/// every SIGHUP costing a resync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_keeps_the_queues_long_poll_and_what_its_events_said() {
     let (group, q, lb, wd) = following(Some("10m")).await;
     let polls = || group.moto.watchdog_calls("ReceiveMessage").len();
+    let resyncs = || group.moto.watchdog_calls("DescribeAutoScalingGroups").len();
 
-    // A storm of reloads goes on with the one long poll (SQS ends it after 20 s of quiet).
+    // A storm of reloads goes on with the one long poll (SQS ends it after 20 s of quiet),
+    // and the resync stays when it was due (10 minutes from the start).
     let polls_before = polls();
+    let resyncs_before = resyncs();
     let reloaded_before = wd.count("config_reloaded");
     for _ in 0..12 {
         wd.signal("HUP");
@@ -503,6 +508,7 @@ async fn a_reload_keeps_the_queues_long_poll_and_what_its_events_said() {
         wd.count("config_reloaded") - reloaded_before,
         wd.log()
     );
+    assert_eq!(resyncs(), resyncs_before, "a reload resynced\n{}", wd.log());
 
     // An event sent as a reload starts reaches HAProxy at once. It says an instance the group
     // still lists InService terminated: each reload's first round resyncs, so only the
@@ -531,9 +537,27 @@ async fn a_reload_keeps_the_queues_long_poll_and_what_its_events_said() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(lb.serving().await, Some(want), "{}", wd.log());
+    assert_eq!(lb.serving().await, Some(want.clone()), "{}", wd.log());
     eventually(WITHIN, "the event deleted from the queue", || async {
         (q.left().await == 0).then_some(())
     })
     .await;
+
+    // Nor does a reload onto another queue, with another lifecycle hook.
+    let q2 = group.queue("node-b").await;
+    let toml = std::fs::read_to_string(wd.config_path()).unwrap();
+    assert!(toml.contains(&q.url));
+    let toml = toml
+        .replace(&q.url, &q2.url)
+        .replace("events_queue", "lifecycle_hook = \"drain-b\"\nevents_queue");
+    std::fs::write(wd.config_path(), toml).unwrap();
+    let reloaded = wd.count("config_reloaded");
+    wd.signal("HUP");
+    eventually(WITHIN, "the reload onto queue node-b", || async {
+        (wd.count("config_reloaded") > reloaded).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(lb.serving().await, Some(want), "{}", wd.log());
+    assert_eq!(resyncs(), resyncs_before, "a reload resynced\n{}", wd.log());
 }
