@@ -5,7 +5,7 @@
 
 /// The daemon runs: its rules and actions are loaded and systemd was told READY.
 pub const STARTED: &str = "started";
-/// Some time after start-up or a reload: the kB of the binary's pages only starting used that were given back to the page cache (`released_kb`), or why not (`error`).
+/// DEBUG, 10 s after start-up or the last of a row of reloads: the kB that were resident in the binary's read-only mappings when they were given back to the page cache (`released_kb`; the code in use comes back at once), or why they could not be (`error`).
 pub const STARTUP_PAGES_RELEASED: &str = "startup_pages_released";
 /// The first configuration could not be made to run (no AWS region, no CA store, state directory busy); exit 1.
 pub const STARTUP_FAILED: &str = "startup_failed";
