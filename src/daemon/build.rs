@@ -208,6 +208,8 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
     let dry_run = deps.dry_run;
     let needs = Needs::of(config, dry_run);
     let http = checks::http_client(config.needs_tls()).map_err(BuildError::Http)?;
+    // What the configuration before the running one handed on and nobody took is stale.
+    deps.queues.new_generation();
     let (stop, stop_rx) = watch::channel(false);
     if needs.aws && deps.sdk.is_none() {
         return Err(BuildError::AwsNotStarted);

@@ -240,7 +240,10 @@ impl AsgSource {
                     .set_hook(self.spec.lifecycle_hook.as_deref());
                 // The same servers: the resync stays when it was due. A new port: now.
                 if h.port == port {
-                    self.next_resync = h.next_resync;
+                    // No later than a resync period of this configuration's `interval`, which
+                    // bounds the round (a reload from 5m to 20s would otherwise wait 5m).
+                    let latest = Instant::now() + self.resync_period(interval);
+                    self.next_resync = h.next_resync.map(|t| t.min(latest));
                     self.left_out = h.left_out;
                     force = false;
                 }

@@ -51,8 +51,9 @@ pub struct Handed {
     pub at: tokio::time::Instant,
 }
 
-/// How long a source's knowledge waits for a successor: a reload builds the new rules before
-/// it ends the old ones, so it is taken at once or never; an event outweighs a resync for no
+/// How long a source's knowledge waits for a successor at most: a reload builds the new rules
+/// before it ends the old ones, so it is taken at once or never, and the next configuration
+/// built forgets it ([`EventQueues::new_generation`]); an event outweighs a resync for no
 /// longer than this anyway.
 pub const HANDED_FOR: Duration = Duration::from_secs(60);
 
@@ -108,6 +109,15 @@ impl EventQueues {
 }
 
 impl EventQueues {
+    /// A configuration is being built: what the last one's successors did not take is stale
+    /// (a rule that goes back to a group or name it left must not find what it knew then).
+    pub fn new_generation(&self) {
+        self.handed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// Keeps what a source knew for its successor (see [`Handed`]).
     pub fn hand_on(&self, h: Handed) {
         let mut all = self.handed.lock().unwrap_or_else(|p| p.into_inner());
@@ -279,6 +289,52 @@ mod tests {
         drop(new);
         tokio::task::yield_now().await;
         assert_eq!(queues.running(), 0, "no reader left: the long polls end");
+    }
+
+    /// Breaker 8: a rule that went back to a group (or name) it had left found what it had
+    /// known then, and skipped the resync.
+    #[tokio::test]
+    async fn what_no_successor_took_is_forgotten_when_the_next_configuration_is_built() {
+        let queues = EventQueues::default();
+        let handed = |rule: &str| Handed {
+            rule: rule.into(),
+            group: "web".into(),
+            membership: Membership::new("web", None),
+            next_resync: None,
+            port: 80,
+            left_out: Vec::new(),
+            at: tokio::time::Instant::now(),
+        };
+        queues.hand_on(handed("app"));
+        assert!(
+            queues.take_handed("app", "web").is_some(),
+            "its successor takes it"
+        );
+        queues.hand_on(handed("app"));
+        queues.new_generation();
+        assert!(
+            queues.take_handed("app", "web").is_none(),
+            "stale after the next build"
+        );
+        // Of two rules on one group, a renamed one takes neither.
+        queues.hand_on(handed("app"));
+        queues.hand_on(handed("peers"));
+        assert!(queues.take_handed("renamed", "web").is_none());
+        assert_eq!(
+            queues
+                .take_handed("peers", "web")
+                .map(|h| h.rule)
+                .as_deref(),
+            Some("peers")
+        );
+        // The only one left is taken by a renamed rule.
+        assert_eq!(
+            queues
+                .take_handed("renamed", "web")
+                .map(|h| h.rule)
+                .as_deref(),
+            Some("app")
+        );
     }
 
     #[tokio::test]

@@ -475,6 +475,16 @@ async fn an_event_reaches_haproxy_while_the_rule_keeps_failing() {
     assert!(wd.count("backend_sync_failed") >= 2, "{}", wd.log());
 }
 
+/// SIGHUP, and wait until the configuration is reloaded.
+async fn reload(wd: &Watchdog, what: &str) {
+    let reloaded = wd.count("config_reloaded");
+    wd.signal("HUP");
+    eventually(WITHIN, what, || async {
+        (wd.count("config_reloaded") > reloaded).then_some(())
+    })
+    .await;
+}
+
 /// Breaker 4's open find: a reload ended the events queue's long poll with its generation,
 /// and a message SQS had handed to the abandoned poll (or one received and not yet applied)
 /// came back only after the queue's visibility timeout, 30 s. The receiver is now the
@@ -530,12 +540,7 @@ async fn a_reload_keeps_the_queues_long_poll_and_what_its_events_said() {
         wd.log()
     );
     // A reload after it: the new configuration's resync still lists the instance.
-    let reloaded = wd.count("config_reloaded");
-    wd.signal("HUP");
-    eventually(WITHIN, "the reload after the event", || async {
-        (wd.count("config_reloaded") > reloaded).then_some(())
-    })
-    .await;
+    reload(&wd, "the reload after the event").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(lb.serving().await, Some(want.clone()), "{}", wd.log());
     eventually(WITHIN, "the event deleted from the queue", || async {
@@ -551,13 +556,24 @@ async fn a_reload_keeps_the_queues_long_poll_and_what_its_events_said() {
         .replace(&q.url, &q2.url)
         .replace("events_queue", "lifecycle_hook = \"drain-b\"\nevents_queue");
     std::fs::write(wd.config_path(), toml).unwrap();
-    let reloaded = wd.count("config_reloaded");
-    wd.signal("HUP");
-    eventually(WITHIN, "the reload onto queue node-b", || async {
-        (wd.count("config_reloaded") > reloaded).then_some(())
-    })
-    .await;
+    reload(&wd, "the reload onto queue node-b").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(lb.serving().await, Some(want), "{}", wd.log());
     assert_eq!(resyncs(), resyncs_before, "a reload resynced\n{}", wd.log());
+
+    // A shorter `interval`: the resync the old one had due in ten minutes comes within the
+    // new one (breaker 8: it waited out the old, and the round timed out).
+    let toml = std::fs::read_to_string(wd.config_path()).unwrap();
+    assert!(toml.contains("interval = \"10m\""), "{toml}");
+    std::fs::write(
+        wd.config_path(),
+        toml.replace("interval = \"10m\"", "interval = \"3s\""),
+    )
+    .unwrap();
+    reload(&wd, "the reload to a 3 s interval").await;
+    eventually(WITHIN, "a resync within the new interval", || async {
+        (resyncs() > resyncs_before).then_some(())
+    })
+    .await;
+    assert_eq!(wd.count("check_failed"), 0, "{}", wd.log());
 }
