@@ -204,8 +204,9 @@ impl AsgSource {
                 m = r.recv() => match m {
                     Some(Ok(m)) => self.inbox.extend(m),
                     Some(Err(e)) => self.queue_error = Some(Box::new(e)),
-                    // The receiver ended: the next round starts it again.
-                    None => break,
+                    // The receiver ended: the backoff runs out without it, and the next
+                    // round starts it again.
+                    None => self.receiver = None,
                 },
                 _ = stop.wait_for(|s| *s) => return false,
             }

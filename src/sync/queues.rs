@@ -106,9 +106,7 @@ impl EventQueues {
             .filter(|p| !p.task.is_finished())
             .count()
     }
-}
 
-impl EventQueues {
     /// A configuration is being built: what the last one's successors did not take is stale
     /// (a rule that goes back to a group or name it left must not find what it knew then).
     pub fn new_generation(&self) {
