@@ -1,10 +1,14 @@
 //! `type = "http"`: one request on a connection of its own; pass when the status is in the
 //! expected set and, if asked, the body contains the expected text.
 //!
-//! Every check opens a new connection and closes it (`Connection: close`, RFC 9112 §9.6),
-//! and no rule can ask otherwise: a connection kept from an earlier check would go on passing
-//! after the listener stopped accepting new ones, which is what the clients of the address
-//! see.
+//! By default every check opens a new connection and closes it (`Connection: close`, RFC 9112
+//! §9.6): a connection kept from an earlier check would go on passing after the listener
+//! stopped accepting new ones, which is what the clients of the address see. A rule may ask
+//! for one to be kept (`keep_alive`, [`KeptConnection`]), for at most that long after it was
+//! opened: the field's answer to the same trade-off (pingora's `reuse_connection`, HAProxy's
+//! `check-reuse-pool`), bounded so that a listener that stopped accepting is seen within it.
+//! A check that fails never keeps its connection, and a kept connection that fails before an
+//! answer begins is replaced within the check.
 //!
 //! A plain `http` URL without credentials, the daemon's most frequent call, is requested
 //! through hyper's HTTP/1 connection API (`hyper::client::conn::http1`) on the rule's own
@@ -19,6 +23,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::header;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// How much of a body `body_contains` looks at.
 const BODY_LIMIT: usize = 256 * 1024;
@@ -29,13 +34,73 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The `User-Agent` of every request the daemon makes.
 pub const USER_AGENT: &str = concat!("haproxy-watchdog/", env!("CARGO_PKG_VERSION"));
 
-pub async fn probe(client: &reqwest::Client, spec: &HttpCheckSpec) -> Outcome {
+/// A rule's connection kept between its checks (`keep_alive`), and when it was opened. Only
+/// its own rule's task uses it; the mutex is never held across an await.
+#[derive(Default)]
+pub struct KeptConnection(std::sync::Mutex<Option<(tokio::net::TcpStream, Instant)>>);
+
+impl KeptConnection {
+    /// The kept connection if it may serve this check: younger than `max_age`, and neither
+    /// closed by the server nor carrying bytes nobody asked for (both seen without a system
+    /// call: tokio knows from epoll whether the socket became readable since the last read).
+    fn take(&self, max_age: Duration) -> Option<(tokio::net::TcpStream, Instant)> {
+        let (stream, opened) = self.0.lock().ok()?.take()?;
+        if opened.elapsed() >= max_age {
+            return None;
+        }
+        match stream.try_read(&mut [0u8; 1]) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some((stream, opened)),
+            // Ok(0): closed (HAProxy's `timeout http-keep-alive`, a reload's old process
+            // leaving); Ok(_): stray bytes; Err: reset. Dropped either way.
+            _ => None,
+        }
+    }
+
+    fn put(&self, stream: tokio::net::TcpStream, opened: Instant) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some((stream, opened));
+        }
+    }
+}
+
+/// One check. `kept`: the rule's kept connection, which a check with `keep_alive` needs
+/// (without one, it opens a connection each time).
+pub async fn probe(
+    client: &reqwest::Client,
+    spec: &HttpCheckSpec,
+    kept: Option<&KeptConnection>,
+) -> Outcome {
     let url = &spec.url;
     if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
         // Boxed: the reqwest client's future would make every rule's task larger.
         return Box::pin(through_reqwest(client, spec)).await;
     }
-    plain(spec).await.unwrap_or_else(Outcome::fail)
+    let (Some(max_age), Some(kept)) = (spec.keep_alive, kept) else {
+        return match plain(spec, false).await {
+            Ok((outcome, _)) => outcome,
+            Err(e) => Outcome::fail(e),
+        };
+    };
+    // A kept connection first. When it fails before an answer began (the server closed it as
+    // the request went out), a new connection decides the check: a connection the server let
+    // go never fails a check that a new one passes. An answer on it is judged as any other.
+    if let Some((stream, opened)) = kept.take(max_age) {
+        if let Ok((outcome, back)) = exchange(spec, stream, true).await {
+            if let Some(stream) = back {
+                kept.put(stream, opened);
+            }
+            return outcome;
+        }
+    }
+    match plain(spec, true).await {
+        Ok((outcome, back)) => {
+            if let Some(stream) = back {
+                kept.put(stream, Instant::now());
+            }
+            outcome
+        }
+        Err(e) => Outcome::fail(e),
+    }
 }
 
 /// Through the reqwest client: TLS, credentials.
@@ -69,8 +134,12 @@ async fn through_reqwest(client: &reqwest::Client, spec: &HttpCheckSpec) -> Outc
     )
 }
 
-/// Through hyper's HTTP/1 connection API, on this task. Err: the failure's detail.
-async fn plain(spec: &HttpCheckSpec) -> Result<Outcome, String> {
+/// Through hyper's HTTP/1 connection API, on this task, on a new connection. `keep`: ask for
+/// the connection back. Err: the failure's detail.
+async fn plain(
+    spec: &HttpCheckSpec,
+    keep: bool,
+) -> Result<(Outcome, Option<tokio::net::TcpStream>), String> {
     let url = &spec.url;
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(80);
@@ -84,6 +153,20 @@ async fn plain(spec: &HttpCheckSpec) -> Result<Outcome, String> {
     stream
         .set_zero_linger()
         .map_err(|e| format!("cannot connect: setting SO_LINGER: {e}"))?;
+    exchange(spec, stream, keep).await
+}
+
+/// One request and its answer on `stream`. `keep`: leave the connection open, and give it
+/// back when it may carry the next check: the answer passed, was read to its end, and
+/// neither side asked to close. Err: the request failed before an answer began (on a
+/// kept connection, the server may have closed it as the request went out).
+async fn exchange(
+    spec: &HttpCheckSpec,
+    stream: tokio::net::TcpStream,
+    keep: bool,
+) -> Result<(Outcome, Option<tokio::net::TcpStream>), String> {
+    let url = &spec.url;
+    let host = url.host_str().unwrap_or_default();
     let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(
         hyper_util::rt::TokioIo::new(Abortive(stream)),
     )
@@ -105,8 +188,10 @@ async fn plain(spec: &HttpCheckSpec) -> Result<Outcome, String> {
         .uri(target)
         .header(header::HOST, authority)
         .header(header::USER_AGENT, USER_AGENT)
-        .header(header::ACCEPT, "*/*")
-        .header(header::CONNECTION, "close");
+        .header(header::ACCEPT, "*/*");
+    if !keep {
+        req = req.header(header::CONNECTION, "close");
+    }
     if defines_content(&spec.method) {
         req = req.header(header::CONTENT_LENGTH, "0");
     }
@@ -115,7 +200,7 @@ async fn plain(spec: &HttpCheckSpec) -> Result<Outcome, String> {
         .map_err(|e| format!("request failed: {e}"))?;
 
     // The connection's I/O runs in `conn`, polled here beside the request and the body.
-    let mut conn = std::pin::pin!(conn);
+    let mut conn = conn;
     let mut conn_ended = false;
     let mut sent = std::pin::pin!(sender.send_request(req));
     let resp = loop {
@@ -130,11 +215,21 @@ async fn plain(spec: &HttpCheckSpec) -> Result<Outcome, String> {
     };
     let status = resp.status().as_u16();
     if let Some(failed) = failed_status(spec, status) {
-        return Ok(failed);
+        return Ok((failed, None));
     }
-    let Some(needle) = &spec.body_contains else {
-        return Ok(Outcome::ok(format!("HTTP {status}")));
-    };
+    // Kept only if both sides mean to (RFC 9112 §9.3): HTTP/1.1 and no `Connection: close`.
+    let mut keep = keep
+        && resp.version() == hyper::Version::HTTP_11
+        && !resp.headers().get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().map_or(true, |v| {
+                v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
+            })
+        });
+    let needle = spec.body_contains.as_deref();
+    if needle.is_none() && !keep {
+        return Ok((Outcome::ok(format!("HTTP {status}")), None));
+    }
+    // The body: read for `body_contains`, and to its end for the connection to be reused.
     let mut body = resp.into_body();
     let mut got = Vec::new();
     let read = loop {
@@ -155,18 +250,35 @@ async fn plain(spec: &HttpCheckSpec) -> Result<Outcome, String> {
             Some(Ok(f)) => {
                 if let Ok(data) = f.into_data() {
                     // The text may straddle this frame and the last: look from a needle's
-                    // length back. Found: judged now, the rest of the body not awaited.
-                    let from = got.len().saturating_sub(needle.len());
+                    // length back. Found: judged now, the rest of the body not awaited (and
+                    // the connection not kept).
+                    let from = got.len().saturating_sub(needle.map_or(0, str::len));
                     let room = BODY_LIMIT.saturating_sub(got.len());
                     got.extend_from_slice(&data[..data.len().min(room)]);
-                    if got.len() >= BODY_LIMIT || contains(&got[from..], needle.as_bytes()) {
+                    let found = needle.is_some_and(|n| contains(&got[from..], n.as_bytes()));
+                    if got.len() >= BODY_LIMIT || found {
+                        keep = false;
                         break Ok(got);
                     }
                 }
             }
         }
     };
-    Ok(judge_body(status, needle, read))
+    let outcome = match needle {
+        Some(needle) => judge_body(status, needle, read),
+        None => match read {
+            Ok(_) => Outcome::ok(format!("HTTP {status}")),
+            Err(e) => Outcome::fail(format!("HTTP {status}, {e}")),
+        },
+    };
+    if !(keep && outcome.ok && !conn_ended) {
+        return Ok((outcome, None));
+    }
+    // hyper has read the whole answer; anything it holds beyond it was not asked for.
+    drop(sender);
+    let parts = conn.into_parts();
+    let back = parts.read_buf.is_empty().then(|| parts.io.into_inner().0);
+    Ok((outcome, back))
 }
 
 /// A check's connection as hyper drives it, with `shutdown` left out: hyper half-closes a
@@ -306,6 +418,7 @@ mod tests {
             body_contains: None,
             host: None,
             timeout: Duration::from_secs(5),
+            keep_alive: None,
         }
     }
 
@@ -370,7 +483,7 @@ mod tests {
             (&matched, "HTTP 200, body matched"),
             (&creds, "HTTP 200"),
         ] {
-            let o = probe(&client, s).await;
+            let o = probe(&client, s, None).await;
             assert_eq!((o.ok, o.detail.as_str()), (true, detail));
         }
         let seen = server.await.unwrap();
@@ -438,7 +551,7 @@ mod tests {
         let client = crate::checks::http_client(false).unwrap();
         let s = spec(&format!("http://127.0.0.1:{port}/"));
         for _ in 0..5 {
-            let o = probe(&client, &s).await;
+            let o = probe(&client, &s, None).await;
             assert!(o.ok, "{}", o.detail);
         }
         server.await.unwrap();
@@ -474,7 +587,7 @@ mod tests {
         let mut s = spec(&format!("http://127.0.0.1:{port}/"));
         s.body_contains = Some("NEE".into());
         let started = std::time::Instant::now();
-        let o = probe(&client, &s).await;
+        let o = probe(&client, &s, None).await;
         assert_eq!((o.ok, o.detail.as_str()), (true, "HTTP 200, body matched"));
         assert!(
             started.elapsed() < Duration::from_secs(2),
@@ -500,7 +613,7 @@ mod tests {
             let client = crate::checks::http_client(false).unwrap();
             let mut s = spec(&format!("http://127.0.0.1:{port}/"));
             s.method = method.clone();
-            let o = probe(&client, &s).await;
+            let o = probe(&client, &s, None).await;
             assert!(o.ok, "{method}: {}", o.detail);
             let head = server.await.unwrap();
             assert_eq!(head.contains("content-length: 0\r\n"), announced, "{head}");
@@ -513,7 +626,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         drop(listener);
         let client = crate::checks::http_client(false).unwrap();
-        let o = probe(&client, &spec(&format!("http://127.0.0.1:{port}/"))).await;
+        let o = probe(&client, &spec(&format!("http://127.0.0.1:{port}/")), None).await;
         assert!(!o.ok);
         assert!(
             o.detail.starts_with("cannot connect: Connection refused"),
@@ -528,7 +641,7 @@ mod tests {
             let mut buf = [0u8; 1024];
             let _ = c.read(&mut buf).await;
         });
-        let o = probe(&client, &spec(&format!("http://127.0.0.1:{port}/"))).await;
+        let o = probe(&client, &spec(&format!("http://127.0.0.1:{port}/")), None).await;
         assert_eq!(
             (o.ok, o.detail.as_str()),
             (
@@ -572,7 +685,7 @@ mod tests {
         let mut s = spec(&format!("http://{dead}/"));
         s.timeout = Duration::from_millis(300);
         let started = tokio::time::Instant::now();
-        let o = tokio::time::timeout(Duration::from_secs(2), probe(&client, &s))
+        let o = tokio::time::timeout(Duration::from_secs(2), probe(&client, &s, None))
             .await
             .expect("the check ends itself within the rule's timeout");
         assert!(
@@ -608,10 +721,210 @@ mod tests {
         let client = crate::checks::http_client(false).unwrap();
         let mut s = spec(&format!("http://[::1]:{port}/"));
         s.body_contains = Some("llo".into());
-        let o = probe(&client, &s).await;
+        let o = probe(&client, &s, None).await;
         assert_eq!((o.ok, o.detail.as_str()), (true, "HTTP 200, body matched"));
         let req = server.await.unwrap();
         assert!(req.contains(&format!("host: [::1]:{port}\r\n")), "{req}");
+    }
+
+    /// A keep-alive server: each connection it accepts (counted) answers request after request
+    /// with what `answer` gives for the connection's number (from 1) and the request's (from
+    /// 1); None closes the connection instead. Also the request heads it read.
+    struct KeepAliveServer {
+        port: u16,
+        accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl KeepAliveServer {
+        async fn start(answer: fn(usize, usize) -> Option<&'static str>) -> Self {
+            use std::sync::atomic::Ordering;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let (a, h) = (accepted.clone(), heads.clone());
+            let task = tokio::spawn(async move {
+                loop {
+                    let (mut c, _) = listener.accept().await.unwrap();
+                    let conn = a.fetch_add(1, Ordering::SeqCst) + 1;
+                    let h = h.clone();
+                    tokio::spawn(async move {
+                        for n in 1.. {
+                            let mut head = Vec::new();
+                            let mut buf = [0u8; 1024];
+                            while !head.ends_with(b"\r\n\r\n") {
+                                match c.read(&mut buf).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(got) => head.extend_from_slice(&buf[..got]),
+                                }
+                            }
+                            h.lock()
+                                .unwrap()
+                                .push(String::from_utf8_lossy(&head).into_owned());
+                            match answer(conn, n) {
+                                Some(a) => {
+                                    if c.write_all(a.as_bytes()).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                None => return,
+                            }
+                        }
+                    });
+                }
+            });
+            KeepAliveServer {
+                port,
+                accepted,
+                heads,
+                task,
+            }
+        }
+
+        fn accepted(&self) -> usize {
+            self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        fn kept_spec(&self, keep_alive: Duration) -> HttpCheckSpec {
+            let mut s = spec(&format!("http://127.0.0.1:{}/health", self.port));
+            s.keep_alive = Some(keep_alive);
+            s
+        }
+    }
+
+    const OK_5: &str = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+
+    #[tokio::test]
+    async fn a_kept_connection_serves_the_checks_within_keep_alive_then_is_renewed() {
+        let server = KeepAliveServer::start(|_, _| Some(OK_5)).await;
+        let client = crate::checks::http_client(false).unwrap();
+        let s = server.kept_spec(Duration::from_millis(400));
+        let kept = KeptConnection::default();
+        for _ in 0..3 {
+            let o = probe(&client, &s, Some(&kept)).await;
+            assert_eq!((o.ok, o.detail.as_str()), (true, "HTTP 200"));
+        }
+        assert_eq!(
+            server.accepted(),
+            1,
+            "three checks within keep_alive, one connection"
+        );
+        let heads = server.heads.lock().unwrap().clone();
+        assert_eq!(heads.len(), 3);
+        assert!(
+            heads
+                .iter()
+                .all(|h| !h.to_ascii_lowercase().contains("connection: close")),
+            "{heads:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert!(probe(&client, &s, Some(&kept)).await.ok);
+        assert_eq!(server.accepted(), 2, "renewed once keep_alive ran out");
+        // Without keep_alive, the same rule's probe opens one per check and asks to close.
+        let mut plain = s.clone();
+        plain.keep_alive = None;
+        assert!(probe(&client, &plain, Some(&kept)).await.ok);
+        assert_eq!(server.accepted(), 3);
+        server.task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_the_server_closed_is_replaced_within_the_check() {
+        // Each connection answers once and then closes, without saying so (HAProxy's
+        // `timeout http-keep-alive`, a reload's old process leaving).
+        let server = KeepAliveServer::start(|_, n| (n == 1).then_some(OK_5)).await;
+        let client = crate::checks::http_client(false).unwrap();
+        let s = server.kept_spec(Duration::from_secs(60));
+        let kept = KeptConnection::default();
+        for i in 1..=4 {
+            let o = probe(&client, &s, Some(&kept)).await;
+            assert_eq!((o.ok, o.detail.as_str()), (true, "HTTP 200"), "check {i}");
+            // The close has arrived before the next check, as it would between two intervals.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(server.accepted(), 4);
+        // Closed as the request goes out: the kept connection takes a request and ends
+        // without an answer; the check is decided by a new connection.
+        let server = KeepAliveServer::start(|conn, n| match (conn, n) {
+            (1, 1) => Some(OK_5),
+            (1, _) => None,
+            _ => Some(OK_5),
+        })
+        .await;
+        let s = server.kept_spec(Duration::from_secs(60));
+        let kept = KeptConnection::default();
+        assert!(probe(&client, &s, Some(&kept)).await.ok);
+        let o = probe(&client, &s, Some(&kept)).await;
+        assert_eq!((o.ok, o.detail.as_str()), (true, "HTTP 200"));
+        assert_eq!(server.accepted(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_check_or_a_server_asking_to_close_keeps_no_connection() {
+        let server = KeepAliveServer::start(|conn, _| match conn {
+            1 => Some("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"),
+            2 => Some("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"),
+            3 => Some("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n"),
+            _ => Some("HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nhello\n"),
+        })
+        .await;
+        let client = crate::checks::http_client(false).unwrap();
+        let mut s = server.kept_spec(Duration::from_secs(60));
+        let kept = KeptConnection::default();
+        let o = probe(&client, &s, Some(&kept)).await;
+        assert_eq!(
+            (o.ok, o.detail.as_str()),
+            (false, "HTTP 503, expected 200-399")
+        );
+        assert!(probe(&client, &s, Some(&kept)).await.ok);
+        assert!(probe(&client, &s, Some(&kept)).await.ok);
+        assert!(probe(&client, &s, Some(&kept)).await.ok);
+        assert_eq!(
+            server.accepted(),
+            4,
+            "the 503, the close and the HTTP/1.0 answer kept nothing"
+        );
+        // A body that did not contain the text fails and keeps nothing; one that does is
+        // judged before its end, and the connection is not kept either.
+        s.body_contains = Some("absent".into());
+        assert!(!probe(&client, &s, Some(&kept)).await.ok);
+        assert_eq!(
+            server.accepted(),
+            4,
+            "the fourth connection was kept for this check"
+        );
+        s.body_contains = Some("hello".into());
+        assert!(probe(&client, &s, Some(&kept)).await.ok);
+        assert_eq!(server.accepted(), 5);
+        assert!(probe(&client, &s, Some(&kept)).await.ok);
+        assert_eq!(server.accepted(), 6);
+    }
+
+    /// The trade-off `keep_alive` documents: a listener that stopped accepting is seen once the
+    /// kept connection is renewed, and no later.
+    #[tokio::test]
+    async fn a_listener_that_stops_accepting_is_seen_when_the_connection_is_renewed() {
+        let server = KeepAliveServer::start(|_, _| Some(OK_5)).await;
+        let client = crate::checks::http_client(false).unwrap();
+        let s = server.kept_spec(Duration::from_millis(500));
+        let kept = KeptConnection::default();
+        assert!(probe(&client, &s, Some(&kept)).await.ok);
+        // The listener goes; the accepted connection's task goes on answering.
+        server.task.abort();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            probe(&client, &s, Some(&kept)).await.ok,
+            "the kept connection still answers"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let o = probe(&client, &s, Some(&kept)).await;
+        assert!(
+            !o.ok && o.detail.starts_with("cannot connect"),
+            "{}",
+            o.detail
+        );
     }
 
     #[test]

@@ -151,7 +151,7 @@ pub fn http_client(needs_tls: bool) -> reqwest::Result<reqwest::Client> {
 /// Run one check. The engine bounds it with the rule's timeout.
 pub async fn run(spec: &CheckSpec, client: &reqwest::Client) -> Outcome {
     match spec {
-        CheckSpec::Http(h) => http::probe(client, h).await,
+        CheckSpec::Http(h) => http::probe(client, h, None).await,
         CheckSpec::Haproxy(h) => haproxy::probe(h, client).await,
         CheckSpec::Egress(e) => egress(client, e).await,
         CheckSpec::Tcp(t) => tcp::probe(t).await,

@@ -202,6 +202,8 @@ pub mod limits {
     pub const DRAIN_TIMEOUT: Durations = ms(100)..=secs(7200);
     /// Auto Scaling's shortest heartbeat timeout is 30 s.
     pub const HEARTBEAT: Durations = secs(1)..=secs(3600);
+    /// An `http` check's `keep_alive` (it must also exceed the rule's `interval`).
+    pub const KEEP_ALIVE: Durations = ms(100)..=secs(3600);
     /// A `file` check's `max_age`.
     pub const MAX_AGE: Durations = secs(1)..=secs(30 * 86400);
 

@@ -339,6 +339,9 @@ pub struct HttpCheckSpec {
     /// addresses of a name, is no longer than it, so each address gets its turn before the
     /// rule gives up on the check.
     pub timeout: Duration,
+    /// `keep_alive`: how long a connection may serve this rule's checks after it was opened;
+    /// None: a new connection for every check.
+    pub keep_alive: Option<Duration>,
 }
 
 /// The HTTP statuses a check accepts. Default: 200-399, like monit's `protocol HTTP`.

@@ -425,6 +425,19 @@ pub struct RawHttpCheck {
     pub body_contains: Option<String>,
     /// The Host header sent, for a HAProxy that routes by name. Default: the URL's host.
     pub host: Option<String>,
+    /// Keep the connection open between checks, for at most this long after it was opened
+    /// (like `"30s"`); default: a new connection for every check. Only for plain `http` URLs
+    /// without credentials; longer than the rule's `interval`, at most 1h.
+    ///
+    /// A kept connection costs a check less CPU (no connect, accept and close on either
+    /// side), and it cannot see that the listener stopped accepting new connections (a full
+    /// accept queue, `maxconn` reached, a `disable frontend`): the clients of the address
+    /// would see that, and the check only once the connection is renewed, at most this long
+    /// later. A check that fails never keeps its connection, so while a rule is failing or
+    /// recovering every check opens a new one, and a kept connection that fails before an
+    /// answer (closed by HAProxy's `timeout http-keep-alive`, or by a reload's old process)
+    /// is replaced by a new one within the same check. See docs/checks.md.
+    pub keep_alive: Option<HumanDuration>,
 }
 
 /// `200` or `"2xx"`.

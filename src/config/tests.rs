@@ -207,6 +207,52 @@ fast_interval = "10ms"
 }
 
 #[test]
+fn keep_alive_is_optional_longer_than_interval_and_for_plain_http_only() {
+    let c = from_sources(&src(&[("a.toml", GOOD)])).unwrap();
+    let CheckSpec::Http(h) = &c.rules[0].check else {
+        panic!()
+    };
+    assert_eq!(h.keep_alive, None, "a new connection per check by default");
+    let kept = GOOD.replace(
+        "url = \"http://203.0.113.10/\" }",
+        "url = \"http://203.0.113.10/\", keep_alive = \"30s\" }",
+    );
+    let c = from_sources(&src(&[("a.toml", &kept)])).unwrap();
+    let CheckSpec::Http(h) = &c.rules[0].check else {
+        panic!()
+    };
+    assert_eq!(h.keep_alive, Some(Duration::from_secs(30)));
+    let e = errors(&[(
+        "a.toml",
+        r#"
+[rules.a]
+check = { type = "http", url = "http://x/", keep_alive = "10s" }
+[rules.b]
+check = { type = "http", url = "https://x/", keep_alive = "1m" }
+[rules.c]
+check = { type = "http", url = "http://u:p@x/", keep_alive = "1m" }
+[rules.d]
+check = { type = "http", url = "http://x/", keep_alive = "2h" }
+[rules.e]
+check = { type = "http", url = "http://x/", keep_alive = "soon" }
+"#,
+    )]);
+    for want in [
+        "rule \"a\": `keep_alive` (10s) must be longer than `interval` (10s)",
+        "rule \"b\": `keep_alive` is for plain http URLs: an https check opens a connection each time",
+        "rule \"c\": `keep_alive` is for URLs without credentials",
+        "rule \"d\": `keep_alive` = \"2h\": must be between 100ms and 1h",
+        "rule \"e\": `keep_alive` = \"soon\": not a duration",
+    ] {
+        assert!(e.iter().any(|e| e.contains(want)), "{want}: {e:?}");
+    }
+    assert!(
+        e.iter().all(|e| !e.contains("p@")),
+        "credentials never in an error: {e:?}"
+    );
+}
+
+#[test]
 fn duplicate_names_across_files_and_within_a_file() {
     let e = errors(&[("10-a.toml", GOOD), ("20-b.toml", GOOD)]);
     assert!(

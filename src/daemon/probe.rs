@@ -9,8 +9,8 @@ use crate::sync::{self, Syncer};
 
 /// What one rule runs each cycle.
 pub enum Probe {
-    /// `type = "http"`.
-    Http(HttpCheckSpec),
+    /// `type = "http"`, with its kept connection when it has a `keep_alive`.
+    Http(HttpCheckSpec, Option<Box<checks::http::KeptConnection>>),
     /// `type = "haproxy"`: the local HAProxy ready to serve.
     Haproxy(HaproxyProbeSpec),
     /// `type = "egress"`: this node's traffic leaves from the expected address.
@@ -26,6 +26,12 @@ pub enum Probe {
 }
 
 impl Probe {
+    /// The probe of an `http` rule.
+    pub fn http(spec: HttpCheckSpec) -> Probe {
+        let kept = spec.keep_alive.map(|_| Box::default());
+        Probe::Http(spec, kept)
+    }
+
     /// The probe of a backend-sync rule.
     pub fn sync(rule: &Rule, spec: &crate::config::BackendSyncSpec, syncer: Syncer) -> Probe {
         Probe::Sync {
@@ -43,7 +49,7 @@ impl Probe {
     /// a check through the AWS SDK would make it several times larger.
     pub async fn run(&self, http: &reqwest::Client) -> Outcome {
         match self {
-            Probe::Http(h) => Box::pin(checks::http::probe(http, h)).await,
+            Probe::Http(h, kept) => Box::pin(checks::http::probe(http, h, kept.as_deref())).await,
             Probe::Haproxy(h) => Box::pin(checks::haproxy::probe(h, http)).await,
             Probe::Egress(e) => Box::pin(checks::egress(http, e)).await,
             Probe::Plain(c) => Box::pin(checks::run(c, http)).await,

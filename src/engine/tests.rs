@@ -161,6 +161,7 @@ fn rule(name: &str, interval: u64, timeout: u64, fail_after: u32, recover_after:
             body_contains: None,
             host: None,
             timeout: Duration::from_secs(timeout),
+            keep_alive: None,
         }),
         on_fail: vec!["claim".into()],
         on_recover: vec!["notify".into()],

@@ -84,7 +84,7 @@ pub(super) fn rule(
         None => cx.fail(
             "missing `check`: every rule needs one, like check = { type = \"http\", url = \"http://...\" }",
         ),
-        Some(check) => checks::check(check, env, name, timeout, cx.scope()),
+        Some(check) => checks::check(check, env, name, (interval, timeout), cx.scope()),
     };
 
     // A disabled rule is built like any other, so the checks that need the whole picture

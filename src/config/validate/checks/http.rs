@@ -49,10 +49,15 @@ impl From<Method> for reqwest::Method {
 
 pub(super) fn check(
     h: &RawHttpCheck,
+    interval: Option<std::time::Duration>,
     timeout: Option<std::time::Duration>,
     mut cx: Ctx<'_>,
 ) -> Option<HttpCheckSpec> {
     let url = cx.url(&h.url, "url");
+    let keep_alive = match h.keep_alive.as_deref() {
+        None => Some(None),
+        Some(text) => keep_alive(text, url.as_ref(), interval, &mut cx).map(Some),
+    };
     let method = match h.method.as_deref().map(Method::from_str) {
         None => Some(defaults::HTTP_METHOD),
         Some(Ok(m)) => Some(m.into()),
@@ -93,8 +98,42 @@ pub(super) fn check(
             body_contains: h.body_contains.clone(),
             host: h.host.clone(),
             timeout: timeout?,
+            keep_alive: keep_alive?,
         })
     })
+}
+
+/// `keep_alive`: a duration longer than `interval` (else no connection would serve a second
+/// check), on a plain `http` URL without credentials (the checks hyper's connection API
+/// makes; https and Basic authentication go through reqwest, which opens one each time).
+fn keep_alive(
+    text: &str,
+    url: Option<&reqwest::Url>,
+    interval: Option<std::time::Duration>,
+    cx: &mut Ctx<'_>,
+) -> Option<std::time::Duration> {
+    let d = cx.duration(
+        Some(text),
+        std::time::Duration::ZERO,
+        limits::KEEP_ALIVE,
+        "keep_alive",
+    )?;
+    if let Some(i) = interval.filter(|i| d <= *i) {
+        return cx.fail(format!(
+            "`keep_alive` ({}) must be longer than `interval` ({}): a connection is kept for the checks that follow within it",
+            humantime::format_duration(d),
+            humantime::format_duration(i)
+        ));
+    }
+    match url {
+        Some(u) if u.scheme() != "http" => cx.fail(
+            "`keep_alive` is for plain http URLs: an https check opens a connection each time",
+        ),
+        Some(u) if !u.username().is_empty() || u.password().is_some() => cx.fail(
+            "`keep_alive` is for URLs without credentials: a check with Basic authentication opens a connection each time",
+        ),
+        _ => Some(d),
+    }
 }
 
 /// `200` or `"2xx"`, as the statuses it stands for.

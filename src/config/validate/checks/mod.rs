@@ -17,16 +17,17 @@ use std::time::Duration;
 
 /// The check's own errors go to `cx`; None when there were any. `rule`: the rule's name, which
 /// a program is told; `timeout`: the rule's, which the kinds that end themselves (`tcp`,
-/// `program`) keep; None when it is broken (reported).
+/// `program`) keep; `interval`: the rule's, which an `http` check's `keep_alive` must exceed;
+/// None when broken (reported).
 pub(super) fn check(
     raw: &RawCheck,
     env: &Env<'_>,
     rule: &str,
-    timeout: Option<Duration>,
+    (interval, timeout): (Option<Duration>, Option<Duration>),
     cx: Ctx<'_>,
 ) -> Option<CheckSpec> {
     match raw {
-        RawCheck::Http(h) => http::check(h, timeout, cx).map(CheckSpec::Http),
+        RawCheck::Http(h) => http::check(h, interval, timeout, cx).map(CheckSpec::Http),
         RawCheck::Haproxy(h) => haproxy::probe(h, env.haproxy, cx).map(CheckSpec::Haproxy),
         RawCheck::Egress(e) => egress::check(e, env.egress, cx).map(CheckSpec::Egress),
         RawCheck::Tcp(t) => tcp::check(t, timeout, cx).map(CheckSpec::Tcp),
