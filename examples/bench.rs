@@ -35,6 +35,9 @@ const FAIL_AFTER: u32 = 3;
 #[derive(Clone, Copy, PartialEq)]
 enum System {
     Watchdog,
+    /// The watchdog with `keep_alive = "30s"` on every rule (idle rounds only): a connection
+    /// serves a rule's checks for 30 s, then a new one is opened.
+    WatchdogKeepAlive,
     /// monit with `set daemon N`.
     Monit(u64),
     /// The floor of the idle rounds: this program (`--floor-child`) making each check's
@@ -78,7 +81,9 @@ impl System {
             System::Monit(n) => {
                 format!("monit + failtome.sh ({n}s × {FAIL_AFTER}, request timeout 30s)")
             }
-            System::Floor => unreachable!("the floor only takes part in the idle rounds"),
+            System::Floor | System::WatchdogKeepAlive => {
+                unreachable!("only takes part in the idle rounds")
+            }
         }
     }
 
@@ -87,7 +92,9 @@ impl System {
         match self {
             System::Watchdog => c.cycle,
             System::Monit(n) => Duration::from_secs(n),
-            System::Floor => unreachable!("the floor only takes part in the idle rounds"),
+            System::Floor | System::WatchdogKeepAlive => {
+                unreachable!("only takes part in the idle rounds")
+            }
         }
     }
 }
@@ -376,7 +383,9 @@ async fn failover(system: System, cadence: Cadence, failure: Failure) -> Run {
             Runner::Watchdog(w)
         }
         System::Monit(interval) => Runner::Monit(Monit::start(&bed, interval)),
-        System::Floor => unreachable!("the floor only takes part in the idle rounds"),
+        System::Floor | System::WatchdogKeepAlive => {
+            unreachable!("only takes part in the idle rounds")
+        }
     };
     // Let it settle for a few cycles while the EIP is healthy.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -530,9 +539,14 @@ struct Idle {
 async fn idle_tables(a: &Args) {
     let haproxy = target().await;
     let systems: &[System] = if a.monit {
-        &[System::Watchdog, System::Monit(1), System::Floor]
+        &[
+            System::Watchdog,
+            System::Monit(1),
+            System::Floor,
+            System::WatchdogKeepAlive,
+        ]
     } else {
-        &[System::Watchdog, System::Floor]
+        &[System::Watchdog, System::Floor, System::WatchdogKeepAlive]
     };
     println!(
         "\nidle: HTTP GET http://127.0.0.1:{}/rN every 1 s (the watchdog: timeout 500ms; monit: \
@@ -607,6 +621,7 @@ async fn idle_tables(a: &Args) {
 fn idle_label(s: System) -> &'static str {
     match s {
         System::Watchdog => "watchdog",
+        System::WatchdogKeepAlive => "watchdog, keep_alive 30s",
         System::Monit(_) => "monit",
         System::Floor => "floor (bare system calls)",
     }
@@ -659,7 +674,12 @@ async fn idle(haproxy: &Haproxy, system: System, n: usize) -> Idle {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut child = match system {
-        System::Watchdog => {
+        System::Watchdog | System::WatchdogKeepAlive => {
+            let keep = if system == System::WatchdogKeepAlive {
+                ", keep_alive = \"30s\""
+            } else {
+                ""
+            };
             // Its own control socket and state directory, never the machine's.
             let mut toml = format!(
                 "[control]\nsocket = \"{}\"\n",
@@ -667,7 +687,7 @@ async fn idle(haproxy: &Haproxy, system: System, n: usize) -> Idle {
             );
             for i in 0..n {
                 toml.push_str(&format!(
-                    "[rules.r{i}]\ncheck = {{ type = \"http\", url = \"http://127.0.0.1:{port}/r{i}\" }}\ninterval = \"1s\"\ntimeout = \"500ms\"\n"
+                    "[rules.r{i}]\ncheck = {{ type = \"http\", url = \"http://127.0.0.1:{port}/r{i}\"{keep} }}\ninterval = \"1s\"\ntimeout = \"500ms\"\n"
                 ));
             }
             let path = d.join("watchdog.toml");

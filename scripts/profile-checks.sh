@@ -7,19 +7,21 @@
 #   2. `strace -c -f`: system calls per check, by call (strace slows the daemon: its own
 #      pass, not the others');
 #   3. `perf record -g` + `perf report`: the functions the samples fall in, kernel and user.
-#   scripts/profile-checks.sh [--rules N] [--window SECONDS] [--bin PATH]
-# --bin profiles another build (it should keep its symbols). Needs root (perf, strace).
+#   scripts/profile-checks.sh [--rules N] [--window SECONDS] [--bin PATH] [--keep-alive D]
+# --bin profiles another build (it should keep its symbols); --keep-alive gives every rule
+# `keep_alive = "D"` (a connection kept between checks). Needs root (perf, strace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-rules=1000 window=20 bin=""
+rules=1000 window=20 bin="" keep=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rules) rules="$2"; shift 2 ;;
     --window) window="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
-    *) echo "usage: $0 [--rules N] [--window SECONDS] [--bin PATH]" >&2; exit 2 ;;
+    --keep-alive) keep=", keep_alive = \"$2\""; shift 2 ;;
+    *) echo "usage: $0 [--rules N] [--window SECONDS] [--bin PATH] [--keep-alive DURATION]" >&2; exit 2 ;;
   esac
 done
 need_commands perf:linux-perf strace:strace haproxy:haproxy socat:socat
@@ -58,7 +60,7 @@ pids+=($!)
 {
   printf '[control]\nsocket = "%s/control.sock"\n' "$dir"
   for i in $(seq 0 $((rules - 1))); do
-    printf '[rules.r%d]\ncheck = { type = "http", url = "http://127.0.0.1:%d/r%d" }\ninterval = "1s"\ntimeout = "500ms"\n' "$i" "$port" "$i"
+    printf '[rules.r%d]\ncheck = { type = "http", url = "http://127.0.0.1:%d/r%d"%s }\ninterval = "1s"\ntimeout = "500ms"\n' "$i" "$port" "$i" "$keep"
   done
 } >"$dir/watchdog.toml"
 for _ in $(seq 50); do [ -S "$dir/stats.sock" ] && break; sleep 0.1; done
@@ -95,6 +97,8 @@ awk -v n="$checks" '
   END { for (c in calls) if (calls[c] / n >= 0.05) printf "  %-16s %.2f per check\n", c, calls[c] / n }' "$dir/strace" | sort -k2 -rn
 
 perf record -q -g -p "$wd" -o "$dir/perf.data" -- sleep "$window" >/dev/null 2>&1
+echo "perf report: share of samples by object"
+perf report -i "$dir/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -E "^ +[0-9.]+%" | head -6
 echo "perf report: share of samples, top entries without children"
 perf report -i "$dir/perf.data" --no-children --sort sym --stdio 2>/dev/null \
   | grep -E '^ +[0-9.]+%' | head -25
