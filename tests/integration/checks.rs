@@ -262,3 +262,103 @@ async fn each_check_kind_fails_and_recovers_on_real_things() {
     let (code, log) = wd.stop().await;
     assert_eq!(code, Some(0), "{log}");
 }
+
+/// HAProxy's own count for frontend `www` (`show stat`): (sessions, HTTP requests) so far.
+async fn frontend_counts(h: &Haproxy) -> (u64, u64) {
+    let stat = haproxy_watchdog::haproxy::socket::command(&h.socket, "show stat")
+        .await
+        .expect("show stat");
+    let mut lines = stat.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).expect(name);
+    let (stot, req_tot) = (col("stot"), col("req_tot"));
+    let row: Vec<&str> = lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&"www") && f.get(1) == Some(&"FRONTEND"))
+        .unwrap_or_else(|| panic!("no www FRONTEND row in:\n{stat}"));
+    (row[stot].parse().unwrap(), row[req_tot].parse().unwrap())
+}
+
+/// HAProxy on loopback answering 200 itself, with `timeout http-keep-alive` as given.
+async fn kept_haproxy(keep_alive_timeout: &str) -> Haproxy {
+    let port = testkit::free_port();
+    Haproxy::launch(None, Mode::Foreground, port, |socket| {
+        format!(
+            "global\n  stats socket {} mode 600 level admin\n  maxconn 100\n\
+             defaults\n  mode http\n  timeout connect 1s\n  timeout client 10s\n  timeout server 10s\n\
+             \x20 timeout http-keep-alive {keep_alive_timeout}\n\
+             frontend www\n  bind 127.0.0.1:{port}\n  http-request return status 200 content-type text/plain string ok\n",
+            socket.display()
+        )
+    })
+    .await
+}
+
+/// `keep_alive` against a real HAProxy: one connection serves the checks until it is renewed;
+/// HAProxy closing it between checks (`timeout http-keep-alive` shorter than the interval)
+/// fails no check; a frontend that stops accepting (`disable frontend`) is seen within
+/// `keep_alive` plus a few intervals, as docs/configuration.md says. `fail_after = 1`: any
+/// failed check fails the rule.
+#[tokio::test]
+async fn a_kept_connection_serves_the_checks_and_fails_none_when_haproxy_closes_it() {
+    let kept = kept_haproxy("10s").await;
+    let closing = kept_haproxy("50ms").await;
+    let rule = |name: &str, h: &Haproxy| {
+        format!(
+            "[rules.{name}]\ncheck = {{ type = \"http\", url = \"{}\", keep_alive = \"2s\" }}\n\
+             interval = \"200ms\"\ntimeout = \"150ms\"\nfail_after = 1\nrecover_after = 1\n",
+            h.url()
+        )
+    };
+    let toml = rule("kept", &kept) + &rule("closing", &closing);
+    let wd = Watchdog::start("keep-alive", &Env::offline(), &toml, &[]);
+    wait_passed(&wd, "kept").await;
+    let (sessions, requests) = frontend_counts(&kept).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (sessions2, requests2) = frontend_counts(&kept).await;
+    assert!(requests2 - requests >= 5, "{requests} -> {requests2} requests");
+    assert!(
+        sessions2 - sessions <= 1,
+        "{} connections for {} checks within keep_alive",
+        sessions2 - sessions,
+        requests2 - requests
+    );
+    // Renewed: over 5 s of a 2 s keep_alive, 2 or 3 new connections.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (sessions3, _) = frontend_counts(&kept).await;
+    assert!(
+        (2..=4).contains(&(sessions3 - sessions2)),
+        "{} connections over 5 s with keep_alive 2s",
+        sessions3 - sessions2
+    );
+    // HAProxy closed every kept connection before the next check: each check a new one, and
+    // not one failed.
+    let (c_sessions, c_requests) = frontend_counts(&closing).await;
+    assert!(c_requests >= 20, "{c_requests} checks of the closing HAProxy");
+    assert!(c_sessions + 2 >= c_requests, "{c_sessions} connections for {c_requests} checks");
+    assert!(wd.events("check_failed").is_empty(), "{}", wd.log());
+
+    // The frontend stops accepting: the kept connection may pass until it is renewed, and
+    // the rule fails within keep_alive and a few intervals.
+    haproxy_watchdog::haproxy::socket::command(&kept.socket, "disable frontend www")
+        .await
+        .expect("disable frontend");
+    let since = tokio::time::Instant::now();
+    let f = failed(&wd, "kept").await;
+    let took = since.elapsed();
+    assert!(took < Duration::from_millis(2900), "seen after {took:?}: {f}");
+    assert!(
+        f["detail"].as_str().is_some_and(|d| d.starts_with("cannot connect")),
+        "{f}"
+    );
+    assert!(
+        wd.events("rule_failed").iter().all(|e| e["rule"] == "kept"),
+        "{}",
+        wd.log()
+    );
+}
