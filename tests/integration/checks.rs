@@ -321,7 +321,10 @@ async fn a_kept_connection_serves_the_checks_and_fails_none_when_haproxy_closes_
     let (sessions, requests) = frontend_counts(&kept).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (sessions2, requests2) = frontend_counts(&kept).await;
-    assert!(requests2 - requests >= 5, "{requests} -> {requests2} requests");
+    assert!(
+        requests2 - requests >= 5,
+        "{requests} -> {requests2} requests"
+    );
     assert!(
         sessions2 - sessions <= 1,
         "{} connections for {} checks within keep_alive",
@@ -339,8 +342,14 @@ async fn a_kept_connection_serves_the_checks_and_fails_none_when_haproxy_closes_
     // HAProxy closed every kept connection before the next check: each check a new one, and
     // not one failed.
     let (c_sessions, c_requests) = frontend_counts(&closing).await;
-    assert!(c_requests >= 20, "{c_requests} checks of the closing HAProxy");
-    assert!(c_sessions + 2 >= c_requests, "{c_sessions} connections for {c_requests} checks");
+    assert!(
+        c_requests >= 20,
+        "{c_requests} checks of the closing HAProxy"
+    );
+    assert!(
+        c_sessions + 2 >= c_requests,
+        "{c_sessions} connections for {c_requests} checks"
+    );
     assert!(wd.events("check_failed").is_empty(), "{}", wd.log());
 
     // The frontend stops accepting: the kept connection may pass until it is renewed, and
@@ -351,9 +360,14 @@ async fn a_kept_connection_serves_the_checks_and_fails_none_when_haproxy_closes_
     let since = tokio::time::Instant::now();
     let f = failed(&wd, "kept").await;
     let took = since.elapsed();
-    assert!(took < Duration::from_millis(2900), "seen after {took:?}: {f}");
     assert!(
-        f["detail"].as_str().is_some_and(|d| d.starts_with("cannot connect")),
+        took < Duration::from_millis(2900),
+        "seen after {took:?}: {f}"
+    );
+    assert!(
+        f["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("cannot connect")),
         "{f}"
     );
     assert!(
