@@ -36,15 +36,38 @@ pub const USER_AGENT: &str = concat!("haproxy-watchdog/", env!("CARGO_PKG_VERSIO
 
 /// A rule's connection kept between its checks (`keep_alive`), and when it was opened. Only
 /// its own rule's task uses it; the mutex is never held across an await.
-#[derive(Default)]
-pub struct KeptConnection(std::sync::Mutex<Option<(tokio::net::TcpStream, Instant)>>);
+///
+/// After a failed check (and at start-up), the next `recover_after` checks that pass must
+/// each have opened a connection of their own before one is kept: a rule recovers on new
+/// connections, never on one a listener that stopped accepting let through.
+pub struct KeptConnection {
+    recover_after: u32,
+    inner: std::sync::Mutex<Kept>,
+}
+
+struct Kept {
+    conn: Option<(tokio::net::TcpStream, Instant)>,
+    /// Checks on new connections still to pass before a connection is kept.
+    fresh_to_pass: u32,
+}
 
 impl KeptConnection {
+    /// For a rule with this `recover_after`.
+    pub fn new(recover_after: u32) -> Self {
+        KeptConnection {
+            recover_after,
+            inner: std::sync::Mutex::new(Kept {
+                conn: None,
+                fresh_to_pass: recover_after,
+            }),
+        }
+    }
+
     /// The kept connection if it may serve this check: younger than `max_age`, and neither
     /// closed by the server nor carrying bytes nobody asked for (both seen without a system
     /// call: tokio knows from epoll whether the socket became readable since the last read).
     fn take(&self, max_age: Duration) -> Option<(tokio::net::TcpStream, Instant)> {
-        let (stream, opened) = self.0.lock().ok()?.take()?;
+        let (stream, opened) = self.inner.lock().ok()?.conn.take()?;
         if opened.elapsed() >= max_age {
             return None;
         }
@@ -56,9 +79,26 @@ impl KeptConnection {
         }
     }
 
-    fn put(&self, stream: tokio::net::TcpStream, opened: Instant) {
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = Some((stream, opened));
+    /// What a check ended with: its outcome, whether it ran on a connection it opened, and
+    /// the connection if it may serve the next checks.
+    fn settle(
+        &self,
+        outcome: &Outcome,
+        fresh: bool,
+        back: Option<(tokio::net::TcpStream, Instant)>,
+    ) {
+        let Ok(mut k) = self.inner.lock() else {
+            return;
+        };
+        if !outcome.ok {
+            k.fresh_to_pass = self.recover_after;
+            return;
+        }
+        if fresh && k.fresh_to_pass > 0 {
+            k.fresh_to_pass -= 1;
+        }
+        if k.fresh_to_pass == 0 {
+            k.conn = back;
         }
     }
 }
@@ -85,22 +125,18 @@ pub async fn probe(
     // the request went out), a new connection decides the check: a connection the server let
     // go never fails a check that a new one passes. An answer on it is judged as any other.
     if let Some((stream, opened)) = kept.take(max_age) {
-        if let Ok((outcome, back)) = exchange(spec, stream, true).await {
-            if let Some(stream) = back {
-                kept.put(stream, opened);
-            }
+        if let Ok((mut outcome, back)) = exchange(spec, stream, true).await {
+            outcome.detail.push_str(" (kept connection)");
+            kept.settle(&outcome, false, back.map(|s| (s, opened)));
             return outcome;
         }
     }
-    match plain(spec, true).await {
-        Ok((outcome, back)) => {
-            if let Some(stream) = back {
-                kept.put(stream, Instant::now());
-            }
-            outcome
-        }
-        Err(e) => Outcome::fail(e),
-    }
+    let (outcome, back) = match plain(spec, true).await {
+        Ok((outcome, back)) => (outcome, back.map(|s| (s, Instant::now()))),
+        Err(e) => (Outcome::fail(e), None),
+    };
+    kept.settle(&outcome, true, back);
+    outcome
 }
 
 /// Through the reqwest client: TLS, credentials.
@@ -203,13 +239,19 @@ async fn exchange(
     let mut conn = conn;
     let mut conn_ended = false;
     let mut sent = std::pin::pin!(sender.send_request(req));
+    // The connection may end with an error in the same poll that handed the answer over
+    // (bytes after the answer: "received unexpected message"): its error is kept, and the
+    // request's own result decides. It names the cause when the request failed too.
+    let mut conn_error: Option<hyper::Error> = None;
     let resp = loop {
         tokio::select! {
             biased;
-            r = &mut sent => break r.map_err(|e| describe_hyper("request failed", &e))?,
+            r = &mut sent => break r.map_err(|e| {
+                describe_hyper("request failed", conn_error.as_ref().unwrap_or(&e))
+            })?,
             c = &mut conn, if !conn_ended => {
                 conn_ended = true;
-                c.map_err(|e| describe_hyper("request failed", &e))?;
+                conn_error = c.err();
             }
         }
     };
@@ -218,60 +260,65 @@ async fn exchange(
         return Ok((failed, None));
     }
     // Kept only if both sides mean to (RFC 9112 §9.3): HTTP/1.1 and no `Connection: close`.
-    let mut keep = keep
+    let keep = keep
         && resp.version() == hyper::Version::HTTP_11
         && !resp.headers().get_all(header::CONNECTION).iter().any(|v| {
             v.to_str().map_or(true, |v| {
                 v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
             })
         });
-    let needle = spec.body_contains.as_deref();
-    if needle.is_none() && !keep {
-        return Ok((Outcome::ok(format!("HTTP {status}")), None));
-    }
-    // The body: read for `body_contains`, and to its end for the connection to be reused.
     let mut body = resp.into_body();
-    let mut got = Vec::new();
-    let read = loop {
-        let frame = tokio::select! {
-            biased;
-            f = body.frame() => f,
-            c = &mut conn, if !conn_ended => {
-                conn_ended = true;
-                match c {
-                    Ok(()) => continue,
-                    Err(e) => break Err(describe_hyper("bad response body", &e)),
-                }
-            }
-        };
-        match frame {
-            None => break Ok(got),
-            Some(Err(e)) => break Err(describe_hyper("bad response body", &e)),
-            Some(Ok(f)) => {
-                if let Ok(data) = f.into_data() {
-                    // The text may straddle this frame and the last: look from a needle's
-                    // length back. Found: judged now, the rest of the body not awaited (and
-                    // the connection not kept).
-                    let from = got.len().saturating_sub(needle.map_or(0, str::len));
-                    let room = BODY_LIMIT.saturating_sub(got.len());
-                    got.extend_from_slice(&data[..data.len().min(room)]);
-                    let found = needle.is_some_and(|n| contains(&got[from..], n.as_bytes()));
-                    if got.len() >= BODY_LIMIT || found {
-                        keep = false;
-                        break Ok(got);
+    // The outcome: the status alone, or the body read until the text arrives.
+    let outcome = match spec.body_contains.as_deref() {
+        None => Outcome::ok(format!("HTTP {status}")),
+        Some(needle) => {
+            let mut got = Vec::new();
+            let read = loop {
+                let frame = tokio::select! {
+                    biased;
+                    f = body.frame() => f,
+                    c = &mut conn, if !conn_ended => {
+                        // What it read of the body is still delivered; the body then ends
+                        // or fails, and its error is the connection's when there was one.
+                        conn_ended = true;
+                        conn_error = c.err();
+                        continue;
+                    }
+                };
+                match frame {
+                    None => break Ok(got),
+                    Some(Err(e)) => {
+                        break Err(describe_hyper(
+                            "bad response body",
+                            conn_error.as_ref().unwrap_or(&e),
+                        ))
+                    }
+                    Some(Ok(f)) => {
+                        if let Ok(data) = f.into_data() {
+                            // The text may straddle this frame and the last: look from a
+                            // needle's length back. Found: judged now, the rest of the body
+                            // not awaited.
+                            let from = got.len().saturating_sub(needle.len());
+                            let room = BODY_LIMIT.saturating_sub(got.len());
+                            got.extend_from_slice(&data[..data.len().min(room)]);
+                            if got.len() >= BODY_LIMIT || contains(&got[from..], needle.as_bytes())
+                            {
+                                break Ok(got);
+                            }
+                        }
                     }
                 }
-            }
+            };
+            judge_body(status, needle, read)
         }
     };
-    let outcome = match needle {
-        Some(needle) => judge_body(status, needle, read),
-        None => match read {
-            Ok(_) => Outcome::ok(format!("HTTP {status}")),
-            Err(e) => Outcome::fail(format!("HTTP {status}, {e}")),
-        },
-    };
     if !(keep && outcome.ok && !conn_ended) {
+        return Ok((outcome, None));
+    }
+    // The check is decided. The connection is kept only if the rest of the answer has
+    // already arrived: waiting for a slow or large body would make a check that passed
+    // depend on it (and cost more than a new connection).
+    if !rest_arrived(&mut body, &mut conn).await {
         return Ok((outcome, None));
     }
     // hyper has read the whole answer; anything it holds beyond it was not asked for.
@@ -279,6 +326,50 @@ async fn exchange(
     let parts = conn.into_parts();
     let back = parts.read_buf.is_empty().then(|| parts.io.into_inner().0);
     Ok((outcome, back))
+}
+
+/// How much of a body's rest a check reads to keep its connection; a longer rest is not kept.
+const KEEP_REST_LIMIT: usize = 64 * 1024;
+
+/// Whether the rest of `body` has already arrived (at most [`KEEP_REST_LIMIT`] bytes, each
+/// read without waiting) and ended cleanly. False as soon as anything would have to be
+/// waited for, or the connection ended or failed meanwhile: the connection is then dropped.
+async fn rest_arrived<C>(body: &mut hyper::body::Incoming, conn: &mut C) -> bool
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>> + Unpin,
+{
+    use hyper::body::Body as _;
+    use std::pin::Pin;
+    use std::task::Poll;
+    let mut left = KEEP_REST_LIMIT;
+    std::future::poll_fn(|cx| {
+        // The body's frames come from the connection, which reads them when asked: a frame
+        // not ready is asked for, the connection polled once, and the frame asked again.
+        let mut polled_conn = false;
+        loop {
+            match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Ready(None) => return Poll::Ready(true),
+                Poll::Ready(Some(Err(_))) => return Poll::Ready(false),
+                Poll::Ready(Some(Ok(f))) => {
+                    let n = f.data_ref().map_or(0, |d| d.len());
+                    if n > left {
+                        return Poll::Ready(false);
+                    }
+                    left -= n;
+                    polled_conn = false;
+                }
+                Poll::Pending if polled_conn => return Poll::Ready(false),
+                Poll::Pending => {
+                    if Pin::new(&mut *conn).poll(cx).is_ready() {
+                        // Ended or failed: nothing to keep.
+                        return Poll::Ready(false);
+                    }
+                    polled_conn = true;
+                }
+            }
+        }
+    })
+    .await
 }
 
 /// A check's connection as hyper drives it, with `shutdown` left out: hyper half-closes a
@@ -801,10 +892,14 @@ mod tests {
         let server = KeepAliveServer::start(|_, _| Some(OK_5)).await;
         let client = crate::checks::http_client(false).unwrap();
         let s = server.kept_spec(Duration::from_millis(400));
-        let kept = KeptConnection::default();
-        for _ in 0..3 {
+        let kept = KeptConnection::new(1);
+        for detail in [
+            "HTTP 200",
+            "HTTP 200 (kept connection)",
+            "HTTP 200 (kept connection)",
+        ] {
             let o = probe(&client, &s, Some(&kept)).await;
-            assert_eq!((o.ok, o.detail.as_str()), (true, "HTTP 200"));
+            assert_eq!((o.ok, o.detail.as_str()), (true, detail));
         }
         assert_eq!(
             server.accepted(),
@@ -837,7 +932,7 @@ mod tests {
         let server = KeepAliveServer::start(|_, n| (n == 1).then_some(OK_5)).await;
         let client = crate::checks::http_client(false).unwrap();
         let s = server.kept_spec(Duration::from_secs(60));
-        let kept = KeptConnection::default();
+        let kept = KeptConnection::new(1);
         for i in 1..=4 {
             let o = probe(&client, &s, Some(&kept)).await;
             assert_eq!((o.ok, o.detail.as_str()), (true, "HTTP 200"), "check {i}");
@@ -854,7 +949,7 @@ mod tests {
         })
         .await;
         let s = server.kept_spec(Duration::from_secs(60));
-        let kept = KeptConnection::default();
+        let kept = KeptConnection::new(1);
         assert!(probe(&client, &s, Some(&kept)).await.ok);
         let o = probe(&client, &s, Some(&kept)).await;
         assert_eq!((o.ok, o.detail.as_str()), (true, "HTTP 200"));
@@ -872,7 +967,7 @@ mod tests {
         .await;
         let client = crate::checks::http_client(false).unwrap();
         let mut s = server.kept_spec(Duration::from_secs(60));
-        let kept = KeptConnection::default();
+        let kept = KeptConnection::new(1);
         let o = probe(&client, &s, Some(&kept)).await;
         assert_eq!(
             (o.ok, o.detail.as_str()),
@@ -886,10 +981,14 @@ mod tests {
             4,
             "the 503, the close and the HTTP/1.0 answer kept nothing"
         );
-        // A body that did not contain the text fails and keeps nothing; one that does is
-        // judged before its end, and the connection is not kept either.
+        // A body that did not contain the text fails and keeps nothing; one that does, and
+        // whose rest has arrived with it, keeps its connection.
         s.body_contains = Some("absent".into());
-        assert!(!probe(&client, &s, Some(&kept)).await.ok);
+        let o = probe(&client, &s, Some(&kept)).await;
+        assert_eq!(
+            (o.ok, o.detail.as_str()),
+            (false, "HTTP 200, body lacks \"absent\" (kept connection)")
+        );
         assert_eq!(
             server.accepted(),
             4,
@@ -898,8 +997,12 @@ mod tests {
         s.body_contains = Some("hello".into());
         assert!(probe(&client, &s, Some(&kept)).await.ok);
         assert_eq!(server.accepted(), 5);
-        assert!(probe(&client, &s, Some(&kept)).await.ok);
-        assert_eq!(server.accepted(), 6);
+        let o = probe(&client, &s, Some(&kept)).await;
+        assert_eq!(
+            (o.ok, o.detail.as_str()),
+            (true, "HTTP 200, body matched (kept connection)")
+        );
+        assert_eq!(server.accepted(), 5);
     }
 
     /// The trade-off `keep_alive` documents: a listener that stopped accepting is seen once the
@@ -909,7 +1012,7 @@ mod tests {
         let server = KeepAliveServer::start(|_, _| Some(OK_5)).await;
         let client = crate::checks::http_client(false).unwrap();
         let s = server.kept_spec(Duration::from_millis(500));
-        let kept = KeptConnection::default();
+        let kept = KeptConnection::new(1);
         assert!(probe(&client, &s, Some(&kept)).await.ok);
         // The listener goes; the accepted connection's task goes on answering.
         server.task.abort();
@@ -925,6 +1028,141 @@ mod tests {
             "{}",
             o.detail
         );
+    }
+
+    /// Breaker 9: a kept check waited for the whole body, so a slow body (or a large one)
+    /// after a passing status failed a check that passes without `keep_alive`. The outcome
+    /// is the status's; the connection is kept only when the rest has already arrived.
+    #[tokio::test]
+    async fn a_slow_or_large_body_after_a_passing_status_is_not_waited_for() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let a = accepted.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let (mut c, _) = listener.accept().await.unwrap();
+                a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    read_head(&mut c).await;
+                    let _ = c
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+                        .await;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    let _ = c.write_all(b"hello").await;
+                });
+            }
+        });
+        let client = crate::checks::http_client(false).unwrap();
+        let mut s = spec(&format!("http://127.0.0.1:{port}/"));
+        s.keep_alive = Some(Duration::from_secs(60));
+        let kept = KeptConnection::new(1);
+        for n in 1..=2 {
+            let o =
+                tokio::time::timeout(Duration::from_millis(500), probe(&client, &s, Some(&kept)))
+                    .await
+                    .expect("judged on the status, the body not awaited");
+            assert_eq!((o.ok, o.detail.as_str()), (true, "HTTP 200"));
+            assert_eq!(
+                accepted.load(std::sync::atomic::Ordering::SeqCst),
+                n,
+                "not kept"
+            );
+        }
+        server.abort();
+
+        // A large body: passed on its status, its rest not read through to keep it.
+        fn big(_: usize, _: usize) -> Option<&'static str> {
+            static BIG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            Some(BIG.get_or_init(|| {
+                let body = "x".repeat(200 * 1024);
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            }))
+        }
+        let server = KeepAliveServer::start(big).await;
+        let s = server.kept_spec(Duration::from_secs(60));
+        for n in 1..=2 {
+            let o = probe(&client, &s, Some(&kept)).await;
+            assert_eq!((o.ok, o.detail.as_str()), (true, "HTTP 200"));
+            assert_eq!(server.accepted(), n, "a rest over 64 KiB is not kept");
+        }
+    }
+
+    static FAILING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// Breaker 9: a rule recovered on its kept connection (the first passing check kept it,
+    /// the next `recover_after - 1` reused it), so one accepted connection could bring a rule
+    /// back while new clients were refused. After a failure (and at start), `recover_after`
+    /// passes in a row each open a connection of their own before one is kept.
+    #[tokio::test]
+    async fn a_rule_recovers_only_on_new_connections() {
+        use std::sync::atomic::Ordering;
+        let server = KeepAliveServer::start(|_, _| {
+            Some(if FAILING.load(Ordering::SeqCst) {
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
+            } else {
+                OK_5
+            })
+        })
+        .await;
+        let client = crate::checks::http_client(false).unwrap();
+        let s = server.kept_spec(Duration::from_secs(60));
+        let kept = KeptConnection::new(3);
+        for n in 1..=3 {
+            let o = probe(&client, &s, Some(&kept)).await;
+            assert_eq!(
+                (o.ok, o.detail.as_str(), server.accepted()),
+                (true, "HTTP 200", n)
+            );
+        }
+        let o = probe(&client, &s, Some(&kept)).await;
+        assert_eq!(
+            (o.ok, o.detail.as_str(), server.accepted()),
+            (true, "HTTP 200 (kept connection)", 3)
+        );
+        FAILING.store(true, Ordering::SeqCst);
+        let o = probe(&client, &s, Some(&kept)).await;
+        assert_eq!(
+            (o.ok, o.detail.as_str()),
+            (false, "HTTP 503, expected 200-399 (kept connection)")
+        );
+        FAILING.store(false, Ordering::SeqCst);
+        for n in 4..=6 {
+            let o = probe(&client, &s, Some(&kept)).await;
+            assert_eq!(
+                (o.ok, o.detail.as_str(), server.accepted()),
+                (true, "HTTP 200", n)
+            );
+        }
+        let o = probe(&client, &s, Some(&kept)).await;
+        assert_eq!(
+            (o.ok, o.detail.as_str(), server.accepted()),
+            (true, "HTTP 200 (kept connection)", 6)
+        );
+    }
+
+    /// Breaker 9: bytes after a passing answer (a second answer in the same write) failed every
+    /// kept check ("received unexpected message"). What follows the answer decides nothing:
+    /// the check passes, and the connection is not kept.
+    #[tokio::test]
+    async fn what_follows_a_passed_answer_decides_nothing() {
+        let server = KeepAliveServer::start(|_, _| {
+            Some("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+        })
+        .await;
+        let client = crate::checks::http_client(false).unwrap();
+        let s = server.kept_spec(Duration::from_secs(60));
+        let kept = KeptConnection::new(1);
+        for n in 1..=3 {
+            let o = probe(&client, &s, Some(&kept)).await;
+            assert_eq!(
+                (o.ok, o.detail.as_str(), server.accepted()),
+                (true, "HTTP 200", n)
+            );
+        }
     }
 
     #[test]

@@ -433,10 +433,11 @@ pub struct RawHttpCheck {
     /// side), and it cannot see that the listener stopped accepting new connections (a full
     /// accept queue, `maxconn` reached, a `disable frontend`): the clients of the address
     /// would see that, and the check only once the connection is renewed, at most this long
-    /// later. A check that fails never keeps its connection, so while a rule is failing or
-    /// recovering every check opens a new one, and a kept connection that fails before an
-    /// answer (closed by HAProxy's `timeout http-keep-alive`, or by a reload's old process)
-    /// is replaced by a new one within the same check. See docs/checks.md.
+    /// later. A check that fails never keeps its connection, after one the next
+    /// `recover_after` passing checks each open their own, a kept connection that fails
+    /// before an answer (closed by HAProxy's `timeout http-keep-alive`, or by a reload's old
+    /// process) is replaced within the same check, and a check never waits for the rest of a
+    /// body to keep its connection. See docs/configuration.md.
     pub keep_alive: Option<HumanDuration>,
 }
 

@@ -338,7 +338,7 @@ pub fn build(deps: &Deps, config: &Config) -> Result<Generation, BuildError> {
     let mut probes = HashMap::new();
     for rule in &config.rules {
         let probe = match &rule.check {
-            CheckSpec::Http(h) => Probe::http(h.clone()),
+            CheckSpec::Http(h) => Probe::http(h.clone(), rule.recover_after),
             CheckSpec::Haproxy(h) => Probe::Haproxy(h.clone()),
             CheckSpec::Egress(e) => Probe::Egress(e.clone()),
             c @ (CheckSpec::Tcp(_)

@@ -26,9 +26,11 @@ pub enum Probe {
 }
 
 impl Probe {
-    /// The probe of an `http` rule.
-    pub fn http(spec: HttpCheckSpec) -> Probe {
-        let kept = spec.keep_alive.map(|_| Box::default());
+    /// The probe of an `http` rule with this `recover_after`.
+    pub fn http(spec: HttpCheckSpec, recover_after: u32) -> Probe {
+        let kept = spec
+            .keep_alive
+            .map(|_| Box::new(checks::http::KeptConnection::new(recover_after)));
         Probe::Http(spec, kept)
     }
 
