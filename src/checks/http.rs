@@ -63,19 +63,32 @@ impl KeptConnection {
         }
     }
 
-    /// The kept connection if it may serve this check: younger than `max_age`, and neither
-    /// closed by the server nor carrying bytes nobody asked for (both seen without a system
-    /// call: tokio knows from epoll whether the socket became readable since the last read).
-    fn take(&self, max_age: Duration) -> Option<(tokio::net::TcpStream, Instant)> {
-        let (stream, opened) = self.inner.lock().ok()?.conn.take()?;
-        if opened.elapsed() >= max_age {
-            return None;
-        }
+    /// The kept connection, if the server has neither closed it nor sent bytes nobody asked
+    /// for (both seen without a system call: tokio knows from epoll whether the socket became
+    /// readable since the last read); one older than `max_age` is [`Taken::Expired`].
+    fn take(&self, max_age: Duration) -> Taken {
+        let Some((stream, opened)) = self.inner.lock().ok().and_then(|mut k| k.conn.take()) else {
+            return Taken::Nothing;
+        };
         match stream.try_read(&mut [0u8; 1]) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some((stream, opened)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if opened.elapsed() < max_age {
+                    Taken::Usable(stream, opened)
+                } else {
+                    Taken::Expired(stream)
+                }
+            }
             // Ok(0): closed (HAProxy's `timeout http-keep-alive`, a reload's old process
             // leaving); Ok(_): stray bytes; Err: reset. Dropped either way.
-            _ => None,
+            _ => Taken::Nothing,
+        }
+    }
+
+    /// A check that never settled (the engine's timeout cut it): a failure.
+    fn cut(&self) {
+        if let Ok(mut k) = self.inner.lock() {
+            k.conn = None;
+            k.fresh_to_pass = self.recover_after;
         }
     }
 
@@ -103,6 +116,40 @@ impl KeptConnection {
     }
 }
 
+/// What [`KeptConnection::take`] found.
+enum Taken {
+    Nothing,
+    /// Young enough to carry this check.
+    Usable(tokio::net::TcpStream, Instant),
+    /// Past `keep_alive`: held open until the new connection has its answer.
+    Expired(tokio::net::TcpStream),
+}
+
+/// A kept check not yet settled: dropped so (the engine's timeout cut the check), it counts
+/// as the failure it is, and the rule's next passing checks open their own connections.
+struct Unsettled<'a>(Option<&'a KeptConnection>);
+
+impl Unsettled<'_> {
+    fn settle(
+        mut self,
+        outcome: &Outcome,
+        fresh: bool,
+        back: Option<(tokio::net::TcpStream, Instant)>,
+    ) {
+        if let Some(k) = self.0.take() {
+            k.settle(outcome, fresh, back);
+        }
+    }
+}
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.0 {
+            k.cut();
+        }
+    }
+}
+
 /// One check. `kept`: the rule's kept connection, which a check with `keep_alive` needs
 /// (without one, it opens a connection each time).
 pub async fn probe(
@@ -121,21 +168,32 @@ pub async fn probe(
             Err(e) => Outcome::fail(e),
         };
     };
+    let unsettled = Unsettled(Some(kept));
     // A kept connection first. When it fails before an answer began (the server closed it as
     // the request went out), a new connection decides the check: a connection the server let
     // go never fails a check that a new one passes. An answer on it is judged as any other.
-    if let Some((stream, opened)) = kept.take(max_age) {
-        if let Ok((mut outcome, back)) = exchange(spec, stream, true).await {
-            outcome.detail.push_str(" (kept connection)");
-            kept.settle(&outcome, false, back.map(|s| (s, opened)));
-            return outcome;
+    let mut retiring = None;
+    match kept.take(max_age) {
+        Taken::Usable(stream, opened) => {
+            if let Ok((mut outcome, back)) = exchange(spec, stream, true).await {
+                outcome.detail.push_str(" (kept connection)");
+                unsettled.settle(&outcome, false, back.map(|s| (s, opened)));
+                return outcome;
+            }
         }
+        // Renewed make-before-break: the old connection holds one of the frontend's
+        // `maxconn` slots until the new one has its answer, so a frontend with no slot left
+        // for a new client fails this check as it fails the client. Closing first would free
+        // the slot the new connection then takes (breaker 10).
+        Taken::Expired(stream) => retiring = Some(stream),
+        Taken::Nothing => {}
     }
     let (outcome, back) = match plain(spec, true).await {
         Ok((outcome, back)) => (outcome, back.map(|s| (s, Instant::now()))),
         Err(e) => (Outcome::fail(e), None),
     };
-    kept.settle(&outcome, true, back);
+    drop(retiring);
+    unsettled.settle(&outcome, true, back);
     outcome
 }
 
@@ -1163,6 +1221,101 @@ mod tests {
                 (true, "HTTP 200", n)
             );
         }
+    }
+
+    /// Breaker 10: a check on a kept connection cut by the rule's timeout (a HAProxy hung, a
+    /// server that hangs on reused connections) did not count as a failure for the kept
+    /// connection, so the rule's first passing check kept its connection and the rule
+    /// recovered on it. Now `recover_after` passes on new connections follow it too.
+    #[tokio::test]
+    async fn a_kept_check_cut_by_its_timeout_counts_as_failed() {
+        // Each connection answers its first request, and never another.
+        let server = KeepAliveServer::start(|_, n| Some(if n == 1 { OK_5 } else { "" })).await;
+        let client = crate::checks::http_client(false).unwrap();
+        let s = server.kept_spec(Duration::from_secs(60));
+        let kept = KeptConnection::new(2);
+        let check =
+            || tokio::time::timeout(Duration::from_millis(300), probe(&client, &s, Some(&kept)));
+        for n in 1..=2 {
+            let o = check().await.expect("answered");
+            assert_eq!(
+                (o.ok, o.detail.as_str(), server.accepted()),
+                (true, "HTTP 200", n)
+            );
+        }
+        assert!(
+            check().await.is_err(),
+            "the kept connection does not answer: cut by the timeout"
+        );
+        for n in 3..=4 {
+            let o = check().await.expect("answered");
+            assert_eq!(
+                (o.ok, o.detail.as_str(), server.accepted()),
+                (true, "HTTP 200", n),
+                "after the cut check, recover_after passes on new connections"
+            );
+        }
+        assert!(check().await.is_err(), "then the last of them was kept");
+    }
+
+    /// Breaker 10: a frontend at its `maxconn` was never seen with `keep_alive`. The rule's own
+    /// kept connection held a slot; renewing it closed that connection first, which freed
+    /// the slot its new connection then took. Now the old one is held until the new one has
+    /// its answer: a frontend with no slot left for a new client fails the check.
+    #[tokio::test]
+    async fn a_renewal_does_not_take_the_slot_its_own_connection_frees() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // A server that accepts while fewer than one connection is open (`maxconn 1`); more
+        // wait in the listen queue, as they do behind a HAProxy at its `maxconn`.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let live = std::sync::Arc::new(AtomicUsize::new(0));
+        let l = live.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                while l.load(Ordering::SeqCst) >= 1 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let (mut c, _) = listener.accept().await.unwrap();
+                l.fetch_add(1, Ordering::SeqCst);
+                let l = l.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let mut head = Vec::new();
+                    loop {
+                        match c.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                        if head.ends_with(b"\r\n\r\n") {
+                            head.clear();
+                            if c.write_all(OK_5.as_bytes()).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    l.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        let client = crate::checks::http_client(false).unwrap();
+        let mut s = spec(&format!("http://127.0.0.1:{port}/"));
+        s.keep_alive = Some(Duration::from_millis(300));
+        let kept = KeptConnection::new(1);
+        let check =
+            || tokio::time::timeout(Duration::from_millis(300), probe(&client, &s, Some(&kept)));
+        assert!(check().await.expect("answered").ok);
+        let o = check().await.expect("answered");
+        assert_eq!(
+            (o.ok, o.detail.as_str()),
+            (true, "HTTP 200 (kept connection)")
+        );
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(
+            check().await.is_err(),
+            "the renewal waited in the listen queue behind the rule's own connection"
+        );
+        server.abort();
     }
 
     #[test]

@@ -284,6 +284,13 @@ async fn frontend_counts(h: &Haproxy) -> (u64, u64) {
     (row[stot].parse().unwrap(), row[req_tot].parse().unwrap())
 }
 
+/// A command on `h`'s stats socket.
+async fn cli(h: &Haproxy, cmd: &str) -> String {
+    haproxy_watchdog::haproxy::socket::command(&h.socket, cmd)
+        .await
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+}
+
 /// HAProxy on loopback answering 200 itself, with `timeout http-keep-alive` as given.
 async fn kept_haproxy(keep_alive_timeout: &str) -> Haproxy {
     let port = testkit::free_port();
@@ -352,13 +359,43 @@ async fn a_kept_connection_serves_the_checks_and_fails_none_when_haproxy_closes_
     );
     assert!(wd.events("check_failed").is_empty(), "{}", wd.log());
 
-    // The frontend stops accepting: the kept connection may pass until it is renewed, and
-    // the rule fails within keep_alive and a few intervals.
-    haproxy_watchdog::haproxy::socket::command(&kept.socket, "disable frontend www")
-        .await
-        .expect("disable frontend");
+    // The frontend at its maxconn, the rule's own connection holding the one slot: the
+    // renewal opens its new connection first, which waits in the listen queue like any new
+    // client's (breaker 10: closing first freed the slot the new connection then took).
+    cli(&kept, "set maxconn frontend www 1").await;
     let since = tokio::time::Instant::now();
     let f = failed(&wd, "kept").await;
+    let took = since.elapsed();
+    assert!(
+        took < Duration::from_millis(2900),
+        "seen after {took:?}: {f}"
+    );
+    assert!(
+        f["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("timed out")),
+        "{f}"
+    );
+    cli(&kept, "set maxconn frontend www 100").await;
+    recovered(&wd, "kept", 0).await;
+
+    // The frontend stops accepting: the kept connection may pass until it is renewed, and
+    // the rule fails within keep_alive and a few intervals.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cli(&kept, "disable frontend www").await;
+    let since = tokio::time::Instant::now();
+    let f = loop {
+        let failures: Vec<Value> = wd
+            .events("rule_failed")
+            .into_iter()
+            .filter(|e| e["rule"] == "kept")
+            .collect();
+        if let Some(f) = failures.get(1) {
+            break f.clone();
+        }
+        assert!(since.elapsed() < Duration::from_secs(15), "{}", wd.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let took = since.elapsed();
     assert!(
         took < Duration::from_millis(2900),
