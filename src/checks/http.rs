@@ -47,6 +47,12 @@ pub struct KeptConnection {
 
 struct Kept {
     conn: Option<(tokio::net::TcpStream, Instant)>,
+    /// An expired connection still held: from its renewal until a check passes. The rule's
+    /// connection holds one of the frontend's `maxconn` slots; held across the renewal and
+    /// the failures after it, a frontend with no slot left for a new client fails every
+    /// check until one is free with the rule's slot still taken, as the clients see it.
+    /// Let go first, the new connections would take the slot it frees (breakers 10, 11).
+    held: Option<tokio::net::TcpStream>,
     /// Checks on new connections still to pass before a connection is kept.
     fresh_to_pass: u32,
 }
@@ -58,30 +64,29 @@ impl KeptConnection {
             recover_after,
             inner: std::sync::Mutex::new(Kept {
                 conn: None,
+                held: None,
                 fresh_to_pass: recover_after,
             }),
         }
     }
 
-    /// The kept connection, if the server has neither closed it nor sent bytes nobody asked
-    /// for (both seen without a system call: tokio knows from epoll whether the socket became
-    /// readable since the last read); one older than `max_age` is [`Taken::Expired`].
-    fn take(&self, max_age: Duration) -> Taken {
-        let Some((stream, opened)) = self.inner.lock().ok().and_then(|mut k| k.conn.take()) else {
-            return Taken::Nothing;
-        };
-        match stream.try_read(&mut [0u8; 1]) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if opened.elapsed() < max_age {
-                    Taken::Usable(stream, opened)
-                } else {
-                    Taken::Expired(stream)
-                }
-            }
-            // Ok(0): closed (HAProxy's `timeout http-keep-alive`, a reload's old process
-            // leaving); Ok(_): stray bytes; Err: reset. Dropped either way.
-            _ => Taken::Nothing,
+    /// The kept connection, if it is younger than `max_age` and the server has neither
+    /// closed it nor sent bytes nobody asked for. One older is held (`Kept::held`) until a
+    /// check passes; one the server closed is dropped, and so is a held one it closed.
+    fn take(&self, max_age: Duration) -> Option<(tokio::net::TcpStream, Instant)> {
+        let mut k = self.inner.lock().ok()?;
+        if k.held.as_ref().is_some_and(|h| !open(h)) {
+            k.held = None;
         }
+        let (stream, opened) = k.conn.take()?;
+        if !open(&stream) {
+            return None;
+        }
+        if opened.elapsed() < max_age {
+            return Some((stream, opened));
+        }
+        k.held = Some(stream);
+        None
     }
 
     /// A check that never settled (the engine's timeout cut it): a failure.
@@ -90,6 +95,12 @@ impl KeptConnection {
             k.conn = None;
             k.fresh_to_pass = self.recover_after;
         }
+    }
+
+    /// Whether an expired connection is still held (tests).
+    #[cfg(test)]
+    fn holds(&self) -> bool {
+        self.inner.lock().is_ok_and(|k| k.held.is_some())
     }
 
     /// What a check ended with: its outcome, whether it ran on a connection it opened, and
@@ -107,6 +118,7 @@ impl KeptConnection {
             k.fresh_to_pass = self.recover_after;
             return;
         }
+        k.held = None;
         if fresh && k.fresh_to_pass > 0 {
             k.fresh_to_pass -= 1;
         }
@@ -116,13 +128,11 @@ impl KeptConnection {
     }
 }
 
-/// What [`KeptConnection::take`] found.
-enum Taken {
-    Nothing,
-    /// Young enough to carry this check.
-    Usable(tokio::net::TcpStream, Instant),
-    /// Past `keep_alive`: held open until the new connection has its answer.
-    Expired(tokio::net::TcpStream),
+/// Whether the server has neither closed `stream` nor sent bytes nobody asked for, seen
+/// without a system call: tokio knows from epoll whether the socket became readable since
+/// the last read. Closed: HAProxy's `timeout http-keep-alive`, a reload's old process leaving.
+fn open(stream: &tokio::net::TcpStream) -> bool {
+    matches!(stream.try_read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// A kept check not yet settled: dropped so (the engine's timeout cut the check), it counts
@@ -172,27 +182,18 @@ pub async fn probe(
     // A kept connection first. When it fails before an answer began (the server closed it as
     // the request went out), a new connection decides the check: a connection the server let
     // go never fails a check that a new one passes. An answer on it is judged as any other.
-    let mut retiring = None;
-    match kept.take(max_age) {
-        Taken::Usable(stream, opened) => {
-            if let Ok((mut outcome, back)) = exchange(spec, stream, true).await {
-                outcome.detail.push_str(" (kept connection)");
-                unsettled.settle(&outcome, false, back.map(|s| (s, opened)));
-                return outcome;
-            }
+    // An expired one is renewed make-before-break (`Kept::held`).
+    if let Some((stream, opened)) = kept.take(max_age) {
+        if let Ok((mut outcome, back)) = exchange(spec, stream, true).await {
+            outcome.detail.push_str(" (kept connection)");
+            unsettled.settle(&outcome, false, back.map(|s| (s, opened)));
+            return outcome;
         }
-        // Renewed make-before-break: the old connection holds one of the frontend's
-        // `maxconn` slots until the new one has its answer, so a frontend with no slot left
-        // for a new client fails this check as it fails the client. Closing first would free
-        // the slot the new connection then takes (breaker 10).
-        Taken::Expired(stream) => retiring = Some(stream),
-        Taken::Nothing => {}
     }
     let (outcome, back) = match plain(spec, true).await {
         Ok((outcome, back)) => (outcome, back.map(|s| (s, Instant::now()))),
         Err(e) => (Outcome::fail(e), None),
     };
-    drop(retiring);
     unsettled.settle(&outcome, true, back);
     outcome
 }
@@ -1260,8 +1261,9 @@ mod tests {
 
     /// Breaker 10: a frontend at its `maxconn` was never seen with `keep_alive`. The rule's own
     /// kept connection held a slot; renewing it closed that connection first, which freed
-    /// the slot its new connection then took. Now the old one is held until the new one has
-    /// its answer: a frontend with no slot left for a new client fails the check.
+    /// the slot its new connection then took. Breaker 11: closed after the failed renewal, it
+    /// freed the slot for the next check, so the failures never reached `fail_after`. Now the
+    /// old one is held from the renewal until a check passes.
     #[tokio::test]
     async fn a_renewal_does_not_take_the_slot_its_own_connection_frees() {
         use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1270,10 +1272,11 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let live = std::sync::Arc::new(AtomicUsize::new(0));
-        let l = live.clone();
+        let cap = std::sync::Arc::new(AtomicUsize::new(1));
+        let (l, c) = (live.clone(), cap.clone());
         let server = tokio::spawn(async move {
             loop {
-                while l.load(Ordering::SeqCst) >= 1 {
+                while l.load(Ordering::SeqCst) >= c.load(Ordering::SeqCst) {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 let (mut c, _) = listener.accept().await.unwrap();
@@ -1315,6 +1318,18 @@ mod tests {
             check().await.is_err(),
             "the renewal waited in the listen queue behind the rule's own connection"
         );
+        for n in 1..=3 {
+            assert!(
+                check().await.is_err(),
+                "check {n} after the renewal: still no slot"
+            );
+            assert!(kept.holds());
+        }
+        // A slot frees: the next check passes, and the old connection is let go.
+        cap.store(2, Ordering::SeqCst);
+        let o = check().await.expect("answered");
+        assert_eq!((o.ok, o.detail.as_str()), (true, "HTTP 200"));
+        assert!(!kept.holds());
         server.abort();
     }
 
