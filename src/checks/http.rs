@@ -89,10 +89,10 @@ impl KeptConnection {
         None
     }
 
-    /// A check that never settled (the engine's timeout cut it): a failure.
+    /// A check that never settled (the engine's timeout cut it): a failure. (Its connection
+    /// went with it: [`KeptConnection::take`] hands it to the check.)
     fn cut(&self) {
         if let Ok(mut k) = self.inner.lock() {
-            k.conn = None;
             k.fresh_to_pass = self.recover_after;
         }
     }

@@ -284,6 +284,22 @@ async fn frontend_counts(h: &Haproxy) -> (u64, u64) {
     (row[stot].parse().unwrap(), row[req_tot].parse().unwrap())
 }
 
+/// Waits for `rule` to fail, which must come within its `keep_alive` (2 s) and a few intervals
+/// from now, with a detail starting with `cause`.
+async fn failed_within_keep_alive(wd: &Watchdog, rule: &str, cause: &str) {
+    let since = tokio::time::Instant::now();
+    let f = failed(wd, rule).await;
+    let took = since.elapsed();
+    assert!(
+        took < Duration::from_millis(2900),
+        "seen after {took:?}: {f}"
+    );
+    assert!(
+        f["detail"].as_str().is_some_and(|d| d.starts_with(cause)),
+        "{f}"
+    );
+}
+
 /// A command on `h`'s stats socket.
 async fn cli(h: &Haproxy, cmd: &str) -> String {
     haproxy_watchdog::haproxy::socket::command(&h.socket, cmd)
@@ -364,19 +380,7 @@ async fn a_kept_connection_serves_the_checks_and_fails_none_when_haproxy_closes_
     // renewal opens its new connection first, which waits in the listen queue like any new
     // client's (breaker 10: closing first freed the slot the new connection then took).
     cli(&full, "set maxconn frontend www 1").await;
-    let since = tokio::time::Instant::now();
-    let f = failed(&wd, "full").await;
-    let took = since.elapsed();
-    assert!(
-        took < Duration::from_millis(2900),
-        "seen after {took:?}: {f}"
-    );
-    assert!(
-        f["detail"]
-            .as_str()
-            .is_some_and(|d| d.starts_with("timed out")),
-        "{f}"
-    );
+    failed_within_keep_alive(&wd, "full", "timed out").await;
     // It stays failed while the frontend is full: the rule's old connection keeps its slot
     // until a check passes (breaker 11: let go, its slot went to the next check, which
     // passed, and the rule failed and recovered at every renewal).
@@ -386,19 +390,7 @@ async fn a_kept_connection_serves_the_checks_and_fails_none_when_haproxy_closes_
     // The frontend stops accepting: the kept connection may pass until it is renewed, and
     // the rule fails within keep_alive and a few intervals.
     cli(&kept, "disable frontend www").await;
-    let since = tokio::time::Instant::now();
-    let f = failed(&wd, "kept").await;
-    let took = since.elapsed();
-    assert!(
-        took < Duration::from_millis(2900),
-        "seen after {took:?}: {f}"
-    );
-    assert!(
-        f["detail"]
-            .as_str()
-            .is_some_and(|d| d.starts_with("cannot connect")),
-        "{f}"
-    );
+    failed_within_keep_alive(&wd, "kept", "cannot connect").await;
     assert!(
         wd.events("rule_failed")
             .iter()
