@@ -666,10 +666,24 @@ async fn a_runtime_address_change_installs_the_file_without_haproxy_c() {
             .count()
     };
 
+    // The daemon logs an install just after the file is in place, and the harness reads its
+    // log from a pipe: an install's event is waited for, never read once the file is seen.
+    let logged = |check: &'static str, n: usize| {
+        let installs = &installs;
+        async move {
+            testkit::eventually(
+                WITHIN,
+                &format!("{n} `{check}` installs logged"),
+                || async { (installs(check) >= n).then_some(()) },
+            )
+            .await
+        }
+    };
+
     // The first rewrite in this process is checked.
     lb.converges(&b.addrs(&[0, 1]), "first sync").await;
     assert_eq!(checks(), 1, "{}", wd.log());
-    assert_eq!(installs("run"), 1);
+    logged("run", 1).await;
 
     // Servers moving in and out of slots: installed, never checked.
     for (k, set) in [&[0, 2][..], &[3], &[1, 3, 4], &[5]].iter().enumerate() {
@@ -677,7 +691,8 @@ async fn a_runtime_address_change_installs_the_file_without_haproxy_c() {
         lb.converges(&b.addrs(set), &format!("change {k}")).await;
     }
     assert_eq!(checks(), 1, "address changes ran haproxy -c\n{}", wd.log());
-    assert!(installs("skipped") >= 4, "{}", wd.log());
+    logged("skipped", 4).await;
+    assert_eq!(installs("run"), 1, "{}", wd.log());
     let metrics = testkit::control_get(&wd.control_socket(), "/metrics").await;
     assert!(
         metrics.contains("watchdog_haproxy_config_installs_total{check=\"skipped\",rule=\"app\"}"),
@@ -710,6 +725,7 @@ async fn a_runtime_address_change_installs_the_file_without_haproxy_c() {
     })
     .await;
     assert_eq!(checks(), 2, "{}", wd.log());
+    logged("run", 2).await;
     let last = wd.events("config_installed").pop().expect("an install");
     assert_eq!(last["check"], "run", "{last}");
     assert!(
@@ -729,6 +745,7 @@ async fn a_runtime_address_change_installs_the_file_without_haproxy_c() {
     consul.set(instances(&b, &[0, 1, 2, 3, 4, 5]));
     lb.converges(&b.addrs(&[0, 1, 2, 3, 4, 5]), "grown").await;
     assert_eq!(checks(), 3, "{}", wd.log());
+    wd.wait_event(WITHIN, "slots_exhausted").await;
     assert_eq!(wd.count("slots_exhausted"), 1, "{}", wd.log());
     assert!(std::fs::read_to_string(&lb.config)
         .expect("read haproxy.cfg")
