@@ -594,6 +594,33 @@ pub fn first_cycles(periods: &[Duration], now: Instant) -> Vec<Instant> {
         .collect()
 }
 
+/// When a rule's next cycle starts, for a cycle `due` at `due` that ended at `now` and a
+/// next `period` (`fast_interval` while the rule changes state).
+///
+/// On time, `period` after `due`: due times follow the schedule, not when the task got to
+/// run, so rules that start together stay together (one wake-up serves them all).
+///
+/// Late (the check, its actions or the daemon itself took longer than `period`), `period`
+/// after `now`, as HAProxy schedules a server's next check `inter` (or `fastinter`) after
+/// the last one completed (`src/check.c`, `process_chk_conn`): a check's answer says what the
+/// target did when it came, so two answers milliseconds apart confirm nothing the first did
+/// not, and a streak meant to span `recover_after x fast_interval` (or a blip tolerance of
+/// `fail_after x fast_interval`) would shrink to nothing after a stall. The one exception is
+/// a `hung` cycle, a failed check that took at least `period` itself: its failure spans that
+/// whole time, so the next starts at once, and a hung target is confirmed in `fail_after x
+/// timeout` (docs/configuration.md, "Confirming a failure faster"). Never a burst of
+/// catch-up cycles either way.
+pub fn next_due(due: Instant, period: Duration, hung: bool, now: Instant) -> Instant {
+    let scheduled = due + period;
+    if scheduled >= now {
+        scheduled
+    } else if hung {
+        now
+    } else {
+        now + period
+    }
+}
+
 async fn rule_loop<E: Effects>(
     mut runner: RuleRunner,
     fx: Arc<E>,
@@ -617,28 +644,31 @@ async fn rule_loop<E: Effects>(
         // A check in flight when a reload or shutdown comes is abandoned (it changes nothing,
         // and its program is killed with its group), so one slow check does not hold up the
         // swap for every rule. A backend sync's round changes HAProxy: it is let finish.
-        let report = if matches!(runner.rule.check, CheckSpec::BackendSync(_)) {
+        let (outcome, took) = if matches!(runner.rule.check, CheckSpec::BackendSync(_)) {
             let (outcome, took) = runner.probe(fx.as_ref()).await;
             // A round the reload or shutdown cut short saw nothing: counting it as a pass
             // would end a failing rule's streak, or recover it, on a reload.
             if outcome.cancelled {
                 break;
             }
-            runner.settle(fx.as_ref(), outcome, took).await
+            (outcome, took)
         } else {
             let probed = tokio::select! {
                 p = runner.probe(fx.as_ref()) => Some(p),
                 _ = shutdown.wait_for(|stop| *stop) => None,
             };
-            let Some((outcome, took)) = probed else {
+            let Some(probed) = probed else {
                 break;
             };
-            runner.settle(fx.as_ref(), outcome, took).await
+            probed
         };
+        let failed = !outcome.ok;
+        let report = runner.settle(fx.as_ref(), outcome, took).await;
         fx.report(&report);
-        // A slow cycle delays the next one rather than causing a burst of catch-up cycles.
-        let due = due + runner.next_period(period);
-        next.as_mut().reset(due.max(Instant::now()));
+        let gap = runner.next_period(period);
+        let hung = failed && took >= gap;
+        next.as_mut()
+            .reset(next_due(due, gap, hung, Instant::now()));
     }
     runner.next_due = Some(next.deadline());
     runner

@@ -29,6 +29,9 @@ struct Script {
     stuck_when_done: Vec<String>,
     /// Actions that never end (an `exec` of a 40-second script).
     hang_acts: Vec<String>,
+    /// How long each of a rule's checks takes before it answers, in turn (then none): a
+    /// target that froze and came back during a check.
+    delays: Mutex<BTreeMap<String, VecDeque<Duration>>>,
 }
 
 use std::collections::BTreeMap;
@@ -60,6 +63,15 @@ impl Effects for Script {
             .push((rule.name.clone(), self.t()));
         if self.hang.contains(&rule.name) {
             std::future::pending::<()>().await;
+        }
+        let delay = self
+            .delays
+            .lock()
+            .unwrap()
+            .get_mut(&rule.name)
+            .and_then(|q| q.pop_front());
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
         }
         if self.stuck_when_done.contains(&rule.name)
             && self
@@ -532,6 +544,52 @@ async fn a_slow_check_delays_the_next_fast_one_without_a_burst() {
     run_for(vec![fast(rule("eip", 10, 3, 3, 2), 1)], fx.clone(), 20).await;
     // 0 (times out at 3) -> 3 -> 6, which fails the rule at 9; then every 10 s from 6.
     assert_eq!(check_times(&fx), vec![0, 3, 6, 16]);
+}
+
+/// Breaker 12's find: after a stall, the overdue next check ran at once, so a rule's
+/// `recover_after` good checks could come milliseconds apart and confirm nothing.
+#[tokio::test(start_paused = true)]
+async fn recovery_checks_after_a_stall_come_a_fast_interval_apart() {
+    let fx = Script::new(Instant::now()).results("eip", "-+++");
+    // The check at 10 hangs 3 s (the target froze), then passes.
+    fx.delays.lock().unwrap().insert(
+        "eip".into(),
+        [Duration::ZERO, Duration::from_secs(3)].into(),
+    );
+    let fx = Arc::new(fx);
+    run_for(vec![fast(rule("eip", 10, 5, 1, 2), 1)], fx.clone(), 27).await;
+    // Failed at 0; the good answer at 13 brings the next check a fast interval later (14, not
+    // 13 again), which recovers the rule; then every 10 s.
+    assert_eq!(check_times(&fx), vec![0, 10, 14, 24]);
+    let acts: Vec<_> = fx
+        .acts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| (a.1, a.3.as_secs()))
+        .collect();
+    assert_eq!(
+        acts,
+        vec![(Transition::Failed, 0), (Transition::Recovered, 14)]
+    );
+}
+
+/// The rule behind it: on time, the schedule; late, `period` after the cycle ended, unless
+/// the cycle was a failed check as long as `period` itself (a hung target's, confirmed in
+/// `fail_after x timeout`).
+#[test]
+fn catch_up_checks_never_come_back_to_back_unless_the_last_one_hung() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    // On time (or just so): the schedule, whatever the outcome.
+    assert_eq!(next_due(t0, s(1), false, t0 + s(1)), t0 + s(1));
+    assert_eq!(next_due(t0, s(1), true, t0 + s(1)), t0 + s(1));
+    assert_eq!(next_due(t0, s(10), false, t0 + s(3)), t0 + s(10));
+    // Late after a good check, a quick failure, a slow action or a stall of the daemon: a
+    // whole period after the cycle ended.
+    assert_eq!(next_due(t0, s(1), false, t0 + s(3)), t0 + s(4));
+    // Late after a hung check: at once.
+    assert_eq!(next_due(t0, s(1), true, t0 + s(3)), t0 + s(3));
 }
 
 #[tokio::test(start_paused = true)]
