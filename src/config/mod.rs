@@ -322,58 +322,115 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
             return (None, problems, unparsed);
         }
         problems.push(msg.clone());
-        // Nested keys first, so a bad key inside `check` costs only that key.
-        let mut paths: Vec<(String, Option<String>)> = Vec::new();
-        for (k, v) in &table {
-            if let toml::Value::Table(inner) = v {
-                paths.extend(inner.keys().map(|i| (k.clone(), Some(i.clone()))));
-            }
-        }
-        paths.extend(table.keys().map(|k| (k.clone(), None)));
-        let without = |(k, inner): &(String, Option<String>)| {
+        // The deepest keys first, so a bad key inside `check` (or its `source`) costs only
+        // that key.
+        let mut paths: Vec<Vec<String>> = Vec::new();
+        key_paths(&table, &mut Vec::new(), &mut paths);
+        paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        let without = |path: &[String]| {
             let mut t = table.clone();
-            match inner {
-                None => {
-                    t.remove(k);
-                }
-                Some(i) => {
-                    if let Some(toml::Value::Table(n)) = t.get_mut(k) {
-                        n.remove(i);
-                    }
-                }
-            }
+            remove_path(&mut t, path);
             t
         };
         let culprit = paths.into_iter().find(|p| {
-            let leaf = p.1.as_deref().unwrap_or(&p.0);
+            let leaf = p.last().map(String::as_str).unwrap_or_default();
             match try_table(&without(p)) {
                 Ok(_) => true,
-                Err(m) => m != msg && !m.contains(&format!("missing field `{leaf}`")),
+                // A required key: taking it out only trades one error for another. It is the
+                // culprit if a value of another type would do (`port = "80"`).
+                Err(m) if m.contains(&format!("missing field `{leaf}`")) => {
+                    stand_ins().into_iter().any(|v| {
+                        let mut t = table.clone();
+                        set_path(&mut t, p, v);
+                        try_table(&t).is_ok()
+                    })
+                }
+                Err(m) => m != msg,
             }
         });
         match culprit {
             Some(p) => {
-                // Inside a tagged kind (an action) serde's message names no key: name it.
+                let key = p.join(".");
+                let leaf = p.last().cloned().unwrap_or_default();
+                // Inside a tagged kind (an action, a rule's `check`) serde's message names no
+                // key, or only the table above the tag (`; in `check``: the tag's buffering
+                // loses the path below it): name the key, unless the message names it.
                 if let Some(last) = problems.last_mut() {
-                    let key = match &p.1 {
-                        Some(inner) => format!("{}.{inner}", p.0),
-                        None => p.0.clone(),
-                    };
-                    if !last.contains("; in `") && !last.contains(&format!("`{key}`")) {
+                    let names_leaf = last.contains(&format!("`{leaf}`"));
+                    if p.len() > 1 && !names_leaf {
+                        if let Some(at) = last.rfind("; in `") {
+                            let table = &last[at + "; in `".len()..];
+                            if key.starts_with(table.trim_end_matches('`')) {
+                                last.truncate(at);
+                            }
+                        }
+                    }
+                    if !last.contains("; in `") && !names_leaf {
                         last.push_str(&format!("; in `{key}`"));
                     }
                 }
                 table = without(&p);
-                unparsed.push(match &p.1 {
-                    None => p.0.clone(),
-                    Some(inner) => format!("{}.{inner}", p.0),
-                });
-                removed.push(p.1.unwrap_or(p.0));
+                unparsed.push(key);
+                removed.push(leaf);
             }
             None => return (None, problems, unparsed),
         }
     }
     (None, problems, unparsed)
+}
+
+/// Every key of `table` and of the tables within it, each as its path from `table`.
+fn key_paths(table: &toml::Table, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    for (k, v) in table {
+        prefix.push(k.clone());
+        out.push(prefix.clone());
+        if let toml::Value::Table(inner) = v {
+            key_paths(inner, prefix, out);
+        }
+        prefix.pop();
+    }
+}
+
+/// A value of each TOML type, put in place of a required key to find whether its type is
+/// what failed.
+fn stand_ins() -> [toml::Value; 5] {
+    [
+        toml::Value::Integer(1),
+        toml::Value::String("1".into()),
+        toml::Value::Boolean(true),
+        toml::Value::Array(Vec::new()),
+        toml::Value::Table(toml::Table::new()),
+    ]
+}
+
+/// Put `value` at `path` in `table`, where a key is.
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    match path {
+        [] => {}
+        [k] => {
+            table.insert(k.clone(), value);
+        }
+        [k, rest @ ..] => {
+            if let Some(toml::Value::Table(inner)) = table.get_mut(k) {
+                set_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// Take the key at `path` out of `table`, if it is there.
+fn remove_path(table: &mut toml::Table, path: &[String]) {
+    match path {
+        [] => {}
+        [k] => {
+            table.remove(k);
+        }
+        [k, rest @ ..] => {
+            if let Some(toml::Value::Table(inner)) = table.get_mut(k) {
+                remove_path(inner, rest);
+            }
+        }
+    }
 }
 
 fn named<T: serde::de::DeserializeOwned>(

@@ -967,7 +967,7 @@ on_fail = ["ghost"]
     has("[aws]: `connect_timeout` = \"3 parsecs\"");
     has("[haproxy]: `health_url` = \"gopher://h\"");
     has("[haproxy]: `timeout` = \"soon\"");
-    has("rule \"lb\": invalid type: integer `3`, expected a string; in `check`");
+    has("rule \"lb\": invalid type: integer `3`, expected a string; in `check.frontend`");
     has("rule \"lb\": unknown field `nope`");
     has("rule \"lb\": invalid type: string \"three\"");
     has("rule \"lb\": `interval` = \"1 fortnight\"");
@@ -1180,11 +1180,31 @@ fn each_problem_is_reported_once() {
     );
 }
 
+/// Breaker 9's find: a wrong type inside an inline `check` table named `check`, not the key
+/// (serde loses the path below a tagged kind), so `keep_alive = 30` left the user guessing.
+#[test]
+fn a_wrong_type_inside_a_tagged_table_names_its_key() {
+    let cases = [
+        (
+            "[rules.w]\ninterval = \"1s\"\ntimeout = \"500ms\"\ncheck = { type = \"http\", url = \"http://127.0.0.1:8080/\", keep_alive = 30 }\n",
+            "rule \"w\": invalid type: integer `30`, expected a string; in `check.keep_alive`",
+        ),
+        (
+            "[rules.w]\ninterval = \"1s\"\ntimeout = \"500ms\"\n[rules.w.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = \"80\"\n",
+            "rule \"w\": invalid type: string \"80\", expected i64; in `check.port`",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = errors(&[("a.toml", text)]);
+        assert_eq!(e, [format!("a.toml: {want}")], "{text}");
+    }
+}
+
 #[test]
 fn a_part_that_failed_to_parse_gets_its_own_error_only() {
     let consul = "[rules.c]\n[rules.c.check]\ntype = \"backend_sync\"\nbackend = \"api\"\n[rules.c.check.source]\ntype = \"consul\"\nservice = \"s\"\npassing_only = \"yes\"\n";
     let cases = [
-        (consul, "invalid type: string \"yes\", expected a boolean; in `check`"),
+        (consul, "invalid type: string \"yes\", expected a boolean; in `check.source.passing_only`"),
         ("[actions.x]\ntype = \"exec\"\ncommand = \"/bin/x\"\n", "invalid type: string \"/bin/x\", expected a sequence"),
         ("[actions.x]\ntype = \"sns\"\ntopic_arn = 3\n", "invalid type: integer `3`, expected a string"),
         ("[actions.x]\ntype = \"claim_eip\"\neip = 3\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n", "invalid type: integer `3`, expected a string"),
