@@ -176,7 +176,9 @@ pub struct RawRule {
     /// How often the check runs, 100ms to 1h. Default 10s; for a backend sync, its
     /// poll (`asg`, default 30s; 5m with `events_queue`) or longest blocking query (`consul`, 60s).
     pub interval: Option<HumanDuration>,
-    /// A check slower than this fails. Default 5s, 10ms to 5m; must not exceed `interval`.
+    /// A check slower than this fails. 10ms to 5m; must not exceed `interval`. Default 5s,
+    /// or `interval` when that is shorter (HAProxy's checks time out at `inter` when `timeout
+    /// check` is not set).
     pub timeout: Option<HumanDuration>,
     /// How often the check runs while the rule is changing state: after a failed check while
     /// the rule is up, and after a good one while it is down, until it fails, recovers or the

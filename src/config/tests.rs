@@ -29,6 +29,23 @@ eip = "203.0.113.10"
 sns_topic_arn = "arn:aws:sns:us-east-1:123456789012:failover"
 "#;
 
+/// A fresh operator's find: `interval = "1s"` alone was refused because of a `timeout` they
+/// never wrote (the 5 s default). Unset, it is the interval when that is shorter.
+#[test]
+fn an_unset_timeout_never_exceeds_the_rules_interval() {
+    let text = GOOD.replace("[rules.eip]", "[rules.eip]\ninterval = \"1s\"");
+    let c = from_sources(&src(&[("a.toml", &text)])).unwrap();
+    assert_eq!(c.rules[0].timeout, Duration::from_secs(1));
+    // A timeout written out is still held to the interval.
+    let text = text.replace("interval = \"1s\"", "interval = \"1s\"\ntimeout = \"2s\"");
+    let e = errors(&[("a.toml", &text)]);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("`timeout` (2s) must not exceed `interval` (1s)")),
+        "{e:#?}"
+    );
+}
+
 #[test]
 fn a_minimal_rule_gets_the_documented_defaults() {
     let c = from_sources(&src(&[("a.toml", GOOD)])).unwrap();

@@ -34,9 +34,11 @@ pub(super) fn rule(
         limits::INTERVAL,
         "interval",
     );
+    // Unset, a check may take its whole cycle up to 5 s: HAProxy's check uses `inter` as its
+    // timeout when `timeout check` is not set (configuration manual, "timeout check").
     let timeout = cx.duration(
         v.timeout.as_deref(),
-        defaults::TIMEOUT,
+        interval.map_or(defaults::TIMEOUT, |i| i.min(defaults::TIMEOUT)),
         limits::CHECK_TIMEOUT,
         "timeout",
     );
