@@ -41,8 +41,10 @@ pub enum AsgError {
     /// `CompleteLifecycleAction` failed otherwise; it is retried next round.
     #[error("completing the lifecycle action of {instance}: {err}")]
     Complete { instance: String, err: AwsError },
-    /// Receiving from the events queue failed; the receiver retries after `retry_in`.
-    #[error("events queue: {err}; retrying in {}", humantime::format_duration(*retry_in))]
+    /// Receiving from the events queue failed; the receiver asks the queue again after
+    /// `retry_in` (its own backoff, 1 s doubling to 60 s: not the round's `retry_in` that a
+    /// `backend_sync_failed` line gives).
+    #[error("events queue: {err}; the queue is asked again in {}", humantime::format_duration(*retry_in))]
     Queue { err: AwsError, retry_in: Duration },
     /// An events-queue failure, reported once a round's work is done: until the queue works
     /// again, only the resync every `resync_every` keeps HAProxy current.
