@@ -7,6 +7,8 @@
 pub const STARTED: &str = "started";
 /// DEBUG, 10 s after start-up or the last of a row of reloads: the kB that were resident in the binary's read-only mappings when they were given back to the page cache (`released_kb`; the code in use comes back at once), or why they could not be (`error`).
 pub const STARTUP_PAGES_RELEASED: &str = "startup_pages_released";
+/// DEBUG, once a minute: the allocator was asked to give the memory it holds free back to the kernel (`malloc_trim`); whether it gave any (`released`) and the daemon's resident set after it (`rss_kb`).
+pub const HEAP_TRIMMED: &str = "heap_trimmed";
 /// The first configuration could not be made to run (no AWS region, no CA store, state directory busy); exit 1.
 pub const STARTUP_FAILED: &str = "startup_failed";
 /// SIGTERM or SIGINT arrived (`signal`); rules finish their cycle.
@@ -219,6 +221,7 @@ pub const CONTROL_REFUSED: &str = "control_refused";
 pub const ALL: &[&str] = &[
     STARTED,
     STARTUP_PAGES_RELEASED,
+    HEAP_TRIMMED,
     STARTUP_FAILED,
     STOPPING,
     STOPPED,
