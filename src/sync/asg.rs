@@ -81,6 +81,8 @@ pub struct AsgSource {
     queue_error: Option<Box<AsgError>>,
     /// What the last resync left out, and why (`i-0abc (Pending, Healthy)`), for the note.
     left_out: Vec<String>,
+    /// Other groups whose events came on this rule's queue (logged loudly once each).
+    other_groups: std::collections::BTreeSet<String>,
 }
 
 impl Drop for AsgSource {
@@ -152,6 +154,7 @@ impl AsgSource {
             inbox: Vec::new(),
             queue_error: None,
             left_out: Vec::new(),
+            other_groups: Default::default(),
         }
     }
 
@@ -386,6 +389,7 @@ impl AsgSource {
                         None => self.membership.knows(ev.hint.instance()),
                     };
                     if !ours {
+                        self.other_group(rule, &ev);
                         "other_group"
                     } else {
                         if let Some(change) = self.membership.hint(&ev.hint, now) {
@@ -415,6 +419,25 @@ impl AsgSource {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(event = crate::telemetry::events::EVENTS_NOT_DELETED, rule, count = n, "they come back after their visibility timeout; applying them twice is harmless"),
                 Err(e) => tracing::warn!(event = crate::telemetry::events::EVENTS_NOT_DELETED, rule, error = %e, "they come back after their visibility timeout; applying them twice is harmless"),
+            }
+        }
+    }
+
+    /// An event on this rule's queue that is not about its group: deleted like every message
+    /// read. Another group's is logged at WARN the first time (for each group, since start
+    /// or reload): a queue the two groups share loses events to whichever reader takes them,
+    /// so each group wants a queue of its own (docs/backend-sync.md). An event naming no
+    /// group (an EC2 state change) for an instance the group does not hold is routine: DEBUG.
+    fn other_group(&mut self, rule: &str, ev: &events::Event) {
+        let instance = ev.hint.instance();
+        match &ev.group {
+            Some(g) if self.other_groups.insert(g.clone()) => {
+                tracing::warn!(event = crate::telemetry::events::MEMBERSHIP_EVENT_OTHER_GROUP, rule, group = %g, kind = ev.kind, instance,
+                    follows = %self.spec.group, "deleted from the queue: a reader of the same queue for that group loses it; give each group a queue of its own");
+            }
+            group => {
+                tracing::debug!(event = crate::telemetry::events::MEMBERSHIP_EVENT_OTHER_GROUP, rule, group = group.as_deref().unwrap_or(""), kind = ev.kind, instance,
+                    follows = %self.spec.group);
             }
         }
     }

@@ -187,6 +187,8 @@ pub const LIFECYCLE_HOOK_NOT_OURS: &str = "lifecycle_hook_not_ours";
 pub const MEMBERSHIP_EVENT_APPLIED: &str = "membership_event_applied";
 /// A membership event from the events queue changed nothing.
 pub const MEMBERSHIP_EVENT_NO_CHANGE: &str = "membership_event_no_change";
+/// An event on a rule's events queue is about another group (`group`; WARN the first time for each group since start or reload: whoever reads that queue for that group loses it) or, naming no group, about an instance the rule's group does not hold (DEBUG); it is deleted.
+pub const MEMBERSHIP_EVENT_OTHER_GROUP: &str = "membership_event_other_group";
 /// A message on the events queue is not an event this daemon reads; it is deleted.
 pub const MEMBERSHIP_EVENT_UNREADABLE: &str = "membership_event_unreadable";
 /// A resync, read a while after an event took an instance out, still lists it InService,
@@ -309,6 +311,7 @@ pub const ALL: &[&str] = &[
     MEMBERSHIP_EVENT_APPLIED,
     MEMBERSHIP_EVENT_NO_CHANGE,
     MEMBERSHIP_EVENT_UNREADABLE,
+    MEMBERSHIP_EVENT_OTHER_GROUP,
     MEMBERSHIP_EVENT_CONTRADICTED,
     INSTANCE_UNKNOWN,
     EVENTS_NOT_DELETED,

@@ -438,6 +438,37 @@ async fn a_launch_event_for_an_instance_ec2_does_not_know_fails_nothing() {
     assert_eq!(lb.serving().await, Some(want));
 }
 
+/// A queue that also carries another group's events: the rule deletes them (it deletes all it
+/// reads), and used to say nothing, so the other group's reader lost events without a trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_groups_event_is_deleted_with_a_warning_once_and_changes_nothing() {
+    let (group, q, lb, wd) = following(Some("10m")).await;
+    let want = addrs(group.serving_ips().await, 8080);
+    let others = ["i-0aaaaaaaaaaaaaaa1", "i-0aaaaaaaaaaaaaaa2"];
+    for i in others {
+        q.send(&event("launch-successful.json", "api", i)).await;
+    }
+    testkit::eventually(WITHIN, "both of api's events logged", || async {
+        (wd.count("membership_event_other_group") == 2).then_some(())
+    })
+    .await;
+    let seen = wd.events("membership_event_other_group");
+    let levels: Vec<_> = seen.iter().map(|e| e["level"].clone()).collect();
+    assert_eq!(levels, ["WARN", "DEBUG"], "{}", wd.log());
+    for (e, i) in seen.iter().zip(others) {
+        assert_eq!(
+            (&e["group"], &e["follows"], &e["instance"]),
+            (&"api".into(), &"web".into(), &i.into()),
+            "{e}"
+        );
+    }
+    // Nothing of the rule's own group changed, and the round did not fail.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(lb.serving().await, Some(want));
+    assert_eq!(wd.count("backend_sync_failed"), 0, "{}", wd.log());
+    assert_eq!(wd.count("instance_unknown"), 0, "{}", wd.log());
+}
+
 /// The Auto Scaling side of breaker 3's find (a change at the source waited out a failing
 /// rule's backoff): an event that arrives while the rule's rewrites keep failing reaches
 /// HAProxy's live state at once.
