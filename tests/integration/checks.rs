@@ -386,6 +386,9 @@ async fn a_kept_connection_serves_the_checks_and_fails_none_when_haproxy_closes_
     // passed, and the rule failed and recovered at every renewal).
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(wd.events("rule_recovered").is_empty(), "{}", wd.log());
+    // (Not raised back: on Debian's 2.6.12, `set maxconn frontend` raised while the listener
+    // is limited deadlocks in `resume_listener` and HAProxy's own watchdog kills the process,
+    // haproxy/haproxy#2726; this HAProxy is the test's own for that reason.)
 
     // The frontend stops accepting: the kept connection may pass until it is renewed, and
     // the rule fails within keep_alive and a few intervals.
