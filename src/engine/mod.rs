@@ -605,16 +605,17 @@ pub fn first_cycles(periods: &[Duration], now: Instant) -> Vec<Instant> {
 /// the last one completed (`src/check.c`, `process_chk_conn`): a check's answer says what the
 /// target did when it came, so two answers milliseconds apart confirm nothing the first did
 /// not, and a streak meant to span `recover_after x fast_interval` (or a blip tolerance of
-/// `fail_after x fast_interval`) would shrink to nothing after a stall. The one exception is
-/// a `hung` cycle, a failed check that took at least `period` itself: its failure spans that
-/// whole time, so the next starts at once, and a hung target is confirmed in `fail_after x
-/// timeout` (docs/configuration.md, "Confirming a failure faster"). Never a burst of
-/// catch-up cycles either way.
-pub fn next_due(due: Instant, period: Duration, hung: bool, now: Instant) -> Instant {
+/// `fail_after x fast_interval`) would shrink to nothing after a stall. Late and `at_once`,
+/// the next starts at once: after a hung cycle, a failed check that took at least `period`
+/// itself (its failure spans that whole time, and a hung target is confirmed in `fail_after
+/// x timeout`, docs/configuration.md, "Confirming a failure faster"), and for a backend
+/// sync, whose round waits for its own next poll or change. Never a burst of catch-up cycles
+/// either way.
+pub fn next_due(due: Instant, period: Duration, at_once: bool, now: Instant) -> Instant {
     let scheduled = due + period;
     if scheduled >= now {
         scheduled
-    } else if hung {
+    } else if at_once {
         now
     } else {
         now + period
@@ -666,9 +667,12 @@ async fn rule_loop<E: Effects>(
         let report = runner.settle(fx.as_ref(), outcome, took).await;
         fx.report(&report);
         let gap = runner.next_period(period);
-        let hung = failed && took >= gap;
+        // A backend sync paces itself: its round waits for the next poll or change, and its
+        // `period` is only a floor against a source that spins (`sync::pacing`).
+        let self_paced = matches!(runner.rule.check, CheckSpec::BackendSync(_));
+        let at_once = self_paced || (failed && took >= gap);
         next.as_mut()
-            .reset(next_due(due, gap, hung, Instant::now()));
+            .reset(next_due(due, gap, at_once, Instant::now()));
     }
     runner.next_due = Some(next.deadline());
     runner

@@ -574,6 +574,22 @@ async fn recovery_checks_after_a_stall_come_a_fast_interval_apart() {
     );
 }
 
+/// A backend sync paces itself (its round waits for the next poll or change, and its period
+/// is a floor): a round longer than its period is followed at once, not a period later,
+/// which would add that period to every change that arrives meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_backend_syncs_round_longer_than_its_period_is_followed_at_once() {
+    let fx = Script::new(Instant::now());
+    fx.delays.lock().unwrap().insert(
+        "sync".into(),
+        [Duration::from_secs(12), Duration::from_secs(12)].into(),
+    );
+    let fx = Arc::new(fx);
+    run_for(vec![sync_rule("sync", 3)], fx.clone(), 30).await;
+    // Rounds at 0 and 12 each take 12 s (the Script's period for a sync is its 10 s interval).
+    assert_eq!(check_times(&fx), vec![0, 12, 24]);
+}
+
 /// The rule behind it: on time, the schedule; late, `period` after the cycle ended, unless
 /// the cycle was a failed check as long as `period` itself (a hung target's, confirmed in
 /// `fail_after x timeout`).
