@@ -647,13 +647,40 @@ enum Listener {
 /// kernel's backlog. Idle clients cannot take the daemon's file descriptors from its checks.
 pub const MAX_CONNECTIONS: usize = 32;
 
+/// The socket file this daemon bound, to remove as it stops: the path, and the device and
+/// inode the bind made there.
+struct BoundSocket {
+    path: PathBuf,
+    id: Option<(u64, u64)>,
+}
+
+/// The device and inode at `path` (not following a symbolic link).
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+impl BoundSocket {
+    /// Remove the socket file if it is still the one this daemon bound. A daemon started
+    /// while this one stops may have put its own socket at the path already (removing this
+    /// one's as stale, then binding): that one is left alone, or the new daemon would run
+    /// without a control socket.
+    fn remove(&self) {
+        if self.id.is_some() && file_id(&self.path) == self.id {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Serve connections until `stop`; then remove `cleanup` (the socket file), if any.
 fn spawn_accept(
     l: Listener,
     board: StatusBoard,
     commands: Option<Commands>,
     mut stop: watch::Receiver<bool>,
-    cleanup: Option<PathBuf>,
+    cleanup: Option<BoundSocket>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
@@ -688,8 +715,8 @@ fn spawn_accept(
                 _ = stop.wait_for(|s| *s) => break,
             }
         }
-        if let Some(p) = cleanup {
-            let _ = std::fs::remove_file(p);
+        if let Some(bound) = cleanup {
+            bound.remove();
         }
     });
 }
@@ -731,7 +758,10 @@ pub async fn serve(
                 board.clone(),
                 commands,
                 stop.clone(),
-                Some(path.to_owned()),
+                Some(BoundSocket {
+                    path: path.to_owned(),
+                    id: file_id(path),
+                }),
             ),
             Err(e) => errors.push(format!("control socket {}: {e}", path.display())),
         }
@@ -1061,6 +1091,34 @@ mod tests {
     }
 
     use super::*;
+
+    /// A daemon started while the last one stopped: the old one, stopping after the new one
+    /// bound the path, removed the new one's socket file, and `status` could not reach the
+    /// new daemon for the rest of its life.
+    #[tokio::test]
+    async fn a_stopping_daemon_never_removes_the_socket_its_successor_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let board = || StatusBoard::new(Arc::new(Metrics::new().expect("metrics")));
+        let (stop_old, rx) = watch::channel(false);
+        assert!(serve(Some(&path), None, board(), None, rx).await.is_empty());
+        // The successor finds the path taken by a socket and binds its own in its place.
+        std::fs::remove_file(&path).unwrap();
+        let (_stop_new, rx) = watch::channel(false);
+        assert!(serve(Some(&path), None, board(), None, rx).await.is_empty());
+        let successors = file_id(&path);
+        stop_old.send(true).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(file_id(&path), successors, "the successor's socket is gone");
+        assert!(fetch_status(&path).await.is_ok());
+        // Its own socket file is still removed as a daemon stops.
+        let (stop, rx) = watch::channel(false);
+        let own = dir.path().join("own.sock");
+        assert!(serve(Some(&own), None, board(), None, rx).await.is_empty());
+        stop.send(true).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!own.exists());
+    }
 
     #[tokio::test]
     async fn a_control_socket_path_naming_a_regular_file_never_deletes_it() {
