@@ -594,31 +594,53 @@ pub fn first_cycles(periods: &[Duration], now: Instant) -> Vec<Instant> {
         .collect()
 }
 
-/// When a rule's next cycle starts, for a cycle `due` at `due` that ended at `now` and a
-/// next `period` (`fast_interval` while the rule changes state).
+/// How one cycle of a rule went, for [`next_due`].
+#[derive(Debug, Clone, Copy)]
+pub struct Cycle {
+    /// When it was due.
+    pub due: Instant,
+    /// When its check started (later than `due` when the daemon was held up).
+    pub started: Instant,
+    /// When it ended, its actions included.
+    pub ended: Instant,
+    /// Its check passed.
+    pub passed: bool,
+    /// The check took at least the next `period` and failed: a hung target's, whose failure
+    /// spans that whole time.
+    pub hung: bool,
+    /// A backend sync's round, which waits for its own next poll or change: its `period` is
+    /// only a floor against a source that spins (`sync::pacing`).
+    pub self_paced: bool,
+}
+
+/// When a rule's next cycle starts, after `cycle`, with a next `period` (`fast_interval`
+/// while the rule changes state).
 ///
-/// On time, `period` after `due`: due times follow the schedule, not when the task got to
-/// run, so rules that start together stay together (one wake-up serves them all).
+/// On time, `period` after it was due: due times follow the schedule, not when the task got
+/// to run, so rules that start together stay together (one wake-up serves them all).
 ///
-/// Late (the check, its actions or the daemon itself took longer than `period`), `period`
-/// after `now`, as HAProxy schedules a server's next check `inter` (or `fastinter`) after
-/// the last one completed (`src/check.c`, `process_chk_conn`): a check's answer says what the
-/// target did when it came, so two answers milliseconds apart confirm nothing the first did
-/// not, and a streak meant to span `recover_after x fast_interval` (or a blip tolerance of
-/// `fail_after x fast_interval`) would shrink to nothing after a stall. Late and `at_once`,
-/// the next starts at once: after a hung cycle, a failed check that took at least `period`
-/// itself (its failure spans that whole time, and a hung target is confirmed in `fail_after
-/// x timeout`, docs/configuration.md, "Confirming a failure faster"), and for a backend
-/// sync, whose round waits for its own next poll or change. Never a burst of catch-up cycles
-/// either way.
-pub fn next_due(due: Instant, period: Duration, at_once: bool, now: Instant) -> Instant {
-    let scheduled = due + period;
-    if scheduled >= now {
-        scheduled
-    } else if at_once {
-        now
+/// A cycle that started late (the daemon was held up), a good check whose answer came late
+/// (the target froze and came back during it), and a cycle that ended after the next was due
+/// (a slow action) are followed `period` after they ended instead, as HAProxy schedules a
+/// server's next check `inter` (or `fastinter`) after the last one completed (`src/check.c`,
+/// `process_chk_conn`): an answer says what the target did when it came, so two answers
+/// milliseconds apart confirm nothing the first did not, and a streak meant to span
+/// `recover_after x fast_interval` (or a blip tolerance of `fail_after x fast_interval`)
+/// would shrink to nothing. "Late" is more than a tenth of `period` after it was due.
+///
+/// A hung cycle and a backend sync's round are followed at once when the next is overdue
+/// (a hung target is confirmed in `fail_after x timeout`, docs/configuration.md,
+/// "Confirming a failure faster"). Never a burst of catch-up cycles.
+pub fn next_due(cycle: Cycle, period: Duration) -> Instant {
+    let scheduled = cycle.due + period;
+    if cycle.self_paced || cycle.hung {
+        return scheduled.max(cycle.ended);
+    }
+    let late = cycle.due + period / 10;
+    if cycle.started > late || (cycle.passed && cycle.ended > late) || scheduled < cycle.ended {
+        cycle.ended + period
     } else {
-        now + period
+        scheduled
     }
 }
 
@@ -639,9 +661,9 @@ async fn rule_loop<E: Effects>(
         if *shutdown.borrow() {
             break;
         }
-        // Due times follow the schedule, not when the task got to run: rules that start
-        // together stay together (one wake-up serves them all) and never drift apart.
+        // Due times follow the schedule, not when the task got to run ([`next_due`]).
         let due = next.deadline();
+        let started = Instant::now();
         // A check in flight when a reload or shutdown comes is abandoned (it changes nothing,
         // and its program is killed with its group), so one slow check does not hold up the
         // swap for every rule. A backend sync's round changes HAProxy: it is let finish.
@@ -663,16 +685,21 @@ async fn rule_loop<E: Effects>(
             };
             probed
         };
-        let failed = !outcome.ok;
+        let passed = outcome.ok;
         let report = runner.settle(fx.as_ref(), outcome, took).await;
         fx.report(&report);
         let gap = runner.next_period(period);
-        // A backend sync paces itself: its round waits for the next poll or change, and its
-        // `period` is only a floor against a source that spins (`sync::pacing`).
-        let self_paced = matches!(runner.rule.check, CheckSpec::BackendSync(_));
-        let at_once = self_paced || (failed && took >= gap);
-        next.as_mut()
-            .reset(next_due(due, gap, at_once, Instant::now()));
+        next.as_mut().reset(next_due(
+            Cycle {
+                due,
+                started,
+                ended: Instant::now(),
+                passed,
+                hung: !passed && took >= gap,
+                self_paced: matches!(runner.rule.check, CheckSpec::BackendSync(_)),
+            },
+            gap,
+        ));
     }
     runner.next_due = Some(next.deadline());
     runner

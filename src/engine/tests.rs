@@ -590,22 +590,113 @@ async fn a_backend_syncs_round_longer_than_its_period_is_followed_at_once() {
     assert_eq!(check_times(&fx), vec![0, 12, 24]);
 }
 
-/// The rule behind it: on time, the schedule; late, `period` after the cycle ended, unless
-/// the cycle was a failed check as long as `period` itself (a hung target's, confirmed in
-/// `fail_after x timeout`).
+/// Breaker 13's find: the daemon held up past a slot (SIGSTOP, a VM's stolen time) ran the
+/// overdue check as it woke, and the next one on the old schedule's slot milliseconds later:
+/// a blip of 50 ms failed a `2s x 2` rule (and the same recovered it).
+#[tokio::test(start_paused = true)]
+async fn after_the_daemon_was_held_up_the_next_check_is_a_whole_interval_on() {
+    let fx = Arc::new(Script::new(Instant::now()).results("eip", "+--"));
+    let (tx, rx) = watch::channel(false);
+    let rules = vec![rule("eip", 2, 1, 2, 2)];
+    let engine = tokio::spawn(run(
+        rules,
+        fx.clone(),
+        rx,
+        Duration::from_secs(1),
+        RuleStates::new(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Held up from 0.3 s to 3.85 s: the check due at 2 runs at 3.85, 150 ms before the slot
+    // at 4 of the old schedule.
+    tokio::time::advance(Duration::from_millis(3550)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    tx.send(true).unwrap();
+    let (result, _) = engine.await.unwrap();
+    result.unwrap();
+    let times: Vec<u128> = fx
+        .checks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.1.as_millis())
+        .collect();
+    assert!(times.len() >= 3, "{times:?}");
+    assert!((3850..3900).contains(&times[1]), "{times:?}");
+    // The second failure a whole interval after the first, not at 4.
+    assert!(times[2] >= times[1] + 2000, "{times:?}");
+    let acts = fx.acts.lock().unwrap().clone();
+    assert_eq!(acts.len(), 1, "{acts:?}");
+    assert!(acts[0].3.as_millis() >= times[1] + 2000, "{acts:?}");
+}
+
+/// Breaker 13's second find: a good answer that came late, but before the next check was
+/// due (the target froze for part of the fast interval), was followed by the next check on
+/// the schedule's slot, a fraction of the interval later.
+#[tokio::test(start_paused = true)]
+async fn a_good_answer_that_came_late_in_its_interval_is_followed_a_whole_interval_on() {
+    let fx = Script::new(Instant::now()).results("eip", "-+++");
+    // The check at 10 answers after 600 ms of its 1 s fast interval.
+    fx.delays.lock().unwrap().insert(
+        "eip".into(),
+        [Duration::ZERO, Duration::from_millis(600)].into(),
+    );
+    let fx = Arc::new(fx);
+    run_for(vec![fast(rule("eip", 10, 5, 1, 2), 1)], fx.clone(), 15).await;
+    let times: Vec<u128> = fx
+        .checks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.1.as_millis())
+        .collect();
+    // 10.6 + 1 s, not the slot at 11.
+    assert_eq!(times[..3], [0, 10_000, 11_600], "{times:?}");
+}
+
+/// The rule behind them: on time, the schedule; late (started, answered good, or ended after
+/// the next was due), `period` after the cycle ended; hung or self-paced and overdue, at once.
 #[test]
 fn catch_up_checks_never_come_back_to_back_unless_the_last_one_hung() {
     let t0 = Instant::now();
-    let s = Duration::from_secs;
-    // On time (or just so): the schedule, whatever the outcome.
-    assert_eq!(next_due(t0, s(1), false, t0 + s(1)), t0 + s(1));
-    assert_eq!(next_due(t0, s(1), true, t0 + s(1)), t0 + s(1));
-    assert_eq!(next_due(t0, s(10), false, t0 + s(3)), t0 + s(10));
-    // Late after a good check, a quick failure, a slow action or a stall of the daemon: a
-    // whole period after the cycle ended.
-    assert_eq!(next_due(t0, s(1), false, t0 + s(3)), t0 + s(4));
-    // Late after a hung check: at once.
-    assert_eq!(next_due(t0, s(1), true, t0 + s(3)), t0 + s(3));
+    let ms = Duration::from_millis;
+    let at = |d: u64| t0 + ms(d);
+    let cycle = |started: u64, ended: u64, passed: bool| Cycle {
+        due: t0,
+        started: at(started),
+        ended: at(ended),
+        passed,
+        hung: false,
+        self_paced: false,
+    };
+    let s = ms(1000);
+    // On time, quick, either outcome: the schedule.
+    assert_eq!(next_due(cycle(0, 2, true), s), at(1000));
+    assert_eq!(next_due(cycle(0, 2, false), s), at(1000));
+    // A failure that took a while but ended before the next was due: the schedule.
+    assert_eq!(next_due(cycle(0, 700, false), s), at(1000));
+    // A good answer late in the interval: a whole interval after it.
+    assert_eq!(next_due(cycle(0, 600, true), s), at(1600));
+    // Started late (the daemon was held up), even just before the next slot: after it.
+    assert_eq!(next_due(cycle(850, 852, false), s), at(1852));
+    assert_eq!(next_due(cycle(3850, 3852, true), s), at(4852));
+    // Ended after the next was due (a slow action): after it.
+    assert_eq!(next_due(cycle(0, 3000, false), s), at(4000));
+    // Hung, or a backend sync's round, overdue: at once; on time: the schedule.
+    let hung = Cycle {
+        hung: true,
+        ..cycle(0, 3000, false)
+    };
+    assert_eq!(next_due(hung, s), at(3000));
+    let round = Cycle {
+        self_paced: true,
+        ..cycle(0, 3000, true)
+    };
+    assert_eq!(next_due(round, s), at(3000));
+    let quick_round = Cycle {
+        self_paced: true,
+        ..cycle(0, 20, true)
+    };
+    assert_eq!(next_due(quick_round, s), at(1000));
 }
 
 #[tokio::test(start_paused = true)]
