@@ -25,8 +25,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How much of a body `body_contains` looks at.
-const BODY_LIMIT: usize = 256 * 1024;
+/// How much of a body `body_contains` looks at, in bytes (`validate` refuses a longer text).
+pub const BODY_LIMIT: usize = 256 * 1024;
 /// How long connecting may take, all of a name's addresses together (the reqwest client's
 /// `connect_timeout`, which https checks use), shared between them by
 /// [`super::tcp::connect_any`]; the rule's `timeout` bounds the whole check.

@@ -332,7 +332,7 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
             remove_path(&mut t, path);
             t
         };
-        let culprit = paths.into_iter().find(|p| {
+        let culprit = |p: &Vec<String>| {
             let leaf = p.last().map(String::as_str).unwrap_or_default();
             match try_table(&without(p)) {
                 Ok(_) => true,
@@ -347,36 +347,154 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
                 }
                 Err(m) => m != msg,
             }
-        });
-        match culprit {
-            Some(p) => {
-                let key = p.join(".");
-                let leaf = p.last().cloned().unwrap_or_default();
-                // Inside a tagged kind (an action, a rule's `check`) serde's message names no
-                // key, or only the table above the tag (`; in `check``: the tag's buffering
-                // loses the path below it): name the key, unless the message names it.
-                if let Some(last) = problems.last_mut() {
-                    let names_leaf = last.contains(&format!("`{leaf}`"));
-                    if p.len() > 1 && !names_leaf {
-                        if let Some(at) = last.rfind("; in `") {
-                            let table = &last[at + "; in `".len()..];
-                            if key.starts_with(table.trim_end_matches('`')) {
-                                last.truncate(at);
-                            }
-                        }
-                    }
-                    if !last.contains("; in `") && !names_leaf {
-                        last.push_str(&format!("; in `{key}`"));
-                    }
-                }
-                table = without(&p);
-                unparsed.push(key);
-                removed.push(leaf);
-            }
-            None => return (None, problems, unparsed),
+        };
+        // A key inside a table first; then keys that share the message (`send = 1, expect =
+        // 1` say the same, so taking out either leaves it); then a whole top-level key.
+        let culprits = match paths.iter().filter(|p| p.len() > 1).find(|p| culprit(p)) {
+            Some(p) => vec![p.clone()],
+            None => sharing(&table, &msg, &paths, &try_table),
+        };
+        if culprits.is_empty() {
+            return (None, problems, unparsed);
+        }
+        let first = problems.pop().unwrap_or_default();
+        for p in &culprits {
+            problems.push(naming_key(&first, p));
+            table = {
+                let mut t = table.clone();
+                remove_path(&mut t, p);
+                t
+            };
+            unparsed.push(p.join("."));
+            removed.push(p.last().cloned().unwrap_or_default());
         }
     }
     (None, problems, unparsed)
+}
+
+/// The keys of `table` (among `paths`, deepest first) that each give the error `msg`: taken
+/// out one by one (those whose absence is itself an error stay) until `msg` is gone, then
+/// kept only if putting that one back alone brings `msg` back. Two keys with the same wrong
+/// value make one message, which taking out either leaves as it was. Empty when no set of
+/// keys clears `msg`.
+fn sharing<T>(
+    table: &toml::Table,
+    msg: &str,
+    paths: &[Vec<String>],
+    try_table: &impl Fn(&toml::Table) -> Result<T, String>,
+) -> Vec<Vec<String>> {
+    let mut t = table.clone();
+    let mut taken: Vec<Vec<String>> = Vec::new();
+    let mut cleared = false;
+    for p in paths {
+        // A key inside one already taken out is gone with it.
+        if taken.iter().any(|q| p.starts_with(q)) {
+            continue;
+        }
+        let mut next = t.clone();
+        remove_path(&mut next, p);
+        let leaf = p.last().map(String::as_str).unwrap_or_default();
+        match try_table(&next) {
+            // A required key stays, unless a value of another type clears every error (the
+            // last of the keys sharing the message: `service = 1`).
+            Err(m) if m.contains(&format!("missing field `{leaf}`")) => {
+                let fixed = stand_ins().into_iter().find_map(|v| {
+                    let mut fixed = t.clone();
+                    set_path(&mut fixed, p, v);
+                    try_table(&fixed).is_ok().then_some(fixed)
+                });
+                match fixed {
+                    Some(fixed) => {
+                        next = fixed;
+                        cleared = true;
+                    }
+                    None => continue,
+                }
+            }
+            Err(m) if m == msg => {}
+            _ => cleared = true,
+        }
+        t = next;
+        taken.push(p.clone());
+        if cleared {
+            break;
+        }
+    }
+    if !cleared {
+        return Vec::new();
+    }
+    taken
+        .into_iter()
+        .filter(|p| {
+            let mut back = t.clone();
+            if let Some(v) = value_at(table, p) {
+                set_path_creating(&mut back, p, v.clone());
+            }
+            matches!(try_table(&back), Err(m) if m == msg)
+        })
+        .collect()
+}
+
+/// The value at `path` in `table`.
+fn value_at<'a>(table: &'a toml::Table, path: &[String]) -> Option<&'a toml::Value> {
+    let (last, parents) = path.split_last()?;
+    let mut t = table;
+    for k in parents {
+        t = t.get(k)?.as_table()?;
+    }
+    t.get(last)
+}
+
+/// Put `value` at `path` in `table`, making the tables above it that are missing.
+fn set_path_creating(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    match path {
+        [] => {}
+        [k] => {
+            table.insert(k.clone(), value);
+        }
+        [k, rest @ ..] => {
+            let inner = table
+                .entry(k.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(inner) = inner {
+                set_path_creating(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// `msg`, serde's message for the key at `path`, naming that key. Inside a tagged kind (an
+/// action, a rule's `check`) serde's message names no key, or only the table above the tag
+/// (`; in `check``: the tag's buffering loses the path below it). A message that names the
+/// key itself (`unknown field `bogus``) gets the table it is in.
+fn naming_key(msg: &str, path: &[String]) -> String {
+    let key = path.join(".");
+    let leaf = path.last().cloned().unwrap_or_default();
+    let names_leaf = msg.contains(&format!("`{leaf}`"));
+    let mut out = msg.to_string();
+    let within = |out: &mut String, whole: &str| {
+        if let Some(at) = out.rfind("; in `") {
+            let table = out[at + "; in `".len()..].trim_end_matches('`');
+            if whole.starts_with(table) && whole != table {
+                out.truncate(at);
+            }
+        }
+    };
+    if names_leaf {
+        let table = path[..path.len().saturating_sub(1)].join(".");
+        if !table.is_empty() {
+            within(&mut out, &table);
+            if !out.contains("; in `") {
+                out.push_str(&format!("; in `{table}`"));
+            }
+        }
+        return out;
+    }
+    within(&mut out, &key);
+    if !out.contains("; in `") {
+        out.push_str(&format!("; in `{key}`"));
+    }
+    out
 }
 
 /// Every key of `table` and of the tables within it, each as its path from `table`.
@@ -491,11 +609,11 @@ fn user_terms(msg: String) -> String {
     const TERMS: &[(&str, &str)] = &[
         (
             "internally tagged enum RawAction",
-            "an action: a table with `type` = \"claim_eip\", \"sns\" or \"exec\"",
+            "an action: a table with `type` = \"claim_eip\", \"claim_private_ip\", \"claim_route\", \"claim_group\", \"sns\" or \"exec\"",
         ),
         (
             "internally tagged enum RawCheck",
-            "a check: a table with `type` = \"http\", \"haproxy\", \"egress\" or \"backend_sync\"",
+            "a check: a table with `type` = \"http\", \"haproxy\", \"egress\", \"tcp\", \"program\", \"process\", \"file\" or \"backend_sync\"",
         ),
         (
             "internally tagged enum RawSource",
@@ -506,6 +624,8 @@ fn user_terms(msg: String) -> String {
             "expected a status code like 200 or a class like \"2xx\"",
         ),
         ("variant identifier", "a string naming the kind"),
+        ("expected i64", "expected an integer"),
+        ("expected f64", "expected a number"),
         ("struct RawRule", "a rule: a table like [rules.NAME]"),
     ];
     let mut msg = msg;

@@ -1208,12 +1208,116 @@ fn a_wrong_type_inside_a_tagged_table_names_its_key() {
         ),
         (
             "[rules.w]\ninterval = \"1s\"\ntimeout = \"500ms\"\n[rules.w.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = \"80\"\n",
-            "rule \"w\": invalid type: string \"80\", expected i64; in `check.port`",
+            "rule \"w\": invalid type: string \"80\", expected an integer; in `check.port`",
         ),
     ];
     for (text, want) in cases {
         let e = errors(&[("a.toml", text)]);
         assert_eq!(e, [format!("a.toml: {want}")], "{text}");
+    }
+}
+
+/// Breaker 13's find: two keys with the same wrong value (`send = 1, expect = 1`) made one
+/// message, which taking out either key left as it was, so the error named only `check` (or,
+/// in an action, no key) and hid that there were two.
+#[test]
+fn keys_sharing_one_error_are_each_named() {
+    let cases: [(&str, &[&str]); 4] = [
+        (
+            "[rules.w]\ninterval = \"1s\"\ncheck = { type = \"tcp\", host = \"127.0.0.1\", port = 80, send = 1, expect = 1 }\n",
+            &["in `check.expect`", "in `check.send`"],
+        ),
+        (
+            "[rules.w]\ncheck = { type = \"backend_sync\", backend = \"b\", port = 80, source = { type = \"asg\", group = \"g\", drain_timeout = 5, heartbeat_interval = 5 } }\n",
+            &["in `check.source.drain_timeout`", "in `check.source.heartbeat_interval`"],
+        ),
+        // A required key among them.
+        (
+            "[rules.w]\ncheck = { type = \"backend_sync\", backend = \"b\", port = 80, source = { type = \"consul\", service = 1, datacenter = 1 } }\n",
+            &["in `check.source.datacenter`", "in `check.source.service`"],
+        ),
+        (
+            "[actions.a]\ntype = \"sns\"\ntopic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\nsubject = 1\nmessage = 1\n",
+            &["in `message`", "in `subject`"],
+        ),
+    ];
+    for (text, keys) in cases {
+        let e = errors(&[("a.toml", text)]);
+        assert_eq!(e.len(), keys.len(), "{text}\n{e:#?}");
+        for (err, key) in e.iter().zip(keys) {
+            assert!(
+                err.contains("invalid type: integer") && err.ends_with(key),
+                "{text}\n{e:#?}"
+            );
+        }
+    }
+    // A key set with the wrong type gets that one error, not also "set it".
+    for (text, key) in [
+        ("[rules.w]\ncheck = { type = \"process\", pidfile = 1 }\n", "check.pidfile"),
+        ("[rules.w]\ncheck = { type = \"process\", name = true }\n", "check.name"),
+        ("[rules.w]\ncheck = { type = \"backend_sync\", backend = 1, port = 80, source = { type = \"asg\", group = \"g\" } }\n", "check.backend"),
+    ] {
+        let e = errors(&[("a.toml", text)]);
+        assert_eq!(e.len(), 1, "{text}\n{e:#?}");
+        assert!(e[0].ends_with(&format!("in `{key}`")), "{text}\n{e:#?}");
+    }
+    // An unknown key inside a nested table names that table.
+    let e = errors(&[("a.toml", "[rules.w]\ncheck = { type = \"backend_sync\", backend = \"b\", port = 80, source = { type = \"asg\", group = \"g\", bogus = 1 } }\n")]);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].contains("unknown field `bogus`") && e[0].ends_with("; in `check.source`"),
+        "{e:#?}"
+    );
+}
+
+/// Breaker 13: a `body_contains` longer than the part of the body that is searched could
+/// never be found, and `validate` passed it (tcp's `expect` was already refused).
+#[test]
+fn a_body_contains_longer_than_the_body_searched_is_refused() {
+    let rule = |n: usize| {
+        format!(
+            "[rules.w]\ncheck = {{ type = \"http\", url = \"http://127.0.0.1:1/\", body_contains = \"{}\" }}\n",
+            "x".repeat(n)
+        )
+    };
+    let limit = crate::checks::http::BODY_LIMIT;
+    assert!(from_sources(&src(&[("a.toml", &rule(limit))])).is_ok());
+    let e = errors(&[("a.toml", &rule(limit + 1))]);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].contains("could never be found"), "{e:#?}");
+}
+
+/// A check, action or source of the wrong shape is answered with the kinds there are: every
+/// kind `type` accepts (serde's own list, from an unknown one) is named.
+#[test]
+fn a_wrong_shape_names_every_kind() {
+    for (wrong_shape, unknown) in [
+        ("[rules.w]\ncheck = \"http\"\n", "[rules.w]\ncheck = { type = \"zz\" }\n"),
+        ("[actions]\na = 3\n", "[actions.a]\ntype = \"zz\"\n"),
+        (
+            "[rules.w]\ncheck = { type = \"backend_sync\", backend = \"b\", port = 80, source = \"asg\" }\n",
+            "[rules.w]\ncheck = { type = \"backend_sync\", backend = \"b\", port = 80, source = { type = \"zz\" } }\n",
+        ),
+    ] {
+        let listed = errors(&[("a.toml", unknown)]).join("\n");
+        let kinds: Vec<&str> = listed
+            .split("expected one of ")
+            .nth(1)
+            .or_else(|| listed.split("expected ").nth(1))
+            .unwrap_or_else(|| panic!("{listed}"))
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .split(['`', ','])
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .filter(|k| *k != "or")
+            .collect();
+        assert!(kinds.len() >= 2, "{listed}");
+        let said = errors(&[("a.toml", wrong_shape)]).join("\n");
+        for k in kinds {
+            assert!(said.contains(&format!("\"{k}\"")), "{k} missing from: {said}");
+        }
     }
 }
 
@@ -1237,10 +1341,10 @@ fn a_part_that_failed_to_parse_gets_its_own_error_only() {
 #[test]
 fn no_internal_type_name_reaches_the_user() {
     let cases = [
-        ("[actions]\nx = \"claim\"\n", "expected an action: a table with `type` = \"claim_eip\", \"sns\" or \"exec\""),
+        ("[actions]\nx = \"claim\"\n", "expected an action: a table with `type` = \"claim_eip\", \"claim_private_ip\", \"claim_route\", \"claim_group\", \"sns\" or \"exec\""),
         ("[actions.x]\ntype = 3\n", "expected a string naming the kind; in `type`"),
         ("[actions.x]\ntype = \"claim_eip\"\neip = 3\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n", "expected a string; in `eip`"),
-        ("[rules.q]\ncheck = \"http\"\n", "expected a check: a table with `type` = \"http\", \"haproxy\", \"egress\" or \"backend_sync\""),
+        ("[rules.q]\ncheck = \"http\"\n", "expected a check: a table with `type` = \"http\", \"haproxy\", \"egress\", \"tcp\", \"program\", \"process\", \"file\" or \"backend_sync\""),
         ("[rules.q]\ncheck = { type = \"http\", url = \"http://x/\", expect_status = [true] }\n", "expected a status code like 200 or a class like \"2xx\""),
         ("[rules]\nq = 3\n", "expected a rule: a table like [rules.NAME]"),
     ];

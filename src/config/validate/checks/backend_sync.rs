@@ -47,6 +47,8 @@ pub(super) fn check(
     let (name, what) = match (&b.backend, &b.peers, peers_mode) {
         (Some(n), None, false) => (n.clone(), "backend"),
         (None, Some(n), true) => (n.clone(), "peers"),
+        // A `backend` set but unparsable has had its one error already.
+        (None, None, false) if cx.unparsed("check.backend") => (String::new(), "backend"),
         (_, _, false) => {
             cx.err("`check.backend` names the HAProxy backend to keep in step (`check.peers` is for `apply = \"peers\"`)");
             (String::new(), "backend")

@@ -87,6 +87,16 @@ pub(super) fn check(
     }
     if h.body_contains.as_deref() == Some("") {
         cx.err("`body_contains` is empty: remove it or give the text to look for");
+    } else if let Some(b) = h
+        .body_contains
+        .as_deref()
+        .filter(|b| b.len() > crate::checks::http::BODY_LIMIT)
+    {
+        cx.err(format!(
+            "`body_contains` is {} bytes: only the body's first {} bytes are looked at, so it could never be found",
+            b.len(),
+            crate::checks::http::BODY_LIMIT
+        ));
     } else if h.body_contains.is_some() && method == Some(reqwest::Method::HEAD) {
         cx.err("`body_contains` cannot be checked with method HEAD (no body)");
     }

@@ -22,7 +22,9 @@ pub(super) fn check(p: &RawProcessCheck, mut cx: Ctx<'_>) -> Option<ProcessCheck
             ));
         }
     }
-    if p.pidfile.is_none() && p.name.is_none() {
+    // A key set but unparsable has had its one error already.
+    let unparsed = cx.unparsed("check.pidfile") || cx.unparsed("check.name");
+    if p.pidfile.is_none() && p.name.is_none() && !unparsed {
         cx.err("set `pidfile` (like \"/run/haproxy.pid\"), `name` (like \"haproxy\") or both");
     }
     cx.finish(|| {
