@@ -144,9 +144,11 @@ pub fn once_report(done: &crate::daemon::OnceReport) -> String {
     out
 }
 
-/// What `validate` prints for a valid configuration.
+/// What `validate` prints for a valid configuration: the counts, then each rule's pacing as
+/// it will run, defaults filled in (a `timeout` not written is the interval when that is
+/// shorter than 5 s, and shows here).
 pub fn config_ok(c: &crate::config::Config) -> String {
-    format!(
+    let mut out = format!(
         "configuration OK: {} rule{}, {} action{} from {} file{}\n",
         c.rules.len(),
         plural(c.rules.len()),
@@ -154,7 +156,24 @@ pub fn config_ok(c: &crate::config::Config) -> String {
         plural(c.actions.len()),
         c.sources.len(),
         plural(c.sources.len())
-    )
+    );
+    let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    for r in &c.rules {
+        let fast = r
+            .fast_interval
+            .map(|f| format!(" (fast_interval {})", d(f)))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  rule {}: {} every {}{fast}, timeout {}, fails after {}, recovers after {}\n",
+            r.name,
+            r.check.kind(),
+            d(r.interval),
+            d(r.timeout),
+            r.fail_after,
+            r.recover_after
+        ));
+    }
+    out
 }
 
 /// Milliseconds since the Unix epoch as RFC 3339, to the millisecond.
@@ -307,4 +326,25 @@ pub fn history_table(entries: &[crate::history::Entry]) -> String {
         out.push_str(&format!("    {}\n", line.join(", ")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    /// Breaker 13: the timeout a rule runs with (a default one is the interval when that is
+    /// shorter than 5 s) showed nowhere but in a `timed out after` detail.
+    #[test]
+    fn validate_shows_each_rules_pacing_with_its_defaults() {
+        let text = "[rules.a]\ninterval = \"1s\"\nfast_interval = \"250ms\"\ncheck = { type = \"tcp\", host = \"127.0.0.1\", port = 80 }\n[rules.b]\ninterval = \"30s\"\nfail_after = 5\ncheck = { type = \"file\", path = \"/run/x\" }\n";
+        let c = crate::config::from_sources(&[("a.toml".into(), text.into())])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = super::config_ok(&c);
+        assert!(
+            out.contains("  rule a: tcp every 1s (fast_interval 250ms), timeout 1s, fails after 3, recovers after 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  rule b: file every 30s, timeout 5s, fails after 5, recovers after 2\n"),
+            "{out}"
+        );
+    }
 }

@@ -25,6 +25,13 @@ async fn validate_checks_without_touching_the_network() {
     let out = run_to_end(None, &path, &["validate"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("configuration OK: 1 rule, 0 actions from 1 file"));
+    // Each rule's pacing as it will run, defaults filled in.
+    assert!(
+        text(&out.stdout)
+            .contains("rule r: http every 10s, timeout 5s, fails after 3, recovers after 2"),
+        "{}",
+        text(&out.stdout)
+    );
     assert_eq!(target.hits() + checkip.hits(), 0, "validate made a request");
 
     // The shipped examples validate as installed (main file + conf.d).
