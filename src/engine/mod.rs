@@ -603,8 +603,10 @@ pub struct Cycle {
     pub started: Instant,
     /// When it ended, its actions included.
     pub ended: Instant,
-    /// Its check passed.
-    pub passed: bool,
+    /// Its check passed while the rule is down: a good answer that counts toward recovery.
+    /// (While the rule is up a good answer confirms nothing, and a steadily slow one must not
+    /// stretch the rule's cadence.)
+    pub recovering: bool,
     /// The check took at least the next `period` and failed: a hung target's, whose failure
     /// spans that whole time.
     pub hung: bool,
@@ -619,9 +621,9 @@ pub struct Cycle {
 /// On time, `period` after it was due: due times follow the schedule, not when the task got
 /// to run, so rules that start together stay together (one wake-up serves them all).
 ///
-/// A cycle that started late (the daemon was held up), a good check whose answer came late
-/// (the target froze and came back during it), and a cycle that ended after the next was due
-/// (a slow action) are followed `period` after they ended instead, as HAProxy schedules a
+/// A cycle that started late (the daemon was held up), a good check of a rule that is down
+/// whose answer came late (the target froze and came back during it), and a cycle that ended
+/// after the next was due (a slow action) are followed `period` after they ended instead, as HAProxy schedules a
 /// server's next check `inter` (or `fastinter`) after the last one completed (`src/check.c`,
 /// `process_chk_conn`): an answer says what the target did when it came, so two answers
 /// milliseconds apart confirm nothing the first did not, and a streak meant to span
@@ -637,7 +639,7 @@ pub fn next_due(cycle: Cycle, period: Duration) -> Instant {
         return scheduled.max(cycle.ended);
     }
     let late = cycle.due + period / 10;
-    if cycle.started > late || (cycle.passed && cycle.ended > late) || scheduled < cycle.ended {
+    if cycle.started > late || (cycle.recovering && cycle.ended > late) || scheduled < cycle.ended {
         cycle.ended + period
     } else {
         scheduled
@@ -694,7 +696,7 @@ async fn rule_loop<E: Effects>(
                 due,
                 started,
                 ended: Instant::now(),
-                passed,
+                recovering: passed && runner.threshold.health() == Health::Down,
                 hung: !passed && took >= gap,
                 self_paced: matches!(runner.rule.check, CheckSpec::BackendSync(_)),
             },

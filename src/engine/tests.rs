@@ -475,6 +475,16 @@ fn fast(mut r: Rule, fast_secs: u64) -> Rule {
     r
 }
 
+/// Each action run: the transition and when, in whole seconds.
+fn transitions(fx: &Script) -> Vec<(Transition, u64)> {
+    fx.acts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| (a.1, a.3.as_secs()))
+        .collect()
+}
+
 fn check_times(fx: &Script) -> Vec<u64> {
     fx.checks
         .lock()
@@ -503,15 +513,8 @@ async fn a_good_check_of_a_failed_rule_brings_the_next_ones_at_the_fast_interval
     // Fails at 0; the good check at 10 brings 12, whose failure breaks the streak: 22 is an
     // interval on. 22 is good again, 24 recovers the rule, then every 10 s.
     assert_eq!(check_times(&fx), vec![0, 10, 12, 22, 24]);
-    let acts: Vec<_> = fx
-        .acts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|a| (a.1, a.3.as_secs()))
-        .collect();
     assert_eq!(
-        acts,
+        transitions(&fx),
         vec![(Transition::Failed, 0), (Transition::Recovered, 24)]
     );
 }
@@ -561,15 +564,8 @@ async fn recovery_checks_after_a_stall_come_a_fast_interval_apart() {
     // Failed at 0; the good answer at 13 brings the next check a fast interval later (14, not
     // 13 again), which recovers the rule; then every 10 s.
     assert_eq!(check_times(&fx), vec![0, 10, 14, 24]);
-    let acts: Vec<_> = fx
-        .acts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|a| (a.1, a.3.as_secs()))
-        .collect();
     assert_eq!(
-        acts,
+        transitions(&fx),
         vec![(Transition::Failed, 0), (Transition::Recovered, 14)]
     );
 }
@@ -653,6 +649,21 @@ async fn a_good_answer_that_came_late_in_its_interval_is_followed_a_whole_interv
     assert_eq!(times[..3], [0, 10_000, 11_600], "{times:?}");
 }
 
+/// Breaker 14: a healthy target whose page always takes 150 ms had its checks every 1.15 s
+/// instead of every second: every slow good answer counted as late. Only while the rule is
+/// down (its good answers count toward recovery) does a late one move the schedule.
+#[tokio::test(start_paused = true)]
+async fn a_steadily_slow_healthy_target_keeps_the_rules_cadence() {
+    let fx = Script::new(Instant::now());
+    fx.delays
+        .lock()
+        .unwrap()
+        .insert("eip".into(), vec![Duration::from_millis(600); 10].into());
+    let fx = Arc::new(fx);
+    run_for(vec![rule("eip", 1, 1, 3, 2)], fx.clone(), 5).await;
+    assert_eq!(check_times(&fx), vec![0, 1, 2, 3, 4]);
+}
+
 /// The rule behind them: on time, the schedule; late (started, answered good, or ended after
 /// the next was due), `period` after the cycle ended; hung or self-paced and overdue, at once.
 #[test]
@@ -660,11 +671,11 @@ fn catch_up_checks_never_come_back_to_back_unless_the_last_one_hung() {
     let t0 = Instant::now();
     let ms = Duration::from_millis;
     let at = |d: u64| t0 + ms(d);
-    let cycle = |started: u64, ended: u64, passed: bool| Cycle {
+    let cycle = |started: u64, ended: u64, recovering: bool| Cycle {
         due: t0,
         started: at(started),
         ended: at(ended),
-        passed,
+        recovering,
         hung: false,
         self_paced: false,
     };
@@ -674,8 +685,10 @@ fn catch_up_checks_never_come_back_to_back_unless_the_last_one_hung() {
     assert_eq!(next_due(cycle(0, 2, false), s), at(1000));
     // A failure that took a while but ended before the next was due: the schedule.
     assert_eq!(next_due(cycle(0, 700, false), s), at(1000));
-    // A good answer late in the interval: a whole interval after it.
+    // A good answer of a rule that is down, late in the interval: a whole interval after it.
     assert_eq!(next_due(cycle(0, 600, true), s), at(1600));
+    // Of a rule that is up (a steadily slow target): the schedule, no drift.
+    assert_eq!(next_due(cycle(0, 600, false), s), at(1000));
     // Started late (the daemon was held up), even just before the next slot: after it.
     assert_eq!(next_due(cycle(850, 852, false), s), at(1852));
     assert_eq!(next_due(cycle(3850, 3852, true), s), at(4852));
