@@ -159,19 +159,37 @@ pub fn config_ok(c: &crate::config::Config) -> String {
     );
     let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
     for r in &c.rules {
-        let fast = r
-            .fast_interval
-            .map(|f| format!(" (fast_interval {})", d(f)))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "  rule {}: {} every {}{fast}, timeout {}, fails after {}, recovers after {}\n",
-            r.name,
-            r.check.kind(),
-            d(r.interval),
-            d(r.timeout),
-            r.fail_after,
-            r.recover_after
-        ));
+        use crate::config::CheckSpec;
+        // A `haproxy` probe's own `timeout` bounds it within the rule's.
+        let timeout = match &r.check {
+            CheckSpec::Haproxy(h) => h.timeout.min(r.timeout),
+            _ => r.timeout,
+        };
+        let line = match &r.check {
+            // A sync paces itself: `interval` is its poll (or longest wait), and a failed
+            // round counts toward `fail_after` (docs/backend-sync.md).
+            CheckSpec::BackendSync(b) => format!(
+                "backend_sync of {} every {}, fails after {} failed rounds",
+                b.backend,
+                d(r.interval),
+                r.fail_after
+            ),
+            check => {
+                let fast = r
+                    .fast_interval
+                    .map(|f| format!(" (fast_interval {})", d(f)))
+                    .unwrap_or_default();
+                format!(
+                    "{} every {}{fast}, timeout {}, fails after {}, recovers after {}",
+                    check.kind(),
+                    d(r.interval),
+                    d(timeout),
+                    r.fail_after,
+                    r.recover_after
+                )
+            }
+        };
+        out.push_str(&format!("  rule {}: {line}\n", r.name));
     }
     out
 }
@@ -334,7 +352,7 @@ mod tests {
     /// shorter than 5 s) showed nowhere but in a `timed out after` detail.
     #[test]
     fn validate_shows_each_rules_pacing_with_its_defaults() {
-        let text = "[rules.a]\ninterval = \"1s\"\nfast_interval = \"250ms\"\ncheck = { type = \"tcp\", host = \"127.0.0.1\", port = 80 }\n[rules.b]\ninterval = \"30s\"\nfail_after = 5\ncheck = { type = \"file\", path = \"/run/x\" }\n";
+        let text = "[rules.a]\ninterval = \"1s\"\nfast_interval = \"250ms\"\ncheck = { type = \"tcp\", host = \"127.0.0.1\", port = 80 }\n[rules.b]\ninterval = \"30s\"\nfail_after = 5\ncheck = { type = \"file\", path = \"/run/x\" }\n[rules.h]\ncheck = { type = \"haproxy\", stats_socket = \"/run/haproxy.sock\", timeout = \"500ms\" }\n[rules.s]\ncheck = { type = \"backend_sync\", backend = \"app\", port = 80, source = { type = \"asg\", group = \"g\" } }\n";
         let c = crate::config::from_sources(&[("a.toml".into(), text.into())])
             .unwrap_or_else(|e| panic!("{e}"));
         let out = super::config_ok(&c);
@@ -344,6 +362,15 @@ mod tests {
         );
         assert!(
             out.contains("  rule b: file every 30s, timeout 5s, fails after 5, recovers after 2\n"),
+            "{out}"
+        );
+        // The probe's own timeout, within the rule's.
+        assert!(
+            out.contains("  rule h: haproxy every 10s, timeout 500ms,"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  rule s: backend_sync of app every 30s, fails after 3 failed rounds\n"),
             "{out}"
         );
     }

@@ -309,10 +309,27 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
     let mut problems = Vec::new();
     let mut removed: Vec<String> = Vec::new();
     let mut unparsed: Vec<String> = Vec::new();
+    // The top-level keys that hold a required key given a stand-in value: taken out before
+    // the item is built, so the stand-in says nothing more (None: one is itself top-level,
+    // and the item is not built).
+    let mut stood_in: Option<Vec<String>> = Some(Vec::new());
     // Each round removes one key; a table has few, so this ends quickly.
     for _ in 0..64 {
         let msg = match try_table(&table) {
-            Ok(v) => return (Some(v), problems, unparsed),
+            Ok(v) => {
+                let built = match &stood_in {
+                    Some(tops) if tops.is_empty() => Some(v),
+                    Some(tops) => {
+                        for top in tops {
+                            table.remove(top);
+                            unparsed.push(top.clone());
+                        }
+                        try_table(&table).ok()
+                    }
+                    None => None,
+                };
+                return (built, problems, unparsed);
+            }
             Err(m) => m,
         };
         if removed
@@ -339,15 +356,32 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
                 // A required key: taking it out only trades one error for another. It is the
                 // culprit if a value of another type would do (`port = "80"`).
                 Err(m) if m.contains(&format!("missing field `{leaf}`")) => {
-                    stand_ins().into_iter().any(|v| {
-                        let mut t = table.clone();
-                        set_path(&mut t, p, v);
-                        try_table(&t).is_ok()
-                    })
+                    fixed_by_stand_in(&table, p, &try_table).is_some()
                 }
                 Err(m) => m != msg,
             }
         };
+        // A table without a required key (`source = { group = "g" }` has no `type`): serde
+        // names the key, not the table (which every other key would otherwise be blamed
+        // for, in turn).
+        if let Some(path) = lacking(&table, &msg, &paths, &try_table) {
+            let key = path.join(".");
+            if let Some(last) = problems.last_mut() {
+                *last = match last.rfind("; in `") {
+                    Some(at) => format!("{}; in `{key}`", &last[..at]),
+                    None => format!("{last}; in `{key}`"),
+                };
+            }
+            // The whole top-level key it is in goes (a table without its kind cannot be
+            // built, and taking out only it would make its parent miss it): the rest of
+            // the item is still read.
+            let top = path.first().cloned().unwrap_or_default();
+            table.remove(&top);
+            unparsed.push(key);
+            unparsed.push(top.clone());
+            removed.push(top);
+            continue;
+        }
         // A key inside a table first; then keys that share the message (`send = 1, expect =
         // 1` say the same, so taking out either leaves it); then a whole top-level key.
         let culprits = match paths.iter().filter(|p| p.len() > 1).find(|p| culprit(p)) {
@@ -360,13 +394,31 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
         let first = problems.pop().unwrap_or_default();
         for p in &culprits {
             problems.push(naming_key(&first, p));
-            table = {
-                let mut t = table.clone();
-                remove_path(&mut t, p);
-                t
-            };
+            let leaf = p.last().cloned().unwrap_or_default();
+            let mut out = table.clone();
+            remove_path(&mut out, p);
+            let required =
+                matches!(try_table(&out), Err(m) if m.contains(&format!("missing field `{leaf}`")));
+            // A required key is given a value of the type it wants instead, so that the
+            // rest of the item is still read (its other errors reported in the same pass);
+            // the item is then not built, lest that value say more.
+            match required
+                .then(|| fixed_by_stand_in(&table, p, &try_table))
+                .flatten()
+            {
+                Some(fixed) => {
+                    table = fixed;
+                    match (&mut stood_in, p.as_slice()) {
+                        (Some(tops), [top, _, ..]) => tops.push(top.clone()),
+                        _ => stood_in = None,
+                    }
+                }
+                None => {
+                    table = out;
+                    removed.push(leaf);
+                }
+            }
             unparsed.push(p.join("."));
-            removed.push(p.last().cloned().unwrap_or_default());
         }
     }
     (None, problems, unparsed)
@@ -398,12 +450,7 @@ fn sharing<T>(
             // A required key stays, unless a value of another type clears every error (the
             // last of the keys sharing the message: `service = 1`).
             Err(m) if m.contains(&format!("missing field `{leaf}`")) => {
-                let fixed = stand_ins().into_iter().find_map(|v| {
-                    let mut fixed = t.clone();
-                    set_path(&mut fixed, p, v);
-                    try_table(&fixed).is_ok().then_some(fixed)
-                });
-                match fixed {
+                match fixed_by_stand_in(&t, p, try_table) {
                     Some(fixed) => {
                         next = fixed;
                         cleared = true;
@@ -428,11 +475,75 @@ fn sharing<T>(
         .filter(|p| {
             let mut back = t.clone();
             if let Some(v) = value_at(table, p) {
-                set_path_creating(&mut back, p, v.clone());
+                set_path(&mut back, p, v.clone());
             }
             matches!(try_table(&back), Err(m) if m == msg)
         })
         .collect()
+}
+
+/// `table` with a value of another type at `path` (a required key) that clears the errors
+/// of the top-level key it is in: what `try_table` says of the result is nothing, or the
+/// same as of `table` without that top-level key (another key's error, such as the rule's
+/// `fail_after = "3"` beside `check.port = "x"`). None: no type does.
+fn fixed_by_stand_in<T>(
+    table: &toml::Table,
+    path: &[String],
+    try_table: &impl Fn(&toml::Table) -> Result<T, String>,
+) -> Option<toml::Table> {
+    // What is wrong outside the top-level key; unless the error now is something else (in
+    // that key), no value here is what fails.
+    let rest = match path {
+        [top, _, ..] => {
+            let mut t = table.clone();
+            t.remove(top);
+            try_table(&t).err()
+        }
+        _ => None,
+    };
+    let rest = rest.filter(|r| try_table(table).err().as_ref() != Some(r));
+    stand_ins().into_iter().find_map(|v| {
+        let mut t = table.clone();
+        set_path(&mut t, path, v);
+        match try_table(&t) {
+            Ok(_) => Some(t),
+            Err(m) if rest.as_ref() == Some(&m) => Some(t),
+            Err(_) => None,
+        }
+    })
+}
+
+/// For `msg` saying `missing field `f``: the table (among `paths`, deepest first, top-level
+/// tables too) that lacks `f` and is the one meant: given an `f` of some type, the error is
+/// gone or becomes another about that table (an unknown kind), not `unknown field `f``
+/// (a table that takes no `f`).
+fn lacking<T>(
+    table: &toml::Table,
+    msg: &str,
+    paths: &[Vec<String>],
+    try_table: &impl Fn(&toml::Table) -> Result<T, String>,
+) -> Option<Vec<String>> {
+    let field = msg.strip_prefix("missing field `")?.split('`').next()?;
+    paths
+        .iter()
+        .filter(|p| {
+            value_at(table, p)
+                .and_then(toml::Value::as_table)
+                .is_some_and(|t| !t.contains_key(field))
+        })
+        .find(|p| {
+            let mut with = p.to_vec();
+            with.push(field.to_string());
+            stand_ins().into_iter().any(|v| {
+                let mut t = table.clone();
+                set_path(&mut t, &with, v);
+                match try_table(&t) {
+                    Ok(_) => true,
+                    Err(m) => m != msg && !m.contains(&format!("unknown field `{field}`")),
+                }
+            })
+        })
+        .cloned()
 }
 
 /// The value at `path` in `table`.
@@ -446,7 +557,7 @@ fn value_at<'a>(table: &'a toml::Table, path: &[String]) -> Option<&'a toml::Val
 }
 
 /// Put `value` at `path` in `table`, making the tables above it that are missing.
-fn set_path_creating(table: &mut toml::Table, path: &[String], value: toml::Value) {
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
     match path {
         [] => {}
         [k] => {
@@ -457,7 +568,7 @@ fn set_path_creating(table: &mut toml::Table, path: &[String], value: toml::Valu
                 .entry(k.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             if let toml::Value::Table(inner) = inner {
-                set_path_creating(inner, rest, value);
+                set_path(inner, rest, value);
             }
         }
     }
@@ -519,21 +630,6 @@ fn stand_ins() -> [toml::Value; 5] {
         toml::Value::Array(Vec::new()),
         toml::Value::Table(toml::Table::new()),
     ]
-}
-
-/// Put `value` at `path` in `table`, where a key is.
-fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
-    match path {
-        [] => {}
-        [k] => {
-            table.insert(k.clone(), value);
-        }
-        [k, rest @ ..] => {
-            if let Some(toml::Value::Table(inner)) = table.get_mut(k) {
-                set_path(inner, rest, value);
-            }
-        }
-    }
 }
 
 /// Take the key at `path` out of `table`, if it is there.
@@ -625,6 +721,8 @@ fn user_terms(msg: String) -> String {
         ),
         ("variant identifier", "a string naming the kind"),
         ("expected i64", "expected an integer"),
+        ("expected a sequence", "expected a list"),
+        ("expected path string", "expected a string (a path)"),
         ("expected f64", "expected a number"),
         ("struct RawRule", "a rule: a table like [rules.NAME]"),
     ];

@@ -1287,6 +1287,58 @@ fn a_body_contains_longer_than_the_body_searched_is_refused() {
     assert!(e[0].contains("could never be found"), "{e:#?}");
 }
 
+/// Breaker 14's finds: a table without its `type` blamed every other key of its rule in turn
+/// (never the table); a required key of the wrong type hid the rule's other errors; and a
+/// bad key of `check` lost its name when the rule had another error.
+#[test]
+fn every_error_is_reported_once_at_its_own_key() {
+    let cases: [(&str, &[&str]); 8] = [
+        (
+            "[rules.s]\ncheck = { type = \"backend_sync\", backend = \"app\", port = 80, source = { group = \"g\" } }\n",
+            &["missing field `type`; in `check.source`"],
+        ),
+        (
+            "[rules.s]\ncheck = { url = \"http://x/\", host = \"a\" }\n",
+            &["missing field `type`; in `check`"],
+        ),
+        // ... and the rule's other errors are still found, semantic ones too.
+        (
+            "[rules.s]\nfail_after = \"x\"\non_fail = [\"nope\"]\ncheck = { type = \"backend_sync\", backend = \"app\", port = 80, source = { group = \"g\" } }\n",
+            &["missing field `type`; in `check.source`", "in `fail_after`", "unknown action \"nope\""],
+        ),
+        (
+            "[rules.a]\non_fail = [\"nope\"]\ncheck = { type = \"http\", url = 5, keep_alive = 7 }\n",
+            &["in `check.url`", "in `check.keep_alive`", "unknown action \"nope\""],
+        ),
+        (
+            "[rules.a]\ncheck = { type = \"tcp\", host = \"h\", port = \"x\" }\nfail_after = \"3\"\n",
+            &["expected an integer; in `check.port`", "expected an integer; in `fail_after`"],
+        ),
+        (
+            "[rules.a]\ncheck = { type = \"tcp\", host = \"h\", port = \"x\" }\ninterval = 5\n",
+            &["expected an integer; in `check.port`", "in `interval`"],
+        ),
+        (
+            "[rules.a]\ncheck = { type = \"http\", url = 5 }\ninterval = 5\n",
+            &["expected a string; in `check.url`", "in `interval`"],
+        ),
+        (
+            "[rules.a]\ncheck = { type = \"http\", url = \"http://x/\", host = 5 }\ninterval = 5\n",
+            &["expected a string; in `check.host`", "in `interval`"],
+        ),
+    ];
+    for (text, wants) in cases {
+        let e = errors(&[("a.toml", text)]);
+        assert_eq!(e.len(), wants.len(), "{text}\n{e:#?}");
+        for want in wants {
+            assert!(
+                e.iter().any(|m| m.contains(want)),
+                "{want} missing: {text}\n{e:#?}"
+            );
+        }
+    }
+}
+
 /// A check, action or source of the wrong shape is answered with the kinds there are: every
 /// kind `type` accepts (serde's own list, from an unknown one) is named.
 #[test]
@@ -1326,7 +1378,7 @@ fn a_part_that_failed_to_parse_gets_its_own_error_only() {
     let consul = "[rules.c]\n[rules.c.check]\ntype = \"backend_sync\"\nbackend = \"api\"\n[rules.c.check.source]\ntype = \"consul\"\nservice = \"s\"\npassing_only = \"yes\"\n";
     let cases = [
         (consul, "invalid type: string \"yes\", expected a boolean; in `check.source.passing_only`"),
-        ("[actions.x]\ntype = \"exec\"\ncommand = \"/bin/x\"\n", "invalid type: string \"/bin/x\", expected a sequence"),
+        ("[actions.x]\ntype = \"exec\"\ncommand = \"/bin/x\"\n", "invalid type: string \"/bin/x\", expected a list"),
         ("[actions.x]\ntype = \"sns\"\ntopic_arn = 3\n", "invalid type: integer `3`, expected a string"),
         ("[actions.x]\ntype = \"claim_eip\"\neip = 3\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n", "invalid type: integer `3`, expected a string"),
         ("[actions.x]\ntype = \"claim_eip\"\neip = \"203.0.113.77\"\nsns_topic_arn = 3\n", "invalid type: integer `3`, expected a string"),
@@ -1705,7 +1757,7 @@ check = { type = "tcp", host = "127.0.0.1", port = 1, expect = "EXPECT_LONG" }
         "rule \"i\": `min_up` = 0: must be between 1 and 10000 servers",
         "rule \"i\": `min_up_ratio` = 1.5: must be more than 0 and at most 1",
         "rule \"j\": `min_up` and `min_up_ratio` count the servers of a backend: set `backend` too",
-        "rule \"k\": invalid type: string \"/bin/true\", expected a sequence",
+        "rule \"k\": invalid type: string \"/bin/true\", expected a list",
         "rule \"m\": `pidfile` = \"/proc/kmsg\": a file under /proc, /sys or /dev is not a pidfile",
         "rule \"l\": `expect` is 5000 bytes: only the answer's first 4096 bytes are looked at",
     ] {
