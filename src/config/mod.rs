@@ -307,7 +307,7 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
         T::deserialize(toml::Value::Table(t.clone())).map_err(|e| user_terms(one_line(&e)))
     };
     let mut problems = Vec::new();
-    let mut removed: Vec<String> = Vec::new();
+    let mut removed: Vec<Vec<String>> = Vec::new();
     let mut unparsed: Vec<String> = Vec::new();
     // The top-level keys that hold a required key given a stand-in value: taken out before
     // the item is built, so the stand-in says nothing more (None: one is itself top-level,
@@ -332,11 +332,26 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
             }
             Err(m) => m,
         };
-        if removed
-            .iter()
-            .any(|k| msg.contains(&format!("missing field `{k}`")))
-        {
-            return (None, problems, unparsed);
+        // A key taken out that turns out to be required (another error came first when it
+        // was taken out): a value of the type it wants instead, if one clears it, so that
+        // the rest of the item is still read; else its own error has been reported.
+        let missed = removed.iter().position(|k| {
+            let leaf = k.last().map(String::as_str).unwrap_or_default();
+            msg.contains(&format!("missing field `{leaf}`"))
+        });
+        if let Some(i) = missed {
+            let path = removed.remove(i);
+            match fixed_by_stand_in(&table, &path, &try_table) {
+                Some(fixed) => {
+                    table = fixed;
+                    match (&mut stood_in, path.as_slice()) {
+                        (Some(tops), [top, _, ..]) => tops.push(top.clone()),
+                        _ => stood_in = None,
+                    }
+                    continue;
+                }
+                None => return (None, problems, unparsed),
+            }
         }
         problems.push(msg.clone());
         // The deepest keys first, so a bad key inside `check` (or its `source`) costs only
@@ -379,14 +394,17 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
             table.remove(&top);
             unparsed.push(key);
             unparsed.push(top.clone());
-            removed.push(top);
+            removed.push(vec![top]);
             continue;
         }
         // A key inside a table first; then keys that share the message (`send = 1, expect =
         // 1` say the same, so taking out either leaves it); then a whole top-level key.
         let culprits = match paths.iter().filter(|p| p.len() > 1).find(|p| culprit(p)) {
             Some(p) => vec![p.clone()],
-            None => sharing(&table, &msg, &paths, &try_table),
+            None => match echoed(&table, &msg, &paths, &try_table) {
+                Some(p) => vec![p],
+                None => sharing(&table, &msg, &paths, &try_table),
+            },
         };
         if culprits.is_empty() {
             return (None, problems, unparsed);
@@ -413,9 +431,16 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
                         _ => stood_in = None,
                     }
                 }
+                // A required key nothing fixes (an unknown `type`): the top-level key it is
+                // in goes, so the rest of the item is still read.
+                None if required && p.len() > 1 => {
+                    table.remove(&p[0]);
+                    unparsed.push(p[0].clone());
+                    removed.push(vec![p[0].clone()]);
+                }
                 None => {
                     table = out;
-                    removed.push(leaf);
+                    removed.push(p.clone());
                 }
             }
             unparsed.push(p.join("."));
@@ -470,7 +495,7 @@ fn sharing<T>(
     if !cleared {
         return Vec::new();
     }
-    taken
+    let culprits: Vec<Vec<String>> = taken
         .into_iter()
         .filter(|p| {
             let mut back = t.clone();
@@ -479,6 +504,17 @@ fn sharing<T>(
             }
             matches!(try_table(&back), Err(m) if m == msg)
         })
+        .collect();
+    // A key inside another culprit (`on_fail = { a = 1 }`: `on_fail.a` put back alone makes
+    // `on_fail` a table again) is that one's error, not its own.
+    culprits
+        .iter()
+        .filter(|p| {
+            !culprits
+                .iter()
+                .any(|q| q.len() < p.len() && p.starts_with(q))
+        })
+        .cloned()
         .collect()
 }
 
@@ -510,6 +546,42 @@ fn fixed_by_stand_in<T>(
             Err(m) if rest.as_ref() == Some(&m) => Some(t),
             Err(_) => None,
         }
+    })
+}
+
+/// The key inside a table (among `paths`, deepest first) whose value `msg` is about: given
+/// another value of the same kind (a marker), the error names the marker instead. For errors
+/// no removal can locate: an unknown `type` of a `source` (required, and taking it out only
+/// says it is missing), a string where a `source` table goes.
+fn echoed<T>(
+    table: &toml::Table,
+    msg: &str,
+    paths: &[Vec<String>],
+    try_table: &impl Fn(&toml::Table) -> Result<T, String>,
+) -> Option<Vec<String>> {
+    const MARK: &str = "zz-watchdog-probe";
+    const MARK_INT: i64 = 987_654_321;
+    paths.iter().filter(|p| p.len() > 1).find_map(|p| {
+        let (marker, was, mark) = match value_at(table, p)? {
+            toml::Value::String(v) => (
+                toml::Value::String(MARK.into()),
+                v.clone(),
+                MARK.to_string(),
+            ),
+            toml::Value::Integer(v) => (
+                toml::Value::Integer(MARK_INT),
+                v.to_string(),
+                MARK_INT.to_string(),
+            ),
+            _ => return None,
+        };
+        let mut t = table.clone();
+        set_path(&mut t, p, marker);
+        let m = try_table(&t).err()?;
+        // The same message with the value swapped: serde quotes a string "so", a variant or
+        // a number `so`.
+        let swapped = |q: char| msg.replacen(&format!("{q}{was}{q}"), &format!("{q}{mark}{q}"), 1);
+        (m != msg && (m == swapped('"') || m == swapped('`'))).then(|| p.clone())
     })
 }
 
@@ -721,6 +793,12 @@ fn user_terms(msg: String) -> String {
         ),
         ("variant identifier", "a string naming the kind"),
         ("expected i64", "expected an integer"),
+        ("expected i32", "expected an integer"),
+        ("expected u64", "expected an integer"),
+        ("expected u32", "expected an integer"),
+        ("expected u16", "expected an integer"),
+        ("expected u8", "expected an integer"),
+        ("expected usize", "expected an integer"),
         ("expected a sequence", "expected a list"),
         ("expected path string", "expected a string (a path)"),
         ("expected f64", "expected a number"),

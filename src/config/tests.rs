@@ -1292,7 +1292,7 @@ fn a_body_contains_longer_than_the_body_searched_is_refused() {
 /// bad key of `check` lost its name when the rule had another error.
 #[test]
 fn every_error_is_reported_once_at_its_own_key() {
-    let cases: [(&str, &[&str]); 8] = [
+    let cases: [(&str, &[&str]); 12] = [
         (
             "[rules.s]\ncheck = { type = \"backend_sync\", backend = \"app\", port = 80, source = { group = \"g\" } }\n",
             &["missing field `type`; in `check.source`"],
@@ -1305,6 +1305,24 @@ fn every_error_is_reported_once_at_its_own_key() {
         (
             "[rules.s]\nfail_after = \"x\"\non_fail = [\"nope\"]\ncheck = { type = \"backend_sync\", backend = \"app\", port = 80, source = { group = \"g\" } }\n",
             &["missing field `type`; in `check.source`", "in `fail_after`", "unknown action \"nope\""],
+        ),
+        (
+            "[rules.a]\ncheck = { type = \"tcp\", host = \"h\", port = \"x\", send = 1 }\ninterval = 5\n",
+            &["in `check.port`", "in `check.send`", "in `interval`"],
+        ),
+        // Breaker 15: an unknown source `type`, and a string where the source table goes.
+        (
+            "[rules.s]\ncheck = { type = \"backend_sync\", backend = \"b\", port = 80, source = { type = \"nope\", group = \"g\" } }\ninterval = 5\n",
+            &["unknown variant `nope`, expected `asg` or `consul`; in `check.source.type`", "in `interval`"],
+        ),
+        (
+            "[rules.s]\ncheck = { type = \"backend_sync\", backend = \"b\", port = 80, source = \"asg\" }\ninterval = 5\n",
+            &["expected a source: a table with `type` = \"asg\" or \"consul\"; in `check.source`", "in `interval`"],
+        ),
+        // A table where a list goes: one error, at that key.
+        (
+            "[rules.a]\ncheck = { type = \"http\", url = \"http://x/\" }\non_fail = { a = 1 }\n",
+            &["invalid type: map, expected a list; in `on_fail`"],
         ),
         (
             "[rules.a]\non_fail = [\"nope\"]\ncheck = { type = \"http\", url = 5, keep_alive = 7 }\n",
@@ -1337,6 +1355,45 @@ fn every_error_is_reported_once_at_its_own_key() {
             );
         }
     }
+}
+
+/// Breaker 15: a key of the wrong type was then also treated as absent, which made another
+/// error elsewhere ("no SNS topic" on every action, "set `backend` too", "`check.port` is
+/// required", "needs `lifecycle_hook`", a group's member "is not an action").
+#[test]
+fn a_key_that_did_not_parse_causes_no_second_error() {
+    let cases = [
+        (
+            "[alerts]\nsns_topic_arn = 5\n[rules.a]\ncheck = { type = \"http\", url = \"http://127.0.0.1/\" }\non_fail = [\"e\"]\n[actions.e]\ntype = \"claim_eip\"\neip = \"203.0.113.10\"\n",
+            "[alerts]: invalid type: integer `5`, expected a string; in `sns_topic_arn`",
+        ),
+        (
+            "[rules.s]\ncheck = { type = \"backend_sync\", backend = \"b\", port = \"80\", source = { type = \"asg\", group = \"g\" } }\n",
+            "expected an integer; in `check.port`",
+        ),
+        (
+            "[haproxy]\nstats_socket = \"/run/h.sock\"\nbackend = 5\nmin_up = 2\n",
+            "[haproxy]: invalid type: integer `5`, expected a string; in `backend`",
+        ),
+        (
+            "[rules.s]\ncheck = { type = \"backend_sync\", backend = \"b\", port = 80, source = { type = \"asg\", group = \"g\", lifecycle_hook = 5, heartbeat_interval = \"30s\" } }\n",
+            "in `check.source.lifecycle_hook`",
+        ),
+        ("[aws]\nmax_attempts = \"3\"\n", "[aws]: invalid type: string \"3\", expected an integer; in `max_attempts`"),
+    ];
+    for (text, want) in cases {
+        let e = errors(&[("a.toml", text)]);
+        assert_eq!(e.len(), 1, "{text}\n{e:#?}");
+        assert!(e[0].contains(want), "{text}\n{e:#?}");
+    }
+    // Members without a `type`: their own errors only, not "is not an action" in the group.
+    let text = "[actions.a]\nprivate_ip = \"10.0.0.9\"\n[actions.b]\nprivate_ip = \"10.0.0.8\"\n[actions.grp]\ntype = \"claim_group\"\nmembers = [\"a\", \"b\"]\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n";
+    let e = errors(&[("a.toml", text)]);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e.iter().all(|m| m.ends_with("missing field `type`")),
+        "{e:#?}"
+    );
 }
 
 /// A check, action or source of the wrong shape is answered with the kinds there are: every

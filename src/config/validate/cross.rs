@@ -105,7 +105,7 @@ pub(super) fn checks(
         for member in &g.members {
             match actions.get(member) {
                 // Defined, with errors of its own (reported there).
-                None if m.actions.contains_key(member) => {}
+                None if m.actions.contains_key(member) || m.broken_actions.contains(member) => {}
                 None => cx.err(format!(
                     "`members` lists \"{member}\", which is not an action; defined: {:?}",
                     actions.keys().collect::<Vec<_>>()

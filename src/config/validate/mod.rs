@@ -45,16 +45,27 @@ pub(super) fn validate(m: Merged, errs: &mut Errors) -> Option<Config> {
     let node = sections::node(m.node.as_ref(), errs);
     let egress = sections::egress(m.egress.as_ref(), errs);
     let haproxy = match &m.haproxy {
-        Some(h) => checks::haproxy::probe(&h.value, None, Ctx::new(&h.file, "[haproxy]", errs)),
+        Some(h) => checks::haproxy::probe(
+            &h.value,
+            None,
+            Ctx::new(&h.file, "[haproxy]", errs).with_unparsed(&h.unparsed),
+        ),
         None => Some(Default::default()),
     };
     let alerts = sections::alerts(m.alerts.as_ref(), errs);
+    // An `[alerts] sns_topic_arn` that did not parse has had its one error: the actions that
+    // would fall back on it are not told they have no topic.
+    let alerts_topic_unparsed = m
+        .alerts
+        .as_ref()
+        .is_some_and(|a| a.unparsed.iter().any(|k| k == "sns_topic_arn"));
+    let alerts_for_actions = alerts.as_ref().filter(|_| !alerts_topic_unparsed);
     let control = sections::control(m.control.as_ref(), errs);
     let opsworks = sections::opsworks(m.opsworks.as_ref(), errs);
 
     let mut actions = BTreeMap::new();
     for (name, a) in &m.actions {
-        if let Some(spec) = actions::action(name, a, alerts.as_ref(), node.as_ref(), errs) {
+        if let Some(spec) = actions::action(name, a, alerts_for_actions, node.as_ref(), errs) {
             actions.insert(name.clone(), spec);
         }
     }

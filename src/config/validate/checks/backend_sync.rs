@@ -185,7 +185,8 @@ fn asg(a: &RawAsgSource, has_port: bool, cx: &mut Ctx<'_>) -> Option<SourceSpec>
             limits::ASG_NAME_LEN.end()
         ));
     }
-    if !has_port {
+    // A `port` set but unparsable has had its one error already.
+    if !has_port && !cx.unparsed("check.port") {
         cx.err("`check.port` is required with an `asg` source: instances do not say which port they serve on");
     }
     let events_queue = a.events_queue.as_deref().and_then(|q| {
@@ -218,7 +219,10 @@ fn asg(a: &RawAsgSource, has_port: bool, cx: &mut Ctx<'_>) -> Option<SourceSpec>
             )
             .map(Some),
     };
-    if a.heartbeat_interval.is_some() && a.lifecycle_hook.is_none() {
+    if a.heartbeat_interval.is_some()
+        && a.lifecycle_hook.is_none()
+        && !cx.unparsed("check.source.lifecycle_hook")
+    {
         cx.err("`check.source.heartbeat_interval` needs `lifecycle_hook`: heartbeats keep that hook's action open while the server drains");
     }
     Some(SourceSpec::Asg(AsgSourceSpec {

@@ -65,7 +65,9 @@ pub(in super::super) fn probe(
             None => stats_socket = Some(defaults::HAPROXY_SOCKET.into()),
         }
     }
-    if (r.min_up.is_some() || r.min_up_ratio.is_some()) && backend.is_none() {
+    // A `backend` set but unparsable has had its one error already.
+    let backend_unparsed = cx.unparsed("backend") || cx.unparsed("check.backend");
+    if (r.min_up.is_some() || r.min_up_ratio.is_some()) && backend.is_none() && !backend_unparsed {
         cx.err("`min_up` and `min_up_ratio` count the servers of a backend: set `backend` too");
     }
     if (frontend.is_some() || backend.is_some()) && stats_socket.is_none() {
