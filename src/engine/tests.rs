@@ -549,17 +549,22 @@ async fn a_slow_check_delays_the_next_fast_one_without_a_burst() {
     assert_eq!(check_times(&fx), vec![0, 3, 6, 16]);
 }
 
+/// Rule `eip`'s checks: a failure, then good ones, the first of which answers after `late`.
+fn failed_then_late_good(late: Duration) -> Arc<Script> {
+    let fx = Script::new(Instant::now()).results("eip", "-+++");
+    fx.delays
+        .lock()
+        .unwrap()
+        .insert("eip".into(), [Duration::ZERO, late].into());
+    Arc::new(fx)
+}
+
 /// Breaker 12's find: after a stall, the overdue next check ran at once, so a rule's
 /// `recover_after` good checks could come milliseconds apart and confirm nothing.
 #[tokio::test(start_paused = true)]
 async fn recovery_checks_after_a_stall_come_a_fast_interval_apart() {
-    let fx = Script::new(Instant::now()).results("eip", "-+++");
     // The check at 10 hangs 3 s (the target froze), then passes.
-    fx.delays.lock().unwrap().insert(
-        "eip".into(),
-        [Duration::ZERO, Duration::from_secs(3)].into(),
-    );
-    let fx = Arc::new(fx);
+    let fx = failed_then_late_good(Duration::from_secs(3));
     run_for(vec![fast(rule("eip", 10, 5, 1, 2), 1)], fx.clone(), 27).await;
     // Failed at 0; the good answer at 13 brings the next check a fast interval later (14, not
     // 13 again), which recovers the rule; then every 10 s.
@@ -630,13 +635,8 @@ async fn after_the_daemon_was_held_up_the_next_check_is_a_whole_interval_on() {
 /// the schedule's slot, a fraction of the interval later.
 #[tokio::test(start_paused = true)]
 async fn a_good_answer_that_came_late_in_its_interval_is_followed_a_whole_interval_on() {
-    let fx = Script::new(Instant::now()).results("eip", "-+++");
     // The check at 10 answers after 600 ms of its 1 s fast interval.
-    fx.delays.lock().unwrap().insert(
-        "eip".into(),
-        [Duration::ZERO, Duration::from_millis(600)].into(),
-    );
-    let fx = Arc::new(fx);
+    let fx = failed_then_late_good(Duration::from_millis(600));
     run_for(vec![fast(rule("eip", 10, 5, 1, 2), 1)], fx.clone(), 15).await;
     let times: Vec<u128> = fx
         .checks
