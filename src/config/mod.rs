@@ -288,9 +288,11 @@ fn section<T: serde::de::DeserializeOwned>(
 /// first error, so the key (or the key of a nested table, such as one of `check`'s) whose
 /// removal clears that error is taken out and the rest tried again. What is left, when it
 /// deserializes, is returned too, so the semantic checks of the other keys still run and
-/// their errors are reported in the same pass. A removed key that turns out to be required
-/// ends the search: its own error has been reported already. The top-level keys taken out
-/// are returned last, so that nothing reports them missing.
+/// their errors are reported in the same pass. A required key of the wrong type is given a
+/// stand-in of the type it wants instead (the item is then built without the top-level key
+/// it is in), and a table that cannot be built (no `type`) goes with its top-level key, so
+/// the rest is still read. The keys taken out are returned last, so that nothing reports
+/// them missing.
 fn deserialize_all<T: serde::de::DeserializeOwned>(
     value: toml::Value,
 ) -> (Option<T>, Vec<String>, Vec<String>) {
@@ -335,19 +337,13 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
         // A key taken out that turns out to be required (another error came first when it
         // was taken out): a value of the type it wants instead, if one clears it, so that
         // the rest of the item is still read; else its own error has been reported.
-        let missed = removed.iter().position(|k| {
-            let leaf = k.last().map(String::as_str).unwrap_or_default();
-            msg.contains(&format!("missing field `{leaf}`"))
-        });
+        let missed = removed.iter().position(|k| misses(&msg, k));
         if let Some(i) = missed {
             let path = removed.remove(i);
             match fixed_by_stand_in(&table, &path, &try_table) {
                 Some(fixed) => {
                     table = fixed;
-                    match (&mut stood_in, path.as_slice()) {
-                        (Some(tops), [top, _, ..]) => tops.push(top.clone()),
-                        _ => stood_in = None,
-                    }
+                    stand_in_under(&mut stood_in, &path);
                     continue;
                 }
                 None => return (None, problems, unparsed),
@@ -359,20 +355,12 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
         let mut paths: Vec<Vec<String>> = Vec::new();
         key_paths(&table, &mut Vec::new(), &mut paths);
         paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        let without = |path: &[String]| {
-            let mut t = table.clone();
-            remove_path(&mut t, path);
-            t
-        };
         let culprit = |p: &Vec<String>| {
-            let leaf = p.last().map(String::as_str).unwrap_or_default();
-            match try_table(&without(p)) {
+            match try_table(&without(&table, p)) {
                 Ok(_) => true,
                 // A required key: taking it out only trades one error for another. It is the
                 // culprit if a value of another type would do (`port = "80"`).
-                Err(m) if m.contains(&format!("missing field `{leaf}`")) => {
-                    fixed_by_stand_in(&table, p, &try_table).is_some()
-                }
+                Err(m) if misses(&m, p) => fixed_by_stand_in(&table, p, &try_table).is_some(),
                 Err(m) => m != msg,
             }
         };
@@ -382,10 +370,7 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
         if let Some(path) = lacking(&table, &msg, &paths, &try_table) {
             let key = path.join(".");
             if let Some(last) = problems.last_mut() {
-                *last = match last.rfind("; in `") {
-                    Some(at) => format!("{}; in `{key}`", &last[..at]),
-                    None => format!("{last}; in `{key}`"),
-                };
+                *last = naming_key(last, &path);
             }
             // The whole top-level key it is in goes (a table without its kind cannot be
             // built, and taking out only it would make its parent miss it): the rest of
@@ -412,11 +397,8 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
         let first = problems.pop().unwrap_or_default();
         for p in &culprits {
             problems.push(naming_key(&first, p));
-            let leaf = p.last().cloned().unwrap_or_default();
-            let mut out = table.clone();
-            remove_path(&mut out, p);
-            let required =
-                matches!(try_table(&out), Err(m) if m.contains(&format!("missing field `{leaf}`")));
+            let out = without(&table, p);
+            let required = matches!(try_table(&out), Err(m) if misses(&m, p));
             // A required key is given a value of the type it wants instead, so that the
             // rest of the item is still read (its other errors reported in the same pass);
             // the item is then not built, lest that value say more.
@@ -426,10 +408,7 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
             {
                 Some(fixed) => {
                     table = fixed;
-                    match (&mut stood_in, p.as_slice()) {
-                        (Some(tops), [top, _, ..]) => tops.push(top.clone()),
-                        _ => stood_in = None,
-                    }
+                    stand_in_under(&mut stood_in, p);
                 }
                 // A required key nothing fixes (an unknown `type`): the top-level key it is
                 // in goes, so the rest of the item is still read.
@@ -468,21 +447,17 @@ fn sharing<T>(
         if taken.iter().any(|q| p.starts_with(q)) {
             continue;
         }
-        let mut next = t.clone();
-        remove_path(&mut next, p);
-        let leaf = p.last().map(String::as_str).unwrap_or_default();
+        let mut next = without(&t, p);
         match try_table(&next) {
             // A required key stays, unless a value of another type clears every error (the
             // last of the keys sharing the message: `service = 1`).
-            Err(m) if m.contains(&format!("missing field `{leaf}`")) => {
-                match fixed_by_stand_in(&t, p, try_table) {
-                    Some(fixed) => {
-                        next = fixed;
-                        cleared = true;
-                    }
-                    None => continue,
+            Err(m) if misses(&m, p) => match fixed_by_stand_in(&t, p, try_table) {
+                Some(fixed) => {
+                    next = fixed;
+                    cleared = true;
                 }
-            }
+                None => continue,
+            },
             Err(m) if m == msg => {}
             _ => cleared = true,
         }
@@ -616,6 +591,28 @@ fn lacking<T>(
             })
         })
         .cloned()
+}
+
+/// `table` without the key at `path`.
+fn without(table: &toml::Table, path: &[String]) -> toml::Table {
+    let mut t = table.clone();
+    remove_path(&mut t, path);
+    t
+}
+
+/// Does `msg` say the key at `path` is missing?
+fn misses(msg: &str, path: &[String]) -> bool {
+    let leaf = path.last().map(String::as_str).unwrap_or_default();
+    msg.contains(&format!("missing field `{leaf}`"))
+}
+
+/// Note that the key at `path` was given a stand-in: its top-level key is taken out before
+/// the item is built; a top-level key itself means the item is not built (None).
+fn stand_in_under(stood_in: &mut Option<Vec<String>>, path: &[String]) {
+    match (stood_in.as_mut(), path) {
+        (Some(tops), [top, _, ..]) => tops.push(top.clone()),
+        _ => *stood_in = None,
+    }
 }
 
 /// The value at `path` in `table`.
