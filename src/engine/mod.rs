@@ -622,10 +622,10 @@ pub struct Cycle {
 /// to run, so rules that start together stay together (one wake-up serves them all).
 ///
 /// A cycle that started late (the daemon was held up), a good check of a rule that is down
-/// whose answer came late (the target froze and came back during it), and a cycle that ended
-/// after the next was due (a slow action) are followed `period` after they ended instead, as HAProxy schedules a
-/// server's next check `inter` (or `fastinter`) after the last one completed (`src/check.c`,
-/// `process_chk_conn`): an answer says what the target did when it came, so two answers
+/// whose answer came late (the target froze and came back during it), and a cycle that
+/// ended after the next was due (a slow action) are followed `period` after they ended
+/// instead, as HAProxy schedules a server's next check `inter` (or `fastinter`) after the
+/// last one completed (`src/check.c`, `process_chk_conn`): an answer says what the target did when it came, so two answers
 /// milliseconds apart confirm nothing the first did not, and a streak meant to span
 /// `recover_after x fast_interval` (or a blip tolerance of `fail_after x fast_interval`)
 /// would shrink to nothing. "Late" is more than a tenth of `period` after it was due.
@@ -653,6 +653,7 @@ async fn rule_loop<E: Effects>(
     first: Instant,
 ) -> RuleRunner {
     let period = fx.pacing(&runner.rule).period;
+    let self_paced = matches!(runner.rule.check, CheckSpec::BackendSync(_));
     let next = tokio::time::sleep_until(first);
     tokio::pin!(next);
     loop {
@@ -669,7 +670,7 @@ async fn rule_loop<E: Effects>(
         // A check in flight when a reload or shutdown comes is abandoned (it changes nothing,
         // and its program is killed with its group), so one slow check does not hold up the
         // swap for every rule. A backend sync's round changes HAProxy: it is let finish.
-        let (outcome, took) = if matches!(runner.rule.check, CheckSpec::BackendSync(_)) {
+        let (outcome, took) = if self_paced {
             let (outcome, took) = runner.probe(fx.as_ref()).await;
             // A round the reload or shutdown cut short saw nothing: counting it as a pass
             // would end a failing rule's streak, or recover it, on a reload.
@@ -698,7 +699,7 @@ async fn rule_loop<E: Effects>(
                 ended: Instant::now(),
                 recovering: passed && runner.threshold.health() == Health::Down,
                 hung: !passed && took >= gap,
-                self_paced: matches!(runner.rule.check, CheckSpec::BackendSync(_)),
+                self_paced,
             },
             gap,
         ));

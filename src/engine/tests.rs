@@ -485,6 +485,16 @@ fn transitions(fx: &Script) -> Vec<(Transition, u64)> {
         .collect()
 }
 
+/// When each check ran, in milliseconds.
+fn check_times_ms(fx: &Script) -> Vec<u128> {
+    fx.checks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.1.as_millis())
+        .collect()
+}
+
 fn check_times(fx: &Script) -> Vec<u64> {
     fx.checks
         .lock()
@@ -614,13 +624,7 @@ async fn after_the_daemon_was_held_up_the_next_check_is_a_whole_interval_on() {
     tx.send(true).unwrap();
     let (result, _) = engine.await.unwrap();
     result.unwrap();
-    let times: Vec<u128> = fx
-        .checks
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|c| c.1.as_millis())
-        .collect();
+    let times = check_times_ms(&fx);
     assert!(times.len() >= 3, "{times:?}");
     assert!((3850..3900).contains(&times[1]), "{times:?}");
     // The second failure a whole interval after the first, not at 4.
@@ -638,13 +642,7 @@ async fn a_good_answer_that_came_late_in_its_interval_is_followed_a_whole_interv
     // The check at 10 answers after 600 ms of its 1 s fast interval.
     let fx = failed_then_late_good(Duration::from_millis(600));
     run_for(vec![fast(rule("eip", 10, 5, 1, 2), 1)], fx.clone(), 15).await;
-    let times: Vec<u128> = fx
-        .checks
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|c| c.1.as_millis())
-        .collect();
+    let times = check_times_ms(&fx);
     // 10.6 + 1 s, not the slot at 11.
     assert_eq!(times[..3], [0, 10_000, 11_600], "{times:?}");
 }
