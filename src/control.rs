@@ -1099,25 +1099,32 @@ mod tests {
     async fn a_stopping_daemon_never_removes_the_socket_its_successor_bound() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
+        let own = dir.path().join("own.sock");
         let board = || StatusBoard::new(Arc::new(Metrics::new().expect("metrics")));
+        // The stopping daemon's socket, and a second one it stops with, whose file is
+        // removed as it should be: once that one is gone, the stop's cleanups have run.
         let (stop_old, rx) = watch::channel(false);
-        assert!(serve(Some(&path), None, board(), None, rx).await.is_empty());
+        assert!(serve(Some(&path), None, board(), None, rx.clone())
+            .await
+            .is_empty());
+        assert!(serve(Some(&own), None, board(), None, rx).await.is_empty());
         // The successor finds the path taken by a socket and binds its own in its place.
         std::fs::remove_file(&path).unwrap();
         let (_stop_new, rx) = watch::channel(false);
         assert!(serve(Some(&path), None, board(), None, rx).await.is_empty());
         let successors = file_id(&path);
         stop_old.send(true).unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while own.exists() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the own socket stays"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(file_id(&path), successors, "the successor's socket is gone");
         assert!(fetch_status(&path).await.is_ok());
-        // Its own socket file is still removed as a daemon stops.
-        let (stop, rx) = watch::channel(false);
-        let own = dir.path().join("own.sock");
-        assert!(serve(Some(&own), None, board(), None, rx).await.is_empty());
-        stop.send(true).unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(!own.exists());
     }
 
     #[tokio::test]
